@@ -1,0 +1,229 @@
+"""A dataset seen as a sequence of ``(inputs, targets)`` batches on the model's device.
+
+:class:`Batches` accepts what a researcher has at hand: a pair of tensors, a
+:class:`~torch.utils.data.Dataset` or a :class:`~torch.utils.data.DataLoader`. When the data
+fit a memory budget they are moved to the device once and kept there; otherwise each pass
+iterates the source again and moves one batch at a time. Floating-point inputs and targets
+take the model's dtype (so a float64 model works on float32 data); integer targets stay as
+they are.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils.data import DataLoader, Dataset
+
+__all__ = ["Batch", "Batches", "default_memory_budget"]
+
+DEFAULT_BATCH_SIZE = 4096
+
+
+def default_memory_budget(device: torch.device) -> int:
+    """Bytes the engine may keep on ``device`` for cached data and cached graphs: half of the
+    free memory of a CUDA device, a quarter of the physical memory otherwise."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free // 2)
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4)
+    except (ValueError, OSError, AttributeError):
+        return 2 * 1024**3
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One batch: ``inputs`` (a tensor or a nest of tensors), ``targets`` and its size ``n``."""
+
+    inputs: Any
+    targets: Tensor
+    n: int
+
+
+def _nbytes(obj: Any) -> int:
+    leaves, _ = tree_flatten(obj)
+    return sum(t.numel() * t.element_size() for t in leaves if isinstance(t, Tensor))
+
+
+def _first_dim(inputs: Any) -> int | None:
+    leaves, _ = tree_flatten(inputs)
+    for t in leaves:
+        if isinstance(t, Tensor) and t.ndim > 0:
+            return int(t.shape[0])
+    return None
+
+
+class Batches:
+    """Batches of a dataset on one device, cached there when they fit.
+
+    Args:
+        data: ``(inputs, targets)`` tensors, a ``Dataset`` of ``(input, target)`` pairs, or a
+            ``DataLoader`` yielding ``(inputs, targets)`` batches.
+        device, dtype: where and in which floating dtype the batches are delivered.
+        batch_size: batch size used to split tensors and to wrap a ``Dataset`` (default 4096
+            for tensors, 256 for a ``Dataset``); ignored for a ``DataLoader``.
+        cache: ``"auto"`` keeps the batches on the device when they fit ``memory_budget``;
+            ``True`` always, ``False`` never (each pass iterates the source again).
+        memory_budget: bytes allowed for the cache (default :func:`default_memory_budget`).
+
+    Raises:
+        TypeError: ``data`` is none of the accepted kinds, or a batch is not a pair.
+        ValueError: empty data, or targets whose length differs from the inputs'.
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        *,
+        device: torch.device,
+        dtype: torch.dtype,
+        batch_size: int | None = None,
+        cache: bool | str = "auto",
+        memory_budget: int | None = None,
+    ) -> None:
+        if cache not in (True, False, "auto"):
+            raise ValueError(f"cache must be True, False or 'auto', got {cache!r}")
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        self.device, self.dtype = torch.device(device), dtype
+        self.memory_budget = (
+            default_memory_budget(self.device) if memory_budget is None else int(memory_budget)
+        )
+        self._cached: list[Batch] | None = None
+        self._loader: DataLoader | None = None
+        self.kind = type(data).__name__
+        if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[1], Tensor):
+            self._from_tensors(data[0], data[1], batch_size or DEFAULT_BATCH_SIZE, cache)
+        elif isinstance(data, DataLoader):
+            self._loader = data
+            self._first_pass(cache)
+        elif isinstance(data, Dataset):
+            self._loader = DataLoader(data, batch_size=batch_size or 256, shuffle=False)
+            self._first_pass(cache)
+        else:
+            raise TypeError(
+                "expected data as an (inputs, targets) pair of tensors, a torch Dataset or a "
+                f"DataLoader, got {type(data).__name__}"
+            )
+
+    # -- construction ------------------------------------------------------------------
+    def _from_tensors(self, inputs: Any, targets: Tensor, batch_size: int, cache) -> None:
+        n = _first_dim(inputs)
+        if n is None:
+            raise TypeError(
+                "expected inputs to be a tensor (or a nest of tensors) with a batch dimension, "
+                f"got {type(inputs).__name__}"
+            )
+        if targets.ndim == 0 or targets.shape[0] != n:
+            raise ValueError(
+                f"targets must have one entry per example: inputs have {n} examples, targets "
+                f"have shape {tuple(targets.shape)}"
+            )
+        if n == 0:
+            raise ValueError("data is empty: expected at least one example, got 0")
+        self.n_examples = n
+        self.n_batches = -(-n // batch_size)
+        fits = _nbytes((inputs, targets)) <= self.memory_budget
+        if cache is True or (cache == "auto" and fits):
+            inputs, targets = self._to_device(inputs), self._to_device(targets)
+        self._cached = [
+            Batch(
+                tree_map(lambda t, i=i: t[i : i + batch_size], inputs),
+                targets[i : i + batch_size],
+                min(batch_size, n - i),
+            )
+            for i in range(0, n, batch_size)
+        ]
+        self._on_device = cache is True or (cache == "auto" and fits)
+
+    def _first_pass(self, cache) -> None:
+        kept: list[Batch] | None = [] if cache is not False else None
+        n_examples = n_batches = size = 0
+        for batch in self._iterate_source(keep_on_device=False):
+            n_examples, n_batches = n_examples + batch.n, n_batches + 1
+            size += _nbytes((batch.inputs, batch.targets))
+            if kept is not None and (cache is True or size <= self.memory_budget):
+                kept.append(self._move(batch))
+            else:
+                kept = None  # over the budget: iterate the source on every pass
+        self.n_examples, self.n_batches = n_examples, n_batches
+        self._cached, self._on_device = kept, kept is not None
+
+    # -- conversion --------------------------------------------------------------------
+    def _to_device(self, obj: Any) -> Any:
+        def move(t: Any) -> Any:
+            if not isinstance(t, Tensor):
+                return t
+            dtype = self.dtype if t.is_floating_point() else t.dtype
+            return t.to(device=self.device, dtype=dtype, non_blocking=True)
+
+        return tree_map(move, obj)
+
+    def _move(self, batch: Batch) -> Batch:
+        return Batch(self._to_device(batch.inputs), self._to_device(batch.targets), batch.n)
+
+    def _parse(self, item: Any, index: int) -> Batch:
+        if isinstance(item, dict) or not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise TypeError(
+                f"expected each batch to be an (inputs, targets) pair, got "
+                f"{type(item).__name__} at batch {index}"
+            )
+        inputs, targets = item
+        if not isinstance(targets, Tensor):
+            targets = torch.as_tensor(targets)
+        n = _first_dim(inputs)
+        if n is None or targets.ndim == 0 or targets.shape[0] != n:
+            raise ValueError(
+                f"batch {index}: targets must have one entry per example, inputs have {n} "
+                f"examples, targets have shape {tuple(targets.shape)}"
+            )
+        return Batch(inputs, targets, n)
+
+    def _iterate_source(self, keep_on_device: bool = True) -> Iterator[Batch]:
+        assert self._loader is not None
+        count = 0
+        for i, item in enumerate(self._loader):
+            batch = self._parse(item, i)
+            count += batch.n
+            yield self._move(batch) if keep_on_device else batch
+        if count == 0:
+            raise ValueError("data is empty: expected at least one example, got 0")
+
+    # -- iteration ---------------------------------------------------------------------
+    @property
+    def cached(self) -> bool:
+        """True when every pass reuses batches kept on the device."""
+        return self._cached is not None and self._on_device
+
+    def __iter__(self) -> Iterator[Batch]:
+        """One pass over the data, batches on the device."""
+        if self._cached is not None:
+            yield from (b if self._on_device else self._move(b) for b in self._cached)
+        else:
+            yield from self._iterate_source()
+
+    def fresh_pass(self) -> Iterator[Batch]:
+        """One pass that reads the source again (a loader is iterated anew even when cached),
+        used to check that two passes see the same data."""
+        if self._loader is not None:
+            return self._iterate_source()
+        return iter(self)
+
+    def first(self) -> Batch:
+        """The first batch, on the device."""
+        return next(iter(self))
+
+    def describe(self) -> dict:
+        """A JSON-able description: kind of source, examples, batches, caching."""
+        return {
+            "kind": self.kind,
+            "n_examples": self.n_examples,
+            "n_batches": self.n_batches,
+            "cached_on_device": self.cached,
+        }
