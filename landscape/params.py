@@ -175,9 +175,8 @@ class ParamLayout:
     def unflatten(self, theta: Tensor) -> dict[str, Tensor]:
         """Split a flat vector into named views with the recorded shapes (differentiable)."""
         self.check(theta)
-        return {
-            n: t.view(s) for n, t, s in zip(self.names, theta.split(self.sizes), self.shapes, strict=True)
-        }
+        parts = theta.split(self.sizes)
+        return {n: t.view(s) for n, t, s in zip(self.names, parts, self.shapes, strict=True)}
 
     def check(self, theta: Tensor, what: str = "theta") -> None:
         """Raise a clear error unless ``theta`` is a flat vector of this layout."""
