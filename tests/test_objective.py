@@ -209,3 +209,16 @@ def test_cost_is_counted():
     spent = obj.cost - before
     assert spent.grad_evals == 1 and spent.hvp == 2 and spent.passes == 2
     assert spent.seconds > 0
+
+
+def test_works_inside_callers_no_grad():
+    model, x, y = make("attention")
+    obj = Objective(model, CE, (x, y))
+    v = torch.randn(obj.layout.numel, dtype=torch.float64)
+    expected_g, expected_hv = obj.grad(), obj.hvp(None, v)
+    for strategy in STRATEGIES:
+        inner = Objective(model, CE, (x, y), hvp=strategy, check=False)
+        with torch.no_grad():
+            assert rel(inner.grad(), expected_g) < 1e-12
+            assert rel(inner.hvp(None, v), expected_hv) < 1e-12
+            assert rel(inner.ggn_vp(None, v), obj.ggn_vp(None, v)) < 1e-12
