@@ -6,7 +6,7 @@ flat parameter vector, with exact gradients and Hessian-vector products), parame
 (:mod:`landscape.data`) and reference models (:mod:`landscape.models`).
 """
 
-from . import batches, data, hvp, models, params
+from . import batches, data, datasets, hvp, models, params, split
 from .objective import Cost, DeterminismError, Metrics, Objective
 from .params import ParamLayout, no_bias_norm, only
 
@@ -21,9 +21,11 @@ __all__ = [
     "__version__",
     "batches",
     "data",
+    "datasets",
     "hvp",
     "models",
     "no_bias_norm",
     "only",
     "params",
+    "split",
 ]

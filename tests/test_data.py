@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from landscape import data
+from landscape import data, datasets
 
 
 def assert_same(a: data.Split, b: data.Split) -> None:
@@ -62,14 +62,14 @@ def test_mnist1d_cache_is_used(mnist_cache, monkeypatch):
     def boom(args):
         raise AssertionError("regenerated although the cache exists")
 
-    monkeypatch.setattr(data, "_generate_mnist1d", boom)
+    monkeypatch.setattr(datasets, "_generate_mnist1d", boom)
     assert_same(data.mnist1d(cache_dir=cache), first)
 
 
 def test_mnist1d_env_cache_dir(mnist_cache, monkeypatch):
     cache, first = mnist_cache
     monkeypatch.setenv("LANDSCAPE_CACHE", str(cache))
-    monkeypatch.setattr(data, "_generate_mnist1d", None)  # would fail if called
+    monkeypatch.setattr(datasets, "_generate_mnist1d", None)  # would fail if called
     assert_same(data.mnist1d(), first)
 
 
@@ -96,7 +96,7 @@ def test_mnist1d_corrupted_cache_regenerates(mnist_cache, tmp_path, monkeypatch,
         calls.append(args)
         return real
 
-    monkeypatch.setattr(data, "_generate_mnist1d", fake)
+    monkeypatch.setattr(datasets, "_generate_mnist1d", fake)
     with pytest.warns(RuntimeWarning, match="regenerating"):
         again = data.mnist1d(cache_dir=tmp_path)
     assert len(calls) == 1 and calls[0]["seed"] == 42
@@ -106,7 +106,7 @@ def test_mnist1d_corrupted_cache_regenerates(mnist_cache, tmp_path, monkeypatch,
 
 
 def test_mnist1d_cache_key_depends_on_seed():
-    k = [data._mnist1d_key(data._mnist1d_args(s)) for s in (0, 1, 42, 42)]
+    k = [datasets._mnist1d_key(datasets._mnist1d_args(s)) for s in (0, 1, 42, 42)]
     assert len(set(k)) == 3 and k[2] == k[3]
 
 
