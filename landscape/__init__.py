@@ -6,8 +6,10 @@ flat parameter vector, with exact gradients and Hessian-vector products), parame
 (:mod:`landscape.data`) and reference models (:mod:`landscape.models`).
 """
 
-from . import batches, data, datasets, hvp, models, params, split
-from .objective import Cost, DeterminismError, Metrics, Objective
+from . import batches, context, data, datasets, determinism, hvp, metrics, models, params, split
+from .determinism import DeterminismError
+from .metrics import Metrics
+from .objective import Cost, Objective
 from .params import ParamLayout, no_bias_norm, only
 
 __version__ = "0.1.0"
@@ -20,9 +22,12 @@ __all__ = [
     "ParamLayout",
     "__version__",
     "batches",
+    "context",
     "data",
+    "determinism",
     "datasets",
     "hvp",
+    "metrics",
     "models",
     "no_bias_norm",
     "only",

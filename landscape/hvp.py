@@ -26,7 +26,7 @@ others are plain functions. Blocks of vectors (k, P) go through ``torch.func.vma
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import Tensor
@@ -71,7 +71,8 @@ class CachedReverse:
 
     def __init__(self, f: Fn, theta: Tensor) -> None:
         with torch.enable_grad():
-            self._leaf = theta.detach().requires_grad_(True)
+            # a copy: the caller may change theta in place while the graph is kept
+            self._leaf = theta.detach().clone().requires_grad_(True)
             value = f(self._leaf)
             (self._grad,) = torch.autograd.grad(value, self._leaf, create_graph=True)
         self.loss = value.detach()
@@ -127,15 +128,21 @@ def build(strategy: str, f: Fn, theta: Tensor) -> CachedReverse | Linearized:
     raise ValueError(f"build: expected one of {CACHED}, got {strategy!r}")
 
 
-def saved_bytes(f: Fn, theta: Tensor) -> int:
+def saved_bytes(f: Fn, theta: Tensor, existing: Iterable[Tensor] = ()) -> int:
     """Bytes of the tensors that the graph of ``grad f`` at ``theta`` keeps (what
-    ``"cached-reverse"`` holds per batch), measured with saved-tensor hooks."""
+    ``"cached-reverse"`` holds per batch), measured with saved-tensor hooks.
+
+    Tensors whose storage is one of ``existing`` (the data, the model's parameters and
+    buffers) are not counted: the graph refers to them but does not allocate them.
+    """
+    known = {(t.device, t.untyped_storage().data_ptr()) for t in existing}
     storages: dict[tuple, int] = {}
 
     def pack(t: Tensor) -> Tensor:
         try:
-            s = t.untyped_storage()
-            storages[(t.device, s.data_ptr())] = s.nbytes()
+            key = (t.device, t.untyped_storage().data_ptr())
+            if key not in known:
+                storages[key] = max(storages.get(key, 0), t.numel() * t.element_size())
         except (RuntimeError, NotImplementedError):  # tensors without storage
             storages[(t.device, id(t))] = t.numel() * t.element_size()
         return t

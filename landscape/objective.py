@@ -20,7 +20,6 @@ backward.
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, fields
@@ -33,15 +32,19 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from . import hvp as _hvp
 from .batches import Batch, Batches
+from .context import evaluation, synchronize
+from .determinism import DeterminismError, check
+from .metrics import Metrics, combine, correct
 from .params import ParamFilter, ParamLayout, select
 
-__all__ = ["Cost", "DeterminismError", "Metrics", "Objective"]
+__all__ = ["Cost", "Objective"]
+
+_PRODUCTS = {
+    "forward-over-reverse": _hvp.forward_over_reverse,
+    "reverse-over-reverse": _hvp.reverse_over_reverse,
+}
 
 MODES = ("eval", "train")
-
-
-class DeterminismError(ValueError):
-    """Two evaluations at the same point disagreed: the objective is not a function."""
 
 
 @dataclass(frozen=True)
@@ -60,48 +63,6 @@ class Cost:
 
     def as_dict(self) -> dict[str, float]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-@dataclass(frozen=True)
-class Metrics:
-    """Loss and accuracy over the whole dataset (accuracy None where it is not defined)."""
-
-    loss: float
-    accuracy: float | None
-    n_examples: int
-
-
-@contextlib.contextmanager
-def _mha_fastpath_off() -> Iterator[None]:
-    mha = getattr(torch.backends, "mha", None)
-    if mha is None or not hasattr(mha, "set_fastpath_enabled"):
-        yield
-        return
-    before = mha.get_fastpath_enabled()
-    mha.set_fastpath_enabled(False)
-    try:
-        yield
-    finally:
-        mha.set_fastpath_enabled(before)
-
-
-def _correct(outputs: Tensor, targets: Tensor) -> tuple[float, int]:
-    """Number of correct predictions and of predictions made, for the usual target kinds."""
-    out = outputs.detach()
-    if not targets.is_floating_point() and out.ndim >= 2 and out.shape[:-1] == targets.shape:
-        if out.shape[-1] > 1:  # class indices
-            return float((out.argmax(-1) == targets).sum()), targets.numel()
-    if out.shape == targets.shape and out.ndim >= 2 and out.shape[-1] > 1:  # one-hot / MSE
-        return float((out.argmax(-1) == targets.argmax(-1)).sum()), targets.shape[0]
-    if out.numel() == targets.numel() and out.shape[0] == targets.shape[0]:  # one logit
-        o, t = out.reshape(-1), targets.reshape(-1).to(out.dtype)
-        pred = torch.where(t.min() < 0, torch.sign(o), (o > 0).to(o.dtype))
-        return float((pred == t).sum()), t.numel()
-    raise ValueError(
-        "accuracy is defined for class-index targets (outputs (n, C), targets (n,)), one-hot "
-        f"targets or one logit per example; got outputs {tuple(outputs.shape)} and targets "
-        f"{tuple(targets.shape)} ({targets.dtype})"
-    )
 
 
 class Objective:
@@ -180,17 +141,11 @@ class Objective:
     # -- the functional core -------------------------------------------------------------
     @contextlib.contextmanager
     def _context(self) -> Iterator[None]:
-        flags = [(m, m.training) for m in self.model.modules()]
-        self.model.train(self.mode == "train")
         start = time.perf_counter()
         try:
-            with torch.nn.attention.sdpa_kernel(
-                torch.nn.attention.SDPBackend.MATH
-            ), _mha_fastpath_off():
+            with evaluation(self.model, self.mode == "train"):
                 yield
         finally:
-            for module, flag in flags:
-                module.training = flag
             self._cost["seconds"] += time.perf_counter() - start
 
     def _tensors(self, theta: Tensor) -> dict[str, Tensor]:
@@ -212,9 +167,33 @@ class Objective:
         return lambda theta: self.batch_loss(theta, batch)
 
     def _validate(self, batch: Batch) -> None:
+        def shape(obj: Any) -> str:
+            leaves, _ = tree_flatten(obj)
+            return ", ".join(
+                f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
+                for t in leaves if isinstance(t, Tensor)
+            ) or type(obj).__name__
+
         with torch.no_grad(), self._context():
-            outputs = self.outputs(self.theta, batch.inputs)
-            value = self.loss_fn(outputs, batch.targets)
+            try:
+                outputs = self.outputs(self.theta, batch.inputs)
+            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+                raise ValueError(
+                    f"the model failed on the first batch of inputs {shape(batch.inputs)}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                ) from exc
+            try:
+                value = self.loss_fn(outputs, batch.targets)
+            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+                raise ValueError(
+                    f"loss_fn failed on outputs {shape(outputs)} and targets "
+                    f"{shape(batch.targets)}: "
+                    f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+                ) from exc
+        if not isinstance(outputs, Tensor):
+            raise TypeError(
+                f"expected the model to return a tensor of outputs, got {type(outputs).__name__}"
+            )
         if not isinstance(value, Tensor) or value.ndim != 0:
             got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
             raise ValueError(
@@ -226,13 +205,28 @@ class Objective:
         self._finite(value, "at the model's parameters")
 
     @staticmethod
-    def _finite(value: Tensor, where: str) -> None:
+    def _finite(value: Tensor, where: str, what: str = "the loss") -> None:
         if not bool(torch.isfinite(value).all()):
+            shown = f" ({float(value)})" if value.numel() == 1 else ""
             raise ValueError(
-                f"the loss is not finite ({float(value)}) {where}; expected a finite loss: "
-                "check the data for NaN/inf, the learning rate of the run, or the scale of "
-                "the parameters"
+                f"{what} is not finite{shown} {where}; expected finite values: check the "
+                "data for NaN/inf, the learning rate of the run, or the scale of the parameters"
             )
+
+    @property
+    def _acc_dtype(self) -> torch.dtype:
+        """Accumulators of sums over batches: at least float32 (float16 would overflow)."""
+        return torch.promote_types(self.layout.dtype, torch.float32)
+
+    def _state_key(self) -> tuple[int, ...]:
+        """Versions of everything besides theta that the objective depends on: the fixed
+        parameters, the buffers and the cached data. Any in-place change bumps one."""
+        tensors = [*self._fixed.values(), *self.model.buffers()]
+        if self.batches.cached:
+            for batch in self.batches:
+                leaves, _ = tree_flatten((batch.inputs, batch.targets))
+                tensors += [t for t in leaves if isinstance(t, Tensor)]
+        return tuple(t._version for t in tensors)
 
     def _check(self, theta: Tensor | None, what: str = "theta") -> Tensor:
         if theta is None:
@@ -258,12 +252,12 @@ class Objective:
     def loss(self, theta: Tensor | None = None) -> Tensor:
         """The mean loss over the whole dataset at ``theta`` (default: the model's)."""
         theta = self._check(theta)
-        total = torch.zeros((), dtype=self.layout.dtype, device=self.layout.device)
+        total = torch.zeros((), dtype=self._acc_dtype, device=self.layout.device)
         with torch.no_grad(), self._context():
             for batch in self.batches:
                 total += batch.n * self.batch_loss(theta, batch)
         self._count(passes=1, loss_evals=1)
-        total = total / self.n_examples
+        total = (total / self.n_examples).to(self.layout.dtype)
         self._finite(total, "at the given theta")
         return total
 
@@ -272,31 +266,39 @@ class Objective:
         theta = self._check(theta)
         cached = self._cached_graphs(theta)
         if cached is not None and all(g.loss is not None for _, g in cached):
-            loss = sum(n * g.loss for n, g in cached) / self.n_examples
-            gradient = sum(n * g.grad for n, g in cached) / self.n_examples
+            acc = self._acc_dtype
+            loss = sum(n * g.loss.to(acc) for n, g in cached) / self.n_examples
+            gradient = sum(n * g.grad.to(acc) for n, g in cached) / self.n_examples
+            loss, gradient = loss.to(self.layout.dtype), gradient.to(self.layout.dtype)
         else:
-            loss, gradient, _, _, _ = self._loss_grad_pass(theta, iter(self.batches))
+            loss, gradient, _ = self._loss_grad_pass(theta, iter(self.batches))
         self._finite(loss, "at the given theta")
+        self._finite(gradient, "at the given theta", "the gradient")
         return loss, gradient
 
     def grad(self, theta: Tensor | None = None) -> Tensor:
         """The gradient of the mean loss over the whole dataset."""
         return self.loss_and_grad(theta)[1]
 
-    def _loss_grad_pass(self, theta: Tensor, batches: Iterable[Batch]):
-        loss = torch.zeros((), dtype=self.layout.dtype, device=self.layout.device)
-        gradient = torch.zeros_like(theta)
+    def _loss_grad_pass(self, theta: Tensor, batches: Iterable[Batch], scales: bool = False):
+        """Loss and gradient over one pass; with ``scales`` also the size-weighted means of
+        |loss_b| and ||grad_b|| (what rounding errors are relative to)."""
+        acc = self._acc_dtype
+        loss = torch.zeros((), dtype=acc, device=self.layout.device)
+        gradient = torch.zeros(theta.shape, dtype=acc, device=theta.device)
         loss_scale, grad_scale, n = 0.0, 0.0, 0
         with self._context():
             for batch in batches:
                 g, value = grad_and_value(self._f(batch))(theta)
                 loss += batch.n * value.detach()
                 gradient += batch.n * g
-                loss_scale += batch.n * abs(float(value))
-                grad_scale += batch.n * float(g.norm())
                 n += batch.n
+                if scales:
+                    loss_scale += batch.n * abs(float(value))
+                    grad_scale += batch.n * float(g.norm())
         self._count(passes=1, grad_evals=1)
-        return loss / n, gradient / n, n, loss_scale / n, grad_scale / n
+        loss, gradient = (loss / n).to(self.layout.dtype), (gradient / n).to(self.layout.dtype)
+        return loss, gradient, (n, loss_scale / n, grad_scale / n)
 
     def hvp(self, theta: Tensor | None, v: Tensor) -> Tensor:
         """The Hessian of the mean loss at ``theta`` times ``v`` (P,), or times each row of a
@@ -305,52 +307,76 @@ class Objective:
         self.layout.check_vectors(v, "v")
         strategy = self.hvp_strategy or self._choose_strategy(theta)
         k = v.shape[0] if v.ndim == 2 else 1
+        acc = self._acc_dtype
         with self._context():
             if strategy in _hvp.CACHED:
                 graphs = self._cached_graphs(theta) or self._build_graphs(theta, strategy)
-                out = sum(n * g.apply(v) for n, g in graphs)
+                out = sum(n * g.apply(v).to(acc) for n, g in graphs)
             else:
-                product = (
-                    _hvp.forward_over_reverse
-                    if strategy == "forward-over-reverse"
-                    else _hvp.reverse_over_reverse
-                )
-                out = sum(b.n * product(self._f(b), theta, v) for b in self.batches)
+                product = _PRODUCTS[strategy]
+                out = sum(b.n * product(self._f(b), theta, v).to(acc) for b in self.batches)
                 self._count(passes=1)
         self._count(hvp=k)
-        return out / self.n_examples
+        out = (out / self.n_examples).to(self.layout.dtype)
+        self._finite(out, "at the given theta", "the Hessian-vector product")
+        return out
 
     def _cached_graphs(self, theta: Tensor) -> list[tuple[int, Any]] | None:
-        if self._graphs is not None and torch.equal(self._graphs[0], theta):
-            return self._graphs[1]
+        if self._graphs is None:
+            return None
+        point, key, graphs = self._graphs
+        if key == self._state_key() and torch.equal(point, theta):
+            return graphs
+        self._graphs = None  # stale: the point, a buffer, a fixed parameter or the data moved
         return None
 
     def _build_graphs(self, theta: Tensor, strategy: str) -> list[tuple[int, Any]]:
         self._graphs = None  # free the previous point's graphs first
+        key = self._state_key()
         graphs = [(b.n, _hvp.build(strategy, self._f(b), theta)) for b in self.batches]
-        self._graphs = (theta.clone(), graphs)
+        self._graphs = (theta.clone(), key, graphs)
         self._count(passes=1, grad_evals=1)
         return graphs
 
+    def clear_cache(self) -> None:
+        """Free the graphs kept for Hessian-vector products at the last point."""
+        self._graphs = None
+
     def _choose_strategy(self, theta: Tensor) -> str:
-        """Pick the fastest exact strategy for this model and data (see ``hvp`` above)."""
+        """The fastest exact strategy for this model and data.
+
+        Keeps the gradient's graph (``"cached-reverse"``: each product one backward pass)
+        when it fits the memory budget. Otherwise times one product of each recomputing
+        strategy on the first batch and keeps the faster; a strategy that the model does not
+        support (e.g. a layer without forward-mode AD) drops out.
+        """
         first = self.batches.first()
         with self._context():
-            per_batch = _hvp.saved_bytes(self._f(first), theta)
+            leaves, _ = tree_flatten((first.inputs, first.targets))
+            existing = [t for t in leaves if isinstance(t, Tensor)]
+            existing += [*self.model.parameters(), *self.model.buffers()]
+            per_batch = _hvp.saved_bytes(self._f(first), theta, existing)
+        self._count(grad_evals=1 / self.batches.n_batches, passes=1 / self.batches.n_batches)
         if per_batch * self.batches.n_batches * 1.25 <= self.batches.memory_budget:
             self.hvp_strategy = "cached-reverse"
             return self.hvp_strategy
-        v = torch.randn_like(theta)
-        timings = {}
+        gen = torch.Generator(device=theta.device).manual_seed(0)
+        v = torch.randn(theta.shape, generator=gen, dtype=theta.dtype, device=theta.device)
+        timings, errors = {}, {}
         with self._context():
-            for name, product in (
-                ("forward-over-reverse", _hvp.forward_over_reverse),
-                ("reverse-over-reverse", _hvp.reverse_over_reverse),
-            ):
-                product(self._f(first), theta, v)  # warm up
-                start = time.perf_counter()
-                product(self._f(first), theta, v)
-                timings[name] = time.perf_counter() - start
+            for name in ("reverse-over-reverse", "forward-over-reverse"):
+                try:
+                    _PRODUCTS[name](self._f(first), theta, v)  # warm up
+                    synchronize(theta.device)
+                    start = time.perf_counter()
+                    _PRODUCTS[name](self._f(first), theta, v)
+                    synchronize(theta.device)
+                    timings[name] = time.perf_counter() - start
+                except (RuntimeError, NotImplementedError) as exc:
+                    errors[name] = exc
+        self._count(passes=4 / self.batches.n_batches)
+        if not timings:
+            raise errors["reverse-over-reverse"]
         self.hvp_strategy = min(timings, key=timings.get)
         return self.hvp_strategy
 
@@ -362,7 +388,7 @@ class Objective:
         theta = self._check(theta)
         self.layout.check_vectors(v, "v")
         batched = v.ndim == 2
-        total = torch.zeros_like(v)
+        total = torch.zeros(v.shape, dtype=self._acc_dtype, device=v.device)
         with self._context():
             for batch in self.batches:
 
@@ -382,15 +408,22 @@ class Objective:
 
                 total += batch.n * (vmap(one)(v) if batched else one(v))
         self._count(passes=1, ggn_vp=v.shape[0] if batched else 1)
-        return total / self.n_examples
+        total = (total / self.n_examples).to(self.layout.dtype)
+        self._finite(total, "at the given theta", "the Gauss-Newton-vector product")
+        return total
 
-    def per_example_grads(self, theta: Tensor | None = None) -> Iterator[Tensor]:
-        """Yield the gradients of each example's loss, one (n_b, P) block per batch.
+    def per_example_grads(
+        self, theta: Tensor | None = None, *, chunk_size: int = 256
+    ) -> Iterator[Tensor]:
+        """Yield the gradients of each example's loss in blocks of at most ``chunk_size``
+        rows, (m, P) each, in data order.
 
         Each example's loss is ``loss_fn`` on a batch of one, so their mean is :meth:`grad`.
         In train mode BatchNorm has no per-example meaning; use ``mode="eval"``.
         """
         theta = self._check(theta)
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
 
         def single(t: Tensor, inputs: Any, target: Tensor) -> Tensor:
             inputs = tree_map(lambda x: x.unsqueeze(0), inputs)
@@ -398,76 +431,51 @@ class Objective:
 
         per_example = vmap(grad(single), in_dims=(None, 0, 0))
         for batch in self.batches:
-            with self._context():
-                block = per_example(theta, batch.inputs, batch.targets)
+            for i in range(0, batch.n, chunk_size):
+                inputs = tree_map(lambda x, i=i: x[i : i + chunk_size], batch.inputs)
+                with self._context():
+                    block = per_example(theta, inputs, batch.targets[i : i + chunk_size])
+                yield block
             self._count(passes=1 / self.batches.n_batches)
-            yield block
 
     def evaluate(self, theta: Tensor | None = None) -> Metrics:
-        """Loss and accuracy over the whole dataset in one pass."""
+        """Loss and accuracy over the whole dataset in one pass (accuracy None where the
+        targets are not classes: see :func:`landscape.metrics.correct`)."""
         theta = self._check(theta)
-        loss, correct, counted = 0.0, 0.0, 0
+        total = torch.zeros((), dtype=self._acc_dtype, device=self.layout.device)
+        parts = []
         with torch.no_grad(), self._context():
             for batch in self.batches:
                 outputs = self.outputs(theta, batch.inputs)
-                loss += batch.n * float(self.loss_fn(outputs, batch.targets))
-                c, m = _correct(outputs, batch.targets)
-                correct, counted = correct + c, counted + m
+                total += batch.n * self.loss_fn(outputs, batch.targets)
+                parts.append(correct(outputs, batch.targets))
         self._count(passes=1, loss_evals=1)
-        loss /= self.n_examples
-        self._finite(torch.tensor(loss), "at the given theta")
-        return Metrics(loss=loss, accuracy=correct / counted, n_examples=self.n_examples)
+        self._finite(total, "at the given theta")
+        return Metrics(
+            loss=float(total) / self.n_examples, accuracy=combine(parts),
+            n_examples=self.n_examples,
+        )
 
     def accuracy(self, theta: Tensor | None = None) -> float:
-        """Fraction of correct predictions over the whole dataset (see :class:`Metrics`)."""
+        """Fraction of correct predictions over the whole dataset.
+
+        Raises:
+            ValueError: the targets are not classes (regression), so there is no accuracy.
+        """
         accuracy = self.evaluate(theta).accuracy
-        assert accuracy is not None
+        if accuracy is None:
+            raise ValueError(
+                "accuracy is defined for class-index, one-hot or binary targets; these data "
+                "have other targets (regression?)"
+            )
         return accuracy
 
     # -- determinism -----------------------------------------------------------------------
     def check_determinism(self) -> None:
         """Evaluate loss and gradient twice at the model's parameters (the second time
-        reading the data source anew) and raise :class:`DeterminismError` if they differ by
-        more than rounding (100 ulp of the sum of absolute per-batch contributions)."""
-        theta = self.theta
-        sums: list[float] = []
-
-        def counted(batches: Iterable[Batch]) -> Iterator[Batch]:
-            total = 0.0
-            for b in batches:
-                leaves, _ = tree_flatten((b.inputs, b.targets))
-                total += sum(float(t.double().sum()) for t in leaves if isinstance(t, Tensor))
-                yield b
-            sums.append(total)
-
-        l1, g1, n1, ls, gs = self._loss_grad_pass(theta, counted(iter(self.batches)))
-        l2, g2, n2, _, _ = self._loss_grad_pass(theta, counted(self.batches.fresh_pass()))
-        rtol = 100 * torch.finfo(self.layout.dtype).eps
-        if n1 != n2:
-            problem = f"the number of examples changed between two passes ({n1} vs {n2})"
-        elif abs(float(l1 - l2)) > rtol * ls + 1e-300 or float((g1 - g2).norm()) > rtol * gs:
-            problem = (
-                f"loss {float(l1):.10g} vs {float(l2):.10g}, gradient difference "
-                f"{float((g1 - g2).norm()):.3g} (norm {float(g1.norm()):.3g})"
-            )
-        else:
-            return
-        data_changed = n1 != n2 or not math.isclose(sums[0], sums[1], rel_tol=1e-9, abs_tol=1e-9)
-        causes = (
-            "the data differ between passes: a shuffling loader with drop_last=True, a sampler "
-            "that draws with replacement, or random augmentation in the dataset"
-            if data_changed
-            else "the model is random: dropout in train mode, BatchNorm in train mode on "
-            "batches that change between passes (a shuffling loader), or another random layer"
-            if self.mode == "train"
-            else "the model is random in eval mode (a layer that samples noise, or a forward "
-            "that switches modules to train mode)"
-        )
-        raise DeterminismError(
-            f"two evaluations at the same parameters disagree ({problem}); likely cause: "
-            f"{causes}. Make the data and model deterministic (eval mode, no augmentation, "
-            "drop_last=False), or pass check=False to accept a random objective."
-        )
+        reading the data source anew); raise :class:`DeterminismError` if they differ by more
+        than rounding. See :func:`landscape.determinism.check`."""
+        check(self)
 
     def describe(self) -> dict:
         """A JSON-able description: parameters, data, mode and strategy."""

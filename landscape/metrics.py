@@ -1,0 +1,66 @@
+"""Accuracy of a model's outputs against targets, for the usual kinds of targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+__all__ = ["Metrics", "combine", "correct"]
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Loss and accuracy over the whole dataset (accuracy None where it is not defined)."""
+
+    loss: float
+    accuracy: float | None
+    n_examples: int
+
+
+def _is_one_hot(t: Tensor) -> bool:
+    return bool(((t == 0) | (t == 1)).all()) and bool((t.sum(-1) == 1).all())
+
+
+def correct(outputs: Tensor, targets: Tensor) -> tuple[float, int] | None:
+    """Correct predictions and predictions counted, or None where accuracy is undefined.
+
+    - class indices: outputs (..., C) with C > 1, integer targets (...); negative targets
+      (``ignore_index``, e.g. -100) are not counted;
+    - one-hot targets of the outputs' shape: argmax against argmax;
+    - one logit per example: targets in {0, 1} (logit > 0) or in {-1, +1} (its sign).
+
+    Anything else (regression targets) has no accuracy.
+    """
+    if not isinstance(outputs, Tensor) or not isinstance(targets, Tensor):
+        return None
+    out = outputs.detach()
+    if (
+        not targets.is_floating_point()
+        and out.ndim >= 2
+        and out.shape[:-1] == targets.shape
+        and out.shape[-1] > 1
+    ):
+        valid = targets >= 0
+        hits = (out.argmax(-1) == targets) & valid
+        return float(hits.sum()), int(valid.sum())
+    if out.shape == targets.shape and out.ndim >= 2 and out.shape[-1] > 1:
+        if _is_one_hot(targets):
+            return float((out.argmax(-1) == targets.argmax(-1)).sum()), targets[..., 0].numel()
+        return None
+    if out.numel() == targets.numel() and out.ndim >= 1 and out.shape[0] == targets.shape[0]:
+        o, t = out.reshape(-1), targets.reshape(-1)
+        if bool(((t == 0) | (t == 1)).all()):
+            return float(((o > 0) == (t == 1)).sum()), t.numel()
+        if bool(((t == -1) | (t == 1)).all()):
+            return float(((o > 0) == (t == 1)).sum()), t.numel()
+    return None
+
+
+def combine(parts: list[tuple[float, int] | None]) -> float | None:
+    """Accuracy over batches from their ``correct`` counts (None if any batch has none)."""
+    if not parts or any(p is None for p in parts):
+        return None
+    counted = sum(p[1] for p in parts)
+    return sum(p[0] for p in parts) / counted if counted else None
+
