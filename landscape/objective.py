@@ -33,7 +33,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 from . import hvp as _hvp
 from .batches import Batch, Batches
 from .context import evaluation, synchronize
-from .determinism import DeterminismError, check
+from .determinism import check
 from .metrics import Metrics, combine, correct
 from .params import ParamFilter, ParamLayout, select
 
