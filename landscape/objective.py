@@ -132,7 +132,7 @@ class Objective:
         self.n_examples = self.batches.n_examples
         self._requested_hvp = hvp
         self.hvp_strategy: str | None = None if hvp == "auto" else hvp
-        self._graphs: tuple[Tensor, list] | None = None
+        self._graphs: tuple[Tensor, tuple[int, ...], list] | None = None  # point, key, graphs
         self._cost = Cost().as_dict()
         self._validate(self.batches.first())
         if check:
