@@ -130,7 +130,8 @@ class Batches:
         self.n_examples = n
         self.n_batches = -(-n // batch_size)
         fits = _nbytes((inputs, targets)) <= self.memory_budget
-        if cache is True or (cache == "auto" and fits):
+        self._on_device = cache is True or (cache == "auto" and fits)
+        if self._on_device:
             inputs, targets = self._to_device(inputs), self._to_device(targets)
         self._cached = [
             Batch(
@@ -140,7 +141,6 @@ class Batches:
             )
             for i in range(0, n, batch_size)
         ]
-        self._on_device = cache is True or (cache == "auto" and fits)
 
     def _first_pass(self, cache) -> None:
         kept: list[Batch] | None = [] if cache is not False else None

@@ -174,22 +174,25 @@ class Objective:
                 for t in leaves if isinstance(t, Tensor)
             ) or type(obj).__name__
 
+        def failed(what: str, exc: Exception) -> ValueError:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return ValueError(f"{what}: {reason}")
+
+        errors = (RuntimeError, ValueError, TypeError, IndexError)
         with torch.no_grad(), self._context():
             try:
                 outputs = self.outputs(self.theta, batch.inputs)
-            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-                raise ValueError(
-                    f"the model failed on the first batch of inputs {shape(batch.inputs)}: "
-                    f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                ) from exc
+            except errors as exc:
+                what = f"the model failed on the first batch of inputs {shape(batch.inputs)}"
+                raise failed(what, exc) from exc
             try:
                 value = self.loss_fn(outputs, batch.targets)
-            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-                raise ValueError(
+            except errors as exc:
+                what = (
                     f"loss_fn failed on outputs {shape(outputs)} and targets "
-                    f"{shape(batch.targets)}: "
-                    f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-                ) from exc
+                    f"{shape(batch.targets)}"
+                )
+                raise failed(what, exc) from exc
         if not isinstance(outputs, Tensor):
             raise TypeError(
                 f"expected the model to return a tensor of outputs, got {type(outputs).__name__}"
