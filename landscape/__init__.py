@@ -3,34 +3,42 @@
 The engine: :class:`Objective` (the empirical risk of any torch model as a function of a
 flat parameter vector, with exact gradients and Hessian-vector products), parameter layouts
 (:mod:`landscape.params`), batches (:mod:`landscape.batches`), built-in data
-(:mod:`landscape.data`) and reference models (:mod:`landscape.models`).
+(:mod:`landscape.data`), reference models (:mod:`landscape.models`), optimizers
+(:mod:`landscape.optim`), training into a file (:mod:`landscape.train`) and the file format
+(:mod:`landscape.store`).
+
+Names are imported on first use, so that reading a file (:mod:`landscape.store`) needs only
+NumPy and h5py, not torch.
 """
 
-from . import batches, context, data, datasets, determinism, hvp, metrics, models, params, split
-from .determinism import DeterminismError
-from .metrics import Metrics
-from .objective import Cost, Objective
-from .params import ParamLayout, no_bias_norm, only
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Cost",
-    "DeterminismError",
-    "Metrics",
-    "Objective",
-    "ParamLayout",
-    "__version__",
-    "batches",
-    "context",
-    "data",
-    "determinism",
-    "datasets",
-    "hvp",
-    "metrics",
-    "models",
-    "no_bias_norm",
-    "only",
-    "params",
-    "split",
-]
+_SUBMODULES = (
+    "batches", "context", "data", "datasets", "determinism", "hvp", "journal", "metrics",
+    "models", "optim", "params", "split", "store", "train",
+)
+_NAMES = {
+    "Cost": "objective", "DeterminismError": "determinism", "Metrics": "metrics",
+    "Objective": "objective", "ParamLayout": "params", "no_bias_norm": "params",
+    "only": "params", "Store": "store", "load_params": "store", "optimizer_spec": "optim",
+    "TrainConfig": "train", "TrainResult": "train",
+}
+
+__all__ = sorted([*_SUBMODULES, *_NAMES, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _NAMES:
+        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    raise AttributeError(f"module 'landscape' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

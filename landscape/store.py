@@ -1,0 +1,611 @@
+"""The HDF5 file that holds a whole comparison (format v1); the only module that uses h5py.
+
+Layout::
+
+    /                      attrs: format="landscape", format_version=1, created_by, torch_version
+    /runs/<run>/           attrs: status, optimizer, seed, model, data, settings, ... (JSON)
+        params/names, params/shapes    restore flat vectors into named tensors
+        init, final                    flat parameter vectors (P,)
+        trajectory, trajectory_step    (T, P) and (T,), chunked and extendable
+        history/<metric>               (S,) extendable: step, epoch, train_loss, test_acc, ...
+        probes/<probe>/                arrays + attrs (options, cost); series along training
+        surfaces/<name>/, paths/<name>/
+    /compare/<name>/       results that involve several runs
+
+Metadata are plain attributes or JSON strings (an object's ``json_attrs`` attribute lists
+which of its attributes are JSON); nothing is pickled. Reading needs only NumPy and h5py.
+
+**Crash safety.** Every change goes through a :class:`~landscape.journal.JournaledFile`:
+a writer killed at any moment leaves the file as it was at its last commit (the next opener
+rolls back the rest). A run is created with ``status="running"`` and the writer's host and
+pid; it becomes ``"complete"`` in the same commit as its last data. Readers report a run whose
+writer is gone as ``"incomplete"``; writers redo it.
+
+**Locking.** A writer holds the file exclusively for as long as its :class:`Store` is open;
+a second writer gets :class:`~landscape.journal.FileBusyError`. Keep write sessions short
+(the trainer opens one per commit) so that readers get in between.
+
+Examples:
+    >>> with Store("cmp.h5", "a") as s:
+    ...     s.create_run("sgd", names=["w"], shapes=[(3,)], init=np.zeros(3), attrs={"seed": 0})
+    ...     s.set_final("sgd", np.ones(3), status="complete")
+    >>> Store("cmp.h5").params("sgd", "final")
+    array([1., 1., 1.])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .journal import FileBusyError, JournaledFile, lock_for_reading
+
+__all__ = [
+    "FORMAT", "FORMAT_VERSION", "FileBusyError", "Record", "RunInfo", "Store", "StoreError",
+    "load_params",
+]
+
+FORMAT = "landscape"
+FORMAT_VERSION = 1
+KINDS = ("probes", "surfaces", "paths")
+STATUSES = ("running", "complete", "failed")
+
+
+class StoreError(ValueError):
+    """A file that is not a (readable) landscape file, or a request the file cannot answer."""
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _check_name(what: str, name: Any) -> str:
+    if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"store: {what} name must be a non-empty string without '/', "
+                         f"got {name!r}")
+    return name
+
+
+def _write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
+    json_keys = set(json.loads(obj.attrs.get("json_attrs", "[]")))
+    for key, value in attrs.items():
+        if isinstance(value, np.generic):
+            value = value.item()
+        if value is None or isinstance(value, (dict, list, tuple)):
+            try:
+                obj.attrs[key] = json.dumps(value, allow_nan=True)
+            except TypeError as err:
+                raise TypeError(f"store: attribute {key!r} must be JSON-serialisable ({err})") \
+                    from None
+            json_keys.add(key)
+        elif isinstance(value, (bool, int, float, str)):
+            obj.attrs[key] = value
+            json_keys.discard(key)
+        else:
+            raise TypeError(f"store: attribute {key!r} must be a number, string, bool, None, "
+                            f"list or dict, got {type(value).__name__}")
+    obj.attrs["json_attrs"] = json.dumps(sorted(json_keys))
+
+
+def _read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
+    json_keys = set(json.loads(obj.attrs.get("json_attrs", "[]")))
+    out = {}
+    for key, value in obj.attrs.items():
+        if key == "json_attrs":
+            continue
+        if key in json_keys:
+            value = json.loads(value)
+        elif isinstance(value, np.generic):
+            value = value.item()
+        elif isinstance(value, bytes):
+            value = value.decode()
+        out[key] = value
+    return out
+
+
+def _alive(host: str | None, pid: int | None) -> bool | None:
+    """Whether the writer process still runs; None when it runs on another host."""
+    if host != socket.gethostname() or pid is None:
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class Record:
+    """A probe, surface or path result as stored: its arrays and its attributes."""
+
+    name: str
+    arrays: dict[str, np.ndarray]
+    attrs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What a run holds, read from its attributes and the shapes of its datasets.
+
+    ``status`` is ``"complete"``, ``"failed"``, ``"running"`` (its writer still runs, or runs
+    on another host) or ``"incomplete"`` (its writer is gone: the run cannot be trusted).
+    """
+
+    name: str
+    status: str
+    attrs: dict[str, Any]
+    n_params: int
+    n_snapshots: int
+    n_history: int
+    history: tuple[str, ...] = ()
+    probes: tuple[str, ...] = ()
+    surfaces: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    has_final: bool = False
+
+
+class Store:
+    """An open landscape file.
+
+    Args:
+        path: the ``.h5`` file.
+        mode: ``"r"`` read only (the default); ``"a"`` read and write, created if missing;
+            ``"w"`` a new empty file (an existing landscape file is replaced; a file that is
+            not ours is refused).
+        timeout: seconds to wait for another process that holds the file (a writer, or a
+            reader when we write) before :class:`FileBusyError`. Default: 10 s to read, 0 s
+            to write (a second writer is told at once).
+
+    Raises:
+        StoreError: not an HDF5 file, not a landscape file, an unknown ``format_version``,
+            or a truncated file. FileNotFoundError: reading a file that does not exist.
+        FileBusyError: another process holds the file.
+    """
+
+    def __init__(self, path: str | os.PathLike, mode: str = "r", *,
+                 timeout: float | None = None) -> None:
+        if mode not in ("r", "a", "w"):
+            raise ValueError(f"Store: mode must be 'r', 'a' or 'w', got {mode!r}")
+        self.path, self.mode = os.fspath(path), mode
+        self._jf: JournaledFile | None = None
+        self._fd: int | None = None
+        self._h5: h5py.File | None = None
+        if mode == "r":
+            if not os.path.exists(self.path):
+                raise FileNotFoundError(f"{self.path} does not exist")
+            self._fd = lock_for_reading(self.path, 10.0 if timeout is None else timeout)
+            try:
+                if os.fstat(self._fd).st_size == 0:
+                    raise StoreError(f"{self.path} is empty: not a landscape file (a writer "
+                                     "may have been stopped before its first commit)")
+                self._h5 = self._open_h5(self.path, "r", locking=False)
+                self._check_format()
+            except BaseException:
+                self.close()
+                raise
+            return
+        self._jf = JournaledFile(self.path, timeout=0.0 if timeout is None else timeout)
+        try:
+            if self._jf.size == 0 or mode == "w":
+                if mode == "w" and self._jf.size:
+                    self._h5 = self._open_h5(self._jf, "r")
+                    self._check_format()  # never replace a file that is not ours
+                    self._h5.close()
+                self._jf.truncate(0)
+                self._h5 = self._open_h5(self._jf, "w")
+                _write_attrs(self._h5, {
+                    "format": FORMAT, "format_version": FORMAT_VERSION,
+                    "created_by": f"landscape {_version('landscape')}",
+                    "torch_version": _version("torch"), "created": _now()})
+                self._h5.create_group("runs")
+                self._h5.create_group("compare")
+            else:
+                self._h5 = self._open_h5(self._jf, "r+")
+                self._check_format()
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ opening and closing
+    def _open_h5(self, target: Any, mode: str, **kw: Any) -> h5py.File:
+        try:
+            return h5py.File(target, mode, **kw)
+        except OSError as err:
+            text = str(err)
+            if "truncated file" in text:
+                size = os.path.getsize(self.path)
+                raise StoreError(f"{self.path} is truncated ({size} bytes, less than HDF5 "
+                                 "expects): it was cut short and cannot be trusted") from None
+            if "signature" in text or "not an hdf5" in text.lower():
+                raise StoreError(f"{self.path} is not an HDF5 file, so not a landscape file") \
+                    from None
+            raise StoreError(f"{self.path} cannot be read as HDF5: {text}") from None
+
+    def _check_format(self) -> None:
+        attrs = _read_attrs(self._h5)
+        if attrs.get("format") != FORMAT:
+            raise StoreError(f"{self.path} is an HDF5 file but not a landscape file (no "
+                             f"format='{FORMAT}' attribute at its root)")
+        version = attrs.get("format_version")
+        if version != FORMAT_VERSION:
+            raise StoreError(f"{self.path} has format_version {version!r}; this landscape "
+                             f"({_version('landscape')}) reads format_version {FORMAT_VERSION} "
+                             "only: upgrade landscape")
+        for group in ("runs", "compare"):
+            if group not in self._h5:
+                raise StoreError(f"{self.path} is damaged: no /{group} group")
+
+    def commit(self) -> None:
+        """Make everything written so far durable (writers only); the file stays open."""
+        self._writable()
+        self._h5.close()
+        self._jf.commit()
+        self._h5 = self._open_h5(self._jf, "r+")
+
+    def close(self, commit: bool = True) -> None:
+        """Close; a writer commits first unless ``commit=False`` (then nothing is kept)."""
+        try:
+            if self._h5 is not None and self._h5.id.valid:
+                self._h5.close()
+            if self._jf is not None and commit and not self._jf.closed:
+                self._jf.commit()
+        finally:
+            self._h5 = None
+            if self._jf is not None:
+                self._jf.close()
+                self._jf = None
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self.close(commit=exc_type is None)
+
+    def _writable(self) -> None:
+        if self._h5 is None:
+            raise ValueError(f"Store: {self.path} is closed")
+        if self._jf is None:
+            raise ValueError(f"Store: {self.path} was opened read-only; open it with mode='a'")
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        """The file's root attributes (format, format_version, created_by, ...)."""
+        return _read_attrs(self._h5)
+
+    # ------------------------------------------------------------------ runs
+    def runs(self) -> list[str]:
+        """Names of the runs, in creation order."""
+        runs = self._h5["runs"]
+        return sorted(runs, key=lambda r: (runs[r].attrs.get("created", ""), r))
+
+    def _run(self, run: str) -> h5py.Group:
+        if self._h5 is None:
+            raise ValueError(f"Store: {self.path} is closed")
+        if run not in self._h5["runs"]:
+            known = ", ".join(self.runs()) or "none"
+            raise StoreError(f"{self.path}: no run {run!r}; runs: {known}")
+        return self._h5["runs"][run]
+
+    def __contains__(self, run: str) -> bool:
+        return run in self._h5["runs"]
+
+    def info(self, run: str) -> RunInfo:
+        """What ``run`` holds, with its status as a reader should take it."""
+        g = self._run(run)
+        attrs = _read_attrs(g)
+        status = attrs.get("status", "running")
+        if status == "running" and _alive(attrs.get("writer_host"), attrs.get("writer_pid")) \
+                is False:
+            status = "incomplete"
+        names = lambda key: tuple(g[key]) if key in g else ()  # noqa: E731
+        hist = g.get("history")
+        return RunInfo(
+            name=run, status=status, attrs=attrs, n_params=int(g["init"].shape[0]),
+            n_snapshots=int(g["trajectory"].shape[0]) if "trajectory" in g else 0,
+            n_history=int(hist["step"].shape[0]) if hist is not None and "step" in hist else 0,
+            history=names("history"), probes=names("probes"), surfaces=names("surfaces"),
+            paths=names("paths"), has_final="final" in g)
+
+    def create_run(self, run: str, *, names: Sequence[str], shapes: Sequence[Sequence[int]],
+                   init: np.ndarray, attrs: Mapping[str, Any] | None = None,
+                   replace: bool = False) -> None:
+        """Start a run: its parameter layout, initial parameters and settings.
+
+        The run gets ``status="running"`` and the writer's host and pid. An existing run is
+        an error unless ``replace=True``, except one whose writer is gone (``"incomplete"``)
+        or that ``"failed"``: that one is redone.
+        """
+        self._writable()
+        _check_name("run", run)
+        if run in self._h5["runs"]:
+            status = self.info(run).status
+            if status in ("complete", "running") and not replace:
+                why = ("is complete" if status == "complete" else
+                       "is being written by another process or on another host")
+                raise StoreError(f"{self.path}: run {run!r} {why}; choose another run name or "
+                                 "replace it")
+            self.delete_run(run)
+        init = np.asarray(init)
+        shapes = [tuple(int(d) for d in s) for s in shapes]
+        if len(names) != len(shapes) or init.ndim != 1 or \
+                init.shape[0] != sum(int(np.prod(s)) for s in shapes):
+            raise ValueError(f"create_run: {len(names)} names, {len(shapes)} shapes and init of "
+                             f"shape {init.shape} do not agree")
+        g = self._h5["runs"].create_group(run)
+        p = g.create_group("params")
+        p.create_dataset("names", data=np.array(list(names), dtype=h5py.string_dtype()))
+        sh = p.create_dataset("shapes", (len(shapes),), dtype=h5py.vlen_dtype(np.int64))
+        for i, s in enumerate(shapes):
+            sh[i] = np.array(s, dtype=np.int64)
+        g.create_dataset("init", data=init)
+        _write_attrs(g, {"status": "running", "created": _now(), "writer_host":
+                         socket.gethostname(), "writer_pid": os.getpid(), **(attrs or {})})
+
+    def delete_run(self, run: str) -> None:
+        """Remove a run and everything it holds."""
+        self._writable()
+        self._run(run)
+        del self._h5["runs"][run]
+
+    def set_attrs(self, run: str, attrs: Mapping[str, Any]) -> None:
+        """Add or change attributes of a run (e.g. ``status``, ``final_metrics``)."""
+        self._writable()
+        if "status" in attrs and attrs["status"] not in STATUSES:
+            raise ValueError(f"store: status must be one of {', '.join(STATUSES)}, got "
+                             f"{attrs['status']!r}")
+        _write_attrs(self._run(run), attrs)
+
+    def set_final(self, run: str, theta: np.ndarray, *, status: str | None = None,
+                  attrs: Mapping[str, Any] | None = None) -> None:
+        """Store the final parameters; with ``status="complete"`` the run is done (set in the
+        same commit as the data, so a complete run always has them)."""
+        g = self._run(run)
+        self._writable()
+        theta = np.asarray(theta)
+        if theta.shape != g["init"].shape:
+            raise ValueError(f"set_final: expected {g['init'].shape[0]} parameters, got shape "
+                             f"{theta.shape}")
+        if "final" in g:
+            del g["final"]
+        g.create_dataset("final", data=theta.astype(g["init"].dtype, copy=False))
+        self.set_attrs(run, {**(attrs or {}), **({"status": status} if status else {}),
+                             **({"finished": _now()} if status == "complete" else {})})
+
+    def set_buffers(self, run: str, which: str, buffers: Mapping[str, np.ndarray]) -> None:
+        """Store the model's buffers (e.g. BatchNorm running statistics) at ``"init"`` or
+        ``"final"``, so that eval-mode probes see the statistics the run ended with."""
+        g = self._run(run)
+        self._writable()
+        if which not in ("init", "final"):
+            raise ValueError(f"set_buffers: which must be 'init' or 'final', got {which!r}")
+        base = g.require_group("buffers")
+        if which in base:
+            del base[which]
+        b = base.create_group(which)
+        for i, (name, value) in enumerate(buffers.items()):
+            ds = b.create_dataset(str(i), data=np.asarray(value))
+            ds.attrs["name"] = name
+
+    def buffers(self, run: str, which: str = "final") -> dict[str, np.ndarray]:
+        """The buffers stored by :meth:`set_buffers` (empty if none), by name."""
+        g = self._run(run)
+        if "buffers" not in g or which not in g["buffers"]:
+            return {}
+        b = g["buffers"][which]
+        return {b[k].attrs["name"]: b[k][()] for k in sorted(b, key=int)}
+
+    # ------------------------------------------------------------------ parameters
+    def layout(self, run: str) -> tuple[list[str], list[tuple[int, ...]]]:
+        """Names and shapes of the parameters in the flat vectors of ``run``."""
+        p = self._run(run)["params"]
+        return ([n.decode() if isinstance(n, bytes) else n for n in p["names"][()]],
+                [tuple(int(d) for d in s) for s in p["shapes"][()]])
+
+    def params(self, run: str, which: str | int = "final") -> np.ndarray:
+        """A flat parameter vector: ``"init"``, ``"final"``, or the trajectory snapshot taken
+        at step ``which`` (an int)."""
+        g = self._run(run)
+        if isinstance(which, str):
+            if which not in ("init", "final"):
+                raise ValueError(f"params: which must be 'init', 'final' or a step, got {which!r}")
+            if which not in g:
+                raise StoreError(f"{self.path}: run {run!r} has no final parameters (status "
+                                 f"{self.info(run).status})")
+            return g[which][()]
+        steps = self.trajectory_steps(run)
+        hits = np.flatnonzero(steps == int(which))
+        if not len(hits):
+            raise StoreError(f"{self.path}: run {run!r} has no snapshot at step {which}; "
+                             f"snapshots: {_summary(steps)}")
+        return g["trajectory"][int(hits[0])]
+
+    def append_trajectory(self, run: str, steps: Sequence[int], rows: np.ndarray) -> None:
+        """Append snapshots (one row a step) to the run's trajectory."""
+        g = self._run(run)
+        self._writable()
+        rows = np.asarray(rows)
+        steps = np.asarray(steps, dtype=np.int64)
+        n_params = g["init"].shape[0]
+        if rows.ndim != 2 or rows.shape[1] != n_params or len(rows) != len(steps):
+            raise ValueError(f"append_trajectory: expected {len(steps)} rows of {n_params} "
+                             f"parameters, got shape {rows.shape}")
+        if "trajectory" not in g:
+            itemsize = g["init"].dtype.itemsize
+            chunk_rows = max(1, min(64, (1 << 20) // max(1, n_params * itemsize)))
+            g.create_dataset("trajectory", (0, n_params), maxshape=(None, n_params),
+                             dtype=g["init"].dtype, chunks=(chunk_rows, n_params))
+            g.create_dataset("trajectory_step", (0,), maxshape=(None,), dtype=np.int64,
+                             chunks=(1024,))
+        _extend(g["trajectory"], rows)
+        _extend(g["trajectory_step"], steps)
+
+    def trajectory_steps(self, run: str) -> np.ndarray:
+        g = self._run(run)
+        return g["trajectory_step"][()] if "trajectory_step" in g else np.zeros(0, np.int64)
+
+    def trajectory(self, run: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, snapshots)``: (T,) and (T, P)."""
+        g = self._run(run)
+        if "trajectory" not in g:
+            return np.zeros(0, np.int64), np.zeros((0, g["init"].shape[0]), g["init"].dtype)
+        return g["trajectory_step"][()], g["trajectory"][()]
+
+    # ------------------------------------------------------------------ series
+    def append_series(self, run: str, group: str, rows: Mapping[str, Sequence[float]]) -> None:
+        """Append rows to a series of equal-length columns: ``"history"`` or
+        ``"probes/<name>"`` (a probe recorded along training). Columns must all be given,
+        the same ones each time."""
+        g = self._run(run)
+        self._writable()
+        cols = {k: np.asarray(v) for k, v in rows.items()}
+        lengths = {len(v) for v in cols.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"append_series: columns of {group} have different lengths "
+                             f"{sorted(lengths)}")
+        s = g.require_group(group)
+        if len(s) and set(s) != set(cols):
+            raise ValueError(f"append_series: {group} has columns {sorted(s)}, got "
+                             f"{sorted(cols)}")
+        for key, values in cols.items():
+            _check_name("column", key)
+            if key not in s:
+                dtype = np.int64 if values.dtype.kind in "iub" else np.float64
+                s.create_dataset(key, (0,) + values.shape[1:], maxshape=(None,) +
+                                 values.shape[1:], dtype=dtype, chunks=True)
+            _extend(s[key], values)
+
+    def series(self, run: str, group: str = "history") -> dict[str, np.ndarray]:
+        """All columns of a series, e.g. ``store.series(run)["train_loss"]``."""
+        g = self._run(run)
+        if group not in g:
+            return {}
+        return {k: v[()] for k, v in g[group].items() if isinstance(v, h5py.Dataset)}
+
+    def history(self, run: str) -> dict[str, np.ndarray]:
+        """The run's history: ``step``, ``epoch``, ``train_loss``, ... as arrays."""
+        return self.series(run, "history")
+
+    # ------------------------------------------------------------------ probes, surfaces, paths
+    def _parent(self, run: str | None, kind: str) -> h5py.Group:
+        if run is None:
+            return self._h5["compare"]
+        if kind not in KINDS:
+            raise ValueError(f"store: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        return self._run(run)
+
+    def write_record(self, run: str | None, kind: str, name: str, *,
+                     arrays: Mapping[str, Any], attrs: Mapping[str, Any] | None = None,
+                     replace: bool = True) -> None:
+        """Write a result: ``/runs/<run>/<kind>/<name>/`` (``kind`` one of probes, surfaces,
+        paths), or ``/compare/<name>/`` when ``run`` is None."""
+        parent = self._parent(run, kind)
+        self._writable()
+        _check_name(kind, name)
+        base = parent if run is None else parent.require_group(kind)
+        if name in base:
+            if not replace:
+                raise StoreError(f"{self.path}: {base.name}/{name} exists")
+            del base[name]
+        g = base.create_group(name)
+        for key, value in arrays.items():
+            g.create_dataset(_check_name("array", key), data=np.asarray(value))
+        _write_attrs(g, attrs or {})
+
+    def record(self, run: str | None, kind: str, name: str) -> Record:
+        """Read a result written by :meth:`write_record` (or a series under probes)."""
+        parent = self._parent(run, kind)
+        base = parent if run is None else parent.get(kind, {})
+        if name not in base:
+            where = "/compare" if run is None else f"run {run!r}"
+            known = ", ".join(base) or "none"
+            raise StoreError(f"{self.path}: {where} has no {kind[:-1] if run else 'result'} "
+                             f"{name!r}; it has: {known}")
+        g = base[name]
+        return Record(name, {k: v[()] for k, v in g.items() if isinstance(v, h5py.Dataset)},
+                      _read_attrs(g))
+
+    def compares(self) -> list[str]:
+        """Names of the results under ``/compare``."""
+        return list(self._h5["compare"])
+
+
+def _extend(ds: h5py.Dataset, values: np.ndarray) -> None:
+    n = ds.shape[0]
+    ds.resize(n + len(values), axis=0)
+    ds[n:] = values
+
+
+def _summary(steps: np.ndarray) -> str:
+    if not len(steps):
+        return "none"
+    return f"{len(steps)} from step {steps[0]} to {steps[-1]}"
+
+
+def load_params(model: Any, file: str | os.PathLike, run: str, which: str | int = "final") \
+        -> None:
+    """Copy a stored parameter vector of ``run`` into ``model`` (in place, exactly).
+
+    Args:
+        model: an ``nn.Module`` with the parameters the run was stored with (same names and
+            shapes; the values are cast to each parameter's dtype and device).
+        file: the landscape file. run: the run's name.
+        which: ``"init"``, ``"final"`` or a trajectory step (int). For ``"init"`` and
+            ``"final"`` the stored buffers (BatchNorm statistics) are restored too; snapshots
+            along the trajectory hold parameters only (recompute BatchNorm statistics there).
+
+    Raises:
+        ValueError: the model's parameters do not match the stored layout (the message lists
+            the differences).
+    """
+    import torch
+
+    from .params import select
+
+    with Store(file) as s:
+        names, shapes = s.layout(run)
+        theta = s.params(run, which)
+        buffers = s.buffers(run, which) if isinstance(which, str) else {}
+    params = select(model)
+    have = {n: tuple(p.shape) for n, p in params.items()}
+    want = dict(zip(names, shapes, strict=True))
+    if have != want:
+        missing = [n for n in want if n not in have]
+        extra = [n for n in have if n not in want]
+        shape = [f"{n} {tuple(have[n])} != {want[n]}" for n in want
+                 if n in have and have[n] != want[n]]
+        raise ValueError(f"load_params: the model's parameters differ from run {run!r}: "
+                         f"missing {missing or 'none'}, unexpected {extra or 'none'}, "
+                         f"shapes {shape or 'ok'}")
+    offset = 0
+    with torch.no_grad():
+        for name, shape in zip(names, shapes, strict=True):
+            n = int(np.prod(shape))
+            p = params[name]
+            p.copy_(torch.from_numpy(np.ascontiguousarray(theta[offset:offset + n]))
+                    .reshape(shape).to(p.dtype))
+            offset += n
+        own = dict(model.named_buffers())
+        for name, value in buffers.items():
+            if name in own and tuple(own[name].shape) == value.shape:
+                own[name].copy_(torch.from_numpy(np.ascontiguousarray(value)))
