@@ -1,9 +1,11 @@
 """The ``landscape`` command.
 
-Subcommands arrive with the features they run (sweeps, probes, surfaces, plots, reports);
-``landscape demo`` shows the engine on MNIST-1D: it trains a small model for a few seconds
-and prints its loss, accuracy and gradient norm over the whole training and test sets, and
-the cost of a Hessian-vector product relative to a gradient.
+- ``landscape train FILE``: train a model into a landscape file (flags or a TOML config).
+- ``landscape info FILE``: the runs in a file, their settings, status and final metrics.
+- ``landscape import FILE``: bring your own checkpoints (state_dict files) in as a run.
+- ``landscape demo``: the engine on MNIST-1D: trains a small model for a few seconds and
+  prints its loss, accuracy and gradient norm over the whole training and test sets, and the
+  cost of a Hessian-vector product relative to a gradient.
 
 Errors are printed on one line (``landscape: error: ...``) with exit status 2, never as a
 traceback.
@@ -86,6 +88,158 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pairs(items: Sequence[str] | None, flag: str) -> dict:
+    from .runspec import parse_value
+
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
+        out[key.replace("-", "_")] = parse_value(value)
+    return out
+
+
+def _train(args: argparse.Namespace) -> int:
+    from . import runspec
+
+    spec = runspec.load(args.config) if args.config else {}
+    flags: dict = {"model": _pairs(args.model_arg, "--model-arg"),
+                   "data": _pairs(args.data_arg, "--data-arg"),
+                   "optimizer": _pairs(args.opt, "--opt"), "train": {}}
+    if args.model:
+        flags["model"]["name"] = args.model
+    if args.data:
+        flags["data"]["name"] = args.data
+    if args.optimizer:
+        if spec.get("optimizer", {}).get("name", args.optimizer) != args.optimizer:
+            spec["optimizer"] = {}  # another optimizer: the config's settings do not apply
+        flags["optimizer"]["name"] = args.optimizer
+    if args.lr is not None:
+        flags["optimizer"]["lr"] = args.lr
+    for key in ("batch_size", "max_steps", "epochs", "target_loss", "target_accuracy", "seed",
+                "history_every", "snapshot_every", "loss", "device", "dtype"):
+        if getattr(args, key) is not None:
+            flags["train"][key] = getattr(args, key)
+    spec = runspec.merge(spec, {k: v for k, v in flags.items() if v})
+    spec.setdefault("model", {}).setdefault("name", "mlp")
+    spec.setdefault("data", {}).setdefault("name", "mnist1d")
+    spec.setdefault("optimizer", {}).setdefault("name", "sgd")
+    train = spec.setdefault("train", {})
+    if "max_steps" not in train and "epochs" not in train:
+        train["epochs"] = 10
+    result = runspec.execute(spec, args.file, run=args.run, replace=args.replace,
+                             progress=not args.quiet)
+    f = result.final
+    print(f"{args.file}: run {result.run!r} complete after {result.steps} steps "
+          f"({result.epochs:.1f} epochs, stopped by {result.stop_reason}, "
+          f"{result.seconds:.1f} s): train loss {f['train_loss']:.4g} acc {f['train_acc']:.4g}, "
+          f"test loss {f['test_loss']:.4g} acc {f['test_acc']:.4g}")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .summary import text
+
+    print(text(args.file, args.run))
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    import json
+
+    from .checkpoints import build_model, import_run
+
+    try:
+        kwargs = json.loads(args.model_kwargs) if args.model_kwargs else {}
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--model-kwargs must be a JSON object, got {args.model_kwargs!r} "
+                         f"({err})") from None
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"--model-kwargs must be a JSON object, got {args.model_kwargs!r}")
+    checkpoints = {}
+    for item in args.checkpoint or ():
+        step, sep, path = item.partition("=")
+        if not sep or not step.isdigit():
+            raise ValueError(f"--checkpoint expects STEP=PATH with an integer step, got {item!r}")
+        checkpoints[int(step)] = path
+    model = build_model(args.model, kwargs)
+    attrs = {"model": {"factory": args.model, "kwargs": kwargs}, **_pairs(args.attr, "--attr")}
+    import_run(args.file, args.run, model, final=args.final, init=args.init,
+               checkpoints=checkpoints, attrs=attrs, replace=args.replace)
+    print(f"{args.file}: imported run {args.run!r} ({len(checkpoints)} checkpoints)")
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a model into a landscape file",
+        description="Train a model with one optimizer and record it as a run of FILE: initial "
+        "and final parameters, trajectory snapshots, history (losses, accuracies, learning rate, "
+        "gradient norm, time). Settings come from --config (TOML: tables [model], [data], "
+        "[optimizer], [train]) and/or the flags, which win. Defaults: an MLP on MNIST-1D, SGD, "
+        "10 epochs.",
+        epilog="example: landscape train runs.h5 --model cnn1d --optimizer adam --lr 0.01 "
+        "--epochs 50 --run adam")
+    p.add_argument("file", help="the landscape file (.h5), created if missing")
+    p.add_argument("--config", help="a TOML run spec")
+    p.add_argument("--run", help="name of the run in the file (default: the optimizer's name)")
+    p.add_argument("--replace", action="store_true", help="replace a complete run of that name")
+    p.add_argument("--model", help="model name: mlp, cnn1d, resnet, linear, ...")
+    p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="model argument")
+    p.add_argument("--data", help="dataset: mnist1d, digits, gaussians, moons")
+    p.add_argument("--data-arg", action="append", metavar="KEY=VALUE",
+                   help="dataset option, e.g. label_noise=0.2 or n_train=1000")
+    p.add_argument("--optimizer", help="gd, sgd, momentum, nesterov, adam, adamw, sam, "
+                   "label_noise_sgd")
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--opt", action="append", metavar="KEY=VALUE",
+                   help="optimizer setting, e.g. momentum=0.9 or schedule=cosine")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--steps", dest="max_steps", type=int, help="stop after this many steps")
+    p.add_argument("--epochs", type=float, help="stop after this many epochs")
+    p.add_argument("--target-loss", type=float, help="stop at this training loss")
+    p.add_argument("--target-accuracy", type=float, help="stop at this training accuracy")
+    p.add_argument("--seed", type=int, help="seed of the model's init and the batch order")
+    p.add_argument("--history-every", type=int, metavar="STEPS")
+    p.add_argument("--snapshot-every", type=int, metavar="STEPS")
+    p.add_argument("--loss", help="cross_entropy (default), mse or logistic")
+    p.add_argument("--device", help="torch device (default cpu)")
+    p.add_argument("--dtype", help="float32 (default) or float64")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run_command=_train)
+
+
+def _add_info_import(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("info", help="list the runs of a landscape file",
+                       description="The runs of FILE as a table: status, model, optimizer, "
+                       "steps, final metrics, and what each holds (snapshots, history, probes, "
+                       "surfaces, paths).")
+    p.add_argument("file")
+    p.add_argument("--run", help="also print this run's settings in full")
+    p.set_defaults(run_command=_info)
+    p = sub.add_parser(
+        "import", help="bring your own checkpoints into a landscape file as a run",
+        description="Build the model with your code (--model package.module:factory, called "
+        "with --model-kwargs), load state_dict files into it (torch.load with "
+        "weights_only=True) and store them as a complete run.",
+        epilog="example: landscape import runs.h5 --model mynets:resnet20 --model-kwargs "
+        "'{\"num_classes\": 10}' --final sgd.pt --init init.pt --checkpoint 1000=sgd_1000.pt "
+        "--run sgd")
+    p.add_argument("file")
+    p.add_argument("--model", required=True, metavar="MODULE:FACTORY")
+    p.add_argument("--model-kwargs", metavar="JSON")
+    p.add_argument("--final", required=True, help="state_dict file of the final model")
+    p.add_argument("--init", help="state_dict file of the initial model (default: as built)")
+    p.add_argument("--checkpoint", action="append", metavar="STEP=PATH",
+                   help="a state_dict along training (repeat)")
+    p.add_argument("--run", required=True)
+    p.add_argument("--replace", action="store_true")
+    p.add_argument("--attr", action="append", metavar="KEY=VALUE",
+                   help="a setting to record with the run, e.g. optimizer=sgd")
+    p.set_defaults(run_command=_import)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="landscape",
@@ -109,7 +263,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-seed", type=int, default=42, help="seed of MNIST-1D generation")
     demo.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
-    demo.set_defaults(run=_demo)
+    demo.set_defaults(run_command=_demo)
+    _add_train(sub)
+    _add_info_import(sub)
     return parser
 
 
@@ -121,11 +277,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
     )
     for name in ("seconds", "lr", "batch_size"):
-        if getattr(args, name, 1) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+        value = getattr(args, name, None)
+        if value is not None and value <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
     try:
-        return args.run(args)
-    except (ValueError, TypeError, RuntimeError, OSError) as exc:
+        return args.run_command(args)
+    except (ValueError, TypeError, RuntimeError, OSError, KeyError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"landscape: error: {message}", file=sys.stderr)
         if args.verbose:

@@ -1,0 +1,158 @@
+"""A training run described as data (a TOML file or command-line flags), built into objects.
+
+The TOML layout (every table optional; flags of ``landscape train`` override it)::
+
+    run = "sgd"                      # the run's name in the file
+    [model]                          # a name of landscape.models.MODELS and its arguments;
+    name = "mlp"                     # in_features / in_length / num_classes default to the
+    width = 100                      # data's input size and number of classes
+    [data]                           # a name of landscape.data.DATASETS and its arguments
+    name = "mnist1d"
+    standardize = true               # per-feature, with training-set statistics (default)
+    label_noise = 0.0                # fraction of training labels replaced at random
+    label_noise_seed = 0
+    n_train = 1000                   # optional subset sizes
+    [optimizer]                      # a name of landscape.optim.OPTIMIZERS and its settings
+    name = "sgd"
+    lr = 0.1
+    [train]                          # TrainConfig fields, plus loss, device and dtype
+    epochs = 50
+    batch_size = 128
+    seed = 0
+    loss = "cross_entropy"
+    device = "cpu"
+    dtype = "float32"
+
+Examples:
+    >>> spec = load("run.toml")                                        # doctest: +SKIP
+    >>> result = execute(merge(spec, {"train": {"epochs": 5}}), "cmp.h5")
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["SECTIONS", "build", "execute", "load", "merge", "parse_value"]
+
+SECTIONS = ("model", "data", "optimizer", "train")
+_TOP = ("run",)
+_DATA_OPTIONS = ("name", "standardize", "label_noise", "label_noise_seed", "n_train", "n_test")
+_TRAIN_EXTRA = ("loss", "device", "dtype")
+
+
+def load(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a run spec from a TOML file (tables as above; unknown tables are an error)."""
+    try:
+        with open(path, "rb") as f:
+            spec = tomllib.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file {os.fspath(path)} does not exist") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"config file {os.fspath(path)} is not valid TOML: {err}") from None
+    return merge({}, spec)
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with the tables of ``overrides`` merged in (key by key), checked."""
+    out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in base.items()}
+    for key, value in overrides.items():
+        if key not in SECTIONS + _TOP:
+            raise ValueError(f"run spec: unknown table or key {key!r}; expected "
+                             f"{', '.join(_TOP + SECTIONS)}")
+        if key in SECTIONS:
+            if not isinstance(value, Mapping):
+                raise TypeError(f"run spec: [{key}] must be a table, got {value!r}")
+            out.setdefault(key, {}).update(value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_value(text: str) -> Any:
+    """A flag value as TOML would read it (``0.1``, ``true``, ``[1, 2]``, ``"x"``), else the
+    plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _model_kwargs(name: str, kwargs: dict[str, Any], split: Any) -> dict[str, Any]:
+    from .models import MODELS
+
+    if name not in MODELS:
+        raise ValueError(f"run spec: unknown model {name!r}; known models: {', '.join(MODELS)}")
+    accepted = inspect.signature(MODELS[name]).parameters
+    shape = list(split.x_train.shape[1:])
+    guesses = {"in_features": math.prod(shape), "num_classes": split.num_classes,
+               "in_length": shape[-1] if shape else 1}
+    return {**{k: v for k, v in guesses.items() if k in accepted}, **kwargs}
+
+
+def build(spec: Mapping[str, Any]) -> tuple[Any, Any, str, Any, dict[str, Any], Any]:
+    """Objects for a run spec: ``(model, split, loss, config, attrs, device)``."""
+    import torch
+
+    from . import data, models
+    from .train import TrainConfig
+
+    spec = merge({}, spec)
+    d = dict(spec.get("data", {}))
+    if "name" not in d:
+        raise ValueError("run spec: [data] needs a name (e.g. name = 'mnist1d'); known: "
+                         f"{', '.join(data.DATASETS)}")
+    options = {k: d.pop(k) for k in _DATA_OPTIONS if k in d}
+    split = data.load(options["name"], **d)
+    if options.get("n_train") or options.get("n_test"):
+        split = data.subset(split, options.get("n_train"), options.get("n_test"),
+                            seed=options.get("label_noise_seed", 0))
+    if options.get("standardize", True):
+        split = data.standardize(split)
+    if options.get("label_noise"):
+        split = data.corrupt(split, options["label_noise"],
+                             seed=options.get("label_noise_seed", 0))
+    m = dict(spec.get("model", {}))
+    if "name" not in m:
+        raise ValueError("run spec: [model] needs a name (e.g. name = 'mlp'); known: "
+                         f"{', '.join(models.MODELS)}")
+    name = m.pop("name")
+    t = dict(spec.get("train", {}))
+    extra = {k: t.pop(k) for k in _TRAIN_EXTRA if k in t}
+    config = TrainConfig(spec.get("optimizer", {"name": "sgd"}), **t)
+    model = models.build(name, _model_kwargs(name, m, split), seed=config.seed)
+    dtype_name = extra.get("dtype", "float32")
+    dtype = getattr(torch, str(dtype_name), None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"run spec: dtype must be a floating torch dtype such as float32 or "
+                         f"float64, got {dtype_name!r}")
+    try:
+        device = torch.device(extra.get("device", "cpu"))
+    except RuntimeError as err:
+        raise ValueError(f"run spec: bad device {extra.get('device')!r}: {err}") from None
+    model = model.to(device=device, dtype=dtype)
+    attrs = {"model": getattr(model, "spec", {"name": name}), "model_seed": config.seed,
+             "device": str(device), "dtype": str(dtype).removeprefix("torch."),
+             "spec": spec}
+    return model, split, extra.get("loss", "cross_entropy"), config, attrs, device
+
+
+def execute(spec: Mapping[str, Any], file: str | os.PathLike, *, run: str | None = None,
+            replace: bool = False, progress: bool = False) -> Any:
+    """Build the run described by ``spec`` and train it into ``file``; the
+    :class:`~landscape.train.TrainResult`."""
+    from .train import fit
+
+    model, split, loss, config, attrs, _ = build(spec)
+    return fit(model, loss, split, config, store=os.fspath(file),
+               run=run or spec.get("run") or config.optimizer.name, replace_run=replace,
+               attrs=attrs, progress=progress)

@@ -1,0 +1,551 @@
+"""Train a model one way and record everything needed to look back, into the store.
+
+:func:`fit` trains ``model`` in place (as any torch loop does; deep-copy it first to keep the
+original) with an optimizer of :mod:`landscape.optim`, stops at the first of a number of
+steps, a number of epochs, a training-loss target or a training-accuracy target, and records:
+
+- ``init`` and ``final`` parameters, and snapshots every ``snapshot_every`` steps
+  (``trajectory``);
+- ``history`` every ``history_every`` steps: ``step``, ``epoch``, ``train_loss``,
+  ``train_acc``, ``test_loss``, ``test_acc`` (over the whole sets, in eval mode, at the
+  parameters after ``step`` updates), ``lr`` (the rate of the last update), ``grad_norm`` (norm
+  of the minibatch gradient of the last update; NaN at step 0) and ``time`` (seconds of
+  training, recording excluded);
+- what each callback returns every ``callback.every`` steps, as the series
+  ``probes/<callback.name>`` (for example the top Hessian eigenvalue along training).
+
+With a ``store`` path, the run is written into that file (see :mod:`landscape.store`): created
+as ``running`` at the start, extended every ``flush_seconds``, marked ``complete`` in the same
+commit as its final parameters. A killed process leaves the run ``incomplete``; fitting the same
+run again redoes it.
+
+Reproducible: batch order, label noise and any randomness inside the model (dropout) come
+from ``seed``; the same model, data, config and seed give bitwise identical parameters on the
+CPU. The global RNG state is left as it was.
+
+Examples:
+    >>> cfg = TrainConfig("sgd", lr=0.1, batch_size=128, epochs=50, seed=0)  # doctest: +SKIP
+    >>> result = fit(model, "cross_entropy", split, cfg, store="cmp.h5", run="sgd")
+    >>> result.final["test_acc"], result.stop_reason
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from . import losses
+from .objective import Objective
+from .optim import OptimizerSpec, make_optimizer, make_scheduler, noisy_labels, optimizer_spec
+from .params import ParamLayout, select
+from .split import Split
+
+__all__ = ["Callback", "TrainConfig", "TrainResult", "TrainState", "callback", "fit"]
+
+log = logging.getLogger("landscape.train")
+
+DEFAULT_EPOCHS_BETWEEN_RECORDS = 10
+"""Default recording interval, in epochs' worth of steps (see ``benchmarks/record_overhead.py``:
+the full evaluations it costs stay within a few percent of training)."""
+
+def _cuda_devices(device: torch.device) -> list[int]:
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
+def _positive_int(name: str, value: Any, low: int = 1) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"TrainConfig: {name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+def _number(name: str, value: Any, low: float, high: float = math.inf) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or \
+            not low <= value <= high:
+        raise ValueError(f"TrainConfig: {name} must be a number in [{low}, {high}], got "
+                         f"{value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: optimizer, batches, when to stop and when to record.
+
+    Args:
+        optimizer: an :class:`~landscape.optim.OptimizerSpec`, a name or a mapping;
+            ``**hyper`` are its hyperparameters (``TrainConfig("sgd", lr=0.1)``).
+        batch_size: examples a step; default 128, the whole training set for full-batch
+            optimizers (``gd``), which refuse any other value.
+        max_steps, epochs: stop after this many updates / passes over the training set
+            (epochs may be fractional). At least one is required.
+        target_loss, target_accuracy: stop once the whole training set reaches them.
+            Checked at every history point, and at every epoch's end once the running mean of
+            the minibatch loss (accuracy) comes within 2x (0.05) of the target.
+        seed: batch order, label noise and randomness in the model.
+        history_every, snapshot_every: steps between history rows / trajectory snapshots.
+            Default: about 10 epochs (``DEFAULT_EPOCHS_BETWEEN_RECORDS``) for both; 0: none
+            between the first and the last.
+    """
+
+    optimizer: OptimizerSpec | str | Mapping[str, Any] = "sgd"
+    batch_size: int | None = None
+    max_steps: int | None = None
+    epochs: float | None = None
+    target_loss: float | None = None
+    target_accuracy: float | None = None
+    seed: int = 0
+    history_every: int | None = None
+    snapshot_every: int | None = None
+
+    def __init__(self, optimizer: OptimizerSpec | str | Mapping[str, Any] = "sgd", *,
+                 batch_size: int | None = None, max_steps: int | None = None,
+                 epochs: float | None = None, target_loss: float | None = None,
+                 target_accuracy: float | None = None, seed: int = 0,
+                 history_every: int | None = None, snapshot_every: int | None = None,
+                 **hyper: Any) -> None:
+        spec = optimizer_spec(optimizer, **hyper)
+        if spec.full_batch and batch_size is not None:
+            raise ValueError(f"TrainConfig: {spec.name} is full-batch; leave batch_size out "
+                             f"(got {batch_size})")
+        if max_steps is None and epochs is None:
+            raise ValueError("TrainConfig: give max_steps or epochs (a loss or accuracy target "
+                             "alone may never be reached)")
+        values = {
+            "optimizer": spec, "batch_size": _positive_int("batch_size", batch_size),
+            "max_steps": _positive_int("max_steps", max_steps),
+            "epochs": _number("epochs", epochs, 1e-12), "target_loss":
+            _number("target_loss", target_loss, 0.0), "target_accuracy":
+            _number("target_accuracy", target_accuracy, 0.0, 1.0),
+            "seed": _positive_int("seed", seed, 0),
+            "history_every": _positive_int("history_every", history_every, 0),
+            "snapshot_every": _positive_int("snapshot_every", snapshot_every, 0),
+        }
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; ``TrainConfig.from_dict(cfg.to_dict()) == cfg``."""
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "optimizer"}
+        return {"optimizer": self.optimizer.to_dict(), **out}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        """The config that :meth:`to_dict` wrote (unknown keys: TypeError naming them)."""
+        d = dict(d)
+        known = set(cls.__dataclass_fields__)
+        if bad := sorted(set(d) - known):
+            raise TypeError(f"TrainConfig: unexpected setting(s) {', '.join(bad)}; known: "
+                            f"{', '.join(sorted(known))}")
+        return cls(d.pop("optimizer", "sgd"), **d)
+
+
+@dataclass(frozen=True)
+class TrainState:
+    """What a callback sees: the step (updates done), the epoch, the model (do not modify
+    it), the loss, ``train``: an :class:`Objective` over the training set at the current
+    parameters ``theta``, and ``optimizer``."""
+
+    step: int
+    epoch: float
+    model: nn.Module
+    loss_fn: Callable[[Any, Tensor], Tensor]
+    train: Objective
+    theta: Tensor
+    optimizer: torch.optim.Optimizer
+
+
+class Callback(Protocol):
+    """Called every ``every`` steps (and at steps 0 and last) with a :class:`TrainState`; returns
+    numbers (or arrays of a fixed shape) by name, recorded as the series ``probes/<name>``."""
+
+    name: str
+    every: int
+
+    def __call__(self, state: TrainState) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class _FnCallback:
+    name: str
+    every: int
+    fn: Callable[[TrainState], Mapping[str, Any]]
+
+    def __call__(self, state: TrainState) -> Mapping[str, Any]:
+        return self.fn(state)
+
+
+def callback(name: str, every: int, fn: Callable[[TrainState], Mapping[str, Any]]) -> Callback:
+    """A :class:`Callback` from a function, e.g. the top Hessian eigenvalue every 100 steps:
+    ``callback("top_eig", 100, lambda s: {"value": top_eigenvalue(s.train, s.theta)})``."""
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ValueError(f"callback: name must be a non-empty string without '/', got {name!r}")
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"callback: every must be an int >= 1, got {every!r}")
+    if not callable(fn):
+        raise TypeError(f"callback: fn must be callable, got {type(fn).__name__}")
+    return _FnCallback(name, every, fn)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`fit` did.
+
+    Attributes:
+        config: the :class:`TrainConfig`. run: the run's name in the store (or None).
+        steps: updates done. epochs: passes over the training set (fractional).
+        stop_reason: one of ``max_steps``, ``epochs``, ``target_loss``, ``target_accuracy``,
+            ``diverged`` (the minibatch loss became NaN or infinite).
+        final: ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc`` at the end.
+        history: the recorded history, column by column. series: callback name -> columns.
+        seconds: training time (recording excluded). record_seconds: time spent recording
+            (evaluations, snapshots, callbacks, writing the file).
+    """
+
+    config: TrainConfig
+    run: str | None
+    steps: int
+    epochs: float
+    stop_reason: str
+    final: dict[str, float | None]
+    history: dict[str, np.ndarray]
+    series: dict[str, dict[str, np.ndarray]]
+    seconds: float
+    record_seconds: float
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _split_data(train: Any, test: Any) -> tuple[tuple[Any, Tensor], tuple[Any, Tensor] | None,
+                                                  int | None, dict]:
+    if isinstance(train, Split):
+        if test is not None:
+            raise ValueError("fit: give test data either in the Split or as test=, not both")
+        return train.train, train.test, train.num_classes, train.describe()
+    for name, part in (("train", train), ("test", test)):
+        if part is not None and not (isinstance(part, (tuple, list)) and len(part) == 2 and
+                                     all(isinstance(t, Tensor) for t in part)):
+            raise TypeError(f"fit: {name} data must be a Split or an (inputs, targets) pair of "
+                            f"tensors, got {type(part).__name__}")
+    x, y = train
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"fit: train inputs have {len(x)} rows and targets {len(y)}; expected "
+                         "the same number, at least one")
+    classes = int(y.max()) + 1 if not y.is_floating_point() and y.ndim == 1 else None
+    return tuple(train), (tuple(test) if test is not None else None), classes, {
+        "n_train": len(y), "n_test": len(test[1]) if test is not None else 0,
+        "input_shape": list(x.shape[1:])}
+
+
+def _np(t: Tensor) -> np.ndarray:
+    """A CPU NumPy copy; bfloat16 (which NumPy lacks) becomes float32, exactly."""
+    t = t.detach()
+    return (t.float() if t.dtype == torch.bfloat16 else t).to("cpu", copy=True).numpy()
+
+
+def _buffers(model: nn.Module) -> dict[str, np.ndarray]:
+    """The model's buffers (BatchNorm statistics) as NumPy arrays."""
+    return {n: _np(b) for n, b in model.named_buffers()}
+
+
+def _to(t: Tensor, layout: ParamLayout) -> Tensor:
+    t = t.to(layout.device)
+    return t.to(layout.dtype) if t.is_floating_point() else t
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+class _Recorder:
+    """Buffers history, snapshots and series; writes them to the store at flushes."""
+
+    def __init__(self, store: str | None, run: str | None, flush_seconds: float) -> None:
+        self.store, self.run, self.flush_seconds = store, run, flush_seconds
+        self.history: dict[str, list] = {}
+        self.series: dict[str, dict[str, list]] = {}
+        self.pending: dict[str, Any] = {"steps": [], "rows": [], "history": {}, "series": {}}
+        self.last_flush = time.perf_counter()
+
+    @staticmethod
+    def _add(target: dict[str, list], row: Mapping[str, Any]) -> None:
+        if target and set(target) != set(row):
+            raise ValueError(f"fit: recorded columns changed from {sorted(target)} to "
+                             f"{sorted(row)}")
+        for key, value in row.items():
+            target.setdefault(key, []).append(value)
+
+    def row(self, row: Mapping[str, Any]) -> None:
+        self._add(self.history, row)
+        self._add(self.pending["history"], row)
+
+    def series_row(self, name: str, row: Mapping[str, Any]) -> None:
+        self._add(self.series.setdefault(name, {}), row)
+        self._add(self.pending["series"].setdefault(name, {}), row)
+
+    def snapshot(self, step: int, theta: Tensor) -> None:
+        self.pending["steps"].append(step)
+        self.pending["rows"].append(_np(theta))
+
+    def flush(self, s: Any) -> None:
+        p = self.pending
+        if p["steps"]:
+            s.append_trajectory(self.run, p["steps"], np.stack(p["rows"]))
+        if p["history"]:
+            s.append_series(self.run, "history", p["history"])
+        for name, cols in p["series"].items():
+            s.append_series(self.run, f"probes/{name}", cols)
+        self.pending = {"steps": [], "rows": [], "history": {}, "series": {}}
+        self.last_flush = time.perf_counter()
+
+    def maybe_flush(self) -> None:
+        if self.store and time.perf_counter() - self.last_flush >= self.flush_seconds:
+            from .store import Store
+
+            with Store(self.store, "a", timeout=60) as s:
+                self.flush(s)
+
+
+def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: Any,
+        config: TrainConfig, *, test: Any = None, store: str | None = None,
+        run: str | None = None, replace_run: bool = False, attrs: Mapping[str, Any] | None = None,
+        callbacks: Sequence[Callback] = (), progress: bool = False,
+        flush_seconds: float = 60.0) -> TrainResult:
+    """Train ``model`` in place as ``config`` says; record into ``store`` as ``run``.
+
+    Args:
+        model: any ``nn.Module``; trained on its device and dtype; its train/eval mode is
+            restored at the end.
+        loss: a name of :data:`landscape.losses.LOSSES` or ``loss(outputs, targets)``, the mean
+            over a batch.
+        train: a :class:`~landscape.data.Split` (then its test part is the test set) or an
+            ``(inputs, targets)`` pair of tensors. test: an ``(inputs, targets)`` pair.
+        config: a :class:`TrainConfig`.
+        store: path of a landscape file to write the run into (created if missing).
+        run: the run's name there (default: the optimizer's name). replace_run: replace a
+            complete run of that name (an incomplete or failed one is always redone).
+        attrs: extra JSON-ready attributes for the run (e.g. ``{"model": model.spec}``).
+        callbacks: :class:`Callback` s, recorded as ``probes/<name>`` series.
+        progress: show a progress bar. flush_seconds: write buffered records this often.
+
+    Returns:
+        A :class:`TrainResult`.
+    """
+    from tqdm.auto import tqdm
+
+    from .store import Store
+
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"fit: config must be a TrainConfig, got {type(config).__name__}")
+    loss_fn = losses.get(loss)
+    (x, y), test_pair, num_classes, data_desc = _split_data(train, test)
+    params = select(model)
+    layout = ParamLayout.of(params)
+    x, y = _to(x, layout), _to(y, layout)
+    spec, n = config.optimizer, len(y)
+    batch = n if spec.full_batch else min(config.batch_size or 128, n)
+    per_epoch = math.ceil(n / batch)
+    limit = min(config.max_steps or math.inf,
+                math.ceil(config.epochs * per_epoch) if config.epochs else math.inf)
+    every_default = max(1, DEFAULT_EPOCHS_BETWEEN_RECORDS * per_epoch)
+    h_every = config.history_every if config.history_every is not None else every_default
+    s_every = config.snapshot_every if config.snapshot_every is not None else h_every
+    if spec.label_noise and num_classes is None and not y.is_floating_point():
+        raise ValueError("fit: label noise needs class labels or float targets")
+    run = run or spec.name if store else run
+    train_obj = Objective(model, loss_fn, (x, y), check=False)
+    test_obj = (Objective(model, loss_fn, tuple(_to(t, layout) for t in test_pair), check=False)
+                if test_pair is not None else None)
+    rec = _Recorder(store, run, flush_seconds)
+    settings = {"optimizer": spec.to_dict(), "config": config.to_dict(), "seed": config.seed,
+                "loss": losses.describe(loss), "data": data_desc, "batch_size": batch,
+                "steps_per_epoch": per_epoch, "history_every": h_every,
+                "snapshot_every": s_every, **dict(attrs or {})}
+    if store:
+        with Store(store, "a", timeout=60) as s:
+            s.create_run(run, names=layout.names, shapes=layout.shapes,
+                         init=_np(train_obj.theta), attrs=settings,
+                         replace=replace_run)
+            if buffers := _buffers(model):
+                s.set_buffers(run, "init", buffers)
+    was_training = {m: m.training for m in model.modules()}
+    optimizer = make_optimizer(spec, params.values())
+    scheduler = make_scheduler(spec, optimizer, None if math.isinf(limit) else int(limit))
+    order = torch.Generator().manual_seed(config.seed)
+    noise = torch.Generator().manual_seed(config.seed + 1_000_003)
+    clock = {"train": 0.0, "record": 0.0}
+    state: dict[str, Any] = {"step": 0, "grad_norm": math.nan, "lr": spec.lr, "stop": None}
+
+    def evaluate(obj: Objective | None, theta: Tensor) -> tuple[float, float]:
+        if obj is None or state["stop"] == "diverged":
+            return math.nan, math.nan
+        try:
+            m = obj.evaluate(theta)
+        except ValueError as err:
+            if "not finite" not in str(err):
+                raise
+            state["stop"] = "diverged"
+            return math.nan, math.nan
+        return m.loss, math.nan if m.accuracy is None else m.accuracy
+
+    def record(step: int, final: bool = False) -> None:
+        start = time.perf_counter()
+        theta, epoch = train_obj.theta, step / per_epoch
+        due = lambda every: step == 0 or (every and step % every == 0) or final  # noqa: E731
+        if due(h_every) and last["history"] != step:
+            tr, te = evaluate(train_obj, theta), evaluate(test_obj, theta)
+            last["metrics"] = {"train_loss": tr[0], "train_acc": tr[1], "test_loss": te[0],
+                               "test_acc": te[1]}
+            rec.row({"step": step, "epoch": epoch, **last["metrics"], "lr": state["lr"],
+                     "grad_norm": state["grad_norm"], "time": clock["train"]})
+            last["history"] = step
+            log.info("step %d (epoch %.2f): train loss %.4g acc %.4g, test loss %.4g acc %.4g",
+                     step, epoch, *tr, *te)
+        if due(s_every) and last["snapshot"] != step:
+            rec.snapshot(step, theta)
+            last["snapshot"] = step
+        for cb in callbacks:
+            if due(cb.every) and last.get(cb.name) != step:
+                values = cb(TrainState(step, epoch, model, loss_fn, train_obj, theta, optimizer))
+                rec.series_row(cb.name, {"step": step, **{
+                    k: (_np(v) if isinstance(v, Tensor) else np.asarray(v))
+                    for k, v in dict(values).items()}})
+                last[cb.name] = step
+        if not final:
+            rec.maybe_flush()
+        clock["record"] += time.perf_counter() - start
+
+    def reached(loss: float, acc: float) -> str | None:
+        if config.target_loss is not None and loss <= config.target_loss:
+            return "target_loss"
+        if config.target_accuracy is not None and acc >= config.target_accuracy:
+            return "target_accuracy"
+        return None
+
+    def due_any(step: int) -> bool:
+        return bool((h_every and step % h_every == 0) or (s_every and step % s_every == 0)
+                    or any(step % cb.every == 0 for cb in callbacks))
+
+    last: dict[str, Any] = {"history": None, "snapshot": None, "metrics": {}}
+    targets = config.target_loss is not None or config.target_accuracy is not None
+    try:
+        with torch.random.fork_rng(devices=_cuda_devices(layout.device)):
+            torch.manual_seed(config.seed)
+            model.train()
+            record(0)
+            state["stop"] = state["stop"] or reached(last["metrics"]["train_loss"],
+                                                     last["metrics"]["train_acc"])
+            bar = tqdm(total=None if math.isinf(limit) else int(limit), disable=not progress,
+                       unit="step", dynamic_ncols=True)
+            while state["stop"] is None:
+                perm = torch.randperm(n, generator=order).to(layout.device)
+                running, hits = 0.0, 0.0
+                for begin in range(0, n, batch):
+                    t0 = time.perf_counter()
+                    idx = perm[begin:begin + batch]
+                    xb, yb = x[idx], y[idx]
+                    if spec.label_noise:
+                        yb = noisy_labels(yb, spec.label_noise, num_classes or 1, noise)
+                    step = state["step"] + 1
+                    epoch_end = begin + batch >= n
+                    want_norm = bool((h_every and step % h_every == 0) or step == limit
+                                     or (targets and epoch_end))
+                    seen: list[Tensor] = []
+
+                    def closure(xb: Tensor = xb, yb: Tensor = yb, want_norm: bool = want_norm,
+                                seen: list[Tensor] = seen) -> Tensor:
+                        optimizer.zero_grad(set_to_none=True)
+                        out = model(xb)
+                        value = loss_fn(out, yb)
+                        value.backward()
+                        if not seen:  # the first call: the gradient at the current point
+                            seen.append(out.detach())
+                            if want_norm:
+                                state["grad_norm"] = float(torch.linalg.vector_norm(
+                                    torch.stack([torch.linalg.vector_norm(p.grad)
+                                                 for p in params.values()
+                                                 if p.grad is not None])))
+                        return value.detach()
+
+                    state["lr"] = optimizer.param_groups[0]["lr"]
+                    value = float(optimizer.step(closure))
+                    scheduler.step()
+                    state["step"] = step
+                    running += value * len(idx)
+                    if targets and seen[0].ndim == 2 and not yb.is_floating_point():
+                        hits += float((seen[0].argmax(1) == yb).sum())
+                    clock["train"] += time.perf_counter() - t0
+                    bar.update(1)
+                    if not math.isfinite(value):
+                        state["stop"] = "diverged"
+                    elif step >= limit:
+                        state["stop"] = ("max_steps" if config.max_steps and
+                                         step >= config.max_steps else "epochs")
+                    elif due_any(step):
+                        record(step)
+                        if last["history"] == step:
+                            m = last["metrics"]
+                            state["stop"] = state["stop"] or reached(m["train_loss"],
+                                                                     m["train_acc"])
+                            bar.set_postfix(loss=f"{m['train_loss']:.4g}",
+                                            acc=f"{m['train_acc']:.3f}")
+                    if state["stop"] is not None:
+                        break
+                if targets and state["stop"] is None:
+                    # an epoch's end: a full check once the running means come near a target
+                    near = (config.target_loss is not None and
+                            running / n <= 2 * config.target_loss) or (
+                        config.target_accuracy is not None and
+                        hits / n >= config.target_accuracy - 0.05)
+                    if near:
+                        t0 = time.perf_counter()
+                        state["stop"] = reached(*evaluate(train_obj, train_obj.theta))
+                        clock["record"] += time.perf_counter() - t0
+            bar.close()
+            record(state["step"], final=True)
+    except BaseException as exc:
+        if store:
+            try:
+                with Store(store, "a", timeout=60) as s:
+                    rec.flush(s)
+                    s.set_attrs(run, {"status": "failed", "error":
+                                      f"{type(exc).__name__}: {exc}"[:500]})
+            except Exception:  # noqa: BLE001 - the original error matters more
+                log.warning("could not mark run %r failed in %s", run, store)
+        raise
+    finally:
+        for m, mode in was_training.items():
+            m.train(mode)
+    final = last["metrics"]
+    result = TrainResult(
+        config=config, run=run, steps=state["step"], epochs=state["step"] / per_epoch,
+        stop_reason=state["stop"], final=final,
+        history={k: np.asarray(v) for k, v in rec.history.items()},
+        series={name: {k: np.asarray(v) for k, v in cols.items()}
+                for name, cols in rec.series.items()},
+        seconds=clock["train"], record_seconds=clock["record"])
+    if store:
+        t0 = time.perf_counter()
+        with Store(store, "a", timeout=60) as s:
+            rec.flush(s)
+            if buffers := _buffers(model):
+                s.set_buffers(run, "final", buffers)
+            s.set_final(run, _np(train_obj.theta), status="complete", attrs={
+                "steps": result.steps, "epochs": result.epochs,
+                "stop_reason": result.stop_reason, "final_metrics": final,
+                "seconds": result.seconds})
+        result = replace(result, record_seconds=result.record_seconds + time.perf_counter() - t0)
+    return result
+
