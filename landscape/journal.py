@@ -26,7 +26,6 @@ This module does plain file I/O only; :mod:`landscape.store` owns h5py.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import io
@@ -232,13 +231,11 @@ class JournaledFile(io.RawIOBase):
         self._begin()
 
     def rollback(self) -> None:
-        """Forget every change since the last commit."""
+        """Forget every change since the last commit (also after a commit that failed half
+        way: the journal's old pages are put back)."""
         self._check_open()
         self._pages.clear()
-        os.ftruncate(self._fd, self._size0)
-        os.fsync(self._fd)
-        os.unlink(journal_path(self.path))
-        _fsync_dir(self.path)
+        _recover(self._fd, self.path)
         self._begin()
 
     def close(self) -> None:
@@ -247,10 +244,7 @@ class JournaledFile(io.RawIOBase):
             return
         try:
             self._pages.clear()
-            os.ftruncate(self._fd, self._size0)
-            os.fsync(self._fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(journal_path(self.path))
+            _recover(self._fd, self.path)
         finally:
             os.close(self._fd)
             super().close()

@@ -215,7 +215,7 @@ class Store:
                     "format": FORMAT, "format_version": FORMAT_VERSION,
                     "created_by": f"landscape {_version('landscape')}",
                     "torch_version": _version("torch"), "created": _now()})
-                self._h5.create_group("runs")
+                self._h5.create_group("runs", track_order=True)
                 self._h5.create_group("compare")
             else:
                 self._h5 = self._open_h5(self._jf, "r+")
@@ -296,8 +296,7 @@ class Store:
     # ------------------------------------------------------------------ runs
     def runs(self) -> list[str]:
         """Names of the runs, in creation order."""
-        runs = self._h5["runs"]
-        return sorted(runs, key=lambda r: (runs[r].attrs.get("created", ""), r))
+        return list(self._h5["runs"])
 
     def _run(self, run: str) -> h5py.Group:
         if self._h5 is None:
@@ -353,14 +352,18 @@ class Store:
             raise ValueError(f"create_run: {len(names)} names, {len(shapes)} shapes and init of "
                              f"shape {init.shape} do not agree")
         g = self._h5["runs"].create_group(run)
-        p = g.create_group("params")
-        p.create_dataset("names", data=np.array(list(names), dtype=h5py.string_dtype()))
-        sh = p.create_dataset("shapes", (len(shapes),), dtype=h5py.vlen_dtype(np.int64))
-        for i, s in enumerate(shapes):
-            sh[i] = np.array(s, dtype=np.int64)
-        g.create_dataset("init", data=init)
-        _write_attrs(g, {"status": "running", "created": _now(), "writer_host":
-                         socket.gethostname(), "writer_pid": os.getpid(), **(attrs or {})})
+        try:
+            _write_attrs(g, {"status": "running", "created": _now(), "writer_host":
+                             socket.gethostname(), "writer_pid": os.getpid(), **(attrs or {})})
+            p = g.create_group("params")
+            p.create_dataset("names", data=np.array(list(names), dtype=h5py.string_dtype()))
+            sh = p.create_dataset("shapes", (len(shapes),), dtype=h5py.vlen_dtype(np.int64))
+            for i, s in enumerate(shapes):
+                sh[i] = np.array(s, dtype=np.int64)
+            g.create_dataset("init", data=init)
+        except BaseException:
+            del self._h5["runs"][run]
+            raise
 
     def delete_run(self, run: str) -> None:
         """Remove a run and everything it holds."""
@@ -483,12 +486,14 @@ class Store:
         if len(lengths) != 1:
             raise ValueError(f"append_series: columns of {group} have different lengths "
                              f"{sorted(lengths)}")
-        s = g.require_group(group)
-        if len(s) and set(s) != set(cols):
-            raise ValueError(f"append_series: {group} has columns {sorted(s)}, got "
-                             f"{sorted(cols)}")
-        for key, values in cols.items():
+        for key in cols:
             _check_name("column", key)
+        existing = set(g[group]) if group in g else set()
+        if existing and existing != set(cols):
+            raise ValueError(f"append_series: {group} has columns {sorted(existing)}, got "
+                             f"{sorted(cols)}")
+        s = g.require_group(group)
+        for key, values in cols.items():
             if key not in s:
                 dtype = np.int64 if values.dtype.kind in "iub" else np.float64
                 s.create_dataset(key, (0,) + values.shape[1:], maxshape=(None,) +
@@ -608,4 +613,4 @@ def load_params(model: Any, file: str | os.PathLike, run: str, which: str | int 
         own = dict(model.named_buffers())
         for name, value in buffers.items():
             if name in own and tuple(own[name].shape) == value.shape:
-                own[name].copy_(torch.from_numpy(np.ascontiguousarray(value)))
+                own[name].copy_(torch.from_numpy(np.array(value)).reshape(own[name].shape))

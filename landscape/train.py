@@ -207,7 +207,8 @@ class TrainResult:
         config: the :class:`TrainConfig`. run: the run's name in the store (or None).
         steps: updates done. epochs: passes over the training set (fractional).
         stop_reason: one of ``max_steps``, ``epochs``, ``target_loss``, ``target_accuracy``,
-            ``diverged`` (the minibatch loss became NaN or infinite).
+            ``diverged`` (the loss became NaN or infinite: noticed at an epoch's end or at a
+            record, whichever comes first).
         final: ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc`` at the end.
         history: the recorded history, column by column. series: callback name -> columns.
         seconds: training time (recording excluded). record_seconds: time spent recording
@@ -451,7 +452,9 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
                        unit="step", dynamic_ncols=True)
             while state["stop"] is None:
                 perm = torch.randperm(n, generator=order).to(layout.device)
-                running, hits = 0.0, 0.0
+                # running sums stay on the device: no host sync per step
+                running = torch.zeros((), dtype=torch.float64, device=layout.device)
+                hits = torch.zeros((), dtype=torch.float64, device=layout.device)
                 for begin in range(0, n, batch):
                     t0 = time.perf_counter()
                     idx = perm[begin:begin + batch]
@@ -480,15 +483,15 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
                         return value.detach()
 
                     state["lr"] = optimizer.param_groups[0]["lr"]
-                    value = float(optimizer.step(closure))
+                    value = optimizer.step(closure)
                     scheduler.step()
                     state["step"] = step
                     running += value * len(idx)
                     if targets and seen[0].ndim == 2 and not yb.is_floating_point():
-                        hits += float((seen[0].argmax(1) == yb).sum())
+                        hits += (seen[0].argmax(1) == yb).sum()
                     clock["train"] += time.perf_counter() - t0
                     bar.update(1)
-                    if not math.isfinite(value):
+                    if epoch_end and not bool(torch.isfinite(running)):
                         state["stop"] = "diverged"
                     elif step >= limit:
                         state["stop"] = ("max_steps" if config.max_steps and
@@ -506,9 +509,9 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
                 if targets and state["stop"] is None:
                     # an epoch's end: a full check once the running means come near a target
                     near = (config.target_loss is not None and
-                            running / n <= 2 * config.target_loss) or (
+                            float(running) / n <= 2 * config.target_loss) or (
                         config.target_accuracy is not None and
-                        hits / n >= config.target_accuracy - 0.05)
+                        float(hits) / n >= config.target_accuracy - 0.05)
                     if near:
                         t0 = time.perf_counter()
                         state["stop"] = reached(*evaluate(train_obj, train_obj.theta))
