@@ -370,6 +370,8 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
     test_obj = (Objective(model, loss_fn, tuple(_to(t, layout) for t in test_pair), check=False)
                 if test_pair is not None else None)
     rec = _Recorder(store, run, flush_seconds)
+    optimizer = make_optimizer(spec, params.values())
+    scheduler = make_scheduler(spec, optimizer, None if math.isinf(limit) else int(limit))
     settings = {"optimizer": spec.to_dict(), "config": config.to_dict(), "seed": config.seed,
                 "loss": losses.describe(loss), "data": data_desc, "batch_size": batch,
                 "steps_per_epoch": per_epoch, "history_every": h_every,
@@ -382,8 +384,6 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
             if buffers := _buffers(model):
                 s.set_buffers(run, "init", buffers)
     was_training = {m: m.training for m in model.modules()}
-    optimizer = make_optimizer(spec, params.values())
-    scheduler = make_scheduler(spec, optimizer, None if math.isinf(limit) else int(limit))
     order = torch.Generator().manual_seed(config.seed)
     noise = torch.Generator().manual_seed(config.seed + 1_000_003)
     clock = {"train": 0.0, "record": 0.0}
@@ -419,7 +419,11 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
             last["snapshot"] = step
         for cb in callbacks:
             if due(cb.every) and last.get(cb.name) != step:
-                values = cb(TrainState(step, epoch, model, loss_fn, train_obj, theta, optimizer))
+                # its own random stream: a probe that draws (Hutchinson, Lanczos starts)
+                # must not change the dropout masks of training
+                with torch.random.fork_rng(devices=_cuda_devices(layout.device)):
+                    values = cb(TrainState(step, epoch, model, loss_fn, train_obj, theta,
+                                           optimizer))
                 rec.series_row(cb.name, {"step": step, **{
                     k: (_np(v) if isinstance(v, Tensor) else np.asarray(v))
                     for k, v in dict(values).items()}})
@@ -463,8 +467,10 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
                         yb = noisy_labels(yb, spec.label_noise, num_classes or 1, noise)
                     step = state["step"] + 1
                     epoch_end = begin + batch >= n
+                    # the norm is read where a history row may follow: history steps, the
+                    # last step, and epochs' ends (where divergence and targets are checked)
                     want_norm = bool((h_every and step % h_every == 0) or step == limit
-                                     or (targets and epoch_end))
+                                     or epoch_end)
                     seen: list[Tensor] = []
 
                     def closure(xb: Tensor = xb, yb: Tensor = yb, want_norm: bool = want_norm,
@@ -506,6 +512,9 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
                                             acc=f"{m['train_acc']:.3f}")
                     if state["stop"] is not None:
                         break
+                if progress and state["stop"] is None:
+                    bar.set_postfix(epoch=f"{state['step'] / per_epoch:.0f}",
+                                    batch_loss=f"{float(running) / n:.4g}")
                 if targets and state["stop"] is None:
                     # an epoch's end: a full check once the running means come near a target
                     near = (config.target_loss is not None and
