@@ -16,9 +16,9 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 install: $(VENV)/.installed
 
 demo: install
-	$(VENV)/bin/landscape train demo.h5 --model mlp --optimizer adam --lr 0.01 --epochs 30 --run adam-mlp --replace
-	$(VENV)/bin/landscape train demo.h5 --model cnn1d --optimizer adam --lr 0.01 --opt schedule=cosine --epochs 40 --run adam-cnn --replace
-	$(VENV)/bin/landscape train demo.h5 --model cnn1d --optimizer sam --opt 'base={name="sgd", lr=0.1, momentum=0.9}' --opt rho=0.05 --epochs 40 --run sam-cnn --replace
+	$(VENV)/bin/landscape train demo.h5 --model mlp --optimizer adamw --lr 0.01 --opt weight_decay=0.5 --opt schedule=cosine --epochs 40 --run adamw-mlp --replace
+	$(VENV)/bin/landscape train demo.h5 --model cnn1d --optimizer adam --lr 0.03 --opt schedule=cosine --epochs 30 --run adam-cnn --replace
+	$(VENV)/bin/landscape train demo.h5 --model cnn1d --optimizer sam --opt 'base={name="sgd", lr=0.1, momentum=0.9}' --opt rho=0.05 --opt schedule=cosine --epochs 30 --run sam-cnn --replace
 	$(VENV)/bin/landscape info demo.h5
 
 test: install

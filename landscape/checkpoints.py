@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .params import ParamLayout, select
+from .params import to_numpy as _np
 
 __all__ = ["build_model", "import_run", "load_state_dict", "resolve_factory"]
 
@@ -103,10 +104,6 @@ def _state(model: nn.Module, source: Any, what: str) -> tuple[Any, dict]:
     theta = ParamLayout.of(params).flatten(params).detach()
     buffers = {n: b.detach() for n, b in m.named_buffers()}
     return theta, buffers
-
-
-def _np(t: torch.Tensor) -> np.ndarray:
-    return (t.float() if t.dtype == torch.bfloat16 else t).cpu().numpy()
 
 
 def import_run(store: str | os.PathLike, run: str, model: nn.Module, *,

@@ -15,10 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ParamFilter", "ParamLayout", "no_bias_norm", "only", "select"]
+__all__ = ["ParamFilter", "ParamLayout", "no_bias_norm", "only", "select", "to_numpy"]
 
 ParamFilter = Callable[[str, nn.Parameter, nn.Module], bool]
 """Decides per parameter: ``filter(name, parameter, owning_module) -> keep``."""
@@ -53,6 +54,13 @@ def only(*prefixes: str) -> ParamFilter:
         return any(name == p or name.startswith(p + ".") for p in prefixes)
 
     return keep
+
+
+def to_numpy(t: Tensor) -> np.ndarray:
+    """A CPU NumPy copy of a tensor, for storing; bfloat16 (which NumPy lacks) becomes float32,
+    exactly."""
+    t = t.detach()
+    return (t.float() if t.dtype == torch.bfloat16 else t).to("cpu", copy=True).numpy()
 
 
 def _owner(model: nn.Module, name: str) -> nn.Module:

@@ -139,6 +139,9 @@ def build(spec: Mapping[str, Any]) -> tuple[Any, Any, str, Any, dict[str, Any], 
         device = torch.device(extra.get("device", "cpu"))
     except RuntimeError as err:
         raise ValueError(f"run spec: bad device {extra.get('device')!r}: {err}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"run spec: device {str(device)!r} asked for, but this torch has no "
+                         "usable CUDA (torch.cuda.is_available() is False)")
     model = model.to(device=device, dtype=dtype)
     attrs = {"model": getattr(model, "spec", {"name": name}), "model_seed": config.seed,
              "device": str(device), "dtype": str(dtype).removeprefix("torch."),

@@ -455,7 +455,7 @@ class Store:
                              f"parameters, got shape {rows.shape}")
         if "trajectory" not in g:
             itemsize = g["init"].dtype.itemsize
-            chunk_rows = max(1, min(64, (1 << 20) // max(1, n_params * itemsize)))
+            chunk_rows = max(1, min(64, (1 << 18) // max(1, n_params * itemsize)))
             g.create_dataset("trajectory", (0, n_params), maxshape=(None, n_params),
                              dtype=g["init"].dtype, chunks=(chunk_rows, n_params))
             g.create_dataset("trajectory_step", (0,), maxshape=(None,), dtype=np.int64,

@@ -29,14 +29,15 @@ def _optimizer(opt: Any) -> str:
     if not isinstance(opt, dict):
         return "-"
     name = opt.get("name", "?")
+    schedule = (opt.get("schedule") or {}).get("name", "constant")
+    extra = ([] if schedule == "constant" else [schedule]) + (
+        [f"warmup={opt['warmup']}"] if opt.get("warmup") else [])
     if name == "sam":
         inner = _optimizer(opt.get("base", {}))
-        return f"sam(rho={opt.get('rho')}{', adaptive' if opt.get('adaptive') else ''}) " \
-               f"+ {inner}"
+        return " ".join([f"sam(rho={opt.get('rho')}{', adaptive' if opt.get('adaptive') else ''})"
+                         f" + {inner}", *extra])
     keys = [k for k in ("lr", "momentum", "weight_decay", "noise") if opt.get(k)]
-    schedule = opt.get("schedule", {}).get("name", "constant")
-    extra = [] if schedule == "constant" else [schedule]
-    return f"{name} " + " ".join([f"{k}={_fmt(opt[k], 3)}" for k in keys] + extra)
+    return " ".join([name, *(f"{k}={_fmt(opt[k], 3)}" for k in keys), *extra])
 
 
 def rows(info: RunInfo) -> dict[str, str]:

@@ -46,6 +46,7 @@ from . import losses
 from .objective import Objective
 from .optim import OptimizerSpec, make_optimizer, make_scheduler, noisy_labels, optimizer_spec
 from .params import ParamLayout, select
+from .params import to_numpy as _np
 from .split import Split
 
 __all__ = ["Callback", "TrainConfig", "TrainResult", "TrainState", "callback", "fit"]
@@ -251,12 +252,6 @@ def _split_data(train: Any, test: Any) -> tuple[tuple[Any, Tensor], tuple[Any, T
         "input_shape": list(x.shape[1:])}
 
 
-def _np(t: Tensor) -> np.ndarray:
-    """A CPU NumPy copy; bfloat16 (which NumPy lacks) becomes float32, exactly."""
-    t = t.detach()
-    return (t.float() if t.dtype == torch.bfloat16 else t).to("cpu", copy=True).numpy()
-
-
 def _buffers(model: nn.Module) -> dict[str, np.ndarray]:
     """The model's buffers (BatchNorm statistics) as NumPy arrays."""
     return {n: _np(b) for n, b in model.named_buffers()}
@@ -372,6 +367,8 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
     rec = _Recorder(store, run, flush_seconds)
     optimizer = make_optimizer(spec, params.values())
     scheduler = make_scheduler(spec, optimizer, None if math.isinf(limit) else int(limit))
+    constant_lr = spec.hyper.get("schedule", {}).get("name") == "constant" and \
+        not spec.hyper.get("warmup")
     settings = {"optimizer": spec.to_dict(), "config": config.to_dict(), "seed": config.seed,
                 "loss": losses.describe(loss), "data": data_desc, "batch_size": batch,
                 "steps_per_epoch": per_epoch, "history_every": h_every,
@@ -490,9 +487,10 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
 
                     state["lr"] = optimizer.param_groups[0]["lr"]
                     value = optimizer.step(closure)
-                    scheduler.step()
+                    if not constant_lr:
+                        scheduler.step()
                     state["step"] = step
-                    running += value * len(idx)
+                    running.add_(value, alpha=len(idx))
                     if targets and seen[0].ndim == 2 and not yb.is_floating_point():
                         hits += (seen[0].argmax(1) == yb).sum()
                     clock["train"] += time.perf_counter() - t0
