@@ -19,14 +19,15 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "batches", "context", "data", "datasets", "determinism", "hvp", "journal", "metrics",
-    "models", "optim", "params", "split", "store", "train",
+    "batches", "checkpoints", "context", "data", "datasets", "determinism", "hvp", "journal",
+    "losses", "metrics", "models", "optim", "params", "recording", "runspec", "sam", "split",
+    "store", "summary", "train", "trainconfig",
 )
 _NAMES = {
     "Cost": "objective", "DeterminismError": "determinism", "Metrics": "metrics",
     "Objective": "objective", "ParamLayout": "params", "no_bias_norm": "params",
     "only": "params", "Store": "store", "load_params": "store", "optimizer_spec": "optim",
-    "TrainConfig": "train", "TrainResult": "train",
+    "TrainConfig": "trainconfig", "TrainResult": "train", "fit": "train",
 }
 
 __all__ = sorted([*_SUBMODULES, *_NAMES, "__version__"])

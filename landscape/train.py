@@ -36,7 +36,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,160 +44,23 @@ from torch import Tensor, nn
 
 from . import losses
 from .objective import Objective
-from .optim import OptimizerSpec, make_optimizer, make_scheduler, noisy_labels, optimizer_spec
+from .optim import make_optimizer, make_scheduler, noisy_labels
 from .params import ParamLayout, select
 from .params import to_numpy as _np
+from .recording import Callback, Recorder, TrainState, callback
 from .split import Split
+from .trainconfig import DEFAULT_EPOCHS_BETWEEN_RECORDS, TrainConfig
 
-__all__ = ["Callback", "TrainConfig", "TrainResult", "TrainState", "callback", "fit"]
+__all__ = ["DEFAULT_EPOCHS_BETWEEN_RECORDS", "Callback", "TrainConfig", "TrainResult",
+           "TrainState", "callback", "fit"]
 
 log = logging.getLogger("landscape.train")
 
-DEFAULT_EPOCHS_BETWEEN_RECORDS = 10
-"""Default recording interval, in epochs' worth of steps (see ``benchmarks/record_overhead.py``:
-the full evaluations it costs stay within a few percent of training)."""
 
 def _cuda_devices(device: torch.device) -> list[int]:
     if device.type != "cuda":
         return []
     return [device.index if device.index is not None else torch.cuda.current_device()]
-
-
-def _positive_int(name: str, value: Any, low: int = 1) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"TrainConfig: {name} must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
-def _number(name: str, value: Any, low: float, high: float = math.inf) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or \
-            not low <= value <= high:
-        raise ValueError(f"TrainConfig: {name} must be a number in [{low}, {high}], got "
-                         f"{value!r}")
-    return float(value)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train: optimizer, batches, when to stop and when to record.
-
-    Args:
-        optimizer: an :class:`~landscape.optim.OptimizerSpec`, a name or a mapping;
-            ``**hyper`` are its hyperparameters (``TrainConfig("sgd", lr=0.1)``).
-        batch_size: examples a step; default 128, the whole training set for full-batch
-            optimizers (``gd``), which refuse any other value.
-        max_steps, epochs: stop after this many updates / passes over the training set
-            (epochs may be fractional). At least one is required.
-        target_loss, target_accuracy: stop once the whole training set reaches them.
-            Checked at every history point, and at every epoch's end once the running mean of
-            the minibatch loss (accuracy) comes within 2x (0.05) of the target.
-        seed: batch order, label noise and randomness in the model.
-        history_every, snapshot_every: steps between history rows / trajectory snapshots.
-            Default: about 10 epochs (``DEFAULT_EPOCHS_BETWEEN_RECORDS``) for both; 0: none
-            between the first and the last.
-    """
-
-    optimizer: OptimizerSpec | str | Mapping[str, Any] = "sgd"
-    batch_size: int | None = None
-    max_steps: int | None = None
-    epochs: float | None = None
-    target_loss: float | None = None
-    target_accuracy: float | None = None
-    seed: int = 0
-    history_every: int | None = None
-    snapshot_every: int | None = None
-
-    def __init__(self, optimizer: OptimizerSpec | str | Mapping[str, Any] = "sgd", *,
-                 batch_size: int | None = None, max_steps: int | None = None,
-                 epochs: float | None = None, target_loss: float | None = None,
-                 target_accuracy: float | None = None, seed: int = 0,
-                 history_every: int | None = None, snapshot_every: int | None = None,
-                 **hyper: Any) -> None:
-        spec = optimizer_spec(optimizer, **hyper)
-        if spec.full_batch and batch_size is not None:
-            raise ValueError(f"TrainConfig: {spec.name} is full-batch; leave batch_size out "
-                             f"(got {batch_size})")
-        if max_steps is None and epochs is None:
-            raise ValueError("TrainConfig: give max_steps or epochs (a loss or accuracy target "
-                             "alone may never be reached)")
-        values = {
-            "optimizer": spec, "batch_size": _positive_int("batch_size", batch_size),
-            "max_steps": _positive_int("max_steps", max_steps),
-            "epochs": _number("epochs", epochs, 1e-12), "target_loss":
-            _number("target_loss", target_loss, 0.0), "target_accuracy":
-            _number("target_accuracy", target_accuracy, 0.0, 1.0),
-            "seed": _positive_int("seed", seed, 0),
-            "history_every": _positive_int("history_every", history_every, 0),
-            "snapshot_every": _positive_int("snapshot_every", snapshot_every, 0),
-        }
-        for key, value in values.items():
-            object.__setattr__(self, key, value)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready; ``TrainConfig.from_dict(cfg.to_dict()) == cfg``."""
-        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "optimizer"}
-        return {"optimizer": self.optimizer.to_dict(), **out}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
-        """The config that :meth:`to_dict` wrote (unknown keys: TypeError naming them)."""
-        d = dict(d)
-        known = set(cls.__dataclass_fields__)
-        if bad := sorted(set(d) - known):
-            raise TypeError(f"TrainConfig: unexpected setting(s) {', '.join(bad)}; known: "
-                            f"{', '.join(sorted(known))}")
-        return cls(d.pop("optimizer", "sgd"), **d)
-
-
-@dataclass(frozen=True)
-class TrainState:
-    """What a callback sees: the step (updates done), the epoch, the model (do not modify
-    it), the loss, ``train``: an :class:`Objective` over the training set at the current
-    parameters ``theta``, and ``optimizer``."""
-
-    step: int
-    epoch: float
-    model: nn.Module
-    loss_fn: Callable[[Any, Tensor], Tensor]
-    train: Objective
-    theta: Tensor
-    optimizer: torch.optim.Optimizer
-
-
-class Callback(Protocol):
-    """Called every ``every`` steps (and at steps 0 and last) with a :class:`TrainState`; returns
-    numbers (or arrays of a fixed shape) by name, recorded as the series ``probes/<name>``."""
-
-    name: str
-    every: int
-
-    def __call__(self, state: TrainState) -> Mapping[str, Any]: ...
-
-
-@dataclass(frozen=True)
-class _FnCallback:
-    name: str
-    every: int
-    fn: Callable[[TrainState], Mapping[str, Any]]
-
-    def __call__(self, state: TrainState) -> Mapping[str, Any]:
-        return self.fn(state)
-
-
-def callback(name: str, every: int, fn: Callable[[TrainState], Mapping[str, Any]]) -> Callback:
-    """A :class:`Callback` from a function, e.g. the top Hessian eigenvalue every 100 steps:
-    ``callback("top_eig", 100, lambda s: {"value": top_eigenvalue(s.train, s.theta)})``."""
-    if not isinstance(name, str) or not name or "/" in name:
-        raise ValueError(f"callback: name must be a non-empty string without '/', got {name!r}")
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ValueError(f"callback: every must be an int >= 1, got {every!r}")
-    if not callable(fn):
-        raise TypeError(f"callback: fn must be callable, got {type(fn).__name__}")
-    return _FnCallback(name, every, fn)
 
 
 @dataclass(frozen=True)
@@ -265,55 +128,6 @@ def _to(t: Tensor, layout: ParamLayout) -> Tensor:
 # --------------------------------------------------------------------------- the loop
 
 
-class _Recorder:
-    """Buffers history, snapshots and series; writes them to the store at flushes."""
-
-    def __init__(self, store: str | None, run: str | None, flush_seconds: float) -> None:
-        self.store, self.run, self.flush_seconds = store, run, flush_seconds
-        self.history: dict[str, list] = {}
-        self.series: dict[str, dict[str, list]] = {}
-        self.pending: dict[str, Any] = {"steps": [], "rows": [], "history": {}, "series": {}}
-        self.last_flush = time.perf_counter()
-
-    @staticmethod
-    def _add(target: dict[str, list], row: Mapping[str, Any]) -> None:
-        if target and set(target) != set(row):
-            raise ValueError(f"fit: recorded columns changed from {sorted(target)} to "
-                             f"{sorted(row)}")
-        for key, value in row.items():
-            target.setdefault(key, []).append(value)
-
-    def row(self, row: Mapping[str, Any]) -> None:
-        self._add(self.history, row)
-        self._add(self.pending["history"], row)
-
-    def series_row(self, name: str, row: Mapping[str, Any]) -> None:
-        self._add(self.series.setdefault(name, {}), row)
-        self._add(self.pending["series"].setdefault(name, {}), row)
-
-    def snapshot(self, step: int, theta: Tensor) -> None:
-        self.pending["steps"].append(step)
-        self.pending["rows"].append(_np(theta))
-
-    def flush(self, s: Any) -> None:
-        p = self.pending
-        if p["steps"]:
-            s.append_trajectory(self.run, p["steps"], np.stack(p["rows"]))
-        if p["history"]:
-            s.append_series(self.run, "history", p["history"])
-        for name, cols in p["series"].items():
-            s.append_series(self.run, f"probes/{name}", cols)
-        self.pending = {"steps": [], "rows": [], "history": {}, "series": {}}
-        self.last_flush = time.perf_counter()
-
-    def maybe_flush(self) -> None:
-        if self.store and time.perf_counter() - self.last_flush >= self.flush_seconds:
-            from .store import Store
-
-            with Store(self.store, "a", timeout=60) as s:
-                self.flush(s)
-
-
 def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: Any,
         config: TrainConfig, *, test: Any = None, store: str | None = None,
         run: str | None = None, replace_run: bool = False, attrs: Mapping[str, Any] | None = None,
@@ -364,7 +178,7 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
     train_obj = Objective(model, loss_fn, (x, y), check=False)
     test_obj = (Objective(model, loss_fn, tuple(_to(t, layout) for t in test_pair), check=False)
                 if test_pair is not None else None)
-    rec = _Recorder(store, run, flush_seconds)
+    rec = Recorder(store, run, flush_seconds)
     optimizer = make_optimizer(spec, params.values())
     scheduler = make_scheduler(spec, optimizer, None if math.isinf(limit) else int(limit))
     constant_lr = spec.hyper.get("schedule", {}).get("name") == "constant" and \
