@@ -112,7 +112,10 @@ def _train(args: argparse.Namespace) -> int:
     if args.data:
         flags["data"]["name"] = args.data
     if args.optimizer:
-        if spec.get("optimizer", {}).get("name", args.optimizer) != args.optimizer:
+        def key(name: object) -> str:
+            return str(name).strip().lower().replace("-", "_")
+
+        if key(spec.get("optimizer", {}).get("name", args.optimizer)) != key(args.optimizer):
             spec["optimizer"] = {}  # another optimizer: the config's settings do not apply
         flags["optimizer"]["name"] = args.optimizer
     if args.lr is not None:
@@ -282,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
     try:
         return args.run_command(args)
-    except (ValueError, TypeError, RuntimeError, OSError, KeyError) as exc:
+    except (ValueError, TypeError, RuntimeError, OSError, KeyError, ArithmeticError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"landscape: error: {message}", file=sys.stderr)
         if args.verbose:

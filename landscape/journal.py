@@ -26,6 +26,7 @@ This module does plain file I/O only; :mod:`landscape.store` owns h5py.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import fcntl
 import io
@@ -81,43 +82,68 @@ def _flock(fd: int, path: str, exclusive: bool, timeout: float) -> None:
             if err.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
                 raise
             if time.monotonic() >= deadline:
-                what = "written by another process" if exclusive else "being written"
-                hint = "; wait for it to finish" + (f" (waited {timeout:g} s)" if timeout else "")
+                waited = f" (waited {timeout:g} s)" if timeout else ""
                 if exclusive:
-                    hint += ", or close the other program that has it open"
-                raise FileBusyError(f"{path} is {what}{hint}") from None
+                    message = (f"{path} is open in another process (a writer, or a reader "
+                               f"that keeps it open){waited}; wait for it or close it")
+                else:
+                    message = f"{path} is being written by another process{waited}; try again"
+                raise FileBusyError(message) from None
             time.sleep(0.02)
+
+
+_CHUNK = 1 << 20
+
+
+def _records(j: io.BufferedReader, fd: int | None) -> tuple[int, int] | None:
+    """Walk the records after the header, in chunks; write each old range into ``fd`` when it
+    is given. Returns (count, crc) of the records if a commit trailer follows them, else None."""
+    count, crc = 0, 0
+    while True:
+        raw = j.read(_RECORD.size)
+        if raw == _COMMIT[:_RECORD.size]:  # no record starts so (its offset would be ~7e18)
+            if j.read(len(_COMMIT) - _RECORD.size) != _COMMIT[_RECORD.size:]:
+                return None
+            trailer = j.read(_TRAILER.size)
+            if len(trailer) != _TRAILER.size:
+                return None
+            return (count, crc) if _TRAILER.unpack(trailer) == (count, crc) else None
+        if len(raw) < _RECORD.size:
+            return None
+        off, n = _RECORD.unpack(raw)
+        crc = zlib.crc32(raw, crc)
+        done = 0
+        while done < n:
+            chunk = j.read(min(_CHUNK, n - done))
+            if not chunk:
+                return None
+            crc = zlib.crc32(chunk, crc)
+            if fd is not None:
+                os.pwrite(fd, chunk, off + done)
+            done += len(chunk)
+        count += 1
 
 
 def _recover(fd: int, path: str) -> bool:
     """Roll back an interrupted transaction if ``path`` has a journal; the caller holds the
-    exclusive lock. Returns whether there was anything to undo."""
+    exclusive lock. Returns whether there was a journal."""
     jpath = journal_path(path)
     try:
-        with open(jpath, "rb") as j:
-            raw = j.read()
+        j = open(jpath, "rb")  # noqa: SIM115 - closed below, before the unlink
     except FileNotFoundError:
         return False
-    head = len(_MAGIC) + _HEADER.size
-    if raw[: len(_MAGIC)] == _MAGIC and len(raw) >= head:
-        (size0,) = _HEADER.unpack_from(raw, len(_MAGIC))
-        records, pos = [], head
-        while pos + _RECORD.size <= len(raw) and raw[pos:pos + len(_COMMIT)] != _COMMIT:
-            off, n = _RECORD.unpack_from(raw, pos)
-            records.append((off, raw[pos + _RECORD.size:pos + _RECORD.size + n]))
-            pos += _RECORD.size + n
-        trailer = raw[pos + len(_COMMIT):pos + len(_COMMIT) + _TRAILER.size]
-        complete = raw[pos:pos + len(_COMMIT)] == _COMMIT and len(trailer) == _TRAILER.size
-        if complete:
-            count, crc = _TRAILER.unpack(trailer)
-            complete = count == len(records) and crc == zlib.crc32(raw[head:pos])
-        # Without a complete journal the old pages were never overwritten: cutting off the
-        # appended tail is all that is needed.
-        if complete:
-            for off, old in records:
-                os.pwrite(fd, old, off)
-        os.ftruncate(fd, size0)
-        os.fsync(fd)
+    with j:
+        magic = j.read(len(_MAGIC))
+        header = j.read(_HEADER.size)
+        if magic == _MAGIC and len(header) == _HEADER.size:
+            (size0,) = _HEADER.unpack(header)
+            # Only a complete journal (trailer and checksum) is applied; without one the old
+            # bytes were never overwritten and cutting off the appended tail is all it takes.
+            if _records(j, None) is not None:
+                j.seek(len(_MAGIC) + _HEADER.size)
+                _records(j, fd)
+            os.ftruncate(fd, size0)
+            os.fsync(fd)
     # A journal without a valid header was abandoned before the file was touched.
     os.unlink(jpath)
     _fsync_dir(path)
@@ -131,8 +157,10 @@ def lock_for_reading(path: str | os.PathLike, timeout: float = 10.0) -> int:
     fd = os.open(path, os.O_RDONLY)
     try:
         _flock(fd, path, exclusive=False, timeout=timeout)
-        if os.path.exists(journal_path(path)):
-            # A writer died mid-transaction (a live one would hold the lock): undo it.
+        # Under the shared lock no writer is alive, so a journal is a dead writer's: undo it
+        # (under the exclusive lock), take the shared lock again and look once more, since
+        # another writer may have come and died in between.
+        while os.path.exists(journal_path(path)):
             try:
                 wfd = os.open(path, os.O_RDWR)
             except PermissionError:
@@ -181,6 +209,7 @@ class JournaledFile(io.RawIOBase):
         self._size0 = os.fstat(self._fd).st_size
         self._size = self._size0
         self._pages: dict[int, bytearray] = {}
+        self._cut = self._size0  # bytes from here to _size0 were truncated away (read as 0)
         self._pos = 0
         with open(journal_path(self.path), "wb") as j:
             j.write(_MAGIC + _HEADER.pack(self._size0))
@@ -204,25 +233,49 @@ class JournaledFile(io.RawIOBase):
         self._check_open()
         os.fsync(self._fd)  # the appended tail first: nothing old may point at unwritten bytes
         _crash_point("appended")
-        changed = []
-        for index in sorted(self._pages):
-            new, off = self._pages[index], index * PAGE
-            old = os.pread(self._fd, len(new), off)
-            if old != new:
-                changed.append((off, old, new))
-        if changed or self._size < self._size0:
-            body = b"".join(_RECORD.pack(off, len(old)) + old for off, old, _ in changed)
+        size0, cut, size = self._size0, self._cut, self._size
+        # Pages wholly below the cut are journaled only if they changed; the cut-off range
+        # [cut, size0) is journaled in full, in chunks, and rewritten (new pages, else zeros).
+        changed = [i for i in sorted(self._pages) if i * PAGE >= cut or
+                   os.pread(self._fd, len(self._pages[i]), i * PAGE) != self._pages[i]]
+        if changed or cut < size0:
+            count, crc = 0, 0
             with open(journal_path(self.path), "ab") as j:
-                j.write(body + _COMMIT + _TRAILER.pack(len(changed), zlib.crc32(body)))
+                def record(off: int, old: bytes) -> None:
+                    nonlocal count, crc
+                    head = _RECORD.pack(off, len(old))
+                    j.write(head)
+                    j.write(old)
+                    crc = zlib.crc32(old, zlib.crc32(head, crc))
+                    count += 1
+
+                for i in changed:
+                    if i * PAGE < cut:
+                        record(i * PAGE, os.pread(self._fd, min(len(self._pages[i]),
+                                                                cut - i * PAGE), i * PAGE))
+                for off in range(cut, size0, _CHUNK):
+                    record(off, os.pread(self._fd, min(_CHUNK, size0 - off), off))
+                j.write(_COMMIT + _TRAILER.pack(count, crc))
                 j.flush()
                 os.fsync(j.fileno())
             _crash_point("journal-written")
-            for k, (off, _, new) in enumerate(changed):
-                os.pwrite(self._fd, new, off)
+            for k, i in enumerate(changed):
+                os.pwrite(self._fd, self._pages[i], i * PAGE)
                 if k == len(changed) // 2:
                     _crash_point("half-applied")
-            if self._size < self._size0:
-                os.ftruncate(self._fd, self._size)
+            # cut-off bytes that no page rewrote read as zeros, as they did in the transaction
+            zero_end, pos = min(size, size0), cut
+            starts = [i * PAGE for i in changed]
+            while pos < zero_end:
+                k = bisect.bisect_right(starts, pos)
+                if k and pos < starts[k - 1] + PAGE:  # inside a rewritten page
+                    pos = starts[k - 1] + PAGE
+                    continue
+                stop = min(zero_end, pos + _CHUNK, starts[k] if k < len(starts) else zero_end)
+                os.pwrite(self._fd, bytes(stop - pos), pos)
+                pos = stop
+            if size < size0:
+                os.ftruncate(self._fd, size)
             os.fsync(self._fd)
             _crash_point("applied")
         os.unlink(journal_path(self.path))
@@ -277,7 +330,9 @@ class JournaledFile(io.RawIOBase):
         page = self._pages.get(index)
         if page is None:
             start = index * PAGE
-            page = bytearray(os.pread(self._fd, min(PAGE, self._size0 - start), start))
+            length = min(PAGE, self._size0 - start)
+            keep = max(0, min(length, self._cut - start))
+            page = bytearray(os.pread(self._fd, keep, start)) + bytearray(length - keep)
             self._pages[index] = page
         return page
 
@@ -291,8 +346,13 @@ class JournaledFile(io.RawIOBase):
                 index, within = divmod(pos, PAGE)
                 stop = min(end, (index + 1) * PAGE, self._size0)
                 page = self._pages.get(index)
-                chunk = (page[within:within + stop - pos] if page is not None
-                         else os.pread(self._fd, stop - pos, pos))
+                if page is not None:
+                    chunk = page[within:within + stop - pos]
+                elif pos >= self._cut:
+                    chunk = bytes(stop - pos)
+                else:
+                    stop = min(stop, self._cut)
+                    chunk = os.pread(self._fd, stop - pos, pos)
             else:
                 chunk = os.pread(self._fd, end - pos, pos)
                 stop = pos + len(chunk)
@@ -324,12 +384,14 @@ class JournaledFile(io.RawIOBase):
         self._check_open()
         size = self._pos if size is None else size
         if size < self._size0:
-            # The bytes cut off must come back if the transaction is undone: they are kept
-            # as changed pages (zeros, as a later extension would read them).
-            for index in range(size // PAGE, (self._size0 + PAGE - 1) // PAGE):
-                page, start = self._page(index), index * PAGE
-                cut = max(size - start, 0)
-                page[cut:] = bytes(len(page) - cut)
+            # What is cut off must come back if the transaction is undone: commit journals
+            # the range [cut, original size) in chunks; until then it reads as zeros.
+            for index, page in self._pages.items():
+                start = index * PAGE
+                if start + len(page) > size:
+                    keep = max(size - start, 0)
+                    page[keep:] = bytes(len(page) - keep)
+            self._cut = min(self._cut, size)
         os.ftruncate(self._fd, max(size, self._size0))
         self._size = size
         return size

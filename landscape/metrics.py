@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-__all__ = ["Metrics", "combine", "correct"]
+__all__ = ["Metrics", "combine", "correct", "count_correct"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,25 @@ def correct(outputs: Tensor, targets: Tensor) -> tuple[float, int] | None:
             return float(((o > 0) == (t == 1)).sum()), t.numel()
         if bool(((t == -1) | (t == 1)).all()):
             return float(((o > 0) == (t == 1)).sum()), t.numel()
+    return None
+
+
+def count_correct(outputs: Tensor, targets: Tensor) -> Tensor | None:
+    """The number of correct predictions as a tensor on the outputs' device (no host sync),
+    decided from the shapes alone; None where the shapes do not say (use :func:`correct`).
+
+    Class indices against (..., C) outputs (negative targets not counted), one-hot targets,
+    or one logit per example against labels in {0, 1} or {-1, +1} (positive means 1).
+    """
+    out = outputs.detach()
+    if not targets.is_floating_point() and out.ndim >= 2 and out.shape[:-1] == targets.shape \
+            and out.shape[-1] > 1:
+        return ((out.argmax(-1) == targets) & (targets >= 0)).sum()
+    if out.shape == targets.shape and out.ndim >= 2 and out.shape[-1] > 1:
+        return (out.argmax(-1) == targets.argmax(-1)).sum()
+    if out.ndim >= 1 and out.numel() == targets.numel() and out.shape[0] == targets.shape[0] \
+            and (out.ndim == 1 or out.shape[1:].numel() == 1):
+        return ((out.reshape(-1) > 0) == (targets.reshape(-1) == 1)).sum()
     return None
 
 

@@ -29,7 +29,8 @@ Examples:
     >>> with Store("cmp.h5", "a") as s:
     ...     s.create_run("sgd", names=["w"], shapes=[(3,)], init=np.zeros(3), attrs={"seed": 0})
     ...     s.set_final("sgd", np.ones(3), status="complete")
-    >>> Store("cmp.h5").params("sgd", "final")
+    >>> with Store("cmp.h5") as s:
+    ...     s.params("sgd", "final")
     array([1., 1., 1.])
 """
 
@@ -38,6 +39,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -192,6 +195,8 @@ class Store:
             if not os.path.exists(self.path):
                 raise FileNotFoundError(f"{self.path} does not exist")
             self._fd = lock_for_reading(self.path, 10.0 if timeout is None else timeout)
+            # a Store dropped without close() must not keep the lock (and lock writers out)
+            self._release = weakref.finalize(self, os.close, self._fd)
             try:
                 if os.fstat(self._fd).st_size == 0:
                     raise StoreError(f"{self.path} is empty: not a landscape file (a writer "
@@ -273,7 +278,7 @@ class Store:
                 self._jf.close()
                 self._jf = None
             if self._fd is not None:
-                os.close(self._fd)
+                self._release()
                 self._fd = None
 
     def __enter__(self) -> Store:
@@ -328,23 +333,33 @@ class Store:
 
     def create_run(self, run: str, *, names: Sequence[str], shapes: Sequence[Sequence[int]],
                    init: np.ndarray, attrs: Mapping[str, Any] | None = None,
-                   replace: bool = False) -> None:
+                   replace: bool = False) -> str:
         """Start a run: its parameter layout, initial parameters and settings.
 
-        The run gets ``status="running"`` and the writer's host and pid. An existing run is
-        an error unless ``replace=True``, except one whose writer is gone (``"incomplete"``)
-        or that ``"failed"``: that one is redone.
+        The run gets ``status="running"``, the writer's host and pid and a fresh
+        ``writer_token``, which is returned: a writer that adds to the run later checks with
+        :meth:`check_writer` that the run is still its own. An existing run is an error unless
+        ``replace=True``, except one whose writer is gone (``"incomplete"``) or that
+        ``"failed"``: that one is redone. A run whose writer still runs on this host (another
+        process) is never replaced.
         """
         self._writable()
         _check_name("run", run)
         if run in self._h5["runs"]:
-            status = self.info(run).status
-            if status in ("complete", "running") and not replace:
-                why = ("is complete" if status == "complete" else
-                       "is being written by another process or on another host")
-                raise StoreError(f"{self.path}: run {run!r} {why}; choose another run name or "
-                                 "replace it")
+            info = self.info(run)
+            pid = info.attrs.get("writer_pid")
+            live = info.status == "running" and pid != os.getpid() and \
+                _alive(info.attrs.get("writer_host"), pid) is True
+            if live or (info.status in ("complete", "running") and not replace):
+                why = (f"is being written by process {pid} on this host" if live else
+                       "is complete" if info.status == "complete" else
+                       "is being written by a process on another host "
+                       f"({info.attrs.get('writer_host')})")
+                hint = "stop that process first" if live else "choose another run name or " \
+                    "replace it"
+                raise StoreError(f"{self.path}: run {run!r} {why}; {hint}")
             self.delete_run(run)
+        token = uuid.uuid4().hex
         init = np.asarray(init)
         shapes = [tuple(int(d) for d in s) for s in shapes]
         if len(names) != len(shapes) or init.ndim != 1 or \
@@ -354,7 +369,8 @@ class Store:
         g = self._h5["runs"].create_group(run)
         try:
             _write_attrs(g, {"status": "running", "created": _now(), "writer_host":
-                             socket.gethostname(), "writer_pid": os.getpid(), **(attrs or {})})
+                             socket.gethostname(), "writer_pid": os.getpid(),
+                             "writer_token": token, **(attrs or {})})
             p = g.create_group("params")
             p.create_dataset("names", data=np.array(list(names), dtype=h5py.string_dtype()))
             sh = p.create_dataset("shapes", (len(shapes),), dtype=h5py.vlen_dtype(np.int64))
@@ -364,6 +380,15 @@ class Store:
         except BaseException:
             del self._h5["runs"][run]
             raise
+        return token
+
+    def check_writer(self, run: str, token: str) -> None:
+        """Raise :class:`StoreError` unless ``run`` is still the one that :meth:`create_run`
+        gave ``token`` for (it may have been replaced or deleted by another process)."""
+        if run not in self._h5["runs"] or \
+                self._h5["runs"][run].attrs.get("writer_token") != token:
+            raise StoreError(f"{self.path}: run {run!r} was replaced or deleted by another "
+                             "writer; this one stops without touching it")
 
     def delete_run(self, run: str) -> None:
         """Remove a run and everything it holds."""
@@ -495,7 +520,10 @@ class Store:
         s = g.require_group(group)
         for key, values in cols.items():
             if key not in s:
-                dtype = np.int64 if values.dtype.kind in "iub" else np.float64
+                # integer columns only for the step: a column that starts with integers
+                # (0) and goes on with floats must not truncate them
+                dtype = np.int64 if key == "step" and values.dtype.kind in "iub" \
+                    else np.float64
                 s.create_dataset(key, (0,) + values.shape[1:], maxshape=(None,) +
                                  values.shape[1:], dtype=dtype, chunks=True)
             _extend(s[key], values)
@@ -556,6 +584,13 @@ class Store:
 
 
 def _extend(ds: h5py.Dataset, values: np.ndarray) -> None:
+    values = np.asarray(values)
+    if not np.can_cast(values.dtype, ds.dtype, "same_kind"):
+        raise ValueError(f"store: {ds.name} holds {ds.dtype}, cannot append {values.dtype} "
+                         "values without losing them")
+    if values.shape[1:] != ds.shape[1:]:
+        raise ValueError(f"store: {ds.name} holds rows of shape {ds.shape[1:]}, got "
+                         f"{values.shape[1:]}")
     n = ds.shape[0]
     ds.resize(n + len(values), axis=0)
     ds[n:] = values

@@ -31,6 +31,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -43,6 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from . import losses
+from .metrics import count_correct
 from .objective import Objective
 from .optim import make_optimizer, make_scheduler, noisy_labels
 from .params import ParamLayout, select
@@ -132,7 +134,7 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
         config: TrainConfig, *, test: Any = None, store: str | None = None,
         run: str | None = None, replace_run: bool = False, attrs: Mapping[str, Any] | None = None,
         callbacks: Sequence[Callback] = (), progress: bool = False,
-        flush_seconds: float = 60.0) -> TrainResult:
+        flush_seconds: float = 60.0, final_timeout: float = 600.0) -> TrainResult:
     """Train ``model`` in place as ``config`` says; record into ``store`` as ``run``.
 
     Args:
@@ -148,7 +150,9 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
             complete run of that name (an incomplete or failed one is always redone).
         attrs: extra JSON-ready attributes for the run (e.g. ``{"model": model.spec}``).
         callbacks: :class:`Callback` s, recorded as ``probes/<name>`` series.
-        progress: show a progress bar. flush_seconds: write buffered records this often.
+        progress: show a progress bar. flush_seconds: write buffered records this often (a
+            busy file is tried again at the next flush). final_timeout: seconds the last
+            write waits for another process that holds the file.
 
     Returns:
         A :class:`TrainResult`.
@@ -187,9 +191,12 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
                 "loss": losses.describe(loss), "data": data_desc, "batch_size": batch,
                 "steps_per_epoch": per_epoch, "history_every": h_every,
                 "snapshot_every": s_every, **dict(attrs or {})}
+    if spec.label_noise > 1 and not y.is_floating_point():
+        raise ValueError(f"fit: label noise on class labels is a probability, must be in "
+                         f"[0, 1], got noise={spec.label_noise}")
     if store:
         with Store(store, "a", timeout=60) as s:
-            s.create_run(run, names=layout.names, shapes=layout.shapes,
+            rec.token = s.create_run(run, names=layout.names, shapes=layout.shapes,
                          init=_np(train_obj.theta), attrs=settings,
                          replace=replace_run)
             if buffers := _buffers(model):
@@ -270,6 +277,7 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
                 # running sums stay on the device: no host sync per step
                 running = torch.zeros((), dtype=torch.float64, device=layout.device)
                 hits = torch.zeros((), dtype=torch.float64, device=layout.device)
+                hits_known = True
                 for begin in range(0, n, batch):
                     t0 = time.perf_counter()
                     idx = perm[begin:begin + batch]
@@ -305,8 +313,12 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
                         scheduler.step()
                     state["step"] = step
                     running.add_(value, alpha=len(idx))
-                    if targets and seen[0].ndim == 2 and not yb.is_floating_point():
-                        hits += (seen[0].argmax(1) == yb).sum()
+                    if config.target_accuracy is not None:
+                        counted = count_correct(seen[0], yb)
+                        if counted is None:
+                            hits_known = False
+                        else:
+                            hits += counted
                     clock["train"] += time.perf_counter() - t0
                     bar.update(1)
                     if epoch_end and not bool(torch.isfinite(running)):
@@ -332,44 +344,59 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
                     near = (config.target_loss is not None and
                             float(running) / n <= 2 * config.target_loss) or (
                         config.target_accuracy is not None and
-                        float(hits) / n >= config.target_accuracy - 0.05)
+                        (not hits_known or float(hits) / n >= config.target_accuracy - 0.05))
                     if near:
                         t0 = time.perf_counter()
                         state["stop"] = reached(*evaluate(train_obj, train_obj.theta))
                         clock["record"] += time.perf_counter() - t0
             bar.close()
             record(state["step"], final=True)
-    except BaseException as exc:
+        result = TrainResult(
+            config=config, run=run, steps=state["step"], epochs=state["step"] / per_epoch,
+            stop_reason=state["stop"], final=last["metrics"],
+            history={k: np.asarray(v) for k, v in rec.history.items()},
+            series={name: {k: np.asarray(v) for k, v in cols.items()}
+                    for name, cols in rec.series.items()},
+            seconds=clock["train"], record_seconds=clock["record"])
         if store:
-            try:
-                with Store(store, "a", timeout=60) as s:
-                    rec.flush(s)
-                    s.set_attrs(run, {"status": "failed", "error":
-                                      f"{type(exc).__name__}: {exc}"[:500]})
-            except Exception:  # noqa: BLE001 - the original error matters more
-                log.warning("could not mark run %r failed in %s", run, store)
+            t0 = time.perf_counter()
+            # the last write waits for a reader that keeps the file open, within reason
+            with Store(store, "a", timeout=final_timeout) as s:
+                rec.flush(s)
+                if buffers := _buffers(model):
+                    s.set_buffers(run, "final", buffers)
+                s.set_final(run, _np(train_obj.theta), status="complete", attrs={
+                    "steps": result.steps, "epochs": result.epochs,
+                    "stop_reason": result.stop_reason, "final_metrics": result.final,
+                    "seconds": result.seconds})
+            result = replace(result, record_seconds=result.record_seconds +
+                             time.perf_counter() - t0)
+    except BaseException as exc:
+        if store and rec.token is not None:
+            _mark_failed(store, run, rec, exc)
         raise
     finally:
         for m, mode in was_training.items():
             m.train(mode)
-    final = last["metrics"]
-    result = TrainResult(
-        config=config, run=run, steps=state["step"], epochs=state["step"] / per_epoch,
-        stop_reason=state["stop"], final=final,
-        history={k: np.asarray(v) for k, v in rec.history.items()},
-        series={name: {k: np.asarray(v) for k, v in cols.items()}
-                for name, cols in rec.series.items()},
-        seconds=clock["train"], record_seconds=clock["record"])
-    if store:
-        t0 = time.perf_counter()
-        with Store(store, "a", timeout=60) as s:
-            rec.flush(s)
-            if buffers := _buffers(model):
-                s.set_buffers(run, "final", buffers)
-            s.set_final(run, _np(train_obj.theta), status="complete", attrs={
-                "steps": result.steps, "epochs": result.epochs,
-                "stop_reason": result.stop_reason, "final_metrics": final,
-                "seconds": result.seconds})
-        result = replace(result, record_seconds=result.record_seconds + time.perf_counter() - t0)
     return result
+
+
+def _mark_failed(store: str, run: str, rec: Recorder, exc: BaseException) -> None:
+    """Keep what was recorded and mark the run failed, if it is still ours; never raise over
+    the original error."""
+    from .store import Store, StoreError
+
+    try:
+        with Store(store, "a", timeout=60) as s:
+            s.check_writer(run, rec.token)
+            try:
+                with contextlib.suppress(ValueError, TypeError):
+                    rec.flush(s)
+            finally:
+                s.set_attrs(run, {"status": "failed", "error":
+                                  f"{type(exc).__name__}: {exc}"[:500]})
+    except StoreError:
+        pass  # replaced by another writer: not ours to mark
+    except Exception:  # noqa: BLE001 - the original error matters more
+        log.warning("could not mark run %r failed in %s", run, store)
 

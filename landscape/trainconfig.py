@@ -36,8 +36,8 @@ def _number(name: str, value: Any, low: float, high: float = math.inf) -> float 
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or \
-            not low <= value <= high:
-        raise ValueError(f"TrainConfig: {name} must be a number in [{low}, {high}], got "
+            not math.isfinite(value) or not low <= value <= high:
+        raise ValueError(f"TrainConfig: {name} must be a finite number in [{low}, {high}], got "
                          f"{value!r}")
     return float(value)
 
@@ -55,7 +55,9 @@ class TrainConfig:
             (epochs may be fractional). At least one is required.
         target_loss, target_accuracy: stop once the whole training set reaches them.
             Checked at every history point, and at every epoch's end once the running mean of
-            the minibatch loss (accuracy) comes within 2x (0.05) of the target.
+            the minibatch loss (accuracy) comes within 2x (0.05) of the target; for outputs
+            whose shape does not say what a correct prediction is
+            (:func:`landscape.metrics.count_correct`), at every epoch's end.
         seed: batch order, label noise and randomness in the model.
         history_every, snapshot_every: steps between history rows / trajectory snapshots.
             Default: about 10 epochs (``DEFAULT_EPOCHS_BETWEEN_RECORDS``) for both; 0: none

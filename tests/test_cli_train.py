@@ -283,3 +283,19 @@ def test_import_errors_are_one_line(tmp_path, monkeypatch, capsys):
     one_line_error(capsys, main(["import", "f.h5", "--model", "torch.nn:Linear", "--model-kwargs",
                                  '{"in_features": 2, "out_features": 1}', "--final",
                                  "missing.pt", "--run", "r"]), "does not exist")
+
+
+def test_infinite_epochs_is_a_one_line_error(tmp_path, capsys):
+    rc = main(["train", str(tmp_path / "r.h5"), "--data", "gaussians", "--epochs", "inf",
+               "--quiet"])
+    one_line_error(capsys, rc, "epochs must be a finite number")
+
+
+def test_optimizer_flag_keeps_config_settings_whatever_the_spelling(tmp_path, capsys):
+    cfg = tmp_path / "run.toml"
+    cfg.write_text('[optimizer]\nname = "SGD"\nlr = 0.05\nmomentum = 0.9\n')
+    path = tmp_path / "r.h5"
+    assert main(["train", str(path), "--config", str(cfg), "--optimizer", "sgd", *TINY]) == 0
+    with Store(path) as s:
+        opt = s.info("sgd").attrs["optimizer"]
+    assert opt["lr"] == 0.05 and opt["momentum"] == 0.9

@@ -328,12 +328,57 @@ def test_an_exception_inside_commit_then_close_restores_the_file(tmp_path, monke
     assert path.read_bytes() == original
 
 
+@pytest.mark.parametrize("point", ["journal-written", "half-applied", "applied"])
+def test_a_large_file_cut_short_and_rewritten_is_restored_after_an_interrupt(
+        tmp_path, monkeypatch, point):
+    """Store(path, "w") on a big file cuts it to 0 and writes anew: the cut-off bytes are
+    journaled in chunks (not held in memory) and come back if the commit is interrupted."""
+    path = tmp_path / "f.bin"
+    original = _data(3 * journal._CHUNK + 5 * PAGE + 17, seed=3)
+    path.write_bytes(original)
+
+    def interrupt(name):
+        if name == point:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(journal, "_crash_point", interrupt)
+    jf = JournaledFile(path)
+    jf.truncate(0)
+    jf.seek(0)
+    jf.write(b"new start")
+    jf.seek(2 * journal._CHUNK + 3)  # inside the old size: the hole reads as zeros
+    jf.write(b"middle")
+    jf.seek(0)
+    expected = bytearray(2 * journal._CHUNK + 9)
+    expected[:9] = b"new start"
+    expected[-6:] = b"middle"
+    assert jf.read() == expected
+    assert len(jf._pages) <= 3  # the cut did not load the old pages
+    with pytest.raises(KeyboardInterrupt):
+        jf.commit()
+    jf.close()
+    assert path.read_bytes() == original
+
+
+def test_a_large_file_cut_short_and_rewritten_commits_exactly(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(_data(2 * journal._CHUNK + 123, seed=4))
+    jf = JournaledFile(path)
+    jf.truncate(0)
+    jf.seek(journal._CHUNK + 1)
+    jf.write(b"x" * (PAGE + 5))
+    jf.commit()
+    jf.close()
+    want = bytes(journal._CHUNK + 1) + b"x" * (PAGE + 5)
+    assert path.read_bytes() == want
+
+
 # ---------------------------------------------------------------------------- locks
 def test_locks_writer_exclusive_readers_shared(tmp_path):
     path = tmp_path / "f.bin"
     path.write_bytes(b"abc")
     jf = JournaledFile(path)
-    with pytest.raises(FileBusyError, match="is written by another process; wait for it"):
+    with pytest.raises(FileBusyError, match="is open in another process"):
         JournaledFile(path)
     with pytest.raises(FileBusyError, match=r"waited 0.1 s"):
         JournaledFile(path, timeout=0.1)

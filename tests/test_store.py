@@ -536,9 +536,9 @@ def test_a_writer_holds_the_file_exclusively(tmp_path):
     writer = Store(path, "a")
     try:
         t = time.monotonic()
-        with pytest.raises(FileBusyError, match="is written by another process"):
+        with pytest.raises(FileBusyError, match="is open in another process"):
             Store(path, "a")
-        with pytest.raises(FileBusyError, match="is written by another process"):
+        with pytest.raises(FileBusyError, match="is open in another process"):
             Store(path, "w")
         with pytest.raises(FileBusyError, match="is being written"):
             Store(path, timeout=0)
@@ -558,7 +558,7 @@ def test_readers_share_and_block_writers(tmp_path):
     path = tmp_path / "a.h5"
     _small_store(path)
     r1, r2 = Store(path), Store(path, timeout=0)
-    with pytest.raises(FileBusyError, match="is written by another process"):
+    with pytest.raises(FileBusyError, match="is open in another process"):
         Store(path, "a")
     assert r1.runs() == r2.runs() == ["a"]
     r1.close()
@@ -709,3 +709,41 @@ def test_sigkill_inside_each_window_of_a_commit(tmp_path, two_runs, point):
         assert _bytes(path) == before  # rolled back to the byte
     store_writer.write_run(str(path), 2)  # a new writer redoes the interrupted run
     assert _check(path, 2, require_all=True) == 3
+
+
+def test_a_reader_dropped_without_close_does_not_lock_writers_out(tmp_path):
+    import gc
+
+    path = tmp_path / "a.h5"
+    with Store(path, "a") as s:
+        s.create_run("r", names=["w"], shapes=[(2,)], init=np.zeros(2))
+    assert Store(path).runs() == ["r"]  # never closed
+    gc.collect()
+    with Store(path, "a") as s:
+        assert s.runs() == ["r"]
+
+
+def test_series_columns_keep_floats_that_follow_integers(tmp_path):
+    path = tmp_path / "a.h5"
+    with Store(path, "a") as s:
+        s.create_run("r", names=["w"], shapes=[(2,)], init=np.zeros(2))
+        s.append_series("r", "probes/p", {"step": [0], "value": [0]})
+        s.commit()
+        s.append_series("r", "probes/p", {"step": [1, 2], "value": [2.75, -1.5]})
+        with pytest.raises(ValueError, match="without losing them"):
+            s.append_series("r", "probes/p", {"step": [3.5], "value": [1.0]})
+    with Store(path) as s:
+        cols = s.series("r", "probes/p")
+    assert cols["step"].dtype == np.int64 and cols["step"].tolist() == [0, 1, 2]
+    assert cols["value"].tolist() == [0.0, 2.75, -1.5]
+
+
+def test_a_replaced_run_is_no_longer_its_first_writers(tmp_path):
+    path = tmp_path / "a.h5"
+    with Store(path, "a") as s:
+        first = s.create_run("r", names=["w"], shapes=[(2,)], init=np.zeros(2))
+        s.check_writer("r", first)
+        second = s.create_run("r", names=["w"], shapes=[(2,)], init=np.ones(2), replace=True)
+        s.check_writer("r", second)
+        with pytest.raises(StoreError, match="replaced or deleted by another writer"):
+            s.check_writer("r", first)

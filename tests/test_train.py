@@ -644,3 +644,93 @@ def test_cnn_reaches_the_published_ballpark_on_mnist1d(mnist1d):
     r = fit(model, "cross_entropy", mnist1d, cfg)
     assert r.stop_reason == "epochs"
     assert r.final["test_acc"] >= 0.9, r.final
+
+
+# --------------------------------------------------------------------------- review fixes
+
+
+def test_a_reader_holding_the_file_delays_flushes_without_losing_records(blobs, tmp_path):
+    """Mid-run flushes that find the file busy keep their rows for the next flush."""
+    path = str(tmp_path / "busy.h5")
+    held = []
+
+    def hold(state):
+        if state.step == 4:
+            held.append(Store(path))  # a reader that keeps the file open for a while
+        if state.step == 12 and held:
+            held.pop().close()
+        return {"value": float(state.step)}
+
+    r = fit(mlp(), "cross_entropy", blobs,
+            TrainConfig("sgd", batch_size=16, max_steps=16, history_every=2, seed=0),
+            store=path, run="r", callbacks=[callback("hold", 2, hold)], flush_seconds=0)
+    with Store(path) as s:
+        assert s.info("r").status == "complete"
+        np.testing.assert_array_equal(s.history("r")["step"], r.history["step"])
+        np.testing.assert_array_equal(s.series("r", "probes/hold")["value"],
+                                      r.series["hold"]["value"])
+
+
+def test_a_run_replaced_while_training_stops_its_first_writer(blobs, tmp_path):
+    path = str(tmp_path / "replaced.h5")
+
+    def replace_it(state):
+        if state.step == 4:
+            with Store(path, "a") as s:
+                s.create_run("r", names=["w"], shapes=[(1,)], init=np.zeros(1), replace=True)
+                s.set_final("r", np.ones(1), status="complete")
+        return {}
+
+    with pytest.raises(StoreError, match="replaced or deleted by another writer"):
+        fit(mlp(), "cross_entropy", blobs,
+            TrainConfig("sgd", batch_size=16, max_steps=12, history_every=2, seed=0),
+            store=path, run="r", callbacks=[callback("replace", 2, replace_it)],
+            flush_seconds=0)
+    with Store(path) as s:  # the replacement is left as it was, not marked failed
+        assert s.info("r").status == "complete"
+        assert s.params("r").tolist() == [1.0]
+
+
+def test_a_failing_final_write_marks_the_run_failed(blobs, tmp_path, monkeypatch):
+    path = str(tmp_path / "final.h5")
+
+    def broken(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Store, "set_final", broken)
+    with pytest.raises(OSError, match="disk full"):
+        fit(mlp(), "cross_entropy", blobs, TrainConfig("sgd", batch_size=16, max_steps=5),
+            store=path, run="r")
+    monkeypatch.undo()
+    with Store(path) as s:
+        info = s.info("r")
+    assert info.status == "failed" and "disk full" in info.attrs["error"]
+    r = fit(mlp(), "cross_entropy", blobs, TrainConfig("sgd", batch_size=16, max_steps=5),
+            store=path, run="r")  # a failed run is redone
+    assert r.steps == 5
+
+
+def test_target_accuracy_is_checked_at_epoch_ends_for_a_single_logit(tmp_path):
+    """A single-logit model with the logistic loss: the epoch-end check counts hits from the
+    outputs' shape, so training stops at the first epoch that reaches the target, not at the
+    next history point."""
+    split = data.gaussians(n_train=64, n_test=32, dim=4, seed=1)
+    model = models.build("linear", in_features=4, num_classes=1, seed=0)
+    r = fit(model, "logistic", split, TrainConfig("sgd", lr=0.05, batch_size=16, epochs=200,
+                                                  target_accuracy=0.97, seed=0))
+    assert r.stop_reason == "target_accuracy"
+    every_epoch = fit(models.build("linear", in_features=4, num_classes=1, seed=0), "logistic",
+                      split, TrainConfig("sgd", lr=0.05, batch_size=16, epochs=200,
+                                         target_accuracy=0.97, seed=0, history_every=4))
+    assert r.steps == every_epoch.steps and r.steps % 4 == 0
+    assert r.final["train_acc"] >= 0.97
+
+
+def test_label_noise_beyond_one_on_classes_is_refused_before_the_run_is_created(blobs,
+                                                                                 tmp_path):
+    path = tmp_path / "noise.h5"
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
+        fit(mlp(), "cross_entropy", blobs,
+            TrainConfig("label_noise_sgd", noise=1.5, batch_size=16, max_steps=3),
+            store=str(path), run="r")
+    assert not path.exists() or Store(path, "a").runs() == []
