@@ -303,6 +303,15 @@ def test_sigkill_inside_commit(tmp_path, point, opener):
     assert not os.path.exists(journal_path(path))
 
 
+def _interrupt_at(monkeypatch, point):
+    """Make the commit raise KeyboardInterrupt (as Ctrl-C would) at the crash point given."""
+    def interrupt(name):
+        if name == point:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(journal, "_crash_point", interrupt)
+
+
 @pytest.mark.parametrize("point", ["appended", "journal-written", "half-applied", "applied"])
 def test_an_exception_inside_commit_then_close_restores_the_file(tmp_path, monkeypatch, point):
     """An exception (Ctrl-C, a full disk) between writing the journal and deleting it, then
@@ -311,11 +320,7 @@ def test_an_exception_inside_commit_then_close_restores_the_file(tmp_path, monke
     original = _data(4 * PAGE)
     path.write_bytes(original)
 
-    def interrupt(name):
-        if name == point:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(journal, "_crash_point", interrupt)
+    _interrupt_at(monkeypatch, point)
     jf = JournaledFile(path)
     for k in range(4):
         jf.seek(k * PAGE)
@@ -337,11 +342,7 @@ def test_a_large_file_cut_short_and_rewritten_is_restored_after_an_interrupt(
     original = _data(3 * journal._CHUNK + 5 * PAGE + 17, seed=3)
     path.write_bytes(original)
 
-    def interrupt(name):
-        if name == point:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(journal, "_crash_point", interrupt)
+    _interrupt_at(monkeypatch, point)
     jf = JournaledFile(path)
     jf.truncate(0)
     jf.seek(0)
