@@ -42,7 +42,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["SECTIONS", "build", "execute", "load", "merge", "parse_value"]
+__all__ = ["SECTIONS", "build", "execute", "load", "merge", "parse_value", "rebuild"]
 
 SECTIONS = ("model", "data", "optimizer", "train")
 _TOP = ("run",)
@@ -99,15 +99,11 @@ def _model_kwargs(name: str, kwargs: dict[str, Any], split: Any) -> dict[str, An
     return {**{k: v for k, v in guesses.items() if k in accepted}, **kwargs}
 
 
-def build(spec: Mapping[str, Any]) -> tuple[Any, Any, str, Any, dict[str, Any], Any]:
-    """Objects for a run spec: ``(model, split, loss, config, attrs, device)``."""
-    import torch
+def _load_data(table: Mapping[str, Any]) -> Any:
+    """The :class:`~landscape.data.Split` of a ``[data]`` table."""
+    from . import data
 
-    from . import data, models
-    from .train import TrainConfig
-
-    spec = merge({}, spec)
-    d = dict(spec.get("data", {}))
+    d = dict(table)
     if "name" not in d:
         raise ValueError("run spec: [data] needs a name (e.g. name = 'mnist1d'); known: "
                          f"{', '.join(data.DATASETS)}")
@@ -121,6 +117,18 @@ def build(spec: Mapping[str, Any]) -> tuple[Any, Any, str, Any, dict[str, Any], 
     if options.get("label_noise"):
         split = data.corrupt(split, options["label_noise"],
                              seed=options.get("label_noise_seed", 0))
+    return split
+
+
+def build(spec: Mapping[str, Any]) -> tuple[Any, Any, str, Any, dict[str, Any], Any]:
+    """Objects for a run spec: ``(model, split, loss, config, attrs, device)``."""
+    import torch
+
+    from . import models
+    from .train import TrainConfig
+
+    spec = merge({}, spec)
+    split = _load_data(spec.get("data", {}))
     m = dict(spec.get("model", {}))
     if "name" not in m:
         raise ValueError("run spec: [model] needs a name (e.g. name = 'mlp'); known: "
@@ -159,3 +167,48 @@ def execute(spec: Mapping[str, Any], file: str | os.PathLike, *, run: str | None
     return fit(model, loss, split, config, store=os.fspath(file),
                run=run or spec.get("run") or config.optimizer.name, replace_run=replace,
                attrs=attrs, progress=progress)
+
+
+def rebuild(file: str | os.PathLike, run: str, *, which: str | int = "final",
+            data: Mapping[str, Any] | None = None, device: str | None = None
+            ) -> tuple[Any, Any, Any]:
+    """The model of a stored run at ``which`` (``"init"``, ``"final"`` or a trajectory step),
+    its data and its loss: ``(model, split, loss_fn)``.
+
+    The model is rebuilt from the run's recorded spec (a run trained with ``landscape train``
+    or :func:`execute`, a model of ``landscape.models`` recorded as ``attrs["model"]``, or an
+    imported run's factory), then its stored parameters and buffers are loaded. The data come
+    from the run's recorded spec, or from ``data`` (a ``[data]`` table: name and options),
+    which wins.
+
+    Raises:
+        ValueError: the run does not record how to rebuild its model or data (the message says
+            what to give).
+    """
+    import torch
+
+    from . import losses, models
+    from .checkpoints import build_model
+    from .store import Store, load_params
+
+    with Store(file) as s:
+        attrs = s.info(run).attrs
+    spec = attrs.get("spec") or {}
+    model_spec = attrs.get("model") or {}
+    if isinstance(model_spec, dict) and "factory" in model_spec:
+        model = build_model(model_spec["factory"], model_spec.get("kwargs"))
+    elif isinstance(model_spec, dict) and model_spec.get("name") in models.MODELS:
+        model = models.build(model_spec["name"], model_spec.get("kwargs"))
+    else:
+        raise ValueError(f"run {run!r} does not record a model that can be rebuilt (expected "
+                         "attrs['model'] with a landscape.models name or an import factory); "
+                         "load the model yourself and call the probe from Python")
+    data_table = dict(data) if data else dict(spec.get("data") or {})
+    if not data_table.get("name"):
+        raise ValueError(f"run {run!r} does not record its data; give them (e.g. --data "
+                         "mnist1d)")
+    split = _load_data(data_table)
+    dtype = getattr(torch, str(attrs.get("dtype", "float32")), torch.float32)
+    model = model.to(device=torch.device(device or attrs.get("device", "cpu")), dtype=dtype)
+    load_params(model, file, run, which)
+    return model, split, losses.get(attrs.get("loss", "cross_entropy"))
