@@ -402,12 +402,14 @@ class Objective:
                     return self.loss_fn(o, batch.targets)
 
                 outputs, pullback = vjp(out_fn, theta)
+                # H_out jv as a vjp of the loss's gradient (H_out is symmetric): reverse mode
+                # through the loss, which some losses need (mse_loss fails under jvp here)
+                _, loss_hvp = vjp(grad(loss_of), outputs.detach())
 
-                def one(u: Tensor, out_fn=out_fn, loss_of=loss_of, outputs=outputs,
+                def one(u: Tensor, out_fn=out_fn, loss_hvp=loss_hvp,
                         pullback=pullback) -> Tensor:
                     jv = jvp(out_fn, (theta,), (u,))[1]
-                    hjv = jvp(grad(loss_of), (outputs.detach(),), (jv,))[1]
-                    return pullback(hjv)[0]
+                    return pullback(loss_hvp(jv)[0])[0]
 
                 total += batch.n * (vmap(one)(v) if batched else one(v))
         self._count(passes=1, ggn_vp=v.shape[0] if batched else 1)
