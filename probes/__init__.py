@@ -1,5 +1,12 @@
-"""Probes: functions of ``(model, loss_fn, data, ...)`` that measure curvature, sharpness,
-paths and implicit bias through :class:`landscape.Objective`. The probe families arrive with
-their own modules (hessian, sharpness, interpolation, implicit_bias)."""
+"""Probes: functions of ``(model, loss_fn, data, ...)`` that measure the landscape through
+:class:`landscape.Objective`, never writing into the model.
 
-__all__: list[str] = []
+- :mod:`probes.hessian`: top and bottom eigenvalues (Lanczos with a residual-based stop), trace
+  (Hutchinson, Hutch++), spectral density (stochastic Lanczos quadrature), the dense matrix of
+  small models; Hessian, GGN or Fisher (:mod:`probes.curvature`).
+- :mod:`probes.along`: probes recorded along training (the top eigenvalue, warm-started).
+"""
+
+from . import along, curvature, hessian, spectral
+
+__all__ = ["along", "curvature", "hessian", "spectral"]

@@ -1,0 +1,66 @@
+"""Probes recorded along training, as callbacks of :func:`landscape.train.fit`.
+
+:func:`top_eigenvalues` measures the top Hessian (or GGN) eigenvalues every ``every`` steps,
+warm-starting Lanczos from the eigenvectors of the previous call: between nearby points of a
+trajectory the top eigenvectors move little, so each call needs few products. It is what edge
+of stability studies record (Cohen et al. 2021: lambda_max rises to about 2/lr under
+full-batch GD and hovers there).
+
+Examples:
+    >>> cb = top_eigenvalues((X_sub, y_sub), every=20, k=1)                # doctest: +SKIP
+    >>> result = fit(model, "mse", split, TrainConfig("gd", lr=0.02, max_steps=2000),
+    ...              store="eos.h5", run="gd", callbacks=[cb])
+    >>> result.series["lambda_max"]["value"]                               # one per 20 steps
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+
+from landscape.params import ParamFilter
+from landscape.recording import Callback, TrainState, callback
+
+from .hessian import eigenvalues
+
+__all__ = ["top_eigenvalues"]
+
+
+def top_eigenvalues(data: Any, every: int, *, k: int = 1, name: str = "lambda_max",
+                    tol: float = 1e-6, curvature: str = "hessian",
+                    params: ParamFilter | Iterable[str] | None = None,
+                    loss_fn: Any = None) -> Callback:
+    """A callback recording the top ``k`` eigenvalues every ``every`` steps, warm-started.
+
+    Args:
+        data: the data the curvature is measured on (tensors, a Dataset or a DataLoader), e.g.
+            the training set or a fixed subset of it.
+        every: steps between measurements (also at step 0 and the last step).
+        k: how many of the largest eigenvalues. name: the series' name
+            (``probes/<name>`` in the store).
+        tol: relative residual of each eigenpair. curvature: ``"hessian"`` or ``"ggn"``.
+        params: the parameters the matrix is over. loss_fn: the loss (default: the run's).
+
+    Returns:
+        A :class:`~landscape.recording.Callback`; each call records ``value`` (the largest),
+        ``values`` (k, descending), ``residual`` (the largest relative residual) and
+        ``n_hvp`` (products spent by the call).
+    """
+    previous: dict[str, Any] = {"vectors": None}
+
+    def measure(state: TrainState) -> dict[str, Any]:
+        v0 = previous["vectors"]
+        result = eigenvalues(state.model, loss_fn or state.loss_fn, data, k=k,
+                             which="largest", tol=tol, curvature=curvature, params=params,
+                             vectors=True, v0=v0, check=False)
+        previous["vectors"] = torch.from_numpy(np.asarray(result.vectors))
+        values = np.asarray(result.values)[::-1].copy()
+        scale = np.maximum(np.abs(values), np.finfo(np.float64).tiny)
+        residual = float(np.max(np.asarray(result.residuals)[::-1] / scale))
+        return {"value": float(values[0]), "values": values, "residual": residual,
+                "n_hvp": int(result.n_hvp)}
+
+    return callback(name, every, measure)

@@ -1,0 +1,63 @@
+"""`landscape probe`: Hessian probes on a stored run, computed from the file alone and stored
+with the run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from landscape.cli import main
+from landscape.runspec import rebuild
+from landscape.store import Store
+from probes import hessian
+from probes.hessian import Density, Eigenvalues, Trace
+
+TINY = ["--data", "digits", "--data-arg", "n_train=200", "--data-arg", "n_test=50", "--model",
+        "mlp", "--model-arg", "width=8", "--model-arg", "depth=1", "--steps", "10", "--quiet"]
+
+
+@pytest.fixture()
+def run_file(tmp_path, capsys):
+    path = tmp_path / "r.h5"
+    assert main(["train", str(path), *TINY, "--run", "a"]) == 0
+    capsys.readouterr()
+    return path
+
+
+def test_probe_computes_and_stores_each_kind(run_file, capsys):
+    assert main(["probe", str(run_file), "--run", "a", "hessian", "--k", "3"]) == 0
+    assert main(["probe", str(run_file), "--run", "a", "trace", "--products", "30"]) == 0
+    assert main(["probe", str(run_file), "--run", "a", "density", "--vectors", "2",
+                 "--steps", "20"]) == 0
+    assert main(["probe", str(run_file), "--run", "a", "hessian", "--curvature", "ggn",
+                 "--name", "ggn_top"]) == 0
+    out = capsys.readouterr().out
+    assert "stored as probes/hessian_eigenvalues" in out and "stored as probes/ggn_top" in out
+    with Store(run_file) as s:
+        assert s.info("a").probes == ("ggn_top", "hessian_density", "hessian_eigenvalues",
+                                      "hessian_trace")
+        top = Eigenvalues.from_record(s.record("a", "probes", "hessian_eigenvalues"))
+        tr = Trace.from_record(s.record("a", "probes", "hessian_trace"))
+        dens = Density.from_record(s.record("a", "probes", "hessian_density"))
+        attrs = s.record("a", "probes", "hessian_eigenvalues").attrs
+    assert attrs["data"]["split"] == "train" and attrs["params"] == "final"
+    model, split, loss = rebuild(run_file, "a")
+    direct = hessian.eigenvalues(model, loss, split.train, k=3)
+    np.testing.assert_allclose(top.values, direct.values, rtol=1e-4)
+    assert top.all_converged and tr.n_hvp == 30 and dens.n_vectors == 2
+
+
+def test_probe_errors_are_one_line(run_file, capsys):
+    for argv, fragment in [
+        (["probe", str(run_file), "--run", "zz", "hessian"], "no run 'zz'"),
+        (["probe", str(run_file), "--run", "a", "hessian", "--which", "bogus"],
+         "which must be one of"),
+        (["probe", str(run_file), "--run", "a", "hessian", "--curvature", "ggnn"],
+         "curvature must be one of"),
+        (["probe", str(run_file), "--run", "a", "hessian", "--params", "999"],
+         "no snapshot at step 999"),
+    ]:
+        rc = main(argv)
+        _, err = capsys.readouterr()
+        assert rc == 2 and err.startswith("landscape: error: ") and fragment in err, err
+        assert len(err.strip().splitlines()) == 1

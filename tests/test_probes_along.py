@@ -1,0 +1,45 @@
+"""The top eigenvalue along training: warm-started values equal cold ones at the same step,
+for fewer products."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from landscape import data, models
+from landscape.store import Store, load_params
+from landscape.train import TrainConfig, fit
+from probes import hessian
+from probes.along import top_eigenvalues
+
+
+def test_warm_started_lambda_max_equals_a_cold_computation(tmp_path):
+    split = data.standardize(data.subset(data.digits(seed=0), 200, 50, seed=0))
+    model = models.build("mlp", in_features=64, num_classes=10, width=16, depth=1, seed=0)
+    model = model.double()
+    x, y = split.train
+    train = (x.double(), y)
+    cb = top_eigenvalues(train, every=5, k=2, tol=1e-8)
+    path = str(tmp_path / "eos.h5")
+    r = fit(model, "cross_entropy", (x.double(), y), TrainConfig("gd", lr=0.5, max_steps=20,
+                                                                   snapshot_every=5),
+            store=path, run="gd", callbacks=[cb])
+    series = r.series["lambda_max"]
+    assert series["step"].tolist() == [0, 5, 10, 15, 20]
+    assert (series["residual"] <= 1e-8).all()
+    with Store(path) as s:
+        stored = s.series("gd", "probes/lambda_max")
+    np.testing.assert_array_equal(stored["value"], series["value"])
+    fresh = models.build("mlp", in_features=64, num_classes=10, width=16, depth=1).double()
+    for i, step in enumerate(series["step"]):
+        load_params(fresh, path, "gd", int(step))
+        cold = hessian.eigenvalues(fresh, torch.nn.CrossEntropyLoss(), train, k=2, tol=1e-10)
+        np.testing.assert_allclose(series["values"][i], cold.values[::-1], rtol=1e-7)
+    # warm starts spend fewer products than the cold first call, on average
+    assert series["n_hvp"][1:].mean() < series["n_hvp"][0]
+
+
+def test_top_eigenvalues_validates_like_a_callback():
+    with pytest.raises(ValueError, match="every must be an int >= 1"):
+        top_eigenvalues((torch.zeros(2, 2), torch.zeros(2)), every=0)
