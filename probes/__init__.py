@@ -7,6 +7,6 @@
 - :mod:`probes.along`: probes recorded along training (the top eigenvalue, warm-started).
 """
 
-from . import along, curvature, hessian, spectral
+from . import along, blocks, curvature, hessian, spectral
 
-__all__ = ["along", "curvature", "hessian", "spectral"]
+__all__ = ["along", "blocks", "curvature", "hessian", "spectral"]

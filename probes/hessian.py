@@ -281,8 +281,12 @@ def eigenvalues(
     seed: int = 0,
     batch_size: int | None = None,
     check: bool = True,
+    blocks: str | None = None,
 ) -> Eigenvalues:
     """Extreme eigenvalues of the Hessian (or GGN) of the mean loss, by Lanczos.
+
+    With ``blocks="layer"``: the same for each layer's diagonal block (the parameters of one
+    module, the others fixed), returned as a :class:`~probes.blocks.BlockEigenvalues`.
 
     Implicitly restarted Lanczos (``scipy.sparse.linalg.eigsh``, ARPACK) on the curvature
     operator: no matrix is formed; the cost is products with vectors, each about one
@@ -307,9 +311,11 @@ def eigenvalues(
             ``converged`` saying which meet ``tol``.
         seed: seed of the random start vector (when no ``v0``).
         batch_size, check: passed to :class:`landscape.Objective`.
+        blocks: None, or ``"layer"`` for one result per layer's diagonal block.
 
     Returns:
-        :class:`Eigenvalues`: ascending values, residuals, converged flags, options, cost.
+        :class:`Eigenvalues`: ascending values, residuals, converged flags, options, cost
+        (:class:`~probes.blocks.BlockEigenvalues` with ``blocks="layer"``).
 
     Raises:
         ValueError: k < 1, k larger than P (2k for ``"both"``), an unknown ``which`` or
@@ -320,6 +326,13 @@ def eigenvalues(
         >>> top = eigenvalues(model, nn.CrossEntropyLoss(), (X, y), k=5, vectors=True)
         >>> top.values[-1], top.converged.all(), top.n_hvp
     """
+    if blocks is not None:
+        from .blocks import block_eigenvalues
+
+        return block_eigenvalues(eigenvalues, model, loss_fn, data, blocks=blocks, check=check,
+                                 k=k, which=which, tol=tol, curvature=curvature, params=params,
+                                 mode=mode, vectors=vectors, v0=v0, max_products=max_products,
+                                 seed=seed, batch_size=batch_size)
     fn = "eigenvalues"
     started = time.perf_counter()
     k = _check_int(fn, "k", k, 1)

@@ -263,3 +263,32 @@ def test_records_round_trip(tmp_path):
     assert pairs[1][1].vectors is None
     with pytest.raises(ValueError, match="Matrix.from_record: record 'eig' holds"):
         hessian.Matrix.from_record(back["eig"])
+
+
+def test_layer_blocks_equal_the_dense_diagonal_blocks(tmp_path):
+    from landscape.store import Store
+    from probes.blocks import BlockEigenvalues, layer_blocks
+
+    model, x, y = make("mlp", n=15)
+    loss = nn.CrossEntropyLoss()
+    full = hessian.matrix(model, loss, (x, y)).matrix
+    result = hessian.eigenvalues(model, loss, (x, y), k=2, blocks="layer", tol=1e-10)
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    sizes = {n: p.numel() for n, p in model.named_parameters()}
+    offsets = np.cumsum([0] + [sizes[n] for n in names])
+    where = dict(zip(names, zip(offsets[:-1], offsets[1:], strict=True), strict=True))
+    assert list(result.blocks) == list(layer_blocks(model))
+    for block, r in result.blocks.items():
+        idx = np.concatenate([np.arange(*where[n]) for n in layer_blocks(model)[block]])
+        exact = np.linalg.eigvalsh(full[np.ix_(idx, idx)])
+        np.testing.assert_allclose(r.values, exact[-2:], rtol=1e-8, atol=1e-12)
+    assert result.n_hvp == sum(r.n_hvp for r in result.blocks.values())
+    with Store(tmp_path / "b.h5", "a") as s:
+        s.create_run("r", names=["w"], shapes=[(1,)], init=np.zeros(1))
+        s.write_record("r", "probes", "blocks", arrays=result.to_record()[0],
+                       attrs=result.to_record()[1])
+        back = BlockEigenvalues.from_record(s.record("r", "probes", "blocks"))
+    for block, r in result.blocks.items():
+        np.testing.assert_array_equal(back.blocks[block].values, r.values)
+    with pytest.raises(ValueError, match="params or blocks"):
+        hessian.eigenvalues(model, loss, (x, y), blocks="layer", params=names[:1])
