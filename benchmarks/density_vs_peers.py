@@ -34,10 +34,10 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import time
 
 import numpy as np
 import torch
+from _timing import samples  # benchmarks/_timing.py: the script's folder is on sys.path
 from torch import nn
 
 from landscape import data, models
@@ -49,13 +49,8 @@ N_VECTORS, STEPS = 5, 80
 
 def timed(fns: dict, repeats: int) -> dict:
     """Median seconds of each callable (and min, max), in interleaved rounds."""
-    samples: dict = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
-    return {name: (statistics.median(s), min(s), max(s)) for name, s in samples.items()}
+    return {name: (statistics.median(s), min(s), max(s))
+            for name, s in samples(fns, repeats).items()}
 
 
 def broadened(eigs: np.ndarray, grid: np.ndarray, sigma: float) -> np.ndarray:

@@ -33,10 +33,10 @@ import argparse
 import copy
 import importlib
 import statistics
-import time
 
 import numpy as np
 import torch
+from _timing import samples  # benchmarks/_timing.py: the script's folder is on sys.path
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -51,15 +51,9 @@ EIGENTHINGS_STEPS = (5, 10, 15, 20, 30, 40, 60, 80, 120, 160)
 
 
 def timed(fns: dict, repeats: int) -> dict:
-    """Median seconds of each callable (and the spread of its samples), measured in
-    interleaved rounds so that drifts of the machine fall on all of them alike."""
-    samples: dict = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
-    return {name: (statistics.median(s), min(s), max(s)) for name, s in samples.items()}
+    """Median seconds of each callable (and min, max), in interleaved rounds."""
+    return {name: (statistics.median(s), min(s), max(s))
+            for name, s in samples(fns, repeats).items()}
 
 
 def rel_error(values, reference: np.ndarray) -> float:

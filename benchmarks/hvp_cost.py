@@ -18,6 +18,7 @@ import statistics
 import time
 
 import torch
+from _timing import samples  # benchmarks/_timing.py: the script's folder is on sys.path
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -26,17 +27,8 @@ from landscape.hvp import CACHED, STRATEGIES
 
 
 def timed(fns: dict, repeats: int) -> dict:
-    """Median seconds of each callable, measured in interleaved rounds so that drifts of the
-    machine (frequency, other processes) fall on all of them alike."""
-    for fn in fns.values():
-        fn()  # warm-up
-    samples: dict = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(s) for name, s in samples.items()}
+    """Median seconds of each callable, measured in interleaved rounds (after a warm-up)."""
+    return {name: statistics.median(s) for name, s in samples(fns, repeats, warmup=True).items()}
 
 
 def flops(fn) -> int:

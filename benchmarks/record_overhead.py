@@ -28,9 +28,9 @@ import copy
 import os
 import statistics
 import tempfile
-import time
 
 import torch
+from _timing import samples  # benchmarks/_timing.py: the script's folder is on sys.path
 from torch import nn
 
 from landscape import data, models
@@ -84,14 +84,8 @@ def compare(name: str, kwargs: dict, split: data.Split, args: argparse.Namespace
                                          quiet),
         "fit, recording": recording,
     }
-    samples: dict = {k: [] for k in runs}
     runs["bare"]()  # warm-up
-    for _ in range(args.repeats):
-        for key, fn in runs.items():
-            start = time.perf_counter()
-            fn()
-            samples[key].append(time.perf_counter() - start)
-    med = {k: min(v) for k, v in samples.items()}
+    med = {k: min(v) for k, v in samples(runs, args.repeats).items()}
     print(f"\n{name}: {info['steps']} steps, {info['rows']} history rows and snapshots, "
           f"file {info['size'] / 1e6:.2f} MB, test accuracy {info['acc']:.3f}")
     for key, value in med.items():

@@ -339,8 +339,9 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
                 if progress and state["stop"] is None:
                     bar.set_postfix(epoch=f"{state['step'] / per_epoch:.0f}",
                                     batch_loss=f"{float(running) / n:.4g}")
-                if targets and state["stop"] is None:
-                    # an epoch's end: a full check once the running means come near a target
+                if targets and state["stop"] is None and last["history"] != state["step"]:
+                    # an epoch's end (not just checked by a history row): a full check once the
+                    # running means come near a target
                     near = (config.target_loss is not None and
                             float(running) / n <= 2 * config.target_loss) or (
                         config.target_accuracy is not None and

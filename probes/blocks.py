@@ -22,6 +22,8 @@ from torch import Tensor, nn
 
 from landscape.params import select
 
+from .curvature import check_record
+
 __all__ = ["BlockEigenvalues", "layer_blocks"]
 
 
@@ -61,17 +63,14 @@ class BlockEigenvalues:
         """The result written by :meth:`to_record`, from a :class:`landscape.store.Record`."""
         from .hessian import Eigenvalues
 
-        at = record.attrs
-        if at.get("probe") != "hessian.eigenvalues.blocks":
-            raise ValueError(f"BlockEigenvalues.from_record: record {record.name!r} holds "
-                             f"{at.get('probe')!r}, not 'hessian.eigenvalues.blocks'")
+        arrays, at = check_record(record, "hessian.eigenvalues.blocks",
+                                  "BlockEigenvalues.from_record")
         blocks = {}
         for i, attrs in enumerate(at["blocks"]):
-            arrays = {key.split("_", 1)[1]: value for key, value in record.arrays.items()
-                      if key.split("_", 1)[0] == str(i)}
-            part = type(record)(record.name, arrays, {k: v for k, v in attrs.items()
-                                                      if k != "block"})
-            blocks[attrs["block"]] = Eigenvalues.from_record(part)
+            mine = {key.split("_", 1)[1]: value for key, value in arrays.items()
+                    if key.split("_", 1)[0] == str(i)}
+            blocks[attrs["block"]] = Eigenvalues.from_record(
+                (mine, {k: v for k, v in attrs.items() if k != "block"}))
         return cls(blocks, int(at["n_hvp"]), float(at["seconds"]))
 
 

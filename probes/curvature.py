@@ -16,7 +16,7 @@ Examples:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ from landscape.context import evaluation
 from landscape.objective import Objective
 from landscape.params import ParamFilter
 
-__all__ = ["CURVATURES", "CurvatureOperator", "operator"]
+__all__ = ["CURVATURES", "CurvatureOperator", "check_record", "operator"]
 
 CURVATURES = ("hessian", "ggn", "fisher")
 """Curvature matrices: the Hessian; the generalised Gauss-Newton J^T H_out J; the Fisher
@@ -159,3 +159,18 @@ def operator(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: A
     obj = Objective(model, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
                     hvp=hvp, check=check)
     return CurvatureOperator(obj, curvature, obj.theta)
+
+
+def check_record(record: Any, probe: str, where: str) -> tuple[Mapping, Mapping]:
+    """``(arrays, attrs)`` of a stored probe result (a :class:`landscape.store.Record` or an
+    ``(arrays, attrs)`` pair), after checking that it holds ``probe``; for ``from_record``."""
+    arrays, attrs = (record if isinstance(record, tuple)
+                     else (getattr(record, "arrays", None), getattr(record, "attrs", None)))
+    if not isinstance(arrays, Mapping) or not isinstance(attrs, Mapping):
+        raise TypeError(f"{where}: expected a landscape.store.Record or an (arrays, attrs) pair, "
+                        f"got {type(record).__name__}")
+    if attrs.get("probe") != probe:
+        name = getattr(record, "name", None)
+        which = f"record {name!r}" if name is not None else "the record"
+        raise ValueError(f"{where}: {which} holds probe {attrs.get('probe')!r}, not {probe!r}")
+    return arrays, attrs

@@ -50,7 +50,7 @@ from torch import Tensor, nn
 
 from landscape.params import ParamFilter
 
-from .curvature import CURVATURES, CurvatureOperator, operator
+from .curvature import CURVATURES, CurvatureOperator, check_record, operator
 from .spectral import Density, Trace, density, trace
 
 __all__ = ["WHICH", "Density", "Eigenvalues", "Matrix", "Trace", "density", "eigenvalues",
@@ -117,10 +117,7 @@ class Eigenvalues:
     @classmethod
     def from_record(cls, record: Any) -> Eigenvalues:
         """The result written by :meth:`to_record`, from a :class:`landscape.store.Record`."""
-        a, at = record.arrays, record.attrs
-        if at.get("probe") != "hessian.eigenvalues":
-            raise ValueError(f"Eigenvalues.from_record: record {record.name!r} holds "
-                             f"{at.get('probe')!r}, not 'hessian.eigenvalues'")
+        a, at = check_record(record, "hessian.eigenvalues", "Eigenvalues.from_record")
         return cls(values=np.asarray(a["values"]),
                    vectors=np.asarray(a["vectors"]) if "vectors" in a else None,
                    residuals=np.asarray(a["residuals"]),
@@ -165,10 +162,7 @@ class Matrix:
     @classmethod
     def from_record(cls, record: Any) -> Matrix:
         """The result written by :meth:`to_record`, from a :class:`landscape.store.Record`."""
-        a, at = record.arrays, record.attrs
-        if at.get("probe") != "hessian.matrix":
-            raise ValueError(f"Matrix.from_record: record {record.name!r} holds "
-                             f"{at.get('probe')!r}, not 'hessian.matrix'")
+        a, at = check_record(record, "hessian.matrix", "Matrix.from_record")
         return cls(matrix=np.asarray(a["matrix"]), spectrum=np.asarray(a["spectrum"]),
                    asymmetry=float(at["asymmetry"]), curvature=at["curvature"],
                    n_hvp=int(at["n_hvp"]), passes=float(at["passes"]),

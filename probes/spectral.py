@@ -58,7 +58,7 @@ import dataclasses
 import math
 import numbers
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +69,7 @@ from torch import Tensor, nn
 
 from landscape.params import ParamFilter
 
-from .curvature import CURVATURES, CurvatureOperator, operator
+from .curvature import CURVATURES, CurvatureOperator, check_record, operator
 
 __all__ = [
     "DEFAULT_PRODUCTS",
@@ -127,17 +127,6 @@ def _check_curvature(curvature: Any, where: str) -> None:
                          f"got {curvature!r}")
 
 
-def _check_record(record: Any, probe: str, where: str) -> tuple[Mapping, Mapping]:
-    arrays, attrs = (record if isinstance(record, tuple)
-                     else (getattr(record, "arrays", None), getattr(record, "attrs", None)))
-    if not isinstance(arrays, Mapping) or not isinstance(attrs, Mapping):
-        raise TypeError(f"{where}: expected a landscape.store.Record or an (arrays, attrs) pair, "
-                        f"got {type(record).__name__}")
-    if attrs.get("probe") != probe:
-        raise ValueError(f"{where}: the record holds probe {attrs.get('probe')!r}, not {probe!r}")
-    return arrays, attrs
-
-
 # ----------------------------------------------------------------------------- trace
 
 
@@ -185,7 +174,7 @@ class Trace:
     @classmethod
     def from_record(cls, record: Any) -> Trace:
         """The result back from a :class:`landscape.store.Record` (or ``(arrays, attrs)``)."""
-        arrays, attrs = _check_record(record, "hessian.trace", "Trace.from_record")
+        arrays, attrs = check_record(record, "hessian.trace", "Trace.from_record")
         return cls(value=float(attrs["value"]), stderr=float(attrs["stderr"]),
                    method=str(attrs["method"]), n_probes=int(attrs["n_probes"]),
                    sketch=int(attrs["sketch"]), n_hvp=int(attrs["n_hvp"]),
@@ -405,7 +394,7 @@ class Density:
     @classmethod
     def from_record(cls, record: Any) -> Density:
         """The result back from a :class:`landscape.store.Record` (or ``(arrays, attrs)``)."""
-        arrays, attrs = _check_record(record, "hessian.density", "Density.from_record")
+        arrays, attrs = check_record(record, "hessian.density", "Density.from_record")
         a = {k: np.asarray(arrays[k], dtype=np.float64) for k in ("grid", "density", "nodes",
                                                                    "weights")}
         return cls(**a, width=float(attrs["width"]), steps=int(attrs["steps"]),
