@@ -1,6 +1,6 @@
 """Argument checks shared by the data modules: one message format, ``fn: name must be ...``.
 
-Private to :mod:`landscape.split`, :mod:`landscape.datasets` and :mod:`landscape.data`.
+Private to the data modules and the probes.
 """
 
 from __future__ import annotations
@@ -33,3 +33,10 @@ def _check_fraction(fn: str, name: str, value: Any, closed: bool = True) -> floa
         interval = "[0, 1]" if closed else "(0, 1)"
         raise ValueError(f"{fn}: {name} must be in {interval}, got {value!r}")
     return float(value)
+
+
+def _check_choice(fn: str, name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{fn}: {name} must be one of {', '.join(map(repr, choices))}, got "
+                         f"{value!r}")
+    return value

@@ -128,7 +128,7 @@ def import_run(store: str | os.PathLike, run: str, model: nn.Module, *,
     params = select(model)
     layout = ParamLayout.of(params)
     if init is None:
-        theta0, buffers0 = ParamLayout.of(params).flatten(params).detach(), {
+        theta0, buffers0 = layout.flatten(params).detach(), {
             n: b.detach() for n, b in model.named_buffers()}
     else:
         theta0, buffers0 = _state(model, init, "init")

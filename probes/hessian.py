@@ -48,6 +48,7 @@ import torch
 from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, eigsh
 from torch import Tensor, nn
 
+from landscape._checks import _check_choice, _check_int
 from landscape.params import ParamFilter
 
 from .curvature import CURVATURES, CurvatureOperator, check_record, operator
@@ -171,19 +172,6 @@ class Matrix:
 
 
 # ---------------------------------------------------------------------------- helpers
-def _check_int(fn: str, name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{fn}: {name} must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_choice(fn: str, name: str, value: Any, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{fn}: {name} must be one of {', '.join(map(repr, choices))}, got "
-                         f"{value!r}")
-    return value
-
-
 def _signed(rows: np.ndarray) -> np.ndarray:
     """Rows flipped so that each one's largest-magnitude component is positive."""
     rows = np.atleast_2d(rows)

@@ -67,6 +67,7 @@ import torch
 from scipy.linalg import eigh_tridiagonal
 from torch import Tensor, nn
 
+from landscape._checks import _check_choice
 from landscape.params import ParamFilter
 
 from .curvature import CURVATURES, CurvatureOperator, check_record, operator
@@ -119,12 +120,6 @@ def _finite(x: Tensor, where: str) -> None:
     if not bool(torch.isfinite(x).all()):
         raise FloatingPointError(f"{where}: the curvature products are not finite (NaN or inf); "
                                  "check the loss and the parameters")
-
-
-def _check_curvature(curvature: Any, where: str) -> None:
-    if curvature not in CURVATURES:
-        raise ValueError(f"{where}: curvature must be one of {', '.join(map(repr, CURVATURES))}, "
-                         f"got {curvature!r}")
 
 
 # ----------------------------------------------------------------------------- trace
@@ -315,7 +310,7 @@ def trace(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any,
         >>> tr = trace(model, nn.CrossEntropyLoss(), (X, y), n_products=300)
         >>> print(f"{tr.value:.3g} +- {tr.stderr:.2g} ({tr.n_hvp} products)")
     """
-    _check_curvature(curvature, "trace")
+    _check_choice("trace", "curvature", curvature, CURVATURES)
     _validate_trace(method, n_products, target_stderr, seed, block_size)  # before the operator
     start = time.perf_counter()
     op = operator(model, loss_fn, data, curvature=curvature, params=params, mode=mode,
@@ -558,7 +553,7 @@ def density(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
         >>> esd = density(model, nn.CrossEntropyLoss(), (X, y), n_vectors=5, steps=80)
         >>> plt.semilogy(esd.grid, esd.density)
     """
-    _check_curvature(curvature, "density")
+    _check_choice("density", "curvature", curvature, CURVATURES)
     _validate_density(n_vectors, steps, width, grid, n_grid, seed)
     start = time.perf_counter()
     op = operator(model, loss_fn, data, curvature=curvature, params=params, mode=mode,
