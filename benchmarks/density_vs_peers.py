@@ -4,7 +4,7 @@ At equal settings, 5 start vectors x 80 Lanczos steps, on a small trained MLP 64
 (3466 parameters, 200 Adam steps) on standardised scikit-learn digits, the whole training set
 as one batch:
 
-- ours: ``probes.spectral.density(n_vectors=5, steps=80)``;
+- ours: ``probes.density.density(n_vectors=5, steps=80)``;
 - hessian-eigenthings 1.0.0a5: ``spectral_density(HessianOperator(...), num_runs=5,
   lanczos_steps=80)`` (full reorthogonalisation);
 - curvlinops 3.0.1: ``lanczos_approximate_spectrum(HessianLinearOperator(...), ncv=80,
@@ -64,7 +64,7 @@ def broadened(eigs: np.ndarray, grid: np.ndarray, sigma: float) -> np.ndarray:
 # ------------------------------------------------------------------------------ methods
 # each returns dict(grid, density, sigma, m1, m2, products)
 def ours(model, loss_fn, xy):
-    from probes.spectral import density
+    from probes.density import density
 
     res = density(model, loss_fn, xy, n_vectors=N_VECTORS, steps=STEPS, seed=0)
     return dict(grid=np.asarray(res.grid), density=np.asarray(res.density), sigma=res.width,

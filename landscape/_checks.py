@@ -40,3 +40,10 @@ def _check_choice(fn: str, name: str, value: Any, choices: tuple[str, ...]) -> s
         raise ValueError(f"{fn}: {name} must be one of {', '.join(map(repr, choices))}, got "
                          f"{value!r}")
     return value
+
+
+def _check_positive(fn: str, name: str, value: Any) -> float:
+    ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+    if not ok or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{fn}: {name} must be a finite number > 0, got {value!r}")
+    return float(value)

@@ -214,7 +214,7 @@ def _probe(args: argparse.Namespace) -> int:
     arrays, attrs = result.to_record()
     name = args.name or _PROBES[args.probe]
     attrs = {**attrs, "data": {"split": args.split, "n": len(y), **(data or {})},
-             "params": str(args.which_params)}
+             "checkpoint": str(args.which_params)}
     with Store(args.file, "a", timeout=60) as s:
         s.write_record(args.run, "probes", name, arrays=arrays, attrs=attrs)
     print(f"{args.file}: run {args.run!r}: {shown}; {result.n_hvp} products, "
@@ -245,7 +245,8 @@ def _add_probe(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="torch device (default: the run's)")
     p.add_argument("--k", type=int, default=1, help="eigenvalues: how many")
     p.add_argument("--which", default="largest", help="largest, smallest, both or magnitude")
-    p.add_argument("--tol", type=float, default=1e-6, help="eigenvalues: relative residual")
+    p.add_argument("--tol", type=float, default=1e-6,
+                   help="eigenvalues: relative accuracy (error bound)")
     p.add_argument("--method", default="hutch++", help="trace: hutch++ or hutchinson")
     p.add_argument("--products", type=int, default=100, help="trace: products to spend")
     p.add_argument("--vectors", type=int, default=5, help="density: start vectors")

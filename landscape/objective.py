@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -85,9 +85,9 @@ class Objective:
         hvp: ``"auto"`` or one of :data:`landscape.hvp.STRATEGIES`. ``"auto"`` keeps the graph
             of the gradient between products (``"cached-reverse"``) when it fits the budget,
             otherwise times one product of each recomputing strategy and keeps the faster.
-        check: two evaluations of loss and gradient at the model's parameters must agree
+        check: two forward passes at the model's parameters must agree (outputs and loss)
             (catches shuffling loaders with ``drop_last``, random augmentation, dropout or
-            BatchNorm in train mode). Costs two gradients at construction.
+            BatchNorm in train mode). Costs two forward passes at construction.
 
     Examples:
         >>> obj = Objective(model, nn.CrossEntropyLoss(), (X, y))
@@ -148,16 +148,27 @@ class Objective:
         finally:
             self._cost["seconds"] += time.perf_counter() - start
 
-    def _tensors(self, theta: Tensor) -> dict[str, Tensor]:
+    def _tensors(self, theta: Tensor, buffers: Mapping[str, Tensor] | None = None
+                 ) -> dict[str, Tensor]:
         tensors = self.layout.unflatten(theta)
         tensors.update({n: p.detach() for n, p in self._fixed.items()})
         if self.mode == "train":  # copies made inside the transform, so updates stay local
             tensors.update({n: b.clone() for n, b in self.model.named_buffers()})
+        if buffers is not None:
+            unknown = sorted(set(buffers) - {n for n, _ in self.model.named_buffers()})
+            if unknown:
+                raise ValueError(f"buffers: expected names of the model's buffers, got "
+                                 f"{', '.join(map(repr, unknown[:5]))}")
+            tensors.update({n: (b.clone() if self.mode == "train" else b)
+                            for n, b in buffers.items()})
         return tensors
 
-    def outputs(self, theta: Tensor, inputs: Any) -> Tensor:
-        """The model's outputs at ``theta`` (call inside the objective's context)."""
-        return functional_call(self.model, self._tensors(theta), (inputs,))
+    def outputs(self, theta: Tensor, inputs: Any,
+                buffers: Mapping[str, Tensor] | None = None) -> Tensor:
+        """The model's outputs at ``theta`` (call inside the objective's context), with the
+        model's buffers or, where given, ``buffers`` (e.g. recalibrated BatchNorm
+        statistics)."""
+        return functional_call(self.model, self._tensors(theta, buffers), (inputs,))
 
     def batch_loss(self, theta: Tensor, batch: Batch) -> Tensor:
         """The mean loss of one batch at ``theta`` (call inside the objective's context)."""
@@ -443,15 +454,18 @@ class Objective:
                 yield block
             self._count(passes=1 / self.batches.n_batches)
 
-    def evaluate(self, theta: Tensor | None = None) -> Metrics:
+    def evaluate(self, theta: Tensor | None = None,
+                 buffers: Mapping[str, Tensor] | None = None) -> Metrics:
         """Loss and accuracy over the whole dataset in one pass (accuracy None where the
-        targets are not classes: see :func:`landscape.metrics.correct`)."""
+        targets are not classes: see :func:`landscape.metrics.correct`); ``buffers``
+        replaces the model's buffers of those names (e.g. recalibrated BatchNorm
+        statistics)."""
         theta = self._check(theta)
         total = torch.zeros((), dtype=self._acc_dtype, device=self.layout.device)
         parts = []
         with torch.no_grad(), self._context():
             for batch in self.batches:
-                outputs = self.outputs(theta, batch.inputs)
+                outputs = self.outputs(theta, batch.inputs, buffers)
                 total += batch.n * self.loss_fn(outputs, batch.targets)
                 parts.append(correct(outputs, batch.targets))
         self._count(passes=1, loss_evals=1)

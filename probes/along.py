@@ -41,12 +41,14 @@ def top_eigenvalues(data: Any, every: int, *, k: int = 1, name: str = "lambda_ma
         every: steps between measurements (also at step 0 and the last step).
         k: how many of the largest eigenvalues. name: the series' name
             (``probes/<name>`` in the store).
-        tol: relative residual of each eigenpair. curvature: ``"hessian"`` or ``"ggn"``.
+        tol: relative accuracy of each eigenvalue (see :func:`probes.hessian.eigenvalues`).
+        curvature: ``"hessian"``, ``"ggn"`` or ``"fisher"``.
         params: the parameters the matrix is over. loss_fn: the loss (default: the run's).
 
     Returns:
         A :class:`~landscape.recording.Callback`; each call records ``value`` (the largest),
-        ``values`` (k, descending), ``residual`` (the largest relative residual) and
+        ``values`` (k, descending), ``residual`` (the largest relative residual
+        ``||H v - lambda v|| / |lambda|``), ``error`` (the largest relative error bound) and
         ``n_hvp`` (products spent by the call).
     """
     previous: dict[str, Any] = {"vectors": None}
@@ -60,7 +62,8 @@ def top_eigenvalues(data: Any, every: int, *, k: int = 1, name: str = "lambda_ma
         values = np.asarray(result.values)[::-1].copy()
         scale = np.maximum(np.abs(values), np.finfo(np.float64).tiny)
         residual = float(np.max(np.asarray(result.residuals)[::-1] / scale))
+        error = float(np.max(np.asarray(result.errors)[::-1] / scale))
         return {"value": float(values[0]), "values": values, "residual": residual,
-                "n_hvp": int(result.n_hvp)}
+                "error": error, "n_hvp": int(result.n_hvp)}
 
     return callback(name, every, measure)

@@ -30,7 +30,7 @@ from landscape.context import evaluation
 from landscape.objective import Objective
 from landscape.params import ParamFilter
 
-__all__ = ["CURVATURES", "CurvatureOperator", "check_record", "operator"]
+__all__ = ["CURVATURES", "CurvatureOperator", "check_finite", "check_record", "operator"]
 
 CURVATURES = ("hessian", "ggn", "fisher")
 """Curvature matrices: the Hessian; the generalised Gauss-Newton J^T H_out J; the Fisher
@@ -159,6 +159,13 @@ def operator(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: A
     obj = Objective(model, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
                     hvp=hvp, check=check)
     return CurvatureOperator(obj, curvature, obj.theta)
+
+
+def check_finite(products: Tensor, where: str) -> None:
+    """Raise ``FloatingPointError`` if curvature products hold NaN or inf."""
+    if not bool(torch.isfinite(products).all()):
+        raise FloatingPointError(f"{where}: the curvature products are not finite (NaN or inf); "
+                                 "check the loss and the parameters")
 
 
 def check_record(record: Any, probe: str, where: str) -> tuple[Mapping, Mapping]:

@@ -40,7 +40,8 @@ def test_probe_computes_and_stores_each_kind(run_file, capsys):
         tr = Trace.from_record(s.record("a", "probes", "hessian_trace"))
         dens = Density.from_record(s.record("a", "probes", "hessian_density"))
         attrs = s.record("a", "probes", "hessian_eigenvalues").attrs
-    assert attrs["data"]["split"] == "train" and attrs["params"] == "final"
+    assert attrs["data"]["split"] == "train" and attrs["checkpoint"] == "final"
+    assert top.params == tuple(n for n, _ in rebuild(run_file, "a")[0].named_parameters())
     model, split, loss = rebuild(run_file, "a")
     direct = hessian.eigenvalues(model, loss, split.train, k=3)
     np.testing.assert_allclose(top.values, direct.values, rtol=1e-4)

@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from landscape.store import Store
-from probes import spectral
+from probes import density as slq
+from probes import trace as hutch
 
 from .test_objective import Reference
 from .zoo import make
@@ -63,13 +64,13 @@ def mlp():
 # ----------------------------------------------------------------------------- trace
 
 
-@pytest.mark.parametrize("method", spectral.METHODS)
+@pytest.mark.parametrize("method", hutch.METHODS)
 def test_trace_within_three_stderr_of_dense_trace(mlp, method):
     model, x, y, hessian, _ = mlp
     truth = float(torch.trace(hessian))
     hits = 0
     for seed in SEEDS:
-        tr = spectral.trace(model, CE, (x, y), method=method, n_products=30, seed=seed)
+        tr = hutch.trace(model, CE, (x, y), method=method, n_products=30, seed=seed)
         assert tr.n_hvp == 30 and tr.method == method and tr.seed == seed
         hits += abs(tr.value - truth) <= 3 * tr.stderr
     assert hits >= 0.9 * len(SEEDS), (method, hits)
@@ -78,7 +79,7 @@ def test_trace_within_three_stderr_of_dense_trace(mlp, method):
 def test_hutchpp_with_full_sketch_is_exact(mlp):
     model, x, y, hessian, _ = mlp
     p = hessian.shape[0]
-    tr = spectral.trace(model, CE, (x, y), method="hutch++", n_products=3 * p)
+    tr = hutch.trace(model, CE, (x, y), method="hutch++", n_products=3 * p)
     assert tr.sketch == p and tr.n_hvp == 3 * p
     assert tr.value == pytest.approx(float(torch.trace(hessian)), abs=1e-10)
     assert tr.stderr < 1e-10
@@ -86,18 +87,18 @@ def test_hutchpp_with_full_sketch_is_exact(mlp):
 
 def test_ggn_trace(mlp):
     model, x, y, _, ggn = mlp
-    tr = spectral.trace(model, CE, (x, y), curvature="ggn", method="hutch++", n_products=60)
+    tr = hutch.trace(model, CE, (x, y), curvature="ggn", method="hutch++", n_products=60)
     assert tr.curvature == "ggn"
     assert abs(tr.value - float(torch.trace(ggn))) <= 4 * tr.stderr
 
 
-@pytest.mark.parametrize("method", spectral.METHODS)
+@pytest.mark.parametrize("method", hutch.METHODS)
 def test_trace_statistics_on_known_spectrum(method):
     matrix = outliers()
     truth = float(torch.trace(matrix))
     hits = 0
     for seed in SEEDS:
-        tr = spectral.estimate_trace(MatrixOperator(matrix), method=method, n_products=45,
+        tr = hutch.estimate_trace(MatrixOperator(matrix), method=method, n_products=45,
                                      seed=seed)
         hits += abs(tr.value - truth) <= 3 * tr.stderr
     assert hits >= 0.9 * len(SEEDS), (method, hits)
@@ -107,42 +108,42 @@ def test_hutchpp_beats_hutchinson_with_outliers():
     matrix = outliers()
     truth = float(torch.trace(matrix))
     err = {}
-    for method in spectral.METHODS:
-        err[method] = np.mean([abs(spectral.estimate_trace(
+    for method in hutch.METHODS:
+        err[method] = np.mean([abs(hutch.estimate_trace(
             MatrixOperator(matrix), method=method, n_products=60, seed=s).value - truth)
             for s in SEEDS]) / truth
     # measured: Hutchinson 4.2e-2, Hutch++ 1.4e-3 relative (n_products=60, P=300, 10 outliers)
     assert err["hutch++"] < 0.2 * err["hutchinson"], err
 
 
-@pytest.mark.parametrize("method", spectral.METHODS)
+@pytest.mark.parametrize("method", hutch.METHODS)
 def test_target_stderr_is_met_and_products_counted(method):
     target = 2.0 if method == "hutch++" else 40.0  # per-probe std: ~10 deflated, ~350 not
     op = MatrixOperator(outliers())
-    tr = spectral.estimate_trace(op, method=method, target_stderr=target, seed=3)
-    assert tr.converged and tr.stderr <= target and tr.n_probes >= spectral.MIN_PROBES
+    tr = hutch.estimate_trace(op, method=method, target_stderr=target, seed=3)
+    assert tr.converged and tr.stderr <= target and tr.n_probes >= hutch.MIN_PROBES
     assert tr.n_hvp == op.n_products == tr.n_probes + 2 * tr.sketch
     assert len(tr.samples) == tr.n_probes
     # a cap it cannot meet: stops at the cap and says so
     op = MatrixOperator(outliers())
-    tr = spectral.estimate_trace(op, method=method, target_stderr=1e-9, n_products=40)
+    tr = hutch.estimate_trace(op, method=method, target_stderr=1e-9, n_products=40)
     assert not tr.converged and tr.n_hvp == op.n_products == 40
 
 
 def test_target_stderr_on_model(mlp):
     model, x, y, hessian, _ = mlp
-    tr = spectral.trace(model, CE, (x, y), method="hutch++", target_stderr=0.05)
+    tr = hutch.trace(model, CE, (x, y), method="hutch++", target_stderr=0.05)
     assert tr.converged and tr.stderr <= 0.05 and tr.n_hvp == tr.n_probes + 2 * tr.sketch
 
 
 def test_fixed_budget_counts(mlp):
     model, x, y, _, _ = mlp
-    for method in spectral.METHODS:
-        tr = spectral.trace(model, CE, (x, y), method=method, n_products=50)
+    for method in hutch.METHODS:
+        tr = hutch.trace(model, CE, (x, y), method=method, n_products=50)
         assert tr.n_hvp == 50 and tr.passes > 0 and tr.seconds > 0
-    tr = spectral.trace(model, CE, (x, y), method="hutch++", n_products=50)
+    tr = hutch.trace(model, CE, (x, y), method="hutch++", n_products=50)
     assert tr.sketch == 16 and tr.n_probes == 18 and len(tr.samples) == 18
-    assert spectral.trace(model, CE, (x, y), method="hutchinson").n_hvp == 100
+    assert hutch.trace(model, CE, (x, y), method="hutchinson").n_hvp == 100
 
 
 # ----------------------------------------------------------------------------- density
@@ -151,7 +152,7 @@ def test_fixed_budget_counts(mlp):
 def test_density_integrates_to_one_and_moments_match(mlp):
     model, x, y, hessian, _ = mlp
     p = hessian.shape[0]
-    esd = spectral.density(model, CE, (x, y), n_vectors=30, steps=12, seed=1)
+    esd = slq.density(model, CE, (x, y), n_vectors=30, steps=12, seed=1)
     assert esd.grid.shape == esd.density.shape == (1000,)
     assert np.trapezoid(esd.density, esd.grid) == pytest.approx(1.0, abs=1e-12)
     assert esd.nodes.shape == esd.weights.shape == (30, 12)
@@ -167,7 +168,7 @@ def test_density_integrates_to_one_and_moments_match(mlp):
 def test_density_moments_unbiased_on_known_spectrum():
     matrix = outliers(p=120, n_out=4)
     p = matrix.shape[0]
-    esd = spectral.estimate_density(MatrixOperator(matrix), n_vectors=200, steps=6)
+    esd = slq.estimate_density(MatrixOperator(matrix), n_vectors=200, steps=6)
     for k in (1, 2, 3):
         truth = float(torch.trace(torch.linalg.matrix_power(matrix, k))) / p
         per = esd.moments(k)
@@ -178,7 +179,7 @@ def test_full_lanczos_finds_exact_eigenvalues(mlp):
     model, x, y, hessian, _ = mlp
     p = hessian.shape[0]
     eig = torch.linalg.eigvalsh(hessian).numpy()
-    esd = spectral.density(model, CE, (x, y), n_vectors=2, steps=p + 50, seed=4)
+    esd = slq.density(model, CE, (x, y), n_vectors=2, steps=p + 50, seed=4)
     assert esd.steps == p
     for nodes, weights in zip(esd.nodes, esd.weights, strict=True):
         found = nodes[weights > 1e-12]
@@ -189,7 +190,7 @@ def test_full_lanczos_finds_exact_eigenvalues(mlp):
 
 def test_known_spectrum_full_lanczos_stops_at_invariant_subspace():
     matrix = with_spectrum(np.repeat([1.0, 2.0, 5.0], 10))  # 3 distinct eigenvalues
-    esd = spectral.estimate_density(MatrixOperator(matrix), n_vectors=3, steps=30)
+    esd = slq.estimate_density(MatrixOperator(matrix), n_vectors=3, steps=30)
     assert esd.n_hvp == 3 * 3
     np.testing.assert_allclose(esd.nodes[:, :3], [[1.0, 2.0, 5.0]] * 3, atol=1e-10)
     assert np.isnan(esd.nodes[:, 3:]).all() and (esd.weights[:, 3:] == 0).all()
@@ -198,7 +199,7 @@ def test_known_spectrum_full_lanczos_stops_at_invariant_subspace():
 
 def test_ggn_density_is_nonnegative(mlp):
     model, x, y, _, ggn = mlp
-    esd = spectral.density(model, CE, (x, y), curvature="ggn", n_vectors=3, steps=30)
+    esd = slq.density(model, CE, (x, y), curvature="ggn", n_vectors=3, steps=30)
     scale = float(torch.linalg.eigvalsh(ggn).abs().max())
     assert np.nanmin(esd.nodes) >= -1e-10 * scale
     assert esd.curvature == "ggn"
@@ -207,7 +208,7 @@ def test_ggn_density_is_nonnegative(mlp):
 def test_user_grid_and_width(mlp):
     model, x, y, _, _ = mlp
     grid = np.linspace(-1, 1, 11)
-    esd = spectral.density(model, CE, (x, y), n_vectors=2, steps=5, grid=grid, width=0.1)
+    esd = slq.density(model, CE, (x, y), n_vectors=2, steps=5, grid=grid, width=0.1)
     np.testing.assert_array_equal(esd.grid, grid)
     assert esd.width == 0.1 and esd.density.shape == (11,)
 
@@ -216,8 +217,8 @@ def test_probes_leave_the_model_unchanged():
     model, x, y = make("cnn_bn", n=12)
     model.train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    spectral.trace(model, CE, (x, y), n_products=12)
-    spectral.density(model, CE, (x, y), n_vectors=2, steps=5)
+    hutch.trace(model, CE, (x, y), n_products=12)
+    slq.density(model, CE, (x, y), n_vectors=2, steps=5)
     assert model.training and all(m.training for m in model.modules())
     after = model.state_dict()
     assert before.keys() == after.keys()
@@ -227,10 +228,10 @@ def test_probes_leave_the_model_unchanged():
 
 def test_results_round_trip_through_store(mlp, tmp_path):
     model, x, y, _, _ = mlp
-    tr = spectral.trace(model, CE, (x, y), n_products=20, target_stderr=None)
-    tr2 = spectral.trace(model, CE, (x, y), method="hutchinson", target_stderr=0.5)
-    esd = spectral.density(model, CE, (x, y), n_vectors=2, steps=8)
-    padded = spectral.estimate_density(  # stops early: NaN nodes after the third step
+    tr = hutch.trace(model, CE, (x, y), n_products=20, target_stderr=None)
+    tr2 = hutch.trace(model, CE, (x, y), method="hutchinson", target_stderr=0.5)
+    esd = slq.density(model, CE, (x, y), n_vectors=2, steps=8)
+    padded = slq.estimate_density(  # stops early: NaN nodes after the third step
         MatrixOperator(with_spectrum(np.repeat([1.0, 2.0, 5.0], 4))), n_vectors=2, steps=10)
     assert np.isnan(padded.nodes).any()
     results = (tr, tr2, esd, padded)
@@ -252,43 +253,43 @@ def test_results_round_trip_through_store(mlp, tmp_path):
             else:
                 assert a == b or (a != a and b != b), field
     with pytest.raises(ValueError, match="hessian.density"):
-        spectral.Trace.from_record(esd.to_record())
+        hutch.Trace.from_record(esd.to_record())
 
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"method": "lanczos"}, "method must be one of"),
-    ({"n_products": 1, "method": "hutchinson"}, "n_products must be an integer >= 2"),
-    ({"n_products": 3, "method": "hutch++"}, "n_products must be an integer >= 4"),
-    ({"n_products": 10.5}, "n_products must be an integer"),
+    ({"n_products": 1, "method": "hutchinson"}, "n_products must be an int >= 2"),
+    ({"n_products": 3, "method": "hutch++"}, "n_products must be an int >= 4"),
+    ({"n_products": 10.5}, "n_products must be an int"),
     ({"target_stderr": -1.0}, "target_stderr must be a finite number > 0"),
     ({"target_stderr": float("nan")}, "target_stderr"),
-    ({"seed": -1}, "seed must be an integer"),
+    ({"seed": -1}, "seed must be an int"),
     ({"curvature": "bogus"}, "curvature must be one of"),
 ])
 def test_trace_rejects_bad_arguments(mlp, kwargs, match):
     model, x, y, _, _ = mlp
     with pytest.raises(ValueError, match=match):
-        spectral.trace(model, CE, (x, y), **kwargs)
+        hutch.trace(model, CE, (x, y), **kwargs)
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"n_vectors": 0}, "n_vectors must be an integer >= 1"),
-    ({"steps": 0}, "steps must be an integer >= 1"),
+    ({"n_vectors": 0}, "n_vectors must be an int >= 1"),
+    ({"steps": 0}, "steps must be an int >= 1"),
     ({"width": 0.0}, "width must be a finite number > 0"),
-    ({"n_grid": 1}, "n_grid must be an integer >= 2"),
+    ({"n_grid": 1}, "n_grid must be an int >= 2"),
     ({"grid": [1.0, 0.0]}, "grid must be a 1-D, finite, strictly increasing"),
     ({"grid": np.zeros((2, 2))}, "grid must be"),
-    ({"seed": "a"}, "seed must be an integer"),
+    ({"seed": "a"}, "seed must be an int"),
     ({"curvature": "bogus"}, "curvature must be one of"),
 ])
 def test_density_rejects_bad_arguments(mlp, kwargs, match):
     model, x, y, _, _ = mlp
     with pytest.raises(ValueError, match=match):
-        spectral.density(model, CE, (x, y), **kwargs)
+        slq.density(model, CE, (x, y), **kwargs)
 
 
 def test_moment_rejects_bad_order(mlp):
     model, x, y, _, _ = mlp
-    esd = spectral.density(model, CE, (x, y), n_vectors=1, steps=3)
-    with pytest.raises(ValueError, match="k must be an integer >= 0"):
+    esd = slq.density(model, CE, (x, y), n_vectors=1, steps=3)
+    with pytest.raises(ValueError, match="k must be an int >= 0"):
         esd.moment(-1)

@@ -27,7 +27,7 @@ def test_warm_started_lambda_max_equals_a_cold_computation(tmp_path):
             store=path, run="gd", callbacks=[cb])
     series = r.series["lambda_max"]
     assert series["step"].tolist() == [0, 5, 10, 15, 20]
-    assert (series["residual"] <= 1e-8).all()
+    assert (series["error"] <= 1e-8).all() and (series["error"] <= series["residual"]).all()
     with Store(path) as s:
         stored = s.series("gd", "probes/lambda_max")
     np.testing.assert_array_equal(stored["value"], series["value"])
