@@ -54,7 +54,7 @@ from .journal import FileBusyError, JournaledFile, lock_for_reading
 
 __all__ = [
     "FORMAT", "FORMAT_VERSION", "FileBusyError", "Record", "RunInfo", "Store", "StoreError",
-    "load_params",
+    "check_record", "load_params",
 ]
 
 FORMAT = "landscape"
@@ -549,13 +549,26 @@ class Store:
 
     def write_record(self, run: str | None, kind: str, name: str, *,
                      arrays: Mapping[str, Any], attrs: Mapping[str, Any] | None = None,
-                     replace: bool = True) -> None:
+                     replace: bool = True,
+                     dims: Mapping[str, Sequence[str]] | None = None) -> None:
         """Write a result: ``/runs/<run>/<kind>/<name>/`` (``kind`` one of probes, surfaces,
-        paths), or ``/compare/<name>/`` when ``run`` is None."""
+        paths), or ``/compare/<name>/`` when ``run`` is None.
+
+        ``dims`` names, for an array, the 1-D arrays of the record that label its axes (e.g.
+        ``{"loss": ("x", "y")}``): those become HDF5 dimension scales attached to its axes,
+        so that generic HDF5 tools show the coordinates."""
         parent = self._parent(run, kind)
         self._writable()
         _check_name(kind, name)
         base = parent if run is None else parent.require_group(kind)
+        for key, axes in (dims or {}).items():
+            shape = np.shape(arrays.get(key)) if key in arrays else None
+            scales = [np.shape(arrays[a]) if a in arrays else None for a in axes]
+            if shape is None or len(axes) != len(shape) or any(
+                    sc is None or sc != (n,) for sc, n in zip(scales, shape, strict=False)):
+                raise ValueError(f"store: dims[{key!r}] must name one 1-D array of the record "
+                                 f"per axis of {key!r}, of matching lengths; got {tuple(axes)} "
+                                 f"for shape {shape}")
         if name in base:
             if not replace:
                 raise StoreError(f"{self.path}: {base.name}/{name} exists")
@@ -563,10 +576,39 @@ class Store:
         g = base.create_group(name)
         for key, value in arrays.items():
             g.create_dataset(_check_name("array", key), data=np.asarray(value))
+        for key, axes in (dims or {}).items():
+            for axis, scale in enumerate(axes):
+                if not g[scale].is_scale:
+                    g[scale].make_scale(scale)
+                g[key].dims[axis].attach_scale(g[scale])
         _write_attrs(g, attrs or {})
 
-    def record(self, run: str | None, kind: str, name: str) -> Record:
-        """Read a result written by :meth:`write_record` (or a series under probes)."""
+    def update_record(self, run: str | None, kind: str, name: str, *,
+                      points: Sequence[tuple[int, ...]],
+                      arrays: Mapping[str, Sequence[Any]],
+                      attrs: Mapping[str, Any] | None = None) -> None:
+        """Fill entries of the arrays of a written record, in place: ``arrays[key][i]`` goes
+        to ``key[points[i]]`` (e.g. the values of a surface at grid points as they are
+        computed), and ``attrs`` are updated. Nothing is kept before :meth:`commit`."""
+        self._writable()
+        g = self._record_group(run, kind, name)
+        for key, values in arrays.items():
+            if key not in g or not isinstance(g[key], h5py.Dataset):
+                raise StoreError(f"{self.path}: {g.name} has no array {key!r}")
+            if len(values) != len(points):
+                raise ValueError(f"store: {len(points)} points but {len(values)} values for "
+                                 f"{key!r}")
+            ds = g[key]
+            for point, value in zip(points, values, strict=True):
+                if len(point) != ds.ndim or any(not 0 <= i < n for i, n in
+                                                zip(point, ds.shape, strict=True)):
+                    raise ValueError(f"store: point {tuple(point)} is outside {key!r} of "
+                                     f"shape {ds.shape}")
+                ds[tuple(int(i) for i in point)] = value
+        if attrs:
+            _write_attrs(g, attrs)
+
+    def _record_group(self, run: str | None, kind: str, name: str) -> h5py.Group:
         parent = self._parent(run, kind)
         base = parent if run is None else parent.get(kind, {})
         if name not in base:
@@ -574,13 +616,38 @@ class Store:
             known = ", ".join(base) or "none"
             raise StoreError(f"{self.path}: {where} has no {kind[:-1] if run else 'result'} "
                              f"{name!r}; it has: {known}")
-        g = base[name]
+        return base[name]
+
+    def has_record(self, run: str | None, kind: str, name: str) -> bool:
+        """Whether a result of that name exists."""
+        parent = self._parent(run, kind)
+        base = parent if run is None else parent.get(kind, {})
+        return name in base
+
+    def record(self, run: str | None, kind: str, name: str) -> Record:
+        """Read a result written by :meth:`write_record` (or a series under probes)."""
+        g = self._record_group(run, kind, name)
         return Record(name, {k: v[()] for k, v in g.items() if isinstance(v, h5py.Dataset)},
                       _read_attrs(g))
 
     def compares(self) -> list[str]:
         """Names of the results under ``/compare``."""
         return list(self._h5["compare"])
+
+
+def check_record(record: Any, probe: str, where: str) -> tuple[Mapping, Mapping]:
+    """``(arrays, attrs)`` of a stored probe result (a :class:`landscape.store.Record` or an
+    ``(arrays, attrs)`` pair), after checking that it holds ``probe``; for ``from_record``."""
+    arrays, attrs = (record if isinstance(record, tuple)
+                     else (getattr(record, "arrays", None), getattr(record, "attrs", None)))
+    if not isinstance(arrays, Mapping) or not isinstance(attrs, Mapping):
+        raise TypeError(f"{where}: expected a landscape.store.Record or an (arrays, attrs) pair, "
+                        f"got {type(record).__name__}")
+    if attrs.get("probe") != probe:
+        name = getattr(record, "name", None)
+        which = f"record {name!r}" if name is not None else "the record"
+        raise ValueError(f"{where}: {which} holds probe {attrs.get('probe')!r}, not {probe!r}")
+    return arrays, attrs
 
 
 def _extend(ds: h5py.Dataset, values: np.ndarray) -> None:

@@ -16,7 +16,7 @@ Examples:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +29,7 @@ from torch.func import jvp, vjp, vmap
 from landscape.context import evaluation
 from landscape.objective import Objective
 from landscape.params import ParamFilter
+from landscape.store import check_record
 
 __all__ = ["CURVATURES", "CurvatureOperator", "check_finite", "check_record", "operator"]
 
@@ -166,18 +167,3 @@ def check_finite(products: Tensor, where: str) -> None:
     if not bool(torch.isfinite(products).all()):
         raise FloatingPointError(f"{where}: the curvature products are not finite (NaN or inf); "
                                  "check the loss and the parameters")
-
-
-def check_record(record: Any, probe: str, where: str) -> tuple[Mapping, Mapping]:
-    """``(arrays, attrs)`` of a stored probe result (a :class:`landscape.store.Record` or an
-    ``(arrays, attrs)`` pair), after checking that it holds ``probe``; for ``from_record``."""
-    arrays, attrs = (record if isinstance(record, tuple)
-                     else (getattr(record, "arrays", None), getattr(record, "attrs", None)))
-    if not isinstance(arrays, Mapping) or not isinstance(attrs, Mapping):
-        raise TypeError(f"{where}: expected a landscape.store.Record or an (arrays, attrs) pair, "
-                        f"got {type(record).__name__}")
-    if attrs.get("probe") != probe:
-        name = getattr(record, "name", None)
-        which = f"record {name!r}" if name is not None else "the record"
-        raise ValueError(f"{where}: {which} holds probe {attrs.get('probe')!r}, not {probe!r}")
-    return arrays, attrs
