@@ -7,8 +7,22 @@
   models (:mod:`probes.dense`); Hessian, GGN or Fisher (:mod:`probes.curvature`), per layer
   (:mod:`probes.blocks`).
 - :mod:`probes.along`: probes recorded along training (the top eigenvalue, warm-started).
+- :mod:`probes.interpolation`: linear paths and loss barriers, init-to-final paths, trained
+  Bezier curves (mode connectivity), permutation alignment (:mod:`probes.alignment`).
 """
 
-from . import along, blocks, curvature, dense, density, hessian, lanczos, trace
+from . import (
+    alignment,
+    along,
+    blocks,
+    curvature,
+    dense,
+    density,
+    hessian,
+    interpolation,
+    lanczos,
+    trace,
+)
 
-__all__ = ["along", "blocks", "curvature", "dense", "density", "hessian", "lanczos", "trace"]
+__all__ = ["alignment", "along", "blocks", "curvature", "dense", "density", "hessian",
+           "interpolation", "lanczos", "trace"]
