@@ -19,9 +19,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "batches", "checkpoints", "context", "data", "datasets", "determinism", "hvp", "journal",
-    "losses", "metrics", "models", "optim", "params", "recording", "runspec", "sam", "split",
-    "store", "summary", "train", "trainconfig",
+    "batches", "batchnorm", "checkpoints", "context", "data", "datasets", "determinism",
+    "directions", "hvp", "journal", "losses", "metrics", "models", "optim", "params",
+    "recording", "runspec", "sam", "split", "store", "summary", "surface", "train",
+    "trainconfig", "trajectories",
 )
 _NAMES = {
     "Cost": "objective", "DeterminismError": "determinism", "Metrics": "metrics",

@@ -1,0 +1,226 @@
+"""The probes on a CUDA device against their CPU results, and their time on each.
+
+Every check builds the same float32 problem on the CPU and on the GPU (scikit-learn's digits,
+so that no package beyond torch, NumPy, SciPy, scikit-learn, h5py and tqdm is needed), runs
+the probe on both, and prints the largest relative difference and the seconds on each device
+(after one warm-up call). Stochastic probes (trace, density) draw their probes from generators
+on their own device, so CPU and GPU see different probes: they are compared through their
+standard errors. Run where a GPU is:
+
+    PYTHONPATH=. python benchmarks/gpu_check.py [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import time
+import traceback
+
+import numpy as np
+import torch
+from torch import nn
+
+from landscape import data, models
+
+RESULTS: dict[str, dict] = {}
+
+
+def timed(fn, sync: bool):
+    fn()  # warm-up
+    sync = sync and torch.cuda.is_available()
+    if sync:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    out = fn()
+    if sync:
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - start
+
+
+def check(name: str):
+    def wrap(fn):
+        def run(*args):
+            try:
+                RESULTS[name] = fn(*args)
+                print(f"{name}: {RESULTS[name]}", flush=True)
+            except Exception as exc:  # a broken check must not hide the others
+                RESULTS[name] = {"error": f"{type(exc).__name__}: {exc}"}
+                print(f"{name}: FAILED\n{traceback.format_exc()}", flush=True)
+        return run
+    return wrap
+
+
+def rel(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-30)))
+
+
+def problem(device: str, width: int = 128):
+    split = data.standardize(data.digits())
+    x, y = split.train
+    model = models.build("mlp", in_features=64, num_classes=10, width=width, depth=2, seed=0)
+    return model.to(device).eval(), (x.to(device), y.to(device)), split
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json")
+    parser.add_argument("--device", default="cuda", help="cpu: a dry run of the script")
+    args = parser.parse_args()
+    dev = args.device
+    if dev == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("gpu_check: no CUDA device")
+    print(f"torch {torch.__version__}, "
+          f"{torch.cuda.get_device_name() if dev == 'cuda' else 'cpu dry run'}", flush=True)
+    loss_fn = nn.CrossEntropyLoss()
+    (cpu_model, cpu_data, split), (gpu_model, gpu_data, _) = problem("cpu"), problem(dev)
+
+    @check("train (fit on cuda, 300 Adam steps)")
+    def _train():
+        from landscape.train import fit
+        from landscape.trainconfig import TrainConfig
+
+        out = {}
+        for where, model in (("cpu", cpu_model), (dev, gpu_model)):
+            start = time.perf_counter()
+            result = fit(model, "cross_entropy", tuple(t.to(where) for t in split.train),
+                         TrainConfig("adam", lr=1e-3, max_steps=300, seed=0, history_every=0,
+                                     snapshot_every=0))
+            out[f"{where} ({id(model) % 97})"] = {"seconds": time.perf_counter() - start,
+                                                  "stop": result.stop_reason}
+        cpu_theta = torch.cat([p.detach().reshape(-1) for p in cpu_model.parameters()])
+        gpu_theta = torch.cat([p.detach().reshape(-1).cpu() for p in gpu_model.parameters()])
+        out["max |theta_cpu - theta_gpu|"] = float((cpu_theta - gpu_theta).abs().max())
+        return out
+    _train()
+
+    @check("hessian.eigenvalues (k=5, tol=1e-6)")
+    def _eig():
+        from probes import hessian
+
+        c, tc = timed(lambda: hessian.eigenvalues(cpu_model, loss_fn, cpu_data, k=5), False)
+        g, tg = timed(lambda: hessian.eigenvalues(gpu_model, loss_fn, gpu_data, k=5), True)
+        return {"values_cpu": c.values.tolist(), "rel_diff": rel(g.values, c.values),
+                "converged": bool(g.all_converged), "n_hvp": [c.n_hvp, g.n_hvp],
+                "seconds": [tc, tg]}
+    _eig()
+
+    @check("hessian.eigenvalues smallest + ggn + fisher")
+    def _eig_more():
+        from probes import hessian
+
+        out = {}
+        for what, kw in (("smallest", {"which": "smallest", "k": 3}),
+                         ("ggn", {"curvature": "ggn", "k": 3}),
+                         ("fisher", {"curvature": "fisher", "k": 3})):
+            c = hessian.eigenvalues(cpu_model, loss_fn, cpu_data, **kw)
+            g = hessian.eigenvalues(gpu_model, loss_fn, gpu_data, **kw)
+            out[what] = {"rel_diff": rel(g.values, c.values), "cpu": c.values.tolist()}
+        return out
+    _eig_more()
+
+    @check("hessian.trace (hutch++, 99 products)")
+    def _trace():
+        from probes import hessian
+
+        c, tc = timed(lambda: hessian.trace(cpu_model, loss_fn, cpu_data, n_products=99), False)
+        g, tg = timed(lambda: hessian.trace(gpu_model, loss_fn, gpu_data, n_products=99), True)
+        z = abs(c.value - g.value) / float(np.hypot(c.stderr, g.stderr))
+        return {"cpu": [c.value, c.stderr], "gpu": [g.value, g.stderr], "z": z,
+                "seconds": [tc, tg]}
+    _trace()
+
+    @check("hessian.density (5 x 80)")
+    def _density():
+        from probes import hessian
+
+        c, tc = timed(lambda: hessian.density(cpu_model, loss_fn, cpu_data), False)
+        g, tg = timed(lambda: hessian.density(gpu_model, loss_fn, gpu_data), True)
+        return {"mean cpu/gpu": [c.moment(1), g.moment(1)],
+                "integral gpu": float(np.trapezoid(g.density, g.grid)), "seconds": [tc, tg]}
+    _density()
+
+    @check("along.top_eigenvalues (fit callback, warm starts)")
+    def _along():
+        from landscape.train import fit
+        from landscape.trainconfig import TrainConfig
+        from probes.along import top_eigenvalues
+
+        model = copy.deepcopy(gpu_model)
+        cb = top_eigenvalues(gpu_data, every=25, k=1)
+        r = fit(model, "cross_entropy", gpu_data, TrainConfig("gd", lr=0.05, max_steps=100),
+                callbacks=[cb])
+        s = r.series["lambda_max"]
+        return {"lambda_max": s["value"].tolist(), "n_hvp": s["n_hvp"].tolist()}
+    _along()
+
+    @check("surface (2-D, 11 x 11, train + test)")
+    def _surface():
+        from landscape import directions
+        from landscape.surface import surface
+
+        out = {}
+        d0 = directions.random(cpu_model, k=2, seed=0).vectors
+        grid = np.linspace(-1, 1, 11)
+        for where, model, dat in (("cpu", cpu_model, cpu_data), ("gpu", gpu_model, gpu_data)):
+            place = next(model.parameters()).device
+            test = tuple(t.to(place) for t in split.test)
+            d = d0.to(place)
+            s, t = timed(lambda m=model, dd=dat, d=d, test=test: surface(
+                m, loss_fn, dd, d, x=grid, y=grid, test=test), place.type == "cuda")
+            out[where] = (s, t)
+        c, g = out["cpu"][0], out["gpu"][0]
+        return {"rel_diff_train_loss": rel(g.train_loss, c.train_loss),
+                "points/s": [121 / out["cpu"][1], 121 / out["gpu"][1]]}
+    _surface()
+
+    @check("directions (random on cuda, pca, hessian)")
+    def _directions():
+        from landscape import directions
+
+        r = directions.random(gpu_model, k=2, seed=3)
+        h = directions.hessian(gpu_model, loss_fn, gpu_data, k=2)
+        traj = torch.stack([torch.cat([p.detach().reshape(-1) for p in gpu_model.parameters()])
+                            + 0.01 * i * r.vectors[0] for i in range(5)])
+        from landscape import trajectories
+
+        pc = trajectories.pca(traj, traj[-1], k=1)
+        return {"random_device": str(r.vectors.device), "hessian_eigs": h.eigenvalues.tolist()
+                if getattr(h, "eigenvalues", None) is not None else None,
+                "pca_explained": np.asarray(pc.explained_variance).tolist()}
+    _directions()
+
+    @check("alignment (align on cuda, function unchanged)")
+    def _align():
+        from probes.alignment import align
+
+        a = copy.deepcopy(gpu_model)
+        b = models.build("mlp", in_features=64, num_classes=10, width=128, depth=2,
+                         seed=1).to(dev).eval()
+        res = align(a, b)
+        x = gpu_data[0]
+        with torch.no_grad():
+            diff = float((res.model(x) - b(x)).abs().max())
+        return {"max |f(aligned) - f(b)|": diff, "iterations": res.iterations}
+    _align()
+
+    @check("interpolation (linear path and barrier)")
+    def _interp():
+        from probes import interpolation
+
+        b_cpu = models.build("mlp", in_features=64, num_classes=10, width=128, depth=2, seed=1)
+        c = interpolation.linear(cpu_model, b_cpu.eval(), loss_fn, cpu_data, n=11)
+        g = interpolation.linear(gpu_model, copy.deepcopy(b_cpu).to(dev).eval(), loss_fn,
+                                 gpu_data, n=11)
+        return {"rel_diff_loss": rel(g.loss, c.loss), "barrier": [c.barrier, g.barrier]}
+    _interp()
+
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(RESULTS, f, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""Landscapes of stored runs: a surface around a run, a path between two runs, written into
+the same file. What ``landscape surface`` and ``landscape path`` do.
+
+The model of a run is rebuilt from its recorded spec and parameters
+(:func:`landscape.runspec.rebuild`), with its data and loss; results go to
+``runs/<run>/surfaces/<name>``, ``runs/<run>/paths/<name>`` (both ends in one run) or
+``/compare/<name>`` (two runs).
+
+Examples:
+    >>> surface_of_run("runs.h5", "sgd", directions="random", x=np.linspace(-1, 1, 21),
+    ...                y=np.linspace(-1, 1, 21))
+    >>> path_between("runs.h5", "sgd", "adam", kind="linear", n=25)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from ._checks import _check_choice
+
+__all__ = ["DIRECTIONS", "path_between", "surface_of_run"]
+
+DIRECTIONS = ("random", "pca", "hessian")
+"""How :func:`surface_of_run` picks its directions."""
+
+
+def _subset(pair: Any, n: int | None) -> Any:
+    x, y = pair
+    return (x[:n], y[:n]) if n and n < len(y) else (x, y)
+
+
+def surface_of_run(file: str | os.PathLike, run: str, *, x: Any, y: Any = None,
+                   which: str | int = "final", directions: str = "random", seed: int = 0,
+                   normalization: str = "filter", ignore: str | None = "biasbn",
+                   bn: str = "keep", test: bool = True, n: int | None = None,
+                   data: Mapping[str, Any] | None = None, device: str | None = None,
+                   name: str | None = None, replace: bool = False,
+                   progress: bool = False) -> Any:
+    """A 1-D (``y`` None) or 2-D surface around a stored run, written into its file.
+
+    Directions: ``"random"`` (seeded Gaussian, normalised, :func:`landscape.directions.random`),
+    ``"pca"`` (principal directions of the run's recorded trajectory around its final point;
+    the surface is then centred there) or ``"hessian"`` (top Hessian eigenvectors at the
+    point). When the run has a trajectory, its projection onto the plane is stored beside the
+    grids (``trajectory_steps``, ``trajectory_coords``). The training data (first ``n``
+    examples) give the surface; the test data too with ``test``. Resumes a surface of the
+    same name and settings that the file holds.
+
+    Returns:
+        :class:`landscape.surface.Surface`.
+    """
+    from . import directions as dirs
+    from . import trajectories
+    from .params import ParamLayout, select
+    from .runspec import rebuild
+    from .store import Store
+    from .surface import surface
+
+    _check_choice("surface", "directions", directions, DIRECTIONS)
+    model, split, loss_fn = rebuild(file, run, which=which, data=data, device=device)
+    train = _subset(split.train, n)
+    k = 1 if y is None else 2
+    with Store(file) as s:
+        steps, traj = (s.trajectory(run) if s.info(run).n_snapshots else (None, None))
+    if directions == "random":
+        d = dirs.random(model, k=k, seed=seed, normalization=normalization, ignore=ignore)
+    elif directions == "hessian":
+        d = dirs.hessian(model, loss_fn, train, k=k)
+    else:
+        if traj is None:
+            raise ValueError(f"surface: run {run!r} has no trajectory snapshots for PCA "
+                             "directions; train with --snapshot-every, or use random directions")
+        with Store(file) as s:
+            final = s.params(run, "final")
+        d = trajectories.pca(traj, final, k=k)
+    extras = None
+    if traj is not None:
+        center = d.center
+        if center is None:
+            chosen = select(model, None)
+            center = ParamLayout.of(chosen).flatten(chosen)
+        coords = trajectories.project(traj, center.detach().cpu().double().numpy(), d)
+        extras = {"trajectory_steps": np.asarray(steps),
+                  "trajectory_coords": np.asarray(coords).reshape(len(steps), -1)}
+    return surface(model, loss_fn, train, d, x=x, y=y,
+                   test=_subset(split.test, n) if test else None, bn=bn, store=file,
+                   run=run, name=name or f"{directions}_{k}d", replace=replace,
+                   progress=progress, extras=extras)
+
+
+def path_between(file: str | os.PathLike, run_a: str, run_b: str, *,
+                 which_a: str | int = "final", which_b: str | int = "final",
+                 kind: str = "linear", n: int = 25, recalibrate: bool | None = None,
+                 steps: int = 1000, lr: float = 1e-3, seed: int = 0, test: bool = True,
+                 n_examples: int | None = None, data: Mapping[str, Any] | None = None,
+                 device: str | None = None, name: str | None = None) -> tuple[Any, str]:
+    """The path from one stored model to another (``kind`` ``"linear"`` or ``"bezier"``),
+    on the first run's data and loss, written into the file: under the run when both ends
+    belong to it (e.g. init to final), else under ``/compare``. Returns ``(result, where)``.
+    """
+    from probes import interpolation
+
+    from .runspec import rebuild
+    from .store import Store
+
+    _check_choice("path", "kind", kind, ("linear", "bezier"))
+    model_a, split, loss_fn = rebuild(file, run_a, which=which_a, data=data, device=device)
+    model_b, _, _ = rebuild(file, run_b, which=which_b, data=data, device=device)
+    train = _subset(split.train, n_examples)
+    held_out = _subset(split.test, n_examples) if test else None
+    if kind == "linear":
+        result = interpolation.linear(model_a, model_b, loss_fn, train, n=n, test=held_out,
+                                      recalibrate=bool(recalibrate))
+    else:
+        result = interpolation.bezier(model_a, model_b, loss_fn, train, n=n, test=held_out,
+                                      steps=steps, lr=lr, seed=seed, recalibrate=recalibrate)
+    arrays, attrs = result.to_record()
+    ends = {"from": {"run": run_a, "which": which_a}, "to": {"run": run_b, "which": which_b}}
+    same = run_a == run_b
+    name = name or (f"{kind}_{which_a}_{which_b}" if same
+                    else f"{kind}_{run_a}_{which_a}_{run_b}_{which_b}")
+    with Store(file, "a", timeout=60) as s:
+        s.write_record(run_a if same else None, "paths", name, arrays=arrays,
+                       attrs={**attrs, "ends": ends})
+    return result, (f"runs/{run_a}/paths/{name}" if same else f"compare/{name}")

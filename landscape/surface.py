@@ -1,0 +1,416 @@
+"""Loss surfaces: the loss (and accuracy) on a 1-D or 2-D grid around a centre.
+
+``surface(model, loss_fn, data, directions, x=..., y=...)`` evaluates the mean loss over
+``data`` at ``theta = centre + x_i d_1 (+ y_j d_2)`` for every grid point, optionally on test
+data too, through :class:`landscape.Objective` (the model is never written into). Points are
+evaluated several at a time: ``chunk`` parameter vectors go through the model together under
+``torch.func.vmap``, one pass over the (cached) data for the whole chunk, which is what makes
+a surface cost little more than the bare forward passes. A model that ``vmap`` cannot batch
+falls back to one point at a time.
+
+**BatchNorm.** ``bn="keep"`` (default) evaluates every point with the centre's running
+statistics (eval mode), as most published surfaces do; ``bn="recalibrate"`` recomputes the
+statistics at each point from the training data first
+(:func:`landscape.batchnorm.recalibrate`: one more forward pass over the training data a
+point, and points one at a time), which is what a BatchNorm network would have at that point.
+
+**In the file.** With ``store=`` and ``run=``, the surface is written to
+``runs/<run>/surfaces/<name>`` as it goes: the coordinates ``x`` (and ``y``) as HDF5
+dimension scales of the grids ``train_loss``, ``train_accuracy``, ``test_loss``,
+``test_accuracy``, the directions, and a mask ``done`` of the points computed. The file is
+written in short sessions every ``flush_seconds`` (readers get in between) and each session
+is committed whole, so a killed process loses at most the points since the last one; calling
+``surface`` again with the same arguments resumes from the mask. Points are evaluated in fixed
+chunks of the row-major order, so a resumed surface holds bit for bit the values an
+uninterrupted one would.
+
+Examples:
+    >>> d = torch.randn(2, n_params)                         # or landscape.directions.random
+    >>> s = surface(model, nn.CrossEntropyLoss(), (X, y), d, x=np.linspace(-1, 1, 21),
+    ...             y=np.linspace(-1, 1, 21), store="runs.h5", run="sgd", name="random")
+    >>> s.train_loss.shape, s.done.all()
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import vmap
+
+from ._checks import _check_choice, _check_int, _check_positive
+from .metrics import correct, count_correct
+from .objective import Objective
+from .params import ParamFilter
+
+__all__ = ["BN_MODES", "METRICS", "Surface", "surface"]
+
+BN_MODES = ("keep", "recalibrate")
+METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+_DEFAULT_CHUNK = {"cpu": 1}  # by device type; others (cuda, ...) use _GPU_CHUNK
+_GPU_CHUNK = 16
+_MERGED_BATCH = 4096  # examples a merged batch holds (eval mode, bn="keep")
+
+
+@dataclass(frozen=True, eq=False)
+class Surface:
+    """A loss surface on a grid (see the module docstring).
+
+    Attributes:
+        x, y: coordinates along the first and second direction (``y`` None for 1-D).
+        directions: (k, P) the directions (k = 1 or 2), flat over ``params``.
+        grids: ``{"train_loss": ..., "train_accuracy": ..., "test_loss": ...,
+            "test_accuracy": ...}`` of shape (len(x),) or (len(x), len(y)); NaN where not
+            computed; accuracy grids absent for regression, test grids without test data.
+        done: bool grid of the points computed.
+        bn, mode, chunk: options. params: parameter names, in flat order. info: what the
+            directions are (kind, seed, normalisation, ...), as given.
+        n_points: points evaluated by this call. passes: passes over the data. seconds: wall
+            time of this call.
+    """
+
+    x: np.ndarray
+    y: np.ndarray | None
+    directions: np.ndarray
+    grids: dict[str, np.ndarray]
+    done: np.ndarray
+    bn: str
+    mode: str
+    chunk: int
+    params: tuple[str, ...]
+    info: dict[str, Any] = field(default_factory=dict)
+    n_points: int = 0
+    passes: float = 0.0
+    seconds: float = 0.0
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        grids = self.__dict__.get("grids", {})
+        if name in grids:
+            return grids[name]
+        raise AttributeError(f"Surface has no attribute or grid {name!r} (grids: "
+                             f"{', '.join(grids)})")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.done.shape
+
+    def _options(self) -> dict[str, Any]:
+        return {"bn": self.bn, "mode": self.mode, "chunk": self.chunk,
+                "params": list(self.params), "directions_info": self.info}
+
+    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, tuple]]:
+        """``(arrays, attrs, dims)`` for :meth:`landscape.store.Store.write_record`."""
+        axes = ("x",) if self.y is None else ("x", "y")
+        arrays = {"x": self.x, "directions": self.directions, "done": self.done,
+                  **self.grids}
+        if self.y is not None:
+            arrays["y"] = self.y
+        attrs = {"probe": "surface", **self._options(), "n_points": self.n_points,
+                 "passes": float(self.passes), "seconds": float(self.seconds)}
+        dims = {k: axes for k in (*self.grids, "done")}
+        return arrays, attrs, dims
+
+    @classmethod
+    def from_record(cls, record: Any) -> Surface:
+        """The surface from a :class:`landscape.store.Record` (possibly partly done)."""
+        from .store import check_record
+
+        a, at = check_record(record, "surface", "Surface.from_record")
+        return cls(x=np.asarray(a["x"]), y=np.asarray(a["y"]) if "y" in a else None,
+                   directions=np.asarray(a["directions"]),
+                   grids={k: np.asarray(a[k]) for k in METRICS if k in a},
+                   done=np.asarray(a["done"], dtype=bool), bn=at["bn"], mode=at["mode"],
+                   chunk=int(at["chunk"]), params=tuple(at["params"]),
+                   info=dict(at.get("directions_info") or {}), n_points=int(at["n_points"]),
+                   passes=float(at["passes"]), seconds=float(at["seconds"]))
+
+
+# ---------------------------------------------------------------------------- evaluation
+def _chunk_metrics(obj: Objective, thetas: Tensor) -> tuple[Tensor, Tensor | None]:
+    """Mean loss and accuracy of each row of ``thetas`` (K, P), in one pass over the data."""
+    k = thetas.shape[0]
+
+    def one(theta: Tensor, inputs: Any, targets: Tensor) -> tuple[Tensor, Tensor]:
+        out = obj.outputs(theta, inputs)
+        return obj.loss_fn(out, targets), out
+
+    batched = vmap(one, in_dims=(0, None, None))
+    acc = obj._acc_dtype
+    total = torch.zeros(k, dtype=acc, device=thetas.device)
+    right = torch.zeros(k, dtype=torch.float64, device=thetas.device)
+    counted: int | None = 0
+    with torch.no_grad(), obj._context():
+        for batch in obj.batches:
+            losses, outs = batched(thetas, batch.inputs, batch.targets)
+            total += batch.n * losses.to(acc)
+            if counted is None:
+                continue
+            fast = [count_correct(outs[i], batch.targets) for i in range(k)]
+            if all(c is not None for c in fast):
+                right += torch.stack(fast).to(torch.float64)
+                counted += batch.n
+                continue
+            slow = [correct(outs[i], batch.targets) for i in range(k)]
+            if any(c is None for c in slow):
+                counted = None
+                continue
+            right += torch.tensor([c[0] for c in slow], dtype=torch.float64,
+                                  device=thetas.device)
+            counted += slow[0][1]
+    obj._count(passes=1, loss_evals=k)
+    losses = total / obj.n_examples
+    return losses, (right / counted if counted else None)
+
+
+class _Evaluator:
+    """The metrics at a chunk of points: batched under vmap when the model allows, else one
+    point at a time (always so with ``bn="recalibrate"``: the statistics are per point)."""
+
+    def __init__(self, objectives: Mapping[str, Objective], chunk: int, bn: str) -> None:
+        self.objectives, self.bn = dict(objectives), bn
+        self.batched = bn == "keep" and chunk > 1
+
+    def __call__(self, thetas: Tensor) -> dict[str, np.ndarray | None]:
+        out: dict[str, np.ndarray | None] = {}
+        if self.batched:
+            try:
+                for split, obj in self.objectives.items():
+                    losses, accs = _chunk_metrics(obj, thetas)
+                    out[f"{split}_loss"] = losses.cpu().numpy().astype(np.float64)
+                    out[f"{split}_accuracy"] = None if accs is None else accs.cpu().numpy()
+                return out
+            except (RuntimeError, NotImplementedError, ValueError):
+                self.batched = False  # a model or loss vmap cannot batch: one at a time
+        rows: dict[str, list] = {}
+        for theta in thetas:
+            buffers = None
+            if self.bn == "recalibrate":
+                from .batchnorm import recalibrate
+
+                buffers = recalibrate(self.objectives["train"], theta)
+            for split, obj in self.objectives.items():
+                m = obj.evaluate(theta, buffers)
+                rows.setdefault(f"{split}_loss", []).append(m.loss)
+                rows.setdefault(f"{split}_accuracy", []).append(m.accuracy)
+        return {k: None if any(v is None for v in vals) else np.asarray(vals, dtype=np.float64)
+                for k, vals in rows.items()}
+
+
+# ---------------------------------------------------------------------------- the surface
+def _as_directions(directions: Any, p: int) -> tuple[Tensor, dict[str, Any]]:
+    """(k, P) tensor and a JSON-able description from a tensor, an array or a result with
+    ``vectors`` (e.g. :class:`landscape.directions.Directions`)."""
+    info: dict[str, Any] = {}
+    if hasattr(directions, "vectors"):
+        if hasattr(directions, "to_record"):
+            info = {k: v for k, v in directions.to_record()[1].items() if k != "probe"}
+        directions = directions.vectors
+    if isinstance(directions, np.ndarray):
+        directions = torch.from_numpy(directions)
+    if not isinstance(directions, Tensor) or directions.ndim not in (1, 2) \
+            or directions.shape[-1] != p or not directions.is_floating_point():
+        got = (f"{tuple(directions.shape)} {directions.dtype}" if hasattr(directions, "shape")
+               else type(directions).__name__)
+        raise ValueError(f"surface: directions must be a float tensor (k, P) or (P,) with "
+                         f"P={p} (the selected parameters), got {got}")
+    d = directions.detach().reshape(-1, p)
+    if not bool(torch.isfinite(d).all()) or bool((d.norm(dim=1) == 0).any()):
+        raise ValueError("surface: directions must be finite and non-zero")
+    return d, info
+
+
+def _coords(name: str, values: Any) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1 or arr.size < 1 or not np.isfinite(arr).all():
+        raise ValueError(f"surface: {name} must be a 1-D array of finite coordinates, got "
+                         f"shape {arr.shape}")
+    return arr
+
+
+def _merged(obj: Objective, params: Any) -> Objective:
+    """The objective over the same (cached) examples in batches of up to
+    :data:`_MERGED_BATCH`: fewer, larger forward passes. Only for eval mode, where a batch's
+    composition does not change its outputs."""
+    batches = list(obj.batches)
+    if not obj.batches.cached or len(batches) < 2 or not all(
+            isinstance(b.inputs, Tensor) and isinstance(b.targets, Tensor) for b in batches):
+        return obj
+    x = torch.cat([b.inputs for b in batches])
+    y = torch.cat([b.targets for b in batches])
+    return Objective(obj.model, obj.loss_fn, (x, y), params=params, mode=obj.mode,
+                     batch_size=_MERGED_BATCH, cache=True, check=False)
+
+
+def _has_accuracy(obj: Objective, theta: Tensor) -> bool:
+    first = obj.batches.first()
+    with torch.no_grad(), obj._context():
+        out = obj.outputs(theta, first.inputs)
+    return correct(out, first.targets) is not None
+
+
+def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any,
+            directions: Any, *, x: Any, y: Any = None, test: Any = None,
+            center: Tensor | None = None, bn: str = "keep", mode: str = "eval",
+            params: ParamFilter | Iterable[str] | None = None, chunk: int | None = None,
+            batch_size: int | None = None, check: bool = True, store: Any = None,
+            run: str | None = None, name: str = "surface", replace: bool = False,
+            flush_seconds: float = 30.0, progress: bool = False,
+            extras: Mapping[str, Any] | None = None) -> Surface:
+    """The loss (and accuracy) on a 1-D or 2-D grid around ``center`` (module docstring).
+
+    Args:
+        model, loss_fn, data: the model (never modified), a mean loss and the training data
+            (tensors, a Dataset or a DataLoader; cached on the device when they fit).
+        directions: (1, P) or (P,) for a 1-D surface, (2, P) for 2-D, over the selected
+            parameters (a tensor, an array, or a :class:`landscape.directions.Directions`).
+        x, y: coordinates along the directions (``y`` only for 2-D).
+        test: test data, evaluated at every point too.
+        center: the centre (a flat (P,) tensor); default the directions' own centre where
+            they have one (PCA of a trajectory, a difference), else the model's parameters.
+        bn: ``"keep"`` the centre's BatchNorm statistics, or ``"recalibrate"`` them at every
+            point (one more pass over the training data a point).
+        mode: ``"eval"`` or ``"train"``, as for :class:`landscape.Objective`.
+        params: the parameters the directions are over (default all trainable).
+        chunk: points evaluated together under vmap (default 1 on the CPU, 16 on a GPU; 1
+            evaluates one point at a time).
+        batch_size, check: passed to :class:`landscape.Objective`.
+        store, run, name: write into ``runs/<run>/surfaces/<name>`` of this file as it goes,
+            resuming what it holds. replace: start over instead of resuming.
+        flush_seconds: seconds between writes to the file. progress: show a progress bar.
+        extras: more arrays stored with the surface (e.g. a projected trajectory).
+
+    Returns:
+        :class:`Surface` (with the values the file already held, when resuming).
+
+    Raises:
+        ValueError: bad directions, coordinates or options; a stored surface of that name
+            made with other coordinates, directions or options (pass ``replace=True``).
+    """
+    started = time.perf_counter()
+    _check_choice("surface", "bn", bn, BN_MODES)
+    if chunk is not None:
+        chunk = _check_int("surface", "chunk", chunk, 1)
+    flush_seconds = _check_positive("surface", "flush_seconds", flush_seconds)
+    if (store is None) != (run is None):
+        raise ValueError("surface: give both store and run to write into a file, or neither")
+    xs = _coords("x", x)
+    ys = None if y is None else _coords("y", y)
+    objectives = {"train": Objective(model, loss_fn, data, params=params, mode=mode,
+                                     batch_size=batch_size, check=check)}
+    if test is not None:
+        objectives["test"] = Objective(model, loss_fn, test, params=params, mode=mode,
+                                       batch_size=batch_size, check=check)
+    if mode == "eval" and bn == "keep":
+        objectives = {k: _merged(o, params) for k, o in objectives.items()}
+    obj = objectives["train"]
+    if chunk is None:
+        chunk = _DEFAULT_CHUNK.get(obj.layout.device.type, _GPU_CHUNK)
+    p = obj.layout.numel
+    if center is None and getattr(directions, "center", None) is not None:
+        center = directions.center  # e.g. PCA or difference directions: their own point
+    d, info = _as_directions(directions, p)
+    if d.shape[0] != (1 if ys is None else 2):
+        raise ValueError(f"surface: {'1' if ys is None else '2'} direction(s) expected for a "
+                         f"{'1' if ys is None else '2'}-D grid, got {d.shape[0]}")
+    d = d.to(obj.layout.device, obj.layout.dtype)
+    if center is not None and not isinstance(center, Tensor):
+        center = torch.as_tensor(np.asarray(center))
+    theta0 = obj.theta if center is None else obj._check(
+        center.to(obj.layout.device, obj.layout.dtype), "center")
+    shape = (len(xs),) if ys is None else (len(xs), len(ys))
+    metrics = [f"{s}_{m}" for s in objectives for m in ("loss", "accuracy")
+               if m == "loss" or _has_accuracy(obj, theta0)]
+    result = Surface(x=xs, y=ys, directions=d.cpu().numpy(),
+                     grids={m: np.full(shape, np.nan) for m in metrics},
+                     done=np.zeros(shape, dtype=bool), bn=bn, mode=mode, chunk=chunk,
+                     params=tuple(obj.layout.names), info=info)
+    previous = 0.0
+    if store is not None:
+        result, previous = _open_record(store, run, name, result, replace, extras)
+
+    flat = result.done.reshape(-1)
+    evaluate = _Evaluator(objectives, chunk, bn)
+    todo = [c for c in range(0, flat.size, chunk) if not flat[c:c + chunk].all()]
+    pending: list[tuple[tuple[int, ...], dict[str, float]]] = []
+    last = time.perf_counter()
+    bar = _progress(int((~flat).sum()), progress, name)
+    n_points = 0
+    for start in todo:
+        idx = [i for i in range(start, min(start + chunk, flat.size)) if not flat[i]]
+        points = [np.unravel_index(i, shape) for i in idx]
+        coef = np.array([[xs[pt[0]]] if ys is None else [xs[pt[0]], ys[pt[1]]]
+                         for pt in points])
+        c = torch.from_numpy(coef).to(theta0.device, theta0.dtype)
+        thetas = theta0[None] + c[:, :1] * d[0]            # elementwise: independent of the
+        if ys is not None:                                 # chunk, so resuming is bitwise
+            thetas = thetas + c[:, 1:2] * d[1]
+        values = evaluate(thetas)
+        for n, pt in enumerate(points):
+            row = {m: float(values[m][n]) for m in metrics if values.get(m) is not None}
+            for m, v in row.items():
+                result.grids[m][pt] = v
+            result.done[pt] = True
+            pending.append((tuple(int(i) for i in pt), row))
+        n_points += len(points)
+        bar.update(len(points))
+        if store is not None and time.perf_counter() - last >= flush_seconds:
+            _flush(store, run, name, pending, result, previous + time.perf_counter() - started)
+            pending, last = [], time.perf_counter()
+    bar.close()
+    seconds = time.perf_counter() - started
+    if store is not None and pending:
+        _flush(store, run, name, pending, result, previous + seconds)
+    passes = sum(o.cost.passes for o in objectives.values())
+    return Surface(**{**result.__dict__, "n_points": n_points, "passes": passes,
+                      "seconds": seconds})
+
+
+def _progress(total: int, show: bool, name: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not show, desc=f"surface {name}", unit="pt")
+
+
+def _open_record(path: Any, run: str, name: str, fresh: Surface, replace: bool,
+                 extras: Mapping[str, Any] | None) -> tuple[Surface, float]:
+    """Write the empty surface, or read the one the file holds (checked to be the same)."""
+    from .store import Store
+
+    with Store(path, "a", timeout=60) as s:
+        if s.has_record(run, "surfaces", name) and not replace:
+            held = Surface.from_record(s.record(run, "surfaces", name))
+            same = (np.array_equal(held.x, fresh.x)
+                    and (held.y is None) == (fresh.y is None)
+                    and (held.y is None or np.array_equal(held.y, fresh.y))
+                    and held.directions.shape == fresh.directions.shape
+                    and np.array_equal(held.directions, fresh.directions)
+                    and held._options() == fresh._options()
+                    and set(held.grids) == set(fresh.grids))
+            if not same:
+                raise ValueError(f"surface: {path}: run {run!r} already holds a surface "
+                                 f"{name!r} made with other coordinates, directions or options; "
+                                 "pass replace=True (CLI: --replace) to start over, or another "
+                                 "name")
+            return held, held.seconds
+        arrays, attrs, dims = fresh.to_record()
+        arrays.update(extras or {})
+        s.write_record(run, "surfaces", name, arrays=arrays, attrs=attrs, dims=dims)
+    return fresh, 0.0
+
+
+def _flush(path: Any, run: str, name: str, pending: list, result: Surface,
+           seconds: float) -> None:
+    from .store import Store
+
+    points = [pt for pt, _ in pending]
+    arrays: dict[str, list] = {"done": [True] * len(points)}
+    for m in result.grids:
+        arrays[m] = [row.get(m, np.nan) for _, row in pending]
+    with Store(path, "a", timeout=60) as s:
+        s.update_record(run, "surfaces", name, points=points, arrays=arrays,
+                        attrs={"n_points": int(result.done.sum()), "seconds": float(seconds)})

@@ -1,0 +1,100 @@
+"""`landscape surface` and `landscape path` on stored runs: computed from the file alone,
+stored with the runs, equal to the library calls, and bad input refused in one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from landscape import Objective
+from landscape.cli import main
+from landscape.runspec import rebuild
+from landscape.store import Store
+from landscape.surface import Surface
+from probes.paths import Path
+
+TINY = ["--data", "digits", "--data-arg", "n_train=200", "--data-arg", "n_test=50", "--model",
+        "mlp", "--model-arg", "width=8", "--model-arg", "depth=1", "--steps", "20",
+        "--snapshot-every", "5", "--quiet"]
+
+
+@pytest.fixture()
+def runs(tmp_path, capsys):
+    path = tmp_path / "r.h5"
+    assert main(["train", str(path), *TINY, "--run", "a", "--seed", "0"]) == 0
+    assert main(["train", str(path), *TINY, "--run", "b", "--seed", "1"]) == 0
+    capsys.readouterr()
+    return path
+
+
+def test_surface_random_and_pca_are_stored_with_the_run(runs, capsys):
+    assert main(["surface", str(runs), "--run", "a", "--x=-1:1:3", "--y=-1:1:3",
+                 "--quiet"]) == 0
+    assert main(["surface", str(runs), "--run", "a", "--directions", "pca", "--dims", "1",
+                 "--x=-0.5:1.5:5", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "stored as runs/a/surfaces/random_2d" in out and "9/9 points" in out
+    with Store(runs) as s:
+        assert s.info("a").surfaces == ("pca_1d", "random_2d")
+        plane = Surface.from_record(s.record("a", "surfaces", "random_2d"))
+        line = s.record("a", "surfaces", "pca_1d")
+        final = s.params("a", "final")
+    assert plane.done.all() and plane.train_loss.shape == (3, 3)
+    assert "test_loss" in plane.grids and plane.info["kind"] == "random"
+    # the centre of the grid is the run's final model, evaluated directly
+    model, split, loss = rebuild(runs, "a")
+    direct = Objective(model, loss, split.train).evaluate()
+    assert plane.train_loss[1, 1] == pytest.approx(direct.loss, rel=1e-6)
+    # PCA: the trajectory projected onto the line ends at the centre (the final point)
+    coords = line.arrays["trajectory_coords"]
+    assert coords.shape == (len(line.arrays["trajectory_steps"]), 1)
+    assert abs(coords[-1, 0]) < 1e-6 * max(1.0, float(np.abs(final).max()))
+    # run again: nothing to compute, the same values
+    assert main(["surface", str(runs), "--run", "a", "--x=-1:1:3", "--y=-1:1:3",
+                 "--quiet"]) == 0
+    assert "this call 0" in capsys.readouterr().out
+
+
+def test_paths_within_a_run_and_between_runs(runs, capsys):
+    assert main(["path", str(runs), "--from", "a:init", "--to", "a", "--n", "5"]) == 0
+    assert main(["path", str(runs), "--from", "a", "--to", "b", "--n", "5"]) == 0
+    assert main(["path", str(runs), "--from", "a", "--to", "b", "--kind", "bezier", "--n",
+                 "5", "--steps", "20", "--name", "ab_curve"]) == 0
+    out = capsys.readouterr().out
+    assert "stored as runs/a/paths/linear_init_final" in out
+    assert "stored as compare/linear_a_final_b_final" in out
+    with Store(runs) as s:
+        inner = Path.from_record(s.record("a", "paths", "linear_init_final"))
+        between = Path.from_record(s.record(None, "paths", "linear_a_final_b_final"))
+        curve = Path.from_record(s.record(None, "paths", "ab_curve"))
+        ends = s.record(None, "paths", "ab_curve").attrs["ends"]
+    model_a, split, loss = rebuild(runs, "a")
+    model_b, _, _ = rebuild(runs, "b")
+    obj = Objective(model_a, loss, split.train)
+    assert between.loss[0] == pytest.approx(obj.evaluate().loss, rel=1e-6)
+    assert between.loss[-1] == pytest.approx(
+        Objective(model_b, loss, split.train).evaluate().loss, rel=1e-6)
+    init, _, _ = rebuild(runs, "a", which="init")
+    assert inner.loss[0] == pytest.approx(Objective(init, loss, split.train).evaluate().loss,
+                                          rel=1e-6)
+    assert len(between.alphas) == 5 and between.barrier >= 0 and curve.kind == "bezier"
+    assert ends == {"from": {"run": "a", "which": "final"}, "to": {"run": "b", "which": "final"}}
+
+
+def test_bad_input_is_one_line(runs, capsys):
+    for argv, fragment in [
+        (["surface", str(runs), "--run", "a", "--x=1:-1:3"], "--x must be START:STOP:NUM"),
+        (["surface", str(runs), "--run", "a", "--x=a:b"], "--x must be START:STOP:NUM"),
+        (["surface", str(runs), "--run", "zz"], "no run 'zz'"),
+        (["surface", str(runs), "--run", "a", "--directions", "eigen"],
+         "directions must be one of"),
+        (["surface", str(runs), "--run", "a", "--bn", "x", "--quiet"], "bn must be one of"),
+        (["path", str(runs), "--from", "a", "--to", "zz"], "no run 'zz'"),
+        (["path", str(runs), "--from", "a", "--to", "b", "--kind", "cubic"],
+         "kind must be one of"),
+        (["path", str(runs), "--from", "a", "--to", "b", "--n", "1"], "n must be"),
+    ]:
+        rc = main(argv)
+        _, err = capsys.readouterr()
+        assert rc == 2 and err.startswith("landscape: error: ") and fragment in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1
