@@ -24,12 +24,7 @@ from .zoo import make
 CE = nn.CrossEntropyLoss()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cnn_bn(dtype=torch.float32) -> nn.Module:

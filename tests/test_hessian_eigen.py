@@ -43,13 +43,7 @@ def dense_hessian(model: nn.Module, x, y, loss_fn=CE) -> np.ndarray:
     return h.detach().numpy()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: threads only cost (and thrash when the machine is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module", params=MODELS)
