@@ -21,7 +21,7 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "batches", "batchnorm", "checkpoints", "context", "data", "datasets", "determinism",
     "directions", "hvp", "journal", "losses", "metrics", "models", "optim", "params",
-    "recording", "runspec", "sam", "split", "store", "summary", "surface", "train",
+    "recording", "resume", "runspec", "sam", "split", "store", "summary", "surface", "train",
     "trainconfig", "trajectories",
 )
 _NAMES = {

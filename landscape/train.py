@@ -23,15 +23,26 @@ Reproducible: batch order, label noise and any randomness inside the model (drop
 from ``seed``; the same model, data, config and seed give bitwise identical parameters on the
 CPU. The global RNG state is left as it was.
 
+Forking (Frankle et al. 2020): every result carries a :class:`Checkpoint` of the full training
+state where it stopped (parameters and buffers, optimizer and schedule state, step, random
+streams, position in the epoch); ``fit(..., until=k)`` stops after k steps of ``config``'s
+schedule, and ``fit(model, ..., resume=checkpoint)`` continues from it: with the seed that made
+the checkpoint, exactly as the uninterrupted run; with another seed, with that seed's data order
+(and label noise, dropout) from there on.
+
 Examples:
     >>> cfg = TrainConfig("sgd", lr=0.1, batch_size=128, epochs=50, seed=0)  # doctest: +SKIP
     >>> result = fit(model, "cross_entropy", split, cfg, store="cmp.h5", run="sgd")
     >>> result.final["test_acc"], result.stop_reason
+    >>> trunk = fit(model, "cross_entropy", split, cfg, until=100)            # doctest: +SKIP
+    >>> fork = fit(copy.deepcopy(model), "cross_entropy", split, replace(cfg, seed=1),
+    ...            resume=trunk.checkpoint)
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
 import time
@@ -50,11 +61,13 @@ from .optim import make_optimizer, make_scheduler, noisy_labels
 from .params import ParamLayout, select
 from .params import to_numpy as _np
 from .recording import Callback, Recorder, TrainState, callback
+from .resume import Checkpoint, check_resume
+from .resume import take as take_checkpoint
 from .split import Split
 from .trainconfig import DEFAULT_EPOCHS_BETWEEN_RECORDS, TrainConfig
 
-__all__ = ["DEFAULT_EPOCHS_BETWEEN_RECORDS", "Callback", "TrainConfig", "TrainResult",
-           "TrainState", "callback", "fit"]
+__all__ = ["DEFAULT_EPOCHS_BETWEEN_RECORDS", "Callback", "Checkpoint", "TrainConfig",
+           "TrainResult", "TrainState", "callback", "fit", "total_steps"]
 
 log = logging.getLogger("landscape.train")
 
@@ -74,11 +87,12 @@ class TrainResult:
         steps: updates done. epochs: passes over the training set (fractional).
         stop_reason: one of ``max_steps``, ``epochs``, ``target_loss``, ``target_accuracy``,
             ``diverged`` (the loss became NaN or infinite: noticed at an epoch's end or at a
-            record, whichever comes first).
+            record, whichever comes first), ``until`` (stopped by ``fit(..., until=k)``).
         final: ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc`` at the end.
         history: the recorded history, column by column. series: callback name -> columns.
         seconds: training time (recording excluded). record_seconds: time spent recording
             (evaluations, snapshots, callbacks, writing the file).
+        checkpoint: the :class:`Checkpoint` where training stopped, to continue from.
     """
 
     config: TrainConfig
@@ -91,6 +105,7 @@ class TrainResult:
     series: dict[str, dict[str, np.ndarray]]
     seconds: float
     record_seconds: float
+    checkpoint: Checkpoint | None = None
 
 
 # --------------------------------------------------------------------------- data
@@ -127,6 +142,26 @@ def _to(t: Tensor, layout: ParamLayout) -> Tensor:
     return t.to(layout.dtype) if t.is_floating_point() else t
 
 
+def _plan(config: TrainConfig, n: int) -> tuple[int, int, float]:
+    """Batch size, steps per epoch and the step limit of ``config`` on ``n`` examples."""
+    batch = n if config.optimizer.full_batch else min(config.batch_size or 128, n)
+    per_epoch = math.ceil(n / batch)
+    limit = min(config.max_steps or math.inf,
+                math.ceil(config.epochs * per_epoch) if config.epochs else math.inf)
+    return batch, per_epoch, limit
+
+
+def total_steps(config: TrainConfig, n_train: int) -> int:
+    """The updates ``config`` makes on ``n_train`` training examples unless a target or
+    divergence stops it first (the length of its learning-rate schedule).
+
+    Examples:
+        >>> total_steps(TrainConfig("sgd", batch_size=100, epochs=2), 250)
+        6
+    """
+    return int(_plan(config, n_train)[2])
+
+
 # --------------------------------------------------------------------------- the loop
 
 
@@ -134,7 +169,8 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
         config: TrainConfig, *, test: Any = None, store: str | None = None,
         run: str | None = None, replace_run: bool = False, attrs: Mapping[str, Any] | None = None,
         callbacks: Sequence[Callback] = (), progress: bool = False,
-        flush_seconds: float = 60.0, final_timeout: float = 600.0) -> TrainResult:
+        flush_seconds: float = 60.0, final_timeout: float = 600.0, until: int | None = None,
+        resume: Checkpoint | None = None) -> TrainResult:
     """Train ``model`` in place as ``config`` says; record into ``store`` as ``run``.
 
     Args:
@@ -153,9 +189,27 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
         progress: show a progress bar. flush_seconds: write buffered records this often (a
             busy file is tried again at the next flush). final_timeout: seconds the last
             write waits for another process that holds the file.
+        until: stop after this many steps (counted from 0, not from ``resume``), keeping
+            ``config``'s schedule and stopping rules (stop reason ``until``): to fork a run.
+        resume: a :class:`Checkpoint` (``TrainResult.checkpoint``) to continue from: the
+            model's parameters and buffers, the optimizer's state and the schedule's position
+            are set to it (the model must have its architecture), and the step counter goes on
+            from its step to ``config``'s end. With the checkpoint's seed the random streams
+            (batch order, label noise, dropout) go on where they were: bitwise the uninterrupted
+            run on the CPU. With another ``config.seed`` they restart from that seed at the same
+            place in the epoch: a fork with another data order. ``config`` must have the
+            checkpoint's optimizer and batch size; its end sets the schedule's length (keep it
+            to continue the same schedule). The history and the store's ``init`` start at the
+            checkpoint's step.
 
     Returns:
         A :class:`TrainResult`.
+
+    Raises:
+        TypeError: a config that is not a :class:`TrainConfig`, a resume that is not a
+            :class:`Checkpoint`. ValueError: bad data or options; a checkpoint of another
+            optimizer, batch size, training set or architecture, or beyond ``config``'s end;
+            ``until`` below the step resumed from.
     """
     from tqdm.auto import tqdm
 
@@ -169,10 +223,17 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
     layout = ParamLayout.of(params)
     x, y = _to(x, layout), _to(y, layout)
     spec, n = config.optimizer, len(y)
-    batch = n if spec.full_batch else min(config.batch_size or 128, n)
-    per_epoch = math.ceil(n / batch)
-    limit = min(config.max_steps or math.inf,
-                math.ceil(config.epochs * per_epoch) if config.epochs else math.inf)
+    batch, per_epoch, limit = _plan(config, n)
+    start_step = 0
+    if resume is not None:
+        check_resume(resume, config, model, n, limit)
+        start_step = resume.step
+    if until is not None:
+        if isinstance(until, bool) or not isinstance(until, (int, np.integer)) or \
+                until < start_step:
+            raise ValueError(f"fit: until must be an int >= {start_step} (the step it starts "
+                             f"from), got {until!r}")
+        until = int(until)
     every_default = max(1, DEFAULT_EPOCHS_BETWEEN_RECORDS * per_epoch)
     h_every = config.history_every if config.history_every is not None else every_default
     s_every = config.snapshot_every if config.snapshot_every is not None else h_every
@@ -185,12 +246,17 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
     rec = Recorder(store, run, flush_seconds)
     optimizer = make_optimizer(spec, params.values())
     scheduler = make_scheduler(spec, optimizer, None if math.isinf(limit) else int(limit))
+    if resume is not None:  # copies: two forks of one checkpoint must not share buffers
+        optimizer.load_state_dict(copy.deepcopy(resume.optimizer))
+        scheduler.load_state_dict(copy.deepcopy(resume.scheduler))
     constant_lr = spec.hyper.get("schedule", {}).get("name") == "constant" and \
         not spec.hyper.get("warmup")
     settings = {"optimizer": spec.to_dict(), "config": config.to_dict(), "seed": config.seed,
                 "loss": losses.describe(loss), "data": data_desc, "batch_size": batch,
                 "steps_per_epoch": per_epoch, "history_every": h_every,
                 "snapshot_every": s_every, **dict(attrs or {})}
+    if resume is not None:
+        settings["resumed_from"] = {"step": resume.step, "seed": resume.seed}
     if spec.label_noise > 1 and not y.is_floating_point():
         raise ValueError(f"fit: label noise on class labels is a probability, must be in "
                          f"[0, 1], got noise={spec.label_noise}")
@@ -204,8 +270,19 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
     was_training = {m: m.training for m in model.modules()}
     order = torch.Generator().manual_seed(config.seed)
     noise = torch.Generator().manual_seed(config.seed + 1_000_003)
+    same_streams = resume is not None and resume.seed == config.seed
+    if same_streams:
+        order.set_state(resume.rng["order"])
+        noise.set_state(resume.rng["noise"])
+    # where the first epoch starts: (its order or None to draw one, offset, running sums)
+    pending: tuple[Tensor | None, int, tuple] | None = None
+    if resume is not None and resume.perm is not None and resume.offset < n:
+        pending = (resume.perm.to(layout.device) if same_streams else None, resume.offset,
+                   resume.epoch_sums)
+    position: dict[str, Any] = {"perm": None, "offset": 0, "sums": None}
     clock = {"train": 0.0, "record": 0.0}
-    state: dict[str, Any] = {"step": 0, "grad_norm": math.nan, "lr": spec.lr, "stop": None}
+    state: dict[str, Any] = {"step": start_step, "grad_norm": math.nan,
+                             "lr": spec.lr if resume is None else resume.lr, "stop": None}
 
     def evaluate(obj: Objective | None, theta: Tensor) -> tuple[float, float]:
         if obj is None or state["stop"] == "diverged":
@@ -222,7 +299,8 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
     def record(step: int, final: bool = False) -> None:
         start = time.perf_counter()
         theta, epoch = train_obj.theta, step / per_epoch
-        due = lambda every: step == 0 or (every and step % every == 0) or final  # noqa: E731
+        due = lambda every: (step == start_step or (every and step % every == 0)  # noqa: E731
+                             or final)
         if due(h_every) and last["history"] != step:
             tr, te = evaluate(train_obj, theta), evaluate(test_obj, theta)
             last["metrics"] = {"train_loss": tr[0], "train_acc": tr[1], "test_loss": te[0],
@@ -266,19 +344,34 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
     try:
         with torch.random.fork_rng(devices=_cuda_devices(layout.device)):
             torch.manual_seed(config.seed)
+            if same_streams:
+                torch.set_rng_state(resume.rng["torch"])
+                if resume.rng.get("cuda") is not None and layout.device.type == "cuda":
+                    torch.cuda.set_rng_state(resume.rng["cuda"], layout.device)
             model.train()
-            record(0)
+            record(start_step)
             state["stop"] = state["stop"] or reached(last["metrics"]["train_loss"],
                                                      last["metrics"]["train_acc"])
+            if state["stop"] is None and start_step >= limit:
+                state["stop"] = ("max_steps" if config.max_steps and
+                                 start_step >= config.max_steps else "epochs")
+            elif state["stop"] is None and until is not None and start_step >= until:
+                state["stop"] = "until"
             bar = tqdm(total=None if math.isinf(limit) else int(limit), disable=not progress,
                        unit="step", dynamic_ncols=True)
             while state["stop"] is None:
-                perm = torch.randperm(n, generator=order).to(layout.device)
+                perm, first, sums = pending or (None, 0, None)
+                pending = None
+                if perm is None:
+                    perm = torch.randperm(n, generator=order).to(layout.device)
                 # running sums stay on the device: no host sync per step
                 running = torch.zeros((), dtype=torch.float64, device=layout.device)
                 hits = torch.zeros((), dtype=torch.float64, device=layout.device)
                 hits_known = True
-                for begin in range(0, n, batch):
+                if sums is not None:
+                    running, hits = sums[0].to(layout.device), sums[1].to(layout.device)
+                    hits_known = sums[2]
+                for begin in range(first, n, batch):
                     t0 = time.perf_counter()
                     idx = perm[begin:begin + batch]
                     xb, yb = x[idx], y[idx]
@@ -312,6 +405,7 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
                     if not constant_lr:
                         scheduler.step()
                     state["step"] = step
+                    position.update(perm=perm, offset=begin + len(idx))
                     running.add_(value, alpha=len(idx))
                     if config.target_accuracy is not None:
                         counted = count_correct(seen[0], yb)
@@ -319,6 +413,7 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
                             hits_known = False
                         else:
                             hits += counted
+                    position["sums"] = (running, hits, hits_known)
                     clock["train"] += time.perf_counter() - t0
                     bar.update(1)
                     if epoch_end and not bool(torch.isfinite(running)):
@@ -326,6 +421,8 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
                     elif step >= limit:
                         state["stop"] = ("max_steps" if config.max_steps and
                                          step >= config.max_steps else "epochs")
+                    elif until is not None and step >= until:
+                        state["stop"] = "until"
                     elif due_any(step):
                         record(step)
                         if last["history"] == step:
@@ -351,6 +448,8 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
                         state["stop"] = reached(*evaluate(train_obj, train_obj.theta))
                         clock["record"] += time.perf_counter() - t0
             bar.close()
+            checkpoint = take_checkpoint(state, config, model, optimizer, scheduler, order, noise,
+                                     layout.device, position, resume)
             record(state["step"], final=True)
         result = TrainResult(
             config=config, run=run, steps=state["step"], epochs=state["step"] / per_epoch,
@@ -358,7 +457,7 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
             history={k: np.asarray(v) for k, v in rec.history.items()},
             series={name: {k: np.asarray(v) for k, v in cols.items()}
                     for name, cols in rec.series.items()},
-            seconds=clock["train"], record_seconds=clock["record"])
+            seconds=clock["train"], record_seconds=clock["record"], checkpoint=checkpoint)
         if store:
             t0 = time.perf_counter()
             # the last write waits for a reader that keeps the file open, within reason

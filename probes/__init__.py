@@ -8,7 +8,8 @@
   (:mod:`probes.blocks`).
 - :mod:`probes.along`: probes recorded along training (the top eigenvalue, warm-started).
 - :mod:`probes.interpolation`: linear paths and loss barriers, init-to-final paths, trained
-  Bezier curves (mode connectivity), permutation alignment (:mod:`probes.alignment`).
+  Bezier curves (mode connectivity), permutation alignment (:mod:`probes.alignment`), and the
+  instability of forked training (:mod:`probes.instability`).
 """
 
 from . import (
@@ -19,10 +20,11 @@ from . import (
     dense,
     density,
     hessian,
+    instability,
     interpolation,
     lanczos,
     trace,
 )
 
 __all__ = ["alignment", "along", "blocks", "curvature", "dense", "density", "hessian",
-           "interpolation", "lanczos", "trace"]
+           "instability", "interpolation", "lanczos", "trace"]
