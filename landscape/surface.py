@@ -2,11 +2,14 @@
 
 ``surface(model, loss_fn, data, directions, x=..., y=...)`` evaluates the mean loss over
 ``data`` at ``theta = centre + x_i d_1 (+ y_j d_2)`` for every grid point, optionally on test
-data too, through :class:`landscape.Objective` (the model is never written into). Points are
-evaluated several at a time: ``chunk`` parameter vectors go through the model together under
-``torch.func.vmap``, one pass over the (cached) data for the whole chunk, which is what makes
-a surface cost little more than the bare forward passes. A model that ``vmap`` cannot batch
-falls back to one point at a time.
+data too, through :class:`landscape.Objective` (the model is never written into). The data
+are cached on the device when they fit, and in eval mode the batches of a DataLoader are
+merged into large ones (the mean is the same; only its rounding differs). Points go in chunks
+of ``chunk``, each chunk in one pass over the data with one evaluation context, so a point
+costs about one bare forward pass; on a GPU the points of a chunk go through the model
+together under ``torch.func.vmap`` (``vmap=True``, the default there), which keeps the device
+busy on small models (on the CPU it is slower, so it is off there). A model that ``vmap``
+cannot batch falls back to one point after the other.
 
 **BatchNorm.** ``bn="keep"`` (default) evaluates every point with the centre's running
 statistics (eval mode), as most published surfaces do; ``bn="recalibrate"`` recomputes the
@@ -52,8 +55,7 @@ __all__ = ["BN_MODES", "METRICS", "Surface", "surface"]
 
 BN_MODES = ("keep", "recalibrate")
 METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
-_DEFAULT_CHUNK = {"cpu": 1}  # by device type; others (cuda, ...) use _GPU_CHUNK
-_GPU_CHUNK = 16
+_DEFAULT_CHUNK = 16
 _MERGED_BATCH = 4096  # examples a merged batch holds (eval mode, bn="keep")
 
 
@@ -68,7 +70,7 @@ class Surface:
             "test_accuracy": ...}`` of shape (len(x),) or (len(x), len(y)); NaN where not
             computed; accuracy grids absent for regression, test grids without test data.
         done: bool grid of the points computed.
-        bn, mode, chunk: options. params: parameter names, in flat order. info: what the
+        bn, mode, chunk, vmap: options. params: parameter names, in flat order. info: what the
             directions are (kind, seed, normalisation, ...), as given.
         n_points: points evaluated by this call. passes: passes over the data. seconds: wall
             time of this call.
@@ -82,6 +84,7 @@ class Surface:
     bn: str
     mode: str
     chunk: int
+    vmap: bool
     params: tuple[str, ...]
     info: dict[str, Any] = field(default_factory=dict)
     n_points: int = 0
@@ -100,7 +103,7 @@ class Surface:
         return self.done.shape
 
     def _options(self) -> dict[str, Any]:
-        return {"bn": self.bn, "mode": self.mode, "chunk": self.chunk,
+        return {"bn": self.bn, "mode": self.mode, "chunk": self.chunk, "vmap": self.vmap,
                 "params": list(self.params), "directions_info": self.info}
 
     def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, tuple]]:
@@ -125,37 +128,46 @@ class Surface:
                    directions=np.asarray(a["directions"]),
                    grids={k: np.asarray(a[k]) for k in METRICS if k in a},
                    done=np.asarray(a["done"], dtype=bool), bn=at["bn"], mode=at["mode"],
-                   chunk=int(at["chunk"]), params=tuple(at["params"]),
+                   chunk=int(at["chunk"]), vmap=bool(at["vmap"]), params=tuple(at["params"]),
                    info=dict(at.get("directions_info") or {}), n_points=int(at["n_points"]),
                    passes=float(at["passes"]), seconds=float(at["seconds"]))
 
 
 # ---------------------------------------------------------------------------- evaluation
-def _chunk_metrics(obj: Objective, thetas: Tensor) -> tuple[Tensor, Tensor | None]:
-    """Mean loss and accuracy of each row of ``thetas`` (K, P), in one pass over the data."""
+def _chunk_metrics(obj: Objective, thetas: Tensor, batched: bool
+                   ) -> tuple[Tensor, Tensor | None]:
+    """Mean loss and accuracy of each row of ``thetas`` (K, P), in one pass over the data:
+    all rows at once under vmap (``batched``), or one after the other on each batch (the
+    same arithmetic for a point whatever the other rows are)."""
     k = thetas.shape[0]
 
     def one(theta: Tensor, inputs: Any, targets: Tensor) -> tuple[Tensor, Tensor]:
         out = obj.outputs(theta, inputs)
         return obj.loss_fn(out, targets), out
 
-    batched = vmap(one, in_dims=(0, None, None))
+    def points(inputs: Any, targets: Tensor) -> tuple[Tensor, list[Tensor]]:
+        if batched:
+            losses, outs = vmap(one, in_dims=(0, None, None))(thetas, inputs, targets)
+            return losses, list(outs)
+        pairs = [one(theta, inputs, targets) for theta in thetas]
+        return torch.stack([p[0] for p in pairs]), [p[1] for p in pairs]
+
     acc = obj._acc_dtype
     total = torch.zeros(k, dtype=acc, device=thetas.device)
     right = torch.zeros(k, dtype=torch.float64, device=thetas.device)
     counted: int | None = 0
     with torch.no_grad(), obj._context():
         for batch in obj.batches:
-            losses, outs = batched(thetas, batch.inputs, batch.targets)
+            losses, outs = points(batch.inputs, batch.targets)
             total += batch.n * losses.to(acc)
             if counted is None:
                 continue
-            fast = [count_correct(outs[i], batch.targets) for i in range(k)]
+            fast = [count_correct(out, batch.targets) for out in outs]
             if all(c is not None for c in fast):
                 right += torch.stack(fast).to(torch.float64)
                 counted += batch.n
                 continue
-            slow = [correct(outs[i], batch.targets) for i in range(k)]
+            slow = [correct(out, batch.targets) for out in outs]
             if any(c is None for c in slow):
                 counted = None
                 continue
@@ -168,31 +180,32 @@ def _chunk_metrics(obj: Objective, thetas: Tensor) -> tuple[Tensor, Tensor | Non
 
 
 class _Evaluator:
-    """The metrics at a chunk of points: batched under vmap when the model allows, else one
-    point at a time (always so with ``bn="recalibrate"``: the statistics are per point)."""
+    """The metrics at a chunk of points, in one pass over the data: batched under vmap
+    (``use_vmap``, unless the model does not allow it) or point after point; with
+    ``bn="recalibrate"`` one point at a time, each with its own statistics."""
 
-    def __init__(self, objectives: Mapping[str, Objective], chunk: int, bn: str) -> None:
-        self.objectives, self.bn = dict(objectives), bn
-        self.batched = bn == "keep" and chunk > 1
+    def __init__(self, objectives: Mapping[str, Objective], bn: str, use_vmap: bool) -> None:
+        self.objectives, self.bn, self.use_vmap = dict(objectives), bn, use_vmap
 
     def __call__(self, thetas: Tensor) -> dict[str, np.ndarray | None]:
         out: dict[str, np.ndarray | None] = {}
-        if self.batched:
-            try:
-                for split, obj in self.objectives.items():
-                    losses, accs = _chunk_metrics(obj, thetas)
-                    out[f"{split}_loss"] = losses.cpu().numpy().astype(np.float64)
-                    out[f"{split}_accuracy"] = None if accs is None else accs.cpu().numpy()
-                return out
-            except (RuntimeError, NotImplementedError, ValueError):
-                self.batched = False  # a model or loss vmap cannot batch: one at a time
+        if self.bn == "keep":
+            for split, obj in self.objectives.items():
+                try:
+                    losses, accs = _chunk_metrics(obj, thetas, self.use_vmap)
+                except (RuntimeError, NotImplementedError, ValueError):
+                    if not self.use_vmap:
+                        raise
+                    self.use_vmap = False  # a model or loss vmap cannot batch
+                    losses, accs = _chunk_metrics(obj, thetas, False)
+                out[f"{split}_loss"] = losses.cpu().numpy().astype(np.float64)
+                out[f"{split}_accuracy"] = None if accs is None else accs.cpu().numpy()
+            return out
+        from .batchnorm import recalibrate
+
         rows: dict[str, list] = {}
         for theta in thetas:
-            buffers = None
-            if self.bn == "recalibrate":
-                from .batchnorm import recalibrate
-
-                buffers = recalibrate(self.objectives["train"], theta)
+            buffers = recalibrate(self.objectives["train"], theta)
             for split, obj in self.objectives.items():
                 m = obj.evaluate(theta, buffers)
                 rows.setdefault(f"{split}_loss", []).append(m.loss)
@@ -256,7 +269,8 @@ def _has_accuracy(obj: Objective, theta: Tensor) -> bool:
 def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any,
             directions: Any, *, x: Any, y: Any = None, test: Any = None,
             center: Tensor | None = None, bn: str = "keep", mode: str = "eval",
-            params: ParamFilter | Iterable[str] | None = None, chunk: int | None = None,
+            params: ParamFilter | Iterable[str] | None = None, chunk: int = _DEFAULT_CHUNK,
+            vmap: bool | None = None,
             batch_size: int | None = None, check: bool = True, store: Any = None,
             run: str | None = None, name: str = "surface", replace: bool = False,
             flush_seconds: float = 30.0, progress: bool = False,
@@ -276,8 +290,10 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
             point (one more pass over the training data a point).
         mode: ``"eval"`` or ``"train"``, as for :class:`landscape.Objective`.
         params: the parameters the directions are over (default all trainable).
-        chunk: points evaluated together under vmap (default 1 on the CPU, 16 on a GPU; 1
-            evaluates one point at a time).
+        chunk: points evaluated in one pass over the data (and written to the file
+            together).
+        vmap: evaluate a chunk's points together under ``torch.func.vmap`` (default: on a
+            GPU, where it keeps small models busy; not on the CPU, where it is slower).
         batch_size, check: passed to :class:`landscape.Objective`.
         store, run, name: write into ``runs/<run>/surfaces/<name>`` of this file as it goes,
             resuming what it holds. replace: start over instead of resuming.
@@ -293,8 +309,7 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
     """
     started = time.perf_counter()
     _check_choice("surface", "bn", bn, BN_MODES)
-    if chunk is not None:
-        chunk = _check_int("surface", "chunk", chunk, 1)
+    chunk = _check_int("surface", "chunk", chunk, 1)
     flush_seconds = _check_positive("surface", "flush_seconds", flush_seconds)
     if (store is None) != (run is None):
         raise ValueError("surface: give both store and run to write into a file, or neither")
@@ -308,8 +323,9 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
     if mode == "eval" and bn == "keep":
         objectives = {k: _merged(o, params) for k, o in objectives.items()}
     obj = objectives["train"]
-    if chunk is None:
-        chunk = _DEFAULT_CHUNK.get(obj.layout.device.type, _GPU_CHUNK)
+    if vmap is None:
+        vmap = obj.layout.device.type != "cpu"
+    vmap = bool(vmap)
     p = obj.layout.numel
     if center is None and getattr(directions, "center", None) is not None:
         center = directions.center  # e.g. PCA or difference directions: their own point
@@ -327,14 +343,14 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
                if m == "loss" or _has_accuracy(obj, theta0)]
     result = Surface(x=xs, y=ys, directions=d.cpu().numpy(),
                      grids={m: np.full(shape, np.nan) for m in metrics},
-                     done=np.zeros(shape, dtype=bool), bn=bn, mode=mode, chunk=chunk,
+                     done=np.zeros(shape, dtype=bool), bn=bn, mode=mode, chunk=chunk, vmap=vmap,
                      params=tuple(obj.layout.names), info=info)
     previous = 0.0
     if store is not None:
         result, previous = _open_record(store, run, name, result, replace, extras)
 
     flat = result.done.reshape(-1)
-    evaluate = _Evaluator(objectives, chunk, bn)
+    evaluate = _Evaluator(objectives, bn, vmap)
     todo = [c for c in range(0, flat.size, chunk) if not flat[c:c + chunk].all()]
     pending: list[tuple[tuple[int, ...], dict[str, float]]] = []
     last = time.perf_counter()

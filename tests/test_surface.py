@@ -38,7 +38,7 @@ def test_centre_and_every_point_equal_direct_evaluation(name):
     state = copy.deepcopy(model.state_dict())
     d = directions_for(model)
     xs, ys = np.array([-1.0, 0.0, 0.5]), np.array([-0.5, 0.0, 1.0])
-    s = surface(model, CE, (x, y), d, x=xs, y=ys, test=(x[:7], y[:7]), chunk=4)
+    s = surface(model, CE, (x, y), d, x=xs, y=ys, test=(x[:7], y[:7]), chunk=4, vmap=True)
     obj = Objective(model, CE, (x, y))
     tobj = Objective(model, CE, (x[:7], y[:7]))
     theta0 = obj.theta
@@ -78,8 +78,9 @@ def test_batched_points_equal_points_one_at_a_time():
     model, x, y = make("residual")
     d = directions_for(model)
     grid = {"x": np.linspace(-1, 1, 4), "y": np.linspace(-1, 1, 3)}
-    batched = surface(model, CE, (x, y), d, chunk=5, **grid)
+    batched = surface(model, CE, (x, y), d, chunk=5, vmap=True, **grid)
     single = surface(model, CE, (x, y), d, chunk=1, **grid)
+    assert batched.vmap and not single.vmap
     np.testing.assert_allclose(batched.train_loss, single.train_loss, rtol=1e-12)
     np.testing.assert_array_equal(batched.train_accuracy, single.train_accuracy)
 
@@ -101,7 +102,7 @@ def test_a_model_vmap_cannot_batch_falls_back_to_one_point_at_a_time():
     x, y = torch.randn(20, 3, generator=gen, dtype=torch.float64), torch.randint(0, 2, (20,))
     model = Unbatchable()
     d = directions_for(model, k=1)
-    s = surface(model, CE, (x, y), d, x=np.linspace(-1, 1, 5), chunk=4)
+    s = surface(model, CE, (x, y), d, x=np.linspace(-1, 1, 5), chunk=4, vmap=True)
     obj = Objective(model, CE, (x, y))
     expected = [obj.evaluate(obj.theta + a * d[0]).loss for a in np.linspace(-1, 1, 5)]
     np.testing.assert_allclose(s.train_loss, expected, rtol=1e-12)
