@@ -9,8 +9,8 @@ grid of points around the initialisation, the training loss (and accuracy) at ea
   with nothing else (no weights changed): what a point cannot cost less than when evaluated
   alone; target ours >= 0.9x;
 - (b) loss-landscapes 3.0.6: ``random_plane(model, Loss(loss_fn, x, y), steps=10,
-  normalization="filter")``, the same number of points on one batch of the whole set; target
-  ours >= 1x;
+  normalization="filter")``, the same number of points on one batch of the whole set; it
+  computes the loss only, so it is compared with ours at ``accuracy=False``; target >= 1x;
 - (c) a per-point DataLoader loop as in Goldstein et al.'s code: the weights written into the
   model, then a ``DataLoader(batch_size=128)`` pass computing loss and accuracy; ours given the
   same DataLoader (it caches the batches on the device); target ours >= 5x.
@@ -57,6 +57,9 @@ def problem_bench(label: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor
     def ours() -> None:
         surface(model, loss_fn, (x, y), d, x=coords, y=coords)
 
+    def ours_loss() -> None:
+        surface(model, loss_fn, (x, y), d, x=coords, y=coords, accuracy=False)
+
     def ours_loader() -> None:
         surface(model, loss_fn, loader, d, x=coords, y=coords)
 
@@ -65,7 +68,7 @@ def problem_bench(label: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor
             for _ in range(POINTS):
                 out = model(x)
                 loss_fn(out, y)
-                (out.argmax(1) == y).sum()
+                (out.t().argmax(0) == y).sum()  # argmax(1), the fast way on the CPU
 
     def peer() -> None:
         torch.manual_seed(0)
@@ -86,7 +89,7 @@ def problem_bench(label: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor
                         right += int((out.argmax(1) == yb).sum())
                         n += len(yb)
 
-    fns = {"ours": ours, "bound": bound, "loss-landscapes": peer,
+    fns = {"ours": ours, "bound": bound, "ours, loss only": ours_loss, "loss-landscapes": peer,
            "ours (DataLoader)": ours_loader, "DataLoader loop": goldstein}
     t = {k: statistics.median(v) for k, v in samples(fns, repeats, warmup=True).items()}
     rate = {k: POINTS / v for k, v in t.items()}
@@ -95,8 +98,8 @@ def problem_bench(label: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor
         print(f"  {name:<20}{rate[name]:>10.1f} points/s")
     print(f"  (a) ours / bound:                    {rate['ours'] / rate['bound']:.2f} "
           f"(target >= 0.9)")
-    print(f"  (b) ours / loss-landscapes:          {rate['ours'] / rate['loss-landscapes']:.2f} "
-          f"(target >= 1)")
+    print(f"  (b) ours / loss-landscapes (loss only, as it computes): "
+          f"{rate['ours, loss only'] / rate['loss-landscapes']:.2f} (target >= 1)")
     print(f"  (c) ours / DataLoader loop (loader): "
           f"{rate['ours (DataLoader)'] / rate['DataLoader loop']:.2f} (target >= 5)")
 

@@ -36,6 +36,8 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -47,6 +49,7 @@ from torch import Tensor, nn
 from torch.func import vmap
 
 from ._checks import _check_choice, _check_int, _check_positive
+from .context import evaluation
 from .metrics import correct, count_correct
 from .objective import Objective
 from .params import ParamFilter
@@ -134,15 +137,35 @@ class Surface:
 
 
 # ---------------------------------------------------------------------------- evaluation
-def _chunk_metrics(obj: Objective, thetas: Tensor, batched: bool
-                   ) -> tuple[Tensor, Tensor | None]:
+class _Work:
+    """A private copy of the model that points are written into, for a plain forward pass
+    without ``functional_call``'s cost per call (eval mode only: nothing in the copy changes
+    but its parameters). The caller's model is never touched."""
+
+    def __init__(self, obj: Objective) -> None:
+        self.model = copy.deepcopy(obj.model)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        named = dict(self.model.named_parameters())
+        self.params = [named[n] for n in obj.layout.names]
+        self.sizes = obj.layout.sizes
+
+    def __call__(self, theta: Tensor, inputs: Any) -> Tensor:
+        for p, part in zip(self.params, theta.split(self.sizes), strict=True):
+            p.copy_(part.view_as(p))
+        return self.model(inputs)
+
+
+def _chunk_metrics(obj: Objective, thetas: Tensor, batched: bool, work: _Work | None = None,
+                   accuracy: bool = True) -> tuple[Tensor, Tensor | None]:
     """Mean loss and accuracy of each row of ``thetas`` (K, P), in one pass over the data:
     all rows at once under vmap (``batched``), or one after the other on each batch (the
-    same arithmetic for a point whatever the other rows are)."""
+    same arithmetic for a point whatever the other rows are), through ``work`` if given."""
     k = thetas.shape[0]
 
     def one(theta: Tensor, inputs: Any, targets: Tensor) -> tuple[Tensor, Tensor]:
-        out = obj.outputs(theta, inputs)
+        out = work(theta, inputs) if work is not None and not batched else \
+            obj.outputs(theta, inputs)
         return obj.loss_fn(out, targets), out
 
     def points(inputs: Any, targets: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -155,8 +178,10 @@ def _chunk_metrics(obj: Objective, thetas: Tensor, batched: bool
     acc = obj._acc_dtype
     total = torch.zeros(k, dtype=acc, device=thetas.device)
     right = torch.zeros(k, dtype=torch.float64, device=thetas.device)
-    counted: int | None = 0
-    with torch.no_grad(), obj._context():
+    counted: int | None = 0 if accuracy else None
+    with torch.no_grad(), obj._context(), contextlib.ExitStack() as stack:
+        if work is not None and not batched:
+            stack.enter_context(evaluation(work.model, False))
         for batch in obj.batches:
             losses, outs = points(batch.inputs, batch.targets)
             total += batch.n * losses.to(acc)
@@ -184,20 +209,30 @@ class _Evaluator:
     (``use_vmap``, unless the model does not allow it) or point after point; with
     ``bn="recalibrate"`` one point at a time, each with its own statistics."""
 
-    def __init__(self, objectives: Mapping[str, Objective], bn: str, use_vmap: bool) -> None:
+    def __init__(self, objectives: Mapping[str, Objective], bn: str, use_vmap: bool,
+                 accuracy: bool = True) -> None:
         self.objectives, self.bn, self.use_vmap = dict(objectives), bn, use_vmap
+        self.accuracy = accuracy
+        self.work: dict[str, _Work | None] = {}
+        for split, obj in self.objectives.items():
+            try:  # a model deepcopy cannot copy keeps the functional path
+                self.work[split] = _Work(obj) if obj.mode == "eval" and bn == "keep" else None
+            except (RuntimeError, TypeError, copy.Error):
+                self.work[split] = None
 
     def __call__(self, thetas: Tensor) -> dict[str, np.ndarray | None]:
         out: dict[str, np.ndarray | None] = {}
         if self.bn == "keep":
             for split, obj in self.objectives.items():
                 try:
-                    losses, accs = _chunk_metrics(obj, thetas, self.use_vmap)
+                    losses, accs = _chunk_metrics(obj, thetas, self.use_vmap, self.work[split],
+                                                   self.accuracy)
                 except (RuntimeError, NotImplementedError, ValueError):
                     if not self.use_vmap:
                         raise
                     self.use_vmap = False  # a model or loss vmap cannot batch
-                    losses, accs = _chunk_metrics(obj, thetas, False)
+                    losses, accs = _chunk_metrics(obj, thetas, False, self.work[split],
+                                                   self.accuracy)
                 out[f"{split}_loss"] = losses.cpu().numpy().astype(np.float64)
                 out[f"{split}_accuracy"] = None if accs is None else accs.cpu().numpy()
             return out
@@ -270,7 +305,7 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
             directions: Any, *, x: Any, y: Any = None, test: Any = None,
             center: Tensor | None = None, bn: str = "keep", mode: str = "eval",
             params: ParamFilter | Iterable[str] | None = None, chunk: int = _DEFAULT_CHUNK,
-            vmap: bool | None = None,
+            vmap: bool | None = None, accuracy: bool = True,
             batch_size: int | None = None, check: bool = True, store: Any = None,
             run: str | None = None, name: str = "surface", replace: bool = False,
             flush_seconds: float = 30.0, progress: bool = False,
@@ -292,6 +327,8 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
         params: the parameters the directions are over (default all trainable).
         chunk: points evaluated in one pass over the data (and written to the file
             together).
+        accuracy: also the accuracy grids (where the targets are classes); False saves an
+            argmax over the outputs a point.
         vmap: evaluate a chunk's points together under ``torch.func.vmap`` (default: on a
             GPU, where it keeps small models busy; not on the CPU, where it is slower).
         batch_size, check: passed to :class:`landscape.Objective`.
@@ -340,7 +377,7 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
         center.to(obj.layout.device, obj.layout.dtype), "center")
     shape = (len(xs),) if ys is None else (len(xs), len(ys))
     metrics = [f"{s}_{m}" for s in objectives for m in ("loss", "accuracy")
-               if m == "loss" or _has_accuracy(obj, theta0)]
+               if m == "loss" or (accuracy and _has_accuracy(obj, theta0))]
     result = Surface(x=xs, y=ys, directions=d.cpu().numpy(),
                      grids={m: np.full(shape, np.nan) for m in metrics},
                      done=np.zeros(shape, dtype=bool), bn=bn, mode=mode, chunk=chunk, vmap=vmap,
@@ -350,7 +387,7 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
         result, previous = _open_record(store, run, name, result, replace, extras)
 
     flat = result.done.reshape(-1)
-    evaluate = _Evaluator(objectives, bn, vmap)
+    evaluate = _Evaluator(objectives, bn, vmap, accuracy)
     todo = [c for c in range(0, flat.size, chunk) if not flat[c:c + chunk].all()]
     pending: list[tuple[tuple[int, ...], dict[str, float]]] = []
     last = time.perf_counter()

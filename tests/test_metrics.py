@@ -31,3 +31,13 @@ def test_count_correct_agrees_with_correct(case):
 
 def test_count_correct_none_where_the_shapes_do_not_say():
     assert count_correct(torch.randn(10, 3), torch.randn(10, 2)) is None
+
+
+def test_predictions_take_the_first_maximum_like_argmax():
+    from landscape.metrics import count_correct
+
+    out = torch.tensor([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [0.0, 0.0, 5.0, 5.0]])
+    # ties go to the first maximum, as torch.argmax does: classes 1, 0, 2
+    assert int(count_correct(out, torch.tensor([1, 0, 2]))) == 3
+    assert int(count_correct(out, torch.tensor([2, 3, 3]))) == 0
+    assert correct(out, torch.tensor([1, 0, 2])) == (3.0, 3)

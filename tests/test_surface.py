@@ -74,6 +74,15 @@ def test_quadratic_model_gives_the_analytic_surface():
     assert "train_accuracy" not in s.grids  # regression: no accuracy
 
 
+def test_accuracy_can_be_left_out():
+    model, x, y = make("mlp")
+    d = directions_for(model, k=1)
+    s = surface(model, CE, (x, y), d, x=np.linspace(-1, 1, 3), accuracy=False)
+    full = surface(model, CE, (x, y), d, x=np.linspace(-1, 1, 3))
+    assert set(s.grids) == {"train_loss"} and "train_accuracy" in full.grids
+    np.testing.assert_array_equal(s.train_loss, full.train_loss)
+
+
 def test_batched_points_equal_points_one_at_a_time():
     model, x, y = make("residual")
     d = directions_for(model)
