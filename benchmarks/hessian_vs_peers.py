@@ -159,8 +159,8 @@ def reference(model, loss_fn, batches) -> np.ndarray:
     return np.sort(res.values)[::-1]
 
 
-def bench(label: str, model: nn.Module, loss_fn, batches, one_batch: bool, repeats: int
-          ) -> None:
+def bench(label: str, model: nn.Module, loss_fn, batches, one_batch: bool, repeats: int,
+          pyhessian: bool = True) -> None:
     """batches: [(x, y)] (one batch) or a DataLoader."""
     n_params = sum(p.numel() for p in model.parameters())
     ref = reference(model, loss_fn, batches)
@@ -169,7 +169,7 @@ def bench(label: str, model: nn.Module, loss_fn, batches, one_batch: bool, repea
 
     # choose each peer's cheapest setting that reaches TARGET (once, seed 0)
     chosen, rows, untimed = {}, {}, {}
-    for tol in PYHESSIAN_TOLS:
+    for tol in PYHESSIAN_TOLS if pyhessian else ():
         start = time.perf_counter()
         values, n = pyhessian_run(model, loss_fn, batches, one_batch, tol)
         seconds = time.perf_counter() - start
@@ -177,7 +177,9 @@ def bench(label: str, model: nn.Module, loss_fn, batches, one_batch: bool, repea
         if err <= TARGET or n >= PYHESSIAN_CAP:
             break
     name = "PyHessian 0.1"
-    if n >= PYHESSIAN_CAP:  # gave up: one run's time and products, no repeats
+    if not pyhessian:
+        pass
+    elif n >= PYHESSIAN_CAP:  # gave up: one run's time and products, no repeats
         untimed[name] = (f"tol={tol:g}: NOT reached in {PYHESSIAN_CAP} products", seconds)
         rows[name] = (n, err)
     else:
@@ -228,6 +230,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", choices=("mlp", "cnn"), help="run one of the two problems")
+    parser.add_argument("--no-pyhessian", action="store_true",
+                        help="leave PyHessian out (on the CNN its tolerance ladder and timed "
+                        "runs take over ten minutes)")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU; "
@@ -239,7 +244,7 @@ def main() -> None:
         mlp = trained(models.build("mlp", in_features=64, num_classes=10, width=128, depth=2,
                                    seed=0), digits)
         bench("MLP 64-128-128-10 on digits (one batch)", mlp, loss_fn, [digits.train], True,
-              args.repeats)
+              args.repeats, not args.no_pyhessian)
     if args.only == "mlp":
         return
     mnist = data.standardize(data.mnist1d())
@@ -247,7 +252,7 @@ def main() -> None:
     x, y = mnist.train
     loader = DataLoader(TensorDataset(x, y), batch_size=500, shuffle=False)
     bench("CNN1d on MNIST-1D (DataLoader, 8 x 500)", cnn, loss_fn, loader, False,
-          args.repeats)
+          args.repeats, not args.no_pyhessian)
 
 
 if __name__ == "__main__":
