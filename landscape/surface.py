@@ -156,49 +156,63 @@ class _Work:
         return self.model(inputs)
 
 
-def _chunk_metrics(obj: Objective, thetas: Tensor, batched: bool, work: _Work | None = None,
+def _chunk_metrics(obj: Objective, thetas: list[Tensor], batched: bool,
+                   work: _Work | None = None,
                    accuracy: bool = True) -> tuple[Tensor, Tensor | None]:
-    """Mean loss and accuracy of each row of ``thetas`` (K, P), in one pass over the data:
-    all rows at once under vmap (``batched``), or one after the other on each batch (the
-    same arithmetic for a point whatever the other rows are), through ``work`` if given."""
-    k = thetas.shape[0]
+    """Mean loss and accuracy at each of the K points ``thetas`` (P,), in one pass over the
+    data: all at once under vmap (``batched``), or one after the other on each batch (the
+    same arithmetic for a point whatever the other points are), through ``work`` if given;
+    each point's output is reduced at once, not kept (keeping them made the CPU's allocator
+    return and re-fault memory at every point)."""
+    k = len(thetas)
+    device = thetas[0].device
+
+    def hits(out: Tensor, targets: Tensor) -> Any:
+        """Correct predictions: a device tensor, a (count, counted) pair, or None."""
+        if counted is None:
+            return None
+        fast = count_correct(out, targets)
+        return fast if fast is not None else correct(out, targets)
 
     def one(theta: Tensor, inputs: Any, targets: Tensor) -> tuple[Tensor, Tensor]:
         out = work(theta, inputs) if work is not None and not batched else \
             obj.outputs(theta, inputs)
         return obj.loss_fn(out, targets), out
 
-    def points(inputs: Any, targets: Tensor) -> tuple[Tensor, list[Tensor]]:
+    def points(inputs: Any, targets: Tensor) -> tuple[Tensor, list[Any]]:
         if batched:
-            losses, outs = vmap(one, in_dims=(0, None, None))(thetas, inputs, targets)
-            return losses, list(outs)
-        pairs = [one(theta, inputs, targets) for theta in thetas]
-        return torch.stack([p[0] for p in pairs]), [p[1] for p in pairs]
+            losses, outs = vmap(one, in_dims=(0, None, None))(torch.stack(thetas), inputs,
+                                                              targets)
+            return losses, [hits(out, targets) for out in outs]
+        losses, found = [], []
+        for theta in thetas:
+            loss, out = one(theta, inputs, targets)
+            losses.append(loss)
+            found.append(hits(out, targets))
+        return torch.stack(losses), found
 
     acc = obj._acc_dtype
-    total = torch.zeros(k, dtype=acc, device=thetas.device)
-    right = torch.zeros(k, dtype=torch.float64, device=thetas.device)
+    total = torch.zeros(k, dtype=acc, device=device)
+    right = torch.zeros(k, dtype=torch.float64, device=device)
     counted: int | None = 0 if accuracy else None
     with torch.no_grad(), obj._context(), contextlib.ExitStack() as stack:
         if work is not None and not batched:
             stack.enter_context(evaluation(work.model, False))
         for batch in obj.batches:
-            losses, outs = points(batch.inputs, batch.targets)
+            losses, found = points(batch.inputs, batch.targets)
             total += batch.n * losses.to(acc)
             if counted is None:
                 continue
-            fast = [count_correct(out, batch.targets) for out in outs]
-            if all(c is not None for c in fast):
-                right += torch.stack(fast).to(torch.float64)
-                counted += batch.n
-                continue
-            slow = [correct(out, batch.targets) for out in outs]
-            if any(c is None for c in slow):
+            if any(h is None for h in found):
                 counted = None
-                continue
-            right += torch.tensor([c[0] for c in slow], dtype=torch.float64,
-                                  device=thetas.device)
-            counted += slow[0][1]
+            elif all(isinstance(h, Tensor) for h in found):
+                right += torch.stack(found).to(torch.float64)
+                counted += batch.n
+            else:
+                right += torch.tensor([float(h[0]) if isinstance(h, tuple) else float(h)
+                                       for h in found], dtype=torch.float64,
+                                      device=device)
+                counted += next(h[1] for h in found if isinstance(h, tuple))
     obj._count(passes=1, loss_evals=k)
     losses = total / obj.n_examples
     return losses, (right / counted if counted else None)
@@ -220,7 +234,7 @@ class _Evaluator:
             except (RuntimeError, TypeError, copy.Error):
                 self.work[split] = None
 
-    def __call__(self, thetas: Tensor) -> dict[str, np.ndarray | None]:
+    def __call__(self, thetas: list[Tensor]) -> dict[str, np.ndarray | None]:
         out: dict[str, np.ndarray | None] = {}
         if self.bn == "keep":
             for split, obj in self.objectives.items():
@@ -399,9 +413,10 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
         coef = np.array([[xs[pt[0]]] if ys is None else [xs[pt[0]], ys[pt[1]]]
                          for pt in points])
         c = torch.from_numpy(coef).to(theta0.device, theta0.dtype)
-        thetas = theta0[None] + c[:, :1] * d[0]            # elementwise: independent of the
-        if ys is not None:                                 # chunk, so resuming is bitwise
-            thetas = thetas + c[:, 1:2] * d[1]
+        # elementwise, point by point: independent of the chunk (resuming is bitwise), and
+        # no (chunk, P) block to allocate on the CPU
+        thetas = [theta0 + c[i, 0] * d[0] if ys is None else theta0 + c[i, 0] * d[0]
+                  + c[i, 1] * d[1] for i in range(len(points))]
         values = evaluate(thetas)
         for n, pt in enumerate(points):
             row = {m: float(values[m][n]) for m in metrics if values.get(m) is not None}
