@@ -3,8 +3,8 @@
 On MNIST-1D (4000 training examples), for the default MLP (40-100-100-10) and the 1-D CNN, a 10 x 10
 grid of points around the initialisation, the training loss (and accuracy) at each point:
 
-- ours: :func:`landscape.surface.surface` at its defaults (points batched under vmap, data
-  cached on the device), given the training set as tensors;
+- ours: :func:`landscape.surface.surface` at its defaults (chunks of 16 points a pass, data
+  cached on the device; vmap over points only on GPUs), given the training set as tensors;
 - (a) the bound: bare ``model(x)`` + the loss + the argmax over the same data, once a point,
   with nothing else (no weights changed): what a point cannot cost less than when evaluated
   alone; target ours >= 0.9x;
