@@ -192,10 +192,7 @@ def _probe(args: argparse.Namespace) -> int:
     from .runspec import rebuild
     from .store import Store
 
-    data = None
-    if args.data:
-        data = {"name": args.data, **_pairs(args.data_arg, "--data-arg")}
-    which = int(args.which_params) if args.which_params.isdigit() else args.which_params
+    data, which = _data_table(args), _which(args.which_params)
     model, split, loss_fn = rebuild(args.file, args.run, which=which, data=data,
                                     device=args.device)
     x, y = split.train if args.split == "train" else split.test
@@ -274,10 +271,19 @@ def _grid(text: str, flag: str) -> object:
     return np.linspace(start, stop, num)
 
 
+def _which(text: str) -> str | int:
+    """``init``, ``final`` or a trajectory step (an int)."""
+    return int(text) if text.isdigit() else text
+
+
+def _data_table(args: argparse.Namespace) -> dict | None:
+    """The ``[data]`` table of --data and --data-arg, for runs that do not record theirs."""
+    return {"name": args.data, **_pairs(args.data_arg, "--data-arg")} if args.data else None
+
+
 def _run_and_which(text: str) -> tuple[str, str | int]:
     run, _, which = text.partition(":")
-    which = which or "final"
-    return run, int(which) if which.isdigit() else which
+    return run, _which(which or "final")
 
 
 def _surface(args: argparse.Namespace) -> int:
@@ -287,8 +293,7 @@ def _surface(args: argparse.Namespace) -> int:
 
     x = _grid(args.x, "--x")
     y = _grid(args.y, "--y") if args.dims == 2 else None
-    data = {"name": args.data, **_pairs(args.data_arg, "--data-arg")} if args.data else None
-    which = int(args.which_params) if args.which_params.isdigit() else args.which_params
+    data, which = _data_table(args), _which(args.which_params)
     s = surface_of_run(args.file, args.run, x=x, y=y, which=which, directions=args.directions,
                        seed=args.seed, normalization=args.normalization,
                        ignore=None if args.ignore == "none" else args.ignore, bn=args.bn,
@@ -307,7 +312,7 @@ def _path(args: argparse.Namespace) -> int:
     from .stored import path_between
 
     (run_a, which_a), (run_b, which_b) = _run_and_which(args.src), _run_and_which(args.dst)
-    data = {"name": args.data, **_pairs(args.data_arg, "--data-arg")} if args.data else None
+    data = _data_table(args)
     result, where = path_between(
         args.file, run_a, run_b, which_a=which_a, which_b=which_b, kind=args.kind, n=args.n,
         recalibrate=args.recalibrate or None, steps=args.steps, lr=args.lr_bend,
