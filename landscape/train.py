@@ -353,8 +353,7 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
             state["stop"] = state["stop"] or reached(last["metrics"]["train_loss"],
                                                      last["metrics"]["train_acc"])
             if state["stop"] is None and start_step >= limit:
-                state["stop"] = ("max_steps" if config.max_steps and
-                                 start_step >= config.max_steps else "epochs")
+                state["stop"] = _limit_reason(config, start_step)
             elif state["stop"] is None and until is not None and start_step >= until:
                 state["stop"] = "until"
             bar = tqdm(total=None if math.isinf(limit) else int(limit), disable=not progress,
@@ -419,8 +418,7 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
                     if epoch_end and not bool(torch.isfinite(running)):
                         state["stop"] = "diverged"
                     elif step >= limit:
-                        state["stop"] = ("max_steps" if config.max_steps and
-                                         step >= config.max_steps else "epochs")
+                        state["stop"] = _limit_reason(config, step)
                     elif until is not None and step >= until:
                         state["stop"] = "until"
                     elif due_any(step):
@@ -479,6 +477,11 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
         for m, mode in was_training.items():
             m.train(mode)
     return result
+
+
+def _limit_reason(config: TrainConfig, step: int) -> str:
+    """Which limit a run that reached the end of its steps stopped at."""
+    return "max_steps" if config.max_steps and step >= config.max_steps else "epochs"
 
 
 def _mark_failed(store: str, run: str, rec: Recorder, exc: BaseException) -> None:

@@ -292,9 +292,11 @@ def _take(x: Any, perms: list[Any], term: _Term, skip: int | None = None) -> Any
 def _apply(model: nn.Module, terms: list[_Term], perms: list[np.ndarray]) -> nn.Module:
     state = model.state_dict()
     new = dict(state)
+    on: dict[torch.device, list[torch.Tensor]] = {}  # the permutations, once per device
     for term in terms:
         t = state[term.name]
-        idx = [torch.as_tensor(p, dtype=torch.long, device=t.device) for p in perms]
+        idx = on.setdefault(t.device, [torch.as_tensor(p, dtype=torch.long, device=t.device)
+                                       for p in perms])
         new[term.name] = _take(t.detach().reshape(term.view), idx, term).reshape(t.shape)
     out = copy.deepcopy(model)
     out.load_state_dict(new)

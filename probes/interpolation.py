@@ -280,6 +280,12 @@ def _minibatches(data: Any, size: int, obj: Objective, gen: torch.Generator) -> 
             yield tree_map(lambda x, idx=idx: x[idx], full.inputs), full.targets[idx]
 
 
+def _bezier(a: Tensor, c: Tensor, b: Tensor, t: Any) -> Tensor:
+    """The quadratic Bezier curve with ends a, b and bend c at t in [0, 1]."""
+    u = 1 - t
+    return u * u * a + 2 * t * u * c + t * t * b
+
+
 def bezier(model_a: nn.Module | Tensor, model_b: nn.Module | Tensor,
            loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *, steps: int = 1000,
            lr: float = 1e-3, batch_size: int = 128, seed: int = 0, n: int = 25,
@@ -334,8 +340,7 @@ def bezier(model_a: nn.Module | Tensor, model_b: nn.Module | Tensor,
                for k, _ in layer.named_buffers(recurse=False)]
 
     def loss_at(c: Tensor, t: Tensor, inputs: Any, targets: Tensor) -> Tensor:
-        u = 1 - t
-        theta = u * u * a + 2 * t * u * c + t * t * b
+        theta = _bezier(a, c, b, t)
         tensors = {**layout.unflatten(theta), **fixed, **{k: own[k].clone() for k in scratch}}
         return loss_fn(functional_call(net, tensors, (inputs,)), targets)
 
@@ -363,7 +368,7 @@ def bezier(model_a: nn.Module | Tensor, model_b: nn.Module | Tensor,
                          f"{first}); expected finite values: lower lr (got {lr})")
     c = c.detach()
     alphas = np.linspace(0.0, 1.0, n)
-    points = (((1 - t) ** 2) * a + (2 * t * (1 - t)) * c + (t * t) * b for t in alphas.tolist())
+    points = (_bezier(a, c, b, t) for t in alphas.tolist())
     return _walk("bezier", ends, alphas, points, recal, start,
                  extra_passes=steps * size / ends.obj.n_examples,
                  bend=to_numpy(c), train_loss=history.to("cpu", torch.float64).numpy(),
