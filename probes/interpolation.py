@@ -50,7 +50,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad_and_value
+from torch.func import grad_and_value
 from torch.utils._pytree import tree_map
 from torch.utils.data import DataLoader
 
@@ -333,16 +333,14 @@ def bezier(model_a: nn.Module | Tensor, model_b: nn.Module | Tensor,
     net, layout = ends.obj.model, ends.obj.layout
     recal = has_batchnorm(net) and mode == "eval" if recalibrate is None else recalibrate
     a, b, size = ends.theta_a, ends.theta_b, min(size, ends.obj.n_examples)
-    fixed = {k: p.detach() for k, p in net.named_parameters() if k not in set(layout.names)}
     layers = batchnorm_layers(net)
     own = dict(net.named_buffers())
     scratch = [f"{name}.{k}" if name else k for name, layer in layers.items()
                for k, _ in layer.named_buffers(recurse=False)]
 
     def loss_at(c: Tensor, t: Tensor, inputs: Any, targets: Tensor) -> Tensor:
-        theta = _bezier(a, c, b, t)
-        tensors = {**layout.unflatten(theta), **fixed, **{k: own[k].clone() for k in scratch}}
-        return loss_fn(functional_call(net, tensors, (inputs,)), targets)
+        buffers = {k: own[k].clone() for k in scratch}  # BatchNorm writes its statistics
+        return loss_fn(ends.obj.outputs(_bezier(a, c, b, t), inputs, buffers), targets)
 
     step = grad_and_value(loss_at)
     c = torch.lerp(a, b, 0.5).clone()
