@@ -1,7 +1,7 @@
 """Throughput of a 2-D loss surface: points per second against the bound and two peers.
 
 On MNIST-1D (4000 training examples), for the default MLP (40-100-100-10) and the 1-D CNN, a 10 x 10
-grid of points around the initialisation, the training loss (and accuracy) at each point:
+grid of points around the initialisation (``--steps``), the training loss (and accuracy) at each point:
 
 - ours: :func:`landscape.surface.surface` at its defaults (chunks of 16 points a pass, data
   cached on the device; vmap over points only on GPUs), given the training set as tensors;
@@ -16,6 +16,8 @@ grid of points around the initialisation, the training loss (and accuracy) at ea
   same DataLoader (it caches the batches on the device); target ours >= 5x.
 
 Each callable is timed in interleaved rounds (median). Prints points per second and the ratios.
+The C allocator is primed first (:func:`landscape.allocator.prime`, as any Objective on the CPU
+does), so the bound and the peer run with the same, fault-free allocator as ours.
 
 Run:  .venv/bin/python benchmarks/surface_throughput.py [--repeats 3]
 """
@@ -33,15 +35,13 @@ from torch import nn
 from torch.nn.utils import vector_to_parameters
 from torch.utils.data import DataLoader, TensorDataset
 
-from landscape import data, models
+from landscape import allocator, data, models
 from landscape.surface import surface
 
-STEPS = 10
-POINTS = STEPS * STEPS
 
 
 def problem_bench(label: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                  repeats: int) -> None:
+                  repeats: int, steps: int) -> None:
     import loss_landscapes
     from loss_landscapes.metrics import Loss
 
@@ -50,7 +50,8 @@ def problem_bench(label: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor
     p = sum(q.numel() for q in model.parameters())
     gen = torch.Generator().manual_seed(0)
     d = torch.randn(2, p, generator=gen) * 1e-2
-    coords = np.linspace(-1, 1, STEPS)
+    coords = np.linspace(-1, 1, steps)
+    points = steps * steps
     loader = DataLoader(TensorDataset(x, y), batch_size=128, shuffle=False)
     theta0 = torch.nn.utils.parameters_to_vector(model.parameters()).detach()
 
@@ -65,7 +66,7 @@ def problem_bench(label: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor
 
     def bound() -> None:
         with torch.no_grad():
-            for _ in range(POINTS):
+            for _ in range(points):
                 out = model(x)
                 loss_fn(out, y)
                 (out.t().argmax(0) == y).sum()  # argmax(1), the fast way on the CPU
@@ -73,7 +74,7 @@ def problem_bench(label: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor
     def peer() -> None:
         torch.manual_seed(0)
         loss_landscapes.random_plane(copy.deepcopy(model), Loss(loss_fn, x, y), distance=1,
-                                     steps=STEPS, normalization="filter")
+                                     steps=steps, normalization="filter")
 
     work = copy.deepcopy(model)
 
@@ -92,8 +93,8 @@ def problem_bench(label: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor
     fns = {"ours": ours, "bound": bound, "ours, loss only": ours_loss, "loss-landscapes": peer,
            "ours (DataLoader)": ours_loader, "DataLoader loop": goldstein}
     t = {k: statistics.median(v) for k, v in samples(fns, repeats, warmup=True).items()}
-    rate = {k: POINTS / v for k, v in t.items()}
-    print(f"\n{label}: {p} parameters, {len(y)} examples, {POINTS} points")
+    rate = {k: points / v for k, v in t.items()}
+    print(f"\n{label}: {p} parameters, {len(y)} examples, {steps} x {steps} points")
     for name in fns:
         print(f"  {name:<20}{rate[name]:>10.1f} points/s")
     print(f"  (a) ours / bound:                    {rate['ours'] / rate['bound']:.2f} "
@@ -107,14 +108,22 @@ def problem_bench(label: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10, help="grid points along each axis")
+    parser.add_argument("--models", default="mlp,cnn1d", help="comma-separated: mlp, cnn1d")
     args = parser.parse_args()
+    allocator.prime()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU; "
           f"{args.repeats} interleaved repeats, median")
     split = data.standardize(data.mnist1d())
     x, y = split.train
-    mlp = models.build("mlp", in_features=40, num_classes=10, seed=0)
-    problem_bench("MLP 40-100-100-10 (the default), MNIST-1D", mlp, x, y, args.repeats)
-    problem_bench("CNN1d, MNIST-1D", models.build("cnn1d", seed=0), x, y, args.repeats)
+    chosen = args.models.split(",")
+    if "mlp" in chosen:
+        mlp = models.build("mlp", in_features=40, num_classes=10, seed=0)
+        problem_bench("MLP 40-100-100-10 (the default), MNIST-1D", mlp, x, y, args.repeats,
+                      args.steps)
+    if "cnn1d" in chosen:
+        problem_bench("CNN1d, MNIST-1D", models.build("cnn1d", seed=0), x, y, args.repeats,
+                      args.steps)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from .batches import Batch
 if TYPE_CHECKING:
     from .objective import Objective
 
-__all__ = ["DeterminismError", "check"]
+__all__ = ["DeterminismError", "check", "check_source"]
 
 
 class DeterminismError(ValueError):
@@ -68,6 +68,18 @@ def _forward_pass(obj: Objective, batches: Iterable[Batch]) -> tuple[float, floa
     return loss / max(n, 1), scale / max(n, 1), squares, n
 
 
+_DATA_CAUSE = ("the data differ between passes: a shuffling loader with drop_last=True, a "
+               "sampler that draws with replacement, or random augmentation in the dataset")
+
+
+def _fail(problem: str, cause: str) -> DeterminismError:
+    return DeterminismError(
+        f"two evaluations at the same parameters disagree ({problem}); likely cause: "
+        f"{cause}. Make the data and model deterministic (eval mode, no augmentation, "
+        "drop_last=False), or pass check=False to accept a random objective."
+    )
+
+
 def check(obj: Objective) -> None:
     """Raise :class:`DeterminismError` (naming the likely cause) unless two forward passes of
     ``obj`` at the model's parameters agree, the second reading the data source anew."""
@@ -83,18 +95,25 @@ def check(obj: Objective) -> None:
     else:
         return
     data_changed = n1 != n2 or not math.isclose(sums[0], sums[1], rel_tol=1e-9, abs_tol=1e-9)
-    causes = (
-        "the data differ between passes: a shuffling loader with drop_last=True, a sampler "
-        "that draws with replacement, or random augmentation in the dataset"
-        if data_changed
-        else "the model is random: dropout in train mode, BatchNorm in train mode on "
-        "batches that change between passes (a shuffling loader), or another random layer"
-        if obj.mode == "train"
-        else "the model is random in eval mode (a layer that samples noise, or a forward "
-        "that switches modules to train mode)"
-    )
-    raise DeterminismError(
-        f"two evaluations at the same parameters disagree ({problem}); likely cause: "
-        f"{causes}. Make the data and model deterministic (eval mode, no augmentation, "
-        "drop_last=False), or pass check=False to accept a random objective."
-    )
+    raise _fail(problem, _DATA_CAUSE if data_changed else
+                "the model is random: dropout in train mode, BatchNorm in train mode on "
+                "batches that change between passes (a shuffling loader), or another random "
+                "layer" if obj.mode == "train" else
+                "the model is random in eval mode (a layer that samples noise, or a forward "
+                "that switches modules to train mode)")
+
+
+def check_source(obj: Objective) -> None:
+    """The data half of :func:`check`, without the model: raise :class:`DeterminismError`
+    unless reading ``obj``'s data source anew gives the examples it holds (the same number and
+    sum of entries). For an objective evaluated on a cached copy of a loader's data, whose
+    model is checked on that copy."""
+    sums: list[float] = []
+    n1 = sum(b.n for b in _checksum(iter(obj.batches), sums))
+    n2 = sum(b.n for b in _checksum(obj.batches.fresh_pass(), sums))
+    if n1 != n2:
+        raise _fail(f"the number of examples changed between two passes ({n1} vs {n2})",
+                    _DATA_CAUSE)
+    if not math.isclose(sums[0], sums[1], rel_tol=1e-9, abs_tol=1e-9):
+        raise _fail(f"the sum of the data was {sums[0]:.10g}, then {sums[1]:.10g}",
+                    _DATA_CAUSE)

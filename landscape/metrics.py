@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-__all__ = ["Metrics", "combine", "correct", "count_correct"]
+__all__ = ["Metrics", "combine", "correct", "count_correct", "count_counted"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,17 @@ def count_correct(outputs: Tensor, targets: Tensor) -> Tensor | None:
             and (out.ndim == 1 or out.shape[1:].numel() == 1):
         return ((out.reshape(-1) > 0) == (targets.reshape(-1) == 1)).sum()
     return None
+
+
+def count_counted(outputs: Tensor, targets: Tensor) -> Tensor | int:
+    """The number of predictions :func:`count_correct` counts: class-index targets that are
+    not negative (``ignore_index``) as a device tensor, else every example."""
+    if not targets.is_floating_point() and outputs.ndim >= 2 \
+            and outputs.shape[:-1] == targets.shape and outputs.shape[-1] > 1:
+        return (targets >= 0).sum()
+    if outputs.shape == targets.shape and outputs.ndim >= 2 and outputs.shape[-1] > 1:
+        return targets[..., 0].numel()  # one-hot
+    return targets.numel()
 
 
 def combine(parts: list[tuple[float, int] | None]) -> float | None:

@@ -20,6 +20,7 @@ backward.
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
@@ -30,6 +31,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, grad_and_value, jvp, vjp, vmap
 from torch.utils._pytree import tree_flatten, tree_map
 
+from . import allocator
 from . import hvp as _hvp
 from .batches import Batch, Batches
 from .context import evaluation, synchronize
@@ -89,6 +91,10 @@ class Objective:
             (catches shuffling loaders with ``drop_last``, random augmentation, dropout or
             BatchNorm in train mode). Costs two forward passes at construction.
 
+    Attributes:
+        has_accuracy: whether the outputs and targets of the first batch define an accuracy
+            (:func:`landscape.metrics.correct`: classes, one-hot or binary labels).
+
     Examples:
         >>> obj = Objective(model, nn.CrossEntropyLoss(), (X, y))
         >>> theta = obj.theta
@@ -134,6 +140,8 @@ class Objective:
         self.hvp_strategy: str | None = None if hvp == "auto" else hvp
         self._graphs: tuple[Tensor, tuple[int, ...], list] | None = None  # point, key, graphs
         self._cost = Cost().as_dict()
+        if self.layout.device.type == "cpu":
+            allocator.prime()  # the same activations at every evaluation: keep their pages
         self._validate(self.batches.first())
         if check:
             self.check_determinism()
@@ -217,6 +225,7 @@ class Objective:
         if not value.is_floating_point():
             raise TypeError(f"loss_fn must return a floating-point tensor, got {value.dtype}")
         self._finite(value, "at the model's parameters")
+        self.has_accuracy = correct(outputs, batch.targets) is not None
 
     @staticmethod
     def _finite(value: Tensor, where: str, what: str = "the loss") -> None:
@@ -490,6 +499,19 @@ class Objective:
         return accuracy
 
     # -- determinism -----------------------------------------------------------------------
+    def _rebatched(self, batch_size: int) -> Objective:
+        """The same objective over the examples it holds on the device, in batches of up to
+        ``batch_size`` (a mean loss over the same examples; only its rounding differs), with
+        its own cost counter; built from the cached batches without another validation."""
+        held = list(self.batches)
+        new = copy.copy(self)
+        new.batches = Batches((torch.cat([b.inputs for b in held]),
+                               torch.cat([b.targets for b in held])),
+                              device=self.layout.device, dtype=self.layout.dtype,
+                              batch_size=batch_size, cache=True)
+        new._cost, new._graphs = Cost().as_dict(), None
+        return new
+
     def check_determinism(self) -> None:
         """Evaluate loss and gradient twice at the model's parameters (the second time
         reading the data source anew); raise :class:`DeterminismError` if they differ by more

@@ -50,7 +50,8 @@ from torch.func import vmap
 
 from ._checks import _check_choice, _check_int, _check_positive
 from .context import evaluation
-from .metrics import correct, count_correct
+from .determinism import check_source
+from .metrics import count_correct, count_counted
 from .objective import Objective
 from .params import ParamFilter
 
@@ -137,82 +138,106 @@ class Surface:
 
 
 # ---------------------------------------------------------------------------- evaluation
+class _Points:
+    """The K points ``theta0 + c_k1 d_1 (+ c_k2 d_2)`` of a chunk, made when needed: into a
+    given buffer without allocating (:class:`_Work`), one at a time, or stacked for vmap. The
+    same elementwise arithmetic every way, so a point's parameters are bit for bit the same
+    whatever path or chunk evaluates it."""
+
+    def __init__(self, theta0: Tensor, d: Tensor, coef: Tensor) -> None:
+        self.theta0, self.d, self.coef = theta0, d, coef
+        self.device = theta0.device
+
+    def __len__(self) -> int:
+        return self.coef.shape[0]
+
+    def write(self, i: int, out: Tensor, scratch: Tensor) -> Tensor:
+        torch.mul(self.d[0], self.coef[i, 0], out=scratch)
+        torch.add(self.theta0, scratch, out=out)
+        for j in range(1, self.coef.shape[1]):
+            torch.mul(self.d[j], self.coef[i, j], out=scratch)
+            out.add_(scratch)
+        return out
+
+    def theta(self, i: int) -> Tensor:
+        return self.write(i, torch.empty_like(self.theta0), torch.empty_like(self.theta0))
+
+    def all(self) -> list[Tensor]:
+        return [self.theta(i) for i in range(len(self))]
+
+
 class _Work:
-    """A private copy of the model that points are written into, for a plain forward pass
-    without ``functional_call``'s cost per call (eval mode only: nothing in the copy changes
-    but its parameters). The caller's model is never touched."""
+    """A private copy of the model whose parameters are views into one flat buffer that each
+    point is written into in place, for a plain forward pass without ``functional_call``'s
+    cost per call and without allocating per point (eval mode only: nothing in the copy
+    changes but its parameters). The caller's model is never touched."""
 
     def __init__(self, obj: Objective) -> None:
         self.model = copy.deepcopy(obj.model)
-        for p in self.model.parameters():
-            p.requires_grad_(False)
         named = dict(self.model.named_parameters())
-        self.params = [named[n] for n in obj.layout.names]
-        self.sizes = obj.layout.sizes
+        self.flat = torch.empty_like(obj.theta)
+        self.scratch = torch.empty_like(obj.theta)
+        for name, part in zip(obj.layout.names, self.flat.split(obj.layout.sizes), strict=True):
+            p = named[name]
+            p.requires_grad_(False)
+            p.data = part.view_as(p)
 
-    def __call__(self, theta: Tensor, inputs: Any) -> Tensor:
-        for p, part in zip(self.params, theta.split(self.sizes), strict=True):
-            p.copy_(part.view_as(p))
+    def __call__(self, points: _Points, i: int, inputs: Any) -> Tensor:
+        points.write(i, self.flat, self.scratch)
         return self.model(inputs)
 
 
-def _chunk_metrics(obj: Objective, thetas: list[Tensor], batched: bool,
+def _chunk_metrics(obj: Objective, points: _Points, batched: bool,
                    work: _Work | None = None,
                    accuracy: bool = True) -> tuple[Tensor, Tensor | None]:
-    """Mean loss and accuracy at each of the K points ``thetas`` (P,), in one pass over the
-    data: all at once under vmap (``batched``), or one after the other on each batch (the
-    same arithmetic for a point whatever the other points are), through ``work`` if given;
-    each point's output is reduced at once, not kept (keeping them made the CPU's allocator
-    return and re-fault memory at every point)."""
-    k = len(thetas)
-    device = thetas[0].device
-
-    def hits(out: Tensor, targets: Tensor) -> Any:
-        """Correct predictions: a device tensor, a (count, counted) pair, or None."""
-        if counted is None:
-            return None
-        fast = count_correct(out, targets)
-        return fast if fast is not None else correct(out, targets)
-
-    def one(theta: Tensor, inputs: Any, targets: Tensor) -> tuple[Tensor, Tensor]:
-        out = work(theta, inputs) if work is not None and not batched else \
-            obj.outputs(theta, inputs)
-        return obj.loss_fn(out, targets), out
-
-    def points(inputs: Any, targets: Tensor) -> tuple[Tensor, list[Any]]:
-        if batched:
-            losses, outs = vmap(one, in_dims=(0, None, None))(torch.stack(thetas), inputs,
-                                                              targets)
-            return losses, [hits(out, targets) for out in outs]
-        losses, found = [], []
-        for theta in thetas:
-            loss, out = one(theta, inputs, targets)
-            losses.append(loss)
-            found.append(hits(out, targets))
-        return torch.stack(losses), found
+    """Mean loss and accuracy at each of the K ``points``, in one pass over the data: all at
+    once under vmap (``batched``), or one after the other on each batch (the same arithmetic
+    for a point whatever the other points are), written into ``work`` if given; each point's
+    output is reduced at once, not kept, and ``work`` allocates nothing per point. Runs
+    inside the contexts :class:`_Evaluator` enters (no_grad, the models' evaluation modes)."""
+    k = len(points)
+    device = points.device
+    thetas = None if work is not None and not batched else points.all()
 
     acc = obj._acc_dtype
     total = torch.zeros(k, dtype=acc, device=device)
     right = torch.zeros(k, dtype=torch.float64, device=device)
-    counted: int | None = 0 if accuracy else None
-    with torch.no_grad(), obj._context(), contextlib.ExitStack() as stack:
-        if work is not None and not batched:
-            stack.enter_context(evaluation(work.model, False))
-        for batch in obj.batches:
-            losses, found = points(batch.inputs, batch.targets)
-            total += batch.n * losses.to(acc)
-            if counted is None:
-                continue
-            if any(h is None for h in found):
-                counted = None
-            elif all(isinstance(h, Tensor) for h in found):
-                right += torch.stack(found).to(torch.float64)
-                counted += batch.n
-            else:
-                right += torch.tensor([float(h[0]) if isinstance(h, tuple) else float(h)
-                                       for h in found], dtype=torch.float64,
-                                      device=device)
-                counted += next(h[1] for h in found if isinstance(h, tuple))
+    counted: Any = 0 if accuracy else None  # None once a batch has no accuracy
+
+    def tally(i: int, out: Tensor, loss: Tensor, targets: Tensor, n: int) -> bool:
+        """Add point i's loss and hits on a batch into the sums at once (nothing kept):
+        False where this batch has no accuracy."""
+        total[i] += n * loss.to(acc)
+        if counted is None:
+            return True
+        hits = count_correct(out, targets)  # non-None wherever metrics.correct() is
+        if hits is not None:
+            right[i] += hits.to(torch.float64)
+        return hits is not None
+
+    def one(theta: Tensor, inputs: Any, targets: Tensor) -> tuple[Tensor, Tensor]:
+        out = obj.outputs(theta, inputs)
+        return obj.loss_fn(out, targets), out
+
+    for batch in obj.batches:
+        inputs, targets, n = batch.inputs, batch.targets, batch.n
+        if batched:
+            losses, outs = vmap(one, in_dims=(0, None, None))(torch.stack(thetas), inputs,
+                                                              targets)
+            known = [tally(i, outs[i], losses[i], targets, n) for i in range(k)]
+            out = outs[0]
+        else:
+            known = []
+            for i in range(k):
+                if thetas is None:
+                    out = work(points, i, inputs)
+                    loss = obj.loss_fn(out, targets)
+                else:
+                    loss, out = one(thetas[i], inputs, targets)
+                known.append(tally(i, out, loss, targets, n))
+        if counted is not None:
+            counted = counted + count_counted(out, targets) if all(known) else None
+    counted = None if counted is None else int(counted)
     obj._count(passes=1, loss_evals=k)
     losses = total / obj.n_examples
     return losses, (right / counted if counted else None)
@@ -221,7 +246,8 @@ def _chunk_metrics(obj: Objective, thetas: list[Tensor], batched: bool,
 class _Evaluator:
     """The metrics at a chunk of points, in one pass over the data: batched under vmap
     (``use_vmap``, unless the model does not allow it) or point after point; with
-    ``bn="recalibrate"`` one point at a time, each with its own statistics."""
+    ``bn="recalibrate"`` one point at a time, each with its own statistics. Used as a context
+    manager around all the chunks of a surface."""
 
     def __init__(self, objectives: Mapping[str, Objective], bn: str, use_vmap: bool,
                  accuracy: bool = True) -> None:
@@ -234,18 +260,32 @@ class _Evaluator:
             except (RuntimeError, TypeError, copy.Error):
                 self.work[split] = None
 
-    def __call__(self, thetas: list[Tensor]) -> dict[str, np.ndarray | None]:
+    def __enter__(self) -> _Evaluator:
+        """Enter no_grad and the evaluation modes once for all chunks (``bn="keep"``)."""
+        self._stack = contextlib.ExitStack()
+        if self.bn == "keep":
+            self._stack.enter_context(torch.no_grad())
+            for split, obj in self.objectives.items():
+                self._stack.enter_context(obj._context())
+                if self.work[split] is not None:
+                    self._stack.enter_context(evaluation(self.work[split].model, False))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.close()
+
+    def __call__(self, points: _Points) -> dict[str, np.ndarray | None]:
         out: dict[str, np.ndarray | None] = {}
         if self.bn == "keep":
             for split, obj in self.objectives.items():
                 try:
-                    losses, accs = _chunk_metrics(obj, thetas, self.use_vmap, self.work[split],
+                    losses, accs = _chunk_metrics(obj, points, self.use_vmap, self.work[split],
                                                    self.accuracy)
                 except (RuntimeError, NotImplementedError, ValueError):
                     if not self.use_vmap:
                         raise
                     self.use_vmap = False  # a model or loss vmap cannot batch
-                    losses, accs = _chunk_metrics(obj, thetas, False, self.work[split],
+                    losses, accs = _chunk_metrics(obj, points, False, self.work[split],
                                                    self.accuracy)
                 out[f"{split}_loss"] = losses.cpu().numpy().astype(np.float64)
                 out[f"{split}_accuracy"] = None if accs is None else accs.cpu().numpy()
@@ -253,7 +293,7 @@ class _Evaluator:
         from .batchnorm import recalibrate
 
         rows: dict[str, list] = {}
-        for theta in thetas:
+        for theta in points.all():
             buffers = recalibrate(self.objectives["train"], theta)
             for split, obj in self.objectives.items():
                 m = obj.evaluate(theta, buffers)
@@ -294,7 +334,7 @@ def _coords(name: str, values: Any) -> np.ndarray:
     return arr
 
 
-def _merged(obj: Objective, params: Any) -> Objective:
+def _merged(obj: Objective) -> Objective:
     """The objective over the same (cached) examples in batches of up to
     :data:`_MERGED_BATCH`: fewer, larger forward passes. Only for eval mode, where a batch's
     composition does not change its outputs."""
@@ -302,17 +342,7 @@ def _merged(obj: Objective, params: Any) -> Objective:
     if not obj.batches.cached or len(batches) < 2 or not all(
             isinstance(b.inputs, Tensor) and isinstance(b.targets, Tensor) for b in batches):
         return obj
-    x = torch.cat([b.inputs for b in batches])
-    y = torch.cat([b.targets for b in batches])
-    return Objective(obj.model, obj.loss_fn, (x, y), params=params, mode=obj.mode,
-                     batch_size=_MERGED_BATCH, cache=True, check=False)
-
-
-def _has_accuracy(obj: Objective, theta: Tensor) -> bool:
-    first = obj.batches.first()
-    with torch.no_grad(), obj._context():
-        out = obj.outputs(theta, first.inputs)
-    return correct(out, first.targets) is not None
+    return obj._rebatched(_MERGED_BATCH)
 
 
 def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any,
@@ -366,13 +396,18 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
         raise ValueError("surface: give both store and run to write into a file, or neither")
     xs = _coords("x", x)
     ys = None if y is None else _coords("y", y)
-    objectives = {"train": Objective(model, loss_fn, data, params=params, mode=mode,
-                                     batch_size=batch_size, check=check)}
+    given = {"train": Objective(model, loss_fn, data, params=params, mode=mode,
+                                batch_size=batch_size, check=False)}
     if test is not None:
-        objectives["test"] = Objective(model, loss_fn, test, params=params, mode=mode,
-                                       batch_size=batch_size, check=check)
-    if mode == "eval" and bn == "keep":
-        objectives = {k: _merged(o, params) for k, o in objectives.items()}
+        given["test"] = Objective(model, loss_fn, test, params=params, mode=mode,
+                                  batch_size=batch_size, check=False)
+    objectives = {k: _merged(o) if mode == "eval" and bn == "keep" else o
+                  for k, o in given.items()}
+    if check:  # the model on the data as evaluated; a loader's data read anew
+        for split, o in objectives.items():
+            o.check_determinism()
+            if o is not given[split]:
+                check_source(given[split])
     obj = objectives["train"]
     if vmap is None:
         vmap = obj.layout.device.type != "cpu"
@@ -391,7 +426,7 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
         center.to(obj.layout.device, obj.layout.dtype), "center")
     shape = (len(xs),) if ys is None else (len(xs), len(ys))
     metrics = [f"{s}_{m}" for s in objectives for m in ("loss", "accuracy")
-               if m == "loss" or (accuracy and _has_accuracy(obj, theta0))]
+               if m == "loss" or (accuracy and obj.has_accuracy)]
     result = Surface(x=xs, y=ys, directions=d.cpu().numpy(),
                      grids={m: np.full(shape, np.nan) for m in metrics},
                      done=np.zeros(shape, dtype=bool), bn=bn, mode=mode, chunk=chunk, vmap=vmap,
@@ -407,28 +442,25 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
     last = time.perf_counter()
     bar = _progress(int((~flat).sum()), progress, name)
     n_points = 0
-    for start in todo:
-        idx = [i for i in range(start, min(start + chunk, flat.size)) if not flat[i]]
-        points = [np.unravel_index(i, shape) for i in idx]
-        coef = np.array([[xs[pt[0]]] if ys is None else [xs[pt[0]], ys[pt[1]]]
-                         for pt in points])
-        c = torch.from_numpy(coef).to(theta0.device, theta0.dtype)
-        # elementwise, point by point: independent of the chunk (resuming is bitwise), and
-        # no (chunk, P) block to allocate on the CPU
-        thetas = [theta0 + c[i, 0] * d[0] if ys is None else theta0 + c[i, 0] * d[0]
-                  + c[i, 1] * d[1] for i in range(len(points))]
-        values = evaluate(thetas)
-        for n, pt in enumerate(points):
-            row = {m: float(values[m][n]) for m in metrics if values.get(m) is not None}
-            for m, v in row.items():
-                result.grids[m][pt] = v
-            result.done[pt] = True
-            pending.append((tuple(int(i) for i in pt), row))
-        n_points += len(points)
-        bar.update(len(points))
-        if store is not None and time.perf_counter() - last >= flush_seconds:
-            _flush(store, run, name, pending, result, previous + time.perf_counter() - started)
-            pending, last = [], time.perf_counter()
+    with evaluate:
+        for start in todo:
+            idx = [i for i in range(start, min(start + chunk, flat.size)) if not flat[i]]
+            points = [np.unravel_index(i, shape) for i in idx]
+            coef = np.array([[xs[pt[0]]] if ys is None else [xs[pt[0]], ys[pt[1]]]
+                             for pt in points])
+            c = torch.from_numpy(coef).to(theta0.device, theta0.dtype)
+            values = evaluate(_Points(theta0, d, c))
+            for n, pt in enumerate(points):
+                row = {m: float(values[m][n]) for m in metrics if values.get(m) is not None}
+                for m, v in row.items():
+                    result.grids[m][pt] = v
+                result.done[pt] = True
+                pending.append((tuple(int(i) for i in pt), row))
+            n_points += len(points)
+            bar.update(len(points))
+            if store is not None and time.perf_counter() - last >= flush_seconds:
+                _flush(store, run, name, pending, result, previous + time.perf_counter() - started)
+                pending, last = [], time.perf_counter()
     bar.close()
     seconds = time.perf_counter() - started
     if store is not None and pending:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from landscape.metrics import correct, count_correct
+from landscape.metrics import correct, count_correct, count_counted
 
 g = torch.Generator().manual_seed(0)
 CASES = {
@@ -41,3 +41,15 @@ def test_predictions_take_the_first_maximum_like_argmax():
     assert int(count_correct(out, torch.tensor([1, 0, 2]))) == 3
     assert int(count_correct(out, torch.tensor([2, 3, 3]))) == 0
     assert correct(out, torch.tensor([1, 0, 2])) == (3.0, 3)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_count_counted_agrees_with_correct(case):
+    outputs, targets = CASES[case]
+    assert int(count_counted(outputs, targets)) == correct(outputs, targets)[1]
+
+
+def test_count_counted_leaves_out_ignored_class_targets():
+    targets = torch.tensor([1, -100, 0, -100, 2])
+    assert int(count_counted(torch.randn(5, 3), targets)) == 3
+    assert correct(torch.randn(5, 3), targets)[1] == 3

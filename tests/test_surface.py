@@ -94,6 +94,45 @@ def test_batched_points_equal_points_one_at_a_time():
     np.testing.assert_array_equal(batched.train_accuracy, single.train_accuracy)
 
 
+def test_accuracy_does_not_count_ignored_targets():
+    model, x, y = make("mlp")
+    y = y.clone()
+    y[::3] = -100  # ignore_index
+    d = directions_for(model, k=1)
+    s = surface(model, CE, (x, y), d, x=np.array([0.0, 0.5]), batch_size=7)
+    obj = Objective(model, CE, (x, y))
+    for a, acc in zip([0.0, 0.5], s.train_accuracy, strict=True):
+        expected = obj.evaluate(obj.theta + a * d[0]).accuracy
+        assert acc == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_random_data_source_or_model_is_refused_and_a_shuffled_full_pass_accepted():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from landscape import DeterminismError
+
+    model, x, y = make("mlp", n=50)
+    d = directions_for(model, k=1)
+    torch.manual_seed(0)
+    dropping = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True, drop_last=True)
+    with pytest.raises(DeterminismError, match="drop_last"):
+        surface(model, CE, dropping, d, x=np.array([0.0]))
+    shuffled = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)
+    s = surface(model, CE, shuffled, d, x=np.array([0.0]))
+    assert s.train_loss[0] == pytest.approx(Objective(model, CE, (x, y)).evaluate().loss,
+                                            rel=1e-12)
+    noisy = nn.Sequential(model, Noise())
+    with pytest.raises(DeterminismError, match="random in eval mode"):
+        surface(noisy, CE, shuffled, d, x=np.array([0.0]))
+
+
+class Noise(nn.Module):
+    """Adds fresh noise to the outputs, in eval mode too."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + 0.1 * torch.randn_like(x)
+
+
 class Unbatchable(nn.Module):
     """A model vmap cannot batch (a data-dependent branch on a value)."""
 
