@@ -167,20 +167,24 @@ class _Points:
 
 
 class _Work:
-    """A private copy of the model whose parameters are views into one flat buffer that each
-    point is written into in place, for a plain forward pass without ``functional_call``'s
-    cost per call and without allocating per point (eval mode only: nothing in the copy
-    changes but its parameters). The caller's model is never touched."""
+    """A private copy of the model whose parameters are replaced by views into one flat
+    buffer that each point is written into in place, for a plain forward pass without
+    ``functional_call``'s cost per call and without allocating per point (eval mode only:
+    nothing in the copy changes but its parameters). A tied parameter is replaced under
+    every name it has. The caller's model is never touched."""
 
     def __init__(self, obj: Objective) -> None:
         self.model = copy.deepcopy(obj.model)
-        named = dict(self.model.named_parameters())
         self.flat = torch.empty_like(obj.theta)
         self.scratch = torch.empty_like(obj.theta)
-        for name, part in zip(obj.layout.names, self.flat.split(obj.layout.sizes), strict=True):
-            p = named[name]
-            p.requires_grad_(False)
-            p.data = part.view_as(p)
+        named = dict(self.model.named_parameters())
+        views = {id(named[n]): nn.Parameter(part.view_as(named[n]), requires_grad=False)
+                 for n, part in zip(obj.layout.names, self.flat.split(obj.layout.sizes),
+                                    strict=True)}
+        for full, p in list(self.model.named_parameters(remove_duplicate=False)):
+            if id(p) in views:
+                owner, _, leaf = full.rpartition(".")
+                setattr(self.model.get_submodule(owner), leaf, views[id(p)])
 
     def __call__(self, points: _Points, i: int, inputs: Any) -> Tensor:
         points.write(i, self.flat, self.scratch)
@@ -212,7 +216,7 @@ def _chunk_metrics(obj: Objective, points: _Points, batched: bool,
             return True
         hits = count_correct(out, targets)  # non-None wherever metrics.correct() is
         if hits is not None:
-            right[i] += hits.to(torch.float64)
+            right[i] += hits
         return hits is not None
 
     def one(theta: Tensor, inputs: Any, targets: Tensor) -> tuple[Tensor, Tensor]:

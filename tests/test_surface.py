@@ -31,7 +31,7 @@ def directions_for(model: nn.Module, k: int = 2, seed: int = 0) -> torch.Tensor:
     return 0.1 * torch.randn(k, p, generator=gen, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn_bn"])
+@pytest.mark.parametrize("name", ["mlp", "cnn_bn", "tied"])
 def test_centre_and_every_point_equal_direct_evaluation(name):
     model, x, y = make(name)
     was = model.training
