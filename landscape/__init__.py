@@ -19,10 +19,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "batches", "batchnorm", "checkpoints", "context", "data", "datasets", "determinism",
-    "directions", "hvp", "journal", "losses", "metrics", "models", "optim", "params",
-    "recording", "resume", "runspec", "sam", "split", "store", "summary", "surface", "train",
-    "trainconfig", "trajectories",
+    "allocator", "batches", "batchnorm", "checkpoints", "context", "data", "datasets",
+    "determinism", "directions", "hvp", "journal", "losses", "metrics", "models", "optim",
+    "params", "pointwise", "recording", "resume", "runspec", "sam", "split", "store", "stored",
+    "summary", "surface", "train", "trainconfig", "trajectories",
 )
 _NAMES = {
     "Cost": "objective", "DeterminismError": "determinism", "Metrics": "metrics",

@@ -36,8 +36,6 @@ Examples:
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -46,21 +44,18 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.func import vmap
 
 from ._checks import _check_choice, _check_int, _check_positive
-from .context import evaluation
 from .determinism import check_source
-from .metrics import count_correct, count_counted
 from .objective import Objective
 from .params import ParamFilter
+from .pointwise import Evaluator, Points, merged
 
 __all__ = ["BN_MODES", "METRICS", "Surface", "surface"]
 
 BN_MODES = ("keep", "recalibrate")
 METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 _DEFAULT_CHUNK = 16
-_MERGED_BATCH = 4096  # examples a merged batch holds (eval mode, bn="keep")
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,176 +132,6 @@ class Surface:
                    passes=float(at["passes"]), seconds=float(at["seconds"]))
 
 
-# ---------------------------------------------------------------------------- evaluation
-class _Points:
-    """The K points ``theta0 + c_k1 d_1 (+ c_k2 d_2)`` of a chunk, made when needed: into a
-    given buffer without allocating (:class:`_Work`), one at a time, or stacked for vmap. The
-    same elementwise arithmetic every way, so a point's parameters are bit for bit the same
-    whatever path or chunk evaluates it."""
-
-    def __init__(self, theta0: Tensor, d: Tensor, coef: Tensor) -> None:
-        self.theta0, self.d, self.coef = theta0, d, coef
-        self.device = theta0.device
-
-    def __len__(self) -> int:
-        return self.coef.shape[0]
-
-    def write(self, i: int, out: Tensor, scratch: Tensor) -> Tensor:
-        torch.mul(self.d[0], self.coef[i, 0], out=scratch)
-        torch.add(self.theta0, scratch, out=out)
-        for j in range(1, self.coef.shape[1]):
-            torch.mul(self.d[j], self.coef[i, j], out=scratch)
-            out.add_(scratch)
-        return out
-
-    def theta(self, i: int) -> Tensor:
-        return self.write(i, torch.empty_like(self.theta0), torch.empty_like(self.theta0))
-
-    def all(self) -> list[Tensor]:
-        return [self.theta(i) for i in range(len(self))]
-
-
-class _Work:
-    """A private copy of the model whose parameters are replaced by views into one flat
-    buffer that each point is written into in place, for a plain forward pass without
-    ``functional_call``'s cost per call and without allocating per point (eval mode only:
-    nothing in the copy changes but its parameters). A tied parameter is replaced under
-    every name it has. The caller's model is never touched."""
-
-    def __init__(self, obj: Objective) -> None:
-        self.model = copy.deepcopy(obj.model)
-        self.flat = torch.empty_like(obj.theta)
-        self.scratch = torch.empty_like(obj.theta)
-        named = dict(self.model.named_parameters())
-        views = {id(named[n]): nn.Parameter(part.view_as(named[n]), requires_grad=False)
-                 for n, part in zip(obj.layout.names, self.flat.split(obj.layout.sizes),
-                                    strict=True)}
-        for full, p in list(self.model.named_parameters(remove_duplicate=False)):
-            if id(p) in views:
-                owner, _, leaf = full.rpartition(".")
-                setattr(self.model.get_submodule(owner), leaf, views[id(p)])
-
-    def __call__(self, points: _Points, i: int, inputs: Any) -> Tensor:
-        points.write(i, self.flat, self.scratch)
-        return self.model(inputs)
-
-
-def _chunk_metrics(obj: Objective, points: _Points, batched: bool,
-                   work: _Work | None = None,
-                   accuracy: bool = True) -> tuple[Tensor, Tensor | None]:
-    """Mean loss and accuracy at each of the K ``points``, in one pass over the data: all at
-    once under vmap (``batched``), or one after the other on each batch (the same arithmetic
-    for a point whatever the other points are), written into ``work`` if given; each point's
-    output is reduced at once, not kept, and ``work`` allocates nothing per point. Runs
-    inside the contexts :class:`_Evaluator` enters (no_grad, the models' evaluation modes)."""
-    k = len(points)
-    device = points.device
-    thetas = None if work is not None and not batched else points.all()
-
-    acc = obj._acc_dtype
-    total = torch.zeros(k, dtype=acc, device=device)
-    right = torch.zeros(k, dtype=torch.float64, device=device)
-    counted: Any = 0 if accuracy else None  # None once a batch has no accuracy
-
-    def tally(i: int, out: Tensor, loss: Tensor, targets: Tensor, n: int) -> bool:
-        """Add point i's loss and hits on a batch into the sums at once (nothing kept):
-        False where this batch has no accuracy."""
-        total[i] += n * loss.to(acc)
-        if counted is None:
-            return True
-        hits = count_correct(out, targets)  # non-None wherever metrics.correct() is
-        if hits is not None:
-            right[i] += hits
-        return hits is not None
-
-    def one(theta: Tensor, inputs: Any, targets: Tensor) -> tuple[Tensor, Tensor]:
-        out = obj.outputs(theta, inputs)
-        return obj.loss_fn(out, targets), out
-
-    for batch in obj.batches:
-        inputs, targets, n = batch.inputs, batch.targets, batch.n
-        if batched:
-            losses, outs = vmap(one, in_dims=(0, None, None))(torch.stack(thetas), inputs,
-                                                              targets)
-            known = [tally(i, outs[i], losses[i], targets, n) for i in range(k)]
-            out = outs[0]
-        else:
-            known = []
-            for i in range(k):
-                if thetas is None:
-                    out = work(points, i, inputs)
-                    loss = obj.loss_fn(out, targets)
-                else:
-                    loss, out = one(thetas[i], inputs, targets)
-                known.append(tally(i, out, loss, targets, n))
-        if counted is not None:
-            counted = counted + count_counted(out, targets) if all(known) else None
-    counted = None if counted is None else int(counted)
-    obj._count(passes=1, loss_evals=k)
-    losses = total / obj.n_examples
-    return losses, (right / counted if counted else None)
-
-
-class _Evaluator:
-    """The metrics at a chunk of points, in one pass over the data: batched under vmap
-    (``use_vmap``, unless the model does not allow it) or point after point; with
-    ``bn="recalibrate"`` one point at a time, each with its own statistics. Used as a context
-    manager around all the chunks of a surface."""
-
-    def __init__(self, objectives: Mapping[str, Objective], bn: str, use_vmap: bool,
-                 accuracy: bool = True) -> None:
-        self.objectives, self.bn, self.use_vmap = dict(objectives), bn, use_vmap
-        self.accuracy = accuracy
-        self.work: dict[str, _Work | None] = {}
-        for split, obj in self.objectives.items():
-            try:  # a model deepcopy cannot copy keeps the functional path
-                self.work[split] = _Work(obj) if obj.mode == "eval" and bn == "keep" else None
-            except (RuntimeError, TypeError, copy.Error):
-                self.work[split] = None
-
-    def __enter__(self) -> _Evaluator:
-        """Enter no_grad and the evaluation modes once for all chunks (``bn="keep"``)."""
-        self._stack = contextlib.ExitStack()
-        if self.bn == "keep":
-            self._stack.enter_context(torch.no_grad())
-            for split, obj in self.objectives.items():
-                self._stack.enter_context(obj._context())
-                if self.work[split] is not None:
-                    self._stack.enter_context(evaluation(self.work[split].model, False))
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stack.close()
-
-    def __call__(self, points: _Points) -> dict[str, np.ndarray | None]:
-        out: dict[str, np.ndarray | None] = {}
-        if self.bn == "keep":
-            for split, obj in self.objectives.items():
-                try:
-                    losses, accs = _chunk_metrics(obj, points, self.use_vmap, self.work[split],
-                                                   self.accuracy)
-                except (RuntimeError, NotImplementedError, ValueError):
-                    if not self.use_vmap:
-                        raise
-                    self.use_vmap = False  # a model or loss vmap cannot batch
-                    losses, accs = _chunk_metrics(obj, points, False, self.work[split],
-                                                   self.accuracy)
-                out[f"{split}_loss"] = losses.cpu().numpy().astype(np.float64)
-                out[f"{split}_accuracy"] = None if accs is None else accs.cpu().numpy()
-            return out
-        from .batchnorm import recalibrate
-
-        rows: dict[str, list] = {}
-        for theta in points.all():
-            buffers = recalibrate(self.objectives["train"], theta)
-            for split, obj in self.objectives.items():
-                m = obj.evaluate(theta, buffers)
-                rows.setdefault(f"{split}_loss", []).append(m.loss)
-                rows.setdefault(f"{split}_accuracy", []).append(m.accuracy)
-        return {k: None if any(v is None for v in vals) else np.asarray(vals, dtype=np.float64)
-                for k, vals in rows.items()}
-
-
 # ---------------------------------------------------------------------------- the surface
 def _as_directions(directions: Any, p: int) -> tuple[Tensor, dict[str, Any]]:
     """(k, P) tensor and a JSON-able description from a tensor, an array or a result with
@@ -336,17 +161,6 @@ def _coords(name: str, values: Any) -> np.ndarray:
         raise ValueError(f"surface: {name} must be a 1-D array of finite coordinates, got "
                          f"shape {arr.shape}")
     return arr
-
-
-def _merged(obj: Objective) -> Objective:
-    """The objective over the same (cached) examples in batches of up to
-    :data:`_MERGED_BATCH`: fewer, larger forward passes. Only for eval mode, where a batch's
-    composition does not change its outputs."""
-    batches = list(obj.batches)
-    if not obj.batches.cached or len(batches) < 2 or not all(
-            isinstance(b.inputs, Tensor) and isinstance(b.targets, Tensor) for b in batches):
-        return obj
-    return obj._rebatched(_MERGED_BATCH)
 
 
 def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any,
@@ -405,7 +219,7 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
     if test is not None:
         given["test"] = Objective(model, loss_fn, test, params=params, mode=mode,
                                   batch_size=batch_size, check=False)
-    objectives = {k: _merged(o) if mode == "eval" and bn == "keep" else o
+    objectives = {k: merged(o) if mode == "eval" and bn == "keep" else o
                   for k, o in given.items()}
     if check:  # the model on the data as evaluated; a loader's data read anew
         for split, o in objectives.items():
@@ -440,7 +254,7 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
         result, previous = _open_record(store, run, name, result, replace, extras)
 
     flat = result.done.reshape(-1)
-    evaluate = _Evaluator(objectives, bn, vmap, accuracy)
+    evaluate = Evaluator(objectives, bn, vmap, accuracy)
     todo = [c for c in range(0, flat.size, chunk) if not flat[c:c + chunk].all()]
     pending: list[tuple[tuple[int, ...], dict[str, float]]] = []
     last = time.perf_counter()
@@ -453,7 +267,7 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
             coef = np.array([[xs[pt[0]]] if ys is None else [xs[pt[0]], ys[pt[1]]]
                              for pt in points])
             c = torch.from_numpy(coef).to(theta0.device, theta0.dtype)
-            values = evaluate(_Points(theta0, d, c))
+            values = evaluate(Points(theta0, d, c))
             for n, pt in enumerate(points):
                 row = {m: float(values[m][n]) for m in metrics if values.get(m) is not None}
                 for m, v in row.items():
