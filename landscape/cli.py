@@ -25,6 +25,9 @@ import sys
 import time
 from collections.abc import Sequence
 
+from .cli_args import checkpoint, data_table, grid, pairs, run_and_checkpoint
+from .cli_probe import add_probe
+
 __all__ = ["main"]
 
 log = logging.getLogger("landscape")
@@ -94,25 +97,13 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pairs(items: Sequence[str] | None, flag: str) -> dict:
-    from .runspec import parse_value
-
-    out = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
-        out[key.replace("-", "_")] = parse_value(value)
-    return out
-
-
 def _train(args: argparse.Namespace) -> int:
     from . import runspec
 
     spec = runspec.load(args.config) if args.config else {}
-    flags: dict = {"model": _pairs(args.model_arg, "--model-arg"),
-                   "data": _pairs(args.data_arg, "--data-arg"),
-                   "optimizer": _pairs(args.opt, "--opt"), "train": {}}
+    flags: dict = {"model": pairs(args.model_arg, "--model-arg"),
+                   "data": pairs(args.data_arg, "--data-arg"),
+                   "optimizer": pairs(args.opt, "--opt"), "train": {}}
     if args.model:
         flags["model"]["name"] = args.model
     if args.data:
@@ -173,117 +164,11 @@ def _import(args: argparse.Namespace) -> int:
             raise ValueError(f"--checkpoint expects STEP=PATH with an integer step, got {item!r}")
         checkpoints[int(step)] = path
     model = build_model(args.model, kwargs)
-    attrs = {"model": {"factory": args.model, "kwargs": kwargs}, **_pairs(args.attr, "--attr")}
+    attrs = {"model": {"factory": args.model, "kwargs": kwargs}, **pairs(args.attr, "--attr")}
     import_run(args.file, args.run, model, final=args.final, init=args.init,
                checkpoints=checkpoints, attrs=attrs, replace=args.replace)
     print(f"{args.file}: imported run {args.run!r} ({len(checkpoints)} checkpoints)")
     return 0
-
-
-_PROBES = {"hessian": "hessian_eigenvalues", "trace": "hessian_trace",
-           "density": "hessian_density"}
-
-
-def _probe(args: argparse.Namespace) -> int:
-    import numpy as np
-
-    from probes import hessian
-
-    from .runspec import rebuild
-    from .store import Store
-
-    data, which = _data_table(args), _which(args.which_params)
-    model, split, loss_fn = rebuild(args.file, args.run, which=which, data=data,
-                                    device=args.device)
-    x, y = split.train if args.split == "train" else split.test
-    if args.n and args.n < len(y):
-        x, y = x[:args.n], y[:args.n]
-    common = {"curvature": args.curvature}
-    if args.probe == "hessian":
-        result = hessian.eigenvalues(model, loss_fn, (x, y), k=args.k, which=args.which,
-                                     tol=args.tol, **common)
-        shown = "eigenvalues " + ", ".join(f"{v:.6g}" for v in np.asarray(result.values))
-    elif args.probe == "trace":
-        result = hessian.trace(model, loss_fn, (x, y), method=args.method,
-                               n_products=args.products, seed=args.seed, **common)
-        shown = f"trace {result.value:.6g} +- {result.stderr:.3g} ({result.method})"
-    else:
-        result = hessian.density(model, loss_fn, (x, y), n_vectors=args.vectors,
-                                 steps=args.steps, seed=args.seed, **common)
-        shown = (f"density from {result.n_vectors} vectors x {result.steps} steps, nodes in "
-                 f"[{np.min(result.nodes):.4g}, {np.max(result.nodes):.4g}]")
-    arrays, attrs = result.to_record()
-    name = args.name or _PROBES[args.probe]
-    attrs = {**attrs, "data": {"split": args.split, "n": len(y), **(data or {})},
-             "checkpoint": str(args.which_params)}
-    with Store(args.file, "a", timeout=60) as s:
-        s.write_record(args.run, "probes", name, arrays=arrays, attrs=attrs)
-    print(f"{args.file}: run {args.run!r}: {shown}; {result.n_hvp} products, "
-          f"{result.seconds:.2f} s; stored as probes/{name}")
-    return 0
-
-
-def _add_probe(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "probe", help="compute a Hessian probe on a stored run and store the result",
-        description="Rebuild a run's model (from its recorded spec and stored parameters) and "
-        "data, compute a probe and store it under runs/RUN/probes/NAME. PROBE: hessian (top or "
-        "bottom eigenvalues by Lanczos), trace (Hutch++ or Hutchinson), density (stochastic "
-        "Lanczos quadrature).",
-        epilog="example: landscape probe runs.h5 --run sgd hessian --k 5")
-    p.add_argument("file")
-    p.add_argument("--run", required=True)
-    p.add_argument("probe", choices=list(_PROBES))
-    p.add_argument("--name", help="name of the stored result (default: hessian_eigenvalues, "
-                   "hessian_trace or hessian_density)")
-    p.add_argument("--params", dest="which_params", default="final",
-                   help="init, final (default) or a trajectory step")
-    p.add_argument("--curvature", default="hessian", help="hessian (default) or ggn")
-    p.add_argument("--split", choices=["train", "test"], default="train")
-    p.add_argument("--n", type=int, help="use the first N examples only")
-    p.add_argument("--data", help="dataset, for runs that do not record theirs")
-    p.add_argument("--data-arg", action="append", metavar="KEY=VALUE")
-    p.add_argument("--device", help="torch device (default: the run's)")
-    p.add_argument("--k", type=int, default=1, help="eigenvalues: how many")
-    p.add_argument("--which", default="largest", help="largest, smallest, both or magnitude")
-    p.add_argument("--tol", type=float, default=1e-6,
-                   help="eigenvalues: relative accuracy (error bound)")
-    p.add_argument("--method", default="hutch++", help="trace: hutch++ or hutchinson")
-    p.add_argument("--products", type=int, default=100, help="trace: products to spend")
-    p.add_argument("--vectors", type=int, default=5, help="density: start vectors")
-    p.add_argument("--steps", type=int, default=80, help="density: Lanczos steps")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(run_command=_probe)
-
-
-def _grid(text: str, flag: str) -> object:
-    import numpy as np
-
-    parts = text.split(":")
-    try:
-        start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
-    except (IndexError, ValueError):
-        raise ValueError(f"{flag} must be START:STOP:NUM (e.g. -1:1:21), got {text!r}") \
-            from None
-    if len(parts) != 3 or num < 1 or not start < stop:
-        raise ValueError(f"{flag} must be START:STOP:NUM with START < STOP and NUM >= 1, got "
-                         f"{text!r}")
-    return np.linspace(start, stop, num)
-
-
-def _which(text: str) -> str | int:
-    """``init``, ``final`` or a trajectory step (an int)."""
-    return int(text) if text.isdigit() else text
-
-
-def _data_table(args: argparse.Namespace) -> dict | None:
-    """The ``[data]`` table of --data and --data-arg, for runs that do not record theirs."""
-    return {"name": args.data, **_pairs(args.data_arg, "--data-arg")} if args.data else None
-
-
-def _run_and_which(text: str) -> tuple[str, str | int]:
-    run, _, which = text.partition(":")
-    return run, _which(which or "final")
 
 
 def _surface(args: argparse.Namespace) -> int:
@@ -291,9 +176,9 @@ def _surface(args: argparse.Namespace) -> int:
 
     from .stored import surface_of_run
 
-    x = _grid(args.x, "--x")
-    y = _grid(args.y, "--y") if args.dims == 2 else None
-    data, which = _data_table(args), _which(args.which_params)
+    x = grid(args.x, "--x")
+    y = grid(args.y, "--y") if args.dims == 2 else None
+    data, which = data_table(args), checkpoint(args.which_params)
     s = surface_of_run(args.file, args.run, x=x, y=y, which=which, directions=args.directions,
                        seed=args.seed, normalization=args.normalization,
                        ignore=None if args.ignore == "none" else args.ignore, bn=args.bn,
@@ -311,8 +196,9 @@ def _surface(args: argparse.Namespace) -> int:
 def _path(args: argparse.Namespace) -> int:
     from .stored import path_between
 
-    (run_a, which_a), (run_b, which_b) = _run_and_which(args.src), _run_and_which(args.dst)
-    data = _data_table(args)
+    (run_a, which_a), (run_b, which_b) = (run_and_checkpoint(args.src),
+                                          run_and_checkpoint(args.dst))
+    data = data_table(args)
     result, where = path_between(
         args.file, run_a, run_b, which_a=which_a, which_b=which_b, kind=args.kind, n=args.n,
         recalibrate=args.recalibrate or None, steps=args.steps, lr=args.lr_bend,
@@ -475,7 +361,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(run_command=_demo)
     _add_train(sub)
     _add_info_import(sub)
-    _add_probe(sub)
+    add_probe(sub)
     _add_landscapes(sub)
     return parser
 
