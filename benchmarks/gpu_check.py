@@ -176,6 +176,33 @@ def main() -> None:
                 "points/s": [121 / out["cpu"][1], 121 / out["gpu"][1]]}
     _surface()
 
+    @check("surface throughput on the device (21 x 21, points/s: vmap, loop, bound)")
+    def _throughput():
+        from landscape import directions
+        from landscape.surface import surface
+
+        d = directions.random(gpu_model, k=2, seed=0).vectors.to(dev)
+        grid = np.linspace(-1, 1, 21)
+        n = grid.size ** 2
+        out = {}
+        for vm in (True, False):
+            s, t = timed(lambda vm=vm: surface(gpu_model, loss_fn, gpu_data, d, x=grid, y=grid,
+                                               vmap=vm), dev == "cuda")
+            out[f"vmap={vm}"] = n / t
+
+        def bound():
+            with torch.no_grad():
+                x, y = gpu_data
+                for _ in range(n):
+                    out_ = gpu_model(x)
+                    loss_fn(out_, y)
+                    (out_.argmax(1) == y).sum()
+        _, t = timed(bound, dev == "cuda")
+        out["bound (bare forward a point)"] = n / t
+        out["vmap / bound"] = out["vmap=True"] / out["bound (bare forward a point)"]
+        return out
+    _throughput()
+
     @check("directions (random on cuda, pca, hessian)")
     def _directions():
         from landscape import directions
