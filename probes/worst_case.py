@@ -1,0 +1,492 @@
+r"""Worst-case and average-case sharpness in a (possibly adaptive) ball: the parts of
+:mod:`probes.sharpness` that perturb the parameters by a norm-bounded ``delta``.
+
+With ``w`` the selected parameters, ``L`` the mean loss and ``c`` the scale (``c = |w|``
+elementwise when adaptive, ``c = 1`` otherwise):
+
+    worst case:    S_max = max_{||delta / c||_p <= rho} L(w + delta) - L(w),  p in {2, inf}
+    average case:  S_avg = E_{z ~ N(0, I)} L(w + rho c z) - L(w)
+
+**Coordinates.** Both are computed in ``u = delta / c`` (``delta = c u``), where the ball is the
+plain ball ``||u||_p <= rho`` and the objective is ``f(u) = L(w + c u)`` with gradient
+``c g`` (``g = grad L(w + c u)``). Steepest ascent in the scaled norm is the plain one in ``u``:
+for p = 2, ``u += step c g / ||c g||``, i.e. ``delta += step c^2 g / ||c g||``, a step of scaled
+length exactly ``step`` (the published code writes ``delta += step c g / ||g||``, which is
+neither of scaled length ``step`` nor invariant under rescaling); for p = inf,
+``u += step sign(g)``, i.e. ``delta += step c sign(g)`` (as published). Projection is the
+Euclidean projection in ``u`` (radial scaling for p = 2, clipping for p = inf), i.e. onto the
+scaled ball in its own metric. A rescaling ``w -> T w`` (positive diagonal ``T``) that leaves
+the function unchanged, such as that of a ReLU unit's weights and bias in (times a) and out
+(over a), maps ``c -> T c`` and ``g -> T^{-1} g``, so ``f`` and the whole ascent are
+unchanged: adaptive sharpness is invariant when every parameter, biases included, is scaled
+(``c_i = 0`` freezes coordinate i).
+
+**Ascent schedule** (Andriushchenko et al. 2023, after APGD of Croce & Hein 2020), ``steps``
+iterations from ``u = 0`` (and from ``restarts`` random points inside the ball): the step
+starts at ``2 rho``; each iterate is ``u_{k+1} = 0.75 z_{k+1} + 0.25 u_k`` with
+``z_{k+1} = P(u_k + step d(u_k))`` (a convex combination of two points of the ball, so it
+stays inside; the published code mixes with ``u_{k-1}`` through its bookkeeping, this follows
+the definition in REFERENCES.md); at checkpoints ``ceil(p_j steps)``, ``p_0 = 0``,
+``p_1 = 0.22``, ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``, if fewer than 75% of the
+steps since the previous checkpoint raised the best loss, the step is halved and the ascent
+restarts from the best point. Checkpoints that round to the same step count once (the
+published loop instead stops at the first repeat, which only matters below ~17 steps).
+
+**m-sharpness**: with ``m`` set, the data (in order) are cut into consecutive batches of ``m``
+examples (the last may be smaller), each batch gets its own worst case, and the values are
+averaged with weights ``n_b / N`` (the plain mean when ``m`` divides N).
+
+References:
+    Foret, Kleiner, Mobahi, Neyshabur, "Sharpness-aware minimization for efficiently improving
+    generalization", ICLR 2021. Kwon, Kim, Park, Choi, "ASAM: Adaptive sharpness-aware
+    minimization for scale-invariant learning of deep neural networks", ICML 2021.
+    Andriushchenko, Croce, Mueller, Hein, Flammarion, "A modern look at the relationship
+    between sharpness and generalization", ICML 2023 (tml-epfl/sharpness-vs-generalization).
+    Croce, Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse
+    parameter-free attacks", ICML 2020.
+
+Examples:
+    >>> s = worst_case(model, nn.CrossEntropyLoss(), (X, y), rho=0.05, adaptive=True)
+    >>> s.value, s.worst_accuracy, s.delta_norm
+    >>> a = average_case(model, nn.CrossEntropyLoss(), loader, rho=0.05, adaptive=True)
+    >>> a.value, a.stderr
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils._pytree import tree_map
+
+from landscape._checks import _check_choice, _check_int, _check_positive
+from landscape.objective import MODES, Objective
+from landscape.params import ParamFilter
+from landscape.store import check_record
+
+__all__ = ["NORMS", "AverageCase", "WorstCase", "average_case", "checkpoints", "worst_case"]
+
+NORMS = ("l2", "linf")
+"""Norms of the worst-case ball."""
+
+MIX = 0.75
+"""Weight of the new projected point in each iterate (the previous point gets 0.25)."""
+
+MIN_UPDATE_RATIO = 0.75
+"""At a checkpoint, the step is halved unless this fraction of the steps since the last one
+raised the best loss."""
+
+
+def checkpoints(steps: int) -> tuple[int, ...]:
+    """The step counts (1-based, at most ``steps``) after which the step size may be halved:
+    ``ceil(p_j steps)`` for ``p_1 = 0.22``, ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03,
+    0.06)``, duplicates removed. ``checkpoints(20) == (5, 9, 12, 14, 16, 18, 19, 20)``."""
+    p = [0.0, 0.22]
+    while p[-1] < 1:
+        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
+    ks = {math.ceil(round(q * steps, 9)) for q in p[1:]}
+    return tuple(sorted(k for k in ks if 1 <= k <= steps))
+
+
+# ----------------------------------------------------------------------------- results
+def _opt(value: Any, kind: type) -> Any:
+    return None if value is None else kind(value)
+
+
+@dataclass(frozen=True, eq=False)
+class WorstCase:
+    """Worst-case (SAM-style) sharpness.
+
+    Attributes:
+        value: ``max L(w + delta) - L(w)`` over the ball (with ``m``: the size-weighted mean
+            over batches of each batch's value).
+        clean_loss, worst_loss: the loss at ``w`` and at the worst point found (with ``m``:
+            size-weighted means over batches).
+        clean_accuracy, worst_accuracy: the accuracy there (None for regression).
+        delta_norm: ``||delta / c||_p`` of the worst point (<= rho; with ``m``, the largest
+            over batches).
+        rho, norm, adaptive, steps, restarts, m, seed, mode: the options.
+        n_params: P, the number of perturbed parameters. n_batches: batches (1 without m).
+        grad_evals, loss_evals: gradient and loss evaluations (each over one batch with m).
+        passes: passes over the whole data. seconds: wall time.
+        delta: the worst perturbation, flat in the layout of the selected parameters
+            (float64; None with ``m``).
+        batch_values, batch_sizes: per-batch values and sizes with ``m`` (else None).
+    """
+
+    value: float
+    clean_loss: float
+    worst_loss: float
+    clean_accuracy: float | None
+    worst_accuracy: float | None
+    delta_norm: float
+    rho: float
+    norm: str
+    adaptive: bool
+    steps: int
+    restarts: int
+    m: int | None
+    seed: int
+    mode: str
+    n_params: int
+    n_batches: int
+    grad_evals: int
+    loss_evals: int
+    passes: float
+    seconds: float
+    delta: np.ndarray | None = None
+    batch_values: np.ndarray | None = None
+    batch_sizes: np.ndarray | None = None
+
+    _ATTRS = ("value", "clean_loss", "worst_loss", "clean_accuracy", "worst_accuracy",
+              "delta_norm", "rho", "norm", "adaptive", "steps", "restarts", "m", "seed", "mode",
+              "n_params", "n_batches", "grad_evals", "loss_evals", "passes", "seconds")
+
+    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(arrays, attrs)`` for :meth:`landscape.store.Store.write_record`."""
+        arrays = {k: np.asarray(getattr(self, k)) for k in ("delta", "batch_values",
+                                                             "batch_sizes")
+                  if getattr(self, k) is not None}
+        return arrays, {"probe": "sharpness.worst_case",
+                        **{k: getattr(self, k) for k in self._ATTRS}}
+
+    @classmethod
+    def from_record(cls, record: Any) -> WorstCase:
+        """The result back from a :class:`landscape.store.Record` (or ``(arrays, attrs)``)."""
+        arrays, a = check_record(record, "sharpness.worst_case", "WorstCase.from_record")
+        return cls(value=float(a["value"]), clean_loss=float(a["clean_loss"]),
+                   worst_loss=float(a["worst_loss"]),
+                   clean_accuracy=_opt(a["clean_accuracy"], float),
+                   worst_accuracy=_opt(a["worst_accuracy"], float),
+                   delta_norm=float(a["delta_norm"]), rho=float(a["rho"]), norm=str(a["norm"]),
+                   adaptive=bool(a["adaptive"]), steps=int(a["steps"]),
+                   restarts=int(a["restarts"]), m=_opt(a["m"], int), seed=int(a["seed"]),
+                   mode=str(a["mode"]), n_params=int(a["n_params"]),
+                   n_batches=int(a["n_batches"]), grad_evals=int(a["grad_evals"]),
+                   loss_evals=int(a["loss_evals"]), passes=float(a["passes"]),
+                   seconds=float(a["seconds"]),
+                   delta=(np.asarray(arrays["delta"], dtype=np.float64)
+                          if "delta" in arrays else None),
+                   batch_values=(np.asarray(arrays["batch_values"], dtype=np.float64)
+                                 if "batch_values" in arrays else None),
+                   batch_sizes=(np.asarray(arrays["batch_sizes"], dtype=np.int64)
+                                if "batch_sizes" in arrays else None))
+
+
+@dataclass(frozen=True, eq=False)
+class AverageCase:
+    """Average-case sharpness ``E L(w + rho c z) - L(w)``, ``z ~ N(0, I)``.
+
+    Attributes:
+        value: the mean of ``samples``. stderr: their standard deviation over ``sqrt(n)``
+            (NaN for one sample).
+        clean_loss, mean_loss: the loss at ``w`` and its mean at the perturbed points.
+        clean_accuracy, mean_accuracy: the same for the accuracy (None for regression).
+        rho, adaptive, n_samples, seed, mode: the options. n_params: P.
+        loss_evals, passes, seconds: the cost.
+        samples: ``L(w + rho c z_i) - L(w)`` for each draw.
+    """
+
+    value: float
+    stderr: float
+    clean_loss: float
+    mean_loss: float
+    clean_accuracy: float | None
+    mean_accuracy: float | None
+    rho: float
+    adaptive: bool
+    n_samples: int
+    seed: int
+    mode: str
+    n_params: int
+    loss_evals: int
+    passes: float
+    seconds: float
+    samples: np.ndarray
+
+    _ATTRS = ("value", "stderr", "clean_loss", "mean_loss", "clean_accuracy", "mean_accuracy",
+              "rho", "adaptive", "n_samples", "seed", "mode", "n_params", "loss_evals",
+              "passes", "seconds")
+
+    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(arrays, attrs)`` for :meth:`landscape.store.Store.write_record`."""
+        return ({"samples": np.asarray(self.samples)},
+                {"probe": "sharpness.average_case", **{k: getattr(self, k) for k in self._ATTRS}})
+
+    @classmethod
+    def from_record(cls, record: Any) -> AverageCase:
+        """The result back from a :class:`landscape.store.Record` (or ``(arrays, attrs)``)."""
+        arrays, a = check_record(record, "sharpness.average_case", "AverageCase.from_record")
+        return cls(value=float(a["value"]), stderr=float(a["stderr"]),
+                   clean_loss=float(a["clean_loss"]), mean_loss=float(a["mean_loss"]),
+                   clean_accuracy=_opt(a["clean_accuracy"], float),
+                   mean_accuracy=_opt(a["mean_accuracy"], float), rho=float(a["rho"]),
+                   adaptive=bool(a["adaptive"]), n_samples=int(a["n_samples"]),
+                   seed=int(a["seed"]), mode=str(a["mode"]), n_params=int(a["n_params"]),
+                   loss_evals=int(a["loss_evals"]), passes=float(a["passes"]),
+                   seconds=float(a["seconds"]),
+                   samples=np.asarray(arrays["samples"], dtype=np.float64))
+
+
+# ----------------------------------------------------------------------------- shared parts
+def _check_flag(where: str, name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{where}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _check_common(where: str, *, seed: Any, mode: Any, batch_size: Any, check: Any) -> None:
+    """Checks every sharpness probe shares (before any work is done)."""
+    _check_int(where, "seed", seed, 0)
+    _check_choice(where, "mode", mode, MODES)
+    if batch_size is not None:
+        _check_int(where, "batch_size", batch_size, 1)
+    _check_flag(where, "check", check)
+
+
+def _objective(model: nn.Module, loss_fn: Callable, data: Any, *, params: Any, mode: str,
+               batch_size: int | None, check: bool) -> Objective:
+    return Objective(model, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
+                     check=check)
+
+
+def _scale(theta: Tensor, adaptive: bool) -> Tensor:
+    """``c``: ``|w|`` when adaptive, else ones (model dtype and device)."""
+    return theta.abs() if adaptive else torch.ones_like(theta)
+
+
+def _generator(theta: Tensor, seed: int) -> torch.Generator:
+    return torch.Generator(device=theta.device).manual_seed(int(seed))
+
+
+def _norm(u: Tensor, norm: str) -> float:
+    return float(u.norm() if norm == "l2" else u.abs().max())
+
+
+# ----------------------------------------------------------------------------- worst case
+def _random_start(theta: Tensor, live: Tensor, rho: float, norm: str,
+                  gen: torch.Generator) -> Tensor:
+    """A uniform random point of the ball ``||u||_p <= rho`` (zero where ``c = 0``)."""
+    if norm == "linf":
+        u = (2 * torch.rand(theta.shape, generator=gen, dtype=theta.dtype,
+                            device=theta.device) - 1) * rho
+        return u * live
+    u = torch.randn(theta.shape, generator=gen, dtype=theta.dtype, device=theta.device) * live
+    n = max(int(live.sum()), 1)
+    radius = rho * float(torch.rand((), generator=gen, dtype=torch.float64,
+                                    device=theta.device)) ** (1.0 / n)
+    return u * (radius / max(float(u.norm()), 1e-300))
+
+
+def _ascend(obj: Objective, theta: Tensor, c: Tensor, *, rho: float, norm: str, steps: int,
+            restarts: int, gen: torch.Generator) -> tuple[float, Tensor]:
+    """The best loss found and its ``u`` (the ascent of the module docstring)."""
+    checks = set(checkpoints(steps))
+    live = (c != 0).to(theta.dtype)
+    best_loss, best_u = -math.inf, torch.zeros_like(theta)
+    for start in range(restarts + 1):
+        u = torch.zeros_like(theta) if start == 0 else _random_start(theta, live, rho, norm, gen)
+        loss, g = obj.loss_and_grad(theta + c * u)
+        top, top_u, top_g = float(loss), u, g
+        step, last, improved = 2.0 * rho, 0, 0
+        for k in range(1, steps + 1):
+            d = c * g
+            if norm == "l2":
+                dn = float(d.norm())
+                z = u + (step / dn) * d if dn > 0 else u
+                zn = float(z.norm())
+                if zn > rho:
+                    z = z * (rho / zn)
+            else:
+                z = (u + step * torch.sign(d)).clamp(-rho, rho)
+            u = MIX * z + (1 - MIX) * u
+            if k < steps:
+                loss, g = obj.loss_and_grad(theta + c * u)
+            else:  # the last point needs no gradient
+                loss = obj.loss(theta + c * u)
+            if float(loss) > top:
+                top, top_u, top_g = float(loss), u, g
+                improved += 1
+            if k in checks and k < steps:
+                if improved < MIN_UPDATE_RATIO * (k - last):
+                    step /= 2
+                    u, g = top_u, top_g
+                last, improved = k, 0
+        if top > best_loss:
+            best_loss, best_u = top, top_u
+    return best_loss, best_u
+
+
+def worst_case(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *,
+               rho: float, norm: str = "l2", adaptive: bool = False,
+               params: ParamFilter | Iterable[str] | None = None, steps: int = 20,
+               restarts: int = 0, m: int | None = None, seed: int = 0, mode: str = "eval",
+               batch_size: int | None = None, check: bool = True) -> WorstCase:
+    """Worst-case sharpness ``max_{||delta / c||_p <= rho} L(w + delta) - L(w)``.
+
+    Projected gradient ascent with the APGD-style schedule of Andriushchenko et al. (2023)
+    (module docstring): a lower bound of the true maximum (it reaches the closed form of a
+    single logistic example, whose maximiser is ``-rho y x / ||x||``).
+
+    Args:
+        model, loss_fn, data: the model (never modified), a loss returning the batch mean, and
+            the data (tensors, a Dataset or a DataLoader).
+        rho: the radius (> 0).
+        norm: ``"l2"`` or ``"linf"``.
+        adaptive: ``c = |w|`` elementwise over all selected parameters, biases included
+            (Kwon et al. 2021); otherwise ``c = 1``.
+        params: which parameters are perturbed (a filter or names, see
+            :class:`landscape.Objective`); the others stay fixed.
+        steps: ascent iterations (20 as published). restarts: extra starts from uniform random
+            points of the ball (the first start is ``delta = 0``); the best is kept.
+        m: with m, the mean of the per-batch worst cases over consecutive batches of m
+            examples (m-sharpness); batch ``i`` draws its restarts from ``seed + i``.
+        seed: seeds the random starts (a ``torch.Generator`` on the model's device).
+        mode, batch_size, check: passed to :class:`landscape.Objective` (``"eval"`` mode).
+
+    Returns:
+        :class:`WorstCase`: ``value``, losses and accuracies at ``w`` and at the worst point,
+        the worst ``delta`` and its constraint norm, per-batch values with ``m``, the cost.
+
+    Raises:
+        ValueError: rho not a finite number > 0, an unknown norm or mode, steps < 1,
+            restarts < 0, m < 1, a bad seed or batch size (and the Objective's own checks).
+        TypeError: adaptive or check not a bool.
+
+    Examples:
+        >>> s = worst_case(model, nn.CrossEntropyLoss(), (X, y), rho=0.05, adaptive=True)
+        >>> s1 = worst_case(model, loss_fn, (X[:1024], y[:1024]), rho=5e-4, norm="linf",
+        ...                 adaptive=True, m=128)      # as in Andriushchenko et al. (2023)
+    """
+    where = "worst_case"
+    rho = _check_positive(where, "rho", rho)
+    _check_choice(where, "norm", norm, NORMS)
+    adaptive = _check_flag(where, "adaptive", adaptive)
+    steps = _check_int(where, "steps", steps, 1)
+    restarts = _check_int(where, "restarts", restarts, 0)
+    if m is not None:
+        m = _check_int(where, "m", m, 1)
+    _check_common(where, seed=seed, mode=mode, batch_size=batch_size, check=check)
+    start = time.perf_counter()
+    obj = _objective(model, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
+                     check=check)
+    theta = obj.theta
+    c = _scale(theta, adaptive)
+    n_total = obj.n_examples
+    if m is None:
+        parts = [(obj, seed)]
+    else:
+        held = list(obj.batches)
+        inputs = tree_map(lambda *t: torch.cat(t), *[b.inputs for b in held]) \
+            if len(held) > 1 else held[0].inputs
+        targets = torch.cat([b.targets for b in held])
+        parts = []
+        for i, lo in enumerate(range(0, n_total, m)):
+            chunk = (tree_map(lambda t, lo=lo: t[lo:lo + m], inputs), targets[lo:lo + m])
+            parts.append((_objective(model, loss_fn, chunk, params=params, mode=mode,
+                                     batch_size=batch_size, check=False), seed + i))
+    values, sizes, clean, worst, clean_acc, worst_acc, norms = [], [], [], [], [], [], []
+    grad_evals = loss_evals = 0
+    passes = 0.0
+    delta = None
+    for part, part_seed in parts:
+        before = part.cost
+        c0 = part.evaluate(theta)
+        _, u = _ascend(part, theta, c, rho=rho, norm=norm, steps=steps, restarts=restarts,
+                       gen=_generator(theta, part_seed))
+        w1 = part.evaluate(theta + c * u)
+        spent = part.cost - before
+        grad_evals += int(spent.grad_evals)
+        loss_evals += int(spent.loss_evals)
+        passes += spent.passes * part.n_examples / n_total
+        sizes.append(part.n_examples)
+        clean.append(c0.loss)
+        worst.append(w1.loss)
+        values.append(w1.loss - c0.loss)
+        clean_acc.append(c0.accuracy)
+        worst_acc.append(w1.accuracy)
+        norms.append(_norm(u * (c != 0), norm))
+        if m is None:
+            delta = (c * u).to("cpu", torch.float64).numpy()
+    weights = np.asarray(sizes, dtype=np.float64) / n_total
+
+    def mean(xs: list) -> float | None:
+        return None if any(x is None for x in xs) else float(np.dot(weights, xs))
+
+    return WorstCase(value=mean(values), clean_loss=mean(clean), worst_loss=mean(worst),
+                     clean_accuracy=mean(clean_acc), worst_accuracy=mean(worst_acc),
+                     delta_norm=max(norms), rho=rho, norm=norm, adaptive=adaptive, steps=steps,
+                     restarts=restarts, m=m, seed=int(seed), mode=mode,
+                     n_params=int(theta.numel()), n_batches=len(parts), grad_evals=grad_evals,
+                     loss_evals=loss_evals, passes=float(passes),
+                     seconds=time.perf_counter() - start, delta=delta,
+                     batch_values=None if m is None else np.asarray(values, dtype=np.float64),
+                     batch_sizes=None if m is None else np.asarray(sizes, dtype=np.int64))
+
+
+# ----------------------------------------------------------------------------- average case
+def average_case(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *,
+                 rho: float, adaptive: bool = False, n_samples: int = 100, seed: int = 0,
+                 params: ParamFilter | Iterable[str] | None = None, mode: str = "eval",
+                 batch_size: int | None = None, check: bool = True) -> AverageCase:
+    """Average-case sharpness ``E_z L(w + rho c z) - L(w)``, ``z ~ N(0, I)``, by Monte Carlo.
+
+    Each draw ``z_i`` (a ``torch.Generator`` seeded with ``seed`` on the model's device) costs
+    one pass over the data. The noise ``rho c z`` has ``||delta / c||_2 ~ rho sqrt(P)``: to
+    compare with the worst case in the l2 ball of radius r use ``rho = r / sqrt(P)``. With the
+    same seed, rescaling-invariant perturbations (``adaptive=True``) see the same ``z``, so
+    the value is invariant up to rounding.
+
+    Args:
+        model, loss_fn, data: as for :func:`worst_case`.
+        rho: the noise scale (> 0). adaptive: ``c = |w|`` (else 1).
+        n_samples: draws (>= 1). seed: the draws' seed.
+        params, mode, batch_size, check: as for :func:`worst_case`.
+
+    Returns:
+        :class:`AverageCase`: ``value``, ``stderr``, per-draw ``samples``, mean perturbed loss
+        and accuracy, the cost.
+
+    Raises:
+        ValueError: rho not > 0, n_samples < 1, a bad seed, mode or batch size.
+        TypeError: adaptive or check not a bool.
+
+    Examples:
+        >>> a = average_case(model, nn.CrossEntropyLoss(), (X, y), rho=0.01, adaptive=True)
+        >>> print(f"{a.value:.3g} +- {a.stderr:.2g}")
+    """
+    where = "average_case"
+    rho = _check_positive(where, "rho", rho)
+    adaptive = _check_flag(where, "adaptive", adaptive)
+    n_samples = _check_int(where, "n_samples", n_samples, 1)
+    _check_common(where, seed=seed, mode=mode, batch_size=batch_size, check=check)
+    start = time.perf_counter()
+    obj = _objective(model, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
+                     check=check)
+    before = obj.cost
+    theta = obj.theta
+    scale = rho * _scale(theta, adaptive)
+    gen = _generator(theta, seed)
+    clean = obj.evaluate(theta)
+    losses, accs = [], []
+    for _ in range(n_samples):
+        z = torch.randn(theta.shape, generator=gen, dtype=theta.dtype, device=theta.device)
+        out = obj.evaluate(theta + scale * z)
+        losses.append(out.loss)
+        accs.append(out.accuracy)
+    samples = np.asarray(losses, dtype=np.float64) - clean.loss
+    stderr = float(samples.std(ddof=1) / math.sqrt(n_samples)) if n_samples > 1 else math.nan
+    spent = obj.cost - before
+    return AverageCase(
+        value=float(samples.mean()), stderr=stderr, clean_loss=clean.loss,
+        mean_loss=float(np.mean(losses)), clean_accuracy=clean.accuracy,
+        mean_accuracy=None if clean.accuracy is None else float(np.mean(accs)), rho=rho,
+        adaptive=adaptive, n_samples=n_samples, seed=int(seed), mode=mode,
+        n_params=int(theta.numel()), loss_evals=int(spent.loss_evals),
+        passes=float(spent.passes), seconds=time.perf_counter() - start, samples=samples)
