@@ -10,6 +10,17 @@
 - :mod:`probes.interpolation`: linear paths and loss barriers, init-to-final paths, trained
   Bezier curves (mode connectivity), permutation alignment (:mod:`probes.alignment`), and the
   instability of forked training (:mod:`probes.instability`).
+- :mod:`probes.ground_truth`: the solutions implicit-bias results are measured against:
+  l2/l1 max-margin directions and a classifier's alignment with them, nuclear norm and effective
+  rank of a factorisation, diagonal-network weights and minimum-norm interpolators.
+- Implicit-bias measures: per-layer norms, distance from initialisation, path-norm and
+  Fisher-Rao norm (:mod:`probes.norms`); output margins normalised by the spectral complexity
+  (:mod:`probes.margins`); singular values, effective and stable rank and the power-law alpha
+  of the weights (:mod:`probes.weight_spectra`); the per-example gradient covariance's trace
+  and the simple noise scale (:mod:`probes.gradient_noise`).
+- :mod:`probes.sharpness`: worst-case (l2/linf, adaptive, m-sharpness) and average-case
+  sharpness (:mod:`probes.worst_case`), Keskar's epsilon-sharpness and PAC-Bayes flatness
+  (:mod:`probes.flatness`).
 """
 
 from . import (
@@ -19,12 +30,21 @@ from . import (
     curvature,
     dense,
     density,
+    flatness,
+    gradient_noise,
+    ground_truth,
     hessian,
     instability,
     interpolation,
     lanczos,
+    margins,
+    norms,
+    sharpness,
     trace,
+    weight_spectra,
+    worst_case,
 )
 
-__all__ = ["alignment", "along", "blocks", "curvature", "dense", "density", "hessian",
-           "instability", "interpolation", "lanczos", "trace"]
+__all__ = ["alignment", "along", "blocks", "curvature", "dense", "density", "flatness",
+           "gradient_noise", "ground_truth", "hessian", "instability", "interpolation", "lanczos",
+           "margins", "norms", "sharpness", "trace", "weight_spectra", "worst_case"]
