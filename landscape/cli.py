@@ -3,8 +3,8 @@
 - ``landscape train FILE``: train a model into a landscape file (flags or a TOML config).
 - ``landscape info FILE``: the runs in a file, their settings, status and final metrics.
 - ``landscape import FILE``: bring your own checkpoints (state_dict files) in as a run.
-- ``landscape probe FILE --run R hessian|trace|density``: a Hessian probe on a stored run,
-  stored with it.
+- ``landscape probe FILE --run R hessian|trace|density|sharpness|measures``: a probe on a
+  stored run (Hessian spectra, sharpness, every implicit-bias measure), stored with it.
 - ``landscape surface FILE --run R``: a 1-D or 2-D loss surface around a stored run (random,
   PCA or Hessian directions), written into the file as it goes and resumed if interrupted.
 - ``landscape path FILE --from A --to B``: the loss along the straight line (or a trained

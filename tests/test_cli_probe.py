@@ -62,3 +62,35 @@ def test_probe_errors_are_one_line(run_file, capsys):
         _, err = capsys.readouterr()
         assert rc == 2 and err.startswith("landscape: error: ") and fragment in err, err
         assert len(err.strip().splitlines()) == 1
+
+
+def test_sharpness_and_measures_are_computed_and_stored(run_file, capsys):
+    from probes.implicit_bias import Measures, measures
+    from probes.sharpness import PacBayes, WorstCase, worst_case
+
+    base = ["probe", str(run_file), "--run", "a"]
+    assert main([*base, "sharpness", "--adaptive", "--rho", "0.5", "--steps", "5"]) == 0
+    assert main([*base, "sharpness", "--kind", "pac-bayes", "--samples", "2"]) == 0
+    assert main([*base, "measures", "--include", "norms,margins,noise", "--n", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "stored as probes/sharpness_worst_case_adaptive" in out
+    assert "stored as probes/sharpness_pac_bayes" in out and "stored as probes/measures" in out
+    with Store(run_file) as s:
+        w = WorstCase.from_record(s.record("a", "probes", "sharpness_worst_case_adaptive"))
+        pb = PacBayes.from_record(s.record("a", "probes", "sharpness_pac_bayes"))
+        m = Measures.from_record(s.record("a", "probes", "measures"))
+        init = s.params("a", "init")
+    model, split, loss = rebuild(run_file, "a")
+    direct = worst_case(model, loss, split.train, rho=0.5, adaptive=True, steps=5)
+    assert w.value == pytest.approx(direct.value, rel=1e-5) and w.adaptive
+    assert pb.magnitude_aware and pb.n_samples == 2
+    x, y = split.train
+    import torch
+
+    again = measures(model, loss, (x[:100], y[:100]), include=["norms", "margins", "noise"],
+                     init=torch.as_tensor(init, dtype=torch.float32))
+    assert m.values["dist_init"] == pytest.approx(again.values["dist_init"], rel=1e-5)
+    assert m.values["margin_q10"] == pytest.approx(again.values["margin_q10"], rel=1e-5)
+    assert "sharpness_worst" not in m.values and m.options["init"]
+    assert main([*base, "measures", "--include", "norms,curvature"]) == 2
+    assert "unknown family 'curvature'" in capsys.readouterr().err
