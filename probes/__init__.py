@@ -13,7 +13,8 @@
 - :mod:`probes.ground_truth`: the solutions implicit-bias results are measured against:
   l2/l1 max-margin directions and a classifier's alignment with them, nuclear norm and effective
   rank of a factorisation, diagonal-network weights and minimum-norm interpolators.
-- Implicit-bias measures: per-layer norms, distance from initialisation, path-norm and
+- :mod:`probes.implicit_bias`: every measure below at once (:func:`probes.implicit_bias.measures`),
+  named for ranking against the generalisation gap. Implicit-bias measures: per-layer norms, distance from initialisation, path-norm and
   Fisher-Rao norm (:mod:`probes.norms`); output margins normalised by the spectral complexity
   (:mod:`probes.margins`); singular values, effective and stable rank and the power-law alpha
   of the weights (:mod:`probes.weight_spectra`); the per-example gradient covariance's trace
@@ -34,6 +35,7 @@ from . import (
     gradient_noise,
     ground_truth,
     hessian,
+    implicit_bias,
     instability,
     interpolation,
     lanczos,
@@ -46,5 +48,6 @@ from . import (
 )
 
 __all__ = ["alignment", "along", "blocks", "curvature", "dense", "density", "flatness",
-           "gradient_noise", "ground_truth", "hessian", "instability", "interpolation", "lanczos",
-           "margins", "norms", "sharpness", "trace", "weight_spectra", "worst_case"]
+           "gradient_noise", "ground_truth", "hessian", "implicit_bias", "instability",
+           "interpolation", "lanczos", "margins", "norms", "sharpness", "trace", "weight_spectra",
+           "worst_case"]
