@@ -13,9 +13,10 @@
 - :mod:`probes.ground_truth`: the solutions implicit-bias results are measured against:
   l2/l1 max-margin directions and a classifier's alignment with them, nuclear norm and effective
   rank of a factorisation, diagonal-network weights and minimum-norm interpolators.
-- :mod:`probes.implicit_bias`: every measure below at once (:func:`probes.implicit_bias.measures`),
-  named for ranking against the generalisation gap. Implicit-bias measures: per-layer norms, distance from initialisation, path-norm and
-  Fisher-Rao norm (:mod:`probes.norms`); output margins normalised by the spectral complexity
+- :mod:`probes.implicit_bias`: all the measures below and the sharpness ones at once
+  (:func:`probes.implicit_bias.measures`), named for ranking against the generalisation gap:
+  per-layer norms, distance from initialisation, path-norm and Fisher-Rao norm
+  (:mod:`probes.norms`); output margins normalised by the spectral complexity
   (:mod:`probes.margins`); singular values, effective and stable rank and the power-law alpha
   of the weights (:mod:`probes.weight_spectra`); the per-example gradient covariance's trace
   and the simple noise scale (:mod:`probes.gradient_noise`).
