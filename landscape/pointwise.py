@@ -41,23 +41,24 @@ class Points:
     same elementwise arithmetic every way, so a point's parameters are bit for bit the same
     whatever path or chunk evaluates it."""
 
-    def __init__(self, theta0: Tensor, d: Tensor, coef: Tensor) -> None:
-        self.theta0, self.d, self.coef = theta0, d, coef
+    def __init__(self, theta0: Tensor, d: Tensor, coef: np.ndarray) -> None:
+        self.theta0, self.d = theta0, d
+        self.coef = [[float(c) for c in row] for row in coef]  # host scalars: no device sync
         self.device = theta0.device
 
     def __len__(self) -> int:
-        return self.coef.shape[0]
+        return len(self.coef)
 
-    def write(self, i: int, out: Tensor, scratch: Tensor) -> Tensor:
-        torch.mul(self.d[0], self.coef[i, 0], out=scratch)
-        torch.add(self.theta0, scratch, out=out)
-        for j in range(1, self.coef.shape[1]):
-            torch.mul(self.d[j], self.coef[i, j], out=scratch)
-            out.add_(scratch)
+    def write(self, i: int, out: Tensor) -> Tensor:
+        """Point i into ``out``, in place: two fused operations a point on a 2-D grid."""
+        c = self.coef[i]
+        torch.add(self.theta0, self.d[0], alpha=c[0], out=out)
+        for j in range(1, len(c)):
+            out.add_(self.d[j], alpha=c[j])
         return out
 
     def theta(self, i: int) -> Tensor:
-        return self.write(i, torch.empty_like(self.theta0), torch.empty_like(self.theta0))
+        return self.write(i, torch.empty_like(self.theta0))
 
     def all(self) -> list[Tensor]:
         return [self.theta(i) for i in range(len(self))]
@@ -73,7 +74,6 @@ class WorkCopy:
     def __init__(self, obj: Objective) -> None:
         self.model = copy.deepcopy(obj.model)
         self.flat = torch.empty_like(obj.theta)
-        self.scratch = torch.empty_like(obj.theta)
         named = dict(self.model.named_parameters())
         views = {id(named[n]): nn.Parameter(part.view_as(named[n]), requires_grad=False)
                  for n, part in zip(obj.layout.names, self.flat.split(obj.layout.sizes),
@@ -84,7 +84,7 @@ class WorkCopy:
                 setattr(self.model.get_submodule(owner), leaf, views[id(p)])
 
     def __call__(self, points: Points, i: int, inputs: Any) -> Tensor:
-        points.write(i, self.flat, self.scratch)
+        points.write(i, self.flat)
         return self.model(inputs)
 
 
@@ -108,7 +108,7 @@ def chunk_metrics(obj: Objective, points: Points, batched: bool,
     def tally(i: int, out: Tensor, loss: Tensor, targets: Tensor, n: int) -> bool:
         """Add point i's loss and hits on a batch into the sums at once (nothing kept):
         False where this batch has no accuracy."""
-        total[i] += n * loss.to(acc)
+        total[i].add_(loss, alpha=n)  # accumulated in acc's dtype
         if counted is None:
             return True
         hits = count_correct(out, targets)  # non-None wherever metrics.correct() is

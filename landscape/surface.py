@@ -266,8 +266,7 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
             points = [np.unravel_index(i, shape) for i in idx]
             coef = np.array([[xs[pt[0]]] if ys is None else [xs[pt[0]], ys[pt[1]]]
                              for pt in points])
-            c = torch.from_numpy(coef).to(theta0.device, theta0.dtype)
-            values = evaluate(Points(theta0, d, c))
+            values = evaluate(Points(theta0, d, coef))
             for n, pt in enumerate(points):
                 row = {m: float(values[m][n]) for m in metrics if values.get(m) is not None}
                 for m, v in row.items():
