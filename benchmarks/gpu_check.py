@@ -203,6 +203,51 @@ def main() -> None:
         return out
     _throughput()
 
+    @check("sharpness (worst-case adaptive l2 and linf, epsilon; average-case, PAC-Bayes)")
+    def _sharpness():
+        from probes import sharpness
+
+        out = {}
+        for what, fn in (
+                ("worst adaptive l2", lambda m, d: sharpness.worst_case(
+                    m, loss_fn, d, rho=0.5, adaptive=True, steps=10)),
+                ("worst linf", lambda m, d: sharpness.worst_case(
+                    m, loss_fn, d, rho=0.01, norm="linf", steps=10)),
+                ("epsilon", lambda m, d: sharpness.epsilon(m, loss_fn, d, max_iter=5))):
+            c, tc = timed(lambda fn=fn: fn(cpu_model, cpu_data), False)
+            g, tg = timed(lambda fn=fn: fn(gpu_model, gpu_data), dev == "cuda")
+            out[what] = {"cpu": c.value, "rel_diff": rel(g.value, c.value), "seconds": [tc, tg]}
+        # random draws come from a generator on each device: compared through their errors
+        c = sharpness.average_case(cpu_model, loss_fn, cpu_data, rho=0.5, adaptive=True)
+        g = sharpness.average_case(gpu_model, loss_fn, gpu_data, rho=0.5, adaptive=True)
+        out["average adaptive"] = {"cpu": [c.value, c.stderr], "gpu": [g.value, g.stderr],
+                                   "z": abs(c.value - g.value) / float(np.hypot(c.stderr,
+                                                                             g.stderr))}
+        c = sharpness.pac_bayes(cpu_model, loss_fn, cpu_data, depth=8)
+        g = sharpness.pac_bayes(gpu_model, loss_fn, gpu_data, depth=8)
+        out["pac_bayes sigma"] = {"cpu": c.sigma, "gpu": g.sigma}
+        return out
+    _sharpness()
+
+    @check("measures (norms, margins, spectra, gradient noise)")
+    def _measures():
+        from probes.implicit_bias import measures
+
+        init_cpu = models.build("mlp", in_features=64, num_classes=10, width=128, depth=2,
+                                seed=5)
+        kw = {"include": ["norms", "margins", "spectra", "noise"]}
+        c, tc = timed(lambda: measures(cpu_model, loss_fn, cpu_data, init=init_cpu, **kw),
+                      False)
+        g, tg = timed(lambda: measures(gpu_model, loss_fn, gpu_data,
+                                       init=copy.deepcopy(init_cpu).to(dev), **kw),
+                      dev == "cuda")
+        diffs = {k: rel(g.values[k], v) for k, v in c.values.items()
+                 if v is not None and g.values[k] is not None}
+        worst = max(diffs, key=diffs.get)
+        return {"n": len(diffs), "largest rel_diff": [worst, diffs[worst]],
+                "skipped": sorted(c.skipped), "seconds": [tc, tg]}
+    _measures()
+
     @check("directions (random on cuda, pca, hessian)")
     def _directions():
         from landscape import directions

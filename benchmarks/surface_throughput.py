@@ -1,7 +1,8 @@
 """Throughput of a 2-D loss surface: points per second against the bound and two peers.
 
-On MNIST-1D (4000 training examples), for the default MLP (40-100-100-10) and the 1-D CNN, a 10 x 10
-grid of points around the initialisation (``--steps``), the training loss (and accuracy) at each point:
+On MNIST-1D (4000 training examples), for the default MLP (40-100-100-10) and the 1-D CNN, a
+10 x 10 grid of points around the initialisation (``--steps``), the training loss (and accuracy)
+at each point:
 
 - ours: :func:`landscape.surface.surface` at its defaults (chunks of 16 points a pass, data
   cached on the device; vmap over points only on GPUs), given the training set as tensors;
@@ -37,7 +38,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from landscape import allocator, data, models
 from landscape.surface import surface
-
 
 
 def problem_bench(label: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
