@@ -94,8 +94,9 @@ def chunk_metrics(obj: Objective, points: Points, batched: bool,
     """Mean loss and accuracy at each of the K ``points``, in one pass over the data: all at
     once under vmap (``batched``), or one after the other on each batch (the same arithmetic
     for a point whatever the other points are), written into ``work`` if given; each point's
-    output is reduced at once, not kept, and ``work`` allocates nothing per point. Runs
-    inside the contexts :class:`Evaluator` enters (no_grad, the models' evaluation modes)."""
+    output is reduced at once, not kept, and ``work`` allocates nothing per point; the sums
+    take one operation a batch for all points (on a GPU, small launches are what a point
+    costs). Runs inside the contexts :class:`Evaluator` enters (no_grad, evaluation modes)."""
     k = len(points)
     device = points.device
     thetas = None if work is not None and not batched else points.all()
@@ -105,39 +106,41 @@ def chunk_metrics(obj: Objective, points: Points, batched: bool,
     right = torch.zeros(k, dtype=torch.float64, device=device)
     counted: Any = 0 if accuracy else None  # None once a batch has no accuracy
 
-    def tally(i: int, out: Tensor, loss: Tensor, targets: Tensor, n: int) -> bool:
-        """Add point i's loss and hits on a batch into the sums at once (nothing kept):
-        False where this batch has no accuracy."""
-        total[i].add_(loss, alpha=n)  # accumulated in acc's dtype
-        if counted is None:
-            return True
-        hits = count_correct(out, targets)  # non-None wherever metrics.correct() is
-        if hits is not None:
-            right[i] += hits
-        return hits is not None
-
     def one(theta: Tensor, inputs: Any, targets: Tensor) -> tuple[Tensor, Tensor]:
         out = obj.outputs(theta, inputs)
         return obj.loss_fn(out, targets), out
 
     for batch in obj.batches:
         inputs, targets, n = batch.inputs, batch.targets, batch.n
+        hits: Tensor | None = None
         if batched:
             losses, outs = vmap(one, in_dims=(0, None, None))(torch.stack(thetas), inputs,
                                                               targets)
-            known = [tally(i, outs[i], losses[i], targets, n) for i in range(k)]
             out = outs[0]
+            if counted is not None and count_correct(out, targets) is not None:
+                hits = vmap(count_correct, in_dims=(0, None))(outs, targets)
         else:
-            known = []
+            found: list[Tensor | None] = []
+            each = []
             for i in range(k):
                 if thetas is None:
                     out = work(points, i, inputs)
                     loss = obj.loss_fn(out, targets)
                 else:
                     loss, out = one(thetas[i], inputs, targets)
-                known.append(tally(i, out, loss, targets, n))
+                each.append(loss)  # each point's output reduced at once, not kept
+                if counted is not None:
+                    found.append(count_correct(out, targets))
+            losses = torch.stack(each)
+            if found and all(h is not None for h in found):
+                hits = torch.stack(found)
+        total.add_(losses, alpha=n)  # one operation a batch for all the points
         if counted is not None:
-            counted = counted + count_counted(out, targets) if all(known) else None
+            if hits is None:  # this batch has no accuracy: neither has the chunk
+                counted = None
+            else:
+                right += hits
+                counted = counted + count_counted(out, targets)
     counted = None if counted is None else int(counted)
     obj._count(passes=1, loss_evals=k)
     losses = total / obj.n_examples
