@@ -173,6 +173,11 @@ def test_adaptive_sharpness_is_invariant_under_relu_rescaling_and_plain_is_not()
     pa = average_case(model, CE, (x, y), rho=0.1, n_samples=8, seed=3)
     pb = average_case(other, CE, (x, y), rho=0.1, n_samples=8, seed=3)
     assert abs(pb.value - pa.value) > 0.1 * abs(pa.value)
+    from probes import hessian  # Dinh et al.: the same function, another lambda_max
+
+    la = hessian.eigenvalues(model, CE, (x, y), k=1).values[0]
+    lb = hessian.eigenvalues(other, CE, (x, y), k=1).values[0]
+    assert abs(lb - la) > 0.1 * abs(la)
 
 
 # --------------------------------------------------------------------------- constraints
