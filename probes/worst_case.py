@@ -26,7 +26,7 @@ iterations from ``u = 0`` (and from ``restarts`` random points inside the ball):
 starts at ``2 rho``; each iterate is ``u_{k+1} = 0.75 z_{k+1} + 0.25 u_k`` with
 ``z_{k+1} = P(u_k + step d(u_k))`` (a convex combination of two points of the ball, so it
 stays inside; the published code mixes with ``u_{k-1}`` through its bookkeeping, this follows
-the definition in REFERENCES.md); at checkpoints ``ceil(p_j steps)``, ``p_0 = 0``,
+the schedule as the paper states it); at checkpoints ``ceil(p_j steps)``, ``p_0 = 0``,
 ``p_1 = 0.22``, ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``, if fewer than 75% of the
 steps since the previous checkpoint raised the best loss, the step is halved and the ascent
 restarts from the best point. Checkpoints that round to the same step count once (the
