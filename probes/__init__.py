@@ -20,14 +20,15 @@
   (:mod:`probes.margins`); singular values, effective and stable rank and the power-law alpha
   of the weights (:mod:`probes.weight_spectra`); the per-example gradient covariance's trace
   and the simple noise scale (:mod:`probes.gradient_noise`).
-- :mod:`probes.sharpness`: worst-case (l2/linf, adaptive, m-sharpness) and average-case
-  sharpness (:mod:`probes.worst_case`), Keskar's epsilon-sharpness and PAC-Bayes flatness
-  (:mod:`probes.flatness`).
+- :mod:`probes.sharpness`: worst-case (l2/linf, adaptive, m-sharpness:
+  :mod:`probes.worst_case`) and average-case sharpness (:mod:`probes.average_case`), Keskar's
+  epsilon-sharpness and PAC-Bayes flatness (:mod:`probes.flatness`).
 """
 
 from . import (
     alignment,
     along,
+    average_case,
     blocks,
     curvature,
     dense,
@@ -48,7 +49,7 @@ from . import (
     worst_case,
 )
 
-__all__ = ["alignment", "along", "blocks", "curvature", "dense", "density", "flatness",
-           "gradient_noise", "ground_truth", "hessian", "implicit_bias", "instability",
-           "interpolation", "lanczos", "margins", "norms", "sharpness", "trace", "weight_spectra",
-           "worst_case"]
+__all__ = ["alignment", "along", "average_case", "blocks", "curvature", "dense", "density",
+           "flatness", "gradient_noise", "ground_truth", "hessian", "implicit_bias",
+           "instability", "interpolation", "lanczos", "margins", "norms", "sharpness", "trace",
+           "weight_spectra", "worst_case"]

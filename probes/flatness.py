@@ -59,7 +59,7 @@ from landscape._checks import _check_int, _check_positive
 from landscape.params import ParamFilter
 from landscape.store import check_record
 
-from .worst_case import _check_common, _check_flag, _generator, _objective, _opt
+from ._perturb import _check_common, _check_flag, _generator, _objective, _opt
 
 __all__ = ["Epsilon", "PacBayes", "epsilon", "pac_bayes", "random_subspace"]
 

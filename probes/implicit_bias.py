@@ -71,13 +71,14 @@ from landscape._checks import _check_int, _check_positive
 from landscape.params import ParamFilter
 from landscape.store import check_record
 
+from .average_case import average_case
 from .flatness import pac_bayes
 from .gradient_noise import GradientNoise, gradient_noise
 from .ground_truth import alignment, diagonal, factorization, max_margin, min_norm_interpolator
 from .margins import Margins, margins
 from .norms import FisherRao, Norms, fisher_rao, norms, path_norm
 from .weight_spectra import WeightSpectra, effective_rank, fit_power_law, weight_spectra
-from .worst_case import average_case, worst_case
+from .worst_case import worst_case
 
 __all__ = ["FAMILIES", "FisherRao", "GradientNoise", "Margins", "Measures", "Norms",
            "WeightSpectra", "alignment", "diagonal", "effective_rank", "factorization",

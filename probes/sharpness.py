@@ -43,8 +43,9 @@ References:
 
 from __future__ import annotations
 
+from .average_case import AverageCase, average_case
 from .flatness import Epsilon, PacBayes, epsilon, pac_bayes, random_subspace
-from .worst_case import NORMS, AverageCase, WorstCase, average_case, checkpoints, worst_case
+from .worst_case import NORMS, WorstCase, checkpoints, worst_case
 
 __all__ = ["NORMS", "AverageCase", "Epsilon", "PacBayes", "WorstCase", "average_case",
            "checkpoints", "epsilon", "pac_bayes", "random_subspace", "worst_case"]

@@ -1,5 +1,6 @@
-r"""Worst-case and average-case sharpness in a (possibly adaptive) ball: the parts of
-:mod:`probes.sharpness` that perturb the parameters by a norm-bounded ``delta``.
+r"""Worst-case sharpness in a (possibly adaptive) ball: the part of :mod:`probes.sharpness`
+that maximises the loss over a norm-bounded ``delta`` (the average case over the same ball is
+:mod:`probes.average_case`).
 
 With ``w`` the selected parameters, ``L`` the mean loss and ``c`` the scale (``c = |w|``
 elementwise when adaptive, ``c = 1`` otherwise):
@@ -66,11 +67,13 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_map
 
 from landscape._checks import _check_choice, _check_int, _check_positive
-from landscape.objective import MODES, Objective
+from landscape.objective import Objective
 from landscape.params import ParamFilter
 from landscape.store import check_record
 
-__all__ = ["NORMS", "AverageCase", "WorstCase", "average_case", "checkpoints", "worst_case"]
+from ._perturb import _check_common, _check_flag, _generator, _objective, _opt, _scale
+
+__all__ = ["NORMS", "WorstCase", "checkpoints", "worst_case"]
 
 NORMS = ("l2", "linf")
 """Norms of the worst-case ball."""
@@ -92,11 +95,6 @@ def checkpoints(steps: int) -> tuple[int, ...]:
         p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
     ks = {math.ceil(round(q * steps, 9)) for q in p[1:]}
     return tuple(sorted(k for k in ks if 1 <= k <= steps))
-
-
-# ----------------------------------------------------------------------------- results
-def _opt(value: Any, kind: type) -> Any:
-    return None if value is None else kind(value)
 
 
 @dataclass(frozen=True, eq=False)
@@ -177,92 +175,6 @@ class WorstCase:
                                  if "batch_values" in arrays else None),
                    batch_sizes=(np.asarray(arrays["batch_sizes"], dtype=np.int64)
                                 if "batch_sizes" in arrays else None))
-
-
-@dataclass(frozen=True, eq=False)
-class AverageCase:
-    """Average-case sharpness ``E L(w + rho c z) - L(w)``, ``z ~ N(0, I)``.
-
-    Attributes:
-        value: the mean of ``samples``. stderr: their standard deviation over ``sqrt(n)``
-            (NaN for one sample).
-        clean_loss, mean_loss: the loss at ``w`` and its mean at the perturbed points.
-        clean_accuracy, mean_accuracy: the same for the accuracy (None for regression).
-        rho, adaptive, n_samples, seed, mode: the options. n_params: P.
-        loss_evals, passes, seconds: the cost.
-        samples: ``L(w + rho c z_i) - L(w)`` for each draw.
-    """
-
-    value: float
-    stderr: float
-    clean_loss: float
-    mean_loss: float
-    clean_accuracy: float | None
-    mean_accuracy: float | None
-    rho: float
-    adaptive: bool
-    n_samples: int
-    seed: int
-    mode: str
-    n_params: int
-    loss_evals: int
-    passes: float
-    seconds: float
-    samples: np.ndarray
-
-    _ATTRS = ("value", "stderr", "clean_loss", "mean_loss", "clean_accuracy", "mean_accuracy",
-              "rho", "adaptive", "n_samples", "seed", "mode", "n_params", "loss_evals",
-              "passes", "seconds")
-
-    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """``(arrays, attrs)`` for :meth:`landscape.store.Store.write_record`."""
-        return ({"samples": np.asarray(self.samples)},
-                {"probe": "sharpness.average_case", **{k: getattr(self, k) for k in self._ATTRS}})
-
-    @classmethod
-    def from_record(cls, record: Any) -> AverageCase:
-        """The result back from a :class:`landscape.store.Record` (or ``(arrays, attrs)``)."""
-        arrays, a = check_record(record, "sharpness.average_case", "AverageCase.from_record")
-        return cls(value=float(a["value"]), stderr=float(a["stderr"]),
-                   clean_loss=float(a["clean_loss"]), mean_loss=float(a["mean_loss"]),
-                   clean_accuracy=_opt(a["clean_accuracy"], float),
-                   mean_accuracy=_opt(a["mean_accuracy"], float), rho=float(a["rho"]),
-                   adaptive=bool(a["adaptive"]), n_samples=int(a["n_samples"]),
-                   seed=int(a["seed"]), mode=str(a["mode"]), n_params=int(a["n_params"]),
-                   loss_evals=int(a["loss_evals"]), passes=float(a["passes"]),
-                   seconds=float(a["seconds"]),
-                   samples=np.asarray(arrays["samples"], dtype=np.float64))
-
-
-# ----------------------------------------------------------------------------- shared parts
-def _check_flag(where: str, name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{where}: {name} must be True or False, got {value!r}")
-    return bool(value)
-
-
-def _check_common(where: str, *, seed: Any, mode: Any, batch_size: Any, check: Any) -> None:
-    """Checks every sharpness probe shares (before any work is done)."""
-    _check_int(where, "seed", seed, 0)
-    _check_choice(where, "mode", mode, MODES)
-    if batch_size is not None:
-        _check_int(where, "batch_size", batch_size, 1)
-    _check_flag(where, "check", check)
-
-
-def _objective(model: nn.Module, loss_fn: Callable, data: Any, *, params: Any, mode: str,
-               batch_size: int | None, check: bool) -> Objective:
-    return Objective(model, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
-                     check=check)
-
-
-def _scale(theta: Tensor, adaptive: bool) -> Tensor:
-    """``c``: ``|w|`` when adaptive, else ones (model dtype and device)."""
-    return theta.abs() if adaptive else torch.ones_like(theta)
-
-
-def _generator(theta: Tensor, seed: int) -> torch.Generator:
-    return torch.Generator(device=theta.device).manual_seed(int(seed))
 
 
 def _norm(u: Tensor, norm: str) -> float:
@@ -431,62 +343,3 @@ def worst_case(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data:
 
 
 # ----------------------------------------------------------------------------- average case
-def average_case(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *,
-                 rho: float, adaptive: bool = False, n_samples: int = 100, seed: int = 0,
-                 params: ParamFilter | Iterable[str] | None = None, mode: str = "eval",
-                 batch_size: int | None = None, check: bool = True) -> AverageCase:
-    """Average-case sharpness ``E_z L(w + rho c z) - L(w)``, ``z ~ N(0, I)``, by Monte Carlo.
-
-    Each draw ``z_i`` (a ``torch.Generator`` seeded with ``seed`` on the model's device) costs
-    one pass over the data. The noise ``rho c z`` has ``||delta / c||_2 ~ rho sqrt(P)``: to
-    compare with the worst case in the l2 ball of radius r use ``rho = r / sqrt(P)``. With the
-    same seed, rescaling-invariant perturbations (``adaptive=True``) see the same ``z``, so
-    the value is invariant up to rounding.
-
-    Args:
-        model, loss_fn, data: as for :func:`worst_case`.
-        rho: the noise scale (> 0). adaptive: ``c = |w|`` (else 1).
-        n_samples: draws (>= 1). seed: the draws' seed.
-        params, mode, batch_size, check: as for :func:`worst_case`.
-
-    Returns:
-        :class:`AverageCase`: ``value``, ``stderr``, per-draw ``samples``, mean perturbed loss
-        and accuracy, the cost.
-
-    Raises:
-        ValueError: rho not > 0, n_samples < 1, a bad seed, mode or batch size.
-        TypeError: adaptive or check not a bool.
-
-    Examples:
-        >>> a = average_case(model, nn.CrossEntropyLoss(), (X, y), rho=0.01, adaptive=True)
-        >>> print(f"{a.value:.3g} +- {a.stderr:.2g}")
-    """
-    where = "average_case"
-    rho = _check_positive(where, "rho", rho)
-    adaptive = _check_flag(where, "adaptive", adaptive)
-    n_samples = _check_int(where, "n_samples", n_samples, 1)
-    _check_common(where, seed=seed, mode=mode, batch_size=batch_size, check=check)
-    start = time.perf_counter()
-    obj = _objective(model, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
-                     check=check)
-    before = obj.cost
-    theta = obj.theta
-    scale = rho * _scale(theta, adaptive)
-    gen = _generator(theta, seed)
-    clean = obj.evaluate(theta)
-    losses, accs = [], []
-    for _ in range(n_samples):
-        z = torch.randn(theta.shape, generator=gen, dtype=theta.dtype, device=theta.device)
-        out = obj.evaluate(theta + scale * z)
-        losses.append(out.loss)
-        accs.append(out.accuracy)
-    samples = np.asarray(losses, dtype=np.float64) - clean.loss
-    stderr = float(samples.std(ddof=1) / math.sqrt(n_samples)) if n_samples > 1 else math.nan
-    spent = obj.cost - before
-    return AverageCase(
-        value=float(samples.mean()), stderr=stderr, clean_loss=clean.loss,
-        mean_loss=float(np.mean(losses)), clean_accuracy=clean.accuracy,
-        mean_accuracy=None if clean.accuracy is None else float(np.mean(accs)), rho=rho,
-        adaptive=adaptive, n_samples=n_samples, seed=int(seed), mode=mode,
-        n_params=int(theta.numel()), loss_evals=int(spent.loss_evals),
-        passes=float(spent.passes), seconds=time.perf_counter() - start, samples=samples)

@@ -11,7 +11,15 @@ import torch
 from torch import nn
 
 from landscape.store import Store
-from probes import flatness, gradient_noise, margins, norms, weight_spectra, worst_case
+from probes import (
+    average_case,
+    flatness,
+    gradient_noise,
+    margins,
+    norms,
+    weight_spectra,
+    worst_case,
+)
 from probes.implicit_bias import FAMILIES, Measures, measures
 
 from . import zoo
@@ -53,7 +61,7 @@ def test_every_family_equals_the_measure_computed_alone():
     assert v["stable_rank_mean"] == pytest.approx(float(np.mean(ws.stable_rank)))
     w = worst_case.worst_case(model, CE, (x, y), rho=0.5, adaptive=True, steps=3)
     assert v["sharpness_worst_adaptive"] == pytest.approx(w.value, rel=1e-12)
-    a = worst_case.average_case(model, CE, (x, y), rho=0.05, n_samples=3)
+    a = average_case.average_case(model, CE, (x, y), rho=0.05, n_samples=3)
     assert v["sharpness_average"] == pytest.approx(a.value, rel=1e-12)
     pb = flatness.pac_bayes(model, CE, (x, y), n_samples=2, magnitude_aware=True)
     assert v["pac_bayes_flatness_magnitude"] == pytest.approx(pb.flatness, rel=1e-12)
