@@ -16,10 +16,6 @@ from landscape.objective import MODES, Objective
 __all__: list[str] = []
 
 
-def _opt(value: Any, kind: type) -> Any:
-    return None if value is None else kind(value)
-
-
 def _check_flag(where: str, name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{where}: {name} must be True or False, got {value!r}")

@@ -31,15 +31,15 @@ from torch import Tensor, nn
 
 from landscape._checks import _check_int, _check_positive
 from landscape.params import ParamFilter
-from landscape.store import check_record
+from landscape.records import RecordMixin
 
-from ._perturb import _check_common, _check_flag, _generator, _objective, _opt, _scale
+from ._perturb import _check_common, _check_flag, _generator, _objective, _scale
 
 __all__ = ["AverageCase", "average_case"]
 
 
 @dataclass(frozen=True, eq=False)
-class AverageCase:
+class AverageCase(RecordMixin):
     """Average-case sharpness ``E L(w + rho c z) - L(w)``, ``z ~ N(0, I)``.
 
     Attributes:
@@ -51,6 +51,8 @@ class AverageCase:
         loss_evals, passes, seconds: the cost.
         samples: ``L(w + rho c z_i) - L(w)`` for each draw.
     """
+
+    _probe = "sharpness.average_case"
 
     value: float
     stderr: float
@@ -68,29 +70,6 @@ class AverageCase:
     passes: float
     seconds: float
     samples: np.ndarray
-
-    _ATTRS = ("value", "stderr", "clean_loss", "mean_loss", "clean_accuracy", "mean_accuracy",
-              "rho", "adaptive", "n_samples", "seed", "mode", "n_params", "loss_evals",
-              "passes", "seconds")
-
-    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """``(arrays, attrs)`` for :meth:`landscape.store.Store.write_record`."""
-        return ({"samples": np.asarray(self.samples)},
-                {"probe": "sharpness.average_case", **{k: getattr(self, k) for k in self._ATTRS}})
-
-    @classmethod
-    def from_record(cls, record: Any) -> AverageCase:
-        """The result back from a :class:`landscape.store.Record` (or ``(arrays, attrs)``)."""
-        arrays, a = check_record(record, "sharpness.average_case", "AverageCase.from_record")
-        return cls(value=float(a["value"]), stderr=float(a["stderr"]),
-                   clean_loss=float(a["clean_loss"]), mean_loss=float(a["mean_loss"]),
-                   clean_accuracy=_opt(a["clean_accuracy"], float),
-                   mean_accuracy=_opt(a["mean_accuracy"], float), rho=float(a["rho"]),
-                   adaptive=bool(a["adaptive"]), n_samples=int(a["n_samples"]),
-                   seed=int(a["seed"]), mode=str(a["mode"]), n_params=int(a["n_params"]),
-                   loss_evals=int(a["loss_evals"]), passes=float(a["passes"]),
-                   seconds=float(a["seconds"]),
-                   samples=np.asarray(arrays["samples"], dtype=np.float64))
 
 
 

@@ -57,9 +57,9 @@ from torch import Tensor, nn
 
 from landscape._checks import _check_int, _check_positive
 from landscape.params import ParamFilter
-from landscape.store import check_record
+from landscape.records import RecordMixin
 
-from ._perturb import _check_common, _check_flag, _generator, _objective, _opt
+from ._perturb import _check_common, _check_flag, _generator, _objective
 
 __all__ = ["Epsilon", "PacBayes", "epsilon", "pac_bayes", "random_subspace"]
 
@@ -74,7 +74,7 @@ def random_subspace(n_params: int, dim: int, *, seed: int = 0, dtype: torch.dtyp
 
 # ----------------------------------------------------------------------------- results
 @dataclass(frozen=True, eq=False)
-class Epsilon:
+class Epsilon(RecordMixin):
     """Keskar's epsilon-sharpness.
 
     Attributes:
@@ -88,6 +88,8 @@ class Epsilon:
         y: the maximiser in the box's coordinates ((P,) full space, (p,) subspace).
         bound: the box's half-widths, ``eps (|A^+ w| + 1)``, of ``y``'s shape.
     """
+
+    _probe = "sharpness.epsilon"
 
     value: float
     clean_loss: float
@@ -107,31 +109,9 @@ class Epsilon:
     y: np.ndarray
     bound: np.ndarray
 
-    _ATTRS = ("value", "clean_loss", "max_loss", "eps", "subspace", "max_iter", "seed", "mode",
-              "n_iter", "n_evals", "message", "n_params", "passes", "seconds")
-    _ARRAYS = ("delta", "y", "bound")
-
-    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """``(arrays, attrs)`` for :meth:`landscape.store.Store.write_record`."""
-        return ({k: np.asarray(getattr(self, k)) for k in self._ARRAYS},
-                {"probe": "sharpness.epsilon", **{k: getattr(self, k) for k in self._ATTRS}})
-
-    @classmethod
-    def from_record(cls, record: Any) -> Epsilon:
-        """The result back from a :class:`landscape.store.Record` (or ``(arrays, attrs)``)."""
-        arrays, a = check_record(record, "sharpness.epsilon", "Epsilon.from_record")
-        return cls(value=float(a["value"]), clean_loss=float(a["clean_loss"]),
-                   max_loss=float(a["max_loss"]), eps=float(a["eps"]),
-                   subspace=_opt(a["subspace"], int), max_iter=int(a["max_iter"]),
-                   seed=int(a["seed"]), mode=str(a["mode"]), n_iter=int(a["n_iter"]),
-                   n_evals=int(a["n_evals"]), message=str(a["message"]),
-                   n_params=int(a["n_params"]), passes=float(a["passes"]),
-                   seconds=float(a["seconds"]),
-                   **{k: np.asarray(arrays[k], dtype=np.float64) for k in cls._ARRAYS})
-
 
 @dataclass(frozen=True, eq=False)
-class PacBayes:
+class PacBayes(RecordMixin):
     """Magnitude-aware (or plain) PAC-Bayes flatness.
 
     Attributes:
@@ -144,6 +124,8 @@ class PacBayes:
         passes, seconds: the cost.
         sigmas, accuracies: the bisection trace (each sigma tried and its mean accuracy).
     """
+
+    _probe = "sharpness.pac_bayes"
 
     sigma: float
     flatness: float
@@ -164,30 +146,6 @@ class PacBayes:
     seconds: float
     sigmas: np.ndarray
     accuracies: np.ndarray
-
-    _ATTRS = ("sigma", "flatness", "clean_accuracy", "accuracy", "converged", "target",
-              "tolerance", "magnitude_aware", "eps", "n_samples", "depth", "sigma_max", "seed",
-              "mode", "n_params", "passes", "seconds")
-
-    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """``(arrays, attrs)`` for :meth:`landscape.store.Store.write_record`."""
-        return ({"sigmas": np.asarray(self.sigmas), "accuracies": np.asarray(self.accuracies)},
-                {"probe": "sharpness.pac_bayes", **{k: getattr(self, k) for k in self._ATTRS}})
-
-    @classmethod
-    def from_record(cls, record: Any) -> PacBayes:
-        """The result back from a :class:`landscape.store.Record` (or ``(arrays, attrs)``)."""
-        arrays, a = check_record(record, "sharpness.pac_bayes", "PacBayes.from_record")
-        return cls(sigma=float(a["sigma"]), flatness=float(a["flatness"]),
-                   clean_accuracy=float(a["clean_accuracy"]), accuracy=float(a["accuracy"]),
-                   converged=bool(a["converged"]), target=float(a["target"]),
-                   tolerance=float(a["tolerance"]), magnitude_aware=bool(a["magnitude_aware"]),
-                   eps=float(a["eps"]), n_samples=int(a["n_samples"]), depth=int(a["depth"]),
-                   sigma_max=float(a["sigma_max"]), seed=int(a["seed"]), mode=str(a["mode"]),
-                   n_params=int(a["n_params"]), passes=float(a["passes"]),
-                   seconds=float(a["seconds"]),
-                   sigmas=np.asarray(arrays["sigmas"], dtype=np.float64),
-                   accuracies=np.asarray(arrays["accuracies"], dtype=np.float64))
 
 
 # ----------------------------------------------------------------------------- epsilon

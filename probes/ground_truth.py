@@ -50,7 +50,6 @@ References:
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +60,7 @@ from scipy.optimize import linprog, minimize, nnls
 from torch import Tensor, nn
 
 from landscape._checks import _check_choice, _check_positive
-from landscape.store import check_record
+from landscape.records import RecordMixin
 
 from .weight_spectra import effective_rank
 
@@ -72,40 +71,10 @@ NORMS = ("l2", "l1")
 """The norms of :func:`max_margin` and :func:`min_norm_interpolator`."""
 
 _FEAS = 1e-7  # feasibility tolerance, relative to the data scale
-_CAST = {"float": float, "int": int, "str": str, "bool": bool}
-
-
-class _Record:
-    """``to_record`` / ``from_record`` for the results: arrays as datasets, the rest as attrs."""
-
-    _probe = ""
-
-    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """``(arrays, attrs)`` for :meth:`landscape.store.Store.write_record`."""
-        arrays, attrs = {}, {"probe": self._probe}
-        for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            (arrays if isinstance(value, np.ndarray) else attrs)[f.name] = value
-        return arrays, attrs
-
-    @classmethod
-    def from_record(cls, record: Any) -> Any:
-        """The result back from a :class:`landscape.store.Record` (or ``(arrays, attrs)``)."""
-        where = f"{cls.__name__}.from_record"
-        arrays, attrs = check_record(record, cls._probe, where)
-        kw: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            source = arrays if f.type == "np.ndarray" else attrs
-            if f.name not in source:
-                raise ValueError(f"{where}: the record lacks {f.name!r}")
-            value = source[f.name]
-            kw[f.name] = (np.asarray(value) if f.type == "np.ndarray" else None if value is None
-                          else _CAST[f.type.removesuffix(" | None")](value))
-        return cls(**kw)
 
 
 @dataclass(frozen=True, eq=False)
-class MaxMargin(_Record):
+class MaxMargin(RecordMixin):
     """The max-margin classifier: ``direction = w*/||w*||_2`` (unit l2 norm for either
     ``norm``); ``weights = w*`` (smallest functional margin 1); ``intercept = b*`` (0.0 without
     ``bias``); ``margin = 1/||w*||_p``, the largest ``min_i y_i (w.x_i + b) / ||w||_p``;
@@ -125,7 +94,7 @@ class MaxMargin(_Record):
 
 
 @dataclass(frozen=True, eq=False)
-class Alignment(_Record):
+class Alignment(RecordMixin):
     """A linear classifier ``w`` against ``w*`` of ``norm``: ``cosine``; ``direction_error =
     ||w/||w||_2 - w*/||w*||_2||_2 = sqrt(2 - 2 cosine)``; ``margin = min_i y_i w.x_i /
     ||w||_p``, at most ``max_margin`` (that of ``w*``), equal iff ``w`` is a solution;
@@ -143,7 +112,7 @@ class Alignment(_Record):
 
 
 @dataclass(frozen=True, eq=False)
-class Factorization(_Record):
+class Factorization(RecordMixin):
     """The end-to-end ``matrix``, its ``singular_values`` (descending), their sum (nuclear
     norm) and largest; Roy and Vetterli's effective rank of the singular values above ``tol``
     (:func:`probes.weight_spectra.effective_rank`, NaN for the zero matrix); the numerical rank,
@@ -160,7 +129,7 @@ class Factorization(_Record):
 
 
 @dataclass(frozen=True, eq=False)
-class Diagonal(_Record):
+class Diagonal(RecordMixin):
     """Effective weights ``beta`` of a diagonal network, their l1 and l2 norms, and the depth D
     (None for a model without a ``depth`` attribute)."""
 
@@ -172,7 +141,7 @@ class Diagonal(_Record):
 
 
 @dataclass(frozen=True, eq=False)
-class Interpolator(_Record):
+class Interpolator(RecordMixin):
     """The minimum-``norm`` ``beta`` with ``X beta = y``, its l1 and l2 norms, the largest
     residual ``max_i |x_i . beta - y_i|``, the solver, its wall time."""
 

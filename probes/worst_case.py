@@ -69,9 +69,9 @@ from torch.utils._pytree import tree_map
 from landscape._checks import _check_choice, _check_int, _check_positive
 from landscape.objective import Objective
 from landscape.params import ParamFilter
-from landscape.store import check_record
+from landscape.records import RecordMixin
 
-from ._perturb import _check_common, _check_flag, _generator, _objective, _opt, _scale
+from ._perturb import _check_common, _check_flag, _generator, _objective, _scale
 
 __all__ = ["NORMS", "WorstCase", "checkpoints", "worst_case"]
 
@@ -98,7 +98,7 @@ def checkpoints(steps: int) -> tuple[int, ...]:
 
 
 @dataclass(frozen=True, eq=False)
-class WorstCase:
+class WorstCase(RecordMixin):
     """Worst-case (SAM-style) sharpness.
 
     Attributes:
@@ -117,6 +117,8 @@ class WorstCase:
             (float64; None with ``m``).
         batch_values, batch_sizes: per-batch values and sizes with ``m`` (else None).
     """
+
+    _probe = "sharpness.worst_case"
 
     value: float
     clean_loss: float
@@ -141,40 +143,6 @@ class WorstCase:
     delta: np.ndarray | None = None
     batch_values: np.ndarray | None = None
     batch_sizes: np.ndarray | None = None
-
-    _ATTRS = ("value", "clean_loss", "worst_loss", "clean_accuracy", "worst_accuracy",
-              "delta_norm", "rho", "norm", "adaptive", "steps", "restarts", "m", "seed", "mode",
-              "n_params", "n_batches", "grad_evals", "loss_evals", "passes", "seconds")
-
-    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """``(arrays, attrs)`` for :meth:`landscape.store.Store.write_record`."""
-        arrays = {k: np.asarray(getattr(self, k)) for k in ("delta", "batch_values",
-                                                             "batch_sizes")
-                  if getattr(self, k) is not None}
-        return arrays, {"probe": "sharpness.worst_case",
-                        **{k: getattr(self, k) for k in self._ATTRS}}
-
-    @classmethod
-    def from_record(cls, record: Any) -> WorstCase:
-        """The result back from a :class:`landscape.store.Record` (or ``(arrays, attrs)``)."""
-        arrays, a = check_record(record, "sharpness.worst_case", "WorstCase.from_record")
-        return cls(value=float(a["value"]), clean_loss=float(a["clean_loss"]),
-                   worst_loss=float(a["worst_loss"]),
-                   clean_accuracy=_opt(a["clean_accuracy"], float),
-                   worst_accuracy=_opt(a["worst_accuracy"], float),
-                   delta_norm=float(a["delta_norm"]), rho=float(a["rho"]), norm=str(a["norm"]),
-                   adaptive=bool(a["adaptive"]), steps=int(a["steps"]),
-                   restarts=int(a["restarts"]), m=_opt(a["m"], int), seed=int(a["seed"]),
-                   mode=str(a["mode"]), n_params=int(a["n_params"]),
-                   n_batches=int(a["n_batches"]), grad_evals=int(a["grad_evals"]),
-                   loss_evals=int(a["loss_evals"]), passes=float(a["passes"]),
-                   seconds=float(a["seconds"]),
-                   delta=(np.asarray(arrays["delta"], dtype=np.float64)
-                          if "delta" in arrays else None),
-                   batch_values=(np.asarray(arrays["batch_values"], dtype=np.float64)
-                                 if "batch_values" in arrays else None),
-                   batch_sizes=(np.asarray(arrays["batch_sizes"], dtype=np.int64)
-                                if "batch_sizes" in arrays else None))
 
 
 def _norm(u: Tensor, norm: str) -> float:
