@@ -21,8 +21,9 @@ __version__ = "0.1.0"
 _SUBMODULES = (
     "allocator", "batches", "batchnorm", "checkpoints", "context", "data", "datasets",
     "determinism", "directions", "hvp", "journal", "losses", "metrics", "models", "optim",
-    "params", "pointwise", "recording", "resume", "runspec", "sam", "split", "store", "stored",
-    "summary", "surface", "train", "trainconfig", "trajectories",
+    "params", "plot", "pointwise", "ranking", "recording", "records", "report", "resume",
+    "runspec", "sam", "split", "store", "stored", "summary", "surface", "sweep", "sweep_exec",
+    "sweep_init", "train", "trainconfig", "trajectories",
 )
 _NAMES = {
     "Cost": "objective", "DeterminismError": "determinism", "Metrics": "metrics",

@@ -9,6 +9,11 @@
   PCA or Hessian directions), written into the file as it goes and resumed if interrupted.
 - ``landscape path FILE --from A --to B``: the loss along the straight line (or a trained
   Bezier curve) between two stored models, and its barrier.
+- ``landscape sweep SPEC --out FILE``: train and measure the runs of a sweep spec
+  (:mod:`landscape.sweep`), resuming what FILE already holds.
+- ``landscape report FILE``: tables, the Kendall tau of every measure with the generalisation
+  gap, and the figures, as Markdown and HTML (:mod:`landscape.report`).
+- ``landscape plot FILE [WHAT]``: figures from a file (:mod:`landscape.plot`).
 - ``landscape demo``: the engine on MNIST-1D: trains a small model for a few seconds and
   prints its loss, accuracy and gradient norm over the whole training and test sets, and the
   cost of a Hessian-vector product relative to a gradient.
@@ -26,7 +31,10 @@ import time
 from collections.abc import Sequence
 
 from .cli_args import checkpoint, data_table, grid, pairs, run_and_checkpoint
+from .cli_plot import add_plot
 from .cli_probe import add_probe
+from .cli_report import add_report
+from .cli_sweep import add_sweep
 
 __all__ = ["main"]
 
@@ -362,7 +370,10 @@ def _parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_info_import(sub)
     add_probe(sub)
+    add_report(sub)
     _add_landscapes(sub)
+    add_plot(sub)
+    add_sweep(sub)
     return parser
 
 

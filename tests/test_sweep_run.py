@@ -1,0 +1,180 @@
+"""Running sweeps (landscape.sweep_exec, ``landscape sweep``): quick.toml end to end, resuming
+without redoing complete work, worker processes, the random-label init."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from landscape.cli import main
+from landscape.store import Store
+from landscape.sweep import load, loads
+from landscape.sweep_exec import plan, run_sweep
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+QUICK = Path(__file__).resolve().parents[1] / "experiments" / "quick.toml"
+
+TINY = """
+name = "tiny"
+[base]
+model = {name = "mlp", width = 8}
+data = {name = "gaussians", n_train = 64, n_test = 64}
+train = {epochs = 3, batch_size = 16, seed = 0, snapshot_every = 4}
+[grid]
+optimizer = [{name = "sgd", lr = 0.1}, {name = "adam", lr = 0.01}]
+[probes]
+hessian = {k = 2}
+sharpness = [{kind = "worst", adaptive = true, rho = 0.5, steps = 2}]
+[along]
+lambda_max = {every = 4}
+[surfaces.r]
+x = [-1.0, 1.0, 3]
+y = [-1.0, 1.0, 3]
+[paths]
+init_to_final = true
+between = "all"
+points = 5
+"""
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("quick") / "quick.h5"
+    assert main(["sweep", str(QUICK), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_quick_end_to_end(quick):
+    sweep = load(QUICK)
+    with Store(quick) as s:
+        assert s.runs() == ["sgd", "adam"]
+        for r in sweep.runs:
+            info = s.info(r.name)
+            assert info.status == "complete"
+            assert info.attrs["sweep"] == {"name": "quick", "axes": r.axes}
+            assert info.attrs["init"] == {"name": "random"}
+            assert info.attrs["spec"]["optimizer"] == r.spec["optimizer"]
+            assert set(info.probes) == {*sweep.probes, "lambda_max"}
+            assert info.surfaces == ("pca_2d",) and info.paths == ("linear_init_final",)
+            assert np.all(s.record(r.name, "surfaces", "pca_2d").arrays["done"])
+            assert len(s.series(r.name, "probes/lambda_max")["value"]) >= 2
+            values = s.record(r.name, "probes", "hessian_eigenvalues").arrays["values"]
+            assert values.shape == (2,) and np.all(np.isfinite(values))
+        assert s.compares() == ["linear_sgd_final_adam_final"]
+        assert len(s.record(None, "paths", "linear_sgd_final_adam_final").arrays["loss"]) == 9
+    assert all(j.empty for j in plan(sweep, quick))
+
+
+def test_rerun_does_nothing_and_dry_run_lists(quick, capsys):
+    with Store(quick) as s:
+        tokens = {r: s.info(r).attrs["writer_token"] for r in s.runs()}
+    assert main(["sweep", str(QUICK), "--out", str(quick), "--quiet"]) == 0
+    assert "nothing was missing" in capsys.readouterr().out
+    with Store(quick) as s:
+        assert {r: s.info(r).attrs["writer_token"] for r in s.runs()} == tokens
+    assert main(["sweep", str(QUICK), "--out", str(quick), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "sgd  [optimizer=sgd(lr=0.1)]  missing: -" in out
+
+
+def test_interrupted_sweep_finishes_without_redoing(tmp_path):
+    out = tmp_path / "t.h5"
+    # the first invocation "was interrupted" after one run: a sweep of that run alone
+    first = loads(TINY.replace('{name = "adam", lr = 0.01}', "").replace(", ]", "]")
+                  .replace('between = "all"', "between = false").replace(
+                      "[probes]", "[probes_]").replace("hessian = {k = 2}\n", "")
+                  .replace("sharpness = [", "#").replace("[probes_]", ""))
+    assert [r.name for r in first.runs] == ["sgd"]
+    run_sweep(first, out)
+    with Store(out) as s:
+        token = s.info("sgd").attrs["writer_token"]
+        final = s.params("sgd")
+        assert s.info("sgd").probes == ("lambda_max",)
+    full = loads(TINY)
+    jobs = {j.run or j.describe(): j for j in plan(full, out)}
+    assert not jobs["sgd"].train and jobs["sgd"].probes and jobs["adam"].train
+    done = run_sweep(full, out)
+    assert len(done) == 3
+    with Store(out) as s:
+        assert s.info("sgd").attrs["writer_token"] == token  # not trained again
+        assert np.array_equal(s.params("sgd"), final)
+        for run in ("sgd", "adam"):
+            info = s.info(run)
+            assert info.status == "complete"
+            assert set(info.probes) == {"hessian_eigenvalues", "sharpness_worst_case_adaptive",
+                                        "lambda_max"}
+        assert s.compares() == ["linear_sgd_final_adam_final"]
+        # a run left incomplete (failed) is redone; the complete one is not
+        s_token = s.info("sgd").attrs["writer_token"]
+    with Store(out, "a") as s:
+        s.set_attrs("adam", {"status": "failed"})
+    assert [j.run for j in plan(full, out) if not j.empty] == ["adam"]
+    run_sweep(full, out)
+    with Store(out) as s:
+        assert s.info("sgd").attrs["writer_token"] == s_token
+        assert s.info("adam").status == "complete"
+
+
+def test_another_spec_for_a_complete_run_is_an_error(tmp_path):
+    out = tmp_path / "t.h5"
+    one = TINY.split("[probes]")[0].replace(', {name = "adam", lr = 0.01}', "")
+    run_sweep(loads(one), out)
+    with pytest.raises(ValueError, match="run 'sgd' is complete but was trained with another"):
+        plan(loads(one.replace("lr = 0.1", "lr = 0.2").replace("[grid]", "[grid_]")
+                   .replace("[grid_]", "[grid]")), out)
+
+
+def test_workers_give_the_numbers_of_in_process(tmp_path):
+    spec = loads(TINY)
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    run_sweep(spec, a)
+    run_sweep(spec, b, workers=2)
+    with Store(a) as sa, Store(b) as sb:
+        assert sa.runs() == sb.runs() == ["sgd", "adam"]  # merged in the spec's order
+        for run in sa.runs():
+            ia, ib = sa.info(run), sb.info(run)
+            assert ib.status == "complete" and ia.attrs["sweep"] == ib.attrs["sweep"]
+            assert np.array_equal(sa.params(run), sb.params(run))
+            assert np.array_equal(sa.trajectory(run)[1], sb.trajectory(run)[1])
+            for kind, names in (("probes", ia.probes), ("surfaces", ia.surfaces),
+                                ("paths", ia.paths)):
+                assert names == getattr(ib, kind)
+                for name in names:
+                    ra, rb = sa.record(run, kind, name), sb.record(run, kind, name)
+                    for key, value in ra.arrays.items():
+                        assert np.array_equal(value, rb.arrays[key], equal_nan=True), \
+                            (run, name, key)
+        name = sa.compares()[0]
+        assert sb.compares() == [name]
+        assert np.array_equal(sa.record(None, "paths", name).arrays["loss"],
+                              sb.record(None, "paths", name).arrays["loss"])
+
+
+def test_random_label_init_is_recorded(tmp_path):
+    spec = loads(TINY.split("[grid]")[0].replace("width = 8", "width = 64").replace(
+        "gaussians", "digits") + """
+[[runs]]
+name = "plain"
+[[runs]]
+name = "bad"
+init = "random_labels"
+[init.random_labels]
+optimizer = {name = "adam", lr = 0.01}
+batch_size = 64
+epochs = 150
+""")
+    out = tmp_path / "t.h5"
+    run_sweep(spec, out)
+    with Store(out) as s:
+        plain, bad = s.info("plain"), s.info("bad")
+        assert plain.attrs["init"] == {"name": "random"} and "pretraining" not in plain.attrs
+        assert bad.attrs["init"]["name"] == "random_labels"
+        pre = bad.attrs["pretraining"]
+        assert pre["train_acc"] > 0.9 and pre["stop_reason"] == "target_accuracy"
+        assert pre["steps"] > 0 and pre["n_random"] > 0
+        # same model seed, so the stored init differs only by the pretraining
+        assert not np.array_equal(s.params("plain", "init"), s.params("bad", "init"))
+        assert bad.attrs["sweep"]["axes"] == {"init": "random_labels"}
