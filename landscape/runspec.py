@@ -30,11 +30,13 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import json
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 if sys.version_info >= (3, 11):
@@ -42,7 +44,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["SECTIONS", "build", "execute", "load", "merge", "parse_value", "rebuild"]
+__all__ = ["SECTIONS", "build", "execute", "load", "merge", "parse_value", "rebuild",
+           "reuse_rebuilds"]
 
 SECTIONS = ("model", "data", "optimizer", "train")
 _TOP = ("run",)
@@ -169,6 +172,24 @@ def execute(spec: Mapping[str, Any], file: str | os.PathLike, *, run: str | None
                attrs=attrs, progress=progress)
 
 
+_REUSED: dict[str, Any] | None = None  # rebuilds kept while reuse_rebuilds() is active
+
+
+@contextlib.contextmanager
+def reuse_rebuilds() -> Iterator[None]:
+    """Within the block, :func:`rebuild` of the same run, checkpoint, data and device returns
+    the objects it built the first time (the probes never write into a model), instead of
+    reading the file and generating the data again: for a sweep's job, whose probes, surfaces
+    and paths each rebuild the run. Only for a block in which the run's stored parameters do
+    not change."""
+    global _REUSED
+    outer, _REUSED = _REUSED, {} if _REUSED is None else _REUSED
+    try:
+        yield
+    finally:
+        _REUSED = outer
+
+
 def rebuild(file: str | os.PathLike, run: str, *, which: str | int = "final",
             data: Mapping[str, Any] | None = None, device: str | None = None
             ) -> tuple[Any, Any, Any]:
@@ -185,6 +206,18 @@ def rebuild(file: str | os.PathLike, run: str, *, which: str | int = "final",
         ValueError: the run does not record how to rebuild its model or data (the message says
             what to give).
     """
+    key = json.dumps([os.path.abspath(file), run, which, data, device], sort_keys=True,
+                     default=str)
+    if _REUSED is not None and key in _REUSED:
+        return _REUSED[key]
+    built = _rebuild(file, run, which=which, data=data, device=device)
+    if _REUSED is not None:
+        _REUSED[key] = built
+    return built
+
+
+def _rebuild(file: str | os.PathLike, run: str, *, which: str | int, data: Any,
+             device: str | None) -> tuple[Any, Any, Any]:
     import torch
 
     from . import losses, models

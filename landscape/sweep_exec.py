@@ -209,14 +209,17 @@ def do_job(file: str, sweep: Sweep, job: Job, *, progress: bool = False) -> Job:
     if job.pair:
         path_run(file, sweep, *job.pair)
         return job
+    from .runspec import reuse_rebuilds
+
     run = sweep.run(job.run)
     if job.train:
         train_run(file, sweep, run, progress=progress)
-    measure_run(file, sweep, run.name, job.probes)
-    for name in job.surfaces:
-        surface_run(file, sweep, run.name, name, progress=progress)
-    for kind in job.paths:
-        path_run(file, sweep, run.name, run.name, kind)
+    with reuse_rebuilds():  # the run is final now: build it and its data once
+        measure_run(file, sweep, run.name, job.probes)
+        for name in job.surfaces:
+            surface_run(file, sweep, run.name, name, progress=progress)
+        for kind in job.paths:
+            path_run(file, sweep, run.name, run.name, kind)
     return job
 
 
