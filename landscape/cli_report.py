@@ -6,15 +6,22 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["add_report"]
+__all__ = ["add_report", "summarize"]
 
 
 def _report(args: argparse.Namespace) -> int:
+    summarize(args.file, args.out, figures=not args.no_figures)
+    return 0
+
+
+def summarize(file: str, out: str | None, *, figures: bool = True) -> None:
+    """Write the report of ``file`` and print where it went and its top measures (also the
+    last step of ``landscape sweep``)."""
     from .report import report
 
-    r = report(args.file, args.out, figures=not args.no_figures)
+    r = report(file, out, figures=figures)
     top = [m for m in r.ranking if m.tau.tau is not None][:3]
-    print(f"{args.file}: report of {len(r.runs.rows)} run(s) ({r.n_ranked} ranked) written to "
+    print(f"{file}: report of {len(r.runs.rows)} run(s) ({r.n_ranked} ranked) written to "
           f"{r.markdown} and {r.html} ({len(r.figures)} figure(s))")
     if top:
         print("top measures by |Kendall tau| with the gap (train acc - test acc): " + ", ".join(
@@ -23,7 +30,6 @@ def _report(args: argparse.Namespace) -> int:
         print("no measure has a Kendall tau: fewer than 2 complete runs hold probes")
     for note in r.notes:
         print(f"note: {note}")
-    return 0
 
 
 def add_report(sub: argparse._SubParsersAction) -> None:

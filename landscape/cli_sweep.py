@@ -36,6 +36,10 @@ def _sweep(args: argparse.Namespace) -> int:
     print(f"{args.out}: sweep {sweep.name!r}: {len(sweep.runs)} run(s), {len(done)} job(s) "
           f"done in {time.perf_counter() - start:.1f} s" +
           ("" if done else " (nothing was missing)"))
+    if not args.no_report:
+        from .cli_report import summarize
+
+        summarize(args.out, args.report, figures=not args.no_figures)
     return 0
 
 
@@ -45,8 +49,9 @@ def add_sweep(sub: argparse._SubParsersAction) -> None:
         description="Expand SPEC (TOML: [base] run spec, [grid] and/or [[runs]], "
         "[init.random_labels], [probes], [along], [surfaces.NAME], [paths]; see "
         "landscape.sweep) into named runs, and do what FILE does not hold yet: train the runs "
-        "that are not complete, then compute the missing probes, surfaces and paths. Run it "
-        "again after an interruption: finished work is not redone.",
+        "that are not complete, then compute the missing probes, surfaces and paths, and end "
+        "with the report and figures (landscape report). Run it again after an interruption: "
+        "finished work is not redone.",
         epilog="example: landscape sweep experiments/quick.toml --out quick.h5 --workers 2")
     p.add_argument("spec", help="the sweep spec (.toml)")
     p.add_argument("--out", required=True, metavar="FILE", help="the landscape file (.h5)")
@@ -55,4 +60,8 @@ def add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1,
                    help="worker processes (default 1: in this process)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--report", metavar="DIR", help="where the report and figures go at the "
+                   "end (default: FILE's stem + _report, next to FILE)")
+    p.add_argument("--no-report", action="store_true", help="no report at the end")
+    p.add_argument("--no-figures", action="store_true", help="a report without figures")
     p.set_defaults(run_command=_sweep)

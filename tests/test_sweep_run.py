@@ -66,18 +66,62 @@ def test_quick_end_to_end(quick):
         assert s.compares() == ["linear_sgd_final_adam_final"]
         assert len(s.record(None, "paths", "linear_sgd_final_adam_final").arrays["loss"]) == 9
     assert all(j.empty for j in plan(sweep, quick))
+    # ... and ends with the report and its figures
+    report = quick.parent / "quick_report"
+    md = (report / "report.md").read_text("utf-8")
+    assert "sgd" in md and "adam" in md and "Kendall" in md
+    assert (report / "report.html").stat().st_size > 0
+    figures = sorted(p.name for p in (report / "figures").glob("*.png"))
+    assert "history.png" in figures and any(f.startswith("surface_") for f in figures)
+    assert any(f.startswith("path_compare_") for f in figures)
 
 
 def test_rerun_does_nothing_and_dry_run_lists(quick, capsys):
     with Store(quick) as s:
         tokens = {r: s.info(r).attrs["writer_token"] for r in s.runs()}
-    assert main(["sweep", str(QUICK), "--out", str(quick), "--quiet"]) == 0
+    assert main(["sweep", str(QUICK), "--out", str(quick), "--quiet", "--no-report"]) == 0
     assert "nothing was missing" in capsys.readouterr().out
     with Store(quick) as s:
         assert {r: s.info(r).attrs["writer_token"] for r in s.runs()} == tokens
     assert main(["sweep", str(QUICK), "--out", str(quick), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "sgd  [optimizer=sgd(lr=0.1)]  missing: -" in out
+
+
+def test_a_killed_sweep_finishes_without_redoing_complete_runs(tmp_path):
+    """SIGKILL the command once its first run is complete; run it again."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = tmp_path / "tiny.toml"
+    spec.write_text(TINY.replace("epochs = 3", "epochs = 40"))
+    out = tmp_path / "k.h5"
+    cmd = [sys.executable, "-m", "landscape.cli", "sweep", str(spec), "--out", str(out),
+           "--quiet", "--no-report"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    token, deadline = None, time.monotonic() + 120
+    try:
+        while token is None and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            try:
+                with Store(out) as s:
+                    if "sgd" in s.runs() and s.info("sgd").status == "complete":
+                        token = s.info("sgd").attrs["writer_token"]
+            except (OSError, ValueError):  # not there yet, or busy
+                continue
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert token is not None, "the first run never completed"
+    assert any(not j.empty for j in plan(loads(spec.read_text()), out))  # killed mid-sweep
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    with Store(out) as s:
+        assert s.info("sgd").attrs["writer_token"] == token  # not retrained
+        assert all(s.info(r).status == "complete" for r in ("sgd", "adam"))
+        assert s.compares()
+    assert all(j.empty for j in plan(loads(spec.read_text()), out))
 
 
 def test_interrupted_sweep_finishes_without_redoing(tmp_path):
