@@ -23,8 +23,7 @@ _SUBMODULES = (
     "determinism", "directions", "hvp", "journal", "losses", "metrics", "models", "optim",
     "params", "plot", "pointwise", "ranking", "recording", "records", "report", "resume",
     "runspec", "sam", "split", "store", "stored", "summary", "surface", "sweep", "sweep_exec",
-    "sweep_measure",
-    "sweep_init", "train", "trainconfig", "trajectories",
+    "sweep_init", "sweep_measure", "train", "trainconfig", "trajectories",
 )
 _NAMES = {
     "Cost": "objective", "DeterminismError": "determinism", "Metrics": "metrics",
