@@ -1,11 +1,11 @@
-# Two commands on a fresh machine: `make demo` and `make test`.
+# On a fresh machine: `make optimizers` (the main job), `make demo` and `make test`.
 # Each creates .venv (if missing) and installs the project with the CPU torch pin.
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PIP_CONSTRAINT ?= constraints-cpu.txt
 
-.PHONY: install demo test lint clean
+.PHONY: install optimizers quick demo test lint clean
 
 $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,12 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	touch $@
 
 install: $(VENV)/.installed
+
+optimizers: install
+	$(VENV)/bin/landscape sweep experiments/optimizers.toml --out optimizers.h5
+
+quick: install
+	$(VENV)/bin/landscape sweep experiments/quick.toml --out quick.h5
 
 demo: install
 	$(VENV)/bin/landscape train demo.h5 --model mlp --optimizer adamw --lr 0.01 --opt weight_decay=0.5 --opt schedule=cosine --epochs 40 --run adamw-mlp --replace
