@@ -44,8 +44,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["SECTIONS", "build", "execute", "load", "merge", "parse_value", "rebuild",
-           "reuse_rebuilds"]
+__all__ = ["SECTIONS", "build", "execute", "load", "merge", "parse_value", "read_toml",
+           "rebuild", "reuse_rebuilds"]
 
 SECTIONS = ("model", "data", "optimizer", "train")
 _TOP = ("run",)
@@ -53,16 +53,21 @@ _DATA_OPTIONS = ("name", "standardize", "label_noise", "label_noise_seed", "n_tr
 _TRAIN_EXTRA = ("loss", "device", "dtype")
 
 
-def load(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a run spec from a TOML file (tables as above; unknown tables are an error)."""
+def read_toml(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """The tables of a TOML file, with one clear error for a missing or invalid ``what``
+    (e.g. ``"config file"``, ``"sweep spec"``)."""
     try:
         with open(path, "rb") as f:
-            spec = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError:
-        raise FileNotFoundError(f"config file {os.fspath(path)} does not exist") from None
+        raise FileNotFoundError(f"{what} {os.fspath(path)} does not exist") from None
     except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"config file {os.fspath(path)} is not valid TOML: {err}") from None
-    return merge({}, spec)
+        raise ValueError(f"{what} {os.fspath(path)} is not valid TOML: {err}") from None
+
+
+def load(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a run spec from a TOML file (tables as above; unknown tables are an error)."""
+    return merge({}, read_toml(path, "config file"))
 
 
 def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -162,14 +162,9 @@ class Sweep:
 # ----------------------------------------------------------------------------- reading
 def load(path: str | os.PathLike) -> Sweep:
     """Read, check and expand a sweep spec file."""
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"sweep spec {os.fspath(path)} does not exist") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"sweep spec {os.fspath(path)} is not valid TOML: {err}") from None
-    return expand(raw)
+    from .runspec import read_toml
+
+    return expand(read_toml(path, "sweep spec"))
 
 
 def loads(text: str) -> Sweep:
