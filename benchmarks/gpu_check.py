@@ -96,6 +96,27 @@ def main() -> None:
         return out
     _train()
 
+    @check("HVP throughput (products/s, digits MLP width 128 and 1024, 1437 examples)")
+    def _hvp():
+        from landscape import Objective
+
+        out = {}
+        for width in (128, 1024):
+            for where in ("cpu", dev):
+                model = problem(where, width=width)[0]
+                dat = cpu_data if where == "cpu" else gpu_data
+                obj = Objective(model, loss_fn, dat)
+                v = torch.randn_like(obj.theta)
+                n = 20
+
+                def run(obj=obj, v=v, n=n):
+                    for _ in range(n):
+                        obj.hvp(None, v)
+                _, t = timed(run, where == "cuda")
+                out[f"width {width}, {where}"] = n / t
+        return out
+    _hvp()
+
     @check("hessian.eigenvalues (k=5, tol=1e-6)")
     def _eig():
         from probes import hessian
