@@ -258,7 +258,8 @@ def _add_landscapes(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file")
     p.add_argument("--from", dest="src", required=True, metavar="RUN[:WHICH]")
     p.add_argument("--to", dest="dst", required=True, metavar="RUN[:WHICH]")
-    p.add_argument("--kind", default="linear", help="linear (default) or bezier")
+    p.add_argument("--kind", default="linear",
+                   help="linear (default), bezier or aligned (linear after weight matching)")
     p.add_argument("--n", type=int, default=25, help="points along the path (default 25)")
     p.add_argument("--recalibrate", action="store_true",
                    help="recompute BatchNorm statistics at every point")
@@ -294,7 +295,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-arg", action="append", metavar="KEY=VALUE",
                    help="dataset option, e.g. label_noise=0.2 or n_train=1000")
     p.add_argument("--optimizer", help="gd, sgd, momentum, nesterov, adam, adamw, sam, "
-                   "label_noise_sgd")
+                   "label_noise_sgd, sign_descent")
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--opt", action="append", metavar="KEY=VALUE",
                    help="optimizer setting, e.g. momentum=0.9 or schedule=cosine")

@@ -29,12 +29,21 @@ import numpy as np
 import torch
 
 from ._checks import _check_fraction, _check_int
-from .datasets import digits, gaussians, mnist1d, moons
+from .datasets import (
+    digits,
+    gaussians,
+    matrix_sensing,
+    matrix_sensing_truth,
+    mnist1d,
+    moons,
+    sparse_regression,
+)
 from .split import Split, _split_indices, corrupt, corrupt_labels, standardize, subset
 
 __all__ = [
     "DATASETS", "Split", "corrupt", "corrupt_labels", "digits", "from_arrays", "from_dataset",
-    "gaussians", "load", "mnist1d", "moons", "standardize", "subset",
+    "gaussians", "load", "matrix_sensing", "matrix_sensing_truth", "mnist1d", "moons",
+    "sparse_regression", "standardize", "subset",
 ]
 
 
@@ -184,6 +193,7 @@ def from_dataset(train: Any, test: Any = None, *, test_fraction: float = 0.2, se
 
 DATASETS: dict[str, Callable[..., Split]] = {
     "mnist1d": mnist1d, "digits": digits, "gaussians": gaussians, "moons": moons,
+    "sparse_regression": sparse_regression, "matrix_sensing": matrix_sensing,
 }
 
 
@@ -191,8 +201,9 @@ def load(name: str, **kwargs: Any) -> Split:
     """Load a built-in dataset by name (see ``DATASETS``) with its keyword arguments.
 
     Args:
-        name: ``"mnist1d"``, ``"digits"``, ``"gaussians"`` or ``"moons"`` (case, ``-`` and
-            ``_`` ignored). kwargs: passed to the dataset's function.
+        name: ``"mnist1d"``, ``"digits"``, ``"gaussians"``, ``"moons"``,
+            ``"sparse_regression"`` or ``"matrix_sensing"`` (case, ``-`` and ``_`` ignored).
+            kwargs: passed to the dataset's function.
 
     Returns:
         The dataset's :class:`Split`.
@@ -204,8 +215,9 @@ def load(name: str, **kwargs: Any) -> Split:
     Examples:
         >>> split = load("gaussians", n_train=100, dim=10, seed=3)
     """
-    key = str(name).lower().replace("-", "").replace("_", "")
-    if key not in DATASETS:
+    known = {k.replace("_", ""): k for k in DATASETS}
+    key = known.get(str(name).lower().replace("-", "").replace("_", ""))
+    if key is None:
         raise ValueError(f"load: unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
     fn = DATASETS[key]
     accepted = list(inspect.signature(fn).parameters)

@@ -1,4 +1,5 @@
-"""Built-in datasets that work offline: MNIST-1D (with a disk cache), digits, gaussians, moons.
+"""Built-in datasets that work offline: MNIST-1D (with a disk cache), digits, gaussians, moons,
+sparse_regression.
 
 Each function returns a :class:`~landscape.split.Split` whose ``info`` records the source,
 sizes, options and seed. Nothing downloads at run time. Everything is seeded with its own
@@ -30,7 +31,8 @@ import torch
 from ._checks import _check_fraction, _check_int, _check_number
 from .split import Split, _split_indices
 
-__all__ = ["digits", "gaussians", "mnist1d", "moons"]
+__all__ = ["digits", "gaussians", "matrix_sensing", "matrix_sensing_truth", "mnist1d", "moons",
+           "sparse_regression"]
 
 _MNIST1D_REF = "Greydanus & Kobak, 'Scaling down deep learning with MNIST-1D', ICML 2024"
 
@@ -280,3 +282,126 @@ def moons(*, n_train: int = 200, n_test: int = 1000, noise: float = 0.1, seed: i
             "seed": seed, "options": {"noise": float(noise)}}
     return Split(x[:n_train], y[:n_train], x[n_train:], y[n_train:], name="moons",
                  num_classes=2, info=info)
+
+
+def sparse_regression(*, n_train: int = 40, n_test: int = 1000, dim: int = 100, sparsity: int = 5,
+                      noise: float = 0.0, seed: int = 0) -> Split:
+    """Underdetermined sparse linear regression ``y = X beta* (+ noise)``, float targets.
+
+    ``beta*`` has ``sparsity`` non-zero entries at random positions, each ``+-1/sqrt(sparsity)``
+    with a random sign (so ``||beta*||_2 = 1``); the rows of ``X`` are i.i.d. ``N(0, I_dim)``.
+    The training set is the ``n_train`` measurements (``n_train < dim``: infinitely many
+    interpolators), the test set ``n_test`` fresh samples of the same law. With ``noise = 0``
+    and ``n_train`` large enough for the sparsity (about ``2 k log(dim / k)``), the minimum-l1
+    interpolator is ``beta*`` (basis pursuit), the minimum-l2 one is not: the setting of the
+    diagonal-network experiments of Woodworth et al. 2020. Load it with ``standardize = false``
+    in a run spec: standardising ``X`` breaks ``y = X beta*``.
+
+    Args:
+        n_train, n_test: number of samples (>= 1). dim: input dimension (>= 1).
+        sparsity: non-zero entries of ``beta*``, in ``1..dim``.
+        noise: std of Gaussian noise added to every target, train and test (>= 0).
+        seed: seed of ``beta*``, the inputs and the noise.
+
+    Returns:
+        A :class:`Split` with inputs ``(N, dim)`` and targets ``(N,)``, both float32,
+        ``num_classes = 1`` (one output); ``info["beta"]`` is ``beta*`` and
+        ``info["support"]`` its non-zero positions (sorted).
+
+    Examples:
+        >>> s = sparse_regression(n_train=40, dim=100, sparsity=5, seed=0)
+        >>> beta = torch.tensor(s.info["beta"]); (s.x_train @ beta - s.y_train).abs().max()
+
+    References:
+        Woodworth et al. (2020). Kernel and rich regimes in overparametrized models. COLT.
+    """
+    fn = "sparse_regression"
+    n_train, n_test = _check_int(fn, "n_train", n_train, 1), _check_int(fn, "n_test", n_test, 1)
+    dim, seed = _check_int(fn, "dim", dim, 1), _check_int(fn, "seed", seed)
+    sparsity = _check_int(fn, "sparsity", sparsity, 1)
+    if sparsity > dim:
+        raise ValueError(f"{fn}: sparsity must be at most dim={dim}, got {sparsity}")
+    noise = _check_number(fn, "noise", noise)
+    rng = np.random.default_rng(seed)
+    support = np.sort(rng.choice(dim, size=sparsity, replace=False))
+    beta = np.zeros(dim)
+    beta[support] = rng.choice([-1.0, 1.0], size=sparsity) / np.sqrt(sparsity)
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.standard_normal((n, dim))
+        return x, x @ beta + noise * rng.standard_normal(n)
+
+    (x, y), (xt, yt) = draw(n_train), draw(n_test)
+    info = {"source": "synthetic: sparse linear regression, Gaussian inputs",
+            "sizes": {"train": n_train, "test": n_test}, "seed": seed,
+            "options": {"dim": dim, "sparsity": sparsity, "noise": noise},
+            "beta": beta.tolist(), "support": support.tolist()}
+    return Split(_tensor(x, np.float32), _tensor(y, np.float32), _tensor(xt, np.float32),
+                 _tensor(yt, np.float32), name="sparse_regression", num_classes=1, info=info)
+
+
+def matrix_sensing_truth(*, dim: int = 10, rank: int = 2, seed: int = 0) -> np.ndarray:
+    """The rank-``rank`` PSD ``dim x dim`` matrix ``X* = W W^T / ||W W^T||_F`` of
+    :func:`matrix_sensing` with the same ``seed`` (``W`` i.i.d. ``N(0, 1)``; ``||X*||_F = 1``),
+    float64. It depends on ``dim``, ``rank`` and ``seed`` only, not on the measurements."""
+    fn = "matrix_sensing"
+    dim, seed = _check_int(fn, "dim", dim, 1), _check_int(fn, "seed", seed)
+    rank = _check_int(fn, "rank", rank, 1)
+    if rank > dim:
+        raise ValueError(f"{fn}: rank must be at most dim={dim}, got {rank}")
+    truth_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[0])
+    w = truth_rng.standard_normal((dim, rank))
+    x = w @ w.T
+    return x / np.linalg.norm(x)
+
+
+def matrix_sensing(*, n_train: int = 40, n_test: int = 200, dim: int = 10, rank: int = 2,
+                   seed: int = 0) -> Split:
+    """PSD matrix sensing: ``y_i = <A_i, X*>`` for a low-rank PSD ``X*`` (Gunasekar et al.
+    2017), float targets.
+
+    ``X*`` is :func:`matrix_sensing_truth` (rank ``rank``, ``||X*||_F = 1``); each ``A_i`` is a
+    symmetric Gaussian matrix ``(G + G^T) / 2`` with ``G`` i.i.d. ``N(0, 1)``, so that
+    ``E <A, X>^2 = ||X||_F^2`` for every symmetric ``X``. The training set is the ``n_train``
+    measurements (with ``n_train < dim (dim + 1) / 2`` the symmetric matrices fitting them
+    form an affine space of positive dimension), the test set ``n_test`` fresh ones. ``X*``,
+    the training and the test measurements come from three independent streams of ``seed``
+    (``numpy.random.SeedSequence(seed).spawn(3)``), so ``X*`` does not change with the sizes.
+    Inputs are the matrices ``(N, dim, dim)``, which ``landscape.models.SymmetricFactorization``
+    and ``DeepMatrixFactorization`` measure as ``<A_i, X>``. Load it with ``standardize =
+    false`` in a run spec: standardising the ``A_i`` breaks ``y = <A, X*>``.
+
+    Args:
+        n_train, n_test: number of measurements (>= 1). dim: size of ``X*`` (>= 1).
+        rank: rank of ``X*``, in ``1..dim``. seed: seed of ``X*`` and the measurements.
+
+    Returns:
+        A :class:`Split` with inputs ``(N, dim, dim)`` and targets ``(N,)``, both float32,
+        ``num_classes = 1``; ``info["truth"]`` is ``X*`` (a list of rows, float64) and
+        ``info["truth_nuclear_norm"]`` its nuclear norm (its trace).
+
+    Examples:
+        >>> s = matrix_sensing(n_train=40, dim=10, rank=2, seed=0)
+        >>> truth = torch.tensor(s.info["truth"])      # or matrix_sensing_truth(seed=0, ...)
+
+    References:
+        Gunasekar, Woodworth, Bhojanapalli, Neyshabur, Srebro, "Implicit regularization in
+        matrix factorization", NeurIPS 2017.
+    """
+    fn = "matrix_sensing"
+    n_train, n_test = _check_int(fn, "n_train", n_train, 1), _check_int(fn, "n_test", n_test, 1)
+    truth = matrix_sensing_truth(dim=dim, rank=rank, seed=seed)
+    streams = np.random.SeedSequence(seed).spawn(3)
+
+    def draw(stream: np.random.SeedSequence, n: int) -> tuple[np.ndarray, np.ndarray]:
+        g = np.random.default_rng(stream).standard_normal((n, dim, dim))
+        a = (g + g.transpose(0, 2, 1)) / 2
+        return a, np.einsum("kij,ij->k", a, truth)
+
+    (x, y), (xt, yt) = draw(streams[1], n_train), draw(streams[2], n_test)
+    info = {"source": "synthetic: PSD matrix sensing, symmetric Gaussian measurements",
+            "sizes": {"train": n_train, "test": n_test}, "seed": seed,
+            "options": {"dim": dim, "rank": rank}, "truth": truth.tolist(),
+            "truth_nuclear_norm": float(np.trace(truth))}
+    return Split(_tensor(x, np.float32), _tensor(y, np.float32), _tensor(xt, np.float32),
+                 _tensor(yt, np.float32), name="matrix_sensing", num_classes=1, info=info)

@@ -17,7 +17,8 @@ Examples:
 
 References: Polyak 1964 (heavy ball); Nesterov 1983; Kingma and Ba 2015 (Adam); Loshchilov and
 Hutter 2019 (AdamW, SGDR); Goyal et al. 2017 (linear warm-up); Foret et al. 2021 (SAM); Kwon et
-al. 2021 (ASAM); Blanc et al. 2020, HaoChen et al. 2021, Damian et al. 2021 (label noise SGD).
+al. 2021 (ASAM); Blanc et al. 2020, HaoChen et al. 2021, Damian et al. 2021 (label noise SGD);
+Gunasekar et al. 2018, Bernstein et al. 2018 (sign descent).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from .sam import SAM
 
 __all__ = [
     "OPTIMIZERS", "SCHEDULES", "OptimizerInfo", "ScheduleInfo", "OptimizerSpec", "SAM",
+    "SignDescent",
     "optimizer_spec", "make_optimizer", "lr_factor", "make_scheduler", "noisy_labels",
 ]
 
@@ -81,6 +83,8 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
     "label_noise_sgd": OptimizerInfo("SGD on minibatch labels flipped with probability noise",
                                      {"lr": 0.1, "momentum": 0.0, "weight_decay": 0.0,
                                       "noise": 0.1}),
+    "sign_descent": OptimizerInfo("full-batch sign descent, w -= lr * sign(grad) (steepest "
+                                  "descent in linf)", {"lr": 0.01}, True),
 }
 SCHEDULES: dict[str, ScheduleInfo] = {
     "constant": ScheduleInfo("factor 1"),
@@ -153,6 +157,37 @@ _CHECKS: dict[str, Callable[[str, str, Any], Any]] = {
     "nesterov": _bool, "amsgrad": _bool, "adaptive": _bool, "betas": _betas,
     "warmup": _int, "step_size": lambda o, n, v: _int(o, n, v, 1), "milestones": _milestones,
 }
+
+
+class SignDescent(torch.optim.Optimizer):
+    """Sign descent: ``p -= lr * sign(p.grad)`` for every parameter with a gradient, exactly.
+
+    Steepest descent with respect to the linf norm (the unnormalised form: every coordinate
+    moves by ``lr`` or, where the gradient is exactly zero, not at all). On separable data with
+    the logistic loss its direction goes to the l1 max-margin classifier (Gunasekar et al.
+    2018), where gradient descent goes to the l2 one (Soudry et al. 2018). No state.
+
+    Examples:
+        >>> opt = SignDescent(model.parameters(), lr=0.01)
+        >>> loss = opt.step(closure)
+    """
+
+    def __init__(self, params: Iterable[Any], lr: float = 0.01) -> None:
+        lr = _CHECKS["lr"]("SignDescent", "lr", lr)
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One step; ``closure`` (if given) recomputes the loss and gradients first."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(torch.sign(p.grad), alpha=-group["lr"])
+        return loss
 
 
 def _key(name: str) -> str:
@@ -318,7 +353,8 @@ def make_optimizer(spec: OptimizerSpec | str | Mapping[str, Any], params: Iterab
     """The torch optimizer of a spec (a str or mapping goes through :func:`optimizer_spec`).
 
     ``gd``, ``sgd``, ``momentum``, ``nesterov`` and ``label_noise_sgd``: ``torch.optim.SGD``;
-    ``adam``: ``torch.optim.Adam``; ``adamw``: ``torch.optim.AdamW``; ``sam``: :class:`SAM`. The
+    ``adam``: ``torch.optim.Adam``; ``adamw``: ``torch.optim.AdamW``; ``sam``: :class:`SAM`;
+    ``sign_descent``: :class:`SignDescent`. The
     schedule is not applied here: see :func:`make_scheduler`.
 
     Args:
@@ -334,6 +370,8 @@ def make_optimizer(spec: OptimizerSpec | str | Mapping[str, Any], params: Iterab
     h = spec.hyper
     if spec.name == "sam":
         return SAM(params, h["base"], rho=h["rho"], adaptive=h["adaptive"], eta=h["eta"])
+    if spec.name == "sign_descent":
+        return SignDescent(params, lr=h["lr"])
     if spec.name in ("adam", "adamw"):
         cls = torch.optim.Adam if spec.name == "adam" else torch.optim.AdamW
         return cls(params, lr=h["lr"], betas=tuple(h["betas"]), eps=h["eps"],

@@ -14,6 +14,7 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -22,10 +23,13 @@ import numpy as np
 
 from ._checks import _check_choice
 
-__all__ = ["DIRECTIONS", "path_between", "surface_of_run"]
+__all__ = ["DIRECTIONS", "PATH_KINDS", "path_between", "surface_of_run"]
 
 DIRECTIONS = ("random", "pca", "hessian")
 """How :func:`surface_of_run` picks its directions."""
+PATH_KINDS = ("linear", "bezier", "aligned")
+"""The paths of :func:`path_between`: the straight line, a trained quadratic Bezier curve, and
+the straight line to the second model after weight matching (``"aligned"``)."""
 
 
 def _subset(pair: Any, n: int | None) -> Any:
@@ -98,26 +102,42 @@ def path_between(file: str | os.PathLike, run_a: str, run_b: str, *,
                  steps: int = 1000, lr: float = 1e-3, seed: int = 0, test: bool = True,
                  n_examples: int | None = None, data: Mapping[str, Any] | None = None,
                  device: str | None = None, name: str | None = None) -> tuple[Any, str]:
-    """The path from one stored model to another (``kind`` ``"linear"`` or ``"bezier"``),
+    """The path from one stored model to another (``kind`` one of :data:`PATH_KINDS`),
     on the first run's data and loss, written into the file: under the run when both ends
     belong to it (e.g. init to final), else under ``/compare``. Returns ``(result, where)``.
+
+    ``kind="aligned"`` (Ainsworth et al. 2022): the hidden units of the second model are first
+    permuted to match the first by weight matching (:func:`probes.interpolation.align`, its
+    ``seed`` the coordinate-descent order; the function of the second model is unchanged),
+    then the straight line from the first to the permuted second is evaluated as for
+    ``"linear"``. The record is a linear :class:`~probes.paths.Path` (``kind`` ``"linear"``)
+    whose ``info["aligned"]`` holds the alignment (layers, permutations, objective before and
+    after, sweeps, converged); its default name is ``aligned_<a>_<which>_<b>_<which>``.
     """
     from probes import interpolation
 
     from .runspec import rebuild
     from .store import Store
 
-    _check_choice("path", "kind", kind, ("linear", "bezier"))
+    _check_choice("path", "kind", kind, PATH_KINDS)
     model_a, split, loss_fn = rebuild(file, run_a, which=which_a, data=data, device=device)
     model_b, _, _ = rebuild(file, run_b, which=which_b, data=data, device=device)
     train = _subset(split.train, n_examples)
     held_out = _subset(split.test, n_examples) if test else None
-    if kind == "linear":
+    aligned = None
+    if kind == "aligned":
+        aligned = interpolation.align(model_a, model_b, seed=seed)
+        model_b = aligned.model
+    if kind in ("linear", "aligned"):
         result = interpolation.linear(model_a, model_b, loss_fn, train, n=n, test=held_out,
                                       recalibrate=bool(recalibrate))
     else:
         result = interpolation.bezier(model_a, model_b, loss_fn, train, n=n, test=held_out,
                                       steps=steps, lr=lr, seed=seed, recalibrate=recalibrate)
+    if aligned is not None:
+        _, how = aligned.to_record()
+        how["perms"] = {k: np.asarray(v).tolist() for k, v in aligned.perms.items()}
+        result = dataclasses.replace(result, info={**result.info, "aligned": how})
     arrays, attrs = result.to_record()
     ends = {"from": {"run": run_a, "which": which_a}, "to": {"run": run_b, "which": which_b}}
     same = run_a == run_b

@@ -42,9 +42,12 @@ The format::
     measures = {include = ["norms", "margins"], rho = 0.05, adaptive_rho = 0.5}
     sharpness = [{kind = "worst", adaptive = true, rho = 0.5},   # worst, average, epsilon,
                  {kind = "pac_bayes"}]                           # pac_bayes (+ keywords)
+    max_margin = {}                      # bias-free linear classifiers: probes.ground_truth.
+    interpolators = {}                   # margin_alignment; diagonal nets: interpolator_distances
 
     [along]                              # during training (callbacks of landscape.train.fit)
     lambda_max = {every = 50, k = 1, n = 500}
+    max_margin = {every = 100, n = 500}  # probes.along.max_margin_alignment (linear classifiers)
 
     [surfaces.random_2d]                 # one table a surface, the table's name its name
     directions = "random"                # random, pca or hessian
@@ -55,7 +58,7 @@ The format::
     [paths]
     init_to_final = true                 # each run's own init -> final path
     between = "all"                      # every pair of runs, or [["sgd", "adam"], ...]
-    kind = ["linear", "bezier"]
+    kind = ["linear", "bezier"]         # and/or "aligned": linear after weight matching
     points = 25                          # n (examples), steps, lr, seed: as for the CLI
 
 **Runs.** The explicit ``[[runs]]`` (one empty run when there are none), each merged over
@@ -83,8 +86,9 @@ Probe, along and path options are the keyword arguments of the probe functions
 (:mod:`probes.hessian`, :mod:`probes.sharpness`, :mod:`probes.implicit_bias`,
 :mod:`probes.interpolation`), checked by name before anything runs; their values are checked
 by the probes. Stored names: ``probes/hessian_eigenvalues``, ``hessian_trace``,
-``hessian_density``, ``measures``, ``sharpness_<kind>[_adaptive]`` (or the entry's ``name``),
-``probes/lambda_max`` (along training), ``surfaces/<name>``, ``paths/<kind>_init_final`` and
+``hessian_density``, ``measures``, ``sharpness_<kind>[_adaptive]``, ``max_margin_alignment``,
+``interpolator_distances`` (or the entry's ``name``), ``probes/lambda_max`` and
+``probes/max_margin`` (along training), ``surfaces/<name>``, ``paths/<kind>_init_final`` and
 ``/compare/<kind>_<a>_final_<b>_final``.
 
 Examples:

@@ -122,10 +122,9 @@ def plan(sweep: Sweep, file: str | os.PathLike) -> list[Job]:
 # ----------------------------------------------------------------------------- the work
 def train_run(file: str, sweep: Sweep, run: PlannedRun, *, progress: bool = False) -> Any:
     """Train one run of the sweep into ``file`` (with its along-training probes and init)."""
-    from probes.along import top_eigenvalues
-
     from .runspec import build
     from .sweep_init import pretrain_random_labels
+    from .sweep_measure import along_callback
     from .train import fit
 
     model, split, loss, config, attrs, _ = build(run.spec)
@@ -133,13 +132,7 @@ def train_run(file: str, sweep: Sweep, run: PlannedRun, *, progress: bool = Fals
     if run.init["name"] == "random_labels":
         attrs["pretraining"] = pretrain_random_labels(model, loss, split, run.init,
                                                       seed=config.seed)
-    callbacks = []
-    for name, opts in sweep.along.items():
-        x, y = split.train
-        n = opts.get("n", len(y))
-        callbacks.append(top_eigenvalues((x[:n], y[:n]), opts["every"], name=name,
-                                         **{k: v for k, v in opts.items()
-                                            if k in ("k", "tol", "curvature")}))
+    callbacks = [along_callback(name, split.train, opts) for name, opts in sweep.along.items()]
     return fit(model, loss, split, config, store=file, run=run.name, attrs=attrs,
                callbacks=callbacks, progress=progress)
 

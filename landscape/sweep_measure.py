@@ -9,19 +9,28 @@ import itertools
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["ALONG_OPTIONS", "PATH_OPTIONS", "PROBE_FUNCTIONS", "SHARPNESS", "SURFACE_OPTIONS"]
+__all__ = ["ALONG", "ALONG_OPTIONS", "PATH_OPTIONS", "PROBE_FUNCTIONS", "SHARPNESS",
+           "SURFACE_OPTIONS", "along_callback"]
 
 PROBE_FUNCTIONS = {"hessian": ("hessian", "eigenvalues", "hessian_eigenvalues"),
                    "trace": ("hessian", "trace", "hessian_trace"),
                    "density": ("hessian", "density", "hessian_density"),
-                   "measures": ("implicit_bias", "measures", "measures")}
+                   "measures": ("implicit_bias", "measures", "measures"),
+                   "max_margin": ("recovery", "margin_alignment", "max_margin_alignment"),
+                   "interpolators": ("recovery", "interpolator_distances",
+                                     "interpolator_distances"),
+                   "matrix_recovery": ("recovery", "matrix_recovery", "matrix_recovery")}
 SHARPNESS = {"worst": "worst_case", "average": "average_case", "epsilon": "epsilon",
              "pac_bayes": "pac_bayes"}
 SURFACE_OPTIONS = ("directions", "x", "y", "n", "seed", "normalization", "ignore", "bn", "test")
 PATH_OPTIONS = ("init_to_final", "between", "kind", "points", "n", "steps", "lr", "seed")
 ALONG_OPTIONS = ("every", "k", "n", "tol", "curvature")
+# [along] kinds (the key is the series' name) -> their options: lambda_max is
+# probes.along.top_eigenvalues, max_margin probes.along.max_margin_alignment
+ALONG = {"lambda_max": ALONG_OPTIONS, "max_margin": ("every", "n")}
 # keywords the sweep passes itself, never from the spec
-_RESERVED = ("model", "loss_fn", "data", "init", "params", "vectors", "v0", "check")
+_RESERVED = ("model", "loss_fn", "data", "init", "params", "vectors", "v0", "check",
+             "references")
 
 
 def _fail(key: str, what: str, exc: type[Exception] = ValueError) -> Exception:
@@ -109,11 +118,11 @@ def _probes(value: Any) -> dict[str, tuple[str, str, dict[str, Any]]]:
 
 def _along(value: Any) -> dict[str, dict[str, Any]]:
     table = _table("along", value)
-    _keys("along", table, ("lambda_max",))
+    _keys("along", table, tuple(ALONG))
     out = {}
     for name, opts in table.items():
         opts = _table(f"along.{name}", opts)
-        _keys(f"along.{name}", opts, ALONG_OPTIONS)
+        _keys(f"along.{name}", opts, ALONG[name])
         if "every" not in opts:
             raise _fail(f"along.{name}.every", "required: steps between measurements")
         _int(f"along.{name}.every", opts["every"])
@@ -122,6 +131,19 @@ def _along(value: Any) -> dict[str, dict[str, Any]]:
                 _int(f"along.{name}.{k}", opts[k])
         out[name] = opts
     return out
+
+
+def along_callback(name: str, data: Any, opts: Mapping[str, Any]) -> Any:
+    """The callback of the ``[along]`` entry ``name`` (checked by :func:`_along`) on the
+    training data ``(x, y)``, its first ``n`` examples if ``opts`` says so."""
+    from probes.along import max_margin_alignment, top_eigenvalues
+
+    x, y = data
+    n = opts.get("n", len(y))
+    if name == "max_margin":
+        return max_margin_alignment((x[:n], y[:n]), opts["every"], name=name)
+    return top_eigenvalues((x[:n], y[:n]), opts["every"], name=name,
+                           **{k: v for k, v in opts.items() if k in ("k", "tol", "curvature")})
 
 
 def _grid_axis(key: str, value: Any) -> list[float]:
@@ -163,12 +185,13 @@ def _surfaces(value: Any) -> dict[str, dict[str, Any]]:
 def _paths(value: Any, names: list[str]) -> dict[str, Any]:
     table = _table("paths", value)
     _keys("paths", table, PATH_OPTIONS)
+    from .stored import PATH_KINDS
+
     kinds = table.pop("kind", ["linear"])
     kinds = [kinds] if isinstance(kinds, str) else kinds
-    if not isinstance(kinds, list) or not kinds or any(k not in ("linear", "bezier")
-                                                       for k in kinds):
-        raise _fail("paths.kind", f"got {kinds!r}; allowed: 'linear', 'bezier' or a list of "
-                    "them")
+    if not isinstance(kinds, list) or not kinds or any(k not in PATH_KINDS for k in kinds):
+        raise _fail("paths.kind", f"got {kinds!r}; allowed: "
+                    f"{', '.join(map(repr, PATH_KINDS))} or a list of them")
     init_to_final = table.pop("init_to_final", False)
     if not isinstance(init_to_final, bool):
         raise _fail("paths.init_to_final", f"must be true or false, got {init_to_final!r}",

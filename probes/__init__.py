@@ -10,7 +10,8 @@
 - :mod:`probes.interpolation`: linear paths and loss barriers, init-to-final paths, trained
   Bezier curves (mode connectivity), permutation alignment (:mod:`probes.alignment`), and the
   instability of forked training (:mod:`probes.instability`).
-- :mod:`probes.ground_truth`: the solutions implicit-bias results are measured against:
+- :mod:`probes.ground_truth`: the solutions implicit-bias results are measured against (and
+  :mod:`probes.recovery`: how close a trained model is to them):
   l2/l1 max-margin directions and a classifier's alignment with them, nuclear norm and effective
   rank of a factorisation, diagonal-network weights and minimum-norm interpolators.
 - :mod:`probes.implicit_bias`: all the measures below and the sharpness ones at once
@@ -43,6 +44,7 @@ from . import (
     lanczos,
     margins,
     norms,
+    recovery,
     sharpness,
     trace,
     weight_spectra,
@@ -51,5 +53,5 @@ from . import (
 
 __all__ = ["alignment", "along", "average_case", "blocks", "curvature", "dense", "density",
            "flatness", "gradient_noise", "ground_truth", "hessian", "implicit_bias",
-           "instability", "interpolation", "lanczos", "margins", "norms", "sharpness", "trace",
-           "weight_spectra", "worst_case"]
+           "instability", "interpolation", "lanczos", "margins", "norms", "recovery", "sharpness",
+           "trace", "weight_spectra", "worst_case"]

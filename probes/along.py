@@ -4,13 +4,17 @@
 warm-starting Lanczos from the eigenvectors of the previous call: between nearby points of a
 trajectory the top eigenvectors move little, so each call needs few products. It is what edge
 of stability studies record (Cohen et al. 2021: lambda_max rises to about 2/lr under
-full-batch GD and hovers there).
+full-batch GD and hovers there). :func:`max_margin_alignment` records how close a bias-free
+linear classifier is to the l2, l1 and linf max-margin directions of its data (Soudry et al.
+2018: GD's direction error falls like 1/log t; Gunasekar et al. 2018: steepest descent in a
+norm goes to that norm's max-margin direction, sign descent to the linf one).
 
 Examples:
     >>> cb = top_eigenvalues((X_sub, y_sub), every=20, k=1)                # doctest: +SKIP
     >>> result = fit(model, "mse", split, TrainConfig("gd", lr=0.02, max_steps=2000),
     ...              store="eos.h5", run="gd", callbacks=[cb])
     >>> result.series["lambda_max"]["value"]                               # one per 20 steps
+    >>> cb = max_margin_alignment((X, y), every=10)       # series "max_margin": cosine_l2, ...
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ import torch
 from landscape.params import ParamFilter
 from landscape.recording import Callback, TrainState, callback
 
+from .ground_truth import MARGIN_NORMS, max_margin
 from .hessian import eigenvalues
+from .recovery import margin_alignment
 
-__all__ = ["top_eigenvalues"]
+__all__ = ["max_margin_alignment", "top_eigenvalues"]
 
 
 def top_eigenvalues(data: Any, every: int, *, k: int = 1, name: str = "lambda_max",
@@ -65,5 +71,41 @@ def top_eigenvalues(data: Any, every: int, *, k: int = 1, name: str = "lambda_ma
         error = float(np.max(np.asarray(result.errors)[::-1] / scale))
         return {"value": float(values[0]), "values": values, "residual": residual,
                 "error": error, "n_hvp": int(result.n_hvp)}
+
+    return callback(name, every, measure)
+
+
+def max_margin_alignment(data: Any, every: int, *, name: str = "max_margin") -> Callback:
+    """A callback recording a bias-free linear classifier against the l2, l1 and linf
+    max-margin directions of ``data`` every ``every`` steps.
+
+    The three max-margin classifiers (:func:`probes.ground_truth.max_margin`) are solved once, when
+    the callback is made; each call is then :func:`probes.recovery.margin_alignment` of the
+    run's model with them.
+
+    Args:
+        data: an ``(x, y)`` pair of tensors or arrays, binary labels ({0, 1} or {-1, +1}),
+            linearly separable through the origin (else ValueError, here).
+        every: steps between measurements (also at step 0 and the last step).
+        name: the series' name (``probes/<name>`` in the store).
+
+    Returns:
+        A :class:`~landscape.recording.Callback`; each call records ``cosine_<p>``,
+        ``direction_error_<p>``, ``margin_<p>`` (``min_i y_i w.x_i / ||w||_p``) and
+        ``max_margin_<p>`` for p in l2, l1 and linf, and ``weight_norm`` (``||w||_2``).
+
+    Examples:
+        >>> cb = max_margin_alignment((X, y), every=10)
+        >>> fit(model, "logistic", split, TrainConfig("gd", lr=1.0, max_steps=10000),
+        ...     callbacks=[cb]).series["max_margin"]["direction_error_l2"]
+    """
+    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+        raise TypeError(f"max_margin_alignment: data must be an (x, y) pair, got "
+                        f"{type(data).__name__}")
+    x, y = data
+    references = {norm: max_margin(x, y, norm=norm) for norm in MARGIN_NORMS}
+
+    def measure(state: TrainState) -> dict[str, Any]:
+        return margin_alignment(state.model, None, (x, y), references=references).row()
 
     return callback(name, every, measure)

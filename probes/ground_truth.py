@@ -4,10 +4,14 @@ r"""Ground truth for implicit-bias experiments: the solutions an optimizer is cl
 
     w*_p = argmin ||w||_p  s.t.  y_i (w . x_i + b) >= 1,     margin = 1 / ||w*_p||_p
 
-(``b = 0`` unless ``bias=True``). Gradient descent on the logistic loss goes to the l2 direction
-(the hard-margin SVM), direction error ``O(1 / log t)``, ``||w|| ~ log t``; sign descent
-(steepest descent in linf) goes to the l1 one (Soudry et al. 2018; Gunasekar et al. 2018).
-:func:`max_margin` solves both exactly, :func:`alignment` compares a linear classifier with them.
+(``b = 0`` unless ``bias=True``), for p in l2, l1 and linf. Gradient descent on the logistic
+loss goes to the l2 direction (the hard-margin SVM), direction error ``O(1 / log t)``,
+``||w|| ~ log t`` (Soudry et al. 2018). Steepest descent with respect to a norm goes to the
+max-margin direction of *that* norm (Gunasekar et al. 2018): sign descent (steepest descent in
+linf) to the linf one, ``argmin ||w||_inf``, whose margin is the largest l1 distance of the
+points to the hyperplane; coordinate descent (steepest descent in l1, AdaBoost) to the l1 one,
+``argmin ||w||_1``. :func:`max_margin` solves each exactly, :func:`alignment` compares a linear
+classifier with them.
 
 **Matrix factorisation**: GD on ``X = U U^T`` (or a deep product) from a small init approaches
 the minimum nuclear-norm solution (Gunasekar et al. 2017). :func:`factorization` gives the
@@ -30,6 +34,8 @@ that scale count as not separable.
   equations solved on the active set (kept when feasible, which makes it the exact optimum).
 * l1 and basis pursuit: linear programs in ``w = w+ - w-`` with ``linprog(method="highs")``.
   The l1 solution need not be unique; HiGHS returns a vertex.
+* linf: the linear program ``min s`` over ``(w, s[, b])`` with ``-s <= w_j <= s`` (HiGHS);
+  not unique either in general.
 * minimum l2 interpolator: ``pinv(X) y``.
 
 Examples:
@@ -39,6 +45,10 @@ Examples:
     >>> f = factorization(model)                    # anything with .matrix(), or a matrix
     >>> f.nuclear_norm, f.effective_rank
     >>> d = diagonal(net); ref = min_norm_interpolator(X, y, norm="l1"); d.beta - ref.beta
+
+The probes of the ``(model, loss_fn, data)`` form that a sweep records with these solvers
+(max-margin alignment, distances to the interpolators, matrix recovery) are in
+:mod:`probes.recovery`.
 
 References:
     Lawson and Hanson (1974). Solving Least Squares Problems. Prentice-Hall.
@@ -64,11 +74,16 @@ from landscape.records import RecordMixin
 
 from .weight_spectra import effective_rank
 
-__all__ = ["NORMS", "Alignment", "Diagonal", "Factorization", "Interpolator", "MaxMargin",
-           "alignment", "diagonal", "factorization", "max_margin", "min_norm_interpolator"]
+__all__ = ["MARGIN_NORMS", "NORMS", "Alignment", "Diagonal", "Factorization", "Interpolator",
+           "MaxMargin", "alignment", "diagonal", "factorization", "max_margin",
+           "min_norm_interpolator"]
 
 NORMS = ("l2", "l1")
-"""The norms of :func:`max_margin` and :func:`min_norm_interpolator`."""
+"""The norms of :func:`min_norm_interpolator` (and of :func:`max_margin`, which also has
+``"linf"``: :data:`MARGIN_NORMS`)."""
+MARGIN_NORMS = ("l2", "l1", "linf")
+"""The norms of :func:`max_margin` and :func:`alignment`."""
+_ORD = {"l2": 2, "l1": 1, "linf": np.inf}
 
 _FEAS = 1e-7  # feasibility tolerance, relative to the data scale
 
@@ -214,6 +229,22 @@ def _l1_lp(z: np.ndarray, y: np.ndarray, bias: bool) -> tuple[np.ndarray, float]
     return res.x[:d] - res.x[d:2 * d], float(res.x[2 * d]) if bias else 0.0
 
 
+def _linf_lp(z: np.ndarray, y: np.ndarray, bias: bool) -> tuple[np.ndarray, float] | None:
+    """min ||w||_inf s.t. z w + y b >= 1 as an LP in (w, s, b); None if infeasible."""
+    n, d = z.shape
+    eye, ones = np.eye(d), np.ones((d, 1))
+    b_col, zero = ([-y[:, None]], [np.zeros((d, 1))]) if bias else ([], [])
+    a = np.vstack([np.hstack([-z, np.zeros((n, 1)), *b_col]),
+                   np.hstack([eye, -ones, *zero]), np.hstack([-eye, -ones, *zero])])
+    c = np.r_[np.zeros(d), 1.0, np.zeros(int(bias))]
+    bounds = [(None, None)] * d + [(0, None)] + [(None, None)] * int(bias)
+    res = linprog(c, A_ub=a, b_ub=np.r_[-np.ones(n), np.zeros(2 * d)], bounds=bounds,
+                  method="highs")
+    if res.status != 0:
+        return None
+    return res.x[:d], float(res.x[d + 1]) if bias else 0.0
+
+
 def _svm_bias(z: np.ndarray, y: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, float]:
     """min ||w||_2 s.t. z w + y b >= 1: SLSQP from a feasible ``start``, then a KKT polish."""
     n, d = z.shape
@@ -240,8 +271,9 @@ def max_margin(x: Any, y: Any, *, norm: str = "l2", bias: bool = False) -> MaxMa
     Args:
         x: inputs (N, d) or (N, ...) (flattened); a Tensor on any device or a numpy array.
         y: labels (N,) or (N, 1) in {-1, +1} or {0, 1} (0 read as -1).
-        norm: ``"l2"`` (the hard-margin SVM) or ``"l1"`` (the linf-geometry margin that sign
-            descent maximises).
+        norm: ``"l2"`` (the hard-margin SVM, GD's limit), ``"l1"`` (``min ||w||_1``, the
+            limit of steepest descent in l1) or ``"linf"`` (``min ||w||_inf``, the limit of
+            sign descent, steepest descent in linf; Gunasekar et al. 2018).
         bias: fit an unpenalised intercept ``b`` (needs both classes).
 
     Returns :class:`MaxMargin` (solvers in the module docstring). Raises ValueError for a bad
@@ -251,7 +283,7 @@ def max_margin(x: Any, y: Any, *, norm: str = "l2", bias: bool = False) -> MaxMa
         >>> mm = max_margin(X, y, norm="l1"); mm.direction, mm.margin, mm.support
     """
     fn = "max_margin"
-    _check_choice(fn, "norm", norm, NORMS)
+    _check_choice(fn, "norm", norm, MARGIN_NORMS)
     if not isinstance(bias, bool):
         raise ValueError(f"{fn}: bias must be a bool, got {bias!r}")
     x, y = _data(fn, x, y)
@@ -262,8 +294,9 @@ def max_margin(x: Any, y: Any, *, norm: str = "l2", bias: bool = False) -> MaxMa
     scale = float(np.linalg.norm(x, axis=1).max()) or 1.0
     z = y[:, None] * x / scale
     separable = f"{fn}: the data are not linearly separable{'' if bias else ' through the origin'}"
-    sol, solver = (_ldp(z), "nnls-ldp") if norm == "l2" and not bias else (
-        _l1_lp(z, y, bias), "highs")
+    sol, solver = ((_ldp(z), "nnls-ldp") if norm == "l2" and not bias else
+                   (_linf_lp(z, y, bias), "highs") if norm == "linf" else
+                   (_l1_lp(z, y, bias), "highs"))
     if sol is None:
         raise ValueError(separable)
     w, b = sol
@@ -274,7 +307,7 @@ def max_margin(x: Any, y: Any, *, norm: str = "l2", bias: bool = False) -> MaxMa
         raise ValueError(f"{separable} (best functional margin {functional.min():.3g} < 1)")
     support = np.flatnonzero(functional <= functional.min() + 1e-6).astype(np.int64)
     w = w / scale
-    size = float(np.linalg.norm(w, ord=1 if norm == "l1" else 2))
+    size = float(np.linalg.norm(w, ord=_ORD[norm]))
     return MaxMargin(direction=_unit(w), weights=w, intercept=b, margin=1.0 / size,
                      support=support, norm=norm, bias=bias, solver=solver,
                      seconds=time.perf_counter() - start)
@@ -311,7 +344,8 @@ def alignment(w_or_model: Any, x: Any, y: Any, *, norm: str = "l2",
             only parameter of ndim >= 1 is that map (a bias-free ``nn.Linear(d, 1)``, a
             ``landscape.models.Linear(d, 1, bias=False)``).
         x, y: the data, as for :func:`max_margin`.
-        norm: the max-margin problem to compare with, ``"l2"`` (GD) or ``"l1"`` (sign descent).
+        norm: the max-margin problem to compare with, ``"l2"`` (GD), ``"l1"`` or ``"linf"``
+            (sign descent).
         reference: a bias-free :class:`MaxMargin` of ``(x, y)`` in ``norm`` to reuse (e.g.
             along a trajectory); None solves it.
 
@@ -322,7 +356,7 @@ def alignment(w_or_model: Any, x: Any, y: Any, *, norm: str = "l2",
         >>> errors = [alignment(w, X, y, reference=mm).direction_error for w in trajectory]
     """
     fn = "alignment"
-    _check_choice(fn, "norm", norm, NORMS)
+    _check_choice(fn, "norm", norm, MARGIN_NORMS)
     w = _weight(fn, w_or_model)
     x, y = _data(fn, x, y)
     y = _labels(fn, y)
@@ -336,7 +370,7 @@ def alignment(w_or_model: Any, x: Any, y: Any, *, norm: str = "l2",
                          f"{w.shape[0]} features, got {reference!r:.80}")
     u, ref = _unit(w), reference.direction
     cosine = float(np.clip(u @ ref, -1.0, 1.0))
-    size = float(np.linalg.norm(w, ord=1 if norm == "l1" else 2))
+    size = float(np.linalg.norm(w, ord=_ORD[norm]))
     return Alignment(cosine=cosine, direction_error=float(np.linalg.norm(u - ref)),
                      margin=float((y * (x @ w)).min() / size), max_margin=reference.margin,
                      weight_norm=float(np.linalg.norm(w)), norm=norm, direction=u, reference=ref)

@@ -81,6 +81,28 @@ def test_paths_within_a_run_and_between_runs(runs, capsys):
     assert ends == {"from": {"run": "a", "which": "final"}, "to": {"run": "b", "which": "final"}}
 
 
+def test_aligned_path_ends_at_b_permuted(runs, capsys):
+    """--kind aligned: b's hidden units permuted to match a (weight matching), then the
+    straight line; b's function is unchanged, so the path ends at b's loss."""
+    assert main(["path", str(runs), "--from", "a", "--to", "b", "--kind", "aligned", "--n",
+                 "5"]) == 0
+    assert "stored as compare/aligned_a_final_b_final" in capsys.readouterr().out
+    with Store(runs) as s:
+        rec = s.record(None, "paths", "aligned_a_final_b_final")
+    path = Path.from_record(rec)
+    model_a, split, loss = rebuild(runs, "a")
+    model_b, _, _ = rebuild(runs, "b")
+    assert path.kind == "linear" and len(path.alphas) == 5
+    assert path.loss[0] == pytest.approx(Objective(model_a, loss, split.train).evaluate().loss,
+                                         rel=1e-6)
+    assert path.loss[-1] == pytest.approx(
+        Objective(model_b, loss, split.train).evaluate().loss, rel=1e-5)
+    how = path.info["aligned"]
+    assert how["objective_after"] >= how["objective_before"]
+    perm = np.asarray(how["perms"][how["layers"][0]])
+    assert sorted(perm.tolist()) == list(range(8)) and not np.array_equal(perm, np.arange(8))
+
+
 def test_bad_input_is_one_line(runs, capsys):
     for argv, fragment in [
         (["surface", str(runs), "--run", "a", "--x=1:-1:3"], "--x must be START:STOP:NUM"),

@@ -319,7 +319,8 @@ def test_split_validation():
 
 
 def test_load_registry():
-    assert set(data.DATASETS) == {"mnist1d", "digits", "gaussians", "moons"}
+    assert set(data.DATASETS) == {"mnist1d", "digits", "gaussians", "moons",
+                                  "sparse_regression", "matrix_sensing"}
     assert_same(data.load("gaussians", n_train=20, seed=2), data.gaussians(n_train=20, seed=2))
     assert data.load("Moons", n_train=10).x_train.shape == (10, 2)
     with pytest.raises(ValueError, match="unknown dataset 'cifar10'; known: digits, gaussians"):

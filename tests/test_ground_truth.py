@@ -145,7 +145,8 @@ def test_non_separable_data_refused():
 
 def test_bad_arguments():
     x, y = blobs()
-    with pytest.raises(ValueError, match="max_margin: norm must be one of 'l2', 'l1', got 'l3'"):
+    with pytest.raises(ValueError,
+                       match="max_margin: norm must be one of 'l2', 'l1', 'linf', got 'l3'"):
         max_margin(x, y, norm="l3")
     with pytest.raises(ValueError, match="max_margin: y must hold binary labels"):
         max_margin(x, np.arange(len(x)) % 3)

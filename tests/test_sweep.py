@@ -116,6 +116,20 @@ kind = ["linear", "bezier"]
     assert len(s.between) == 6 and s.between[0] == ("sgd", "adam", "linear")
 
 
+def test_aligned_paths_are_named_by_kind():
+    from landscape.sweep_exec import compare_name
+
+    s = loads(BASE + """
+[grid]
+"train.seed" = [0, 1]
+[paths]
+between = "all"
+kind = ["linear", "aligned"]
+""")
+    assert s.between == (("seed0", "seed1", "linear"), ("seed0", "seed1", "aligned"))
+    assert compare_name(*s.between[1]) == "aligned_seed0_final_seed1_final"
+
+
 def test_load_reads_the_shipped_specs():
     from pathlib import Path
 
