@@ -35,6 +35,7 @@ from .datasets import (
     matrix_sensing,
     matrix_sensing_truth,
     mnist1d,
+    modular_addition,
     moons,
     sparse_regression,
 )
@@ -42,8 +43,8 @@ from .split import Split, _split_indices, corrupt, corrupt_labels, standardize, 
 
 __all__ = [
     "DATASETS", "Split", "corrupt", "corrupt_labels", "digits", "from_arrays", "from_dataset",
-    "gaussians", "load", "matrix_sensing", "matrix_sensing_truth", "mnist1d", "moons",
-    "sparse_regression", "standardize", "subset",
+    "gaussians", "load", "matrix_sensing", "matrix_sensing_truth", "mnist1d", "modular_addition",
+    "moons", "sparse_regression", "standardize", "subset",
 ]
 
 
@@ -194,6 +195,7 @@ def from_dataset(train: Any, test: Any = None, *, test_fraction: float = 0.2, se
 DATASETS: dict[str, Callable[..., Split]] = {
     "mnist1d": mnist1d, "digits": digits, "gaussians": gaussians, "moons": moons,
     "sparse_regression": sparse_regression, "matrix_sensing": matrix_sensing,
+    "modular_addition": modular_addition,
 }
 
 
@@ -202,7 +204,8 @@ def load(name: str, **kwargs: Any) -> Split:
 
     Args:
         name: ``"mnist1d"``, ``"digits"``, ``"gaussians"``, ``"moons"``,
-            ``"sparse_regression"`` or ``"matrix_sensing"`` (case, ``-`` and ``_`` ignored).
+            ``"sparse_regression"``, ``"matrix_sensing"`` or ``"modular_addition"`` (case,
+            ``-`` and ``_`` ignored).
             kwargs: passed to the dataset's function.
 
     Returns:

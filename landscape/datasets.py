@@ -1,5 +1,5 @@
 """Built-in datasets that work offline: MNIST-1D (with a disk cache), digits, gaussians, moons,
-sparse_regression.
+sparse_regression, matrix_sensing, modular_addition.
 
 Each function returns a :class:`~landscape.split.Split` whose ``info`` records the source,
 sizes, options and seed. Nothing downloads at run time. Everything is seeded with its own
@@ -31,8 +31,8 @@ import torch
 from ._checks import _check_fraction, _check_int, _check_number
 from .split import Split, _split_indices
 
-__all__ = ["digits", "gaussians", "matrix_sensing", "matrix_sensing_truth", "mnist1d", "moons",
-           "sparse_regression"]
+__all__ = ["digits", "gaussians", "matrix_sensing", "matrix_sensing_truth", "mnist1d",
+           "modular_addition", "moons", "sparse_regression"]
 
 _MNIST1D_REF = "Greydanus & Kobak, 'Scaling down deep learning with MNIST-1D', ICML 2024"
 
@@ -405,3 +405,46 @@ def matrix_sensing(*, n_train: int = 40, n_test: int = 200, dim: int = 10, rank:
             "truth_nuclear_norm": float(np.trace(truth))}
     return Split(_tensor(x, np.float32), _tensor(y, np.float32), _tensor(xt, np.float32),
                  _tensor(yt, np.float32), name="matrix_sensing", num_classes=1, info=info)
+
+
+def modular_addition(*, p: int = 53, train_fraction: float = 0.3, seed: int = 0,
+                     equals: bool = True) -> Split:
+    """Modular addition ``a + b mod p`` over all ``p * p`` pairs, as token sequences (Power et
+    al. 2022, grokking; Nanda et al. 2023).
+
+    Inputs are integer token ids ``[a, b, =]`` (``a, b`` in ``0..p-1``, the ``=`` token is
+    ``p``), targets ``(a + b) mod p``. A random ``train_fraction`` of the pairs is the training
+    set, the rest the test set. For :class:`landscape.models.TinyTransformer`: ``info``
+    records ``vocab_size`` (``p + 1``, or ``p`` without ``=``) and ``context_length`` (3 or 2),
+    which a run spec passes to the model; the inputs are not standardised (integer inputs never
+    are).
+
+    Args:
+        p: the modulus (>= 2). train_fraction: fraction of the pairs for training, in (0, 1).
+        seed: seed of the split. equals: append the ``=`` token.
+
+    Returns:
+        A :class:`Split` with inputs ``(N, 3)`` (or ``(N, 2)``) int64 and labels int64,
+        ``num_classes = p``.
+
+    Examples:
+        >>> s = modular_addition(p=23, train_fraction=0.4, seed=0)
+        >>> s.x_train.shape, s.num_classes
+        (torch.Size([212, 3]), 23)
+    """
+    fn = "modular_addition"
+    p, seed = _check_int(fn, "p", p, 2), _check_int(fn, "seed", seed)
+    train_fraction = _check_fraction(fn, "train_fraction", train_fraction, closed=False)
+    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+    a, b = a.ravel(), b.ravel()
+    cols = [a, b] + ([np.full_like(a, p)] if equals else [])
+    x, y = np.stack(cols, 1), (a + b) % p
+    n_train = min(max(int(round(train_fraction * p * p)), 1), p * p - 1)
+    order = np.random.default_rng(seed).permutation(p * p)
+    tr, te = np.sort(order[:n_train]), np.sort(order[n_train:])
+    info = {"source": "synthetic: modular addition (a + b) mod p, all pairs",
+            "sizes": {"train": len(tr), "test": len(te)}, "seed": seed,
+            "options": {"p": p, "train_fraction": train_fraction, "equals": bool(equals)},
+            "vocab_size": p + 1 if equals else p, "context_length": x.shape[1]}
+    x, y = _tensor(x, np.int64), _tensor(y, np.int64)
+    return Split(x[tr], y[tr], x[te], y[te], name="modular_addition", num_classes=p, info=info)

@@ -8,7 +8,7 @@ The TOML layout (every table optional; flags of ``landscape train`` override it)
     width = 100                      # data's input size and number of classes
     [data]                           # a name of landscape.data.DATASETS and its arguments
     name = "mnist1d"
-    standardize = true               # per-feature, with training-set statistics (default)
+    standardize = true               # per-feature, training-set statistics (default; not ints)
     label_noise = 0.0                # fraction of training labels replaced at random
     label_noise_seed = 0
     n_train = 1000                   # optional subset sizes
@@ -103,7 +103,11 @@ def _model_kwargs(name: str, kwargs: dict[str, Any], split: Any) -> dict[str, An
     accepted = inspect.signature(MODELS[name]).parameters
     shape = list(split.x_train.shape[1:])
     guesses = {"in_features": math.prod(shape), "num_classes": split.num_classes,
-               "in_length": shape[-1] if shape else 1}
+               "in_length": shape[-1] if shape else 1,
+               # token datasets (modular_addition) name the model's vocabulary and context
+               "vocab_size": split.info.get("vocab_size"),
+               "context_length": split.info.get("context_length")}
+    guesses = {k: v for k, v in guesses.items() if v is not None}
     return {**{k: v for k, v in guesses.items() if k in accepted}, **kwargs}
 
 
@@ -120,7 +124,7 @@ def _load_data(table: Mapping[str, Any]) -> Any:
     if options.get("n_train") or options.get("n_test"):
         split = data.subset(split, options.get("n_train"), options.get("n_test"),
                             seed=options.get("label_noise_seed", 0))
-    if options.get("standardize", True):
+    if options.get("standardize", True) and split.x_train.is_floating_point():
         split = data.standardize(split)
     if options.get("label_noise"):
         split = data.corrupt(split, options["label_noise"],

@@ -48,6 +48,7 @@ The format::
     [along]                              # during training (callbacks of landscape.train.fit)
     lambda_max = {every = 50, k = 1, n = 500}
     max_margin = {every = 100, n = 500}  # probes.along.max_margin_alignment (linear classifiers)
+    param_norm = {every = 100}           # probes.along.param_norms: ||theta||, weights, dist_init
 
     [surfaces.random_2d]                 # one table a surface, the table's name its name
     directions = "random"                # random, pca or hessian
@@ -87,9 +88,9 @@ Probe, along and path options are the keyword arguments of the probe functions
 :mod:`probes.interpolation`), checked by name before anything runs; their values are checked
 by the probes. Stored names: ``probes/hessian_eigenvalues``, ``hessian_trace``,
 ``hessian_density``, ``measures``, ``sharpness_<kind>[_adaptive]``, ``max_margin_alignment``,
-``interpolator_distances`` (or the entry's ``name``), ``probes/lambda_max`` and
-``probes/max_margin`` (along training), ``surfaces/<name>``, ``paths/<kind>_init_final`` and
-``/compare/<kind>_<a>_final_<b>_final``.
+``interpolator_distances`` (or the entry's ``name``), ``probes/lambda_max``,
+``probes/max_margin`` and ``probes/param_norm`` (along training), ``surfaces/<name>``,
+``paths/<kind>_init_final`` and ``/compare/<kind>_<a>_final_<b>_final``.
 
 Examples:
     >>> sweep = load("experiments/quick.toml")                          # doctest: +SKIP

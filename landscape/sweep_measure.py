@@ -26,8 +26,9 @@ SURFACE_OPTIONS = ("directions", "x", "y", "n", "seed", "normalization", "ignore
 PATH_OPTIONS = ("init_to_final", "between", "kind", "points", "n", "steps", "lr", "seed")
 ALONG_OPTIONS = ("every", "k", "n", "tol", "curvature")
 # [along] kinds (the key is the series' name) -> their options: lambda_max is
-# probes.along.top_eigenvalues, max_margin probes.along.max_margin_alignment
-ALONG = {"lambda_max": ALONG_OPTIONS, "max_margin": ("every", "n")}
+# probes.along.top_eigenvalues, max_margin probes.along.max_margin_alignment, param_norm
+# probes.along.param_norms
+ALONG = {"lambda_max": ALONG_OPTIONS, "max_margin": ("every", "n"), "param_norm": ("every",)}
 # keywords the sweep passes itself, never from the spec
 _RESERVED = ("model", "loss_fn", "data", "init", "params", "vectors", "v0", "check",
              "references")
@@ -136,8 +137,10 @@ def _along(value: Any) -> dict[str, dict[str, Any]]:
 def along_callback(name: str, data: Any, opts: Mapping[str, Any]) -> Any:
     """The callback of the ``[along]`` entry ``name`` (checked by :func:`_along`) on the
     training data ``(x, y)``, its first ``n`` examples if ``opts`` says so."""
-    from probes.along import max_margin_alignment, top_eigenvalues
+    from probes.along import max_margin_alignment, param_norms, top_eigenvalues
 
+    if name == "param_norm":
+        return param_norms(opts["every"], name=name)
     x, y = data
     n = opts.get("n", len(y))
     if name == "max_margin":

@@ -8,6 +8,8 @@ full-batch GD and hovers there). :func:`max_margin_alignment` records how close 
 linear classifier is to the l2, l1 and linf max-margin directions of its data (Soudry et al.
 2018: GD's direction error falls like 1/log t; Gunasekar et al. 2018: steepest descent in a
 norm goes to that norm's max-margin direction, sign descent to the linf one).
+:func:`param_norms` records the parameter norm and the distance from the first measured point
+(grokking: with weight decay the norm falls as test accuracy rises, Nanda et al. 2023).
 
 Examples:
     >>> cb = top_eigenvalues((X_sub, y_sub), every=20, k=1)                # doctest: +SKIP
@@ -15,6 +17,7 @@ Examples:
     ...              store="eos.h5", run="gd", callbacks=[cb])
     >>> result.series["lambda_max"]["value"]                               # one per 20 steps
     >>> cb = max_margin_alignment((X, y), every=10)       # series "max_margin": cosine_l2, ...
+    >>> cb = param_norms(every=100)                       # series "param_norm": value, ...
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from .ground_truth import MARGIN_NORMS, max_margin
 from .hessian import eigenvalues
 from .recovery import margin_alignment
 
-__all__ = ["max_margin_alignment", "top_eigenvalues"]
+__all__ = ["max_margin_alignment", "param_norms", "top_eigenvalues"]
 
 
 def top_eigenvalues(data: Any, every: int, *, k: int = 1, name: str = "lambda_max",
@@ -107,5 +110,39 @@ def max_margin_alignment(data: Any, every: int, *, name: str = "max_margin") -> 
 
     def measure(state: TrainState) -> dict[str, Any]:
         return margin_alignment(state.model, None, (x, y), references=references).row()
+
+    return callback(name, every, measure)
+
+
+def param_norms(every: int, *, name: str = "param_norm") -> Callback:
+    """A callback recording the norm of the trained parameters every ``every`` steps.
+
+    Args:
+        every: steps between measurements (also at step 0 and the last step).
+        name: the series' name (``probes/<name>`` in the store).
+
+    Returns:
+        A :class:`~landscape.recording.Callback`; each call records ``value`` (``||theta||_2``
+        over every trained parameter), ``weights`` (the l2 norm of the matrices and embeddings
+        only, the parameters with two or more dimensions: no biases, no LayerNorm gains) and
+        ``dist_init`` (``||theta - theta_first||_2``, from the callback's first call, step 0
+        of a fresh run).
+
+    Examples:
+        >>> cb = param_norms(every=100)
+        >>> fit(model, "cross_entropy", split, TrainConfig("adamw", lr=1e-3, weight_decay=1.0,
+        ...     max_steps=5000), callbacks=[cb]).series["param_norm"]["value"]
+    """
+    first: dict[str, Any] = {"theta": None}
+
+    def measure(state: TrainState) -> dict[str, Any]:
+        theta = state.theta.detach().double()
+        if first["theta"] is None:
+            first["theta"] = theta.clone()
+        matrices = [p.detach().double().reshape(-1) for p in state.model.parameters()
+                    if p.requires_grad and p.dim() >= 2]
+        weights = torch.linalg.vector_norm(torch.cat(matrices)) if matrices else torch.zeros(())
+        return {"value": float(torch.linalg.vector_norm(theta)), "weights": float(weights),
+                "dist_init": float(torch.linalg.vector_norm(theta - first["theta"]))}
 
     return callback(name, every, measure)

@@ -320,7 +320,7 @@ def test_split_validation():
 
 def test_load_registry():
     assert set(data.DATASETS) == {"mnist1d", "digits", "gaussians", "moons",
-                                  "sparse_regression", "matrix_sensing"}
+                                  "sparse_regression", "matrix_sensing", "modular_addition"}
     assert_same(data.load("gaussians", n_train=20, seed=2), data.gaussians(n_train=20, seed=2))
     assert data.load("Moons", n_train=10).x_train.shape == (10, 2)
     with pytest.raises(ValueError, match="unknown dataset 'cifar10'; known: digits, gaussians"):
@@ -335,3 +335,13 @@ def test_public_names_documented():
         obj = getattr(data, name)
         if callable(obj):
             assert obj.__doc__ and len(obj.__doc__.strip()) > 20, name
+
+
+def test_modular_addition_is_every_pair_once_with_the_sum_as_label():
+    s = data.load("modular_addition", p=7, train_fraction=0.4, seed=3)
+    x = np.concatenate([s.x_train.numpy(), s.x_test.numpy()])
+    y = np.concatenate([s.y_train.numpy(), s.y_test.numpy()])
+    assert len(s.y_train) == round(0.4 * 49) and len(y) == 49 and s.num_classes == 7
+    assert (x[:, 2] == 7).all() and s.info["vocab_size"] == 8 and s.info["context_length"] == 3
+    assert len({(a, b) for a, b, _ in x.tolist()}) == 49
+    np.testing.assert_array_equal(y, (x[:, 0] + x[:, 1]) % 7)

@@ -43,3 +43,25 @@ def test_warm_started_lambda_max_equals_a_cold_computation(tmp_path):
 def test_top_eigenvalues_validates_like_a_callback():
     with pytest.raises(ValueError, match="every must be an int >= 1"):
         top_eigenvalues((torch.zeros(2, 2), torch.zeros(2)), every=0)
+
+
+def test_param_norms_records_the_norm_the_weights_and_the_distance_from_the_start():
+    from probes.along import param_norms
+
+    split = data.subset(data.digits(seed=0), 100, 20, seed=0)
+    model = models.build("mlp", in_features=64, num_classes=10, width=8, depth=1, seed=0)
+    theta0 = torch.cat([p.detach().flatten() for p in model.parameters()]).double()
+    r = fit(model, "cross_entropy", split,
+            TrainConfig("adamw", lr=0.05, weight_decay=1.0, max_steps=10, batch_size=100),
+            callbacks=[param_norms(every=5)])
+    series = r.series["param_norm"]
+    theta = torch.cat([p.detach().flatten() for p in model.parameters()]).double()
+    weights = torch.cat([p.detach().flatten() for p in model.parameters() if p.dim() >= 2])
+    assert series["step"].tolist() == [0, 5, 10]
+    np.testing.assert_allclose(series["value"][[0, -1]],
+                               [theta0.norm().item(), theta.norm().item()], rtol=1e-6)
+    np.testing.assert_allclose(series["weights"][-1], weights.double().norm().item(), rtol=1e-6)
+    np.testing.assert_allclose(series["dist_init"], [0, series["dist_init"][1],
+                                                     (theta - theta0).norm().item()], rtol=1e-6)
+    with pytest.raises(ValueError, match="every must be an int >= 1"):
+        param_norms(every=0)
