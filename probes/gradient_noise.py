@@ -39,7 +39,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ from landscape.objective import Objective
 from landscape.params import ParamFilter
 from landscape.store import check_record
 
-__all__ = ["GradientNoise", "gradient_noise"]
+__all__ = ["GradientNoise", "Stream", "gradient_noise", "noise_of", "stream"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -124,16 +124,36 @@ def gradient_noise(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], d
     start = time.perf_counter()
     obj = Objective(model, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
                     check=check)
+    return noise_of(obj, stream(obj, chunk_size, "gradient_noise"), start)
+
+
+class Stream(NamedTuple):
+    """What one pass over the per-example gradients ``g_i`` gives (:func:`stream`)."""
+
+    mean: Tensor      # (P,) the mean gradient
+    m2: Tensor        # (P,) sum_i (g_i - mean)^2, per coordinate
+    n: int            # examples
+    inner: Tensor     # (N,) <theta, g_i>, for the Fisher-Rao norm
+    chunk_size: int
+
+
+def stream(obj: Objective, chunk_size: int, where: str) -> Stream:
+    """One pass over the per-example gradients at ``obj.theta``, ``chunk_size`` at a time
+    (never N x P): their mean and centred second moments merged block by block (Chan et al.,
+    no cancellation in ``mean ||g_i||^2 - ||g||^2``), and their inner products with theta.
+    Shared by :func:`gradient_noise` and :func:`probes.norms.fisher_rao`, and done once by
+    :func:`probes.implicit_bias.measures` for both."""
     theta = obj.theta
     acc = torch.promote_types(theta.dtype, torch.float32)
     mean = torch.zeros(theta.shape, dtype=acc, device=theta.device)
-    m2 = torch.zeros(theta.shape, dtype=acc, device=theta.device)  # per-coordinate sums
-    n = 0
+    m2 = torch.zeros(theta.shape, dtype=acc, device=theta.device)
+    inner, n = [], 0
     for block in obj.per_example_grads(theta, chunk_size=chunk_size):
         block = block.to(acc)
         if not bool(torch.isfinite(block).all()):
-            raise ValueError("gradient_noise: the per-example gradients are not finite; "
-                             "expected finite values: check the data and the parameters")
+            raise ValueError(f"{where}: the per-example gradients are not finite; expected "
+                             "finite values: check the data and the parameters")
+        inner.append(block @ theta.to(acc))
         k = block.shape[0]
         block_mean = block.mean(0)
         block_m2 = (block - block_mean).square().sum(0)
@@ -142,7 +162,13 @@ def gradient_noise(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], d
         m2 += block_m2 + delta.square() * (n * k / total)
         mean += delta * (k / total)
         n = total
-    per_coord = m2 / n
+    return Stream(mean, m2, n, torch.cat(inner), int(chunk_size))
+
+
+def noise_of(obj: Objective, s: Stream, start: float) -> GradientNoise:
+    """The :class:`GradientNoise` of a :func:`stream` (``start``: when the probe began)."""
+    mean, n = s.mean, s.n
+    per_coord = s.m2 / n
     sizes = obj.layout.sizes
     per_param = np.array([float(part.sum()) for part in per_coord.split(sizes)])
     trace = float(per_param.sum())
@@ -151,5 +177,5 @@ def gradient_noise(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], d
     return GradientNoise(trace=trace, grad_norm_sq=grad_sq, b_simple=b_simple,
                          mean_sq_norm=trace + grad_sq, names=obj.layout.names,
                          trace_per_param=per_param, n_examples=n, n_params=obj.layout.numel,
-                         mode=mode, chunk_size=int(chunk_size),
+                         mode=obj.mode, chunk_size=s.chunk_size,
                          passes=float(obj.cost.passes), seconds=time.perf_counter() - start)

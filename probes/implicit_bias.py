@@ -73,10 +73,10 @@ from landscape.store import check_record
 
 from .average_case import average_case
 from .flatness import pac_bayes
-from .gradient_noise import GradientNoise, gradient_noise
+from .gradient_noise import GradientNoise, Stream, gradient_noise, noise_of, stream
 from .ground_truth import alignment, diagonal, factorization, max_margin, min_norm_interpolator
 from .margins import Margins, margins
-from .norms import FisherRao, Norms, fisher_rao, norms, path_norm
+from .norms import FisherRao, Norms, fisher_rao, fisher_rao_of, norms, path_norm
 from .weight_spectra import WeightSpectra, effective_rank, fit_power_law, weight_spectra
 from .worst_case import worst_case
 
@@ -193,12 +193,20 @@ def measures(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: A
     skipped: dict[str, str] = {}
     per_layer: dict[str, np.ndarray] = {}
     layers: tuple[str, ...] = ()
-    passes = obj.cost.passes
+    passes = 0.0  # of the probes with objectives of their own; obj's are added at the end
 
     def skip(names: Iterable[str], why: str) -> None:
         for name in names:
             values[name] = None
             skipped[name] = why
+
+    streamed: list[Stream] = []
+
+    def per_example() -> Stream:
+        """The per-example gradients, streamed once for the Fisher-Rao norm and the noise."""
+        if not streamed:
+            streamed.append(stream(obj, 256, "measures"))
+        return streamed[0]
 
     if "norms" in families:
         n = norms(model, init=init, params=params)
@@ -222,9 +230,7 @@ def measures(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: A
             values["path_norm"] = path_norm(model, tuple(first.shape[1:]))
         except ValueError as exc:
             skip(("path_norm",), str(exc))
-        fr = fisher_rao(model, loss_fn, data, **common)
-        values["fisher_rao"] = fr.value
-        passes += fr.passes
+        values["fisher_rao"] = fisher_rao_of(obj, per_example().inner, started).value
 
     margin_names = ("margin_min", "margin_q10", "margin_normalised_q10", "inverse_margin_q10_sq")
     if "margins" in families:
@@ -255,9 +261,8 @@ def measures(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: A
                          alpha=np.array([np.nan if a is None else a for a in ws.alpha]))
 
     if "noise" in families:
-        gn = gradient_noise(model, loss_fn, data, **common)
+        gn = noise_of(obj, per_example(), started)
         values.update(noise_trace=gn.trace, noise_scale=_finite_or_none(gn.b_simple))
-        passes += gn.passes
 
     if "sharpness" in families:
         for suffix, r, adaptive in (("", rho, False), ("_adaptive", adaptive_rho, True)):
@@ -285,5 +290,5 @@ def measures(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: A
                "mode": mode, "seed": seed, "init": init is not None,
                "n_params": obj.layout.numel, "n_examples": obj.n_examples}
     return Measures(values=values, skipped=skipped, layers=tuple(layers), per_layer=per_layer,
-                    options=options, passes=float(passes),
+                    options=options, passes=float(passes + obj.cost.passes),
                     seconds=time.perf_counter() - started)

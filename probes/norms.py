@@ -91,7 +91,7 @@ from landscape.store import check_record
 
 from ._layers import matrices, none_or, resolve_init, selected
 
-__all__ = ["FisherRao", "Norms", "fisher_rao", "norms", "path_norm"]
+__all__ = ["FisherRao", "Norms", "fisher_rao", "fisher_rao_of", "norms", "path_norm"]
 
 _BN = nn.modules.batchnorm._BatchNorm
 _PATH_MODULES = (
@@ -390,20 +390,21 @@ def fisher_rao(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data:
         ValueError: bad options; whatever :class:`landscape.Objective` refuses (a loss that is
             not a scalar, empty data, ...); a non-finite gradient.
     """
+    from .gradient_noise import stream
+
     _check_int("fisher_rao", "chunk_size", chunk_size, 1)
     start = time.perf_counter()
     obj = Objective(model, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
                     check=check)
-    theta = obj.theta
-    acc = torch.promote_types(theta.dtype, torch.float32)
-    inner = torch.cat([(block.to(acc) @ theta.to(acc)) for block in
-                       obj.per_example_grads(theta, chunk_size=chunk_size)])
-    if not bool(torch.isfinite(inner).all()):
-        raise ValueError("fisher_rao: the per-example gradients are not finite; expected "
-                         "finite values: check the data and the parameters")
+    return fisher_rao_of(obj, stream(obj, chunk_size, "fisher_rao").inner, start)
+
+
+def fisher_rao_of(obj: Objective, inner: Tensor, start: float) -> FisherRao:
+    """The :class:`FisherRao` from the inner products ``<theta, g_i>`` of a
+    :func:`probes.gradient_noise.stream` (``start``: when the probe began)."""
     inner_np = inner.to("cpu", torch.float64).numpy()
     squared = float(np.mean(inner_np ** 2))
     return FisherRao(value=math.sqrt(squared), squared=squared, inner=inner_np,
-                     n_examples=obj.n_examples, n_params=obj.layout.numel, mode=mode,
+                     n_examples=obj.n_examples, n_params=obj.layout.numel, mode=obj.mode,
                      passes=float(obj.cost.passes),
                      seconds=time.perf_counter() - start)
