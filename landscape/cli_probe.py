@@ -86,19 +86,11 @@ def _sharpness(args: argparse.Namespace, model: Any, loss_fn: Any, data: Any) ->
 
 
 def _measures(args: argparse.Namespace, model: Any, loss_fn: Any, data: Any) -> tuple:
-    import numpy as np
-    import torch
-
     from probes.implicit_bias import measures
 
-    from .store import Store
+    from .runspec import stored_params
 
-    init = None
-    if not args.no_init:
-        with Store(args.file) as s:
-            flat = s.params(args.run, "init")
-        first = next(model.parameters())
-        init = torch.as_tensor(np.asarray(flat), dtype=first.dtype, device=first.device)
+    init = None if args.no_init else stored_params(args.file, args.run, model)
     include = None if args.include is None else [f.strip() for f in args.include.split(",")]
     r = measures(model, loss_fn, data, init=init, include=include, rho=_or(args.rho, 0.05),
                  adaptive_rho=args.adaptive_rho, steps=_or(args.steps, 20),

@@ -45,7 +45,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 __all__ = ["SECTIONS", "build", "execute", "load", "merge", "parse_value", "read_toml",
-           "rebuild", "reuse_rebuilds"]
+           "rebuild", "reuse_rebuilds", "stored_params"]
 
 SECTIONS = ("model", "data", "optimizer", "train")
 _TOP = ("run",)
@@ -223,6 +223,21 @@ def rebuild(file: str | os.PathLike, run: str, *, which: str | int = "final",
     if _REUSED is not None:
         _REUSED[key] = built
     return built
+
+
+def stored_params(file: str | os.PathLike, run: str, model: Any,
+                  which: str | int = "init") -> Any:
+    """A stored run's flat parameter vector at ``which`` (default its initialisation), as a
+    tensor on ``model``'s device and dtype (e.g. the ``init=`` of the implicit-bias measures)."""
+    import numpy as np
+    import torch
+
+    from .store import Store
+
+    with Store(file) as s:
+        flat = s.params(run, which)
+    first = next(model.parameters())
+    return torch.as_tensor(np.asarray(flat), dtype=first.dtype, device=first.device)
 
 
 def _rebuild(file: str | os.PathLike, run: str, *, which: str | int, data: Any,

@@ -141,9 +141,7 @@ def measure_run(file: str, sweep: Sweep, run: str, names: tuple[str, ...]) -> No
     """The end-of-run probes ``names`` of the sweep on a stored run, each stored when done."""
     import importlib
 
-    import torch
-
-    from .runspec import rebuild
+    from .runspec import rebuild, stored_params
     from .store import Store
 
     if not names:
@@ -156,11 +154,7 @@ def measure_run(file: str, sweep: Sweep, run: str, names: tuple[str, ...]) -> No
         n = opts.pop("n", len(y))
         fn = getattr(importlib.import_module(f"probes.{module}"), fn_name)
         if fn_name == "measures":
-            with Store(file) as s:
-                flat = s.params(run, "init")
-            first = next(model.parameters())
-            opts["init"] = torch.as_tensor(np.asarray(flat), dtype=first.dtype,
-                                           device=first.device)
+            opts["init"] = stored_params(file, run, model)
         try:
             result = fn(model, loss_fn, (x[:n], y[:n]), **opts)
         except (TypeError, ValueError) as err:
