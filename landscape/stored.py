@@ -43,7 +43,7 @@ def surface_of_run(file: str | os.PathLike, run: str, *, x: Any, y: Any = None,
                    bn: str = "keep", test: bool = True, n: int | None = None,
                    data: Mapping[str, Any] | None = None, device: str | None = None,
                    name: str | None = None, replace: bool = False,
-                   progress: bool = False) -> Any:
+                   progress: bool = False, points: tuple[int, int] | None = None) -> Any:
     """A 1-D (``y`` None) or 2-D surface around a stored run, written into its file.
 
     Directions: ``"random"`` (seeded Gaussian, normalised, :func:`landscape.directions.random`),
@@ -52,7 +52,8 @@ def surface_of_run(file: str | os.PathLike, run: str, *, x: Any, y: Any = None,
     point). When the run has a trajectory, its projection onto the plane is stored beside the
     grids (``trajectory_steps``, ``trajectory_coords``). The training data (first ``n``
     examples) give the surface; the test data too with ``test``. Resumes a surface of the
-    same name and settings that the file holds.
+    same name and settings that the file holds. ``points=(start, stop)``: only that block of
+    the grid's points (:func:`landscape.surface.surface`).
 
     Returns:
         :class:`landscape.surface.Surface`.
@@ -93,7 +94,7 @@ def surface_of_run(file: str | os.PathLike, run: str, *, x: Any, y: Any = None,
     return surface(model, loss_fn, train, d, x=x, y=y,
                    test=_subset(split.test, n) if test else None, bn=bn, store=file,
                    run=run, name=name or f"{directions}_{k}d", replace=replace,
-                   progress=progress, extras=extras)
+                   progress=progress, extras=extras, points=points)
 
 
 def path_between(file: str | os.PathLike, run_a: str, run_b: str, *,

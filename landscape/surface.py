@@ -51,7 +51,7 @@ from .objective import Objective
 from .params import ParamFilter
 from .pointwise import Evaluator, Points, merged
 
-__all__ = ["BN_MODES", "METRICS", "Surface", "surface"]
+__all__ = ["BN_MODES", "METRICS", "Surface", "same_grid", "surface"]
 
 BN_MODES = ("keep", "recalibrate")
 METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
@@ -171,7 +171,8 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
             batch_size: int | None = None, check: bool = True, store: Any = None,
             run: str | None = None, name: str = "surface", replace: bool = False,
             flush_seconds: float = 30.0, progress: bool = False,
-            extras: Mapping[str, Any] | None = None) -> Surface:
+            extras: Mapping[str, Any] | None = None,
+            points: tuple[int, int] | None = None) -> Surface:
     """The loss (and accuracy) on a 1-D or 2-D grid around ``center`` (module docstring).
 
     Args:
@@ -198,6 +199,10 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
             resuming what it holds. replace: start over instead of resuming.
         flush_seconds: seconds between writes to the file. progress: show a progress bar.
         extras: more arrays stored with the surface (e.g. a projected trajectory).
+        points: ``(start, stop)``: evaluate only the grid points of these flat (row-major)
+            indices, a block of a surface shared out among workers
+            (:mod:`landscape.sweep_dist`); ``start`` a multiple of ``chunk``, so that the
+            points are evaluated in the chunks of a whole-surface evaluation.
 
     Returns:
         :class:`Surface` (with the values the file already held, when resuming).
@@ -254,27 +259,28 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
         result, previous = _open_record(store, run, name, result, replace, extras)
 
     flat = result.done.reshape(-1)
+    first, stop = _block(points, flat.size, chunk)
     evaluate = Evaluator(objectives, bn, vmap, accuracy)
-    todo = [c for c in range(0, flat.size, chunk) if not flat[c:c + chunk].all()]
+    todo = [c for c in range(first, stop, chunk) if not flat[c:min(c + chunk, stop)].all()]
     pending: list[tuple[tuple[int, ...], dict[str, float]]] = []
     last = time.perf_counter()
-    bar = _progress(int((~flat).sum()), progress, name)
+    bar = _progress(int((~flat[first:stop]).sum()), progress, name)
     n_points = 0
     with evaluate:
         for start in todo:
-            idx = [i for i in range(start, min(start + chunk, flat.size)) if not flat[i]]
-            points = [np.unravel_index(i, shape) for i in idx]
+            idx = [i for i in range(start, min(start + chunk, stop)) if not flat[i]]
+            pts = [np.unravel_index(i, shape) for i in idx]
             coef = np.array([[xs[pt[0]]] if ys is None else [xs[pt[0]], ys[pt[1]]]
-                             for pt in points])
+                             for pt in pts])
             values = evaluate(Points(theta0, d, coef))
-            for n, pt in enumerate(points):
+            for n, pt in enumerate(pts):
                 row = {m: float(values[m][n]) for m in metrics if values.get(m) is not None}
                 for m, v in row.items():
                     result.grids[m][pt] = v
                 result.done[pt] = True
                 pending.append((tuple(int(i) for i in pt), row))
-            n_points += len(points)
-            bar.update(len(points))
+            n_points += len(pts)
+            bar.update(len(pts))
             if store is not None and time.perf_counter() - last >= flush_seconds:
                 _flush(store, run, name, pending, result, previous + time.perf_counter() - started)
                 pending, last = [], time.perf_counter()
@@ -287,10 +293,35 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
                       "seconds": seconds})
 
 
+def _block(points: Any, size: int, chunk: int) -> tuple[int, int]:
+    if points is None:
+        return 0, size
+    ok = (isinstance(points, (tuple, list)) and len(points) == 2
+          and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in points))
+    start, stop = (int(points[0]), int(points[1])) if ok else (None, None)
+    if not ok or not 0 <= start < stop <= size or start % chunk:
+        raise ValueError(f"surface: points must be (start, stop) with 0 <= start < stop <= "
+                         f"{size} (the grid's points) and start a multiple of chunk={chunk}, "
+                         f"got {points!r}")
+    return start, stop
+
+
 def _progress(total: int, show: bool, name: str) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, disable=not show, desc=f"surface {name}", unit="pt")
+
+
+def same_grid(a: Surface, b: Surface) -> bool:
+    """Whether two surfaces (e.g. one held in a file and one about to be computed, or two
+    blocks of one surface) have the same coordinates, directions, options and grids."""
+    return (np.array_equal(a.x, b.x)
+            and (a.y is None) == (b.y is None)
+            and (a.y is None or np.array_equal(a.y, b.y))
+            and a.directions.shape == b.directions.shape
+            and np.array_equal(a.directions, b.directions)
+            and a._options() == b._options()
+            and set(a.grids) == set(b.grids))
 
 
 def _open_record(path: Any, run: str, name: str, fresh: Surface, replace: bool,
@@ -301,14 +332,7 @@ def _open_record(path: Any, run: str, name: str, fresh: Surface, replace: bool,
     with Store(path, "a", timeout=60) as s:
         if s.has_record(run, "surfaces", name) and not replace:
             held = Surface.from_record(s.record(run, "surfaces", name))
-            same = (np.array_equal(held.x, fresh.x)
-                    and (held.y is None) == (fresh.y is None)
-                    and (held.y is None or np.array_equal(held.y, fresh.y))
-                    and held.directions.shape == fresh.directions.shape
-                    and np.array_equal(held.directions, fresh.directions)
-                    and held._options() == fresh._options()
-                    and set(held.grids) == set(fresh.grids))
-            if not same:
+            if not same_grid(held, fresh):
                 raise ValueError(f"surface: {path}: run {run!r} already holds a surface "
                                  f"{name!r} made with other coordinates, directions or options; "
                                  "pass replace=True (CLI: --replace) to start over, or another "
