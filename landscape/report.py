@@ -199,27 +199,26 @@ def _axes_text(axes: dict | None) -> str | None:
     return ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(axes.items()))
 
 
-def _collect(file: str, notes: list[str]) -> tuple[list[dict], list[dict]]:
+def _collect(s: Store, notes: list[str]) -> tuple[list[dict], list[dict]]:
     runs = []
-    with Store(file) as s:
-        names = s.runs()
-        for run in names:
-            info = s.info(run)
-            a = info.attrs
-            sweep = a.get("sweep") if isinstance(a.get("sweep"), dict) else None
-            axes = sweep.get("axes") if sweep and isinstance(sweep.get("axes"), dict) else None
-            fm = _final_metrics(s, run, a)
-            gap = (fm["train_acc"] - fm["test_acc"]
-                   if None not in (fm["train_acc"], fm["test_acc"]) else None)
-            loss_gap = (fm["test_loss"] - fm["train_loss"]
-                        if None not in (fm["train_loss"], fm["test_loss"]) else None)
-            runs.append({
-                "run": run, "status": info.status, "optimizer": _optimizer(a.get("optimizer")),
-                "axes": axes, "sweep": sweep.get("name") if sweep else None,
-                "batch size": a.get("batch_size"), "seed": a.get("seed"), **fm,
-                "gap": gap, "loss gap": loss_gap,
-                "measures": _probe_measures(s, run, info.probes, notes)})
-        barriers = _barriers(s, names, notes)
+    names = s.runs()
+    for run in names:
+        info = s.info(run)
+        a = info.attrs
+        sweep = a.get("sweep") if isinstance(a.get("sweep"), dict) else None
+        axes = sweep.get("axes") if sweep and isinstance(sweep.get("axes"), dict) else None
+        fm = _final_metrics(s, run, a)
+        gap = (fm["train_acc"] - fm["test_acc"]
+               if None not in (fm["train_acc"], fm["test_acc"]) else None)
+        loss_gap = (fm["test_loss"] - fm["train_loss"]
+                    if None not in (fm["train_loss"], fm["test_loss"]) else None)
+        runs.append({
+            "run": run, "status": info.status, "optimizer": _optimizer(a.get("optimizer")),
+            "axes": axes, "sweep": sweep.get("name") if sweep else None,
+            "batch size": a.get("batch_size"), "seed": a.get("seed"), **fm,
+            "gap": gap, "loss gap": loss_gap,
+            "measures": _probe_measures(s, run, info.probes, notes)})
+    barriers = _barriers(s, names, notes)
     return runs, barriers
 
 
@@ -272,11 +271,11 @@ def _rank(runs: list[dict], notes: list[str]) -> tuple[tuple[MeasureRank, ...], 
     return tuple(out), axes
 
 
-def _figures(file: str, out_dir: Path) -> tuple[tuple[Path, ...], str | None]:
+def _figures(file: Store, out_dir: Path) -> tuple[tuple[Path, ...], str | None]:
     try:
         from . import plot
 
-        paths = plot.all_figures(file, out_dir / "figures", formats=("png",))
+        paths = plot.all_figures(file, out_dir, formats=("png",))
     except (ImportError, AttributeError) as err:
         return (), f"figures unavailable: {err}"
     except (ValueError, TypeError, RuntimeError, OSError, KeyError) as err:
@@ -309,14 +308,16 @@ def report(file: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
     out = Path(out_dir) if out_dir is not None else \
         Path(file).with_name(Path(file).stem + "_report")
     notes: list[str] = []
-    runs, barrier_rows = _collect(file, notes)
+    # one consistent snapshot for the tables and the figures; a sweep may write meanwhile
+    with Store(file, snapshot=True) as snap:
+        out.mkdir(parents=True, exist_ok=True)
+        runs, barrier_rows = _collect(snap, notes)
+        figs, figure_note = _figures(snap, out / "figures") if figures else ((), None)
     run_table = _run_table(runs, barrier_rows)
     cols = ("from", "to", "kind", "barrier", "accuracy barrier", "test barrier", "stored as")
     barriers = Table(cols, tuple((f"{p['a']}:{p['a_which']}", f"{p['b']}:{p['b_which']}",
                                   *(p[c] for c in cols[2:])) for p in barrier_rows))
     ranking, axes = _rank(runs, notes)
-    out.mkdir(parents=True, exist_ok=True)
-    figs, figure_note = _figures(file, out) if figures else ((), None)
     n_ranked = sum(r["status"] == "complete" for r in runs)
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
     blocks = _blocks({"file": file, "runs": run_table, "barriers": barriers,

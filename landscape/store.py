@@ -23,7 +23,15 @@ writer is gone as ``"incomplete"``; writers redo it.
 
 **Locking.** A writer holds the file exclusively for as long as its :class:`Store` is open;
 a second writer gets :class:`~landscape.journal.FileBusyError`. Keep write sessions short
-(the trainer opens one per commit) so that readers get in between.
+(the trainer opens one per commit) so that readers get in between. A reader that will take a
+while opens a ``snapshot``: a private copy made under the shared lock, which it then reads
+without holding the file.
+
+**Claims.** A writer that works on the file across many write sessions (a sweep) claims it:
+:meth:`Store.claim` records the writer (host, pid, what) at the file's root, and every other
+process that opens the file to write is refused with :class:`FileBusyError` while that
+process lives; a claim whose process is gone is ignored (it was killed), and
+:meth:`Store.release` ends it.
 
 Examples:
     >>> with Store("cmp.h5", "a") as s:
@@ -39,6 +47,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import tempfile
 import uuid
 import weakref
 from collections.abc import Mapping, Sequence
@@ -122,6 +131,17 @@ def _read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
     return out
 
 
+def _copy_locked(fd: int) -> Any:
+    """A private, unnamed copy of the file open at ``fd`` (whose lock the caller holds)."""
+    copy = tempfile.TemporaryFile()
+    offset = 0
+    while chunk := os.pread(fd, 1 << 22, offset):
+        copy.write(chunk)
+        offset += len(chunk)
+    copy.seek(0)
+    return copy
+
+
 def _alive(host: str | None, pid: int | None) -> bool | None:
     """Whether the writer process still runs; None when it runs on another host."""
     if host != socket.gethostname() or pid is None:
@@ -176,6 +196,10 @@ class Store:
         timeout: seconds to wait for another process that holds the file (a writer, or a
             reader when we write) before :class:`FileBusyError`. Default: 10 s to read, 0 s
             to write (a second writer is told at once).
+        snapshot: (reading) read a private copy of the file, taken under the shared lock,
+            which is released at once: a reader that takes long never holds up a writer.
+        take_over: (writing) ignore a claim (:meth:`claim`) that cannot be checked, made by
+            a process on another host.
 
     Raises:
         StoreError: not an HDF5 file, not a landscape file, an unknown ``format_version``,
@@ -184,13 +208,15 @@ class Store:
     """
 
     def __init__(self, path: str | os.PathLike, mode: str = "r", *,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, snapshot: bool = False,
+                 take_over: bool = False) -> None:
         if mode not in ("r", "a", "w"):
             raise ValueError(f"Store: mode must be 'r', 'a' or 'w', got {mode!r}")
         self.path, self.mode = os.fspath(path), mode
         self._jf: JournaledFile | None = None
         self._fd: int | None = None
         self._h5: h5py.File | None = None
+        self._copy: Any = None
         if mode == "r":
             if not os.path.exists(self.path):
                 raise FileNotFoundError(f"{self.path} does not exist")
@@ -201,7 +227,13 @@ class Store:
                 if os.fstat(self._fd).st_size == 0:
                     raise StoreError(f"{self.path} is empty: not a landscape file (a writer "
                                      "may have been stopped before its first commit)")
-                self._h5 = self._open_h5(self.path, "r", locking=False)
+                if snapshot:
+                    self._copy = _copy_locked(self._fd)
+                    self._release()  # the copy is ours: let writers in
+                    self._fd = None
+                    self._h5 = self._open_h5(self._copy, "r")
+                else:
+                    self._h5 = self._open_h5(self.path, "r", locking=False)
                 self._check_format()
             except BaseException:
                 self.close()
@@ -213,6 +245,7 @@ class Store:
                 if mode == "w" and self._jf.size:
                     self._h5 = self._open_h5(self._jf, "r")
                     self._check_format()  # never replace a file that is not ours
+                    self._check_claim(take_over)
                     self._h5.close()
                 self._jf.truncate(0)
                 self._h5 = self._open_h5(self._jf, "w")
@@ -225,6 +258,7 @@ class Store:
             else:
                 self._h5 = self._open_h5(self._jf, "r+")
                 self._check_format()
+                self._check_claim(take_over)
         except BaseException:
             self.close()
             raise
@@ -280,6 +314,9 @@ class Store:
             if self._fd is not None:
                 self._release()
                 self._fd = None
+            if self._copy is not None:
+                self._copy.close()
+                self._copy = None
 
     def __enter__(self) -> Store:
         return self
@@ -297,6 +334,55 @@ class Store:
     def attrs(self) -> dict[str, Any]:
         """The file's root attributes (format, format_version, created_by, ...)."""
         return _read_attrs(self._h5)
+
+    # ------------------------------------------------------------------ claims
+    def _check_claim(self, take_over: bool) -> None:
+        held = self.claimed()
+        if held is None or held.get("pid") == os.getpid() and \
+                held.get("host") == socket.gethostname():
+            return
+        alive = _alive(held.get("host"), held.get("pid"))
+        if alive is False or (alive is None and take_over):
+            return
+        where = "this host" if alive else f"host {held.get('host')}"
+        hint = ("wait for it to finish, or stop it" if alive else "if that process is gone, "
+                "take the file over (landscape sweep --take-over)")
+        raise FileBusyError(f"{self.path} is being written by {held.get('what', 'a writer')} "
+                            f"(process {held.get('pid')} on {where}, since "
+                            f"{held.get('since')}); {hint}")
+
+    def claimed(self) -> dict[str, Any] | None:
+        """The claim on the file (:meth:`claim`), live or left by a killed writer, or None."""
+        held = _read_attrs(self._h5).get("writer")
+        return held if isinstance(held, dict) else None
+
+    def writer(self) -> dict[str, Any] | None:
+        """The claim of a writer that still runs (or runs on another host), else None."""
+        held = self.claimed()
+        if held is None or _alive(held.get("host"), held.get("pid")) is False:
+            return None
+        return held
+
+    def claim(self, what: str) -> str:
+        """Claim the file for this process until :meth:`release` (or its death): other
+        processes that open it to write are refused. ``what`` names the writer in their
+        message (e.g. ``"landscape sweep quick"``). Returns the claim's token."""
+        self._writable()
+        token = uuid.uuid4().hex
+        _write_attrs(self._h5, {"writer": {"what": str(what), "host": socket.gethostname(),
+                                           "pid": os.getpid(), "since": _now(),
+                                           "token": token}})
+        return token
+
+    def release(self, token: str) -> None:
+        """End this process's claim ``token`` (a claim another writer has taken since is
+        left alone)."""
+        self._writable()
+        held = self.claimed()
+        if held is not None and held.get("token") == token:
+            del self._h5.attrs["writer"]
+            keys = set(json.loads(self._h5.attrs.get("json_attrs", "[]"))) - {"writer"}
+            self._h5.attrs["json_attrs"] = json.dumps(sorted(keys))
 
     # ------------------------------------------------------------------ runs
     def runs(self) -> list[str]:

@@ -78,10 +78,15 @@ def text(path: str | os.PathLike, run: str | None = None) -> str:
         runs = [s.info(r) for r in s.runs()]
         compare = s.compares()
         detail = s.info(run) if run is not None else None
+        writer = s.writer()
     size = os.path.getsize(path)
     out = [f"{os.fspath(path)}: landscape file, format_version {attrs.get('format_version')}, "
            f"{size / 1e6:.2f} MB, created {attrs.get('created', '?')} by "
            f"{attrs.get('created_by', '?')} (torch {attrs.get('torch_version', '?')})"]
+    if writer is not None:
+        out.append(f"being written by {writer.get('what')} (process {writer.get('pid')} on "
+                   f"{writer.get('host')}, since {writer.get('since')}): what follows is its "
+                   "last commit")
     if runs:
         out += ["", f"{len(runs)} run(s):", _table([rows(i) for i in runs])]
     else:
