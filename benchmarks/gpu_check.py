@@ -26,6 +26,21 @@ from landscape import data, models
 
 RESULTS: dict[str, dict] = {}
 
+SWEEP = """
+name = "gpu"
+[base]
+model = {name = "mlp", width = 64}
+data = {name = "digits"}
+train = {epochs = 5, batch_size = 64, seed = 0}
+[grid]
+optimizer = [{name = "sgd", lr = 0.05}, {name = "adam", lr = 0.003}]
+[probes]
+hessian = {k = 2}
+[surfaces.r]
+x = [-1.0, 1.0, 7]
+y = [-1.0, 1.0, 7]
+"""
+
 
 def timed(fn, sync: bool):
     fn()  # warm-up
@@ -309,6 +324,40 @@ def main() -> None:
                                  gpu_data, n=11)
         return {"rel_diff_loss": rel(g.loss, c.loss), "barrier": [c.barrier, g.barrier]}
     _interp()
+
+    @check("sweep --device (CLI, in-process and 2 workers, against the CPU sweep)")
+    def _sweep():
+        import tempfile
+        from pathlib import Path
+
+        from landscape.cli import main as cli
+        from landscape.store import Store
+
+        spec = Path(tempfile.mkdtemp()) / "gpu.toml"
+        spec.write_text(SWEEP)
+        files = {k: spec.with_name(f"{k}.h5") for k in ("cpu", "gpu", "gpu2")}
+        seconds = {}
+        for key, extra in (("cpu", []), ("gpu", ["--device", dev]),
+                           ("gpu2", ["--device", dev, "--workers", "2"])):
+            start = time.perf_counter()
+            assert cli(["sweep", str(spec), "--out", str(files[key]), "--quiet",
+                        "--no-report", *extra]) == 0, key
+            seconds[key] = round(time.perf_counter() - start, 2)
+        out = {"seconds": seconds}
+        with Store(files["cpu"]) as c, Store(files["gpu"]) as g, Store(files["gpu2"]) as g2:
+            for run in c.runs():
+                out[f"{run} device"] = g.info(run).attrs.get("device")
+                out[f"{run} final rel"] = rel(g.params(run), c.params(run))
+                out[f"{run} workers == in-process"] = bool(
+                    np.array_equal(g.params(run), g2.params(run)))
+                for kind, names in (("probes", c.info(run).probes),
+                                    ("surfaces", c.info(run).surfaces)):
+                    for name in names:
+                        a, b = c.record(run, kind, name).arrays, g.record(run, kind, name).arrays
+                        keys = [k for k in a if a[k].dtype.kind == "f" and k not in ("x", "y")]
+                        out[f"{run} {name} rel"] = max(rel(b[k], a[k]) for k in keys)
+        return out
+    _sweep()
 
     if args.json:
         with open(args.json, "w") as f:

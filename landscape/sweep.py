@@ -62,6 +62,11 @@ The format::
     kind = ["linear", "bezier"]         # and/or "aligned": linear after weight matching
     points = 25                          # n (examples), steps, lr, seed: as for the CLI
 
+    [resources]                          # what a task asks of a Ray cluster (landscape.
+    cpus = 1                             # sweep_dist): CPUs (and torch threads) a task;
+    gpus = 1                             # GPUs a task (default 1 for runs on CUDA, else 0);
+    surface_block = 64                   # grid points a surface task (default: ~2 a worker)
+
 **Runs.** The explicit ``[[runs]]`` (one empty run when there are none), each merged over
 ``[base]``, are crossed with the ``[grid]``. A grid key is a table (``"optimizer"``,
 ``"model"``, ``"data"``, ``"train"``: its values are tables merged over the run's; a table
@@ -100,6 +105,7 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import itertools
 import json
@@ -116,10 +122,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["ABBREVIATIONS", "INITS", "PlannedRun", "Sweep", "expand", "load", "loads"]
+__all__ = ["ABBREVIATIONS", "INITS", "PlannedRun", "Sweep", "expand", "load", "loads",
+           "on_device"]
 
 TOP = ("name", "description", "base", "grid", "runs", "init", "probes", "along", "surfaces",
-       "paths")
+       "paths", "resources")
+RESOURCES = ("cpus", "gpus", "surface_block")
 RUN_KEYS = ("model", "data", "optimizer", "train", "init")
 INITS = ("random", "random_labels")
 ABBREVIATIONS = {"batch_size": "bs", "label_noise": "noise", "weight_decay": "wd",
@@ -156,12 +164,25 @@ class Sweep:
     path_options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     source: dict[str, Any] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=dict)
 
     def run(self, name: str) -> PlannedRun:
         for r in self.runs:
             if r.name == name:
                 return r
         raise KeyError(f"sweep {self.name!r} has no run {name!r}")
+
+
+def on_device(sweep: Sweep, device: str) -> Sweep:
+    """The sweep with every run trained and measured on ``device`` (``landscape sweep
+    --device``); a complete run trained elsewhere is kept (the device is not part of what
+    makes a run, :func:`landscape.sweep_exec.plan`)."""
+    if not isinstance(device, str) or not device:
+        raise TypeError(f"sweep: device must be a string such as 'cuda', got {device!r}")
+    runs = tuple(PlannedRun(r.name, {**r.spec, "train": {**r.spec.get("train", {}),
+                                                         "device": device}}, r.init, r.axes)
+                 for r in sweep.runs)
+    return dataclasses.replace(sweep, runs=runs)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -199,7 +220,20 @@ def expand(raw: Mapping[str, Any]) -> Sweep:
                  along=_along(raw.get("along", {})),
                  surfaces=_surfaces(raw.get("surfaces", {})),
                  description=description, source=json.loads(json.dumps(dict(raw))),
+                 resources=_resources(raw.get("resources", {})),
                  **_paths(raw.get("paths", {}), names))
+
+
+def _resources(value: Any) -> dict[str, Any]:
+    table = _table("resources", value)
+    _keys("resources", table, RESOURCES)
+    for key in ("cpus", "surface_block"):
+        if key in table:
+            _int(f"resources.{key}", table[key], 1)
+    gpus = table.get("gpus", 0)
+    if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or gpus < 0:
+        raise _fail("resources.gpus", f"must be a number >= 0, got {gpus!r}", TypeError)
+    return table
 
 
 def _init_options(value: Any) -> dict[str, dict[str, Any]]:

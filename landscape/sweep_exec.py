@@ -9,25 +9,31 @@ complete run whose recorded spec differs from the sweep's is an error (another s
 that file).
 
 **Executors.** ``workers=1``: in this process, straight into the file. ``workers=N``: N local
-worker processes (``multiprocessing`` spawn). A worker never opens the file: the parent copies
-what a job needs (the run's stored data, for probes on a run already trained) into a
-temporary landscape file, the worker trains and measures into that, and the parent copies the
-results back: the parent is the only process that opens the file. The worker runs the same
-code on the same inputs, so the numbers are the same as in-process (on the CPU, with the same
-number of threads: workers get ``torch.get_num_threads() // N`` each).
+worker processes; ``executor="ray"``: tasks on a Ray cluster. Either way the work is shared out
+as tasks (a run's training and probes, blocks of each surface's points, the paths between
+runs) by :mod:`landscape.sweep_dist`: a worker never opens the file; it gets a small file with
+what its task reads, and the sweep's process merges what comes back, the only process that
+writes the file. The worker runs the same code on the same inputs, so the numbers are the same
+as in-process (on the CPU, with the same number of threads: local workers get
+``torch.get_num_threads() // N`` each, a Ray task as many as the CPUs it asks for).
+
+**Killed anywhere.** Every write is a journaled commit (:mod:`landscape.journal`); a run killed
+while it trains is trained again from the start (its seed makes it the same run), a surface
+resumes from the points the file holds, and a task lost with its worker is run again. So the
+file after any number of interruptions and resumptions holds the numbers of an uninterrupted
+sweep (``tests/test_sweep_kill.py`` kills one 20 times).
 
 Examples:
     >>> sweep = load("experiments/quick.toml")                          # doctest: +SKIP
     >>> for item in plan(sweep, "quick.h5"): print(item.describe())
     >>> run_sweep(sweep, "quick.h5", workers=2)
+    >>> run_sweep(sweep, "quick.h5", executor="ray", address="auto")
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,10 +42,8 @@ import numpy as np
 
 from .sweep import PlannedRun, Sweep
 
-__all__ = ["Job", "plan", "run_sweep"]
+__all__ = ["EXECUTORS", "Job", "plan", "run_sweep"]
 
-_RUN_ONLY_ATTRS = ("status", "writer_host", "writer_pid", "writer_token", "created",
-                   "finished")
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class Job:
     paths: tuple[str, ...] = ()          # kinds of init -> final paths
     pair: tuple[str, str, str] | None = None   # (run a, run b, kind) of a /compare path
     notes: tuple[str, ...] = field(default=())
+    block: tuple[int, int] | None = None      # points (start, stop) of the one surface
 
     @property
     def empty(self) -> bool:
@@ -62,8 +67,9 @@ class Job:
         if self.pair:
             a, b, kind = self.pair
             return f"compare/{compare_name(a, b, kind)}"
+        block = f"[{self.block[0]}:{self.block[1]}]" if self.block else ""
         parts = (["train"] if self.train else []) + [f"probes/{p}" for p in self.probes] + \
-            [f"surfaces/{s}" for s in self.surfaces] + \
+            [f"surfaces/{s}{block}" for s in self.surfaces] + \
             [f"paths/{k}_init_final" for k in self.paths]
         return ", ".join(parts + list(self.notes)) or "complete"
 
@@ -76,6 +82,13 @@ def compare_name(a: str, b: str, kind: str) -> str:
 def _same(a: Any, b: Any) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(json.loads(json.dumps(b)),
                                                        sort_keys=True)
+
+
+def _placeless(spec: Any) -> Any:
+    """A run spec without its device: where a run was trained does not make another run."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("train"), dict):
+        return spec
+    return {**spec, "train": {k: v for k, v in spec["train"].items() if k != "device"}}
 
 
 def plan(sweep: Sweep, file: str | os.PathLike) -> list[Job]:
@@ -101,7 +114,7 @@ def plan(sweep: Sweep, file: str | os.PathLike) -> list[Job]:
                 jobs.append(Job(r.name, True, all_probes, all_surfaces, sweep.init_to_final))
                 continue
             info = s.info(r.name)
-            if not _same(info.attrs.get("spec"), merge({}, r.spec)) or \
+            if not _same(_placeless(info.attrs.get("spec")), _placeless(merge({}, r.spec))) or \
                     not _same(info.attrs.get("init", {"name": "random"}), r.init):
                 raise ValueError(f"{file}: run {r.name!r} is complete but was trained with "
                                  "another spec than this sweep's; sweep into another --out "
@@ -166,9 +179,10 @@ def measure_run(file: str, sweep: Sweep, run: str, names: tuple[str, ...]) -> No
             s.write_record(run, "probes", name, arrays=arrays, attrs=attrs)
 
 
-def surface_run(file: str, sweep: Sweep, run: str, name: str, *, progress: bool = False
-                ) -> Any:
-    """One surface of the sweep around a stored run (resumed if partly done)."""
+def surface_run(file: str, sweep: Sweep, run: str, name: str, *, progress: bool = False,
+                points: tuple[int, int] | None = None) -> Any:
+    """One surface of the sweep around a stored run (resumed if partly done), or the block
+    ``points`` of it."""
     from .stored import surface_of_run
 
     o = dict(sweep.surfaces[name])
@@ -176,7 +190,8 @@ def surface_run(file: str, sweep: Sweep, run: str, name: str, *, progress: bool 
     y = np.linspace(*o.pop("y")) if "y" in o else None
     if o.get("ignore") == "none":
         o["ignore"] = None
-    return surface_of_run(file, run, x=x, y=y, name=name, progress=progress, **o)
+    return surface_of_run(file, run, x=x, y=y, name=name, progress=progress, points=points,
+                          **o)
 
 
 def path_run(file: str, sweep: Sweep, a: str, b: str, kind: str) -> Any:
@@ -204,153 +219,86 @@ def do_job(file: str, sweep: Sweep, job: Job, *, progress: bool = False) -> Job:
     with reuse_rebuilds():  # the run is final now: build it and its data once
         measure_run(file, sweep, run.name, job.probes)
         for name in job.surfaces:
-            surface_run(file, sweep, run.name, name, progress=progress)
+            surface_run(file, sweep, run.name, name, progress=progress, points=job.block)
         for kind in job.paths:
             path_run(file, sweep, run.name, run.name, kind)
     return job
 
 
-# ----------------------------------------------------------------------------- copying
-def _copy_record(src: Any, dst: Any, run: str | None, kind: str, name: str) -> None:
-    from .surface import METRICS
-
-    rec = src.record(run, kind, name)
-    dims = None
-    if kind == "surfaces":
-        axes = ("x", "y") if "y" in rec.arrays else ("x",)
-        dims = {k: axes for k in rec.arrays if k in METRICS or k == "done"}
-    dst.write_record(run, kind, name, arrays=rec.arrays, attrs=rec.attrs, dims=dims)
-
-
-def copy_run(src: Any, dst: Any, run: str, *, records: bool = True) -> None:
-    """Copy a run from one open :class:`~landscape.store.Store` to another (a writer): its
-    settings, parameters, buffers, trajectory, history and (``records``) its probes,
-    surfaces and paths. Its status and times go with it."""
-    info = src.info(run)
-    names, shapes = src.layout(run)
-    attrs = {k: v for k, v in info.attrs.items() if k not in _RUN_ONLY_ATTRS}
-    dst.create_run(run, names=names, shapes=shapes, init=src.params(run, "init"), attrs=attrs)
-    steps, traj = src.trajectory(run)
-    if len(steps):
-        dst.append_trajectory(run, steps, traj)
-    if history := src.history(run):
-        dst.append_series(run, "history", history)
-    for which in ("init", "final"):
-        if buffers := src.buffers(run, which):
-            dst.set_buffers(run, which, buffers)
-    for kind, held in (("probes", info.probes), ("surfaces", info.surfaces),
-                       ("paths", info.paths)):
-        for name in held if records else ():
-            _copy_record(src, dst, run, kind, name)
-    if info.has_final:
-        dst.set_final(run, src.params(run, "final"),
-                      status=info.status if info.status == "complete" else None)
-    dst.set_attrs(run, {k: info.attrs[k] for k in ("created", "finished") if k in info.attrs})
-
-
-def _merge(tmp: str, file: str, job: Job) -> None:
-    """Copy what a worker computed for ``job`` from its file into the sweep's."""
-    from .store import Store
-
-    with Store(tmp) as src, Store(file, "a", timeout=120) as dst:
-        if job.pair:
-            _copy_record(src, dst, None, "paths", compare_name(*job.pair))
-            return
-        if job.train:
-            copy_run(src, dst, job.run)
-            return
-        for name in job.probes:
-            _copy_record(src, dst, job.run, "probes", name)
-        for name in job.surfaces:
-            _copy_record(src, dst, job.run, "surfaces", name)
-        for kind in job.paths:
-            _copy_record(src, dst, job.run, "paths", f"{kind}_init_final")
-
-
-def _prepare(tmp: str, file: str, job: Job) -> None:
-    """A worker's file: the stored runs its job reads (none for a run to train)."""
-    from .store import Store
-
-    needed = list(job.pair[:2]) if job.pair else ([] if job.train else [job.run])
-    with Store(tmp, "w") as dst:
-        if needed:
-            with Store(file) as src:
-                for run in needed:
-                    copy_run(src, dst, run, records=not job.pair)
-
-
-def _init_worker(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
-
-
-def _work(tmp: str, sweep: Sweep, job: Job) -> Job:
-    return do_job(tmp, sweep, job)
-
-
 # ----------------------------------------------------------------------------- the executor
+EXECUTORS = ("local", "ray")
+"""``local``: in this process (``workers=1``) or local worker processes; ``ray``: a Ray
+cluster (:class:`landscape.executors.RayCluster`)."""
+
+
 def run_sweep(sweep: Sweep, file: str | os.PathLike, *, workers: int = 1,
+              executor: str = "local", address: str | None = None, take_over: bool = False,
               progress: bool = False, say: Callable[[str], None] | None = None) -> list[Job]:
-    """Do what ``file`` lacks of ``sweep`` (:func:`plan`); return the jobs done.
+    """Do what ``file`` lacks of ``sweep`` (:func:`plan`); return the jobs (tasks) done.
+
+    The sweep claims the file while it runs (:meth:`landscape.store.Store.claim`): another
+    process that opens it to write (a second sweep, ``landscape train``) is refused, while
+    readers may read it between the sweep's commits.
 
     Args:
         sweep: a :class:`~landscape.sweep.Sweep`. file: the landscape file (created if
-            missing). workers: 1 (in this process) or the number of worker processes.
-        progress: progress bars. say: called with a line for each job done.
+            missing).
+        workers: with ``executor="local"``, 1 (in this process) or the number of worker
+            processes; with ``"ray"`` and no ``address``, the CPUs of the local Ray instance
+            started for the sweep (default: all).
+        executor: one of :data:`EXECUTORS`. address: the Ray cluster to join (``"auto"``: the
+            one this machine belongs to); None starts a local one.
+        take_over: take the file over from a claim that cannot be checked (a sweep on another
+            host).
+        progress: progress bars. say: called with a line for each task done.
+
+    Raises:
+        ValueError: bad options, a spec that disagrees with the file (:func:`plan`).
+        FileBusyError: another process writes the file.
     """
     from tqdm.auto import tqdm
 
+    from .store import Store
+
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"sweep: workers must be an integer >= 1, got {workers!r}")
+    if executor not in EXECUTORS:
+        raise ValueError(f"sweep: executor must be one of {', '.join(EXECUTORS)}, got "
+                         f"{executor!r}")
+    if address is not None and executor != "ray":
+        raise ValueError("sweep: an address is for executor='ray'")
     file = os.fspath(file)
-    jobs = [j for j in plan(sweep, file) if not j.empty]
     say = say or (lambda line: None)
-    bar = tqdm(total=len(jobs), desc=f"sweep {sweep.name}", unit="job", disable=not progress)
+    with Store(file, "a", take_over=take_over) as s:
+        token = s.claim(f"landscape sweep {sweep.name!r}")
+    bar = tqdm(total=0, desc=f"sweep {sweep.name}", unit="task", disable=not progress)
+
+    def done(job: Job) -> None:
+        bar.update(1)
+        say(f"{job.run or 'compare'}: {job.describe()}")
+
     try:
-        if workers == 1:
+        jobs = [j for j in plan(sweep, file) if not j.empty]
+        if executor == "local" and workers == 1:
+            bar.total = len(jobs)
             for job in jobs:
                 bar.set_postfix_str(job.run or job.describe())
                 do_job(file, sweep, job, progress=progress)
-                bar.update(1)
-                say(f"{job.run or 'compare'}: {job.describe()}")
-        else:
-            _pool(sweep, file, jobs, workers, bar, say)
+                done(job)
+            return jobs
+        from .executors import Processes, RayCluster
+        from .sweep_dist import distribute
+
+        def total(n: int) -> None:
+            bar.total = n
+            bar.refresh()
+
+        ex = Processes(workers) if executor == "local" else \
+            RayCluster(address, num_cpus=workers if workers > 1 else None)
+        with ex:
+            return distribute(sweep, file, jobs, ex, on_total=total, on_done=done) if jobs \
+                else []
     finally:
         bar.close()
-    return jobs
-
-
-def _pool(sweep: Sweep, file: str, jobs: list[Job], workers: int, bar: Any,
-          say: Callable[[str], None]) -> None:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    import torch
-
-    threads = max(1, torch.get_num_threads() // workers)
-    tmpdir = tempfile.mkdtemp(prefix="landscape-sweep-")
-    try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_init_worker, initargs=(threads,)) as pool:
-            # runs first (in parallel), then the paths between runs, which need them;
-            # results are merged in the spec's order, so the file lists runs in that order
-            for phase in ([j for j in jobs if not j.pair], [j for j in jobs if j.pair]):
-                running = []
-                for i, job in enumerate(phase):
-                    tmp = os.path.join(tmpdir, f"job{i}{'c' if job.pair else ''}.h5")
-                    _prepare(tmp, file, job)
-                    running.append((pool.submit(_work, tmp, sweep, job), tmp, job))
-                for n, (fut, tmp, job) in enumerate(running):
-                    try:
-                        fut.result()
-                    except BaseException:
-                        for other, _, _ in running[n + 1:]:
-                            other.cancel()
-                        raise
-                    _merge(tmp, file, job)
-                    os.remove(tmp)
-                    bar.update(1)
-                    say(f"{job.run or 'compare'}: {job.describe()}")
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
+        with Store(file, "a", timeout=60) as s:
+            s.release(token)

@@ -1,0 +1,111 @@
+"""How much faster does a sweep of 8 runs go on 2 cores with 2 workers? (target >= 1.7x)
+
+A CPU-bound sweep (8 runs: 2 optimizers x 4 seeds of an MLP on 2000 MNIST-1D examples, the
+Hessian's top eigenvalue at the end of each, a 9 x 9 random-direction surface around each,
+split into blocks of 27 points) is run four ways into fresh files, one after another:
+
+- in this process with torch's default threads (what ``landscape sweep`` does unasked),
+- in this process with 1 thread,
+- 2 local worker processes (``--workers 2``, 1 thread each),
+- Ray with 2 CPUs (a local instance; its start-up is timed apart; 1 thread a task).
+
+Prints the wall times, the speed-ups over the first (and over the 1-thread sequential run),
+checks that all four files hold the same numbers, and Ray's cost per task: its wall time
+beyond a perfect split of the 1-thread work over 2 CPUs, divided by its tasks (the same for
+the local processes, for comparison). One run (the CPU may be shared).
+
+    .venv/bin/python benchmarks/scaling.py [--epochs 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from landscape.sweep import loads  # noqa: E402
+from landscape.sweep_exec import run_sweep  # noqa: E402
+from tests.filecompare import differences  # noqa: E402
+
+SPEC = """
+name = "scaling"
+[base]
+model = {{name = "mlp", width = 64, depth = 2}}
+data = {{name = "mnist1d", n_train = 2000, n_test = 1000}}
+train = {{epochs = {epochs}, batch_size = 32, seed = 0}}
+[grid]
+optimizer = [{{name = "sgd", lr = 0.05, momentum = 0.9}}, {{name = "adam", lr = 0.002}}]
+"train.seed" = [0, 1, 2, 3]
+[probes]
+n = 1000
+hessian = {{k = 1}}
+[surfaces.r]
+x = [-1.0, 1.0, 9]
+y = [-1.0, 1.0, 9]
+n = 1000
+test = false
+[resources]
+surface_block = 27
+"""
+
+
+def _timed(spec, path, **kw) -> tuple[float, int]:
+    start = time.perf_counter()
+    done = run_sweep(spec, path, **kw)
+    return time.perf_counter() - start, len(done)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=8)
+    args = parser.parse_args()
+    spec = loads(SPEC.format(epochs=args.epochs))
+    default_threads = torch.get_num_threads()
+    tmp = Path(tempfile.mkdtemp(prefix="scaling-"))
+    print(f"{len(spec.runs)} runs, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"default threads {default_threads}")
+
+    seq, n_seq = _timed(spec, tmp / "seq.h5")
+    print(f"in-process, {default_threads} threads: {seq:7.1f} s  ({n_seq} jobs)")
+    torch.set_num_threads(1)
+    seq1, _ = _timed(spec, tmp / "seq1.h5")
+    print(f"in-process, 1 thread:  {seq1:7.1f} s")
+    torch.set_num_threads(2)
+    local, n_local = _timed(spec, tmp / "local.h5", workers=2)
+    print(f"2 local workers:       {local:7.1f} s  ({n_local} tasks)  "
+          f"speed-up {seq / local:.2f}x ({seq1 / local:.2f}x over 1 thread)")
+
+    import ray
+
+    start = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             object_store_memory=256 * 2**20)
+    ray.get(ray.remote(lambda: None).remote())  # a worker is up
+    init = time.perf_counter() - start
+    try:
+        on_ray, n_ray = _timed(spec, tmp / "ray.h5", executor="ray")
+    finally:
+        ray.shutdown()
+    print(f"Ray, 2 CPUs:           {on_ray:7.1f} s  ({n_ray} tasks; +{init:.1f} s to start "
+          f"Ray)  speed-up {seq / on_ray:.2f}x ({seq1 / on_ray:.2f}x over 1 thread)")
+    ideal = seq1 / 2
+    print(f"cost a task beyond a perfect split of the 1-thread work: local processes "
+          f"{(local - ideal) / n_local * 1e3:.0f} ms, Ray {(on_ray - ideal) / n_ray * 1e3:.0f} ms")
+    for name in ("seq1", "local", "ray"):
+        bad = differences(tmp / "seq1.h5", tmp / f"{name}.h5")
+        print(f"{name}.h5 holds the numbers of the 1-thread sequential sweep: "
+              f"{'yes' if not bad else 'NO: ' + '; '.join(bad[:5])}")
+    bad = differences(tmp / "seq.h5", tmp / "seq1.h5")
+    same = "the same numbers" if not bad else f"{len(bad)} arrays differ (threads reorder sums)"
+    print(f"{default_threads} threads vs 1 thread: {same}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""The pieces of shared-out sweeps: surface blocks, merging a block (never a point twice),
+claims on a file, snapshots for readers, ``[resources]``, ``--device``, executor options."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from landscape import directions
+from landscape.cli import main
+from landscape.store import FileBusyError, Store
+from landscape.surface import surface
+from landscape.sweep import loads, on_device
+from landscape.sweep_dist import _merge_block, blocks, resources_of
+from landscape.sweep_exec import Job, plan, run_sweep
+
+from .test_sweep_run import TINY
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _problem():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3))
+    x, y = torch.randn(40, 4), torch.randint(0, 3, (40,))
+    d = directions.random(model, k=2, seed=1)
+    return model, nn.functional.cross_entropy, (x, y), d
+
+
+def test_blocks_of_a_surface_give_the_whole_surface_point_for_point(tmp_path):
+    model, loss, data, d = _problem()
+    xs, ys = np.linspace(-1, 1, 7), np.linspace(-1, 1, 5)
+    whole = surface(model, loss, data, d, x=xs, y=ys, chunk=4)
+    parts = [surface(model, loss, data, d, x=xs, y=ys, chunk=4, points=(a, min(a + 8, 35)))
+             for a in range(0, 35, 8)]
+    for m, grid in whole.grids.items():
+        got = np.full(grid.shape, np.nan)
+        for p in parts:
+            got[p.done] = p.grids[m][p.done]
+        assert np.array_equal(got, grid), m
+    assert [int(p.done.sum()) for p in parts] == [8, 8, 8, 8, 3]
+    assert [p.n_points for p in parts] == [8, 8, 8, 8, 3]
+
+
+@pytest.mark.parametrize("points", [(3, 8), (0, 36), (8, 8), (-4, 4), (0.0, 8), "0:8"])
+def test_a_bad_block_is_refused(points):
+    model, loss, data, d = _problem()
+    with pytest.raises(ValueError, match="points must be"):
+        surface(model, loss, data, d, x=np.linspace(-1, 1, 7), y=np.linspace(-1, 1, 5),
+                chunk=4, points=points)
+
+
+def test_a_block_merged_twice_or_overlapping_writes_no_point_twice(tmp_path):
+    model, loss, data, d = _problem()
+    xs, ys = np.linspace(-1, 1, 4), np.linspace(-1, 1, 4)
+    full = surface(model, loss, data, d, x=xs, y=ys, chunk=4)
+    src, dst = tmp_path / "src.h5", tmp_path / "dst.h5"
+    for path in (src, dst):
+        with Store(path, "a") as s:
+            s.create_run("r", names=["w"], shapes=[(1,)], init=np.zeros(1))
+    surface(model, loss, data, d, x=xs, y=ys, chunk=4, points=(0, 8), store=src, run="r",
+            name="s")
+    with Store(src) as a, Store(dst, "a") as b:
+        _merge_block(a, b, "r", "s")
+        _merge_block(a, b, "r", "s")  # again: a lost task run twice
+    with Store(dst) as s:
+        rec = s.record("r", "surfaces", "s")
+        assert rec.attrs["n_points"] == 8 and rec.arrays["done"].sum() == 8
+    src2 = tmp_path / "src2.h5"
+    with Store(src2, "a") as s:
+        s.create_run("r", names=["w"], shapes=[(1,)], init=np.zeros(1))
+    surface(model, loss, data, d, x=xs, y=ys, chunk=4, points=(4, 16), store=src2, run="r",
+            name="s")
+    with Store(src2) as a, Store(dst, "a") as b:
+        _merge_block(a, b, "r", "s")
+    with Store(dst) as s:
+        rec = s.record("r", "surfaces", "s")
+        assert rec.attrs["n_points"] == 16 and rec.arrays["done"].all()
+        for m, grid in full.grids.items():
+            assert np.array_equal(rec.arrays[m], grid), m
+    # a block of another surface is refused
+    other = tmp_path / "other.h5"
+    with Store(other, "a") as s:
+        s.create_run("r", names=["w"], shapes=[(1,)], init=np.zeros(1))
+    surface(model, loss, data, d, x=xs * 2, y=ys, chunk=4, points=(0, 4), store=other,
+            run="r", name="s")
+    with Store(other) as a, Store(dst, "a") as b, \
+            pytest.raises(ValueError, match="other coordinates"):
+        _merge_block(a, b, "r", "s")
+
+
+def test_blocks_cover_the_grid_in_whole_chunks():
+    sweep = loads(TINY.replace("[-1.0, 1.0, 3]", "[-1.0, 1.0, 9]"))  # 81 points
+    assert blocks(sweep, "r", 2) == [(0, 32), (32, 64), (64, 81)]  # ~2 a worker, chunks of 16
+    assert blocks(sweep, "r", 100) == [(i, min(i + 16, 81)) for i in range(0, 81, 16)]
+    fixed = loads(TINY.replace("[-1.0, 1.0, 3]", "[-1.0, 1.0, 9]") +
+                  "[resources]\nsurface_block = 40\n")
+    assert blocks(fixed, "r", 2) == [(0, 48), (48, 81)]
+
+
+def test_resources_and_device():
+    sweep = loads(TINY + "[resources]\ncpus = 2\n")
+    assert resources_of(sweep, "sgd") == {"cpus": 2, "gpus": 0}
+    assert resources_of(on_device(sweep, "cuda"), "sgd") == {"cpus": 2, "gpus": 1}
+    assert resources_of(loads(TINY + "[resources]\ngpus = 0.5\n"), "sgd")["gpus"] == 0.5
+    assert on_device(sweep, "cuda").run("adam").spec["train"]["device"] == "cuda"
+    for bad, match in (("cpus = 0", "resources.cpus: must be an integer >= 1"),
+                       ("gpus = -1", "resources.gpus: must be a number >= 0"),
+                       ("surface_block = 2.5", "resources.surface_block: must be an integer"),
+                       ("memory = 3", "memory")):
+        with pytest.raises((ValueError, TypeError), match=match):
+            loads(TINY + f"[resources]\n{bad}\n")
+
+
+def test_the_device_is_not_part_of_what_makes_a_complete_run(tmp_path):
+    spec = TINY.split("[probes]")[0]
+    out = tmp_path / "d.h5"
+    run_sweep(loads(spec), out)
+    # the same sweep, asked for on another device: nothing left to do, no "another spec"
+    assert all(j.empty for j in plan(on_device(loads(spec), "cuda:3"), out))
+
+
+def test_executor_options_are_checked(tmp_path, monkeypatch, capsys):
+    sweep = loads(TINY)
+    with pytest.raises(ValueError, match="executor must be one of local, ray"):
+        run_sweep(sweep, tmp_path / "a.h5", executor="dask")
+    with pytest.raises(ValueError, match="an address is for executor='ray'"):
+        run_sweep(sweep, tmp_path / "a.h5", address="auto")
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(ValueError, match=r"needs Ray: pip install 'landscape\[ray\]'"):
+        run_sweep(sweep, tmp_path / "b.h5", executor="ray")
+    with Store(tmp_path / "b.h5") as s:
+        assert s.claimed() is None and s.runs() == []  # the claim was released
+    spec = tmp_path / "t.toml"
+    spec.write_text(TINY)
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "c.h5"), "--executor", "ray",
+                 "--no-report", "--quiet"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "landscape: error: sweep: the Ray executor needs Ray: pip install 'landscape[ray]'"
+
+
+def test_a_claim_refuses_other_writers_and_lapses_with_its_process(tmp_path):
+    path = tmp_path / "c.h5"
+    with Store(path, "a") as s:
+        token = s.claim("landscape sweep 'x'")
+        assert s.writer()["what"] == "landscape sweep 'x'"
+    with Store(path, "a") as s:  # this process may go on writing
+        s.create_run("r", names=["w"], shapes=[(1,)], init=np.zeros(1))
+    other = ("from landscape.store import Store\n"
+             f"Store({str(path)!r}, 'a')\n")
+    done = subprocess.run([sys.executable, "-c", other], capture_output=True, text=True)
+    assert "FileBusyError" in done.stderr and "is being written by landscape sweep 'x' " \
+        "(process" in done.stderr
+    with Store(path, "a") as s:
+        s.release("not-mine")  # someone else's token: the claim stays
+        assert s.claimed() is not None
+        s.release(token)
+        assert s.claimed() is None
+    assert subprocess.run([sys.executable, "-c", other]).returncode == 0
+    # a claim left by a killed process is ignored
+    claimer = ("import os, signal\nfrom landscape.store import Store\n"
+               f"s = Store({str(path)!r}, 'a'); s.claim('landscape sweep y'); s.commit()\n"
+               "os.kill(os.getpid(), signal.SIGKILL)\n")
+    subprocess.run([sys.executable, "-c", claimer])
+    with Store(path) as s:
+        assert s.claimed()["what"] == "landscape sweep y" and s.writer() is None
+    assert subprocess.run([sys.executable, "-c", other]).returncode == 0
+
+
+def test_a_claim_from_another_host_needs_take_over(tmp_path):
+    path = tmp_path / "h.h5"
+    with Store(path, "a") as s:
+        s.claim("landscape sweep z")
+        s._h5.attrs["writer"] = s._h5.attrs["writer"].replace('"host": "', '"host": "elsewhere-')
+    code = ("import sys\nfrom landscape.store import Store\n"
+            f"Store({str(path)!r}, 'a', take_over=len(sys.argv) > 1).close()\n")
+    refused = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "on host elsewhere-" in refused.stderr and "--take-over" in refused.stderr
+    assert subprocess.run([sys.executable, "-c", code, "take"]).returncode == 0
+
+
+def test_a_snapshot_reader_does_not_hold_the_file(tmp_path):
+    path = tmp_path / "s.h5"
+    with Store(path, "a") as s:
+        s.create_run("r", names=["w"], shapes=[(2,)], init=np.zeros(2))
+    with Store(path, snapshot=True) as snap:
+        with Store(path, "a") as w:  # a writer gets in at once while the snapshot is open
+            w.create_run("q", names=["w"], shapes=[(2,)], init=np.ones(2))
+        assert snap.runs() == ["r"]  # the snapshot is as it was
+        assert np.array_equal(snap.params("r", "init"), np.zeros(2))
+    with Store(path) as plain, pytest.raises(FileBusyError):
+        Store(path, "a")  # a plain reader does hold it
+    with Store(path) as s:
+        assert s.runs() == ["r", "q"]
+
+
+def test_job_descriptions():
+    assert Job("sgd", surfaces=("r",), block=(16, 32)).describe() == "surfaces/r[16:32]"
