@@ -295,7 +295,10 @@ def main() -> None:
         from landscape import trajectories
 
         pc = trajectories.pca(traj, traj[-1], k=1)
-        return {"random_device": str(r.vectors.device), "hessian_eigs": h.eigenvalues.tolist()
+        rc = directions.random(cpu_model, k=2, seed=3)
+        return {"random_device": str(r.vectors.device),
+                "random rel_diff cpu/gpu": rel(r.vectors.cpu(), rc.vectors),
+                "hessian_eigs": h.eigenvalues.tolist()
                 if getattr(h, "eigenvalues", None) is not None else None,
                 "pca_explained": np.asarray(pc.explained_variance).tolist()}
     _directions()
@@ -354,8 +357,9 @@ def main() -> None:
                                     ("surfaces", c.info(run).surfaces)):
                     for name in names:
                         a, b = c.record(run, kind, name).arrays, g.record(run, kind, name).arrays
-                        keys = [k for k in a if a[k].dtype.kind == "f" and k not in ("x", "y")]
-                        out[f"{run} {name} rel"] = max(rel(b[k], a[k]) for k in keys)
+                        keys = ["values"] if kind == "probes" else \
+                            [k for k in a if k.endswith(("_loss", "_accuracy"))]
+                        out[f"{run} {name} rel"] = {k: rel(b[k], a[k]) for k in keys}
         return out
     _sweep()
 

@@ -222,10 +222,11 @@ def random(model: nn.Module, *, k: int = 2, seed: int = 0, normalization: str = 
            params: ParamFilter | Iterable[str] | None = None) -> Directions:
     """k seeded Gaussian directions normalised to the model's weights (Li et al. 2018).
 
-    All k come from one ``torch.Generator`` on the model's device seeded with ``seed`` (never
-    the global RNG), in the model's dtype: the same seed, device and dtype give the same
-    directions (CPU and GPU streams differ). Each row then goes through :func:`normalize` at
-    the model's parameters. The model is only read.
+    All k come from one CPU ``torch.Generator`` seeded with ``seed`` (never the global RNG),
+    drawn in the model's dtype and then moved to its device: the same seed and dtype give the
+    same directions on every device, so that surfaces computed on a GPU and on a CPU are
+    comparable point for point. Each row then goes through :func:`normalize` at the model's
+    parameters. The model is only read.
 
     Args:
         model: any ``nn.Module``. k: number of directions. seed: int >= 0.
@@ -249,9 +250,8 @@ def random(model: nn.Module, *, k: int = 2, seed: int = 0, normalization: str = 
     chosen = select(model, params)
     layout = ParamLayout.of(chosen)
     theta = layout.flatten(chosen).clone()
-    gen = torch.Generator(device=layout.device).manual_seed(seed)
-    draw = torch.randn((k, layout.numel), generator=gen, dtype=layout.dtype,
-                       device=layout.device)
+    gen = torch.Generator().manual_seed(seed)
+    draw = torch.randn((k, layout.numel), generator=gen, dtype=layout.dtype).to(layout.device)
     return Directions(vectors=normalize(draw, theta, layout, normalization, ignore),
                       kind="random", params=layout.names, shapes=layout.shapes, center=theta,
                       normalization=normalization, ignore=ignore, seed=seed)
