@@ -104,11 +104,16 @@ class Processes(Executor):
         return handle.result()
 
     def cancel(self, handles: Iterable[Any]) -> None:
+        """Stop the tasks: pending ones are dropped, running ones killed with their workers
+        (the sweep is failing; its file holds what was merged)."""
         for h in handles:
             h.cancel()
+        for proc in list(getattr(self._pool, "_processes", {}).values()):
+            proc.kill()
+        self._cancelled = True
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(wait=not getattr(self, "_cancelled", False), cancel_futures=True)
 
 
 class RayCluster(Executor):

@@ -193,7 +193,7 @@ def test_a_snapshot_reader_does_not_hold_the_file(tmp_path):
             w.create_run("q", names=["w"], shapes=[(2,)], init=np.ones(2))
         assert snap.runs() == ["r"]  # the snapshot is as it was
         assert np.array_equal(snap.params("r", "init"), np.zeros(2))
-    with Store(path) as plain, pytest.raises(FileBusyError):
+    with Store(path), pytest.raises(FileBusyError):
         Store(path, "a")  # a plain reader does hold it
     with Store(path) as s:
         assert s.runs() == ["r", "q"]
@@ -201,3 +201,11 @@ def test_a_snapshot_reader_does_not_hold_the_file(tmp_path):
 
 def test_job_descriptions():
     assert Job("sgd", surfaces=("r",), block=(16, 32)).describe() == "surfaces/r[16:32]"
+
+
+def test_a_failing_task_on_local_workers_stops_the_sweep_with_its_own_error(tmp_path):
+    bad = loads(TINY.replace("hessian = {k = 2}", "hessian = {k = 0}"))
+    with pytest.raises(ValueError, match="probe 'hessian"):
+        run_sweep(bad, tmp_path / "bad.h5", workers=2)
+    with Store(tmp_path / "bad.h5") as s:
+        assert s.claimed() is None and s.runs() == []
