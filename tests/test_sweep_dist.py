@@ -59,39 +59,31 @@ def test_a_block_merged_twice_or_overlapping_writes_no_point_twice(tmp_path):
     model, loss, data, d = _problem()
     xs, ys = np.linspace(-1, 1, 4), np.linspace(-1, 1, 4)
     full = surface(model, loss, data, d, x=xs, y=ys, chunk=4)
-    src, dst = tmp_path / "src.h5", tmp_path / "dst.h5"
-    for path in (src, dst):
-        with Store(path, "a") as s:
+    dst = tmp_path / "dst.h5"
+    with Store(dst, "a") as s:
+        s.create_run("r", names=["w"], shapes=[(1,)], init=np.zeros(1))
+
+    def merge(name, points, x=xs, times=1):
+        """A block computed into its own file, then merged into dst ``times`` times."""
+        src = tmp_path / f"{name}.h5"
+        with Store(src, "a") as s:
             s.create_run("r", names=["w"], shapes=[(1,)], init=np.zeros(1))
-    surface(model, loss, data, d, x=xs, y=ys, chunk=4, points=(0, 8), store=src, run="r",
-            name="s")
-    with Store(src) as a, Store(dst, "a") as b:
-        _merge_block(a, b, "r", "s")
-        _merge_block(a, b, "r", "s")  # again: a lost task run twice
-    with Store(dst) as s:
-        rec = s.record("r", "surfaces", "s")
-        assert rec.attrs["n_points"] == 8 and rec.arrays["done"].sum() == 8
-    src2 = tmp_path / "src2.h5"
-    with Store(src2, "a") as s:
-        s.create_run("r", names=["w"], shapes=[(1,)], init=np.zeros(1))
-    surface(model, loss, data, d, x=xs, y=ys, chunk=4, points=(4, 16), store=src2, run="r",
-            name="s")
-    with Store(src2) as a, Store(dst, "a") as b:
-        _merge_block(a, b, "r", "s")
-    with Store(dst) as s:
-        rec = s.record("r", "surfaces", "s")
-        assert rec.attrs["n_points"] == 16 and rec.arrays["done"].all()
-        for m, grid in full.grids.items():
-            assert np.array_equal(rec.arrays[m], grid), m
-    # a block of another surface is refused
-    other = tmp_path / "other.h5"
-    with Store(other, "a") as s:
-        s.create_run("r", names=["w"], shapes=[(1,)], init=np.zeros(1))
-    surface(model, loss, data, d, x=xs * 2, y=ys, chunk=4, points=(0, 4), store=other,
-            run="r", name="s")
-    with Store(other) as a, Store(dst, "a") as b, \
-            pytest.raises(ValueError, match="other coordinates"):
-        _merge_block(a, b, "r", "s")
+        surface(model, loss, data, d, x=x, y=ys, chunk=4, points=points, store=src, run="r",
+                name="s")
+        with Store(src) as a, Store(dst, "a") as b:
+            for _ in range(times):
+                _merge_block(a, b, "r", "s")
+        with Store(dst) as s:
+            return s.record("r", "surfaces", "s")
+
+    rec = merge("first", (0, 8), times=2)  # twice: a lost task run again
+    assert rec.attrs["n_points"] == 8 and rec.arrays["done"].sum() == 8
+    rec = merge("overlapping", (4, 16))
+    assert rec.attrs["n_points"] == 16 and rec.arrays["done"].all()
+    for m, grid in full.grids.items():
+        assert np.array_equal(rec.arrays[m], grid), m
+    with pytest.raises(ValueError, match="other coordinates"):  # a block of another surface
+        merge("other", (0, 4), x=xs * 2)
 
 
 def test_blocks_cover_the_grid_in_whole_chunks():
