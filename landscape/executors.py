@@ -152,6 +152,16 @@ class RayCluster(Executor):
 
     def submit(self, prepared: bytes, sweep: Any, job: Any, *, cpus: int = 1,
                gpus: float = 0) -> Any:
+        have = self._ray.cluster_resources()
+        for what, need, key in (("CPU", cpus, "CPU"), ("GPU", gpus, "GPU")):
+            if need > have.get(key, 0):  # Ray would wait for it forever
+                raise ValueError(f"sweep: a task of {job.describe()} asks for {need:g} {what}(s) "
+                                 f"but the Ray cluster has {have.get(key, 0):g}; see [resources] "
+                                 "and the runs' device")
+        devices = {str(r.spec.get("train", {}).get("device", "cpu")) for r in sweep.runs}
+        if gpus and any(d.startswith("cuda:") for d in devices):
+            raise ValueError("sweep: on Ray a run's device is 'cuda', not 'cuda:N': Ray gives "
+                             "each task its own GPU, which the task sees as cuda:0")
         return self._task.options(num_cpus=cpus, num_gpus=gpus).remote(prepared, sweep, job,
                                                                        cpus)
 

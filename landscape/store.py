@@ -142,6 +142,28 @@ def _copy_locked(fd: int) -> Any:
     return copy
 
 
+def _started(pid: int) -> str | None:
+    """When process ``pid`` started (boot id and start time in clock ticks, from /proc), to
+    tell it from a later process that got the same pid; None where /proc has no answer."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+        with open(f"/proc/{int(pid)}/stat") as f:
+            ticks = f.read().rsplit(")", 1)[1].split()[19]  # field 22, after the name
+    except (OSError, IndexError, ValueError):
+        return None
+    return f"{boot}:{ticks}"
+
+
+def _claim_alive(held: Mapping[str, Any]) -> bool | None:
+    """Whether the process of a claim still runs (a pid reused by another process does not
+    count); None when it runs on another host."""
+    alive = _alive(held.get("host"), held.get("pid"))
+    if alive and held.get("started") and _started(int(held["pid"])) != held["started"]:
+        return False
+    return alive
+
+
 def _alive(host: str | None, pid: int | None) -> bool | None:
     """Whether the writer process still runs; None when it runs on another host."""
     if host != socket.gethostname() or pid is None:
@@ -341,7 +363,7 @@ class Store:
         if held is None or held.get("pid") == os.getpid() and \
                 held.get("host") == socket.gethostname():
             return
-        alive = _alive(held.get("host"), held.get("pid"))
+        alive = _claim_alive(held)
         if alive is False or (alive is None and take_over):
             return
         where = "this host" if alive else f"host {held.get('host')}"
@@ -359,7 +381,7 @@ class Store:
     def writer(self) -> dict[str, Any] | None:
         """The claim of a writer that still runs (or runs on another host), else None."""
         held = self.claimed()
-        if held is None or _alive(held.get("host"), held.get("pid")) is False:
+        if held is None or _claim_alive(held) is False:
             return None
         return held
 
@@ -368,10 +390,19 @@ class Store:
         processes that open it to write are refused. ``what`` names the writer in their
         message (e.g. ``"landscape sweep quick"``). Returns the claim's token."""
         self._writable()
+        for run in self.runs():  # a run another live process is writing (landscape train)
+            info = self.info(run)
+            pid = info.attrs.get("writer_pid")
+            if info.status == "running" and pid != os.getpid() and \
+                    _alive(info.attrs.get("writer_host"), pid) is not False:
+                raise FileBusyError(f"{self.path}: run {run!r} is being written by process "
+                                    f"{pid} on {info.attrs.get('writer_host')}; wait for it "
+                                    "to finish, or stop it")
         token = uuid.uuid4().hex
         _write_attrs(self._h5, {"writer": {"what": str(what), "host": socket.gethostname(),
-                                           "pid": os.getpid(), "since": _now(),
-                                           "token": token}})
+                                           "pid": os.getpid(),
+                                           "started": _started(os.getpid()),
+                                           "since": _now(), "token": token}})
         return token
 
     def release(self, token: str) -> None:

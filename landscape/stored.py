@@ -69,9 +69,16 @@ def surface_of_run(file: str | os.PathLike, run: str, *, x: Any, y: Any = None,
     model, split, loss_fn = rebuild(file, run, which=which, data=data, device=device)
     train = _subset(split.train, n)
     k = 1 if y is None else 2
+    name = name or f"{directions}_{k}d"
     with Store(file) as s:
         steps, traj = (s.trajectory(run) if s.info(run).n_snapshots else (None, None))
-    if directions == "random":
+        held = None if replace else _held_directions(
+            s, run, name, model, {"kind": directions, "k": k, **(
+                {"seed": seed, "normalization": normalization, "ignore": ignore}
+                if directions == "random" else {})})
+    if held is not None:  # resuming: the directions the surface was begun with
+        d = held
+    elif directions == "random":
         d = dirs.random(model, k=k, seed=seed, normalization=normalization, ignore=ignore)
     elif directions == "hessian":
         d = dirs.hessian(model, loss_fn, train, k=k)
@@ -93,8 +100,42 @@ def surface_of_run(file: str | os.PathLike, run: str, *, x: Any, y: Any = None,
                   "trajectory_coords": np.asarray(coords).reshape(len(steps), -1)}
     return surface(model, loss_fn, train, d, x=x, y=y,
                    test=_subset(split.test, n) if test else None, bn=bn, store=file,
-                   run=run, name=name or f"{directions}_{k}d", replace=replace,
-                   progress=progress, extras=extras, points=points)
+                   run=run, name=name, replace=replace, progress=progress, extras=extras,
+                   points=points)
+
+
+def _held_directions(s: Any, run: str, name: str, model: Any,
+                     asked: Mapping[str, Any]) -> Any:
+    """The directions of the surface ``name`` the file holds, if they were made as ``asked``
+    (kind, k and, for random directions, seed, normalization and ignore); else None.
+
+    A surface that is resumed (after an interruption, or by another worker's block of it) is
+    evaluated along the directions it was begun with, read back rather than made again: the
+    same numbers even where making them is not reproducible to the last bit (Hessian
+    directions on a GPU, another CPU), and no second Lanczos run.
+    """
+    import torch
+
+    from .directions import Directions
+    from .params import ParamLayout, select
+
+    if not s.has_record(run, "surfaces", name):
+        return None
+    rec = s.record(run, "surfaces", name)
+    info = rec.attrs.get("directions_info") or {}
+    if any(info.get(key) != value for key, value in asked.items()):
+        return None  # made otherwise: surface() says so
+    layout = ParamLayout.of(select(model, None))
+    center = None
+    if info["kind"] == "pca":  # a PCA is centred at the run's final point
+        center = torch.from_numpy(s.params(run, "final")).to(layout.device, layout.dtype)
+    vectors = torch.from_numpy(np.asarray(rec.arrays["directions"]))
+    return Directions(vectors=vectors.to(layout.device, layout.dtype), kind=info["kind"],
+                      params=tuple(info.get("params") or ()),
+                      shapes=tuple(tuple(int(i) for i in sh) for sh in info.get("shapes") or ()),
+                      center=center, normalization=info.get("normalization", "none"),
+                      ignore=info.get("ignore"), seed=info.get("seed"),
+                      options=dict(info.get("options") or {}))
 
 
 def path_between(file: str | os.PathLike, run_a: str, run_b: str, *,

@@ -125,8 +125,9 @@ def _merge(tmp: str, file: str, job: Job) -> None:
 
 def _prepare(job: Job, source: Callable[[str], str]) -> bytes:
     """The bytes of a worker's file for ``job``: the stored runs it reads, each copied from
-    ``source(run)`` (the sweep's file, or a finished task's file not merged yet); for a
-    surface block, without the run's records (the block starts its surface afresh)."""
+    ``source(run)`` (the sweep's file, or a finished task's file not merged yet). A surface
+    block gets its run with that surface only, if begun (its directions and the points done,
+    with its time set to 0, so that what comes back holds the block's own time)."""
     from .store import Store
 
     needed = list(job.pair[:2]) if job.pair else ([] if job.train else [job.run])
@@ -136,18 +137,34 @@ def _prepare(job: Job, source: Callable[[str], str]) -> bytes:
             for run in needed:
                 with Store(source(run)) as src:
                     copy_run(src, dst, run, records=not (job.pair or job.block))
+                    name = job.surfaces[0] if job.block else None
+                    if name and src.has_record(run, "surfaces", name):
+                        _copy_record(src, dst, run, "surfaces", name)
+                        dst.update_record(run, "surfaces", name, points=[], arrays={},
+                                          attrs={"seconds": 0.0})
         with open(path, "rb") as f:
             return f.read()
 
 
 # ----------------------------------------------------------------------------- the tasks
-def resources_of(sweep: Sweep, run: str) -> dict[str, Any]:
+def resources_of(sweep: Sweep, run: str, device: str | None = None) -> dict[str, Any]:
     """What a task on ``run`` asks of a cluster: ``[resources] cpus`` (default 1) and
-    ``gpus`` (default 1 when the run trains on CUDA, else 0)."""
+    ``gpus`` (default 1 when the run is on CUDA, else 0). ``device``: where a stored run was
+    trained (its probes and surfaces are computed there); default the spec's."""
     r = sweep.resources
-    device = str(sweep.run(run).spec.get("train", {}).get("device", "cpu"))
+    if device is None:
+        device = str(sweep.run(run).spec.get("train", {}).get("device", "cpu"))
     return {"cpus": int(r.get("cpus", 1)),
-            "gpus": r.get("gpus", 1 if device.startswith("cuda") else 0)}
+            "gpus": r.get("gpus", 1 if str(device).startswith("cuda") else 0)}
+
+
+def _stored_devices(file: str, runs: list[str]) -> dict[str, str]:
+    from .store import Store
+
+    if not os.path.exists(file):
+        return {}
+    with Store(file) as s:
+        return {r: str(s.info(r).attrs.get("device") or "cpu") for r in runs if r in s}
 
 
 def blocks(sweep: Sweep, name: str, slots: int) -> list[tuple[int, int]]:
@@ -177,26 +194,38 @@ def distribute(sweep: Sweep, file: str, jobs: list[Job], executor: Any, *,
     ``file``: ``on_total(n)`` once the n tasks are known, ``on_done(task)`` after each task is
     merged. Returns the tasks done."""
     trains = [j.run for j in jobs if j.train]           # new runs, added in spec order
-    waiting: list[Job] = []                             # need runs that are not trained yet
-    ready: list[Job] = []
+    stored = _stored_devices(file, [j.run for j in jobs if j.run and not j.train])
+    begun: set[tuple[str, str]] = set()                 # surfaces the file holds
+    # (task, what it waits for): its runs trained, and for the blocks of a surface that the
+    # file does not hold yet, all but the first wait for the first to be merged (so that
+    # every block is evaluated along the directions the first one made)
+    waiting: list[tuple[Job, tuple[str, str] | None]] = []
     for job in jobs:
         if job.pair:
-            waiting.append(job)
+            waiting.append((job, None))
             continue
         own = replace(job, surfaces=())
         if not own.empty:
-            ready.append(own)
+            waiting.append((own, None))
         for name in job.surfaces:
             done = None if job.train else _done(file, job.run, name)
-            for start, stop in blocks(sweep, name, executor.slots):
-                if done is None or not done[start:stop].all():
-                    (waiting if job.train else ready).append(
-                        Job(job.run, surfaces=(name,), block=(start, stop)))
-    on_total(len(ready) + len(waiting))
+            parts = blocks(sweep, name, executor.slots)
+            if done is not None and done.size != parts[-1][1]:
+                raise ValueError(f"sweep: {file}: run {job.run!r} already holds a surface "
+                                 f"{name!r} of {done.size} points, the spec asks for "
+                                 f"{parts[-1][1]}: sweep into another --out file")
+            if done is not None:
+                begun.add((job.run, name))
+            todo = [Job(job.run, surfaces=(name,), block=b) for b in parts
+                    if done is None or not done[b[0]:b[1]].all()]
+            waiting += [(t, None if i == 0 or done is not None else (job.run, name))
+                        for i, t in enumerate(todo)]
+    on_total(len(waiting))
     held: dict[str, str] = {}        # trained runs that came back, not merged yet
     finished: list[tuple[str, Job]] = []
     tmpdir = tempfile.mkdtemp(prefix="landscape-sweep-")
     running: dict[Any, Job] = {}
+    ready: list[Job] = []
     out: list[Job] = []
     count = 0
 
@@ -205,6 +234,17 @@ def distribute(sweep: Sweep, file: str, jobs: list[Job], executor: Any, *,
 
     def trained(run: str) -> bool:
         return run not in trains or run in held
+
+    def can_start(job: Job, surface: tuple[str, str] | None) -> bool:
+        if job.train:
+            return True
+        runs = job.pair[:2] if job.pair else (job.run,)
+        return all(trained(r) for r in runs) and (surface is None or surface in begun)
+
+    def submit(job: Job) -> Any:
+        first = job.pair[0] if job.pair else job.run
+        return executor.submit(_prepare(job, source), sweep, job,
+                               **resources_of(sweep, first, stored.get(first)))
 
     def merge_what_can_be() -> None:
         progress = True
@@ -219,6 +259,8 @@ def distribute(sweep: Sweep, file: str, jobs: list[Job], executor: Any, *,
                     ok = not any(r in trains for r in touches)
                 if ok:
                     _merge(tmp, file, job)
+                    if job.block:
+                        begun.add((job.run, job.surfaces[0]))
                     finished.remove(item)
                     if job.train:
                         trains.pop(0)
@@ -231,16 +273,12 @@ def distribute(sweep: Sweep, file: str, jobs: list[Job], executor: Any, *,
 
     try:
         while ready or waiting or running:
-            for job in [j for j in waiting
-                        if all(trained(r) for r in (j.pair[:2] if j.pair else (j.run,)))]:
-                waiting.remove(job)
-                ready.append(job)
+            for item in [w for w in waiting if can_start(*w)]:
+                waiting.remove(item)
+                ready.append(item[0])
             while ready and len(running) < 2 * executor.slots:
                 job = ready.pop(0)
-                first = job.pair[0] if job.pair else job.run
-                handle = executor.submit(_prepare(job, source), sweep, job,
-                                         **resources_of(sweep, first))
-                running[handle] = job
+                running[submit(job)] = job
             if not running:
                 break
             for handle in executor.wait(running):
@@ -255,7 +293,7 @@ def distribute(sweep: Sweep, file: str, jobs: list[Job], executor: Any, *,
                 finished.append((tmp, job))
             merge_what_can_be()
         if waiting or finished:
-            left = [j.describe() for j in waiting] + [j.describe() for _, j in finished]
+            left = [j.describe() for j, _ in waiting] + [j.describe() for _, j in finished]
             raise RuntimeError(f"sweep: tasks left undone: {', '.join(left)}")
     except BaseException:
         executor.cancel(list(running))

@@ -19,9 +19,10 @@ as in-process (on the CPU, with the same number of threads: local workers get
 
 **Killed anywhere.** Every write is a journaled commit (:mod:`landscape.journal`); a run killed
 while it trains is trained again from the start (its seed makes it the same run), a surface
-resumes from the points the file holds, and a task lost with its worker is run again. So the
-file after any number of interruptions and resumptions holds the numbers of an uninterrupted
-sweep (``tests/test_sweep_kill.py`` kills one 20 times).
+resumes from the points the file holds (along the directions it was begun with), and on Ray a
+task lost with its worker is run again (a local worker lost stops the sweep, which the same
+command resumes). So the file after any number of interruptions and resumptions holds the
+numbers of an uninterrupted sweep (``tests/test_sweep_kill.py`` kills one 20 times).
 
 Examples:
     >>> sweep = load("experiments/quick.toml")                          # doctest: +SKIP
@@ -33,6 +34,7 @@ Examples:
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,6 +45,8 @@ import numpy as np
 from .sweep import PlannedRun, Sweep
 
 __all__ = ["EXECUTORS", "Job", "plan", "run_sweep"]
+
+log = logging.getLogger(__name__)
 
 
 
@@ -258,7 +262,7 @@ def run_sweep(sweep: Sweep, file: str | os.PathLike, *, workers: int = 1,
     """
     from tqdm.auto import tqdm
 
-    from .store import Store
+    from .store import FileBusyError, Store
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"sweep: workers must be an integer >= 1, got {workers!r}")
@@ -277,6 +281,7 @@ def run_sweep(sweep: Sweep, file: str | os.PathLike, *, workers: int = 1,
         bar.update(1)
         say(f"{job.run or 'compare'}: {job.describe()}")
 
+    failed = False
     try:
         jobs = [j for j in plan(sweep, file) if not j.empty]
         if executor == "local" and workers == 1:
@@ -298,7 +303,15 @@ def run_sweep(sweep: Sweep, file: str | os.PathLike, *, workers: int = 1,
         with ex:
             return distribute(sweep, file, jobs, ex, on_total=total, on_done=done) if jobs \
                 else []
+    except BaseException:
+        failed = True
+        raise
     finally:
         bar.close()
-        with Store(file, "a", timeout=60) as s:
-            s.release(token)
+        try:
+            with Store(file, "a", timeout=60) as s:
+                s.release(token)
+        except FileBusyError as err:  # the claim lapses with this process anyway
+            if not failed:
+                raise
+            log.warning("sweep: could not release the claim on %s: %s", file, err)

@@ -143,6 +143,7 @@ def test_a_claim_refuses_other_writers_and_lapses_with_its_process(tmp_path):
         assert s.writer()["what"] == "landscape sweep 'x'"
     with Store(path, "a") as s:  # this process may go on writing
         s.create_run("r", names=["w"], shapes=[(1,)], init=np.zeros(1))
+        s.set_final("r", np.ones(1), status="complete")
     other = ("from landscape.store import Store\n"
              f"Store({str(path)!r}, 'a')\n")
     done = subprocess.run([sys.executable, "-c", other], capture_output=True, text=True)
@@ -201,3 +202,70 @@ def test_a_failing_task_on_local_workers_stops_the_sweep_with_its_own_error(tmp_
         run_sweep(bad, tmp_path / "bad.h5", workers=2)
     with Store(tmp_path / "bad.h5") as s:
         assert s.claimed() is None and s.runs() == []
+
+
+def test_a_claim_waits_for_a_live_writer_of_a_run_and_ignores_a_reused_pid(tmp_path):
+    path = tmp_path / "t.h5"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with Store(path, "a") as s:
+            s.create_run("r", names=["w"], shapes=[(1,)], init=np.zeros(1))
+            s.set_attrs("r", {"writer_pid": sleeper.pid})  # as if `landscape train` wrote it
+            with pytest.raises(FileBusyError, match=f"run 'r' is being written by process "
+                                                    f"{sleeper.pid}"):
+                s.claim("landscape sweep x")
+            s.set_attrs("r", {"status": "complete"})
+            s.claim("landscape sweep x")
+            # the claim's pid now belongs to another process (the sleeper): not its writer
+            held = s.claimed()
+            s._h5.attrs["writer"] = s._h5.attrs["writer"].replace(
+                f'"pid": {held["pid"]}', f'"pid": {sleeper.pid}')
+            assert s.claimed()["pid"] == sleeper.pid
+        code = f"from landscape.store import Store\nStore({str(path)!r}, 'a').close()\n"
+        assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+        with Store(path) as s:
+            assert s.writer() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_resumed_surface_goes_on_along_the_directions_it_was_begun_with(tmp_path):
+    from landscape.stored import surface_of_run
+
+    spec = loads(TINY.split("[probes]")[0])
+    out = tmp_path / "s.h5"
+    run_sweep(spec, out)
+    xs = np.linspace(-1, 1, 5)
+    first = surface_of_run(out, "sgd", x=xs, y=xs, name="r", test=False, points=(0, 16))
+    bent = first.directions * np.array([[1.5], [0.5]], dtype=first.directions.dtype)
+    with Store(out, "a") as s:  # as if made elsewhere, in other last bits
+        s._run("sgd")["surfaces/r/directions"][...] = bent
+    rest = surface_of_run(out, "sgd", x=xs, y=xs, name="r", test=False, points=(16, 25))
+    assert np.array_equal(rest.directions, bent) and rest.done.all()
+    from landscape.runspec import rebuild
+
+    model, split, loss = rebuild(out, "sgd")
+    direct = surface(model, loss, split.train, torch.from_numpy(bent), x=xs, y=xs)
+    late = ~first.done
+    assert np.array_equal(rest.train_loss[late], direct.train_loss[late])
+    # a sweep whose grid no longer fits the stored surface is refused up front
+    bigger = loads(TINY.replace("[-1.0, 1.0, 3]", "[-1.0, 1.0, 5]"))
+    run_sweep(bigger, out)  # (a 5 x 5 grid named r: the one made above)
+    smaller = loads(TINY)
+    jobs = [j for j in plan(smaller, out) if not j.empty]
+    from landscape.executors import Executor
+    from landscape.sweep_dist import distribute
+
+    class Never(Executor):
+        slots = 2
+
+    with pytest.raises(ValueError, match="holds a surface 'r' of 25 points, the spec asks "
+                                         "for 9"):
+        distribute(smaller, str(out), jobs + [Job("sgd", surfaces=("r",))], Never())
+
+
+def test_tasks_on_stored_runs_ask_for_the_device_they_were_trained_on():
+    sweep = loads(TINY)
+    assert resources_of(sweep, "sgd", "cuda:0") == {"cpus": 1, "gpus": 1}
+    assert resources_of(on_device(sweep, "cuda"), "sgd", "cpu") == {"cpus": 1, "gpus": 0}

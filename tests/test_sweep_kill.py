@@ -268,3 +268,14 @@ def test_ray_task_errors_come_back_as_themselves(local_ray, tmp_path, one_thread
         run_sweep(bad, tmp_path / "bad.h5", executor="ray")
     with Store(tmp_path / "bad.h5") as s:
         assert s.claimed() is None
+
+
+@needs_ray
+def test_ray_refuses_what_the_cluster_cannot_give(local_ray, tmp_path, one_thread):
+    from landscape.sweep import on_device
+    from landscape.sweep_exec import run_sweep
+
+    with pytest.raises(ValueError, match=r"asks for 1 GPU\(s\) but the Ray cluster has 0"):
+        run_sweep(on_device(loads(SPEC), "cuda"), tmp_path / "gpu.h5", executor="ray")
+    with pytest.raises(ValueError, match=r"asks for 3 CPU\(s\) but the Ray cluster has 2"):
+        run_sweep(loads(SPEC + "cpus = 3\n"), tmp_path / "cpu.h5", executor="ray")
