@@ -2,7 +2,8 @@
 
 A CPU-bound sweep (8 runs: 2 optimizers x 4 seeds of an MLP on 2000 MNIST-1D examples, the
 Hessian's top eigenvalue at the end of each, a 9 x 9 random-direction surface around each,
-split into blocks of 48 points) is run four ways into fresh files, one after another:
+done in the run's own task: 8 runs are tasks enough for 2 workers) is run four ways into
+fresh files, one after another:
 
 - in this process with torch's default threads (what ``landscape sweep`` does unasked),
 - in this process with 1 thread,
@@ -56,8 +57,6 @@ x = [-1.0, 1.0, 9]
 y = [-1.0, 1.0, 9]
 n = 1000
 test = false
-[resources]
-surface_block = 48
 """
 
 

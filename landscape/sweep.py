@@ -65,7 +65,9 @@ The format::
     [resources]                          # what a task asks of a Ray cluster (landscape.
     cpus = 1                             # sweep_dist): CPUs (and torch threads) a task;
     gpus = 1                             # GPUs a task (default 1 for runs on CUDA, else 0);
-    surface_block = 64                   # grid points a surface task (default: ~2 a worker)
+    surface_block = 64                   # grid points a surface task (default: enough
+                                         # blocks for ~2 tasks a worker; none when the runs
+                                         # alone make that many)
 
 **Runs.** The explicit ``[[runs]]`` (one empty run when there are none), each merged over
 ``[base]``, are crossed with the ``[grid]``. A grid key is a table (``"optimizer"``,

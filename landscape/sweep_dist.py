@@ -5,8 +5,11 @@ The jobs of :func:`landscape.sweep_exec.plan` become tasks:
 
 - a run's own work (training, end-of-run probes, its init-to-final paths);
 - each surface in *blocks* of grid points (``[resources] surface_block`` points, a multiple
-  of the surface's chunk; by default about two blocks a worker), which start once the run is
-  trained; a block that the file already holds whole is not redone;
+  of the surface's chunk; by default as many as make the surfaces about two tasks a worker),
+  which start once the run is trained, the first block before the others (they go on along
+  its directions); a block that the file already holds whole is not redone. A surface in one
+  block (the default when there are at least twice as many runs as workers) is done in the
+  run's own task;
 - each path between two runs, once both are trained.
 
 A task gets a small landscape file with what it reads (copied from the sweep's file, or from
@@ -167,13 +170,15 @@ def _stored_devices(file: str, runs: list[str]) -> dict[str, str]:
         return {r: str(s.info(r).attrs.get("device") or "cpu") for r in runs if r in s}
 
 
-def blocks(sweep: Sweep, name: str, slots: int) -> list[tuple[int, int]]:
-    """The blocks ``(start, stop)`` of flat grid indices that surface ``name`` is split
-    into: ``[resources] surface_block`` points each (rounded up to whole chunks), by default
-    about two blocks a worker."""
+def blocks(sweep: Sweep, name: str, slots: int, runs: int = 1) -> list[tuple[int, int]]:
+    """The blocks ``(start, stop)`` of flat grid indices that surface ``name`` is split into
+    when ``runs`` runs need it and ``slots`` workers share the work: ``[resources]
+    surface_block`` points each (rounded up to whole chunks); by default enough blocks that
+    the surfaces make about two tasks a worker, so none when there are that many runs."""
     o = sweep.surfaces[name]
     n = int(o["x"][2]) * (int(o["y"][2]) if "y" in o else 1)
-    size = sweep.resources.get("surface_block") or math.ceil(n / (2 * max(1, slots)))
+    size = sweep.resources.get("surface_block") or \
+        math.ceil(n / math.ceil(2 * max(1, slots) / max(1, runs)))
     size = max(_CHUNK, math.ceil(size / _CHUNK) * _CHUNK)
     return [(start, min(start + size, n)) for start in range(0, n, size)]
 
@@ -200,20 +205,25 @@ def distribute(sweep: Sweep, file: str, jobs: list[Job], executor: Any, *,
     # file does not hold yet, all but the first wait for the first to be merged (so that
     # every block is evaluated along the directions the first one made)
     waiting: list[tuple[Job, tuple[str, str] | None]] = []
+    runs_of = {name: sum(name in j.surfaces for j in jobs) for name in sweep.surfaces}
     for job in jobs:
         if job.pair:
             waiting.append((job, None))
             continue
-        own = replace(job, surfaces=())
+        split = {name: blocks(sweep, name, executor.slots, runs_of[name])
+                 for name in job.surfaces}
+        # a surface in one block is done in the run's own task, as in-process
+        own = replace(job, surfaces=tuple(n for n in job.surfaces if len(split[n]) == 1))
         if not own.empty:
             waiting.append((own, None))
-        for name in job.surfaces:
+        for name, parts in split.items():
             done = None if job.train else _done(file, job.run, name)
-            parts = blocks(sweep, name, executor.slots)
             if done is not None and done.size != parts[-1][1]:
                 raise ValueError(f"sweep: {file}: run {job.run!r} already holds a surface "
                                  f"{name!r} of {done.size} points, the spec asks for "
                                  f"{parts[-1][1]}: sweep into another --out file")
+            if len(parts) == 1:
+                continue
             if done is not None:
                 begun.add((job.run, name))
             todo = [Job(job.run, surfaces=(name,), block=b) for b in parts

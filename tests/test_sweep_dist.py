@@ -90,6 +90,8 @@ def test_blocks_cover_the_grid_in_whole_chunks():
     sweep = loads(TINY.replace("[-1.0, 1.0, 3]", "[-1.0, 1.0, 9]"))  # 81 points
     assert blocks(sweep, "r", 2) == [(0, 32), (32, 64), (64, 81)]  # ~2 a worker, chunks of 16
     assert blocks(sweep, "r", 100) == [(i, min(i + 16, 81)) for i in range(0, 81, 16)]
+    assert blocks(sweep, "r", 2, runs=8) == [(0, 81)]  # the runs are tasks enough: no split
+    assert blocks(sweep, "r", 4, runs=2) == [(0, 32), (32, 64), (64, 81)]
     fixed = loads(TINY.replace("[-1.0, 1.0, 3]", "[-1.0, 1.0, 9]") +
                   "[resources]\nsurface_block = 40\n")
     assert blocks(fixed, "r", 2) == [(0, 48), (48, 81)]

@@ -123,6 +123,9 @@ def test_killed_twenty_times_the_sweep_ends_with_the_numbers_of_an_uninterrupted
         assert s.runs() == names
         assert all(s.info(r).status == "complete" for r in names)
         assert s.claimed() is None
+        for run in names:  # every point once: counted as many times as the grid has points
+            rec = s.record(run, "surfaces", "r")
+            assert rec.attrs["n_points"] == rec.arrays["done"].sum() == 36
     assert differences(ref, out) == []
     # the kills landed at many different points of the work, not all at start-up
     assert len(states) >= 4, states
