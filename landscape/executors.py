@@ -19,6 +19,7 @@ Examples:
 
 from __future__ import annotations
 
+import abc
 import os
 import tempfile
 from collections.abc import Iterable
@@ -43,29 +44,32 @@ def work(prepared: bytes, sweep: Any, job: Any, threads: int) -> bytes:
             return f.read()
 
 
-class Executor:
+class Executor(abc.ABC):
     """What :mod:`landscape.sweep_dist` needs of an executor: ``slots`` (tasks that run at
     once), :meth:`submit`, :meth:`wait`, :meth:`result`, :meth:`cancel`, :meth:`close`."""
 
     slots: int = 1
 
+    @abc.abstractmethod
     def submit(self, prepared: bytes, sweep: Any, job: Any, *, cpus: int = 1,
                gpus: float = 0) -> Any:
-        raise NotImplementedError
+        """Start :func:`work` on ``prepared`` for ``job``; a handle."""
 
+    @abc.abstractmethod
     def wait(self, handles: Iterable[Any]) -> list[Any]:
         """Block until at least one of ``handles`` is done; those done."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def result(self, handle: Any) -> bytes:
         """The task's file, or its exception raised here."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def cancel(self, handles: Iterable[Any]) -> None:
-        raise NotImplementedError
+        """Stop the tasks (the sweep is failing)."""
 
+    @abc.abstractmethod
     def close(self) -> None:
-        pass
+        """Let go of the workers."""
 
     def __enter__(self) -> Executor:
         return self
@@ -86,6 +90,7 @@ class Processes(Executor):
 
         self.slots = int(workers)
         self.threads = max(1, torch.get_num_threads() // self.slots)
+        self._cancelled = False
         self._pool = ProcessPoolExecutor(self.slots,
                                          mp_context=multiprocessing.get_context("spawn"))
 
@@ -113,7 +118,7 @@ class Processes(Executor):
         self._cancelled = True
 
     def close(self) -> None:
-        self._pool.shutdown(wait=not getattr(self, "_cancelled", False), cancel_futures=True)
+        self._pool.shutdown(wait=not self._cancelled, cancel_futures=True)
 
 
 class RayCluster(Executor):
@@ -147,17 +152,17 @@ class RayCluster(Executor):
                 ray.init(**kw)
             except ConnectionError as err:
                 raise ValueError(f"sweep: no Ray cluster at {address!r}: {err}") from None
-        self.slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self._have = ray.cluster_resources()
+        self.slots = max(1, int(self._have.get("CPU", 1)))
         self._task = ray.remote(max_retries=int(retries))(work)
 
     def submit(self, prepared: bytes, sweep: Any, job: Any, *, cpus: int = 1,
                gpus: float = 0) -> Any:
-        have = self._ray.cluster_resources()
-        for what, need, key in (("CPU", cpus, "CPU"), ("GPU", gpus, "GPU")):
-            if need > have.get(key, 0):  # Ray would wait for it forever
+        for what, need in (("CPU", cpus), ("GPU", gpus)):
+            if need > self._have.get(what, 0):  # Ray would wait for it forever
                 raise ValueError(f"sweep: a task of {job.describe()} asks for {need:g} {what}(s) "
-                                 f"but the Ray cluster has {have.get(key, 0):g}; see [resources] "
-                                 "and the runs' device")
+                                 f"but the Ray cluster has {self._have.get(what, 0):g}; see "
+                                 "[resources] and the runs' device")
         devices = {str(r.spec.get("train", {}).get("device", "cpu")) for r in sweep.runs}
         if gpus and any(d.startswith("cuda:") for d in devices):
             raise ValueError("sweep: on Ray a run's device is 'cuda', not 'cuda:N': Ray gives "

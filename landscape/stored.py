@@ -114,8 +114,6 @@ def _held_directions(s: Any, run: str, name: str, model: Any,
     same numbers even where making them is not reproducible to the last bit (Hessian
     directions on a GPU, another CPU), and no second Lanczos run.
     """
-    import torch
-
     from .directions import Directions
     from .params import ParamLayout, select
 
@@ -125,17 +123,12 @@ def _held_directions(s: Any, run: str, name: str, model: Any,
     info = rec.attrs.get("directions_info") or {}
     if any(info.get(key) != value for key, value in asked.items()):
         return None  # made otherwise: surface() says so
-    layout = ParamLayout.of(select(model, None))
-    center = None
+    arrays = {"vectors": rec.arrays["directions"]}
     if info["kind"] == "pca":  # a PCA is centred at the run's final point
-        center = torch.from_numpy(s.params(run, "final")).to(layout.device, layout.dtype)
-    vectors = torch.from_numpy(np.asarray(rec.arrays["directions"]))
-    return Directions(vectors=vectors.to(layout.device, layout.dtype), kind=info["kind"],
-                      params=tuple(info.get("params") or ()),
-                      shapes=tuple(tuple(int(i) for i in sh) for sh in info.get("shapes") or ()),
-                      center=center, normalization=info.get("normalization", "none"),
-                      ignore=info.get("ignore"), seed=info.get("seed"),
-                      options=dict(info.get("options") or {}))
+        arrays["center"] = s.params(run, "final")
+    layout = ParamLayout.of(select(model, None))
+    return Directions.from_record((arrays, {**info, "probe": "directions"}),
+                                  device=layout.device, dtype=layout.dtype)
 
 
 def path_between(file: str | os.PathLike, run_a: str, run_b: str, *,
