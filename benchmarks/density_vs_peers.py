@@ -4,14 +4,14 @@ At equal settings, 5 start vectors x 80 Lanczos steps, on a small trained MLP 64
 (3466 parameters, 200 Adam steps) on standardised scikit-learn digits, the whole training set
 as one batch:
 
-- ours: ``probes.density.density(n_vectors=5, steps=80)``;
+- ours: ``probes.curvature.density.density(n_vectors=5, steps=80)``;
 - hessian-eigenthings 1.0.0a5: ``spectral_density(HessianOperator(...), num_runs=5,
   lanczos_steps=80)`` (full reorthogonalisation);
 - curvlinops 3.0.1: ``lanczos_approximate_spectrum(HessianLinearOperator(...), ncv=80,
   num_repeats=5)`` (no reorthogonalisation; it first estimates the spectrum's ends with
   ``eigsh(tol=1e-2)``, whose products are counted too).
 
-Accuracy against the exact spectrum (the dense float64 Hessian from ``probes.hessian.matrix``
+Accuracy against the exact spectrum (the dense float64 Hessian from ``probes.curvature.hessian.matrix``
 and ``numpy.linalg.eigvalsh``):
 
 - the first two moments, ``tr(H)/P`` and ``||H||_F^2/P``, relative error; from the quadrature
@@ -41,8 +41,8 @@ from _timing import samples  # benchmarks/_timing.py: the script's folder is on 
 from torch import nn
 
 from landscape import data, models
-from landscape.train import fit
-from landscape.trainconfig import TrainConfig
+from landscape.train.fit import fit
+from landscape.train.config import TrainConfig
 
 N_VECTORS, STEPS = 5, 80
 
@@ -64,7 +64,7 @@ def broadened(eigs: np.ndarray, grid: np.ndarray, sigma: float) -> np.ndarray:
 # ------------------------------------------------------------------------------ methods
 # each returns dict(grid, density, sigma, m1, m2, products)
 def ours(model, loss_fn, xy):
-    from probes.density import density
+    from probes.curvature.density import density
 
     res = density(model, loss_fn, xy, n_vectors=N_VECTORS, steps=STEPS, seed=0)
     return dict(grid=np.asarray(res.grid), density=np.asarray(res.density), sigma=res.width,
@@ -130,7 +130,7 @@ def main() -> None:
     model.eval()
     xy = digits.train
 
-    from probes.hessian import matrix
+    from probes.curvature.hessian import matrix
 
     x64 = (xy[0].double(), xy[1])
     m64 = models.build("mlp", in_features=64, num_classes=10, width=args.width, depth=2,

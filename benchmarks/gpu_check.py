@@ -94,8 +94,8 @@ def main() -> None:
 
     @check("train (fit on cuda, 300 Adam steps)")
     def _train():
-        from landscape.train import fit
-        from landscape.trainconfig import TrainConfig
+        from landscape.train.fit import fit
+        from landscape.train.config import TrainConfig
 
         out = {}
         for where, model in (("cpu", cpu_model), (dev, gpu_model)):
@@ -134,7 +134,7 @@ def main() -> None:
 
     @check("hessian.eigenvalues (k=5, tol=1e-6)")
     def _eig():
-        from probes import hessian
+        from probes.curvature import hessian
 
         c, tc = timed(lambda: hessian.eigenvalues(cpu_model, loss_fn, cpu_data, k=5), False)
         g, tg = timed(lambda: hessian.eigenvalues(gpu_model, loss_fn, gpu_data, k=5), True)
@@ -145,7 +145,7 @@ def main() -> None:
 
     @check("hessian.eigenvalues smallest + ggn + fisher")
     def _eig_more():
-        from probes import hessian
+        from probes.curvature import hessian
 
         out = {}
         for what, kw in (("smallest", {"which": "smallest", "k": 3}),
@@ -159,7 +159,7 @@ def main() -> None:
 
     @check("hessian.trace (hutch++, 99 products)")
     def _trace():
-        from probes import hessian
+        from probes.curvature import hessian
 
         c, tc = timed(lambda: hessian.trace(cpu_model, loss_fn, cpu_data, n_products=99), False)
         g, tg = timed(lambda: hessian.trace(gpu_model, loss_fn, gpu_data, n_products=99), True)
@@ -170,7 +170,7 @@ def main() -> None:
 
     @check("hessian.density (5 x 80)")
     def _density():
-        from probes import hessian
+        from probes.curvature import hessian
 
         c, tc = timed(lambda: hessian.density(cpu_model, loss_fn, cpu_data), False)
         g, tg = timed(lambda: hessian.density(gpu_model, loss_fn, gpu_data), True)
@@ -180,8 +180,8 @@ def main() -> None:
 
     @check("along.top_eigenvalues (fit callback, warm starts)")
     def _along():
-        from landscape.train import fit
-        from landscape.trainconfig import TrainConfig
+        from landscape.train.fit import fit
+        from landscape.train.config import TrainConfig
         from probes.along import top_eigenvalues
 
         model = copy.deepcopy(gpu_model)
@@ -194,8 +194,8 @@ def main() -> None:
 
     @check("surface (2-D, 11 x 11, train + test)")
     def _surface():
-        from landscape import directions
-        from landscape.surface import surface
+        from landscape.surfaces import directions
+        from landscape.surfaces.grid import surface
 
         out = {}
         d0 = directions.random(cpu_model, k=2, seed=0).vectors
@@ -214,8 +214,8 @@ def main() -> None:
 
     @check("surface throughput on the device (21 x 21, points/s: vmap, loop, bound)")
     def _throughput():
-        from landscape import directions
-        from landscape.surface import surface
+        from landscape.surfaces import directions
+        from landscape.surfaces.grid import surface
 
         d = directions.random(gpu_model, k=2, seed=0).vectors.to(dev)
         grid = np.linspace(-1, 1, 21)
@@ -267,7 +267,7 @@ def main() -> None:
 
     @check("measures (norms, margins, spectra, gradient noise)")
     def _measures():
-        from probes.implicit_bias import measures
+        from probes.implicit_bias.suite import measures
 
         init_cpu = models.build("mlp", in_features=64, num_classes=10, width=128, depth=2,
                                 seed=5)
@@ -286,13 +286,13 @@ def main() -> None:
 
     @check("directions (random on cuda, pca, hessian)")
     def _directions():
-        from landscape import directions
+        from landscape.surfaces import directions
 
         r = directions.random(gpu_model, k=2, seed=3)
         h = directions.hessian(gpu_model, loss_fn, gpu_data, k=2)
         traj = torch.stack([torch.cat([p.detach().reshape(-1) for p in gpu_model.parameters()])
                             + 0.01 * i * r.vectors[0] for i in range(5)])
-        from landscape import trajectories
+        from landscape.surfaces import trajectories
 
         pc = trajectories.pca(traj, traj[-1], k=1)
         rc = directions.random(cpu_model, k=2, seed=3)
@@ -305,7 +305,7 @@ def main() -> None:
 
     @check("alignment (align on cuda, function unchanged)")
     def _align():
-        from probes.alignment import align
+        from probes.paths.alignment import align
 
         a = copy.deepcopy(gpu_model)
         b = models.build("mlp", in_features=64, num_classes=10, width=128, depth=2,
@@ -319,7 +319,7 @@ def main() -> None:
 
     @check("interpolation (linear path and barrier)")
     def _interp():
-        from probes import interpolation
+        from probes.paths import interpolation
 
         b_cpu = models.build("mlp", in_features=64, num_classes=10, width=128, depth=2, seed=1)
         c = interpolation.linear(cpu_model, b_cpu.eval(), loss_fn, cpu_data, n=11)
@@ -333,8 +333,8 @@ def main() -> None:
         import tempfile
         from pathlib import Path
 
-        from landscape.cli import main as cli
-        from landscape.store import Store
+        from landscape.cli.main import main as cli
+        from landscape.store.file import Store
 
         spec = Path(tempfile.mkdtemp()) / "gpu.toml"
         spec.write_text(SWEEP)

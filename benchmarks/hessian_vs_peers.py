@@ -8,7 +8,7 @@ that of the initialisation):
 - the 1-D CNN on standardised MNIST-1D, through a torch DataLoader of 8 batches of 500
   examples (no shuffle).
 
-The reference is :func:`probes.hessian.eigenvalues` with ``tol=1e-10`` on a float64 copy of the
+The reference is :func:`probes.curvature.hessian.eigenvalues` with ``tol=1e-10`` on a float64 copy of the
 model and data. Each method is tuned to the cheapest setting that reaches a maximum relative
 error of 1e-4 on the five largest (algebraic) eigenvalues:
 
@@ -16,7 +16,7 @@ error of 1e-4 on the five largest (algebraic) eigenvalues:
   iteration; it finds the largest in MAGNITUDE): the loosest ``tol`` in 1e-2, 1e-3, ..., 1e-8;
 - hessian-eigenthings, ``lanczos(HessianOperator(...), k=5, which="LA")`` (one Lanczos run,
   no restart): the smallest ``max_iter`` in 5, 10, 15, 20, 30, 40, 60, 80, 120, 160;
-- ours, ``probes.hessian.eigenvalues(k=5)`` at its defaults (``tol=1e-6``: every eigenvalue
+- ours, ``probes.curvature.hessian.eigenvalues(k=5)`` at its defaults (``tol=1e-6``: every eigenvalue
   certified to 1e-6 relative by its residual bound, so it stops on its own).
 
 The settings are chosen once (seed 0); then each chosen call is timed in interleaved rounds
@@ -43,8 +43,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from landscape import data, models
-from landscape.train import fit
-from landscape.trainconfig import TrainConfig
+from landscape.train.fit import fit
+from landscape.train.config import TrainConfig
 
 K, TARGET, RATIO_TARGET = 5, 1e-4, 0.7
 PYHESSIAN_TOLS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
@@ -132,7 +132,7 @@ def eigenthings_run(model, loss_fn, batches, max_iter: int):
 
 
 def ours_run(model, loss_fn, batches):
-    from probes.hessian import eigenvalues
+    from probes.curvature.hessian import eigenvalues
 
     res = eigenvalues(model, loss_fn, ours_data(batches), k=K)
     return res.values, res.n_hvp
@@ -146,7 +146,7 @@ def ours_data(batches):
 
 def reference(model, loss_fn, batches) -> np.ndarray:
     """Top-K (descending) of the float64 Hessian, to tol=1e-10, by our eigenvalues."""
-    from probes.hessian import eigenvalues
+    from probes.curvature.hessian import eigenvalues
 
     m64 = copy.deepcopy(model).double()
     if isinstance(batches, DataLoader):

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from landscape import Objective, data, models
-from landscape.hvp import CACHED, STRATEGIES
+from landscape.engine.hvp import CACHED, STRATEGIES
 
 
 def timed(fns: dict, repeats: int) -> dict:

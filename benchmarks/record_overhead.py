@@ -34,7 +34,7 @@ from _timing import samples  # benchmarks/_timing.py: the script's folder is on 
 from torch import nn
 
 from landscape import data, models
-from landscape.train import DEFAULT_EPOCHS_BETWEEN_RECORDS, TrainConfig, fit
+from landscape.train.fit import DEFAULT_EPOCHS_BETWEEN_RECORDS, TrainConfig, fit
 
 
 def bare_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig) -> None:

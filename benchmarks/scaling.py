@@ -36,8 +36,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from landscape.sweep import loads  # noqa: E402
-from landscape.sweep_exec import run_sweep  # noqa: E402
+from landscape.sweep.spec import loads
+from landscape.sweep.run import run_sweep
 from tests.filecompare import differences  # noqa: E402
 
 SPEC = """

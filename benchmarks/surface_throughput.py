@@ -4,7 +4,7 @@ On MNIST-1D (4000 training examples), for the default MLP (40-100-100-10) and th
 10 x 10 grid of points around the initialisation (``--steps``), the training loss (and accuracy)
 at each point:
 
-- ours: :func:`landscape.surface.surface` at its defaults (chunks of 16 points a pass, data
+- ours: :func:`landscape.surfaces.grid.surface` at its defaults (chunks of 16 points a pass, data
   cached on the device; vmap over points only on GPUs), given the training set as tensors;
 - (a) the bound: bare ``model(x)`` + the loss + the argmax over the same data, once a point,
   with nothing else (no weights changed): what a point cannot cost less than when evaluated
@@ -17,7 +17,7 @@ at each point:
   same DataLoader (it caches the batches on the device); target ours >= 5x.
 
 Each callable is timed in interleaved rounds (median). Prints points per second and the ratios.
-The C allocator is primed first (:func:`landscape.allocator.prime`, as any Objective on the CPU
+The C allocator is primed first (:func:`landscape.engine.allocator.prime`, as any Objective on the CPU
 does), so the bound and the peer run with the same, fault-free allocator as ours.
 
 Run:  .venv/bin/python benchmarks/surface_throughput.py [--repeats 3]
@@ -36,8 +36,9 @@ from torch import nn
 from torch.nn.utils import vector_to_parameters
 from torch.utils.data import DataLoader, TensorDataset
 
-from landscape import allocator, data, models
-from landscape.surface import surface
+from landscape import data, models
+from landscape.engine import allocator
+from landscape.surfaces.grid import surface
 
 
 def problem_bench(label: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor,

@@ -26,13 +26,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from landscape import directions, losses
-from landscape.runspec import build
-from landscape.surface import surface
-from landscape.sweep import load
-from landscape.sweep_exec import run_sweep
-from landscape.train import fit
-from probes import interpolation
+from landscape.surfaces import directions
+from landscape.engine import losses
+from landscape.train.spec import build
+from landscape.surfaces.grid import surface
+from landscape.sweep.spec import load
+from landscape.sweep.run import run_sweep
+from landscape.train.fit import fit
+from probes.paths import interpolation
 from probes.along import top_eigenvalues
 
 SPEC = Path(__file__).resolve().parents[1] / "experiments" / "quick.toml"

@@ -1,47 +1,57 @@
 """landscape: measure and compare the minima that optimizers choose.
 
-The engine: :class:`Objective` (the empirical risk of any torch model as a function of a
-flat parameter vector, with exact gradients and Hessian-vector products), parameter layouts
-(:mod:`landscape.params`), batches (:mod:`landscape.batches`), built-in data
-(:mod:`landscape.data`), reference models (:mod:`landscape.models`), optimizers
-(:mod:`landscape.optim`), training into a file (:mod:`landscape.train`) and the file format
-(:mod:`landscape.store`).
+The layers, bottom to top (imports only go down; ``tests/test_layers.py`` holds it):
 
-Names are imported on first use, so that reading a file (:mod:`landscape.store`) needs only
-NumPy and h5py, not torch.
+- :mod:`landscape.engine`: :class:`Objective` (the empirical risk of any torch model as a
+  function of a flat parameter vector, with exact gradients and Hessian-vector products),
+  parameter layouts, batches, evaluation contexts, metrics, losses, the determinism check,
+  BatchNorm recalibration, pointwise evaluation, the record protocol of results;
+- :mod:`landscape.data` (built-in offline datasets and adapters), :mod:`landscape.models`
+  (small reference models), :mod:`landscape.store` (the HDF5 file format; NumPy and h5py only);
+- :mod:`landscape.train`: optimizers, the training loop, recording, resume, checkpoints, run
+  specs;
+- the package :mod:`probes` (curvature, sharpness, implicit bias, paths);
+- :mod:`landscape.surfaces`, :mod:`landscape.report`, :mod:`landscape.plot`;
+- :mod:`landscape.sweep`, then :mod:`landscape.cli`.
+
+Names are imported on first use, so that reading a file (:mod:`landscape.store`,
+:mod:`landscape.report`, :mod:`landscape.plot`) needs only NumPy, h5py and matplotlib.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
+
+from landscape.engine.lazy import attach
 
 __version__ = "0.1.0"
 
-_SUBMODULES = (
-    "allocator", "batches", "batchnorm", "checkpoints", "context", "data", "datasets",
-    "determinism", "directions", "hvp", "journal", "losses", "metrics", "models", "optim",
-    "params", "plot", "pointwise", "ranking", "recording", "records", "report", "resume",
-    "runspec", "sam", "split", "store", "stored", "summary", "surface", "sweep", "sweep_exec",
-    "sweep_init", "sweep_measure", "train", "trainconfig", "trajectories",
-)
+_SUBMODULES = ("cli", "data", "engine", "models", "plot", "report", "store", "surfaces",
+               "sweep", "train")
 _NAMES = {
-    "Cost": "objective", "DeterminismError": "determinism", "Metrics": "metrics",
-    "Objective": "objective", "ParamLayout": "params", "no_bias_norm": "params",
-    "only": "params", "Store": "store", "load_params": "store", "optimizer_spec": "optim",
-    "TrainConfig": "trainconfig", "TrainResult": "train", "fit": "train",
+    "Cost": "landscape.engine.objective", "DeterminismError": "landscape.engine.determinism",
+    "Metrics": "landscape.engine.metrics", "Objective": "landscape.engine.objective",
+    "ParamLayout": "landscape.engine.params", "no_bias_norm": "landscape.engine.params",
+    "only": "landscape.engine.params", "Store": "landscape.store.file",
+    "load_params": "landscape.train.checkpoints", "optimizer_spec": "landscape.train.optim",
+    "TrainConfig": "landscape.train.config", "TrainResult": "landscape.train.fit",
+    "fit": "landscape.train.fit",
 }
 
-__all__ = sorted([*_SUBMODULES, *_NAMES, "__version__"])
+__all__ = ["Cost", "DeterminismError", "Metrics", "Objective", "ParamLayout", "Store",
+           "TrainConfig", "TrainResult", "__version__", "cli", "data", "engine", "fit",
+           "load_params", "models", "no_bias_norm", "only", "optimizer_spec", "plot", "report",
+           "store", "surfaces", "sweep", "train"]
 
+__getattr__, __dir__ = attach(__name__, _SUBMODULES, _NAMES)
 
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        return importlib.import_module(f".{name}", __name__)
-    if name in _NAMES:
-        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
-    raise AttributeError(f"module 'landscape' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+if TYPE_CHECKING:
+    from landscape.engine.determinism import DeterminismError
+    from landscape.engine.metrics import Metrics
+    from landscape.engine.objective import Cost, Objective
+    from landscape.engine.params import ParamLayout, no_bias_norm, only
+    from landscape.store.file import Store
+    from landscape.train.checkpoints import load_params
+    from landscape.train.config import TrainConfig
+    from landscape.train.fit import TrainResult, fit
+    from landscape.train.optim import optimizer_spec

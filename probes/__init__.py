@@ -1,57 +1,36 @@
-"""Probes: functions of ``(model, loss_fn, data, ...)`` that measure the landscape through
-:class:`landscape.Objective`, never writing into the model.
+"""Probes: functions of ``(model, loss_fn, data, *, ...)`` that measure the landscape through
+:class:`landscape.engine.Objective`, never writing into the model, each returning a frozen
+result with its options and its cost.
 
-- :mod:`probes.hessian`: top and bottom eigenvalues (thick-restart Lanczos with an error-bound
-  stop, :mod:`probes.lanczos`), trace (Hutchinson, Hutch++: :mod:`probes.trace`), spectral
-  density (stochastic Lanczos quadrature: :mod:`probes.density`), the dense matrix of small
-  models (:mod:`probes.dense`); Hessian, GGN or Fisher (:mod:`probes.curvature`), per layer
-  (:mod:`probes.blocks`).
-- :mod:`probes.along`: probes recorded along training (the top eigenvalue, warm-started).
-- :mod:`probes.interpolation`: linear paths and loss barriers, init-to-final paths, trained
-  Bezier curves (mode connectivity), permutation alignment (:mod:`probes.alignment`), and the
-  instability of forked training (:mod:`probes.instability`).
-- :mod:`probes.ground_truth`: the solutions implicit-bias results are measured against (and
-  :mod:`probes.recovery`: how close a trained model is to them):
-  l2/l1 max-margin directions and a classifier's alignment with them, nuclear norm and effective
-  rank of a factorisation, diagonal-network weights and minimum-norm interpolators.
-- :mod:`probes.implicit_bias`: all the measures below and the sharpness ones at once
-  (:func:`probes.implicit_bias.measures`), named for ranking against the generalisation gap:
-  per-layer norms, distance from initialisation, path-norm and Fisher-Rao norm
-  (:mod:`probes.norms`); output margins normalised by the spectral complexity
-  (:mod:`probes.margins`); singular values, effective and stable rank and the power-law alpha
-  of the weights (:mod:`probes.weight_spectra`); the per-example gradient covariance's trace
-  and the simple noise scale (:mod:`probes.gradient_noise`).
-- :mod:`probes.sharpness`: worst-case (l2/linf, adaptive, m-sharpness:
-  :mod:`probes.worst_case`) and average-case sharpness (:mod:`probes.average_case`), Keskar's
-  epsilon-sharpness and PAC-Bayes flatness (:mod:`probes.flatness`).
+Four families, one subpackage each:
+
+- :mod:`probes.curvature`: Hessian, GGN and Fisher operators; top and bottom eigenvalues
+  (thick-restart Lanczos with an error-bound stop), trace (Hutchinson, Hutch++), spectral
+  density (stochastic Lanczos quadrature), dense matrices of small models, per-layer blocks.
+  The entry point is :mod:`probes.curvature.hessian` (also ``probes.hessian``).
+- :mod:`probes.sharpness`: worst-case (l2/linf, adaptive, m-sharpness) and average-case
+  sharpness, Keskar's epsilon-sharpness, PAC-Bayes flatness.
+- :mod:`probes.implicit_bias`: norms, margins, weight spectra, gradient noise, the ground-truth
+  solutions of implicit-bias results and a model's distance to them; every measure at once
+  (:func:`probes.implicit_bias.measures`).
+- :mod:`probes.paths`: linear paths and barriers, trained Bezier curves, weight matching,
+  the instability of forked training (:mod:`probes.paths.interpolation`, also
+  ``probes.interpolation``).
+
+:mod:`probes.along` holds the probes recorded along training. Everything is imported on first
+use: the result types (``results`` modules) need NumPy only.
 """
 
-from . import (
-    alignment,
-    along,
-    average_case,
-    blocks,
-    curvature,
-    dense,
-    density,
-    flatness,
-    gradient_noise,
-    ground_truth,
-    hessian,
-    implicit_bias,
-    instability,
-    interpolation,
-    lanczos,
-    margins,
-    norms,
-    recovery,
-    sharpness,
-    trace,
-    weight_spectra,
-    worst_case,
-)
+from __future__ import annotations
 
-__all__ = ["alignment", "along", "average_case", "blocks", "curvature", "dense", "density",
-           "flatness", "gradient_noise", "ground_truth", "hessian", "implicit_bias",
-           "instability", "interpolation", "lanczos", "margins", "norms", "recovery", "sharpness",
-           "trace", "weight_spectra", "worst_case"]
+from landscape.engine.lazy import attach
+
+__all__ = ["along", "curvature", "ground_truth", "hessian", "implicit_bias", "interpolation",
+           "paths", "sharpness"]
+
+__getattr__, __dir__ = attach(
+    __name__,
+    ["along", "curvature", "implicit_bias", "paths", "sharpness",
+     "hessian:probes.curvature.hessian", "interpolation:probes.paths.interpolation",
+     "ground_truth:probes.implicit_bias.ground_truth"],
+)

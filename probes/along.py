@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from landscape.params import ParamFilter
-from landscape.recording import Callback, TrainState, callback
+from landscape.engine.params import ParamFilter
+from landscape.train.recording import Callback, TrainState, callback
 
-from .ground_truth import MARGIN_NORMS, max_margin
-from .hessian import eigenvalues
-from .recovery import margin_alignment
+from probes.implicit_bias.ground_truth import MARGIN_NORMS, max_margin
+from probes.curvature.hessian import eigenvalues
+from probes.implicit_bias.recovery import margin_alignment
 
 __all__ = ["max_margin_alignment", "param_norms", "top_eigenvalues"]
 
@@ -50,12 +50,12 @@ def top_eigenvalues(data: Any, every: int, *, k: int = 1, name: str = "lambda_ma
         every: steps between measurements (also at step 0 and the last step).
         k: how many of the largest eigenvalues. name: the series' name
             (``probes/<name>`` in the store).
-        tol: relative accuracy of each eigenvalue (see :func:`probes.hessian.eigenvalues`).
+        tol: relative accuracy of each eigenvalue (see :func:`probes.curvature.hessian.eigenvalues`).
         curvature: ``"hessian"``, ``"ggn"`` or ``"fisher"``.
         params: the parameters the matrix is over. loss_fn: the loss (default: the run's).
 
     Returns:
-        A :class:`~landscape.recording.Callback`; each call records ``value`` (the largest),
+        A :class:`~landscape.train.recording.Callback`; each call records ``value`` (the largest),
         ``values`` (k, descending), ``residual`` (the largest relative residual
         ``||H v - lambda v|| / |lambda|``), ``error`` (the largest relative error bound) and
         ``n_hvp`` (products spent by the call).
@@ -82,8 +82,8 @@ def max_margin_alignment(data: Any, every: int, *, name: str = "max_margin") -> 
     """A callback recording a bias-free linear classifier against the l2, l1 and linf
     max-margin directions of ``data`` every ``every`` steps.
 
-    The three max-margin classifiers (:func:`probes.ground_truth.max_margin`) are solved once, when
-    the callback is made; each call is then :func:`probes.recovery.margin_alignment` of the
+    The three max-margin classifiers (:func:`probes.implicit_bias.ground_truth.max_margin`) are solved once, when
+    the callback is made; each call is then :func:`probes.implicit_bias.recovery.margin_alignment` of the
     run's model with them.
 
     Args:
@@ -93,7 +93,7 @@ def max_margin_alignment(data: Any, every: int, *, name: str = "max_margin") -> 
         name: the series' name (``probes/<name>`` in the store).
 
     Returns:
-        A :class:`~landscape.recording.Callback`; each call records ``cosine_<p>``,
+        A :class:`~landscape.train.recording.Callback`; each call records ``cosine_<p>``,
         ``direction_error_<p>``, ``margin_<p>`` (``min_i y_i w.x_i / ||w||_p``) and
         ``max_margin_<p>`` for p in l2, l1 and linf, and ``weight_norm`` (``||w||_2``).
 
@@ -122,7 +122,7 @@ def param_norms(every: int, *, name: str = "param_norm") -> Callback:
         name: the series' name (``probes/<name>`` in the store).
 
     Returns:
-        A :class:`~landscape.recording.Callback`; each call records ``value`` (``||theta||_2``
+        A :class:`~landscape.train.recording.Callback`; each call records ``value`` (``||theta||_2``
         over every trained parameter), ``weights`` (the l2 norm of the matrices and embeddings
         only, the parameters with two or more dimensions: no biases, no LayerNorm gains) and
         ``dist_init`` (``||theta - theta_first||_2``, from the callback's first call, step 0

@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from landscape.store import Store
+from landscape.store.file import Store
 
 N_COMMITS = 3  # trajectory/history commits per run
 ROWS = 4  # snapshots (and history rows) per commit

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from landscape.store import Store
-from landscape.surface import surface
+from landscape.store.file import Store
+from landscape.surfaces.grid import surface
 
 
 class Killing(nn.Module):

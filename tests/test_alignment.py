@@ -1,4 +1,4 @@
-"""Weight matching (probes.alignment): the aligned model computes model_b's function, a known
+"""Weight matching (probes.paths.alignment): the aligned model computes model_b's function, a known
 permutation is undone exactly, the coordinate descent is monotone and stops, the given models
 are untouched, unsupported architectures are refused by name, and on MNIST-1D the linear-path
 loss barrier between two SGD solutions drops once they are aligned."""
@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from landscape import data, models
-from landscape.objective import Objective
-from landscape.store import Store
-from landscape.train import TrainConfig, fit
-from probes.alignment import Alignment, align, hidden_units, permute
+from landscape.engine.objective import Objective
+from landscape.store.file import Store
+from landscape.train.fit import TrainConfig, fit
+from probes.paths.alignment import Alignment, align, hidden_units, permute
 
 # --------------------------------------------------------------------------- helpers
 

@@ -1,4 +1,4 @@
-"""landscape.batchnorm: BatchNorm statistics recomputed at a point, exactly, in one pass, with the
+"""landscape.engine.batchnorm: BatchNorm statistics recomputed at a point, exactly, in one pass, with the
 model left as it was."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from landscape.batchnorm import batchnorm_layers, has_batchnorm, recalibrate
-from landscape.objective import Objective
+from landscape.engine.batchnorm import batchnorm_layers, has_batchnorm, recalibrate
+from landscape.engine.objective import Objective
 
 N, D, C = 103, 5, 3  # batches of 25 leave a last batch of 3
 

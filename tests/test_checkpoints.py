@@ -12,8 +12,9 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.checkpoints import build_model, import_run, load_state_dict, resolve_factory
-from landscape.store import Store, StoreError, load_params
+from landscape.train.checkpoints import build_model, import_run, load_state_dict, resolve_factory
+from landscape.store.file import Store, StoreError
+from landscape.train.checkpoints import load_params
 
 
 class NotAStateDict:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from landscape.cli import main
+from landscape.cli.main import main
 
 
 @pytest.fixture()

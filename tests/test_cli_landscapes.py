@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from landscape import Objective
-from landscape.cli import main
-from landscape.runspec import rebuild
-from landscape.store import Store
-from landscape.surface import Surface
-from probes.paths import Path
+from landscape.cli.main import main
+from landscape.train.spec import rebuild
+from landscape.store.file import Store
+from landscape.surfaces.grid import Surface
+from probes.paths.results import Path
 
 TINY = ["--data", "digits", "--data-arg", "n_train=200", "--data-arg", "n_test=50", "--model",
         "mlp", "--model-arg", "width=8", "--model-arg", "depth=1", "--steps", "20",

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from landscape.cli import main
-from landscape.runspec import rebuild
-from landscape.store import Store
-from probes import hessian
-from probes.hessian import Density, Eigenvalues, Trace
+from landscape.cli.main import main
+from landscape.train.spec import rebuild
+from landscape.store.file import Store
+from probes.curvature import hessian
+from probes.curvature.hessian import Density, Eigenvalues, Trace
 
 TINY = ["--data", "digits", "--data-arg", "n_train=200", "--data-arg", "n_test=50", "--model",
         "mlp", "--model-arg", "width=8", "--model-arg", "depth=1", "--steps", "10", "--quiet"]
@@ -65,7 +65,7 @@ def test_probe_errors_are_one_line(run_file, capsys):
 
 
 def test_sharpness_and_measures_are_computed_and_stored(run_file, capsys):
-    from probes.implicit_bias import Measures, measures
+    from probes.implicit_bias.suite import Measures, measures
     from probes.sharpness import PacBayes, WorstCase, worst_case
 
     base = ["probe", str(run_file), "--run", "a"]

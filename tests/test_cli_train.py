@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from landscape.cli import main
-from landscape.store import Store
+from landscape.cli.main import main
+from landscape.store.file import Store
 
 TINY = ["--data", "gaussians", "--model", "mlp", "--model-arg", "width=8", "--steps", "20",
         "--quiet"]
@@ -177,7 +177,7 @@ def test_import_end_to_end(tmp_path, monkeypatch, capsys):
 
 def test_train_in_float64_and_info_on_a_failed_run(tmp_path, capsys):
     from landscape import data, models
-    from landscape.train import TrainConfig, callback, fit
+    from landscape.train.fit import TrainConfig, callback, fit
 
     path = tmp_path / "runs.h5"
     assert main(["train", str(path), *TINY, "--dtype", "float64", "--run", "f64"]) == 0

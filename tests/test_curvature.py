@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from probes.curvature import operator
+from probes.curvature.operators import operator
 from tests.zoo import make
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from landscape import data, datasets
+from landscape import data
+from landscape.data import datasets
 
 
 def assert_same(a: data.Split, b: data.Split) -> None:

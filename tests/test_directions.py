@@ -1,4 +1,4 @@
-"""landscape.directions: filter/layer normalisation against per-slice norms of the weights,
+"""landscape.surfaces.directions: filter/layer normalisation against per-slice norms of the weights,
 seeded draws, Gram-Schmidt, differences, PCA of a trajectory in a known plane, Hessian
 eigenvectors against a dense float64 Hessian, record round trips and the error messages."""
 
@@ -12,12 +12,12 @@ import scipy.linalg
 import torch
 from torch import nn
 
-from landscape import directions as D
-from landscape import trajectories as T
+from landscape.surfaces import directions as D
+from landscape.surfaces import trajectories as T
 from landscape.models import MLP
-from landscape.params import ParamLayout, no_bias_norm, select
-from landscape.store import Store
-from probes.dense import matrix
+from landscape.engine.params import ParamLayout, no_bias_norm, select
+from landscape.store.file import Store
+from probes.curvature.dense import matrix
 
 from .zoo import make
 

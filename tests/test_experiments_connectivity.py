@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from landscape.losses import get
-from landscape.runspec import build
-from landscape.sweep import load
-from landscape.train import fit
-from probes import interpolation
-from probes.recovery import matrix_recovery
+from landscape.engine.losses import get
+from landscape.train.spec import build
+from landscape.sweep.spec import load
+from landscape.train.fit import fit
+from probes.paths import interpolation
+from probes.implicit_bias.recovery import matrix_recovery
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"

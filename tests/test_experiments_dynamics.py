@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from landscape import data, models
-from landscape.losses import get as get_loss
-from landscape.train import fit
-from landscape.trainconfig import TrainConfig
-from probes import hessian
+from landscape.engine.losses import get as get_loss
+from landscape.train.fit import fit
+from landscape.train.config import TrainConfig
+from probes.curvature import hessian
 from probes.along import top_eigenvalues
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -19,10 +19,10 @@ from __future__ import annotations
 import pytest
 from torch import nn
 
-from landscape.runspec import build
-from landscape.sweep_init import pretrain_random_labels
-from landscape.train import fit
-from probes import hessian
+from landscape.train.spec import build
+from landscape.sweep.bad_init import pretrain_random_labels
+from landscape.train.fit import fit
+from probes.curvature import hessian
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from landscape.runspec import read_toml
-from landscape.store import Store
-from landscape.sweep import expand
-from landscape.sweep_exec import run_sweep
+from landscape.train.spec import read_toml
+from landscape.store.file import Store
+from landscape.sweep.spec import expand
+from landscape.sweep.run import run_sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from landscape.runspec import build, merge
-from landscape.sweep import load
-from landscape.sweep_measure import along_callback
-from landscape.train import fit
-from probes.recovery import interpolator_distances
+from landscape.train.spec import build, merge
+from landscape.sweep.spec import load
+from landscape.sweep.measure import along_callback
+from landscape.train.fit import fit
+from probes.implicit_bias.recovery import interpolator_distances
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

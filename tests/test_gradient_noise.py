@@ -1,4 +1,4 @@
-"""probes.gradient_noise: the trace of the per-example gradient covariance and B_simple against a
+"""probes.implicit_bias.gradient_noise: the trace of the per-example gradient covariance and B_simple against a
 Python loop over examples (one backward each), records and bad input."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.params import no_bias_norm
-from landscape.store import Store
-from probes.gradient_noise import GradientNoise, gradient_noise
+from landscape.engine.params import no_bias_norm
+from landscape.store.file import Store
+from probes.implicit_bias.gradient_noise import GradientNoise, gradient_noise
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

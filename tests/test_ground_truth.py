@@ -1,4 +1,4 @@
-"""probes.ground_truth: max-margin directions, alignment, factorisations, diagonal networks."""
+"""probes.implicit_bias.ground_truth: max-margin directions, alignment, factorisations, diagonal networks."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from landscape.models import (
     Linear,
     SymmetricFactorization,
 )
-from landscape.store import Store
-from probes.ground_truth import (
+from landscape.store.file import Store
+from probes.implicit_bias.ground_truth import (
     Alignment,
     Diagonal,
     Factorization,

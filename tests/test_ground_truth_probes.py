@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from landscape import data, models
-from landscape.store import Store
-from landscape.sweep import loads
-from landscape.sweep_measure import along_callback
-from landscape.train import TrainConfig, fit
+from landscape.store.file import Store
+from landscape.sweep.spec import loads
+from landscape.sweep.measure import along_callback
+from landscape.train.fit import TrainConfig, fit
 from probes.along import max_margin_alignment
-from probes.ground_truth import alignment, max_margin, min_norm_interpolator
-from probes.recovery import (
+from probes.implicit_bias.ground_truth import alignment, max_margin, min_norm_interpolator
+from probes.implicit_bias.recovery import (
     InterpolatorDistances,
     MarginAlignment,
     interpolator_distances,
@@ -127,8 +127,8 @@ lambda_max = {every = 5}
 
 def test_sweep_entries():
     sweep = loads(SPEC)
-    assert sweep.probes["max_margin_alignment"] == ("recovery", "margin_alignment", {})
-    assert sweep.probes["interp"] == ("recovery", "interpolator_distances", {})
+    assert sweep.probes["max_margin_alignment"] == ("implicit_bias.recovery", "margin_alignment", {})
+    assert sweep.probes["interp"] == ("implicit_bias.recovery", "interpolator_distances", {})
     assert sweep.along == {"max_margin": {"every": 2, "n": 50}, "lambda_max": {"every": 5}}
     with pytest.raises(ValueError, match="along.max_margin.k: unknown key"):
         loads(SPEC.replace("every = 2, n = 50", "every = 2, k = 1"))

@@ -12,8 +12,8 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from landscape.store import Store
-from probes import hessian
+from landscape.store.file import Store
+from probes.curvature import hessian
 
 from .zoo import make
 
@@ -276,8 +276,8 @@ def test_records_round_trip(tmp_path):
 
 
 def test_layer_blocks_equal_the_dense_diagonal_blocks(tmp_path):
-    from landscape.store import Store
-    from probes.blocks import BlockEigenvalues, layer_blocks
+    from landscape.store.file import Store
+    from probes.curvature.blocks import BlockEigenvalues, layer_blocks
 
     model, x, y = make("mlp", n=15)
     loss = nn.CrossEntropyLoss()

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.store import Store
-from probes import density as slq
-from probes import trace as hutch
+from landscape.store.file import Store
+from probes.curvature import density as slq
+from probes.curvature import trace as hutch
 
 from .test_objective import Reference
 from .zoo import make

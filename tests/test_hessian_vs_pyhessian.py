@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from landscape import data, models
-from landscape.train import TrainConfig, fit
-from probes import hessian
+from landscape.train.fit import TrainConfig, fit
+from probes.curvature import hessian
 
 pyhessian = pytest.importorskip("pyhessian")
 # PyHessian calls backward(create_graph=True), which torch warns about: its code, not ours

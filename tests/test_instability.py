@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from landscape import data, models
-from landscape.train import Checkpoint, TrainConfig, fit, total_steps
-from probes.instability import Instability, instability
+from landscape.train.fit import Checkpoint, TrainConfig, fit, total_steps
+from probes.paths.instability import Instability, instability
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""probes.interpolation: straight paths against direct evaluations and a closed form, BatchNorm
+"""probes.paths.interpolation: straight paths against direct evaluations and a closed form, BatchNorm
 recalibration, Bezier curves that lower the barrier between two MNIST-1D solutions, records
 through the store, untouched models and clear errors."""
 
@@ -12,14 +12,15 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from landscape import data, losses, models
-from landscape.batchnorm import recalibrate
-from landscape.objective import Objective
-from landscape.runspec import execute
-from landscape.store import Store
-from landscape.train import TrainConfig, fit
-from probes import interpolation
-from probes.interpolation import Curve, Path, bezier, init_to_final, linear
+from landscape import data, models
+from landscape.engine import losses
+from landscape.engine.batchnorm import recalibrate
+from landscape.engine.objective import Objective
+from landscape.train.spec import execute
+from landscape.store.file import Store
+from landscape.train.fit import TrainConfig, fit
+from probes.paths import interpolation
+from probes.paths.interpolation import Curve, Path, bezier, init_to_final, linear
 
 CE = nn.CrossEntropyLoss()
 

@@ -1,4 +1,4 @@
-"""Tests of landscape.journal on its own (plain bytes, no h5py): a JournaledFile against a
+"""Tests of landscape.store.journal on its own (plain bytes, no h5py): a JournaledFile against a
 bytearray model, commit and rollback, recovery of journals left behind, crash windows, locks."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from landscape import journal
-from landscape.journal import (
+from landscape.store import journal
+from landscape.store.journal import (
     PAGE,
     FileBusyError,
     JournaledFile,
@@ -268,7 +268,7 @@ def test_a_journal_without_a_valid_header_is_dropped(tmp_path, opener, journal_b
 # ---------------------------------------------------------------------------- interrupted commits
 _CHILD = """
 import sys
-from landscape.journal import JournaledFile
+from landscape.store.journal import JournaledFile
 jf = JournaledFile(sys.argv[1])
 for k in range(0, 5 * 4096, 4096):
     jf.seek(k + 7)

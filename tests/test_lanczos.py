@@ -1,4 +1,4 @@
-"""Thick-restart Lanczos (probes.lanczos.extreme) on explicit symmetric matrices with a known
+"""Thick-restart Lanczos (probes.curvature.lanczos.extreme) on explicit symmetric matrices with a known
 spectrum: values, honest residuals, error bounds that cover the true error, restarts,
 invariant subspaces, repeated eigenvalues and the product budget."""
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from probes.lanczos import error_bounds, extreme, select
+from probes.curvature.lanczos import error_bounds, extreme, select
 
 WHICH = ("largest", "smallest", "both", "magnitude")
 
@@ -139,7 +139,7 @@ def test_error_bounds_use_the_gap():
 def test_close_pairs_at_the_top_are_resolved_at_the_default_tolerance():
     """Random spectra with outliers, every other one with a close pair at the top (the case
     where Krylov methods miss an eigenvalue): at tol=1e-6 none is missed and every bound
-    holds (see the module docstring of probes.lanczos for looser tolerances)."""
+    holds (see the module docstring of probes.curvature.lanczos for looser tolerances)."""
     for seed in range(40):
         gen = np.random.default_rng(seed)
         top = 1 + np.cumsum(gen.exponential(0.3, 6))

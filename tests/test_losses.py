@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from landscape import losses
+from landscape.engine import losses
 
 
 def test_mse_is_half_the_squared_error_summed_over_outputs_averaged_over_examples():

@@ -1,4 +1,4 @@
-"""probes.margins: margins against a hand computation, the order-statistic quantile, Bartlett et
+"""probes.implicit_bias.margins: margins against a hand computation, the order-statistic quantile, Bartlett et
 al.'s spectral complexity against a direct computation, records and bad input."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.store import Store
-from probes.margins import Margins, margin_of, margins, spectral_complexity
+from landscape.store.file import Store
+from probes.implicit_bias.margins import Margins, margin_of, margins, spectral_complexity
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,5 +1,5 @@
-"""The matrix-sensing dataset (``landscape.datasets.matrix_sensing``) and its probe
-(``probes.recovery.matrix_recovery``, ``[probes] matrix_recovery`` of a sweep)."""
+"""The matrix-sensing dataset (``landscape.data.datasets.matrix_sensing``) and its probe
+(``probes.implicit_bias.recovery.matrix_recovery``, ``[probes] matrix_recovery`` of a sweep)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from landscape import data
-from landscape.datasets import matrix_sensing, matrix_sensing_truth
+from landscape.data.datasets import matrix_sensing, matrix_sensing_truth
 from landscape.models import SymmetricFactorization
-from landscape.sweep import loads
-from probes.recovery import MatrixRecovery, matrix_recovery
+from landscape.sweep.spec import loads
+from probes.implicit_bias.recovery import MatrixRecovery, matrix_recovery
 
 
 def test_dataset_measures_a_low_rank_psd_truth_reproducibly():
@@ -63,5 +63,5 @@ def test_probe_against_the_truth_and_in_a_sweep_spec():
     sweep = loads('name = "t"\n[base]\nmodel = {name = "symmetric_factorization", n = 5}\n'
                   'data = {name = "matrix_sensing", dim = 5}\ntrain = {max_steps = 5}\n'
                   '[probes]\nmatrix_recovery = {rank = 1, seed = 0}\n')
-    assert sweep.probes["matrix_recovery"] == ("recovery", "matrix_recovery",
+    assert sweep.probes["matrix_recovery"] == ("implicit_bias.recovery", "matrix_recovery",
                                                {"rank": 1, "seed": 0})

@@ -10,17 +10,15 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.store import Store
-from probes import (
-    average_case,
-    flatness,
-    gradient_noise,
-    margins,
-    norms,
-    weight_spectra,
-    worst_case,
-)
-from probes.implicit_bias import FAMILIES, Measures, measures
+from landscape.store.file import Store
+from probes.sharpness import average as average_case
+from probes.sharpness import flatness
+from probes.implicit_bias import gradient_noise
+from probes.implicit_bias import margins
+from probes.implicit_bias import norms
+from probes.implicit_bias import weight_spectra
+from probes.sharpness import worst as worst_case
+from probes.implicit_bias.suite import FAMILIES, Measures, measures
 
 from . import zoo
 

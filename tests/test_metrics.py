@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from landscape.metrics import correct, count_correct, count_counted
+from landscape.engine.metrics import correct, count_correct, count_counted
 
 g = torch.Generator().manual_seed(0)
 CASES = {
@@ -34,7 +34,7 @@ def test_count_correct_none_where_the_shapes_do_not_say():
 
 
 def test_predictions_take_the_first_maximum_like_argmax():
-    from landscape.metrics import count_correct
+    from landscape.engine.metrics import count_correct
 
     out = torch.tensor([[1.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0], [0.0, 0.0, 5.0, 5.0]])
     # ties go to the first maximum, as torch.argmax does: classes 1, 0, 2

@@ -1,4 +1,4 @@
-"""probes.norms: per-layer norms against torch.linalg, path-norm against a brute-force sum over
+"""probes.implicit_bias.norms: per-layer norms against torch.linalg, path-norm against a brute-force sum over
 paths, invariance under ReLU rescaling, the Fisher-Rao norm against its closed form."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.params import no_bias_norm
-from landscape.store import Store
-from probes.norms import FisherRao, Norms, fisher_rao, norms, path_norm
+from landscape.engine.params import no_bias_norm
+from landscape.store.file import Store
+from probes.implicit_bias.norms import FisherRao, Norms, fisher_rao, norms, path_norm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -11,7 +11,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.data import DataLoader, TensorDataset
 
 from landscape import Objective
-from landscape.hvp import STRATEGIES
+from landscape.engine.hvp import STRATEGIES
 
 from .zoo import MODELS, make
 
@@ -164,7 +164,7 @@ def test_float32_model_gets_float32_everywhere():
 
 
 def test_parameter_filter_and_names():
-    from landscape.params import no_bias_norm
+    from landscape.engine.params import no_bias_norm
 
     model, x, y = make("cnn_bn")
     obj = Objective(model, CE, (x, y), params=no_bias_norm)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from landscape import Objective
-from landscape.hvp import saved_bytes
+from landscape.engine.hvp import saved_bytes
 
 from .test_objective import Reference, rel
 from .zoo import make

@@ -1,4 +1,4 @@
-"""Tests of landscape.optim: torch parity, SAM and GD against closed forms, schedules, noise."""
+"""Tests of landscape.train.optim: torch parity, SAM and GD against closed forms, schedules, noise."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.optim import (
+from landscape.train.optim import (
     OPTIMIZERS,
     SAM,
     OptimizerSpec,

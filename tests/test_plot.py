@@ -9,8 +9,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from landscape import plot
-from landscape.cli import main
-from landscape.store import Store
+from landscape.cli.main import main
+from landscape.store.file import Store
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from landscape import data, models
-from landscape.store import Store, load_params
-from landscape.train import TrainConfig, fit
-from probes import hessian
+from landscape.store.file import Store
+from landscape.train.checkpoints import load_params
+from landscape.train.fit import TrainConfig, fit
+from probes.curvature import hessian
 from probes.along import top_eigenvalues
 
 

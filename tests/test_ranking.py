@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from landscape.ranking import granulated_tau, kendall_tau
+from landscape.report.ranking import granulated_tau, kendall_tau
 
 GRID = [{"lr": 1, "bs": 1}, {"lr": 2, "bs": 1}, {"lr": 1, "bs": 2}, {"lr": 2, "bs": 2}]
 

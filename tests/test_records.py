@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from landscape.records import RecordMixin
-from landscape.store import Store
+from landscape.engine.records import RecordMixin
+from landscape.store.file import Store
 
 
 @dataclass(frozen=True, eq=False)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from landscape import cli, report
-from landscape.store import Store
-from probes.hessian import Eigenvalues, Trace
-from probes.implicit_bias import Measures
-from probes.paths import Path as PathResult
+from landscape.store.file import Store
+from probes.curvature.hessian import Eigenvalues, Trace
+from probes.implicit_bias.suite import Measures
+from probes.paths.results import Path as PathResult
 from probes.sharpness import PacBayes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -242,7 +242,7 @@ def test_cli_report_of_a_non_landscape_file_is_one_line(tmp_path, capsys, kind):
 
 
 def test_report_of_runs_trained_and_probed_for_real(tmp_path, capsys):
-    from landscape import runspec
+    from landscape.train import spec as runspec
 
     path = tmp_path / "real.h5"
     for run, lr in (("slow", 0.05), ("fast", 0.5)):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from landscape.cli import main
-from landscape.objective import Objective
-from landscape.runspec import rebuild
-from landscape.store import Store
+from landscape.cli.main import main
+from landscape.engine.objective import Objective
+from landscape.train.spec import rebuild
+from landscape.store.file import Store
 
 
 def test_rebuild_gives_the_stored_model_and_data(tmp_path, capsys):

@@ -13,8 +13,8 @@ from scipy.stats import norm as gaussian
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from landscape.params import ParamLayout
-from landscape.store import Store
+from landscape.engine.params import ParamLayout
+from landscape.store.file import Store
 from probes import sharpness
 from probes.sharpness import (
     AverageCase,
@@ -173,7 +173,7 @@ def test_adaptive_sharpness_is_invariant_under_relu_rescaling_and_plain_is_not()
     pa = average_case(model, CE, (x, y), rho=0.1, n_samples=8, seed=3)
     pb = average_case(other, CE, (x, y), rho=0.1, n_samples=8, seed=3)
     assert abs(pb.value - pa.value) > 0.1 * abs(pa.value)
-    from probes import hessian  # Dinh et al.: the same function, another lambda_max
+    from probes.curvature import hessian
 
     la = hessian.eigenvalues(model, CE, (x, y), k=1).values[0]
     lb = hessian.eigenvalues(other, CE, (x, y), k=1).values[0]

@@ -1,4 +1,4 @@
-"""landscape.optim's sign descent: the update is exactly -lr * sign(grad), full batch."""
+"""landscape.train.optim's sign descent: the update is exactly -lr * sign(grad), full batch."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.optim import OPTIMIZERS, SignDescent, make_optimizer, make_scheduler, optimizer_spec
+from landscape.train.optim import (
+    OPTIMIZERS,
+    SignDescent,
+    make_optimizer,
+    make_scheduler,
+    optimizer_spec,
+)
 
 
 def _closure(model, opt, x, y):

@@ -17,18 +17,18 @@ import pytest
 import torch
 from torch import nn
 
-from landscape import journal
-from landscape.journal import journal_path
-from landscape.params import ParamLayout, select
-from landscape.store import (
+from landscape.store import journal
+from landscape.store.journal import journal_path
+from landscape.engine.params import ParamLayout, select
+from landscape.store.file import (
     FORMAT_VERSION,
     FileBusyError,
     Record,
     RunInfo,
     Store,
     StoreError,
-    load_params,
 )
+from landscape.train.checkpoints import load_params
 
 from . import store_writer
 from .store_writer import N_COMMITS, ROWS, expected

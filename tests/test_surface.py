@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from landscape import Objective
-from landscape.store import Store
-from landscape.surface import Surface, surface
+from landscape.store.file import Store
+from landscape.surfaces.grid import Surface, surface
 
 from .surface_worker import problem
 from .zoo import make

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from landscape.cli import main
-from landscape.sweep import expand, loads
+from landscape.cli.main import main
+from landscape.sweep.spec import expand, loads
 
 BASE = """
 name = "t"
@@ -109,7 +109,7 @@ kind = ["linear", "bezier"]
 """)
     assert list(s.probes) == ["hessian_eigenvalues", "sharpness_worst_case_adaptive",
                               "sharpness_pac_bayes", "sam_sharpness"]
-    assert s.probes["hessian_eigenvalues"] == ("hessian", "eigenvalues", {"k": 2, "n": 20})
+    assert s.probes["hessian_eigenvalues"] == ("curvature.hessian", "eigenvalues", {"k": 2, "n": 20})
     assert s.probes["sam_sharpness"][2] == {"rho": 0.1, "n": 20}
     assert s.surfaces["r1"]["directions"] == "random"
     assert s.init_to_final == ("linear", "bezier")
@@ -117,7 +117,7 @@ kind = ["linear", "bezier"]
 
 
 def test_aligned_paths_are_named_by_kind():
-    from landscape.sweep_exec import compare_name
+    from landscape.sweep.run import compare_name
 
     s = loads(BASE + """
 [grid]
@@ -133,7 +133,7 @@ kind = ["linear", "aligned"]
 def test_load_reads_the_shipped_specs():
     from pathlib import Path
 
-    from landscape.sweep import load
+    from landscape.sweep.spec import load
 
     root = Path(__file__).resolve().parents[1] / "experiments"
     quick = load(root / "quick.toml")

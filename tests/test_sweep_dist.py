@@ -11,13 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from landscape import directions
-from landscape.cli import main
-from landscape.store import FileBusyError, Store
-from landscape.surface import surface
-from landscape.sweep import loads, on_device
-from landscape.sweep_dist import _merge_block, blocks, resources_of
-from landscape.sweep_exec import Job, plan, run_sweep
+from landscape.surfaces import directions
+from landscape.cli.main import main
+from landscape.store.file import FileBusyError, Store
+from landscape.surfaces.grid import surface
+from landscape.sweep.spec import loads, on_device
+from landscape.sweep.dist import _merge_block, blocks, resources_of
+from landscape.sweep.run import Job, plan, run_sweep
 
 from .test_sweep_run import TINY
 
@@ -233,7 +233,7 @@ def test_a_claim_waits_for_a_live_writer_of_a_run_and_ignores_a_reused_pid(tmp_p
 
 
 def test_a_resumed_surface_goes_on_along_the_directions_it_was_begun_with(tmp_path):
-    from landscape.stored import surface_of_run
+    from landscape.surfaces.stored import surface_of_run
 
     spec = loads(TINY.split("[probes]")[0])
     out = tmp_path / "s.h5"
@@ -245,7 +245,7 @@ def test_a_resumed_surface_goes_on_along_the_directions_it_was_begun_with(tmp_pa
         s._run("sgd")["surfaces/r/directions"][...] = bent
     rest = surface_of_run(out, "sgd", x=xs, y=xs, name="r", test=False, points=(16, 25))
     assert np.array_equal(rest.directions, bent) and rest.done.all()
-    from landscape.runspec import rebuild
+    from landscape.train.spec import rebuild
 
     model, split, loss = rebuild(out, "sgd")
     direct = surface(model, loss, split.train, torch.from_numpy(bent), x=xs, y=xs)
@@ -256,7 +256,7 @@ def test_a_resumed_surface_goes_on_along_the_directions_it_was_begun_with(tmp_pa
     run_sweep(bigger, out)  # (a 5 x 5 grid named r: the one made above)
     smaller = loads(TINY)
     jobs = [j for j in plan(smaller, out) if not j.empty]
-    from landscape.sweep_dist import distribute
+    from landscape.sweep.dist import distribute
 
     class Never:  # an executor never asked to run anything: the plan is refused first
         slots = 2

@@ -18,9 +18,9 @@ import time
 import numpy as np
 import pytest
 
-from landscape.store import Store, StoreError
-from landscape.sweep import loads
-from landscape.sweep_exec import plan
+from landscape.store.file import Store, StoreError
+from landscape.sweep.spec import loads
+from landscape.sweep.run import plan
 
 from .filecompare import differences
 
@@ -134,8 +134,8 @@ def test_killed_twenty_times_the_sweep_ends_with_the_numbers_of_an_uninterrupted
 # ----------------------------------------------------------------------------- readers
 def test_readers_beside_a_running_sweep_and_a_second_writer_refused(tmp_path, capsys,
                                                                      one_thread):
-    from landscape.cli import main
-    from landscape.sweep_exec import run_sweep
+    from landscape.cli.main import main
+    from landscape.sweep.run import run_sweep
 
     longer = SPEC.replace("epochs = 30", "epochs = 120")  # time for several rounds of reads
     spec, ref, out = tmp_path / "longer.toml", tmp_path / "ref.h5", tmp_path / "read.h5"
@@ -230,7 +230,7 @@ def test_ray_gives_the_numbers_of_in_process_and_survives_lost_workers(
         reference, local_ray, tmp_path, one_thread):
     import threading
 
-    from landscape.sweep_exec import run_sweep
+    from landscape.sweep.run import run_sweep
 
     _, ref, _ = reference
     out = tmp_path / "ray.h5"
@@ -268,7 +268,7 @@ def test_ray_gives_the_numbers_of_in_process_and_survives_lost_workers(
 
 @needs_ray
 def test_ray_task_errors_come_back_as_themselves(local_ray, tmp_path, one_thread):
-    from landscape.sweep_exec import run_sweep
+    from landscape.sweep.run import run_sweep
 
     bad = loads(SPEC.replace("hessian = {k = 2}", "hessian = {k = 0}"))
     with pytest.raises(ValueError, match="probe 'hessian"):
@@ -279,8 +279,8 @@ def test_ray_task_errors_come_back_as_themselves(local_ray, tmp_path, one_thread
 
 @needs_ray
 def test_ray_refuses_what_the_cluster_cannot_give(local_ray, tmp_path, one_thread):
-    from landscape.sweep import on_device
-    from landscape.sweep_exec import run_sweep
+    from landscape.sweep.spec import on_device
+    from landscape.sweep.run import run_sweep
 
     with pytest.raises(ValueError, match=r"asks for 1 GPU\(s\) but the Ray cluster has 0"):
         run_sweep(on_device(loads(SPEC), "cuda"), tmp_path / "gpu.h5", executor="ray")

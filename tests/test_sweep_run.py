@@ -1,4 +1,4 @@
-"""Running sweeps (landscape.sweep_exec, ``landscape sweep``): quick.toml end to end, resuming
+"""Running sweeps (landscape.sweep.run, ``landscape sweep``): quick.toml end to end, resuming
 without redoing complete work, worker processes, the random-label init."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from landscape.cli import main
-from landscape.store import Store
-from landscape.sweep import load, loads
-from landscape.sweep_exec import plan, run_sweep
+from landscape.cli.main import main
+from landscape.store.file import Store
+from landscape.sweep.spec import load, loads
+from landscape.sweep.run import plan, run_sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

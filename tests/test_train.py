@@ -11,10 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from landscape import data, losses, models
-from landscape.objective import Objective
-from landscape.store import Store, StoreError, load_params
-from landscape.train import TrainConfig, TrainResult, callback, fit
+from landscape import data, models
+from landscape.engine import losses
+from landscape.engine.objective import Objective
+from landscape.store.file import Store, StoreError
+from landscape.train.checkpoints import load_params
+from landscape.train.fit import TrainConfig, TrainResult, callback, fit
 
 HISTORY_COLUMNS = {"step", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr",
                    "grad_norm", "time"}

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from landscape.store import Store
+from landscape.store.file import Store
 
 ARGS = ["--data", "digits", "--model", "mlp", "--optimizer", "sgd", "--lr", "0.05",
         "--quiet"]

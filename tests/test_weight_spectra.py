@@ -1,4 +1,4 @@
-"""probes.weight_spectra: effective and stable rank against closed forms, the power-law fit on
+"""probes.implicit_bias.weight_spectra: effective and stable rank against closed forms, the power-law fit on
 synthetic eigenvalues, None with a reason for small layers, records and bad input."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.store import Store
-from probes.weight_spectra import (
+from landscape.store.file import Store
+from probes.implicit_bias.weight_spectra import (
     WeightSpectra,
     effective_rank,
     fit_power_law,

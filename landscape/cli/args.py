@@ -1,0 +1,51 @@
+"""Argument parsing shared by the subcommands of the ``landscape`` command
+(:mod:`landscape.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+__all__ = ["checkpoint", "data_table", "grid", "pairs", "run_and_checkpoint"]
+
+
+def pairs(items: Sequence[str] | None, flag: str) -> dict:
+    from landscape.train.spec import parse_value
+
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
+        out[key.replace("-", "_")] = parse_value(value)
+    return out
+
+
+def grid(text: str, flag: str) -> object:
+    import numpy as np
+
+    parts = text.split(":")
+    try:
+        start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
+    except (IndexError, ValueError):
+        raise ValueError(f"{flag} must be START:STOP:NUM (e.g. -1:1:21), got {text!r}") \
+            from None
+    if len(parts) != 3 or num < 1 or not start < stop:
+        raise ValueError(f"{flag} must be START:STOP:NUM with START < STOP and NUM >= 1, got "
+                         f"{text!r}")
+    return np.linspace(start, stop, num)
+
+
+def checkpoint(text: str) -> str | int:
+    """``init``, ``final`` or a trajectory step (an int)."""
+    return int(text) if text.isdigit() else text
+
+
+def data_table(args: argparse.Namespace) -> dict | None:
+    """The ``[data]`` table of --data and --data-arg, for runs that do not record theirs."""
+    return {"name": args.data, **pairs(args.data_arg, "--data-arg")} if args.data else None
+
+
+def run_and_checkpoint(text: str) -> tuple[str, str | int]:
+    run, _, which = text.partition(":")
+    return run, checkpoint(which or "final")

@@ -1,0 +1,450 @@
+"""Built-in datasets that work offline: MNIST-1D (with a disk cache), digits, gaussians, moons,
+sparse_regression, matrix_sensing, modular_addition.
+
+Each function returns a :class:`~landscape.data.split.Split` whose ``info`` records the source,
+sizes, options and seed. Nothing downloads at run time. Everything is seeded with its own
+``torch.Generator`` or ``numpy.random.Generator``: the same seed gives identical tensors, and
+global RNG state is left as it was.
+
+All names here are re-exported by :mod:`landscape.data`, which also has ``load`` by name.
+
+Examples:
+    >>> from landscape import data
+    >>> split = data.mnist1d(seed=42)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import tempfile
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from landscape.engine.checks import _check_fraction, _check_int, _check_number
+from landscape.data.split import Split, _split_indices
+
+__all__ = ["digits", "gaussians", "matrix_sensing", "matrix_sensing_truth", "mnist1d",
+           "modular_addition", "moons", "sparse_regression"]
+
+_MNIST1D_REF = "Greydanus & Kobak, 'Scaling down deep learning with MNIST-1D', ICML 2024"
+
+
+def _tensor(a: np.ndarray, dtype: type) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=dtype))
+
+
+# --------------------------------------------------------------------------- MNIST-1D
+
+
+def _cache_root(cache_dir: str | os.PathLike | None) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("LANDSCAPE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "landscape"
+
+
+def _mnist1d_args(seed: int) -> dict:
+    from mnist1d.data import get_dataset_args
+
+    args = dict(get_dataset_args(as_dict=True))
+    args.pop("url", None)  # generation never downloads; the url is not a generation argument
+    args["seed"] = seed
+    return args
+
+
+def _mnist1d_key(args: dict) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        pkg = version("mnist1d")
+    except PackageNotFoundError:
+        pkg = "unknown"
+    blob = json.dumps({"generator": "mnist1d", "version": pkg, "args": args}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _generate_mnist1d(args: dict) -> dict[str, np.ndarray]:
+    """Run the package's generator; it seeds ``random`` and ``np.random``, so restore them."""
+    from mnist1d.data import make_dataset
+    from mnist1d.utils import ObjectView
+
+    py_state, np_state = random.getstate(), np.random.get_state()
+    try:
+        d = make_dataset(ObjectView(dict(args)))
+    finally:
+        random.setstate(py_state)
+        np.random.set_state(np_state)
+    return {"x": d["x"], "y": d["y"], "x_test": d["x_test"], "y_test": d["y_test"]}
+
+
+def _read_cache(path: Path, args_json: str) -> dict[str, np.ndarray] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in ("x", "y", "x_test", "y_test")}
+            stored = str(z["args"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        warnings.warn(f"mnist1d: cache file {path} is unreadable ({err}); regenerating",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    x, xt, y, yt = arrays["x"], arrays["x_test"], arrays["y"], arrays["y_test"]
+    ok = stored == args_json and x.ndim == xt.ndim == 2 and len(x) == len(y) and len(xt) == len(yt)
+    if not ok:
+        warnings.warn(f"mnist1d: cache file {path} does not match its key; regenerating",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    return arrays
+
+
+def _write_cache(path: Path, arrays: dict[str, np.ndarray], args_json: str) -> None:
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, args=np.array(args_json), **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is shared like any file
+        os.replace(tmp, path)
+    except OSError as err:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+        warnings.warn(f"mnist1d: could not write cache {path} ({err})", RuntimeWarning,
+                      stacklevel=3)
+
+
+def mnist1d(*, seed: int = 42, cache_dir: str | os.PathLike | None = None,
+            shuffle_spatial: bool = False) -> Split:
+    """MNIST-1D: 4000 train and 1000 test sequences of length 40, 10 classes.
+
+    Generated locally by the ``mnist1d`` package (``make_dataset(get_dataset_args())`` with
+    ``seed`` set; about 4 s), then cached as ``mnist1d-<hash>.npz`` in ``cache_dir`` (default:
+    ``$LANDSCAPE_CACHE`` or ``~/.cache/landscape``), keyed by a hash of the generation
+    arguments and package version. The cache is written atomically; an unreadable or
+    mismatched cache file is regenerated with a ``RuntimeWarning``. The package standardises
+    the inputs over all 5000 sequences. Reported test accuracy (seed 42): logistic
+    regression ~32%, MLP ~68%, CNN ~94%.
+
+    Args:
+        seed: generator seed (42, the package default, is the published dataset).
+        cache_dir: where to cache the arrays.
+        shuffle_spatial: apply one fixed permutation of the 40 positions (drawn from
+            ``seed``) to train and test, as in Zhang et al. 2017; the CNN drops to ~56%.
+
+    Returns:
+        A :class:`Split` with inputs ``(N, 40)`` float32 and labels int64 in ``0..9``.
+
+    Examples:
+        >>> split = mnist1d(cache_dir="/tmp/cache")
+        >>> split.x_train.shape
+        torch.Size([4000, 40])
+
+    References:
+        Greydanus & Kobak, "Scaling down deep learning with MNIST-1D", ICML 2024.
+    """
+    seed = _check_int("mnist1d", "seed", seed)
+    args = _mnist1d_args(seed)
+    args_json = json.dumps(args, sort_keys=True)
+    key = _mnist1d_key(args)
+    path = _cache_root(cache_dir) / f"mnist1d-{key}.npz"
+    arrays = _read_cache(path, args_json) if path.exists() else None
+    if arrays is None:
+        arrays = _generate_mnist1d(args)
+        _write_cache(path, arrays, args_json)
+    x, xt = _tensor(arrays["x"], np.float32), _tensor(arrays["x_test"], np.float32)
+    y, yt = _tensor(arrays["y"], np.int64), _tensor(arrays["y_test"], np.int64)
+    options: dict[str, Any] = {"shuffle_spatial": bool(shuffle_spatial)}
+    if shuffle_spatial:
+        perm = torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(seed))
+        x, xt = x[:, perm].contiguous(), xt[:, perm].contiguous()
+        options["permutation"] = perm.tolist()
+    info = {"source": f"mnist1d package, generated locally ({_MNIST1D_REF})",
+            "sizes": {"train": len(y), "test": len(yt)}, "seed": seed, "options": options,
+            "generator_args": args, "cache_key": key}
+    return Split(x, y, xt, yt, name="mnist1d", num_classes=10, info=info)
+
+
+# --------------------------------------------------------------------------- small sets
+
+
+def digits(*, test_fraction: float = 0.2, seed: int = 0, image: bool = False) -> Split:
+    """scikit-learn's handwritten digits (1797 8x8 images, 10 classes), ships with sklearn.
+
+    Args:
+        test_fraction: fraction held out for the test set, in (0, 1); stratified by class.
+        seed: seed of the split.
+        image: return inputs as ``(N, 1, 8, 8)`` instead of ``(N, 64)``.
+
+    Returns:
+        A :class:`Split` with inputs scaled to [0, 1] (pixel / 16), float32; labels int64.
+
+    Examples:
+        >>> digits(seed=0).x_train.shape
+        torch.Size([1437, 64])
+    """
+    from sklearn.datasets import load_digits
+
+    test_fraction = _check_fraction("digits", "test_fraction", test_fraction, closed=False)
+    seed = _check_int("digits", "seed", seed)
+    bunch = load_digits()
+    x, y = _tensor(bunch.data / 16.0, np.float32), _tensor(bunch.target, np.int64)
+    if image:
+        x = x.reshape(-1, 1, 8, 8)
+    tr, te = _split_indices("digits", len(y), bunch.target, test_fraction, seed)
+    info = {"source": "sklearn.datasets.load_digits (UCI optical recognition of handwritten "
+                      "digits)", "sizes": {"train": len(tr), "test": len(te)}, "seed": seed,
+            "options": {"test_fraction": test_fraction, "image": bool(image), "stratified": True}}
+    return Split(x[tr], y[tr], x[te], y[te], name="digits", num_classes=10, info=info)
+
+
+def gaussians(*, n_train: int = 200, n_test: int = 1000, dim: int = 2, margin: float = 0.1,
+              separation: float = 3.0, seed: int = 0) -> Split:
+    """Two linearly separable Gaussian classes, separated by a hyperplane through the origin.
+
+    A random unit direction ``w`` is drawn; class ``c`` in {0, 1} (sign ``s = 2c - 1``) is
+    ``N(s * separation / 2 * w, I)`` truncated to ``s * w.x >= margin`` (the component along
+    ``w`` is drawn from a truncated normal, the rest from ``N(0, I)``), so every point, train
+    and test, lies at least ``margin`` from the plane ``w.x = 0`` (up to float32 rounding).
+    Classes are balanced (up to one point). Used for the implicit bias of gradient descent
+    on separable data (Soudry et al. 2018).
+
+    Args:
+        n_train, n_test: number of points (>= 2 and >= 1). dim: input dimension (>= 1).
+        margin: guaranteed distance from the hyperplane (>= 0).
+        separation: distance between the class means before truncation (> 0).
+        seed: seed of the direction and the points.
+
+    Returns:
+        A :class:`Split` with inputs ``(N, dim)`` float32, labels int64 in {0, 1};
+        ``info["direction"]`` is the true unit normal ``w``.
+
+    Examples:
+        >>> s = gaussians(n_train=50, dim=5, seed=1)
+        >>> w = torch.tensor(s.info["direction"])
+    """
+    fn = "gaussians"
+    n_train, n_test = _check_int(fn, "n_train", n_train, 2), _check_int(fn, "n_test", n_test, 1)
+    dim, seed = _check_int(fn, "dim", dim, 1), _check_int(fn, "seed", seed)
+    from scipy.stats import truncnorm
+
+    margin = _check_number(fn, "margin", margin)
+    separation = _check_number(fn, "separation", separation, strict=True)
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal(dim)
+    w /= np.linalg.norm(w)
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.permutation(np.arange(n) % 2)
+        z = rng.standard_normal((n, dim))
+        t = truncnorm.rvs(margin - separation / 2, np.inf, loc=separation / 2, size=n,
+                          random_state=rng)
+        return z - np.outer(z @ w, w) + np.outer((2 * y - 1) * t, w), y
+
+    (x, y), (xt, yt) = draw(n_train), draw(n_test)
+    info = {"source": "synthetic: truncated Gaussians", "sizes": {"train": n_train, "test": n_test},
+            "seed": seed, "options": {"dim": dim, "margin": margin, "separation": separation},
+            "direction": w.tolist(),
+            "min_margin_train": float(((2 * y - 1) * (x @ w)).min())}
+    return Split(_tensor(x, np.float32), _tensor(y, np.int64), _tensor(xt, np.float32),
+                 _tensor(yt, np.int64), name="gaussians", num_classes=2, info=info)
+
+
+def moons(*, n_train: int = 200, n_test: int = 1000, noise: float = 0.1, seed: int = 0) -> Split:
+    """Two interleaving half circles (scikit-learn ``make_moons``), labels {0, 1}.
+
+    Args:
+        n_train, n_test: number of points (>= 1). noise: std of Gaussian noise (>= 0).
+        seed: seed (``random_state`` of ``make_moons``).
+
+    Returns:
+        A :class:`Split` with inputs ``(N, 2)`` float32 and labels int64.
+
+    Examples:
+        >>> moons(n_train=100, noise=0.2, seed=0).x_train.shape
+        torch.Size([100, 2])
+    """
+    from sklearn.datasets import make_moons
+
+    n_train, n_test = (_check_int("moons", k, v, 1) for k, v in (("n_train", n_train),
+                                                                  ("n_test", n_test)))
+    seed, noise = _check_int("moons", "seed", seed), _check_number("moons", "noise", noise)
+    x, y = make_moons(n_samples=n_train + n_test, noise=noise, random_state=seed)
+    x, y = _tensor(x, np.float32), _tensor(y, np.int64)
+    info = {"source": "sklearn.datasets.make_moons", "sizes": {"train": n_train, "test": n_test},
+            "seed": seed, "options": {"noise": float(noise)}}
+    return Split(x[:n_train], y[:n_train], x[n_train:], y[n_train:], name="moons",
+                 num_classes=2, info=info)
+
+
+def sparse_regression(*, n_train: int = 40, n_test: int = 1000, dim: int = 100, sparsity: int = 5,
+                      noise: float = 0.0, seed: int = 0) -> Split:
+    """Underdetermined sparse linear regression ``y = X beta* (+ noise)``, float targets.
+
+    ``beta*`` has ``sparsity`` non-zero entries at random positions, each ``+-1/sqrt(sparsity)``
+    with a random sign (so ``||beta*||_2 = 1``); the rows of ``X`` are i.i.d. ``N(0, I_dim)``.
+    The training set is the ``n_train`` measurements (``n_train < dim``: infinitely many
+    interpolators), the test set ``n_test`` fresh samples of the same law. With ``noise = 0``
+    and ``n_train`` large enough for the sparsity (about ``2 k log(dim / k)``), the minimum-l1
+    interpolator is ``beta*`` (basis pursuit), the minimum-l2 one is not: the setting of the
+    diagonal-network experiments of Woodworth et al. 2020. Load it with ``standardize = false``
+    in a run spec: standardising ``X`` breaks ``y = X beta*``.
+
+    Args:
+        n_train, n_test: number of samples (>= 1). dim: input dimension (>= 1).
+        sparsity: non-zero entries of ``beta*``, in ``1..dim``.
+        noise: std of Gaussian noise added to every target, train and test (>= 0).
+        seed: seed of ``beta*``, the inputs and the noise.
+
+    Returns:
+        A :class:`Split` with inputs ``(N, dim)`` and targets ``(N,)``, both float32,
+        ``num_classes = 1`` (one output); ``info["beta"]`` is ``beta*`` and
+        ``info["support"]`` its non-zero positions (sorted).
+
+    Examples:
+        >>> s = sparse_regression(n_train=40, dim=100, sparsity=5, seed=0)
+        >>> beta = torch.tensor(s.info["beta"]); (s.x_train @ beta - s.y_train).abs().max()
+
+    References:
+        Woodworth et al. (2020). Kernel and rich regimes in overparametrized models. COLT.
+    """
+    fn = "sparse_regression"
+    n_train, n_test = _check_int(fn, "n_train", n_train, 1), _check_int(fn, "n_test", n_test, 1)
+    dim, seed = _check_int(fn, "dim", dim, 1), _check_int(fn, "seed", seed)
+    sparsity = _check_int(fn, "sparsity", sparsity, 1)
+    if sparsity > dim:
+        raise ValueError(f"{fn}: sparsity must be at most dim={dim}, got {sparsity}")
+    noise = _check_number(fn, "noise", noise)
+    rng = np.random.default_rng(seed)
+    support = np.sort(rng.choice(dim, size=sparsity, replace=False))
+    beta = np.zeros(dim)
+    beta[support] = rng.choice([-1.0, 1.0], size=sparsity) / np.sqrt(sparsity)
+
+    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.standard_normal((n, dim))
+        return x, x @ beta + noise * rng.standard_normal(n)
+
+    (x, y), (xt, yt) = draw(n_train), draw(n_test)
+    info = {"source": "synthetic: sparse linear regression, Gaussian inputs",
+            "sizes": {"train": n_train, "test": n_test}, "seed": seed,
+            "options": {"dim": dim, "sparsity": sparsity, "noise": noise},
+            "beta": beta.tolist(), "support": support.tolist()}
+    return Split(_tensor(x, np.float32), _tensor(y, np.float32), _tensor(xt, np.float32),
+                 _tensor(yt, np.float32), name="sparse_regression", num_classes=1, info=info)
+
+
+def matrix_sensing_truth(*, dim: int = 10, rank: int = 2, seed: int = 0) -> np.ndarray:
+    """The rank-``rank`` PSD ``dim x dim`` matrix ``X* = W W^T / ||W W^T||_F`` of
+    :func:`matrix_sensing` with the same ``seed`` (``W`` i.i.d. ``N(0, 1)``; ``||X*||_F = 1``),
+    float64. It depends on ``dim``, ``rank`` and ``seed`` only, not on the measurements."""
+    fn = "matrix_sensing"
+    dim, seed = _check_int(fn, "dim", dim, 1), _check_int(fn, "seed", seed)
+    rank = _check_int(fn, "rank", rank, 1)
+    if rank > dim:
+        raise ValueError(f"{fn}: rank must be at most dim={dim}, got {rank}")
+    truth_rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[0])
+    w = truth_rng.standard_normal((dim, rank))
+    x = w @ w.T
+    return x / np.linalg.norm(x)
+
+
+def matrix_sensing(*, n_train: int = 40, n_test: int = 200, dim: int = 10, rank: int = 2,
+                   seed: int = 0) -> Split:
+    """PSD matrix sensing: ``y_i = <A_i, X*>`` for a low-rank PSD ``X*`` (Gunasekar et al.
+    2017), float targets.
+
+    ``X*`` is :func:`matrix_sensing_truth` (rank ``rank``, ``||X*||_F = 1``); each ``A_i`` is a
+    symmetric Gaussian matrix ``(G + G^T) / 2`` with ``G`` i.i.d. ``N(0, 1)``, so that
+    ``E <A, X>^2 = ||X||_F^2`` for every symmetric ``X``. The training set is the ``n_train``
+    measurements (with ``n_train < dim (dim + 1) / 2`` the symmetric matrices fitting them
+    form an affine space of positive dimension), the test set ``n_test`` fresh ones. ``X*``,
+    the training and the test measurements come from three independent streams of ``seed``
+    (``numpy.random.SeedSequence(seed).spawn(3)``), so ``X*`` does not change with the sizes.
+    Inputs are the matrices ``(N, dim, dim)``, which ``landscape.models.SymmetricFactorization``
+    and ``DeepMatrixFactorization`` measure as ``<A_i, X>``. Load it with ``standardize =
+    false`` in a run spec: standardising the ``A_i`` breaks ``y = <A, X*>``.
+
+    Args:
+        n_train, n_test: number of measurements (>= 1). dim: size of ``X*`` (>= 1).
+        rank: rank of ``X*``, in ``1..dim``. seed: seed of ``X*`` and the measurements.
+
+    Returns:
+        A :class:`Split` with inputs ``(N, dim, dim)`` and targets ``(N,)``, both float32,
+        ``num_classes = 1``; ``info["truth"]`` is ``X*`` (a list of rows, float64) and
+        ``info["truth_nuclear_norm"]`` its nuclear norm (its trace).
+
+    Examples:
+        >>> s = matrix_sensing(n_train=40, dim=10, rank=2, seed=0)
+        >>> truth = torch.tensor(s.info["truth"])      # or matrix_sensing_truth(seed=0, ...)
+
+    References:
+        Gunasekar, Woodworth, Bhojanapalli, Neyshabur, Srebro, "Implicit regularization in
+        matrix factorization", NeurIPS 2017.
+    """
+    fn = "matrix_sensing"
+    n_train, n_test = _check_int(fn, "n_train", n_train, 1), _check_int(fn, "n_test", n_test, 1)
+    truth = matrix_sensing_truth(dim=dim, rank=rank, seed=seed)
+    streams = np.random.SeedSequence(seed).spawn(3)
+
+    def draw(stream: np.random.SeedSequence, n: int) -> tuple[np.ndarray, np.ndarray]:
+        g = np.random.default_rng(stream).standard_normal((n, dim, dim))
+        a = (g + g.transpose(0, 2, 1)) / 2
+        return a, np.einsum("kij,ij->k", a, truth)
+
+    (x, y), (xt, yt) = draw(streams[1], n_train), draw(streams[2], n_test)
+    info = {"source": "synthetic: PSD matrix sensing, symmetric Gaussian measurements",
+            "sizes": {"train": n_train, "test": n_test}, "seed": seed,
+            "options": {"dim": dim, "rank": rank}, "truth": truth.tolist(),
+            "truth_nuclear_norm": float(np.trace(truth))}
+    return Split(_tensor(x, np.float32), _tensor(y, np.float32), _tensor(xt, np.float32),
+                 _tensor(yt, np.float32), name="matrix_sensing", num_classes=1, info=info)
+
+
+def modular_addition(*, p: int = 53, train_fraction: float = 0.3, seed: int = 0,
+                     equals: bool = True) -> Split:
+    """Modular addition ``a + b mod p`` over all ``p * p`` pairs, as token sequences (Power et
+    al. 2022, grokking; Nanda et al. 2023).
+
+    Inputs are integer token ids ``[a, b, =]`` (``a, b`` in ``0..p-1``, the ``=`` token is
+    ``p``), targets ``(a + b) mod p``. A random ``train_fraction`` of the pairs is the training
+    set, the rest the test set. For :class:`landscape.models.TinyTransformer`: ``info``
+    records ``vocab_size`` (``p + 1``, or ``p`` without ``=``) and ``context_length`` (3 or 2),
+    which a run spec passes to the model; the inputs are not standardised (integer inputs never
+    are).
+
+    Args:
+        p: the modulus (>= 2). train_fraction: fraction of the pairs for training, in (0, 1).
+        seed: seed of the split. equals: append the ``=`` token.
+
+    Returns:
+        A :class:`Split` with inputs ``(N, 3)`` (or ``(N, 2)``) int64 and labels int64,
+        ``num_classes = p``.
+
+    Examples:
+        >>> s = modular_addition(p=23, train_fraction=0.4, seed=0)
+        >>> s.x_train.shape, s.num_classes
+        (torch.Size([212, 3]), 23)
+    """
+    fn = "modular_addition"
+    p, seed = _check_int(fn, "p", p, 2), _check_int(fn, "seed", seed)
+    train_fraction = _check_fraction(fn, "train_fraction", train_fraction, closed=False)
+    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+    a, b = a.ravel(), b.ravel()
+    cols = [a, b] + ([np.full_like(a, p)] if equals else [])
+    x, y = np.stack(cols, 1), (a + b) % p
+    n_train = min(max(int(round(train_fraction * p * p)), 1), p * p - 1)
+    order = np.random.default_rng(seed).permutation(p * p)
+    tr, te = np.sort(order[:n_train]), np.sort(order[n_train:])
+    info = {"source": "synthetic: modular addition (a + b) mod p, all pairs",
+            "sizes": {"train": len(tr), "test": len(te)}, "seed": seed,
+            "options": {"p": p, "train_fraction": train_fraction, "equals": bool(equals)},
+            "vocab_size": p + 1 if equals else p, "context_length": x.shape[1]}
+    x, y = _tensor(x, np.int64), _tensor(y, np.int64)
+    return Split(x[tr], y[tr], x[te], y[te], name="modular_addition", num_classes=p, info=info)

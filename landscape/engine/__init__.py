@@ -1,0 +1,35 @@
+"""The engine: the empirical risk of any model over a whole dataset as a function of a flat
+parameter vector, and what it stands on.
+
+- :mod:`~landscape.engine.objective`: :class:`Objective` (loss, gradient, Hessian-, GGN-vector
+  products, per-example gradients over the whole dataset) and its :class:`Cost`;
+- :mod:`~landscape.engine.hvp`: Hessian-vector products four ways;
+- :mod:`~landscape.engine.params`: flat vectors, layouts and parameter filters;
+- :mod:`~landscape.engine.batches`: a dataset as batches on the model's device;
+- :mod:`~landscape.engine.context`: the evaluation context (mode, attention kernels);
+- :mod:`~landscape.engine.metrics`, :mod:`~landscape.engine.losses`: accuracy and named losses;
+- :mod:`~landscape.engine.determinism`: is the objective a function of the parameters?
+- :mod:`~landscape.engine.batchnorm`: running statistics recomputed at a point;
+- :mod:`~landscape.engine.pointwise`: one model evaluated at many points;
+- :mod:`~landscape.engine.allocator`: the C allocator primed for repeated evaluation;
+- :mod:`~landscape.engine.records`: the record protocol of every result (NumPy only);
+- :mod:`~landscape.engine.checks`: argument checks with one message format.
+
+Submodules are imported on first use: :mod:`~landscape.engine.records` needs no torch.
+"""
+
+from __future__ import annotations
+
+from landscape.engine.lazy import attach
+
+__all__ = ["Cost", "DeterminismError", "Objective", "ParamLayout", "allocator", "batches",
+           "batchnorm", "checks", "context", "determinism", "hvp", "lazy", "losses", "metrics",
+           "no_bias_norm", "objective", "only", "params", "pointwise", "records"]
+
+__getattr__, __dir__ = attach(
+    __name__,
+    ["allocator", "batches", "batchnorm", "checks", "context", "determinism", "hvp", "lazy",
+     "losses", "metrics", "objective", "params", "pointwise", "records"],
+    {"Cost": "objective", "Objective": "objective", "DeterminismError": "determinism",
+     "ParamLayout": "params", "no_bias_norm": "params", "only": "params"},
+)

@@ -1,0 +1,529 @@
+"""The empirical risk of a model over a whole dataset, as a function of a flat vector.
+
+:class:`Objective` is what every probe goes through. For parameters ``theta`` (flat) it gives
+
+.. math:: L(\\theta) = \\frac{1}{N} \\sum_b n_b \\, \\ell_b(\\theta),
+
+the mean of ``loss_fn`` over all N examples, each batch's mean loss ``l_b`` weighted by its
+size ``n_b``, so that any batching gives the full-batch value. Gradient, Hessian-vector
+products (four exact strategies, see :mod:`landscape.engine.hvp`), generalised Gauss-Newton-vector
+products and per-example gradients follow the same weighting.
+
+The model is never written to: parameters are substituted with
+:func:`torch.func.functional_call`; buffers are copied before a train-mode pass could update
+them; each module's train/eval flag is restored after every call. Scaled-dot-product
+attention runs on its math kernel and the fused ``nn.MultiheadAttention`` path is switched off
+during every call, because the fused kernels support neither forward-mode AD nor double
+backward.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad, grad_and_value, jvp, vjp, vmap
+from torch.utils._pytree import tree_flatten, tree_map
+
+from landscape.engine import allocator
+from landscape.engine import hvp as _hvp
+from landscape.engine.batches import Batch, Batches
+from landscape.engine.context import evaluation, synchronize
+from landscape.engine.determinism import check
+from landscape.engine.metrics import Metrics, combine, correct
+from landscape.engine.params import ParamFilter, ParamLayout, select
+
+__all__ = ["Cost", "Objective"]
+
+_PRODUCTS = {
+    "forward-over-reverse": _hvp.forward_over_reverse,
+    "reverse-over-reverse": _hvp.reverse_over_reverse,
+}
+
+MODES = ("eval", "train")
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What an :class:`Objective` has spent: passes over the data, products, seconds."""
+
+    passes: float = 0.0
+    loss_evals: int = 0
+    grad_evals: int = 0
+    hvp: int = 0
+    ggn_vp: int = 0
+    seconds: float = 0.0
+
+    def __sub__(self, other: Cost) -> Cost:
+        return Cost(*(getattr(self, f.name) - getattr(other, f.name) for f in fields(self)))
+
+    def as_dict(self) -> dict[str, float]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class Objective:
+    """The mean loss of ``model`` over ``data`` as a function of its flat parameters.
+
+    Args:
+        model: any ``nn.Module``; never modified. Its device and dtype are used.
+        loss_fn: ``loss_fn(outputs, targets)`` returning the *mean* loss of a batch, a scalar
+            (e.g. ``nn.CrossEntropyLoss()``).
+        data: ``(inputs, targets)`` tensors, a ``Dataset`` or a ``DataLoader``.
+        params: which parameters form ``theta``: ``None`` (all with ``requires_grad``), a
+            filter ``f(name, param, module) -> bool`` (e.g. :func:`landscape.engine.params.no_bias_norm`)
+            or a list of names. The others stay fixed at the model's values.
+        mode: ``"eval"`` (default: BatchNorm uses running statistics, dropout off) or
+            ``"train"`` (batch statistics; the model's buffers are not updated).
+        batch_size: batch size for tensors and datasets (default 4096 and 256).
+        cache: keep the data on the device when they fit (``"auto"``), always, or never.
+        memory_budget: bytes for cached data and cached Hessian graphs (default: half the
+            free memory of a GPU, a quarter of the RAM).
+        hvp: ``"auto"`` or one of :data:`landscape.engine.hvp.STRATEGIES`. ``"auto"`` keeps the graph
+            of the gradient between products (``"cached-reverse"``) when it fits the budget,
+            otherwise times one product of each recomputing strategy and keeps the faster.
+        check: two forward passes at the model's parameters must agree (outputs and loss)
+            (catches shuffling loaders with ``drop_last``, random augmentation, dropout or
+            BatchNorm in train mode). Costs two forward passes at construction.
+
+    Attributes:
+        has_accuracy: whether the outputs and targets of the first batch define an accuracy
+            (:func:`landscape.engine.metrics.correct`: classes, one-hot or binary labels).
+
+    Examples:
+        >>> obj = Objective(model, nn.CrossEntropyLoss(), (X, y))
+        >>> theta = obj.theta
+        >>> obj.loss(theta), obj.grad(theta).norm(), obj.hvp(theta, torch.randn_like(theta))
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[[Any, Tensor], Tensor],
+        data: Any,
+        *,
+        params: ParamFilter | Iterable[str] | None = None,
+        mode: str = "eval",
+        batch_size: int | None = None,
+        cache: bool | str = "auto",
+        memory_budget: int | None = None,
+        hvp: str = "auto",
+        check: bool = True,
+    ) -> None:
+        if not callable(loss_fn):
+            raise TypeError(f"expected loss_fn to be callable, got {type(loss_fn).__name__}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if hvp != "auto" and hvp not in _hvp.STRATEGIES:
+            raise ValueError(f"hvp must be 'auto' or one of {_hvp.STRATEGIES}, got {hvp!r}")
+        self.model, self.loss_fn, self.mode = model, loss_fn, mode
+        self._selected = select(model, params)
+        self.layout = ParamLayout.of(self._selected)
+        self._fixed = {
+            n: p for n, p in model.named_parameters() if n not in self._selected
+        }
+        self.batches = Batches(
+            data,
+            device=self.layout.device,
+            dtype=self.layout.dtype,
+            batch_size=batch_size,
+            cache=cache,
+            memory_budget=memory_budget,
+        )
+        self.n_examples = self.batches.n_examples
+        self._requested_hvp = hvp
+        self.hvp_strategy: str | None = None if hvp == "auto" else hvp
+        self._graphs: tuple[Tensor, tuple[int, ...], list] | None = None  # point, key, graphs
+        self._cost = Cost().as_dict()
+        if self.layout.device.type == "cpu":
+            allocator.prime()  # the same activations at every evaluation: keep their pages
+        self._validate(self.batches.first())
+        if check:
+            self.check_determinism()
+
+    # -- the functional core -------------------------------------------------------------
+    @contextlib.contextmanager
+    def _context(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            with evaluation(self.model, self.mode == "train"):
+                yield
+        finally:
+            self._cost["seconds"] += time.perf_counter() - start
+
+    def _tensors(self, theta: Tensor, buffers: Mapping[str, Tensor] | None = None
+                 ) -> dict[str, Tensor]:
+        tensors = self.layout.unflatten(theta)
+        tensors.update({n: p.detach() for n, p in self._fixed.items()})
+        if self.mode == "train":  # copies made inside the transform, so updates stay local
+            tensors.update({n: b.clone() for n, b in self.model.named_buffers()})
+        if buffers is not None:
+            unknown = sorted(set(buffers) - {n for n, _ in self.model.named_buffers()})
+            if unknown:
+                raise ValueError(f"buffers: expected names of the model's buffers, got "
+                                 f"{', '.join(map(repr, unknown[:5]))}")
+            tensors.update({n: (b.clone() if self.mode == "train" else b)
+                            for n, b in buffers.items()})
+        return tensors
+
+    def outputs(self, theta: Tensor, inputs: Any,
+                buffers: Mapping[str, Tensor] | None = None) -> Tensor:
+        """The model's outputs at ``theta`` (call inside the objective's context), with the
+        model's buffers or, where given, ``buffers`` (e.g. recalibrated BatchNorm
+        statistics)."""
+        return functional_call(self.model, self._tensors(theta, buffers), (inputs,))
+
+    def batch_loss(self, theta: Tensor, batch: Batch) -> Tensor:
+        """The mean loss of one batch at ``theta`` (call inside the objective's context)."""
+        return self.loss_fn(self.outputs(theta, batch.inputs), batch.targets)
+
+    def _f(self, batch: Batch) -> Callable[[Tensor], Tensor]:
+        return lambda theta: self.batch_loss(theta, batch)
+
+    def _validate(self, batch: Batch) -> None:
+        def shape(obj: Any) -> str:
+            leaves, _ = tree_flatten(obj)
+            return ", ".join(
+                f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
+                for t in leaves if isinstance(t, Tensor)
+            ) or type(obj).__name__
+
+        def failed(what: str, exc: Exception) -> ValueError:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return ValueError(f"{what}: {reason}")
+
+        errors = (RuntimeError, ValueError, TypeError, IndexError)
+        with torch.no_grad(), self._context():
+            try:
+                outputs = self.outputs(self.theta, batch.inputs)
+            except errors as exc:
+                what = f"the model failed on the first batch of inputs {shape(batch.inputs)}"
+                raise failed(what, exc) from exc
+            try:
+                value = self.loss_fn(outputs, batch.targets)
+            except errors as exc:
+                what = (
+                    f"loss_fn failed on outputs {shape(outputs)} and targets "
+                    f"{shape(batch.targets)}"
+                )
+                raise failed(what, exc) from exc
+        if not isinstance(outputs, Tensor):
+            raise TypeError(
+                f"expected the model to return a tensor of outputs, got {type(outputs).__name__}"
+            )
+        if not isinstance(value, Tensor) or value.ndim != 0:
+            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise ValueError(
+                f"loss_fn must return a scalar (the mean loss of the batch), got {got}; use "
+                "reduction='mean'"
+            )
+        if not value.is_floating_point():
+            raise TypeError(f"loss_fn must return a floating-point tensor, got {value.dtype}")
+        self._finite(value, "at the model's parameters")
+        self.has_accuracy = correct(outputs, batch.targets) is not None
+
+    @staticmethod
+    def _finite(value: Tensor, where: str, what: str = "the loss") -> None:
+        if not bool(torch.isfinite(value).all()):
+            shown = f" ({float(value)})" if value.numel() == 1 else ""
+            raise ValueError(
+                f"{what} is not finite{shown} {where}; expected finite values: check the "
+                "data for NaN/inf, the learning rate of the run, or the scale of the parameters"
+            )
+
+    @property
+    def _acc_dtype(self) -> torch.dtype:
+        """Accumulators of sums over batches: at least float32 (float16 would overflow)."""
+        return torch.promote_types(self.layout.dtype, torch.float32)
+
+    def _state_key(self) -> tuple[int, ...]:
+        """Versions of everything besides theta that the objective depends on: the fixed
+        parameters, the buffers and the cached data. Any in-place change bumps one."""
+        tensors = [*self._fixed.values(), *self.model.buffers()]
+        if self.batches.cached:
+            for batch in self.batches:
+                leaves, _ = tree_flatten((batch.inputs, batch.targets))
+                tensors += [t for t in leaves if isinstance(t, Tensor)]
+        return tuple(t._version for t in tensors)
+
+    def _check(self, theta: Tensor | None, what: str = "theta") -> Tensor:
+        if theta is None:
+            return self.theta
+        self.layout.check(theta, what)
+        return theta.detach()
+
+    def _count(self, **kw: float) -> None:
+        for key, value in kw.items():
+            self._cost[key] += value
+
+    # -- public API ------------------------------------------------------------------------
+    @property
+    def theta(self) -> Tensor:
+        """The model's current values of the selected parameters, flat (a copy)."""
+        return self.layout.flatten(self._selected).clone()
+
+    @property
+    def cost(self) -> Cost:
+        """Work done so far; subtract two snapshots for the cost of a computation."""
+        return Cost(**self._cost)
+
+    def loss(self, theta: Tensor | None = None) -> Tensor:
+        """The mean loss over the whole dataset at ``theta`` (default: the model's)."""
+        theta = self._check(theta)
+        total = torch.zeros((), dtype=self._acc_dtype, device=self.layout.device)
+        with torch.no_grad(), self._context():
+            for batch in self.batches:
+                total += batch.n * self.batch_loss(theta, batch)
+        self._count(passes=1, loss_evals=1)
+        total = (total / self.n_examples).to(self.layout.dtype)
+        self._finite(total, "at the given theta")
+        return total
+
+    def loss_and_grad(self, theta: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Loss and gradient over the whole dataset in one pass."""
+        theta = self._check(theta)
+        cached = self._cached_graphs(theta)
+        if cached is not None and all(g.loss is not None for _, g in cached):
+            acc = self._acc_dtype
+            loss = sum(n * g.loss.to(acc) for n, g in cached) / self.n_examples
+            gradient = sum(n * g.grad.to(acc) for n, g in cached) / self.n_examples
+            loss, gradient = loss.to(self.layout.dtype), gradient.to(self.layout.dtype)
+        else:
+            loss, gradient, _ = self._loss_grad_pass(theta, iter(self.batches))
+        self._finite(loss, "at the given theta")
+        self._finite(gradient, "at the given theta", "the gradient")
+        return loss, gradient
+
+    def grad(self, theta: Tensor | None = None) -> Tensor:
+        """The gradient of the mean loss over the whole dataset."""
+        return self.loss_and_grad(theta)[1]
+
+    def _loss_grad_pass(self, theta: Tensor, batches: Iterable[Batch], scales: bool = False):
+        """Loss and gradient over one pass; with ``scales`` also the size-weighted means of
+        |loss_b| and ||grad_b|| (what rounding errors are relative to)."""
+        acc = self._acc_dtype
+        loss = torch.zeros((), dtype=acc, device=self.layout.device)
+        gradient = torch.zeros(theta.shape, dtype=acc, device=theta.device)
+        loss_scale, grad_scale, n = 0.0, 0.0, 0
+        with self._context():
+            for batch in batches:
+                g, value = grad_and_value(self._f(batch))(theta)
+                loss += batch.n * value.detach()
+                gradient += batch.n * g
+                n += batch.n
+                if scales:
+                    loss_scale += batch.n * abs(float(value))
+                    grad_scale += batch.n * float(g.norm())
+        self._count(passes=1, grad_evals=1)
+        loss, gradient = (loss / n).to(self.layout.dtype), (gradient / n).to(self.layout.dtype)
+        return loss, gradient, (n, loss_scale / n, grad_scale / n)
+
+    def hvp(self, theta: Tensor | None, v: Tensor) -> Tensor:
+        """The Hessian of the mean loss at ``theta`` times ``v`` (P,), or times each row of a
+        block ``v`` (k, P) in one pass (returns (k, P))."""
+        theta = self._check(theta)
+        self.layout.check_vectors(v, "v")
+        strategy = self.hvp_strategy or self._choose_strategy(theta)
+        k = v.shape[0] if v.ndim == 2 else 1
+        acc = self._acc_dtype
+        with self._context():
+            if strategy in _hvp.CACHED:
+                graphs = self._cached_graphs(theta) or self._build_graphs(theta, strategy)
+                out = sum(n * g.apply(v).to(acc) for n, g in graphs)
+            else:
+                product = _PRODUCTS[strategy]
+                out = sum(b.n * product(self._f(b), theta, v).to(acc) for b in self.batches)
+                self._count(passes=1)
+        self._count(hvp=k)
+        out = (out / self.n_examples).to(self.layout.dtype)
+        self._finite(out, "at the given theta", "the Hessian-vector product")
+        return out
+
+    def _cached_graphs(self, theta: Tensor) -> list[tuple[int, Any]] | None:
+        if self._graphs is None:
+            return None
+        point, key, graphs = self._graphs
+        if key == self._state_key() and torch.equal(point, theta):
+            return graphs
+        self._graphs = None  # stale: the point, a buffer, a fixed parameter or the data moved
+        return None
+
+    def _build_graphs(self, theta: Tensor, strategy: str) -> list[tuple[int, Any]]:
+        self._graphs = None  # free the previous point's graphs first
+        key = self._state_key()
+        graphs = [(b.n, _hvp.build(strategy, self._f(b), theta)) for b in self.batches]
+        self._graphs = (theta.clone(), key, graphs)
+        self._count(passes=1, grad_evals=1)
+        return graphs
+
+    def clear_cache(self) -> None:
+        """Free the graphs kept for Hessian-vector products at the last point."""
+        self._graphs = None
+
+    def _choose_strategy(self, theta: Tensor) -> str:
+        """The fastest exact strategy for this model and data.
+
+        Keeps the gradient's graph (``"cached-reverse"``: each product one backward pass)
+        when it fits the memory budget. Otherwise times one product of each recomputing
+        strategy on the first batch and keeps the faster; a strategy that the model does not
+        support (e.g. a layer without forward-mode AD) drops out.
+        """
+        first = self.batches.first()
+        with self._context():
+            leaves, _ = tree_flatten((first.inputs, first.targets))
+            existing = [t for t in leaves if isinstance(t, Tensor)]
+            existing += [*self.model.parameters(), *self.model.buffers()]
+            per_batch = _hvp.saved_bytes(self._f(first), theta, existing)
+        self._count(grad_evals=1 / self.batches.n_batches, passes=1 / self.batches.n_batches)
+        if per_batch * self.batches.n_batches * 1.25 <= self.batches.memory_budget:
+            self.hvp_strategy = "cached-reverse"
+            return self.hvp_strategy
+        gen = torch.Generator(device=theta.device).manual_seed(0)
+        v = torch.randn(theta.shape, generator=gen, dtype=theta.dtype, device=theta.device)
+        timings, errors = {}, {}
+        with self._context():
+            for name in ("reverse-over-reverse", "forward-over-reverse"):
+                try:
+                    _PRODUCTS[name](self._f(first), theta, v)  # warm up
+                    synchronize(theta.device)
+                    start = time.perf_counter()
+                    _PRODUCTS[name](self._f(first), theta, v)
+                    synchronize(theta.device)
+                    timings[name] = time.perf_counter() - start
+                except (RuntimeError, NotImplementedError) as exc:
+                    errors[name] = exc
+        self._count(passes=4 / self.batches.n_batches)
+        if not timings:
+            raise errors["reverse-over-reverse"]
+        self.hvp_strategy = min(timings, key=timings.get)
+        return self.hvp_strategy
+
+    def ggn_vp(self, theta: Tensor | None, v: Tensor) -> Tensor:
+        """The generalised Gauss-Newton matrix ``G = sum_b (n_b/N) J_b^T H_b J_b`` times ``v``
+        (or a block (k, P)), with ``J_b`` the Jacobian of the outputs and ``H_b`` the Hessian
+        of ``loss_fn`` with respect to the outputs. PSD when the loss is convex in the
+        outputs; equals the Fisher for cross-entropy."""
+        theta = self._check(theta)
+        self.layout.check_vectors(v, "v")
+        batched = v.ndim == 2
+        total = torch.zeros(v.shape, dtype=self._acc_dtype, device=v.device)
+        with self._context():
+            for batch in self.batches:
+
+                def out_fn(t: Tensor, batch: Batch = batch) -> Tensor:
+                    return self.outputs(t, batch.inputs)
+
+                def loss_of(o: Tensor, batch: Batch = batch) -> Tensor:
+                    return self.loss_fn(o, batch.targets)
+
+                outputs, pullback = vjp(out_fn, theta)
+                # H_out jv as a vjp of the loss's gradient (H_out is symmetric): reverse mode
+                # through the loss, which some losses need (mse_loss fails under jvp here)
+                _, loss_hvp = vjp(grad(loss_of), outputs.detach())
+
+                def one(u: Tensor, out_fn=out_fn, loss_hvp=loss_hvp,
+                        pullback=pullback) -> Tensor:
+                    jv = jvp(out_fn, (theta,), (u,))[1]
+                    return pullback(loss_hvp(jv)[0])[0]
+
+                total += batch.n * (vmap(one)(v) if batched else one(v))
+        self._count(passes=1, ggn_vp=v.shape[0] if batched else 1)
+        total = (total / self.n_examples).to(self.layout.dtype)
+        self._finite(total, "at the given theta", "the Gauss-Newton-vector product")
+        return total
+
+    def per_example_grads(
+        self, theta: Tensor | None = None, *, chunk_size: int = 256
+    ) -> Iterator[Tensor]:
+        """Yield the gradients of each example's loss in blocks of at most ``chunk_size``
+        rows, (m, P) each, in data order.
+
+        Each example's loss is ``loss_fn`` on a batch of one, so their mean is :meth:`grad`.
+        In train mode BatchNorm has no per-example meaning; use ``mode="eval"``.
+        """
+        theta = self._check(theta)
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+
+        def single(t: Tensor, inputs: Any, target: Tensor) -> Tensor:
+            inputs = tree_map(lambda x: x.unsqueeze(0), inputs)
+            return self.loss_fn(self.outputs(t, inputs), target.unsqueeze(0))
+
+        per_example = vmap(grad(single), in_dims=(None, 0, 0))
+        for batch in self.batches:
+            for i in range(0, batch.n, chunk_size):
+                inputs = tree_map(lambda x, i=i: x[i : i + chunk_size], batch.inputs)
+                with self._context():
+                    block = per_example(theta, inputs, batch.targets[i : i + chunk_size])
+                yield block
+            self._count(passes=1 / self.batches.n_batches)
+
+    def evaluate(self, theta: Tensor | None = None,
+                 buffers: Mapping[str, Tensor] | None = None) -> Metrics:
+        """Loss and accuracy over the whole dataset in one pass (accuracy None where the
+        targets are not classes: see :func:`landscape.engine.metrics.correct`); ``buffers``
+        replaces the model's buffers of those names (e.g. recalibrated BatchNorm
+        statistics)."""
+        theta = self._check(theta)
+        total = torch.zeros((), dtype=self._acc_dtype, device=self.layout.device)
+        parts = []
+        with torch.no_grad(), self._context():
+            for batch in self.batches:
+                outputs = self.outputs(theta, batch.inputs, buffers)
+                total += batch.n * self.loss_fn(outputs, batch.targets)
+                parts.append(correct(outputs, batch.targets))
+        self._count(passes=1, loss_evals=1)
+        self._finite(total, "at the given theta")
+        return Metrics(
+            loss=float(total) / self.n_examples, accuracy=combine(parts),
+            n_examples=self.n_examples,
+        )
+
+    def accuracy(self, theta: Tensor | None = None) -> float:
+        """Fraction of correct predictions over the whole dataset.
+
+        Raises:
+            ValueError: the targets are not classes (regression), so there is no accuracy.
+        """
+        accuracy = self.evaluate(theta).accuracy
+        if accuracy is None:
+            raise ValueError(
+                "accuracy is defined for class-index, one-hot or binary targets; these data "
+                "have other targets (regression?)"
+            )
+        return accuracy
+
+    # -- determinism -----------------------------------------------------------------------
+    def _rebatched(self, batch_size: int) -> Objective:
+        """The same objective over the examples it holds on the device, in batches of up to
+        ``batch_size`` (a mean loss over the same examples; only its rounding differs), with
+        its own cost counter; built from the cached batches without another validation."""
+        held = list(self.batches)
+        new = copy.copy(self)
+        new.batches = Batches((torch.cat([b.inputs for b in held]),
+                               torch.cat([b.targets for b in held])),
+                              device=self.layout.device, dtype=self.layout.dtype,
+                              batch_size=batch_size, cache=True)
+        new._cost, new._graphs = Cost().as_dict(), None
+        return new
+
+    def check_determinism(self) -> None:
+        """Evaluate loss and gradient twice at the model's parameters (the second time
+        reading the data source anew); raise :class:`DeterminismError` if they differ by more
+        than rounding. See :func:`landscape.engine.determinism.check`."""
+        check(self)
+
+    def describe(self) -> dict:
+        """A JSON-able description: parameters, data, mode and strategy."""
+        return {
+            "params": self.layout.describe(),
+            "n_params": self.layout.numel,
+            "data": self.batches.describe(),
+            "mode": self.mode,
+            "hvp": self.hvp_strategy or self._requested_hvp,
+        }

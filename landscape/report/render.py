@@ -1,0 +1,239 @@
+"""How a report looks: the tables' columns, how values are shown, and the Markdown and HTML
+written from them (:mod:`landscape.report` gathers the data)."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+from landscape.report.ranking import GranulatedTau, Tau
+
+__all__ = ["GAP", "LOSS_GAP", "MISSING", "RUN_COLUMNS", "MeasureRank", "Table"]
+
+
+MISSING = "\u2013"
+"""How a missing value is shown (an en dash)."""
+
+GAP = "train accuracy - test accuracy"
+LOSS_GAP = "test loss - train loss"
+
+RUN_COLUMNS = (
+    "run", "status", "optimizer", "axes", "batch size", "seed", "train loss", "train acc",
+    "test loss", "test acc", "gap", "loss gap", "lambda_max", "hessian trace",
+    "adaptive sharpness", "PAC-Bayes flatness", "dist init", "param norm",
+    "log prod spectral", "path norm", "margin q10", "barriers",
+)
+_FIT = RUN_COLUMNS[:12]
+_MINIMA = ("run",) + RUN_COLUMNS[12:]
+# which measure fills a column of the run table: the first one a run has
+_PICK = {
+    "lambda_max": ("lambda_max",),
+    "hessian trace": ("hessian_trace",),
+    "adaptive sharpness": ("sharpness_worst_adaptive", "sharpness_worst_case_adaptive"),
+    "PAC-Bayes flatness": ("pac_bayes_flatness_magnitude", "sharpness_pac_bayes",
+                           "pac_bayes_flatness"),
+    "dist init": ("dist_init",),
+    "param norm": ("param_norm",),
+    "log prod spectral": ("log_prod_spectral",),
+    "path norm": ("path_norm",),
+    "margin q10": ("margin_q10",),
+}
+_SKIP_KEYS = ("loss", "accuracy")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table as data: column names and rows of raw values (None where missing)."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+    def column(self, name: str) -> tuple[Any, ...]:
+        """The values of one column, a row each."""
+        i = self.columns.index(name)
+        return tuple(r[i] for r in self.rows)
+
+
+@dataclass(frozen=True)
+class MeasureRank:
+    """How one measure ranks the runs: tau with the accuracy gap and with the loss gap, and
+    the granulated tau with the accuracy gap (None where no run has sweep axes)."""
+
+    measure: str
+    tau: Tau
+    loss_tau: Tau
+    granulated: GranulatedTau | None = None
+
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value) + 0.0:.{digits}g}"  # + 0.0: no "-0"
+    return str(value)
+
+
+def _tau_cell(t: float | None) -> str:
+    return MISSING if t is None else f"{t:+.3f}"
+
+
+def _tau_rows(ranking: tuple[MeasureRank, ...], axes: tuple[str, ...]
+              ) -> tuple[list[str], list[list[str]]]:
+    cols = ["measure", "tau (gap)", "p", "runs", "pairs", "dropped", "tau (loss gap)"]
+    cols += [f"psi[{k}]" for k in axes] + (["Psi", "granulated runs"] if axes else [])
+    rows = []
+    for m in ranking:
+        t = m.tau
+        row = [m.measure, _tau_cell(t.tau), MISSING if t.pvalue is None else f"{t.pvalue:.2g}",
+               str(t.n), str(t.n_pairs), str(t.n_dropped), _tau_cell(m.loss_tau.tau)]
+        if axes:
+            g = m.granulated
+            for k in axes:
+                a = g.axes.get(k) if g else None
+                row.append(MISSING if a is None or a.psi is None else
+                           f"{a.psi:+.3f} ({a.n_groups} groups, {a.n_pairs} pairs)")
+            row += [_tau_cell(g.psi if g else None), str(g.n if g else 0)]
+        rows.append(row)
+    return cols, rows
+
+
+def _blocks(rep: dict) -> list[tuple]:
+    """The report as a list of blocks, rendered to Markdown and HTML alike."""
+    runs: Table = rep["runs"]
+    n, b = len(runs.rows), []
+    b.append(("h1", f"Landscape report: {Path(rep['file']).name}"))
+    b.append(("p", f"File {rep['file']}; {n} run(s), {rep['n_ranked']} ranked; written "
+                   f"{rep['when']}."))
+    b.append(("p", f"Generalisation gap: {GAP} (final model); loss gap: {LOSS_GAP}. "
+                   f"Missing values are shown as {MISSING}."))
+    if not n:
+        b.append(("p", "The file holds no runs."))
+    fit = [runs.columns.index(c) for c in _FIT if c != "axes" or any(runs.column("axes"))]
+    b.append(("h2", "Runs"))
+    b.append(("table", [runs.columns[i] for i in fit],
+              [[_fmt(r[i]) for i in fit] for r in runs.rows]))
+    minima = [runs.columns.index(c) for c in _MINIMA]
+    b.append(("h2", "Minima"))
+    b.append(("p", "lambda_max: the largest Hessian eigenvalue; adaptive sharpness: "
+                   "worst-case, in a ball scaled by |w|; PAC-Bayes flatness: 1/sigma^2; "
+                   "barriers: the loss barrier of the linear path to each other run (and "
+                   "init->final)."))
+    b.append(("table", [runs.columns[i] for i in minima],
+              [[_fmt(r[i]) for i in minima] for r in runs.rows]))
+    bt: Table = rep["barriers"]
+    if bt.rows:
+        b.append(("h2", "Paths and barriers"))
+        b.append(("table", list(bt.columns), [[_fmt(v) for v in r] for r in bt.rows]))
+    b.append(("h2", "Measures ranked by Kendall's tau with the gap"))
+    b.append(("p", "tau: Kendall's tau-b (SciPy) of the measure with the gap over the "
+                   "complete runs; positive: a larger measure goes with a larger gap. runs, "
+                   "pairs: behind tau; dropped: runs without the value. psi[k]: the mean tau "
+                   "over groups of runs that differ only in k; Psi: the mean of psi[k] "
+                   "(Jiang et al. 2020). Sorted by |tau|."))
+    cols, rows = _tau_rows(rep["ranking"], rep["axes"])
+    if rows:
+        b.append(("table", cols, rows))
+    else:
+        b.append(("p", "No measures: the runs hold no probes at their final parameters."))
+    b.append(("h2", "Figures"))
+    for path in rep["figures"]:
+        rel = Path(os.path.relpath(path, rep["out_dir"])).as_posix()
+        b.append(("img", rel, Path(path).stem))
+    if not rep["figures"] and not rep["figure_note"]:
+        b.append(("p", "No figures."))
+    if rep["figure_note"]:
+        b.append(("p", rep["figure_note"]))
+    if rep["notes"]:
+        b.append(("h2", "Notes"))
+        b.append(("ul", list(rep["notes"])))
+    return b
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|#])")
+
+
+def _md(text: str) -> str:
+    text = html.escape(str(text), quote=False).replace("\n", " ")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _markdown(blocks: list[tuple]) -> str:
+    out = []
+    for kind, *args in blocks:
+        if kind in ("h1", "h2"):
+            out.append(("#" if kind == "h1" else "##") + " " + _md(args[0]))
+        elif kind == "p":
+            out.append(_md(args[0]))
+        elif kind == "ul":
+            out.append("\n".join(f"- {_md(x)}" for x in args[0]))
+        elif kind == "table":
+            cols, rows = args
+            out.append("\n".join(["| " + " | ".join(_md(c) for c in cols) + " |",
+                                  "|" + "|".join("---" for _ in cols) + "|",
+                                  *("| " + " | ".join(_md(v) for v in r) + " |" for r in rows)]))
+        elif kind == "img":
+            out.append(f"![{_md(args[1])}]({quote(args[0])})")
+    return "\n\n".join(out) + "\n"
+
+
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;
+max-width:75em;padding:0 1em;color:#222;line-height:1.4}
+table{border-collapse:collapse;margin:1em 0;font-size:0.9em}
+th,td{border:1px solid #ccc;padding:0.25em 0.6em;text-align:right;white-space:nowrap}
+th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
+tr:nth-child(even) td{background:#fafafa}figure{margin:1em 0}
+img{max-width:100%;border:1px solid #ddd}figcaption{font-size:0.85em;color:#555}
+.wrap{overflow-x:auto}"""
+
+
+def _html(blocks: list[tuple], title: str) -> str:
+    e = html.escape
+    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+           f"<title>{e(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>"]
+    for kind, *args in blocks:
+        if kind in ("h1", "h2"):
+            out.append(f"<{kind}>{e(args[0])}</{kind}>")
+        elif kind == "p":
+            out.append(f"<p>{e(args[0])}</p>")
+        elif kind == "ul":
+            out.append("<ul>" + "".join(f"<li>{e(x)}</li>" for x in args[0]) + "</ul>")
+        elif kind == "table":
+            cols, rows = args
+            head = "".join(f"<th>{e(c)}</th>" for c in cols)
+            body = "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>"
+                           for r in rows)
+            out.append(f'<div class="wrap"><table><thead><tr>{head}</tr></thead>'
+                       f"<tbody>{body}</tbody></table></div>")
+        elif kind == "img":
+            out.append(f'<figure><img src="{e(quote(args[0]))}" alt="{e(args[1])}">'
+                       f"<figcaption>{e(args[1])}</figcaption></figure>")
+    out += ["</body>", "</html>"]
+    return "\n".join(out) + "\n"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

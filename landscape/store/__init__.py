@@ -1,0 +1,20 @@
+"""The landscape file: one HDF5 file holds a whole comparison (:mod:`landscape.store.file`),
+changed all at once or not at all through its rollback journal
+(:mod:`landscape.store.journal`), summarised in tables (:mod:`landscape.store.summary`).
+
+Reading needs NumPy and h5py only; nothing here imports torch. Restoring a stored vector into
+a model is :func:`landscape.train.checkpoints.load_params`.
+"""
+
+from landscape.store.file import (
+    FORMAT,
+    FORMAT_VERSION,
+    Record,
+    RunInfo,
+    Store,
+    StoreError,
+)
+from landscape.store.journal import FileBusyError
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "FileBusyError", "Record", "RunInfo", "Store",
+           "StoreError"]

@@ -1,0 +1,184 @@
+"""Landscapes of stored runs: a surface around a run, a path between two runs, written into
+the same file. What ``landscape surface`` and ``landscape path`` do.
+
+The model of a run is rebuilt from its recorded spec and parameters
+(:func:`landscape.train.spec.rebuild`), with its data and loss; results go to
+``runs/<run>/surfaces/<name>``, ``runs/<run>/paths/<name>`` (both ends in one run) or
+``/compare/<name>`` (two runs).
+
+Examples:
+    >>> surface_of_run("runs.h5", "sgd", directions="random", x=np.linspace(-1, 1, 21),
+    ...                y=np.linspace(-1, 1, 21))
+    >>> path_between("runs.h5", "sgd", "adam", kind="linear", n=25)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from landscape.engine.checks import _check_choice
+
+__all__ = ["DIRECTIONS", "PATH_KINDS", "path_between", "surface_of_run"]
+
+DIRECTIONS = ("random", "pca", "hessian")
+"""How :func:`surface_of_run` picks its directions."""
+PATH_KINDS = ("linear", "bezier", "aligned")
+"""The paths of :func:`path_between`: the straight line, a trained quadratic Bezier curve, and
+the straight line to the second model after weight matching (``"aligned"``)."""
+
+
+def _subset(pair: Any, n: int | None) -> Any:
+    x, y = pair
+    return (x[:n], y[:n]) if n and n < len(y) else (x, y)
+
+
+def surface_of_run(file: str | os.PathLike, run: str, *, x: Any, y: Any = None,
+                   which: str | int = "final", directions: str = "random", seed: int = 0,
+                   normalization: str = "filter", ignore: str | None = "biasbn",
+                   bn: str = "keep", test: bool = True, n: int | None = None,
+                   data: Mapping[str, Any] | None = None, device: str | None = None,
+                   name: str | None = None, replace: bool = False,
+                   progress: bool = False, points: tuple[int, int] | None = None) -> Any:
+    """A 1-D (``y`` None) or 2-D surface around a stored run, written into its file.
+
+    Directions: ``"random"`` (seeded Gaussian, normalised, :func:`landscape.surfaces.directions.random`),
+    ``"pca"`` (principal directions of the run's recorded trajectory around its final point;
+    the surface is then centred there) or ``"hessian"`` (top Hessian eigenvectors at the
+    point). When the run has a trajectory, its projection onto the plane is stored beside the
+    grids (``trajectory_steps``, ``trajectory_coords``). The training data (first ``n``
+    examples) give the surface; the test data too with ``test``. Resumes a surface of the
+    same name and settings that the file holds. ``points=(start, stop)``: only that block of
+    the grid's points (:func:`landscape.surfaces.grid.surface`).
+
+    Returns:
+        :class:`landscape.surfaces.grid.Surface`.
+    """
+    from landscape.surfaces import directions as dirs
+    from landscape.surfaces import trajectories
+    from landscape.engine.params import ParamLayout, select
+    from landscape.train.spec import rebuild
+    from landscape.store.file import Store
+    from landscape.surfaces.grid import surface
+
+    _check_choice("surface", "directions", directions, DIRECTIONS)
+    model, split, loss_fn = rebuild(file, run, which=which, data=data, device=device)
+    train = _subset(split.train, n)
+    k = 1 if y is None else 2
+    name = name or f"{directions}_{k}d"
+    with Store(file) as s:
+        steps, traj = (s.trajectory(run) if s.info(run).n_snapshots else (None, None))
+        held = None if replace else _held_directions(
+            s, run, name, model, {"kind": directions, "k": k, **(
+                {"seed": seed, "normalization": normalization, "ignore": ignore}
+                if directions == "random" else {})})
+    if held is not None:  # resuming: the directions the surface was begun with
+        d = held
+    elif directions == "random":
+        d = dirs.random(model, k=k, seed=seed, normalization=normalization, ignore=ignore)
+    elif directions == "hessian":
+        d = dirs.hessian(model, loss_fn, train, k=k)
+    else:
+        if traj is None:
+            raise ValueError(f"surface: run {run!r} has no trajectory snapshots for PCA "
+                             "directions; train with --snapshot-every, or use random directions")
+        with Store(file) as s:
+            final = s.params(run, "final")
+        d = trajectories.pca(traj, final, k=k)
+    extras = None
+    if traj is not None:
+        center = d.center
+        if center is None:
+            chosen = select(model, None)
+            center = ParamLayout.of(chosen).flatten(chosen)
+        coords = trajectories.project(traj, center.detach().cpu().double().numpy(), d)
+        extras = {"trajectory_steps": np.asarray(steps),
+                  "trajectory_coords": np.asarray(coords).reshape(len(steps), -1)}
+    return surface(model, loss_fn, train, d, x=x, y=y,
+                   test=_subset(split.test, n) if test else None, bn=bn, store=file,
+                   run=run, name=name, replace=replace, progress=progress, extras=extras,
+                   points=points)
+
+
+def _held_directions(s: Any, run: str, name: str, model: Any,
+                     asked: Mapping[str, Any]) -> Any:
+    """The directions of the surface ``name`` the file holds, if they were made as ``asked``
+    (kind, k and, for random directions, seed, normalization and ignore); else None.
+
+    A surface that is resumed (after an interruption, or by another worker's block of it) is
+    evaluated along the directions it was begun with, read back rather than made again: the
+    same numbers even where making them is not reproducible to the last bit (Hessian
+    directions on a GPU, another CPU), and no second Lanczos run.
+    """
+    from landscape.surfaces.directions import Directions
+    from landscape.engine.params import ParamLayout, select
+
+    if not s.has_record(run, "surfaces", name):
+        return None
+    rec = s.record(run, "surfaces", name)
+    info = rec.attrs.get("directions_info") or {}
+    if any(info.get(key) != value for key, value in asked.items()):
+        return None  # made otherwise: surface() says so
+    arrays = {"vectors": rec.arrays["directions"]}
+    if info["kind"] == "pca":  # a PCA is centred at the run's final point
+        arrays["center"] = s.params(run, "final")
+    layout = ParamLayout.of(select(model, None))
+    return Directions.from_record((arrays, {**info, "probe": "directions"}),
+                                  device=layout.device, dtype=layout.dtype)
+
+
+def path_between(file: str | os.PathLike, run_a: str, run_b: str, *,
+                 which_a: str | int = "final", which_b: str | int = "final",
+                 kind: str = "linear", n: int = 25, recalibrate: bool | None = None,
+                 steps: int = 1000, lr: float = 1e-3, seed: int = 0, test: bool = True,
+                 n_examples: int | None = None, data: Mapping[str, Any] | None = None,
+                 device: str | None = None, name: str | None = None) -> tuple[Any, str]:
+    """The path from one stored model to another (``kind`` one of :data:`PATH_KINDS`),
+    on the first run's data and loss, written into the file: under the run when both ends
+    belong to it (e.g. init to final), else under ``/compare``. Returns ``(result, where)``.
+
+    ``kind="aligned"`` (Ainsworth et al. 2022): the hidden units of the second model are first
+    permuted to match the first by weight matching (:func:`probes.paths.interpolation.align`, its
+    ``seed`` the coordinate-descent order; the function of the second model is unchanged),
+    then the straight line from the first to the permuted second is evaluated as for
+    ``"linear"``. The record is a linear :class:`~probes.paths.results.Path` (``kind`` ``"linear"``)
+    whose ``info["aligned"]`` holds the alignment (layers, permutations, objective before and
+    after, sweeps, converged); its default name is ``aligned_<a>_<which>_<b>_<which>``.
+    """
+    from probes.paths import interpolation
+
+    from landscape.train.spec import rebuild
+    from landscape.store.file import Store
+
+    _check_choice("path", "kind", kind, PATH_KINDS)
+    model_a, split, loss_fn = rebuild(file, run_a, which=which_a, data=data, device=device)
+    model_b, _, _ = rebuild(file, run_b, which=which_b, data=data, device=device)
+    train = _subset(split.train, n_examples)
+    held_out = _subset(split.test, n_examples) if test else None
+    aligned = None
+    if kind == "aligned":
+        aligned = interpolation.align(model_a, model_b, seed=seed)
+        model_b = aligned.model
+    if kind in ("linear", "aligned"):
+        result = interpolation.linear(model_a, model_b, loss_fn, train, n=n, test=held_out,
+                                      recalibrate=bool(recalibrate))
+    else:
+        result = interpolation.bezier(model_a, model_b, loss_fn, train, n=n, test=held_out,
+                                      steps=steps, lr=lr, seed=seed, recalibrate=recalibrate)
+    if aligned is not None:
+        _, how = aligned.to_record()
+        how["perms"] = {k: np.asarray(v).tolist() for k, v in aligned.perms.items()}
+        result = dataclasses.replace(result, info={**result.info, "aligned": how})
+    arrays, attrs = result.to_record()
+    ends = {"from": {"run": run_a, "which": which_a}, "to": {"run": run_b, "which": which_b}}
+    same = run_a == run_b
+    name = name or (f"{kind}_{which_a}_{which_b}" if same
+                    else f"{kind}_{run_a}_{which_a}_{run_b}_{which_b}")
+    with Store(file, "a", timeout=60) as s:
+        s.write_record(run_a if same else None, "paths", name, arrays=arrays,
+                       attrs={**attrs, "ends": ends})
+    return result, (f"runs/{run_a}/paths/{name}" if same else f"compare/{name}")

@@ -1,0 +1,16 @@
+"""Sweeps: one TOML spec trains the same model several ways and measures every run the same
+way, into one landscape file.
+
+- :mod:`~landscape.sweep.spec`: the spec format, read, checked and expanded into named runs
+  (:func:`load`, :class:`Sweep`); :mod:`~landscape.sweep.measure`: its measurement tables;
+- :mod:`~landscape.sweep.run`: what a file lacks, planned and run (:func:`run_sweep`);
+- :mod:`~landscape.sweep.dist`, :mod:`~landscape.sweep.executors`: the same work shared out
+  among local processes or a Ray cluster, the sweep's process the only writer;
+- :mod:`~landscape.sweep.bad_init`: the bad-minimum initialisation (random-label pretraining).
+"""
+
+from landscape.sweep.run import EXECUTORS, Job, plan, run_sweep
+from landscape.sweep.spec import ABBREVIATIONS, INITS, PlannedRun, Sweep, expand, load, loads
+
+__all__ = ["ABBREVIATIONS", "EXECUTORS", "INITS", "Job", "PlannedRun", "Sweep", "expand", "load",
+           "loads", "plan", "run_sweep"]

@@ -1,0 +1,194 @@
+"""Where a sweep's jobs run when they do not run in the sweep's own process: local worker
+processes (:class:`Processes`) or a Ray cluster (:class:`RayCluster`, the optional extra
+``pip install 'landscape[ray]'``).
+
+Both run the same task, :func:`work`: it receives the bytes of a small landscape file that
+holds what the job reads (the run's stored data, or nothing for a run to train), does the job
+into that file with :func:`landscape.sweep.run.do_job`, and returns the file's bytes. The
+worker never sees the sweep's file, so a Ray worker on another node needs no shared disk, and
+the process that runs the sweep stays the only writer of its file
+(:mod:`landscape.sweep.dist` merges what comes back). Each task sets torch's CPU threads to
+its share (local processes: the parent's threads divided among the workers; Ray: the CPUs the
+task asks for), so that on the CPU the numbers equal those of in-process execution with that
+many threads.
+
+Examples:
+    >>> with RayCluster(address="auto") as ex:          # doctest: +SKIP
+    ...     handle = ex.submit(prepared, sweep, job, cpus=1, gpus=0)
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+import tempfile
+from collections.abc import Iterable
+from typing import Any
+
+__all__ = ["Executor", "Processes", "RayCluster", "work"]
+
+
+def work(prepared: bytes, sweep: Any, job: Any, threads: int) -> bytes:
+    """Do ``job`` of ``sweep`` into a private copy of the file ``prepared``; its bytes."""
+    import torch
+
+    from landscape.sweep.run import do_job
+
+    torch.set_num_threads(max(1, int(threads)))
+    with tempfile.TemporaryDirectory(prefix="landscape-job-") as tmp:
+        path = os.path.join(tmp, "job.h5")
+        with open(path, "wb") as f:
+            f.write(prepared)
+        do_job(path, sweep, job)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+class Executor(abc.ABC):
+    """What :mod:`landscape.sweep.dist` needs of an executor: ``slots`` (tasks that run at
+    once), :meth:`submit`, :meth:`wait`, :meth:`result`, :meth:`cancel`, :meth:`close`."""
+
+    slots: int = 1
+
+    @abc.abstractmethod
+    def submit(self, prepared: bytes, sweep: Any, job: Any, *, cpus: int = 1,
+               gpus: float = 0) -> Any:
+        """Start :func:`work` on ``prepared`` for ``job``; a handle."""
+
+    @abc.abstractmethod
+    def wait(self, handles: Iterable[Any]) -> list[Any]:
+        """Block until at least one of ``handles`` is done; those done."""
+
+    @abc.abstractmethod
+    def result(self, handle: Any) -> bytes:
+        """The task's file, or its exception raised here."""
+
+    @abc.abstractmethod
+    def cancel(self, handles: Iterable[Any]) -> None:
+        """Stop the tasks (the sweep is failing)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Let go of the workers."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class Processes(Executor):
+    """``workers`` local processes (``multiprocessing`` spawn), each with
+    ``torch.get_num_threads() // workers`` threads (at least 1)."""
+
+    def __init__(self, workers: int) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        import torch
+
+        self.slots = int(workers)
+        self.threads = max(1, torch.get_num_threads() // self.slots)
+        self._cancelled = False
+        self._pool = ProcessPoolExecutor(self.slots,
+                                         mp_context=multiprocessing.get_context("spawn"))
+
+    def submit(self, prepared: bytes, sweep: Any, job: Any, *, cpus: int = 1,
+               gpus: float = 0) -> Any:
+        return self._pool.submit(work, prepared, sweep, job, self.threads)
+
+    def wait(self, handles: Iterable[Any]) -> list[Any]:
+        from concurrent.futures import FIRST_COMPLETED
+        from concurrent.futures import wait as wait_futures
+
+        done, _ = wait_futures(list(handles), return_when=FIRST_COMPLETED)
+        return list(done)
+
+    def result(self, handle: Any) -> bytes:
+        return handle.result()
+
+    def cancel(self, handles: Iterable[Any]) -> None:
+        """Stop the tasks: pending ones are dropped, running ones killed with their workers
+        (the sweep is failing; its file holds what was merged)."""
+        for h in handles:
+            h.cancel()
+        for proc in list(getattr(self._pool, "_processes", {}).values()):
+            proc.kill()
+        self._cancelled = True
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=not self._cancelled, cancel_futures=True)
+
+
+class RayCluster(Executor):
+    """A Ray cluster: the one at ``address`` (``"auto"``: the one this machine belongs to, or
+    ``RAY_ADDRESS``), or with ``address=None`` a local instance started here with
+    ``num_cpus`` CPUs (default: all) and stopped at :meth:`close`. If Ray is already
+    initialised in this process, that instance is used and left running.
+
+    Each task asks for ``cpus`` CPUs and ``gpus`` GPUs and runs with ``cpus`` torch threads.
+    A task whose worker dies (a lost node, a killed process) is run again by Ray, up to
+    ``retries`` times; its result is the same, since a task starts from its own inputs.
+    """
+
+    def __init__(self, address: str | None = None, *, num_cpus: int | None = None,
+                 retries: int = 3) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ValueError("sweep: the Ray executor needs Ray: pip install "
+                             "'landscape[ray]'") from None
+        self._ray = ray
+        self._owned = not ray.is_initialized()
+        if self._owned:
+            kw: dict[str, Any] = {"address": address, "include_dashboard": False,
+                                  "log_to_driver": False, "logging_level": "WARNING",
+                                  "configure_logging": True}
+            if address is None:
+                kw["num_cpus"] = num_cpus or os.cpu_count() or 1
+                kw["object_store_memory"] = 256 * 2**20
+            try:
+                ray.init(**kw)
+            except ConnectionError as err:
+                raise ValueError(f"sweep: no Ray cluster at {address!r}: {err}") from None
+        self._have = ray.cluster_resources()
+        self.slots = max(1, int(self._have.get("CPU", 1)))
+        self._task = ray.remote(max_retries=int(retries))(work)
+
+    def submit(self, prepared: bytes, sweep: Any, job: Any, *, cpus: int = 1,
+               gpus: float = 0) -> Any:
+        for what, need in (("CPU", cpus), ("GPU", gpus)):
+            if need > self._have.get(what, 0):  # Ray would wait for it forever
+                raise ValueError(f"sweep: a task of {job.describe()} asks for {need:g} {what}(s) "
+                                 f"but the Ray cluster has {self._have.get(what, 0):g}; see "
+                                 "[resources] and the runs' device")
+        devices = {str(r.spec.get("train", {}).get("device", "cpu")) for r in sweep.runs}
+        if gpus and any(d.startswith("cuda:") for d in devices):
+            raise ValueError("sweep: on Ray a run's device is 'cuda', not 'cuda:N': Ray gives "
+                             "each task its own GPU, which the task sees as cuda:0")
+        return self._task.options(num_cpus=cpus, num_gpus=gpus).remote(prepared, sweep, job,
+                                                                       cpus)
+
+    def wait(self, handles: Iterable[Any]) -> list[Any]:
+        done, _ = self._ray.wait(list(handles), num_returns=1)
+        return done
+
+    def result(self, handle: Any) -> bytes:
+        from ray.exceptions import RayTaskError
+
+        try:
+            return self._ray.get(handle)
+        except RayTaskError as err:  # the task's own error (e.g. a bad probe option)
+            cause = getattr(err, "cause", None)
+            if isinstance(cause, BaseException):
+                raise cause from None
+            raise
+
+    def cancel(self, handles: Iterable[Any]) -> None:
+        for h in handles:
+            self._ray.cancel(h, force=True)
+
+    def close(self) -> None:
+        if self._owned and self._ray.is_initialized():
+            self._ray.shutdown()

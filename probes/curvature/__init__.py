@@ -1,0 +1,23 @@
+"""Curvature: the Hessian, the generalised Gauss-Newton matrix and the Fisher of the empirical
+risk, and what is computed from them.
+
+- :mod:`~probes.curvature.hessian`: the entry point: eigenvalues, trace, density, the dense
+  matrix, of the Hessian, the GGN or the Fisher, whole or per layer;
+- :mod:`~probes.curvature.operators`: the three operators as matrix-free products;
+- :mod:`~probes.curvature.lanczos`: thick-restart Lanczos with error bounds;
+- :mod:`~probes.curvature.trace`: Hutchinson and Hutch++;
+- :mod:`~probes.curvature.density`: stochastic Lanczos quadrature;
+- :mod:`~probes.curvature.dense`: the dense matrix of a small model;
+- :mod:`~probes.curvature.blocks`: per-layer diagonal blocks.
+
+Submodules are imported on first use.
+"""
+
+from __future__ import annotations
+
+from landscape.engine.lazy import attach
+
+__all__ = ["blocks", "dense", "density", "hessian", "lanczos", "operators", "trace"]
+
+__getattr__, __dir__ = attach(
+    __name__, ["blocks", "dense", "density", "hessian", "lanczos", "operators", "trace"])

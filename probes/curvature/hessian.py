@@ -1,0 +1,304 @@
+r"""Extreme eigenvalues of the Hessian (or the GGN, or the Fisher) of the mean loss.
+
+:func:`eigenvalues` finds the top-k, bottom-k, both ends or the k largest in magnitude
+eigenpairs by thick-restart Lanczos on the device (:func:`probes.curvature.lanczos.extreme`) over the
+curvature operator of :mod:`probes.curvature.operators`, so it only needs matrix-vector products (each
+about a gradient's worth of work). The products are kept beside the Lanczos basis, so each Ritz
+pair's residual ``r = ||H v - lambda v||`` comes from the products themselves, at no extra
+product, and the eigenvalue's error is bounded by ``min(r, r^2 / gap)`` (the gap to the other
+Ritz values). It stops after the first product at which every wanted pair's bound meets
+
+.. math:: \mathrm{err} \le \mathrm{tol} \cdot \max(|\lambda|, \tau),
+   \qquad \tau = 10\,\varepsilon \max_i |\lambda_i| / \mathrm{tol},
+
+where epsilon is the unit roundoff of the model's dtype, so that eigenvalues that are zero up
+to rounding are judged against the rounding level of the products rather than against zero.
+``tol`` is thus the relative accuracy of the eigenvalues; the eigenvectors are accurate to
+about ``r / gap`` in angle. When ``max_products`` runs out first, the result says which pairs
+converged. The dense matrix (:mod:`probes.curvature.dense`) is used instead when nearly every
+eigenvalue is wanted.
+
+Examples:
+    >>> top = eigenvalues(model, nn.CrossEntropyLoss(), (X, y), k=5)
+    >>> top.values, top.residuals, top.converged.all(), top.n_hvp
+    >>> again = eigenvalues(model, loss_fn, (X, y), k=5, v0=top.vectors)  # warm start
+
+References:
+    - B. A. Pearlmutter, "Fast exact multiplication by the Hessian", Neural Computation, 1994.
+    - K. Wu, H. Simon, "Thick-restart Lanczos method for large symmetric eigenvalue problems",
+      SIAM J. Matrix Anal. Appl., 2000.
+    - B. N. Parlett, "The Symmetric Eigenvalue Problem", SIAM, 1998 (residual and gap bounds).
+    - Z. Yao, A. Gholami, K. Keutzer, M. W. Mahoney, "PyHessian: Neural networks through the
+      lens of the Hessian", 2020 (power iteration, the baseline Lanczos improves on).
+    - L. Sagun, U. Evci, V. U. Guney, Y. Dauphin, L. Bottou, "Empirical analysis of the Hessian
+      of over-parametrized neural networks", 2017.
+    - N. N. Schraudolph, "Fast curvature matrix-vector products for second-order gradient
+      descent", Neural Computation, 2002 (the generalised Gauss-Newton matrix).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from landscape.engine.checks import _check_choice, _check_int
+from landscape.engine.params import ParamFilter
+
+from probes.curvature.operators import CURVATURES, CurvatureOperator, check_record, operator
+from probes.curvature.dense import Matrix, dense, matrix
+from probes.curvature.density import Density, density
+from probes.curvature.lanczos import error_bounds, extreme, select
+from probes.curvature.trace import Trace, trace
+
+__all__ = ["WHICH", "Density", "Eigenvalues", "Matrix", "Trace", "density", "eigenvalues",
+           "matrix", "trace"]
+
+WHICH = ("largest", "smallest", "both", "magnitude")
+"""Which eigenvalues :func:`eigenvalues` finds: the k algebraically largest, the k smallest,
+k from each end, or the k largest in absolute value."""
+
+
+# ---------------------------------------------------------------------------- results
+@dataclass(frozen=True, eq=False)
+class Eigenvalues:
+    """Eigenpairs of the curvature matrix found by :func:`eigenvalues`.
+
+    Attributes:
+        values: eigenvalues (Ritz values), ascending (k of them; 2k for ``which="both"``;
+            fewer only when ``max_products`` is below that).
+        vectors: unit eigenvectors, one a row, in the order of ``values`` (largest component
+            positive), or None when not asked for.
+        residuals: ``||H v - lambda v||`` of each pair, from the products.
+        errors: bound on ``|lambda_true - value|``: ``min(r, r^2 / gap)``.
+        converged: whether each pair's error meets ``tol`` (see the module docstring).
+        which, k, tol, curvature, mode: the options. params: names of the parameters the
+            matrix is over, in the order of the flat vector.
+        n_hvp: matrix-vector products. passes: passes over the data. seconds: wall time of
+            the whole probe. restarts: thick restarts of the Lanczos basis.
+    """
+
+    values: np.ndarray
+    vectors: np.ndarray | None
+    residuals: np.ndarray
+    errors: np.ndarray
+    converged: np.ndarray
+    which: str
+    k: int
+    tol: float
+    curvature: str
+    n_hvp: int
+    passes: float
+    seconds: float
+    params: tuple[str, ...]
+    mode: str = "eval"
+    restarts: int = 0
+
+    @property
+    def all_converged(self) -> bool:
+        """Every requested pair was found and meets ``tol``."""
+        wanted = 2 * self.k if self.which == "both" else self.k
+        return len(self.values) == wanted and bool(np.all(self.converged))
+
+    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Arrays and attributes for :meth:`landscape.store.Store.write_record`."""
+        arrays = {"values": self.values, "residuals": self.residuals, "errors": self.errors,
+                  "converged": self.converged.astype(bool)}
+        if self.vectors is not None:
+            arrays["vectors"] = self.vectors
+        attrs = {"probe": "hessian.eigenvalues", "which": self.which, "k": self.k,
+                 "tol": self.tol, "curvature": self.curvature, "mode": self.mode,
+                 "n_hvp": self.n_hvp, "passes": float(self.passes),
+                 "seconds": float(self.seconds), "params": list(self.params),
+                 "restarts": self.restarts}
+        return arrays, attrs
+
+    @classmethod
+    def from_record(cls, record: Any) -> Eigenvalues:
+        """The result written by :meth:`to_record`, from a :class:`landscape.store.Record`."""
+        a, at = check_record(record, "hessian.eigenvalues", "Eigenvalues.from_record")
+        return cls(values=np.asarray(a["values"]),
+                   vectors=np.asarray(a["vectors"]) if "vectors" in a else None,
+                   residuals=np.asarray(a["residuals"]), errors=np.asarray(a["errors"]),
+                   converged=np.asarray(a["converged"], dtype=bool),
+                   which=at["which"], k=int(at["k"]), tol=float(at["tol"]),
+                   curvature=at["curvature"], n_hvp=int(at["n_hvp"]),
+                   passes=float(at["passes"]), seconds=float(at["seconds"]),
+                   params=tuple(at["params"]), mode=at.get("mode", "eval"),
+                   restarts=int(at.get("restarts", 0)))
+
+
+# ---------------------------------------------------------------------------- helpers
+def _signed(rows: np.ndarray) -> np.ndarray:
+    """Rows flipped so that each one's largest-magnitude component is positive."""
+    rows = np.atleast_2d(rows)
+    idx = np.argmax(np.abs(rows), axis=1)
+    signs = np.sign(rows[np.arange(len(rows)), idx])
+    signs[signs == 0] = 1.0
+    return rows * signs[:, None]
+
+
+def _residuals(op: CurvatureOperator, values: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """||M v - lambda v|| of each pair, from one block product."""
+    if len(values) == 0:
+        return np.zeros(0)
+    v = torch.from_numpy(np.ascontiguousarray(vectors)).to(op.device, op.dtype)
+    mv = op.matvec(v).detach().to("cpu", torch.float64).numpy()
+    # the vectors as the device saw them (rounded to the model's dtype)
+    seen = v.detach().to("cpu", torch.float64).numpy()
+    return np.linalg.norm(mv - values[:, None] * seen, axis=1)
+
+
+def _thresholds(values: np.ndarray, tol: float, dtype: torch.dtype) -> np.ndarray:
+    eps = torch.finfo(dtype).eps if dtype.is_floating_point else np.finfo(np.float64).eps
+    scale = float(np.max(np.abs(values))) if len(values) else 0.0
+    tiny = max(10 * eps * scale / tol, np.finfo(np.float64).tiny)
+    return tol * np.maximum(np.abs(values), tiny)
+
+
+def _start(v0: Any, p: int, seed: int) -> np.ndarray:
+    if v0 is None:
+        gen = torch.Generator().manual_seed(seed)
+        return torch.randn(p, generator=gen, dtype=torch.float64).numpy()
+    if isinstance(v0, np.ndarray):
+        v0 = torch.from_numpy(v0)
+    if not isinstance(v0, Tensor) or v0.ndim not in (1, 2) or v0.shape[-1] != p:
+        shape = tuple(v0.shape) if hasattr(v0, "shape") else type(v0).__name__
+        raise ValueError(f"eigenvalues: v0 must be a tensor (P,) or (j, P) with P={p} "
+                         f"(e.g. a previous result's vectors), got {shape}")
+    rows = v0.detach().to("cpu", torch.float64).reshape(-1, p).numpy()
+    start = _signed(rows).sum(axis=0)
+    norm = np.linalg.norm(start)
+    if not np.isfinite(norm) or norm == 0:
+        raise ValueError("eigenvalues: v0 must be finite and not sum to zero")
+    return start / norm
+
+
+# ---------------------------------------------------------------------------- probes
+def eigenvalues(
+    model: nn.Module,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: Any,
+    *,
+    k: int = 1,
+    which: str = "largest",
+    tol: float = 1e-6,
+    curvature: str = "hessian",
+    params: ParamFilter | Iterable[str] | None = None,
+    mode: str = "eval",
+    vectors: bool = False,
+    v0: Tensor | np.ndarray | None = None,
+    max_products: int | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    check: bool = True,
+    blocks: str | None = None,
+    basis: int | None = None,
+) -> Eigenvalues:
+    """Extreme eigenvalues of the Hessian (or GGN) of the mean loss, by Lanczos.
+
+    With ``blocks="layer"``: the same for each layer's diagonal block (the parameters of one
+    module, the others fixed), returned as a :class:`~probes.curvature.blocks.BlockEigenvalues`.
+
+    Thick-restart Lanczos on the device (see the module docstring): no matrix is formed; the
+    cost is products with vectors, each about one gradient's worth of work, and it stops at the
+    first product where every wanted pair's error bound meets ``tol``. When k (2k for
+    ``"both"``) is within one of P, the dense matrix is built instead (P products). Memory:
+    the basis and its products, ``2 * basis * P`` numbers of the model's dtype.
+
+    Args:
+        model, loss_fn, data: the model (never modified), a mean loss ``loss_fn(outputs,
+            targets)``, and ``(inputs, targets)`` tensors, a Dataset or a DataLoader.
+        k: how many eigenvalues (from each end for ``"both"``).
+        which: ``"largest"`` or ``"smallest"`` (algebraic), ``"both"`` (k from each end),
+            ``"magnitude"`` (largest ``|lambda|``).
+        tol: relative accuracy of the eigenvalues: stop when every bound
+            ``min(r, r^2 / gap) <= tol * max(|lambda|, tau)``.
+        curvature: ``"hessian"``, ``"ggn"`` (generalised Gauss-Newton, PSD) or ``"fisher"``.
+        params: the parameters the matrix is over (a filter, names; None: all trainable).
+        mode: ``"eval"`` (default; BatchNorm running statistics, no dropout) or ``"train"``.
+        vectors: also return the eigenvectors.
+        v0: warm start: a (P,) or (j, P) tensor, e.g. the vectors of a result at a nearby
+            point; Lanczos starts from the sum of its rows (each signed deterministically).
+        max_products: budget of products (None: until converged). When spent, the best
+            pairs so far are returned with ``converged`` saying which meet ``tol``.
+        seed: seed of the random start vector (when no ``v0``).
+        batch_size, check: passed to :class:`landscape.Objective`.
+        blocks: None, or ``"layer"`` for one result per layer's diagonal block.
+        basis: the Lanczos basis size before a thick restart (default
+            ``max(n + 25, 2n + 10)`` for n wanted pairs; at least n + 2).
+
+    Returns:
+        :class:`Eigenvalues`: ascending values, residuals, error bounds, converged flags,
+        options, cost
+        (:class:`~probes.curvature.blocks.BlockEigenvalues` with ``blocks="layer"``).
+
+    Raises:
+        ValueError: k < 1, k larger than P (2k for ``"both"``), an unknown ``which`` or
+            ``curvature``, a bad ``tol``, ``v0`` or ``max_products``; whatever the objective
+            refuses (a loss that is not a scalar, empty data, ...).
+
+    Examples:
+        >>> top = eigenvalues(model, nn.CrossEntropyLoss(), (X, y), k=5, vectors=True)
+        >>> top.values[-1], top.converged.all(), top.n_hvp
+    """
+    if blocks is not None:
+        from probes.curvature.blocks import block_eigenvalues
+
+        return block_eigenvalues(eigenvalues, model, loss_fn, data, blocks=blocks, check=check,
+                                 k=k, which=which, tol=tol, curvature=curvature, params=params,
+                                 mode=mode, vectors=vectors, v0=v0, max_products=max_products,
+                                 seed=seed, batch_size=batch_size, basis=basis)
+    fn = "eigenvalues"
+    started = time.perf_counter()
+    k = _check_int(fn, "k", k, 1)
+    _check_choice(fn, "which", which, WHICH)
+    _check_choice(fn, "curvature", curvature, CURVATURES)
+    if (isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating))
+            or not 0 < tol < 1):
+        raise ValueError(f"{fn}: tol must be a number in (0, 1), got {tol!r}")
+    tol = float(tol)
+    if max_products is not None:
+        max_products = _check_int(fn, "max_products", max_products, 1)
+    seed = _check_int(fn, "seed", seed, 0)
+    if basis is not None:
+        basis = _check_int(fn, "basis", basis, (2 * k if which == "both" else k) + 2)
+
+    op = operator(model, loss_fn, data, curvature=curvature, params=params, mode=mode,
+                  batch_size=batch_size, check=check)
+    p = op.size
+    nev = 2 * k if which == "both" else k
+    if nev > p:
+        what = "2k" if which == "both" else "k"
+        raise ValueError(f"{fn}: {what} must be at most P={p} (the number of parameters), got "
+                         f"k={k}")
+    base = op.n_products
+    if nev >= p - 1 or p <= 3:  # nearly the whole spectrum: the dense matrix is cheaper
+        full = dense(op)
+        vals, vecs = np.linalg.eigh((full + full.T) / 2)
+        wanted = select(vals, which, nev)
+        rows = _signed(vecs[:, wanted].T)
+        res = _residuals(op, vals[wanted], rows)
+        errors = error_bounds(vals, wanted, res)
+        vals, restarts = vals[wanted], 0
+        converged = errors <= _thresholds(vals, tol, op.dtype)
+    else:
+        v0_t = torch.from_numpy(_start(v0, p, seed)).to(op.device, op.dtype)
+        m = max(nev + 25, 2 * nev + 10) if basis is None else basis
+        ritz = extreme(op.matvec, v0_t, nev, which,
+                       lambda values: _thresholds(values, tol, op.dtype), basis=m,
+                       max_products=max_products, seed=seed)
+        vals, res, errors, converged = ritz.values, ritz.residuals, ritz.errors, ritz.converged
+        rows = _signed(ritz.vectors.detach().to("cpu", torch.float64).numpy())
+        restarts = ritz.restarts
+    names = tuple(op.objective.layout.names)
+    return Eigenvalues(values=vals, vectors=rows if vectors else None, residuals=res,
+                       errors=errors, converged=converged, which=which, k=k, tol=tol,
+                       curvature=curvature, n_hvp=op.n_products - base,
+                       passes=float(op.passes), seconds=time.perf_counter() - started,
+                       params=names, mode=mode, restarts=restarts)

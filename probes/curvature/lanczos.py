@@ -1,0 +1,253 @@
+"""Lanczos on the device: extreme eigenpairs with a residual stop, and tridiagonals for SLQ.
+
+:func:`extreme` finds the wanted eigenpairs of a symmetric operator given only by its products
+(``matvec(v)`` on a torch vector) by thick-restart Lanczos (Wu and Simon) with full
+reorthogonalisation (classical Gram-Schmidt, twice). The basis and the products stay on the
+operator's device in its dtype; only the small projected matrix crosses to the host. The
+products are kept beside the basis, so the residual ``||H y - theta y||`` of every Ritz pair is
+computed from the products themselves (``(H Q) s - theta Q s``), not from the recurrence alone,
+at no extra product. It stops as soon as every wanted pair's error bound
+
+.. math:: \\mathrm{err}_i = \\min\\left(r_i, \\frac{r_i^2}{\\delta_i}\\right), \\qquad
+   \\delta_i = \\min_{j \\ne i} |\\theta_i - \\theta_j| - r_i,
+
+meets its threshold (``r_i`` the residual, ``delta_i`` the distance to the other Ritz values:
+the Kato-Temple / Parlett bound for symmetric matrices), checking after every product, so it
+spends no product beyond the one that reaches the target.
+
+What the bounds can and cannot say: an interval of half-width ``r_i`` around ``theta_i``
+always holds an eigenvalue; the sharper ``r_i^2 / delta_i`` assumes that no eigenvalue the
+Krylov space has not yet seen lies closer than ``delta_i``. Like every Krylov method, Lanczos
+can miss an eigenvalue whose eigenvector the start vector barely touches, most often one of a
+close pair, and then report the next one in its place. On random spectra with close pairs at
+the top (``tests/test_lanczos.py``) this happened for none of 40 at ``tol=1e-6``, one at
+``1e-4`` and several at ``1e-3`` and looser: keep ``tol`` at 1e-4 or below when the order of
+close eigenvalues matters.
+
+:func:`tridiagonals` runs plain Lanczos (full reorthogonalisation, float64) from several start
+vectors together and returns each one's tridiagonal, for stochastic Lanczos quadrature.
+
+References:
+    - K. Wu, H. Simon, "Thick-restart Lanczos method for large symmetric eigenvalue problems",
+      SIAM J. Matrix Anal. Appl., 2000.
+    - B. N. Parlett, "The Symmetric Eigenvalue Problem", SIAM, 1998 (sections 11-13: residual
+      and gap bounds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from probes.curvature.operators import check_finite
+
+__all__ = ["Ritz", "error_bounds", "extreme", "select", "tridiagonals"]
+
+
+@dataclass(frozen=True, eq=False)
+class Ritz:
+    """Wanted Ritz pairs of :func:`extreme`, ascending.
+
+    values: Ritz values (float64). vectors: unit Ritz vectors, one a row, on the device.
+    residuals: ``||H y - theta y||`` from the stored products. errors: the bound on
+    ``|lambda - theta|``. converged: whether each error meets its threshold.
+    n_products: products spent. restarts: thick restarts done.
+    """
+
+    values: np.ndarray
+    vectors: Tensor
+    residuals: np.ndarray
+    errors: np.ndarray
+    converged: np.ndarray
+    n_products: int
+    restarts: int
+
+
+def select(values: np.ndarray, which: str, count: int) -> np.ndarray:
+    """Indices of the ``count`` wanted values of ascending ``values`` (ascending order):
+    the largest, the smallest, ``count // 2`` (rounded up) from each end, or the largest in
+    magnitude."""
+    n = len(values)
+    count = min(count, n)
+    if which == "largest":
+        return np.arange(n - count, n)
+    if which == "smallest":
+        return np.arange(count)
+    if which == "both":
+        top = (count + 1) // 2
+        return np.unique(np.concatenate([np.arange(count - top), np.arange(n - top, n)]))
+    idx = np.argsort(-np.abs(values), kind="stable")[:count]
+    return np.sort(idx)
+
+
+def error_bounds(values: np.ndarray, wanted: np.ndarray, residuals: np.ndarray) -> np.ndarray:
+    """``min(r, r^2 / gap)`` for the wanted Ritz values (``residuals`` theirs), the gap to the
+    other Ritz values less the residual; just ``r`` where no other Ritz value separates it."""
+    out = np.asarray(residuals, dtype=np.float64).copy()
+    for n, i in enumerate(wanted):
+        others = np.delete(values, i)
+        if len(others) == 0:
+            continue
+        gap = float(np.min(np.abs(others - values[i]))) - out[n]
+        if gap > out[n]:
+            out[n] = out[n] ** 2 / gap
+    return out
+
+
+def _orthogonalize(basis: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+    """``w`` less its projection on the rows of ``basis`` (Gram-Schmidt twice); returns the
+    remainder and the coefficients."""
+    h = basis @ w
+    w = w - h @ basis
+    h2 = basis @ w
+    return w - h2 @ basis, h + h2
+
+
+def extreme(matvec: Callable[[Tensor], Tensor], v0: Tensor, nev: int, which: str,
+            thresholds: Callable[[np.ndarray], np.ndarray], *, basis: int,
+            max_products: int | None = None, seed: int = 0) -> Ritz:
+    """Thick-restart Lanczos for the ``nev`` wanted eigenpairs (see the module docstring).
+
+    Args:
+        matvec: the symmetric operator: a (P,) tensor to a (P,) tensor.
+        v0: start vector (P,) on the operator's device and in its dtype.
+        nev: wanted pairs; which: ``"largest"``, ``"smallest"``, ``"both"`` (half from each
+            end) or ``"magnitude"``.
+        thresholds: maps the wanted Ritz values to the error each must reach.
+        basis: the largest basis before a thick restart (at least ``nev + 2``, at most P).
+        max_products: stop after this many products (the best pairs so far come back;
+            default ``20 * max(basis, 50)``, a guard against a target below the rounding level
+            of the products).
+        seed: for the random vector that continues after an invariant subspace.
+    """
+    p = v0.numel()
+    dev, dtype = v0.device, v0.dtype
+    m = min(p, basis)
+    keep = min(m - 1, nev + max(1, (m - nev) // 2))
+    q = torch.zeros(m + 1, p, device=dev, dtype=dtype)
+    hq = torch.zeros(m, p, device=dev, dtype=dtype)
+    t = np.zeros((m + 1, m + 1))
+    q[0] = v0 / v0.norm()
+    j, n, restarts, gen, hold = 0, 0, 0, None, 0
+    limit = 20 * max(m, 50) if max_products is None else max_products
+    eps = float(torch.finfo(dtype).eps)
+    while True:
+        w = matvec(q[j])
+        n += 1
+        hq[j] = w
+        w, h = _orthogonalize(q[: j + 1], w)
+        t[: j + 1, j] = h.double().cpu().numpy()
+        beta = float(w.norm())
+        t[j + 1, j] = beta
+        j += 1
+        sym = (t[:j, :j] + t[:j, :j].T) / 2
+        theta, s = np.linalg.eigh(sym)
+        scale = max(float(np.abs(theta).max()), np.finfo(np.float64).tiny)
+        # an invariant Krylov space holds exact eigenpairs, but not necessarily the wanted
+        # ones: never stop there (unless it is the whole space); go on from a fresh direction
+        # and give its Krylov space nev + 10 steps to bring out what the first one lacked
+        invariant = beta <= 10 * eps * scale * np.sqrt(j)
+        full = j == p
+        spent = n >= limit
+        if j >= min(nev, p) or spent:
+            wanted = select(theta, which, nev)
+            cheap = beta * np.abs(s[-1, wanted])
+            ok = error_bounds(theta, wanted, cheap) <= thresholds(theta[wanted])
+            if (ok.all() and not invariant and n >= hold) or full or spent:
+                found = _ritz(theta, s, wanted, q[:j], hq[:j], thresholds, n, restarts)
+                if (found.converged.all() and len(found.values) == nev) or spent or full:
+                    return found
+        coupling = beta
+        if invariant:  # the Krylov space is invariant: continue from a fresh direction
+            gen = gen or torch.Generator(device=dev).manual_seed(seed + 1)
+            w = torch.randn(p, generator=gen, device=dev, dtype=dtype)
+            w, _ = _orthogonalize(q[:j], w)
+            beta, coupling = float(w.norm()), 0.0
+            t[j, :j] = 0.0
+            hold = n + nev + 10
+        if j == m:  # thick restart from the `keep` best Ritz vectors
+            kept = select(theta, which, keep)
+            sk = torch.from_numpy(s[:, kept].T.copy()).to(dev, dtype)
+            q[: len(kept)] = sk @ q[:j]
+            hq[: len(kept)] = sk @ hq[:j]
+            t[:] = 0.0
+            t[np.arange(len(kept)), np.arange(len(kept))] = theta[kept]
+            t[len(kept), : len(kept)] = coupling * s[-1, kept]
+            j = len(kept)
+            restarts += 1
+        q[j] = w / beta
+
+
+def _ritz(theta: np.ndarray, s: np.ndarray, wanted: np.ndarray, q: Tensor, hq: Tensor,
+          thresholds: Callable[[np.ndarray], np.ndarray], n: int, restarts: int) -> Ritz:
+    """The wanted pairs with residuals from the stored products."""
+    sw = torch.from_numpy(s[:, wanted].T.copy()).to(q.device, q.dtype)
+    y = sw @ q
+    hy = sw @ hq
+    vals = theta[wanted]
+    r = hy - torch.from_numpy(vals).to(q.device, q.dtype)[:, None] * y
+    res = r.double().norm(dim=1).cpu().numpy()
+    errors = error_bounds(theta, wanted, res)
+    return Ritz(values=vals, vectors=y / y.norm(dim=1, keepdim=True), residuals=res,
+                errors=errors, converged=errors <= thresholds(vals), n_products=n,
+                restarts=restarts)
+
+
+def tridiagonals(op: Any, n_vectors: int, steps: int, gen: torch.Generator
+                 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``steps`` Lanczos steps from each of ``n_vectors`` random unit vectors, the recurrences
+    run together (one (active, P) product a step), with full reorthogonalisation in float64.
+    Returns each vector's tridiagonal (alphas, betas)."""
+    p = int(op.size)
+    f64 = torch.float64
+    v = torch.randn(n_vectors, p, generator=gen, device=op.device, dtype=f64)
+    v = v / v.norm(dim=1, keepdim=True)
+    basis = torch.zeros(n_vectors, steps, p, device=op.device, dtype=f64)
+    alphas = torch.zeros(n_vectors, steps, dtype=f64)
+    betas = torch.zeros(n_vectors, steps, dtype=f64)
+    length = torch.full((n_vectors,), steps, dtype=torch.long)
+    active = torch.arange(n_vectors, device=op.device)
+    prev = torch.zeros_like(v)
+    beta_prev = torch.zeros(n_vectors, device=op.device, dtype=f64)
+    scale = torch.zeros(n_vectors, device=op.device, dtype=f64)
+    tol = float(torch.finfo(op.dtype).eps) ** 0.75
+    for j in range(steps):
+        idx = active
+        cur = v[idx]
+        basis[idx, j] = cur
+        w = op.matvec(cur.to(op.dtype)).to(f64)
+        check_finite(w, "density")
+        a = (w * cur).sum(1)
+        w = w - a[:, None] * cur - beta_prev[idx, None] * prev[idx]
+        b_basis = basis[idx, : j + 1]                                    # (a, j+1, P)
+        for _ in range(2):                                               # full reorthogonalisation
+            w = w - torch.einsum("ajp,aj->ap", b_basis, torch.einsum("ajp,ap->aj", b_basis, w))
+        b = w.norm(dim=1)
+        alphas[idx.cpu(), j] = a.cpu()
+        betas[idx.cpu(), j] = b.cpu()
+        scale[idx] = torch.maximum(scale[idx], torch.maximum(a.abs(), b))
+        if j == steps - 1:
+            break
+        done = b <= tol * scale[idx].clamp_min(torch.finfo(f64).tiny)
+        for i in idx[done].tolist():
+            length[i] = j + 1
+        keep = ~done
+        prev[idx] = cur
+        beta_prev[idx] = b
+        nxt = torch.zeros_like(w)
+        nxt[keep] = w[keep] / b[keep, None]
+        v[idx] = nxt
+        active = idx[keep]
+        if active.numel() == 0:
+            break
+    out_a, out_b = [], []
+    for i in range(n_vectors):
+        m = int(length[i])
+        out_a.append(alphas[i, :m].numpy())
+        out_b.append(betas[i, : m - 1].numpy())
+    return out_a, out_b

@@ -1,0 +1,169 @@
+"""The curvature matrix a Hessian probe works on, as products with vectors.
+
+:func:`operator` wraps a model, loss and data into a :class:`CurvatureOperator`: the Hessian
+of the mean loss (default), or the generalised Gauss-Newton matrix (``"ggn"``, PSD, equal to
+the Fisher for cross-entropy), at the model's parameters, restricted to a subset of them if
+asked. Products go through :class:`landscape.Objective`, so they are exact, weighted by batch
+size over the whole dataset, computed on the model's device and dtype, and never write into the
+model. The operator counts its products and passes, so every probe can report its cost.
+
+Examples:
+    >>> op = operator(model, nn.CrossEntropyLoss(), (X, y))
+    >>> hv = op.matvec(torch.randn(op.size))          # (P,)
+    >>> HV = op.matvec(torch.randn(4, op.size))       # (4, P) in one pass
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.sparse.linalg import LinearOperator
+from torch import Tensor, nn
+from torch.func import jvp, vjp, vmap
+
+from landscape.engine.context import evaluation
+from landscape.engine.objective import Objective
+from landscape.engine.params import ParamFilter
+from landscape.engine.records import check_record
+
+__all__ = ["CURVATURES", "CurvatureOperator", "check_finite", "check_record", "operator"]
+
+CURVATURES = ("hessian", "ggn", "fisher")
+"""Curvature matrices: the Hessian; the generalised Gauss-Newton J^T H_out J; the Fisher
+information of the model's predictive distribution (softmax classifiers with cross-entropy)."""
+
+
+@dataclass
+class CurvatureOperator:
+    """A symmetric P x P curvature matrix at ``theta``, available as products.
+
+    Attributes:
+        objective: the :class:`~landscape.engine.objective.Objective` (data, model, parameters).
+        curvature: one of :data:`CURVATURES`. theta: the point (the model's parameters).
+        n_products: matrix-vector products so far (a block of k counts k).
+        seconds: time spent in products.
+    """
+
+    objective: Objective
+    curvature: str
+    theta: Tensor
+    n_products: int = 0
+    seconds: float = 0.0
+    _product: Callable[[Tensor | None, Tensor], Tensor] = field(repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        self._product = {"hessian": self.objective.hvp, "ggn": self.objective.ggn_vp,
+                         "fisher": self._fisher_vp}[self.curvature]
+
+    def _fisher_vp(self, theta: Tensor, v: Tensor) -> Tensor:
+        """F v = (1/N) sum_n sum_c p_nc (g_nc . v) g_nc with g_nc = grad log p_c(x_n): the Fisher
+        of the softmax predictive distribution, as one jvp and one vjp of the log-probabilities
+        per batch (an expectation over the model's classes, not the labels: for cross-entropy
+        it equals the GGN, computed another way)."""
+        obj = self.objective
+        batched = v.ndim == 2
+        total = torch.zeros(v.shape, dtype=torch.promote_types(v.dtype, torch.float32),
+                            device=v.device)
+        with evaluation(obj.model, obj.mode == "train"):
+            for batch in obj.batches:
+                def log_probs(t: Tensor, batch: Any = batch) -> Tensor:
+                    return torch.log_softmax(obj.outputs(t, batch.inputs), dim=-1)
+
+                logp, pullback = vjp(log_probs, theta)
+                p = logp.detach().exp()
+
+                def one(u: Tensor, log_probs: Any = log_probs, p: Tensor = p,
+                        pullback: Any = pullback) -> Tensor:
+                    d = jvp(log_probs, (theta,), (u,))[1]
+                    return pullback(p * d)[0]
+
+                total += vmap(one)(v) if batched else one(v)
+        return (total / obj.n_examples).to(v.dtype)
+
+    @property
+    def size(self) -> int:
+        """P, the number of parameters."""
+        return int(self.theta.numel())
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.theta.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.theta.device
+
+    @property
+    def passes(self) -> float:
+        """Passes over the data so far (from the objective's cost)."""
+        return self.objective.cost.passes
+
+    def matvec(self, v: Tensor) -> Tensor:
+        """The matrix times ``v`` (P,), or times each row of ``v`` (k, P)."""
+        start = time.perf_counter()
+        out = self._product(self.theta, v.to(self.device, self.dtype))
+        self.n_products += v.shape[0] if v.ndim == 2 else 1
+        self.seconds += time.perf_counter() - start
+        return out
+
+    def scipy(self) -> LinearOperator:
+        """A float64 SciPy ``LinearOperator`` (for ``eigsh``); vectors cross to the host."""
+        def mv(x: np.ndarray) -> np.ndarray:
+            v = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64).reshape(-1))
+            return self.matvec(v).detach().to("cpu", torch.float64).numpy()
+
+        def mm(x: np.ndarray) -> np.ndarray:
+            v = torch.from_numpy(np.ascontiguousarray(np.asarray(x, dtype=np.float64).T))
+            return self.matvec(v).detach().to("cpu", torch.float64).numpy().T
+
+        return LinearOperator((self.size, self.size), matvec=mv, rmatvec=mv, matmat=mm,
+                              dtype=np.float64)
+
+    def cost(self) -> dict[str, float]:
+        """``{"n_products", "passes", "seconds"}`` so far."""
+        return {"n_products": self.n_products, "passes": self.passes, "seconds": self.seconds}
+
+
+def operator(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *,
+             curvature: str = "hessian",
+             params: ParamFilter | Iterable[str] | None = None, mode: str = "eval",
+             batch_size: int | None = None, hvp: str = "auto", check: bool = True
+             ) -> CurvatureOperator:
+    """The curvature of the mean loss of ``model`` over ``data`` at its parameters.
+
+    Args:
+        model, loss_fn, data: as for :class:`landscape.Objective` (tensors, a Dataset or a
+            DataLoader; the loss is the mean over the whole data, batches weighted by size).
+        curvature: ``"hessian"``, ``"ggn"`` or ``"fisher"`` (softmax classifiers trained with
+            ``nn.CrossEntropyLoss``; the expectation over the model's classes, not the labels).
+        params: the parameters the matrix is over (a filter, names, or None for all).
+        mode, batch_size, hvp, check: passed to :class:`landscape.Objective`.
+
+    Raises:
+        ValueError: an unknown curvature (the message lists them), or what the objective
+            refuses (a loss that is not a scalar, empty data, ...).
+    """
+    if curvature not in CURVATURES:
+        raise ValueError(f"operator: curvature must be one of {', '.join(CURVATURES)}, got "
+                         f"{curvature!r}")
+    if curvature == "fisher" and not (isinstance(loss_fn, nn.CrossEntropyLoss) and
+                                      loss_fn.reduction == "mean" and
+                                      loss_fn.label_smoothing == 0 and loss_fn.weight is None):
+        raise ValueError("operator: curvature='fisher' is the Fisher of a softmax classifier: "
+                         "it needs loss_fn=nn.CrossEntropyLoss() (mean, no weights or label "
+                         f"smoothing), got {loss_fn!r}; use curvature='ggn' for other losses")
+    obj = Objective(model, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
+                    hvp=hvp, check=check)
+    return CurvatureOperator(obj, curvature, obj.theta)
+
+
+def check_finite(products: Tensor, where: str) -> None:
+    """Raise ``FloatingPointError`` if curvature products hold NaN or inf."""
+    if not bool(torch.isfinite(products).all()):
+        raise FloatingPointError(f"{where}: the curvature products are not finite (NaN or inf); "
+                                 "check the loss and the parameters")

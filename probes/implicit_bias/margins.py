@@ -1,0 +1,239 @@
+r"""Output margins of a classifier, raw and normalised by the spectral complexity.
+
+**Margin** of example ``(x_i, y_i)``:
+
+.. math:: \gamma_i = f_{y_i}(x_i) - \max_{j \ne y_i} f_j(x_i),
+
+positive where the example is classified correctly. Targets are class indices (outputs
+(N, K), K >= 2), one-hot rows (the class is their argmax), or binary labels for one logit per
+example: ``y in {0, 1}`` or ``{-1, +1}``, margin ``s f(x)`` with ``s = +1`` for the positive
+class and -1 otherwise (the margin against an implicit logit 0).
+
+**Summaries**: the minimum and the ``q``-quantile (``q = 0.1``: the 10th percentile, Jiang et
+al. 2020's margin) taken as the order statistic: the ``k``-th smallest margin with
+``k = max(1, floor(q N))``, as their port (``kthvalue(m // 10)``).
+
+**Normalisation** (Bartlett, Foster and Telgarsky 2017, Sec. 2 and their Figure 1): each
+margin divided by ``R_A ||X||_F / N`` with ``||X||_F = sqrt(sum_i ||x_i||^2)`` over the flattened
+inputs and the spectral complexity
+
+.. math:: R_A = \Big(\prod_l \|A_l\|_2\Big) \Big(\sum_l \frac{\|A_l - M_l\|_{2,1}^{2/3}}
+          {\|A_l\|_2^{2/3}}\Big)^{3/2},
+
+where ``A_l`` are the layers (selected parameters with ndim >= 2 reshaped to (out, rest), as
+in :mod:`probes.implicit_bias.norms`), ``||B||_{2,1}`` is the sum over the rows of ``B`` (the output units)
+of their l2 norms (Bartlett's ``||B^T||_{2,1}``, columns of ``B^T``), and the reference
+matrices ``M_l`` are the initial weights when ``init`` is given, else zero. Biases do not enter
+``R_A`` (Bartlett's networks have none) and the activations are taken as 1-Lipschitz.
+Jiang et al.'s ``spec_orig`` replaces the (2,1) norms by Frobenius norms; we keep Bartlett's.
+
+Margins are computed under the objective's mode (eval by default: BatchNorm with running
+statistics), on the model's device and dtype, through :class:`landscape.Objective` (whose
+loss is here the negative mean margin, used only for its checks).
+
+References:
+    Bartlett, P. L., Foster, D. J., Telgarsky, M. (2017). Spectrally-normalized margin bounds
+    for neural networks. NeurIPS.
+    Jiang, Y., Neyshabur, B., Mobahi, H., Krishnan, D., Bengio, S. (2020). Fantastic
+    generalization measures and where to find them. ICLR.
+
+Examples:
+    >>> m = margins(model, (X, y), init=init_model)
+    >>> m.minimum, m.quantile, m.normalised_quantile, m.spectral_complexity
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils._pytree import tree_flatten
+
+from landscape.engine.checks import _check_fraction
+from landscape.engine.context import evaluation
+from landscape.engine.objective import Objective
+from landscape.engine.params import ParamFilter
+from landscape.engine.records import check_record
+
+from probes.implicit_bias.layers import matrices, resolve_init, selected
+
+__all__ = ["Margins", "margin_of", "margins", "spectral_complexity"]
+
+
+@dataclass(frozen=True, eq=False)
+class Margins:
+    """Margins of a dataset (see the module docstring).
+
+    Attributes:
+        margins: ``gamma_i`` per example, in data order (N,).
+        normalised: ``gamma_i N / (R_A ||X||_F)`` (N,).
+        minimum, quantile: of the margins; normalised_minimum, normalised_quantile: of the
+            normalised ones. q: the quantile's level.
+        spectral_complexity: ``R_A``; input_norm: ``||X||_F``; reference: ``"init"`` or
+            ``"zero"`` (the matrices ``M_l``); layers: the layers in ``R_A``.
+        n_examples, mode, passes, seconds: the data size, the evaluation mode and the cost.
+    """
+
+    margins: np.ndarray
+    normalised: np.ndarray
+    minimum: float
+    quantile: float
+    normalised_minimum: float
+    normalised_quantile: float
+    q: float
+    spectral_complexity: float
+    input_norm: float
+    reference: str
+    layers: tuple[str, ...]
+    n_examples: int
+    mode: str
+    passes: float
+    seconds: float
+
+    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(arrays, attrs)`` for :meth:`landscape.store.Store.write_record`."""
+        attrs = {k: getattr(self, k) for k in (
+            "minimum", "quantile", "normalised_minimum", "normalised_quantile", "q",
+            "spectral_complexity", "input_norm", "reference", "n_examples", "mode", "passes",
+            "seconds")}
+        return ({"margins": np.asarray(self.margins), "normalised": np.asarray(self.normalised)},
+                {"probe": "margins", "layers": list(self.layers), **attrs})
+
+    @classmethod
+    def from_record(cls, record: Any) -> Margins:
+        """The result back from a :class:`landscape.store.Record` (or ``(arrays, attrs)``)."""
+        arrays, attrs = check_record(record, "margins", "Margins.from_record")
+        floats = ("minimum", "quantile", "normalised_minimum", "normalised_quantile", "q",
+                  "spectral_complexity", "input_norm", "passes", "seconds")
+        return cls(margins=np.asarray(arrays["margins"], np.float64),
+                   normalised=np.asarray(arrays["normalised"], np.float64),
+                   **{k: float(attrs[k]) for k in floats}, reference=str(attrs["reference"]),
+                   layers=tuple(attrs["layers"]), n_examples=int(attrs["n_examples"]),
+                   mode=str(attrs["mode"]))
+
+
+def margin_of(outputs: Tensor, targets: Tensor) -> Tensor:
+    """``f_y(x) - max_{j != y} f_j(x)`` per example (see the module docstring for targets).
+
+    Raises:
+        ValueError: outputs and targets that are none of the accepted pairs, or class indices
+            outside ``[0, K)``.
+    """
+    if not isinstance(outputs, Tensor) or not isinstance(targets, Tensor):
+        raise TypeError(f"margins: expected tensors of outputs and targets, got "
+                        f"{type(outputs).__name__} and {type(targets).__name__}")
+    n = targets.shape[0] if targets.ndim else -1
+    if outputs.ndim == 2 and outputs.shape[1] > 1 and outputs.shape[0] == n:
+        k = outputs.shape[1]
+        if not targets.is_floating_point() and targets.shape == (n,):
+            if bool(((targets < 0) | (targets >= k)).any()):
+                raise ValueError(f"margins: class indices must lie in [0, {k}), got "
+                                 f"{int(targets.min())}..{int(targets.max())}")
+            labels = targets.long()
+        elif targets.shape == outputs.shape:
+            labels = targets.argmax(1)
+        else:
+            labels = None
+        if labels is not None:
+            true = outputs.gather(1, labels[:, None])[:, 0]
+            others = outputs.scatter(1, labels[:, None], float("-inf"))
+            return true - others.max(1).values
+    elif outputs.numel() == n and outputs.shape[0] == n and targets.numel() == n:
+        t = targets.reshape(-1)
+        if bool(((t == 0) | (t == 1)).all()):
+            return (2 * t.to(outputs.dtype) - 1) * outputs.reshape(-1)
+        if bool(((t == -1) | (t == 1)).all()):
+            return t.to(outputs.dtype) * outputs.reshape(-1)
+    raise ValueError(
+        f"margins: expected outputs (N, K) with class-index targets (N,) or one-hot targets "
+        f"(N, K), or one logit per example with targets in {{0, 1}} or {{-1, 1}}; got outputs "
+        f"{tuple(outputs.shape)} and targets {tuple(targets.shape)} {targets.dtype}")
+
+
+def _negative_mean_margin(outputs: Tensor, targets: Tensor) -> Tensor:
+    return -margin_of(outputs, targets).mean()
+
+
+def spectral_complexity(layers: dict[str, Tensor], reference: dict[str, Tensor] | None = None
+                        ) -> float:
+    """Bartlett et al.'s ``R_A`` of weight matrices (out, rest), with reference matrices
+    ``M_l`` (zero when None); see the module docstring."""
+    spec, ratio = [], []
+    for name, a in layers.items():
+        work = a.to(torch.promote_types(a.dtype, torch.float32))
+        d = work if reference is None else work - reference[name].reshape(a.shape).to(work.dtype)
+        s = float(torch.linalg.matrix_norm(work, 2))
+        spec.append(s)
+        ratio.append((float(d.norm(dim=1).sum()) / s) ** (2 / 3) if s > 0 else math.inf)
+    if min(spec) == 0:
+        return 0.0
+    return float(np.prod(spec)) * float(np.sum(ratio)) ** 1.5
+
+
+def _order_statistic(values: np.ndarray, q: float) -> float:
+    k = max(1, math.floor(q * values.size))
+    return float(np.partition(values, k - 1)[k - 1])
+
+
+def margins(model: nn.Module, data: Any, *, q: float = 0.1, init: Any = None,
+            params: ParamFilter | Iterable[str] | None = None, mode: str = "eval",
+            batch_size: int | None = None, check: bool = True) -> Margins:
+    """Per-example output margins, their minimum and ``q``-quantile, raw and normalised by
+    Bartlett et al.'s spectral complexity.
+
+    Args:
+        model: a classifier; read, never written.
+        data: ``(inputs, targets)`` tensors, a ``Dataset`` or a ``DataLoader``; targets class
+            indices, one-hot rows, or binary labels for one logit.
+        q: the quantile, in (0, 1] (default 0.1: the 10th percentile).
+        init: reference matrices for ``R_A``: a model, a state dict or a flat vector (see
+            :func:`probes.implicit_bias.norms.norms`); None for zero.
+        params: which parameters form the layers of ``R_A`` (a filter or names; None: all).
+        mode, batch_size, check: passed to :class:`landscape.Objective`.
+
+    Returns:
+        :class:`Margins`.
+
+    Raises:
+        ValueError: bad options, outputs and targets that define no margin, no layer, an init
+            that does not match, or whatever :class:`landscape.Objective` refuses.
+    """
+    where = "margins"
+    q = _check_fraction(where, "q", q)
+    if q == 0:
+        raise ValueError(f"{where}: q must be in (0, 1], got {q!r}")
+    start = time.perf_counter()
+    chosen = selected(where, model, params)
+    layers = matrices(where, chosen)
+    reference = None if init is None else resolve_init(where, model, init, chosen)
+    obj = Objective(model, _negative_mean_margin, data, params=params, mode=mode,
+                    batch_size=batch_size, check=check)
+    theta = obj.theta
+    parts, squares = [], 0.0
+    with torch.no_grad(), evaluation(model, mode == "train"):
+        for batch in obj.batches:
+            parts.append(margin_of(obj.outputs(theta, batch.inputs), batch.targets))
+            leaves, _ = tree_flatten(batch.inputs)
+            squares += sum(float(t.to(torch.float64).square().sum()) for t in leaves
+                           if isinstance(t, Tensor))
+    values = torch.cat(parts).to("cpu", torch.float64).numpy()
+    if not np.isfinite(values).all():
+        raise ValueError(f"{where}: the margins are not finite; expected finite outputs")
+    n = values.size
+    r_a = spectral_complexity(layers, reference)
+    norm_x = math.sqrt(squares)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        normalised = values * n / (r_a * norm_x)
+    return Margins(
+        margins=values, normalised=normalised, minimum=float(values.min()),
+        quantile=_order_statistic(values, q), normalised_minimum=float(normalised.min()),
+        normalised_quantile=_order_statistic(normalised, q), q=q, spectral_complexity=r_a,
+        input_norm=norm_x, reference="zero" if init is None else "init",
+        layers=tuple(layers), n_examples=n, mode=mode, passes=float(obj.cost.passes + 1),
+        seconds=time.perf_counter() - start)

@@ -1,0 +1,311 @@
+r"""Implicit-bias and generalisation measures in one place, and :func:`measures`: every
+applicable one at a point, named consistently, so that a sweep can rank them against the
+generalisation gap (Jiang et al. 2020).
+
+The measures themselves live in small modules, re-exported here:
+
+- :mod:`probes.implicit_bias.norms`: per-layer Frobenius and spectral norms, their log-products and sums,
+  distance from initialisation, parameter norm, path-norm, Fisher-Rao norm;
+- :mod:`probes.implicit_bias.margins`: output margins, their minimum and 10th percentile, normalised by the
+  spectral complexity;
+- :mod:`probes.implicit_bias.weight_spectra`: effective and stable rank, power-law tail exponent alpha;
+- :mod:`probes.implicit_bias.gradient_noise`: trace of the per-example gradient covariance, simple noise
+  scale;
+- :mod:`probes.implicit_bias.ground_truth`: max-margin directions, factorisation and diagonal-network
+  comparators for the implicit-bias experiments;
+- :mod:`probes.sharpness`: worst- and average-case (adaptive) sharpness, PAC-Bayes flatness.
+
+**Names** (the keys of :attr:`Measures.values`; a measure that does not apply is None, and
+:attr:`Measures.skipped` says why):
+
+================================  ==========================================================
+``loss``, ``accuracy``            at the point, over ``data``
+``param_norm``                    ``||w||_2``
+``log_prod_frobenius``            ``sum_l log ||W_l||_F`` (``log_prod_spectral``: ``||W_l||_2``)
+``sum_frobenius_sq``              ``sum_l ||W_l||_F^2`` (``sum_spectral_sq``: ``||W_l||_2^2``)
+``dist_init``                     ``||w - w_0||_2`` (with ``init``)
+``dist_init_frobenius_sum``       ``sum_l ||W_l - W_l^0||_F``; ``..._spectral_sum``: ``||.||_2``
+``path_norm``                     :func:`probes.implicit_bias.norms.path_norm` (ReLU-type networks)
+``fisher_rao``                    :func:`probes.implicit_bias.norms.fisher_rao`
+``margin_min``, ``margin_q10``    output margins (classification)
+``margin_normalised_q10``         10th percentile divided by the spectral complexity
+``inverse_margin_q10_sq``         ``1 / margin_q10^2`` (Jiang et al.'s orientation: larger is
+                                  predicted to generalise worse)
+``effective_rank_mean``           mean over layers; also ``stable_rank_mean``
+``alpha_mean``                    mean power-law exponent over the layers that have a fit
+``noise_trace``, ``noise_scale``  ``tr(Sigma)`` and ``B_simple = tr(Sigma) / ||g||^2``
+``sharpness_worst``               worst-case l2 sharpness at ``rho``
+``sharpness_worst_adaptive``      adaptive (``c = |w|``) at ``adaptive_rho``
+``sharpness_average``             average-case at ``rho``; ``..._adaptive`` at ``adaptive_rho``
+``pac_bayes_flatness``            ``1 / sigma^2`` (plain noise); ``..._magnitude`` (aware)
+================================  ==========================================================
+
+The sharpness family costs tens of passes over the data: leave it out with
+``include=`` when only the cheap measures are wanted.
+
+Examples:
+    >>> m = measures(model, nn.CrossEntropyLoss(), (X, y), init=model_at_init)
+    >>> m.values["log_prod_spectral"], m.values["sharpness_worst_adaptive"], m.skipped
+    >>> arrays, attrs = m.to_record()           # Store.write_record(run, "probes", "measures", ...)
+
+References:
+    Jiang, Neyshabur, Mobahi, Krishnan, Bengio, "Fantastic generalization measures and where to
+    find them", ICLR 2020. Dziugaite et al., "In search of robust measures of generalization",
+    NeurIPS 2020. Andriushchenko, Croce, Mueller, Hein, Flammarion, "A modern look at the
+    relationship between sharpness and generalization", ICML 2023.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from torch import Tensor, nn
+
+from landscape import Objective
+from landscape.engine.checks import _check_int, _check_positive
+from landscape.engine.params import ParamFilter
+from landscape.engine.records import check_record
+
+from probes.sharpness.average import average_case
+from probes.sharpness.flatness import pac_bayes
+from probes.implicit_bias.gradient_noise import (
+    GradientNoise,
+    Stream,
+    gradient_noise,
+    noise_of,
+    stream,
+)
+from probes.implicit_bias.ground_truth import (
+    alignment,
+    diagonal,
+    factorization,
+    max_margin,
+    min_norm_interpolator,
+)
+from probes.implicit_bias.margins import Margins, margins
+from probes.implicit_bias.norms import FisherRao, Norms, fisher_rao, fisher_rao_of, norms, path_norm
+from probes.implicit_bias.weight_spectra import (
+    WeightSpectra,
+    effective_rank,
+    fit_power_law,
+    weight_spectra,
+)
+from probes.sharpness.worst import worst_case
+
+__all__ = ["FAMILIES", "FisherRao", "GradientNoise", "Margins", "Measures", "Norms",
+           "WeightSpectra", "alignment", "diagonal", "effective_rank", "factorization",
+           "fisher_rao", "fit_power_law", "gradient_noise", "margins", "max_margin", "measures",
+           "min_norm_interpolator", "norms", "path_norm", "weight_spectra"]
+
+FAMILIES = ("norms", "margins", "spectra", "noise", "sharpness", "pac_bayes")
+"""Families of :func:`measures`, each included by default."""
+
+_LAYER_ARRAYS = ("frobenius", "spectral", "dist_frobenius", "dist_spectral", "effective_rank",
+                 "stable_rank", "alpha")
+
+
+@dataclass(frozen=True, eq=False)
+class Measures:
+    """Every applicable measure at one point.
+
+    Attributes:
+        values: measure name -> value (None where it does not apply; see the module table).
+        skipped: measure or family -> why it is None.
+        layers: the layers (parameters of ndim >= 2) of the per-layer arrays.
+        per_layer: ``frobenius``, ``spectral``, ``dist_frobenius``, ``dist_spectral``,
+            ``effective_rank``, ``stable_rank``, ``alpha`` (NaN where there is none), one entry
+            a layer.
+        options: the options the measures were computed with.
+        passes: passes over the data, all measures together. seconds: wall time.
+    """
+
+    values: dict[str, float | None]
+    skipped: dict[str, str]
+    layers: tuple[str, ...]
+    per_layer: dict[str, np.ndarray] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    passes: float = 0.0
+    seconds: float = 0.0
+
+    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(arrays, attrs)`` for :meth:`landscape.store.Store.write_record`."""
+        attrs = {"probe": "measures", "values": dict(self.values), "skipped": dict(self.skipped),
+                 "layers": list(self.layers), "options": dict(self.options),
+                 "passes": float(self.passes), "seconds": float(self.seconds)}
+        return {f"layer_{k}": np.asarray(v, dtype=np.float64)
+                for k, v in self.per_layer.items()}, attrs
+
+    @classmethod
+    def from_record(cls, record: Any) -> Measures:
+        """The result back from a :class:`landscape.store.Record` (or ``(arrays, attrs)``)."""
+        arrays, attrs = check_record(record, "measures", "Measures.from_record")
+        values = {k: None if v is None else float(v) for k, v in attrs["values"].items()}
+        return cls(values=values, skipped=dict(attrs["skipped"]), layers=tuple(attrs["layers"]),
+                   per_layer={k.removeprefix("layer_"): np.asarray(v, dtype=np.float64)
+                              for k, v in arrays.items() if k.startswith("layer_")},
+                   options=dict(attrs["options"]), passes=float(attrs["passes"]),
+                   seconds=float(attrs["seconds"]))
+
+
+def _include(include: Iterable[str] | None) -> tuple[str, ...]:
+    if include is None:
+        return FAMILIES
+    if isinstance(include, str) or not all(isinstance(f, str) for f in include):
+        raise TypeError(f"measures: include must be a list of family names from {FAMILIES}, "
+                        f"got {include!r}")
+    unknown = sorted(set(include) - set(FAMILIES))
+    if unknown:
+        raise ValueError(f"measures: unknown famil{'ies' if len(unknown) > 1 else 'y'} "
+                         f"{', '.join(map(repr, unknown))} in include; choose from {FAMILIES}")
+    return tuple(f for f in FAMILIES if f in include)
+
+
+def _finite_or_none(x: Any) -> float | None:
+    return None if x is None or not math.isfinite(float(x)) else float(x)
+
+
+def measures(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *,
+             init: nn.Module | Tensor | Mapping[str, Tensor] | None = None,
+             include: Iterable[str] | None = None, rho: float = 0.05,
+             adaptive_rho: float = 0.5, steps: int = 20, n_samples: int = 20,
+             pac_bayes_samples: int = 10, params: ParamFilter | Iterable[str] | None = None,
+             mode: str = "eval", batch_size: int | None = None, seed: int = 0,
+             check: bool = True) -> Measures:
+    """Every applicable measure of the module table at the model's parameters, over ``data``.
+
+    Args:
+        model, loss_fn, data: as for every probe (the model is never modified).
+        init: the initialisation (a model, a flat vector or a state dict) for the distances
+            and the margins' spectral complexity; without it those are None.
+        include: families from :data:`FAMILIES` (default all).
+        rho: radius of the plain worst- and average-case sharpness (l2).
+        adaptive_rho: radius of the adaptive ones (``||delta / |w| ||_2 <= adaptive_rho``).
+        steps: ascent steps of the worst case. n_samples: draws of the average case.
+        pac_bayes_samples: Monte Carlo draws per bisection step of the PAC-Bayes flatness.
+        params: the parameters measured and perturbed (default all trainable).
+        mode, batch_size: as for :class:`landscape.Objective`. seed: of every random draw.
+        check: the determinism check, once (the measures then skip their own).
+
+    Returns:
+        :class:`Measures`.
+    """
+    started = time.perf_counter()
+    families = _include(include)
+    rho = _check_positive("measures", "rho", rho)
+    adaptive_rho = _check_positive("measures", "adaptive_rho", adaptive_rho)
+    steps = _check_int("measures", "steps", steps, 1)
+    n_samples = _check_int("measures", "n_samples", n_samples, 2)
+    pac_bayes_samples = _check_int("measures", "pac_bayes_samples", pac_bayes_samples, 1)
+    seed = _check_int("measures", "seed", seed)
+    obj = Objective(model, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
+                    check=check)
+    point = obj.evaluate()
+    common = {"params": params, "mode": mode, "batch_size": batch_size, "check": False}
+    values: dict[str, float | None] = {"loss": point.loss, "accuracy": point.accuracy}
+    skipped: dict[str, str] = {}
+    per_layer: dict[str, np.ndarray] = {}
+    layers: tuple[str, ...] = ()
+    passes = 0.0  # of the probes with objectives of their own; obj's are added at the end
+
+    def skip(names: Iterable[str], why: str) -> None:
+        for name in names:
+            values[name] = None
+            skipped[name] = why
+
+    streamed: list[Stream] = []
+
+    def per_example() -> Stream:
+        """The per-example gradients, streamed once for the Fisher-Rao norm and the noise."""
+        if not streamed:
+            streamed.append(stream(obj, 256, "measures"))
+        return streamed[0]
+
+    if "norms" in families:
+        n = norms(model, init=init, params=params)
+        layers = n.layers
+        values.update(param_norm=n.param_norm, log_prod_frobenius=n.log_prod_frobenius,
+                      log_prod_spectral=n.log_prod_spectral,
+                      sum_frobenius_sq=n.sum_frobenius_sq, sum_spectral_sq=n.sum_spectral_sq)
+        per_layer.update(frobenius=n.frobenius, spectral=n.spectral)
+        if n.dist_frobenius is None:
+            skip(("dist_init", "dist_init_frobenius_sum", "dist_init_spectral_sum"),
+                 "no init given")
+        else:
+            values.update(dist_init=n.dist_param_norm,
+                          dist_init_frobenius_sum=float(np.sum(n.dist_frobenius)),
+                          dist_init_spectral_sum=float(np.sum(n.dist_spectral)))
+            per_layer.update(dist_frobenius=n.dist_frobenius, dist_spectral=n.dist_spectral)
+        first = obj.batches.first().inputs
+        try:
+            if not isinstance(first, Tensor):
+                raise ValueError("the inputs are not one tensor, so there is no all-ones input")
+            values["path_norm"] = path_norm(model, tuple(first.shape[1:]))
+        except ValueError as exc:
+            skip(("path_norm",), str(exc))
+        values["fisher_rao"] = fisher_rao_of(obj, per_example().inner, started).value
+
+    margin_names = ("margin_min", "margin_q10", "margin_normalised_q10", "inverse_margin_q10_sq")
+    if "margins" in families:
+        if point.accuracy is None:
+            skip(margin_names, "the targets are not classes")
+        else:
+            mg = margins(model, data, init=init, **common)
+            q = mg.quantile
+            values.update(margin_min=mg.minimum, margin_q10=q,
+                          margin_normalised_q10=_finite_or_none(mg.normalised_quantile),
+                          inverse_margin_q10_sq=1.0 / q ** 2 if q > 0 else None)
+            if q <= 0:
+                skipped["inverse_margin_q10_sq"] = "the 10th-percentile margin is not positive"
+            passes += mg.passes
+
+    if "spectra" in families:
+        ws = weight_spectra(model, params=params)
+        layers = layers or ws.layers
+        alphas = [a for a in ws.alpha if a is not None]
+        values.update(effective_rank_mean=_finite_or_none(np.nanmean(ws.effective_rank))
+                      if len(ws.layers) else None,
+                      stable_rank_mean=_finite_or_none(np.nanmean(ws.stable_rank))
+                      if len(ws.layers) else None,
+                      alpha_mean=float(np.mean(alphas)) if alphas else None)
+        if not alphas:
+            skipped["alpha_mean"] = "no layer has enough eigenvalues for a power-law fit"
+        per_layer.update(effective_rank=ws.effective_rank, stable_rank=ws.stable_rank,
+                         alpha=np.array([np.nan if a is None else a for a in ws.alpha]))
+
+    if "noise" in families:
+        gn = noise_of(obj, per_example(), started)
+        values.update(noise_trace=gn.trace, noise_scale=_finite_or_none(gn.b_simple))
+
+    if "sharpness" in families:
+        for suffix, r, adaptive in (("", rho, False), ("_adaptive", adaptive_rho, True)):
+            w = worst_case(model, loss_fn, data, rho=r, adaptive=adaptive, steps=steps,
+                           seed=seed, **common)
+            a = average_case(model, loss_fn, data, rho=r, adaptive=adaptive,
+                             n_samples=n_samples, seed=seed, **common)
+            values[f"sharpness_worst{suffix}"] = w.value
+            values[f"sharpness_average{suffix}"] = a.value
+            passes += w.passes + a.passes
+
+    if "pac_bayes" in families:
+        names = ("pac_bayes_flatness", "pac_bayes_flatness_magnitude")
+        if point.accuracy is None:
+            skip(names, "the targets are not classes (PAC-Bayes flatness uses the accuracy)")
+        else:
+            for name, aware in zip(names, (False, True), strict=True):
+                pb = pac_bayes(model, loss_fn, data, magnitude_aware=aware,
+                               n_samples=pac_bayes_samples, seed=seed, **common)
+                values[name] = _finite_or_none(pb.flatness)
+                passes += pb.passes
+
+    options = {"include": list(families), "rho": rho, "adaptive_rho": adaptive_rho,
+               "steps": steps, "n_samples": n_samples, "pac_bayes_samples": pac_bayes_samples,
+               "mode": mode, "seed": seed, "init": init is not None,
+               "n_params": obj.layout.numel, "n_examples": obj.n_examples}
+    return Measures(values=values, skipped=skipped, layers=tuple(layers), per_layer=per_layer,
+                    options=options, passes=float(passes + obj.cost.passes),
+                    seconds=time.perf_counter() - started)

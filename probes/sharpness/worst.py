@@ -1,0 +1,313 @@
+r"""Worst-case sharpness in a (possibly adaptive) ball: the part of :mod:`probes.sharpness`
+that maximises the loss over a norm-bounded ``delta`` (the average case over the same ball is
+:mod:`probes.sharpness.average`).
+
+With ``w`` the selected parameters, ``L`` the mean loss and ``c`` the scale (``c = |w|``
+elementwise when adaptive, ``c = 1`` otherwise):
+
+    worst case:    S_max = max_{||delta / c||_p <= rho} L(w + delta) - L(w),  p in {2, inf}
+    average case:  S_avg = E_{z ~ N(0, I)} L(w + rho c z) - L(w)
+
+**Coordinates.** Both are computed in ``u = delta / c`` (``delta = c u``), where the ball is the
+plain ball ``||u||_p <= rho`` and the objective is ``f(u) = L(w + c u)`` with gradient
+``c g`` (``g = grad L(w + c u)``). Steepest ascent in the scaled norm is the plain one in ``u``:
+for p = 2, ``u += step c g / ||c g||``, i.e. ``delta += step c^2 g / ||c g||``, a step of scaled
+length exactly ``step`` (the published code writes ``delta += step c g / ||g||``, which is
+neither of scaled length ``step`` nor invariant under rescaling); for p = inf,
+``u += step sign(g)``, i.e. ``delta += step c sign(g)`` (as published). Projection is the
+Euclidean projection in ``u`` (radial scaling for p = 2, clipping for p = inf), i.e. onto the
+scaled ball in its own metric. A rescaling ``w -> T w`` (positive diagonal ``T``) that leaves
+the function unchanged, such as that of a ReLU unit's weights and bias in (times a) and out
+(over a), maps ``c -> T c`` and ``g -> T^{-1} g``, so ``f`` and the whole ascent are
+unchanged: adaptive sharpness is invariant when every parameter, biases included, is scaled
+(``c_i = 0`` freezes coordinate i).
+
+**Ascent schedule** (Andriushchenko et al. 2023, after APGD of Croce & Hein 2020), ``steps``
+iterations from ``u = 0`` (and from ``restarts`` random points inside the ball): the step
+starts at ``2 rho``; each iterate is ``u_{k+1} = 0.75 z_{k+1} + 0.25 u_k`` with
+``z_{k+1} = P(u_k + step d(u_k))`` (a convex combination of two points of the ball, so it
+stays inside; the published code mixes with ``u_{k-1}`` through its bookkeeping, this follows
+the schedule as the paper states it); at checkpoints ``ceil(p_j steps)``, ``p_0 = 0``,
+``p_1 = 0.22``, ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``, if fewer than 75% of the
+steps since the previous checkpoint raised the best loss, the step is halved and the ascent
+restarts from the best point. Checkpoints that round to the same step count once (the
+published loop instead stops at the first repeat, which only matters below ~17 steps).
+
+**m-sharpness**: with ``m`` set, the data (in order) are cut into consecutive batches of ``m``
+examples (the last may be smaller), each batch gets its own worst case, and the values are
+averaged with weights ``n_b / N`` (the plain mean when ``m`` divides N).
+
+References:
+    Foret, Kleiner, Mobahi, Neyshabur, "Sharpness-aware minimization for efficiently improving
+    generalization", ICLR 2021. Kwon, Kim, Park, Choi, "ASAM: Adaptive sharpness-aware
+    minimization for scale-invariant learning of deep neural networks", ICML 2021.
+    Andriushchenko, Croce, Mueller, Hein, Flammarion, "A modern look at the relationship
+    between sharpness and generalization", ICML 2023 (tml-epfl/sharpness-vs-generalization).
+    Croce, Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse
+    parameter-free attacks", ICML 2020.
+
+Examples:
+    >>> s = worst_case(model, nn.CrossEntropyLoss(), (X, y), rho=0.05, adaptive=True)
+    >>> s.value, s.worst_accuracy, s.delta_norm
+    >>> a = average_case(model, nn.CrossEntropyLoss(), loader, rho=0.05, adaptive=True)
+    >>> a.value, a.stderr
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.utils._pytree import tree_map
+
+from landscape.engine.checks import _check_choice, _check_int, _check_positive
+from landscape.engine.objective import Objective
+from landscape.engine.params import ParamFilter
+from landscape.engine.records import RecordMixin
+
+from probes.sharpness.perturb import _check_common, _check_flag, _generator, _objective, _scale
+
+__all__ = ["NORMS", "WorstCase", "checkpoints", "worst_case"]
+
+NORMS = ("l2", "linf")
+"""Norms of the worst-case ball."""
+
+MIX = 0.75
+"""Weight of the new projected point in each iterate (the previous point gets 0.25)."""
+
+MIN_UPDATE_RATIO = 0.75
+"""At a checkpoint, the step is halved unless this fraction of the steps since the last one
+raised the best loss."""
+
+
+def checkpoints(steps: int) -> tuple[int, ...]:
+    """The step counts (1-based, at most ``steps``) after which the step size may be halved:
+    ``ceil(p_j steps)`` for ``p_1 = 0.22``, ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03,
+    0.06)``, duplicates removed. ``checkpoints(20) == (5, 9, 12, 14, 16, 18, 19, 20)``."""
+    p = [0.0, 0.22]
+    while p[-1] < 1:
+        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
+    ks = {math.ceil(round(q * steps, 9)) for q in p[1:]}
+    return tuple(sorted(k for k in ks if 1 <= k <= steps))
+
+
+@dataclass(frozen=True, eq=False)
+class WorstCase(RecordMixin):
+    """Worst-case (SAM-style) sharpness.
+
+    Attributes:
+        value: ``max L(w + delta) - L(w)`` over the ball (with ``m``: the size-weighted mean
+            over batches of each batch's value).
+        clean_loss, worst_loss: the loss at ``w`` and at the worst point found (with ``m``:
+            size-weighted means over batches).
+        clean_accuracy, worst_accuracy: the accuracy there (None for regression).
+        delta_norm: ``||delta / c||_p`` of the worst point (<= rho; with ``m``, the largest
+            over batches).
+        rho, norm, adaptive, steps, restarts, m, seed, mode: the options.
+        n_params: P, the number of perturbed parameters. n_batches: batches (1 without m).
+        grad_evals, loss_evals: gradient and loss evaluations (each over one batch with m).
+        passes: passes over the whole data. seconds: wall time.
+        delta: the worst perturbation, flat in the layout of the selected parameters
+            (float64; None with ``m``).
+        batch_values, batch_sizes: per-batch values and sizes with ``m`` (else None).
+    """
+
+    _probe = "sharpness.worst_case"
+
+    value: float
+    clean_loss: float
+    worst_loss: float
+    clean_accuracy: float | None
+    worst_accuracy: float | None
+    delta_norm: float
+    rho: float
+    norm: str
+    adaptive: bool
+    steps: int
+    restarts: int
+    m: int | None
+    seed: int
+    mode: str
+    n_params: int
+    n_batches: int
+    grad_evals: int
+    loss_evals: int
+    passes: float
+    seconds: float
+    delta: np.ndarray | None = None
+    batch_values: np.ndarray | None = None
+    batch_sizes: np.ndarray | None = None
+
+
+def _norm(u: Tensor, norm: str) -> float:
+    return float(u.norm() if norm == "l2" else u.abs().max())
+
+
+# ----------------------------------------------------------------------------- worst case
+def _random_start(theta: Tensor, live: Tensor, rho: float, norm: str,
+                  gen: torch.Generator) -> Tensor:
+    """A uniform random point of the ball ``||u||_p <= rho`` (zero where ``c = 0``)."""
+    if norm == "linf":
+        u = (2 * torch.rand(theta.shape, generator=gen, dtype=theta.dtype,
+                            device=theta.device) - 1) * rho
+        return u * live
+    u = torch.randn(theta.shape, generator=gen, dtype=theta.dtype, device=theta.device) * live
+    n = max(int(live.sum()), 1)
+    radius = rho * float(torch.rand((), generator=gen, dtype=torch.float64,
+                                    device=theta.device)) ** (1.0 / n)
+    return u * (radius / max(float(u.norm()), 1e-300))
+
+
+def _ascend(obj: Objective, theta: Tensor, c: Tensor, *, rho: float, norm: str, steps: int,
+            restarts: int, gen: torch.Generator) -> tuple[float, Tensor]:
+    """The best loss found and its ``u`` (the ascent of the module docstring)."""
+    checks = set(checkpoints(steps))
+    live = (c != 0).to(theta.dtype)
+    best_loss, best_u = -math.inf, torch.zeros_like(theta)
+    for start in range(restarts + 1):
+        u = torch.zeros_like(theta) if start == 0 else _random_start(theta, live, rho, norm, gen)
+        loss, g = obj.loss_and_grad(theta + c * u)
+        top, top_u, top_g = float(loss), u, g
+        step, last, improved = 2.0 * rho, 0, 0
+        for k in range(1, steps + 1):
+            d = c * g
+            if norm == "l2":
+                dn = float(d.norm())
+                z = u + (step / dn) * d if dn > 0 else u
+                zn = float(z.norm())
+                if zn > rho:
+                    z = z * (rho / zn)
+            else:
+                z = (u + step * torch.sign(d)).clamp(-rho, rho)
+            u = MIX * z + (1 - MIX) * u
+            if k < steps:
+                loss, g = obj.loss_and_grad(theta + c * u)
+            else:  # the last point needs no gradient
+                loss = obj.loss(theta + c * u)
+            if float(loss) > top:
+                top, top_u, top_g = float(loss), u, g
+                improved += 1
+            if k in checks and k < steps:
+                if improved < MIN_UPDATE_RATIO * (k - last):
+                    step /= 2
+                    u, g = top_u, top_g
+                last, improved = k, 0
+        if top > best_loss:
+            best_loss, best_u = top, top_u
+    return best_loss, best_u
+
+
+def worst_case(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *,
+               rho: float, norm: str = "l2", adaptive: bool = False,
+               params: ParamFilter | Iterable[str] | None = None, steps: int = 20,
+               restarts: int = 0, m: int | None = None, seed: int = 0, mode: str = "eval",
+               batch_size: int | None = None, check: bool = True) -> WorstCase:
+    """Worst-case sharpness ``max_{||delta / c||_p <= rho} L(w + delta) - L(w)``.
+
+    Projected gradient ascent with the APGD-style schedule of Andriushchenko et al. (2023)
+    (module docstring): a lower bound of the true maximum (it reaches the closed form of a
+    single logistic example, whose maximiser is ``-rho y x / ||x||``).
+
+    Args:
+        model, loss_fn, data: the model (never modified), a loss returning the batch mean, and
+            the data (tensors, a Dataset or a DataLoader).
+        rho: the radius (> 0).
+        norm: ``"l2"`` or ``"linf"``.
+        adaptive: ``c = |w|`` elementwise over all selected parameters, biases included
+            (Kwon et al. 2021); otherwise ``c = 1``.
+        params: which parameters are perturbed (a filter or names, see
+            :class:`landscape.Objective`); the others stay fixed.
+        steps: ascent iterations (20 as published). restarts: extra starts from uniform random
+            points of the ball (the first start is ``delta = 0``); the best is kept.
+        m: with m, the mean of the per-batch worst cases over consecutive batches of m
+            examples (m-sharpness); batch ``i`` draws its restarts from ``seed + i``.
+        seed: seeds the random starts (a ``torch.Generator`` on the model's device).
+        mode, batch_size, check: passed to :class:`landscape.Objective` (``"eval"`` mode).
+
+    Returns:
+        :class:`WorstCase`: ``value``, losses and accuracies at ``w`` and at the worst point,
+        the worst ``delta`` and its constraint norm, per-batch values with ``m``, the cost.
+
+    Raises:
+        ValueError: rho not a finite number > 0, an unknown norm or mode, steps < 1,
+            restarts < 0, m < 1, a bad seed or batch size (and the Objective's own checks).
+        TypeError: adaptive or check not a bool.
+
+    Examples:
+        >>> s = worst_case(model, nn.CrossEntropyLoss(), (X, y), rho=0.05, adaptive=True)
+        >>> s1 = worst_case(model, loss_fn, (X[:1024], y[:1024]), rho=5e-4, norm="linf",
+        ...                 adaptive=True, m=128)      # as in Andriushchenko et al. (2023)
+    """
+    where = "worst_case"
+    rho = _check_positive(where, "rho", rho)
+    _check_choice(where, "norm", norm, NORMS)
+    adaptive = _check_flag(where, "adaptive", adaptive)
+    steps = _check_int(where, "steps", steps, 1)
+    restarts = _check_int(where, "restarts", restarts, 0)
+    if m is not None:
+        m = _check_int(where, "m", m, 1)
+    _check_common(where, seed=seed, mode=mode, batch_size=batch_size, check=check)
+    start = time.perf_counter()
+    obj = _objective(model, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
+                     check=check)
+    theta = obj.theta
+    c = _scale(theta, adaptive)
+    n_total = obj.n_examples
+    if m is None:
+        parts = [(obj, seed)]
+    else:
+        held = list(obj.batches)
+        inputs = tree_map(lambda *t: torch.cat(t), *[b.inputs for b in held]) \
+            if len(held) > 1 else held[0].inputs
+        targets = torch.cat([b.targets for b in held])
+        parts = []
+        for i, lo in enumerate(range(0, n_total, m)):
+            chunk = (tree_map(lambda t, lo=lo: t[lo:lo + m], inputs), targets[lo:lo + m])
+            parts.append((_objective(model, loss_fn, chunk, params=params, mode=mode,
+                                     batch_size=batch_size, check=False), seed + i))
+    values, sizes, clean, worst, clean_acc, worst_acc, norms = [], [], [], [], [], [], []
+    grad_evals = loss_evals = 0
+    passes = 0.0
+    delta = None
+    for part, part_seed in parts:
+        before = part.cost
+        c0 = part.evaluate(theta)
+        _, u = _ascend(part, theta, c, rho=rho, norm=norm, steps=steps, restarts=restarts,
+                       gen=_generator(theta, part_seed))
+        w1 = part.evaluate(theta + c * u)
+        spent = part.cost - before
+        grad_evals += int(spent.grad_evals)
+        loss_evals += int(spent.loss_evals)
+        passes += spent.passes * part.n_examples / n_total
+        sizes.append(part.n_examples)
+        clean.append(c0.loss)
+        worst.append(w1.loss)
+        values.append(w1.loss - c0.loss)
+        clean_acc.append(c0.accuracy)
+        worst_acc.append(w1.accuracy)
+        norms.append(_norm(u * (c != 0), norm))
+        if m is None:
+            delta = (c * u).to("cpu", torch.float64).numpy()
+    weights = np.asarray(sizes, dtype=np.float64) / n_total
+
+    def mean(xs: list) -> float | None:
+        return None if any(x is None for x in xs) else float(np.dot(weights, xs))
+
+    return WorstCase(value=mean(values), clean_loss=mean(clean), worst_loss=mean(worst),
+                     clean_accuracy=mean(clean_acc), worst_accuracy=mean(worst_acc),
+                     delta_norm=max(norms), rho=rho, norm=norm, adaptive=adaptive, steps=steps,
+                     restarts=restarts, m=m, seed=int(seed), mode=mode,
+                     n_params=int(theta.numel()), n_batches=len(parts), grad_evals=grad_evals,
+                     loss_evals=loss_evals, passes=float(passes),
+                     seconds=time.perf_counter() - start, delta=delta,
+                     batch_values=None if m is None else np.asarray(values, dtype=np.float64),
+                     batch_sizes=None if m is None else np.asarray(sizes, dtype=np.int64))
+
+
+# ----------------------------------------------------------------------------- average case
