@@ -376,3 +376,37 @@ def test_spec_details():
     d = spec.to_dict()
     d["lr"] = 99.0   # to_dict is a copy
     assert spec.lr == 0.3
+
+
+def test_sam_wraps_a_built_base_optimizer_and_equals_sam_by_name():
+    # SAM takes the base optimizer built on the parameters (no import of the registry): the
+    # same run as make_optimizer's "sam" around the same base, bit for bit
+    from landscape.train.sam import SAM
+
+    torch.manual_seed(0)
+    x, y = torch.randn(32, 5), torch.randint(0, 3, (32,))
+    runs = []
+    for by_name in (False, True):
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3))
+        if by_name:
+            opt = make_optimizer(optimizer_spec("sam", base={"name": "sgd", "lr": 0.1,
+                                                             "momentum": 0.9}, rho=0.05),
+                                 model.parameters())
+        else:
+            opt = SAM(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), rho=0.05)
+
+        def closure(model=model, opt=opt):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            return loss
+
+        for _ in range(5):
+            opt.step(closure)
+        runs.append(torch.cat([p.detach().ravel() for p in model.parameters()]))
+    assert torch.equal(runs[0], runs[1])
+    with pytest.raises(TypeError, match="SAM: base must be a built torch optimizer"):
+        SAM(nn.Linear(2, 2).parameters())
+    with pytest.raises(ValueError, match="SAM: rho must be a number >= 0.0, got -1"):
+        SAM(torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1), rho=-1)

@@ -117,7 +117,7 @@ kind = ["linear", "bezier"]
 
 
 def test_aligned_paths_are_named_by_kind():
-    from landscape.sweep.run import compare_name
+    from landscape.sweep.jobs import compare_name
 
     s = loads(BASE + """
 [grid]

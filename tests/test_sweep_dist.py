@@ -17,7 +17,8 @@ from landscape.store.file import FileBusyError, Store
 from landscape.surfaces.grid import surface
 from landscape.sweep.spec import loads, on_device
 from landscape.sweep.dist import _merge_block, blocks, resources_of
-from landscape.sweep.run import Job, plan, run_sweep
+from landscape.sweep.jobs import Job, plan
+from landscape.sweep.run import run_sweep
 
 from .test_sweep_run import TINY
 

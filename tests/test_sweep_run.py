@@ -11,7 +11,8 @@ import pytest
 from landscape.cli.main import main
 from landscape.store.file import Store
 from landscape.sweep.spec import load, loads
-from landscape.sweep.run import plan, run_sweep
+from landscape.sweep.jobs import plan
+from landscape.sweep.run import run_sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

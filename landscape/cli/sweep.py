@@ -13,7 +13,8 @@ def _sweep(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from landscape.sweep.spec import load, on_device
-    from landscape.sweep.run import plan, run_sweep
+    from landscape.sweep.jobs import plan
+    from landscape.sweep.run import run_sweep
 
     sweep = load(args.spec)
     if args.device:

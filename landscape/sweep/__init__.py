@@ -9,7 +9,8 @@ way, into one landscape file.
 - :mod:`~landscape.sweep.bad_init`: the bad-minimum initialisation (random-label pretraining).
 """
 
-from landscape.sweep.run import EXECUTORS, Job, plan, run_sweep
+from landscape.sweep.jobs import Job, plan
+from landscape.sweep.run import EXECUTORS, run_sweep
 from landscape.sweep.spec import ABBREVIATIONS, INITS, PlannedRun, Sweep, expand, load, loads
 
 __all__ = ["ABBREVIATIONS", "EXECUTORS", "INITS", "Job", "PlannedRun", "Sweep", "expand", "load",

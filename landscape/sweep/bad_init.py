@@ -23,6 +23,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from landscape.data.split import corrupt
+from landscape.train.config import TrainConfig
+from landscape.train.fit import fit
+
 __all__ = ["pretrain_random_labels"]
 
 
@@ -41,9 +45,6 @@ def pretrain_random_labels(model: Any, loss: Any, split: Any, options: Mapping[s
         ``train_loss`` and ``train_acc`` on the random labels, ``test_acc`` (true labels),
         ``seconds``, ``n_random`` (labels changed).
     """
-    from landscape.data.split import corrupt
-    from landscape.train.fit import fit
-    from landscape.train.config import TrainConfig
 
     noisy = corrupt(split, float(options.get("fraction", 1.0)), seed=int(options.get("seed", 0)))
     train = {k: options[k] for k in ("epochs", "max_steps", "target_accuracy", "target_loss",

@@ -1,7 +1,7 @@
 """A sweep shared out among workers (:mod:`landscape.sweep.executors`), the sweep's process the only
 writer of its file.
 
-The jobs of :func:`landscape.sweep.run.plan` become tasks:
+The jobs of :func:`landscape.sweep.jobs.plan` become tasks:
 
 - a run's own work (training, end-of-run probes, its init-to-final paths);
 - each surface in *blocks* of grid points (``[resources] surface_block`` points, a multiple
@@ -33,8 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from landscape.store.file import Store
+from landscape.surfaces.grid import METRICS, Surface, same_grid
+from landscape.sweep.jobs import Job, compare_name
 from landscape.sweep.spec import Sweep
-from landscape.sweep.run import Job, compare_name
 
 __all__ = ["blocks", "copy_run", "distribute", "resources_of"]
 
@@ -45,7 +47,6 @@ _CHUNK = 16  # landscape.surfaces.grid's default chunk: blocks start at its mult
 
 # ----------------------------------------------------------------------------- copying
 def _copy_record(src: Any, dst: Any, run: str | None, kind: str, name: str) -> None:
-    from landscape.surfaces.grid import METRICS
 
     rec = src.record(run, kind, name)
     dims = None
@@ -83,7 +84,6 @@ def copy_run(src: Any, dst: Any, run: str, *, records: bool = True) -> None:
 
 def _merge_block(src: Any, dst: Any, run: str, name: str) -> None:
     """Add a block's grid points to the surface in ``dst``, those it does not hold yet."""
-    from landscape.surfaces.grid import Surface, same_grid
 
     rec = src.record(run, "surfaces", name)
     if not dst.has_record(run, "surfaces", name):
@@ -108,7 +108,6 @@ def _merge_block(src: Any, dst: Any, run: str, name: str) -> None:
 
 def _merge(tmp: str, file: str, job: Job) -> None:
     """Copy what a worker computed for ``job`` from its file into the sweep's."""
-    from landscape.store.file import Store
 
     with Store(tmp) as src, Store(file, "a", timeout=120) as dst:
         if job.pair:
@@ -131,7 +130,6 @@ def _prepare(job: Job, source: Callable[[str], str]) -> bytes:
     ``source(run)`` (the sweep's file, or a finished task's file not merged yet). A surface
     block gets its run with that surface only, if begun (its directions and the points done,
     with its time set to 0, so that what comes back holds the block's own time)."""
-    from landscape.store.file import Store
 
     needed = list(job.pair[:2]) if job.pair else ([] if job.train else [job.run])
     with tempfile.TemporaryDirectory(prefix="landscape-prep-") as tmp:
@@ -162,7 +160,6 @@ def resources_of(sweep: Sweep, run: str, device: str | None = None) -> dict[str,
 
 
 def _stored_devices(file: str, runs: list[str]) -> dict[str, str]:
-    from landscape.store.file import Store
 
     if not os.path.exists(file):
         return {}
@@ -184,7 +181,6 @@ def blocks(sweep: Sweep, name: str, slots: int, runs: int = 1) -> list[tuple[int
 
 
 def _done(file: str, run: str, name: str) -> np.ndarray | None:
-    from landscape.store.file import Store
 
     with Store(file) as s:
         if not s.has_record(run, "surfaces", name):
@@ -195,7 +191,7 @@ def _done(file: str, run: str, name: str) -> np.ndarray | None:
 def distribute(sweep: Sweep, file: str, jobs: list[Job], executor: Any, *,
                on_total: Callable[[int], None] = lambda n: None,
                on_done: Callable[[Job], None] = lambda job: None) -> list[Job]:
-    """Do ``jobs`` (from :func:`landscape.sweep.run.plan`) on ``executor``, merging into
+    """Do ``jobs`` (from :func:`landscape.sweep.jobs.plan`) on ``executor``, merging into
     ``file``: ``on_total(n)`` once the n tasks are known, ``on_done(task)`` after each task is
     merged. Returns the tasks done."""
     trains = [j.run for j in jobs if j.train]           # new runs, added in spec order

@@ -4,7 +4,7 @@ processes (:class:`Processes`) or a Ray cluster (:class:`RayCluster`, the option
 
 Both run the same task, :func:`work`: it receives the bytes of a small landscape file that
 holds what the job reads (the run's stored data, or nothing for a run to train), does the job
-into that file with :func:`landscape.sweep.run.do_job`, and returns the file's bytes. The
+into that file with :func:`landscape.sweep.jobs.do_job`, and returns the file's bytes. The
 worker never sees the sweep's file, so a Ray worker on another node needs no shared disk, and
 the process that runs the sweep stays the only writer of its file
 (:mod:`landscape.sweep.dist` merges what comes back). Each task sets torch's CPU threads to
@@ -25,14 +25,16 @@ import tempfile
 from collections.abc import Iterable
 from typing import Any
 
+import torch
+
+from landscape.sweep.jobs import do_job
+
 __all__ = ["Executor", "Processes", "RayCluster", "work"]
 
 
 def work(prepared: bytes, sweep: Any, job: Any, threads: int) -> bytes:
     """Do ``job`` of ``sweep`` into a private copy of the file ``prepared``; its bytes."""
-    import torch
 
-    from landscape.sweep.run import do_job
 
     torch.set_num_threads(max(1, int(threads)))
     with tempfile.TemporaryDirectory(prefix="landscape-job-") as tmp:
@@ -86,7 +88,6 @@ class Processes(Executor):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        import torch
 
         self.slots = int(workers)
         self.threads = max(1, torch.get_num_threads() // self.slots)

@@ -369,7 +369,8 @@ def make_optimizer(spec: OptimizerSpec | str | Mapping[str, Any], params: Iterab
     spec = spec if isinstance(spec, OptimizerSpec) else optimizer_spec(spec)
     h = spec.hyper
     if spec.name == "sam":
-        return SAM(params, h["base"], rho=h["rho"], adaptive=h["adaptive"], eta=h["eta"])
+        base = make_optimizer(optimizer_spec(h["base"]), params)
+        return SAM(base, rho=h["rho"], adaptive=h["adaptive"], eta=h["eta"])
     if spec.name == "sign_descent":
         return SignDescent(params, lr=h["lr"])
     if spec.name in ("adam", "adamw"):

@@ -32,23 +32,32 @@ class SAM(torch.optim.Optimizer):
     ``eta`` are entries of each param group. Computation follows the parameters' device and dtype.
 
     Args:
-        params: parameters or param groups, as for any torch optimizer.
-        base: the base optimizer: a name, mapping or :class:`OptimizerSpec` (not sam).
-        rho: radius of the perturbation. adaptive: ASAM. eta: ASAM's offset in T.
+        base: the base optimizer, built on the parameters (not a SAM); SAM shares its param
+            groups and state.
+        rho: radius of the perturbation.
+        adaptive: ASAM.
+        eta: ASAM's offset in T.
 
     Examples:
-        >>> spec = optimizer_spec("sam", base="momentum", rho=0.1)
-        >>> opt = make_optimizer(spec, model.parameters())
+        >>> opt = SAM(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), rho=0.1)
         >>> loss = opt.step(closure)
+        >>> # or by name: make_optimizer(optimizer_spec("sam", base="momentum", rho=0.1), params)
     """
 
-    def __init__(self, params: Iterable[Any], base: Any = "sgd", rho: float = 0.05,
-                 adaptive: bool = False, eta: float = 0.01) -> None:
-        from landscape.train.optim import make_optimizer, optimizer_spec
-
-        spec = optimizer_spec("sam", base=base, rho=rho, adaptive=adaptive, eta=eta).hyper
-        super().__init__(params, {k: spec[k] for k in ("rho", "adaptive", "eta")})
-        self.base = make_optimizer(optimizer_spec(spec["base"]), self.param_groups)
+    def __init__(self, base: torch.optim.Optimizer, rho: float = 0.05, adaptive: bool = False,
+                 eta: float = 0.01) -> None:
+        if not isinstance(base, torch.optim.Optimizer) or isinstance(base, SAM):
+            raise TypeError("SAM: base must be a built torch optimizer other than SAM (e.g. "
+                            "torch.optim.SGD(model.parameters(), lr=0.1)), got "
+                            f"{type(base).__name__}")
+        for name, value, low in (("rho", rho, 0.0), ("eta", eta, 0.0)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
+                raise ValueError(f"SAM: {name} must be a number >= {low}, got {value!r}")
+        if not isinstance(adaptive, bool):
+            raise TypeError(f"SAM: adaptive must be True or False, got {adaptive!r}")
+        super().__init__(base.param_groups, {"rho": float(rho), "adaptive": adaptive,
+                                             "eta": float(eta)})
+        self.base = base
         self.param_groups, self.state = self.base.param_groups, self.base.state
         self.defaults.update(self.base.defaults)
 
