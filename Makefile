@@ -1,11 +1,13 @@
-# On a fresh machine: `make optimizers` (the main job), `make demo` and `make test`.
+# On a fresh machine: `make optimizers` (the main job), `make demo` and `make test`;
+# `make lint` and `make typecheck` are the other checks CI runs (.ci/run).
 # Each creates .venv (if missing) and installs the project with the CPU torch pin.
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PIP_CONSTRAINT ?= constraints-cpu.txt
+LINT_PATHS = landscape probes tests benchmarks experiments
 
-.PHONY: install optimizers quick demo test lint clean
+.PHONY: install optimizers quick demo test lint typecheck clean
 
 $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +33,12 @@ test: install
 	$(PY) -m pytest -q
 
 lint: install
-	$(VENV)/bin/ruff check landscape probes tests benchmarks experiments
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+
+# mypy's files and settings: [tool.mypy] in pyproject.toml
+typecheck: install
+	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

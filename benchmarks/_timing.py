@@ -1,5 +1,7 @@
-"""Interleaved timing for the benchmark scripts: each round runs every callable once, so that
-drifts of the machine (frequency, other processes) fall on all of them alike."""
+"""Interleaved timing for the benchmark scripts: each round runs every callable once.
+
+So drifts of the machine (frequency, other processes) fall on all of them alike.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ from collections.abc import Callable
 
 def samples(fns: dict[str, Callable[[], object]], repeats: int, warmup: bool = False
             ) -> dict[str, list[float]]:
-    """Seconds of each callable over ``repeats`` interleaved rounds (after one warm-up call
-    of each if ``warmup``)."""
+    """Seconds of each callable over ``repeats`` interleaved rounds.
+
+    With ``warmup``, each callable is called once before the first round.
+    """
     if warmup:
         for fn in fns.values():
             fn()

@@ -11,8 +11,8 @@ as one batch:
   num_repeats=5)`` (no reorthogonalisation; it first estimates the spectrum's ends with
   ``eigsh(tol=1e-2)``, whose products are counted too).
 
-Accuracy against the exact spectrum (the dense float64 Hessian from ``probes.curvature.hessian.matrix``
-and ``numpy.linalg.eigvalsh``):
+Accuracy against the exact spectrum (the dense float64 Hessian from
+``probes.curvature.hessian.matrix`` and ``numpy.linalg.eigvalsh``):
 
 - the first two moments, ``tr(H)/P`` and ``||H||_F^2/P``, relative error; from the quadrature
   nodes and weights where the method returns them (ours, eigenthings), else from its density
@@ -41,8 +41,10 @@ from _timing import samples  # benchmarks/_timing.py: the script's folder is on 
 from torch import nn
 
 from landscape import data, models
-from landscape.train.fit import fit
 from landscape.train.config import TrainConfig
+from landscape.train.fit import fit
+from probes.curvature.density import density
+from probes.curvature.hessian import matrix
 
 N_VECTORS, STEPS = 5, 80
 
@@ -64,15 +66,13 @@ def broadened(eigs: np.ndarray, grid: np.ndarray, sigma: float) -> np.ndarray:
 # ------------------------------------------------------------------------------ methods
 # each returns dict(grid, density, sigma, m1, m2, products)
 def ours(model, loss_fn, xy):
-    from probes.curvature.density import density
-
     res = density(model, loss_fn, xy, n_vectors=N_VECTORS, steps=STEPS, seed=0)
     return dict(grid=np.asarray(res.grid), density=np.asarray(res.density), sigma=res.width,
-                m1=res.moment(1), m2=res.moment(2), products=res.n_hvp)
+                m1=res.moment(1), m2=res.moment(2), products=res.cost.hvp)
 
 
 def eigenthings(model, loss_fn, xy):
-    import hessian_eigenthings as het
+    import hessian_eigenthings as het  # noqa: PLC0415 (a peer, a dev extra: only here)
 
     op = het.HessianOperator(model, [xy], het.supervised_loss(loss_fn))
     count = [0]
@@ -91,8 +91,9 @@ def eigenthings(model, loss_fn, xy):
 
 
 def curvlinops(model, loss_fn, xy):
-    from curvlinops import HessianLinearOperator
-    from curvlinops.papyan2020traces.spectrum import lanczos_approximate_spectrum
+    # a peer, a dev extra: imported only for its own run
+    from curvlinops import HessianLinearOperator  # noqa: PLC0415
+    from curvlinops.papyan2020traces.spectrum import lanczos_approximate_spectrum  # noqa: PLC0415
 
     count = [0]
     hook = model.register_forward_pre_hook(lambda *_: count.__setitem__(0, count[0] + 1))
@@ -129,8 +130,6 @@ def main() -> None:
         TrainConfig("adam", lr=1e-3, max_steps=200, history_every=0, snapshot_every=0))
     model.eval()
     xy = digits.train
-
-    from probes.curvature.hessian import matrix
 
     x64 = (xy[0].double(), xy[1])
     m64 = models.build("mlp", in_features=64, num_classes=10, width=args.width, depth=2,

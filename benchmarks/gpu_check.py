@@ -94,8 +94,8 @@ def main() -> None:
 
     @check("train (fit on cuda, 300 Adam steps)")
     def _train():
-        from landscape.train.fit import fit
         from landscape.train.config import TrainConfig
+        from landscape.train.fit import fit
 
         out = {}
         for where, model in (("cpu", cpu_model), (dev, gpu_model)):
@@ -139,7 +139,7 @@ def main() -> None:
         c, tc = timed(lambda: hessian.eigenvalues(cpu_model, loss_fn, cpu_data, k=5), False)
         g, tg = timed(lambda: hessian.eigenvalues(gpu_model, loss_fn, gpu_data, k=5), True)
         return {"values_cpu": c.values.tolist(), "rel_diff": rel(g.values, c.values),
-                "converged": bool(g.all_converged), "n_hvp": [c.n_hvp, g.n_hvp],
+                "converged": bool(g.all_converged), "hvp": [c.cost.hvp, g.cost.hvp],
                 "seconds": [tc, tg]}
     _eig()
 
@@ -180,8 +180,8 @@ def main() -> None:
 
     @check("along.top_eigenvalues (fit callback, warm starts)")
     def _along():
-        from landscape.train.fit import fit
         from landscape.train.config import TrainConfig
+        from landscape.train.fit import fit
         from probes.along import top_eigenvalues
 
         model = copy.deepcopy(gpu_model)

@@ -40,8 +40,9 @@ def flops(fn) -> int:
 def pyhessian_product(model, loss_fn, x, y):
     """PyHessian's product at one batch (its graph of the gradient built once), or None."""
     try:
-        from pyhessian import hessian
-        from pyhessian.utils import hessian_vector_product
+        # a peer, a dev extra: the comparison is left out without it
+        from pyhessian import hessian  # noqa: PLC0415
+        from pyhessian.utils import hessian_vector_product  # noqa: PLC0415
     except ImportError:
         return None
     peer = hessian(copy.deepcopy(model), loss_fn, data=(x, y), cuda=False)

@@ -1,5 +1,4 @@
-"""What recording costs: the same training run with full recording, with none, and as a bare
-torch loop.
+"""What recording costs: a training run with full recording, with none, and as a bare loop.
 
 For an MLP and the 1-D CNN on MNIST-1D (Adam, batch 128), three ways of running the same
 steps on the same batches:

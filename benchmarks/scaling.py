@@ -1,4 +1,4 @@
-"""How much faster does a sweep of 8 runs go on 2 cores with 2 workers? (target >= 1.7x)
+"""How much faster does a sweep of 8 runs go on 2 cores with 2 workers (target >= 1.7x)?
 
 A CPU-bound sweep (8 runs: 2 optimizers x 4 seeds of an MLP on 2000 MNIST-1D examples, the
 Hessian's top eigenvalue at the end of each, a 9 x 9 random-direction surface around each,
@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,8 +38,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from landscape.sweep.spec import loads
 from landscape.sweep.run import run_sweep
+from landscape.sweep.spec import loads
 from tests.filecompare import differences  # noqa: E402
 
 SPEC = """
@@ -79,8 +81,6 @@ print(time.perf_counter() - start)
 
 def ceiling(rounds: int = 3) -> float:
     """Work done by two 1-thread processes at once, relative to one after the other."""
-    import statistics
-    import subprocess
 
     def burn(n: int) -> list[float]:
         procs = [subprocess.Popen([sys.executable, "-c", BURN], stdout=subprocess.PIPE,
@@ -125,7 +125,7 @@ def main() -> None:
           f"speed-up {seq / local:.2f}x ({seq1 / local:.2f}x over 1 thread, "
           f"{seq1 / local / top:.0%} of the ceiling)")
 
-    import ray
+    import ray  # noqa: PLC0415 (the optional Ray extra: needed from here on only)
 
     start = time.perf_counter()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,

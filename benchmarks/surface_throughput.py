@@ -4,8 +4,8 @@ On MNIST-1D (4000 training examples), for the default MLP (40-100-100-10) and th
 10 x 10 grid of points around the initialisation (``--steps``), the training loss (and accuracy)
 at each point:
 
-- ours: :func:`landscape.surfaces.grid.surface` at its defaults (chunks of 16 points a pass, data
-  cached on the device; vmap over points only on GPUs), given the training set as tensors;
+- ours: :func:`landscape.surfaces.grid.surface` at its defaults (chunks of 16 points a pass,
+  data cached on the device; vmap over points only on GPUs), given the training set as tensors;
 - (a) the bound: bare ``model(x)`` + the loss + the argmax over the same data, once a point,
   with nothing else (no weights changed): what a point cannot cost less than when evaluated
   alone; target ours >= 0.9x;
@@ -17,8 +17,8 @@ at each point:
   same DataLoader (it caches the batches on the device); target ours >= 5x.
 
 Each callable is timed in interleaved rounds (median). Prints points per second and the ratios.
-The C allocator is primed first (:func:`landscape.engine.allocator.prime`, as any Objective on the CPU
-does), so the bound and the peer run with the same, fault-free allocator as ours.
+The C allocator is primed first (:func:`landscape.engine.allocator.prime`, as any Objective on
+the CPU does), so the bound and the peer run with the same, fault-free allocator as ours.
 
 Run:  .venv/bin/python benchmarks/surface_throughput.py [--repeats 3]
 """
@@ -43,8 +43,9 @@ from landscape.surfaces.grid import surface
 
 def problem_bench(label: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                   repeats: int, steps: int) -> None:
-    import loss_landscapes
-    from loss_landscapes.metrics import Loss
+    # a peer, a dev extra: imported only for its own run
+    import loss_landscapes  # noqa: PLC0415
+    from loss_landscapes.metrics import Loss  # noqa: PLC0415
 
     loss_fn = nn.CrossEntropyLoss()
     model = model.eval()

@@ -1,4 +1,4 @@
-"""What does running a sweep cost beyond its parts? (target: orchestration + storage <= 5%)
+"""What does running a sweep cost beyond its parts (target: orchestration + storage <= 5%)?
 
 Runs ``experiments/quick.toml`` (with random surface directions) with ``landscape sweep``'s
 executor in this process into a fresh file, then computes the same parts alone, in memory,
@@ -17,6 +17,7 @@ sweep. ``--epochs 0`` keeps quick.toml as it is. One run (the CPU may be shared)
 
 from __future__ import annotations
 
+import argparse
 import copy
 import importlib
 import tempfile
@@ -26,15 +27,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from landscape.surfaces import directions
 from landscape.engine import losses
-from landscape.train.spec import build
+from landscape.surfaces import directions
 from landscape.surfaces.grid import surface
-from landscape.sweep.spec import load
 from landscape.sweep.run import run_sweep
+from landscape.sweep.spec import load
 from landscape.train.fit import fit
-from probes.paths import interpolation
+from landscape.train.spec import build
 from probes.along import top_eigenvalues
+from probes.paths import interpolation
 
 SPEC = Path(__file__).resolve().parents[1] / "experiments" / "quick.toml"
 
@@ -88,8 +89,6 @@ def parts(sweep) -> dict[str, float]:
 
 
 def main() -> None:
-    import argparse
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--n-train", type=int, default=2000)

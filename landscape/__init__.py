@@ -29,7 +29,7 @@ __version__ = "0.1.0"
 _SUBMODULES = ("cli", "data", "engine", "models", "plot", "report", "store", "surfaces",
                "sweep", "train")
 _NAMES = {
-    "Cost": "landscape.engine.objective", "DeterminismError": "landscape.engine.determinism",
+    "Cost": "landscape.engine.cost", "DeterminismError": "landscape.engine.determinism",
     "Metrics": "landscape.engine.metrics", "Objective": "landscape.engine.objective",
     "ParamLayout": "landscape.engine.params", "no_bias_norm": "landscape.engine.params",
     "only": "landscape.engine.params", "Store": "landscape.store.file",
@@ -48,7 +48,8 @@ __getattr__, __dir__ = attach(__name__, _SUBMODULES, _NAMES)
 if TYPE_CHECKING:
     from landscape.engine.determinism import DeterminismError
     from landscape.engine.metrics import Metrics
-    from landscape.engine.objective import Cost, Objective
+    from landscape.engine.cost import Cost
+    from landscape.engine.objective import Objective
     from landscape.engine.params import ParamLayout, no_bias_norm, only
     from landscape.store.file import Store
     from landscape.train.checkpoints import load_params

@@ -100,10 +100,14 @@ def build(name: str, kwargs: dict[str, Any] | None = None, *, seed: int | None =
     Args:
         name: a key of ``MODELS``.
         kwargs: keyword arguments as a dict (so that ``build(**model.spec)`` works), merged with
-            ``**kw``, the keyword arguments given directly.
+            ``**kw``.
         seed: if given, the model is initialised after ``torch.manual_seed(seed)`` inside
             ``torch.random.fork_rng()``: reproducible, and the global RNG state is untouched. The
             seed is not part of ``model.spec``: record it beside the spec.
+        **kw: keyword arguments of the model given directly.
+
+    Returns:
+        The model, with its ``spec``.
 
     Raises:
         ValueError: an unknown name (the message lists the known ones) or a bad value.
@@ -134,7 +138,8 @@ def build(name: str, kwargs: dict[str, Any] | None = None, *, seed: int | None =
             torch.manual_seed(seed)
             model = cls(**kwargs)
     if not isinstance(model, ReferenceModel) and not hasattr(model, "spec"):
-        model.spec = {"name": name, "kwargs": _jsonable(kwargs)}
+        # nn.Module types its attributes as tensors and modules; ``spec`` is a plain dict
+        setattr(model, "spec", {"name": name, "kwargs": _jsonable(kwargs)})  # noqa: B010
     return model
 
 
@@ -155,7 +160,7 @@ class ReferenceModel(nn.Module):
             bound.apply_defaults()
             self._spec_kwargs = _jsonable(dict(list(bound.arguments.items())[1:]))
 
-        cls.__init__ = recording_init  # type: ignore[method-assign]
+        setattr(cls, "__init__", recording_init)  # noqa: B010 (mypy refuses to assign methods)
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -175,8 +180,10 @@ class MLP(ReferenceModel):
     """Fully connected network; inputs (N, in_features) or (N, ...), flattened.
 
     Args:
-        in_features, num_classes: input features and outputs.
-        width: units of each hidden layer. depth: number of hidden layers (0: a linear model).
+        in_features: input features.
+        num_classes: outputs.
+        width: units of each hidden layer.
+        depth: number of hidden layers (0: a linear model).
         activation: a key of ``ACTIVATIONS`` ("relu", "tanh", "gelu", "sigmoid", ...).
         bias: whether the linear layers have biases.
     """
@@ -195,6 +202,7 @@ class MLP(ReferenceModel):
         self.layers = nn.Sequential(*layers, nn.Linear(sizes[-1], num_classes, bias=bias))
 
     def forward(self, x: Tensor) -> Tensor:
+        """Outputs (N, num_classes) of inputs (N, in_features) or (N, ...)."""
         return self.layers(_flat(x, self.in_features, "MLP"))
 
 
@@ -202,7 +210,9 @@ class Linear(ReferenceModel):
     """Linear / logistic model x W^T + b; inputs (N, ...) flattened; ``num_classes=1``: (N, 1).
 
     Args:
-        in_features, num_classes: input features and outputs. bias: whether to learn an intercept.
+        in_features: input features.
+        num_classes: outputs.
+        bias: whether to learn an intercept.
     """
 
     def __init__(self, in_features: int, num_classes: int, bias: bool = True) -> None:
@@ -212,6 +222,7 @@ class Linear(ReferenceModel):
         self.linear = nn.Linear(self.in_features, num_classes, bias=_bool("Linear", "bias", bias))
 
     def forward(self, x: Tensor) -> Tensor:
+        """Outputs (N, num_classes) of inputs (N, in_features) or (N, ...)."""
         return self.linear(_flat(x, self.in_features, "Linear"))
 
 
@@ -223,10 +234,15 @@ class CNN1d(ReferenceModel):
     MNIST-1D. Inputs (N, in_length) or (N, in_channels, in_length).
 
     Args:
-        in_length, num_classes: input length (40 for MNIST-1D) and outputs.
-        channels, kernel_size, stride, padding: an int for every conv, or a list (one a conv).
-        depth: number of conv layers. in_channels: channels of the input.
+        in_length: input length (40 for MNIST-1D).
+        num_classes: outputs.
+        channels: output channels, an int for every conv or a list (one a conv).
+        depth: number of conv layers.
+        kernel_size: an int for every conv, or a list (one a conv).
+        stride: an int for every conv, or a list (one a conv).
+        padding: an int for every conv, or a list (one a conv).
         batchnorm: BatchNorm1d after each conv (the convs then have no bias).
+        in_channels: channels of the input.
     """
 
     def __init__(self, in_length: int = 40, num_classes: int = 10,
@@ -254,6 +270,7 @@ class CNN1d(ReferenceModel):
         self.head = nn.Linear(chans[-1] * length, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Outputs (N, num_classes) of inputs (N, in_channels, in_length) or (N, in_length)."""
         c, n = self.in_channels, self.in_length
         if x.dim() == 2 and c == 1:
             x = x.unsqueeze(1)
@@ -288,9 +305,11 @@ class ResNet(ReferenceModel):
     are identities: ``skip`` changes the function, not the parameters.
 
     Args:
-        num_classes: outputs. width: channels of every block. num_blocks: residual blocks.
+        num_classes: outputs.
         dims: 1 for signals (N, L) or (N, C, L), e.g. MNIST-1D; 2 for images (N, C, H, W),
             (N, H, W) or flattened square images (N, C*S*S), e.g. 8x8 digits as (N, 64).
+        width: channels of every block.
+        num_blocks: residual blocks.
         skip: identity skip connections (False: a plain deep CNN).
         batchnorm: BatchNorm after every conv (the convs then have no bias).
         pool_size: output size of the pooling before the head (1: global average pooling).
@@ -317,6 +336,7 @@ class ResNet(ReferenceModel):
         self.head = nn.Linear(width * pool_size**self.dims, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Outputs (N, num_classes) of inputs of one of the shapes ``dims`` allows."""
         c, d = self.in_channels, self.dims
         if x.dim() == d + 1 and c == 1:
             x = x.unsqueeze(1)
@@ -363,7 +383,8 @@ class DeepMatrixFactorization(_MatrixModel):
     measures it, <A_i, W>, for matrix sensing and completion with A of shape (N, n, n).
 
     Args:
-        n: size of the end-to-end matrix. depth: number of factors.
+        n: size of the end-to-end matrix.
+        depth: number of factors.
         init_scale: alpha; each factor starts as alpha times an isometry.
         init: "identity" (alpha I: W = alpha^depth I), "orthogonal" (alpha times a random
             (semi-)orthogonal matrix) or "gaussian" (i.i.d. N(0, alpha^2 / fan_in) entries).
@@ -395,8 +416,10 @@ class SymmetricFactorization(_MatrixModel):
     minimum nuclear-norm solution as alpha -> 0. ``forward`` as in ``DeepMatrixFactorization``.
 
     Args:
-        n: size of X. init_scale: alpha. rank: columns of U (None for n).
+        n: size of X.
+        init_scale: alpha.
         init: "identity", "orthogonal" or "gaussian", as in ``DeepMatrixFactorization``.
+        rank: columns of U (None for n).
     """
 
     def __init__(self, n: int, init_scale: float = 0.1, init: str = "identity",
@@ -420,7 +443,9 @@ class DiagonalLinearNetwork(ReferenceModel):
     alpha -> infinity (kernel regime) (Woodworth et al. 2020).
 
     Args:
-        dim: input features. init_scale: alpha. depth: the power D (2 in their main results).
+        dim: input features.
+        init_scale: alpha.
+        depth: the power D (2 in their main results).
     """
 
     def __init__(self, dim: int, init_scale: float = 0.1, depth: int = 2) -> None:
@@ -436,6 +461,7 @@ class DiagonalLinearNetwork(ReferenceModel):
         return self.u**self.depth - self.v**self.depth
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x @ beta``, shape (N,), of inputs (N, dim) or (N, ...)."""
         return _flat(x, self.dim, "DiagonalLinearNetwork") @ self.beta()
 
 
@@ -467,11 +493,18 @@ class TinyTransformer(ReferenceModel):
     ``torch.func.jvp`` and ``linearize`` work through it.
 
     Args:
-        vocab_size: number of token ids. context_length: longest sequence (learned positions).
-        d_model: width, a multiple of ``n_heads``. n_heads, n_layers: heads and decoder layers.
-        d_mlp: hidden units of each MLP (None: 4 * d_model). activation: of the MLPs.
-        layernorm: pre-norm LayerNorms and a final one. num_classes: outputs (None: vocab_size).
+        vocab_size: number of token ids.
+        context_length: longest sequence (learned positions).
+        d_model: width, a multiple of ``n_heads``.
+        n_heads: attention heads.
+        n_layers: decoder layers.
+        d_mlp: hidden units of each MLP (None: 4 * d_model).
+        layernorm: pre-norm LayerNorms and a final one.
+        num_classes: outputs (None: vocab_size).
+        activation: of the MLPs, a key of ``ACTIVATIONS``.
     """
+
+    mask: Tensor  # the causal mask, a buffer
 
     def __init__(self, vocab_size: int, context_length: int, d_model: int = 64, n_heads: int = 4,
                  n_layers: int = 1, d_mlp: int | None = None, layernorm: bool = True,
@@ -495,6 +528,7 @@ class TinyTransformer(ReferenceModel):
         self.register_buffer("mask", torch.ones(t, t, dtype=torch.bool).tril(), persistent=False)
 
     def forward(self, tokens: Tensor) -> Tensor:
+        """Logits (N, num_classes) at the last position of token ids (N, T)."""
         t = tokens.shape[-1] if tokens.dim() else 0
         if tokens.dim() != 2 or tokens.is_floating_point() or not 1 <= t <= self.context_length:
             raise ValueError(f"TinyTransformer: inputs must be integer token ids of shape (N, T) "

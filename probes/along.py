@@ -58,7 +58,8 @@ def top_eigenvalues(data: Any, every: int, *, k: int = 1, name: str = "lambda_ma
         A :class:`~landscape.train.recording.Callback`; each call records ``value`` (the largest),
         ``values`` (k, descending), ``residual`` (the largest relative residual
         ``||H v - lambda v|| / |lambda|``), ``error`` (the largest relative error bound) and
-        ``n_hvp`` (products spent by the call).
+        ``n_hvp`` (curvature-vector products spent by the call: its ``cost.hvp``, or
+        ``cost.ggn_vp`` for the GGN and the Fisher).
     """
     previous: dict[str, Any] = {"vectors": None}
 
@@ -73,7 +74,7 @@ def top_eigenvalues(data: Any, every: int, *, k: int = 1, name: str = "lambda_ma
         residual = float(np.max(np.asarray(result.residuals)[::-1] / scale))
         error = float(np.max(np.asarray(result.errors)[::-1] / scale))
         return {"value": float(values[0]), "values": values, "residual": residual,
-                "error": error, "n_hvp": int(result.n_hvp)}
+                "error": error, "n_hvp": int(result.cost.hvp + result.cost.ggn_vp)}
 
     return callback(name, every, measure)
 

@@ -16,7 +16,7 @@ from landscape import data, models
 from landscape.engine.objective import Objective
 from landscape.store.file import Store
 from landscape.train.fit import TrainConfig, fit
-from probes.paths.alignment import Alignment, align, hidden_units, permute
+from probes.paths.alignment import WeightMatching, align, hidden_units, permute
 
 # --------------------------------------------------------------------------- helpers
 
@@ -297,19 +297,20 @@ def test_record_round_trip_and_permute(tmp_path):
     with Store(tmp_path / "align.h5", "w") as store:
         store.write_record(None, "probes", "align", arrays=arrays, attrs=attrs)
     with Store(tmp_path / "align.h5") as store:
-        back = Alignment.from_record(store.record(None, "probes", "align"))
+        back = WeightMatching.from_record(store.record(None, "probes", "align"))
     assert back.model is None and list(back.perms) == list(result.perms)
     assert all(np.array_equal(back.perms[k], result.perms[k]) and back.perms[k].dtype == np.int64
                for k in result.perms)
     for name in ("iterations", "converged", "objective_before", "objective_after", "matched",
-                 "max_iter", "seed", "seconds"):
+                 "max_iter", "seed", "cost"):
         assert getattr(back, name) == getattr(result, name), name
     np.testing.assert_array_equal(back.objective, result.objective)
     rebuilt = permute(b, back.perms)
     got, want = rebuilt.state_dict(), result.model.state_dict()
     assert all(torch.equal(got[k], want[k]) for k in want)
-    with pytest.raises(ValueError, match="Alignment.from_record: the record holds probe 'x'"):
-        Alignment.from_record((arrays, {**attrs, "probe": "x"}))
+    with pytest.raises(ValueError,
+                       match="WeightMatching.from_record: the record holds probe 'x'"):
+        WeightMatching.from_record((arrays, {**attrs, "probe": "x"}))
 
 
 # --------------------------------------------------------------------------- the science

@@ -45,7 +45,7 @@ def test_probe_computes_and_stores_each_kind(run_file, capsys):
     model, split, loss = rebuild(run_file, "a")
     direct = hessian.eigenvalues(model, loss, split.train, k=3)
     np.testing.assert_allclose(top.values, direct.values, rtol=1e-4)
-    assert top.all_converged and tr.n_hvp == 30 and dens.n_vectors == 2
+    assert top.all_converged and tr.cost.hvp == 30 and dens.n_vectors == 2
 
 
 def test_probe_errors_are_one_line(run_file, capsys):

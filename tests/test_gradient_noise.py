@@ -50,7 +50,7 @@ def test_trace_and_b_simple_equal_a_loop(chunk_size):
     assert gn.mean_sq_norm == pytest.approx(trace + grad_sq, rel=1e-10)
     np.testing.assert_allclose(gn.trace_per_param, per, rtol=1e-10)
     assert gn.names == ("0.weight", "0.bias", "2.weight", "2.bias")
-    assert gn.n_examples == 23 and gn.n_params == 43 and gn.passes >= 1
+    assert gn.n_examples == 23 and gn.n_params == 43 and gn.cost.passes >= 1
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
 
 

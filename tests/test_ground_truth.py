@@ -20,8 +20,8 @@ from landscape.models import (
 )
 from landscape.store.file import Store
 from probes.implicit_bias.ground_truth import (
-    Alignment,
     Diagonal,
+    DirectionAlignment,
     Factorization,
     Interpolator,
     MaxMargin,
@@ -331,4 +331,4 @@ def test_records_round_trip(tmp_path):
     arrays, attrs = results["alignment"].to_record()
     with pytest.raises(ValueError, match="MaxMargin.from_record: the record holds probe"):
         MaxMargin.from_record((arrays, attrs))
-    assert {Alignment, Factorization, Interpolator} <= {type(r) for r in results.values()}
+    assert {DirectionAlignment, Factorization, Interpolator} <= {type(r) for r in results.values()}

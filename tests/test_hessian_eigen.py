@@ -94,7 +94,7 @@ def test_eigenpairs_match_dense(case, which):
         ref = vecs[:, j]
         err = min(np.linalg.norm(v - ref), np.linalg.norm(v + ref))
         assert err <= 10 * res / gap + 1e-8, (name, which, value, err)
-    assert r.n_hvp > 0 and r.passes > 0 and r.seconds > 0
+    assert r.cost.hvp > 0 and r.cost.passes > 0 and r.cost.seconds > 0
     assert r.params == tuple(n for n, p in model.named_parameters() if p.requires_grad)
 
 
@@ -104,7 +104,7 @@ def test_matrix_matches_dense(case):
     scale = np.abs(h).max()
     np.testing.assert_allclose(m.matrix, h, rtol=0, atol=1e-10 * scale, err_msg=name)
     np.testing.assert_allclose(m.spectrum, vals, rtol=0, atol=1e-10 * np.abs(vals).max())
-    assert m.asymmetry < 1e-12 and m.n_hvp == h.shape[0] and m.curvature == "hessian"
+    assert m.asymmetry < 1e-12 and m.cost.hvp == h.shape[0] and m.curvature == "hessian"
 
 
 def test_model_unchanged():
@@ -180,7 +180,7 @@ def test_warm_start_is_cheaper(k):
     warm = hessian.eigenvalues(near, CE, (x, y), k=k, v0=torch.from_numpy(first.vectors))
     assert warm.all_converged and cold.all_converged
     np.testing.assert_allclose(warm.values, cold.values, rtol=2 * cold.tol)  # each within tol
-    assert warm.n_hvp < cold.n_hvp, (warm.n_hvp, cold.n_hvp)
+    assert warm.cost.hvp < cold.cost.hvp, (warm.cost, cold.cost)
 
 
 def test_seeded_and_budgeted():
@@ -188,11 +188,11 @@ def test_seeded_and_budgeted():
     a = hessian.eigenvalues(model, CE, (x, y), k=2, seed=1, vectors=True)
     b = hessian.eigenvalues(model, CE, (x, y), k=2, seed=1, vectors=True)
     assert np.array_equal(a.values, b.values) and np.array_equal(a.vectors, b.vectors)
-    assert a.n_hvp == b.n_hvp
+    assert a.cost.hvp == b.cost.hvp
     # a budget too small to converge: flagged, not hidden
     c = hessian.eigenvalues(model, CE, (x, y), k=5, which="smallest", tol=1e-12,
                             max_products=30)
-    assert c.n_hvp <= 30
+    assert c.cost.hvp <= 30
     assert not c.all_converged
 
 
@@ -292,13 +292,15 @@ def test_layer_blocks_equal_the_dense_diagonal_blocks(tmp_path):
         idx = np.concatenate([np.arange(*where[n]) for n in layer_blocks(model)[block]])
         exact = np.linalg.eigvalsh(full[np.ix_(idx, idx)])
         np.testing.assert_allclose(r.values, exact[-2:], rtol=1e-8, atol=1e-12)
-    assert result.n_hvp == sum(r.n_hvp for r in result.blocks.values())
+    assert result.cost.hvp == sum(r.cost.hvp for r in result.blocks.values())
     with Store(tmp_path / "b.h5", "a") as s:
         s.create_run("r", names=["w"], shapes=[(1,)], init=np.zeros(1))
         s.write_record("r", "probes", "blocks", arrays=result.to_record()[0],
                        attrs=result.to_record()[1])
         back = BlockEigenvalues.from_record(s.record("r", "probes", "blocks"))
+    assert list(back.blocks) == list(result.blocks) and back.cost == result.cost
     for block, r in result.blocks.items():
         np.testing.assert_array_equal(back.blocks[block].values, r.values)
+        assert back.blocks[block].cost == r.cost and back.blocks[block].params == r.params
     with pytest.raises(ValueError, match="params or blocks"):
         hessian.eigenvalues(model, loss, (x, y), blocks="layer", params=names[:1])

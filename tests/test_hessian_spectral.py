@@ -71,7 +71,7 @@ def test_trace_within_three_stderr_of_dense_trace(mlp, method):
     hits = 0
     for seed in SEEDS:
         tr = hutch.trace(model, CE, (x, y), method=method, n_products=30, seed=seed)
-        assert tr.n_hvp == 30 and tr.method == method and tr.seed == seed
+        assert tr.cost.hvp == 30 and tr.method == method and tr.seed == seed
         hits += abs(tr.value - truth) <= 3 * tr.stderr
     assert hits >= 0.9 * len(SEEDS), (method, hits)
 
@@ -80,7 +80,7 @@ def test_hutchpp_with_full_sketch_is_exact(mlp):
     model, x, y, hessian, _ = mlp
     p = hessian.shape[0]
     tr = hutch.trace(model, CE, (x, y), method="hutch++", n_products=3 * p)
-    assert tr.sketch == p and tr.n_hvp == 3 * p
+    assert tr.sketch == p and tr.cost.hvp == 3 * p
     assert tr.value == pytest.approx(float(torch.trace(hessian)), abs=1e-10)
     assert tr.stderr < 1e-10
 
@@ -122,28 +122,28 @@ def test_target_stderr_is_met_and_products_counted(method):
     op = MatrixOperator(outliers())
     tr = hutch.estimate_trace(op, method=method, target_stderr=target, seed=3)
     assert tr.converged and tr.stderr <= target and tr.n_probes >= hutch.MIN_PROBES
-    assert tr.n_hvp == op.n_products == tr.n_probes + 2 * tr.sketch
+    assert tr.cost.hvp == op.n_products == tr.n_probes + 2 * tr.sketch
     assert len(tr.samples) == tr.n_probes
     # a cap it cannot meet: stops at the cap and says so
     op = MatrixOperator(outliers())
     tr = hutch.estimate_trace(op, method=method, target_stderr=1e-9, n_products=40)
-    assert not tr.converged and tr.n_hvp == op.n_products == 40
+    assert not tr.converged and tr.cost.hvp == op.n_products == 40
 
 
 def test_target_stderr_on_model(mlp):
     model, x, y, hessian, _ = mlp
     tr = hutch.trace(model, CE, (x, y), method="hutch++", target_stderr=0.05)
-    assert tr.converged and tr.stderr <= 0.05 and tr.n_hvp == tr.n_probes + 2 * tr.sketch
+    assert tr.converged and tr.stderr <= 0.05 and tr.cost.hvp == tr.n_probes + 2 * tr.sketch
 
 
 def test_fixed_budget_counts(mlp):
     model, x, y, _, _ = mlp
     for method in hutch.METHODS:
         tr = hutch.trace(model, CE, (x, y), method=method, n_products=50)
-        assert tr.n_hvp == 50 and tr.passes > 0 and tr.seconds > 0
+        assert tr.cost.hvp == 50 and tr.cost.passes > 0 and tr.cost.seconds > 0
     tr = hutch.trace(model, CE, (x, y), method="hutch++", n_products=50)
     assert tr.sketch == 16 and tr.n_probes == 18 and len(tr.samples) == 18
-    assert hutch.trace(model, CE, (x, y), method="hutchinson").n_hvp == 100
+    assert hutch.trace(model, CE, (x, y), method="hutchinson").cost.hvp == 100
 
 
 # ----------------------------------------------------------------------------- density
@@ -157,7 +157,7 @@ def test_density_integrates_to_one_and_moments_match(mlp):
     assert np.trapezoid(esd.density, esd.grid) == pytest.approx(1.0, abs=1e-12)
     assert esd.nodes.shape == esd.weights.shape == (30, 12)
     np.testing.assert_allclose(esd.weights.sum(1), 1.0, atol=1e-12)
-    assert esd.n_hvp == 30 * 12 and esd.n_params == p
+    assert esd.cost.hvp == 30 * 12 and esd.n_params == p
     for k, truth in ((1, float(torch.trace(hessian)) / p),
                      (2, float((hessian ** 2).sum()) / p)):
         per = esd.moments(k)
@@ -191,7 +191,7 @@ def test_full_lanczos_finds_exact_eigenvalues(mlp):
 def test_known_spectrum_full_lanczos_stops_at_invariant_subspace():
     matrix = with_spectrum(np.repeat([1.0, 2.0, 5.0], 10))  # 3 distinct eigenvalues
     esd = slq.estimate_density(MatrixOperator(matrix), n_vectors=3, steps=30)
-    assert esd.n_hvp == 3 * 3
+    assert esd.cost.hvp == 3 * 3
     np.testing.assert_allclose(esd.nodes[:, :3], [[1.0, 2.0, 5.0]] * 3, atol=1e-10)
     assert np.isnan(esd.nodes[:, 3:]).all() and (esd.weights[:, 3:] == 0).all()
     assert esd.moment(1) == pytest.approx(np.mean(esd.weights[:, :3] @ [1, 2, 5]))
@@ -200,6 +200,7 @@ def test_known_spectrum_full_lanczos_stops_at_invariant_subspace():
 def test_ggn_density_is_nonnegative(mlp):
     model, x, y, _, ggn = mlp
     esd = slq.density(model, CE, (x, y), curvature="ggn", n_vectors=3, steps=30)
+    assert esd.cost.ggn_vp > 0 and esd.cost.hvp == 0  # GGN products are counted apart
     scale = float(torch.linalg.eigvalsh(ggn).abs().max())
     assert np.nanmin(esd.nodes) >= -1e-10 * scale
     assert esd.curvature == "ggn"

@@ -108,7 +108,7 @@ def test_instability_basics_and_record(digits):
     assert back.ks.tolist() == r.ks.tolist() and back.seeds == r.seeds
     for name in ("barriers", "accuracy_barriers", "test_barriers", "test_accuracy_barriers"):
         assert np.array_equal(getattr(back, name), getattr(r, name))
-    assert back.config == CFG.to_dict() and back.paths[1].n_evals == r.paths[1].n_evals
+    assert back.config == CFG.to_dict() and back.paths[1].cost == r.paths[1].cost
     with pytest.raises(ValueError, match="holds probe"):
         Instability.from_record(({}, {"probe": "interpolation.linear"}))
 

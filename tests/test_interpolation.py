@@ -18,9 +18,10 @@ from landscape.engine.batchnorm import recalibrate
 from landscape.engine.objective import Objective
 from landscape.train.spec import execute
 from landscape.store.file import Store
+from landscape.surfaces.stored import init_to_final
 from landscape.train.fit import TrainConfig, fit
 from probes.paths import interpolation
-from probes.paths.interpolation import Curve, Path, bezier, init_to_final, linear
+from probes.paths.interpolation import Curve, Path, bezier, linear
 
 CE = nn.CrossEntropyLoss()
 
@@ -96,7 +97,7 @@ def test_end_points_are_the_models_evaluated_directly(digits):
     chord = (1 - p.alphas) * p.loss[0] + p.alphas * p.loss[-1]
     assert p.barrier == max(p.loss - chord) >= 0
     assert p.barrier_alpha == p.alphas[np.argmax(p.loss - chord)]
-    assert p.n_evals == 10 and p.passes >= 10 and p.seconds > 0
+    assert p.cost.loss_evals >= 10 and p.cost.passes >= 10 and p.cost.seconds > 0
     assert p.buffers == "none" and p.mode == "eval"
     assert p.params == tuple(n for n, _ in a.named_parameters())
 
@@ -154,7 +155,7 @@ def test_recalibrated_path_uses_exact_statistics(digits):
     a, b = net(0), net(1)
     before = state(a), state(b)
     p = linear(a, b, CE, (x, y), n=5, recalibrate=True, batch_size=64)
-    assert p.buffers == "recalibrated" and p.passes >= 10  # recalibration + evaluation a point
+    assert p.buffers == "recalibrated" and p.cost.passes >= 10  # recalibration + evaluation
     for i, model in ((0, a), (-1, b)):
         twin = copy.deepcopy(model).eval()
         with torch.no_grad():
@@ -217,7 +218,7 @@ def test_bezier_curve_has_a_far_lower_barrier_than_the_line(mnist1d_pair):
     assert curve.train_loss.shape == curve.train_t.shape == (300,)
     assert 0 <= curve.train_t.min() and curve.train_t.max() < 1
     assert curve.train_loss[-50:].mean() < curve.train_loss[:50].mean()
-    assert curve.buffers == "none" and curve.passes > 300 * 128 / 1000
+    assert curve.buffers == "none" and curve.cost.passes > 300 * 128 / 1000
     assert_untouched(a, before[0])
     assert_untouched(b, before[1])
 
@@ -280,8 +281,8 @@ def test_records_round_trip_through_the_store(tmp_path, digits):
         for f in ("alphas", "loss", "accuracy", "test_loss", "test_accuracy"):
             got, want = getattr(back, f), getattr(before, f)
             assert (got is None and want is None) or np.array_equal(got, want)
-        for f in ("kind", "buffers", "mode", "params", "n_evals", "passes", "seconds", "info",
-                  "barrier", "accuracy_barrier", "test_barrier"):
+        for f in ("kind", "buffers", "mode", "params", "cost", "info", "barrier",
+                  "accuracy_barrier", "test_barrier"):
             assert getattr(back, f) == getattr(before, f)
     back = Curve.from_record(curve)
     assert np.array_equal(back.bend, c.bend) and np.array_equal(back.train_loss, c.train_loss)
@@ -290,7 +291,7 @@ def test_records_round_trip_through_the_store(tmp_path, digits):
         Curve.from_record(line)
     with pytest.raises(ValueError, match="not 'interpolation.linear'"):
         Path.from_record(({}, {"probe": "hessian.trace"}))
-    assert interpolation.KINDS == ("linear", "init_to_final", "bezier")
+    assert interpolation.INTERPOLATION_KINDS == ("linear", "init_to_final", "bezier")
 
 
 def test_init_to_final_of_a_stored_run(tmp_path):

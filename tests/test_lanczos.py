@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from probes.curvature.lanczos import error_bounds, extreme, select
+from probes.curvature.lanczos import error_bounds, extreme, wanted_indices
 
 WHICH = ("largest", "smallest", "both", "magnitude")
 
@@ -40,7 +40,7 @@ def run(a: torch.Tensor, nev: int, which: str, tol: float, basis: int = 40, seed
 
 def exact_wanted(values: np.ndarray, which: str, nev: int) -> np.ndarray:
     ordered = np.sort(values)
-    return ordered[select(ordered, which, nev)]
+    return ordered[wanted_indices(ordered, which, nev)]
 
 
 @pytest.mark.parametrize("which", WHICH)

@@ -170,7 +170,8 @@ def test_no_cycles():
 def test_the_checker_sees_what_it_must(tmp_path):
     # the graph's own machinery on a known case: a function-level import counts, one under
     # TYPE_CHECKING does not, a relative import resolves, and a cycle is found
-    src = ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from landscape.cli import main\n"
+    src = ("from typing import TYPE_CHECKING\n"
+           "if TYPE_CHECKING:\n    from landscape.cli import main\n"
            "def f():\n    from .objective import Objective\n")
     path = tmp_path / "mod.py"
     path.write_text(src)

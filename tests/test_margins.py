@@ -77,7 +77,7 @@ def test_tenth_percentile_and_minimum_on_many_examples():
     np.testing.assert_allclose(m.margins, want)
     assert m.minimum == want.min()
     assert m.quantile == np.sort(want)[13 - 1]  # floor(0.1 * 137) = 13th smallest
-    assert m.q == 0.1 and m.passes > 0
+    assert m.q == 0.1 and m.cost.passes > 0
 
 
 def test_spectral_complexity_with_init_reference():

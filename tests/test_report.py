@@ -1,5 +1,6 @@
 """The report of a landscape file read back from disk: tables, ranking, Markdown and HTML,
-figures (stand-in plotting module), the command line."""
+figures (stand-in plotting module), the command line.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from landscape import cli, report
+from landscape.engine.cost import Cost
 from landscape.store.file import Store
 from probes.curvature.hessian import Eigenvalues, Trace
 from probes.implicit_bias.suite import Measures
@@ -34,12 +36,12 @@ def _eigenvalues(top: float) -> Eigenvalues:
     v = np.array([top / 2, top])
     return Eigenvalues(values=v, vectors=None, residuals=np.zeros(2), errors=np.zeros(2),
                        converged=np.ones(2, bool), which="largest", k=2, tol=1e-6,
-                       curvature="hessian", n_hvp=4, passes=1.0, seconds=0.0, params=("w",))
+                       curvature="hessian", cost=Cost(passes=1.0, hvp=4), params=("w",))
 
 
 def _trace(value: float) -> Trace:
-    return Trace(value=value, stderr=0.1, method="hutch++", n_probes=2, sketch=2, n_hvp=6,
-                 passes=1.0, seconds=0.0, curvature="hessian", seed=0, n_params=3,
+    return Trace(value=value, stderr=0.1, method="hutch++", n_probes=2, sketch=2,
+                 cost=Cost(passes=1.0, hvp=6), curvature="hessian", seed=0, n_params=3,
                  target_stderr=None, converged=True, samples=np.ones(2))
 
 
@@ -47,7 +49,7 @@ def _pac_bayes(flatness: float) -> PacBayes:
     return PacBayes(sigma=flatness ** -0.5, flatness=flatness, clean_accuracy=1.0, accuracy=0.9,
                     converged=True, target=0.1, tolerance=0.01, magnitude_aware=True, eps=1e-3,
                     n_samples=2, depth=3, sigma_max=2.0, seed=0, mode="eval", n_params=3,
-                    passes=1.0, seconds=0.0, sigmas=np.ones(2), accuracies=np.ones(2))
+                    cost=Cost(passes=1.0), sigmas=np.ones(2), accuracies=np.ones(2))
 
 
 def _path(peak: float) -> PathResult:
@@ -55,12 +57,13 @@ def _path(peak: float) -> PathResult:
     loss = np.array([0.1, 0.1 + peak / 2, 0.1 + peak, 0.1 + peak / 2, 0.1])
     return PathResult(kind="linear", alphas=alphas, loss=loss, accuracy=np.ones(5),
                       test_loss=None, test_accuracy=None, buffers="none", mode="eval",
-                      params=("w",), n_evals=5, passes=5.0, seconds=0.0, info={})
+                      params=("w",), cost=Cost(passes=5.0, loss_evals=5), info={})
 
 
 def write_file(path: Path, *, sweep: bool = True) -> Path:
     """Four complete runs with probes written through the results' ``to_record``, a failed
-    run, a path between two runs under /compare."""
+    run, a path between two runs under /compare.
+    """
     with Store(path, "w") as s:
         for run, (tra, tea, trl, tel, dist, top, axes) in RUNS.items():
             s.create_run(run, names=NAMES, shapes=SHAPES, init=np.zeros(3),
@@ -163,7 +166,8 @@ def test_markdown_and_html_are_written_and_escaped(built):
     for text in (md, htm):
         assert "Kendall" in text and "dist" in text and "Psi" in text
         assert report.MISSING in text  # the missing margin and lambda_max
-        assert "figures" not in text.lower() or "No figures" in text
+        # built with figures=False: the Figures section says so and embeds nothing
+        assert "No figures." in text and "<img" not in text and "![" not in text
     assert "a&lt;b&amp;c" in htm and "a<b" not in htm
     assert "a&lt;b&amp;c" in md and "<b" not in md
     assert htm.startswith("<!DOCTYPE html>") and "<style>" in htm

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 
 from landscape.cli.main import main
-from landscape.sweep.spec import expand, loads
+from landscape.surfaces.stored import DIRECTIONS
+from landscape.sweep import spec
+from landscape.sweep.jobs import compare_name
+from landscape.sweep.measure import PROBE_FUNCTIONS, SHARPNESS
+from landscape.sweep.spec import expand, load, loads
 
 BASE = """
 name = "t"
@@ -109,7 +117,8 @@ kind = ["linear", "bezier"]
 """)
     assert list(s.probes) == ["hessian_eigenvalues", "sharpness_worst_case_adaptive",
                               "sharpness_pac_bayes", "sam_sharpness"]
-    assert s.probes["hessian_eigenvalues"] == ("curvature.hessian", "eigenvalues", {"k": 2, "n": 20})
+    assert s.probes["hessian_eigenvalues"] == ("curvature.hessian", "eigenvalues",
+                                               {"k": 2, "n": 20})
     assert s.probes["sam_sharpness"][2] == {"rho": 0.1, "n": 20}
     assert s.surfaces["r1"]["directions"] == "random"
     assert s.init_to_final == ("linear", "bezier")
@@ -117,8 +126,6 @@ kind = ["linear", "bezier"]
 
 
 def test_aligned_paths_are_named_by_kind():
-    from landscape.sweep.jobs import compare_name
-
     s = loads(BASE + """
 [grid]
 "train.seed" = [0, 1]
@@ -131,10 +138,6 @@ kind = ["linear", "aligned"]
 
 
 def test_load_reads_the_shipped_specs():
-    from pathlib import Path
-
-    from landscape.sweep.spec import load
-
     root = Path(__file__).resolve().parents[1] / "experiments"
     quick = load(root / "quick.toml")
     assert [r.name for r in quick.runs] == ["sgd", "adam"]
@@ -236,3 +239,52 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     good.write_text(BASE)
     assert main(["sweep", str(good), "--out", str(tmp_path / "y.h5"), "--workers", "0"]) == 2
     assert "workers" in capsys.readouterr().err
+
+
+BAD_TYPES = [  # (extra, key, exception): rules that came with the models, and the error types
+    ("[grid]\n'optimizer.base.lr' = [0.1]", "grid.'optimizer.base.lr'", ValueError),
+    ("[grid]\n'train.seed' = 0", "grid.'train.seed'", TypeError),
+    ("[probes]\nhessian = {kind = 'x'}", "probes.hessian.kind", ValueError),
+    ("[probes]\nsharpness = 3", "probes.sharpness", TypeError),
+    ("[resources]\ncpus = true", "resources.cpus", TypeError),
+    ("[resources]\ngpus = -1", "resources.gpus", ValueError),
+    ("[along]\nlambda_max = {every = 1, tol = -1}", "along.lambda_max.tol", ValueError),
+    ("[[runs]]\nname = 'x'\nrun = 'y'", "runs[0].run", ValueError),
+    ("[[runs]]\ntrain = {epochs = 1, loss = 'hinge'}", "'ep1-losshinge': train.loss", ValueError),
+    ("[surfaces.s]\nx = [-1, 1, 3]\ntest = 1", "surfaces.s.test", TypeError),
+    ("[paths]\nkind = []", "paths.kind", ValueError),
+    ("description = 3", "description", TypeError),
+]
+
+
+@pytest.mark.parametrize(("extra", "key", "exc"), BAD_TYPES, ids=[k for _, k, _ in BAD_TYPES])
+def test_errors_name_the_key_and_say_what_came(extra, key, exc):
+    text = extra + "\n" + BASE if extra.startswith("description") else BASE + "\n" + extra
+    with pytest.raises((ValueError, TypeError)) as err:
+        loads(text)
+    message = str(err.value)
+    assert type(err.value) is exc, message
+    assert message.startswith("sweep spec: ") and key in message and "\n" not in message
+    with pytest.raises(TypeError, match="sweep spec: must be a table, got 3"):
+        expand(3)
+
+
+def test_schema_covers_every_top_level_table():
+    s = spec.schema()
+    assert list(s["properties"]) == ["name", "description", "base", "grid", "runs", "init",
+                                     "probes", "along", "surfaces", "paths", "resources"]
+    assert s["required"] == ["name"] and s["additionalProperties"] is False
+    # every table the format (the module docstring) shows is in the schema
+    shown = set(re.findall(r"^ {4}\[\[?(\w+)", spec.__doc__, re.M))
+    assert shown == {"base", "grid", "runs", "init", "probes", "along", "surfaces", "paths",
+                     "resources"} and shown <= set(s["properties"])
+    defs = s["$defs"]
+    assert set(defs["ProbesTable"]["properties"]) == {"n", "sharpness", *PROBE_FUNCTIONS}
+    assert defs["SharpnessEntry"]["properties"]["kind"]["enum"] == list(SHARPNESS)
+    assert defs["SurfaceTable"]["properties"]["directions"]["enum"] == list(DIRECTIONS)
+    assert set(defs["RunTables"]["properties"]) == {"model", "data", "optimizer", "train", "init"}
+    assert defs["RunTables"]["properties"]["init"]["enum"] == ["random", "random_labels"]
+    assert set(defs["InitTables"]["properties"]) == {"random_labels"}
+    assert defs["SurfaceTable"]["required"] == ["x"]
+    assert defs["AlongOptions"]["required"] == ["every"]
+    json.dumps(s)  # JSON all through

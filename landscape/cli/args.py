@@ -1,5 +1,4 @@
-"""Argument parsing shared by the subcommands of the ``landscape`` command
-(:mod:`landscape.cli`)."""
+"""Argument parsing shared by the subcommands of :mod:`landscape.cli`."""
 
 from __future__ import annotations
 
@@ -10,6 +9,13 @@ __all__ = ["checkpoint", "data_table", "grid", "pairs", "run_and_checkpoint"]
 
 
 def pairs(items: Sequence[str] | None, flag: str) -> dict:
+    """``KEY=VALUE`` items of a repeated flag as a dict (``-`` in keys becomes ``_``).
+
+    Values are read as TOML would read them, else kept as strings.
+
+    Raises:
+        ValueError: an item without ``=`` or without a key (the message names ``flag``).
+    """
     from landscape.train.spec import parse_value
 
     out = {}
@@ -22,6 +28,11 @@ def pairs(items: Sequence[str] | None, flag: str) -> dict:
 
 
 def grid(text: str, flag: str) -> object:
+    """``START:STOP:NUM`` as ``numpy.linspace(START, STOP, NUM)``.
+
+    Raises:
+        ValueError: another form, ``START >= STOP`` or ``NUM < 1`` (the message names ``flag``).
+    """
     import numpy as np
 
     parts = text.split(":")
@@ -47,5 +58,6 @@ def data_table(args: argparse.Namespace) -> dict | None:
 
 
 def run_and_checkpoint(text: str) -> tuple[str, str | int]:
+    """``RUN[:CHECKPOINT]`` as ``(run, checkpoint)``; the checkpoint defaults to ``final``."""
     run, _, which = text.partition(":")
     return run, checkpoint(which or "final")

@@ -117,10 +117,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.data:
         flags["data"]["name"] = args.data
     if args.optimizer:
-        def key(name: object) -> str:
+        def canonical(name: object) -> str:
             return str(name).strip().lower().replace("-", "_")
 
-        if key(spec.get("optimizer", {}).get("name", args.optimizer)) != key(args.optimizer):
+        if canonical(spec.get("optimizer", {}).get("name", args.optimizer)) != \
+                canonical(args.optimizer):
             spec["optimizer"] = {}  # another optimizer: the config's settings do not apply
         flags["optimizer"]["name"] = args.optimizer
     if args.lr is not None:

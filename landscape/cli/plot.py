@@ -1,10 +1,10 @@
-"""``landscape plot FILE [WHAT]``: figures from a landscape file (part of the ``landscape``
-command, :mod:`landscape.cli`), drawn by :mod:`landscape.plot`.
+"""``landscape plot FILE [WHAT]``: figures from a landscape file, drawn by :mod:`landscape.plot`.
 
-WHAT: ``surface``, ``curve``, ``density``, ``path``, ``history``, ``measure``, ``grid`` or
-``all`` (the default: every figure the file allows, :func:`landscape.plot.all_figures`).
-``--out`` is a folder (default ``<FILE stem>_figures/``) or, for one figure, a file whose
-suffix gives the format. The paths written are printed, one a line.
+Part of the ``landscape`` command (:mod:`landscape.cli`). WHAT: ``surface``, ``curve``,
+``density``, ``path``, ``history``, ``measure``, ``grid`` or ``all`` (the default: every figure
+the file allows, :func:`landscape.plot.all_figures`). ``--out`` is a folder (default
+``<FILE stem>_figures/``) or, for one figure, a file whose suffix gives the format. The paths
+written are printed, one a line.
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
 PROBE: ``hessian`` (top or bottom eigenvalues), ``trace``, ``density``, ``sharpness``
 (``--kind worst|average|epsilon|pac-bayes``) or ``measures`` (every implicit-bias and
 generalisation measure, :func:`probes.implicit_bias.measures`). Each runner returns the result
-and a one-line summary; the result is written under ``runs/<run>/probes/<name>``.
+and a one-line summary; the result is written under ``runs/<run>/probes/<name>`` and its cost
+(``result.cost``) printed.
 """
 
 from __future__ import annotations
@@ -32,8 +33,7 @@ def _hessian(args: argparse.Namespace, model: Any, loss_fn: Any, data: Any) -> t
 
     r = hessian.eigenvalues(model, loss_fn, data, k=args.k, which=args.which, tol=args.tol,
                             curvature=args.curvature)
-    return r, "eigenvalues " + ", ".join(f"{v:.6g}" for v in np.asarray(r.values)), \
-        f"{r.n_hvp} products"
+    return r, "eigenvalues " + ", ".join(f"{v:.6g}" for v in np.asarray(r.values))
 
 
 def _trace(args: argparse.Namespace, model: Any, loss_fn: Any, data: Any) -> tuple:
@@ -41,7 +41,7 @@ def _trace(args: argparse.Namespace, model: Any, loss_fn: Any, data: Any) -> tup
 
     r = hessian.trace(model, loss_fn, data, method=args.method, n_products=args.products,
                       seed=args.seed, curvature=args.curvature)
-    return r, f"trace {r.value:.6g} +- {r.stderr:.3g} ({r.method})", f"{r.n_hvp} products"
+    return r, f"trace {r.value:.6g} +- {r.stderr:.3g} ({r.method})"
 
 
 def _density(args: argparse.Namespace, model: Any, loss_fn: Any, data: Any) -> tuple:
@@ -52,7 +52,7 @@ def _density(args: argparse.Namespace, model: Any, loss_fn: Any, data: Any) -> t
     r = hessian.density(model, loss_fn, data, n_vectors=args.vectors,
                         steps=_or(args.steps, 80), seed=args.seed, curvature=args.curvature)
     return r, (f"density from {r.n_vectors} vectors x {r.steps} steps, nodes in "
-               f"[{np.min(r.nodes):.4g}, {np.max(r.nodes):.4g}]"), f"{r.n_hvp} products"
+               f"[{np.min(r.nodes):.4g}, {np.max(r.nodes):.4g}]")
 
 
 def _sharpness(args: argparse.Namespace, model: Any, loss_fn: Any, data: Any) -> tuple:
@@ -82,7 +82,7 @@ def _sharpness(args: argparse.Namespace, model: Any, loss_fn: Any, data: Any) ->
                                 **common)
         shown = (f"PAC-Bayes sigma {r.sigma:.6g}, flatness {r.flatness:.6g} "
                  f"({'plain' if args.plain else 'magnitude-aware'} noise)")
-    return r, shown, f"{r.passes:.0f} passes"
+    return r, shown
 
 
 def _measures(args: argparse.Namespace, model: Any, loss_fn: Any, data: Any) -> tuple:
@@ -96,7 +96,7 @@ def _measures(args: argparse.Namespace, model: Any, loss_fn: Any, data: Any) -> 
                  adaptive_rho=args.adaptive_rho, steps=_or(args.steps, 20),
                  n_samples=_or(args.samples, 20), seed=args.seed)
     known = sum(v is not None for v in r.values.values())
-    return r, f"{known} measures ({len(r.skipped)} skipped)", f"{r.passes:.0f} passes"
+    return r, f"{known} measures ({len(r.skipped)} skipped)"
 
 
 PROBES: dict[str, tuple[Callable[..., tuple], Callable[[argparse.Namespace], str]]] = {
@@ -121,16 +121,24 @@ def _probe(args: argparse.Namespace) -> int:
     if args.n and args.n < len(y):
         x, y = x[:args.n], y[:args.n]
     runner, default_name = PROBES[args.probe]
-    result, shown, cost = runner(args, model, loss_fn, (x, y))
+    result, shown = runner(args, model, loss_fn, (x, y))
     arrays, attrs = result.to_record()
     name = args.name or default_name(args)
     attrs = {**attrs, "data": {"split": args.split, "n": len(y), **(data or {})},
              "checkpoint": str(args.which_params)}
     with Store(args.file, "a", timeout=60) as s:
         s.write_record(args.run, "probes", name, arrays=arrays, attrs=attrs)
-    print(f"{args.file}: run {args.run!r}: {shown}; {cost}, {result.seconds:.2f} s; stored as "
+    print(f"{args.file}: run {args.run!r}: {shown}; {_cost(result.cost)}; stored as "
           f"probes/{name}")
     return 0
+
+
+def _cost(cost: Any) -> str:
+    """A result's :class:`~landscape.engine.cost.Cost` in words: the curvature products (where
+    there are any), the passes over the data and the wall time."""
+    products = cost.hvp + cost.ggn_vp
+    spent = f"{products} products, " if products else ""
+    return f"{spent}{cost.passes:.0f} passes, {cost.seconds:.2f} s"
 
 
 def add_probe(sub: argparse._SubParsersAction) -> None:

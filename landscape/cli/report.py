@@ -1,6 +1,8 @@
-"""``landscape report FILE [--out DIR]``: the report of a landscape file, in Markdown and HTML
-(part of the ``landscape`` command, :mod:`landscape.cli`; the work is
-:func:`landscape.report.report`)."""
+"""``landscape report FILE [--out DIR]``: the report of a landscape file, in Markdown and HTML.
+
+Part of the ``landscape`` command (:mod:`landscape.cli`); the work is
+:func:`landscape.report.report`.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +17,15 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def summarize(file: str, out: str | None, *, figures: bool = True) -> None:
-    """Write the report of ``file`` and print where it went and its top measures (also the
-    last step of ``landscape sweep``)."""
+    """Write the report of ``file`` and print where it went and its top measures.
+
+    Also the last step of ``landscape sweep``.
+
+    Args:
+        file: the landscape file.
+        out: the report's folder (default: next to ``file``).
+        figures: render the figures too.
+    """
     from landscape.report.build import report
 
     r = report(file, out, figures=figures)

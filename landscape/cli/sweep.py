@@ -1,5 +1,8 @@
-"""``landscape sweep SPEC --out FILE``: run a sweep spec into a landscape file (part of the
-``landscape`` command, :mod:`landscape.cli`; the spec format: :mod:`landscape.sweep`)."""
+"""``landscape sweep SPEC --out FILE``: run a sweep spec into a landscape file.
+
+Part of the ``landscape`` command (:mod:`landscape.cli`); the spec format is in
+:mod:`landscape.sweep`.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +15,9 @@ __all__ = ["add_sweep"]
 def _sweep(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from landscape.sweep.spec import load, on_device
     from landscape.sweep.jobs import plan
     from landscape.sweep.run import run_sweep
+    from landscape.sweep.spec import load, on_device
 
     sweep = load(args.spec)
     if args.device:
@@ -25,7 +28,7 @@ def _sweep(args: argparse.Namespace) -> int:
         for job in jobs:
             if job.pair:
                 continue
-            run = sweep.run(job.run)
+            run = sweep.run(job.run_name)
             axes = ", ".join(f"{k}={v}" for k, v in run.axes.items())
             print(f"  {job.run}  [{axes}]  missing: {job.describe() if not job.empty else '-'}")
         pairs = [j for j in jobs if j.pair]
@@ -48,6 +51,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def add_sweep(sub: argparse._SubParsersAction) -> None:
+    """Register ``landscape sweep``."""
     p = sub.add_parser(
         "sweep", help="train and measure the runs of a sweep spec into a landscape file",
         description="Expand SPEC (TOML: [base] run spec, [grid] and/or [[runs]], "

@@ -7,9 +7,10 @@ Nothing downloads at run time. Everything is seeded with its own ``torch.Generat
 ``numpy.random.Generator``: the same seed gives identical tensors, and global RNG state is
 left as it was.
 
-The :class:`Split` container and its transforms live in :mod:`landscape.data.split`, the built-in
-datasets in :mod:`landscape.data.datasets`; your own data (:func:`from_arrays`, :func:`from_dataset`) and the registry (``DATASETS``,
-:func:`load`) in :mod:`landscape.data.sources`; this package re-exports all three.
+The :class:`Split` container and its transforms live in :mod:`landscape.data.split`, the
+built-in datasets in :mod:`landscape.data.datasets`; your own data (:func:`from_arrays`,
+:func:`from_dataset`) and the registry (``DATASETS``, :func:`load`) in
+:mod:`landscape.data.sources`; this package re-exports all three.
 
 Examples:
     >>> from landscape import data

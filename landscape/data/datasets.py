@@ -1,10 +1,10 @@
-"""Built-in datasets that work offline: MNIST-1D (with a disk cache), digits, gaussians, moons,
-sparse_regression, matrix_sensing, modular_addition.
+"""Built-in datasets that work offline.
 
-Each function returns a :class:`~landscape.data.split.Split` whose ``info`` records the source,
-sizes, options and seed. Nothing downloads at run time. Everything is seeded with its own
-``torch.Generator`` or ``numpy.random.Generator``: the same seed gives identical tensors, and
-global RNG state is left as it was.
+MNIST-1D (with a disk cache), digits, gaussians, moons, sparse_regression, matrix_sensing and
+modular_addition. Each function returns a :class:`~landscape.data.split.Split` whose ``info``
+records the source, sizes, options and seed. Nothing downloads at run time. Everything is
+seeded with its own ``torch.Generator`` or ``numpy.random.Generator``: the same seed gives
+identical tensors, and global RNG state is left as it was.
 
 All names here are re-exported by :mod:`landscape.data`, which also has ``load`` by name.
 
@@ -22,14 +22,15 @@ import random
 import tempfile
 import warnings
 import zipfile
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from landscape.engine.checks import _check_fraction, _check_int, _check_number
 from landscape.data.split import Split, _split_indices
+from landscape.engine.checks import _check_fraction, _check_int, _check_number
 
 __all__ = ["digits", "gaussians", "matrix_sensing", "matrix_sensing_truth", "mnist1d",
            "modular_addition", "moons", "sparse_regression"]
@@ -52,7 +53,8 @@ def _cache_root(cache_dir: str | os.PathLike | None) -> Path:
 
 
 def _mnist1d_args(seed: int) -> dict:
-    from mnist1d.data import get_dataset_args
+    # mnist1d imports scipy.interpolate and matplotlib (~0.7 s): only when it is used
+    from mnist1d.data import get_dataset_args  # noqa: PLC0415
 
     args = dict(get_dataset_args(as_dict=True))
     args.pop("url", None)  # generation never downloads; the url is not a generation argument
@@ -61,8 +63,6 @@ def _mnist1d_args(seed: int) -> dict:
 
 
 def _mnist1d_key(args: dict) -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         pkg = version("mnist1d")
     except PackageNotFoundError:
@@ -73,8 +73,8 @@ def _mnist1d_key(args: dict) -> str:
 
 def _generate_mnist1d(args: dict) -> dict[str, np.ndarray]:
     """Run the package's generator; it seeds ``random`` and ``np.random``, so restore them."""
-    from mnist1d.data import make_dataset
-    from mnist1d.utils import ObjectView
+    from mnist1d.data import make_dataset  # noqa: PLC0415 (import cost, see _mnist1d_args)
+    from mnist1d.utils import ObjectView  # noqa: PLC0415
 
     py_state, np_state = random.getstate(), np.random.get_state()
     try:
@@ -109,7 +109,8 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray], args_json: str) -> N
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, args=np.array(args_json), **arrays)
+            np.savez(f, args=np.array(args_json), x=arrays["x"], y=arrays["y"],
+                     x_test=arrays["x_test"], y_test=arrays["y_test"])
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is shared like any file
@@ -190,7 +191,8 @@ def digits(*, test_fraction: float = 0.2, seed: int = 0, image: bool = False) ->
         >>> digits(seed=0).x_train.shape
         torch.Size([1437, 64])
     """
-    from sklearn.datasets import load_digits
+    # scikit-learn takes ~0.7 s to import: only for the datasets that need it
+    from sklearn.datasets import load_digits  # noqa: PLC0415
 
     test_fraction = _check_fraction("digits", "test_fraction", test_fraction, closed=False)
     seed = _check_int("digits", "seed", seed)
@@ -217,7 +219,9 @@ def gaussians(*, n_train: int = 200, n_test: int = 1000, dim: int = 2, margin: f
     on separable data (Soudry et al. 2018).
 
     Args:
-        n_train, n_test: number of points (>= 2 and >= 1). dim: input dimension (>= 1).
+        n_train: number of training points (>= 2).
+        n_test: number of test points (>= 1).
+        dim: input dimension (>= 1).
         margin: guaranteed distance from the hyperplane (>= 0).
         separation: distance between the class means before truncation (> 0).
         seed: seed of the direction and the points.
@@ -233,7 +237,7 @@ def gaussians(*, n_train: int = 200, n_test: int = 1000, dim: int = 2, margin: f
     fn = "gaussians"
     n_train, n_test = _check_int(fn, "n_train", n_train, 2), _check_int(fn, "n_test", n_test, 1)
     dim, seed = _check_int(fn, "dim", dim, 1), _check_int(fn, "seed", seed)
-    from scipy.stats import truncnorm
+    from scipy.stats import truncnorm  # noqa: PLC0415 (scipy.stats takes ~0.6 s to import)
 
     margin = _check_number(fn, "margin", margin)
     separation = _check_number(fn, "separation", separation, strict=True)
@@ -261,7 +265,9 @@ def moons(*, n_train: int = 200, n_test: int = 1000, noise: float = 0.1, seed: i
     """Two interleaving half circles (scikit-learn ``make_moons``), labels {0, 1}.
 
     Args:
-        n_train, n_test: number of points (>= 1). noise: std of Gaussian noise (>= 0).
+        n_train: number of training points (>= 1).
+        n_test: number of test points (>= 1).
+        noise: std of Gaussian noise (>= 0).
         seed: seed (``random_state`` of ``make_moons``).
 
     Returns:
@@ -271,7 +277,7 @@ def moons(*, n_train: int = 200, n_test: int = 1000, noise: float = 0.1, seed: i
         >>> moons(n_train=100, noise=0.2, seed=0).x_train.shape
         torch.Size([100, 2])
     """
-    from sklearn.datasets import make_moons
+    from sklearn.datasets import make_moons  # noqa: PLC0415 (import cost, see digits)
 
     n_train, n_test = (_check_int("moons", k, v, 1) for k, v in (("n_train", n_train),
                                                                   ("n_test", n_test)))
@@ -298,7 +304,9 @@ def sparse_regression(*, n_train: int = 40, n_test: int = 1000, dim: int = 100, 
     in a run spec: standardising ``X`` breaks ``y = X beta*``.
 
     Args:
-        n_train, n_test: number of samples (>= 1). dim: input dimension (>= 1).
+        n_train: number of training samples (>= 1).
+        n_test: number of test samples (>= 1).
+        dim: input dimension (>= 1).
         sparsity: non-zero entries of ``beta*``, in ``1..dim``.
         noise: std of Gaussian noise added to every target, train and test (>= 0).
         seed: seed of ``beta*``, the inputs and the noise.
@@ -341,9 +349,20 @@ def sparse_regression(*, n_train: int = 40, n_test: int = 1000, dim: int = 100, 
 
 
 def matrix_sensing_truth(*, dim: int = 10, rank: int = 2, seed: int = 0) -> np.ndarray:
-    """The rank-``rank`` PSD ``dim x dim`` matrix ``X* = W W^T / ||W W^T||_F`` of
-    :func:`matrix_sensing` with the same ``seed`` (``W`` i.i.d. ``N(0, 1)``; ``||X*||_F = 1``),
-    float64. It depends on ``dim``, ``rank`` and ``seed`` only, not on the measurements."""
+    """The low-rank PSD matrix ``X*`` that :func:`matrix_sensing` with the same ``seed`` measures.
+
+    ``X* = W W^T / ||W W^T||_F`` with ``W`` (``dim x rank``) i.i.d. ``N(0, 1)``, so
+    ``||X*||_F = 1``. It depends on ``dim``, ``rank`` and ``seed`` only, not on the
+    measurements.
+
+    Args:
+        dim: size of ``X*`` (>= 1).
+        rank: rank of ``X*``, in ``1..dim``.
+        seed: the seed of :func:`matrix_sensing`.
+
+    Returns:
+        ``X*``, ``(dim, dim)`` float64.
+    """
     fn = "matrix_sensing"
     dim, seed = _check_int(fn, "dim", dim, 1), _check_int(fn, "seed", seed)
     rank = _check_int(fn, "rank", rank, 1)
@@ -357,9 +376,9 @@ def matrix_sensing_truth(*, dim: int = 10, rank: int = 2, seed: int = 0) -> np.n
 
 def matrix_sensing(*, n_train: int = 40, n_test: int = 200, dim: int = 10, rank: int = 2,
                    seed: int = 0) -> Split:
-    """PSD matrix sensing: ``y_i = <A_i, X*>`` for a low-rank PSD ``X*`` (Gunasekar et al.
-    2017), float targets.
+    """PSD matrix sensing: ``y_i = <A_i, X*>`` for a low-rank PSD ``X*``, float targets.
 
+    The setting of Gunasekar et al. 2017.
     ``X*`` is :func:`matrix_sensing_truth` (rank ``rank``, ``||X*||_F = 1``); each ``A_i`` is a
     symmetric Gaussian matrix ``(G + G^T) / 2`` with ``G`` i.i.d. ``N(0, 1)``, so that
     ``E <A, X>^2 = ||X||_F^2`` for every symmetric ``X``. The training set is the ``n_train``
@@ -372,8 +391,11 @@ def matrix_sensing(*, n_train: int = 40, n_test: int = 200, dim: int = 10, rank:
     false`` in a run spec: standardising the ``A_i`` breaks ``y = <A, X*>``.
 
     Args:
-        n_train, n_test: number of measurements (>= 1). dim: size of ``X*`` (>= 1).
-        rank: rank of ``X*``, in ``1..dim``. seed: seed of ``X*`` and the measurements.
+        n_train: number of training measurements (>= 1).
+        n_test: number of test measurements (>= 1).
+        dim: size of ``X*`` (>= 1).
+        rank: rank of ``X*``, in ``1..dim``.
+        seed: seed of ``X*`` and the measurements.
 
     Returns:
         A :class:`Split` with inputs ``(N, dim, dim)`` and targets ``(N,)``, both float32,
@@ -409,9 +431,9 @@ def matrix_sensing(*, n_train: int = 40, n_test: int = 200, dim: int = 10, rank:
 
 def modular_addition(*, p: int = 53, train_fraction: float = 0.3, seed: int = 0,
                      equals: bool = True) -> Split:
-    """Modular addition ``a + b mod p`` over all ``p * p`` pairs, as token sequences (Power et
-    al. 2022, grokking; Nanda et al. 2023).
+    """Modular addition ``a + b mod p`` over all ``p * p`` pairs, as token sequences.
 
+    The grokking task of Power et al. 2022 and Nanda et al. 2023.
     Inputs are integer token ids ``[a, b, =]`` (``a, b`` in ``0..p-1``, the ``=`` token is
     ``p``), targets ``(a + b) mod p``. A random ``train_fraction`` of the pairs is the training
     set, the rest the test set. For :class:`landscape.models.TinyTransformer`: ``info``
@@ -420,8 +442,10 @@ def modular_addition(*, p: int = 53, train_fraction: float = 0.3, seed: int = 0,
     are).
 
     Args:
-        p: the modulus (>= 2). train_fraction: fraction of the pairs for training, in (0, 1).
-        seed: seed of the split. equals: append the ``=`` token.
+        p: the modulus (>= 2).
+        train_fraction: fraction of the pairs for training, in (0, 1).
+        seed: seed of the split.
+        equals: append the ``=`` token.
 
     Returns:
         A :class:`Split` with inputs ``(N, 3)`` (or ``(N, 2)``) int64 and labels int64,
@@ -435,8 +459,8 @@ def modular_addition(*, p: int = 53, train_fraction: float = 0.3, seed: int = 0,
     fn = "modular_addition"
     p, seed = _check_int(fn, "p", p, 2), _check_int(fn, "seed", seed)
     train_fraction = _check_fraction(fn, "train_fraction", train_fraction, closed=False)
-    a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
-    a, b = a.ravel(), b.ravel()
+    grid_a, grid_b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+    a, b = grid_a.ravel(), grid_b.ravel()
     cols = [a, b] + ([np.full_like(a, p)] if equals else [])
     x, y = np.stack(cols, 1), (a + b) % p
     n_train = min(max(int(round(train_fraction * p * p)), 1), p * p - 1)
@@ -446,5 +470,6 @@ def modular_addition(*, p: int = 53, train_fraction: float = 0.3, seed: int = 0,
             "sizes": {"train": len(tr), "test": len(te)}, "seed": seed,
             "options": {"p": p, "train_fraction": train_fraction, "equals": bool(equals)},
             "vocab_size": p + 1 if equals else p, "context_length": x.shape[1]}
-    x, y = _tensor(x, np.int64), _tensor(y, np.int64)
-    return Split(x[tr], y[tr], x[te], y[te], name="modular_addition", num_classes=p, info=info)
+    tokens, labels = _tensor(x, np.int64), _tensor(y, np.int64)
+    return Split(tokens[tr], labels[tr], tokens[te], labels[te], name="modular_addition",
+                 num_classes=p, info=info)

@@ -20,18 +20,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from landscape.engine.checks import _check_fraction, _check_int
 from landscape.data.datasets import (
     digits,
     gaussians,
     matrix_sensing,
-    matrix_sensing_truth,
     mnist1d,
     modular_addition,
     moons,
     sparse_regression,
 )
-from landscape.data.split import Split, _split_indices, corrupt, corrupt_labels, standardize, subset
+from landscape.data.split import Split, _split_indices
+from landscape.engine.checks import _check_fraction, _check_int
 
 __all__ = ["DATASETS", "from_arrays", "from_dataset", "load"]
 
@@ -97,9 +96,13 @@ def from_arrays(source: str | os.PathLike | Mapping[str, Any] | Sequence[Any], *
     (``num_classes`` defaults to ``max + 1``).
 
     Args:
-        source: see above. test_fraction: held-out fraction in (0, 1) when splitting.
-        seed: seed of the split. stratify: stratify the split by class.
-        name: name of the dataset. num_classes: number of classes. dtype: input dtype.
+        source: see above.
+        test_fraction: held-out fraction in (0, 1) when splitting.
+        seed: seed of the split.
+        stratify: stratify the split by class.
+        name: name of the dataset.
+        num_classes: number of classes (default: the largest label + 1).
+        dtype: input dtype.
 
     Returns:
         A :class:`Split`.
@@ -151,7 +154,12 @@ def from_dataset(train: Any, test: Any = None, *, test_fraction: float = 0.2, se
     Args:
         train: a dataset with ``__len__`` and ``__getitem__`` returning ``(x, y)``.
         test: a test dataset; if None, ``train`` is split by ``test_fraction``.
-        test_fraction, seed, stratify, name, num_classes, dtype: as in :func:`from_arrays`.
+        test_fraction: held-out fraction in (0, 1) when ``train`` is split.
+        seed: seed of the split.
+        stratify: stratify the split by class.
+        name: name of the dataset.
+        num_classes: number of classes (default: the largest label + 1).
+        dtype: input dtype.
 
     Returns:
         A :class:`Split`.
@@ -194,7 +202,7 @@ def load(name: str, **kwargs: Any) -> Split:
         name: ``"mnist1d"``, ``"digits"``, ``"gaussians"``, ``"moons"``,
             ``"sparse_regression"``, ``"matrix_sensing"`` or ``"modular_addition"`` (case,
             ``-`` and ``_`` ignored).
-            kwargs: passed to the dataset's function.
+        **kwargs: passed to the dataset's function.
 
     Returns:
         The dataset's :class:`Split`.

@@ -107,7 +107,8 @@ def _with_transform(split: Split, step: dict, **changes: Any) -> Split:
 
 def _split_indices(fn: str, n: int, y: np.ndarray | None, test_fraction: float,
                    seed: int) -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.model_selection import train_test_split
+    # scikit-learn takes ~0.7 s to import: only when a split is made
+    from sklearn.model_selection import train_test_split  # noqa: PLC0415
 
     try:
         tr, te = train_test_split(np.arange(n), test_size=test_fraction, random_state=seed,
@@ -127,7 +128,8 @@ def standardize(split: Split, *, eps: float = 1e-8) -> Split:
     Features whose training std is below ``eps`` (e.g. always-blank pixels) are only centred.
 
     Args:
-        split: the data. eps: threshold below which a std counts as zero (> 0).
+        split: the data.
+        eps: threshold below which a std counts as zero (> 0).
 
     Returns:
         A new :class:`Split`; ``info["transforms"][-1]`` records the mean and std used.
@@ -184,7 +186,8 @@ def corrupt_labels(y: torch.Tensor, fraction: float, num_classes: int, *, seed: 
 
     Args:
         y: 1-D integer labels in ``[0, num_classes)``; not modified.
-        fraction: fraction of labels to replace, in [0, 1]. num_classes: number of classes.
+        fraction: fraction of labels to replace, in [0, 1].
+        num_classes: number of classes.
         seed: seed of the choice of indices and of the new labels.
         exclude_true: draw the new label from the other classes only.
 
@@ -235,8 +238,11 @@ def subset(split: Split, n_train: int | None = None, n_test: int | None = None, 
     """Random subsets of the training and/or test set (``None`` keeps a set whole).
 
     Args:
-        split: the data. n_train, n_test: sizes to keep, at most the current sizes.
-        seed: seed of the choice. stratify: keep the class proportions (largest remainder).
+        split: the data.
+        n_train: training examples to keep, at most the current number.
+        n_test: test examples to keep, at most the current number.
+        seed: seed of the choice.
+        stratify: keep the class proportions (largest remainder).
 
     Returns:
         A new :class:`Split`, examples in random order.

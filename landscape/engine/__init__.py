@@ -1,5 +1,6 @@
-"""The engine: the empirical risk of any model over a whole dataset as a function of a flat
-parameter vector, and what it stands on.
+"""The engine: the empirical risk of a model over a whole dataset, and what it stands on.
+
+The risk is a function of a flat parameter vector. The modules:
 
 - :mod:`~landscape.engine.objective`: :class:`Objective` (loss, gradient, Hessian-, GGN-vector
   products, per-example gradients over the whole dataset) and its :class:`Cost`;
@@ -12,7 +13,8 @@ parameter vector, and what it stands on.
 - :mod:`~landscape.engine.batchnorm`: running statistics recomputed at a point;
 - :mod:`~landscape.engine.pointwise`: one model evaluated at many points;
 - :mod:`~landscape.engine.allocator`: the C allocator primed for repeated evaluation;
-- :mod:`~landscape.engine.records`: the record protocol of every result (NumPy only);
+- :mod:`~landscape.engine.records`, :mod:`~landscape.engine.cost`: the record protocol of every
+  result and its :class:`Cost` (NumPy only);
 - :mod:`~landscape.engine.checks`: argument checks with one message format.
 
 Submodules are imported on first use: :mod:`~landscape.engine.records` needs no torch.
@@ -23,13 +25,13 @@ from __future__ import annotations
 from landscape.engine.lazy import attach
 
 __all__ = ["Cost", "DeterminismError", "Objective", "ParamLayout", "allocator", "batches",
-           "batchnorm", "checks", "context", "determinism", "hvp", "lazy", "losses", "metrics",
+           "batchnorm", "checks", "context", "cost", "determinism", "hvp", "lazy", "losses", "metrics",
            "no_bias_norm", "objective", "only", "params", "pointwise", "records"]
 
 __getattr__, __dir__ = attach(
     __name__,
-    ["allocator", "batches", "batchnorm", "checks", "context", "determinism", "hvp", "lazy",
+    ["allocator", "batches", "batchnorm", "checks", "context", "cost", "determinism", "hvp", "lazy",
      "losses", "metrics", "objective", "params", "pointwise", "records"],
-    {"Cost": "objective", "Objective": "objective", "DeterminismError": "determinism",
+    {"Cost": "cost", "Objective": "objective", "DeterminismError": "determinism",
      "ParamLayout": "params", "no_bias_norm": "params", "only": "params"},
 )

@@ -26,8 +26,15 @@ DEFAULT_BATCH_SIZE = 4096
 
 
 def default_memory_budget(device: torch.device) -> int:
-    """Bytes the engine may keep on ``device`` for cached data and cached graphs: half of the
-    free memory of a CUDA device, a quarter of the physical memory otherwise."""
+    """Bytes the engine may keep on ``device`` for cached data and cached graphs.
+
+    Args:
+        device: where the data and graphs would live.
+
+    Returns:
+        Half of the free memory of a CUDA device, a quarter of the physical memory otherwise
+        (2 GiB where the system does not say).
+    """
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free // 2)
@@ -209,8 +216,10 @@ class Batches:
             yield from self._iterate_source()
 
     def fresh_pass(self) -> Iterator[Batch]:
-        """One pass that reads the source again (a loader is iterated anew even when cached),
-        used to check that two passes see the same data."""
+        """One pass that reads the source again, to check that two passes see the same data.
+
+        A loader is iterated anew even when its batches are cached.
+        """
         if self._loader is not None:
             return self._iterate_source()
         return iter(self)

@@ -54,9 +54,20 @@ __all__ = ["batchnorm_layers", "has_batchnorm", "recalibrate"]
 
 
 def batchnorm_layers(model: nn.Module) -> dict[str, _BatchNorm]:
-    """The BatchNorm layers of ``model`` that keep running statistics, by module name (``""``
-    for the model itself). Layers with ``track_running_stats=False`` always normalise with
-    batch statistics and have nothing to recalibrate."""
+    """The BatchNorm layers of ``model`` that keep running statistics, by module name.
+
+    The model itself is named ``""``. Layers with ``track_running_stats=False`` always
+    normalise with batch statistics and have nothing to recalibrate.
+
+    Args:
+        model: any module.
+
+    Returns:
+        ``{module name: layer}`` in registration order.
+
+    Raises:
+        TypeError: ``model`` is not a ``torch.nn.Module``.
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected model to be a torch.nn.Module, got {type(model).__name__}")
     return {name: m for name, m in model.named_modules()
@@ -65,9 +76,23 @@ def batchnorm_layers(model: nn.Module) -> dict[str, _BatchNorm]:
 
 
 def has_batchnorm(model: nn.Module) -> bool:
-    """Whether ``model`` has BatchNorm layers with running statistics (whose eval-mode output
-    depends on statistics that :func:`recalibrate` recomputes)."""
+    """Whether ``model`` has BatchNorm layers with running statistics.
+
+    Their eval-mode output depends on statistics that :func:`recalibrate` recomputes.
+
+    Args:
+        model: any module.
+
+    Returns:
+        True if :func:`batchnorm_layers` finds any.
+    """
     return bool(batchnorm_layers(model))
+
+
+def _running_stats(layer: _BatchNorm) -> tuple[Tensor, Tensor]:
+    """The running mean and variance of a layer that :func:`batchnorm_layers` kept."""
+    assert layer.running_mean is not None and layer.running_var is not None
+    return layer.running_mean, layer.running_var
 
 
 class _Moments:
@@ -81,7 +106,7 @@ class _Moments:
     def add(self, mean: Tensor, var: Tensor, count: int) -> None:
         m2 = var * count
         self.calls += 1
-        if self.mean is None:
+        if self.mean is None or self.m2 is None:
             self.count, self.mean, self.m2 = count, mean, m2
             return
         total = self.count + count
@@ -106,8 +131,9 @@ def _hook(moments: _Moments):
         moments.add(mean, var, count)
         # the layer runs in eval mode on these scratch buffers (swapped in by
         # functional_call): it normalises with this batch's statistics, as in training
-        module.running_mean.copy_(mean)
-        module.running_var.copy_(var)
+        running_mean, running_var = _running_stats(module)
+        running_mean.copy_(mean)
+        running_var.copy_(var)
     return pre_hook
 
 
@@ -154,8 +180,9 @@ def recalibrate(objective: Any, theta: Tensor | None = None) -> dict[str, Tensor
     prefix = {name: f"{name}." if name else "" for name in layers}
     scratch = {}
     for name, m in layers.items():
-        scratch[prefix[name] + "running_mean"] = m.running_mean.detach().clone()
-        scratch[prefix[name] + "running_var"] = m.running_var.detach().clone()
+        running_mean, running_var = _running_stats(m)
+        scratch[prefix[name] + "running_mean"] = running_mean.detach().clone()
+        scratch[prefix[name] + "running_var"] = running_var.detach().clone()
     moments = {name: _Moments() for name in layers}
     handles = [m.register_forward_pre_hook(_hook(moments[name])) for name, m in layers.items()]
     try:
@@ -170,14 +197,15 @@ def recalibrate(objective: Any, theta: Tensor | None = None) -> dict[str, Tensor
     out: dict[str, Tensor] = {}
     for name, m in layers.items():
         mom = moments[name]
-        if mom.mean is None:
+        if mom.mean is None or mom.m2 is None:
             continue  # not reached by the forward pass: its statistics do not matter
         if mom.count < 2:
             raise ValueError(f"recalibrate: BatchNorm layer {name or type(m).__name__!r} saw "
                              f"{mom.count} value per channel over the whole data; the variance "
                              "needs at least 2")
-        out[prefix[name] + "running_mean"] = mom.mean.to(m.running_mean.dtype)
-        out[prefix[name] + "running_var"] = (mom.m2 / (mom.count - 1)).to(m.running_var.dtype)
+        running_mean, running_var = _running_stats(m)
+        out[prefix[name] + "running_mean"] = mom.mean.to(running_mean.dtype)
+        out[prefix[name] + "running_var"] = (mom.m2 / (mom.count - 1)).to(running_var.dtype)
         if m.num_batches_tracked is not None:
             out[prefix[name] + "num_batches_tracked"] = torch.tensor(
                 mom.calls, dtype=m.num_batches_tracked.dtype, device=m.num_batches_tracked.device)

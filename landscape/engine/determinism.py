@@ -55,16 +55,16 @@ def _forward_pass(obj: Objective, batches: Iterable[Batch]) -> tuple[float, floa
     theta = obj.theta
     loss = scale = squares = 0.0
     n = 0
-    with torch.no_grad(), obj._context():
+    with torch.no_grad(), obj.context():
         for batch in batches:
             out = obj.outputs(theta, batch.inputs)
             value = obj.loss_fn(out, batch.targets)
-            obj._finite(value, "at the model's parameters")
+            obj.require_finite(value, "at the model's parameters")
             loss += batch.n * float(value)
             scale += batch.n * abs(float(value))
             squares += float(out.detach().double().square().sum())
             n += batch.n
-    obj._count(passes=1, loss_evals=1)
+    obj.add_cost(passes=1, loss_evals=1)
     return loss / max(n, 1), scale / max(n, 1), squares, n
 
 

@@ -80,6 +80,7 @@ class CachedReverse:
         self.grad = self._grad.detach()
 
     def apply(self, v: Tensor) -> Tensor:
+        """``H v`` by one backward pass through the kept graph; ``v`` of shape (P,) or (k, P)."""
         if not self._grad.requires_grad:  # f is linear in theta: H = 0
             return torch.zeros_like(v)
         if v.ndim == 2:
@@ -106,6 +107,7 @@ class Linearized:
         self._vmap = True
 
     def apply(self, v: Tensor) -> Tensor:
+        """``H v`` by the traced JVP; ``v`` of shape (P,) or a block (k, P)."""
         if v.ndim == 1:
             return self._jvp(v)
         if self._vmap:
@@ -128,11 +130,19 @@ def build(strategy: str, f: Fn, theta: Tensor) -> CachedReverse | Linearized:
 
 
 def saved_bytes(f: Fn, theta: Tensor, existing: Iterable[Tensor] = ()) -> int:
-    """Bytes of the tensors that the graph of ``grad f`` at ``theta`` keeps (what
-    ``"cached-reverse"`` holds per batch), measured with saved-tensor hooks.
+    """Bytes of the tensors that the graph of ``grad f`` at ``theta`` keeps.
 
+    That is what ``"cached-reverse"`` holds per batch, measured with saved-tensor hooks.
     Tensors whose storage is one of ``existing`` (the data, the model's parameters and
     buffers) are not counted: the graph refers to them but does not allocate them.
+
+    Args:
+        f: the scalar function of a flat vector.
+        theta: the point.
+        existing: tensors that live anyway; their storages are not counted.
+
+    Returns:
+        The bytes of the distinct storages the graph saves.
     """
     known = {(t.device, t.untyped_storage().data_ptr()) for t in existing}
     storages: dict[tuple, int] = {}

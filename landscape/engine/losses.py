@@ -31,6 +31,7 @@ class SquaredError(nn.Module):
     """``0.5 * sum_k (f_k(x) - t_k)^2`` averaged over examples; class labels become one-hot."""
 
     def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """The mean loss of a batch: ``outputs`` (N, K), ``targets`` (N, K) or class labels (N,)."""
         if not targets.is_floating_point():
             if outputs.ndim != 2:
                 raise ValueError(f"mse: class labels need outputs of shape (N, classes), got "
@@ -45,6 +46,7 @@ class Logistic(nn.Module):
     """Binary logistic loss on one output per example; labels in {0, 1}."""
 
     def forward(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        """The mean loss of a batch: one output per example, ``targets`` in {0, 1}."""
         margin = outputs.reshape(len(outputs)) * (2 * targets.to(outputs.dtype) - 1)
         return F.softplus(-margin).mean()
 

@@ -23,7 +23,6 @@ import contextlib
 import copy
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -34,6 +33,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 from landscape.engine import allocator
 from landscape.engine import hvp as _hvp
 from landscape.engine.batches import Batch, Batches
+from landscape.engine.cost import Cost
 from landscape.engine.context import evaluation, synchronize
 from landscape.engine.determinism import check
 from landscape.engine.metrics import Metrics, combine, correct
@@ -47,24 +47,6 @@ _PRODUCTS = {
 }
 
 MODES = ("eval", "train")
-
-
-@dataclass(frozen=True)
-class Cost:
-    """What an :class:`Objective` has spent: passes over the data, products, seconds."""
-
-    passes: float = 0.0
-    loss_evals: int = 0
-    grad_evals: int = 0
-    hvp: int = 0
-    ggn_vp: int = 0
-    seconds: float = 0.0
-
-    def __sub__(self, other: Cost) -> Cost:
-        return Cost(*(getattr(self, f.name) - getattr(other, f.name) for f in fields(self)))
-
-    def as_dict(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 class Objective:
@@ -94,6 +76,16 @@ class Objective:
     Attributes:
         has_accuracy: whether the outputs and targets of the first batch define an accuracy
             (:func:`landscape.engine.metrics.correct`: classes, one-hot or binary labels).
+        model, loss_fn, mode, layout, batches, n_examples: as given or derived; read only.
+
+    Engine interface: what the engine's own evaluators (:mod:`landscape.engine.pointwise`,
+    :mod:`landscape.engine.determinism`) and the surfaces use to run their own passes through
+    an objective as its methods do, besides :meth:`outputs` and :meth:`batch_loss`:
+    :meth:`context` (the evaluation context, timed), :attr:`accumulator_dtype` (of sums over
+    batches), :meth:`check_theta` (a vector checked against the layout),
+    :meth:`require_finite` (the one message for a NaN), :meth:`add_cost` (work done outside
+    counted into :attr:`cost`) and :meth:`rebatched` (the held data in other batches). Probes
+    need none of them.
 
     Examples:
         >>> obj = Objective(model, nn.CrossEntropyLoss(), (X, y))
@@ -148,13 +140,25 @@ class Objective:
 
     # -- the functional core -------------------------------------------------------------
     @contextlib.contextmanager
-    def _context(self) -> Iterator[None]:
+    def context(self) -> Iterator[None]:
+        """The context every evaluation runs in (engine interface).
+
+        The objective's train/eval mode on every module (restored after), the math attention
+        kernel, the time spent counted into :attr:`cost`. Wrap calls of :meth:`outputs` and
+        :meth:`batch_loss` in it.
+
+        Examples:
+            >>> with torch.no_grad(), obj.context():                   # doctest: +SKIP
+            ...     out = obj.outputs(theta, batch.inputs)
+        """
         start = time.perf_counter()
         try:
             with evaluation(self.model, self.mode == "train"):
                 yield
         finally:
             self._cost["seconds"] += time.perf_counter() - start
+
+    _context = context  # the former name, which tests still use
 
     def _tensors(self, theta: Tensor, buffers: Mapping[str, Tensor] | None = None
                  ) -> dict[str, Tensor]:
@@ -198,7 +202,7 @@ class Objective:
             return ValueError(f"{what}: {reason}")
 
         errors = (RuntimeError, ValueError, TypeError, IndexError)
-        with torch.no_grad(), self._context():
+        with torch.no_grad(), self.context():
             try:
                 outputs = self.outputs(self.theta, batch.inputs)
             except errors as exc:
@@ -224,11 +228,20 @@ class Objective:
             )
         if not value.is_floating_point():
             raise TypeError(f"loss_fn must return a floating-point tensor, got {value.dtype}")
-        self._finite(value, "at the model's parameters")
+        self.require_finite(value, "at the model's parameters")
         self.has_accuracy = correct(outputs, batch.targets) is not None
 
     @staticmethod
-    def _finite(value: Tensor, where: str, what: str = "the loss") -> None:
+    def require_finite(value: Tensor, where: str, what: str = "the loss") -> None:
+        """Raise ``ValueError`` unless every entry of ``value`` is finite (engine interface).
+
+        The one message for a NaN: "<what> is not finite ... <where>; expected ...".
+
+        Args:
+            value: the computed tensor.
+            where: e.g. ``"at the given theta"``.
+            what: what it is, e.g. ``"the gradient"``.
+        """
         if not bool(torch.isfinite(value).all()):
             shown = f" ({float(value)})" if value.numel() == 1 else ""
             raise ValueError(
@@ -237,8 +250,11 @@ class Objective:
             )
 
     @property
-    def _acc_dtype(self) -> torch.dtype:
-        """Accumulators of sums over batches: at least float32 (float16 would overflow)."""
+    def accumulator_dtype(self) -> torch.dtype:
+        """The dtype of sums over batches (engine interface).
+
+        The parameters' dtype, at least float32 (float16 would overflow).
+        """
         return torch.promote_types(self.layout.dtype, torch.float32)
 
     def _state_key(self) -> tuple[int, ...]:
@@ -251,13 +267,29 @@ class Objective:
                 tensors += [t for t in leaves if isinstance(t, Tensor)]
         return tuple(t._version for t in tensors)
 
-    def _check(self, theta: Tensor | None, what: str = "theta") -> Tensor:
+    def check_theta(self, theta: Tensor | None, what: str = "theta") -> Tensor:
+        """``theta`` checked against the layout, detached (engine interface).
+
+        A flat vector of the selected parameters' size, dtype and device, else ``ValueError``
+        naming ``what``; ``None`` gives the model's :attr:`theta`.
+
+        Args:
+            theta: a flat (P,) tensor or None.
+            what: its name in the message, e.g. ``"center"``.
+
+        Returns:
+            The flat vector to evaluate at.
+        """
         if theta is None:
             return self.theta
         self.layout.check(theta, what)
         return theta.detach()
 
-    def _count(self, **kw: float) -> None:
+    def add_cost(self, **kw: float) -> None:
+        """Count work done outside the objective's own methods into :attr:`cost` (engine interface).
+
+        By :class:`Cost` field, e.g. ``add_cost(passes=1, loss_evals=k)``.
+        """
         for key, value in kw.items():
             self._cost[key] += value
 
@@ -274,29 +306,29 @@ class Objective:
 
     def loss(self, theta: Tensor | None = None) -> Tensor:
         """The mean loss over the whole dataset at ``theta`` (default: the model's)."""
-        theta = self._check(theta)
-        total = torch.zeros((), dtype=self._acc_dtype, device=self.layout.device)
-        with torch.no_grad(), self._context():
+        theta = self.check_theta(theta)
+        total = torch.zeros((), dtype=self.accumulator_dtype, device=self.layout.device)
+        with torch.no_grad(), self.context():
             for batch in self.batches:
                 total += batch.n * self.batch_loss(theta, batch)
-        self._count(passes=1, loss_evals=1)
+        self.add_cost(passes=1, loss_evals=1)
         total = (total / self.n_examples).to(self.layout.dtype)
-        self._finite(total, "at the given theta")
+        self.require_finite(total, "at the given theta")
         return total
 
     def loss_and_grad(self, theta: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Loss and gradient over the whole dataset in one pass."""
-        theta = self._check(theta)
+        theta = self.check_theta(theta)
         cached = self._cached_graphs(theta)
         if cached is not None and all(g.loss is not None for _, g in cached):
-            acc = self._acc_dtype
+            acc = self.accumulator_dtype
             loss = sum(n * g.loss.to(acc) for n, g in cached) / self.n_examples
             gradient = sum(n * g.grad.to(acc) for n, g in cached) / self.n_examples
             loss, gradient = loss.to(self.layout.dtype), gradient.to(self.layout.dtype)
         else:
             loss, gradient, _ = self._loss_grad_pass(theta, iter(self.batches))
-        self._finite(loss, "at the given theta")
-        self._finite(gradient, "at the given theta", "the gradient")
+        self.require_finite(loss, "at the given theta")
+        self.require_finite(gradient, "at the given theta", "the gradient")
         return loss, gradient
 
     def grad(self, theta: Tensor | None = None) -> Tensor:
@@ -306,11 +338,11 @@ class Objective:
     def _loss_grad_pass(self, theta: Tensor, batches: Iterable[Batch], scales: bool = False):
         """Loss and gradient over one pass; with ``scales`` also the size-weighted means of
         |loss_b| and ||grad_b|| (what rounding errors are relative to)."""
-        acc = self._acc_dtype
+        acc = self.accumulator_dtype
         loss = torch.zeros((), dtype=acc, device=self.layout.device)
         gradient = torch.zeros(theta.shape, dtype=acc, device=theta.device)
         loss_scale, grad_scale, n = 0.0, 0.0, 0
-        with self._context():
+        with self.context():
             for batch in batches:
                 g, value = grad_and_value(self._f(batch))(theta)
                 loss += batch.n * value.detach()
@@ -319,29 +351,29 @@ class Objective:
                 if scales:
                     loss_scale += batch.n * abs(float(value))
                     grad_scale += batch.n * float(g.norm())
-        self._count(passes=1, grad_evals=1)
+        self.add_cost(passes=1, grad_evals=1)
         loss, gradient = (loss / n).to(self.layout.dtype), (gradient / n).to(self.layout.dtype)
         return loss, gradient, (n, loss_scale / n, grad_scale / n)
 
     def hvp(self, theta: Tensor | None, v: Tensor) -> Tensor:
         """The Hessian of the mean loss at ``theta`` times ``v`` (P,), or times each row of a
         block ``v`` (k, P) in one pass (returns (k, P))."""
-        theta = self._check(theta)
+        theta = self.check_theta(theta)
         self.layout.check_vectors(v, "v")
         strategy = self.hvp_strategy or self._choose_strategy(theta)
         k = v.shape[0] if v.ndim == 2 else 1
-        acc = self._acc_dtype
-        with self._context():
+        acc = self.accumulator_dtype
+        with self.context():
             if strategy in _hvp.CACHED:
                 graphs = self._cached_graphs(theta) or self._build_graphs(theta, strategy)
                 out = sum(n * g.apply(v).to(acc) for n, g in graphs)
             else:
                 product = _PRODUCTS[strategy]
                 out = sum(b.n * product(self._f(b), theta, v).to(acc) for b in self.batches)
-                self._count(passes=1)
-        self._count(hvp=k)
+                self.add_cost(passes=1)
+        self.add_cost(hvp=k)
         out = (out / self.n_examples).to(self.layout.dtype)
-        self._finite(out, "at the given theta", "the Hessian-vector product")
+        self.require_finite(out, "at the given theta", "the Hessian-vector product")
         return out
 
     def _cached_graphs(self, theta: Tensor) -> list[tuple[int, Any]] | None:
@@ -358,7 +390,7 @@ class Objective:
         key = self._state_key()
         graphs = [(b.n, _hvp.build(strategy, self._f(b), theta)) for b in self.batches]
         self._graphs = (theta.clone(), key, graphs)
-        self._count(passes=1, grad_evals=1)
+        self.add_cost(passes=1, grad_evals=1)
         return graphs
 
     def clear_cache(self) -> None:
@@ -374,19 +406,19 @@ class Objective:
         support (e.g. a layer without forward-mode AD) drops out.
         """
         first = self.batches.first()
-        with self._context():
+        with self.context():
             leaves, _ = tree_flatten((first.inputs, first.targets))
             existing = [t for t in leaves if isinstance(t, Tensor)]
             existing += [*self.model.parameters(), *self.model.buffers()]
             per_batch = _hvp.saved_bytes(self._f(first), theta, existing)
-        self._count(grad_evals=1 / self.batches.n_batches, passes=1 / self.batches.n_batches)
+        self.add_cost(grad_evals=1 / self.batches.n_batches, passes=1 / self.batches.n_batches)
         if per_batch * self.batches.n_batches * 1.25 <= self.batches.memory_budget:
             self.hvp_strategy = "cached-reverse"
             return self.hvp_strategy
         gen = torch.Generator(device=theta.device).manual_seed(0)
         v = torch.randn(theta.shape, generator=gen, dtype=theta.dtype, device=theta.device)
         timings, errors = {}, {}
-        with self._context():
+        with self.context():
             for name in ("reverse-over-reverse", "forward-over-reverse"):
                 try:
                     _PRODUCTS[name](self._f(first), theta, v)  # warm up
@@ -397,7 +429,7 @@ class Objective:
                     timings[name] = time.perf_counter() - start
                 except (RuntimeError, NotImplementedError) as exc:
                     errors[name] = exc
-        self._count(passes=4 / self.batches.n_batches)
+        self.add_cost(passes=4 / self.batches.n_batches)
         if not timings:
             raise errors["reverse-over-reverse"]
         self.hvp_strategy = min(timings, key=timings.get)
@@ -408,11 +440,11 @@ class Objective:
         (or a block (k, P)), with ``J_b`` the Jacobian of the outputs and ``H_b`` the Hessian
         of ``loss_fn`` with respect to the outputs. PSD when the loss is convex in the
         outputs; equals the Fisher for cross-entropy."""
-        theta = self._check(theta)
+        theta = self.check_theta(theta)
         self.layout.check_vectors(v, "v")
         batched = v.ndim == 2
-        total = torch.zeros(v.shape, dtype=self._acc_dtype, device=v.device)
-        with self._context():
+        total = torch.zeros(v.shape, dtype=self.accumulator_dtype, device=v.device)
+        with self.context():
             for batch in self.batches:
 
                 def out_fn(t: Tensor, batch: Batch = batch) -> Tensor:
@@ -432,9 +464,9 @@ class Objective:
                     return pullback(loss_hvp(jv)[0])[0]
 
                 total += batch.n * (vmap(one)(v) if batched else one(v))
-        self._count(passes=1, ggn_vp=v.shape[0] if batched else 1)
+        self.add_cost(passes=1, ggn_vp=v.shape[0] if batched else 1)
         total = (total / self.n_examples).to(self.layout.dtype)
-        self._finite(total, "at the given theta", "the Gauss-Newton-vector product")
+        self.require_finite(total, "at the given theta", "the Gauss-Newton-vector product")
         return total
 
     def per_example_grads(
@@ -446,7 +478,7 @@ class Objective:
         Each example's loss is ``loss_fn`` on a batch of one, so their mean is :meth:`grad`.
         In train mode BatchNorm has no per-example meaning; use ``mode="eval"``.
         """
-        theta = self._check(theta)
+        theta = self.check_theta(theta)
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
 
@@ -458,10 +490,10 @@ class Objective:
         for batch in self.batches:
             for i in range(0, batch.n, chunk_size):
                 inputs = tree_map(lambda x, i=i: x[i : i + chunk_size], batch.inputs)
-                with self._context():
+                with self.context():
                     block = per_example(theta, inputs, batch.targets[i : i + chunk_size])
                 yield block
-            self._count(passes=1 / self.batches.n_batches)
+            self.add_cost(passes=1 / self.batches.n_batches)
 
     def evaluate(self, theta: Tensor | None = None,
                  buffers: Mapping[str, Tensor] | None = None) -> Metrics:
@@ -469,16 +501,16 @@ class Objective:
         targets are not classes: see :func:`landscape.engine.metrics.correct`); ``buffers``
         replaces the model's buffers of those names (e.g. recalibrated BatchNorm
         statistics)."""
-        theta = self._check(theta)
-        total = torch.zeros((), dtype=self._acc_dtype, device=self.layout.device)
+        theta = self.check_theta(theta)
+        total = torch.zeros((), dtype=self.accumulator_dtype, device=self.layout.device)
         parts = []
-        with torch.no_grad(), self._context():
+        with torch.no_grad(), self.context():
             for batch in self.batches:
                 outputs = self.outputs(theta, batch.inputs, buffers)
                 total += batch.n * self.loss_fn(outputs, batch.targets)
                 parts.append(correct(outputs, batch.targets))
-        self._count(passes=1, loss_evals=1)
-        self._finite(total, "at the given theta")
+        self.add_cost(passes=1, loss_evals=1)
+        self.require_finite(total, "at the given theta")
         return Metrics(
             loss=float(total) / self.n_examples, accuracy=combine(parts),
             n_examples=self.n_examples,
@@ -499,10 +531,19 @@ class Objective:
         return accuracy
 
     # -- determinism -----------------------------------------------------------------------
-    def _rebatched(self, batch_size: int) -> Objective:
-        """The same objective over the examples it holds on the device, in batches of up to
-        ``batch_size`` (a mean loss over the same examples; only its rounding differs), with
-        its own cost counter; built from the cached batches without another validation."""
+    def rebatched(self, batch_size: int) -> Objective:
+        """The same objective in batches of up to ``batch_size`` (engine interface).
+
+        Over the examples it holds on the device (a mean loss over the same examples; only its
+        rounding differs), with its own cost counter; built from the cached batches without
+        another validation. See :func:`landscape.engine.pointwise.merged`.
+
+        Args:
+            batch_size: examples a batch.
+
+        Returns:
+            A new :class:`Objective` sharing the model.
+        """
         held = list(self.batches)
         new = copy.copy(self)
         new.batches = Batches((torch.cat([b.inputs for b in held]),

@@ -24,7 +24,7 @@ __all__ = ["ParamFilter", "ParamLayout", "no_bias_norm", "only", "select", "to_n
 ParamFilter = Callable[[str, nn.Parameter, nn.Module], bool]
 """Decides per parameter: ``filter(name, parameter, owning_module) -> keep``."""
 
-_NORM_TYPES = (
+_NORM_TYPES: tuple[type[nn.Module], ...] = (
     nn.modules.batchnorm._NormBase,
     nn.GroupNorm,
     nn.LayerNorm,
@@ -35,16 +35,38 @@ if hasattr(nn, "RMSNorm"):
 
 
 def no_bias_norm(name: str, param: nn.Parameter, module: nn.Module) -> bool:
-    """Filter that keeps weights only: drops biases (1-D parameters named ``*bias``) and every
-    parameter of a normalisation layer (BatchNorm, LayerNorm, GroupNorm, RMSNorm)."""
+    """Filter that keeps weights only: drops biases and normalisation layers' parameters.
+
+    Biases are the parameters named ``*bias``; the normalisation layers are BatchNorm,
+    LayerNorm, GroupNorm, LocalResponseNorm and RMSNorm.
+
+    Args:
+        name: the parameter's name in the model.
+        param: the parameter.
+        module: the module that owns it.
+
+    Returns:
+        Whether to keep the parameter.
+    """
     if isinstance(module, _NORM_TYPES):
         return False
     return not name.rsplit(".", 1)[-1].startswith("bias")
 
 
 def only(*prefixes: str) -> ParamFilter:
-    """Filter that keeps the parameters whose name equals one of ``prefixes`` or lies below it
-    (``only("0", "fc.weight")`` keeps ``0.weight``, ``0.bias`` and ``fc.weight``)."""
+    """Filter that keeps the parameters whose name equals one of ``prefixes`` or lies below it.
+
+    ``only("0", "fc.weight")`` keeps ``0.weight``, ``0.bias`` and ``fc.weight``.
+
+    Args:
+        *prefixes: parameter or module names.
+
+    Returns:
+        A :data:`ParamFilter`.
+
+    Raises:
+        TypeError: no prefix, or one that is not a string.
+    """
     if not prefixes or not all(isinstance(p, str) for p in prefixes):
         raise TypeError(
             f"only: expected one or more parameter-name prefixes (str), got {prefixes!r}"
@@ -57,8 +79,16 @@ def only(*prefixes: str) -> ParamFilter:
 
 
 def to_numpy(t: Tensor) -> np.ndarray:
-    """A CPU NumPy copy of a tensor, for storing; bfloat16 (which NumPy lacks) becomes float32,
-    exactly."""
+    """A CPU NumPy copy of a tensor, for storing.
+
+    bfloat16 (which NumPy lacks) becomes float32, exactly.
+
+    Args:
+        t: any tensor.
+
+    Returns:
+        The copy.
+    """
     t = t.detach()
     return (t.float() if t.dtype == torch.bfloat16 else t).to("cpu", copy=True).numpy()
 
@@ -73,8 +103,14 @@ def _owner(model: nn.Module, name: str) -> nn.Module:
 def select(
     model: nn.Module, params: ParamFilter | Iterable[str] | None = None
 ) -> dict[str, nn.Parameter]:
-    """The trainable parameters of ``model`` chosen by ``params`` (a filter, a collection of
-    names, or None for all), in registration order.
+    """The trainable parameters of ``model`` chosen by ``params``, in registration order.
+
+    Args:
+        model: the model.
+        params: a :data:`ParamFilter`, a collection of parameter names, or None for all.
+
+    Returns:
+        ``{name: parameter}``.
 
     Raises:
         TypeError: ``model`` is not an ``nn.Module`` or ``params`` has the wrong type.

@@ -101,7 +101,7 @@ def chunk_metrics(obj: Objective, points: Points, batched: bool,
     device = points.device
     thetas = None if work is not None and not batched else points.all()
 
-    acc = obj._acc_dtype
+    acc = obj.accumulator_dtype
     total = torch.zeros(k, dtype=acc, device=device)
     right = torch.zeros(k, dtype=torch.float64, device=device)
     counted: Any = 0 if accuracy else None  # None once a batch has no accuracy
@@ -142,7 +142,7 @@ def chunk_metrics(obj: Objective, points: Points, batched: bool,
                 right += hits
                 counted = counted + count_counted(out, targets)
     counted = None if counted is None else int(counted)
-    obj._count(passes=1, loss_evals=k)
+    obj.add_cost(passes=1, loss_evals=k)
     losses = total / obj.n_examples
     return losses, (right / counted if counted else None)
 
@@ -170,7 +170,7 @@ class Evaluator:
         if self.bn == "keep":
             self._stack.enter_context(torch.no_grad())
             for split, obj in self.objectives.items():
-                self._stack.enter_context(obj._context())
+                self._stack.enter_context(obj.context())
                 if self.work[split] is not None:
                     self._stack.enter_context(evaluation(self.work[split].model, False))
         return self
@@ -215,4 +215,4 @@ def merged(obj: Objective) -> Objective:
     if not obj.batches.cached or len(batches) < 2 or not all(
             isinstance(b.inputs, Tensor) and isinstance(b.targets, Tensor) for b in batches):
         return obj
-    return obj._rebatched(MERGED_BATCH)
+    return obj.rebatched(MERGED_BATCH)

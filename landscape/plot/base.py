@@ -1,5 +1,7 @@
-"""What every plot module shares: opening a file (or taking an open store), making a figure
-without pyplot, reading a run's settings and naming metrics in words.
+"""What every plot module shares.
+
+Opening a file (or taking an open store), making a figure without pyplot, reading a run's
+settings and naming metrics in words.
 
 Figures are plain :class:`matplotlib.figure.Figure` objects drawn on the Agg canvas: nothing
 touches pyplot's global state or the interactive backend, so plotting works on a headless
@@ -94,8 +96,10 @@ def is_accuracy(metric: str) -> bool:
 def loss_name(attrs: dict[str, Any]) -> str:
     """The run's loss in words, for axis labels (``cross-entropy``, ``MSE``...)."""
     loss = attrs.get("loss")
-    return {"cross_entropy": "cross-entropy", "mse": "MSE", "logistic": "logistic"}.get(
-        loss, str(loss).replace("_", "-") if loss else "")
+    names = {"cross_entropy": "cross-entropy", "mse": "MSE", "logistic": "logistic"}
+    if isinstance(loss, str) and loss in names:
+        return names[loss]
+    return str(loss).replace("_", "-") if loss else ""
 
 
 def metric_label(metric: str, attrs: dict[str, Any] | None = None, *, log: bool = False) \
@@ -116,7 +120,7 @@ def resolve(metric: str, available: Sequence[str], what: str) -> str:
     if metric in available:
         return metric
     alias = _ALIASES.get(metric)
-    if alias in available:
+    if alias is not None and alias in available:
         return alias
     raise ValueError(f"plot: {what} has no metric {metric!r}; it has: "
                      f"{', '.join(available) or 'none'}")

@@ -1,5 +1,6 @@
-"""A measure of each run against its generalisation gap: does flatness (or a norm, a margin)
-order the runs the way their gaps do?
+"""A measure of each run against its generalisation gap.
+
+Does flatness (or a norm, a margin) order the runs the way their gaps do?
 
 A run's measures come from its stored probes: every value of its ``measures`` probe
 (:func:`probes.implicit_bias.measures`: norms, distance from init, margins, spectra, noise,
@@ -81,14 +82,19 @@ def gap(attrs: dict[str, Any]) -> float | None:
 
 
 def measure_vs_gap(file: Any, measure: str, runs: Sequence[str] | None = None) -> Figure:
-    """A scatter of ``measure`` (x) against the generalisation gap (y) over the runs, each
-    point labelled with its run's name.
+    """A scatter of ``measure`` (x) against the generalisation gap (y) over the runs.
+
+    Each point is labelled with its run's name.
 
     Args:
         file: the landscape file (a path or an open :class:`~landscape.store.Store`).
         measure: a measure name (``lambda_max``, ``trace``, a key of the ``measures`` probe's
             values such as ``sharpness_worst_adaptive`` or ``path_norm``, or the name of a
-            sharpness probe). runs: the runs (default: all).
+            sharpness probe).
+        runs: the runs (default: all).
+
+    Returns:
+        The figure.
 
     Raises:
         ValueError: an unknown run; no run with both the measure and final metrics.
@@ -100,8 +106,11 @@ def measure_vs_gap(file: Any, measure: str, runs: Sequence[str] | None = None) -
         found = {r: run_measures(s, r) for r in runs}
         attrs = {r: s.info(r).attrs for r in runs}
         colour = run_colours(s)
-    points = {r: (found[r][measure], gap(attrs[r])) for r in runs
-              if measure in found[r] and gap(attrs[r]) is not None}
+    points: dict[str, tuple[float, float]] = {}
+    for r in runs:
+        g = gap(attrs[r])
+        if measure in found[r] and g is not None:
+            points[r] = (found[r][measure], g)
     if not points:
         known = sorted({k for v in found.values() for k in v})
         raise ValueError(f"measure_vs_gap: no run has measure {measure!r} and final metrics; "

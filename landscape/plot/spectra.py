@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from probes.curvature.density import Density
+from probes.curvature.results import Density
 
 from landscape.plot.base import check_runs, figure, opened, run_colours
 

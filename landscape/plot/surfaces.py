@@ -32,7 +32,7 @@ from landscape.plot.base import (
     resolve,
     words,
 )
-from landscape.surfaces.grid import Surface
+from landscape.surfaces.result import Surface
 
 __all__ = ["curve", "grid", "surface"]
 

@@ -1,5 +1,6 @@
-"""Training curves from a file: the metrics of each run against the step, and the top Hessian
-eigenvalue recorded along training against the edge of stability.
+"""Training curves from a file: the metrics of each run against the step, and ``lambda_max``.
+
+The top Hessian eigenvalue recorded along training is drawn against the edge of stability.
 
 **Edge of stability.** Gradient descent with step size ``eta`` on a quadratic diverges along a
 direction of curvature ``lambda > 2 / eta``; with heavy-ball momentum ``beta`` the bound is
@@ -44,9 +45,14 @@ _GD_FAMILY = ("gd", "sgd", "momentum", "nesterov", "label_noise_sgd")
 
 
 def stability_threshold(attrs: Mapping[str, Any]) -> tuple[float, str] | None:
-    """``(threshold, formula)``: the largest curvature that gradient descent with the run's
-    optimizer settings (``attrs["optimizer"]``) is stable on, or None where there is no such
-    simple bound (adaptive optimizers, SAM, unknown settings).
+    """The largest curvature that gradient descent with a run's optimizer settings is stable on.
+
+    Args:
+        attrs: the run's attributes; the settings are ``attrs["optimizer"]``.
+
+    Returns:
+        ``(threshold, formula)``, or None where there is no such simple bound (adaptive
+        optimizers, SAM, unknown settings).
 
     Examples:
         >>> stability_threshold({"optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9}})
@@ -82,10 +88,11 @@ def _lambda_series(s: Any, run: str) -> dict[str, np.ndarray] | None:
 def history(file: Any, runs: Sequence[str] | None = None, *,
             metrics: Sequence[str] = ("train_loss", "test_accuracy"), lambda_max: bool = True,
             log: bool = False) -> Figure:
-    """The training curves of each run: one panel per metric against the training step, and
-    a panel of ``lambda_max`` along training (when a run records the ``probes/lambda_max``
-    series) with each run's stability threshold ``2/eta`` (``2(1+beta)/eta`` with momentum)
-    dashed.
+    """The training curves of each run: one panel per metric against the training step.
+
+    A last panel shows ``lambda_max`` along training (when a run records the
+    ``probes/lambda_max`` series) with each run's stability threshold ``2/eta``
+    (``2(1+beta)/eta`` with momentum) dashed.
 
     Args:
         file: the landscape file (a path or an open :class:`~landscape.store.Store`).
@@ -94,6 +101,9 @@ def history(file: Any, runs: Sequence[str] | None = None, *,
             columns ``train_acc`` / ``test_acc``.
         lambda_max: add the lambda_max panel when any run has the series.
         log: log scale for the loss panels.
+
+    Returns:
+        The figure.
 
     Raises:
         ValueError: an unknown run; a metric that none of the runs records; no history.

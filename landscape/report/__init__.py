@@ -1,6 +1,7 @@
-"""The report of a landscape file (:mod:`~landscape.report.build`), how it looks
-(:mod:`~landscape.report.render`) and the ranking statistics behind it
-(:mod:`~landscape.report.ranking`). Reading a file needs NumPy and h5py only.
+"""The report of a landscape file (:mod:`~landscape.report.build`).
+
+How it looks is :mod:`~landscape.report.render`, the ranking statistics behind it
+:mod:`~landscape.report.ranking`. Reading a file needs NumPy and h5py only.
 """
 
 from landscape.report.build import MISSING, MeasureRank, Report, Table, report

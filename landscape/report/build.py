@@ -119,9 +119,9 @@ def _final_metrics(store: Store, run: str, attrs: dict) -> dict[str, float | Non
 
 def _probe_measures(store: Store, run: str, names: tuple[str, ...], notes: list[str]
                     ) -> dict[str, float | None]:
-    from probes.curvature.hessian import Eigenvalues, Trace
-    from probes.implicit_bias.suite import Measures
-    from probes.sharpness import AverageCase, Epsilon, PacBayes, WorstCase
+    from probes.curvature.results import Eigenvalues, Trace
+    from probes.implicit_bias.results import Measures
+    from probes.sharpness.results import AverageCase, Epsilon, PacBayes, WorstCase
 
     out: dict[str, float | None] = {}
 

@@ -1,5 +1,6 @@
-r"""Rank generalisation measures by how well they order runs by their generalisation gap:
-Kendall's tau and Jiang et al.'s granulated tau.
+r"""Rank generalisation measures by how well they order runs by their generalisation gap.
+
+Two statistics: Kendall's tau and Jiang et al.'s granulated tau.
 
 **Kendall's tau** (:func:`kendall_tau`) of a measure ``mu`` with the gap ``g`` over ``n`` runs
 is SciPy's :func:`scipy.stats.kendalltau`, variant ``"b"`` by default::
@@ -56,6 +57,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 __all__ = ["AxisTau", "GranulatedTau", "Tau", "granulated_tau", "kendall_tau"]
 
@@ -154,8 +156,6 @@ def _pairs(measure: list, gap: list, where: str) -> tuple[list[int], list[float]
 
 
 def _tau(mu: list[float], g: list[float], n_dropped: int, variant: str) -> Tau:
-    from scipy import stats
-
     n = len(mu)
     n_pairs = n * (n - 1) // 2
     if n < 2:
@@ -237,7 +237,8 @@ def granulated_tau(measure: Sequence[float | None], gap: Sequence[float | None],
     of ``psi_k`` over the axes that have one.
 
     Args:
-        measure, gap: one value a run, None or NaN where unknown (those runs are dropped).
+        measure: one value a run, None or NaN where unknown (those runs are dropped).
+        gap: the runs' generalisation gaps, likewise.
         axes: each run's hyperparameter values, ``{axis: value}`` (scalars or labels), or None
             for a run outside any grid (dropped). A missing key is the level None.
         strata: optional labels (e.g. the sweep's name): runs of different strata never share

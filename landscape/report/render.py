@@ -1,5 +1,7 @@
-"""How a report looks: the tables' columns, how values are shown, and the Markdown and HTML
-written from them (:mod:`landscape.report` gathers the data)."""
+"""How a report looks: the tables' columns, how values are shown, the Markdown and HTML.
+
+:mod:`landscape.report` gathers the data; this module writes it.
+"""
 
 from __future__ import annotations
 
@@ -66,8 +68,11 @@ class Table:
 
 @dataclass(frozen=True)
 class MeasureRank:
-    """How one measure ranks the runs: tau with the accuracy gap and with the loss gap, and
-    the granulated tau with the accuracy gap (None where no run has sweep axes)."""
+    """How one measure ranks the runs: Kendall's tau with the accuracy gap and the loss gap.
+
+    ``granulated`` is the granulated tau with the accuracy gap (None where no run has sweep
+    axes).
+    """
 
     measure: str
     tau: Tau
@@ -113,7 +118,8 @@ def _tau_rows(ranking: tuple[MeasureRank, ...], axes: tuple[str, ...]
 def _blocks(rep: dict) -> list[tuple]:
     """The report as a list of blocks, rendered to Markdown and HTML alike."""
     runs: Table = rep["runs"]
-    n, b = len(runs.rows), []
+    n = len(runs.rows)
+    b: list[tuple] = []
     b.append(("h1", f"Landscape report: {Path(rep['file']).name}"))
     b.append(("p", f"File {rep['file']}; {n} run(s), {rep['n_ranked']} ranked; written "
                    f"{rep['when']}."))

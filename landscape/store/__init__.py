@@ -1,6 +1,7 @@
-"""The landscape file: one HDF5 file holds a whole comparison (:mod:`landscape.store.file`),
-changed all at once or not at all through its rollback journal
-(:mod:`landscape.store.journal`), summarised in tables (:mod:`landscape.store.summary`).
+"""The landscape file: one HDF5 file holds a whole comparison (:mod:`landscape.store.file`).
+
+It is changed all at once or not at all through its rollback journal
+(:mod:`landscape.store.journal`) and summarised in tables (:mod:`landscape.store.summary`).
 
 Reading needs NumPy and h5py only; nothing here imports torch. Restoring a stored vector into
 a model is :func:`landscape.train.checkpoints.load_params`.

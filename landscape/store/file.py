@@ -66,7 +66,7 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "FileBusyError", "Record", "RunInfo", "St
 
 FORMAT = "landscape"
 FORMAT_VERSION = 1
-KINDS = ("probes", "surfaces", "paths")
+RECORD_KINDS = ("probes", "surfaces", "paths")
 STATUSES = ("running", "complete", "failed")
 
 
@@ -141,8 +141,10 @@ def _copy_locked(fd: int) -> Any:
 
 
 def _started(pid: int) -> str | None:
-    """When process ``pid`` started (boot id and start time in clock ticks, from /proc), to
-    tell it from a later process that got the same pid; None where /proc has no answer."""
+    """When process ``pid`` started, to tell it from a later process that got the same pid.
+
+    The boot id and the start time in clock ticks, from /proc; None where /proc has no answer.
+    """
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
             boot = f.read().strip()
@@ -154,8 +156,10 @@ def _started(pid: int) -> str | None:
 
 
 def _claim_alive(held: Mapping[str, Any]) -> bool | None:
-    """Whether the process of a claim still runs (a pid reused by another process does not
-    count); None when it runs on another host."""
+    """Whether the process of a claim still runs; None when it runs on another host.
+
+    A pid reused by another process does not count.
+    """
     alive = _alive(held.get("host"), held.get("pid"))
     if alive and held.get("started") and _started(int(held["pid"])) != held["started"]:
         return False
@@ -214,7 +218,8 @@ class Store:
 
     Raises:
         StoreError: not an HDF5 file, not a landscape file, an unknown ``format_version``,
-            or a truncated file. FileNotFoundError: reading a file that does not exist.
+            or a truncated file.
+        FileNotFoundError: reading a file that does not exist.
         FileBusyError: another process holds the file.
     """
 
@@ -300,15 +305,15 @@ class Store:
                              f"({_version('landscape')}) reads format_version {FORMAT_VERSION} "
                              "only: upgrade landscape")
         for group in ("runs", "compare"):
-            if group not in self._h5:
+            if group not in self._file:
                 raise StoreError(f"{self.path} is damaged: no /{group} group")
 
     def commit(self) -> None:
         """Make everything written so far durable (writers only); the file stays open."""
-        self._writable()
-        self._h5.close()
-        self._jf.commit()
-        self._h5 = self._open_h5(self._jf, "r+")
+        jf = self._writable()
+        self._file.close()
+        jf.commit()
+        self._h5 = self._open_h5(jf, "r+")
 
     def close(self, commit: bool = True) -> None:
         """Close; a writer commits first unless ``commit=False`` (then nothing is kept)."""
@@ -335,16 +340,25 @@ class Store:
     def __exit__(self, exc_type: Any, *exc: Any) -> None:
         self.close(commit=exc_type is None)
 
-    def _writable(self) -> None:
+    @property
+    def _file(self) -> h5py.File:
+        """The open HDF5 file."""
+        if self._h5 is None:
+            raise ValueError(f"Store: {self.path} is closed")
+        return self._h5
+
+    def _writable(self) -> JournaledFile:
+        """The journal of a store open for writing (an error for a closed or read-only one)."""
         if self._h5 is None:
             raise ValueError(f"Store: {self.path} is closed")
         if self._jf is None:
             raise ValueError(f"Store: {self.path} was opened read-only; open it with mode='a'")
+        return self._jf
 
     @property
     def attrs(self) -> dict[str, Any]:
         """The file's root attributes (format, format_version, created_by, ...)."""
-        return _read_attrs(self._h5)
+        return _read_attrs(self._file)
 
     # ------------------------------------------------------------------ claims
     def _check_claim(self, take_over: bool) -> None:
@@ -364,7 +378,7 @@ class Store:
 
     def claimed(self) -> dict[str, Any] | None:
         """The claim on the file (:meth:`claim`), live or left by a killed writer, or None."""
-        held = _read_attrs(self._h5).get("writer")
+        held = _read_attrs(self._file).get("writer")
         return held if isinstance(held, dict) else None
 
     def writer(self) -> dict[str, Any] | None:
@@ -375,9 +389,19 @@ class Store:
         return held
 
     def claim(self, what: str) -> str:
-        """Claim the file for this process until :meth:`release` (or its death): other
-        processes that open it to write are refused. ``what`` names the writer in their
-        message (e.g. ``"landscape sweep quick"``). Returns the claim's token."""
+        """Claim the file for this process until :meth:`release` (or its death).
+
+        Other processes that open the file to write are refused while the claim holds.
+
+        Args:
+            what: names the writer in their message (e.g. ``"landscape sweep quick"``).
+
+        Returns:
+            The claim's token, for :meth:`release`.
+
+        Raises:
+            FileBusyError: another live process is writing one of the file's runs.
+        """
         self._writable()
         for run in self.runs():  # a run another live process is writing (landscape train)
             info = self.info(run)
@@ -388,37 +412,39 @@ class Store:
                                     f"{pid} on {info.attrs.get('writer_host')}; wait for it "
                                     "to finish, or stop it")
         token = uuid.uuid4().hex
-        _write_attrs(self._h5, {"writer": {"what": str(what), "host": socket.gethostname(),
+        _write_attrs(self._file, {"writer": {"what": str(what), "host": socket.gethostname(),
                                            "pid": os.getpid(),
                                            "started": _started(os.getpid()),
                                            "since": _now(), "token": token}})
         return token
 
     def release(self, token: str) -> None:
-        """End this process's claim ``token`` (a claim another writer has taken since is
-        left alone)."""
+        """End this process's claim ``token``.
+
+        A claim another writer has taken since is left alone.
+        """
         self._writable()
         held = self.claimed()
         if held is not None and held.get("token") == token:
-            del self._h5.attrs["writer"]
-            keys = set(json.loads(self._h5.attrs.get("json_attrs", "[]"))) - {"writer"}
-            self._h5.attrs["json_attrs"] = json.dumps(sorted(keys))
+            h5 = self._file
+            del h5.attrs["writer"]
+            keys = set(json.loads(h5.attrs.get("json_attrs", "[]"))) - {"writer"}
+            h5.attrs["json_attrs"] = json.dumps(sorted(keys))
 
     # ------------------------------------------------------------------ runs
     def runs(self) -> list[str]:
         """Names of the runs, in creation order."""
-        return list(self._h5["runs"])
+        return list(self._file["runs"])
 
     def _run(self, run: str) -> h5py.Group:
-        if self._h5 is None:
-            raise ValueError(f"Store: {self.path} is closed")
-        if run not in self._h5["runs"]:
+        runs = self._file["runs"]
+        if run not in runs:
             known = ", ".join(self.runs()) or "none"
             raise StoreError(f"{self.path}: no run {run!r}; runs: {known}")
-        return self._h5["runs"][run]
+        return runs[run]
 
     def __contains__(self, run: str) -> bool:
-        return run in self._h5["runs"]
+        return run in self._file["runs"]
 
     def info(self, run: str) -> RunInfo:
         """What ``run`` holds, with its status as a reader should take it."""
@@ -451,7 +477,8 @@ class Store:
         """
         self._writable()
         _check_name("run", run)
-        if run in self._h5["runs"]:
+        h5 = self._file
+        if run in h5["runs"]:
             info = self.info(run)
             pid = info.attrs.get("writer_pid")
             live = info.status == "running" and pid != os.getpid() and \
@@ -472,7 +499,7 @@ class Store:
                 init.shape[0] != sum(int(np.prod(s)) for s in shapes):
             raise ValueError(f"create_run: {len(names)} names, {len(shapes)} shapes and init of "
                              f"shape {init.shape} do not agree")
-        g = self._h5["runs"].create_group(run)
+        g = h5["runs"].create_group(run)
         try:
             _write_attrs(g, {"status": "running", "created": _now(), "writer_host":
                              socket.gethostname(), "writer_pid": os.getpid(),
@@ -484,15 +511,18 @@ class Store:
                 sh[i] = np.array(s, dtype=np.int64)
             g.create_dataset("init", data=init)
         except BaseException:
-            del self._h5["runs"][run]
+            del h5["runs"][run]
             raise
         return token
 
     def check_writer(self, run: str, token: str) -> None:
-        """Raise :class:`StoreError` unless ``run`` is still the one that :meth:`create_run`
-        gave ``token`` for (it may have been replaced or deleted by another process)."""
-        if run not in self._h5["runs"] or \
-                self._h5["runs"][run].attrs.get("writer_token") != token:
+        """Raise :class:`StoreError` unless ``run`` is still the one created with ``token``.
+
+        :meth:`create_run` gave the token; another process may have replaced or deleted the
+        run since.
+        """
+        runs = self._file["runs"]
+        if run not in runs or runs[run].attrs.get("writer_token") != token:
             raise StoreError(f"{self.path}: run {run!r} was replaced or deleted by another "
                              "writer; this one stops without touching it")
 
@@ -500,7 +530,7 @@ class Store:
         """Remove a run and everything it holds."""
         self._writable()
         self._run(run)
-        del self._h5["runs"][run]
+        del self._file["runs"][run]
 
     def set_attrs(self, run: str, attrs: Mapping[str, Any]) -> None:
         """Add or change attributes of a run (e.g. ``status``, ``final_metrics``)."""
@@ -512,8 +542,10 @@ class Store:
 
     def set_final(self, run: str, theta: np.ndarray, *, status: str | None = None,
                   attrs: Mapping[str, Any] | None = None) -> None:
-        """Store the final parameters; with ``status="complete"`` the run is done (set in the
-        same commit as the data, so a complete run always has them)."""
+        """Store the final parameters; with ``status="complete"`` the run is done.
+
+        The status is set in the same commit as the data, so a complete run always has them.
+        """
         g = self._run(run)
         self._writable()
         theta = np.asarray(theta)
@@ -527,8 +559,10 @@ class Store:
                              **({"finished": _now()} if status == "complete" else {})})
 
     def set_buffers(self, run: str, which: str, buffers: Mapping[str, np.ndarray]) -> None:
-        """Store the model's buffers (e.g. BatchNorm running statistics) at ``"init"`` or
-        ``"final"``, so that eval-mode probes see the statistics the run ended with."""
+        """Store the model's buffers (e.g. BatchNorm statistics) at ``"init"`` or ``"final"``.
+
+        Eval-mode probes then see the statistics the run ended with.
+        """
         g = self._run(run)
         self._writable()
         if which not in ("init", "final"):
@@ -557,8 +591,7 @@ class Store:
                 [tuple(int(d) for d in s) for s in p["shapes"][()]])
 
     def params(self, run: str, which: str | int = "final") -> np.ndarray:
-        """A flat parameter vector: ``"init"``, ``"final"``, or the trajectory snapshot taken
-        at step ``which`` (an int)."""
+        """A flat parameter vector: ``"init"``, ``"final"``, or the snapshot at step ``which``."""
         g = self._run(run)
         if isinstance(which, str):
             if which not in ("init", "final"):
@@ -579,10 +612,10 @@ class Store:
         g = self._run(run)
         self._writable()
         rows = np.asarray(rows)
-        steps = np.asarray(steps, dtype=np.int64)
+        step_array = np.asarray(steps, dtype=np.int64)
         n_params = g["init"].shape[0]
-        if rows.ndim != 2 or rows.shape[1] != n_params or len(rows) != len(steps):
-            raise ValueError(f"append_trajectory: expected {len(steps)} rows of {n_params} "
+        if rows.ndim != 2 or rows.shape[1] != n_params or len(rows) != len(step_array):
+            raise ValueError(f"append_trajectory: expected {len(step_array)} rows of {n_params} "
                              f"parameters, got shape {rows.shape}")
         if "trajectory" not in g:
             itemsize = g["init"].dtype.itemsize
@@ -592,9 +625,10 @@ class Store:
             g.create_dataset("trajectory_step", (0,), maxshape=(None,), dtype=np.int64,
                              chunks=(1024,))
         _extend(g["trajectory"], rows)
-        _extend(g["trajectory_step"], steps)
+        _extend(g["trajectory_step"], step_array)
 
     def trajectory_steps(self, run: str) -> np.ndarray:
+        """The steps of the trajectory's snapshots, (T,) (empty without a trajectory)."""
         g = self._run(run)
         return g["trajectory_step"][()] if "trajectory_step" in g else np.zeros(0, np.int64)
 
@@ -607,9 +641,11 @@ class Store:
 
     # ------------------------------------------------------------------ series
     def append_series(self, run: str, group: str, rows: Mapping[str, Sequence[float]]) -> None:
-        """Append rows to a series of equal-length columns: ``"history"`` or
-        ``"probes/<name>"`` (a probe recorded along training). Columns must all be given,
-        the same ones each time."""
+        """Append rows to a series of equal-length columns: ``"history"`` or ``"probes/<name>"``.
+
+        ``"probes/<name>"`` is a probe recorded along training. Columns must all be given, the
+        same ones each time.
+        """
         g = self._run(run)
         self._writable()
         cols = {k: np.asarray(v) for k, v in rows.items()}
@@ -648,27 +684,29 @@ class Store:
     # ------------------------------------------------------------------ probes, surfaces, paths
     def _parent(self, run: str | None, kind: str) -> h5py.Group:
         if run is None:
-            return self._h5["compare"]
-        if kind not in KINDS:
-            raise ValueError(f"store: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+            return self._file["compare"]
+        if kind not in RECORD_KINDS:
+            raise ValueError(f"store: kind must be one of {', '.join(RECORD_KINDS)}, got "
+                             f"{kind!r}")
         return self._run(run)
 
     def write_record(self, run: str | None, kind: str, name: str, *,
                      arrays: Mapping[str, Any], attrs: Mapping[str, Any] | None = None,
                      replace: bool = True,
                      dims: Mapping[str, Sequence[str]] | None = None) -> None:
-        """Write a result: ``/runs/<run>/<kind>/<name>/`` (``kind`` one of probes, surfaces,
-        paths), or ``/compare/<name>/`` when ``run`` is None.
+        """Write a result: ``/runs/<run>/<kind>/<name>/``, or ``/compare/<name>/`` if no ``run``.
 
-        ``dims`` names, for an array, the 1-D arrays of the record that label its axes (e.g.
-        ``{"loss": ("x", "y")}``): those become HDF5 dimension scales attached to its axes,
-        so that generic HDF5 tools show the coordinates."""
+        ``kind`` is one of probes, surfaces, paths. ``dims`` names, for an array, the 1-D
+        arrays of the record that label its axes (e.g. ``{"loss": ("x", "y")}``): those become
+        HDF5 dimension scales attached to its axes, so that generic HDF5 tools show the
+        coordinates.
+        """
         parent = self._parent(run, kind)
         self._writable()
         _check_name(kind, name)
         base = parent if run is None else parent.require_group(kind)
         for key, axes in (dims or {}).items():
-            shape = np.shape(arrays.get(key)) if key in arrays else None
+            shape = np.shape(arrays[key]) if key in arrays else None
             scales = [np.shape(arrays[a]) if a in arrays else None for a in axes]
             if shape is None or len(axes) != len(shape) or any(
                     sc is None or sc != (n,) for sc, n in zip(scales, shape, strict=False)):
@@ -693,9 +731,12 @@ class Store:
                       points: Sequence[tuple[int, ...]],
                       arrays: Mapping[str, Sequence[Any]],
                       attrs: Mapping[str, Any] | None = None) -> None:
-        """Fill entries of the arrays of a written record, in place: ``arrays[key][i]`` goes
-        to ``key[points[i]]`` (e.g. the values of a surface at grid points as they are
-        computed), and ``attrs`` are updated. Nothing is kept before :meth:`commit`."""
+        """Fill entries of the arrays of a written record, in place.
+
+        ``arrays[key][i]`` goes to ``key[points[i]]`` (e.g. the values of a surface at grid
+        points as they are computed), and ``attrs`` are updated. Nothing is kept before
+        :meth:`commit`.
+        """
         self._writable()
         g = self._record_group(run, kind, name)
         for key, values in arrays.items():
@@ -738,7 +779,7 @@ class Store:
 
     def compares(self) -> list[str]:
         """Names of the results under ``/compare``."""
-        return list(self._h5["compare"])
+        return list(self._file["compare"])
 
 
 def _extend(ds: h5py.Dataset, values: np.ndarray) -> None:

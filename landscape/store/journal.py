@@ -56,8 +56,10 @@ def journal_path(path: str | os.PathLike) -> str:
 
 
 def _crash_point(name: str) -> None:
-    """Test hook: ``LANDSCAPE_CRASH_AT=<name>`` kills this process with SIGKILL right here, so
-    that tests can stop a writer inside each window of a commit."""
+    """Test hook: ``LANDSCAPE_CRASH_AT=<name>`` kills this process with SIGKILL right here.
+
+    Tests stop a writer inside each window of a commit with it.
+    """
     if os.environ.get("LANDSCAPE_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
 
@@ -96,8 +98,10 @@ _CHUNK = 1 << 20
 
 
 def _records(j: io.BufferedReader, fd: int | None) -> tuple[int, int] | None:
-    """Walk the records after the header, in chunks; write each old range into ``fd`` when it
-    is given. Returns (count, crc) of the records if a commit trailer follows them, else None."""
+    """Walk the records after the header, in chunks; write each old range into ``fd`` if given.
+
+    Returns (count, crc) of the records if a commit trailer follows them, else None.
+    """
     count, crc = 0, 0
     while True:
         raw = j.read(_RECORD.size)
@@ -125,8 +129,10 @@ def _records(j: io.BufferedReader, fd: int | None) -> tuple[int, int] | None:
 
 
 def _recover(fd: int, path: str) -> bool:
-    """Roll back an interrupted transaction if ``path`` has a journal; the caller holds the
-    exclusive lock. Returns whether there was a journal."""
+    """Roll back an interrupted transaction if ``path`` has a journal.
+
+    The caller holds the exclusive lock. Returns whether there was a journal.
+    """
     jpath = journal_path(path)
     try:
         j = open(jpath, "rb")  # noqa: SIM115 - closed below, before the unlink
@@ -151,8 +157,19 @@ def _recover(fd: int, path: str) -> bool:
 
 
 def lock_for_reading(path: str | os.PathLike, timeout: float = 10.0) -> int:
-    """Open ``path`` read-only under a shared lock, rolling back a dead writer's transaction
-    first; returns the file descriptor that holds the lock (close it to release)."""
+    """Open ``path`` read-only under a shared lock, first rolling back a dead writer's changes.
+
+    Args:
+        path: the file.
+        timeout: seconds to wait for a writer that holds the file.
+
+    Returns:
+        The file descriptor that holds the lock (close it to release the lock).
+
+    Raises:
+        FileBusyError: a writer holds the file for longer than ``timeout``, or the file needs
+            a recovery that this process may not write.
+    """
     path = os.fspath(path)
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -284,8 +301,10 @@ class JournaledFile(io.RawIOBase):
         self._begin()
 
     def rollback(self) -> None:
-        """Forget every change since the last commit (also after a commit that failed half
-        way: the journal's old pages are put back)."""
+        """Forget every change since the last commit.
+
+        Also after a commit that failed half way: the journal's old pages are put back.
+        """
         self._check_open()
         self._pages.clear()
         _recover(self._fd, self.path)
@@ -308,15 +327,19 @@ class JournaledFile(io.RawIOBase):
             raise ValueError(f"JournaledFile: {self.path} is closed")
 
     def readable(self) -> bool:
+        """Always True (``io.RawIOBase``)."""
         return True
 
     def writable(self) -> bool:
+        """Always True (``io.RawIOBase``)."""
         return True
 
     def seekable(self) -> bool:
+        """Always True (``io.RawIOBase``)."""
         return True
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move to ``offset`` from ``whence``, as ``io.RawIOBase.seek``; may pass the end."""
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
         if base + offset < 0:
             raise OSError(errno.EINVAL, f"negative seek position {base + offset}")
@@ -324,6 +347,7 @@ class JournaledFile(io.RawIOBase):
         return self._pos
 
     def tell(self) -> int:
+        """The current position."""
         return self._pos
 
     def _page(self, index: int) -> bytearray:
@@ -337,11 +361,13 @@ class JournaledFile(io.RawIOBase):
         return page
 
     def readinto(self, buffer) -> int:  # noqa: ANN001 - any writable buffer
+        """Read the file as this transaction sees it into ``buffer``; returns the bytes read."""
         out = memoryview(buffer).cast("B")
         start = self._pos
         end = min(start + len(out), self._size)
         pos = start
         while pos < end:
+            chunk: bytes | bytearray
             if pos < self._size0:
                 index, within = divmod(pos, PAGE)
                 stop = min(end, (index + 1) * PAGE, self._size0)
@@ -364,6 +390,7 @@ class JournaledFile(io.RawIOBase):
         return max(end - start, 0)
 
     def write(self, data) -> int:  # noqa: ANN001 - any bytes-like object
+        """Write ``data`` at the current position (old pages are kept for the journal)."""
         self._check_open()
         view = memoryview(data).cast("B")
         pos, n, done = self._pos, len(view), 0
@@ -381,6 +408,7 @@ class JournaledFile(io.RawIOBase):
         return n
 
     def truncate(self, size: int | None = None) -> int:
+        """Resize to ``size`` (default: the position); what is cut off is kept for the journal."""
         self._check_open()
         size = self._pos if size is None else size
         if size < self._size0:

@@ -1,5 +1,6 @@
-"""A readable summary of a landscape file: its runs, their settings, status, final metrics and
-what each holds. Needs only NumPy and h5py.
+"""A readable summary of a landscape file.
+
+Its runs, their settings, status, final metrics and what each holds. Needs only NumPy and h5py.
 
 Examples:
     >>> print(summary.text("cmp.h5"))                                   # doctest: +SKIP
@@ -71,8 +72,15 @@ def _table(records: list[dict[str, str]]) -> str:
 
 
 def text(path: str | os.PathLike, run: str | None = None) -> str:
-    """The summary of ``path``: a header and a table of runs; with ``run``, that run's
-    settings in full as well."""
+    """The summary of ``path``: a header and a table of runs.
+
+    Args:
+        path: the landscape file.
+        run: a run whose settings are shown in full as well.
+
+    Returns:
+        The text, lines joined by newlines.
+    """
     with Store(path) as s:
         attrs = s.attrs
         runs = [s.info(r) for r in s.runs()]

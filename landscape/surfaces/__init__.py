@@ -1,21 +1,23 @@
-"""Landscapes around solutions: loss surfaces on 1-D and 2-D grids
-(:mod:`~landscape.surfaces.grid`), the directions they span
+"""Landscapes around solutions.
+
+Loss surfaces on 1-D and 2-D grids (:mod:`~landscape.surfaces.grid`; the result,
+:class:`Surface`, in :mod:`~landscape.surfaces.result`, NumPy only), the directions they span
 (:mod:`~landscape.surfaces.directions`: random filter-normalised, Hessian, differences), the
 principal plane of a recorded trajectory (:mod:`~landscape.surfaces.trajectories`), and
 surfaces and paths of runs stored in a file (:mod:`~landscape.surfaces.stored`).
 
-Names are imported on first use.
+Names are imported on first use: :class:`Surface` needs no torch.
 """
 
 from __future__ import annotations
 
 from landscape.engine.lazy import attach
 
-__all__ = ["Directions", "Surface", "directions", "grid", "path_between", "stored", "surface",
-           "surface_of_run", "trajectories"]
+__all__ = ["Directions", "Surface", "directions", "grid", "path_between", "result", "stored",
+           "surface", "surface_of_run", "trajectories"]
 
 __getattr__, __dir__ = attach(
-    __name__, ["directions", "grid", "stored", "trajectories"],
-    {"Directions": "directions", "Surface": "grid", "surface": "grid",
+    __name__, ["directions", "grid", "result", "stored", "trajectories"],
+    {"Directions": "directions", "Surface": "result", "surface": "grid",
      "path_between": "stored", "surface_of_run": "stored"},
 )

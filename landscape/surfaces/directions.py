@@ -43,14 +43,14 @@ from torch import Tensor, nn
 from landscape.engine.checks import _check_choice, _check_int
 from landscape.engine.params import ParamFilter, ParamLayout, select, to_numpy
 
-__all__ = ["IGNORE", "KINDS", "NORMALIZATIONS", "Directions", "difference", "hessian",
+__all__ = ["DIRECTION_KINDS", "IGNORE", "NORMALIZATIONS", "Directions", "difference", "hessian",
            "normalize", "orthogonalize", "random", "stored_difference"]
 
 NORMALIZATIONS = ("filter", "layer", "none")
 """How :func:`normalize` rescales a direction (see the module docstring)."""
 IGNORE = ("biasbn", None)
 """``"biasbn"``: parameters of ndim <= 1 are zero in the direction; None: they are kept."""
-KINDS = ("random", "hessian", "pca", "difference", "custom")
+DIRECTION_KINDS = ("random", "hessian", "pca", "difference", "custom")
 """What made a :class:`Directions`."""
 
 
@@ -59,7 +59,7 @@ class Directions:
     """A set of k directions in parameter space and what made them.
 
     Attributes:
-        vectors: (k, P) tensor, one direction a row. kind: one of :data:`KINDS`.
+        vectors: (k, P) tensor, one direction a row. kind: one of :data:`DIRECTION_KINDS`.
         params, shapes: names and shapes of the parameters in the flat vector (empty when
             unknown, e.g. for a PCA of bare arrays).
         center: (P,) the point the directions belong to (the model's parameters for random
@@ -87,7 +87,7 @@ class Directions:
         if not isinstance(v, Tensor) or v.ndim != 2 or 0 in v.shape:
             got = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
             raise ValueError(f"{fn}: vectors must be a (k, P) tensor with k, P >= 1, got {got}")
-        _check_choice(fn, "kind", self.kind, KINDS)
+        _check_choice(fn, "kind", self.kind, DIRECTION_KINDS)
         if self.center is not None:
             _as_flat(self.center, v.shape[1], fn, "center")
         if self.shapes and (n := sum(int(np.prod(s)) for s in self.shapes)) != v.shape[1]:
@@ -419,7 +419,7 @@ def hessian(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
     vectors = torch.from_numpy(np.ascontiguousarray(result.vectors[order]))
     probe = {"which": result.which, "tol": result.tol, "curvature": result.curvature,
              "mode": result.mode, "converged": bool(result.all_converged),
-             "n_hvp": result.n_hvp}
+             "cost": result.cost.as_dict()}
     return Directions(vectors=vectors.to(layout.device, layout.dtype), kind="hessian",
                       params=layout.names, shapes=layout.shapes,
                       center=layout.flatten(chosen).clone(), eigenvalues=values[order],

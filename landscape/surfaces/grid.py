@@ -27,6 +27,13 @@ is committed whole, so a killed process loses at most the points since the last 
 chunks of the row-major order, so a resumed surface holds bit for bit the values an
 uninterrupted one would.
 
+**Inside.** :func:`surface` sets up the objectives, the centre and the directions, then hands
+the grid to two parts that know nothing of each other: computing (``_evaluate_grid``: the
+chunks of points not done yet, through :class:`landscape.engine.pointwise.Evaluator`) and
+persisting (``_SurfaceFile``: writing or resuming the record, flushing the points done). The
+result, :class:`~landscape.surfaces.result.Surface`, lives in :mod:`landscape.surfaces.result`
+(NumPy only), re-exported here.
+
 Examples:
     >>> d = torch.randn(2, n_params)                         # or landscape.surfaces.directions.random
     >>> s = surface(model, nn.CrossEntropyLoss(), (X, y), d, x=np.linspace(-1, 1, 21),
@@ -38,129 +45,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from landscape.engine.checks import _check_choice, _check_int, _check_positive
 from landscape.engine.determinism import check_source
 from landscape.engine.objective import Objective
 from landscape.engine.params import ParamFilter
 from landscape.engine.pointwise import Evaluator, Points, merged
+from landscape.store.file import Store
+from landscape.surfaces.result import BN_MODES, METRICS, Surface, same_grid
 
 __all__ = ["BN_MODES", "METRICS", "Surface", "same_grid", "surface"]
 
-BN_MODES = ("keep", "recalibrate")
-METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
 _DEFAULT_CHUNK = 16
 
-
-@dataclass(frozen=True, eq=False)
-class Surface:
-    """A loss surface on a grid (see the module docstring).
-
-    Attributes:
-        x, y: coordinates along the first and second direction (``y`` None for 1-D).
-        directions: (k, P) the directions (k = 1 or 2), flat over ``params``.
-        grids: ``{"train_loss": ..., "train_accuracy": ..., "test_loss": ...,
-            "test_accuracy": ...}`` of shape (len(x),) or (len(x), len(y)); NaN where not
-            computed; accuracy grids absent for regression, test grids without test data.
-        done: bool grid of the points computed.
-        bn, mode, chunk, vmap: options. params: parameter names, in flat order. info: what the
-            directions are (kind, seed, normalisation, ...), as given.
-        n_points: points evaluated by this call. passes: passes over the data. seconds: wall
-            time of this call.
-    """
-
-    x: np.ndarray
-    y: np.ndarray | None
-    directions: np.ndarray
-    grids: dict[str, np.ndarray]
-    done: np.ndarray
-    bn: str
-    mode: str
-    chunk: int
-    vmap: bool
-    params: tuple[str, ...]
-    info: dict[str, Any] = field(default_factory=dict)
-    n_points: int = 0
-    passes: float = 0.0
-    seconds: float = 0.0
-
-    def __getattr__(self, name: str) -> np.ndarray:
-        grids = self.__dict__.get("grids", {})
-        if name in grids:
-            return grids[name]
-        raise AttributeError(f"Surface has no attribute or grid {name!r} (grids: "
-                             f"{', '.join(grids)})")
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.done.shape
-
-    def _options(self) -> dict[str, Any]:
-        return {"bn": self.bn, "mode": self.mode, "chunk": self.chunk, "vmap": self.vmap,
-                "params": list(self.params), "directions_info": self.info}
-
-    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, tuple]]:
-        """``(arrays, attrs, dims)`` for :meth:`landscape.store.Store.write_record`."""
-        axes = ("x",) if self.y is None else ("x", "y")
-        arrays = {"x": self.x, "directions": self.directions, "done": self.done,
-                  **self.grids}
-        if self.y is not None:
-            arrays["y"] = self.y
-        attrs = {"probe": "surface", **self._options(), "n_points": self.n_points,
-                 "passes": float(self.passes), "seconds": float(self.seconds)}
-        dims = {k: axes for k in (*self.grids, "done")}
-        return arrays, attrs, dims
-
-    @classmethod
-    def from_record(cls, record: Any) -> Surface:
-        """The surface from a :class:`landscape.store.Record` (possibly partly done)."""
-        from landscape.engine.records import check_record
-
-        a, at = check_record(record, "surface", "Surface.from_record")
-        return cls(x=np.asarray(a["x"]), y=np.asarray(a["y"]) if "y" in a else None,
-                   directions=np.asarray(a["directions"]),
-                   grids={k: np.asarray(a[k]) for k in METRICS if k in a},
-                   done=np.asarray(a["done"], dtype=bool), bn=at["bn"], mode=at["mode"],
-                   chunk=int(at["chunk"]), vmap=bool(at["vmap"]), params=tuple(at["params"]),
-                   info=dict(at.get("directions_info") or {}), n_points=int(at["n_points"]),
-                   passes=float(at["passes"]), seconds=float(at["seconds"]))
-
-
-# ---------------------------------------------------------------------------- the surface
-def _as_directions(directions: Any, p: int) -> tuple[Tensor, dict[str, Any]]:
-    """(k, P) tensor and a JSON-able description from a tensor, an array or a result with
-    ``vectors`` (e.g. :class:`landscape.surfaces.directions.Directions`)."""
-    info: dict[str, Any] = {}
-    if hasattr(directions, "vectors"):
-        if hasattr(directions, "to_record"):
-            info = {k: v for k, v in directions.to_record()[1].items() if k != "probe"}
-        directions = directions.vectors
-    if isinstance(directions, np.ndarray):
-        directions = torch.from_numpy(directions)
-    if not isinstance(directions, Tensor) or directions.ndim not in (1, 2) \
-            or directions.shape[-1] != p or not directions.is_floating_point():
-        got = (f"{tuple(directions.shape)} {directions.dtype}" if hasattr(directions, "shape")
-               else type(directions).__name__)
-        raise ValueError(f"surface: directions must be a float tensor (k, P) or (P,) with "
-                         f"P={p} (the selected parameters), got {got}")
-    d = directions.detach().reshape(-1, p)
-    if not bool(torch.isfinite(d).all()) or bool((d.norm(dim=1) == 0).any()):
-        raise ValueError("surface: directions must be finite and non-zero")
-    return d, info
-
-
-def _coords(name: str, values: Any) -> np.ndarray:
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.ndim != 1 or arr.size < 1 or not np.isfinite(arr).all():
-        raise ValueError(f"surface: {name} must be a 1-D array of finite coordinates, got "
-                         f"shape {arr.shape}")
-    return arr
+# A point done: its grid index and its values by metric.
+_Row = tuple[tuple[int, ...], dict[str, float]]
 
 
 def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any,
@@ -219,34 +124,11 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
         raise ValueError("surface: give both store and run to write into a file, or neither")
     xs = _coords("x", x)
     ys = None if y is None else _coords("y", y)
-    given = {"train": Objective(model, loss_fn, data, params=params, mode=mode,
-                                batch_size=batch_size, check=False)}
-    if test is not None:
-        given["test"] = Objective(model, loss_fn, test, params=params, mode=mode,
-                                  batch_size=batch_size, check=False)
-    objectives = {k: merged(o) if mode == "eval" and bn == "keep" else o
-                  for k, o in given.items()}
-    if check:  # the model on the data as evaluated; a loader's data read anew
-        for split, o in objectives.items():
-            o.check_determinism()
-            if o is not given[split]:
-                check_source(given[split])
+    objectives = _objectives(model, loss_fn, data, test, params=params, mode=mode, bn=bn,
+                             batch_size=batch_size, check=check)
     obj = objectives["train"]
-    if vmap is None:
-        vmap = obj.layout.device.type != "cpu"
-    vmap = bool(vmap)
-    p = obj.layout.numel
-    if center is None and getattr(directions, "center", None) is not None:
-        center = directions.center  # e.g. PCA or difference directions: their own point
-    d, info = _as_directions(directions, p)
-    if d.shape[0] != (1 if ys is None else 2):
-        raise ValueError(f"surface: {'1' if ys is None else '2'} direction(s) expected for a "
-                         f"{'1' if ys is None else '2'}-D grid, got {d.shape[0]}")
-    d = d.to(obj.layout.device, obj.layout.dtype)
-    if center is not None and not isinstance(center, Tensor):
-        center = torch.as_tensor(np.asarray(center))
-    theta0 = obj.theta if center is None else obj._check(
-        center.to(obj.layout.device, obj.layout.dtype), "center")
+    vmap = bool(obj.layout.device.type != "cpu" if vmap is None else vmap)
+    theta0, d, info = _plane(obj, directions, center, 1 if ys is None else 2)
     shape = (len(xs),) if ys is None else (len(xs), len(ys))
     metrics = [f"{s}_{m}" for s in objectives for m in ("loss", "accuracy")
                if m == "loss" or (accuracy and obj.has_accuracy)]
@@ -254,17 +136,103 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
                      grids={m: np.full(shape, np.nan) for m in metrics},
                      done=np.zeros(shape, dtype=bool), bn=bn, mode=mode, chunk=chunk, vmap=vmap,
                      params=tuple(obj.layout.names), info=info)
-    previous = 0.0
-    if store is not None:
-        result, previous = _open_record(store, run, name, result, replace, extras)
+    file = None if store is None else _SurfaceFile(store, run, name, flush_seconds, started)
+    if file is not None:
+        result = file.open(result, replace, extras)
 
+    first, stop = _block(points, result.done.size, chunk)
+    bar = _progress(int((~result.done.reshape(-1)[first:stop]).sum()), progress, name)
+
+    def chunk_done(rows: list[_Row]) -> None:
+        bar.update(len(rows))
+        if file is not None:
+            file.add(rows, result)
+
+    n_points = _evaluate_grid(objectives, theta0, d, result, metrics, (first, stop), bn=bn,
+                              vmap=vmap, accuracy=accuracy, on_chunk=chunk_done)
+    bar.close()
+    seconds = time.perf_counter() - started
+    if file is not None:
+        file.close(result, seconds)
+    passes = sum(o.cost.passes for o in objectives.values())
+    return Surface(**{**result.__dict__, "n_points": n_points, "passes": passes,
+                      "seconds": seconds})
+
+
+# ---------------------------------------------------------------------------- computing
+def _objectives(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any,
+                test: Any, *, params: Any, mode: str, bn: str, batch_size: int | None,
+                check: bool) -> dict[str, Objective]:
+    """The objectives evaluated at each point, ``"train"`` (and ``"test"``).
+
+    Over the cached data in large batches where that keeps the values (eval mode,
+    ``bn="keep"``), checked to be deterministic on the data as evaluated (a loader's data read
+    anew).
+    """
+    given = {"train": Objective(model, loss_fn, data, params=params, mode=mode,
+                                batch_size=batch_size, check=False)}
+    if test is not None:
+        given["test"] = Objective(model, loss_fn, test, params=params, mode=mode,
+                                  batch_size=batch_size, check=False)
+    objectives = {k: merged(o) if mode == "eval" and bn == "keep" else o
+                  for k, o in given.items()}
+    if check:
+        for split, o in objectives.items():
+            o.check_determinism()
+            if o is not given[split]:
+                check_source(given[split])
+    return objectives
+
+
+def _plane(obj: Objective, directions: Any, center: Any, k: int
+           ) -> tuple[Tensor, Tensor, dict[str, Any]]:
+    """The centre (P,) and the ``k`` directions (k, P) on the objective's device and dtype.
+
+    Returns:
+        ``(theta0, d, info)``, ``info`` what the directions are.
+    """
+    if center is None and getattr(directions, "center", None) is not None:
+        center = directions.center  # e.g. PCA or difference directions: their own point
+    d, info = _as_directions(directions, obj.layout.numel)
+    if d.shape[0] != k:
+        raise ValueError(f"surface: {k} direction(s) expected for a {k}-D grid, got "
+                         f"{d.shape[0]}")
+    d = d.to(obj.layout.device, obj.layout.dtype)
+    if center is not None and not isinstance(center, Tensor):
+        center = torch.as_tensor(np.asarray(center))
+    theta0 = obj.theta if center is None else obj.check_theta(
+        center.to(obj.layout.device, obj.layout.dtype), "center")
+    return theta0, d, info
+
+
+def _evaluate_grid(objectives: Mapping[str, Objective], theta0: Tensor, d: Tensor,
+                   result: Surface, metrics: list[str], block: tuple[int, int], *, bn: str,
+                   vmap: bool, accuracy: bool, on_chunk: Callable[[list[_Row]], None]) -> int:
+    """Evaluate the points of a block of the grid that ``result`` does not hold yet.
+
+    The points go in the fixed chunks of ``result.chunk`` points of the row-major order, their
+    values into ``result``'s grids and ``done`` mask (in place).
+
+    Args:
+        objectives: ``{"train": ..., "test": ...}`` to evaluate at each point.
+        theta0: the centre (P,).
+        d: the directions (k, P).
+        result: the surface to fill (fresh, or as resumed from a file).
+        metrics: the grids to fill.
+        block: ``(first, stop)`` of the flat indices.
+        bn: as for :func:`surface`.
+        vmap: as for :func:`surface`.
+        accuracy: as for :func:`surface`.
+        on_chunk: called after each chunk with its points and their values.
+
+    Returns:
+        The number of points evaluated.
+    """
+    xs, ys, shape, chunk = result.x, result.y, result.shape, result.chunk
     flat = result.done.reshape(-1)
-    first, stop = _block(points, flat.size, chunk)
+    first, stop = block
     evaluate = Evaluator(objectives, bn, vmap, accuracy)
     todo = [c for c in range(first, stop, chunk) if not flat[c:min(c + chunk, stop)].all()]
-    pending: list[tuple[tuple[int, ...], dict[str, float]]] = []
-    last = time.perf_counter()
-    bar = _progress(int((~flat[first:stop]).sum()), progress, name)
     n_points = 0
     with evaluate:
         for start in todo:
@@ -273,24 +241,46 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
             coef = np.array([[xs[pt[0]]] if ys is None else [xs[pt[0]], ys[pt[1]]]
                              for pt in pts])
             values = evaluate(Points(theta0, d, coef))
+            rows: list[_Row] = []
             for n, pt in enumerate(pts):
                 row = {m: float(values[m][n]) for m in metrics if values.get(m) is not None}
                 for m, v in row.items():
                     result.grids[m][pt] = v
                 result.done[pt] = True
-                pending.append((tuple(int(i) for i in pt), row))
+                rows.append((tuple(int(i) for i in pt), row))
             n_points += len(pts)
-            bar.update(len(pts))
-            if store is not None and time.perf_counter() - last >= flush_seconds:
-                _flush(store, run, name, pending, result, previous + time.perf_counter() - started)
-                pending, last = [], time.perf_counter()
-    bar.close()
-    seconds = time.perf_counter() - started
-    if store is not None and pending:
-        _flush(store, run, name, pending, result, previous + seconds)
-    passes = sum(o.cost.passes for o in objectives.values())
-    return Surface(**{**result.__dict__, "n_points": n_points, "passes": passes,
-                      "seconds": seconds})
+            on_chunk(rows)
+    return n_points
+
+
+def _as_directions(directions: Any, p: int) -> tuple[Tensor, dict[str, Any]]:
+    """(k, P) tensor and a JSON-able description from a tensor, an array or a result with
+    ``vectors`` (e.g. :class:`landscape.surfaces.directions.Directions`)."""
+    info: dict[str, Any] = {}
+    if hasattr(directions, "vectors"):
+        if hasattr(directions, "to_record"):
+            info = {k: v for k, v in directions.to_record()[1].items() if k != "probe"}
+        directions = directions.vectors
+    if isinstance(directions, np.ndarray):
+        directions = torch.from_numpy(directions)
+    if not isinstance(directions, Tensor) or directions.ndim not in (1, 2) \
+            or directions.shape[-1] != p or not directions.is_floating_point():
+        got = (f"{tuple(directions.shape)} {directions.dtype}" if hasattr(directions, "shape")
+               else type(directions).__name__)
+        raise ValueError(f"surface: directions must be a float tensor (k, P) or (P,) with "
+                         f"P={p} (the selected parameters), got {got}")
+    d = directions.detach().reshape(-1, p)
+    if not bool(torch.isfinite(d).all()) or bool((d.norm(dim=1) == 0).any()):
+        raise ValueError("surface: directions must be finite and non-zero")
+    return d, info
+
+
+def _coords(name: str, values: Any) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1 or arr.size < 1 or not np.isfinite(arr).all():
+        raise ValueError(f"surface: {name} must be a 1-D array of finite coordinates, got "
+                         f"shape {arr.shape}")
+    return arr
 
 
 def _block(points: Any, size: int, chunk: int) -> tuple[int, int]:
@@ -307,51 +297,70 @@ def _block(points: Any, size: int, chunk: int) -> tuple[int, int]:
 
 
 def _progress(total: int, show: bool, name: str) -> Any:
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, disable=not show, desc=f"surface {name}", unit="pt")
 
 
-def same_grid(a: Surface, b: Surface) -> bool:
-    """Whether two surfaces (e.g. one held in a file and one about to be computed, or two
-    blocks of one surface) have the same coordinates, directions, options and grids."""
-    return (np.array_equal(a.x, b.x)
-            and (a.y is None) == (b.y is None)
-            and (a.y is None or np.array_equal(a.y, b.y))
-            and a.directions.shape == b.directions.shape
-            and np.array_equal(a.directions, b.directions)
-            and a._options() == b._options()
-            and set(a.grids) == set(b.grids))
+# ---------------------------------------------------------------------------- persisting
+class _SurfaceFile:
+    """Where a surface goes as it is computed: ``runs/<run>/surfaces/<name>`` of a file.
 
+    :meth:`open` writes the empty surface or resumes the one held; :meth:`add` keeps the points
+    done and writes them every ``flush_seconds`` in one short session (readers get in
+    between); :meth:`close` writes the rest. ``started``: when this call began (the stored
+    time is that of the earlier calls plus this one's).
+    """
 
-def _open_record(path: Any, run: str, name: str, fresh: Surface, replace: bool,
-                 extras: Mapping[str, Any] | None) -> tuple[Surface, float]:
-    """Write the empty surface, or read the one the file holds (checked to be the same)."""
-    from landscape.store.file import Store
+    def __init__(self, path: Any, run: str, name: str, flush_seconds: float,
+                 started: float) -> None:
+        self.path, self.run, self.name = path, run, name
+        self.flush_seconds, self.started = flush_seconds, started
+        self.previous = 0.0  # seconds the stored surface took before this call
+        self.pending: list[_Row] = []
+        self.last = time.perf_counter()
 
-    with Store(path, "a", timeout=60) as s:
-        if s.has_record(run, "surfaces", name) and not replace:
-            held = Surface.from_record(s.record(run, "surfaces", name))
-            if not same_grid(held, fresh):
-                raise ValueError(f"surface: {path}: run {run!r} already holds a surface "
-                                 f"{name!r} made with other coordinates, directions or options; "
-                                 "pass replace=True (CLI: --replace) to start over, or another "
-                                 "name")
-            return held, held.seconds
-        arrays, attrs, dims = fresh.to_record()
-        arrays.update(extras or {})
-        s.write_record(run, "surfaces", name, arrays=arrays, attrs=attrs, dims=dims)
-    return fresh, 0.0
+    def open(self, fresh: Surface, replace: bool, extras: Mapping[str, Any] | None) -> Surface:
+        """The surface to fill.
 
+        Returns:
+            ``fresh``, written empty (with ``extras``), or the one the file holds (checked to
+            be the same grid; its time counts on).
+        """
+        with Store(self.path, "a", timeout=60) as s:
+            if s.has_record(self.run, "surfaces", self.name) and not replace:
+                held = Surface.from_record(s.record(self.run, "surfaces", self.name))
+                if not same_grid(held, fresh):
+                    raise ValueError(
+                        f"surface: {self.path}: run {self.run!r} already holds a surface "
+                        f"{self.name!r} made with other coordinates, directions or options; "
+                        "pass replace=True (CLI: --replace) to start over, or another name")
+                self.previous, self.last = held.seconds, time.perf_counter()
+                return held
+            arrays, attrs, dims = fresh.to_record()
+            arrays.update(extras or {})
+            s.write_record(self.run, "surfaces", self.name, arrays=arrays, attrs=attrs,
+                           dims=dims)
+        self.previous, self.last = 0.0, time.perf_counter()
+        return fresh
 
-def _flush(path: Any, run: str, name: str, pending: list, result: Surface,
-           seconds: float) -> None:
-    from landscape.store.file import Store
+    def add(self, rows: list[_Row], result: Surface) -> None:
+        """Keep ``rows`` (points of ``result`` just done); write what is kept if it is time."""
+        self.pending.extend(rows)
+        if time.perf_counter() - self.last >= self.flush_seconds:
+            self._flush(result, self.previous + time.perf_counter() - self.started)
+            self.pending, self.last = [], time.perf_counter()
 
-    points = [pt for pt, _ in pending]
-    arrays: dict[str, list] = {"done": [True] * len(points)}
-    for m in result.grids:
-        arrays[m] = [row.get(m, np.nan) for _, row in pending]
-    with Store(path, "a", timeout=60) as s:
-        s.update_record(run, "surfaces", name, points=points, arrays=arrays,
-                        attrs={"n_points": int(result.done.sum()), "seconds": float(seconds)})
+    def close(self, result: Surface, seconds: float) -> None:
+        """Write what is kept; ``seconds``: this call's time."""
+        if self.pending:
+            self._flush(result, self.previous + seconds)
+            self.pending = []
+
+    def _flush(self, result: Surface, seconds: float) -> None:
+        points = [pt for pt, _ in self.pending]
+        arrays: dict[str, list] = {"done": [True] * len(points)}
+        for m in result.grids:
+            arrays[m] = [row.get(m, np.nan) for _, row in self.pending]
+        with Store(self.path, "a", timeout=60) as s:
+            s.update_record(self.run, "surfaces", self.name, points=points, arrays=arrays,
+                            attrs={"n_points": int(result.done.sum()),
+                                   "seconds": float(seconds)})

@@ -1,5 +1,6 @@
 """Landscapes of stored runs: a surface around a run, a path between two runs, written into
-the same file. What ``landscape surface`` and ``landscape path`` do.
+the same file (what ``landscape surface`` and ``landscape path`` do), and the path from a
+run's initialisation to its solution (:func:`init_to_final`, returned, not written).
 
 The model of a run is rebuilt from its recorded spec and parameters
 (:func:`landscape.train.spec.rebuild`), with its data and loss; results go to
@@ -10,12 +11,15 @@ Examples:
     >>> surface_of_run("runs.h5", "sgd", directions="random", x=np.linspace(-1, 1, 21),
     ...                y=np.linspace(-1, 1, 21))
     >>> path_between("runs.h5", "sgd", "adam", kind="linear", n=25)
+    >>> init_to_final("runs.h5", "sgd", n=11).barrier
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,7 +27,7 @@ import numpy as np
 
 from landscape.engine.checks import _check_choice
 
-__all__ = ["DIRECTIONS", "PATH_KINDS", "path_between", "surface_of_run"]
+__all__ = ["DIRECTIONS", "PATH_KINDS", "init_to_final", "path_between", "surface_of_run"]
 
 DIRECTIONS = ("random", "pca", "hessian")
 """How :func:`surface_of_run` picks its directions."""
@@ -172,6 +176,7 @@ def path_between(file: str | os.PathLike, run_a: str, run_b: str, *,
     if aligned is not None:
         _, how = aligned.to_record()
         how["perms"] = {k: np.asarray(v).tolist() for k, v in aligned.perms.items()}
+        how["layers"] = list(aligned.perms)
         result = dataclasses.replace(result, info={**result.info, "aligned": how})
     arrays, attrs = result.to_record()
     ends = {"from": {"run": run_a, "which": which_a}, "to": {"run": run_b, "which": which_b}}
@@ -182,3 +187,62 @@ def path_between(file: str | os.PathLike, run_a: str, run_b: str, *,
         s.write_record(run_a if same else None, "paths", name, arrays=arrays,
                        attrs={**attrs, "ends": ends})
     return result, (f"runs/{run_a}/paths/{name}" if same else f"compare/{name}")
+
+
+def init_to_final(file: str | os.PathLike, run: str, data: Mapping[str, Any] | None = None, *,
+                  n: int = 25, test: bool = True, recalibrate: bool = False,
+                  mode: str = "eval", batch_size: int | None = None,
+                  device: str | None = None, check: bool = True) -> Any:
+    """The straight line from a stored run's initial to its final parameters (Goodfellow et
+    al. 2015), by :func:`probes.paths.interpolation.linear`.
+
+    Model, data and loss are rebuilt from the file (:func:`landscape.train.spec.rebuild`); the
+    initial end is a copy of that model with the stored initial parameters and buffers. The
+    result is returned, not written (:func:`path_between` with ``which_a="init"`` writes it).
+
+    Args:
+        file: the landscape file.
+        run: the run.
+        data: a ``[data]`` table (e.g. ``{"name": "mnist1d"}``) if the run does not record its
+            data; default: the run's.
+        n: points on the line.
+        test: also evaluate the split's test part.
+        recalibrate: recompute BatchNorm statistics at every point (as for
+            :func:`probes.paths.interpolation.linear`).
+        mode: ``"eval"`` (default) or ``"train"``.
+        batch_size: evaluation batch size.
+        device: where (default: the run's).
+        check: the objective's determinism check.
+
+    Returns:
+        :class:`probes.paths.results.Path` of kind ``"init_to_final"``; ``info`` holds file, run
+        and data; ``cost.seconds`` includes rebuilding the run.
+
+    Raises:
+        TypeError: ``data`` that is not a table.
+        ValueError: the run cannot be rebuilt (the message says what to give), or as
+            :func:`probes.paths.interpolation.linear`.
+
+    Examples:
+        >>> p = init_to_final("cmp.h5", "sgd", n=11)
+        >>> p.barrier, p.loss[0], p.loss[-1]
+    """
+    from probes.paths import interpolation
+
+    from landscape.train.checkpoints import load_params
+    from landscape.train.spec import rebuild
+
+    start = time.perf_counter()
+    if data is not None and not isinstance(data, Mapping):
+        raise TypeError(f"init_to_final: data must be a [data] table such as "
+                        f"{{'name': 'mnist1d'}}, got {type(data).__name__}; for your own "
+                        "tensors load the two models and call probes.paths.interpolation.linear")
+    final, split, loss_fn = rebuild(file, run, which="final", data=data, device=device)
+    init = copy.deepcopy(final)
+    load_params(init, file, run, "init")
+    path = interpolation.linear(init, final, loss_fn, split.train, n=n,
+                                test=split.test if test else None, recalibrate=recalibrate,
+                                mode=mode, batch_size=batch_size, check=check)
+    return dataclasses.replace(path, kind="init_to_final",
+                               cost=path.cost.with_seconds(time.perf_counter() - start),
+                               info={"file": os.fspath(file), "run": run, "data": split.name})

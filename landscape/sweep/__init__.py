@@ -1,8 +1,10 @@
-"""Sweeps: one TOML spec trains the same model several ways and measures every run the same
-way, into one landscape file.
+"""Sweeps: one TOML spec trains a model several ways and measures every run the same way.
+
+Everything goes into one landscape file.
 
 - :mod:`~landscape.sweep.spec`: the spec format, read, checked and expanded into named runs
-  (:func:`load`, :class:`Sweep`); :mod:`~landscape.sweep.measure`: its measurement tables;
+  (:func:`load`, :class:`Sweep`); its tables: :mod:`~landscape.sweep.runs` (the runs),
+  :mod:`~landscape.sweep.measure` (what is measured);
 - :mod:`~landscape.sweep.run`: what a file lacks, planned and run (:func:`run_sweep`);
 - :mod:`~landscape.sweep.dist`, :mod:`~landscape.sweep.executors`: the same work shared out
   among local processes or a Ray cluster, the sweep's process the only writer;

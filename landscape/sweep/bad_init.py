@@ -35,7 +35,8 @@ def pretrain_random_labels(model: Any, loss: Any, split: Any, options: Mapping[s
     """Train ``model`` in place on ``split``'s training inputs with random labels.
 
     Args:
-        model: the freshly built model (trained in place). loss: the run's loss.
+        model: the freshly built model (trained in place).
+        loss: the run's loss.
         split: the run's :class:`~landscape.data.split.Split` (its labels are not changed).
         options: ``[init.random_labels]`` (module docstring), as checked by the sweep.
         seed: the batch order's seed (the run's ``train.seed``).
@@ -45,7 +46,6 @@ def pretrain_random_labels(model: Any, loss: Any, split: Any, options: Mapping[s
         ``train_loss`` and ``train_acc`` on the random labels, ``test_acc`` (true labels),
         ``seconds``, ``n_random`` (labels changed).
     """
-
     noisy = corrupt(split, float(options.get("fraction", 1.0)), seed=int(options.get("seed", 0)))
     train = {k: options[k] for k in ("epochs", "max_steps", "target_accuracy", "target_loss",
                                      "batch_size") if k in options}

@@ -1,7 +1,7 @@
-"""A sweep shared out among workers (:mod:`landscape.sweep.executors`), the sweep's process the only
-writer of its file.
+"""A sweep shared out among workers (:mod:`landscape.sweep.executors`).
 
-The jobs of :func:`landscape.sweep.jobs.plan` become tasks:
+The sweep's process is the only writer of its file. The jobs of
+:func:`landscape.sweep.jobs.plan` become tasks:
 
 - a run's own work (training, end-of-run probes, its init-to-final paths);
 - each surface in *blocks* of grid points (``[resources] surface_block`` points, a multiple
@@ -57,9 +57,16 @@ def _copy_record(src: Any, dst: Any, run: str | None, kind: str, name: str) -> N
 
 
 def copy_run(src: Any, dst: Any, run: str, *, records: bool = True) -> None:
-    """Copy a run from one open :class:`~landscape.store.Store` to another (a writer): its
-    settings, parameters, buffers, trajectory, history and (``records``) its probes,
-    surfaces and paths. Its status and times go with it."""
+    """Copy a run from one open :class:`~landscape.store.Store` to another (a writer).
+
+    Its settings, parameters, buffers, trajectory and history go, and its status and times.
+
+    Args:
+        src: the store to copy from.
+        dst: the store to copy into, open for writing.
+        run: the run.
+        records: copy its probes, surfaces and paths too.
+    """
     info = src.info(run)
     names, shapes = src.layout(run)
     attrs = {k: v for k, v in info.attrs.items() if k not in _RUN_ONLY_ATTRS}
@@ -84,7 +91,6 @@ def copy_run(src: Any, dst: Any, run: str, *, records: bool = True) -> None:
 
 def _merge_block(src: Any, dst: Any, run: str, name: str) -> None:
     """Add a block's grid points to the surface in ``dst``, those it does not hold yet."""
-
     rec = src.record(run, "surfaces", name)
     if not dst.has_record(run, "surfaces", name):
         _copy_record(src, dst, run, "surfaces", name)
@@ -98,7 +104,7 @@ def _merge_block(src: Any, dst: Any, run: str, name: str) -> None:
     points = [tuple(int(i) for i in p) for p in np.argwhere(fresh)]
     if not points:
         return
-    arrays = {"done": [True] * len(points)}
+    arrays: dict[str, list[bool] | list[float]] = {"done": [True] * len(points)}
     for m, grid in new.grids.items():
         arrays[m] = [float(grid[p]) for p in points]
     dst.update_record(run, "surfaces", name, points=points, arrays=arrays,
@@ -108,14 +114,13 @@ def _merge_block(src: Any, dst: Any, run: str, name: str) -> None:
 
 def _merge(tmp: str, file: str, job: Job) -> None:
     """Copy what a worker computed for ``job`` from its file into the sweep's."""
-
     with Store(tmp) as src, Store(file, "a", timeout=120) as dst:
         if job.pair:
             _copy_record(src, dst, None, "paths", compare_name(*job.pair))
         elif job.block:
-            _merge_block(src, dst, job.run, job.surfaces[0])
+            _merge_block(src, dst, job.run_name, job.surfaces[0])
         elif job.train:
-            copy_run(src, dst, job.run)
+            copy_run(src, dst, job.run_name)
         else:
             for name in job.probes:
                 _copy_record(src, dst, job.run, "probes", name)
@@ -126,12 +131,14 @@ def _merge(tmp: str, file: str, job: Job) -> None:
 
 
 def _prepare(job: Job, source: Callable[[str], str]) -> bytes:
-    """The bytes of a worker's file for ``job``: the stored runs it reads, each copied from
-    ``source(run)`` (the sweep's file, or a finished task's file not merged yet). A surface
-    block gets its run with that surface only, if begun (its directions and the points done,
-    with its time set to 0, so that what comes back holds the block's own time)."""
+    """The bytes of a worker's file for ``job``: the stored runs it reads.
 
-    needed = list(job.pair[:2]) if job.pair else ([] if job.train else [job.run])
+    Each run is copied from ``source(run)`` (the sweep's file, or a finished task's file not
+    merged yet). A surface block gets its run with that surface only, if begun (its directions
+    and the points done, with its time set to 0, so that what comes back holds the block's own
+    time).
+    """
+    needed = list(job.pair[:2]) if job.pair else ([] if job.train else [job.run_name])
     with tempfile.TemporaryDirectory(prefix="landscape-prep-") as tmp:
         path = os.path.join(tmp, "job.h5")
         with Store(path, "w") as dst:
@@ -149,9 +156,18 @@ def _prepare(job: Job, source: Callable[[str], str]) -> bytes:
 
 # ----------------------------------------------------------------------------- the tasks
 def resources_of(sweep: Sweep, run: str, device: str | None = None) -> dict[str, Any]:
-    """What a task on ``run`` asks of a cluster: ``[resources] cpus`` (default 1) and
-    ``gpus`` (default 1 when the run is on CUDA, else 0). ``device``: where a stored run was
-    trained (its probes and surfaces are computed there); default the spec's."""
+    """What a task on ``run`` asks of a cluster.
+
+    Args:
+        sweep: the sweep.
+        run: the run.
+        device: where a stored run was trained (its probes and surfaces are computed there);
+            default: the spec's.
+
+    Returns:
+        ``{"cpus": [resources] cpus (default 1), "gpus": [resources] gpus (default 1 when the
+        run is on CUDA, else 0)}``.
+    """
     r = sweep.resources
     if device is None:
         device = str(sweep.run(run).spec.get("train", {}).get("device", "cpu"))
@@ -168,10 +184,21 @@ def _stored_devices(file: str, runs: list[str]) -> dict[str, str]:
 
 
 def blocks(sweep: Sweep, name: str, slots: int, runs: int = 1) -> list[tuple[int, int]]:
-    """The blocks ``(start, stop)`` of flat grid indices that surface ``name`` is split into
-    when ``runs`` runs need it and ``slots`` workers share the work: ``[resources]
-    surface_block`` points each (rounded up to whole chunks); by default enough blocks that
-    the surfaces make about two tasks a worker, so none when there are that many runs."""
+    """The blocks ``(start, stop)`` of flat grid indices that surface ``name`` is split into.
+
+    Each block has ``[resources] surface_block`` points (rounded up to whole chunks); by
+    default there are enough blocks that the surfaces make about two tasks a worker, so a
+    single block when there are that many runs.
+
+    Args:
+        sweep: the sweep.
+        name: the surface.
+        slots: the workers that share the work.
+        runs: the runs that need the surface.
+
+    Returns:
+        The blocks, in order, covering the grid.
+    """
     o = sweep.surfaces[name]
     n = int(o["x"][2]) * (int(o["y"][2]) if "y" in o else 1)
     size = sweep.resources.get("surface_block") or \
@@ -191,10 +218,20 @@ def _done(file: str, run: str, name: str) -> np.ndarray | None:
 def distribute(sweep: Sweep, file: str, jobs: list[Job], executor: Any, *,
                on_total: Callable[[int], None] = lambda n: None,
                on_done: Callable[[Job], None] = lambda job: None) -> list[Job]:
-    """Do ``jobs`` (from :func:`landscape.sweep.jobs.plan`) on ``executor``, merging into
-    ``file``: ``on_total(n)`` once the n tasks are known, ``on_done(task)`` after each task is
-    merged. Returns the tasks done."""
-    trains = [j.run for j in jobs if j.train]           # new runs, added in spec order
+    """Do ``jobs`` (from :func:`landscape.sweep.jobs.plan`) on ``executor``, merging into ``file``.
+
+    Args:
+        sweep: the sweep.
+        file: its landscape file.
+        jobs: the jobs.
+        executor: an :class:`~landscape.sweep.executors.Executor`.
+        on_total: called with the number of tasks once they are known.
+        on_done: called with each task after it is merged.
+
+    Returns:
+        The tasks done.
+    """
+    trains = [j.run_name for j in jobs if j.train]      # new runs, added in spec order
     stored = _stored_devices(file, [j.run for j in jobs if j.run and not j.train])
     begun: set[tuple[str, str]] = set()                 # surfaces the file holds
     # (task, what it waits for): its runs trained, and for the blocks of a surface that the
@@ -213,7 +250,7 @@ def distribute(sweep: Sweep, file: str, jobs: list[Job], executor: Any, *,
         if not own.empty:
             waiting.append((own, None))
         for name, parts in split.items():
-            done = None if job.train else _done(file, job.run, name)
+            done = None if job.train else _done(file, job.run_name, name)
             if done is not None and done.size != parts[-1][1]:
                 raise ValueError(f"sweep: {file}: run {job.run!r} already holds a surface "
                                  f"{name!r} of {done.size} points, the spec asks for "
@@ -221,10 +258,10 @@ def distribute(sweep: Sweep, file: str, jobs: list[Job], executor: Any, *,
             if len(parts) == 1:
                 continue
             if done is not None:
-                begun.add((job.run, name))
+                begun.add((job.run_name, name))
             todo = [Job(job.run, surfaces=(name,), block=b) for b in parts
                     if done is None or not done[b[0]:b[1]].all()]
-            waiting += [(t, None if i == 0 or done is not None else (job.run, name))
+            waiting += [(t, None if i == 0 or done is not None else (job.run_name, name))
                         for i, t in enumerate(todo)]
     on_total(len(waiting))
     held: dict[str, str] = {}        # trained runs that came back, not merged yet
@@ -244,11 +281,11 @@ def distribute(sweep: Sweep, file: str, jobs: list[Job], executor: Any, *,
     def can_start(job: Job, surface: tuple[str, str] | None) -> bool:
         if job.train:
             return True
-        runs = job.pair[:2] if job.pair else (job.run,)
+        runs = job.pair[:2] if job.pair else (job.run_name,)
         return all(trained(r) for r in runs) and (surface is None or surface in begun)
 
     def submit(job: Job) -> Any:
-        first = job.pair[0] if job.pair else job.run
+        first = job.pair[0] if job.pair else job.run_name
         return executor.submit(_prepare(job, source), sweep, job,
                                **resources_of(sweep, first, stored.get(first)))
 
@@ -266,11 +303,11 @@ def distribute(sweep: Sweep, file: str, jobs: list[Job], executor: Any, *,
                 if ok:
                     _merge(tmp, file, job)
                     if job.block:
-                        begun.add((job.run, job.surfaces[0]))
+                        begun.add((job.run_name, job.surfaces[0]))
                     finished.remove(item)
                     if job.train:
                         trains.pop(0)
-                        held.pop(job.run, None)
+                        held.pop(job.run_name, None)
                     if tmp not in held.values():
                         os.remove(tmp)
                     out.append(job)
@@ -295,7 +332,7 @@ def distribute(sweep: Sweep, file: str, jobs: list[Job], executor: Any, *,
                 with open(tmp, "wb") as f:
                     f.write(data)
                 if job.train:
-                    held[job.run] = tmp
+                    held[job.run_name] = tmp
                 finished.append((tmp, job))
             merge_what_can_be()
         if waiting or finished:

@@ -1,16 +1,15 @@
-"""Where a sweep's jobs run when they do not run in the sweep's own process: local worker
-processes (:class:`Processes`) or a Ray cluster (:class:`RayCluster`, the optional extra
-``pip install 'landscape[ray]'``).
+"""Where a sweep's jobs run when they do not run in the sweep's own process.
 
-Both run the same task, :func:`work`: it receives the bytes of a small landscape file that
-holds what the job reads (the run's stored data, or nothing for a run to train), does the job
-into that file with :func:`landscape.sweep.jobs.do_job`, and returns the file's bytes. The
-worker never sees the sweep's file, so a Ray worker on another node needs no shared disk, and
-the process that runs the sweep stays the only writer of its file
-(:mod:`landscape.sweep.dist` merges what comes back). Each task sets torch's CPU threads to
-its share (local processes: the parent's threads divided among the workers; Ray: the CPUs the
-task asks for), so that on the CPU the numbers equal those of in-process execution with that
-many threads.
+Local worker processes (:class:`Processes`) or a Ray cluster (:class:`RayCluster`, the optional
+extra ``pip install 'landscape[ray]'``). Both run the same task, :func:`work`: it receives the
+bytes of a small landscape file that holds what the job reads (the run's stored data, or nothing
+for a run to train), does the job into that file with :func:`landscape.sweep.jobs.do_job`, and
+returns the file's bytes. The worker never sees the sweep's file, so a Ray worker on another
+node needs no shared disk, and the process that runs the sweep stays the only writer of its file
+(:mod:`landscape.sweep.dist` merges what comes back). Each task sets torch's CPU threads to its
+share (local processes: the parent's threads divided among the workers; Ray: the CPUs the task
+asks for), so that on the CPU the numbers equal those of in-process execution with that many
+threads.
 
 Examples:
     >>> with RayCluster(address="auto") as ex:          # doctest: +SKIP
@@ -20,9 +19,12 @@ Examples:
 from __future__ import annotations
 
 import abc
+import multiprocessing
 import os
 import tempfile
 from collections.abc import Iterable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor
+from concurrent.futures import wait as wait_futures
 from typing import Any
 
 import torch
@@ -34,8 +36,6 @@ __all__ = ["Executor", "Processes", "RayCluster", "work"]
 
 def work(prepared: bytes, sweep: Any, job: Any, threads: int) -> bytes:
     """Do ``job`` of ``sweep`` into a private copy of the file ``prepared``; its bytes."""
-
-
     torch.set_num_threads(max(1, int(threads)))
     with tempfile.TemporaryDirectory(prefix="landscape-job-") as tmp:
         path = os.path.join(tmp, "job.h5")
@@ -47,8 +47,11 @@ def work(prepared: bytes, sweep: Any, job: Any, threads: int) -> bytes:
 
 
 class Executor(abc.ABC):
-    """What :mod:`landscape.sweep.dist` needs of an executor: ``slots`` (tasks that run at
-    once), :meth:`submit`, :meth:`wait`, :meth:`result`, :meth:`cancel`, :meth:`close`."""
+    """What :mod:`landscape.sweep.dist` needs of an executor.
+
+    ``slots`` (tasks that run at once), :meth:`submit`, :meth:`wait`, :meth:`result`,
+    :meth:`cancel`, :meth:`close`.
+    """
 
     slots: int = 1
 
@@ -81,14 +84,12 @@ class Executor(abc.ABC):
 
 
 class Processes(Executor):
-    """``workers`` local processes (``multiprocessing`` spawn), each with
-    ``torch.get_num_threads() // workers`` threads (at least 1)."""
+    """``workers`` local processes (``multiprocessing`` spawn).
+
+    Each has ``torch.get_num_threads() // workers`` threads (at least 1).
+    """
 
     def __init__(self, workers: int) -> None:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-
         self.slots = int(workers)
         self.threads = max(1, torch.get_num_threads() // self.slots)
         self._cancelled = False
@@ -97,21 +98,23 @@ class Processes(Executor):
 
     def submit(self, prepared: bytes, sweep: Any, job: Any, *, cpus: int = 1,
                gpus: float = 0) -> Any:
+        """Start :func:`work` in the pool (``cpus`` and ``gpus`` are not used); a future."""
         return self._pool.submit(work, prepared, sweep, job, self.threads)
 
     def wait(self, handles: Iterable[Any]) -> list[Any]:
-        from concurrent.futures import FIRST_COMPLETED
-        from concurrent.futures import wait as wait_futures
-
+        """Block until at least one of the futures ``handles`` is done; those done."""
         done, _ = wait_futures(list(handles), return_when=FIRST_COMPLETED)
         return list(done)
 
     def result(self, handle: Any) -> bytes:
+        """The task's file, or its exception raised here."""
         return handle.result()
 
     def cancel(self, handles: Iterable[Any]) -> None:
-        """Stop the tasks: pending ones are dropped, running ones killed with their workers
-        (the sweep is failing; its file holds what was merged)."""
+        """Stop the tasks: pending ones are dropped, running ones killed with their workers.
+
+        The sweep is failing; its file holds what was merged.
+        """
         for h in handles:
             h.cancel()
         for proc in list(getattr(self._pool, "_processes", {}).values()):
@@ -119,14 +122,17 @@ class Processes(Executor):
         self._cancelled = True
 
     def close(self) -> None:
+        """Shut the pool down (at once after :meth:`cancel`)."""
         self._pool.shutdown(wait=not self._cancelled, cancel_futures=True)
 
 
 class RayCluster(Executor):
-    """A Ray cluster: the one at ``address`` (``"auto"``: the one this machine belongs to, or
-    ``RAY_ADDRESS``), or with ``address=None`` a local instance started here with
-    ``num_cpus`` CPUs (default: all) and stopped at :meth:`close`. If Ray is already
-    initialised in this process, that instance is used and left running.
+    """A Ray cluster: the one at ``address``, or a local instance started here.
+
+    ``address="auto"`` is the one this machine belongs to, or ``RAY_ADDRESS``; with
+    ``address=None`` a local instance is started with ``num_cpus`` CPUs (default: all) and
+    stopped at :meth:`close`. If Ray is already initialised in this process, that instance is
+    used and left running.
 
     Each task asks for ``cpus`` CPUs and ``gpus`` GPUs and runs with ``cpus`` torch threads.
     A task whose worker dies (a lost node, a killed process) is run again by Ray, up to
@@ -136,7 +142,7 @@ class RayCluster(Executor):
     def __init__(self, address: str | None = None, *, num_cpus: int | None = None,
                  retries: int = 3) -> None:
         try:
-            import ray
+            import ray  # noqa: PLC0415 (optional: pip install 'landscape[ray]')
         except ImportError:
             raise ValueError("sweep: the Ray executor needs Ray: pip install "
                              "'landscape[ray]'") from None
@@ -159,6 +165,12 @@ class RayCluster(Executor):
 
     def submit(self, prepared: bytes, sweep: Any, job: Any, *, cpus: int = 1,
                gpus: float = 0) -> Any:
+        """Start :func:`work` as a Ray task asking for ``cpus`` CPUs and ``gpus`` GPUs.
+
+        Raises:
+            ValueError: the cluster has fewer CPUs or GPUs than the task asks for, or a run
+                on ``cuda:N`` (Ray gives each task its own GPU, seen as ``cuda:0``).
+        """
         for what, need in (("CPU", cpus), ("GPU", gpus)):
             if need > self._have.get(what, 0):  # Ray would wait for it forever
                 raise ValueError(f"sweep: a task of {job.describe()} asks for {need:g} {what}(s) "
@@ -172,11 +184,13 @@ class RayCluster(Executor):
                                                                        cpus)
 
     def wait(self, handles: Iterable[Any]) -> list[Any]:
+        """Block until one of the Ray object refs ``handles`` is ready; those ready."""
         done, _ = self._ray.wait(list(handles), num_returns=1)
         return done
 
     def result(self, handle: Any) -> bytes:
-        from ray.exceptions import RayTaskError
+        """The task's file, or the task's own exception raised here."""
+        from ray.exceptions import RayTaskError  # noqa: PLC0415 (optional, as in __init__)
 
         try:
             return self._ray.get(handle)
@@ -187,9 +201,11 @@ class RayCluster(Executor):
             raise
 
     def cancel(self, handles: Iterable[Any]) -> None:
+        """Cancel the tasks, killing their workers."""
         for h in handles:
             self._ray.cancel(h, force=True)
 
     def close(self) -> None:
+        """Shut down the Ray instance this executor started (one it joined is left alone)."""
         if self._owned and self._ray.is_initialized():
             self._ray.shutdown()

@@ -1,7 +1,7 @@
-"""A sweep's work as jobs: what a file lacks of a sweep (:func:`plan`), and doing one job
-(:func:`do_job`: a run's training and end-of-run probes, a surface or a block of it, a path).
+"""A sweep's work as jobs: what a file lacks of a sweep (:func:`plan`), and doing one job.
 
-The leaf of the sweep's modules: :mod:`landscape.sweep.run` runs the jobs in this process or
+:func:`do_job` does a run's training and end-of-run probes, a surface or a block of it, or a
+path. The leaf of the sweep's modules: :mod:`landscape.sweep.run` runs the jobs in this process or
 hands them to :mod:`landscape.sweep.dist`, whose workers (:mod:`landscape.sweep.executors`)
 call :func:`do_job` on a small file of their own.
 
@@ -50,9 +50,22 @@ class Job:
 
     @property
     def empty(self) -> bool:
+        """Whether there is nothing to do."""
         return not (self.train or self.probes or self.surfaces or self.paths or self.pair)
 
+    @property
+    def run_name(self) -> str:
+        """``run``, for a job on one run.
+
+        Raises:
+            ValueError: the job is on a pair of runs.
+        """
+        if self.run is None:
+            raise ValueError(f"sweep: job {self.describe()} is on a pair of runs, not one run")
+        return self.run
+
     def describe(self) -> str:
+        """What the job does, in a line (``train, probes/hessian, surfaces/random_2d``)."""
         if self.pair:
             a, b, kind = self.pair
             return f"compare/{compare_name(a, b, kind)}"
@@ -81,13 +94,19 @@ def _placeless(spec: Any) -> Any:
 
 
 def plan(sweep: Sweep, file: str | os.PathLike) -> list[Job]:
-    """What ``file`` lacks of ``sweep``: one :class:`Job` a run (``empty`` when complete),
-    then one a missing ``/compare`` path.
+    """What ``file`` lacks of ``sweep``.
+
+    Args:
+        sweep: the sweep.
+        file: its landscape file (it may not exist yet).
+
+    Returns:
+        One :class:`Job` a run (``empty`` when complete), then one a missing ``/compare``
+        path.
 
     Raises:
         ValueError: a complete run of the file was made with another spec than the sweep's.
     """
-
     jobs: list[Job] = []
     all_probes = tuple(sweep.probes)
     all_surfaces = tuple(sweep.surfaces)
@@ -122,7 +141,6 @@ def plan(sweep: Sweep, file: str | os.PathLike) -> list[Job]:
 # ----------------------------------------------------------------------------- the work
 def train_run(file: str, sweep: Sweep, run: PlannedRun, *, progress: bool = False) -> Any:
     """Train one run of the sweep into ``file`` (with its along-training probes and init)."""
-
     model, split, loss, config, attrs, _ = build(run.spec)
     attrs = {**attrs, "sweep": {"name": sweep.name, "axes": run.axes}, "init": run.init}
     if run.init["name"] == "random_labels":
@@ -135,8 +153,6 @@ def train_run(file: str, sweep: Sweep, run: PlannedRun, *, progress: bool = Fals
 
 def measure_run(file: str, sweep: Sweep, run: str, names: tuple[str, ...]) -> None:
     """The end-of-run probes ``names`` of the sweep on a stored run, each stored when done."""
-
-
     if not names:
         return
     model, split, loss_fn = rebuild(file, run)
@@ -161,9 +177,10 @@ def measure_run(file: str, sweep: Sweep, run: str, names: tuple[str, ...]) -> No
 
 def surface_run(file: str, sweep: Sweep, run: str, name: str, *, progress: bool = False,
                 points: tuple[int, int] | None = None) -> Any:
-    """One surface of the sweep around a stored run (resumed if partly done), or the block
-    ``points`` of it."""
+    """One surface of the sweep around a stored run (resumed if partly done).
 
+    With ``points``, only that block ``(start, stop)`` of its flat grid indices.
+    """
     o = dict(sweep.surfaces[name])
     x = np.linspace(*o.pop("x"))
     y = np.linspace(*o.pop("y")) if "y" in o else None
@@ -175,10 +192,9 @@ def surface_run(file: str, sweep: Sweep, run: str, name: str, *, progress: bool 
 
 def path_run(file: str, sweep: Sweep, a: str, b: str, kind: str) -> Any:
     """A path of the sweep: ``a``'s init to final (``a == b``) or ``a``'s final to ``b``'s."""
-
     o = sweep.path_options
-    kw = {"n": o.get("points", 25), "n_examples": o.get("n"),
-          **{k: o[k] for k in ("steps", "lr", "seed") if k in o}}
+    kw: dict[str, Any] = {"n": o.get("points", 25), "n_examples": o.get("n"),
+                          **{k: o[k] for k in ("steps", "lr", "seed") if k in o}}
     if a == b:
         return path_between(file, a, a, which_a="init", which_b="final", kind=kind, **kw)
     return path_between(file, a, b, kind=kind, name=compare_name(a, b, kind), **kw)
@@ -190,7 +206,7 @@ def do_job(file: str, sweep: Sweep, job: Job, *, progress: bool = False) -> Job:
         path_run(file, sweep, *job.pair)
         return job
 
-    run = sweep.run(job.run)
+    run = sweep.run(job.run_name)
     if job.train:
         train_run(file, sweep, run, progress=progress)
     with reuse_rebuilds():  # the run is final now: build it and its data once

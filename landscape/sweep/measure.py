@@ -1,233 +1,413 @@
-"""The measurement tables of a sweep spec, checked: ``[probes]``, ``[along]``,
-``[surfaces.NAME]`` and ``[paths]`` (the format: :mod:`landscape.sweep`), and the argument
-checks the whole spec shares."""
+"""The measurement tables of a sweep spec as typed models, and the callbacks of ``[along]``.
+
+The tables are ``[probes]``, ``[along]``, ``[surfaces.NAME]`` and ``[paths]`` (the format:
+:mod:`landscape.sweep.spec`). Probe options are the keyword arguments of the probe functions,
+checked against their signatures (by name; their values are the probes' to check); the other
+tables are closed. Each model turns what it holds into what the sweep runs:
+:meth:`ProbesTable.entries`, :meth:`AlongTable.entries`, :meth:`PathsTable.resolve`.
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import itertools
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 
-__all__ = ["ALONG", "ALONG_OPTIONS", "PATH_OPTIONS", "PROBE_FUNCTIONS", "SHARPNESS",
-           "SURFACE_OPTIONS", "along_callback"]
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictBool,
+    StrictStr,
+    model_validator,
+)
 
-# [probes] kinds -> (the module under probes, the function, the default stored name)
+from landscape.surfaces.stored import DIRECTIONS, PATH_KINDS
+from landscape.train.tables import Name, OneOf, Table, fail, invalid
+from probes.along import max_margin_alignment, param_norms, top_eigenvalues
+
+__all__ = [
+    "PROBE_FUNCTIONS",
+    "SHARPNESS",
+    "AlongTable",
+    "PathsTable",
+    "ProbeOptions",
+    "ProbesTable",
+    "SharpnessEntry",
+    "SurfaceTable",
+    "Surfaces",
+    "along_callback",
+]
+
 PROBE_FUNCTIONS = {
     "hessian": ("curvature.hessian", "eigenvalues", "hessian_eigenvalues"),
     "trace": ("curvature.hessian", "trace", "hessian_trace"),
     "density": ("curvature.hessian", "density", "hessian_density"),
     "measures": ("implicit_bias.suite", "measures", "measures"),
     "max_margin": ("implicit_bias.recovery", "margin_alignment", "max_margin_alignment"),
-    "interpolators": ("implicit_bias.recovery", "interpolator_distances",
-                      "interpolator_distances"),
+    "interpolators": ("implicit_bias.recovery", "interpolator_distances", "interpolator_distances"),
     "matrix_recovery": ("implicit_bias.recovery", "matrix_recovery", "matrix_recovery"),
 }
-SHARPNESS = {"worst": "worst_case", "average": "average_case", "epsilon": "epsilon",
-             "pac_bayes": "pac_bayes"}
-SURFACE_OPTIONS = ("directions", "x", "y", "n", "seed", "normalization", "ignore", "bn", "test")
-PATH_OPTIONS = ("init_to_final", "between", "kind", "points", "n", "steps", "lr", "seed")
-ALONG_OPTIONS = ("every", "k", "n", "tol", "curvature")
-# [along] kinds (the key is the series' name) -> their options: lambda_max is
-# probes.along.top_eigenvalues, max_margin probes.along.max_margin_alignment, param_norm
-# probes.along.param_norms
-ALONG = {"lambda_max": ALONG_OPTIONS, "max_margin": ("every", "n"), "param_norm": ("every",)}
+"""``[probes]`` kinds -> (the module under ``probes``, the function, the default stored name)."""
+SHARPNESS = {
+    "worst": "worst_case",
+    "average": "average_case",
+    "epsilon": "epsilon",
+    "pac_bayes": "pac_bayes",
+}
+"""``[probes] sharpness`` kinds -> the function of :mod:`probes.sharpness`."""
 # keywords the sweep passes itself, never from the spec
-_RESERVED = ("model", "loss_fn", "data", "init", "params", "vectors", "v0", "check",
-             "references")
-
-
-def _fail(key: str, what: str, exc: type[Exception] = ValueError) -> Exception:
-    return exc(f"sweep spec: {key}: {what}")
-
-
-def _table(key: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise _fail(key, f"must be a table, got {value!r}", TypeError)
-    return dict(value)
-
-
-def _keys(key: str, table: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
-    for k in table:
-        if k not in allowed:
-            raise _fail(f"{key}.{k}" if key else k,
-                        f"unknown key; allowed: {', '.join(allowed)}")
-
-
-def _int(key: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise _fail(key, f"must be an integer >= {low}, got {value!r}")
-    return value
+_RESERVED = ("model", "loss_fn", "data", "init", "params", "vectors", "v0", "check", "references")
+_WHAT = "sweep spec"
 
 
 def _function(module: str, name: str) -> Any:
-    import importlib
-
     return getattr(importlib.import_module(f"probes.{module}"), name)
 
 
-def _options(key: str, value: Any, fn: Any, extra: tuple[str, ...] = ()) -> dict[str, Any]:
-    opts = _table(key, value) if value is not True else {}
+def _check_options(
+    opts: Mapping[str, Any], fn: Any, extra: tuple[str, ...], *at: str | int
+) -> None:
+    """Check that every key of ``opts`` is in ``extra`` or a keyword of ``fn``.
+
+    Keywords that the sweep passes itself (the model, the data, ...) do not count.
+    """
     allowed = tuple(p for p in inspect.signature(fn).parameters if p not in _RESERVED) + extra
-    _keys(key, opts, allowed)
-    if "n" in opts and "n" in extra:
-        _int(f"{key}.n", opts["n"])
-    return opts
+    for key in opts:
+        if key not in allowed:
+            raise invalid(f"unknown key; allowed: {', '.join(allowed)}", *at, key)
 
 
-def _probes(value: Any) -> dict[str, tuple[str, str, dict[str, Any]]]:
-    table = _table("probes", value)
-    _keys("probes", table, ("n", *PROBE_FUNCTIONS, "sharpness"))
-    n = table.pop("n", None)
-    if n is not None:
-        _int("probes.n", n)
-    out: dict[str, tuple[str, str, dict[str, Any]]] = {}
-    for kind, opts in table.items():
-        entries = opts if kind == "sharpness" else [opts]
-        if kind == "sharpness" and isinstance(opts, Mapping):
-            entries = [opts]
-        if not isinstance(entries, list):
-            raise _fail(f"probes.{kind}", f"must be a list of tables, got {opts!r}", TypeError)
-        for i, entry in enumerate(entries):
-            key = f"probes.{kind}" + (f"[{i}]" if kind == "sharpness" else "")
-            if entry is False:
+def _on_off(value: Any) -> Any:
+    """``true``: the probe with its defaults; ``false``: not this probe."""
+    return {} if value is True else None if value is False else value
+
+
+class ProbeOptions(Table):
+    """One probe: the keyword arguments of its function, and ``n`` and ``name``."""
+
+    model_config = ConfigDict(extra="allow")
+    n: int | None = Field(
+        default=None, ge=1, description="first N training examples (default [probes] n, else all)"
+    )
+    name: Name | None = Field(default=None, description="the stored name (default: the kind's)")
+
+
+SharpnessKind = Annotated[
+    StrictStr,
+    OneOf(tuple(SHARPNESS)),
+    Field(description="worst_case, average_case, epsilon or pac_bayes (probes.sharpness)"),
+]
+
+
+class SharpnessEntry(ProbeOptions):
+    """One sharpness probe: a kind and the keywords of its function in :mod:`probes.sharpness`.
+
+    ``rho`` defaults to 0.05 for worst and average.
+    """
+
+    kind: SharpnessKind = "worst"
+
+    @model_validator(mode="after")
+    def _keywords(self) -> SharpnessEntry:
+        _check_options(
+            self.given(), _function("sharpness", SHARPNESS[self.kind]), ("n", "name", "kind")
+        )
+        return self
+
+
+def _probe(kind: str) -> Any:
+    module, fn, stored = PROBE_FUNCTIONS[kind]
+    return Field(
+        default=None,
+        description=f"keywords of probes.{module}.{fn} (true: its defaults); "
+        f"stored as probes/{stored}",
+    )
+
+
+Probe = Annotated[
+    ProbeOptions | None, BeforeValidator(_on_off, json_schema_input_type=bool | ProbeOptions)
+]
+
+
+def _listed(value: Any) -> Any:
+    return [value] if isinstance(value, Mapping) else value
+
+
+class ProbesTable(Table):
+    """``[probes]``: measured at the end of each run, on its final parameters."""
+
+    n: int | None = Field(
+        default=None, ge=1, description="first N training examples, any probe (default all)"
+    )
+    hessian: Probe = _probe("hessian")
+    trace: Probe = _probe("trace")
+    density: Probe = _probe("density")
+    measures: Probe = _probe("measures")
+    max_margin: Probe = _probe("max_margin")
+    interpolators: Probe = _probe("interpolators")
+    matrix_recovery: Probe = _probe("matrix_recovery")
+    sharpness: Annotated[
+        list[Annotated[SharpnessEntry | None, BeforeValidator(_on_off)]],
+        BeforeValidator(_listed, json_schema_input_type=SharpnessEntry | list[SharpnessEntry]),
+    ] = Field(default_factory=list, description="a table or a list of them")
+
+    @model_validator(mode="after")
+    def _keywords(self) -> ProbesTable:
+        for kind, (module, fn, _) in PROBE_FUNCTIONS.items():
+            entry = getattr(self, kind)
+            if entry is not None:
+                _check_options(entry.given(), _function(module, fn), ("n", "name"), kind)
+        return self
+
+    def entries(self) -> dict[str, tuple[str, str, dict[str, Any]]]:
+        """Stored name -> ``(module under probes, function, options)``, in the table's order.
+
+        Raises:
+            ValueError: two probes would be stored under one name.
+        """
+        out: dict[str, tuple[str, str, dict[str, Any]]] = {}
+        for kind in self.given():
+            if kind == "n":
                 continue
-            if kind == "sharpness":
-                entry = _table(key, entry)
-                which = entry.get("kind", "worst")
-                if which not in SHARPNESS:
-                    raise _fail(f"{key}.kind", f"got {which!r}; allowed: "
-                                f"{', '.join(SHARPNESS)}")
-                module, fn_name = "sharpness", SHARPNESS[which]
-                default = f"sharpness_{fn_name}" + (
-                    "_adaptive" if entry.get("adaptive") and which in ("worst", "average")
-                    else "")
-                if which in ("worst", "average"):
-                    entry.setdefault("rho", 0.05)
-            else:
-                module, fn_name, default = PROBE_FUNCTIONS[kind]
-            opts_ = _options(key, entry, _function(module, fn_name), ("n", "name", "kind"))
-            name = opts_.pop("name", default)
-            opts_.pop("kind", None)
-            if not isinstance(name, str) or not name or "/" in name:
-                raise _fail(f"{key}.name", f"must be a non-empty string without '/', got "
-                            f"{name!r}")
-            if name in out:
-                raise _fail(key, f"two probes are both stored as {name!r}; give one a name")
-            if n is not None:
-                opts_.setdefault("n", n)
-            out[name] = (module, fn_name, opts_)
-    return out
+            listed = self.sharpness if kind == "sharpness" else [getattr(self, kind)]
+            for i, entry in enumerate(listed):
+                if entry is None:
+                    continue
+                opts = entry.given()
+                key = f"probes.{kind}" + (f"[{i}]" if kind == "sharpness" else "")
+                if kind == "sharpness":
+                    module, fn = "sharpness", SHARPNESS[entry.kind]
+                    default = f"sharpness_{fn}" + (
+                        "_adaptive"
+                        if opts.get("adaptive") and entry.kind in ("worst", "average")
+                        else ""
+                    )
+                    if entry.kind in ("worst", "average"):
+                        opts.setdefault("rho", 0.05)
+                    opts.pop("kind", None)
+                else:
+                    module, fn, default = PROBE_FUNCTIONS[kind]
+                name = opts.pop("name", default)
+                if name in out:
+                    raise fail(
+                        _WHAT, key, f"two probes are both stored as {name!r}; give one a name"
+                    )
+                if self.n is not None:
+                    opts.setdefault("n", self.n)
+                out[name] = (module, fn, opts)
+        return out
 
 
-def _along(value: Any) -> dict[str, dict[str, Any]]:
-    table = _table("along", value)
-    _keys("along", table, tuple(ALONG))
-    out = {}
-    for name, opts in table.items():
-        opts = _table(f"along.{name}", opts)
-        _keys(f"along.{name}", opts, ALONG[name])
-        if "every" not in opts:
-            raise _fail(f"along.{name}.every", "required: steps between measurements")
-        _int(f"along.{name}.every", opts["every"])
-        for k in ("k", "n"):
-            if k in opts:
-                _int(f"along.{name}.{k}", opts[k])
-        out[name] = opts
-    return out
+class AlongOptions(Table):
+    """A series measured during training."""
+
+    every: int = Field(ge=1, description="steps between measurements")
+
+
+class LambdaMaxAlong(AlongOptions):
+    """``[along] lambda_max``: :func:`probes.along.top_eigenvalues`."""
+
+    k: int | None = Field(default=None, ge=1, description="top eigenvalues (default 1)")
+    n: int | None = Field(default=None, ge=1, description="first N training examples")
+    tol: float | None = Field(default=None, ge=0, description="Lanczos tolerance")
+    curvature: StrictStr | None = Field(
+        default=None, description="the curvature matrix (default hessian)"
+    )
+
+
+class MaxMarginAlong(AlongOptions):
+    """``[along] max_margin``: :func:`probes.along.max_margin_alignment` (linear classifiers)."""
+
+    n: int | None = Field(default=None, ge=1, description="first N training examples")
+
+
+class AlongTable(Table):
+    """``[along]``: series measured during training, the key the series' name.
+
+    They are callbacks of :func:`landscape.train.fit`.
+    """
+
+    lambda_max: LambdaMaxAlong | None = None
+    max_margin: MaxMarginAlong | None = None
+    param_norm: AlongOptions | None = Field(
+        default=None, description="probes.along.param_norms: ||theta||, weights, distance from init"
+    )
+
+    def entries(self) -> dict[str, dict[str, Any]]:
+        """Series name -> its options as given, in the table's order."""
+        return {
+            name: getattr(self, name).given()
+            for name in self.given()
+            if getattr(self, name) is not None
+        }
 
 
 def along_callback(name: str, data: Any, opts: Mapping[str, Any]) -> Any:
-    """The callback of the ``[along]`` entry ``name`` (checked by :func:`_along`) on the
-    training data ``(x, y)``, its first ``n`` examples if ``opts`` says so."""
-    from probes.along import max_margin_alignment, param_norms, top_eigenvalues
+    """The callback of the ``[along]`` entry ``name`` on the training data ``(x, y)``.
 
+    Args:
+        name: a key of :class:`AlongTable`.
+        data: the training data ``(x, y)``; their first ``n`` examples if ``opts`` says so.
+        opts: the entry's options, as :meth:`AlongTable.entries` gives them.
+    """
     if name == "param_norm":
         return param_norms(opts["every"], name=name)
     x, y = data
     n = opts.get("n", len(y))
     if name == "max_margin":
         return max_margin_alignment((x[:n], y[:n]), opts["every"], name=name)
-    return top_eigenvalues((x[:n], y[:n]), opts["every"], name=name,
-                           **{k: v for k, v in opts.items() if k in ("k", "tol", "curvature")})
+    return top_eigenvalues(
+        (x[:n], y[:n]),
+        opts["every"],
+        name=name,
+        **{k: v for k, v in opts.items() if k in ("k", "tol", "curvature")},
+    )
 
 
-def _grid_axis(key: str, value: Any) -> list[float]:
-    if not (isinstance(value, list) and len(value) == 3 and
-            all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-            and isinstance(value[2], int) and value[2] >= 2 and value[0] < value[1]):
-        raise _fail(key, f"must be [start, stop, num] with start < stop and an integer num "
-                    f">= 2, got {value!r}")
+def _axis(value: Any) -> Any:
+    if not (
+        isinstance(value, list)
+        and len(value) == 3
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        and isinstance(value[2], int)
+        and value[2] >= 2
+        and value[0] < value[1]
+    ):
+        raise invalid(
+            f"must be [start, stop, num] with start < stop and an integer num >= 2, got {value!r}"
+        )
     return value
 
 
-def _surfaces(value: Any) -> dict[str, dict[str, Any]]:
-    from landscape.surfaces.stored import DIRECTIONS
+Direction = Annotated[
+    StrictStr,
+    OneOf(DIRECTIONS),
+    Field(description="how the directions are picked (landscape.surfaces.stored)"),
+]
+PathKind = Annotated[
+    StrictStr,
+    OneOf(PATH_KINDS),
+    Field(description="linear, a trained bezier curve, or linear after weight matching"),
+]
+Axis = Annotated[
+    list[float],
+    PlainValidator(_axis, json_schema_input_type=list[float]),
+    Field(description="[start, stop, num]"),
+]
 
-    table = _table("surfaces", value)
-    out = {}
-    for name, opts in table.items():
-        key = f"surfaces.{name}"
+
+class SurfaceTable(Table):
+    """``[surfaces.NAME]``: a 1-D or 2-D surface around each run's final point.
+
+    The options are those of :func:`landscape.surfaces.stored.surface_of_run`.
+    """
+
+    directions: Direction = "random"
+    x: Axis
+    y: Axis | None = Field(default=None, description="[start, stop, num]; leave out for 1-D")
+    n: int | None = Field(default=None, ge=1, description="first N training examples")
+    seed: int | None = Field(default=None, ge=0, description="seed of random directions")
+    normalization: StrictStr | None = None
+    ignore: StrictStr | None = None
+    bn: StrictStr | None = None
+    test: StrictBool | None = Field(default=None, description="also the test data's surface")
+
+    def options(self) -> dict[str, Any]:
+        """The options as given, with ``directions`` (default random)."""
+        return {**self.given(), "directions": self.directions}
+
+
+def _surface_names(surfaces: dict[str, SurfaceTable]) -> dict[str, SurfaceTable]:
+    for name in surfaces:
         if "/" in name:
-            raise _fail(key, "a surface name must not contain '/'")
-        opts = _table(key, opts)
-        _keys(key, opts, SURFACE_OPTIONS)
-        opts.setdefault("directions", "random")
-        if opts["directions"] not in DIRECTIONS:
-            raise _fail(f"{key}.directions", f"got {opts['directions']!r}; allowed: "
-                        f"{', '.join(DIRECTIONS)}")
-        if "x" not in opts:
-            raise _fail(f"{key}.x", "required: [start, stop, num]")
-        for axis in ("x", "y"):
-            if axis in opts:
-                _grid_axis(f"{key}.{axis}", opts[axis])
-        for k in ("n", "seed"):
-            if k in opts:
-                _int(f"{key}.{k}", opts[k], 1 if k == "n" else 0)
-        out[name] = opts
-    return out
+            raise invalid("a surface name must not contain '/'", name)
+    return surfaces
 
 
-def _paths(value: Any, names: list[str]) -> dict[str, Any]:
-    table = _table("paths", value)
-    _keys("paths", table, PATH_OPTIONS)
-    from landscape.surfaces.stored import PATH_KINDS
+Surfaces = Annotated[dict[str, SurfaceTable], AfterValidator(_surface_names)]
+"""``[surfaces]``: one table a surface, the table's name its name."""
 
-    kinds = table.pop("kind", ["linear"])
-    kinds = [kinds] if isinstance(kinds, str) else kinds
-    if not isinstance(kinds, list) or not kinds or any(k not in PATH_KINDS for k in kinds):
-        raise _fail("paths.kind", f"got {kinds!r}; allowed: "
-                    f"{', '.join(map(repr, PATH_KINDS))} or a list of them")
-    init_to_final = table.pop("init_to_final", False)
-    if not isinstance(init_to_final, bool):
-        raise _fail("paths.init_to_final", f"must be true or false, got {init_to_final!r}",
-                    TypeError)
-    between = table.pop("between", [])
-    if between == "all":
-        pairs = list(itertools.combinations(names, 2))
-    elif between is False:
-        pairs = []
-    elif isinstance(between, list) and all(isinstance(p, list) and len(p) == 2
-                                           for p in between):
-        pairs = [tuple(p) for p in between]
+
+def _between(value: Any) -> Any:
+    if (
+        value == "all"
+        or value is False
+        or (
+            isinstance(value, list)
+            and all(
+                isinstance(p, list) and len(p) == 2 and all(isinstance(r, str) for r in p)
+                for p in value
+            )
+        )
+    ):
+        return value
+    raise invalid(f"got {value!r}; allowed: 'all', false, or a list of [run, run] pairs")
+
+
+class PathsTable(Table):
+    """``[paths]``: loss and accuracy along paths between parameter vectors.
+
+    The options are those of :func:`landscape.surfaces.stored.path_between`.
+    """
+
+    init_to_final: StrictBool = Field(
+        default=False, description="each run's own init -> final path"
+    )
+    between: Annotated[
+        Any,
+        PlainValidator(
+            _between, json_schema_input_type=Literal["all", False] | list[tuple[str, str]]
+        ),
+    ] = Field(default=False, description="'all' (every pair of runs), false, or [[run, run], ...]")
+    kind: Annotated[
+        list[PathKind],
+        BeforeValidator(
+            lambda v: [v] if isinstance(v, str) else v,
+            json_schema_input_type=PathKind | list[PathKind],
+        ),
+        Field(min_length=1),
+    ] = Field(default=["linear"], description="path kinds")
+    points: int | None = Field(default=None, ge=2, description="points along a path")
+    n: int | None = Field(default=None, ge=1, description="first N training examples")
+    steps: int | None = Field(default=None, ge=1, description="bezier: training steps of the bend")
+    lr: float | None = Field(default=None, gt=0, description="bezier: learning rate")
+    seed: int | None = Field(default=None, ge=0, description="bezier: seed")
+
+    def resolve(self, runs: list[str]) -> dict[str, Any]:
+        """What the sweep does: ``init_to_final``, ``between`` and ``path_options``.
+
+        ``init_to_final`` are path kinds, ``between`` ``(run a, run b, kind)`` triples among
+        ``runs``.
+
+        Raises:
+            ValueError: a pair names a run the sweep does not have, or the same run twice.
+        """
+        given = self.given()
+        kind = given.get("kind", ["linear"])
+        kinds = [kind] if isinstance(kind, str) else kind
+        if self.between == "all":
+            pairs = list(itertools.combinations(runs, 2))
+        else:
+            pairs = [tuple(p) for p in self.between or []]
         for a, b in pairs:
             for r in (a, b):
-                if r not in names:
-                    raise _fail("paths.between", f"no run {r!r}; runs: {', '.join(names)}")
+                if r not in runs:
+                    raise fail(_WHAT, "paths.between", f"no run {r!r}; runs: {', '.join(runs)}")
             if a == b:
-                raise _fail("paths.between", f"a pair of the same run {a!r}; use "
-                            "init_to_final for a run's own path")
-    else:
-        raise _fail("paths.between", f"got {between!r}; allowed: 'all', false, or a list of "
-                    "[run, run] pairs")
-    for k in ("points", "n", "steps"):
-        if k in table:
-            _int(f"paths.{k}", table[k], 2 if k == "points" else 1)
-    if "lr" in table and (isinstance(table["lr"], bool) or
-                          not isinstance(table["lr"], (int, float)) or table["lr"] <= 0):
-        raise _fail("paths.lr", f"must be a positive number, got {table['lr']!r}")
-    if "seed" in table:
-        _int("paths.seed", table["seed"], 0)
-    return {"init_to_final": tuple(kinds) if init_to_final else (),
+                raise fail(
+                    _WHAT,
+                    "paths.between",
+                    f"a pair of the same run {a!r}; use init_to_final for a run's own path",
+                )
+        return {
+            "init_to_final": tuple(kinds) if self.init_to_final else (),
             "between": tuple((a, b, k) for a, b in pairs for k in kinds),
-            "path_options": table}
+            "path_options": {
+                k: v for k, v in given.items() if k not in ("kind", "init_to_final", "between")
+            },
+        }

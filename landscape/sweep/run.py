@@ -1,12 +1,12 @@
 """Running a sweep (:mod:`landscape.sweep`) into one landscape file, resumably.
 
-:func:`~landscape.sweep.jobs.plan` reads the file and lists, run by run, what it does not hold yet: training (a run
-that is absent, incomplete or failed), end-of-run probes, surfaces (absent or partly done),
-init-to-final paths; then the paths between runs (``/compare``). :func:`run_sweep` does that
-work and nothing else: a complete run is never trained again, a stored probe never redone, a
-partly done surface resumed; so the same command after an interruption finishes the work. A
-complete run whose recorded spec differs from the sweep's is an error (another sweep wrote
-that file).
+:func:`~landscape.sweep.jobs.plan` reads the file and lists, run by run, what it does not hold
+yet: training (a run that is absent, incomplete or failed), end-of-run probes, surfaces (absent
+or partly done), init-to-final paths; then the paths between runs (``/compare``).
+:func:`run_sweep` does that work and nothing else: a complete run is never trained again, a
+stored probe never redone, a partly done surface resumed; so the same command after an
+interruption finishes the work. A complete run whose recorded spec differs from the sweep's is
+an error (another sweep wrote that file).
 
 **Executors.** ``workers=1``: in this process, straight into the file. ``workers=N``: N local
 worker processes; ``executor="ray"``: tasks on a Ray cluster. Either way the work is shared out
@@ -17,11 +17,11 @@ writes the file. The worker runs the same code on the same inputs, so the number
 as in-process (on the CPU, with the same number of threads: local workers get
 ``torch.get_num_threads() // N`` each, a Ray task as many as the CPUs it asks for).
 
-**Killed anywhere.** Every write is a journaled commit (:mod:`landscape.store.journal`); a run killed
-while it trains is trained again from the start (its seed makes it the same run), a surface
-resumes from the points the file holds (along the directions it was begun with), and on Ray a
-task lost with its worker is run again (a local worker lost stops the sweep, which the same
-command resumes). So the file after any number of interruptions and resumptions holds the
+**Killed anywhere.** Every write is a journaled commit (:mod:`landscape.store.journal`); a run
+killed while it trains is trained again from the start (its seed makes it the same run), a
+surface resumes from the points the file holds (along the directions it was begun with), and on
+Ray a task lost with its worker is run again (a local worker lost stops the sweep, which the
+same command resumes). So the file after any number of interruptions and resumptions holds the
 numbers of an uninterrupted sweep (``tests/test_sweep_kill.py`` kills one 20 times).
 
 Examples:
@@ -67,22 +67,26 @@ def run_sweep(sweep: Sweep, file: str | os.PathLike, *, workers: int = 1,
     readers may read it between the sweep's commits.
 
     Args:
-        sweep: a :class:`~landscape.sweep.Sweep`. file: the landscape file (created if
-            missing).
+        sweep: a :class:`~landscape.sweep.Sweep`.
+        file: the landscape file (created if missing).
         workers: with ``executor="local"``, 1 (in this process) or the number of worker
             processes; with ``"ray"`` and no ``address``, the CPUs of the local Ray instance
             started for the sweep (default: all).
-        executor: one of :data:`EXECUTORS`. address: the Ray cluster to join (``"auto"``: the
-            one this machine belongs to); None starts a local one.
+        executor: one of :data:`EXECUTORS`.
+        address: the Ray cluster to join (``"auto"``: the one this machine belongs to); None
+            starts a local one.
         take_over: take the file over from a claim that cannot be checked (a sweep on another
             host).
-        progress: progress bars. say: called with a line for each task done.
+        progress: progress bars.
+        say: called with a line for each task done.
+
+    Returns:
+        The jobs (tasks) done.
 
     Raises:
         ValueError: bad options, a spec that disagrees with the file (:func:`plan`).
         FileBusyError: another process writes the file.
     """
-
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"sweep: workers must be an integer >= 1, got {workers!r}")
     if executor not in EXECUTORS:

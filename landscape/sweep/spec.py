@@ -42,8 +42,9 @@ The format::
     measures = {include = ["norms", "margins"], rho = 0.05, adaptive_rho = 0.5}
     sharpness = [{kind = "worst", adaptive = true, rho = 0.5},   # worst, average, epsilon,
                  {kind = "pac_bayes"}]                           # pac_bayes (+ keywords)
-    max_margin = {}                      # bias-free linear classifiers: probes.implicit_bias.ground_truth.
-    interpolators = {}                   # margin_alignment; diagonal nets: interpolator_distances
+    max_margin = {}                      # bias-free linear classifiers: probes.implicit_bias.
+    interpolators = {}                   # recovery.margin_alignment; diagonal nets:
+                                         # recovery.interpolator_distances
 
     [along]                              # during training (callbacks of landscape.train.fit)
     lambda_max = {every = 50, k = 1, n = 500}
@@ -90,6 +91,14 @@ for every run (a run that does not set one: its base value, or None). Scalars as
 tables as short labels, e.g. ``"sgd(lr=0.05)"``; recording settings (``train.history_every``,
 ``train.snapshot_every``, ``train.device``) are not axes. Reports group runs by these axes.
 
+**Checking.** :class:`SweepSpec`, with the tables of :mod:`landscape.sweep.runs` and
+:mod:`landscape.sweep.measure`, is the schema (:func:`schema` gives it as JSON schema). Unknown
+tables and keys, values of the wrong type or out of range are errors before anything runs, one
+line each that names the dotted key, what came and what is allowed (``sweep spec:
+probes.hessian.kk: unknown key; allowed: k, which, ...``: a ``TypeError`` for a wrong type, else
+a ``ValueError``); each run is then checked as a complete run spec
+(:func:`landscape.train.schema.check`: ``sweep spec: run 'sgd': train.batch_size: ...``).
+
 Probe, along and path options are the keyword arguments of the probe functions
 (:mod:`probes.curvature.hessian`, :mod:`probes.sharpness`, :mod:`probes.implicit_bias`,
 :mod:`probes.paths.interpolation`), checked by name before anything runs; their values are checked
@@ -108,8 +117,6 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import itertools
 import json
 import os
 import sys
@@ -117,39 +124,40 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from landscape.sweep.measure import _along, _fail, _int, _keys, _paths, _probes, _surfaces, _table
+from pydantic import Field, StrictStr
+
+from landscape.sweep.measure import AlongTable, PathsTable, ProbesTable, Surfaces
+from landscape.sweep.runs import (
+    ABBREVIATIONS,
+    INITS,
+    Grid,
+    InitTables,
+    PlannedRun,
+    RunEntry,
+    RunTables,
+    expand_runs,
+)
+from landscape.train.spec import read_toml
+from landscape.train.tables import Name, Table, json_schema, validate
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["ABBREVIATIONS", "INITS", "PlannedRun", "Sweep", "expand", "load", "loads",
-           "on_device"]
-
-TOP = ("name", "description", "base", "grid", "runs", "init", "probes", "along", "surfaces",
-       "paths", "resources")
-RESOURCES = ("cpus", "gpus", "surface_block")
-RUN_KEYS = ("model", "data", "optimizer", "train", "init")
-INITS = ("random", "random_labels")
-ABBREVIATIONS = {"batch_size": "bs", "label_noise": "noise", "weight_decay": "wd",
-                 "momentum": "mom", "max_steps": "steps", "epochs": "ep", "n_train": "n",
-                 "width": "w", "depth": "d", "label_noise_seed": "noiseseed"}
-"""Short forms of setting names in run names."""
-INIT_OPTIONS = ("optimizer", "epochs", "max_steps", "target_accuracy", "target_loss",
-                "batch_size", "fraction", "seed")
-# settings of explicit runs that are not axes (they change what is recorded, not the run)
-_NOT_AXES = ("train.history_every", "train.snapshot_every", "train.device")
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    """One run of a sweep: its name, run spec (``landscape.train.spec`` tables), init and axes."""
-
-    name: str
-    spec: dict[str, Any]
-    init: dict[str, Any]
-    axes: dict[str, Any]
+__all__ = [
+    "ABBREVIATIONS",
+    "INITS",
+    "PlannedRun",
+    "ResourcesTable",
+    "Sweep",
+    "SweepSpec",
+    "expand",
+    "load",
+    "loads",
+    "on_device",
+    "schema",
+]
 
 
 @dataclass(frozen=True)
@@ -169,29 +177,85 @@ class Sweep:
     resources: dict[str, Any] = field(default_factory=dict)
 
     def run(self, name: str) -> PlannedRun:
+        """The run called ``name`` (KeyError if the sweep has none)."""
         for r in self.runs:
             if r.name == name:
                 return r
         raise KeyError(f"sweep {self.name!r} has no run {name!r}")
 
 
+class ResourcesTable(Table):
+    """``[resources]``: what a task asks of a Ray cluster (:mod:`landscape.sweep.dist`)."""
+
+    cpus: int | None = Field(
+        default=None, ge=1, description="CPUs (and torch threads) a task (default 1)"
+    )
+    gpus: float | None = Field(
+        default=None, ge=0, description="GPUs a task (default 1 for runs on CUDA, else 0)"
+    )
+    surface_block: int | None = Field(
+        default=None,
+        ge=1,
+        description="grid points a surface task (default: enough blocks for ~2 tasks a worker)",
+    )
+
+
+class SweepSpec(Table):
+    """A sweep spec as it is written (the module docstring); :func:`expand` expands it."""
+
+    name: Name = Field(description="the sweep's name (a non-empty string without '/')")
+    description: StrictStr = ""
+    base: RunTables = Field(default_factory=RunTables, description="a run spec shared by all runs")
+    grid: Grid = Field(
+        default_factory=dict,
+        description="dotted keys into the run spec -> values; the runs are their cartesian product",
+    )
+    runs: list[RunEntry] = Field(
+        default_factory=list, description="explicit runs, each merged over [base]"
+    )
+    init: InitTables = Field(default_factory=InitTables)
+    probes: ProbesTable = Field(default_factory=ProbesTable)
+    along: AlongTable = Field(default_factory=AlongTable)
+    surfaces: Surfaces = Field(default_factory=dict)
+    paths: PathsTable = Field(default_factory=PathsTable)
+    resources: ResourcesTable = Field(default_factory=ResourcesTable)
+
+
+def schema() -> dict[str, Any]:
+    """The JSON schema of a sweep spec (:class:`SweepSpec`), for its documentation.
+
+    Every table and key with its type, bounds, default and description.
+
+    Examples:
+        >>> sorted(schema()["properties"])[:3]
+        ['along', 'base', 'description']
+    """
+    return json_schema(SweepSpec)
+
+
 def on_device(sweep: Sweep, device: str) -> Sweep:
-    """The sweep with every run trained and measured on ``device`` (``landscape sweep
-    --device``); a complete run trained elsewhere is kept (the device is not part of what
-    makes a run, :func:`landscape.sweep.run.plan`)."""
+    """The sweep with every run trained and measured on ``device`` (``landscape sweep --device``).
+
+    A complete run trained elsewhere is kept (the device is not part of what makes a run,
+    :func:`landscape.sweep.jobs.plan`).
+    """
     if not isinstance(device, str) or not device:
         raise TypeError(f"sweep: device must be a string such as 'cuda', got {device!r}")
-    runs = tuple(PlannedRun(r.name, {**r.spec, "train": {**r.spec.get("train", {}),
-                                                         "device": device}}, r.init, r.axes)
-                 for r in sweep.runs)
+    runs = tuple(
+        PlannedRun(
+            r.name,
+            {**r.spec, "train": {**r.spec.get("train", {}), "device": device}},
+            r.init,
+            r.axes,
+        )
+        for r in sweep.runs
+    )
     return dataclasses.replace(sweep, runs=runs)
 
 
 # ----------------------------------------------------------------------------- reading
 def load(path: str | os.PathLike) -> Sweep:
     """Read, check and expand a sweep spec file."""
-    from landscape.train.spec import read_toml
-
     return expand(read_toml(path, "sweep spec"))
 
 
@@ -205,263 +269,21 @@ def loads(text: str) -> Sweep:
 
 
 def expand(raw: Mapping[str, Any]) -> Sweep:
-    """A :class:`Sweep` from a parsed spec (a dict as TOML gives it), checked."""
-    _keys("", raw, TOP)
-    name = raw.get("name")
-    if not isinstance(name, str) or not name.strip() or "/" in name:
-        raise _fail("name", f"the sweep needs a name (a non-empty string without '/'), got "
-                    f"{name!r}")
-    description = raw.get("description", "")
-    if not isinstance(description, str):
-        raise _fail("description", f"must be a string, got {description!r}", TypeError)
-    inits = _init_options(raw.get("init", {}))
-    base = _run_table("base", raw.get("base", {}))
-    runs = _expand_runs(base, raw.get("grid", {}), raw.get("runs", []), inits)
-    names = [r.name for r in runs]
-    return Sweep(name=name, runs=tuple(runs), probes=_probes(raw.get("probes", {})),
-                 along=_along(raw.get("along", {})),
-                 surfaces=_surfaces(raw.get("surfaces", {})),
-                 description=description, source=json.loads(json.dumps(dict(raw))),
-                 resources=_resources(raw.get("resources", {})),
-                 **_paths(raw.get("paths", {}), names))
+    """A :class:`Sweep` from a parsed spec (a dict as TOML gives it), checked.
 
-
-def _resources(value: Any) -> dict[str, Any]:
-    table = _table("resources", value)
-    _keys("resources", table, RESOURCES)
-    for key in ("cpus", "surface_block"):
-        if key in table:
-            _int(f"resources.{key}", table[key], 1)
-    gpus = table.get("gpus", 0)
-    if isinstance(gpus, bool) or not isinstance(gpus, (int, float)) or gpus < 0:
-        raise _fail("resources.gpus", f"must be a number >= 0, got {gpus!r}", TypeError)
-    return table
-
-
-def _init_options(value: Any) -> dict[str, dict[str, Any]]:
-    table = _table("init", value)
-    _keys("init", table, INITS[1:])
-    out = {}
-    for kind, opts in table.items():
-        opts = _table(f"init.{kind}", opts)
-        _keys(f"init.{kind}", opts, INIT_OPTIONS)
-        out[kind] = opts
-        _check_init("init", kind, out)
-    return out
-
-
-def _run_table(key: str, value: Any) -> dict[str, Any]:
-    table = _table(key, value)
-    if "run" in table:
-        raise _fail(f"{key}.run", "runs are named by [[runs]] name = ... or by the grid")
-    _keys(key, table, RUN_KEYS)
-    for section in RUN_KEYS[:-1]:
-        if section in table:
-            table[section] = _table(f"{key}.{section}", table[section])
-    return json.loads(json.dumps(table))  # a deep copy, JSON types only
-
-
-# ----------------------------------------------------------------------------- runs
-def _apply(spec: dict[str, Any], key: str, value: Any) -> None:
-    """Set a grid or run key in a run spec (module docstring: tables merge, unless they name
-    another ``name``)."""
-    head, _, rest = key.partition(".")
-    if head == "init":
-        spec["init"] = value
-    elif not rest:
-        new = dict(value) if isinstance(value, Mapping) else {"name": value}
-        old = spec.get(head, {})
-        if "name" in new and old.get("name") not in (None, new["name"]):
-            old = {}
-        spec[head] = {**old, **new}
-    else:
-        spec.setdefault(head, {})[rest] = value
-
-
-def _check_grid_key(key: str, values: Any) -> list[Any]:
-    where = f"grid.{key!r}" if "." in key else f"grid.{key}"
-    head, _, rest = key.partition(".")
-    if head not in RUN_KEYS:
-        raise _fail(where, f"unknown key; a grid key is one of {', '.join(RUN_KEYS)} or a "
-                    "dotted key into model, data, optimizer or train (e.g. 'train.seed')")
-    if head == "init" and rest:
-        raise _fail(where, "init takes 'random' or 'random_labels'; set its options in "
-                    "[init.random_labels]")
-    if not isinstance(values, list) or not values:
-        raise _fail(where, f"must be a non-empty list of values, got {values!r}", TypeError)
-    for v in values:
-        if not rest and head != "init" and not isinstance(v, (Mapping, str)):
-            raise _fail(where, f"values must be tables (or names), got {v!r}", TypeError)
-        if rest and isinstance(v, Mapping):
-            raise _fail(where, f"values must be scalars or lists, got the table {v!r}",
-                        TypeError)
-    if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
-        raise _fail(where, f"values repeat: {values!r}")
-    return values
-
-
-def _label(value: Any) -> Any:
-    """An axis value: a scalar as is, a table as ``name(k=v, ...)``."""
-    if isinstance(value, Mapping):
-        rest = ", ".join(f"{k}={_label(v)}" for k, v in value.items() if k != "name")
-        return f"{value.get('name', '')}({rest})"
-    if isinstance(value, list):
-        return json.dumps(value)
-    return value
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, list):
-        return "x".join(_short(v) for v in value)
-    return str(value)
-
-
-def _tokens(key: str, values: list[Any]) -> list[str]:
-    """A name token for each value of a key (module docstring: naming)."""
-    head, _, rest = key.partition(".")
-    if head == "init":
-        return [str(v) for v in values]
-    if rest:
-        abbr = ABBREVIATIONS.get(rest.rsplit(".", 1)[-1], rest.rsplit(".", 1)[-1])
-        return [f"{abbr}{_short(v)}" for v in values]
-    tables = [dict(v) if isinstance(v, Mapping) else {"name": v} for v in values]
-    out = []
-    for t in tables:
-        same = [u for u in tables if u.get("name") == t.get("name")]
-        token = str(t.get("name", head))
-        if len(same) > 1:  # tell them apart by the settings that differ among them
-            differ = [k for k in t if k != "name" and
-                      len({json.dumps(u.get(k), sort_keys=True) for u in same}) > 1]
-            token += "".join(f"-{ABBREVIATIONS.get(k, k)}{_short(t[k])}" for k in differ)
-        out.append(token)
-    return out
-
-
-def _leaves(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """The dotted keys an explicit run sets (whole optimizer/model tables as one key)."""
-    out = {}
-    for k, v in entry.items():
-        if k in ("optimizer", "model", "init") or not isinstance(v, Mapping):
-            out[k] = v
-        else:
-            out.update({f"{k}.{kk}": vv for kk, vv in v.items()})
-    return out
-
-
-def _value_at(spec: Mapping[str, Any], key: str) -> Any:
-    head, _, rest = key.partition(".")
-    v = spec.get(head)
-    return v.get(rest) if rest and isinstance(v, Mapping) else v
-
-
-def _expand_runs(base: dict[str, Any], grid: Any, entries: Any,
-                 inits: dict[str, dict[str, Any]]) -> list[PlannedRun]:
-    grid = _table("grid", grid)
-    axes = {k: _check_grid_key(k, v) for k, v in grid.items()}
-    if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
-        raise _fail("runs", "must be an array of tables ([[runs]])", TypeError)
-    explicit = []
-    for i, entry in enumerate(entries):
-        entry = dict(entry)
-        name = entry.pop("name", None)
-        if name is not None and (not isinstance(name, str) or not name or "/" in name):
-            raise _fail(f"runs[{i}].name", f"must be a non-empty string without '/', got "
-                        f"{name!r}")
-        explicit.append((name, _run_table(f"runs[{i}]", entry)))
-    run_keys = list(dict.fromkeys(k for _, e in explicit for k in _leaves(e)
-                                  if k not in _NOT_AXES))
-    tokens = {k: dict(zip(map(json.dumps, v), _tokens(k, v), strict=True))
-              for k, v in axes.items()}
-    ordered = sorted(axes, key=lambda k: "." in k)  # whole tables before dotted keys
-    runs, seen = [], {}
-    for name, entry in explicit or [(None, {})]:
-        start = json.loads(json.dumps(base))
-        for k, v in _leaves(entry).items():
-            _apply(start, k, v)
-        prefix = name or "-".join(_tokens(k, [v])[0] for k, v in _leaves(entry).items())
-        for combo in itertools.product(*axes.values()):
-            chosen = dict(zip(axes, combo, strict=True))
-            spec = json.loads(json.dumps(start))
-            for k in ordered:
-                _apply(spec, k, chosen[k])
-            parts = [prefix] if prefix else []
-            parts += [tokens[k][json.dumps(v)] for k, v in chosen.items()]
-            run_name = "-".join(parts) or "run"
-            where = f"run {run_name!r}"
-            if run_name in seen:
-                raise _fail("runs", f"two runs are both named {run_name!r} ({seen[run_name]} "
-                            f"and {json.dumps(chosen)}); give [[runs]] distinct names")
-            seen[run_name] = json.dumps(chosen) if chosen else json.dumps(entry)
-            init = _check_init(where, spec.pop("init", "random"), inits)
-            _check_run(where, spec)
-            ax = {k: _label(_value_at(spec, k) if k != "init" else init["name"])
-                  for k in [*run_keys, *axes]}
-            runs.append(PlannedRun(run_name, spec, init, ax))
-    return runs
-
-
-def _check_init(where: str, value: Any, inits: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    if value not in INITS:
-        raise _fail(f"{where}: init", f"got {value!r}; allowed: {', '.join(INITS)}")
-    if value == "random":
-        return {"name": "random"}
-    opts = dict(inits.get(value, {}))
-    out = {"name": value, "optimizer": {"name": "adam", "lr": 0.001}, "fraction": 1.0,
-           "seed": 0, "target_accuracy": 1.0, **opts}
-    if "epochs" not in out and "max_steps" not in out:
-        out["epochs"] = 100
-    from landscape.train.config import TrainConfig
-
-    train = {k: out[k] for k in ("epochs", "max_steps", "target_accuracy", "target_loss",
-                                 "batch_size") if k in out}
-    try:
-        TrainConfig(out["optimizer"], **train)
-    except (TypeError, ValueError) as err:
-        raise _fail("init.random_labels", str(err), type(err)) from None
-    f = out["fraction"]
-    if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1:
-        raise _fail("init.random_labels.fraction", f"must be in (0, 1], got {f!r}")
-    _int("init.random_labels.seed", out["seed"], 0)
-    return out
-
-
-def _check_run(where: str, spec: dict[str, Any]) -> None:
-    """Check a run spec without loading data: names, keys and training settings."""
-    from landscape import data, models
-    from landscape.train.spec import merge
-    from landscape.train.config import TrainConfig
-
-    try:
-        merge({}, spec)
-    except (TypeError, ValueError) as err:
-        raise _fail(where, str(err), type(err)) from None
-    d = spec.get("data", {})
-    if d.get("name") not in data.DATASETS:
-        raise _fail(f"{where}: data.name", f"got {d.get('name')!r}; known: "
-                    f"{', '.join(data.DATASETS)}")
-    accepted = set(inspect.signature(data.DATASETS[d["name"]]).parameters) | {
-        "name", "standardize", "label_noise", "label_noise_seed", "n_train", "n_test"}
-    _keys(f"{where}: data", d, tuple(sorted(accepted)))
-    m = spec.get("model", {})
-    if m.get("name") not in models.MODELS:
-        raise _fail(f"{where}: model.name", f"got {m.get('name')!r}; known: "
-                    f"{', '.join(models.MODELS)}")
-    params = inspect.signature(models.MODELS[m["name"]]).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        _keys(f"{where}: model", m, ("name", *params))
-    t = {k: v for k, v in spec.get("train", {}).items() if k not in ("loss", "device", "dtype")}
-    if t.get("epochs") is None and t.get("max_steps") is None:
-        raise _fail(f"{where}: train", "needs a budget: epochs or max_steps (in [base.train])")
-    try:
-        TrainConfig(spec.get("optimizer", {"name": "sgd"}), **t)
-    except TypeError as err:
-        hint = ("; allowed: batch_size, max_steps, epochs, target_loss, target_accuracy, seed, "
-                "history_every, snapshot_every, loss, device, dtype"
-                if "keyword" in str(err) else "")
-        raise _fail(f"{where}: train", f"{err}{hint}", TypeError) from None
-    except ValueError as err:
-        raise _fail(where, str(err)) from None
-
-
+    Raises:
+        ValueError, TypeError: one line, ``sweep spec: <dotted key>: <problem>``.
+    """
+    spec = validate(SweepSpec, raw, "sweep spec")
+    runs = expand_runs(spec.base, spec.grid, spec.runs, spec.init)
+    return Sweep(
+        name=spec.name,
+        runs=tuple(runs),
+        probes=spec.probes.entries(),
+        along=spec.along.entries(),
+        surfaces={k: v.options() for k, v in spec.surfaces.items()},
+        description=spec.description,
+        source=json.loads(json.dumps(dict(raw))),
+        resources=spec.resources.given(),
+        **spec.paths.resolve([r.name for r in runs]),
+    )

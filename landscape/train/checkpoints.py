@@ -1,5 +1,4 @@
-"""Bring models trained elsewhere into a landscape file, so that every probe and plot works on
-them.
+"""Bring models trained elsewhere into a landscape file, so that every probe and plot works.
 
 A run is imported from ``state_dict`` files (``torch.save(model.state_dict(), path)``, read
 back with ``torch.load(..., weights_only=True)``: no code in a checkpoint is ever run) and a
@@ -34,8 +33,16 @@ _WRAPPERS = ("state_dict", "model_state_dict", "model", "net", "weights")
 
 
 def resolve_factory(path: str) -> Callable[..., nn.Module]:
-    """The callable named by ``"package.module:factory"`` (the current directory is searched
-    first, as ``python -m`` does)."""
+    """The callable named by ``"package.module:factory"``.
+
+    The current directory is searched first, as ``python -m`` does.
+
+    Args:
+        path: ``"package.module:factory"``.
+
+    Returns:
+        The factory.
+    """
     if not isinstance(path, str) or path.count(":") != 1 or not all(path.split(":")):
         raise ValueError(f"model factory must look like 'package.module:factory', got {path!r}")
     module_name, attr = path.split(":")
@@ -66,9 +73,23 @@ def build_model(path: str, kwargs: Mapping[str, Any] | None = None) -> nn.Module
 
 
 def load_state_dict(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """A ``state_dict`` from a file (``weights_only=True``) or a mapping; a checkpoint that
-    wraps it under ``state_dict``, ``model_state_dict``, ``model``, ``net`` or ``weights``
-    (as many training scripts save them) is unwrapped."""
+    """A ``state_dict`` from a file (loaded with ``weights_only=True``) or a mapping.
+
+    A checkpoint that wraps it under ``state_dict``, ``model_state_dict``, ``model``, ``net``
+    or ``weights`` (as many training scripts save them) is unwrapped.
+
+    Args:
+        source: a path of a ``torch.save`` file, or a mapping.
+
+    Returns:
+        ``{name: tensor}``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a file ``torch.load`` refuses, or no tensors at the top level nor under
+            one of the wrapper keys.
+        TypeError: the checkpoint holds something other than a mapping.
+    """
     where = "the mapping"
     if isinstance(source, (str, os.PathLike)):
         where = os.fspath(source)
@@ -113,11 +134,12 @@ def import_run(store: str | os.PathLike, run: str, model: nn.Module, *,
     """Write a run built from checkpoints into ``store``, marked complete.
 
     Args:
-        store: the landscape file (created if missing). run: the run's name.
+        store: the landscape file (created if missing).
+        run: the run's name.
         model: the architecture (not modified: checkpoints are loaded into copies).
-        final: the final state_dict (path or mapping). init: the initial one (default: the
-            model's parameters as given). checkpoints: step -> state_dict, stored as the
-            trajectory (steps in increasing order).
+        final: the final state_dict (path or mapping).
+        init: the initial one (default: the model's parameters as given).
+        checkpoints: step -> state_dict, stored as the trajectory (steps in increasing order).
         attrs: extra JSON-ready attributes (e.g. the optimizer and data it was trained with).
         replace: replace an existing complete run of that name.
     """
@@ -160,7 +182,8 @@ def load_params(model: Any, file: str | os.PathLike, run: str, which: str | int 
     Args:
         model: an ``nn.Module`` with the parameters the run was stored with (same names and
             shapes; the values are cast to each parameter's dtype and device).
-        file: the landscape file. run: the run's name.
+        file: the landscape file.
+        run: the run's name.
         which: ``"init"``, ``"final"`` or a trajectory step (int). For ``"init"`` and
             ``"final"`` the stored buffers (BatchNorm statistics) are restored too; snapshots
             along the trajectory hold parameters only (recompute BatchNorm statistics there).
@@ -179,11 +202,11 @@ def load_params(model: Any, file: str | os.PathLike, run: str, which: str | int 
     if have != want:
         missing = [n for n in want if n not in have]
         extra = [n for n in have if n not in want]
-        shape = [f"{n} {tuple(have[n])} != {want[n]}" for n in want
-                 if n in have and have[n] != want[n]]
+        differ = [f"{n} {tuple(have[n])} != {want[n]}" for n in want
+                  if n in have and have[n] != want[n]]
         raise ValueError(f"load_params: the model's parameters differ from run {run!r}: "
                          f"missing {missing or 'none'}, unexpected {extra or 'none'}, "
-                         f"shapes {shape or 'ok'}")
+                         f"shapes {differ or 'ok'}")
     offset = 0
     with torch.no_grad():
         for name, shape in zip(names, shapes, strict=True):

@@ -29,7 +29,7 @@ import math
 import numbers
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import Tensor
@@ -97,7 +97,8 @@ SCHEDULES: dict[str, ScheduleInfo] = {
 
 # Validation: one message format, "<owner>: <name> must be <what>, got <value>"; TypeError for
 # a wrong type, ValueError for a wrong value.
-def _fail(owner: str, name: str, what: str, value: Any, exc: type[Exception] = ValueError):
+def _fail(owner: str, name: str, what: str, value: Any,
+          exc: type[Exception] = ValueError) -> NoReturn:
     raise exc(f"{owner}: {name} must be {what}, got {value!r}")
 
 
@@ -269,12 +270,12 @@ def _base(owner: str, value: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """An optimizer of ``OPTIMIZERS`` with every hyperparameter, JSON-ready; build it with
-    :func:`optimizer_spec`.
+    """An optimizer of ``OPTIMIZERS`` with every hyperparameter, JSON-ready.
 
-    Constructing one validates it: the name is made canonical (lower case, '-' -> '_') and
-    ``hyper`` gets every default filled in (``schedule`` as a dict; for ``sam``, ``base`` as the
-    base's dict, without schedule and warmup, which belong to the sam spec).
+    Build it with :func:`optimizer_spec`. Constructing one validates it: the name is made
+    canonical (lower case, '-' -> '_') and ``hyper`` gets every default filled in (``schedule``
+    as a dict; for ``sam``, ``base`` as the base's dict, without schedule and warmup, which
+    belong to the sam spec).
     """
 
     name: str
@@ -358,7 +359,8 @@ def make_optimizer(spec: OptimizerSpec | str | Mapping[str, Any], params: Iterab
     schedule is not applied here: see :func:`make_scheduler`.
 
     Args:
-        spec: the optimizer. params: parameters or param groups of the model.
+        spec: the optimizer.
+        params: parameters or param groups of the model.
 
     Returns:
         The optimizer, at the peak learning rate ``spec.lr``.
@@ -473,7 +475,8 @@ def noisy_labels(targets: Tensor, p: float, num_classes: int, generator: torch.G
     Args:
         targets: (N, ...) integer class labels or float regression targets.
         p: flip probability in [0, 1] (classes), noise std >= 0 (regression).
-        num_classes: the number of classes C. generator: a CPU ``torch.Generator``.
+        num_classes: the number of classes C.
+        generator: a CPU ``torch.Generator``.
 
     Returns:
         The noisy targets, same shape, dtype and device.

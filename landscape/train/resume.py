@@ -1,7 +1,9 @@
-"""The full training state where :func:`landscape.train.fit` stopped, to continue from:
+"""The full training state where :func:`landscape.train.fit` stopped, to continue from.
+
 ``fit(..., until=k)`` then ``fit(..., resume=result.checkpoint, ...)``, with the run's seed
 (bitwise the uninterrupted run) or another (a fork with another data order, as in Frankle et
-al. 2020's instability analysis)."""
+al. 2020's instability analysis).
+"""
 
 from __future__ import annotations
 
@@ -19,19 +21,24 @@ __all__ = ["Checkpoint"]
 
 @dataclass(frozen=True, eq=False)
 class Checkpoint:
-    """The full training state where :func:`fit` stopped, to continue from
-    (``fit(..., resume=checkpoint)``); copies, never shared with a live run.
+    """The full training state where :func:`fit` stopped: ``fit(..., resume=checkpoint)``.
+
+    Copies, never shared with a live run.
 
     Attributes:
-        step: updates done. seed: the seed of the run that made it. config: its config.
+        step: updates done.
+        seed: the seed of the run that made it.
+        config: its config.
         model: the model's ``state_dict`` (parameters and buffers).
-        optimizer, scheduler: their ``state_dict`` s (momentum, Adam moments; schedule position).
+        optimizer: the optimizer's ``state_dict`` (momentum, Adam moments).
+        scheduler: the scheduler's ``state_dict`` (its position in the schedule).
         lr: the rate of the last update.
         rng: the states of the batch-order and label-noise generators and of the global torch
             RNG (``"order"``, ``"noise"``, ``"torch"``, ``"cuda"``: None on the CPU).
-        perm, offset: the current epoch's order and how many of it were used (None, 0: none
-            drawn yet). epoch_sums: the running minibatch loss sum, hits and whether the hits
-            are known, over the current epoch (for the stopping checks).
+        perm: the current epoch's order (None: none drawn yet).
+        offset: how many of ``perm`` were used (0 when none is drawn yet).
+        epoch_sums: the running minibatch loss sum, hits and whether the hits are known, over
+            the current epoch (for the stopping checks).
     """
 
     step: int
@@ -74,8 +81,11 @@ def take(state: dict, config: TrainConfig, model: nn.Module,
                 optimizer: torch.optim.Optimizer, scheduler: Any, order: torch.Generator,
                 noise: torch.Generator, device: torch.device, position: dict,
                 resume: Checkpoint | None) -> Checkpoint:
-    """A copy of the training state, taken before the final record (which draws nothing from
-    the training streams, but callbacks' forks of the RNG are not ours to rely on)."""
+    """A copy of the training state, taken before the final record.
+
+    The final record draws nothing from the training streams, but callbacks' forks of the RNG
+    are not ours to rely on.
+    """
     perm, offset, sums = position["perm"], position["offset"], position["sums"]
     if perm is None and resume is not None:  # no step taken: the state resumed from
         perm, offset, sums = resume.perm, resume.offset, resume.epoch_sums

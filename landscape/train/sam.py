@@ -7,7 +7,7 @@ References: Foret et al. 2021 (SAM); Kwon et al. 2021 (ASAM).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -62,10 +62,23 @@ class SAM(torch.optim.Optimizer):
         self.defaults.update(self.base.defaults)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load the base optimizer's state (SAM itself keeps none between steps)."""
         self.base.load_state_dict(state_dict)
         self.param_groups, self.state = self.base.param_groups, self.base.state
 
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One update: the base optimizer steps with the gradient at ``w + e`` (class docstring).
+
+        Args:
+            closure: zeroes the gradients, computes the loss, calls backward and returns the
+                loss; SAM calls it twice (at the parameters and at the perturbed point).
+
+        Returns:
+            The loss at the parameters before the update (the first call's).
+
+        Raises:
+            TypeError: no closure.
+        """
         if closure is None:
             raise TypeError("SAM.step: closure is required (it zeroes the gradients, computes "
                             "the loss, calls backward and returns the loss), got None")

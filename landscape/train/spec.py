@@ -23,6 +23,11 @@ The TOML layout (every table optional; flags of ``landscape train`` override it)
     device = "cpu"
     dtype = "float32"
 
+What each table may hold is the models' of :mod:`landscape.train.schema`: :func:`merge` (and so
+:func:`load`) checks the structure, :func:`build` a complete run (names, options, a budget);
+errors are one line that names the key, e.g. ``run spec: train.epoch: unknown key; allowed:
+epochs, max_steps, ...``.
+
 Examples:
     >>> spec = load("run.toml")                                        # doctest: +SKIP
     >>> result = execute(merge(spec, {"train": {"epochs": 5}}), "cmp.h5")
@@ -39,23 +44,45 @@ import sys
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import numpy as np
+import torch
+
+from landscape import data, models
+from landscape.engine import losses
+from landscape.store.file import Store
+from landscape.train.checkpoints import build_model, load_params
+from landscape.train.config import TrainConfig
+from landscape.train.fit import fit
+from landscape.train.schema import DATA_OPTIONS, TRAIN_EXTRA, check
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["SECTIONS", "build", "execute", "load", "merge", "parse_value", "read_toml",
-           "rebuild", "reuse_rebuilds", "stored_params"]
+__all__ = [
+    "SECTIONS",
+    "build",
+    "execute",
+    "load",
+    "merge",
+    "parse_value",
+    "read_toml",
+    "rebuild",
+    "reuse_rebuilds",
+    "stored_params",
+]
 
 SECTIONS = ("model", "data", "optimizer", "train")
-_TOP = ("run",)
-_DATA_OPTIONS = ("name", "standardize", "label_noise", "label_noise_seed", "n_train", "n_test")
-_TRAIN_EXTRA = ("loss", "device", "dtype")
 
 
 def read_toml(path: str | os.PathLike, what: str) -> dict[str, Any]:
-    """The tables of a TOML file, with one clear error for a missing or invalid ``what``
-    (e.g. ``"config file"``, ``"sweep spec"``)."""
+    """The tables of a TOML file.
+
+    Raises:
+        FileNotFoundError, ValueError: one clear line for a missing or invalid ``what`` (e.g.
+            ``"config file"``, ``"sweep spec"``).
+    """
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
@@ -71,24 +98,27 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``base`` with the tables of ``overrides`` merged in (key by key), checked."""
+    """``base`` with the tables of ``overrides`` merged in (key by key), its structure checked.
+
+    The check is :func:`landscape.train.schema.check`'s: known tables and keys, types and
+    bounds.
+
+    Raises:
+        ValueError, TypeError: one line naming the key, e.g. ``run spec: train.epoch: unknown
+            key; allowed: epochs, ...``.
+    """
     out = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in base.items()}
     for key, value in overrides.items():
-        if key not in SECTIONS + _TOP:
-            raise ValueError(f"run spec: unknown table or key {key!r}; expected "
-                             f"{', '.join(_TOP + SECTIONS)}")
-        if key in SECTIONS:
-            if not isinstance(value, Mapping):
-                raise TypeError(f"run spec: [{key}] must be a table, got {value!r}")
-            out.setdefault(key, {}).update(value)
+        if key in SECTIONS and isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key].update(value)
         else:
-            out[key] = value
+            out[key] = dict(value) if isinstance(value, Mapping) else value
+    check(out)
     return out
 
 
 def parse_value(text: str) -> Any:
-    """A flag value as TOML would read it (``0.1``, ``true``, ``[1, 2]``, ``"x"``), else the
-    plain string."""
+    """A flag value as TOML would read it (``0.1``, ``true``, ``[1, 2]``, ``"x"``), else as is."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
@@ -96,89 +126,121 @@ def parse_value(text: str) -> Any:
 
 
 def _model_kwargs(name: str, kwargs: dict[str, Any], split: Any) -> dict[str, Any]:
-    from landscape.models import MODELS
-
-    if name not in MODELS:
-        raise ValueError(f"run spec: unknown model {name!r}; known models: {', '.join(MODELS)}")
-    accepted = inspect.signature(MODELS[name]).parameters
+    if name not in models.MODELS:
+        raise ValueError(
+            f"run spec: unknown model {name!r}; known models: {', '.join(models.MODELS)}"
+        )
+    accepted = inspect.signature(models.MODELS[name]).parameters
     shape = list(split.x_train.shape[1:])
-    guesses = {"in_features": math.prod(shape), "num_classes": split.num_classes,
-               "in_length": shape[-1] if shape else 1,
-               # token datasets (modular_addition) name the model's vocabulary and context
-               "vocab_size": split.info.get("vocab_size"),
-               "context_length": split.info.get("context_length")}
+    guesses = {
+        "in_features": math.prod(shape),
+        "num_classes": split.num_classes,
+        "in_length": shape[-1] if shape else 1,
+        # token datasets (modular_addition) name the model's vocabulary and context
+        "vocab_size": split.info.get("vocab_size"),
+        "context_length": split.info.get("context_length"),
+    }
     guesses = {k: v for k, v in guesses.items() if v is not None}
     return {**{k: v for k, v in guesses.items() if k in accepted}, **kwargs}
 
 
 def _load_data(table: Mapping[str, Any]) -> Any:
     """The :class:`~landscape.data.Split` of a ``[data]`` table."""
-    from landscape import data
-
     d = dict(table)
     if "name" not in d:
-        raise ValueError("run spec: [data] needs a name (e.g. name = 'mnist1d'); known: "
-                         f"{', '.join(data.DATASETS)}")
-    options = {k: d.pop(k) for k in _DATA_OPTIONS if k in d}
+        raise ValueError(
+            "run spec: [data] needs a name (e.g. name = 'mnist1d'); known: "
+            f"{', '.join(data.DATASETS)}"
+        )
+    options = {k: d.pop(k) for k in DATA_OPTIONS if k in d}
     split = data.load(options["name"], **d)
     if options.get("n_train") or options.get("n_test"):
-        split = data.subset(split, options.get("n_train"), options.get("n_test"),
-                            seed=options.get("label_noise_seed", 0))
+        split = data.subset(
+            split,
+            options.get("n_train"),
+            options.get("n_test"),
+            seed=options.get("label_noise_seed", 0),
+        )
     if options.get("standardize", True) and split.x_train.is_floating_point():
         split = data.standardize(split)
     if options.get("label_noise"):
-        split = data.corrupt(split, options["label_noise"],
-                             seed=options.get("label_noise_seed", 0))
+        split = data.corrupt(split, options["label_noise"], seed=options.get("label_noise_seed", 0))
     return split
 
 
 def build(spec: Mapping[str, Any]) -> tuple[Any, Any, str, Any, dict[str, Any], Any]:
-    """Objects for a run spec: ``(model, split, loss, config, attrs, device)``."""
-    import torch
+    """Objects for a run spec: ``(model, split, loss, config, attrs, device)``.
 
-    from landscape import models
-    from landscape.train.fit import TrainConfig
-
+    Raises:
+        ValueError, TypeError: the spec is not that of a complete run
+            (:func:`landscape.train.schema.check` with ``complete=True``), or names a device or
+            dtype that this torch cannot give.
+    """
     spec = merge({}, spec)
+    check(spec, complete=True)
     split = _load_data(spec.get("data", {}))
     m = dict(spec.get("model", {}))
     if "name" not in m:
-        raise ValueError("run spec: [model] needs a name (e.g. name = 'mlp'); known: "
-                         f"{', '.join(models.MODELS)}")
+        raise ValueError(
+            f"run spec: [model] needs a name (e.g. name = 'mlp'); known: {', '.join(models.MODELS)}"
+        )
     name = m.pop("name")
     t = dict(spec.get("train", {}))
-    extra = {k: t.pop(k) for k in _TRAIN_EXTRA if k in t}
+    extra = {k: t.pop(k) for k in TRAIN_EXTRA if k in t}
     config = TrainConfig(spec.get("optimizer", {"name": "sgd"}), **t)
     model = models.build(name, _model_kwargs(name, m, split), seed=config.seed)
     dtype_name = extra.get("dtype", "float32")
     dtype = getattr(torch, str(dtype_name), None)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"run spec: dtype must be a floating torch dtype such as float32 or "
-                         f"float64, got {dtype_name!r}")
+        raise ValueError(
+            f"run spec: dtype must be a floating torch dtype such as float32 or "
+            f"float64, got {dtype_name!r}"
+        )
     try:
         device = torch.device(extra.get("device", "cpu"))
     except RuntimeError as err:
         raise ValueError(f"run spec: bad device {extra.get('device')!r}: {err}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"run spec: device {str(device)!r} asked for, but this torch has no "
-                         "usable CUDA (torch.cuda.is_available() is False)")
+        raise ValueError(
+            f"run spec: device {str(device)!r} asked for, but this torch has no "
+            "usable CUDA (torch.cuda.is_available() is False)"
+        )
     model = model.to(device=device, dtype=dtype)
-    attrs = {"model": getattr(model, "spec", {"name": name}), "model_seed": config.seed,
-             "device": str(device), "dtype": str(dtype).removeprefix("torch."),
-             "spec": spec}
+    attrs = {
+        "model": getattr(model, "spec", {"name": name}),
+        "model_seed": config.seed,
+        "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "spec": spec,
+    }
     return model, split, extra.get("loss", "cross_entropy"), config, attrs, device
 
 
-def execute(spec: Mapping[str, Any], file: str | os.PathLike, *, run: str | None = None,
-            replace: bool = False, progress: bool = False) -> Any:
-    """Build the run described by ``spec`` and train it into ``file``; the
-    :class:`~landscape.train.TrainResult`."""
-    from landscape.train.fit import fit
+def execute(
+    spec: Mapping[str, Any],
+    file: str | os.PathLike,
+    *,
+    run: str | None = None,
+    replace: bool = False,
+    progress: bool = False,
+) -> Any:
+    """Build the run described by ``spec`` and train it into ``file``.
 
+    Returns:
+        The :class:`~landscape.train.TrainResult`.
+    """
     model, split, loss, config, attrs, _ = build(spec)
-    return fit(model, loss, split, config, store=os.fspath(file),
-               run=run or spec.get("run") or config.optimizer.name, replace_run=replace,
-               attrs=attrs, progress=progress)
+    return fit(
+        model,
+        loss,
+        split,
+        config,
+        store=os.fspath(file),
+        run=run or spec.get("run") or config.optimizer.name,
+        replace_run=replace,
+        attrs=attrs,
+        progress=progress,
+    )
 
 
 _REUSED: dict[str, Any] | None = None  # rebuilds kept while reuse_rebuilds() is active
@@ -186,11 +248,13 @@ _REUSED: dict[str, Any] | None = None  # rebuilds kept while reuse_rebuilds() is
 
 @contextlib.contextmanager
 def reuse_rebuilds() -> Iterator[None]:
-    """Within the block, :func:`rebuild` of the same run, checkpoint, data and device returns
-    the objects it built the first time (the probes never write into a model), instead of
-    reading the file and generating the data again: for a sweep's job, whose probes, surfaces
-    and paths each rebuild the run. Only for a block in which the run's stored parameters do
-    not change."""
+    """Within the block, :func:`rebuild` of the same arguments returns what it built first.
+
+    The same run, checkpoint, data and device give the objects built the first time (the probes
+    never write into a model), instead of reading the file and generating the data again: for a
+    sweep's job, whose probes, surfaces and paths each rebuild the run. Only for a block in
+    which the run's stored parameters do not change.
+    """
     global _REUSED
     outer, _REUSED = _REUSED, {} if _REUSED is None else _REUSED
     try:
@@ -199,11 +263,17 @@ def reuse_rebuilds() -> Iterator[None]:
         _REUSED = outer
 
 
-def rebuild(file: str | os.PathLike, run: str, *, which: str | int = "final",
-            data: Mapping[str, Any] | None = None, device: str | None = None
-            ) -> tuple[Any, Any, Any]:
-    """The model of a stored run at ``which`` (``"init"``, ``"final"`` or a trajectory step),
-    its data and its loss: ``(model, split, loss_fn)``.
+def rebuild(
+    file: str | os.PathLike,
+    run: str,
+    *,
+    which: str | int = "final",
+    data: Mapping[str, Any] | None = None,
+    device: str | None = None,
+) -> tuple[Any, Any, Any]:
+    """The model of a stored run at ``which``, its data and its loss: ``(model, split, loss_fn)``.
+
+    ``which``: ``"init"``, ``"final"`` or a trajectory step.
 
     The model is rebuilt from the run's recorded spec (a run trained with ``landscape train``
     or :func:`execute`, a model of ``landscape.models`` recorded as ``attrs["model"]``, or an
@@ -215,8 +285,7 @@ def rebuild(file: str | os.PathLike, run: str, *, which: str | int = "final",
         ValueError: the run does not record how to rebuild its model or data (the message says
             what to give).
     """
-    key = json.dumps([os.path.abspath(file), run, which, data, device], sort_keys=True,
-                     default=str)
+    key = json.dumps([os.path.abspath(file), run, which, data, device], sort_keys=True, default=str)
     if _REUSED is not None and key in _REUSED:
         return _REUSED[key]
     built = _rebuild(file, run, which=which, data=data, device=device)
@@ -225,31 +294,20 @@ def rebuild(file: str | os.PathLike, run: str, *, which: str | int = "final",
     return built
 
 
-def stored_params(file: str | os.PathLike, run: str, model: Any,
-                  which: str | int = "init") -> Any:
-    """A stored run's flat parameter vector at ``which`` (default its initialisation), as a
-    tensor on ``model``'s device and dtype (e.g. the ``init=`` of the implicit-bias measures)."""
-    import numpy as np
-    import torch
+def stored_params(file: str | os.PathLike, run: str, model: Any, which: str | int = "init") -> Any:
+    """A stored run's flat parameter vector at ``which`` (default its initialisation).
 
-    from landscape.store.file import Store
-
+    A tensor on ``model``'s device and dtype (e.g. the ``init=`` of the implicit-bias measures).
+    """
     with Store(file) as s:
         flat = s.params(run, which)
     first = next(model.parameters())
     return torch.as_tensor(np.asarray(flat), dtype=first.dtype, device=first.device)
 
 
-def _rebuild(file: str | os.PathLike, run: str, *, which: str | int, data: Any,
-             device: str | None) -> tuple[Any, Any, Any]:
-    import torch
-
-    from landscape import models
-    from landscape.engine import losses
-    from landscape.train.checkpoints import build_model
-    from landscape.store.file import Store
-    from landscape.train.checkpoints import load_params
-
+def _rebuild(
+    file: str | os.PathLike, run: str, *, which: str | int, data: Any, device: str | None
+) -> tuple[Any, Any, Any]:
     with Store(file) as s:
         attrs = s.info(run).attrs
     spec = attrs.get("spec") or {}
@@ -259,13 +317,14 @@ def _rebuild(file: str | os.PathLike, run: str, *, which: str | int, data: Any,
     elif isinstance(model_spec, dict) and model_spec.get("name") in models.MODELS:
         model = models.build(model_spec["name"], model_spec.get("kwargs"))
     else:
-        raise ValueError(f"run {run!r} does not record a model that can be rebuilt (expected "
-                         "attrs['model'] with a landscape.models name or an import factory); "
-                         "load the model yourself and call the probe from Python")
+        raise ValueError(
+            f"run {run!r} does not record a model that can be rebuilt (expected "
+            "attrs['model'] with a landscape.models name or an import factory); "
+            "load the model yourself and call the probe from Python"
+        )
     data_table = dict(data) if data else dict(spec.get("data") or {})
     if not data_table.get("name"):
-        raise ValueError(f"run {run!r} does not record its data; give them (e.g. --data "
-                         "mnist1d)")
+        raise ValueError(f"run {run!r} does not record its data; give them (e.g. --data mnist1d)")
     split = _load_data(data_table)
     dtype = getattr(torch, str(attrs.get("dtype", "float32")), torch.float32)
     model = model.to(device=torch.device(device or attrs.get("device", "cpu")), dtype=dtype)

@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from torch import Tensor, nn
 
+from landscape.engine.cost import Cost
 from landscape.engine.params import select
 
-from probes.curvature.operators import check_record
+from probes.curvature.results import BlockEigenvalues, Eigenvalues
 
-__all__ = ["BlockEigenvalues", "layer_blocks"]
+__all__ = ["BlockEigenvalues", "block_eigenvalues", "layer_blocks"]
 
 
 def layer_blocks(model: nn.Module) -> dict[str, list[str]]:
@@ -37,47 +36,27 @@ def layer_blocks(model: nn.Module) -> dict[str, list[str]]:
     return blocks
 
 
-@dataclass(frozen=True, eq=False)
-class BlockEigenvalues:
-    """One :class:`~probes.curvature.hessian.Eigenvalues` per block, by block name (the owning module's
-    name), with the total cost."""
-
-    blocks: dict[str, Any]
-    n_hvp: int
-    seconds: float
-
-    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Arrays ``<i>_values``, ``<i>_residuals``, ``<i>_converged`` per block i, and the
-        blocks' names and options as attributes."""
-        arrays: dict[str, np.ndarray] = {}
-        per_block = []
-        for i, (name, r) in enumerate(self.blocks.items()):
-            a, attrs = r.to_record()
-            arrays.update({f"{i}_{key}": value for key, value in a.items()})
-            per_block.append({"block": name, **attrs})
-        return arrays, {"probe": "hessian.eigenvalues.blocks", "blocks": per_block,
-                        "n_hvp": self.n_hvp, "seconds": float(self.seconds)}
-
-    @classmethod
-    def from_record(cls, record: Any) -> BlockEigenvalues:
-        """The result written by :meth:`to_record`, from a :class:`landscape.store.Record`."""
-        from probes.curvature.hessian import Eigenvalues
-
-        arrays, at = check_record(record, "hessian.eigenvalues.blocks",
-                                  "BlockEigenvalues.from_record")
-        blocks = {}
-        for i, attrs in enumerate(at["blocks"]):
-            mine = {key.split("_", 1)[1]: value for key, value in arrays.items()
-                    if key.split("_", 1)[0] == str(i)}
-            blocks[attrs["block"]] = Eigenvalues.from_record(
-                (mine, {k: v for k, v in attrs.items() if k != "block"}))
-        return cls(blocks, int(at["n_hvp"]), float(at["seconds"]))
-
-
-def block_eigenvalues(eigenvalues: Callable[..., Any], model: nn.Module,
+def block_eigenvalues(eigenvalues: Callable[..., Eigenvalues], model: nn.Module,
                       loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *, blocks: str,
                       check: bool, **options: Any) -> BlockEigenvalues:
-    """:func:`probes.curvature.hessian.eigenvalues` on each layer's block (``blocks="layer"``)."""
+    """An eigenvalue probe on each layer's diagonal block: what
+    :func:`probes.curvature.hessian.eigenvalues` does with ``blocks="layer"``.
+
+    Args:
+        eigenvalues: the probe run on each block (called with ``params=`` the block's
+            parameter names), e.g. :func:`probes.curvature.hessian.eigenvalues`.
+        model, loss_fn, data: as for the probe.
+        blocks: ``"layer"`` (one block per module that owns parameters).
+        check: the objective's determinism check (on the first block only).
+        **options: the probe's other options (not ``params`` nor ``v0``).
+
+    Returns:
+        :class:`~probes.curvature.results.BlockEigenvalues`: the result of each block and the
+        total cost (products and passes summed, the whole wall time).
+
+    Raises:
+        ValueError: ``blocks`` other than ``"layer"``, ``params`` or ``v0`` given.
+    """
     if blocks != "layer":
         raise ValueError(f"eigenvalues: blocks must be None or 'layer', got {blocks!r}")
     if options.pop("params", None) is not None:
@@ -89,5 +68,5 @@ def block_eigenvalues(eigenvalues: Callable[..., Any], model: nn.Module,
     for i, (owner, names) in enumerate(layer_blocks(model).items()):
         results[owner or "(root)"] = eigenvalues(model, loss_fn, data, params=names,
                                                   check=check and i == 0, **options)
-    return BlockEigenvalues(results, sum(r.n_hvp for r in results.values()),
-                            time.perf_counter() - start)
+    total = sum((r.cost for r in results.values()), Cost())
+    return BlockEigenvalues(results, total.with_seconds(time.perf_counter() - start))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,51 +24,10 @@ from torch import Tensor, nn
 from landscape.engine.checks import _check_choice, _check_int
 from landscape.engine.params import ParamFilter
 
-from probes.curvature.operators import CURVATURES, CurvatureOperator, check_record, operator
+from probes.curvature.operators import CURVATURES, CurvatureOperator, operator
+from probes.curvature.results import Matrix, curvature_cost
 
 __all__ = ["Matrix", "dense", "matrix"]
-
-
-@dataclass(frozen=True, eq=False)
-class Matrix:
-    """The dense curvature matrix built by :func:`matrix`.
-
-    Attributes:
-        matrix: the P x P matrix as computed (float64; row i is the product with e_i).
-        spectrum: eigenvalues of its symmetric part, ascending.
-        asymmetry: ``||M - M^T||_F / ||M||_F`` (rounding only; larger means a wrong product).
-        curvature, mode: the options. params: parameter names, in flat order.
-        n_hvp, passes, seconds: the cost.
-    """
-
-    matrix: np.ndarray
-    spectrum: np.ndarray
-    asymmetry: float
-    curvature: str
-    n_hvp: int
-    passes: float
-    seconds: float
-    params: tuple[str, ...] = ()
-    mode: str = "eval"
-
-    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Arrays and attributes for :meth:`landscape.store.Store.write_record`."""
-        arrays = {"matrix": self.matrix, "spectrum": self.spectrum}
-        attrs = {"probe": "hessian.matrix", "asymmetry": float(self.asymmetry),
-                 "curvature": self.curvature, "mode": self.mode, "n_hvp": self.n_hvp,
-                 "passes": float(self.passes), "seconds": float(self.seconds),
-                 "params": list(self.params)}
-        return arrays, attrs
-
-    @classmethod
-    def from_record(cls, record: Any) -> Matrix:
-        """The result written by :meth:`to_record`, from a :class:`landscape.store.Record`."""
-        a, at = check_record(record, "hessian.matrix", "Matrix.from_record")
-        return cls(matrix=np.asarray(a["matrix"]), spectrum=np.asarray(a["spectrum"]),
-                   asymmetry=float(at["asymmetry"]), curvature=at["curvature"],
-                   n_hvp=int(at["n_hvp"]), passes=float(at["passes"]),
-                   seconds=float(at["seconds"]), params=tuple(at["params"]),
-                   mode=at.get("mode", "eval"))
 
 
 def dense(op: CurvatureOperator, block: int = 64) -> np.ndarray:
@@ -135,6 +93,6 @@ def matrix(
     asym = float(np.linalg.norm(full - full.T) / norm) if norm > 0 else 0.0
     spectrum = np.linalg.eigvalsh((full + full.T) / 2)
     return Matrix(matrix=full, spectrum=spectrum, asymmetry=asym, curvature=curvature,
-                  n_hvp=op.n_products - base, passes=float(op.passes),
-                  seconds=time.perf_counter() - started,
+                  cost=curvature_cost(curvature, op.n_products - base, op.passes,
+                                      time.perf_counter() - started),
                   params=tuple(op.objective.layout.names), mode=mode)

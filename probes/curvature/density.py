@@ -29,10 +29,8 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,76 +41,14 @@ from torch import Tensor, nn
 from landscape.engine.checks import _check_choice, _check_int, _check_positive
 from landscape.engine.params import ParamFilter
 
-from probes.curvature.operators import CURVATURES, CurvatureOperator, check_record, operator
 from probes.curvature.lanczos import tridiagonals
+from probes.curvature.operators import CURVATURES, CurvatureOperator, operator
+from probes.curvature.results import Density, broaden, curvature_cost
 
 __all__ = ["DEFAULT_WIDTH_FRACTION", "Density", "density", "estimate_density"]
 
 DEFAULT_WIDTH_FRACTION = 0.01
 """Default broadening width of :func:`density`: this fraction of the span of the Ritz values."""
-
-@dataclass(frozen=True, eq=False)
-class Density:
-    """A spectral density estimate by stochastic Lanczos quadrature.
-
-    Attributes:
-        grid: (G,) points. density: (G,) the broadened density on ``grid``.
-        nodes: (n_vectors, m) Ritz values of each start vector; a vector whose Krylov space
-            became invariant after ``j < m`` steps has NaN nodes (and 0 weights) after ``j``.
-        weights: (n_vectors, m) squared first components of the Ritz vectors (each row sums
-            to 1).
-        width: the Gaussian broadening sigma. steps: Lanczos steps asked (at most P).
-        n_vectors: start vectors. n_hvp, passes, seconds: the cost. curvature, seed: options.
-        n_params: P.
-    """
-
-    grid: np.ndarray
-    density: np.ndarray
-    nodes: np.ndarray
-    weights: np.ndarray
-    width: float
-    steps: int
-    n_vectors: int
-    n_hvp: int
-    passes: float
-    seconds: float
-    curvature: str
-    seed: int
-    n_params: int
-
-    def moment(self, k: int) -> float:
-        """The k-th moment ``(1/n_vectors) sum_v sum_j w_vj theta_vj^k`` of the Ritz measure:
-        an estimate of ``tr(H^k) / P`` (exact in expectation for ``k < 2 * steps``);
-        ``moment(1) * n_params`` estimates the trace."""
-        return float(self.moments(k).mean())
-
-    def moments(self, k: int) -> np.ndarray:
-        """The k-th moment of each start vector's quadrature, ``v^T H^k v`` (n_vectors,): their
-        spread gives the standard error of :meth:`moment`."""
-        k = _check_int("Density.moment", "k", k, 0)
-        nodes = np.nan_to_num(self.nodes, nan=0.0)
-        return (self.weights * nodes ** k).sum(axis=1)
-
-    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """``(arrays, attrs)`` for :meth:`landscape.store.Store.write_record`."""
-        arrays = {k: np.asarray(getattr(self, k)) for k in ("grid", "density", "nodes",
-                                                             "weights")}
-        attrs = {k: getattr(self, k) for k in ("width", "steps", "n_vectors", "n_hvp", "passes",
-                                               "seconds", "curvature", "seed", "n_params")}
-        return arrays, {"probe": "hessian.density", **attrs}
-
-    @classmethod
-    def from_record(cls, record: Any) -> Density:
-        """The result back from a :class:`landscape.store.Record` (or ``(arrays, attrs)``)."""
-        arrays, attrs = check_record(record, "hessian.density", "Density.from_record")
-        a = {k: np.asarray(arrays[k], dtype=np.float64) for k in ("grid", "density", "nodes",
-                                                                   "weights")}
-        return cls(**a, width=float(attrs["width"]), steps=int(attrs["steps"]),
-                   n_vectors=int(attrs["n_vectors"]), n_hvp=int(attrs["n_hvp"]),
-                   passes=float(attrs["passes"]), seconds=float(attrs["seconds"]),
-                   curvature=str(attrs["curvature"]), seed=int(attrs["seed"]),
-                   n_params=int(attrs["n_params"]))
-
 
 def _validate_density(n_vectors, steps, width, grid, n_grid, seed) -> np.ndarray | None:
     where = "density"
@@ -161,18 +97,14 @@ def estimate_density(op: CurvatureOperator | Any, *, n_vectors: int = 5, steps: 
         xs = np.linspace(lo - 3 * sigma, hi + 3 * sigma, int(n_grid))
     else:
         xs = user_grid
-    flat_n = np.nan_to_num(nodes, nan=0.0).reshape(-1)
-    flat_w = weights.reshape(-1) / n_vectors
-    keep = flat_w > 0
-    z = (xs[:, None] - flat_n[None, keep]) / sigma
-    dens = (np.exp(-0.5 * z ** 2) / (sigma * math.sqrt(2 * math.pi))) @ flat_w[keep]
+    dens = broaden(nodes, weights, xs, sigma)
     if user_grid is None:
         dens = dens / np.trapezoid(dens, xs)
+    cost = curvature_cost(curvature, op.n_products - hvp0, op.passes - passes0,
+                          time.perf_counter() - start)
     return Density(grid=xs, density=dens, nodes=nodes, weights=weights, width=sigma,
-                   steps=steps_run, n_vectors=int(n_vectors),
-                   n_hvp=int(op.n_products - hvp0), passes=float(op.passes - passes0),
-                   seconds=time.perf_counter() - start, curvature=curvature, seed=int(seed),
-                   n_params=p)
+                   steps=steps_run, n_vectors=int(n_vectors), cost=cost, curvature=curvature,
+                   seed=int(seed), n_params=p)
 
 
 def density(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *,
@@ -220,5 +152,7 @@ def density(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
                   batch_size=batch_size, check=check)
     out = estimate_density(op, n_vectors=n_vectors, steps=steps, width=width, grid=grid,
                            n_grid=n_grid, seed=seed, curvature=curvature)
-    return dataclasses.replace(out, seconds=time.perf_counter() - start, passes=float(op.passes))
+    cost = dataclasses.replace(out.cost, passes=float(op.passes),
+                               seconds=time.perf_counter() - start)
+    return dataclasses.replace(out, cost=cost)
 

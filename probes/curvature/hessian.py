@@ -20,7 +20,7 @@ eigenvalue is wanted.
 
 Examples:
     >>> top = eigenvalues(model, nn.CrossEntropyLoss(), (X, y), k=5)
-    >>> top.values, top.residuals, top.converged.all(), top.n_hvp
+    >>> top.values, top.residuals, top.converged.all(), top.cost.hvp
     >>> again = eigenvalues(model, loss_fn, (X, y), k=5, v0=top.vectors)  # warm start
 
 References:
@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -50,87 +49,20 @@ from torch import Tensor, nn
 from landscape.engine.checks import _check_choice, _check_int
 from landscape.engine.params import ParamFilter
 
-from probes.curvature.operators import CURVATURES, CurvatureOperator, check_record, operator
-from probes.curvature.dense import Matrix, dense, matrix
-from probes.curvature.density import Density, density
-from probes.curvature.lanczos import error_bounds, extreme, select
-from probes.curvature.trace import Trace, trace
+from probes.curvature.blocks import BlockEigenvalues, block_eigenvalues
+from probes.curvature.dense import dense, matrix
+from probes.curvature.density import density
+from probes.curvature.lanczos import error_bounds, extreme, wanted_indices
+from probes.curvature.operators import CURVATURES, CurvatureOperator, operator
+from probes.curvature.results import Density, Eigenvalues, Matrix, Trace, curvature_cost
+from probes.curvature.trace import trace
 
-__all__ = ["WHICH", "Density", "Eigenvalues", "Matrix", "Trace", "density", "eigenvalues",
-           "matrix", "trace"]
+__all__ = ["WHICH", "BlockEigenvalues", "Density", "Eigenvalues", "Matrix", "Trace", "density",
+           "eigenvalues", "matrix", "trace"]
 
 WHICH = ("largest", "smallest", "both", "magnitude")
 """Which eigenvalues :func:`eigenvalues` finds: the k algebraically largest, the k smallest,
 k from each end, or the k largest in absolute value."""
-
-
-# ---------------------------------------------------------------------------- results
-@dataclass(frozen=True, eq=False)
-class Eigenvalues:
-    """Eigenpairs of the curvature matrix found by :func:`eigenvalues`.
-
-    Attributes:
-        values: eigenvalues (Ritz values), ascending (k of them; 2k for ``which="both"``;
-            fewer only when ``max_products`` is below that).
-        vectors: unit eigenvectors, one a row, in the order of ``values`` (largest component
-            positive), or None when not asked for.
-        residuals: ``||H v - lambda v||`` of each pair, from the products.
-        errors: bound on ``|lambda_true - value|``: ``min(r, r^2 / gap)``.
-        converged: whether each pair's error meets ``tol`` (see the module docstring).
-        which, k, tol, curvature, mode: the options. params: names of the parameters the
-            matrix is over, in the order of the flat vector.
-        n_hvp: matrix-vector products. passes: passes over the data. seconds: wall time of
-            the whole probe. restarts: thick restarts of the Lanczos basis.
-    """
-
-    values: np.ndarray
-    vectors: np.ndarray | None
-    residuals: np.ndarray
-    errors: np.ndarray
-    converged: np.ndarray
-    which: str
-    k: int
-    tol: float
-    curvature: str
-    n_hvp: int
-    passes: float
-    seconds: float
-    params: tuple[str, ...]
-    mode: str = "eval"
-    restarts: int = 0
-
-    @property
-    def all_converged(self) -> bool:
-        """Every requested pair was found and meets ``tol``."""
-        wanted = 2 * self.k if self.which == "both" else self.k
-        return len(self.values) == wanted and bool(np.all(self.converged))
-
-    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Arrays and attributes for :meth:`landscape.store.Store.write_record`."""
-        arrays = {"values": self.values, "residuals": self.residuals, "errors": self.errors,
-                  "converged": self.converged.astype(bool)}
-        if self.vectors is not None:
-            arrays["vectors"] = self.vectors
-        attrs = {"probe": "hessian.eigenvalues", "which": self.which, "k": self.k,
-                 "tol": self.tol, "curvature": self.curvature, "mode": self.mode,
-                 "n_hvp": self.n_hvp, "passes": float(self.passes),
-                 "seconds": float(self.seconds), "params": list(self.params),
-                 "restarts": self.restarts}
-        return arrays, attrs
-
-    @classmethod
-    def from_record(cls, record: Any) -> Eigenvalues:
-        """The result written by :meth:`to_record`, from a :class:`landscape.store.Record`."""
-        a, at = check_record(record, "hessian.eigenvalues", "Eigenvalues.from_record")
-        return cls(values=np.asarray(a["values"]),
-                   vectors=np.asarray(a["vectors"]) if "vectors" in a else None,
-                   residuals=np.asarray(a["residuals"]), errors=np.asarray(a["errors"]),
-                   converged=np.asarray(a["converged"], dtype=bool),
-                   which=at["which"], k=int(at["k"]), tol=float(at["tol"]),
-                   curvature=at["curvature"], n_hvp=int(at["n_hvp"]),
-                   passes=float(at["passes"]), seconds=float(at["seconds"]),
-                   params=tuple(at["params"]), mode=at.get("mode", "eval"),
-                   restarts=int(at.get("restarts", 0)))
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -245,11 +177,9 @@ def eigenvalues(
 
     Examples:
         >>> top = eigenvalues(model, nn.CrossEntropyLoss(), (X, y), k=5, vectors=True)
-        >>> top.values[-1], top.converged.all(), top.n_hvp
+        >>> top.values[-1], top.converged.all(), top.cost.hvp
     """
     if blocks is not None:
-        from probes.curvature.blocks import block_eigenvalues
-
         return block_eigenvalues(eigenvalues, model, loss_fn, data, blocks=blocks, check=check,
                                  k=k, which=which, tol=tol, curvature=curvature, params=params,
                                  mode=mode, vectors=vectors, v0=v0, max_products=max_products,
@@ -281,7 +211,7 @@ def eigenvalues(
     if nev >= p - 1 or p <= 3:  # nearly the whole spectrum: the dense matrix is cheaper
         full = dense(op)
         vals, vecs = np.linalg.eigh((full + full.T) / 2)
-        wanted = select(vals, which, nev)
+        wanted = wanted_indices(vals, which, nev)
         rows = _signed(vecs[:, wanted].T)
         res = _residuals(op, vals[wanted], rows)
         errors = error_bounds(vals, wanted, res)
@@ -297,8 +227,9 @@ def eigenvalues(
         rows = _signed(ritz.vectors.detach().to("cpu", torch.float64).numpy())
         restarts = ritz.restarts
     names = tuple(op.objective.layout.names)
+    cost = curvature_cost(curvature, op.n_products - base, op.passes,
+                          time.perf_counter() - started)
     return Eigenvalues(values=vals, vectors=rows if vectors else None, residuals=res,
                        errors=errors, converged=converged, which=which, k=k, tol=tol,
-                       curvature=curvature, n_hvp=op.n_products - base,
-                       passes=float(op.passes), seconds=time.perf_counter() - started,
-                       params=names, mode=mode, restarts=restarts)
+                       curvature=curvature, params=names, cost=cost, mode=mode,
+                       restarts=restarts)

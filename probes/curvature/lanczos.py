@@ -46,7 +46,7 @@ from torch import Tensor
 
 from probes.curvature.operators import check_finite
 
-__all__ = ["Ritz", "error_bounds", "extreme", "select", "tridiagonals"]
+__all__ = ["Ritz", "error_bounds", "extreme", "tridiagonals", "wanted_indices"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,7 +68,7 @@ class Ritz:
     restarts: int
 
 
-def select(values: np.ndarray, which: str, count: int) -> np.ndarray:
+def wanted_indices(values: np.ndarray, which: str, count: int) -> np.ndarray:
     """Indices of the ``count`` wanted values of ascending ``values`` (ascending order):
     the largest, the smallest, ``count // 2`` (rounded up) from each end, or the largest in
     magnitude."""
@@ -155,7 +155,7 @@ def extreme(matvec: Callable[[Tensor], Tensor], v0: Tensor, nev: int, which: str
         full = j == p
         spent = n >= limit
         if j >= min(nev, p) or spent:
-            wanted = select(theta, which, nev)
+            wanted = wanted_indices(theta, which, nev)
             cheap = beta * np.abs(s[-1, wanted])
             ok = error_bounds(theta, wanted, cheap) <= thresholds(theta[wanted])
             if (ok.all() and not invariant and n >= hold) or full or spent:
@@ -171,7 +171,7 @@ def extreme(matvec: Callable[[Tensor], Tensor], v0: Tensor, nev: int, which: str
             t[j, :j] = 0.0
             hold = n + nev + 10
         if j == m:  # thick restart from the `keep` best Ritz vectors
-            kept = select(theta, which, keep)
+            kept = wanted_indices(theta, which, keep)
             sk = torch.from_numpy(s[:, kept].T.copy()).to(dev, dtype)
             q[: len(kept)] = sk @ q[:j]
             hq[: len(kept)] = sk @ hq[:j]

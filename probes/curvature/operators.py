@@ -29,9 +29,8 @@ from torch.func import jvp, vjp, vmap
 from landscape.engine.context import evaluation
 from landscape.engine.objective import Objective
 from landscape.engine.params import ParamFilter
-from landscape.engine.records import check_record
 
-__all__ = ["CURVATURES", "CurvatureOperator", "check_finite", "check_record", "operator"]
+__all__ = ["CURVATURES", "CurvatureOperator", "check_finite", "operator"]
 
 CURVATURES = ("hessian", "ggn", "fisher")
 """Curvature matrices: the Hessian; the generalised Gauss-Newton J^T H_out J; the Fisher
@@ -83,6 +82,7 @@ class CurvatureOperator:
                     return pullback(p * d)[0]
 
                 total += vmap(one)(v) if batched else one(v)
+        obj.add_cost(passes=1)  # the products are counted by matvec
         return (total / obj.n_examples).to(v.dtype)
 
     @property

@@ -38,23 +38,16 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from landscape.engine.checks import _check_choice, _check_int, _check_positive
 from landscape.engine.params import ParamFilter
 
-from probes.curvature.operators import (
-    CURVATURES,
-    CurvatureOperator,
-    check_finite,
-    check_record,
-    operator,
-)
+from probes.curvature.operators import CURVATURES, CurvatureOperator, check_finite, operator
+from probes.curvature.results import Trace, curvature_cost
 
 __all__ = ["DEFAULT_PRODUCTS", "MAX_PRODUCTS", "METHODS", "MIN_PROBES", "Trace",
            "estimate_trace", "trace"]
@@ -70,63 +63,6 @@ MAX_PRODUCTS = 10_000
 
 MIN_PROBES = 10
 """Hutchinson probes a ``target_stderr`` run draws before it may stop."""
-
-@dataclass(frozen=True, eq=False)
-class Trace:
-    """A trace estimate.
-
-    Attributes:
-        value: the estimate of ``tr(H)``.
-        stderr: its standard error (of the stochastic part; NaN with fewer than 2 probes).
-        method: ``"hutchinson"`` or ``"hutch++"``.
-        n_probes: Hutchinson probes in the stochastic part (``len(samples)``).
-        sketch: columns of the Hutch++ sketch (0 for Hutchinson).
-        n_hvp: curvature-vector products spent. passes: passes over the data. seconds: wall time.
-        curvature: the curvature matrix (``"hessian"``, ``"ggn"``, ...). seed: the probes' seed.
-        n_params: P, the size of the matrix.
-        target_stderr: the requested standard error, or None.
-        converged: False when ``target_stderr`` was not reached within the budget.
-        samples: the per-probe estimates of the stochastic part: ``g^T H g`` (Hutchinson) or
-            ``g^T (I-QQ^T) H (I-QQ^T) g`` (Hutch++, whose value adds ``tr(Q^T H Q)``).
-    """
-
-    value: float
-    stderr: float
-    method: str
-    n_probes: int
-    sketch: int
-    n_hvp: int
-    passes: float
-    seconds: float
-    curvature: str
-    seed: int
-    n_params: int
-    target_stderr: float | None
-    converged: bool
-    samples: np.ndarray
-
-    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """``(arrays, attrs)`` for :meth:`landscape.store.Store.write_record`."""
-        attrs = {k: getattr(self, k) for k in (
-            "value", "stderr", "method", "n_probes", "sketch", "n_hvp", "passes", "seconds",
-            "curvature", "seed", "n_params", "target_stderr", "converged")}
-        return {"samples": np.asarray(self.samples)}, {"probe": "hessian.trace", **attrs}
-
-    @classmethod
-    def from_record(cls, record: Any) -> Trace:
-        """The result back from a :class:`landscape.store.Record` (or ``(arrays, attrs)``)."""
-        arrays, attrs = check_record(record, "hessian.trace", "Trace.from_record")
-        return cls(value=float(attrs["value"]), stderr=float(attrs["stderr"]),
-                   method=str(attrs["method"]), n_probes=int(attrs["n_probes"]),
-                   sketch=int(attrs["sketch"]), n_hvp=int(attrs["n_hvp"]),
-                   passes=float(attrs["passes"]), seconds=float(attrs["seconds"]),
-                   curvature=str(attrs["curvature"]), seed=int(attrs["seed"]),
-                   n_params=int(attrs["n_params"]),
-                   target_stderr=(None if attrs["target_stderr"] is None
-                                  else float(attrs["target_stderr"])),
-                   converged=bool(attrs["converged"]),
-                   samples=np.asarray(arrays["samples"], dtype=np.float64))
-
 
 def _rademacher(k: int, p: int, gen: torch.Generator, op: Any) -> Tensor:
     bits = torch.randint(0, 2, (k, p), generator=gen, device=op.device)
@@ -206,9 +142,10 @@ def estimate_trace(op: CurvatureOperator | Any, *, method: str = "hutch++",
     s = torch.cat(samples) if samples else torch.zeros(0, dtype=torch.float64)
     value = exact + (float(s.mean()) if n else 0.0)
     stderr = _stderr(samples) if n else (0.0 if sketch >= p else math.nan)
+    cost = curvature_cost(curvature, op.n_products - hvp0, op.passes - passes0,
+                          time.perf_counter() - start)
     return Trace(value=value, stderr=stderr, method=method, n_probes=n, sketch=sketch,
-                 n_hvp=int(op.n_products - hvp0), passes=float(op.passes - passes0),
-                 seconds=time.perf_counter() - start, curvature=curvature, seed=seed,
+                 cost=cost, curvature=curvature, seed=seed,
                  n_params=p, target_stderr=target_stderr, converged=converged,
                  samples=s.cpu().numpy())
 
@@ -254,7 +191,7 @@ def trace(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any,
 
     Examples:
         >>> tr = trace(model, nn.CrossEntropyLoss(), (X, y), n_products=300)
-        >>> print(f"{tr.value:.3g} +- {tr.stderr:.2g} ({tr.n_hvp} products)")
+        >>> print(f"{tr.value:.3g} +- {tr.stderr:.2g} ({tr.cost.hvp} products)")
     """
     _check_choice("trace", "curvature", curvature, CURVATURES)
     _validate_trace(method, n_products, target_stderr, seed, block_size)  # before the operator
@@ -263,7 +200,9 @@ def trace(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any,
                   batch_size=batch_size, check=check)
     out = estimate_trace(op, method=method, n_products=n_products, target_stderr=target_stderr,
                          seed=seed, block_size=block_size, curvature=curvature)
-    return dataclasses.replace(out, seconds=time.perf_counter() - start, passes=float(op.passes))
+    cost = dataclasses.replace(out.cost, passes=float(op.passes),
+                               seconds=time.perf_counter() - start)
+    return dataclasses.replace(out, cost=cost)
 
 
 def _validate_trace(method, n_products, target_stderr, seed, block_size) -> None:

@@ -6,32 +6,26 @@ results (:mod:`~probes.implicit_bias.ground_truth`) and a model's distance to th
 (:mod:`~probes.implicit_bias.recovery`), and every measure at once
 (:func:`measures`, :mod:`~probes.implicit_bias.suite`). The names ``norms``, ``margins``,
 ``gradient_noise`` and ``weight_spectra`` are the modules; their probes are
-``norms.norms`` and so on.
+``norms.norms`` and so on. The result types are in :mod:`~probes.implicit_bias.results`
+(NumPy only); every name is imported on first use.
 """
 
-from probes.implicit_bias.suite import (
-    FAMILIES,
-    FisherRao,
-    GradientNoise,
-    Margins,
-    Measures,
-    Norms,
-    WeightSpectra,
-    alignment,
-    diagonal,
-    effective_rank,
-    factorization,
-    fisher_rao,
-    fit_power_law,
-    max_margin,
-    measures,
-    min_norm_interpolator,
-    path_norm,
+from __future__ import annotations
+
+from landscape.engine.lazy import attach
+
+_RESULTS = ("Diagonal", "DirectionAlignment", "Factorization", "FisherRao", "GradientNoise",
+            "Interpolator", "InterpolatorDistances", "MarginAlignment", "Margins",
+            "MatrixRecovery", "MaxMargin", "Measures", "Norms", "PowerLawFit", "WeightSpectra")
+_SUITE = ("FAMILIES", "alignment", "diagonal", "effective_rank", "factorization", "fisher_rao",
+          "fit_power_law", "max_margin", "measures", "min_norm_interpolator", "path_norm")
+
+__all__ = sorted([*_RESULTS, *_SUITE, "gradient_noise", "ground_truth", "layers", "margins",
+                  "norms", "recovery", "results", "suite", "weight_spectra"])
+
+__getattr__, __dir__ = attach(
+    __name__,
+    ["gradient_noise", "ground_truth", "layers", "margins", "norms", "recovery", "results",
+     "suite", "weight_spectra"],
+    {**{name: "results" for name in _RESULTS}, **{name: "suite" for name in _SUITE}},
 )
-
-from probes.implicit_bias import gradient_noise, margins, norms, weight_spectra
-
-__all__ = ["FAMILIES", "FisherRao", "GradientNoise", "Margins", "Measures", "Norms",
-           "WeightSpectra", "alignment", "diagonal", "effective_rank", "factorization",
-           "fisher_rao", "fit_power_law", "gradient_noise", "margins", "max_margin",
-           "measures", "min_norm_interpolator", "norms", "path_norm", "weight_spectra"]

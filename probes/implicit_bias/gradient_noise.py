@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -48,55 +47,10 @@ from torch import Tensor, nn
 from landscape.engine.checks import _check_int
 from landscape.engine.objective import Objective
 from landscape.engine.params import ParamFilter
-from landscape.engine.records import check_record
+
+from probes.implicit_bias.results import GradientNoise
 
 __all__ = ["GradientNoise", "Stream", "gradient_noise", "noise_of", "stream"]
-
-
-@dataclass(frozen=True, eq=False)
-class GradientNoise:
-    """Gradient noise (see the module docstring).
-
-    Attributes:
-        trace: ``tr Sigma = (1/N) sum_i ||g_i - g||^2``.
-        grad_norm_sq: ``||g||^2``, the full-batch gradient's squared norm.
-        b_simple: ``trace / grad_norm_sq`` (inf where the gradient is zero).
-        mean_sq_norm: ``(1/N) sum_i ||g_i||^2 = trace + grad_norm_sq``.
-        names: the parameter tensors; trace_per_param: ``tr Sigma`` restricted to each.
-        n_examples, n_params: N and P. mode, chunk_size: options.
-        passes: passes over the data. seconds: wall time.
-    """
-
-    trace: float
-    grad_norm_sq: float
-    b_simple: float
-    mean_sq_norm: float
-    names: tuple[str, ...]
-    trace_per_param: np.ndarray
-    n_examples: int
-    n_params: int
-    mode: str
-    chunk_size: int
-    passes: float
-    seconds: float
-
-    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """``(arrays, attrs)`` for :meth:`landscape.store.Store.write_record`."""
-        attrs = {k: getattr(self, k) for k in (
-            "trace", "grad_norm_sq", "b_simple", "mean_sq_norm", "n_examples", "n_params", "mode",
-            "chunk_size", "passes", "seconds")}
-        return ({"trace_per_param": np.asarray(self.trace_per_param)},
-                {"probe": "gradient_noise", "names": list(self.names), **attrs})
-
-    @classmethod
-    def from_record(cls, record: Any) -> GradientNoise:
-        """The result back from a :class:`landscape.store.Record` (or ``(arrays, attrs)``)."""
-        arrays, attrs = check_record(record, "gradient_noise", "GradientNoise.from_record")
-        floats = ("trace", "grad_norm_sq", "b_simple", "mean_sq_norm", "passes", "seconds")
-        return cls(**{k: float(attrs[k]) for k in floats}, names=tuple(attrs["names"]),
-                   trace_per_param=np.asarray(arrays["trace_per_param"], np.float64),
-                   n_examples=int(attrs["n_examples"]), n_params=int(attrs["n_params"]),
-                   mode=str(attrs["mode"]), chunk_size=int(attrs["chunk_size"]))
 
 
 def gradient_noise(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *,
@@ -178,4 +132,4 @@ def noise_of(obj: Objective, s: Stream, start: float) -> GradientNoise:
                          mean_sq_norm=trace + grad_sq, names=obj.layout.names,
                          trace_per_param=per_param, n_examples=n, n_params=obj.layout.numel,
                          mode=obj.mode, chunk_size=s.chunk_size,
-                         passes=float(obj.cost.passes), seconds=time.perf_counter() - start)
+                         cost=obj.cost.with_seconds(time.perf_counter() - start))

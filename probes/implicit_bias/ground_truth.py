@@ -61,7 +61,6 @@ References:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -70,12 +69,19 @@ from scipy.optimize import linprog, minimize, nnls
 from torch import Tensor, nn
 
 from landscape.engine.checks import _check_choice, _check_positive
-from landscape.engine.records import RecordMixin
+from landscape.engine.cost import Cost
 
+from probes.implicit_bias.results import (
+    Diagonal,
+    DirectionAlignment,
+    Factorization,
+    Interpolator,
+    MaxMargin,
+)
 from probes.implicit_bias.weight_spectra import effective_rank
 
-__all__ = ["MARGIN_NORMS", "NORMS", "Alignment", "Diagonal", "Factorization", "Interpolator",
-           "MaxMargin", "alignment", "diagonal", "factorization", "max_margin",
+__all__ = ["MARGIN_NORMS", "NORMS", "Diagonal", "DirectionAlignment", "Factorization",
+           "Interpolator", "MaxMargin", "alignment", "diagonal", "factorization", "max_margin",
            "min_norm_interpolator"]
 
 NORMS = ("l2", "l1")
@@ -86,88 +92,6 @@ MARGIN_NORMS = ("l2", "l1", "linf")
 _ORD = {"l2": 2, "l1": 1, "linf": np.inf}
 
 _FEAS = 1e-7  # feasibility tolerance, relative to the data scale
-
-
-@dataclass(frozen=True, eq=False)
-class MaxMargin(RecordMixin):
-    """The max-margin classifier: ``direction = w*/||w*||_2`` (unit l2 norm for either
-    ``norm``); ``weights = w*`` (smallest functional margin 1); ``intercept = b*`` (0.0 without
-    ``bias``); ``margin = 1/||w*||_p``, the largest ``min_i y_i (w.x_i + b) / ||w||_p``;
-    ``support``: the active constraints (functional margin within 1e-6 of 1, relative to the
-    data scale), int64; the options; ``solver`` (nnls-ldp, slsqp, highs); wall time."""
-
-    _probe = "ground_truth.max_margin"
-    direction: np.ndarray
-    weights: np.ndarray
-    intercept: float
-    margin: float
-    support: np.ndarray
-    norm: str
-    bias: bool
-    solver: str
-    seconds: float
-
-
-@dataclass(frozen=True, eq=False)
-class Alignment(RecordMixin):
-    """A linear classifier ``w`` against ``w*`` of ``norm``: ``cosine``; ``direction_error =
-    ||w/||w||_2 - w*/||w*||_2||_2 = sqrt(2 - 2 cosine)``; ``margin = min_i y_i w.x_i /
-    ||w||_p``, at most ``max_margin`` (that of ``w*``), equal iff ``w`` is a solution;
-    ``weight_norm = ||w||_2``; the unit (l2) ``direction`` of ``w`` and ``reference`` of ``w*``."""
-
-    _probe = "ground_truth.alignment"
-    cosine: float
-    direction_error: float
-    margin: float
-    max_margin: float
-    weight_norm: float
-    norm: str
-    direction: np.ndarray
-    reference: np.ndarray
-
-
-@dataclass(frozen=True, eq=False)
-class Factorization(RecordMixin):
-    """The end-to-end ``matrix``, its ``singular_values`` (descending), their sum (nuclear
-    norm) and largest; Roy and Vetterli's effective rank of the singular values above ``tol``
-    (:func:`probes.implicit_bias.weight_spectra.effective_rank`, NaN for the zero matrix); the numerical rank,
-    the number of singular values above ``tol``."""
-
-    _probe = "ground_truth.factorization"
-    matrix: np.ndarray
-    singular_values: np.ndarray
-    nuclear_norm: float
-    spectral_norm: float
-    effective_rank: float
-    numerical_rank: int
-    tol: float
-
-
-@dataclass(frozen=True, eq=False)
-class Diagonal(RecordMixin):
-    """Effective weights ``beta`` of a diagonal network, their l1 and l2 norms, and the depth D
-    (None for a model without a ``depth`` attribute)."""
-
-    _probe = "ground_truth.diagonal"
-    beta: np.ndarray
-    l1_norm: float
-    l2_norm: float
-    depth: int | None
-
-
-@dataclass(frozen=True, eq=False)
-class Interpolator(RecordMixin):
-    """The minimum-``norm`` ``beta`` with ``X beta = y``, its l1 and l2 norms, the largest
-    residual ``max_i |x_i . beta - y_i|``, the solver, its wall time."""
-
-    _probe = "ground_truth.min_norm_interpolator"
-    beta: np.ndarray
-    norm: str
-    l1_norm: float
-    l2_norm: float
-    residual: float
-    solver: str
-    seconds: float
 
 
 def _host(fn: str, name: str, value: Any) -> np.ndarray:
@@ -310,7 +234,7 @@ def max_margin(x: Any, y: Any, *, norm: str = "l2", bias: bool = False) -> MaxMa
     size = float(np.linalg.norm(w, ord=_ORD[norm]))
     return MaxMargin(direction=_unit(w), weights=w, intercept=b, margin=1.0 / size,
                      support=support, norm=norm, bias=bias, solver=solver,
-                     seconds=time.perf_counter() - start)
+                     cost=Cost(seconds=time.perf_counter() - start))
 
 
 def _weight(fn: str, w: Any) -> np.ndarray:
@@ -336,7 +260,7 @@ def _weight(fn: str, w: Any) -> np.ndarray:
 
 
 def alignment(w_or_model: Any, x: Any, y: Any, *, norm: str = "l2",
-              reference: MaxMargin | None = None) -> Alignment:
+              reference: MaxMargin | None = None) -> DirectionAlignment:
     """How close a bias-free linear classifier is to the max-margin direction of ``(x, y)``.
 
     Args:
@@ -349,7 +273,8 @@ def alignment(w_or_model: Any, x: Any, y: Any, *, norm: str = "l2",
         reference: a bias-free :class:`MaxMargin` of ``(x, y)`` in ``norm`` to reuse (e.g.
             along a trajectory); None solves it.
 
-    Returns :class:`Alignment`: cosine, direction error, normalised margin, ``||w||_2``.
+    Returns :class:`DirectionAlignment`: cosine, direction error, normalised margin,
+    ``||w||_2``.
 
     Examples:
         >>> mm = max_margin(X, y)
@@ -371,9 +296,10 @@ def alignment(w_or_model: Any, x: Any, y: Any, *, norm: str = "l2",
     u, ref = _unit(w), reference.direction
     cosine = float(np.clip(u @ ref, -1.0, 1.0))
     size = float(np.linalg.norm(w, ord=_ORD[norm]))
-    return Alignment(cosine=cosine, direction_error=float(np.linalg.norm(u - ref)),
-                     margin=float((y * (x @ w)).min() / size), max_margin=reference.margin,
-                     weight_norm=float(np.linalg.norm(w)), norm=norm, direction=u, reference=ref)
+    return DirectionAlignment(cosine=cosine, direction_error=float(np.linalg.norm(u - ref)),
+                              margin=float((y * (x @ w)).min() / size),
+                              max_margin=reference.margin, weight_norm=float(np.linalg.norm(w)),
+                              norm=norm, direction=u, reference=ref)
 
 
 def factorization(model_or_matrix: Any, *, tol: float | None = None) -> Factorization:
@@ -457,4 +383,4 @@ def min_norm_interpolator(x: Any, y: Any, *, norm: str = "l2") -> Interpolator:
                          f"least-squares residual is {residual:.3g})")
     return Interpolator(beta=beta, norm=norm, l1_norm=float(np.abs(beta).sum()),
                         l2_norm=float(np.linalg.norm(beta)), residual=residual, solver=solver,
-                        seconds=time.perf_counter() - start)
+                        cost=Cost(seconds=time.perf_counter() - start))

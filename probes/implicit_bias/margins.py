@@ -47,7 +47,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -56,66 +55,15 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten
 
 from landscape.engine.checks import _check_fraction
+from landscape.engine.cost import Cost
 from landscape.engine.context import evaluation
 from landscape.engine.objective import Objective
 from landscape.engine.params import ParamFilter
-from landscape.engine.records import check_record
 
 from probes.implicit_bias.layers import matrices, resolve_init, selected
+from probes.implicit_bias.results import Margins
 
 __all__ = ["Margins", "margin_of", "margins", "spectral_complexity"]
-
-
-@dataclass(frozen=True, eq=False)
-class Margins:
-    """Margins of a dataset (see the module docstring).
-
-    Attributes:
-        margins: ``gamma_i`` per example, in data order (N,).
-        normalised: ``gamma_i N / (R_A ||X||_F)`` (N,).
-        minimum, quantile: of the margins; normalised_minimum, normalised_quantile: of the
-            normalised ones. q: the quantile's level.
-        spectral_complexity: ``R_A``; input_norm: ``||X||_F``; reference: ``"init"`` or
-            ``"zero"`` (the matrices ``M_l``); layers: the layers in ``R_A``.
-        n_examples, mode, passes, seconds: the data size, the evaluation mode and the cost.
-    """
-
-    margins: np.ndarray
-    normalised: np.ndarray
-    minimum: float
-    quantile: float
-    normalised_minimum: float
-    normalised_quantile: float
-    q: float
-    spectral_complexity: float
-    input_norm: float
-    reference: str
-    layers: tuple[str, ...]
-    n_examples: int
-    mode: str
-    passes: float
-    seconds: float
-
-    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """``(arrays, attrs)`` for :meth:`landscape.store.Store.write_record`."""
-        attrs = {k: getattr(self, k) for k in (
-            "minimum", "quantile", "normalised_minimum", "normalised_quantile", "q",
-            "spectral_complexity", "input_norm", "reference", "n_examples", "mode", "passes",
-            "seconds")}
-        return ({"margins": np.asarray(self.margins), "normalised": np.asarray(self.normalised)},
-                {"probe": "margins", "layers": list(self.layers), **attrs})
-
-    @classmethod
-    def from_record(cls, record: Any) -> Margins:
-        """The result back from a :class:`landscape.store.Record` (or ``(arrays, attrs)``)."""
-        arrays, attrs = check_record(record, "margins", "Margins.from_record")
-        floats = ("minimum", "quantile", "normalised_minimum", "normalised_quantile", "q",
-                  "spectral_complexity", "input_norm", "passes", "seconds")
-        return cls(margins=np.asarray(arrays["margins"], np.float64),
-                   normalised=np.asarray(arrays["normalised"], np.float64),
-                   **{k: float(attrs[k]) for k in floats}, reference=str(attrs["reference"]),
-                   layers=tuple(attrs["layers"]), n_examples=int(attrs["n_examples"]),
-                   mode=str(attrs["mode"]))
 
 
 def margin_of(outputs: Tensor, targets: Tensor) -> Tensor:
@@ -235,5 +183,5 @@ def margins(model: nn.Module, data: Any, *, q: float = 0.1, init: Any = None,
         quantile=_order_statistic(values, q), normalised_minimum=float(normalised.min()),
         normalised_quantile=_order_statistic(normalised, q), q=q, spectral_complexity=r_a,
         input_norm=norm_x, reference="zero" if init is None else "init",
-        layers=tuple(layers), n_examples=n, mode=mode, passes=float(obj.cost.passes + 1),
-        seconds=time.perf_counter() - start)
+        layers=tuple(layers), n_examples=n, mode=mode,
+        cost=obj.cost.with_seconds(time.perf_counter() - start) + Cost(passes=1.0))

@@ -75,7 +75,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -87,9 +86,10 @@ from landscape.engine.checks import _check_int
 from landscape.engine.context import evaluation
 from landscape.engine.objective import Objective
 from landscape.engine.params import ParamFilter
-from landscape.engine.records import check_record
+from landscape.engine.cost import Cost
 
-from probes.implicit_bias.layers import matrices, none_or, resolve_init, selected
+from probes.implicit_bias.layers import matrices, resolve_init, selected
+from probes.implicit_bias.results import FisherRao, Norms
 
 __all__ = ["FisherRao", "Norms", "fisher_rao", "fisher_rao_of", "norms", "path_norm"]
 
@@ -100,86 +100,6 @@ _PATH_MODULES = (
     nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AvgPool1d, nn.AvgPool2d,
     nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
 )
-
-
-@dataclass(frozen=True, eq=False)
-class Norms:
-    """Norms of a model's layers (see the module docstring).
-
-    Attributes:
-        layers: names of the layers (selected parameters with ndim >= 2); shapes: their
-            matrix shapes (out, rest).
-        frobenius, spectral: ``||W_l||_F`` and ``||W_l||_2`` per layer.
-        dist_frobenius, dist_spectral: ``||W_l - W_l^0||_F`` and ``_2`` per layer (None
-            without ``init``).
-        log_prod_frobenius, log_prod_spectral: ``sum_l log ||W_l||``.
-        sum_frobenius_sq, sum_spectral_sq: ``sum_l ||W_l||^2``.
-        param_norm: ``||theta||_2`` over all selected parameters (biases included).
-        dist_param_norm: ``||theta - theta_0||_2`` (None without ``init``).
-        path_norm: :func:`path_norm` (None without ``input_shape``); input_shape, strict: its
-            options.
-        n_params: the number of selected parameters. seconds: wall time.
-    """
-
-    layers: tuple[str, ...]
-    shapes: tuple[tuple[int, int], ...]
-    frobenius: np.ndarray
-    spectral: np.ndarray
-    dist_frobenius: np.ndarray | None
-    dist_spectral: np.ndarray | None
-    log_prod_frobenius: float
-    log_prod_spectral: float
-    sum_frobenius_sq: float
-    sum_spectral_sq: float
-    param_norm: float
-    dist_param_norm: float | None
-    path_norm: float | None
-    input_shape: tuple[int, ...] | None
-    strict: bool
-    n_params: int
-    seconds: float
-
-    @property
-    def prod_frobenius(self) -> float:
-        """``prod_l ||W_l||_F`` (inf where it overflows)."""
-        return float(np.exp(self.log_prod_frobenius))
-
-    @property
-    def prod_spectral(self) -> float:
-        """``prod_l ||W_l||_2`` (inf where it overflows)."""
-        return float(np.exp(self.log_prod_spectral))
-
-    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """``(arrays, attrs)`` for :meth:`landscape.store.Store.write_record`."""
-        arrays = {"frobenius": self.frobenius, "spectral": self.spectral}
-        if self.dist_frobenius is not None:
-            arrays.update(dist_frobenius=self.dist_frobenius, dist_spectral=self.dist_spectral)
-        attrs = {k: getattr(self, k) for k in (
-            "log_prod_frobenius", "log_prod_spectral", "sum_frobenius_sq", "sum_spectral_sq",
-            "param_norm", "dist_param_norm", "path_norm", "strict", "n_params", "seconds")}
-        attrs.update(layers=list(self.layers), shapes=[list(s) for s in self.shapes],
-                     input_shape=None if self.input_shape is None else list(self.input_shape))
-        return arrays, {"probe": "norms", **attrs}
-
-    @classmethod
-    def from_record(cls, record: Any) -> Norms:
-        """The result back from a :class:`landscape.store.Record` (or ``(arrays, attrs)``)."""
-        arrays, attrs = check_record(record, "norms", "Norms.from_record")
-
-        def arr(key: str) -> np.ndarray | None:
-            return np.asarray(arrays[key], dtype=np.float64) if key in arrays else None
-
-        return cls(
-            layers=tuple(attrs["layers"]), shapes=tuple(tuple(s) for s in attrs["shapes"]),
-            frobenius=arr("frobenius"), spectral=arr("spectral"),
-            dist_frobenius=arr("dist_frobenius"), dist_spectral=arr("dist_spectral"),
-            **{k: float(attrs[k]) for k in ("log_prod_frobenius", "log_prod_spectral",
-                                            "sum_frobenius_sq", "sum_spectral_sq",
-                                            "param_norm", "seconds")},
-            dist_param_norm=none_or(float, attrs["dist_param_norm"]),
-            path_norm=none_or(float, attrs["path_norm"]),
-            input_shape=none_or(tuple, attrs["input_shape"]), strict=bool(attrs["strict"]),
-            n_params=int(attrs["n_params"]))
 
 
 def _as_numpy(values: list[Tensor]) -> np.ndarray:
@@ -247,7 +167,7 @@ def norms(model: nn.Module, *, init: Any = None,
         param_norm=math.sqrt(param_sq), dist_param_norm=dist,
         path_norm=None if shape is None else path_norm(model, shape, strict=strict),
         input_shape=shape, strict=strict, n_params=sum(p.numel() for p in chosen.values()),
-        seconds=time.perf_counter() - start)
+        cost=Cost(seconds=time.perf_counter() - start))
 
 
 def _check_shape(where: str, input_shape: Any) -> tuple[int, ...]:
@@ -333,43 +253,6 @@ def path_norm(model: nn.Module, input_shape: Sequence[int], *, strict: bool = Tr
     return value
 
 
-@dataclass(frozen=True, eq=False)
-class FisherRao:
-    """The empirical Fisher-Rao norm (see the module docstring).
-
-    Attributes:
-        value: ``||theta||_fr``; squared: ``||theta||_fr^2 = mean_i <theta, g_i>^2``.
-        inner: ``<theta, g_i>`` per example, in data order (N,).
-        n_examples, n_params: N and P. mode: the evaluation mode.
-        passes: passes over the data. seconds: wall time.
-    """
-
-    value: float
-    squared: float
-    inner: np.ndarray
-    n_examples: int
-    n_params: int
-    mode: str
-    passes: float
-    seconds: float
-
-    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """``(arrays, attrs)`` for :meth:`landscape.store.Store.write_record`."""
-        attrs = {k: getattr(self, k) for k in ("value", "squared", "n_examples", "n_params",
-                                                "mode", "passes", "seconds")}
-        return {"inner": np.asarray(self.inner)}, {"probe": "norms.fisher_rao", **attrs}
-
-    @classmethod
-    def from_record(cls, record: Any) -> FisherRao:
-        """The result back from a :class:`landscape.store.Record` (or ``(arrays, attrs)``)."""
-        arrays, attrs = check_record(record, "norms.fisher_rao", "FisherRao.from_record")
-        return cls(value=float(attrs["value"]), squared=float(attrs["squared"]),
-                   inner=np.asarray(arrays["inner"], dtype=np.float64),
-                   n_examples=int(attrs["n_examples"]), n_params=int(attrs["n_params"]),
-                   mode=str(attrs["mode"]), passes=float(attrs["passes"]),
-                   seconds=float(attrs["seconds"]))
-
-
 def fisher_rao(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *,
                params: ParamFilter | Iterable[str] | None = None, mode: str = "eval",
                batch_size: int | None = None, chunk_size: int = 256,
@@ -406,5 +289,4 @@ def fisher_rao_of(obj: Objective, inner: Tensor, start: float) -> FisherRao:
     squared = float(np.mean(inner_np ** 2))
     return FisherRao(value=math.sqrt(squared), squared=squared, inner=inner_np,
                      n_examples=obj.n_examples, n_params=obj.layout.numel, mode=obj.mode,
-                     passes=float(obj.cost.passes),
-                     seconds=time.perf_counter() - start)
+                     cost=obj.cost.with_seconds(time.perf_counter() - start))

@@ -12,12 +12,12 @@ of the usual ``(model, loss_fn, data)`` form, built on the solvers of
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
 from typing import Any
 
 import numpy as np
 
-from landscape.engine.records import RecordMixin
+from landscape.engine.cost import Cost
 
 from probes.implicit_bias.ground_truth import (
     MARGIN_NORMS,
@@ -29,80 +29,10 @@ from probes.implicit_bias.ground_truth import (
     factorization,
     min_norm_interpolator,
 )
+from probes.implicit_bias.results import InterpolatorDistances, MarginAlignment, MatrixRecovery
 
 __all__ = ["InterpolatorDistances", "MarginAlignment", "MatrixRecovery", "interpolator_distances",
            "margin_alignment", "matrix_recovery"]
-
-
-@dataclass(frozen=True, eq=False)
-class MarginAlignment(RecordMixin):
-    """A bias-free linear classifier ``w`` against the l2, l1 and linf max-margin directions of
-    its data: for each norm p, ``cosine_p`` and ``direction_error_p`` (of the unit l2
-    directions, as :class:`Alignment`), ``margin_p = min_i y_i w.x_i / ||w||_p`` and the
-    largest possible, ``max_margin_p``; ``weight_norm = ||w||_2``."""
-
-    _probe = "ground_truth.margin_alignment"
-    cosine_l2: float
-    direction_error_l2: float
-    margin_l2: float
-    max_margin_l2: float
-    cosine_l1: float
-    direction_error_l1: float
-    margin_l1: float
-    max_margin_l1: float
-    cosine_linf: float
-    direction_error_linf: float
-    margin_linf: float
-    max_margin_linf: float
-    weight_norm: float
-
-    def row(self) -> dict[str, float]:
-        """The fields as a dict (a row of a series along training)."""
-        return {f: getattr(self, f) for f in self.__dataclass_fields__}
-
-
-@dataclass(frozen=True, eq=False)
-class InterpolatorDistances(RecordMixin):
-    """A diagonal network's ``beta`` against the minimum-l1 (``beta_l1``) and minimum-l2
-    (``beta_l2``) interpolators of its data: ``distance_l1 = ||beta - beta_l1||_2``,
-    ``distance_l2 = ||beta - beta_l2||_2``; the l1 and l2 norms of ``beta`` and of the two
-    interpolators (``min_l1_norm = ||beta_l1||_1``, ``min_l2_norm = ||beta_l2||_2``); the
-    largest training residual ``max_i |x_i . beta - y_i|``; the depth (None if unknown)."""
-
-    _probe = "ground_truth.interpolator_distances"
-    beta: np.ndarray
-    beta_l1: np.ndarray
-    beta_l2: np.ndarray
-    distance_l1: float
-    distance_l2: float
-    l1_norm: float
-    l2_norm: float
-    min_l1_norm: float
-    min_l2_norm: float
-    residual: float
-    depth: int | None
-
-
-@dataclass(frozen=True, eq=False)
-class MatrixRecovery(RecordMixin):
-    """A factorised model's matrix ``X`` against the truth ``X*`` of a matrix-sensing problem:
-    ``X``'s nuclear norm, effective and numerical rank (:func:`factorization`), the truth's
-    nuclear norm (the reference minimum nuclear norm: see :func:`matrix_recovery`), the
-    Frobenius distance ``||X - X*||_F`` and its ratio to ``||X*||_F``, and the root mean square
-    training residual ``sqrt(mean_i (<A_i, X> - y_i)^2)``."""
-
-    _probe = "ground_truth.matrix_recovery"
-    matrix: np.ndarray
-    truth: np.ndarray
-    singular_values: np.ndarray
-    nuclear_norm: float
-    truth_nuclear_norm: float
-    effective_rank: float
-    numerical_rank: int
-    distance: float
-    relative_distance: float
-    residual: float
-
 
 
 def _pair(fn: str, data: Any) -> tuple[Any, Any]:
@@ -129,6 +59,7 @@ def margin_alignment(model: Any, loss_fn: Any, data: Any, *,
         >>> a = margin_alignment(model, None, (X, y)); a.direction_error_l2, a.cosine_l1
     """
     fn = "margin_alignment"
+    start = time.perf_counter()
     x, y = _pair(fn, data)
     refs = dict(references or {})
     out: dict[str, float] = {}
@@ -137,7 +68,7 @@ def margin_alignment(model: Any, loss_fn: Any, data: Any, *,
         out.update({f"cosine_{norm}": a.cosine, f"direction_error_{norm}": a.direction_error,
                     f"margin_{norm}": a.margin, f"max_margin_{norm}": a.max_margin})
         out["weight_norm"] = a.weight_norm
-    return MarginAlignment(**out)
+    return MarginAlignment(**out, cost=Cost(seconds=time.perf_counter() - start))
 
 
 def interpolator_distances(model: Any, loss_fn: Any, data: Any) -> InterpolatorDistances:
@@ -156,6 +87,7 @@ def interpolator_distances(model: Any, loss_fn: Any, data: Any) -> InterpolatorD
         >>> r = interpolator_distances(net, None, (X, y)); r.distance_l1, r.distance_l2
     """
     fn = "interpolator_distances"
+    start = time.perf_counter()
     x, y = _pair(fn, data)
     d = diagonal(model)
     xs, ys = _data(fn, x, y)
@@ -168,7 +100,8 @@ def interpolator_distances(model: Any, loss_fn: Any, data: Any) -> InterpolatorD
         distance_l1=float(np.linalg.norm(d.beta - l1.beta)),
         distance_l2=float(np.linalg.norm(d.beta - l2.beta)), l1_norm=d.l1_norm,
         l2_norm=d.l2_norm, min_l1_norm=l1.l1_norm, min_l2_norm=l2.l2_norm,
-        residual=float(np.abs(xs @ d.beta - ys).max()), depth=d.depth)
+        residual=float(np.abs(xs @ d.beta - ys).max()), depth=d.depth,
+        cost=Cost(seconds=time.perf_counter() - start))
 
 
 def matrix_recovery(model: Any, loss_fn: Any, data: Any, *, truth: Any = None,
@@ -203,6 +136,7 @@ def matrix_recovery(model: Any, loss_fn: Any, data: Any, *, truth: Any = None,
         >>> r.nuclear_norm / r.truth_nuclear_norm, r.relative_distance
     """
     fn = "matrix_recovery"
+    start = time.perf_counter()
     a, y = _pair(fn, data)
     f = factorization(model)
     d = f.matrix.shape[0]
@@ -227,4 +161,5 @@ def matrix_recovery(model: Any, loss_fn: Any, data: Any, *, truth: Any = None,
         truth_nuclear_norm=float(np.linalg.svd(t, compute_uv=False).sum()),
         effective_rank=f.effective_rank, numerical_rank=f.numerical_rank, distance=dist,
         relative_distance=dist / float(np.linalg.norm(t)),
-        residual=float(np.sqrt(np.mean(res**2))))
+        residual=float(np.sqrt(np.mean(res**2))),
+        cost=Cost(seconds=time.perf_counter() - start))

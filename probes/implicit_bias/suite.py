@@ -60,21 +60,19 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from torch import Tensor, nn
 
-from landscape import Objective
 from landscape.engine.checks import _check_int, _check_positive
+from landscape.engine.cost import Cost
+from landscape.engine.objective import Objective
 from landscape.engine.params import ParamFilter
-from landscape.engine.records import check_record
 
 from probes.sharpness.average import average_case
 from probes.sharpness.flatness import pac_bayes
 from probes.implicit_bias.gradient_noise import (
-    GradientNoise,
     Stream,
     gradient_noise,
     noise_of,
@@ -87,10 +85,17 @@ from probes.implicit_bias.ground_truth import (
     max_margin,
     min_norm_interpolator,
 )
-from probes.implicit_bias.margins import Margins, margins
-from probes.implicit_bias.norms import FisherRao, Norms, fisher_rao, fisher_rao_of, norms, path_norm
-from probes.implicit_bias.weight_spectra import (
+from probes.implicit_bias.margins import margins
+from probes.implicit_bias.norms import fisher_rao, fisher_rao_of, norms, path_norm
+from probes.implicit_bias.results import (
+    FisherRao,
+    GradientNoise,
+    Margins,
+    Measures,
+    Norms,
     WeightSpectra,
+)
+from probes.implicit_bias.weight_spectra import (
     effective_rank,
     fit_power_law,
     weight_spectra,
@@ -107,49 +112,6 @@ FAMILIES = ("norms", "margins", "spectra", "noise", "sharpness", "pac_bayes")
 
 _LAYER_ARRAYS = ("frobenius", "spectral", "dist_frobenius", "dist_spectral", "effective_rank",
                  "stable_rank", "alpha")
-
-
-@dataclass(frozen=True, eq=False)
-class Measures:
-    """Every applicable measure at one point.
-
-    Attributes:
-        values: measure name -> value (None where it does not apply; see the module table).
-        skipped: measure or family -> why it is None.
-        layers: the layers (parameters of ndim >= 2) of the per-layer arrays.
-        per_layer: ``frobenius``, ``spectral``, ``dist_frobenius``, ``dist_spectral``,
-            ``effective_rank``, ``stable_rank``, ``alpha`` (NaN where there is none), one entry
-            a layer.
-        options: the options the measures were computed with.
-        passes: passes over the data, all measures together. seconds: wall time.
-    """
-
-    values: dict[str, float | None]
-    skipped: dict[str, str]
-    layers: tuple[str, ...]
-    per_layer: dict[str, np.ndarray] = field(default_factory=dict)
-    options: dict[str, Any] = field(default_factory=dict)
-    passes: float = 0.0
-    seconds: float = 0.0
-
-    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """``(arrays, attrs)`` for :meth:`landscape.store.Store.write_record`."""
-        attrs = {"probe": "measures", "values": dict(self.values), "skipped": dict(self.skipped),
-                 "layers": list(self.layers), "options": dict(self.options),
-                 "passes": float(self.passes), "seconds": float(self.seconds)}
-        return {f"layer_{k}": np.asarray(v, dtype=np.float64)
-                for k, v in self.per_layer.items()}, attrs
-
-    @classmethod
-    def from_record(cls, record: Any) -> Measures:
-        """The result back from a :class:`landscape.store.Record` (or ``(arrays, attrs)``)."""
-        arrays, attrs = check_record(record, "measures", "Measures.from_record")
-        values = {k: None if v is None else float(v) for k, v in attrs["values"].items()}
-        return cls(values=values, skipped=dict(attrs["skipped"]), layers=tuple(attrs["layers"]),
-                   per_layer={k.removeprefix("layer_"): np.asarray(v, dtype=np.float64)
-                              for k, v in arrays.items() if k.startswith("layer_")},
-                   options=dict(attrs["options"]), passes=float(attrs["passes"]),
-                   seconds=float(attrs["seconds"]))
 
 
 def _include(include: Iterable[str] | None) -> tuple[str, ...]:
@@ -210,7 +172,7 @@ def measures(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: A
     skipped: dict[str, str] = {}
     per_layer: dict[str, np.ndarray] = {}
     layers: tuple[str, ...] = ()
-    passes = 0.0  # of the probes with objectives of their own; obj's are added at the end
+    spent = Cost()  # of the probes with objectives of their own; obj's is added at the end
 
     def skip(names: Iterable[str], why: str) -> None:
         for name in names:
@@ -261,7 +223,7 @@ def measures(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: A
                           inverse_margin_q10_sq=1.0 / q ** 2 if q > 0 else None)
             if q <= 0:
                 skipped["inverse_margin_q10_sq"] = "the 10th-percentile margin is not positive"
-            passes += mg.passes
+            spent += mg.cost
 
     if "spectra" in families:
         ws = weight_spectra(model, params=params)
@@ -289,7 +251,7 @@ def measures(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: A
                              n_samples=n_samples, seed=seed, **common)
             values[f"sharpness_worst{suffix}"] = w.value
             values[f"sharpness_average{suffix}"] = a.value
-            passes += w.passes + a.passes
+            spent += w.cost + a.cost
 
     if "pac_bayes" in families:
         names = ("pac_bayes_flatness", "pac_bayes_flatness_magnitude")
@@ -300,12 +262,12 @@ def measures(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: A
                 pb = pac_bayes(model, loss_fn, data, magnitude_aware=aware,
                                n_samples=pac_bayes_samples, seed=seed, **common)
                 values[name] = _finite_or_none(pb.flatness)
-                passes += pb.passes
+                spent += pb.cost
 
     options = {"include": list(families), "rho": rho, "adaptive_rho": adaptive_rho,
                "steps": steps, "n_samples": n_samples, "pac_bayes_samples": pac_bayes_samples,
                "mode": mode, "seed": seed, "init": init is not None,
                "n_params": obj.layout.numel, "n_examples": obj.n_examples}
     return Measures(values=values, skipped=skipped, layers=tuple(layers), per_layer=per_layer,
-                    options=options, passes=float(passes + obj.cost.passes),
-                    seconds=time.perf_counter() - started)
+                    options=options,
+                    cost=(spent + obj.cost).with_seconds(time.perf_counter() - started))

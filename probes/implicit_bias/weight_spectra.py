@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -59,9 +58,10 @@ from torch import nn
 
 from landscape.engine.checks import _check_int
 from landscape.engine.params import ParamFilter
-from landscape.engine.records import check_record
+from landscape.engine.cost import Cost
 
-from probes.implicit_bias.layers import matrices, selected, split
+from probes.implicit_bias.layers import matrices, selected
+from probes.implicit_bias.results import PowerLawFit, WeightSpectra
 
 __all__ = ["MIN_EIGENVALUES", "MIN_TAIL", "PowerLawFit", "WeightSpectra", "effective_rank",
            "fit_power_law", "weight_spectra"]
@@ -71,18 +71,6 @@ MIN_EIGENVALUES = 50
 
 MIN_TAIL = 10
 """Eigenvalues that the smallest tail of a fit must keep."""
-
-
-@dataclass(frozen=True)
-class PowerLawFit:
-    """A continuous power-law fit of a tail: ``alpha``, ``xmin``, the KS distance, the tail
-    size ``n_tail`` and the standard error ``(alpha - 1) / sqrt(n_tail)``."""
-
-    alpha: float
-    xmin: float
-    ks_distance: float
-    n_tail: int
-    stderr: float
 
 
 def fit_power_law(values: Any, *, min_tail: int = MIN_TAIL) -> PowerLawFit:
@@ -121,75 +109,6 @@ def fit_power_law(values: Any, *, min_tail: int = MIN_TAIL) -> PowerLawFit:
     if best is None:
         raise ValueError("fit_power_law: no tail to fit: the largest values are all equal")
     return best
-
-
-@dataclass(frozen=True, eq=False)
-class WeightSpectra:
-    """Spectra of the layers (see the module docstring).
-
-    Attributes:
-        layers: layer names; shapes: their matrix shapes (out, rest).
-        singular_values: per layer, descending (NumPy float64).
-        effective_rank, stable_rank: per layer (L,).
-        alpha: per layer, the power-law exponent of the eigenvalues of ``W^T W`` or None;
-            alpha_reason: None where fitted, else why not; fits: the whole
-            :class:`PowerLawFit` or None.
-        min_eigenvalues, min_tail: the fit's options. seconds: wall time.
-    """
-
-    layers: tuple[str, ...]
-    shapes: tuple[tuple[int, int], ...]
-    singular_values: tuple[np.ndarray, ...]
-    effective_rank: np.ndarray
-    stable_rank: np.ndarray
-    alpha: tuple[float | None, ...]
-    alpha_reason: tuple[str | None, ...]
-    fits: tuple[PowerLawFit | None, ...]
-    min_eigenvalues: int
-    min_tail: int
-    seconds: float
-
-    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """``(arrays, attrs)`` for :meth:`landscape.store.Store.write_record`; per-layer fit
-        values are NaN (and ``n_tail`` 0) where ``alpha_reason`` says there is no fit."""
-        def col(key: str) -> np.ndarray:
-            return np.array([np.nan if f is None else getattr(f, key) for f in self.fits],
-                            dtype=np.float64)
-
-        arrays = {
-            "singular_values": (np.concatenate(self.singular_values) if self.singular_values
-                                else np.zeros(0)),
-            "counts": np.array([len(s) for s in self.singular_values], dtype=np.int64),
-            "effective_rank": self.effective_rank, "stable_rank": self.stable_rank,
-            "alpha": col("alpha"), "xmin": col("xmin"), "ks_distance": col("ks_distance"),
-            "alpha_stderr": col("stderr"),
-            "n_tail": np.array([0 if f is None else f.n_tail for f in self.fits], np.int64),
-        }
-        attrs = {"layers": list(self.layers), "shapes": [list(s) for s in self.shapes],
-                 "alpha_reason": list(self.alpha_reason), "min_eigenvalues": self.min_eigenvalues,
-                 "min_tail": self.min_tail, "seconds": self.seconds}
-        return arrays, {"probe": "weight_spectra", **attrs}
-
-    @classmethod
-    def from_record(cls, record: Any) -> WeightSpectra:
-        """The result back from a :class:`landscape.store.Record` (or ``(arrays, attrs)``)."""
-        arrays, attrs = check_record(record, "weight_spectra", "WeightSpectra.from_record")
-        reasons = tuple(attrs["alpha_reason"])
-        fits = tuple(
-            None if reason is not None else PowerLawFit(
-                alpha=float(arrays["alpha"][i]), xmin=float(arrays["xmin"][i]),
-                ks_distance=float(arrays["ks_distance"][i]), n_tail=int(arrays["n_tail"][i]),
-                stderr=float(arrays["alpha_stderr"][i]))
-            for i, reason in enumerate(reasons))
-        return cls(layers=tuple(attrs["layers"]), shapes=tuple(tuple(s) for s in attrs["shapes"]),
-                   singular_values=split(np.asarray(arrays["singular_values"], np.float64),
-                                         arrays["counts"]),
-                   effective_rank=np.asarray(arrays["effective_rank"], np.float64),
-                   stable_rank=np.asarray(arrays["stable_rank"], np.float64),
-                   alpha=tuple(None if f is None else f.alpha for f in fits),
-                   alpha_reason=reasons, fits=fits,
-                   min_eigenvalues=int(attrs["min_eigenvalues"]), min_tail=int(attrs["min_tail"]),
-                   seconds=float(attrs["seconds"]))
 
 
 def effective_rank(s: np.ndarray) -> float:
@@ -260,4 +179,4 @@ def weight_spectra(model: nn.Module, *, params: ParamFilter | Iterable[str] | No
                          stable_rank=np.array(srank), alpha=tuple(alphas),
                          alpha_reason=tuple(reasons), fits=tuple(fits),
                          min_eigenvalues=int(min_eigenvalues), min_tail=int(min_tail),
-                         seconds=time.perf_counter() - start)
+                         cost=Cost(seconds=time.perf_counter() - start))

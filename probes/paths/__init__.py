@@ -2,7 +2,8 @@
 their barriers (:mod:`~probes.paths.interpolation`), weight matching
 (:mod:`~probes.paths.alignment`), the instability of forked training
 (:mod:`~probes.paths.instability`), and the stored path results
-(:mod:`~probes.paths.results`, NumPy only).
+(:mod:`~probes.paths.results`, NumPy only: :class:`Path`, :class:`Curve`,
+:class:`Instability`, :class:`WeightMatching`).
 
 Submodules are imported on first use.
 """
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 from landscape.engine.lazy import attach
 
-__all__ = ["Curve", "Path", "alignment", "instability", "interpolation", "results"]
+__all__ = ["INTERPOLATION_KINDS", "Curve", "Instability", "Path", "WeightMatching", "alignment",
+           "instability", "interpolation", "results"]
 
 __getattr__, __dir__ = attach(
     __name__, ["alignment", "instability", "interpolation", "results"],
-    {"Curve": "results", "Path": "results"},
+    {name: "results" for name in ("INTERPOLATION_KINDS", "Curve", "Instability", "Path",
+                                  "WeightMatching")},
 )

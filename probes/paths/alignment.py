@@ -54,11 +54,12 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from landscape.engine.checks import _check_int
-from landscape.engine.records import check_record
+from landscape.engine.cost import Cost
 
-__all__ = ["Alignment", "align", "hidden_units", "permute"]
+from probes.paths.results import WeightMatching
 
-PROBE = "interpolation.align"
+__all__ = ["WeightMatching", "align", "hidden_units", "permute"]
+
 _WEIGHTS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _UNITWISE = (  # act on each unit / channel separately: commute with permutations of them
@@ -85,65 +86,6 @@ class _Term:
     view: tuple[int, ...]
     axes: dict[int, int]
     matched: bool
-
-
-# ---------------------------------------------------------------------------- results
-@dataclass(frozen=True, eq=False)
-class Alignment:
-    """What :func:`align` found.
-
-    Attributes:
-        model: the aligned model (a new module: ``model_b`` permuted), or None when read back
-            from a record (rebuild it with ``permute(model_b, perms)``).
-        perms: hidden layer name -> permutation (int64): unit ``i`` of the aligned layer is
-            unit ``perms[name][i]`` of ``model_b``'s.
-        iterations: coordinate-descent sweeps over the layers. converged: the last sweep
-            improved no layer (False: stopped by ``max_iter``).
-        objective_before, objective_after: :math:`J` at the identity and at ``perms``.
-        objective: :math:`J` at the start and after each sweep (non-decreasing).
-        matched: the state-dict names whose inner products form :math:`J`.
-        max_iter, seed: the options. seconds: wall time.
-    """
-
-    model: nn.Module | None
-    perms: dict[str, np.ndarray]
-    iterations: int
-    converged: bool
-    objective_before: float
-    objective_after: float
-    objective: np.ndarray
-    matched: tuple[str, ...]
-    max_iter: int
-    seed: int
-    seconds: float
-
-    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Arrays (``perm_<i>``, the i-th hidden layer's permutation, and ``objective``) and
-        JSON-ready attributes (``layers``: the names, in order) for
-        :meth:`landscape.store.Store.write_record`; the model is not stored."""
-        arrays = {f"perm_{i}": np.asarray(p, dtype=np.int64)
-                  for i, p in enumerate(self.perms.values())}
-        arrays["objective"] = np.asarray(self.objective, dtype=np.float64)
-        attrs = {"probe": PROBE, "layers": list(self.perms), "iterations": self.iterations,
-                 "converged": self.converged, "objective_before": self.objective_before,
-                 "objective_after": self.objective_after, "matched": list(self.matched),
-                 "max_iter": self.max_iter, "seed": self.seed, "seconds": self.seconds}
-        return arrays, attrs
-
-    @classmethod
-    def from_record(cls, record: Any) -> Alignment:
-        """The result written by :meth:`to_record` (with ``model=None``), from a
-        :class:`landscape.store.Record` or an ``(arrays, attrs)`` pair."""
-        a, at = check_record(record, PROBE, "Alignment.from_record")
-        perms = {name: np.asarray(a[f"perm_{i}"], dtype=np.int64)
-                 for i, name in enumerate(at["layers"])}
-        return cls(model=None, perms=perms, iterations=int(at["iterations"]),
-                   converged=bool(at["converged"]),
-                   objective_before=float(at["objective_before"]),
-                   objective_after=float(at["objective_after"]),
-                   objective=np.asarray(a["objective"], dtype=np.float64),
-                   matched=tuple(at["matched"]), max_iter=int(at["max_iter"]),
-                   seed=int(at["seed"]), seconds=float(at["seconds"]))
 
 
 # ---------------------------------------------------------------------------- structure
@@ -271,7 +213,7 @@ def _structure(fn: str, model: nn.Module, what: str = "model"
 
 def hidden_units(model: nn.Module) -> dict[str, int]:
     """The permutable hidden layers of ``model``: name -> number of units (channels), in
-    forward order; the keys of :attr:`Alignment.perms`.
+    forward order; the keys of :attr:`WeightMatching.perms`.
 
     Raises:
         ValueError: an architecture :func:`align` does not support (the message names it).
@@ -309,7 +251,7 @@ def permute(model: nn.Module, perms: dict[str, Any]) -> nn.Module:
 
     Args:
         model: a chain model as :func:`align` accepts; never modified.
-        perms: hidden layer name -> permutation, as in :attr:`Alignment.perms` (unit ``i`` of
+        perms: hidden layer name -> permutation, as in :attr:`WeightMatching.perms` (unit ``i`` of
             the new layer is unit ``perm[i]`` of ``model``'s); every hidden layer once.
 
     Returns:
@@ -320,7 +262,7 @@ def permute(model: nn.Module, perms: dict[str, Any]) -> nn.Module:
             array that is not a permutation of the layer's units.
 
     Examples:
-        >>> same = permute(model_b, Alignment.from_record(record).perms)
+        >>> same = permute(model_b, WeightMatching.from_record(record).perms)
     """
     fn = "permute"
     layers, terms = _structure(fn, model)
@@ -340,7 +282,7 @@ def permute(model: nn.Module, perms: dict[str, Any]) -> nn.Module:
 
 # ---------------------------------------------------------------------------- weight matching
 def align(model_a: nn.Module, model_b: nn.Module, *, max_iter: int = 100,
-          seed: int = 0) -> Alignment:
+          seed: int = 0) -> WeightMatching:
     """Permute the hidden units of ``model_b`` to match ``model_a`` by weight matching.
 
     Coordinate descent over the hidden layers (see the module docstring for :math:`J`, the
@@ -358,8 +300,9 @@ def align(model_a: nn.Module, model_b: nn.Module, *, max_iter: int = 100,
         seed: seed of the random order of the layers in each sweep.
 
     Returns:
-        :class:`Alignment`: the aligned model, the permutations, :math:`J` before and after
-        and along the sweeps, the sweeps done and whether they converged, the seconds.
+        :class:`~probes.paths.results.WeightMatching`: the aligned model, the permutations,
+        :math:`J` before and after and along the sweeps, the sweeps done and whether they
+        converged, the cost (wall time).
 
     Raises:
         TypeError: a model that is not an ``nn.Module``.
@@ -423,9 +366,10 @@ def align(model_a: nn.Module, model_b: nn.Module, *, max_iter: int = 100,
         iterations += 1
         history.append(objective())
         converged = not changed
-    return Alignment(model=_apply(model_b, terms, perms),
-                     perms={name: p for (name, _), p in zip(layers, perms, strict=True)},
-                     iterations=iterations, converged=converged,
-                     objective_before=history[0], objective_after=history[-1],
-                     objective=np.asarray(history), matched=tuple(t.name for t in matched),
-                     max_iter=max_iter, seed=seed, seconds=time.perf_counter() - started)
+    return WeightMatching(model=_apply(model_b, terms, perms),
+                          perms={name: p for (name, _), p in zip(layers, perms, strict=True)},
+                          iterations=iterations, converged=converged,
+                          objective_before=history[0], objective_after=history[-1],
+                          objective=np.asarray(history, dtype=np.float64),
+                          matched=tuple(t.name for t in matched), max_iter=max_iter, seed=seed,
+                          cost=Cost(seconds=time.perf_counter() - started))

@@ -28,103 +28,22 @@ import copy
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from landscape.engine import losses
 from landscape.data.split import Split
-from landscape.engine.records import check_record
+from landscape.engine import losses
+from landscape.engine.cost import Cost
 from landscape.train.fit import TrainConfig, fit, total_steps
 
 from probes.paths.interpolation import linear
-from probes.paths.results import Path
+from probes.paths.results import Instability
 
 __all__ = ["Instability", "instability"]
-
-PROBE = "instability"
-_PATH_ATTRS = ("n_evals", "passes", "seconds")
-
-
-@dataclass(frozen=True, eq=False)
-class Instability:
-    """The barriers between pairs of runs forked at steps ``ks`` (:func:`instability`).
-
-    Attributes:
-        ks: (K,) the fork steps, increasing. paths: one :class:`~probes.paths.results.Path` a k, from
-            the end of the fork with ``seeds[0]`` (alpha 0) to that with ``seeds[1]``.
-        seeds: the data-order seeds of the two forks. seed: the trunk's (``config.seed``).
-        end: the step both forks train to. config: the config as a dict. n: points a path.
-        recalibrate: BatchNorm statistics recomputed along the paths.
-        steps: updates trained in all (trunk and forks). seconds: wall time.
-    """
-
-    ks: np.ndarray
-    paths: tuple[Path, ...]
-    seeds: tuple[int, int]
-    seed: int
-    end: int
-    config: dict
-    n: int
-    recalibrate: bool
-    steps: int
-    seconds: float
-
-    def _each(self, name: str) -> np.ndarray | None:
-        values = [getattr(p, name) for p in self.paths]
-        return None if any(v is None for v in values) else np.asarray(values, dtype=np.float64)
-
-    barriers = property(lambda self: self._each("barrier"),
-                        doc="(K,) the training-loss barrier at each k.")
-    accuracy_barriers = property(lambda self: self._each("accuracy_barrier"),
-                                 doc="(K,) the training-accuracy (error) barrier, or None.")
-    test_barriers = property(lambda self: self._each("test_barrier"),
-                             doc="(K,) the test-loss barrier, or None without test data.")
-    test_accuracy_barriers = property(lambda self: self._each("test_accuracy_barrier"),
-                                      doc="(K,) the test-accuracy barrier, or None.")
-
-    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """``(arrays, attrs)`` for :meth:`landscape.store.Store.write_record`: ``ks``, the
-        common ``alphas`` and the profiles stacked as (K, n) arrays; the barriers are
-        attributes for readers of the file (recomputed from the profiles on reading)."""
-        arrays = {"ks": np.asarray(self.ks, dtype=np.int64), "alphas": self.paths[0].alphas}
-        for key in ("loss", "accuracy", "test_loss", "test_accuracy"):
-            if all(getattr(p, key) is not None for p in self.paths):
-                arrays[key] = np.stack([getattr(p, key) for p in self.paths])
-        first = self.paths[0]
-        attrs = {"probe": PROBE, "seeds": list(self.seeds), "seed": self.seed, "end": self.end,
-                 "config": self.config, "n": self.n, "recalibrate": self.recalibrate,
-                 "steps": self.steps, "seconds": float(self.seconds), "buffers": first.buffers,
-                 "mode": first.mode, "params": list(first.params),
-                 **{f"path_{k}": [getattr(p, k) for p in self.paths] for k in _PATH_ATTRS},
-                 **{k: None if (v := getattr(self, k)) is None else v.tolist() for k in (
-                     "barriers", "accuracy_barriers", "test_barriers",
-                     "test_accuracy_barriers")}}
-        return arrays, attrs
-
-    @classmethod
-    def from_record(cls, record: Any) -> Instability:
-        """The result back from a :class:`landscape.store.Record` or ``(arrays, attrs)``."""
-        arrays, attrs = check_record(record, PROBE, "Instability.from_record")
-        ks = np.asarray(arrays["ks"], dtype=np.int64)
-        alphas = np.asarray(arrays["alphas"], dtype=np.float64)
-        rows = {k: (np.asarray(arrays[k], dtype=np.float64) if k in arrays else None)
-                for k in ("loss", "accuracy", "test_loss", "test_accuracy")}
-        paths = tuple(Path(
-            kind="linear", alphas=alphas, **{k: None if v is None else v[i]
-                                             for k, v in rows.items()},
-            buffers=str(attrs["buffers"]), mode=str(attrs["mode"]),
-            params=tuple(attrs["params"]), n_evals=int(attrs["path_n_evals"][i]),
-            passes=float(attrs["path_passes"][i]),
-            seconds=float(attrs["path_seconds"][i]), info={})
-            for i in range(len(ks)))
-        return cls(ks=ks, paths=paths, seeds=tuple(int(s) for s in attrs["seeds"]),
-                   seed=int(attrs["seed"]), end=int(attrs["end"]), config=dict(attrs["config"]),
-                   n=int(attrs["n"]), recalibrate=bool(attrs["recalibrate"]),
-                   steps=int(attrs["steps"]), seconds=float(attrs["seconds"]))
 
 
 def _ks(k: Any, end: int) -> list[int]:
@@ -228,7 +147,7 @@ def instability(model: nn.Module, loss: str | Callable[[Any, torch.Tensor], torc
             ends.append(fork)
         paths.append(linear(*ends, loss_fn, tuple(train), n=n, test=test,
                             recalibrate=recalibrate))
-    return Instability(ks=np.asarray(ks, dtype=np.int64), paths=tuple(paths), seeds=seeds,
-                       seed=config.seed, end=end, config=config.to_dict(), n=n,
-                       recalibrate=recalibrate, steps=steps,
-                       seconds=time.perf_counter() - start)
+    spent = sum((p.cost for p in paths), Cost()).with_seconds(time.perf_counter() - start)
+    return Instability.of(tuple(paths), ks=np.asarray(ks, dtype=np.int64), seeds=seeds,
+                          seed=config.seed, end=end, config=config.to_dict(), n=n,
+                          recalibrate=recalibrate, steps=steps, cost=spent)

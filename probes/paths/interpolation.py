@@ -2,8 +2,8 @@ r"""The loss along paths between two points of parameter space, and the barrier 
 
 - :func:`linear`: the straight line ``theta(alpha) = (1 - alpha) theta_a + alpha theta_b``
   between two models (Frankle et al. 2020: linear mode connectivity);
-- :func:`init_to_final`: the same from a stored run's initialisation to its solution
-  (Goodfellow et al. 2015);
+- the same from a stored run's initialisation to its solution (Goodfellow et al. 2015) is
+  :func:`landscape.surfaces.stored.init_to_final` (probes read no files);
 - :func:`bezier`: a quadratic Bezier curve ``phi(t) = (1-t)^2 a + 2t(1-t) c + t^2 b`` whose bend
   ``c`` is trained so that the loss is low all along it (Garipov et al. 2018).
 
@@ -40,11 +40,8 @@ References:
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -54,19 +51,20 @@ from torch.func import grad_and_value
 from torch.utils._pytree import tree_map
 from torch.utils.data import DataLoader
 
-from landscape.engine.checks import _check_choice, _check_int, _check_positive
 from landscape.engine.batches import Batches
 from landscape.engine.batchnorm import batchnorm_layers, has_batchnorm
 from landscape.engine.batchnorm import recalibrate as _recalibrate
+from landscape.engine.checks import _check_choice, _check_int, _check_positive
 from landscape.engine.context import evaluation
+from landscape.engine.cost import Cost
 from landscape.engine.objective import MODES, Objective
 from landscape.engine.params import ParamFilter, to_numpy
 
-from probes.paths.alignment import Alignment, align, permute
-from probes.paths.results import KINDS, OPTIMIZERS, Curve, Path
+from probes.paths.alignment import align, permute
+from probes.paths.results import INTERPOLATION_KINDS, OPTIMIZERS, Curve, Path, WeightMatching
 
-__all__ = ["KINDS", "OPTIMIZERS", "Alignment", "Curve", "Path", "align", "bezier",
-           "init_to_final", "linear", "permute"]
+__all__ = ["INTERPOLATION_KINDS", "OPTIMIZERS", "Curve", "Path", "WeightMatching", "align",
+           "bezier", "linear", "permute"]
 
 
 # ---------------------------------------------------------------------------- the ends
@@ -150,8 +148,8 @@ def _walk(kind: str, ends: _Ends, alphas: np.ndarray, points: Iterable[Tensor], 
                 m = obj.evaluate(theta, bufs)
                 cols[prefix + "loss"].append(m.loss)
                 cols[prefix + "accuracy"].append(m.accuracy)
-    passes = (ends.obj.cost.passes + (ends.test_obj.cost.passes if ends.test_obj else 0.0)
-              + (len(alphas) if recal else 0) + extra_passes)
+    spent = (ends.obj.cost + (ends.test_obj.cost if ends.test_obj else Cost())
+             + Cost(passes=(len(alphas) if recal else 0) + extra_passes))
     cols = {k: (np.asarray(v, dtype=np.float64) if v and None not in v else None)
             for k, v in cols.items()}
     buffers = ("recalibrated" if recal else "interpolated" if ends.buffers_a and
@@ -159,9 +157,8 @@ def _walk(kind: str, ends: _Ends, alphas: np.ndarray, points: Iterable[Tensor], 
                else "none")
     return (Curve if kind == "bezier" else Path)(
         kind=kind, alphas=np.asarray(alphas, dtype=np.float64), **cols, buffers=buffers,
-        mode=ends.obj.mode, params=ends.obj.layout.names, n_evals=len(alphas) * (
-            2 if ends.test_obj is not None else 1), passes=float(passes), info={},
-        seconds=time.perf_counter() - start, **more)
+        mode=ends.obj.mode, params=tuple(ends.obj.layout.names),
+        cost=spent.with_seconds(time.perf_counter() - start), info={}, **more)
 
 
 # ---------------------------------------------------------------------------- probes
@@ -216,49 +213,6 @@ def _check_path(where: str, n: Any, recalibrate: Any, mode: str) -> tuple[int, b
         raise ValueError(f"{where}: recalibrate=True needs mode='eval' (in train mode "
                          "BatchNorm normalises with batch statistics, not running ones)")
     return n, recalibrate
-
-
-def init_to_final(file: str | os.PathLike, run: str, data: Mapping[str, Any] | None = None, *,
-                  n: int = 25, test: bool = True, recalibrate: bool = False,
-                  mode: str = "eval", batch_size: int | None = None,
-                  device: str | None = None, check: bool = True) -> Path:
-    """The straight line from a stored run's initial to its final parameters.
-
-    Model, data and loss are rebuilt from the file (:func:`landscape.train.spec.rebuild`); the
-    initial end is a copy of that model with the stored initial parameters and buffers.
-
-    Args:
-        file, run: the landscape file and the run. data: a ``[data]`` table (e.g.
-            ``{"name": "mnist1d"}``) if the run does not record its data; default: the run's.
-        test: also evaluate the split's test part. device: where (default: the run's).
-        n, recalibrate, mode, batch_size, check: as for :func:`linear`.
-
-    Returns:
-        :class:`Path` of kind ``"init_to_final"``; ``info`` holds file, run and data.
-
-    Raises:
-        ValueError: the run cannot be rebuilt (the message says what to give), or as
-            :func:`linear`.
-
-    Examples:
-        >>> p = init_to_final("cmp.h5", "sgd", n=11)
-    """
-    from landscape.train.spec import rebuild
-    from landscape.train.checkpoints import load_params
-
-    start = time.perf_counter()
-    if data is not None and not isinstance(data, Mapping):
-        raise TypeError(f"init_to_final: data must be a [data] table such as "
-                        f"{{'name': 'mnist1d'}}, got {type(data).__name__}; for your own "
-                        "tensors load the two models and call linear()")
-    final, split, loss_fn = rebuild(file, run, which="final", data=data, device=device)
-    init = copy.deepcopy(final)
-    load_params(init, file, run, "init")
-    path = linear(init, final, loss_fn, split.train, n=n, test=split.test if test else None,
-                  recalibrate=recalibrate, mode=mode, batch_size=batch_size, check=check)
-    return dataclasses.replace(path, kind="init_to_final", seconds=time.perf_counter() - start,
-                               info={"file": os.fspath(file), "run": run,
-                                     "data": split.name})
 
 
 def _minibatches(data: Any, size: int, obj: Objective, gen: torch.Generator) -> Iterator:

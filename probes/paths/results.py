@@ -1,26 +1,34 @@
-"""Results of the path probes: :class:`Path` (the loss along a path, its barriers) and
-:class:`Curve` (a trained Bezier curve), and how they round-trip through the store.
+"""Results of the path probes (NumPy only: reading them needs no torch): :class:`Path` (the
+loss along a path, its barriers), :class:`Curve` (a trained Bezier curve), :class:`Instability`
+(the barriers between forks of one run) and :class:`WeightMatching` (the permutations that
+align two networks).
 
 The barrier of a path is the largest excess of the loss over the chord of its ends,
 ``B = max_alpha L(alpha) - ((1 - alpha) L(0) + alpha L(1)) >= 0``; the accuracy barrier is
 the largest drop of the accuracy below its chord. Both are computed from the profile, so they
-round-trip with it. See :mod:`probes.paths.interpolation` for the probes.
+round-trip with it (and are written as attributes for readers of the file). See
+:mod:`probes.paths.interpolation` for the probes. Each result carries its ``cost``
+(:class:`~landscape.engine.cost.Cost`); records go through
+:class:`~landscape.engine.records.RecordMixin`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from landscape.engine.records import check_record
+from landscape.engine.cost import Cost
+from landscape.engine.records import RecordMixin
 
-__all__ = ["KINDS", "OPTIMIZERS", "Curve", "Path"]
+__all__ = ["INTERPOLATION_KINDS", "OPTIMIZERS", "Curve", "Instability", "Path", "WeightMatching"]
 
-KINDS = ("linear", "init_to_final", "bezier")  # a record's probe: "interpolation.<kind>"
+INTERPOLATION_KINDS = ("linear", "init_to_final", "bezier")
+"""The kinds of :class:`Path`; a record's probe is ``"interpolation.<kind>"``."""
 OPTIMIZERS = ("adam", "sgd")  # of the Bezier bend; SGD with momentum 0.9
+_BARRIERS = ("barrier", "barrier_alpha", "accuracy_barrier", "test_barrier",
+             "test_accuracy_barrier")
 
 
 def _barrier(alphas: np.ndarray, values: np.ndarray, sign: float = 1.0) -> tuple[float, float]:
@@ -30,28 +38,27 @@ def _barrier(alphas: np.ndarray, values: np.ndarray, sign: float = 1.0) -> tuple
     return float(excess[i]), float(alphas[i])
 
 
-# ---------------------------------------------------------------------------- results
-_ARRAYS = ("alphas", "loss", "accuracy", "test_loss", "test_accuracy")
-_CURVE = {"steps": int, "lr": float, "batch_size": int, "seed": int, "optimizer": str}
-
-
 @dataclass(frozen=True, eq=False)
-class Path:
+class Path(RecordMixin):
     """Loss and accuracy along a path between two points.
 
     Attributes:
-        kind: one of :data:`KINDS`.
+        kind: one of :data:`INTERPOLATION_KINDS`.
         alphas: (n,) positions from 0 (the first end) to 1 (the second); ``t`` on a curve.
         loss, accuracy: (n,) mean loss and accuracy over the data at each point; accuracy is
             None where the targets are not classes (regression).
         test_loss, test_accuracy: the same on the test data, or None.
         buffers: ``"recalibrated"``, ``"interpolated"``, ``"model"`` (the model's own,
-            constant) or ``"none"`` (the model has none): see the module docstring.
+            constant) or ``"none"`` (the model has none).
         mode: ``"eval"`` or ``"train"``. params: names of the interpolated parameters.
-        n_evals: evaluations (points times datasets). passes: passes over the data (checks,
-            recalibrations and training included). seconds: wall time.
-        info: JSON-able context (e.g. the file and run of :func:`init_to_final`).
+        cost: evaluations of the loss (``loss_evals``: points times datasets, with the checks),
+            passes over the data (checks, recalibrations and training included), wall time.
+        info: JSON-able context (e.g. the file and run of a path between stored runs).
     """
+
+    _probe = "interpolation.{kind}"
+    _accepts = ("interpolation.linear", "interpolation.init_to_final")
+    _derived = _BARRIERS
 
     kind: str
     alphas: np.ndarray
@@ -62,9 +69,7 @@ class Path:
     buffers: str
     mode: str
     params: tuple[str, ...]
-    n_evals: int
-    passes: float
-    seconds: float
+    cost: Cost
     info: dict
 
     @property
@@ -88,56 +93,19 @@ class Path:
     test_accuracy_barrier = property(lambda self: self._barrier_of("test_accuracy", -1),
                                      doc="The accuracy barrier on the test data.")
 
-    def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """``(arrays, attrs)`` for :meth:`landscape.store.Store.write_record`; the barriers are
-        attributes for readers of the file (recomputed from the profile on reading)."""
-        arrays = {k: np.asarray(getattr(self, k), dtype=np.float64) for k in _ARRAYS
-                  if getattr(self, k) is not None}
-        attrs = {"probe": f"interpolation.{self.kind}", "kind": self.kind,
-                 "buffers": self.buffers, "mode": self.mode, "params": list(self.params),
-                 "n_evals": int(self.n_evals), "passes": float(self.passes),
-                 "seconds": float(self.seconds), "info": dict(self.info),
-                 **{k: getattr(self, k) for k in ("barrier", "barrier_alpha", "accuracy_barrier",
-                                                   "test_barrier", "test_accuracy_barrier")}}
-        if isinstance(self, Curve):
-            arrays.update(bend=np.asarray(self.bend), train_loss=np.asarray(self.train_loss),
-                          train_t=np.asarray(self.train_t))
-            attrs.update({k: getattr(self, k) for k in _CURVE})
-        return arrays, attrs
-
-    @classmethod
-    def from_record(cls, record: Any) -> Path:
-        """The result back from a :class:`landscape.store.Record` or ``(arrays, attrs)``; a
-        Bezier record gives a :class:`Curve`."""
-        attrs = (record[1] if isinstance(record, tuple) and len(record) == 2
-                 else getattr(record, "attrs", None))
-        probe = attrs.get("probe") if isinstance(attrs, Mapping) else None
-        kinds = [f"interpolation.{k}" for k in (("bezier",) if cls is Curve else KINDS)]
-        arrays, attrs = check_record(record, probe if probe in kinds else kinds[0],
-                                     f"{cls.__name__}.from_record")
-        curve = attrs["probe"] == "interpolation.bezier"
-        f64 = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items() if k != "bend"}
-        fields = {k: f64.get(k) for k in _ARRAYS}
-        fields.update(kind=str(attrs["kind"]), buffers=str(attrs["buffers"]),
-                      mode=str(attrs["mode"]), params=tuple(attrs["params"]),
-                      n_evals=int(attrs["n_evals"]), passes=float(attrs["passes"]),
-                      seconds=float(attrs["seconds"]), info=dict(attrs.get("info") or {}))
-        if curve:
-            fields.update(bend=np.asarray(arrays["bend"]), train_loss=f64["train_loss"],
-                          train_t=f64["train_t"], **{k: t(attrs[k]) for k, t in _CURVE.items()})
-        return (Curve if curve else Path)(**fields)
-
 
 @dataclass(frozen=True, eq=False)
 class Curve(Path):
-    """A trained quadratic Bezier curve (:func:`bezier`): a :class:`Path` over ``t``, the bend
-    and its training.
+    """A trained quadratic Bezier curve (:func:`probes.paths.interpolation.bezier`): a
+    :class:`Path` over ``t``, the bend and its training.
 
     Attributes:
         bend: (P,) the trained bend ``c`` (flat, the layout of ``params``).
         train_loss, train_t: (steps,) the minibatch loss at ``phi(t)`` and the ``t`` of each
             step. steps, lr, batch_size, seed, optimizer: the training options.
     """
+
+    _accepts = ("interpolation.bezier",)
 
     bend: np.ndarray
     train_loss: np.ndarray
@@ -147,3 +115,145 @@ class Curve(Path):
     batch_size: int
     seed: int
     optimizer: str
+
+
+@dataclass(frozen=True, eq=False)
+class Instability(RecordMixin):
+    """The barriers between pairs of runs forked at steps ``ks``
+    (:func:`probes.paths.instability.instability`).
+
+    Attributes:
+        ks: (K,) the fork steps, increasing.
+        alphas: (n,) the points of every path. loss, accuracy, test_loss, test_accuracy:
+            (K, n) the profile of the path at each k (None where missing), from the end of the
+            fork with ``seeds[0]`` (alpha 0) to that with ``seeds[1]``.
+        buffers, mode, params: those of the paths. path_costs: the cost of each path.
+        seeds: the data-order seeds of the two forks. seed: the trunk's (``config.seed``).
+        end: the step both forks train to. config: the config as a dict. n: points a path.
+        recalibrate: BatchNorm statistics recomputed along the paths.
+        steps: updates trained in all (trunk and forks). cost: the paths' evaluations and
+            passes, the wall time of the whole probe (training included).
+    """
+
+    _probe = "instability"
+    _derived = ("barriers", "accuracy_barriers", "test_barriers", "test_accuracy_barriers")
+
+    ks: np.ndarray
+    alphas: np.ndarray
+    loss: np.ndarray
+    accuracy: np.ndarray | None
+    test_loss: np.ndarray | None
+    test_accuracy: np.ndarray | None
+    buffers: str
+    mode: str
+    params: tuple[str, ...]
+    path_costs: tuple[Cost, ...]
+    seeds: tuple[int, int]
+    seed: int
+    end: int
+    config: dict
+    n: int
+    recalibrate: bool
+    steps: int
+    cost: Cost
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """One linear :class:`Path` a k."""
+        rows = {k: getattr(self, k) for k in ("loss", "accuracy", "test_loss", "test_accuracy")}
+        return tuple(Path(kind="linear", alphas=self.alphas,
+                          **{k: None if v is None else v[i] for k, v in rows.items()},
+                          buffers=self.buffers, mode=self.mode, params=self.params,
+                          cost=self.path_costs[i] if i < len(self.path_costs) else Cost(),
+                          info={})
+                     for i in range(len(self.ks)))
+
+    def _each(self, name: str) -> np.ndarray | None:
+        values = [getattr(p, name) for p in self.paths]
+        return None if any(v is None for v in values) else np.asarray(values, dtype=np.float64)
+
+    barriers = property(lambda self: self._each("barrier"),
+                        doc="(K,) the training-loss barrier at each k.")
+    accuracy_barriers = property(lambda self: self._each("accuracy_barrier"),
+                                 doc="(K,) the training-accuracy (error) barrier, or None.")
+    test_barriers = property(lambda self: self._each("test_barrier"),
+                             doc="(K,) the test-loss barrier, or None without test data.")
+    test_accuracy_barriers = property(lambda self: self._each("test_accuracy_barrier"),
+                                      doc="(K,) the test-accuracy barrier, or None.")
+
+    @classmethod
+    def of(cls, paths: tuple[Path, ...], **options: Any) -> Instability:
+        """The result from its paths (all over the same ``alphas``) and the other fields.
+
+        Args:
+            paths: one linear :class:`Path` a fork step.
+            **options: ``ks``, ``seeds``, ``seed``, ``end``, ``config``, ``n``,
+                ``recalibrate``, ``steps``, ``cost``.
+
+        Returns:
+            The :class:`Instability`.
+        """
+        rows = {}
+        for key in ("loss", "accuracy", "test_loss", "test_accuracy"):
+            values = [getattr(p, key) for p in paths]
+            rows[key] = None if any(v is None for v in values) else np.stack(values)
+        first = paths[0]
+        return cls(alphas=first.alphas, **rows, buffers=first.buffers, mode=first.mode,
+                   params=tuple(first.params), path_costs=tuple(p.cost for p in paths),
+                   **options)
+
+    @classmethod
+    def _upgrade(cls, arrays: dict[str, Any], attrs: dict[str, Any]
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Records written before the record protocol: per-path counters as lists
+        ``path_n_evals``, ``path_passes``, ``path_seconds``."""
+        if "path_costs" not in attrs and "path_passes" in attrs:
+            old = zip(attrs.get("path_n_evals") or [0] * len(attrs["path_passes"]),
+                      attrs["path_passes"], attrs["path_seconds"], strict=True)
+            attrs = {**attrs, "path_costs": [
+                {"loss_evals": e, "passes": p, "seconds": s} for e, p, s in old]}
+        return arrays, attrs
+
+
+@dataclass(frozen=True, eq=False)
+class WeightMatching(RecordMixin):
+    """What :func:`probes.paths.alignment.align` found.
+
+    Attributes:
+        model: the aligned model (a new ``torch.nn.Module``: ``model_b`` permuted), or None
+            when read back from a record (rebuild it with ``permute(model_b, perms)``).
+        perms: hidden layer name -> permutation (int64): unit ``i`` of the aligned layer is
+            unit ``perms[name][i]`` of ``model_b``'s.
+        iterations: coordinate-descent sweeps over the layers. converged: the last sweep
+            improved no layer (False: stopped by ``max_iter``).
+        objective_before, objective_after: the matching objective ``J`` at the identity and
+            at ``perms``. objective: ``J`` at the start and after each sweep (non-decreasing).
+        matched: the state-dict names whose inner products form ``J``.
+        max_iter, seed: the options. cost: the wall time.
+    """
+
+    _probe = "interpolation.align"
+    _transient = ("model",)
+
+    model: Any
+    perms: dict[str, np.ndarray]
+    iterations: int
+    converged: bool
+    objective_before: float
+    objective_after: float
+    objective: np.ndarray
+    matched: tuple[str, ...]
+    max_iter: int
+    seed: int
+    cost: Cost
+
+    @classmethod
+    def _upgrade(cls, arrays: dict[str, Any], attrs: dict[str, Any]
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Records written before the record protocol: ``perm_<i>`` and the names as
+        ``layers``."""
+        if "perms" in attrs or "layers" not in attrs:
+            return arrays, attrs
+        moved = {(f"perms.{k[5:]}" if k.startswith("perm_") else k): v
+                 for k, v in arrays.items()}
+        return moved, {**attrs, "perms": list(attrs["layers"])}

@@ -21,12 +21,14 @@ al. 2017): report both. The definitions, the coordinates the ascent runs in and 
 implementation departs from published code are in :mod:`probes.sharpness.worst` and
 :mod:`probes.sharpness.flatness`. Every probe goes through :class:`landscape.Objective` (eval mode by
 default), never writes into the model, computes on its device and dtype, and returns a frozen
-result with ``to_record()`` / ``from_record()`` for :class:`landscape.store.Store`.
+result with its ``cost`` and ``to_record()`` / ``from_record()`` for
+:class:`landscape.store.Store`. The result types are in :mod:`probes.sharpness.results` (NumPy
+only); every name is imported on first use.
 
 Examples:
     >>> from probes import sharpness
     >>> s = sharpness.worst_case(model, nn.CrossEntropyLoss(), loader, rho=0.05, adaptive=True)
-    >>> s.value, s.worst_accuracy, s.delta_norm, s.grad_evals
+    >>> s.value, s.worst_accuracy, s.delta_norm, s.cost.grad_evals
     >>> a = sharpness.average_case(model, nn.CrossEntropyLoss(), loader, rho=0.01)
     >>> e = sharpness.epsilon(model, nn.CrossEntropyLoss(), loader, eps=1e-3)
     >>> f = sharpness.pac_bayes(model, nn.CrossEntropyLoss(), loader)
@@ -43,9 +45,16 @@ References:
 
 from __future__ import annotations
 
-from probes.sharpness.average import AverageCase, average_case
-from probes.sharpness.flatness import Epsilon, PacBayes, epsilon, pac_bayes, random_subspace
-from probes.sharpness.worst import NORMS, WorstCase, checkpoints, worst_case
+from landscape.engine.lazy import attach
 
-__all__ = ["NORMS", "AverageCase", "Epsilon", "PacBayes", "WorstCase", "average_case",
-           "checkpoints", "epsilon", "pac_bayes", "random_subspace", "worst_case"]
+__all__ = ["NORMS", "AverageCase", "Epsilon", "PacBayes", "WorstCase", "average", "average_case",
+           "checkpoints", "epsilon", "flatness", "pac_bayes", "random_subspace", "results",
+           "worst", "worst_case"]
+
+__getattr__, __dir__ = attach(
+    __name__, ["average", "flatness", "perturb", "results", "worst"],
+    {"AverageCase": "results", "Epsilon": "results", "PacBayes": "results",
+     "WorstCase": "results", "average_case": "average", "epsilon": "flatness",
+     "pac_bayes": "flatness", "random_subspace": "flatness", "NORMS": "worst",
+     "checkpoints": "worst", "worst_case": "worst"},
+)

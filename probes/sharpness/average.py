@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,46 +30,11 @@ from torch import Tensor, nn
 
 from landscape.engine.checks import _check_int, _check_positive
 from landscape.engine.params import ParamFilter
-from landscape.engine.records import RecordMixin
 
 from probes.sharpness.perturb import _check_common, _check_flag, _generator, _objective, _scale
+from probes.sharpness.results import AverageCase
 
 __all__ = ["AverageCase", "average_case"]
-
-
-@dataclass(frozen=True, eq=False)
-class AverageCase(RecordMixin):
-    """Average-case sharpness ``E L(w + rho c z) - L(w)``, ``z ~ N(0, I)``.
-
-    Attributes:
-        value: the mean of ``samples``. stderr: their standard deviation over ``sqrt(n)``
-            (NaN for one sample).
-        clean_loss, mean_loss: the loss at ``w`` and its mean at the perturbed points.
-        clean_accuracy, mean_accuracy: the same for the accuracy (None for regression).
-        rho, adaptive, n_samples, seed, mode: the options. n_params: P.
-        loss_evals, passes, seconds: the cost.
-        samples: ``L(w + rho c z_i) - L(w)`` for each draw.
-    """
-
-    _probe = "sharpness.average_case"
-
-    value: float
-    stderr: float
-    clean_loss: float
-    mean_loss: float
-    clean_accuracy: float | None
-    mean_accuracy: float | None
-    rho: float
-    adaptive: bool
-    n_samples: int
-    seed: int
-    mode: str
-    n_params: int
-    loss_evals: int
-    passes: float
-    seconds: float
-    samples: np.ndarray
-
 
 
 def average_case(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *,
@@ -130,5 +94,5 @@ def average_case(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], dat
         mean_loss=float(np.mean(losses)), clean_accuracy=clean.accuracy,
         mean_accuracy=None if clean.accuracy is None else float(np.mean(accs)), rho=rho,
         adaptive=adaptive, n_samples=n_samples, seed=int(seed), mode=mode,
-        n_params=int(theta.numel()), loss_evals=int(spent.loss_evals),
-        passes=float(spent.passes), seconds=time.perf_counter() - start, samples=samples)
+        n_params=int(theta.numel()), cost=spent.with_seconds(time.perf_counter() - start),
+        samples=samples)

@@ -13,9 +13,9 @@ normal entries (:func:`random_subspace`, seeded; Keskar et al. only say "randoml
 columns), so ``delta = A y``. The maximum is sought with SciPy's L-BFGS-B on ``-L`` with the
 box as bounds and the exact gradient (``A^T grad L``), starting at ``y = 0``, for at most
 ``max_iter`` iterations (10 by default, a small budget as in the paper): the value is a lower
-bound, reported with the iterations and evaluations it used. SciPy works in float64 on the
-host; the loss and gradient are computed in the model's dtype on its device and only the
-vectors of the optimiser cross over.
+bound, reported with the iterations (``n_iter``) and evaluations (``cost.grad_evals``) it
+used. SciPy works in float64 on the host; the loss and gradient are computed in the model's
+dtype on its device and only the vectors of the optimiser cross over.
 
 **PAC-Bayes flatness** (Jiang et al. 2020). The largest ``sigma`` such that Gaussian noise
 lowers the training accuracy by ``target`` (0.1): noise of standard deviation ``sigma``
@@ -47,7 +47,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,9 +56,9 @@ from torch import Tensor, nn
 
 from landscape.engine.checks import _check_int, _check_positive
 from landscape.engine.params import ParamFilter
-from landscape.engine.records import RecordMixin
 
 from probes.sharpness.perturb import _check_common, _check_flag, _generator, _objective
+from probes.sharpness.results import Epsilon, PacBayes
 
 __all__ = ["Epsilon", "PacBayes", "epsilon", "pac_bayes", "random_subspace"]
 
@@ -70,82 +69,6 @@ def random_subspace(n_params: int, dim: int, *, seed: int = 0, dtype: torch.dtyp
     standard normal entries from a ``torch.Generator`` on ``device`` seeded with ``seed``."""
     gen = torch.Generator(device=device).manual_seed(int(seed))
     return torch.randn((n_params, dim), generator=gen, dtype=dtype, device=device)
-
-
-# ----------------------------------------------------------------------------- results
-@dataclass(frozen=True, eq=False)
-class Epsilon(RecordMixin):
-    """Keskar's epsilon-sharpness.
-
-    Attributes:
-        value: ``100 (max_loss - clean_loss) / (1 + clean_loss)``.
-        clean_loss, max_loss: the loss at ``w`` and the largest found in the box.
-        eps, subspace (None: full space), max_iter, seed, mode: the options.
-        n_iter, n_evals: L-BFGS-B iterations and loss-and-gradient evaluations used.
-        message: SciPy's stop message. n_params: P.
-        passes, seconds: the cost.
-        delta: the maximising perturbation (P,), float64.
-        y: the maximiser in the box's coordinates ((P,) full space, (p,) subspace).
-        bound: the box's half-widths, ``eps (|A^+ w| + 1)``, of ``y``'s shape.
-    """
-
-    _probe = "sharpness.epsilon"
-
-    value: float
-    clean_loss: float
-    max_loss: float
-    eps: float
-    subspace: int | None
-    max_iter: int
-    seed: int
-    mode: str
-    n_iter: int
-    n_evals: int
-    message: str
-    n_params: int
-    passes: float
-    seconds: float
-    delta: np.ndarray
-    y: np.ndarray
-    bound: np.ndarray
-
-
-@dataclass(frozen=True, eq=False)
-class PacBayes(RecordMixin):
-    """Magnitude-aware (or plain) PAC-Bayes flatness.
-
-    Attributes:
-        sigma: the bisection's last sigma. flatness: ``1 / sigma^2``.
-        clean_accuracy: the accuracy at ``w``; accuracy: the mean perturbed accuracy at sigma.
-        converged: whether the drop reached ``target`` within ``tolerance`` (else the search
-            ran ``depth`` steps).
-        target, tolerance, magnitude_aware, eps, n_samples, depth, sigma_max, seed, mode: the
-            options. n_params: P.
-        passes, seconds: the cost.
-        sigmas, accuracies: the bisection trace (each sigma tried and its mean accuracy).
-    """
-
-    _probe = "sharpness.pac_bayes"
-
-    sigma: float
-    flatness: float
-    clean_accuracy: float
-    accuracy: float
-    converged: bool
-    target: float
-    tolerance: float
-    magnitude_aware: bool
-    eps: float
-    n_samples: int
-    depth: int
-    sigma_max: float
-    seed: int
-    mode: str
-    n_params: int
-    passes: float
-    seconds: float
-    sigmas: np.ndarray
-    accuracies: np.ndarray
 
 
 # ----------------------------------------------------------------------------- epsilon
@@ -172,7 +95,8 @@ def epsilon(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
 
     Returns:
         :class:`Epsilon`: ``value``, the clean and largest loss, the maximiser (``delta``,
-        ``y``) and the box (``bound``), the iterations and evaluations used, the cost.
+        ``y``) and the box (``bound``), the iterations used, the cost (its ``grad_evals``: the
+        evaluations).
 
     Raises:
         ValueError: eps not > 0, max_iter < 1, subspace not in [1, P], a bad seed, mode or
@@ -226,9 +150,9 @@ def epsilon(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
     spent = obj.cost - before
     return Epsilon(value=100.0 * (best[0] - clean) / (1.0 + clean), clean_loss=clean,
                    max_loss=best[0], eps=eps, subspace=subspace, max_iter=max_iter,
-                   seed=int(seed), mode=mode, n_iter=int(res.nit), n_evals=int(res.nfev),
-                   message=str(res.message), n_params=int(n_params), passes=float(spent.passes),
-                   seconds=time.perf_counter() - start, delta=delta, y=y, bound=bound)
+                   seed=int(seed), mode=mode, n_iter=int(res.nit), message=str(res.message),
+                   n_params=int(n_params), cost=spent.with_seconds(time.perf_counter() - start),
+                   delta=delta, y=y, bound=bound)
 
 
 # ----------------------------------------------------------------------------- PAC-Bayes
@@ -318,6 +242,6 @@ def pac_bayes(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: 
                     target=target, tolerance=tolerance, magnitude_aware=magnitude_aware,
                     eps=eps, n_samples=n_samples, depth=depth, sigma_max=sigma_max,
                     seed=int(seed), mode=mode, n_params=int(theta.numel()),
-                    passes=float(spent.passes), seconds=time.perf_counter() - start,
+                    cost=spent.with_seconds(time.perf_counter() - start),
                     sigmas=np.asarray(sigmas, dtype=np.float64),
                     accuracies=np.asarray(accs, dtype=np.float64))

@@ -58,7 +58,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -67,11 +66,12 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_map
 
 from landscape.engine.checks import _check_choice, _check_int, _check_positive
+from landscape.engine.cost import Cost
 from landscape.engine.objective import Objective
 from landscape.engine.params import ParamFilter
-from landscape.engine.records import RecordMixin
 
 from probes.sharpness.perturb import _check_common, _check_flag, _generator, _objective, _scale
+from probes.sharpness.results import WorstCase
 
 __all__ = ["NORMS", "WorstCase", "checkpoints", "worst_case"]
 
@@ -95,54 +95,6 @@ def checkpoints(steps: int) -> tuple[int, ...]:
         p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
     ks = {math.ceil(round(q * steps, 9)) for q in p[1:]}
     return tuple(sorted(k for k in ks if 1 <= k <= steps))
-
-
-@dataclass(frozen=True, eq=False)
-class WorstCase(RecordMixin):
-    """Worst-case (SAM-style) sharpness.
-
-    Attributes:
-        value: ``max L(w + delta) - L(w)`` over the ball (with ``m``: the size-weighted mean
-            over batches of each batch's value).
-        clean_loss, worst_loss: the loss at ``w`` and at the worst point found (with ``m``:
-            size-weighted means over batches).
-        clean_accuracy, worst_accuracy: the accuracy there (None for regression).
-        delta_norm: ``||delta / c||_p`` of the worst point (<= rho; with ``m``, the largest
-            over batches).
-        rho, norm, adaptive, steps, restarts, m, seed, mode: the options.
-        n_params: P, the number of perturbed parameters. n_batches: batches (1 without m).
-        grad_evals, loss_evals: gradient and loss evaluations (each over one batch with m).
-        passes: passes over the whole data. seconds: wall time.
-        delta: the worst perturbation, flat in the layout of the selected parameters
-            (float64; None with ``m``).
-        batch_values, batch_sizes: per-batch values and sizes with ``m`` (else None).
-    """
-
-    _probe = "sharpness.worst_case"
-
-    value: float
-    clean_loss: float
-    worst_loss: float
-    clean_accuracy: float | None
-    worst_accuracy: float | None
-    delta_norm: float
-    rho: float
-    norm: str
-    adaptive: bool
-    steps: int
-    restarts: int
-    m: int | None
-    seed: int
-    mode: str
-    n_params: int
-    n_batches: int
-    grad_evals: int
-    loss_evals: int
-    passes: float
-    seconds: float
-    delta: np.ndarray | None = None
-    batch_values: np.ndarray | None = None
-    batch_sizes: np.ndarray | None = None
 
 
 def _norm(u: Tensor, norm: str) -> float:
@@ -272,8 +224,7 @@ def worst_case(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data:
             parts.append((_objective(model, loss_fn, chunk, params=params, mode=mode,
                                      batch_size=batch_size, check=False), seed + i))
     values, sizes, clean, worst, clean_acc, worst_acc, norms = [], [], [], [], [], [], []
-    grad_evals = loss_evals = 0
-    passes = 0.0
+    spent = Cost()
     delta = None
     for part, part_seed in parts:
         before = part.cost
@@ -281,10 +232,9 @@ def worst_case(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data:
         _, u = _ascend(part, theta, c, rho=rho, norm=norm, steps=steps, restarts=restarts,
                        gen=_generator(theta, part_seed))
         w1 = part.evaluate(theta + c * u)
-        spent = part.cost - before
-        grad_evals += int(spent.grad_evals)
-        loss_evals += int(spent.loss_evals)
-        passes += spent.passes * part.n_examples / n_total
+        used = part.cost - before
+        spent += Cost(passes=used.passes * part.n_examples / n_total,
+                      loss_evals=used.loss_evals, grad_evals=used.grad_evals)
         sizes.append(part.n_examples)
         clean.append(c0.loss)
         worst.append(w1.loss)
@@ -303,9 +253,8 @@ def worst_case(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data:
                      clean_accuracy=mean(clean_acc), worst_accuracy=mean(worst_acc),
                      delta_norm=max(norms), rho=rho, norm=norm, adaptive=adaptive, steps=steps,
                      restarts=restarts, m=m, seed=int(seed), mode=mode,
-                     n_params=int(theta.numel()), n_batches=len(parts), grad_evals=grad_evals,
-                     loss_evals=loss_evals, passes=float(passes),
-                     seconds=time.perf_counter() - start, delta=delta,
+                     n_params=int(theta.numel()), n_batches=len(parts),
+                     cost=spent.with_seconds(time.perf_counter() - start), delta=delta,
                      batch_values=None if m is None else np.asarray(values, dtype=np.float64),
                      batch_sizes=None if m is None else np.asarray(sizes, dtype=np.int64))
 

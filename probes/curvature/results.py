@@ -1,0 +1,251 @@
+"""Results of the curvature probes (NumPy only: reading them needs no torch).
+
+:class:`Eigenvalues` (:func:`probes.curvature.hessian.eigenvalues`), :class:`BlockEigenvalues`
+(the same per layer), :class:`Trace` (:func:`probes.curvature.trace.trace`), :class:`Density`
+(:func:`probes.curvature.density.density`) and :class:`Matrix`
+(:func:`probes.curvature.dense.matrix`). Each carries its ``cost``
+(:class:`~landscape.engine.cost.Cost`): curvature-vector products in ``cost.hvp`` for the
+Hessian, in ``cost.ggn_vp`` for the GGN and the Fisher; ``cost.passes``, ``cost.seconds``.
+Records go through :class:`~landscape.engine.records.RecordMixin`.
+
+Examples:
+    >>> top = Eigenvalues.from_record(store.record("sgd", "probes", "hessian_eigenvalues"))
+    >>> top.values, top.cost.hvp, top.cost.seconds
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from landscape.engine.checks import _check_int
+from landscape.engine.cost import Cost
+from landscape.engine.records import RecordMixin
+
+__all__ = ["BlockEigenvalues", "Density", "Eigenvalues", "Matrix", "Trace", "curvature_cost"]
+
+
+def curvature_cost(curvature: str, products: int, passes: float, seconds: float) -> Cost:
+    """The :class:`Cost` of ``products`` products with a curvature matrix.
+
+    Args:
+        curvature: ``"hessian"`` (counted as ``hvp``), ``"ggn"`` or ``"fisher"`` (``ggn_vp``).
+        products: matrix-vector products.
+        passes: passes over the data.
+        seconds: wall time.
+
+    Returns:
+        The :class:`Cost`.
+    """
+    which = "ggn_vp" if curvature in ("ggn", "fisher") else "hvp"
+    return Cost(passes=float(passes), seconds=float(seconds), **{which: int(products)})
+
+
+@dataclass(frozen=True, eq=False)
+class Eigenvalues(RecordMixin):
+    """Eigenpairs of the curvature matrix found by :func:`probes.curvature.hessian.eigenvalues`.
+
+    Attributes:
+        values: eigenvalues (Ritz values), ascending (k of them; 2k for ``which="both"``;
+            fewer only when ``max_products`` is below that).
+        vectors: unit eigenvectors, one a row, in the order of ``values`` (largest component
+            positive), or None when not asked for.
+        residuals: ``||H v - lambda v||`` of each pair, from the products.
+        errors: bound on ``|lambda_true - value|``: ``min(r, r^2 / gap)``.
+        converged: whether each pair's error meets ``tol``.
+        which, k, tol, curvature, mode: the options. params: names of the parameters the
+            matrix is over, in the order of the flat vector.
+        cost: products (``hvp``, or ``ggn_vp`` for the GGN and the Fisher), passes over the
+            data, wall time of the whole probe. restarts: thick restarts of the Lanczos basis.
+    """
+
+    _probe = "hessian.eigenvalues"
+
+    values: np.ndarray
+    vectors: np.ndarray | None
+    residuals: np.ndarray
+    errors: np.ndarray
+    converged: np.ndarray
+    which: str
+    k: int
+    tol: float
+    curvature: str
+    params: tuple[str, ...]
+    cost: Cost
+    mode: str = "eval"
+    restarts: int = 0
+
+    @property
+    def all_converged(self) -> bool:
+        """Every requested pair was found and meets ``tol``."""
+        wanted = 2 * self.k if self.which == "both" else self.k
+        return len(self.values) == wanted and bool(np.all(self.converged))
+
+
+@dataclass(frozen=True, eq=False)
+class BlockEigenvalues(RecordMixin):
+    """One :class:`Eigenvalues` per block, by block name (the owning module's name), with the
+    total cost."""
+
+    _probe = "hessian.eigenvalues.blocks"
+
+    blocks: dict[str, Eigenvalues]
+    cost: Cost
+
+    @classmethod
+    def _upgrade(cls, arrays: dict[str, Any], attrs: dict[str, Any]
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Records written before the record protocol: arrays ``<i>_<name>`` and a list of
+        per-block attributes with the block's name as ``block``."""
+        if not isinstance(attrs.get("blocks"), list):
+            return arrays, attrs
+        blocks = {b["block"]: {k: v for k, v in b.items() if k != "block"}
+                  for b in attrs["blocks"]}
+        moved = {}
+        for key, value in arrays.items():
+            i, _, name = key.partition("_")
+            moved[f"blocks.{i}.{name}" if i.isdigit() else key] = value
+        return moved, {**attrs, "blocks": blocks}
+
+
+@dataclass(frozen=True, eq=False)
+class Matrix(RecordMixin):
+    """The dense curvature matrix built by :func:`probes.curvature.dense.matrix`.
+
+    Attributes:
+        matrix: the P x P matrix as computed (float64; row i is the product with e_i).
+        spectrum: eigenvalues of its symmetric part, ascending.
+        asymmetry: ``||M - M^T||_F / ||M||_F`` (rounding only; larger means a wrong product).
+        curvature, mode: the options. params: parameter names, in flat order.
+        cost: P products, the passes, the wall time.
+    """
+
+    _probe = "hessian.matrix"
+
+    matrix: np.ndarray
+    spectrum: np.ndarray
+    asymmetry: float
+    curvature: str
+    cost: Cost
+    params: tuple[str, ...] = ()
+    mode: str = "eval"
+
+
+@dataclass(frozen=True, eq=False)
+class Trace(RecordMixin):
+    """A trace estimate (:func:`probes.curvature.trace.trace`).
+
+    Attributes:
+        value: the estimate of ``tr(H)``.
+        stderr: its standard error (of the stochastic part; NaN with fewer than 2 probes).
+        method: ``"hutchinson"`` or ``"hutch++"``.
+        n_probes: Hutchinson probes in the stochastic part (``len(samples)``).
+        sketch: columns of the Hutch++ sketch (0 for Hutchinson).
+        cost: curvature-vector products spent, passes over the data, wall time.
+        curvature: the curvature matrix (``"hessian"``, ``"ggn"``, ...). seed: the probes' seed.
+        n_params: P, the size of the matrix.
+        target_stderr: the requested standard error, or None.
+        converged: False when ``target_stderr`` was not reached within the budget.
+        samples: the per-probe estimates of the stochastic part: ``g^T H g`` (Hutchinson) or
+            ``g^T (I-QQ^T) H (I-QQ^T) g`` (Hutch++, whose value adds ``tr(Q^T H Q)``).
+    """
+
+    _probe = "hessian.trace"
+
+    value: float
+    stderr: float
+    method: str
+    n_probes: int
+    sketch: int
+    cost: Cost
+    curvature: str
+    seed: int
+    n_params: int
+    target_stderr: float | None
+    converged: bool
+    samples: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class Density(RecordMixin):
+    """A spectral density estimate by stochastic Lanczos quadrature
+    (:func:`probes.curvature.density.density`).
+
+    Attributes:
+        grid: (G,) points. density: (G,) the broadened density on ``grid``.
+        nodes: (n_vectors, m) Ritz values of each start vector; a vector whose Krylov space
+            became invariant after ``j < m`` steps has NaN nodes (and 0 weights) after ``j``.
+        weights: (n_vectors, m) squared first components of the Ritz vectors (each row sums
+            to 1).
+        width: the Gaussian broadening sigma. steps: Lanczos steps asked (at most P).
+        n_vectors: start vectors. cost: products, passes, wall time. curvature, seed: options.
+        n_params: P.
+    """
+
+    _probe = "hessian.density"
+
+    grid: np.ndarray
+    density: np.ndarray
+    nodes: np.ndarray
+    weights: np.ndarray
+    width: float
+    steps: int
+    n_vectors: int
+    cost: Cost
+    curvature: str
+    seed: int
+    n_params: int
+
+    def moment(self, k: int) -> float:
+        """The k-th moment ``(1/n_vectors) sum_v sum_j w_vj theta_vj^k`` of the Ritz measure:
+        an estimate of ``tr(H^k) / P`` (exact in expectation for ``k < 2 * steps``);
+        ``moment(1) * n_params`` estimates the trace."""
+        return float(self.moments(k).mean())
+
+    def moments(self, k: int) -> np.ndarray:
+        """The k-th moment of each start vector's quadrature, ``v^T H^k v`` (n_vectors,): their
+        spread gives the standard error of :meth:`moment`."""
+        k = _check_int("Density.moment", "k", k, 0)
+        nodes = np.nan_to_num(self.nodes, nan=0.0)
+        return (self.weights * nodes ** k).sum(axis=1)
+
+    def broadened(self, grid: Any, width: float | None = None) -> np.ndarray:
+        """The Ritz measure broadened by Gaussians of ``width`` (default: this result's) at the
+        points ``grid``: the plain mixture, integrating to the mass inside ``grid``.
+
+        Args:
+            grid: 1-D points.
+            width: the Gaussian sigma (> 0).
+
+        Returns:
+            The density at ``grid``, float64.
+        """
+        xs = np.asarray(grid, dtype=np.float64).reshape(-1)
+        sigma = float(self.width if width is None else width)
+        if not sigma > 0:
+            raise ValueError(f"Density.broadened: width must be > 0, got {width!r}")
+        return broaden(self.nodes, self.weights, xs, sigma)
+
+
+def broaden(nodes: np.ndarray, weights: np.ndarray, xs: np.ndarray, sigma: float) -> np.ndarray:
+    """The average over start vectors of the Gaussian mixtures with centres ``nodes`` and
+    weights ``weights`` (each ``(n_vectors, m)``; NaN nodes have weight 0), width ``sigma``,
+    at the points ``xs``.
+
+    Args:
+        nodes: the Ritz values of each start vector (NaN where there are none).
+        weights: their quadrature weights.
+        xs: 1-D points.
+        sigma: the width.
+
+    Returns:
+        The density at ``xs`` (float64).
+    """
+    n_vectors = max(len(nodes), 1)
+    flat_n = np.nan_to_num(np.asarray(nodes, dtype=np.float64), nan=0.0).reshape(-1)
+    flat_w = np.asarray(weights, dtype=np.float64).reshape(-1) / n_vectors
+    keep = flat_w > 0
+    z = (xs[:, None] - flat_n[None, keep]) / sigma
+    return (np.exp(-0.5 * z ** 2) / (sigma * np.sqrt(2 * np.pi))) @ flat_w[keep]
