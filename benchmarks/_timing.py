@@ -9,8 +9,9 @@ import time
 from collections.abc import Callable
 
 
-def samples(fns: dict[str, Callable[[], object]], repeats: int, warmup: bool = False
-            ) -> dict[str, list[float]]:
+def samples(
+    fns: dict[str, Callable[[], object]], repeats: int, warmup: bool = False
+) -> dict[str, list[float]]:
     """Seconds of each callable over ``repeats`` interleaved rounds.
 
     With ``warmup``, each callable is called once before the first round.

@@ -55,13 +55,16 @@ PYHESSIAN_CAP = 1500  # products; PyHessian's deflated power iteration crawls on
 
 class _Capped(Exception):
     """PyHessian spent PYHESSIAN_CAP products without stopping."""
+
+
 EIGENTHINGS_STEPS = (5, 10, 15, 20, 30, 40, 60, 80, 120, 160)
 
 
 def timed(fns: dict, repeats: int) -> dict:
     """Median seconds of each callable (and min, max), in interleaved rounds."""
-    return {name: (statistics.median(s), min(s), max(s))
-            for name, s in samples(fns, repeats).items()}
+    return {
+        name: (statistics.median(s), min(s), max(s)) for name, s in samples(fns, repeats).items()
+    }
 
 
 def rel_error(values, reference: np.ndarray) -> float:
@@ -148,21 +151,29 @@ def reference(model, loss_fn, batches) -> np.ndarray:
     m64 = copy.deepcopy(model).double()
     if isinstance(batches, DataLoader):
         x, y = batches.dataset.tensors
-        d64 = DataLoader(TensorDataset(x.double(), y), batch_size=batches.batch_size,
-                         shuffle=False)
+        d64 = DataLoader(TensorDataset(x.double(), y), batch_size=batches.batch_size, shuffle=False)
     else:
         d64 = (batches[0][0].double(), batches[0][1])
     res = eigenvalues(m64, loss_fn, d64, k=K, tol=1e-10)
     return np.sort(res.values)[::-1]
 
 
-def bench(label: str, model: nn.Module, loss_fn, batches, one_batch: bool, repeats: int,
-          pyhessian: bool = True) -> None:
+def bench(
+    label: str,
+    model: nn.Module,
+    loss_fn,
+    batches,
+    one_batch: bool,
+    repeats: int,
+    pyhessian: bool = True,
+) -> None:
     """batches: [(x, y)] (one batch) or a DataLoader."""
     n_params = sum(p.numel() for p in model.parameters())
     ref = reference(model, loss_fn, batches)
-    print(f"\n{label}: {n_params} parameters; reference top-{K} (ours tol=1e-10, float64): "
-          + ", ".join(f"{v:.6g}" for v in ref))
+    print(
+        f"\n{label}: {n_params} parameters; reference top-{K} (ours tol=1e-10, float64): "
+        + ", ".join(f"{v:.6g}" for v in ref)
+    )
 
     # choose each peer's cheapest setting that reaches TARGET (once, seed 0)
     chosen, rows, untimed = {}, {}, {}
@@ -181,45 +192,60 @@ def bench(label: str, model: nn.Module, loss_fn, batches, one_batch: bool, repea
         rows[name] = (n, err)
     else:
         reached = "" if err <= TARGET else " (target NOT reached)"
-        chosen[name] = (f"tol={tol:g}{reached}", lambda tol=tol: pyhessian_run(
-            model, loss_fn, batches, one_batch, tol))
+        chosen[name] = (
+            f"tol={tol:g}{reached}",
+            lambda tol=tol: pyhessian_run(model, loss_fn, batches, one_batch, tol),
+        )
     for steps in EIGENTHINGS_STEPS:
         values, n = eigenthings_run(model, loss_fn, batches, steps)
         err = rel_error(values, ref)
         if err <= TARGET:
             break
     reached = "" if err <= TARGET else " (target NOT reached)"
-    chosen["eigenthings 1.0.0a5"] = (f"max_iter={steps}{reached}",
-                                     lambda s=steps: eigenthings_run(model, loss_fn, batches, s))
-    chosen["ours"] = ("defaults (tol=1e-6, self-stopping)",
-                      lambda: ours_run(model, loss_fn, batches))
+    chosen["eigenthings 1.0.0a5"] = (
+        f"max_iter={steps}{reached}",
+        lambda s=steps: eigenthings_run(model, loss_fn, batches, s),
+    )
+    chosen["ours"] = (
+        "defaults (tol=1e-6, self-stopping)",
+        lambda: ours_run(model, loss_fn, batches),
+    )
 
     for name, (_, fn) in chosen.items():
         values, n = fn()  # warm-up, and the figures reported
         rows[name] = (n, rel_error(values, ref))
     t = timed({name: fn for name, (_, fn) in chosen.items()}, repeats)
 
-    print(f"  {'':<21}{'setting':<42}{'seconds':>9}{'(min-max)':>16}{'products':>10}"
-          f"{'max rel err':>13}")
+    print(
+        f"  {'':<21}{'setting':<42}{'seconds':>9}{'(min-max)':>16}{'products':>10}"
+        f"{'max rel err':>13}"
+    )
     for name, (setting, seconds) in untimed.items():
         n, err = rows[name]
         print(f"  {name:<21}{setting:<42}{seconds:>9.3f}{'(one run)':>16}{n:>10}{err:>13.1e}")
     for name, (setting, _) in chosen.items():
         med, lo, hi = t[name]
         n, err = rows[name]
-        print(f"  {name:<21}{setting:<42}{med:>9.3f}{f'({lo:.3f}-{hi:.3f})':>16}{n:>10}"
-              f"{err:>13.1e}")
+        print(
+            f"  {name:<21}{setting:<42}{med:>9.3f}{f'({lo:.3f}-{hi:.3f})':>16}{n:>10}{err:>13.1e}"
+        )
     peers = [name for name in chosen if name != "ours" and "NOT" not in chosen[name][0]]
     fastest = min(peers, key=lambda name: t[name][0])
     ratio = t["ours"][0] / t[fastest][0]
-    print(f"  ours / {fastest} (faster peer): {ratio:.2f} in time, "
-          f"{rows['ours'][0] / rows[fastest][0]:.2f} in products; target <= {RATIO_TARGET}: "
-          f"{'met' if ratio <= RATIO_TARGET else 'NOT met'}")
+    print(
+        f"  ours / {fastest} (faster peer): {ratio:.2f} in time, "
+        f"{rows['ours'][0] / rows[fastest][0]:.2f} in products; target <= {RATIO_TARGET}: "
+        f"{'met' if ratio <= RATIO_TARGET else 'NOT met'}"
+    )
 
 
 def trained(model: nn.Module, split) -> nn.Module:
-    fit(model, "cross_entropy", split.train,
-        TrainConfig("adam", lr=1e-3, max_steps=200, history_every=0, snapshot_every=0))
+    fit(
+        model,
+        "cross_entropy",
+        split.train,
+        TrainConfig("adam", lr=1e-3, max_steps=200, history_every=0, snapshot_every=0),
+    )
     return model.eval()
 
 
@@ -227,29 +253,49 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--only", choices=("mlp", "cnn"), help="run one of the two problems")
-    parser.add_argument("--no-pyhessian", action="store_true",
-                        help="leave PyHessian out (on the CNN its tolerance ladder and timed "
-                        "runs take over ten minutes)")
+    parser.add_argument(
+        "--no-pyhessian",
+        action="store_true",
+        help="leave PyHessian out (on the CNN its tolerance ladder and timed "
+        "runs take over ten minutes)",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU; "
-          f"{args.repeats} interleaved repeats, median (min-max)")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU; "
+        f"{args.repeats} interleaved repeats, median (min-max)"
+    )
     loss_fn = nn.CrossEntropyLoss()
 
     if args.only != "cnn":
         digits = data.standardize(data.digits())
-        mlp = trained(models.build("mlp", in_features=64, num_classes=10, width=128, depth=2,
-                                   seed=0), digits)
-        bench("MLP 64-128-128-10 on digits (one batch)", mlp, loss_fn, [digits.train], True,
-              args.repeats, not args.no_pyhessian)
+        mlp = trained(
+            models.build("mlp", in_features=64, num_classes=10, width=128, depth=2, seed=0), digits
+        )
+        bench(
+            "MLP 64-128-128-10 on digits (one batch)",
+            mlp,
+            loss_fn,
+            [digits.train],
+            True,
+            args.repeats,
+            not args.no_pyhessian,
+        )
     if args.only == "mlp":
         return
     mnist = data.standardize(data.mnist1d())
     cnn = trained(models.build("cnn1d", seed=0), mnist)
     x, y = mnist.train
     loader = DataLoader(TensorDataset(x, y), batch_size=500, shuffle=False)
-    bench("CNN1d on MNIST-1D (DataLoader, 8 x 500)", cnn, loss_fn, loader, False,
-          args.repeats, not args.no_pyhessian)
+    bench(
+        "CNN1d on MNIST-1D (DataLoader, 8 x 500)",
+        cnn,
+        loss_fn,
+        loader,
+        False,
+        args.repeats,
+        not args.no_pyhessian,
+    )
 
 
 if __name__ == "__main__":

@@ -77,8 +77,10 @@ def bench(label: str, model: nn.Module, x, y, repeats: int) -> None:
     t["auto, block of 8"] /= 8
     t_grad = t["gradient"]
     f_grad = flops(fns["gradient"])
-    print(f"\n{label}: {base.layout.numel} parameters, {base.n_examples} examples (one batch), "
-          f"gradient {t_grad * 1e3:.1f} ms")
+    print(
+        f"\n{label}: {base.layout.numel} parameters, {base.n_examples} examples (one batch), "
+        f"gradient {t_grad * 1e3:.1f} ms"
+    )
     print(f"  {'':<22}{'ms/product':>11}{'x gradient':>12}{'x flops':>9}{'build (x grad)':>16}")
     for name in fns:
         if name == "gradient":
@@ -89,8 +91,10 @@ def bench(label: str, model: nn.Module, x, y, repeats: int) -> None:
             note = f"{flops(fns[name]) / f_grad:>9.2f}{build:>16.1f}"
         elif name in chosen:
             target = 1.5 if name == "auto (graph fits)" else 3.0
-            note = (f"   -> {chosen[name]}; target <= {target}x: "
-                    f"{'met' if t[name] / t_grad <= target else 'NOT met'}")
+            note = (
+                f"   -> {chosen[name]}; target <= {target}x: "
+                f"{'met' if t[name] / t_grad <= target else 'NOT met'}"
+            )
         elif name == "PyHessian 0.1":
             note = f"   ours (auto) / PyHessian: {t['auto (graph fits)'] / t[name]:.2f}"
         else:

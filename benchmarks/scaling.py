@@ -83,8 +83,10 @@ def ceiling(rounds: int = 3) -> float:
     """Work done by two 1-thread processes at once, relative to one after the other."""
 
     def burn(n: int) -> list[float]:
-        procs = [subprocess.Popen([sys.executable, "-c", BURN], stdout=subprocess.PIPE,
-                                  text=True) for _ in range(n)]
+        procs = [
+            subprocess.Popen([sys.executable, "-c", BURN], stdout=subprocess.PIPE, text=True)
+            for _ in range(n)
+        ]
         return [float(p.communicate()[0]) for p in procs]
 
     ratios = []
@@ -108,11 +110,15 @@ def main() -> None:
     spec = loads(SPEC.format(epochs=args.epochs))
     default_threads = torch.get_num_threads()
     tmp = Path(tempfile.mkdtemp(prefix="scaling-"))
-    print(f"{len(spec.runs)} runs, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-          f"default threads {default_threads}")
+    print(
+        f"{len(spec.runs)} runs, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+        f"default threads {default_threads}"
+    )
     top = ceiling()
-    print(f"the machine's ceiling: 2 processes do {top:.2f}x the work of 1 (a fixed 1-thread "
-          "loop, twice at once vs twice in a row; median of 3)")
+    print(
+        f"the machine's ceiling: 2 processes do {top:.2f}x the work of 1 (a fixed 1-thread "
+        "loop, twice at once vs twice in a row; median of 3)"
+    )
 
     seq, n_seq = _timed(spec, tmp / "seq.h5")
     print(f"in-process, {default_threads} threads: {seq:7.1f} s  ({n_seq} jobs)")
@@ -121,31 +127,40 @@ def main() -> None:
     print(f"in-process, 1 thread:  {seq1:7.1f} s")
     torch.set_num_threads(2)
     local, n_local = _timed(spec, tmp / "local.h5", workers=2)
-    print(f"2 local workers:       {local:7.1f} s  ({n_local} tasks)  "
-          f"speed-up {seq / local:.2f}x ({seq1 / local:.2f}x over 1 thread, "
-          f"{seq1 / local / top:.0%} of the ceiling)")
+    print(
+        f"2 local workers:       {local:7.1f} s  ({n_local} tasks)  "
+        f"speed-up {seq / local:.2f}x ({seq1 / local:.2f}x over 1 thread, "
+        f"{seq1 / local / top:.0%} of the ceiling)"
+    )
 
     import ray  # noqa: PLC0415 (the optional Ray extra: needed from here on only)
 
     start = time.perf_counter()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             object_store_memory=256 * 2**20)
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 2**20
+    )
     ray.get(ray.remote(lambda: None).remote())  # a worker is up
     init = time.perf_counter() - start
     try:
         on_ray, n_ray = _timed(spec, tmp / "ray.h5", executor="ray")
     finally:
         ray.shutdown()
-    print(f"Ray, 2 CPUs:           {on_ray:7.1f} s  ({n_ray} tasks; +{init:.1f} s to start "
-          f"Ray)  speed-up {seq / on_ray:.2f}x ({seq1 / on_ray:.2f}x over 1 thread, "
-          f"{seq1 / on_ray / top:.0%} of the ceiling)")
+    print(
+        f"Ray, 2 CPUs:           {on_ray:7.1f} s  ({n_ray} tasks; +{init:.1f} s to start "
+        f"Ray)  speed-up {seq / on_ray:.2f}x ({seq1 / on_ray:.2f}x over 1 thread, "
+        f"{seq1 / on_ray / top:.0%} of the ceiling)"
+    )
     ideal = seq1 / top
-    print(f"cost a task beyond a split of the 1-thread work at the ceiling: local processes "
-          f"{(local - ideal) / n_local * 1e3:.0f} ms, Ray {(on_ray - ideal) / n_ray * 1e3:.0f} ms")
+    print(
+        f"cost a task beyond a split of the 1-thread work at the ceiling: local processes "
+        f"{(local - ideal) / n_local * 1e3:.0f} ms, Ray {(on_ray - ideal) / n_ray * 1e3:.0f} ms"
+    )
     for name in ("seq1", "local", "ray"):
         bad = differences(tmp / "seq1.h5", tmp / f"{name}.h5")
-        print(f"{name}.h5 holds the numbers of the 1-thread sequential sweep: "
-              f"{'yes' if not bad else 'NO: ' + '; '.join(bad[:5])}")
+        print(
+            f"{name}.h5 holds the numbers of the 1-thread sequential sweep: "
+            f"{'yes' if not bad else 'NO: ' + '; '.join(bad[:5])}"
+        )
     bad = differences(tmp / "seq.h5", tmp / "seq1.h5")
     same = "the same numbers" if not bad else f"{len(bad)} arrays differ (threads reorder sums)"
     print(f"{default_threads} threads vs 1 thread: {same}")

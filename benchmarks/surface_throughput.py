@@ -41,8 +41,9 @@ from landscape.engine import allocator
 from landscape.surfaces.grid import surface
 
 
-def problem_bench(label: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                  repeats: int, steps: int) -> None:
+def problem_bench(
+    label: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor, repeats: int, steps: int
+) -> None:
     # a peer, a dev extra: imported only for its own run
     import loss_landscapes  # noqa: PLC0415
     from loss_landscapes.metrics import Loss  # noqa: PLC0415
@@ -75,8 +76,13 @@ def problem_bench(label: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor
 
     def peer() -> None:
         torch.manual_seed(0)
-        loss_landscapes.random_plane(copy.deepcopy(model), Loss(loss_fn, x, y), distance=1,
-                                     steps=steps, normalization="filter")
+        loss_landscapes.random_plane(
+            copy.deepcopy(model),
+            Loss(loss_fn, x, y),
+            distance=1,
+            steps=steps,
+            normalization="filter",
+        )
 
     work = copy.deepcopy(model)
 
@@ -92,19 +98,30 @@ def problem_bench(label: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor
                         right += int((out.argmax(1) == yb).sum())
                         n += len(yb)
 
-    fns = {"ours": ours, "bound": bound, "ours, loss only": ours_loss, "loss-landscapes": peer,
-           "ours (DataLoader)": ours_loader, "DataLoader loop": goldstein}
+    fns = {
+        "ours": ours,
+        "bound": bound,
+        "ours, loss only": ours_loss,
+        "loss-landscapes": peer,
+        "ours (DataLoader)": ours_loader,
+        "DataLoader loop": goldstein,
+    }
     t = {k: statistics.median(v) for k, v in samples(fns, repeats, warmup=True).items()}
     rate = {k: points / v for k, v in t.items()}
     print(f"\n{label}: {p} parameters, {len(y)} examples, {steps} x {steps} points")
     for name in fns:
         print(f"  {name:<20}{rate[name]:>10.1f} points/s")
-    print(f"  (a) ours / bound:                    {rate['ours'] / rate['bound']:.2f} "
-          f"(target >= 0.9)")
-    print(f"  (b) ours / loss-landscapes (loss only, as it computes): "
-          f"{rate['ours, loss only'] / rate['loss-landscapes']:.2f} (target >= 1)")
-    print(f"  (c) ours / DataLoader loop (loader): "
-          f"{rate['ours (DataLoader)'] / rate['DataLoader loop']:.2f} (target >= 5)")
+    print(
+        f"  (a) ours / bound:                    {rate['ours'] / rate['bound']:.2f} (target >= 0.9)"
+    )
+    print(
+        f"  (b) ours / loss-landscapes (loss only, as it computes): "
+        f"{rate['ours, loss only'] / rate['loss-landscapes']:.2f} (target >= 1)"
+    )
+    print(
+        f"  (c) ours / DataLoader loop (loader): "
+        f"{rate['ours (DataLoader)'] / rate['DataLoader loop']:.2f} (target >= 5)"
+    )
 
 
 def main() -> None:
@@ -114,18 +131,22 @@ def main() -> None:
     parser.add_argument("--models", default="mlp,cnn1d", help="comma-separated: mlp, cnn1d")
     args = parser.parse_args()
     allocator.prime()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU; "
-          f"{args.repeats} interleaved repeats, median")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU; "
+        f"{args.repeats} interleaved repeats, median"
+    )
     split = data.standardize(data.mnist1d())
     x, y = split.train
     chosen = args.models.split(",")
     if "mlp" in chosen:
         mlp = models.build("mlp", in_features=40, num_classes=10, seed=0)
-        problem_bench("MLP 40-100-100-10 (the default), MNIST-1D", mlp, x, y, args.repeats,
-                      args.steps)
+        problem_bench(
+            "MLP 40-100-100-10 (the default), MNIST-1D", mlp, x, y, args.repeats, args.steps
+        )
     if "cnn1d" in chosen:
-        problem_bench("CNN1d, MNIST-1D", models.build("cnn1d", seed=0), x, y, args.repeats,
-                      args.steps)
+        problem_bench(
+            "CNN1d, MNIST-1D", models.build("cnn1d", seed=0), x, y, args.repeats, args.steps
+        )
 
 
 if __name__ == "__main__":

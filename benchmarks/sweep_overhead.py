@@ -48,10 +48,15 @@ def parts(sweep) -> dict[str, float]:
         t0 = time.perf_counter()
         model, split, loss, config, _, _ = build(run.spec)
         x, y = split.train
-        cbs = [top_eigenvalues((x[:o.get("n", len(y))], y[:o.get("n", len(y))]), o["every"],
-                               name=name, **{k: v for k, v in o.items()
-                                             if k in ("k", "tol", "curvature")})
-               for name, o in sweep.along.items()]
+        cbs = [
+            top_eigenvalues(
+                (x[: o.get("n", len(y))], y[: o.get("n", len(y))]),
+                o["every"],
+                name=name,
+                **{k: v for k, v in o.items() if k in ("k", "tol", "curvature")},
+            )
+            for name, o in sweep.along.items()
+        ]
         start = copy.deepcopy(model)
         init = torch.nn.utils.parameters_to_vector(model.parameters()).detach().clone()
         fit(model, loss, split, config, callbacks=cbs)
@@ -64,26 +69,46 @@ def parts(sweep) -> dict[str, float]:
             if fn_name == "measures":
                 opts["init"] = init
             getattr(importlib.import_module(f"probes.{module}"), fn_name)(
-                model, loss_fn, (x[:n], y[:n]), **opts)
+                model, loss_fn, (x[:n], y[:n]), **opts
+            )
         out["probes"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         for o in sweep.surfaces.values():
             d = directions.random(model, k=2 if "y" in o else 1, seed=o.get("seed", 0))
             n = o.get("n", len(y))
-            surface(model, loss_fn, (x[:n], y[:n]), d, x=np.linspace(*o["x"]),
-                    y=np.linspace(*o["y"]) if "y" in o else None, test=split.test)
+            surface(
+                model,
+                loss_fn,
+                (x[:n], y[:n]),
+                d,
+                x=np.linspace(*o["x"]),
+                y=np.linspace(*o["y"]) if "y" in o else None,
+                test=split.test,
+            )
         out["surfaces"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         if sweep.init_to_final:
-            interpolation.linear(start, model, loss_fn, split.train, test=split.test,
-                                 n=sweep.path_options.get("points", 25))
+            interpolation.linear(
+                start,
+                model,
+                loss_fn,
+                split.train,
+                test=split.test,
+                n=sweep.path_options.get("points", 25),
+            )
         out["paths"] += time.perf_counter() - t0
         finals[run.name] = (model, loss_fn, split)
     t0 = time.perf_counter()
     for a, b, _ in sweep.between:
         ma, loss_fn, split = finals[a]
-        interpolation.linear(ma, finals[b][0], loss_fn, split.train, test=split.test,
-                             n=sweep.path_options.get("points", 25))
+        interpolation.linear(
+            ma,
+            finals[b][0],
+            loss_fn,
+            split.train,
+            test=split.test,
+            n=sweep.path_options.get("points", 25),
+        )
     out["paths"] += time.perf_counter() - t0
     return out
 
@@ -108,11 +133,16 @@ def main() -> None:
     alone = parts(sweep)
     total = sum(alone.values())
     print(f"sweep {sweep.name!r}: {len(sweep.runs)} runs, threads {torch.get_num_threads()}")
-    print("parts alone: " + ", ".join(f"{k} {v:.2f} s" for k, v in alone.items()) +
-          f"; sum {total:.2f} s")
-    print(f"sweep wall time {wall:.2f} s; orchestration + storage overhead "
-          f"{wall / total - 1:+.1%} (target <= 5%), {(wall - total) / len(sweep.runs):.2f} s "
-          "a run")
+    print(
+        "parts alone: "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in alone.items())
+        + f"; sum {total:.2f} s"
+    )
+    print(
+        f"sweep wall time {wall:.2f} s; orchestration + storage overhead "
+        f"{wall / total - 1:+.1%} (target <= 5%), {(wall - total) / len(sweep.runs):.2f} s "
+        "a run"
+    )
 
 
 if __name__ == "__main__":

@@ -26,29 +26,67 @@ from landscape.engine.lazy import attach
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("cli", "data", "engine", "models", "plot", "report", "store", "surfaces",
-               "sweep", "train")
+_SUBMODULES = (
+    "cli",
+    "data",
+    "engine",
+    "models",
+    "plot",
+    "report",
+    "store",
+    "surfaces",
+    "sweep",
+    "train",
+)
 _NAMES = {
-    "Cost": "landscape.engine.cost", "DeterminismError": "landscape.engine.determinism",
-    "Metrics": "landscape.engine.metrics", "Objective": "landscape.engine.objective",
-    "ParamLayout": "landscape.engine.params", "no_bias_norm": "landscape.engine.params",
-    "only": "landscape.engine.params", "Store": "landscape.store.file",
-    "load_params": "landscape.train.checkpoints", "optimizer_spec": "landscape.train.optim",
-    "TrainConfig": "landscape.train.config", "TrainResult": "landscape.train.fit",
+    "Cost": "landscape.engine.cost",
+    "DeterminismError": "landscape.engine.determinism",
+    "Metrics": "landscape.engine.metrics",
+    "Objective": "landscape.engine.objective",
+    "ParamLayout": "landscape.engine.params",
+    "no_bias_norm": "landscape.engine.params",
+    "only": "landscape.engine.params",
+    "Store": "landscape.store.file",
+    "load_params": "landscape.train.checkpoints",
+    "optimizer_spec": "landscape.train.optim",
+    "TrainConfig": "landscape.train.config",
+    "TrainResult": "landscape.train.fit",
     "fit": "landscape.train.fit",
 }
 
-__all__ = ["Cost", "DeterminismError", "Metrics", "Objective", "ParamLayout", "Store",
-           "TrainConfig", "TrainResult", "__version__", "cli", "data", "engine", "fit",
-           "load_params", "models", "no_bias_norm", "only", "optimizer_spec", "plot", "report",
-           "store", "surfaces", "sweep", "train"]
+__all__ = [
+    "Cost",
+    "DeterminismError",
+    "Metrics",
+    "Objective",
+    "ParamLayout",
+    "Store",
+    "TrainConfig",
+    "TrainResult",
+    "__version__",
+    "cli",
+    "data",
+    "engine",
+    "fit",
+    "load_params",
+    "models",
+    "no_bias_norm",
+    "only",
+    "optimizer_spec",
+    "plot",
+    "report",
+    "store",
+    "surfaces",
+    "sweep",
+    "train",
+]
 
 __getattr__, __dir__ = attach(__name__, _SUBMODULES, _NAMES)
 
 if TYPE_CHECKING:
+    from landscape.engine.cost import Cost
     from landscape.engine.determinism import DeterminismError
     from landscape.engine.metrics import Metrics
-    from landscape.engine.cost import Cost
     from landscape.engine.objective import Objective
     from landscape.engine.params import ParamLayout, no_bias_norm, only
     from landscape.store.file import Store

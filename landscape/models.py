@@ -25,13 +25,30 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
-    "ACTIVATIONS", "MODELS", "build", "ReferenceModel", "MLP", "Linear", "CNN1d", "ResNet",
-    "DeepMatrixFactorization", "SymmetricFactorization", "DiagonalLinearNetwork", "TinyTransformer",
+    "ACTIVATIONS",
+    "MODELS",
+    "build",
+    "ReferenceModel",
+    "MLP",
+    "Linear",
+    "CNN1d",
+    "ResNet",
+    "DeepMatrixFactorization",
+    "SymmetricFactorization",
+    "DiagonalLinearNetwork",
+    "TinyTransformer",
 ]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "sigmoid": nn.Sigmoid, "elu": nn.ELU,
-    "silu": nn.SiLU, "softplus": nn.Softplus, "leaky_relu": nn.LeakyReLU, "identity": nn.Identity,
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "sigmoid": nn.Sigmoid,
+    "elu": nn.ELU,
+    "silu": nn.SiLU,
+    "softplus": nn.Softplus,
+    "leaky_relu": nn.LeakyReLU,
+    "identity": nn.Identity,
 }
 _INITS = ("identity", "orthogonal", "gaussian")
 
@@ -93,8 +110,9 @@ def _jsonable(value: Any) -> Any:
     raise TypeError(f"model spec: keyword values must be JSON-serialisable, got {value!r}")
 
 
-def build(name: str, kwargs: dict[str, Any] | None = None, *, seed: int | None = None,
-          **kw: Any) -> nn.Module:
+def build(
+    name: str, kwargs: dict[str, Any] | None = None, *, seed: int | None = None, **kw: Any
+) -> nn.Module:
     """Build the model ``MODELS[name]`` from keyword arguments.
 
     Args:
@@ -123,8 +141,11 @@ def build(name: str, kwargs: dict[str, Any] | None = None, *, seed: int | None =
     if overlap := sorted(set(kwargs) & set(kw)):
         raise TypeError(f"build({name!r}): {overlap[0]!r} given both in kwargs and as a keyword")
     kwargs.update(kw)
-    params = {k: p for k, p in inspect.signature(cls).parameters.items()
-              if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    params = {
+        k: p
+        for k, p in inspect.signature(cls).parameters.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
     takes = f"{cls.__name__} takes {', '.join(params)}"
     if bad := [k for k in kwargs if k not in params]:
         raise TypeError(f"build({name!r}): unexpected keyword argument {bad[0]!r}; {takes}")
@@ -171,8 +192,10 @@ class ReferenceModel(nn.Module):
 
 def _flat(x: Tensor, features: int, owner: str) -> Tensor:
     if x.dim() < 2 or x.shape[1:].numel() != features:
-        raise ValueError(f"{owner}: inputs must have shape (N, {features}) or (N, ...) with "
-                         f"{features} features per example, got {tuple(x.shape)}")
+        raise ValueError(
+            f"{owner}: inputs must have shape (N, {features}) or (N, ...) with "
+            f"{features} features per example, got {tuple(x.shape)}"
+        )
     return x.flatten(1)
 
 
@@ -188,8 +211,15 @@ class MLP(ReferenceModel):
         bias: whether the linear layers have biases.
     """
 
-    def __init__(self, in_features: int, num_classes: int, width: int = 100, depth: int = 2,
-                 activation: str = "relu", bias: bool = True) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int,
+        width: int = 100,
+        depth: int = 2,
+        activation: str = "relu",
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         o = "MLP"
         self.in_features = _int(o, "in_features", in_features, 1)
@@ -245,11 +275,18 @@ class CNN1d(ReferenceModel):
         in_channels: channels of the input.
     """
 
-    def __init__(self, in_length: int = 40, num_classes: int = 10,
-                 channels: int | Sequence[int] = 25, depth: int = 3,
-                 kernel_size: int | Sequence[int] = (5, 3, 3), stride: int | Sequence[int] = 2,
-                 padding: int | Sequence[int] = 1, batchnorm: bool = False,
-                 in_channels: int = 1) -> None:
+    def __init__(
+        self,
+        in_length: int = 40,
+        num_classes: int = 10,
+        channels: int | Sequence[int] = 25,
+        depth: int = 3,
+        kernel_size: int | Sequence[int] = (5, 3, 3),
+        stride: int | Sequence[int] = 2,
+        padding: int | Sequence[int] = 1,
+        batchnorm: bool = False,
+        in_channels: int = 1,
+    ) -> None:
         super().__init__()
         o = "CNN1d"
         self.in_length = length = _int(o, "in_length", in_length, 1)
@@ -262,10 +299,17 @@ class CNN1d(ReferenceModel):
         for i in range(depth):
             length = (length + 2 * ps[i] - ks[i]) // ss[i] + 1
             if length < 1:
-                _fail(o, "in_length", f"long enough for the convs (nothing left after conv "
-                      f"{i + 1})", in_length)
-            layers += [nn.Conv1d(chans[i], chans[i + 1], ks[i], ss[i], ps[i], bias=not bn),
-                       nn.BatchNorm1d(chans[i + 1]) if bn else nn.Identity(), nn.ReLU()]
+                _fail(
+                    o,
+                    "in_length",
+                    f"long enough for the convs (nothing left after conv {i + 1})",
+                    in_length,
+                )
+            layers += [
+                nn.Conv1d(chans[i], chans[i + 1], ks[i], ss[i], ps[i], bias=not bn),
+                nn.BatchNorm1d(chans[i + 1]) if bn else nn.Identity(),
+                nn.ReLU(),
+            ]
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(chans[-1] * length, num_classes)
 
@@ -275,8 +319,10 @@ class CNN1d(ReferenceModel):
         if x.dim() == 2 and c == 1:
             x = x.unsqueeze(1)
         if x.dim() != 3 or tuple(x.shape[1:]) != (c, n):
-            raise ValueError(f"CNN1d: inputs must have shape (N, {c}, {n})"
-                             f"{f' or (N, {n})' if c == 1 else ''}, got {tuple(x.shape)}")
+            raise ValueError(
+                f"CNN1d: inputs must have shape (N, {c}, {n})"
+                f"{f' or (N, {n})' if c == 1 else ''}, got {tuple(x.shape)}"
+            )
         return self.head(self.features(x).flatten(1))
 
 
@@ -316,9 +362,17 @@ class ResNet(ReferenceModel):
         in_channels: channels of the input.
     """
 
-    def __init__(self, num_classes: int = 10, dims: int = 1, width: int = 16,
-                 num_blocks: int = 2, skip: bool = True, batchnorm: bool = True,
-                 pool_size: int = 4, in_channels: int = 1) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        dims: int = 1,
+        width: int = 16,
+        num_blocks: int = 2,
+        skip: bool = True,
+        batchnorm: bool = True,
+        pool_size: int = 4,
+        in_channels: int = 1,
+    ) -> None:
         super().__init__()
         o = "ResNet"
         num_classes, width = _int(o, "num_classes", num_classes, 1), _int(o, "width", width, 1)
@@ -327,10 +381,16 @@ class ResNet(ReferenceModel):
         blocks, pool_size = _int(o, "num_blocks", num_blocks), _int(o, "pool_size", pool_size, 1)
         skip, bn = _bool(o, "skip", skip), _bool(o, "batchnorm", batchnorm)
         self.dims, self.in_channels = int(dims), _int(o, "in_channels", in_channels, 1)
-        conv, norm, pool = (nn.Conv1d, nn.BatchNorm1d, nn.AdaptiveAvgPool1d) if dims == 1 else \
-            (nn.Conv2d, nn.BatchNorm2d, nn.AdaptiveAvgPool2d)
-        self.stem = nn.Sequential(conv(self.in_channels, width, 3, padding=1, bias=not bn),
-                                  norm(width) if bn else nn.Identity(), nn.ReLU())
+        conv, norm, pool = (
+            (nn.Conv1d, nn.BatchNorm1d, nn.AdaptiveAvgPool1d)
+            if dims == 1
+            else (nn.Conv2d, nn.BatchNorm2d, nn.AdaptiveAvgPool2d)
+        )
+        self.stem = nn.Sequential(
+            conv(self.in_channels, width, 3, padding=1, bias=not bn),
+            norm(width) if bn else nn.Identity(),
+            nn.ReLU(),
+        )
         self.blocks = nn.Sequential(*[_Block(width, self.dims, bn, skip) for _ in range(blocks)])
         self.pool = pool(pool_size)
         self.head = nn.Linear(width * pool_size**self.dims, num_classes)
@@ -345,8 +405,9 @@ class ResNet(ReferenceModel):
             x = x.reshape(x.shape[0], c, side, side)
         if x.dim() != d + 2 or x.shape[1] != c:
             shape = "(N, C, L) or (N, L)" if d == 1 else "(N, C, H, W), (N, H, W) or (N, C*S*S)"
-            raise ValueError(f"ResNet: inputs must have shape {shape} with C={c}, got "
-                             f"{tuple(x.shape)}")
+            raise ValueError(
+                f"ResNet: inputs must have shape {shape} with C={c}, got {tuple(x.shape)}"
+            )
         return self.head(self.pool(self.blocks(self.stem(x))).flatten(1))
 
 
@@ -363,8 +424,10 @@ class _MatrixModel(ReferenceModel):
             return x @ m.T
         if x.dim() == 3 and tuple(x.shape[1:]) == (n, n):
             return torch.einsum("kij,ij->k", x, m)
-        raise ValueError(f"{type(self).__name__}: inputs must have shape (N, {n}) (vectors) or "
-                         f"(N, {n}, {n}) (measurement matrices), got {tuple(x.shape)}")
+        raise ValueError(
+            f"{type(self).__name__}: inputs must have shape (N, {n}) (vectors) or "
+            f"(N, {n}, {n}) (measurement matrices), got {tuple(x.shape)}"
+        )
 
 
 def _factor(rows: int, cols: int, init: str, scale: float) -> nn.Parameter:
@@ -391,8 +454,14 @@ class DeepMatrixFactorization(_MatrixModel):
         rank: inner width (W_1 is rank x n, W_depth is n x rank); None for n.
     """
 
-    def __init__(self, n: int, depth: int = 2, init_scale: float = 0.1, init: str = "identity",
-                 rank: int | None = None) -> None:
+    def __init__(
+        self,
+        n: int,
+        depth: int = 2,
+        init_scale: float = 0.1,
+        init: str = "identity",
+        rank: int | None = None,
+    ) -> None:
         super().__init__()
         o = "DeepMatrixFactorization"
         self.n, depth = _int(o, "n", n, 1), _int(o, "depth", depth, 1)
@@ -402,7 +471,8 @@ class DeepMatrixFactorization(_MatrixModel):
             _fail(o, "rank", "None when depth is 1", rank)
         sizes = [self.n] + [r] * (depth - 1) + [self.n]
         self.factors = nn.ParameterList(
-            [_factor(b, a, init, scale) for a, b in zip(sizes[:-1], sizes[1:], strict=True)])
+            [_factor(b, a, init, scale) for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+        )
 
     def matrix(self) -> Tensor:
         """The end-to-end matrix W_depth @ ... @ W_1."""
@@ -422,8 +492,9 @@ class SymmetricFactorization(_MatrixModel):
         rank: columns of U (None for n).
     """
 
-    def __init__(self, n: int, init_scale: float = 0.1, init: str = "identity",
-                 rank: int | None = None) -> None:
+    def __init__(
+        self, n: int, init_scale: float = 0.1, init: str = "identity", rank: int | None = None
+    ) -> None:
         super().__init__()
         o = "SymmetricFactorization"
         self.n, scale = _int(o, "n", n, 1), _float(o, "init_scale", init_scale)
@@ -506,9 +577,18 @@ class TinyTransformer(ReferenceModel):
 
     mask: Tensor  # the causal mask, a buffer
 
-    def __init__(self, vocab_size: int, context_length: int, d_model: int = 64, n_heads: int = 4,
-                 n_layers: int = 1, d_mlp: int | None = None, layernorm: bool = True,
-                 num_classes: int | None = None, activation: str = "relu") -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        context_length: int,
+        d_model: int = 64,
+        n_heads: int = 4,
+        n_layers: int = 1,
+        d_mlp: int | None = None,
+        layernorm: bool = True,
+        num_classes: int | None = None,
+        activation: str = "relu",
+    ) -> None:
         super().__init__()
         o = "TinyTransformer"
         self.vocab_size = _int(o, "vocab_size", vocab_size, 1)
@@ -522,7 +602,8 @@ class TinyTransformer(ReferenceModel):
         act = _choice(o, "activation", activation, list(ACTIVATIONS))
         self.embed, self.pos = nn.Embedding(self.vocab_size, d), nn.Embedding(t, d)
         self.layers = nn.ModuleList(
-            [_DecoderLayer(d, heads, d_mlp, layernorm, act) for _ in range(n_layers)])
+            [_DecoderLayer(d, heads, d_mlp, layernorm, act) for _ in range(n_layers)]
+        )
         self.ln = nn.LayerNorm(d) if layernorm else nn.Identity()
         self.unembed = nn.Linear(d, classes)
         self.register_buffer("mask", torch.ones(t, t, dtype=torch.bool).tril(), persistent=False)
@@ -531,9 +612,11 @@ class TinyTransformer(ReferenceModel):
         """Logits (N, num_classes) at the last position of token ids (N, T)."""
         t = tokens.shape[-1] if tokens.dim() else 0
         if tokens.dim() != 2 or tokens.is_floating_point() or not 1 <= t <= self.context_length:
-            raise ValueError(f"TinyTransformer: inputs must be integer token ids of shape (N, T) "
-                             f"with 1 <= T <= {self.context_length}, got {tuple(tokens.shape)} "
-                             f"{tokens.dtype}")
+            raise ValueError(
+                f"TinyTransformer: inputs must be integer token ids of shape (N, T) "
+                f"with 1 <= T <= {self.context_length}, got {tuple(tokens.shape)} "
+                f"{tokens.dtype}"
+            )
         h = self.embed(tokens) + self.pos(torch.arange(t, device=tokens.device))
         for layer in self.layers:
             h = layer(h, self.mask[:t, :t])
@@ -541,9 +624,13 @@ class TinyTransformer(ReferenceModel):
 
 
 MODELS: dict[str, type[nn.Module]] = {
-    "mlp": MLP, "linear": Linear, "cnn1d": CNN1d, "resnet": ResNet,
+    "mlp": MLP,
+    "linear": Linear,
+    "cnn1d": CNN1d,
+    "resnet": ResNet,
     "deep_matrix_factorization": DeepMatrixFactorization,
     "symmetric_factorization": SymmetricFactorization,
-    "diagonal_linear_network": DiagonalLinearNetwork, "tiny_transformer": TinyTransformer,
+    "diagonal_linear_network": DiagonalLinearNetwork,
+    "tiny_transformer": TinyTransformer,
 }
 """Model name -> class; ``build`` looks names up here. Add your own: ``MODELS["name"] = cls``."""

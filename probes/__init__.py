@@ -25,12 +25,27 @@ from __future__ import annotations
 
 from landscape.engine.lazy import attach
 
-__all__ = ["along", "curvature", "ground_truth", "hessian", "implicit_bias", "interpolation",
-           "paths", "sharpness"]
+__all__ = [
+    "along",
+    "curvature",
+    "ground_truth",
+    "hessian",
+    "implicit_bias",
+    "interpolation",
+    "paths",
+    "sharpness",
+]
 
 __getattr__, __dir__ = attach(
     __name__,
-    ["along", "curvature", "implicit_bias", "paths", "sharpness",
-     "hessian:probes.curvature.hessian", "interpolation:probes.paths.interpolation",
-     "ground_truth:probes.implicit_bias.ground_truth"],
+    [
+        "along",
+        "curvature",
+        "implicit_bias",
+        "paths",
+        "sharpness",
+        "hessian:probes.curvature.hessian",
+        "interpolation:probes.paths.interpolation",
+        "ground_truth:probes.implicit_bias.ground_truth",
+    ],
 )

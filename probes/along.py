@@ -30,18 +30,24 @@ import torch
 
 from landscape.engine.params import ParamFilter
 from landscape.train.recording import Callback, TrainState, callback
-
-from probes.implicit_bias.ground_truth import MARGIN_NORMS, max_margin
 from probes.curvature.hessian import eigenvalues
+from probes.implicit_bias.ground_truth import MARGIN_NORMS, max_margin
 from probes.implicit_bias.recovery import margin_alignment
 
 __all__ = ["max_margin_alignment", "param_norms", "top_eigenvalues"]
 
 
-def top_eigenvalues(data: Any, every: int, *, k: int = 1, name: str = "lambda_max",
-                    tol: float = 1e-6, curvature: str = "hessian",
-                    params: ParamFilter | Iterable[str] | None = None,
-                    loss_fn: Any = None) -> Callback:
+def top_eigenvalues(
+    data: Any,
+    every: int,
+    *,
+    k: int = 1,
+    name: str = "lambda_max",
+    tol: float = 1e-6,
+    curvature: str = "hessian",
+    params: ParamFilter | Iterable[str] | None = None,
+    loss_fn: Any = None,
+) -> Callback:
     """A callback recording the top ``k`` eigenvalues every ``every`` steps, warm-started.
 
     Args:
@@ -65,16 +71,31 @@ def top_eigenvalues(data: Any, every: int, *, k: int = 1, name: str = "lambda_ma
 
     def measure(state: TrainState) -> dict[str, Any]:
         v0 = previous["vectors"]
-        result = eigenvalues(state.model, loss_fn or state.loss_fn, data, k=k,
-                             which="largest", tol=tol, curvature=curvature, params=params,
-                             vectors=True, v0=v0, check=False)
+        result = eigenvalues(
+            state.model,
+            loss_fn or state.loss_fn,
+            data,
+            k=k,
+            which="largest",
+            tol=tol,
+            curvature=curvature,
+            params=params,
+            vectors=True,
+            v0=v0,
+            check=False,
+        )
         previous["vectors"] = torch.from_numpy(np.asarray(result.vectors))
         values = np.asarray(result.values)[::-1].copy()
         scale = np.maximum(np.abs(values), np.finfo(np.float64).tiny)
         residual = float(np.max(np.asarray(result.residuals)[::-1] / scale))
         error = float(np.max(np.asarray(result.errors)[::-1] / scale))
-        return {"value": float(values[0]), "values": values, "residual": residual,
-                "error": error, "n_hvp": int(result.cost.hvp + result.cost.ggn_vp)}
+        return {
+            "value": float(values[0]),
+            "values": values,
+            "residual": residual,
+            "error": error,
+            "n_hvp": int(result.cost.hvp + result.cost.ggn_vp),
+        }
 
     return callback(name, every, measure)
 
@@ -104,8 +125,9 @@ def max_margin_alignment(data: Any, every: int, *, name: str = "max_margin") -> 
         ...     callbacks=[cb]).series["max_margin"]["direction_error_l2"]
     """
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
-        raise TypeError(f"max_margin_alignment: data must be an (x, y) pair, got "
-                        f"{type(data).__name__}")
+        raise TypeError(
+            f"max_margin_alignment: data must be an (x, y) pair, got {type(data).__name__}"
+        )
     x, y = data
     references = {norm: max_margin(x, y, norm=norm) for norm in MARGIN_NORMS}
 
@@ -140,10 +162,16 @@ def param_norms(every: int, *, name: str = "param_norm") -> Callback:
         theta = state.theta.detach().double()
         if first["theta"] is None:
             first["theta"] = theta.clone()
-        matrices = [p.detach().double().reshape(-1) for p in state.model.parameters()
-                    if p.requires_grad and p.dim() >= 2]
+        matrices = [
+            p.detach().double().reshape(-1)
+            for p in state.model.parameters()
+            if p.requires_grad and p.dim() >= 2
+        ]
         weights = torch.linalg.vector_norm(torch.cat(matrices)) if matrices else torch.zeros(())
-        return {"value": float(torch.linalg.vector_norm(theta)), "weights": float(weights),
-                "dist_init": float(torch.linalg.vector_norm(theta - first["theta"]))}
+        return {
+            "value": float(torch.linalg.vector_norm(theta)),
+            "weights": float(weights),
+            "dist_init": float(torch.linalg.vector_norm(theta - first["theta"])),
+        }
 
     return callback(name, every, measure)

@@ -1,5 +1,6 @@
 """Two landscape files compared number by number: every dataset of every run, probe,
-surface, path and comparison, except wall-clock times."""
+surface, path and comparison, except wall-clock times.
+"""
 
 from __future__ import annotations
 
@@ -33,8 +34,9 @@ def differences(a, b) -> list[str]:
         if x.dtype.kind in "fc":
             same = x.shape == y.shape and np.array_equal(x, y, equal_nan=True)
         elif x.dtype.kind == "O":  # variable-length rows (e.g. parameter shapes)
-            same = x.shape == y.shape and all(np.array_equal(u, v) for u, v in
-                                              zip(x.ravel(), y.ravel(), strict=True))
+            same = x.shape == y.shape and all(
+                np.array_equal(u, v) for u, v in zip(x.ravel(), y.ravel(), strict=True)
+            )
         else:
             same = x.shape == y.shape and np.array_equal(x, y)
         if not same:

@@ -36,8 +36,11 @@ def expected(i: int) -> dict:
         "traj": rng.standard_normal((n_rows, n_params)).astype(dtype),
         "loss": rng.random(n_rows),
         "final": rng.standard_normal(n_params).astype(dtype),
-        "attrs": {"index": i, "optimizer": "sgd", "settings": {"lr": 0.1 * (i + 1),
-                                                               "tags": ["x", None, True]}},
+        "attrs": {
+            "index": i,
+            "optimizer": "sgd",
+            "settings": {"lr": 0.1 * (i + 1), "tags": ["x", None, True]},
+        },
     }
 
 
@@ -45,8 +48,7 @@ def write_run(path: str, i: int) -> None:
     """Write run ``r<i>`` the way a trainer does (replacing an incomplete one)."""
     e, name = expected(i), f"r{i}"
     with Store(path, "a") as s:
-        s.create_run(name, names=e["names"], shapes=e["shapes"], init=e["init"],
-                     attrs=e["attrs"])
+        s.create_run(name, names=e["names"], shapes=e["shapes"], init=e["init"], attrs=e["attrs"])
         s.commit()
         for c in range(N_COMMITS):
             rows = slice(c * ROWS, (c + 1) * ROWS)

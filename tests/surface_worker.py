@@ -43,9 +43,17 @@ def problem(kill_after: int = 0) -> dict:
     model = Killing(kill_after)
     p = sum(q.numel() for q in model.parameters())
     d = torch.randn(2, p, generator=gen, dtype=torch.float64)
-    return {"model": model, "loss_fn": nn.CrossEntropyLoss(), "data": (x, y), "directions": d,
-            "x": np.linspace(-1, 1, 9), "y": np.linspace(-0.5, 0.5, 7), "chunk": 4,
-            "batch_size": 16, "check": False}
+    return {
+        "model": model,
+        "loss_fn": nn.CrossEntropyLoss(),
+        "data": (x, y),
+        "directions": d,
+        "x": np.linspace(-1, 1, 9),
+        "y": np.linspace(-0.5, 0.5, 7),
+        "chunk": 4,
+        "batch_size": 16,
+        "check": False,
+    }
 
 
 if __name__ == "__main__":

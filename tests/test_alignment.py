@@ -1,7 +1,8 @@
 """Weight matching (probes.paths.alignment): the aligned model computes model_b's function, a known
 permutation is undone exactly, the coordinate descent is monotone and stops, the given models
 are untouched, unsupported architectures are refused by name, and on MNIST-1D the linear-path
-loss barrier between two SGD solutions drops once they are aligned."""
+loss barrier between two SGD solutions drops once they are aligned.
+"""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ def seeded(seed, fn):
 
 def randomize_norms(model, seed):
     """Random BatchNorm affine parameters and running statistics (a trained net's are not
-    the defaults), so that permuting them matters."""
+    the defaults), so that permuting them matters.
+    """
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
@@ -44,16 +46,36 @@ def randomize_norms(model, seed):
 
 def mlp_bn(seed):
     """Linear -> BatchNorm -> ReLU, then Linear -> ReLU -> BatchNorm: both orders."""
-    return seeded(seed, lambda: nn.Sequential(
-        nn.Linear(12, 16), nn.BatchNorm1d(16), nn.ReLU(),
-        nn.Linear(16, 20), nn.ReLU(), nn.BatchNorm1d(20), nn.Linear(20, 3)))
+    return seeded(
+        seed,
+        lambda: nn.Sequential(
+            nn.Linear(12, 16),
+            nn.BatchNorm1d(16),
+            nn.ReLU(),
+            nn.Linear(16, 20),
+            nn.ReLU(),
+            nn.BatchNorm1d(20),
+            nn.Linear(20, 3),
+        ),
+    )
 
 
 def cnn2d(seed):
-    return seeded(seed, lambda: nn.Sequential(
-        nn.Conv2d(2, 6, 3, padding=1, bias=False), nn.BatchNorm2d(6), nn.ReLU(),
-        nn.MaxPool2d(2), nn.Conv2d(6, 8, 3), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(8 * 4, 5)))
+    return seeded(
+        seed,
+        lambda: nn.Sequential(
+            nn.Conv2d(2, 6, 3, padding=1, bias=False),
+            nn.BatchNorm2d(6),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 8, 3),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(8 * 4, 5),
+        ),
+    )
 
 
 def build(kind, seed):
@@ -68,23 +90,27 @@ def build(kind, seed):
     else:
         model, shape = cnn2d(seed), (32, 2, 8, 8)
     model = randomize_norms(model.double(), seed).eval()
-    return model, torch.randn(shape, dtype=torch.float64, generator=torch.Generator()
-                              .manual_seed(99))
+    return model, torch.randn(
+        shape, dtype=torch.float64, generator=torch.Generator().manual_seed(99)
+    )
 
 
 # producer layer, its BatchNorms, consumer layer, features per channel in the consumer's input
 GROUPS = {
     "mlp_bn": [("0", ["1"], "3", 1), ("3", ["5"], "6", 1)],
-    "cnn1d_bn": [("features.0", ["features.1"], "features.3", 1),
-                 ("features.3", ["features.4"], "features.6", 1),
-                 ("features.6", ["features.7"], "head", 5)],
+    "cnn1d_bn": [
+        ("features.0", ["features.1"], "features.3", 1),
+        ("features.3", ["features.4"], "features.6", 1),
+        ("features.6", ["features.7"], "head", 5),
+    ],
     "cnn2d_bn": [("0", ["1"], "4", 1), ("4", ["5"], "9", 4)],
 }
 
 
 def scramble(model, kind, seed):
     """A copy of ``model`` with each hidden layer's units permuted by hand (unit i of the copy
-    is unit q[i] of the model); returns the copy and the permutations q, by layer."""
+    is unit q[i] of the model); returns the copy and the permutations q, by layer.
+    """
     state = {k: v.clone() for k, v in model.state_dict().items()}
     rng = np.random.default_rng(seed)
     qs = {}
@@ -92,21 +118,25 @@ def scramble(model, kind, seed):
         q = torch.as_tensor(rng.permutation(state[f"{producer}.weight"].shape[0]))
         qs[producer] = q.numpy()
         for key in [f"{producer}.weight", f"{producer}.bias"] + [
-                f"{n}.{a}" for n in norms for a in ("weight", "bias", "running_mean",
-                                                    "running_var")]:
+            f"{n}.{a}" for n in norms for a in ("weight", "bias", "running_mean", "running_var")
+        ]:
             if key in state:
                 state[key] = state[key][q]
         w = state[f"{consumer}.weight"]
-        state[f"{consumer}.weight"] = (w.reshape(w.shape[0], len(q), block, *w.shape[2:])[:, q]
-                                       .reshape(w.shape))
+        state[f"{consumer}.weight"] = w.reshape(w.shape[0], len(q), block, *w.shape[2:])[
+            :, q
+        ].reshape(w.shape)
     out = build(kind, 0)[0]
     out.load_state_dict(state)
     return out, qs
 
 
 def snapshot(model):
-    return ({k: v.clone() for k, v in model.state_dict().items()},
-            [m.training for m in model.modules()], [p.requires_grad for p in model.parameters()])
+    return (
+        {k: v.clone() for k, v in model.state_dict().items()},
+        [m.training for m in model.modules()],
+        [p.requires_grad for p in model.parameters()],
+    )
 
 
 def assert_untouched(model, snap):
@@ -121,8 +151,9 @@ def flat(model):
 
 
 def linear_barrier(model_a, model_b, xy, n=11):
-    """max over alpha of L((1 - alpha) a + alpha b) minus the straight line between the ends'
-    losses, with the loss from Objective.evaluate at the interpolated flat vectors."""
+    """Max over alpha of L((1 - alpha) a + alpha b) minus the straight line between the ends'
+    losses, with the loss from Objective.evaluate at the interpolated flat vectors.
+    """
     obj = Objective(model_a, nn.CrossEntropyLoss(), xy, check=False)
     ta, tb = flat(model_a), flat(model_b)
     alphas = np.linspace(0, 1, n)
@@ -175,7 +206,8 @@ def test_a_known_permutation_is_undone_exactly(kind):
     assert all(torch.equal(got[k], want[k]) for k in want)
     # at the match, J is the squared norm of model_a's matched tensors
     assert result.objective_after == pytest.approx(
-        sum(float((want[k] ** 2).sum()) for k in result.matched), rel=1e-12)
+        sum(float((want[k] ** 2).sum()) for k in result.matched), rel=1e-12
+    )
     # matched: the weights and biases of the layers and the BatchNorms' affine parameters
     assert set(result.matched) == {k for k in want if k.endswith(("weight", "bias"))}
 
@@ -248,20 +280,31 @@ def shared():
     return nn.Sequential(layer, nn.ReLU(), layer, nn.Linear(4, 2))
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda: models.build("resnet", seed=0), r"'blocks\.0' \(_Block\) is a container other"),
-    (lambda: models.build("tiny_transformer", vocab_size=7, context_length=4, seed=0),
-     r"'layers' \(ModuleList\) is a container other"),
-    (Residual, r"Residual combines 2 tensors in 'add'"),
-    (Sliced, r"applies 'getitem' between its layers"),
-    (lambda: nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2)),
-     r"'1' \(LayerNorm\) is not a layer that align knows"),
-    (lambda: nn.Sequential(nn.Conv1d(4, 4, 3, groups=2), nn.Flatten(), nn.Linear(4, 2)),
-     r"'0' \(Conv1d\) is a grouped or transposed convolution"),
-    (lambda: nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Conv1d(4, 4, 1), nn.Linear(4, 2)),
-     r"'2' \(Conv1d\) is a convolution after a Linear"),
-    (shared, r"'2' \(Linear\) is the module '0' used twice"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: models.build("resnet", seed=0), r"'blocks\.0' \(_Block\) is a container other"),
+        (
+            lambda: models.build("tiny_transformer", vocab_size=7, context_length=4, seed=0),
+            r"'layers' \(ModuleList\) is a container other",
+        ),
+        (Residual, r"Residual combines 2 tensors in 'add'"),
+        (Sliced, r"applies 'getitem' between its layers"),
+        (
+            lambda: nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 2)),
+            r"'1' \(LayerNorm\) is not a layer that align knows",
+        ),
+        (
+            lambda: nn.Sequential(nn.Conv1d(4, 4, 3, groups=2), nn.Flatten(), nn.Linear(4, 2)),
+            r"'0' \(Conv1d\) is a grouped or transposed convolution",
+        ),
+        (
+            lambda: nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Conv1d(4, 4, 1), nn.Linear(4, 2)),
+            r"'2' \(Conv1d\) is a convolution after a Linear",
+        ),
+        (shared, r"'2' \(Linear\) is the module '0' used twice"),
+    ],
+)
 def test_unsupported_architectures_are_refused_by_name(make, match):
     model = make()
     with pytest.raises(ValueError, match=r"^align: .*" + match):
@@ -278,8 +321,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="align: max_iter must be an int >= 1, got 0"):
         align(a, a, max_iter=0)
     with pytest.raises(ValueError, match=r"permute: perms\['layers.0'\] must be a permutation"):
-        permute(a, {"layers.0": np.zeros(16), "layers.2": np.arange(16),
-                    "layers.4": np.arange(16)})
+        permute(a, {"layers.0": np.zeros(16), "layers.2": np.arange(16), "layers.4": np.arange(16)})
     with pytest.raises(ValueError, match="permute: perms must be a dict with one permutation"):
         permute(a, {"layers.0": np.arange(16)})
 
@@ -299,17 +341,26 @@ def test_record_round_trip_and_permute(tmp_path):
     with Store(tmp_path / "align.h5") as store:
         back = WeightMatching.from_record(store.record(None, "probes", "align"))
     assert back.model is None and list(back.perms) == list(result.perms)
-    assert all(np.array_equal(back.perms[k], result.perms[k]) and back.perms[k].dtype == np.int64
-               for k in result.perms)
-    for name in ("iterations", "converged", "objective_before", "objective_after", "matched",
-                 "max_iter", "seed", "cost"):
+    assert all(
+        np.array_equal(back.perms[k], result.perms[k]) and back.perms[k].dtype == np.int64
+        for k in result.perms
+    )
+    for name in (
+        "iterations",
+        "converged",
+        "objective_before",
+        "objective_after",
+        "matched",
+        "max_iter",
+        "seed",
+        "cost",
+    ):
         assert getattr(back, name) == getattr(result, name), name
     np.testing.assert_array_equal(back.objective, result.objective)
     rebuilt = permute(b, back.perms)
     got, want = rebuilt.state_dict(), result.model.state_dict()
     assert all(torch.equal(got[k], want[k]) for k in want)
-    with pytest.raises(ValueError,
-                       match="WeightMatching.from_record: the record holds probe 'x'"):
+    with pytest.raises(ValueError, match="WeightMatching.from_record: the record holds probe 'x'"):
         WeightMatching.from_record((arrays, {**attrs, "probe": "x"}))
 
 
@@ -319,14 +370,18 @@ def test_record_round_trip_and_permute(tmp_path):
 @pytest.fixture(scope="module")
 def two_sgd_solutions():
     """Two MLPs (2 hidden layers of 256) trained by SGD on MNIST-1D from different seeds
-    (initialisation and batch order)."""
+    (initialisation and batch order).
+    """
     split = data.mnist1d()
 
     def train(seed):
-        model = models.build("mlp", in_features=40, num_classes=10, width=256, depth=2,
-                             seed=seed)
-        fit(model, "cross_entropy", split.train, TrainConfig(
-            "sgd", lr=0.1, max_steps=500, seed=seed, history_every=0, snapshot_every=0))
+        model = models.build("mlp", in_features=40, num_classes=10, width=256, depth=2, seed=seed)
+        fit(
+            model,
+            "cross_entropy",
+            split.train,
+            TrainConfig("sgd", lr=0.1, max_steps=500, seed=seed, history_every=0, snapshot_every=0),
+        )
         return model
 
     return split, train(0), train(1)

@@ -1,5 +1,6 @@
 """landscape.engine.batchnorm: BatchNorm statistics recomputed at a point, exactly, in one pass, with the
-model left as it was."""
+model left as it was.
+"""
 
 from __future__ import annotations
 
@@ -25,20 +26,31 @@ def seeded(seed, fn):
 @pytest.fixture(scope="module")
 def blobs():
     g = torch.Generator().manual_seed(0)
-    x = (torch.randn(N, D, generator=g, dtype=torch.float64) * torch.arange(1.0, D + 1)
-         + torch.linspace(-2, 3, D))
+    x = torch.randn(N, D, generator=g, dtype=torch.float64) * torch.arange(
+        1.0, D + 1
+    ) + torch.linspace(-2, 3, D)
     return x, torch.randint(0, C, (N,), generator=g)
 
 
 def deep_net():
-    return seeded(0, lambda: nn.Sequential(
-        nn.Linear(D, 7), nn.BatchNorm1d(7), nn.ReLU(), nn.Linear(7, 6), nn.BatchNorm1d(6),
-        nn.ReLU(), nn.Linear(6, C)).double())
+    return seeded(
+        0,
+        lambda: nn.Sequential(
+            nn.Linear(D, 7),
+            nn.BatchNorm1d(7),
+            nn.ReLU(),
+            nn.Linear(7, 6),
+            nn.BatchNorm1d(6),
+            nn.ReLU(),
+            nn.Linear(6, C),
+        ).double(),
+    )
 
 
 def state(model):
-    return {k: v.clone() for k, v in model.state_dict().items()}, [m.training for m in
-                                                                    model.modules()]
+    return {k: v.clone() for k, v in model.state_dict().items()}, [
+        m.training for m in model.modules()
+    ]
 
 
 def assert_untouched(model, before):
@@ -78,14 +90,15 @@ def test_convolutional_statistics_pool_batch_and_space(dims):
 
 def test_deeper_layers_against_a_manual_loop_with_batch_statistics(blobs):
     """Each layer normalises with its batch's statistics (as in training); the population
-    statistics are over the whole data, batches of unequal size weighted by their size."""
+    statistics are over the whole data, batches of unequal size weighted by their size.
+    """
     x, y = blobs
     model = deep_net()
     stats = recalibrate(Objective(model, nn.CrossEntropyLoss(), (x, y), batch_size=25))
     first, second = [], []
     with torch.no_grad():
         for i in range(0, N, 25):
-            h1 = model[0](x[i:i + 25])
+            h1 = model[0](x[i : i + 25])
             first.append(h1)
             bn = model[1]
             a = (h1 - h1.mean(0)) / torch.sqrt(h1.var(0, unbiased=False) + bn.eps)
@@ -112,8 +125,9 @@ def test_one_pass_and_the_model_untouched(blobs):
     assert len(calls) == 5  # one forward pass over the 5 batches
     assert_untouched(model, before)
     assert all(not m._forward_pre_hooks for m in model.modules())  # hooks removed
-    assert set(stats) == {f"{i}.{k}" for i in (1, 4)
-                          for k in ("running_mean", "running_var", "num_batches_tracked")}
+    assert set(stats) == {
+        f"{i}.{k}" for i in (1, 4) for k in ("running_mean", "running_var", "num_batches_tracked")
+    }
 
 
 def test_statistics_evaluate_like_a_model_that_holds_them(blobs):
@@ -161,8 +175,12 @@ def test_root_module_and_models_without_batchnorm(blobs):
 
 def test_dropout_stays_off_in_eval_mode(blobs):
     x, y = blobs
-    model = seeded(0, lambda: nn.Sequential(nn.Linear(D, 8), nn.Dropout(0.5), nn.BatchNorm1d(8),
-                                            nn.Linear(8, C)).double())
+    model = seeded(
+        0,
+        lambda: nn.Sequential(
+            nn.Linear(D, 8), nn.Dropout(0.5), nn.BatchNorm1d(8), nn.Linear(8, C)
+        ).double(),
+    )
     obj = Objective(model, nn.CrossEntropyLoss(), (x, y))
     a, b = recalibrate(obj), recalibrate(obj)
     assert all(torch.equal(a[k], b[k]) for k in a)

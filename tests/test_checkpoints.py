@@ -1,5 +1,6 @@
 """Importing runs trained elsewhere: state_dict files (plain or wrapped) into a complete run,
-model factories named by import path, and clear refusals of what does not fit."""
+model factories named by import path, and clear refusals of what does not fit.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +13,14 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.train.checkpoints import build_model, import_run, load_state_dict, resolve_factory
 from landscape.store.file import Store, StoreError
-from landscape.train.checkpoints import load_params
+from landscape.train.checkpoints import (
+    build_model,
+    import_run,
+    load_params,
+    load_state_dict,
+    resolve_factory,
+)
 
 
 class NotAStateDict:
@@ -27,8 +33,9 @@ class NotAStateDict:
 def net(seed: int = 0, width: int = 4) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return nn.Sequential(nn.Linear(3, width), nn.BatchNorm1d(width), nn.ReLU(),
-                             nn.Linear(width, 2))
+        return nn.Sequential(
+            nn.Linear(3, width), nn.BatchNorm1d(width), nn.ReLU(), nn.Linear(width, 2)
+        )
 
 
 def trained_state(seed: int) -> dict[str, torch.Tensor]:
@@ -49,7 +56,8 @@ def flat(model: nn.Module, sd: dict[str, torch.Tensor]) -> np.ndarray:
 def factory_module(tmp_path, monkeypatch):
     """A module with model factories in tmp_path, importable under a fresh name."""
     name = f"user_nets_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent("""
+    (tmp_path / f"{name}.py").write_text(
+        textwrap.dedent("""
         import torch
         from torch import nn
 
@@ -66,7 +74,8 @@ def factory_module(tmp_path, monkeypatch):
             return 3
 
         constant = 3
-    """))
+    """)
+    )
     monkeypatch.setattr(sys, "path", list(sys.path))  # resolve_factory may add the cwd
     monkeypatch.syspath_prepend(str(tmp_path))
     return name
@@ -75,18 +84,27 @@ def factory_module(tmp_path, monkeypatch):
 def test_import_run_from_plain_and_wrapped_state_dicts(tmp_path):
     model = net(0)
     untouched = {k: v.clone() for k, v in model.state_dict().items()}
-    states = {name: trained_state(seed) for name, seed in
-              (("init", 1), ("c10", 2), ("c20", 3), ("final", 4))}
+    states = {
+        name: trained_state(seed)
+        for name, seed in (("init", 1), ("c10", 2), ("c20", 3), ("final", 4))
+    }
     paths = {}
     for i, (name, sd) in enumerate(states.items()):
         paths[name] = tmp_path / f"{name}.pt"
         # alternate plain and wrapped files, as training scripts save them
-        torch.save(sd if i % 2 == 0 else {"model_state_dict": sd, "epoch": 7, "lr": 0.1},
-                   paths[name])
+        torch.save(
+            sd if i % 2 == 0 else {"model_state_dict": sd, "epoch": 7, "lr": 0.1}, paths[name]
+        )
     store = str(tmp_path / "imp.h5")
-    import_run(store, "ext", model, final=paths["final"], init=str(paths["init"]),
-               checkpoints={20: paths["c20"], 10: paths["c10"]},
-               attrs={"optimizer": {"name": "sgd"}})
+    import_run(
+        store,
+        "ext",
+        model,
+        final=paths["final"],
+        init=str(paths["init"]),
+        checkpoints={20: paths["c20"], 10: paths["c10"]},
+        attrs={"optimizer": {"name": "sgd"}},
+    )
     for k, v in model.state_dict().items():
         assert torch.equal(v, untouched[k]), f"import_run modified the model ({k})"
     with Store(store) as s:
@@ -174,8 +192,9 @@ def test_checkpoint_that_does_not_fit_the_model(tmp_path):
     with pytest.raises(ValueError, match="init checkpoint does not fit"):
         import_run(store, "r", net(0), final=net(0).state_dict(), init=wide)
     with pytest.raises(ValueError, match="steps must be ints >= 0"):
-        import_run(store, "r", net(0), final=net(0).state_dict(),
-                   checkpoints={-1: net(0).state_dict()})
+        import_run(
+            store, "r", net(0), final=net(0).state_dict(), checkpoints={-1: net(0).state_dict()}
+        )
     with pytest.raises(TypeError, match="nn.Module"):
         import_run(store, "r", "not a model", final=wide)
     if (tmp_path / "x.h5").exists():  # nothing half-imported

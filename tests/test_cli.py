@@ -1,5 +1,6 @@
 """The `landscape` command: the demo runs and prints what the engine sees; bad arguments get
-one line, not a traceback."""
+one line, not a traceback.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +33,9 @@ def test_bad_arguments_one_line():
     assert exc.value.code == 2
     proc = subprocess.run(
         [sys.executable, "-m", "landscape.cli", "demo", "--device", "nonsense"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("landscape: error: ")
@@ -41,7 +44,9 @@ def test_bad_arguments_one_line():
 
 def test_help_lists_demo():
     proc = subprocess.run(
-        [sys.executable, "-m", "landscape.cli", "--help"], capture_output=True, text=True,
+        [sys.executable, "-m", "landscape.cli", "--help"],
+        capture_output=True,
+        text=True,
         timeout=120,
     )
     assert proc.returncode == 0 and "demo" in proc.stdout

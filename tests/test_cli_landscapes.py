@@ -1,5 +1,6 @@
 """`landscape surface` and `landscape path` on stored runs: computed from the file alone,
-stored with the runs, equal to the library calls, and bad input refused in one line."""
+stored with the runs, equal to the library calls, and bad input refused in one line.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +9,30 @@ import pytest
 
 from landscape import Objective
 from landscape.cli.main import main
-from landscape.train.spec import rebuild
 from landscape.store.file import Store
 from landscape.surfaces.grid import Surface
+from landscape.train.spec import rebuild
 from probes.paths.results import Path
 
-TINY = ["--data", "digits", "--data-arg", "n_train=200", "--data-arg", "n_test=50", "--model",
-        "mlp", "--model-arg", "width=8", "--model-arg", "depth=1", "--steps", "20",
-        "--snapshot-every", "5", "--quiet"]
+TINY = [
+    "--data",
+    "digits",
+    "--data-arg",
+    "n_train=200",
+    "--data-arg",
+    "n_test=50",
+    "--model",
+    "mlp",
+    "--model-arg",
+    "width=8",
+    "--model-arg",
+    "depth=1",
+    "--steps",
+    "20",
+    "--snapshot-every",
+    "5",
+    "--quiet",
+]
 
 
 @pytest.fixture()
@@ -28,10 +45,24 @@ def runs(tmp_path, capsys):
 
 
 def test_surface_random_and_pca_are_stored_with_the_run(runs, capsys):
-    assert main(["surface", str(runs), "--run", "a", "--x=-1:1:3", "--y=-1:1:3",
-                 "--quiet"]) == 0
-    assert main(["surface", str(runs), "--run", "a", "--directions", "pca", "--dims", "1",
-                 "--x=-0.5:1.5:5", "--quiet"]) == 0
+    assert main(["surface", str(runs), "--run", "a", "--x=-1:1:3", "--y=-1:1:3", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "surface",
+                str(runs),
+                "--run",
+                "a",
+                "--directions",
+                "pca",
+                "--dims",
+                "1",
+                "--x=-0.5:1.5:5",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "stored as runs/a/surfaces/random_2d" in out and "9/9 points" in out
     with Store(runs) as s:
@@ -50,16 +81,34 @@ def test_surface_random_and_pca_are_stored_with_the_run(runs, capsys):
     assert coords.shape == (len(line.arrays["trajectory_steps"]), 1)
     assert abs(coords[-1, 0]) < 1e-6 * max(1.0, float(np.abs(final).max()))
     # run again: nothing to compute, the same values
-    assert main(["surface", str(runs), "--run", "a", "--x=-1:1:3", "--y=-1:1:3",
-                 "--quiet"]) == 0
+    assert main(["surface", str(runs), "--run", "a", "--x=-1:1:3", "--y=-1:1:3", "--quiet"]) == 0
     assert "this call 0" in capsys.readouterr().out
 
 
 def test_paths_within_a_run_and_between_runs(runs, capsys):
     assert main(["path", str(runs), "--from", "a:init", "--to", "a", "--n", "5"]) == 0
     assert main(["path", str(runs), "--from", "a", "--to", "b", "--n", "5"]) == 0
-    assert main(["path", str(runs), "--from", "a", "--to", "b", "--kind", "bezier", "--n",
-                 "5", "--steps", "20", "--name", "ab_curve"]) == 0
+    assert (
+        main(
+            [
+                "path",
+                str(runs),
+                "--from",
+                "a",
+                "--to",
+                "b",
+                "--kind",
+                "bezier",
+                "--n",
+                "5",
+                "--steps",
+                "20",
+                "--name",
+                "ab_curve",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "stored as runs/a/paths/linear_init_final" in out
     assert "stored as compare/linear_a_final_b_final" in out
@@ -73,19 +122,23 @@ def test_paths_within_a_run_and_between_runs(runs, capsys):
     obj = Objective(model_a, loss, split.train)
     assert between.loss[0] == pytest.approx(obj.evaluate().loss, rel=1e-6)
     assert between.loss[-1] == pytest.approx(
-        Objective(model_b, loss, split.train).evaluate().loss, rel=1e-6)
+        Objective(model_b, loss, split.train).evaluate().loss, rel=1e-6
+    )
     init, _, _ = rebuild(runs, "a", which="init")
-    assert inner.loss[0] == pytest.approx(Objective(init, loss, split.train).evaluate().loss,
-                                          rel=1e-6)
+    assert inner.loss[0] == pytest.approx(
+        Objective(init, loss, split.train).evaluate().loss, rel=1e-6
+    )
     assert len(between.alphas) == 5 and between.barrier >= 0 and curve.kind == "bezier"
     assert ends == {"from": {"run": "a", "which": "final"}, "to": {"run": "b", "which": "final"}}
 
 
 def test_aligned_path_ends_at_b_permuted(runs, capsys):
     """--kind aligned: b's hidden units permuted to match a (weight matching), then the
-    straight line; b's function is unchanged, so the path ends at b's loss."""
-    assert main(["path", str(runs), "--from", "a", "--to", "b", "--kind", "aligned", "--n",
-                 "5"]) == 0
+    straight line; b's function is unchanged, so the path ends at b's loss.
+    """
+    assert (
+        main(["path", str(runs), "--from", "a", "--to", "b", "--kind", "aligned", "--n", "5"]) == 0
+    )
     assert "stored as compare/aligned_a_final_b_final" in capsys.readouterr().out
     with Store(runs) as s:
         rec = s.record(None, "paths", "aligned_a_final_b_final")
@@ -93,10 +146,12 @@ def test_aligned_path_ends_at_b_permuted(runs, capsys):
     model_a, split, loss = rebuild(runs, "a")
     model_b, _, _ = rebuild(runs, "b")
     assert path.kind == "linear" and len(path.alphas) == 5
-    assert path.loss[0] == pytest.approx(Objective(model_a, loss, split.train).evaluate().loss,
-                                         rel=1e-6)
+    assert path.loss[0] == pytest.approx(
+        Objective(model_a, loss, split.train).evaluate().loss, rel=1e-6
+    )
     assert path.loss[-1] == pytest.approx(
-        Objective(model_b, loss, split.train).evaluate().loss, rel=1e-5)
+        Objective(model_b, loss, split.train).evaluate().loss, rel=1e-5
+    )
     how = path.info["aligned"]
     assert how["objective_after"] >= how["objective_before"]
     perm = np.asarray(how["perms"][how["layers"][0]])
@@ -108,12 +163,13 @@ def test_bad_input_is_one_line(runs, capsys):
         (["surface", str(runs), "--run", "a", "--x=1:-1:3"], "--x must be START:STOP:NUM"),
         (["surface", str(runs), "--run", "a", "--x=a:b"], "--x must be START:STOP:NUM"),
         (["surface", str(runs), "--run", "zz"], "no run 'zz'"),
-        (["surface", str(runs), "--run", "a", "--directions", "eigen"],
-         "directions must be one of"),
+        (
+            ["surface", str(runs), "--run", "a", "--directions", "eigen"],
+            "directions must be one of",
+        ),
         (["surface", str(runs), "--run", "a", "--bn", "x", "--quiet"], "bn must be one of"),
         (["path", str(runs), "--from", "a", "--to", "zz"], "no run 'zz'"),
-        (["path", str(runs), "--from", "a", "--to", "b", "--kind", "cubic"],
-         "kind must be one of"),
+        (["path", str(runs), "--from", "a", "--to", "b", "--kind", "cubic"], "kind must be one of"),
         (["path", str(runs), "--from", "a", "--to", "b", "--n", "1"], "n must be"),
     ]:
         rc = main(argv)

@@ -1,5 +1,6 @@
 """`landscape probe`: Hessian probes on a stored run, computed from the file alone and stored
-with the run."""
+with the run.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +8,28 @@ import numpy as np
 import pytest
 
 from landscape.cli.main import main
-from landscape.train.spec import rebuild
 from landscape.store.file import Store
+from landscape.train.spec import rebuild
 from probes.curvature import hessian
 from probes.curvature.hessian import Density, Eigenvalues, Trace
 
-TINY = ["--data", "digits", "--data-arg", "n_train=200", "--data-arg", "n_test=50", "--model",
-        "mlp", "--model-arg", "width=8", "--model-arg", "depth=1", "--steps", "10", "--quiet"]
+TINY = [
+    "--data",
+    "digits",
+    "--data-arg",
+    "n_train=200",
+    "--data-arg",
+    "n_test=50",
+    "--model",
+    "mlp",
+    "--model-arg",
+    "width=8",
+    "--model-arg",
+    "depth=1",
+    "--steps",
+    "10",
+    "--quiet",
+]
 
 
 @pytest.fixture()
@@ -27,15 +43,35 @@ def run_file(tmp_path, capsys):
 def test_probe_computes_and_stores_each_kind(run_file, capsys):
     assert main(["probe", str(run_file), "--run", "a", "hessian", "--k", "3"]) == 0
     assert main(["probe", str(run_file), "--run", "a", "trace", "--products", "30"]) == 0
-    assert main(["probe", str(run_file), "--run", "a", "density", "--vectors", "2",
-                 "--steps", "20"]) == 0
-    assert main(["probe", str(run_file), "--run", "a", "hessian", "--curvature", "ggn",
-                 "--name", "ggn_top"]) == 0
+    assert (
+        main(["probe", str(run_file), "--run", "a", "density", "--vectors", "2", "--steps", "20"])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "probe",
+                str(run_file),
+                "--run",
+                "a",
+                "hessian",
+                "--curvature",
+                "ggn",
+                "--name",
+                "ggn_top",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "stored as probes/hessian_eigenvalues" in out and "stored as probes/ggn_top" in out
     with Store(run_file) as s:
-        assert s.info("a").probes == ("ggn_top", "hessian_density", "hessian_eigenvalues",
-                                      "hessian_trace")
+        assert s.info("a").probes == (
+            "ggn_top",
+            "hessian_density",
+            "hessian_eigenvalues",
+            "hessian_trace",
+        )
         top = Eigenvalues.from_record(s.record("a", "probes", "hessian_eigenvalues"))
         tr = Trace.from_record(s.record("a", "probes", "hessian_trace"))
         dens = Density.from_record(s.record("a", "probes", "hessian_density"))
@@ -51,12 +87,18 @@ def test_probe_computes_and_stores_each_kind(run_file, capsys):
 def test_probe_errors_are_one_line(run_file, capsys):
     for argv, fragment in [
         (["probe", str(run_file), "--run", "zz", "hessian"], "no run 'zz'"),
-        (["probe", str(run_file), "--run", "a", "hessian", "--which", "bogus"],
-         "which must be one of"),
-        (["probe", str(run_file), "--run", "a", "hessian", "--curvature", "ggnn"],
-         "curvature must be one of"),
-        (["probe", str(run_file), "--run", "a", "hessian", "--params", "999"],
-         "no snapshot at step 999"),
+        (
+            ["probe", str(run_file), "--run", "a", "hessian", "--which", "bogus"],
+            "which must be one of",
+        ),
+        (
+            ["probe", str(run_file), "--run", "a", "hessian", "--curvature", "ggnn"],
+            "curvature must be one of",
+        ),
+        (
+            ["probe", str(run_file), "--run", "a", "hessian", "--params", "999"],
+            "no snapshot at step 999",
+        ),
     ]:
         rc = main(argv)
         _, err = capsys.readouterr()
@@ -87,8 +129,13 @@ def test_sharpness_and_measures_are_computed_and_stored(run_file, capsys):
     x, y = split.train
     import torch
 
-    again = measures(model, loss, (x[:100], y[:100]), include=["norms", "margins", "noise"],
-                     init=torch.as_tensor(init, dtype=torch.float32))
+    again = measures(
+        model,
+        loss,
+        (x[:100], y[:100]),
+        include=["norms", "margins", "noise"],
+        init=torch.as_tensor(init, dtype=torch.float32),
+    )
     assert m.values["dist_init"] == pytest.approx(again.values["dist_init"], rel=1e-5)
     assert m.values["margin_q10"] == pytest.approx(again.values["margin_q10"], rel=1e-5)
     assert "sharpness_worst" not in m.values and m.options["init"]

@@ -1,5 +1,6 @@
 """`landscape train / info / import`: end to end on tiny problems, and every error as one line
-with exit status 2."""
+with exit status 2.
+"""
 
 from __future__ import annotations
 
@@ -16,8 +17,17 @@ import torch
 from landscape.cli.main import main
 from landscape.store.file import Store
 
-TINY = ["--data", "gaussians", "--model", "mlp", "--model-arg", "width=8", "--steps", "20",
-        "--quiet"]
+TINY = [
+    "--data",
+    "gaussians",
+    "--model",
+    "mlp",
+    "--model-arg",
+    "width=8",
+    "--steps",
+    "20",
+    "--quiet",
+]
 
 
 def one_line_error(capsys, rc, *fragments):
@@ -41,9 +51,27 @@ def trained(tmp_path, capsys):
 
 def test_train_with_flags(tmp_path, capsys):
     path = tmp_path / "runs.h5"
-    rc = main(["train", str(path), *TINY, "--optimizer", "momentum", "--lr", "0.05",
-               "--opt", "momentum=0.8", "--batch-size", "32", "--seed", "3",
-               "--history-every", "5", "--run", "mom"])
+    rc = main(
+        [
+            "train",
+            str(path),
+            *TINY,
+            "--optimizer",
+            "momentum",
+            "--lr",
+            "0.05",
+            "--opt",
+            "momentum=0.8",
+            "--batch-size",
+            "32",
+            "--seed",
+            "3",
+            "--history-every",
+            "5",
+            "--run",
+            "mom",
+        ]
+    )
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert "run 'mom' complete after 20 steps" in out and "stopped by max_steps" in out
@@ -72,7 +100,8 @@ def test_train_is_reproducible_from_the_command_line(tmp_path, capsys):
 
 def test_train_with_a_toml_config_and_flags_that_override_it(tmp_path, capsys):
     config = tmp_path / "run.toml"
-    config.write_text(textwrap.dedent("""
+    config.write_text(
+        textwrap.dedent("""
         run = "from_toml"
         [model]
         name = "mlp"
@@ -89,17 +118,48 @@ def test_train_with_a_toml_config_and_flags_that_override_it(tmp_path, capsys):
         max_steps = 9
         batch_size = 8
         history_every = 3
-    """))
+    """)
+    )
     path = tmp_path / "runs.h5"
     assert main(["train", str(path), "--config", str(config), "--quiet"]) == 0
     assert "run 'from_toml' complete after 9 steps" in capsys.readouterr().out
     # flags win: fewer steps, another lr, another run name
-    assert main(["train", str(path), "--config", str(config), "--steps", "4", "--lr", "0.05",
-                 "--run", "override", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(path),
+                "--config",
+                str(config),
+                "--steps",
+                "4",
+                "--lr",
+                "0.05",
+                "--run",
+                "override",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     # another optimizer: the config's optimizer settings no longer apply
-    assert main(["train", str(path), "--config", str(config), "--optimizer", "sgd",
-                 "--run", "sgd", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(path),
+                "--config",
+                str(config),
+                "--optimizer",
+                "sgd",
+                "--run",
+                "sgd",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     with Store(path) as s:
         a, b, c = (s.info(r).attrs for r in ("from_toml", "override", "sgd"))
@@ -125,7 +185,7 @@ def test_info_lists_runs_and_shows_settings(trained, capsys):
 
     assert main(["info", str(trained), "--run", "sgd"]) == 0
     out = capsys.readouterr().out
-    settings = json.loads(out[out.index("run 'sgd' (complete):") + len("run 'sgd' (complete):"):])
+    settings = json.loads(out[out.index("run 'sgd' (complete):") + len("run 'sgd' (complete):") :])
     assert settings["optimizer"]["name"] == "sgd" and settings["steps"] == 20
     assert settings["model"]["kwargs"]["width"] == 8 and settings["stop_reason"] == "max_steps"
 
@@ -134,27 +194,50 @@ def test_import_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "path", list(sys.path))  # resolve_factory adds the cwd
     monkeypatch.chdir(tmp_path)
     module = f"cli_nets_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{module}.py").write_text(textwrap.dedent("""
+    (tmp_path / f"{module}.py").write_text(
+        textwrap.dedent("""
         from torch import nn
 
         def tiny(width=4):
             return nn.Sequential(nn.Linear(3, width), nn.Tanh(), nn.Linear(width, 2))
-    """))
+    """)
+    )
     # as under the console script: the factory is found because import puts the cwd first
     sys.path[:] = [p for p in sys.path if p not in ("", str(tmp_path))]
 
     def state(seed):
         g = torch.Generator().manual_seed(seed)
-        return {"0.weight": torch.randn(5, 3, generator=g), "0.bias": torch.randn(5, generator=g),
-                "2.weight": torch.randn(2, 5, generator=g), "2.bias": torch.randn(2, generator=g)}
+        return {
+            "0.weight": torch.randn(5, 3, generator=g),
+            "0.bias": torch.randn(5, generator=g),
+            "2.weight": torch.randn(2, 5, generator=g),
+            "2.bias": torch.randn(2, generator=g),
+        }
 
     states = {name: state(i) for i, name in enumerate(("init", "ck", "final"))}
     torch.save(states["init"], "init.pt")
     torch.save({"state_dict": states["ck"]}, "ck.pt")
     torch.save({"model_state_dict": states["final"], "epoch": 3}, "final.pt")
-    argv = ["import", "f.h5", "--model", f"{module}:tiny", "--model-kwargs", '{"width": 5}',
-            "--final", "final.pt", "--init", "init.pt", "--checkpoint", "7=ck.pt",
-            "--run", "mine", "--attr", "optimizer=sgd", "--attr", "lr=0.1"]
+    argv = [
+        "import",
+        "f.h5",
+        "--model",
+        f"{module}:tiny",
+        "--model-kwargs",
+        '{"width": 5}',
+        "--final",
+        "final.pt",
+        "--init",
+        "init.pt",
+        "--checkpoint",
+        "7=ck.pt",
+        "--run",
+        "mine",
+        "--attr",
+        "optimizer=sgd",
+        "--attr",
+        "lr=0.1",
+    ]
     assert main(argv) == 0
     assert "imported run 'mine' (1 checkpoints)" in capsys.readouterr().out
     order = ["0.weight", "0.bias", "2.weight", "2.bias"]
@@ -189,31 +272,43 @@ def test_train_in_float64_and_info_on_a_failed_run(tmp_path, capsys):
         raise RuntimeError("probe exploded")
 
     with pytest.raises(RuntimeError):
-        fit(models.build("mlp", in_features=2, num_classes=2, width=4, seed=0), "cross_entropy",
-            data.gaussians(n_train=20, n_test=10), TrainConfig("sgd", max_steps=3),
-            store=str(path), run="bad", callbacks=[callback("boom", 1, boom)])
+        fit(
+            models.build("mlp", in_features=2, num_classes=2, width=4, seed=0),
+            "cross_entropy",
+            data.gaussians(n_train=20, n_test=10),
+            TrainConfig("sgd", max_steps=3),
+            store=str(path),
+            run="bad",
+            callbacks=[callback("boom", 1, boom)],
+        )
     capsys.readouterr()
     assert main(["info", str(path)]) == 0
-    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()
-            if line.split()[:1] in (["f64"], ["bad"])}
+    rows = {
+        line.split()[0]: line.split()
+        for line in capsys.readouterr().out.splitlines()
+        if line.split()[:1] in (["f64"], ["bad"])
+    }
     assert rows["f64"][1] == "complete" and rows["bad"][1] == "failed"
     assert main(["info", str(path), "--run", "bad"]) == 0
     assert "probe exploded" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv, fragment", [
-    (["--optimizer", "nope"], "nope"),
-    (["--model", "nope"], "unknown model 'nope'"),
-    (["--opt", "momentum"], "--opt expects KEY=VALUE"),
-    (["--opt", "=3"], "--opt expects KEY=VALUE"),
-    (["--opt", "bogus=1"], "bogus"),
-    (["--model-arg", "bogus=1"], "bogus"),
-    (["--data", "nope"], "unknown dataset"),
-    (["--opt", "schedule=nope"], "nope"),
-    (["--dtype", "int32"], "dtype"),
-    (["--device", "nonsense"], "device"),
-    (["--loss", "nope"], "unknown loss"),
-])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--optimizer", "nope"], "nope"),
+        (["--model", "nope"], "unknown model 'nope'"),
+        (["--opt", "momentum"], "--opt expects KEY=VALUE"),
+        (["--opt", "=3"], "--opt expects KEY=VALUE"),
+        (["--opt", "bogus=1"], "bogus"),
+        (["--model-arg", "bogus=1"], "bogus"),
+        (["--data", "nope"], "unknown dataset"),
+        (["--opt", "schedule=nope"], "nope"),
+        (["--dtype", "int32"], "dtype"),
+        (["--device", "nonsense"], "device"),
+        (["--loss", "nope"], "unknown loss"),
+    ],
+)
 def test_train_errors_are_one_line(tmp_path, capsys, argv, fragment):
     rc = main(["train", str(tmp_path / "e.h5"), *TINY, *argv])
     one_line_error(capsys, rc, fragment)
@@ -222,14 +317,19 @@ def test_train_errors_are_one_line(tmp_path, capsys, argv, fragment):
 def test_config_file_errors_are_one_line(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text("[model\nname = 'mlp'\n")
-    one_line_error(capsys, main(["train", str(tmp_path / "e.h5"), "--config", str(bad)]),
-                   "not valid TOML")
+    one_line_error(
+        capsys, main(["train", str(tmp_path / "e.h5"), "--config", str(bad)]), "not valid TOML"
+    )
     unknown = tmp_path / "unknown.toml"
     unknown.write_text("[modle]\nname = 'mlp'\n")
-    one_line_error(capsys, main(["train", str(tmp_path / "e.h5"), "--config", str(unknown)]),
-                   "modle")
-    one_line_error(capsys, main(["train", str(tmp_path / "e.h5"), "--config",
-                                 str(tmp_path / "missing.toml")]), "does not exist")
+    one_line_error(
+        capsys, main(["train", str(tmp_path / "e.h5"), "--config", str(unknown)]), "modle"
+    )
+    one_line_error(
+        capsys,
+        main(["train", str(tmp_path / "e.h5"), "--config", str(tmp_path / "missing.toml")]),
+        "does not exist",
+    )
 
 
 def test_retraining_a_complete_run(trained, capsys):
@@ -267,27 +367,51 @@ def test_import_errors_are_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     torch.save({"w": torch.zeros(2)}, "w.pt")
     base = ["import", "f.h5", "--final", "w.pt", "--run", "r"]
-    for model, fragment in (("no_colon", "package.module:factory"),
-                            ("no_such_module_zz9:make", "cannot import"),
-                            ("torch.nn:NoSuchThing", "has no 'NoSuchThing'"),
-                            ("torch.nn:Linear", "does not fit the model")):
-        extra = ["--model-kwargs", '{"in_features": 3, "out_features": 2}'] \
-            if model == "torch.nn:Linear" else []
+    for model, fragment in (
+        ("no_colon", "package.module:factory"),
+        ("no_such_module_zz9:make", "cannot import"),
+        ("torch.nn:NoSuchThing", "has no 'NoSuchThing'"),
+        ("torch.nn:Linear", "does not fit the model"),
+    ):
+        extra = (
+            ["--model-kwargs", '{"in_features": 3, "out_features": 2}']
+            if model == "torch.nn:Linear"
+            else []
+        )
         one_line_error(capsys, main([*base, "--model", model, *extra]), fragment)
-    one_line_error(capsys, main([*base, "--model", "torch.nn:Linear", "--model-kwargs", "[1]"]),
-                   "JSON object")
-    one_line_error(capsys, main([*base, "--model", "torch.nn:Linear", "--model-kwargs", "{"]),
-                   "JSON object")
-    one_line_error(capsys, main([*base, "--model", "torch.nn:Identity", "--checkpoint",
-                                 "x=w.pt"]), "STEP=PATH")
-    one_line_error(capsys, main(["import", "f.h5", "--model", "torch.nn:Linear", "--model-kwargs",
-                                 '{"in_features": 2, "out_features": 1}', "--final",
-                                 "missing.pt", "--run", "r"]), "does not exist")
+    one_line_error(
+        capsys, main([*base, "--model", "torch.nn:Linear", "--model-kwargs", "[1]"]), "JSON object"
+    )
+    one_line_error(
+        capsys, main([*base, "--model", "torch.nn:Linear", "--model-kwargs", "{"]), "JSON object"
+    )
+    one_line_error(
+        capsys, main([*base, "--model", "torch.nn:Identity", "--checkpoint", "x=w.pt"]), "STEP=PATH"
+    )
+    one_line_error(
+        capsys,
+        main(
+            [
+                "import",
+                "f.h5",
+                "--model",
+                "torch.nn:Linear",
+                "--model-kwargs",
+                '{"in_features": 2, "out_features": 1}',
+                "--final",
+                "missing.pt",
+                "--run",
+                "r",
+            ]
+        ),
+        "does not exist",
+    )
 
 
 def test_infinite_epochs_is_a_one_line_error(tmp_path, capsys):
-    rc = main(["train", str(tmp_path / "r.h5"), "--data", "gaussians", "--epochs", "inf",
-               "--quiet"])
+    rc = main(
+        ["train", str(tmp_path / "r.h5"), "--data", "gaussians", "--epochs", "inf", "--quiet"]
+    )
     one_line_error(capsys, rc, "epochs must be a finite number")
 
 

@@ -55,5 +55,6 @@ def test_bad_curvature_and_fisher_without_cross_entropy():
     with pytest.raises(ValueError, match="curvature must be one of hessian, ggn, fisher"):
         operator(model, nn.CrossEntropyLoss(), (x, y), curvature="gauss")
     with pytest.raises(ValueError, match="needs loss_fn=nn.CrossEntropyLoss"):
-        operator(model, nn.MSELoss(), (x, torch.randn(6, 3, dtype=torch.float64)),
-                 curvature="fisher")
+        operator(
+            model, nn.MSELoss(), (x, torch.randn(6, 3, dtype=torch.float64)), curvature="fisher"
+        )

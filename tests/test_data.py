@@ -42,7 +42,8 @@ def mnist_cache(tmp_path_factory):
     split = data.mnist1d(cache_dir=cache)
     after = np.random.get_state()
     assert all(np.array_equal(a, b) for a, b in zip(np_state[1:], after[1:], strict=True)), (
-        "global numpy RNG state changed")
+        "global numpy RNG state changed"
+    )
     return cache, split
 
 
@@ -89,9 +90,15 @@ def test_mnist1d_corrupted_cache_regenerates(mnist_cache, tmp_path, monkeypatch,
             arrays = {k: z[k] for k in z.files}
         np.savez(dst, **{**arrays, "args": np.array("{}")})
     calls = []
-    real = {k: v.numpy() for k, v in
-            (("x", first.x_train), ("y", first.y_train), ("x_test", first.x_test),
-             ("y_test", first.y_test))}
+    real = {
+        k: v.numpy()
+        for k, v in (
+            ("x", first.x_train),
+            ("y", first.y_train),
+            ("x_test", first.x_test),
+            ("y_test", first.y_test),
+        )
+    }
 
     def fake(args):
         calls.append(args)
@@ -224,8 +231,12 @@ def test_subset():
 
 def test_from_arrays_npz_round_trip(tmp_path):
     rng = np.random.default_rng(0)
-    arrays = {"x_train": rng.random((30, 5)), "y_train": np.arange(30) % 3,
-              "x_test": rng.random((10, 5)), "y_test": np.arange(10) % 3}
+    arrays = {
+        "x_train": rng.random((30, 5)),
+        "y_train": np.arange(30) % 3,
+        "x_test": rng.random((10, 5)),
+        "y_test": np.arange(10) % 3,
+    }
     np.savez(tmp_path / "four.npz", **arrays)
     s = data.from_arrays(tmp_path / "four.npz", name="mine")
     check_split(s, 30, 10, (5,), 3)
@@ -289,22 +300,33 @@ def test_from_dataset():
 # ----------------------------------------------------------------------------- validation
 
 
-@pytest.mark.parametrize("call, match", [
-    (lambda: data.corrupt_labels(torch.arange(4), 1.5, 4, seed=0),
-     r"corrupt_labels: fraction must be in \[0, 1\], got 1.5"),
-    (lambda: data.corrupt_labels(torch.arange(4), 0.5, 3, seed=0),
-     r"corrupt_labels: labels must lie in \[0, 3\), got values in \[0, 3\]"),
-    (lambda: data.corrupt_labels(torch.rand(4), 0.5, 3, seed=0), "1-D integer tensor"),
-    (lambda: data.corrupt_labels(torch.zeros(4, dtype=torch.long), 0.5, 1, seed=0,
-                                 exclude_true=True), "num_classes must be an int >= 2, got 1"),
-    (lambda: data.gaussians(dim=0), "gaussians: dim must be an int >= 1, got 0"),
-    (lambda: data.gaussians(margin=-1), "gaussians: margin must be a number >= 0, got -1"),
-    (lambda: data.moons(noise=-0.1), "moons: noise must be a number >= 0, got -0.1"),
-    (lambda: data.digits(test_fraction=0), r"digits: test_fraction must be in \(0, 1\), got 0"),
-    (lambda: data.digits(seed=-1), "digits: seed must be an int >= 0, got -1"),
-    (lambda: data.mnist1d(seed=1.5), "mnist1d: seed must be an int >= 0, got 1.5"),
-    (lambda: data.standardize(data.moons(), eps=0), "standardize: eps must be a number > 0"),
-])
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (
+            lambda: data.corrupt_labels(torch.arange(4), 1.5, 4, seed=0),
+            r"corrupt_labels: fraction must be in \[0, 1\], got 1.5",
+        ),
+        (
+            lambda: data.corrupt_labels(torch.arange(4), 0.5, 3, seed=0),
+            r"corrupt_labels: labels must lie in \[0, 3\), got values in \[0, 3\]",
+        ),
+        (lambda: data.corrupt_labels(torch.rand(4), 0.5, 3, seed=0), "1-D integer tensor"),
+        (
+            lambda: data.corrupt_labels(
+                torch.zeros(4, dtype=torch.long), 0.5, 1, seed=0, exclude_true=True
+            ),
+            "num_classes must be an int >= 2, got 1",
+        ),
+        (lambda: data.gaussians(dim=0), "gaussians: dim must be an int >= 1, got 0"),
+        (lambda: data.gaussians(margin=-1), "gaussians: margin must be a number >= 0, got -1"),
+        (lambda: data.moons(noise=-0.1), "moons: noise must be a number >= 0, got -0.1"),
+        (lambda: data.digits(test_fraction=0), r"digits: test_fraction must be in \(0, 1\), got 0"),
+        (lambda: data.digits(seed=-1), "digits: seed must be an int >= 0, got -1"),
+        (lambda: data.mnist1d(seed=1.5), "mnist1d: seed must be an int >= 0, got 1.5"),
+        (lambda: data.standardize(data.moons(), eps=0), "standardize: eps must be a number > 0"),
+    ],
+)
 def test_bad_inputs(call, match):
     with pytest.raises(ValueError, match=match):
         call()
@@ -320,14 +342,24 @@ def test_split_validation():
 
 
 def test_load_registry():
-    assert set(data.DATASETS) == {"mnist1d", "digits", "gaussians", "moons",
-                                  "sparse_regression", "matrix_sensing", "modular_addition"}
+    assert set(data.DATASETS) == {
+        "mnist1d",
+        "digits",
+        "gaussians",
+        "moons",
+        "sparse_regression",
+        "matrix_sensing",
+        "modular_addition",
+    }
     assert_same(data.load("gaussians", n_train=20, seed=2), data.gaussians(n_train=20, seed=2))
     assert data.load("Moons", n_train=10).x_train.shape == (10, 2)
     with pytest.raises(ValueError, match="unknown dataset 'cifar10'; known: digits, gaussians"):
         data.load("cifar10")
-    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) n_train; digits "
-                                        r"accepts: test_fraction, seed, image"):
+    with pytest.raises(
+        TypeError,
+        match=r"unexpected keyword argument\(s\) n_train; digits "
+        r"accepts: test_fraction, seed, image",
+    ):
         data.load("digits", n_train=3)
 
 

@@ -1,6 +1,7 @@
 """landscape.surfaces.directions: filter/layer normalisation against per-slice norms of the weights,
 seeded draws, Gram-Schmidt, differences, PCA of a trajectory in a known plane, Hessian
-eigenvectors against a dense float64 Hessian, record round trips and the error messages."""
+eigenvectors against a dense float64 Hessian, record round trips and the error messages.
+"""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ import scipy.linalg
 import torch
 from torch import nn
 
+from landscape.engine.params import ParamLayout, no_bias_norm, select
+from landscape.models import MLP
+from landscape.store.file import Store
 from landscape.surfaces import directions as D
 from landscape.surfaces import trajectories as T
-from landscape.models import MLP
-from landscape.engine.params import ParamLayout, no_bias_norm, select
-from landscape.store.file import Store
 from probes.curvature.dense import matrix
 
 from .zoo import make
@@ -31,8 +32,15 @@ def cnn_bn(dtype=torch.float32) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = nn.Sequential(
-            nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 3, 3, bias=False),
-            nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 2 * 2, 5))
+            nn.Conv2d(2, 4, 3),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.Conv2d(4, 3, 3, bias=False),
+            nn.BatchNorm2d(3),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(3 * 2 * 2, 5),
+        )
         with torch.no_grad():  # BatchNorm weights that are not all ones, biases not zero
             for bn in (model[1], model[4]):
                 bn.weight.uniform_(0.5, 1.5)
@@ -50,11 +58,12 @@ MODELS = {"mlp": mlp, "cnn_bn": cnn_bn}
 
 
 def pieces(model: nn.Module, vector: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """name -> (direction piece, weight) with the parameter's shape (independent of the
-    module under test: walks named_parameters itself)."""
+    """Name -> (direction piece, weight) with the parameter's shape (independent of the
+    module under test: walks named_parameters itself).
+    """
     out, i = {}, 0
     for name, p in model.named_parameters():
-        out[name] = (vector[i: i + p.numel()].view_as(p), p.detach())
+        out[name] = (vector[i : i + p.numel()].view_as(p), p.detach())
         i += p.numel()
     assert i == vector.numel()
     return out
@@ -169,8 +178,11 @@ def test_directions_on_the_gpu():
     for row in dirs.vectors.cpu():  # normalised the same way
         for pname, (d, w) in pieces(cnn_bn(), row).items():
             if w.ndim >= 2:
-                torch.testing.assert_close(d.reshape(d.shape[0], -1).norm(dim=1),
-                                           w.reshape(w.shape[0], -1).norm(dim=1), msg=pname)
+                torch.testing.assert_close(
+                    d.reshape(d.shape[0], -1).norm(dim=1),
+                    w.reshape(w.shape[0], -1).norm(dim=1),
+                    msg=pname,
+                )
             else:
                 assert torch.count_nonzero(d) == 0
     r = D.orthogonalize(dirs.vectors[1], dirs.vectors[0])
@@ -184,8 +196,9 @@ def test_directions_on_the_gpu():
     traj, center, basis, coords = plane_trajectory()
     plane = T.pca(torch.from_numpy(traj).cuda(), torch.from_numpy(center).cuda())
     assert plane.vectors.is_cuda
-    np.testing.assert_allclose(T.project(torch.from_numpy(traj).cuda(), plane.center, basis),
-                               coords, atol=1e-10)
+    np.testing.assert_allclose(
+        T.project(torch.from_numpy(traj).cuda(), plane.center, basis), coords, atol=1e-10
+    )
     back = D.Directions.from_record(dirs.to_record(), device="cuda")
     assert torch.equal(back.vectors, dirs.vectors)
 
@@ -294,8 +307,7 @@ def test_pca_recovers_a_known_plane_and_project_its_coordinates():
     np.testing.assert_allclose(xy @ v, coords @ basis, atol=1e-10)  # same points
     np.testing.assert_allclose(T.project(traj, center, basis), coords, atol=1e-10)
     skew = np.array([[1.0, 0.5], [0.2, 2.0]]) @ basis  # not orthogonal nor unit
-    np.testing.assert_allclose(T.project(traj, center, skew) @ skew, coords @ basis,
-                               atol=1e-10)
+    np.testing.assert_allclose(T.project(traj, center, skew) @ skew, coords @ basis, atol=1e-10)
     np.testing.assert_allclose(T.project(traj[0], center, basis), coords[0], atol=1e-10)
 
 
@@ -315,8 +327,11 @@ def test_pca_does_not_subtract_the_mean_and_follows_the_centre_dtype():
 
 def test_pca_and_project_errors():
     traj, center, basis, _ = plane_trajectory()
-    with pytest.raises(ValueError, match=r"trajectory must be a floating \(T, P\) array with "
-                                          r"P=50.*got \(30, 49\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"trajectory must be a floating \(T, P\) array with "
+        r"P=50.*got \(30, 49\)",
+    ):
         T.pca(traj[:, :49], center)
     with pytest.raises(ValueError, match="k must be an int >= 1, got 0"):
         T.pca(traj, center, k=0)
@@ -360,17 +375,20 @@ def test_hessian_directions_are_unit_eigenvectors_of_the_dense_hessian():
 def test_record_round_trip_through_the_store(tmp_path):
     model, x, y = make("mlp", n=20)
     traj, center, _, _ = plane_trajectory(p=sum(p.numel() for p in model.parameters()))
-    results = {"random": D.random(model, seed=5, ignore=None, normalization="layer"),
-               "hessian": D.hessian(model, CE, (x, y), k=2),
-               "pca": T.pca(traj, center),
-               "difference": D.difference(center, traj[0])}
+    results = {
+        "random": D.random(model, seed=5, ignore=None, normalization="layer"),
+        "hessian": D.hessian(model, CE, (x, y), k=2),
+        "pca": T.pca(traj, center),
+        "difference": D.difference(center, traj[0]),
+    }
     with Store(tmp_path / "dirs.h5", "a") as s:
         for name, r in results.items():
             arrays, attrs = r.to_record()
             s.write_record(None, "surfaces", name, arrays=arrays, attrs=attrs)
     with Store(tmp_path / "dirs.h5") as s:
-        back = {name: D.Directions.from_record(s.record(None, "surfaces", name))
-                for name in results}
+        back = {
+            name: D.Directions.from_record(s.record(None, "surfaces", name)) for name in results
+        }
     for name, r in results.items():
         b = back[name]
         assert torch.equal(b.vectors, r.vectors) and b.vectors.dtype == r.vectors.dtype
@@ -395,8 +413,9 @@ def test_error_messages():
     model = mlp()
     layout = ParamLayout.of(select(model))
     theta = layout.flatten(select(model))
-    with pytest.raises(ValueError, match="normalization must be one of 'filter', 'layer', "
-                                         "'none', got 'unit'"):
+    with pytest.raises(
+        ValueError, match="normalization must be one of 'filter', 'layer', 'none', got 'unit'"
+    ):
         D.random(model, normalization="unit")
     with pytest.raises(ValueError, match="ignore must be one of 'biasbn', None, got 'bias'"):
         D.random(model, ignore="bias")
@@ -404,8 +423,11 @@ def test_error_messages():
         D.random(model, k=0)
     with pytest.raises(ValueError, match="seed must be an int >= 0, got -1"):
         D.random(model, seed=-1)
-    with pytest.raises(ValueError, match=rf"direction of shape \({layout.numel},\).*got shape "
-                                         r"\(3,\)"):
+    with pytest.raises(
+        ValueError,
+        match=rf"direction of shape \({layout.numel},\).*got shape "
+        r"\(3,\)",
+    ):
         D.normalize(torch.zeros(3), theta, layout)
     with pytest.raises(TypeError, match="dtype torch.float32"):
         D.normalize(theta.double(), theta, layout)

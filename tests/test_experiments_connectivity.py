@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from landscape.engine.losses import get
-from landscape.train.spec import build
 from landscape.sweep.spec import load
 from landscape.train.fit import fit
-from probes.paths import interpolation
+from landscape.train.spec import build
 from probes.implicit_bias.recovery import matrix_recovery
+from probes.paths import interpolation
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -36,21 +36,29 @@ def _trained(spec):
 
 def test_mode_connectivity_bezier_and_weight_matching_lower_the_barrier():
     def spec(seed):
-        return {"model": {"name": "mlp", "width": 64, "depth": 2},
-                "data": {"name": "mnist1d", "n_train": 500, "n_test": 200},
-                "optimizer": {"name": "sgd", "lr": 0.05},
-                "train": {"epochs": 30, "batch_size": 32, "seed": seed, "history_every": 0,
-                          "snapshot_every": 0}}
+        return {
+            "model": {"name": "mlp", "width": 64, "depth": 2},
+            "data": {"name": "mnist1d", "n_train": 500, "n_test": 200},
+            "optimizer": {"name": "sgd", "lr": 0.05},
+            "train": {
+                "epochs": 30,
+                "batch_size": 32,
+                "seed": seed,
+                "history_every": 0,
+                "snapshot_every": 0,
+            },
+        }
 
     a, split, loss = _trained(spec(0))
     b, _, _ = _trained(spec(1))
     linear = interpolation.linear(a, b, loss, split.train, n=11)
     curve = interpolation.bezier(a, b, loss, split.train, n=11, steps=300, lr=0.01, seed=0)
-    aligned = interpolation.linear(a, interpolation.align(a, b, seed=0).model, loss,
-                                   split.train, n=11)
-    assert linear.barrier > 0.3                                  # the two minima: a barrier
-    assert curve.barrier < 0.5 * linear.barrier                  # a curve nearly flat
-    assert aligned.barrier < 0.75 * linear.barrier               # permutations explain much
+    aligned = interpolation.linear(
+        a, interpolation.align(a, b, seed=0).model, loss, split.train, n=11
+    )
+    assert linear.barrier > 0.3  # the two minima: a barrier
+    assert curve.barrier < 0.5 * linear.barrier  # a curve nearly flat
+    assert aligned.barrier < 0.75 * linear.barrier  # permutations explain much
     assert aligned.loss[-1] == pytest.approx(linear.loss[-1], rel=1e-4)  # b's function kept
     sweep = load(EXPERIMENTS / "mode_connectivity.toml")
     assert {k for _, _, k in sweep.between} == {"linear", "bezier", "aligned"}
@@ -58,23 +66,38 @@ def test_mode_connectivity_bezier_and_weight_matching_lower_the_barrier():
 
 def test_matrix_sensing_small_init_approaches_the_minimum_nuclear_norm():
     def recovery(alpha):
-        spec = {"model": {"name": "symmetric_factorization", "n": 10, "init_scale": alpha},
-                "data": {"name": "matrix_sensing", "n_train": 30, "n_test": 50, "dim": 10,
-                         "rank": 2, "seed": 0, "standardize": False},
-                "optimizer": {"name": "gd", "lr": 0.1},
-                "train": {"max_steps": 4000, "seed": 0, "loss": "mse", "dtype": "float64",
-                          "history_every": 0, "snapshot_every": 0}}
+        spec = {
+            "model": {"name": "symmetric_factorization", "n": 10, "init_scale": alpha},
+            "data": {
+                "name": "matrix_sensing",
+                "n_train": 30,
+                "n_test": 50,
+                "dim": 10,
+                "rank": 2,
+                "seed": 0,
+                "standardize": False,
+            },
+            "optimizer": {"name": "gd", "lr": 0.1},
+            "train": {
+                "max_steps": 4000,
+                "seed": 0,
+                "loss": "mse",
+                "dtype": "float64",
+                "history_every": 0,
+                "snapshot_every": 0,
+            },
+        }
         model, split, _ = _trained(spec)
         return matrix_recovery(model, None, split.train, rank=2, seed=0)
 
     large, small = recovery(1.0), recovery(0.01)
     truth = small.truth_nuclear_norm
     for r in (large, small):
-        assert r.residual < 0.01                                  # both fit the measurements
+        assert r.residual < 0.01  # both fit the measurements
     assert small.nuclear_norm < large.nuclear_norm
-    assert truth - 1e-3 <= small.nuclear_norm < truth * 1.05    # near ||X*||_*, not below
+    assert truth - 1e-3 <= small.nuclear_norm < truth * 1.05  # near ||X*||_*, not below
     assert large.nuclear_norm > 1.5 * truth
     assert small.relative_distance < 0.1 < large.relative_distance
-    assert small.effective_rank < 2.5 < large.effective_rank     # low rank from small init
+    assert small.effective_rank < 2.5 < large.effective_rank  # low rank from small init
     sweep = load(EXPERIMENTS / "matrix_sensing.toml")
     assert len(sweep.runs) == 6 and "matrix_recovery" in sweep.probes

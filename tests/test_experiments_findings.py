@@ -19,39 +19,56 @@ from __future__ import annotations
 import pytest
 from torch import nn
 
-from landscape.train.spec import build
 from landscape.sweep.bad_init import pretrain_random_labels
 from landscape.train.fit import fit
+from landscape.train.spec import build
 from probes.curvature import hessian
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _spec(*, n_train=200, label_noise=0.0, optimizer=None, batch_size=32, epochs=300,
-          target_accuracy=1.0):
-    train = {"epochs": epochs, "batch_size": batch_size, "seed": 0, "history_every": 0,
-             "snapshot_every": 0}
+def _spec(
+    *, n_train=200, label_noise=0.0, optimizer=None, batch_size=32, epochs=300, target_accuracy=1.0
+):
+    train = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "seed": 0,
+        "history_every": 0,
+        "snapshot_every": 0,
+    }
     if target_accuracy is not None:
         train["target_accuracy"] = target_accuracy
-    return {"model": {"name": "mlp", "width": 128, "depth": 2},
-            "data": {"name": "mnist1d", "n_train": n_train, "n_test": 500,
-                     "label_noise": label_noise},
-            "optimizer": optimizer or {"name": "sgd", "lr": 0.1}, "train": train}
+    return {
+        "model": {"name": "mlp", "width": 128, "depth": 2},
+        "data": {"name": "mnist1d", "n_train": n_train, "n_test": 500, "label_noise": label_noise},
+        "optimizer": optimizer or {"name": "sgd", "lr": 0.1},
+        "train": train,
+    }
 
 
 def _train(spec, *, bad_init=False):
     model, split, loss, config, _, _ = build(spec)
     if bad_init:
-        pre = pretrain_random_labels(model, loss, split,
-                                     {"optimizer": {"name": "adam", "lr": 1e-3},
-                                      "batch_size": 32, "epochs": 300, "target_accuracy": 1.0})
-        assert pre["train_acc"] == 1.0, pre     # the random labels were fitted
+        pre = pretrain_random_labels(
+            model,
+            loss,
+            split,
+            {
+                "optimizer": {"name": "adam", "lr": 1e-3},
+                "batch_size": 32,
+                "epochs": 300,
+                "target_accuracy": 1.0,
+            },
+        )
+        assert pre["train_acc"] == 1.0, pre  # the random labels were fitted
     return model, split, fit(model, loss, split, config)
 
 
 def _lambda_max(model, split):
-    return float(hessian.eigenvalues(model, nn.CrossEntropyLoss(), split.train, k=1,
-                                     tol=1e-3).values[0])
+    return float(
+        hessian.eigenvalues(model, nn.CrossEntropyLoss(), split.train, k=1, tol=1e-3).values[0]
+    )
 
 
 def test_random_labels_are_fitted_and_test_accuracy_falls_to_chance():

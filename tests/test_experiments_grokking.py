@@ -33,9 +33,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def _read(path) -> dict:
     with Store(path) as s:
         run = s.runs()[0]
-        out = {"history": s.series(run, "history"),
-               "norm": s.series(run, "probes/param_norm"),
-               "lambda": s.series(run, "probes/lambda_max")}
+        out = {
+            "history": s.series(run, "history"),
+            "norm": s.series(run, "probes/param_norm"),
+            "lambda": s.series(run, "probes/lambda_max"),
+        }
         for name in ("hessian_eigenvalues", "hessian_trace", "hessian_density", "measures"):
             rec = s.record(run, "probes", name)
             out[name] = (rec.arrays, rec.attrs)
@@ -50,8 +52,11 @@ def _fit_and_grok(history) -> tuple[int, float, int | None]:
     fitted = np.flatnonzero(train == 1.0)
     assert len(fitted) > 0, "the training set was never fitted"
     grokked = np.flatnonzero(test >= 0.95)
-    return (int(steps[fitted[0]]), float(test[fitted[0]]),
-            int(steps[grokked[0]]) if len(grokked) else None)
+    return (
+        int(steps[fitted[0]]),
+        float(test[fitted[0]]),
+        int(steps[grokked[0]]) if len(grokked) else None,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +64,8 @@ def tiny(tmp_path_factory):
     raw = read_toml("experiments/grokking.toml", "sweep spec")
     raw["base"]["data"].update(p=23, train_fraction=0.5)
     raw["base"]["optimizer"].update(lr=1e-2)
-    raw["base"]["train"].update(max_steps=1000, batch_size=264, history_every=20,
-                                snapshot_every=0)
-    raw["along"] = {"lambda_max": {"every": 250, "k": 1, "tol": 1e-3},
-                    "param_norm": {"every": 20}}
+    raw["base"]["train"].update(max_steps=1000, batch_size=264, history_every=20, snapshot_every=0)
+    raw["along"] = {"lambda_max": {"every": 250, "k": 1, "tol": 1e-3}, "param_norm": {"every": 20}}
     raw["probes"]["trace"] = {"n_products": 12}
     raw["probes"]["density"] = {"n_vectors": 1, "steps": 12}
     path = tmp_path_factory.mktemp("grokking") / "grokking.h5"
@@ -71,23 +74,23 @@ def tiny(tmp_path_factory):
 
 
 def test_test_accuracy_rises_long_after_the_training_accuracy_reached_one(tiny):
-    """p = 23, 264 training pairs, lr 1e-2: train accuracy 1.0 first at step 80, with test
+    """P = 23, 264 training pairs, lr 1e-2: train accuracy 1.0 first at step 80, with test
     accuracy 0.049 there (chance 1/23 = 0.043); test accuracy 0.25 at step 200, 0.47 at 400,
     >= 0.95 first at step 560, 7x later (0.94 at step 1000, between loss spikes). The bounds
     leave room for another machine's last bits: fitted by 200, still below 0.2 there, grokked
     at least 4x later.
     """
     fit, test_at_fit, grok = _fit_and_grok(tiny["history"])
-    assert fit <= 200 and test_at_fit < 0.2, (fit, test_at_fit)   # memorised, not learnt
+    assert fit <= 200 and test_at_fit < 0.2, (fit, test_at_fit)  # memorised, not learnt
     assert grok is not None, "the test accuracy never reached 0.95"
-    assert grok >= 4 * fit, (fit, grok)                            # ... and learnt long after
+    assert grok >= 4 * fit, (fit, grok)  # ... and learnt long after
 
 
 def test_parameter_norm_and_lambda_max_are_recorded_along_training(tiny):
     norm, lam = tiny["norm"], tiny["lambda"]
     assert norm["step"].tolist() == list(range(0, 1001, 20))
     assert norm["dist_init"][0] == 0 and (norm["weights"] <= norm["value"]).all()
-    assert norm["value"][-1] < 0.8 * norm["value"][0]       # weight decay 1 shrinks it
+    assert norm["value"][-1] < 0.8 * norm["value"][0]  # weight decay 1 shrinks it
     assert lam["step"].tolist() == [0, 250, 500, 750, 1000]
     assert np.isfinite(lam["value"]).all() and (lam["value"] > 0).all()
 
@@ -95,15 +98,23 @@ def test_parameter_norm_and_lambda_max_are_recorded_along_training(tiny):
 def test_every_probe_runs_on_attention_embeddings_and_layernorm(tiny):
     arrays, attrs = tiny["hessian_eigenvalues"]
     assert {"embed.weight", "layers.0.qkv.weight", "layers.0.ln1.weight", "ln.bias"} <= set(
-        attrs["params"])
+        attrs["params"]
+    )
     assert np.isfinite(arrays["values"]).all() and arrays["values"].max() > 0
     assert np.isfinite(tiny["hessian_trace"][1]["value"])
     density = tiny["hessian_density"][0]["density"]
     assert np.isfinite(density).all() and density.sum() > 0
     arrays, attrs = tiny["measures"]
     values = attrs["values"]
-    for name in ("param_norm", "log_prod_spectral", "fisher_rao", "margin_q10",
-                 "effective_rank_mean", "sharpness_worst", "sharpness_average_adaptive"):
+    for name in (
+        "param_norm",
+        "log_prod_spectral",
+        "fisher_rao",
+        "margin_q10",
+        "effective_rank_mean",
+        "sharpness_worst",
+        "sharpness_average_adaptive",
+    ):
         assert values[name] is not None and np.isfinite(values[name]), name
     np.testing.assert_allclose(values["param_norm"], tiny["norm"]["value"][-1], rtol=1e-5)
     # the path-norm is defined for Linear/Conv/ReLU networks, not attention or embeddings
@@ -112,9 +123,10 @@ def test_every_probe_runs_on_attention_embeddings_and_layernorm(tiny):
 
 
 # ----------------------------------------------------------------------------- full scale
-@pytest.mark.skipif(not os.environ.get("LANDSCAPE_SLOW"),
-                    reason="the full grokking run (6000 steps, about a minute); set "
-                    "LANDSCAPE_SLOW=1")
+@pytest.mark.skipif(
+    not os.environ.get("LANDSCAPE_SLOW"),
+    reason="the full grokking run (6000 steps, about a minute); set LANDSCAPE_SLOW=1",
+)
 def test_the_full_spec_groks_as_the_experiments_readme_says(tmp_path):
     """experiments/README.md, "Our run" (p = 31, 384 training pairs, one thread): train
     accuracy 1.0 first at step 200 with test accuracy 0.012 (chance 1/31 = 0.032); test
@@ -138,5 +150,4 @@ def test_the_full_spec_groks_as_the_experiments_readme_says(tmp_path):
     assert np.median(h["test_acc"][late]) >= 0.95, h["test_acc"][late]
     at = {int(s): v for s, v in zip(norm["step"], norm["value"], strict=True)}
     # the generalising solution has the smaller norm: it falls from fit to grok to the end
-    assert norm["value"][0] > at[fit] > at[grok] >= norm["value"][-1] * 0.99, (at[fit],
-                                                                                at[grok])
+    assert norm["value"][0] > at[fit] > at[grok] >= norm["value"][-1] * 0.99, (at[fit], at[grok])

@@ -16,18 +16,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from landscape.train.spec import build, merge
-from landscape.sweep.spec import load
 from landscape.sweep.measure import along_callback
+from landscape.sweep.spec import load
 from landscape.train.fit import fit
+from landscape.train.spec import build, merge
 from probes.implicit_bias.recovery import interpolator_distances
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train(run, steps, along=None):
-    spec = merge(run.spec, {"train": {"max_steps": steps, "history_every": 0,
-                                      "snapshot_every": 0}})
+    spec = merge(run.spec, {"train": {"max_steps": steps, "history_every": 0, "snapshot_every": 0}})
     model, split, loss, config, _, _ = build(spec)
     callbacks = [along_callback(name, split.train, opts) for name, opts in (along or {}).items()]
     return model, split, fit(model, loss, split, config, callbacks=callbacks)
@@ -37,8 +36,10 @@ def test_max_margin_gd_goes_to_l2_and_sign_descent_to_linf():
     sweep = load("experiments/max_margin.toml")
     runs = {r.name: r for r in sweep.runs}
     along = {"max_margin": {"every": 300}}
-    series = {name: _train(runs[name], 3000, along)[2].series["max_margin"]
-              for name in ("gd", "sign_descent")}
+    series = {
+        name: _train(runs[name], 3000, along)[2].series["max_margin"]
+        for name in ("gd", "sign_descent")
+    }
     gd, sign = series["gd"], series["sign_descent"]
     # GD: l2 direction error falls from step 300 on, the norm grows, l2 is the closest
     assert (np.diff(gd["direction_error_l2"][1:]) < 0).all()
@@ -47,7 +48,7 @@ def test_max_margin_gd_goes_to_l2_and_sign_descent_to_linf():
     # sign descent: linf direction error falls, ends below 0.3; GD stays above 0.5
     assert (np.diff(sign["direction_error_linf"][3:]) < 0).all()
     assert sign["direction_error_linf"][-1] < 0.3 < 0.5 < gd["direction_error_linf"][-1]
-    assert sign["direction_error_l1"][-1] > gd["direction_error_l1"][-1]   # not l1
+    assert sign["direction_error_l1"][-1] > gd["direction_error_l1"][-1]  # not l1
 
 
 def test_diagonal_nets_small_init_is_l1_large_init_is_l2():

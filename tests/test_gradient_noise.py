@@ -1,5 +1,6 @@
 """probes.implicit_bias.gradient_noise: the trace of the per-example gradient covariance and B_simple against a
-Python loop over examples (one backward each), records and bad input."""
+Python loop over examples (one backward each), records and bad input.
+"""
 
 from __future__ import annotations
 
@@ -26,9 +27,9 @@ def loop(model, loss_fn, x, y, names=None):
     params = [(n, p) for n, p in model.named_parameters() if names is None or n in names]
     grads = []
     for i in range(len(x)):
-        g = torch.autograd.grad(loss_fn(model(x[i:i + 1]), y[i:i + 1]), [p for _, p in params])
+        g = torch.autograd.grad(loss_fn(model(x[i : i + 1]), y[i : i + 1]), [p for _, p in params])
         grads.append(torch.cat([t.reshape(-1) for t in g]))
-    g = torch.stack(grads)                         # (N, P), fine for a tiny model
+    g = torch.stack(grads)  # (N, P), fine for a tiny model
     mean = g.mean(0)
     per = ((g - mean) ** 2).mean(0)
     sizes = [p.numel() for _, p in params]

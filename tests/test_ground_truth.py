@@ -73,7 +73,7 @@ def test_l2_without_bias_matches_svc_on_symmetrised_data():
 
 def test_l2_with_bias_matches_svc():
     x, y = blobs(seed=1)
-    x = x + np.array([3.0, -1.0, 0.0, 2.0, 0.5])   # an offset that needs the intercept
+    x = x + np.array([3.0, -1.0, 0.0, 2.0, 0.5])  # an offset that needs the intercept
     mm = max_margin(x, y, bias=True)
     svc = SVC(kernel="linear", C=1e8, tol=1e-8).fit(x, y)
     w = svc.coef_[0]
@@ -108,8 +108,8 @@ def test_l1_is_optimal_among_feasible_points():
     assert l1.margin == pytest.approx(1 / best)
     rng = np.random.default_rng(0)
     w = rng.normal(size=(2000, 6)) + l1.weights / np.linalg.norm(l1.weights)
-    w = w[(y * (w @ x.T)).min(1) > 0]                    # separating ones ...
-    w /= (y * (w @ x.T)).min(1, keepdims=True)          # ... scaled to be feasible, tight
+    w = w[(y * (w @ x.T)).min(1) > 0]  # separating ones ...
+    w /= (y * (w @ x.T)).min(1, keepdims=True)  # ... scaled to be feasible, tight
     assert len(w) > 100
     assert np.abs(w).sum(1).min() >= best - 1e-9
     # Each solution is optimal in its own norm, not in the other one.
@@ -124,13 +124,13 @@ def test_inputs_any_dtype_and_label_coding():
     got = max_margin(torch.tensor(x, dtype=torch.float32), torch.tensor((y > 0)[:, None]).long())
     assert got.direction.dtype == np.float64
     assert got.direction @ want.direction > 1 - 1e-6
-    images = max_margin(x.reshape(len(x), 5, 1), y)     # (N, ...) is flattened
+    images = max_margin(x.reshape(len(x), 5, 1), y)  # (N, ...) is flattened
     np.testing.assert_allclose(images.weights, want.weights)
 
 
 def test_non_separable_data_refused():
     x = np.array([[1.0, 1.0], [-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0]])
-    y = np.array([1, 1, -1, -1])                          # XOR
+    y = np.array([1, 1, -1, -1])  # XOR
     for norm in ("l2", "l1"):
         for bias in (False, True):
             with pytest.raises(ValueError, match="max_margin: the data are not linearly"):
@@ -145,8 +145,9 @@ def test_non_separable_data_refused():
 
 def test_bad_arguments():
     x, y = blobs()
-    with pytest.raises(ValueError,
-                       match="max_margin: norm must be one of 'l2', 'l1', 'linf', got 'l3'"):
+    with pytest.raises(
+        ValueError, match="max_margin: norm must be one of 'l2', 'l1', 'linf', got 'l3'"
+    ):
         max_margin(x, y, norm="l3")
     with pytest.raises(ValueError, match="max_margin: y must hold binary labels"):
         max_margin(x, np.arange(len(x)) % 3)
@@ -205,7 +206,7 @@ def test_gradient_descent_goes_to_the_l2_direction():
     x, y = blobs(seed=0)
     mm = max_margin(x, y)
     xt, yt = torch.tensor(x), torch.tensor(y)
-    lr = 1.0 / (np.linalg.norm(x, 2) ** 2 / (4 * len(x)))   # 1 / smoothness
+    lr = 1.0 / (np.linalg.norm(x, 2) ** 2 / (4 * len(x)))  # 1 / smoothness
     w = torch.zeros(5, dtype=torch.float64)
     out = {}
     with torch.no_grad():
@@ -236,7 +237,7 @@ def test_factorization_closed_forms():
 
 def test_factorization_against_numpy_and_models():
     rng = np.random.default_rng(0)
-    a = rng.normal(size=(6, 3)) @ rng.normal(size=(3, 5))     # rank 3
+    a = rng.normal(size=(6, 3)) @ rng.normal(size=(3, 5))  # rank 3
     f = factorization(a)
     s = np.linalg.svd(a, compute_uv=False)
     np.testing.assert_allclose(f.singular_values, s)
@@ -244,7 +245,7 @@ def test_factorization_against_numpy_and_models():
     assert f.numerical_rank == np.linalg.matrix_rank(a) == 3
     p = s / s.sum()
     assert f.effective_rank == pytest.approx(np.exp(-np.sum(p * np.log(p + 1e-300))))
-    assert factorization(a.astype(np.float32)).numerical_rank == 3     # float32's eps
+    assert factorization(a.astype(np.float32)).numerical_rank == 3  # float32's eps
     assert factorization(a, tol=1e6).numerical_rank == 0
 
     torch.manual_seed(0)
@@ -266,7 +267,7 @@ def test_diagonal_effective_weights():
         net.u.copy_(torch.tensor([1.0, 2.0, 0.5]))
         net.v.copy_(torch.tensor([0.0, 3.0, 0.5]))
     d = diagonal(net)
-    np.testing.assert_allclose(d.beta, [1.0, -5.0, 0.0])          # u^2 - v^2
+    np.testing.assert_allclose(d.beta, [1.0, -5.0, 0.0])  # u^2 - v^2
     assert (d.l1_norm, d.depth) == (6.0, 2) and d.l2_norm == pytest.approx(math.sqrt(26))
     d3 = diagonal((torch.tensor([1.0, 2.0]), np.array([0.5, 1.0])), depth=3)
     np.testing.assert_allclose(d3.beta, [1 - 0.125, 7.0])
@@ -283,12 +284,12 @@ def test_min_norm_interpolators():
     truth[[3, 17, 29]] = [1.5, -2.0, 0.7]
     y = x @ truth
     l1 = min_norm_interpolator(torch.tensor(x), torch.tensor(y), norm="l1")
-    np.testing.assert_allclose(l1.beta, truth, atol=1e-7)             # basis pursuit recovers
+    np.testing.assert_allclose(l1.beta, truth, atol=1e-7)  # basis pursuit recovers
     assert l1.solver == "highs" and l1.residual < 1e-7
     l2 = min_norm_interpolator(x, y)
     np.testing.assert_allclose(l2.beta, np.linalg.pinv(x) @ y)
     assert l2.l2_norm <= l1.l2_norm and l1.l1_norm <= l2.l1_norm
-    assert np.sum(np.abs(l2.beta) > 1e-3) > 3                            # dense
+    assert np.sum(np.abs(l2.beta) > 1e-3) > 3  # dense
     with pytest.raises(ValueError, match="min_norm_interpolator: no interpolator"):
         min_norm_interpolator(rng.normal(size=(30, 5)), rng.normal(size=30))
     with pytest.raises(ValueError, match="min_norm_interpolator: no interpolator"):
@@ -310,11 +311,13 @@ def _same(a, b):
 
 def test_records_round_trip(tmp_path):
     x, y = blobs(seed=6)
-    results = {"max_margin": max_margin(x, y, norm="l1", bias=True),
-               "alignment": alignment(np.ones(5), x, y),
-               "factorization": factorization(np.eye(3)),
-               "diagonal": diagonal((np.ones(3), np.zeros(3))),
-               "min_norm_interpolator": min_norm_interpolator(x[:3], y[:3], norm="l1")}
+    results = {
+        "max_margin": max_margin(x, y, norm="l1", bias=True),
+        "alignment": alignment(np.ones(5), x, y),
+        "factorization": factorization(np.eye(3)),
+        "diagonal": diagonal((np.ones(3), np.zeros(3))),
+        "min_norm_interpolator": min_norm_interpolator(x[:3], y[:3], norm="l1"),
+    }
     with Store(tmp_path / "gt.h5", "w") as store:
         for name, result in results.items():
             arrays, attrs = result.to_record()

@@ -1,6 +1,7 @@
 """The ground-truth additions of issue 8: the linf max margin, the sparse-regression dataset,
 the probes ``margin_alignment`` and ``interpolator_distances`` and the ``max_margin`` callback
-along training, and their sweep entries."""
+along training, and their sweep entries.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import torch
 
 from landscape import data, models
 from landscape.store.file import Store
-from landscape.sweep.spec import loads
 from landscape.sweep.measure import along_callback
+from landscape.sweep.spec import loads
 from landscape.train.fit import TrainConfig, fit
 from probes.along import max_margin_alignment
 from probes.implicit_bias.ground_truth import alignment, max_margin, min_norm_interpolator
@@ -34,7 +35,7 @@ def test_linf_max_margin_is_optimal_and_beats_the_other_directions():
     z = (2 * y.numpy() - 1)[:, None] * x.numpy()
     assert (z @ mm.weights).min() == pytest.approx(1.0, abs=1e-7)
     assert mm.margin == pytest.approx(1 / np.abs(mm.weights).max())
-    for other in ("l2", "l1"):       # the linf-normalised margin of every other direction is lower
+    for other in ("l2", "l1"):  # the linf-normalised margin of every other direction is lower
         w = max_margin(x, y, norm=other).weights
         assert (z @ w).min() / np.abs(w).max() <= mm.margin + 1e-9
     a = alignment(mm.weights, x, y, norm="linf", reference=mm)
@@ -60,8 +61,9 @@ def test_sparse_regression_is_seeded_and_interpolated_by_its_sparse_truth():
         assert torch.allclose(x @ beta, y, atol=1e-5)
     assert not torch.equal(s.x_train[:5], data.load("sparse_regression", seed=4).x_train[:5])
     noisy = data.sparse_regression(noise=0.5, seed=3)
-    assert (noisy.x_train @ torch.tensor(noisy.info["beta"], dtype=torch.float32)
-            - noisy.y_train).abs().max() > 0.1
+    assert (
+        noisy.x_train @ torch.tensor(noisy.info["beta"], dtype=torch.float32) - noisy.y_train
+    ).abs().max() > 0.1
     with pytest.raises(ValueError, match="sparsity must be at most dim=10"):
         data.sparse_regression(dim=10, sparsity=11)
 
@@ -71,7 +73,7 @@ def test_interpolator_distances_of_a_diagonal_network():
     x, y = s.x_train.double(), s.y_train.double()
     net = models.build("diagonal_linear_network", dim=40, init_scale=0.5).double()
     l1 = min_norm_interpolator(x, y, norm="l1")
-    with torch.no_grad():             # u^2 - v^2 = beta_l1
+    with torch.no_grad():  # u^2 - v^2 = beta_l1
         b = torch.tensor(l1.beta)
         net.u.copy_(b.clamp(min=0).sqrt())
         net.v.copy_((-b).clamp(min=0).sqrt())
@@ -90,8 +92,15 @@ def test_max_margin_callback_records_the_alignment_along_training(tmp_path):
     x, y = _separable()
     model = models.build("linear", in_features=8, num_classes=1, bias=False, seed=0).double()
     path = str(tmp_path / "mm.h5")
-    r = fit(model, "logistic", (x, y), TrainConfig("gd", lr=1.0, max_steps=200),
-            store=path, run="gd", callbacks=[max_margin_alignment((x, y), every=50)])
+    r = fit(
+        model,
+        "logistic",
+        (x, y),
+        TrainConfig("gd", lr=1.0, max_steps=200),
+        store=path,
+        run="gd",
+        callbacks=[max_margin_alignment((x, y), every=50)],
+    )
     series = r.series["max_margin"]
     assert series["step"].tolist() == [0, 50, 100, 150, 200]
     end = margin_alignment(model, None, (x, y))
@@ -127,7 +136,11 @@ lambda_max = {every = 5}
 
 def test_sweep_entries():
     sweep = loads(SPEC)
-    assert sweep.probes["max_margin_alignment"] == ("implicit_bias.recovery", "margin_alignment", {})
+    assert sweep.probes["max_margin_alignment"] == (
+        "implicit_bias.recovery",
+        "margin_alignment",
+        {},
+    )
     assert sweep.probes["interp"] == ("implicit_bias.recovery", "interpolator_distances", {})
     assert sweep.along == {"max_margin": {"every": 2, "n": 50}, "lambda_max": {"every": 5}}
     with pytest.raises(ValueError, match="along.max_margin.k: unknown key"):

@@ -1,5 +1,6 @@
 """hessian.eigenvalues and hessian.matrix against dense float64 references: the Hessian built
-with torch.autograd.functional.hessian (no vmap) and its numpy eigendecomposition."""
+with torch.autograd.functional.hessian (no vmap) and its numpy eigendecomposition.
+"""
 
 from __future__ import annotations
 
@@ -75,8 +76,9 @@ def test_eigenpairs_match_dense(case, which):
     idx = expected(vals, which, k)
     scale = np.abs(vals).max()
     assert r.values.shape == (len(idx),) and np.all(np.diff(r.values) >= 0)
-    np.testing.assert_allclose(r.values, np.sort(vals[idx]), rtol=0, atol=1e-8 * scale,
-                               err_msg=f"{name} {which}")
+    np.testing.assert_allclose(
+        r.values, np.sort(vals[idx]), rtol=0, atol=1e-8 * scale, err_msg=f"{name} {which}"
+    )
     # residuals: honest (recomputed here with the dense matrix); error bounds: below tol
     mine = np.linalg.norm(r.vectors @ h - r.values[:, None] * r.vectors, axis=1)
     np.testing.assert_allclose(r.residuals, mine, rtol=1e-3, atol=1e-13 * scale)
@@ -155,15 +157,21 @@ def test_ggn_equals_hessian_for_linear_least_squares():
 @pytest.mark.parametrize("which", hessian.WHICH)
 def test_error_bounds_hold_at_loose_tolerances(case, which):
     """At a loose tol the stop comes early: the reported bound must still cover the true
-    error, and the true error must be within tol."""
+    error, and the true error must be within tol.
+    """
     name, model, x, y, h, vals, vecs = case
     for tol in (1e-2, 1e-4, 1e-6):
         r = hessian.eigenvalues(model, CE, (x, y), k=3, which=which, tol=tol)
         exact = np.sort(vals[expected(vals, which, 3)])
         err = np.abs(r.values - exact)
         scale = np.abs(vals).max()
-        assert np.all(err <= r.errors * (1 + 1e-6) + 1e-13 * scale), (name, which, tol, err,
-                                                                     r.errors)
+        assert np.all(err <= r.errors * (1 + 1e-6) + 1e-13 * scale), (
+            name,
+            which,
+            tol,
+            err,
+            r.errors,
+        )
         assert r.all_converged and np.all(err <= tol * np.abs(exact) + 1e-13 * scale)
 
 
@@ -190,8 +198,7 @@ def test_seeded_and_budgeted():
     assert np.array_equal(a.values, b.values) and np.array_equal(a.vectors, b.vectors)
     assert a.cost.hvp == b.cost.hvp
     # a budget too small to converge: flagged, not hidden
-    c = hessian.eigenvalues(model, CE, (x, y), k=5, which="smallest", tol=1e-12,
-                            max_products=30)
+    c = hessian.eigenvalues(model, CE, (x, y), k=5, which="smallest", tol=1e-12, max_products=30)
     assert c.cost.hvp <= 30
     assert not c.all_converged
 
@@ -223,11 +230,17 @@ def test_bad_arguments():
         hessian.eigenvalues(model, CE, data, k=0)
     with pytest.raises(ValueError, match=r"eigenvalues: k must be an int >= 1, got 2.0"):
         hessian.eigenvalues(model, CE, data, k=2.0)
-    with pytest.raises(ValueError, match=r"eigenvalues: which must be one of .*'largest'.*"
-                                          r"got 'top'"):
+    with pytest.raises(
+        ValueError,
+        match=r"eigenvalues: which must be one of .*'largest'.*"
+        r"got 'top'",
+    ):
         hessian.eigenvalues(model, CE, data, which="top")
-    with pytest.raises(ValueError, match=r"eigenvalues: curvature must be one of .*'ggn'.*"
-                                          r"got 'nope'"):
+    with pytest.raises(
+        ValueError,
+        match=r"eigenvalues: curvature must be one of .*'ggn'.*"
+        r"got 'nope'",
+    ):
         hessian.eigenvalues(model, CE, data, curvature="nope")
     with pytest.raises(ValueError, match=r"eigenvalues: tol must be a number in \(0, 1\)"):
         hessian.eigenvalues(model, CE, data, tol=0)
@@ -235,16 +248,22 @@ def test_bad_arguments():
         hessian.eigenvalues(model, CE, data, max_products=0)
     with pytest.raises(ValueError, match=r"eigenvalues: k must be at most P=132"):
         hessian.eigenvalues(model, CE, data, k=133)
-    with pytest.raises(ValueError, match=r"eigenvalues: v0 must be a tensor \(P,\) or \(j, P\) "
-                                          r"with P=132.*got \(5,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"eigenvalues: v0 must be a tensor \(P,\) or \(j, P\) "
+        r"with P=132.*got \(5,\)",
+    ):
         hessian.eigenvalues(model, CE, data, v0=torch.ones(5))
     with pytest.raises(ValueError, match=r"eigenvalues: v0 must be finite"):
         hessian.eigenvalues(model, CE, data, v0=torch.zeros(132))
     with pytest.raises(ValueError, match=r"matrix: curvature must be one of"):
         hessian.matrix(model, CE, data, curvature="nope")
-    with pytest.raises(ValueError, match=r"matrix: P=132 parameters is above max_params=100: "
-                                          r"the dense matrix would take .* GB; use "
-                                          r"eigenvalues/density, or raise max_params"):
+    with pytest.raises(
+        ValueError,
+        match=r"matrix: P=132 parameters is above max_params=100: "
+        r"the dense matrix would take .* GB; use "
+        r"eigenvalues/density, or raise max_params",
+    ):
         hessian.matrix(model, CE, data, max_params=100)
 
 
@@ -260,9 +279,11 @@ def test_records_round_trip(tmp_path):
             store.write_record(None, "probes", name, arrays=arrays, attrs=attrs)
     with Store(path) as store:
         back = {n: store.record(None, "probes", n) for n in ("eig", "bare", "matrix")}
-    pairs = [(r, hessian.Eigenvalues.from_record(back["eig"])),
-             (bare, hessian.Eigenvalues.from_record(back["bare"])),
-             (m, hessian.Matrix.from_record(back["matrix"]))]
+    pairs = [
+        (r, hessian.Eigenvalues.from_record(back["eig"])),
+        (bare, hessian.Eigenvalues.from_record(back["bare"])),
+        (m, hessian.Matrix.from_record(back["matrix"])),
+    ]
     for before, after in pairs:
         for field in before.__dataclass_fields__:
             a, b = getattr(before, field), getattr(after, field)
@@ -295,8 +316,9 @@ def test_layer_blocks_equal_the_dense_diagonal_blocks(tmp_path):
     assert result.cost.hvp == sum(r.cost.hvp for r in result.blocks.values())
     with Store(tmp_path / "b.h5", "a") as s:
         s.create_run("r", names=["w"], shapes=[(1,)], init=np.zeros(1))
-        s.write_record("r", "probes", "blocks", arrays=result.to_record()[0],
-                       attrs=result.to_record()[1])
+        s.write_record(
+            "r", "probes", "blocks", arrays=result.to_record()[0], attrs=result.to_record()[1]
+        )
         back = BlockEigenvalues.from_record(s.record("r", "probes", "blocks"))
     assert list(back.blocks) == list(result.blocks) and back.cost == result.cost
     for block, r in result.blocks.items():

@@ -1,6 +1,7 @@
 """Trace (Hutchinson, Hutch++) and spectral density (stochastic Lanczos quadrature) against
 dense float64 references: the Hessian of small zoo models, and explicit matrices with a known
-spectrum for the estimators' statistics."""
+spectrum for the estimators' statistics.
+"""
 
 from __future__ import annotations
 
@@ -98,8 +99,7 @@ def test_trace_statistics_on_known_spectrum(method):
     truth = float(torch.trace(matrix))
     hits = 0
     for seed in SEEDS:
-        tr = hutch.estimate_trace(MatrixOperator(matrix), method=method, n_products=45,
-                                     seed=seed)
+        tr = hutch.estimate_trace(MatrixOperator(matrix), method=method, n_products=45, seed=seed)
         hits += abs(tr.value - truth) <= 3 * tr.stderr
     assert hits >= 0.9 * len(SEEDS), (method, hits)
 
@@ -109,9 +109,20 @@ def test_hutchpp_beats_hutchinson_with_outliers():
     truth = float(torch.trace(matrix))
     err = {}
     for method in hutch.METHODS:
-        err[method] = np.mean([abs(hutch.estimate_trace(
-            MatrixOperator(matrix), method=method, n_products=60, seed=s).value - truth)
-            for s in SEEDS]) / truth
+        err[method] = (
+            np.mean(
+                [
+                    abs(
+                        hutch.estimate_trace(
+                            MatrixOperator(matrix), method=method, n_products=60, seed=s
+                        ).value
+                        - truth
+                    )
+                    for s in SEEDS
+                ]
+            )
+            / truth
+        )
     # measured: Hutchinson 4.2e-2, Hutch++ 1.4e-3 relative (n_products=60, P=300, 10 outliers)
     assert err["hutch++"] < 0.2 * err["hutchinson"], err
 
@@ -158,8 +169,7 @@ def test_density_integrates_to_one_and_moments_match(mlp):
     assert esd.nodes.shape == esd.weights.shape == (30, 12)
     np.testing.assert_allclose(esd.weights.sum(1), 1.0, atol=1e-12)
     assert esd.cost.hvp == 30 * 12 and esd.n_params == p
-    for k, truth in ((1, float(torch.trace(hessian)) / p),
-                     (2, float((hessian ** 2).sum()) / p)):
+    for k, truth in ((1, float(torch.trace(hessian)) / p), (2, float((hessian**2).sum()) / p)):
         per = esd.moments(k)
         se = per.std(ddof=1) / math.sqrt(len(per))
         assert abs(esd.moment(k) - truth) <= 3 * se, (k, esd.moment(k), truth, se)
@@ -233,7 +243,8 @@ def test_results_round_trip_through_store(mlp, tmp_path):
     tr2 = hutch.trace(model, CE, (x, y), method="hutchinson", target_stderr=0.5)
     esd = slq.density(model, CE, (x, y), n_vectors=2, steps=8)
     padded = slq.estimate_density(  # stops early: NaN nodes after the third step
-        MatrixOperator(with_spectrum(np.repeat([1.0, 2.0, 5.0], 4))), n_vectors=2, steps=10)
+        MatrixOperator(with_spectrum(np.repeat([1.0, 2.0, 5.0], 4))), n_vectors=2, steps=10
+    )
     assert np.isnan(padded.nodes).any()
     results = (tr, tr2, esd, padded)
     names = ("trace", "trace2", "density", "padded")
@@ -242,8 +253,10 @@ def test_results_round_trip_through_store(mlp, tmp_path):
             arrays, attrs = result.to_record()
             store.write_record(None, "probes", name, arrays=arrays, attrs=attrs)
     with Store(tmp_path / "x.h5", "r") as store:
-        back = [type(r).from_record(store.record(None, "probes", n))
-                for n, r in zip(names, results, strict=True)]
+        back = [
+            type(r).from_record(store.record(None, "probes", n))
+            for n, r in zip(names, results, strict=True)
+        ]
     for original, copy in zip(results, back, strict=True):
         assert type(copy) is type(original)
         for field in original.__dataclass_fields__:
@@ -257,32 +270,38 @@ def test_results_round_trip_through_store(mlp, tmp_path):
         hutch.Trace.from_record(esd.to_record())
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"method": "lanczos"}, "method must be one of"),
-    ({"n_products": 1, "method": "hutchinson"}, "n_products must be an int >= 2"),
-    ({"n_products": 3, "method": "hutch++"}, "n_products must be an int >= 4"),
-    ({"n_products": 10.5}, "n_products must be an int"),
-    ({"target_stderr": -1.0}, "target_stderr must be a finite number > 0"),
-    ({"target_stderr": float("nan")}, "target_stderr"),
-    ({"seed": -1}, "seed must be an int"),
-    ({"curvature": "bogus"}, "curvature must be one of"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"method": "lanczos"}, "method must be one of"),
+        ({"n_products": 1, "method": "hutchinson"}, "n_products must be an int >= 2"),
+        ({"n_products": 3, "method": "hutch++"}, "n_products must be an int >= 4"),
+        ({"n_products": 10.5}, "n_products must be an int"),
+        ({"target_stderr": -1.0}, "target_stderr must be a finite number > 0"),
+        ({"target_stderr": float("nan")}, "target_stderr"),
+        ({"seed": -1}, "seed must be an int"),
+        ({"curvature": "bogus"}, "curvature must be one of"),
+    ],
+)
 def test_trace_rejects_bad_arguments(mlp, kwargs, match):
     model, x, y, _, _ = mlp
     with pytest.raises(ValueError, match=match):
         hutch.trace(model, CE, (x, y), **kwargs)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"n_vectors": 0}, "n_vectors must be an int >= 1"),
-    ({"steps": 0}, "steps must be an int >= 1"),
-    ({"width": 0.0}, "width must be a finite number > 0"),
-    ({"n_grid": 1}, "n_grid must be an int >= 2"),
-    ({"grid": [1.0, 0.0]}, "grid must be a 1-D, finite, strictly increasing"),
-    ({"grid": np.zeros((2, 2))}, "grid must be"),
-    ({"seed": "a"}, "seed must be an int"),
-    ({"curvature": "bogus"}, "curvature must be one of"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_vectors": 0}, "n_vectors must be an int >= 1"),
+        ({"steps": 0}, "steps must be an int >= 1"),
+        ({"width": 0.0}, "width must be a finite number > 0"),
+        ({"n_grid": 1}, "n_grid must be an int >= 2"),
+        ({"grid": [1.0, 0.0]}, "grid must be a 1-D, finite, strictly increasing"),
+        ({"grid": np.zeros((2, 2))}, "grid must be"),
+        ({"seed": "a"}, "seed must be an int"),
+        ({"curvature": "bogus"}, "curvature must be one of"),
+    ],
+)
 def test_density_rejects_bad_arguments(mlp, kwargs, match):
     model, x, y, _, _ = mlp
     with pytest.raises(ValueError, match=match):

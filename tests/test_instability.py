@@ -31,8 +31,9 @@ def same(a, b):
 
 # momentum and a cosine schedule: the optimizer state and the schedule position both matter;
 # 200 examples in batches of 64: a partial last batch, forks in the middle of an epoch
-CFG = TrainConfig("sgd", lr=0.1, momentum=0.9, schedule="cosine", batch_size=64, epochs=4,
-                  seed=0, history_every=0)
+CFG = TrainConfig(
+    "sgd", lr=0.1, momentum=0.9, schedule="cosine", batch_size=64, epochs=4, seed=0, history_every=0
+)
 
 
 # --------------------------------------------------------------------------- fit: resume
@@ -136,16 +137,26 @@ def test_instability_bad_input(digits):
 
 
 # --------------------------------------------------------------------------- the finding
-@pytest.mark.parametrize("model_seed", [0, pytest.param(1, marks=pytest.mark.skipif(
-    not os.environ.get("LANDSCAPE_SLOW"), reason="a second seed; set LANDSCAPE_SLOW=1"))])
+@pytest.mark.parametrize(
+    "model_seed",
+    [
+        0,
+        pytest.param(
+            1,
+            marks=pytest.mark.skipif(
+                not os.environ.get("LANDSCAPE_SLOW"), reason="a second seed; set LANDSCAPE_SLOW=1"
+            ),
+        ),
+    ],
+)
 def test_late_forks_are_more_stable_than_early_ones(model_seed):
     """Frankle et al. 2020 at tiny scale: forks made half-way are linearly connected (barrier
     0), forks made at initialisation are not. MNIST-1D, 1000 examples, a 4-layer MLP trained
     to a low loss (the barrier only appears once the forks fit the data: shorter runs give 0
-    at every k, and smaller data sets make it depend on the model seed)."""
+    at every k, and smaller data sets make it depend on the model seed).
+    """
     split = data.subset(data.mnist1d(), 1000, 200, seed=0)
-    model = models.build("mlp", in_features=40, num_classes=10, width=64, depth=4,
-                         seed=model_seed)
+    model = models.build("mlp", in_features=40, num_classes=10, width=64, depth=4, seed=model_seed)
     cfg = TrainConfig("sgd", lr=0.02, momentum=0.9, batch_size=16, epochs=40, seed=0)
     r = instability(model, "cross_entropy", split, cfg, k=[0, 1260], n=9)
     assert r.barriers[0] > 0.01 and r.barriers[1] < r.barriers[0] / 2

@@ -1,6 +1,7 @@
 """probes.paths.interpolation: straight paths against direct evaluations and a closed form, BatchNorm
 recalibration, Bezier curves that lower the barrier between two MNIST-1D solutions, records
-through the store, untouched models and clear errors."""
+through the store, untouched models and clear errors.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ from landscape import data, models
 from landscape.engine import losses
 from landscape.engine.batchnorm import recalibrate
 from landscape.engine.objective import Objective
-from landscape.train.spec import execute
 from landscape.store.file import Store
 from landscape.surfaces.stored import init_to_final
 from landscape.train.fit import TrainConfig, fit
+from landscape.train.spec import execute
 from probes.paths import interpolation
 from probes.paths.interpolation import Curve, Path, bezier, linear
 
@@ -37,8 +38,10 @@ def flat(model):
 
 
 def state(model):
-    return ({k: v.clone() for k, v in model.state_dict().items()},
-            [m.training for m in model.modules()])
+    return (
+        {k: v.clone() for k, v in model.state_dict().items()},
+        [m.training for m in model.modules()],
+    )
 
 
 def assert_untouched(model, before):
@@ -58,9 +61,12 @@ def mlp(seed, width=16):
 
 
 def bn_net(seed, dtype=torch.float64):
-    return seeded(seed, lambda: nn.Sequential(
-        nn.BatchNorm1d(64), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.ReLU(),
-        nn.Linear(16, 10)).to(dtype))
+    return seeded(
+        seed,
+        lambda: nn.Sequential(
+            nn.BatchNorm1d(64), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10)
+        ).to(dtype),
+    )
 
 
 def perturbed_stats(model, seed):
@@ -105,15 +111,19 @@ def test_end_points_are_the_models_evaluated_directly(digits):
 def test_flat_vectors_as_ends(digits):
     a, b = mlp(0), mlp(1)
     ref = linear(a, b, CE, digits.train, n=4)
-    for ends, kw in (((flat(a), b), {}), ((a, flat(b)), {}),
-                     ((flat(a), flat(b)), {"model": mlp(5)})):
+    for ends, kw in (
+        ((flat(a), b), {}),
+        ((a, flat(b)), {}),
+        ((flat(a), flat(b)), {"model": mlp(5)}),
+    ):
         p = linear(*ends, CE, digits.train, n=4, **kw)
         np.testing.assert_allclose(p.loss, ref.loss, rtol=1e-6)
 
 
 def test_a_linear_model_with_squared_error_gives_the_closed_form_quadratic():
     """Outputs are linear in the parameters, so L(alpha) = mean 0.5 ||r + alpha d||^2 with
-    r = f_a - y and d = f_b - f_a: a convex quadratic, barrier 0."""
+    r = f_a - y and d = f_b - f_a: a convex quadratic, barrier 0.
+    """
     g = torch.Generator().manual_seed(0)
     x = torch.randn(60, 4, generator=g, dtype=torch.float64)
     y = torch.randn(60, 2, generator=g, dtype=torch.float64)
@@ -122,8 +132,11 @@ def test_a_linear_model_with_squared_error_gives_the_closed_form_quadratic():
     p = linear(a, b, losses.get("mse"), (x, y), n=9, batch_size=16)
     with torch.no_grad():
         r, d = a(x) - y, b(x) - a(x)
-    c0, c1, c2 = (0.5 * r.square().sum(1).mean(), (r * d).sum(1).mean(),
-                  0.5 * d.square().sum(1).mean())
+    c0, c1, c2 = (
+        0.5 * r.square().sum(1).mean(),
+        (r * d).sum(1).mean(),
+        0.5 * d.square().sum(1).mean(),
+    )
     want = (c0 + c1 * torch.tensor(p.alphas) + c2 * torch.tensor(p.alphas) ** 2).numpy()
     np.testing.assert_allclose(p.loss, want, rtol=1e-12)
     assert p.accuracy is None and p.accuracy_barrier is None
@@ -136,21 +149,28 @@ def test_params_subset_interpolates_only_those(digits):
     mixed = copy.deepcopy(a)
     with torch.no_grad():
         mixed.layers[2].weight.copy_(b.layers[2].weight)
-    assert p.loss[-1] == pytest.approx(Objective(mixed, CE, digits.train).evaluate().loss,
-                                       rel=1e-6)
+    assert p.loss[-1] == pytest.approx(Objective(mixed, CE, digits.train).evaluate().loss, rel=1e-6)
     assert p.params == ("layers.2.weight",)
 
 
 # --------------------------------------------------------------------------- BatchNorm
 def test_recalibrated_path_uses_exact_statistics(digits):
     """A first BatchNorm layer on the raw inputs: its exact statistics are the data's mean
-    and unbiased variance, whatever the batches."""
+    and unbiased variance, whatever the batches.
+    """
     x, y = digits.train
     x = x.double()
 
     def net(seed):
-        return perturbed_stats(seeded(seed, lambda: nn.Sequential(
-            nn.BatchNorm1d(64), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)).double()), seed)
+        return perturbed_stats(
+            seeded(
+                seed,
+                lambda: nn.Sequential(
+                    nn.BatchNorm1d(64), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)
+                ).double(),
+            ),
+            seed,
+        )
 
     a, b = net(0), net(1)
     before = state(a), state(b)
@@ -163,8 +183,9 @@ def test_recalibrated_path_uses_exact_statistics(digits):
             twin[0].running_var.copy_(x.var(0))
             want = CE(twin(x), y).item()
         assert p.loss[i] == pytest.approx(want, rel=1e-10)
-        assert p.loss[i] != pytest.approx(Objective(model, CE, (x, y)).evaluate().loss,
-                                          rel=1e-3)  # the model's own statistics differ
+        assert p.loss[i] != pytest.approx(
+            Objective(model, CE, (x, y)).evaluate().loss, rel=1e-3
+        )  # the model's own statistics differ
     obj = Objective(bn_net(0), CE, (x, y), batch_size=64)  # deeper: as recalibrate computes
     q = linear(obj.model, bn_net(1), CE, (x, y), n=2, recalibrate=True, batch_size=64)
     assert q.loss[0] == pytest.approx(obj.evaluate(buffers=recalibrate(obj)).loss, rel=1e-12)
@@ -181,12 +202,14 @@ def test_without_recalibration_buffers_are_interpolated_and_ends_exact(digits):
         assert p.loss[i] == Objective(model, CE, (x.double(), y)).evaluate().loss
     mid = copy.deepcopy(a)
     with torch.no_grad():
-        for (_, t), sa, sb in zip(mid.state_dict().items(), a.state_dict().values(),
-                                  b.state_dict().values(), strict=True):
+        for (_, t), sa, sb in zip(
+            mid.state_dict().items(), a.state_dict().values(), b.state_dict().values(), strict=True
+        ):
             if t.is_floating_point():
                 t.copy_((sa + sb) / 2)
-    assert p.loss[1] == pytest.approx(Objective(mid, CE, (x.double(), y)).evaluate().loss,
-                                      rel=1e-12)
+    assert p.loss[1] == pytest.approx(
+        Objective(mid, CE, (x.double(), y)).evaluate().loss, rel=1e-12
+    )
 
 
 # --------------------------------------------------------------------------- Bezier curves
@@ -195,11 +218,13 @@ def mnist1d_pair():
     split = data.standardize(data.subset(data.mnist1d(), 1000, 500, seed=0))
 
     def train(seed):
-        model = models.build("mlp", in_features=40, num_classes=10, width=64, depth=2,
-                             seed=seed)
-        fit(model, "cross_entropy", split, TrainConfig("sgd", lr=0.1, epochs=60,
-                                                       batch_size=64, seed=seed,
-                                                       history_every=0))
+        model = models.build("mlp", in_features=40, num_classes=10, width=64, depth=2, seed=seed)
+        fit(
+            model,
+            "cross_entropy",
+            split,
+            TrainConfig("sgd", lr=0.1, epochs=60, batch_size=64, seed=seed, history_every=0),
+        )
         return model
 
     return split, train(0), train(1)
@@ -228,11 +253,10 @@ def test_bezier_first_step_is_the_gradient_at_phi_t(digits):
     x, y = digits.train
     a, b = mlp(0).double(), mlp(1).double()
     lr = 0.5
-    c = bezier(a, b, CE, (x.double(), y), steps=1, lr=lr, batch_size=10_000, optimizer="sgd",
-               n=2)
+    c = bezier(a, b, CE, (x.double(), y), steps=1, lr=lr, batch_size=10_000, optimizer="sgd", n=2)
     t = float(c.train_t[0])
     mid = ((flat(a) + flat(b)) / 2).requires_grad_(True)
-    phi = (1 - t) ** 2 * flat(a) + 2 * t * (1 - t) * mid + t ** 2 * flat(b)
+    phi = (1 - t) ** 2 * flat(a) + 2 * t * (1 - t) * mid + t**2 * flat(b)
     obj = Objective(a, CE, (x.double(), y))
     loss = CE(obj.outputs(phi, x.double()), y)
     (g,) = torch.autograd.grad(loss, mid)
@@ -281,8 +305,17 @@ def test_records_round_trip_through_the_store(tmp_path, digits):
         for f in ("alphas", "loss", "accuracy", "test_loss", "test_accuracy"):
             got, want = getattr(back, f), getattr(before, f)
             assert (got is None and want is None) or np.array_equal(got, want)
-        for f in ("kind", "buffers", "mode", "params", "cost", "info", "barrier",
-                  "accuracy_barrier", "test_barrier"):
+        for f in (
+            "kind",
+            "buffers",
+            "mode",
+            "params",
+            "cost",
+            "info",
+            "barrier",
+            "accuracy_barrier",
+            "test_barrier",
+        ):
             assert getattr(back, f) == getattr(before, f)
     back = Curve.from_record(curve)
     assert np.array_equal(back.bend, c.bend) and np.array_equal(back.train_loss, c.train_loss)
@@ -296,9 +329,12 @@ def test_records_round_trip_through_the_store(tmp_path, digits):
 
 def test_init_to_final_of_a_stored_run(tmp_path):
     path = tmp_path / "run.h5"
-    spec = {"model": {"name": "mlp", "width": 16, "depth": 1},
-            "data": {"name": "digits", "n_train": 150, "n_test": 60},
-            "optimizer": {"name": "sgd", "lr": 0.1}, "train": {"epochs": 3, "seed": 0}}
+    spec = {
+        "model": {"name": "mlp", "width": 16, "depth": 1},
+        "data": {"name": "digits", "n_train": 150, "n_test": 60},
+        "optimizer": {"name": "sgd", "lr": 0.1},
+        "train": {"epochs": 3, "seed": 0},
+    }
     execute(spec, path, run="sgd")
     p = init_to_final(path, "sgd", n=5)
     assert p.kind == "init_to_final" and p.info["run"] == "sgd"

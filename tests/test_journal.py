@@ -1,5 +1,6 @@
 """Tests of landscape.store.journal on its own (plain bytes, no h5py): a JournaledFile against a
-bytearray model, commit and rollback, recovery of journals left behind, crash windows, locks."""
+bytearray model, commit and rollback, recovery of journals left behind, crash windows, locks.
+"""
 
 from __future__ import annotations
 
@@ -49,11 +50,11 @@ def test_writes_reads_and_seeks_before_and_after_commit(tmp_path):
         # inside, across a page boundary
         assert jf.seek(PAGE - 3) == PAGE - 3
         assert jf.write(b"ABCDEFG") == 7 and jf.tell() == PAGE + 4
-        model[PAGE - 3:PAGE + 4] = b"ABCDEFG"
+        model[PAGE - 3 : PAGE + 4] = b"ABCDEFG"
         # straddling the original end, then beyond it with a hole
         jf.seek(-2, io.SEEK_END)
         jf.write(b"0123456789")
-        model[len(original) - 2:] = b"0123456789"
+        model[len(original) - 2 :] = b"0123456789"
         jf.seek(len(model) + 5000)
         jf.write(b"tail")
         model += bytes(5000) + b"tail"
@@ -61,7 +62,7 @@ def test_writes_reads_and_seeks_before_and_after_commit(tmp_path):
         assert jf.seek(-4, io.SEEK_CUR) == len(model) - 4 and jf.read() == b"tail"
         assert jf.read() == b""  # at the end
         jf.seek(PAGE - 5)
-        assert jf.read(10) == bytes(model[PAGE - 5:PAGE + 5])  # sees the uncommitted write
+        assert jf.read(10) == bytes(model[PAGE - 5 : PAGE + 5])  # sees the uncommitted write
         assert _read_all(jf) == model and jf.dirty
         with pytest.raises(OSError, match="negative seek position"):
             jf.seek(-1)
@@ -139,8 +140,10 @@ def test_randomised_against_a_bytearray_model(tmp_path):
     pos = 0
     try:
         for step in range(400):
-            op = rng.choice(["write", "write", "write", "truncate", "read", "commit",
-                             "rollback"], p=[0.3, 0.2, 0.1, 0.15, 0.15, 0.07, 0.03])
+            op = rng.choice(
+                ["write", "write", "write", "truncate", "read", "commit", "rollback"],
+                p=[0.3, 0.2, 0.1, 0.15, 0.15, 0.07, 0.03],
+            )
             if op == "write":
                 pos = int(rng.integers(0, len(model) + 2 * PAGE))
                 data = rng.bytes(int(rng.integers(0, 3 * PAGE)))
@@ -148,7 +151,7 @@ def test_randomised_against_a_bytearray_model(tmp_path):
                 jf.write(data)
                 if pos > len(model):
                     model += bytes(pos - len(model))
-                model[pos:pos + len(data)] = data
+                model[pos : pos + len(data)] = data
             elif op == "truncate":
                 size = int(rng.integers(0, len(model) + 2 * PAGE))
                 jf.truncate(size)
@@ -157,7 +160,7 @@ def test_randomised_against_a_bytearray_model(tmp_path):
                 pos = int(rng.integers(0, len(model) + 10))
                 n = int(rng.integers(0, 2 * PAGE))
                 jf.seek(pos)
-                assert jf.read(n) == model[pos:pos + n], step
+                assert jf.read(n) == model[pos : pos + n], step
             elif op == "commit":
                 jf.commit()
                 committed = bytearray(model)
@@ -184,8 +187,10 @@ def _journal(size0: int, records: list[tuple[int, bytes]], trailer: bool = True)
 
 
 def test_the_journal_format_is_as_documented():
-    assert journal._MAGIC == b"landscape-journal-1\n" and journal._COMMIT == \
-        b"landscape-journal-commit"
+    assert (
+        journal._MAGIC == b"landscape-journal-1\n"
+        and journal._COMMIT == b"landscape-journal-commit"
+    )
     assert journal._HEADER.format == "<Q" and journal._RECORD.format == "<QI"
     assert journal._TRAILER.format == "<QI"
 
@@ -212,11 +217,12 @@ def test_a_complete_journal_is_rolled_back(tmp_path, opener):
     original = _data(3 * PAGE + 100)
     damaged = bytearray(original)
     damaged[0:PAGE] = b"\xff" * PAGE  # half-applied new pages
-    damaged[2 * PAGE:2 * PAGE + 50] = b"\xee" * 50
+    damaged[2 * PAGE : 2 * PAGE + 50] = b"\xee" * 50
     damaged += b"appended tail" * 500
     path.write_bytes(damaged)
-    Path(journal_path(path)).write_bytes(_journal(len(original), [
-        (0, original[:PAGE]), (2 * PAGE, original[2 * PAGE:3 * PAGE])]))
+    Path(journal_path(path)).write_bytes(
+        _journal(len(original), [(0, original[:PAGE]), (2 * PAGE, original[2 * PAGE : 3 * PAGE])])
+    )
     assert opener(path)
     assert path.read_bytes() == original
     assert not os.path.exists(journal_path(path))
@@ -226,8 +232,8 @@ def test_a_complete_journal_is_rolled_back(tmp_path, opener):
 def test_a_journal_that_shrank_the_file_is_rolled_back(tmp_path, opener):
     path = tmp_path / "f.bin"
     original = _data(4 * PAGE)
-    path.write_bytes(original[:PAGE // 2])  # the commit had cut it short
-    records = [(k * PAGE, original[k * PAGE:(k + 1) * PAGE]) for k in range(4)]
+    path.write_bytes(original[: PAGE // 2])  # the commit had cut it short
+    records = [(k * PAGE, original[k * PAGE : (k + 1) * PAGE]) for k in range(4)]
     Path(journal_path(path)).write_bytes(_journal(len(original), records))
     opener(path)
     assert path.read_bytes() == original
@@ -237,15 +243,18 @@ def test_a_journal_that_shrank_the_file_is_rolled_back(tmp_path, opener):
 @pytest.mark.parametrize("cut", ["no trailer", "cut in a record", "bad crc", "header only"])
 def test_an_unfinished_journal_only_cuts_off_the_tail(tmp_path, opener, cut):
     """Without a complete journal the old pages were never overwritten: only the appended
-    tail goes."""
+    tail goes.
+    """
     path = tmp_path / "f.bin"
     original = _data(2 * PAGE + 10)
     path.write_bytes(original + b"appended by the dead writer" * 100)
-    j = _journal(len(original), [(0, original[:PAGE]), (PAGE, original[PAGE:2 * PAGE])])
-    j = {"no trailer": j[: j.index(b"landscape-journal-commit")],
-         "cut in a record": j[:100],
-         "bad crc": j[:-1] + bytes([j[-1] ^ 1]),
-         "header only": _journal(len(original), [], trailer=False)}[cut]
+    j = _journal(len(original), [(0, original[:PAGE]), (PAGE, original[PAGE : 2 * PAGE])])
+    j = {
+        "no trailer": j[: j.index(b"landscape-journal-commit")],
+        "cut in a record": j[:100],
+        "bad crc": j[:-1] + bytes([j[-1] ^ 1]),
+        "header only": _journal(len(original), [], trailer=False),
+    }[cut]
     Path(journal_path(path)).write_bytes(j)
     opener(path)
     assert path.read_bytes() == original
@@ -291,11 +300,16 @@ def test_sigkill_inside_commit(tmp_path, point, opener):
     path.write_bytes(original)
     new = bytearray(original)
     for k in range(0, 5 * PAGE, PAGE):
-        new[k + 7:k + 307] = b"new" * 100
+        new[k + 7 : k + 307] = b"new" * 100
     new += bytes(10000 - 3) + b"end"
     env = {**os.environ, "PYTHONPATH": str(REPO), "LANDSCAPE_CRASH_AT": point}
-    r = subprocess.run([sys.executable, "-c", _CHILD, str(path)], env=env, capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == -signal.SIGKILL, r.stderr
     assert os.path.exists(journal_path(path)) == (point != "committed")
     opener(path)
@@ -305,6 +319,7 @@ def test_sigkill_inside_commit(tmp_path, point, opener):
 
 def _interrupt_at(monkeypatch, point):
     """Make the commit raise KeyboardInterrupt (as Ctrl-C would) at the crash point given."""
+
     def interrupt(name):
         if name == point:
             raise KeyboardInterrupt
@@ -315,7 +330,8 @@ def _interrupt_at(monkeypatch, point):
 @pytest.mark.parametrize("point", ["appended", "journal-written", "half-applied", "applied"])
 def test_an_exception_inside_commit_then_close_restores_the_file(tmp_path, monkeypatch, point):
     """An exception (Ctrl-C, a full disk) between writing the journal and deleting it, then
-    close(): the pages already written must be restored from the journal."""
+    close(): the pages already written must be restored from the journal.
+    """
     path = tmp_path / "f.bin"
     original = _data(4 * PAGE)
     path.write_bytes(original)
@@ -335,9 +351,11 @@ def test_an_exception_inside_commit_then_close_restores_the_file(tmp_path, monke
 
 @pytest.mark.parametrize("point", ["journal-written", "half-applied", "applied"])
 def test_a_large_file_cut_short_and_rewritten_is_restored_after_an_interrupt(
-        tmp_path, monkeypatch, point):
+    tmp_path, monkeypatch, point
+):
     """Store(path, "w") on a big file cuts it to 0 and writes anew: the cut-off bytes are
-    journaled in chunks (not held in memory) and come back if the commit is interrupted."""
+    journaled in chunks (not held in memory) and come back if the commit is interrupted.
+    """
     path = tmp_path / "f.bin"
     original = _data(3 * journal._CHUNK + 5 * PAGE + 17, seed=3)
     path.write_bytes(original)

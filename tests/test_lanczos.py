@@ -1,6 +1,7 @@
 """Thick-restart Lanczos (probes.curvature.lanczos.extreme) on explicit symmetric matrices with a known
 spectrum: values, honest residuals, error bounds that cover the true error, restarts,
-invariant subspaces, repeated eigenvalues and the product budget."""
+invariant subspaces, repeated eigenvalues and the product budget.
+"""
 
 from __future__ import annotations
 
@@ -21,8 +22,16 @@ def spectrum_matrix(values: np.ndarray, seed: int = 0) -> tuple[torch.Tensor, np
     return torch.from_numpy((a + a.T) / 2), q
 
 
-def run(a: torch.Tensor, nev: int, which: str, tol: float, basis: int = 40, seed: int = 0,
-        max_products: int | None = None, v0: torch.Tensor | None = None):
+def run(
+    a: torch.Tensor,
+    nev: int,
+    which: str,
+    tol: float,
+    basis: int = 40,
+    seed: int = 0,
+    max_products: int | None = None,
+    v0: torch.Tensor | None = None,
+):
     count = [0]
 
     def matvec(v: torch.Tensor) -> torch.Tensor:
@@ -30,10 +39,17 @@ def run(a: torch.Tensor, nev: int, which: str, tol: float, basis: int = 40, seed
         return a @ v
 
     if v0 is None:
-        v0 = torch.randn(a.shape[0], generator=torch.Generator().manual_seed(seed),
-                         dtype=a.dtype)
-    ritz = extreme(matvec, v0, nev, which, lambda vals: tol * np.abs(vals).clip(1e-300),
-                   basis=basis, max_products=max_products, seed=seed)
+        v0 = torch.randn(a.shape[0], generator=torch.Generator().manual_seed(seed), dtype=a.dtype)
+    ritz = extreme(
+        matvec,
+        v0,
+        nev,
+        which,
+        lambda vals: tol * np.abs(vals).clip(1e-300),
+        basis=basis,
+        max_products=max_products,
+        seed=seed,
+    )
     assert ritz.n_products == count[0]
     return ritz
 
@@ -120,8 +136,14 @@ def test_float32_operator_meets_its_rounding_level():
     a64, _ = spectrum_matrix(values, seed=7)
     a = a64.float()
     eps = float(torch.finfo(torch.float32).eps)
-    r = extreme(lambda v: a @ v, torch.ones(302), 2, "largest",
-                lambda vals: np.maximum(1e-12 * np.abs(vals), 10 * eps * 6.0), basis=30)
+    r = extreme(
+        lambda v: a @ v,
+        torch.ones(302),
+        2,
+        "largest",
+        lambda vals: np.maximum(1e-12 * np.abs(vals), 10 * eps * 6.0),
+        basis=30,
+    )
     assert r.vectors.dtype == torch.float32 and r.converged.all()
     np.testing.assert_allclose(r.values, [4.0, 6.0], rtol=1e-5)
 
@@ -129,17 +151,16 @@ def test_float32_operator_meets_its_rounding_level():
 def test_error_bounds_use_the_gap():
     vals = np.array([0.0, 1.0, 5.0])
     # well separated: r^2 / (gap - r); no separation beyond the residual: r itself
-    np.testing.assert_allclose(error_bounds(vals, np.array([2]), np.array([0.1])),
-                               [0.01 / 3.9])
+    np.testing.assert_allclose(error_bounds(vals, np.array([2]), np.array([0.1])), [0.01 / 3.9])
     np.testing.assert_allclose(error_bounds(vals, np.array([1]), np.array([0.6])), [0.6])
-    np.testing.assert_allclose(error_bounds(np.array([2.0]), np.array([0]), np.array([0.3])),
-                               [0.3])
+    np.testing.assert_allclose(error_bounds(np.array([2.0]), np.array([0]), np.array([0.3])), [0.3])
 
 
 def test_close_pairs_at_the_top_are_resolved_at_the_default_tolerance():
     """Random spectra with outliers, every other one with a close pair at the top (the case
     where Krylov methods miss an eigenvalue): at tol=1e-6 none is missed and every bound
-    holds (see the module docstring of probes.curvature.lanczos for looser tolerances)."""
+    holds (see the module docstring of probes.curvature.lanczos for looser tolerances).
+    """
     for seed in range(40):
         gen = np.random.default_rng(seed)
         top = 1 + np.cumsum(gen.exponential(0.3, 6))

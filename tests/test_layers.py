@@ -38,8 +38,16 @@ LAYERS = [
     ("landscape.cli",),
 ]
 RANK = {unit: i for i, units in enumerate(LAYERS) for unit in units}
-FORBIDDEN = {"probes": ("landscape.store", "landscape.surfaces", "landscape.plot",
-                        "landscape.report", "landscape.sweep", "landscape.cli")}
+FORBIDDEN = {
+    "probes": (
+        "landscape.store",
+        "landscape.surfaces",
+        "landscape.plot",
+        "landscape.report",
+        "landscape.sweep",
+        "landscape.cli",
+    )
+}
 
 
 def modules() -> dict[str, Path]:
@@ -79,8 +87,9 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
                     parts = parts[:-1]
                 parts = parts[: len(parts) - node.level + 1]
                 base = ".".join([*parts, base] if base else parts)
-            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base
-                       for a in node.names]
+            targets = [
+                f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names
+            ]
         for target in targets:
             while target not in known and "." in target:
                 target = target.rsplit(".", 1)[0]
@@ -157,8 +166,13 @@ def test_no_import_goes_up():
 
 
 def test_probes_import_nothing_of_the_file_or_the_application():
-    bad = [f"{src} -> {dst}" for src, targets in graph().items() if unit(src) == "probes"
-           for dst in targets if dst.startswith(FORBIDDEN["probes"])]
+    bad = [
+        f"{src} -> {dst}"
+        for src, targets in graph().items()
+        if unit(src) == "probes"
+        for dst in targets
+        if dst.startswith(FORBIDDEN["probes"])
+    ]
     assert not bad, "\n".join(sorted(bad))
 
 
@@ -170,20 +184,28 @@ def test_no_cycles():
 def test_the_checker_sees_what_it_must(tmp_path):
     # the graph's own machinery on a known case: a function-level import counts, one under
     # TYPE_CHECKING does not, a relative import resolves, and a cycle is found
-    src = ("from typing import TYPE_CHECKING\n"
-           "if TYPE_CHECKING:\n    from landscape.cli import main\n"
-           "def f():\n    from .objective import Objective\n")
+    src = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from landscape.cli import main\n"
+        "def f():\n    from .objective import Objective\n"
+    )
     path = tmp_path / "mod.py"
     path.write_text(src)
-    known = {"landscape.engine.mod": path, "landscape.engine.objective": path,
-             "landscape.cli": path}
+    known = {
+        "landscape.engine.mod": path,
+        "landscape.engine.objective": path,
+        "landscape.cli": path,
+    }
     assert imports("landscape.engine.mod", path, known) == {"landscape.engine.objective"}
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
 @pytest.mark.parametrize("pkg", ["landscape", "probes"])
 def test_top_level_stays_small(pkg):
-    top = [p.name for p in (ROOT / pkg).iterdir()
-           if (p.suffix == ".py" and p.stem not in ("__init__", "__main__"))
-           or (p.is_dir() and (p / "__init__.py").exists())]
+    top = [
+        p.name
+        for p in (ROOT / pkg).iterdir()
+        if (p.suffix == ".py" and p.stem not in ("__init__", "__main__"))
+        or (p.is_dir() and (p / "__init__.py").exists())
+    ]
     assert len(top) <= 12, f"{pkg}/ holds {len(top)} modules and packages: {sorted(top)}"

@@ -1,5 +1,6 @@
 """probes.implicit_bias.margins: margins against a hand computation, the order-statistic quantile, Bartlett et
-al.'s spectral complexity against a direct computation, records and bad input."""
+al.'s spectral complexity against a direct computation, records and bad input.
+"""
 
 from __future__ import annotations
 
@@ -38,18 +39,22 @@ class Shift(nn.Module):
 
 
 def test_margins_by_hand():
-    logits = torch.tensor([[3.0, 1.0, 2.0],     # y=0: 3 - 2 = 1
-                           [0.5, 0.0, -1.0],    # y=1: 0 - 0.5 = -0.5
-                           [1.0, 4.0, 4.5],     # y=2: 4.5 - 4 = 0.5
-                           [2.0, 2.0, 0.0],     # y=0: 2 - 2 = 0
-                           [-1.0, 3.0, 0.0]],   # y=1: 3 - 0 = 3
-                          dtype=torch.float64)
+    logits = torch.tensor(
+        [
+            [3.0, 1.0, 2.0],  # y=0: 3 - 2 = 1
+            [0.5, 0.0, -1.0],  # y=1: 0 - 0.5 = -0.5
+            [1.0, 4.0, 4.5],  # y=2: 4.5 - 4 = 0.5
+            [2.0, 2.0, 0.0],  # y=0: 2 - 2 = 0
+            [-1.0, 3.0, 0.0],
+        ],  # y=1: 3 - 0 = 3
+        dtype=torch.float64,
+    )
     y = torch.tensor([0, 1, 2, 0, 1])
     model = Fixed(3)
     m = margins(model, (logits, y), q=0.4)
     np.testing.assert_allclose(m.margins, [1.0, -0.5, 0.5, 0.0, 3.0])
     assert m.minimum == -0.5
-    assert m.quantile == 0.0                    # k = floor(0.4 * 5) = 2nd smallest
+    assert m.quantile == 0.0  # k = floor(0.4 * 5) = 2nd smallest
     # R_A of the identity (3x3): ||I||_2 = 1, ||I||_{2,1} = 3: 1 * (3^(2/3))^(3/2) = 3
     assert m.spectral_complexity == pytest.approx(3.0)
     assert m.input_norm == pytest.approx(float(logits.norm()))
@@ -61,10 +66,13 @@ def test_margins_by_hand():
     onehot = nn.functional.one_hot(y, 3).double()
     torch.testing.assert_close(margin_of(logits, onehot), margin_of(logits, y))
     f = torch.tensor([[0.3], [-2.0], [1.5]], dtype=torch.float64)
-    torch.testing.assert_close(margin_of(f, torch.tensor([1.0, 1.0, 0.0])),
-                               torch.tensor([0.3, -2.0, -1.5], dtype=torch.float64))
-    torch.testing.assert_close(margin_of(f, torch.tensor([1, -1, -1])),
-                               torch.tensor([0.3, 2.0, -1.5], dtype=torch.float64))
+    torch.testing.assert_close(
+        margin_of(f, torch.tensor([1.0, 1.0, 0.0])),
+        torch.tensor([0.3, -2.0, -1.5], dtype=torch.float64),
+    )
+    torch.testing.assert_close(
+        margin_of(f, torch.tensor([1, -1, -1])), torch.tensor([0.3, 2.0, -1.5], dtype=torch.float64)
+    )
 
 
 def test_tenth_percentile_and_minimum_on_many_examples():
@@ -72,8 +80,12 @@ def test_tenth_percentile_and_minimum_on_many_examples():
     logits = torch.randn(137, 4, dtype=torch.float64)
     y = torch.randint(0, 4, (137,))
     m = margins(Fixed(4), (logits, y), batch_size=20)
-    want = np.array([float(logits[i, y[i]] - torch.cat([logits[i, :y[i]], logits[i, y[i] + 1:]])
-                           .max()) for i in range(137)])
+    want = np.array(
+        [
+            float(logits[i, y[i]] - torch.cat([logits[i, : y[i]], logits[i, y[i] + 1 :]]).max())
+            for i in range(137)
+        ]
+    )
     np.testing.assert_allclose(m.margins, want)
     assert m.minimum == want.min()
     assert m.quantile == np.sort(want)[13 - 1]  # floor(0.1 * 137) = 13th smallest
@@ -107,8 +119,9 @@ def test_records_round_trip(tmp_path):
     x, y = torch.randn(8, 3, dtype=torch.float64), torch.randint(0, 3, (8,))
     m = margins(Fixed(3), (x, y))
     with Store(tmp_path / "m.h5", "w") as store:
-        store.write_record(None, "probes", "margins", arrays=m.to_record()[0],
-                           attrs=m.to_record()[1])
+        store.write_record(
+            None, "probes", "margins", arrays=m.to_record()[0], attrs=m.to_record()[1]
+        )
     with Store(tmp_path / "m.h5") as store:
         back = Margins.from_record(store.record(None, "probes", "margins"))
     for field in m.__dataclass_fields__:

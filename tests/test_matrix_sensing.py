@@ -1,5 +1,6 @@
 """The matrix-sensing dataset (``landscape.data.datasets.matrix_sensing``) and its probe
-(``probes.implicit_bias.recovery.matrix_recovery``, ``[probes] matrix_recovery`` of a sweep)."""
+(``probes.implicit_bias.recovery.matrix_recovery``, ``[probes] matrix_recovery`` of a sweep).
+"""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def test_probe_against_the_truth_and_in_a_sweep_spec():
     s = matrix_sensing(n_train=15, dim=5, rank=1, seed=0)
     truth = np.asarray(s.info["truth"])
     model = SymmetricFactorization(5, init_scale=0.1).double()
-    with torch.no_grad():                                     # U = sqrt of X*: exact
+    with torch.no_grad():  # U = sqrt of X*: exact
         w, v = np.linalg.eigh(truth)
         model.U.copy_(torch.from_numpy(v * np.sqrt(np.clip(w, 0, None))))
     r = matrix_recovery(model, None, s.train, rank=1, seed=0)
@@ -53,15 +54,19 @@ def test_probe_against_the_truth_and_in_a_sweep_spec():
     assert same.distance == r.distance
     arrays, attrs = r.to_record()
     assert attrs["probe"] == "ground_truth.matrix_recovery" and "truth" in arrays
-    far = matrix_recovery(SymmetricFactorization(5, init_scale=1.0), None, s.train,
-                          truth=truth)
+    far = matrix_recovery(SymmetricFactorization(5, init_scale=1.0), None, s.train, truth=truth)
     assert far.nuclear_norm == pytest.approx(5.0) and far.relative_distance > 1
     with pytest.raises(ValueError, match="truth"):
         matrix_recovery(model, None, s.train)
     with pytest.raises(ValueError, match="shapes"):
         matrix_recovery(model, None, s.train, truth=np.eye(4))
-    sweep = loads('name = "t"\n[base]\nmodel = {name = "symmetric_factorization", n = 5}\n'
-                  'data = {name = "matrix_sensing", dim = 5}\ntrain = {max_steps = 5}\n'
-                  '[probes]\nmatrix_recovery = {rank = 1, seed = 0}\n')
-    assert sweep.probes["matrix_recovery"] == ("implicit_bias.recovery", "matrix_recovery",
-                                               {"rank": 1, "seed": 0})
+    sweep = loads(
+        'name = "t"\n[base]\nmodel = {name = "symmetric_factorization", n = 5}\n'
+        'data = {name = "matrix_sensing", dim = 5}\ntrain = {max_steps = 5}\n'
+        "[probes]\nmatrix_recovery = {rank = 1, seed = 0}\n"
+    )
+    assert sweep.probes["matrix_recovery"] == (
+        "implicit_bias.recovery",
+        "matrix_recovery",
+        {"rank": 1, "seed": 0},
+    )

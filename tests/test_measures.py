@@ -50,7 +50,7 @@ def test_every_family_equals_the_measure_computed_alone():
     assert v["fisher_rao"] == pytest.approx(norms.fisher_rao(model, CE, (x, y)).value)
     mg = margins.margins(model, (x, y), init=init)
     assert v["margin_q10"] == pytest.approx(mg.quantile)
-    assert mg.quantile > 0 and v["inverse_margin_q10_sq"] == pytest.approx(1 / mg.quantile ** 2)
+    assert mg.quantile > 0 and v["inverse_margin_q10_sq"] == pytest.approx(1 / mg.quantile**2)
     gn = gradient_noise.gradient_noise(model, CE, (x, y))
     assert v["noise_scale"] == pytest.approx(gn.b_simple, rel=1e-10)
     ws = weight_spectra.weight_spectra(model)
@@ -86,13 +86,13 @@ def test_model_untouched_and_record_round_trips(tmp_path):
     model.train()
     state = copy.deepcopy(model.state_dict())
     m = measures(model, CE, (x, y), init=copy.deepcopy(model), **FAST)
-    assert model.training and all(torch.equal(state[k], v)
-                                  for k, v in model.state_dict().items())
+    assert model.training and all(torch.equal(state[k], v) for k, v in model.state_dict().items())
     path = tmp_path / "m.h5"
     with Store(path, "a") as s:
         s.create_run("r", names=["w"], shapes=[(2,)], init=np.zeros(2))
-        s.write_record("r", "probes", "measures", *(), arrays=m.to_record()[0],
-                       attrs=m.to_record()[1])
+        s.write_record(
+            "r", "probes", "measures", *(), arrays=m.to_record()[0], attrs=m.to_record()[1]
+        )
     with Store(path) as s:
         back = Measures.from_record(s.record("r", "probes", "measures"))
     # Unchanged, not close: a value is a float64 (or None: a skipped measure) stored as an
@@ -104,12 +104,15 @@ def test_model_untouched_and_record_round_trips(tmp_path):
         np.testing.assert_array_equal(back.per_layer[k], arr)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"include": ["norms", "curvature"]}, "unknown family 'curvature'"),
-    ({"include": "norms"}, "include must be a list"),
-    ({"rho": 0}, "rho must be a finite number > 0"),
-    ({"steps": 0}, "steps must be an int >= 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"include": ["norms", "curvature"]}, "unknown family 'curvature'"),
+        ({"include": "norms"}, "include must be a list"),
+        ({"rho": 0}, "rho must be a finite number > 0"),
+        ({"steps": 0}, "steps must be an int >= 1"),
+    ],
+)
 def test_bad_input_is_refused_with_one_clear_message(kwargs, match):
     model, _, x, y = relu_problem(n=10)
     with pytest.raises((ValueError, TypeError), match=match):

@@ -10,14 +10,20 @@ from landscape.engine.metrics import correct, count_correct, count_counted
 g = torch.Generator().manual_seed(0)
 CASES = {
     "classes": (torch.randn(50, 4, generator=g), torch.randint(4, (50,), generator=g)),
-    "classes with ignored": (torch.randn(50, 4, generator=g),
-                             torch.randint(-1, 4, (50,), generator=g)),
+    "classes with ignored": (
+        torch.randn(50, 4, generator=g),
+        torch.randint(-1, 4, (50,), generator=g),
+    ),
     "sequence classes": (torch.randn(6, 7, 5, generator=g), torch.randint(5, (6, 7), generator=g)),
-    "one-hot": (torch.randn(30, 3, generator=g),
-                torch.nn.functional.one_hot(torch.randint(3, (30,), generator=g), 3).float()),
+    "one-hot": (
+        torch.randn(30, 3, generator=g),
+        torch.nn.functional.one_hot(torch.randint(3, (30,), generator=g), 3).float(),
+    ),
     "one logit, 0/1": (torch.randn(40, 1, generator=g), torch.randint(2, (40,), generator=g)),
-    "one logit, -1/+1": (torch.randn(40, generator=g),
-                         torch.randint(2, (40,), generator=g) * 2 - 1),
+    "one logit, -1/+1": (
+        torch.randn(40, generator=g),
+        torch.randint(2, (40,), generator=g) * 2 - 1,
+    ),
 }
 
 

@@ -31,24 +31,53 @@ def _tokens(*shape: int) -> torch.Tensor:
 
 # id: (name, kwargs, input shape or token maker, output shape, parameter for the Hessian test)
 CASES = {
-    "mlp": ("mlp", dict(in_features=12, num_classes=3, width=8, depth=2, activation="tanh"),
-            (4, 3, 4), (4, 3), "layers.0.weight"),
+    "mlp": (
+        "mlp",
+        dict(in_features=12, num_classes=3, width=8, depth=2, activation="tanh"),
+        (4, 3, 4),
+        (4, 3),
+        "layers.0.weight",
+    ),
     "linear": ("linear", dict(in_features=12, num_classes=1), (4, 12), (4, 1), "linear.weight"),
     "cnn1d": ("cnn1d", dict(channels=8), (4, 40), (4, 10), "features.0.weight"),
-    "cnn1d_bn": ("cnn1d", dict(channels=[3, 4, 5], batchnorm=True), (4, 1, 40), (4, 10),
-                 "features.0.weight"),
+    "cnn1d_bn": (
+        "cnn1d",
+        dict(channels=[3, 4, 5], batchnorm=True),
+        (4, 1, 40),
+        (4, 10),
+        "features.0.weight",
+    ),
     "resnet1d": ("resnet", dict(width=4, num_blocks=2), (4, 40), (4, 10), "stem.0.weight"),
-    "resnet2d": ("resnet", dict(dims=2, width=4, num_blocks=1, num_classes=3, batchnorm=False),
-                 (4, 64), (4, 3), "stem.0.weight"),
-    "dmf": ("deep_matrix_factorization", dict(n=4, depth=3, init="gaussian"), (4, 4), (4, 4),
-            "factors.0"),
-    "dmf_sensing": ("deep_matrix_factorization", dict(n=4, depth=2, rank=2, init="orthogonal"),
-                    (4, 4, 4), (4,), "factors.1"),
+    "resnet2d": (
+        "resnet",
+        dict(dims=2, width=4, num_blocks=1, num_classes=3, batchnorm=False),
+        (4, 64),
+        (4, 3),
+        "stem.0.weight",
+    ),
+    "dmf": (
+        "deep_matrix_factorization",
+        dict(n=4, depth=3, init="gaussian"),
+        (4, 4),
+        (4, 4),
+        "factors.0",
+    ),
+    "dmf_sensing": (
+        "deep_matrix_factorization",
+        dict(n=4, depth=2, rank=2, init="orthogonal"),
+        (4, 4, 4),
+        (4,),
+        "factors.1",
+    ),
     "symmetric": ("symmetric_factorization", dict(n=4, rank=3), (4, 4, 4), (4,), "U"),
     "diagonal": ("diagonal_linear_network", dict(dim=5, depth=3), (4, 5), (4,), "u"),
-    "transformer": ("tiny_transformer", dict(vocab_size=7, context_length=3, d_model=8,
-                                             n_heads=2, n_layers=2), _tokens, (4, 7),
-                    "layers.0.qkv.weight"),
+    "transformer": (
+        "tiny_transformer",
+        dict(vocab_size=7, context_length=3, d_model=8, n_heads=2, n_layers=2),
+        _tokens,
+        (4, 7),
+        "layers.0.qkv.weight",
+    ),
 }
 PARAMS = [pytest.param(*case, id=key) for key, case in CASES.items()]
 
@@ -79,9 +108,17 @@ def test_shapes_float64_and_spec(name, kwargs, shape, out_shape, param):
 
 def test_direct_construction_records_defaults_and_positional_args():
     model = MLP(40, 10, depth=1)
-    assert model.spec == {"name": "mlp", "kwargs": {
-        "in_features": 40, "num_classes": 10, "width": 100, "depth": 1, "activation": "relu",
-        "bias": True}}
+    assert model.spec == {
+        "name": "mlp",
+        "kwargs": {
+            "in_features": 40,
+            "num_classes": 10,
+            "width": 100,
+            "depth": 1,
+            "activation": "relu",
+            "bias": True,
+        },
+    }
     assert repr(build(**model.spec)) == repr(model)
 
 
@@ -115,7 +152,8 @@ def test_parameter_counts():
     d, v, t, m = 8, 7, 3, 32
     layer = 2 * 2 * d + (3 * d * d + 3 * d) + (d * d + d) + (d * m + m) + (m * d + d)
     assert _count(TinyTransformer(v, t, d_model=d, n_heads=2, n_layers=2)) == (
-        v * d + t * d + 2 * layer + 2 * d + d * v + v)
+        v * d + t * d + 2 * layer + 2 * d + d * v + v
+    )
 
 
 def test_input_layouts_agree():
@@ -126,8 +164,9 @@ def test_input_layouts_agree():
     mlp, img = MLP(64, 3, width=5), torch.randn(3, 1, 8, 8)
     assert torch.equal(mlp(img), mlp(img.flatten(1)))
     res2 = ResNet(dims=2).eval()
-    assert torch.allclose(res2(img), res2(img.flatten(1))) and torch.allclose(res2(img),
-                                                                               res2(img[:, 0]))
+    assert torch.allclose(res2(img), res2(img.flatten(1))) and torch.allclose(
+        res2(img), res2(img[:, 0])
+    )
     tf = TinyTransformer(7, context_length=4, d_model=8, n_heads=2)
     assert tf(_tokens(3, 2)).shape == (3, 7)  # shorter than the context
 
@@ -135,8 +174,10 @@ def test_input_layouts_agree():
 def test_resnet_switches():
     kw = dict(width=4, num_blocks=2)
     with_skip, no_skip = build("resnet", seed=0, **kw), build("resnet", seed=0, skip=False, **kw)
-    assert all(torch.equal(a, b) for a, b in zip(with_skip.state_dict().values(),
-                                                 no_skip.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(with_skip.state_dict().values(), no_skip.state_dict().values(), strict=True)
+    )
     x = torch.randn(3, 40)
     assert not torch.allclose(with_skip.eval()(x), no_skip.eval()(x))
     assert [b.skip for b in with_skip.blocks] == [True, True]
@@ -147,8 +188,9 @@ def test_resnet_switches():
 
     assert len(norms(with_skip)) == 1 + 2 * 2
     plain = build("resnet", batchnorm=False, dims=2, **kw)
-    assert norms(plain) == [] and all(c.bias is not None for c in plain.modules()
-                                      if isinstance(c, nn.Conv2d))
+    assert norms(plain) == [] and all(
+        c.bias is not None for c in plain.modules() if isinstance(c, nn.Conv2d)
+    )
     assert norms(CNN1d()) == [] and len(norms(CNN1d(batchnorm=True))) == 3
 
 
@@ -213,8 +255,11 @@ BAD = [
     (lambda: DiagonalLinearNetwork(3, init_scale=float("nan")), ValueError, "got nan"),
     (lambda: TinyTransformer(5, 3, d_model=10, n_heads=4), ValueError, "multiple of n_heads"),
     (lambda: build("nope"), ValueError, "unknown model 'nope'; known models: mlp, linear"),
-    (lambda: build("mlp", in_features=3, num_classes=2, widht=3), TypeError,
-     "unexpected keyword argument 'widht'; MLP takes in_features, num_classes, width"),
+    (
+        lambda: build("mlp", in_features=3, num_classes=2, widht=3),
+        TypeError,
+        "unexpected keyword argument 'widht'; MLP takes in_features, num_classes, width",
+    ),
     (lambda: build("mlp", in_features=3), TypeError, "missing keyword argument 'num_classes'"),
     (lambda: build("mlp", {"in_features": 3}, in_features=3), TypeError, "given both"),
     (lambda: build("cnn1d", seed=-1), ValueError, "build: seed must be a non-negative int"),
@@ -222,8 +267,7 @@ BAD = [
     (lambda: CNN1d()(torch.randn(3, 2, 40)), ValueError, r"shape \(N, 1, 40\) or \(N, 40\)"),
     (lambda: ResNet(dims=2)(torch.randn(3, 63)), ValueError, "ResNet: inputs must have shape"),
     (lambda: SymmetricFactorization(3)(torch.randn(2, 4)), ValueError, r"\(N, 3, 3\)"),
-    (lambda: TinyTransformer(5, 3)(torch.zeros(2, 4, dtype=torch.long)), ValueError,
-     "1 <= T <= 3"),
+    (lambda: TinyTransformer(5, 3)(torch.zeros(2, 4, dtype=torch.long)), ValueError, "1 <= T <= 3"),
     (lambda: TinyTransformer(5, 3)(torch.zeros(2, 3)), ValueError, "integer token ids"),
 ]
 

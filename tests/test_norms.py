@@ -1,5 +1,6 @@
 """probes.implicit_bias.norms: per-layer norms against torch.linalg, path-norm against a brute-force sum over
-paths, invariance under ReLU rescaling, the Fisher-Rao norm against its closed form."""
+paths, invariance under ReLU rescaling, the Fisher-Rao norm against its closed form.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def mlp(bias: bool, seed: int = 0, widths=(3, 4, 3, 2)) -> nn.Sequential:
 
 def brute_force_path_norm(net: nn.Sequential) -> float:
     """Sum over every path (from an input unit or a bias unit to an output unit) of the product
-    of the squared weights on it, by enumeration."""
+    of the squared weights on it, by enumeration.
+    """
     net = copy.deepcopy(net).requires_grad_(False)
     linears = [m for m in net if isinstance(m, nn.Linear)]
     total = 0.0
@@ -64,8 +66,10 @@ def test_path_norm_unchanged_by_rescaling_relu_units():
     x = torch.randn(7, 3, dtype=torch.float64)
     scaled = copy.deepcopy(net)
     with torch.no_grad():
-        for first, second, a in ((scaled[0], scaled[2], [0.3, 4.0, 1.0, 2.5]),
-                                 (scaled[2], scaled[4], [5.0, 0.1, 2.0])):
+        for first, second, a in (
+            (scaled[0], scaled[2], [0.3, 4.0, 1.0, 2.5]),
+            (scaled[2], scaled[4], [5.0, 0.1, 2.0]),
+        ):
             a = torch.tensor(a, dtype=torch.float64)
             first.weight.mul_(a[:, None])
             first.bias.mul_(a)
@@ -99,8 +103,12 @@ def test_conv_and_batchnorm_path_norm():
     assert path_norm(net, (2, 5)) == pytest.approx(path_norm(twin, (2, 5)), rel=1e-12)
     assert net.training and all(m.training for m in net)
     # without affine parameters
-    plain = nn.Sequential(nn.Linear(3, 4, bias=False), nn.BatchNorm1d(4, affine=False),
-                          nn.ReLU(), nn.Linear(4, 1, bias=False)).double()
+    plain = nn.Sequential(
+        nn.Linear(3, 4, bias=False),
+        nn.BatchNorm1d(4, affine=False),
+        nn.ReLU(),
+        nn.Linear(4, 1, bias=False),
+    ).double()
     with torch.no_grad():
         plain[1].running_mean.uniform_(-1, 1)
         plain[1].running_var.uniform_(0.5, 2)
@@ -135,25 +143,30 @@ def test_norms_against_torch_linalg_and_init():
     inits = [start[0].weight.detach().reshape(4, -1), start[3].weight.detach()]
     assert result.layers == ("0.weight", "3.weight") and result.shapes == ((4, 6), (3, 12))
     np.testing.assert_allclose(result.frobenius, [float(torch.linalg.norm(w)) for w in weights])
-    np.testing.assert_allclose(result.spectral,
-                               [float(torch.linalg.svdvals(w)[0]) for w in weights])
+    np.testing.assert_allclose(
+        result.spectral, [float(torch.linalg.svdvals(w)[0]) for w in weights]
+    )
     diffs = [(w - w0).detach() for w, w0 in zip(weights, inits, strict=True)]
     np.testing.assert_allclose(result.dist_frobenius, [float(torch.linalg.norm(d)) for d in diffs])
-    np.testing.assert_allclose(result.dist_spectral,
-                               [float(torch.linalg.svdvals(d)[0]) for d in diffs])
+    np.testing.assert_allclose(
+        result.dist_spectral, [float(torch.linalg.svdvals(d)[0]) for d in diffs]
+    )
     flat = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
     flat0 = torch.cat([p.detach().reshape(-1) for p in start.parameters()])
     assert result.param_norm == pytest.approx(float(flat.norm()))
     assert result.dist_param_norm == pytest.approx(float((flat - flat0).norm()))
     assert result.prod_spectral == pytest.approx(float(np.prod(result.spectral)))
     assert result.log_prod_frobenius == pytest.approx(float(np.log(result.frobenius).sum()))
-    assert result.sum_spectral_sq == pytest.approx(float((result.spectral ** 2).sum()))
+    assert result.sum_spectral_sq == pytest.approx(float((result.spectral**2).sum()))
     assert result.path_norm is None
     # init as a state dict and as flat vectors (all parameters, or the selected ones)
     for init in (start.state_dict(), flat0):
         assert norms(net, init=init).dist_param_norm == pytest.approx(result.dist_param_norm)
-    weights_only = norms(net, init=torch.cat([start[0].weight.reshape(-1),
-                                             start[3].weight.reshape(-1)]), params=no_bias_norm)
+    weights_only = norms(
+        net,
+        init=torch.cat([start[0].weight.reshape(-1), start[3].weight.reshape(-1)]),
+        params=no_bias_norm,
+    )
     np.testing.assert_allclose(weights_only.dist_frobenius, result.dist_frobenius)
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
 
@@ -162,8 +175,11 @@ def test_norms_bad_input():
     net = mlp(True)
     with pytest.raises(ValueError, match="norms: expected at least one layer"):
         norms(net, params=["0.bias"])
-    with pytest.raises(ValueError, match=r"norms: a flat init must have 39 entries \(the "
-                                         r"selected parameters\), got 5"):
+    with pytest.raises(
+        ValueError,
+        match=r"norms: a flat init must have 39 entries \(the "
+        r"selected parameters\), got 5",
+    ):
         norms(net, init=torch.zeros(5, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"norms: init\['0.weight'\] must have shape"):
         norms(net, init={k: torch.zeros(1) for k in net.state_dict()})
@@ -181,15 +197,16 @@ def test_fisher_rao_equals_its_relu_closed_form():
     result = fisher_rao(net, loss, (x, y), chunk_size=4)
     out = net(x).detach()
     dl_df = torch.softmax(out, 1) - nn.functional.one_hot(y, 2)  # d ell_i / d f
-    closed = 3 ** 2 * float(((dl_df * out).sum(1) ** 2).mean())   # depth D = 3
+    closed = 3**2 * float(((dl_df * out).sum(1) ** 2).mean())  # depth D = 3
     assert result.squared == pytest.approx(closed, rel=1e-10)
-    assert result.value == pytest.approx(closed ** 0.5, rel=1e-10)
+    assert result.value == pytest.approx(closed**0.5, rel=1e-10)
     # the general definition with biases: a loop over examples, one backward each
     biased = mlp(True)
     inner = []
     for i in range(11):
-        grads = torch.autograd.grad(loss(biased(x[i:i + 1]), y[i:i + 1]),
-                                    list(biased.parameters()))
+        grads = torch.autograd.grad(
+            loss(biased(x[i : i + 1]), y[i : i + 1]), list(biased.parameters())
+        )
         pairs = zip(grads, biased.parameters(), strict=True)
         inner.append(sum(float((g * p.detach()).sum()) for g, p in pairs))
     got = fisher_rao(biased, loss, (x, y))
@@ -211,8 +228,11 @@ def test_records_round_trip(tmp_path):
             store.write_record(None, "probes", name, arrays=arrays, attrs=attrs)
     with Store(tmp_path / "n.h5") as store:
         back = {n: store.record(None, "probes", n) for n in ("full", "bare", "fr")}
-    pairs = [(full, Norms.from_record(back["full"])), (bare, Norms.from_record(back["bare"])),
-             (fr, FisherRao.from_record(back["fr"]))]
+    pairs = [
+        (full, Norms.from_record(back["full"])),
+        (bare, Norms.from_record(back["bare"])),
+        (fr, FisherRao.from_record(back["fr"])),
+    ]
     for before, after in pairs:
         for field in before.__dataclass_fields__:
             a, b = getattr(before, field), getattr(after, field)

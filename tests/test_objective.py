@@ -1,5 +1,6 @@
 """The Objective against dense float64 references: loss, gradient, Hessian-vector products by
-every strategy, GGN-vector products, per-example gradients."""
+every strategy, GGN-vector products, per-example gradients.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 class Reference:
     """Dense float64 quantities computed independently of the engine: the full batch through
-    functional_call, the Hessian with torch.autograd.functional (no vmap)."""
+    functional_call, the Hessian with torch.autograd.functional (no vmap).
+    """
 
     def __init__(self, model: nn.Module, x, y, loss_fn=CE):
         self.model, self.x, self.y, self.loss_fn = model, x, y, loss_fn
@@ -173,10 +175,13 @@ def test_parameter_filter_and_names():
     # the sub-Hessian of the selected coordinates
     names = [n for n, p in model.named_parameters()]
     sizes = [p.numel() for p in model.parameters()]
-    idx = torch.cat([
-        torch.arange(sum(sizes[:i]), sum(sizes[: i + 1]))
-        for i, n in enumerate(names) if n in obj.layout.names
-    ])
+    idx = torch.cat(
+        [
+            torch.arange(sum(sizes[:i]), sum(sizes[: i + 1]))
+            for i, n in enumerate(names)
+            if n in obj.layout.names
+        ]
+    )
     v = torch.randn(obj.layout.numel, dtype=torch.float64)
     assert rel(obj.hvp(None, v), ref_full[idx][:, idx] @ v) < 1e-10
     by_name = Objective(model, CE, (x, y), params=["head.weight"])

@@ -1,5 +1,6 @@
 """Found in review: stale caches, in-place changes, memory estimates, missing forward-mode
-AD, low precision, NaN in later batches, raw torch errors, accuracy on regression."""
+AD, low precision, NaN in later batches, raw torch errors, accuracy on regression.
+"""
 
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ class RBF(nn.Module):
         self.head = nn.Linear(5, 3)
 
     def forward(self, x):
-        return self.head(torch.exp(-torch.cdist(x, self.centres) ** 2))
+        return self.head(torch.exp(-(torch.cdist(x, self.centres) ** 2)))
 
 
 def test_auto_drops_strategies_the_model_does_not_support():

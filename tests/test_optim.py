@@ -30,18 +30,22 @@ def _mlp(dtype: torch.dtype) -> nn.Module:
 
 def _batches(dtype: torch.dtype, n: int = 6) -> list[tuple[torch.Tensor, torch.Tensor]]:
     g = torch.Generator().manual_seed(1)
-    return [(torch.randn(16, 5, generator=g, dtype=dtype), torch.randint(3, (16,), generator=g))
-            for _ in range(n)]
+    return [
+        (torch.randn(16, 5, generator=g, dtype=dtype), torch.randint(3, (16,), generator=g))
+        for _ in range(n)
+    ]
 
 
 def _train(model: nn.Module, opt: torch.optim.Optimizer, batches, scheduler=None) -> list:
     losses = []
     for x, y in batches:
+
         def closure(x=x, y=y):
             opt.zero_grad()
             loss = nn.functional.cross_entropy(model(x), y)
             loss.backward()
             return loss
+
         losses.append(opt.step(closure).item())
         if scheduler is not None:
             scheduler.step()
@@ -49,21 +53,34 @@ def _train(model: nn.Module, opt: torch.optim.Optimizer, batches, scheduler=None
 
 
 PARITY = [
-    ("sgd", {"lr": 0.05, "momentum": 0.5, "weight_decay": 1e-3, "dampening": 0.1},
-     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.5, weight_decay=1e-3, dampening=0.1)),
-    ("gd", {"lr": 0.05, "momentum": 0.9, "nesterov": True},
-     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True)),
-    ("momentum", {"weight_decay": 5e-4},
-     lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=5e-4)),
-    ("nesterov", {"lr": 0.02},
-     lambda p: torch.optim.SGD(p, lr=0.02, momentum=0.9, nesterov=True)),
-    ("label_noise_sgd", {"momentum": 0.3},
-     lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.3)),
-    ("adam", {"lr": 1e-2, "weight_decay": 1e-2, "betas": (0.8, 0.99)},
-     lambda p: torch.optim.Adam(p, lr=1e-2, weight_decay=1e-2, betas=(0.8, 0.99))),
+    (
+        "sgd",
+        {"lr": 0.05, "momentum": 0.5, "weight_decay": 1e-3, "dampening": 0.1},
+        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.5, weight_decay=1e-3, dampening=0.1),
+    ),
+    (
+        "gd",
+        {"lr": 0.05, "momentum": 0.9, "nesterov": True},
+        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True),
+    ),
+    (
+        "momentum",
+        {"weight_decay": 5e-4},
+        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=5e-4),
+    ),
+    ("nesterov", {"lr": 0.02}, lambda p: torch.optim.SGD(p, lr=0.02, momentum=0.9, nesterov=True)),
+    ("label_noise_sgd", {"momentum": 0.3}, lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.3)),
+    (
+        "adam",
+        {"lr": 1e-2, "weight_decay": 1e-2, "betas": (0.8, 0.99)},
+        lambda p: torch.optim.Adam(p, lr=1e-2, weight_decay=1e-2, betas=(0.8, 0.99)),
+    ),
     ("adam", {"amsgrad": True}, lambda p: torch.optim.Adam(p, amsgrad=True)),
-    ("adamw", {"lr": 1e-2, "weight_decay": 0.1},
-     lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=0.1)),
+    (
+        "adamw",
+        {"lr": 1e-2, "weight_decay": 0.1},
+        lambda p: torch.optim.AdamW(p, lr=1e-2, weight_decay=0.1),
+    ),
 ]
 
 
@@ -112,6 +129,7 @@ class Quadratic(nn.Module):
             loss = 0.5 * w @ self.a @ w - self.b @ w
             loss.backward()
             return loss
+
         return closure
 
 
@@ -127,15 +145,16 @@ def _sam_step(model, spec):
 def test_sam_matches_formula():
     a, b, w0 = _quadratic()
     model = Quadratic(a, b, w0)
-    _, loss, before_base = _sam_step(model, optimizer_spec("sam", base={"name": "sgd", "lr": 0.1},
-                                                           rho=0.2))
+    _, loss, before_base = _sam_step(
+        model, optimizer_spec("sam", base={"name": "sgd", "lr": 0.1}, rho=0.2)
+    )
     g0 = a @ w0 - b
     w_adv = w0 + 0.2 * g0 / g0.norm()
     expected = w0 - 0.1 * (a @ w_adv - b)
     torch.testing.assert_close(model.w().detach(), expected, rtol=1e-14, atol=1e-14)
     assert len(model.seen) == 2 and torch.equal(model.seen[0], w0)
     torch.testing.assert_close(model.seen[1], w_adv, rtol=1e-14, atol=1e-14)
-    assert torch.equal(before_base[0], w0)          # restored exactly before the base step
+    assert torch.equal(before_base[0], w0)  # restored exactly before the base step
     assert loss.item() == pytest.approx((0.5 * w0 @ a @ w0 - b @ w0).item())
 
 
@@ -207,8 +226,9 @@ def test_gd_closed_form_and_heavy_ball():
 def test_lr_factor_values():
     f = lr_factor(optimizer_spec("sgd"), None)
     assert [f(t) for t in (0, 1, 1000)] == [1.0, 1.0, 1.0]
-    f = lr_factor(optimizer_spec("sgd", schedule={"name": "step", "step_size": 3, "gamma": 0.5}),
-                  None)
+    f = lr_factor(
+        optimizer_spec("sgd", schedule={"name": "step", "step_size": 3, "gamma": 0.5}), None
+    )
     assert [f(t) for t in range(7)] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25]
     f = lr_factor(optimizer_spec("sgd", schedule={"name": "multistep", "milestones": [2, 4]}), 10)
     assert [f(t) for t in range(5)] == pytest.approx([1, 1, 0.1, 0.1, 0.01])
@@ -220,8 +240,9 @@ def test_lr_factor_values():
     assert f(14) == pytest.approx(0.5) and f(24) == pytest.approx(0.0, abs=1e-15)
     f = lr_factor(optimizer_spec("sgd", schedule={"name": "step", "step_size": 2}, warmup=2), None)
     assert [f(t) for t in range(6)] == pytest.approx([0.5, 1, 1, 1, 0.1, 0.1])
-    with pytest.raises(ValueError, match="cosine schedule needs the number of steps: give "
-                                         "max_steps or epochs"):
+    with pytest.raises(
+        ValueError, match="cosine schedule needs the number of steps: give max_steps or epochs"
+    ):
         lr_factor(optimizer_spec("sgd", schedule="cosine"), None)
     with pytest.raises(ValueError, match="more steps than warm-up"):
         lr_factor(optimizer_spec("sgd", schedule="cosine", warmup=10), 10)
@@ -242,7 +263,7 @@ def test_scheduler_changes_lr(name):
         seen.append(base.param_groups[0]["lr"])
         before = model.w().detach().clone()
         opt.step(model.closure(opt))
-        if name == "sgd":   # the update used the scheduled lr
+        if name == "sgd":  # the update used the scheduled lr
             step = before - model.w().detach()
             torch.testing.assert_close(step, seen[-1] * (a @ before - b))
         scheduler.step()
@@ -279,8 +300,12 @@ def test_noisy_labels():
 
 ERRORS = [
     ("foo", {}, ValueError, "optimizer_spec: unknown optimizer 'foo'; known optimizers: gd, sgd"),
-    ("sgd", {"beta": 1}, TypeError, "optimizer 'sgd': unexpected hyperparameter 'beta'; "
-     "accepted: lr, momentum"),
+    (
+        "sgd",
+        {"beta": 1},
+        TypeError,
+        "optimizer 'sgd': unexpected hyperparameter 'beta'; accepted: lr, momentum",
+    ),
     ("sgd", {"lr": -1}, ValueError, "optimizer 'sgd': lr must be a number > 0, got -1"),
     ("sgd", {"lr": 0}, ValueError, "lr must be a number > 0, got 0"),
     ("sgd", {"lr": "0.1"}, TypeError, "lr must be a number > 0, got '0.1'"),
@@ -298,24 +323,48 @@ ERRORS = [
     ("sgd", {"nesterov": 1}, TypeError, "optimizer 'sgd': nesterov must be a bool, got 1"),
     ("adam", {"amsgrad": "yes"}, TypeError, "amsgrad must be a bool, got 'yes'"),
     ("sam", {"adaptive": 0}, TypeError, "adaptive must be a bool, got 0"),
-    ("sgd", {"schedule": "foo"}, ValueError, "optimizer 'sgd': unknown schedule 'foo'; known "
-     "schedules: constant, step, cosine"),
-    ("sgd", {"schedule": {"name": "step", "step_size": 2.5}}, TypeError,
-     "optimizer 'sgd': schedule 'step': step_size must be an int >= 1, got 2.5"),
+    (
+        "sgd",
+        {"schedule": "foo"},
+        ValueError,
+        "optimizer 'sgd': unknown schedule 'foo'; known schedules: constant, step, cosine",
+    ),
+    (
+        "sgd",
+        {"schedule": {"name": "step", "step_size": 2.5}},
+        TypeError,
+        "optimizer 'sgd': schedule 'step': step_size must be an int >= 1, got 2.5",
+    ),
     ("sgd", {"schedule": {"name": "step"}}, TypeError, "missing parameter 'step_size'"),
-    ("sgd", {"schedule": {"name": "cosine", "min": 0}}, TypeError,
-     "schedule 'cosine': unexpected parameter 'min'; accepted: min_factor"),
-    ("sgd", {"schedule": {"name": "multistep", "milestones": [5, 3]}}, ValueError,
-     "milestones must be a non-empty increasing list of ints >= 1"),
+    (
+        "sgd",
+        {"schedule": {"name": "cosine", "min": 0}},
+        TypeError,
+        "schedule 'cosine': unexpected parameter 'min'; accepted: min_factor",
+    ),
+    (
+        "sgd",
+        {"schedule": {"name": "multistep", "milestones": [5, 3]}},
+        ValueError,
+        "milestones must be a non-empty increasing list of ints >= 1",
+    ),
     ("sgd", {"schedule": 3}, TypeError, "schedule must be a schedule name or a mapping"),
     ("sgd", {"warmup": -1}, ValueError, "warmup must be an int >= 0, got -1"),
     ("sgd", {"warmup": 2.0}, TypeError, "warmup must be an int >= 0, got 2.0"),
     ("sam", {"base": "sam"}, ValueError, "optimizer 'sam': base must be an optimizer other than"),
     ("sam", {"base": "bar"}, ValueError, "optimizer 'sam': base: unknown optimizer 'bar'"),
-    ("sam", {"base": {"name": "adam", "lr": -1}}, ValueError,
-     "optimizer 'sam': base 'adam': lr must be a number > 0, got -1"),
-    ("sam", {"base": {"name": "sgd", "schedule": "cosine"}}, ValueError,
-     "base schedule and warmup must be left out"),
+    (
+        "sam",
+        {"base": {"name": "adam", "lr": -1}},
+        ValueError,
+        "optimizer 'sam': base 'adam': lr must be a number > 0, got -1",
+    ),
+    (
+        "sam",
+        {"base": {"name": "sgd", "schedule": "cosine"}},
+        ValueError,
+        "base schedule and warmup must be left out",
+    ),
     ("sam", {"base": 1}, TypeError, "base must be a base name or a mapping"),
     (3, {}, TypeError, "optimizer_spec: name must be a str, a mapping or an OptimizerSpec"),
     ({"lr": 0.1}, {}, TypeError, "optimizer_spec: a mapping needs a 'name' key"),
@@ -340,8 +389,14 @@ SPECS = [
     *[(name, {}) for name in OPTIMIZERS],
     ("sgd", {"schedule": {"name": "step", "step_size": 10}, "warmup": 5}),
     ("adamw", {"schedule": "cosine", "betas": (0.9, 0.95)}),
-    ("sam", {"base": "adam", "adaptive": True, "schedule": {"name": "multistep",
-                                                            "milestones": [10, 20]}}),
+    (
+        "sam",
+        {
+            "base": "adam",
+            "adaptive": True,
+            "schedule": {"name": "multistep", "milestones": [10, 20]},
+        },
+    ),
 ]
 
 
@@ -351,8 +406,12 @@ def test_spec_round_trip(name, hyper):
     d = spec.to_dict()
     assert optimizer_spec(d) == spec and optimizer_spec(json.loads(json.dumps(d))) == spec
     assert OptimizerSpec(spec.name, spec.hyper) == spec and hash(optimizer_spec(d)) == hash(spec)
-    assert optimizer_spec(spec) is spec and set(d) == {"name", *OPTIMIZERS[name].defaults,
-                                                       "schedule", "warmup"}
+    assert optimizer_spec(spec) is spec and set(d) == {
+        "name",
+        *OPTIMIZERS[name].defaults,
+        "schedule",
+        "warmup",
+    }
     assert isinstance(spec.lr, float) and spec.lr > 0
     make_optimizer(spec, nn.Linear(2, 1).parameters())
 
@@ -366,15 +425,21 @@ def test_spec_details():
     assert optimizer_spec("adam").hyper["betas"] == [0.9, 0.999]
     assert optimizer_spec("adamw").hyper["weight_decay"] == 0.01
     assert optimizer_spec("sgd", schedule="Cosine").hyper["schedule"] == {
-        "name": "cosine", "min_factor": 0.0}
+        "name": "cosine",
+        "min_factor": 0.0,
+    }
     sam = optimizer_spec("sam", base=optimizer_spec("nesterov", lr=0.01), rho=0.1)
-    assert sam.hyper["base"] == {"name": "nesterov", "lr": 0.01, "momentum": 0.9,
-                                 "weight_decay": 0.0}
+    assert sam.hyper["base"] == {
+        "name": "nesterov",
+        "lr": 0.01,
+        "momentum": 0.9,
+        "weight_decay": 0.0,
+    }
     assert sam.lr == 0.01 and sam.hyper["schedule"] == {"name": "constant"}
     assert optimizer_spec("sam").hyper["base"]["name"] == "sgd"
     assert math.isclose(optimizer_spec("sgd", lr=1).lr, 1.0)
     d = spec.to_dict()
-    d["lr"] = 99.0   # to_dict is a copy
+    d["lr"] = 99.0  # to_dict is a copy
     assert spec.lr == 0.3
 
 
@@ -390,9 +455,10 @@ def test_sam_wraps_a_built_base_optimizer_and_equals_sam_by_name():
         torch.manual_seed(1)
         model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 3))
         if by_name:
-            opt = make_optimizer(optimizer_spec("sam", base={"name": "sgd", "lr": 0.1,
-                                                             "momentum": 0.9}, rho=0.05),
-                                 model.parameters())
+            opt = make_optimizer(
+                optimizer_spec("sam", base={"name": "sgd", "lr": 0.1, "momentum": 0.9}, rho=0.05),
+                model.parameters(),
+            )
         else:
             opt = SAM(torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9), rho=0.05)
 

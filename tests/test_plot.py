@@ -16,9 +16,27 @@ from landscape.store.file import Store
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = ["--data", "digits", "--data-arg", "n_train=200", "--data-arg", "n_test=50", "--model",
-        "mlp", "--model-arg", "width=8", "--model-arg", "depth=1", "--steps", "20",
-        "--snapshot-every", "5", "--history-every", "5", "--quiet"]
+TINY = [
+    "--data",
+    "digits",
+    "--data-arg",
+    "n_train=200",
+    "--data-arg",
+    "n_test=50",
+    "--model",
+    "mlp",
+    "--model-arg",
+    "width=8",
+    "--model-arg",
+    "depth=1",
+    "--steps",
+    "20",
+    "--snapshot-every",
+    "5",
+    "--history-every",
+    "5",
+    "--quiet",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,20 +47,53 @@ def runs(tmp_path_factory):
     path = tmp_path_factory.mktemp("plot") / "runs.h5"
     f = str(path)
     commands = [
-        ["train", f, *TINY, "--run", "sgd", "--seed", "0", "--optimizer", "sgd", "--lr", "0.1",
-         "--opt", "momentum=0.9"],
-        ["train", f, *TINY, "--run", "adam", "--seed", "1", "--optimizer", "adam", "--lr",
-         "0.01"],
+        [
+            "train",
+            f,
+            *TINY,
+            "--run",
+            "sgd",
+            "--seed",
+            "0",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.1",
+            "--opt",
+            "momentum=0.9",
+        ],
+        ["train", f, *TINY, "--run", "adam", "--seed", "1", "--optimizer", "adam", "--lr", "0.01"],
         ["surface", f, "--run", "sgd", "--dims", "1", "--x=-1:1:7", "--quiet"],
         ["path", f, "--from", "sgd:init", "--to", "sgd", "--n", "5"],
         ["path", f, "--from", "sgd", "--to", "adam", "--n", "5"],
-        ["path", f, "--from", "sgd", "--to", "adam", "--n", "5", "--kind", "bezier", "--steps",
-         "10"],
+        [
+            "path",
+            f,
+            "--from",
+            "sgd",
+            "--to",
+            "adam",
+            "--n",
+            "5",
+            "--kind",
+            "bezier",
+            "--steps",
+            "10",
+        ],
     ]
     for run in ("sgd", "adam"):
         commands += [
-            ["surface", f, "--run", run, "--directions", "pca", "--x=-1:1:5", "--y=-1:1:4",
-             "--quiet"],
+            [
+                "surface",
+                f,
+                "--run",
+                run,
+                "--directions",
+                "pca",
+                "--x=-1:1:5",
+                "--y=-1:1:4",
+                "--quiet",
+            ],
             ["probe", f, "--run", run, "density", "--vectors", "1", "--steps", "8"],
             ["probe", f, "--run", run, "hessian", "--k", "2"],
             ["probe", f, "--run", run, "trace", "--products", "6"],
@@ -51,8 +102,11 @@ def runs(tmp_path_factory):
     for argv in commands:
         assert main(argv) == 0, argv
     with Store(path, "a") as s:  # as probes.along.top_eigenvalues records it along training
-        s.append_series("sgd", "probes/lambda_max", {
-            "step": np.array([0, 10, 20]), "value": np.array([1.0, 2.5, 3.0])})
+        s.append_series(
+            "sgd",
+            "probes/lambda_max",
+            {"step": np.array([0, 10, 20]), "value": np.array([1.0, 2.5, 3.0])},
+        )
     return path
 
 
@@ -87,11 +141,9 @@ def _check_contours(filled, x, y, z) -> None:
     outline has the same vertices (a grid transposed, shifted, of another metric or run moves
     the level crossings on the grid's edges, so the vertices).
     """
-    again = Figure().add_subplot().contourf(x, y, np.ma.masked_invalid(z.T),
-                                            levels=filled.levels)
+    again = Figure().add_subplot().contourf(x, y, np.ma.masked_invalid(z.T), levels=filled.levels)
     assert len(filled.get_paths()) == len(again.get_paths()) == len(filled.levels) - 1
-    for k, (drawn, expected) in enumerate(zip(filled.get_paths(), again.get_paths(),
-                                              strict=True)):
+    for k, (drawn, expected) in enumerate(zip(filled.get_paths(), again.get_paths(), strict=True)):
         np.testing.assert_array_equal(drawn.vertices, expected.vertices, err_msg=f"band {k}")
         np.testing.assert_array_equal(drawn.codes, expected.codes, err_msg=f"band {k}")
 
@@ -118,8 +170,9 @@ def test_surface_contour_has_the_trajectory_and_a_labelled_colour_bar(runs, tmp_
     z = stored["test_loss"]
     assert stored["done"].all() and z.shape == (len(stored["x"]), len(stored["y"])) == (5, 4)
     filled = ax.collections[0]  # the filled contours, over the range of the stored grid
-    np.testing.assert_allclose(filled.levels, np.linspace(z.min(), z.max(), len(filled.levels)),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        filled.levels, np.linspace(z.min(), z.max(), len(filled.levels)), rtol=1e-12
+    )
     _check_contours(filled, stored["x"], stored["y"], z)
     _check_saves(fig, tmp_path)
     bare = plot.surface(runs, "sgd", "pca_2d", trajectory=False)
@@ -143,8 +196,7 @@ def test_surface_3d_and_log_scale(runs, tmp_path):
 
 
 def test_curve_of_a_1d_surface_and_the_wrong_dimension_refused(runs, tmp_path):
-    fig = plot.curve(runs, "sgd", "random_1d",
-                     metrics=("train_loss", "test_loss", "test_accuracy"))
+    fig = plot.curve(runs, "sgd", "random_1d", metrics=("train_loss", "test_loss", "test_accuracy"))
     ax = fig.axes[0]
     assert {"training loss", "test loss", "centre"} <= set(_labels(ax))
     assert _labels(fig.axes[1]) == ["test accuracy"]  # accuracies on the right axis
@@ -202,14 +254,16 @@ def test_path_with_barrier_and_several_overlaid(runs, tmp_path):
     _same(_line(acc_ax, "test accuracy"), a, stored["test_accuracy"])
     assert f"barrier {record.attrs['barrier']:.3g}" in _line(loss_ax, "sgd:final").get_label()
     _check_saves(fig, tmp_path, ("pdf",))
-    many = plot.path(runs, ["runs/sgd/paths/linear_init_final",
-                            "compare/bezier_sgd_final_adam_final"])
+    many = plot.path(
+        runs, ["runs/sgd/paths/linear_init_final", "compare/bezier_sgd_final_adam_final"]
+    )
     labels = _labels(many.axes[0])
     assert any("sgd:init -> sgd:final" in label for label in labels)
     assert any("Bezier curve" in label for label in labels)
-    for label, run, name in (("sgd:init -> sgd:final", "sgd", "linear_init_final"),
-                             ("sgd:final -> adam:final (Bezier", None,
-                              "bezier_sgd_final_adam_final")):
+    for label, run, name in (
+        ("sgd:init -> sgd:final", "sgd", "linear_init_final"),
+        ("sgd:final -> adam:final (Bezier", None, "bezier_sgd_final_adam_final"),
+    ):
         stored = _stored(runs, run, "paths", name)
         _same(_line(many.axes[0], label), stored["alphas"], stored["loss"])
     with pytest.raises(ValueError, match="'runs/RUN/paths/NAME' or 'compare/NAME'"):
@@ -245,7 +299,8 @@ def test_history_with_lambda_max_against_the_edge_of_stability(runs, tmp_path):
 def test_stability_threshold():
     assert plot.stability_threshold({"optimizer": {"name": "gd", "lr": 0.5}}) == (4.0, "2/eta")
     value, formula = plot.stability_threshold(
-        {"optimizer": {"name": "nesterov", "lr": 0.1, "momentum": 0.5}})
+        {"optimizer": {"name": "nesterov", "lr": 0.1, "momentum": 0.5}}
+    )
     assert value == pytest.approx(3 / (2 * 0.1)) and "1+2beta" in formula
     assert plot.stability_threshold({"optimizer": {"name": "adam", "lr": 0.1}}) is None
 
@@ -283,13 +338,16 @@ def test_grid_puts_runs_on_one_colour_scale(runs, tmp_path):
     assert np.array_equal(sets[0].levels, sets[1].levels)
     assert (sets[0].norm.vmin, sets[0].norm.vmax) == (sets[1].norm.vmin, sets[1].norm.vmax)
     with Store(runs) as s:
-        lows = [np.nanmin(s.record(r, "surfaces", "pca_2d").arrays["train_loss"])
-                for r in ("sgd", "adam")]
+        lows = [
+            np.nanmin(s.record(r, "surfaces", "pca_2d").arrays["train_loss"])
+            for r in ("sgd", "adam")
+        ]
     assert sets[0].norm.vmin == pytest.approx(min(lows))
     grids = {r: _stored(runs, r, "surfaces", "pca_2d") for r in ("sgd", "adam")}
     both = np.concatenate([g["train_loss"].ravel() for g in grids.values()])
-    np.testing.assert_allclose(sets[0].levels, np.linspace(both.min(), both.max(),
-                                                           len(sets[0].levels)), rtol=1e-12)
+    np.testing.assert_allclose(
+        sets[0].levels, np.linspace(both.min(), both.max(), len(sets[0].levels)), rtol=1e-12
+    )
     for ax, (run, stored) in zip(panels, grids.items(), strict=True):
         _check_contours(ax.collections[0], stored["x"], stored["y"], stored["train_loss"])
         coords = stored["trajectory_coords"]
@@ -319,46 +377,90 @@ def test_all_figures_writes_the_expected_set(runs, tmp_path):
 
 
 STEMS = {
-        "surface_sgd_pca_2d", "surface_adam_pca_2d", "curve_sgd_random_1d",
-        "density_sgd_hessian_density", "density_adam_hessian_density",
-        "path_sgd_linear_init_final", "path_compare_linear_sgd_final_adam_final",
-        "path_compare_bezier_sgd_final_adam_final", "history", "grid_pca_2d",
-        "measure_lambda_max", "measure_trace", "measure_sharpness_worst_adaptive",
-        "measure_dist_init", "measure_path_norm"}
+    "surface_sgd_pca_2d",
+    "surface_adam_pca_2d",
+    "curve_sgd_random_1d",
+    "density_sgd_hessian_density",
+    "density_adam_hessian_density",
+    "path_sgd_linear_init_final",
+    "path_compare_linear_sgd_final_adam_final",
+    "path_compare_bezier_sgd_final_adam_final",
+    "history",
+    "grid_pca_2d",
+    "measure_lambda_max",
+    "measure_trace",
+    "measure_sharpness_worst_adaptive",
+    "measure_dist_init",
+    "measure_path_norm",
+}
 
 
 def test_cli_plot(runs, tmp_path, capsys):
     out = tmp_path / "one.pdf"
-    assert main(["plot", str(runs), "surface", "--run", "sgd", "--name", "pca_2d",
-                 "--metric", "test_loss", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "plot",
+                str(runs),
+                "surface",
+                "--run",
+                "sgd",
+                "--name",
+                "pca_2d",
+                "--metric",
+                "test_loss",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.strip() == str(out) and out.stat().st_size > 1000
     folder = tmp_path / "some"
-    for argv in (["curve", "--run", "sgd"], ["density", "--format", "svg"],
-                 ["path", "--name", "linear_init_final"], ["history", "--metric", "train_loss"],
-                 ["measure", "--name", "trace"], ["grid", "--name", "pca_2d", "--log"],
-                 ["surface", "--run", "adam", "--3d"]):
+    for argv in (
+        ["curve", "--run", "sgd"],
+        ["density", "--format", "svg"],
+        ["path", "--name", "linear_init_final"],
+        ["history", "--metric", "train_loss"],
+        ["measure", "--name", "trace"],
+        ["grid", "--name", "pca_2d", "--log"],
+        ["surface", "--run", "adam", "--3d"],
+    ):
         assert main(["plot", str(runs), *argv, "--out", str(folder)]) == 0, argv
     printed = capsys.readouterr().out.split()
     assert [p.rsplit("/", 1)[1] for p in printed] == [
-        "curve_sgd_random_1d.png", "density_sgd_adam_hessian_density.svg",
-        "path_sgd_linear_init_final.png", "history.png", "measure_trace.png",
-        "grid_pca_2d.png", "surface_adam_pca_2d_3d.png"]
+        "curve_sgd_random_1d.png",
+        "density_sgd_adam_hessian_density.svg",
+        "path_sgd_linear_init_final.png",
+        "history.png",
+        "measure_trace.png",
+        "grid_pca_2d.png",
+        "surface_adam_pca_2d_3d.png",
+    ]
     assert main(["plot", str(runs), "--format", "pdf"]) == 0  # all, into <stem>_figures/
     printed = capsys.readouterr().out.split()
     assert {p.rsplit("/", 1)[1] for p in printed} == {f"{s}.pdf" for s in STEMS}
     assert all(p.startswith(str(runs.parent / "runs_figures")) for p in printed)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["surface", "--run", "nope", "--name", "pca_2d"], "no run 'nope'; runs: sgd, adam"),
-    (["surface", "--run", "sgd", "--name", "nope"], "run 'sgd' has no surface 'nope'"),
-    (["surface", "--run", "sgd", "--name", "random_1d"], "is 1-D (7 points); plot it with curve"),
-    (["curve", "--run", "adam"], "--name is needed; run 'adam' has 1-D surfaces: none"),
-    (["surface"], "--run is needed; the file has: sgd, adam"),
-    (["path", "--name", "nope"], "no path named 'nope'; paths: runs/sgd/paths/"),
-    (["surface", "--run", "sgd", "--name", "pca_2d", "--out", "x.png", "--format", "pdf"],
-     "--out x.png and --format pdf disagree"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["surface", "--run", "nope", "--name", "pca_2d"], "no run 'nope'; runs: sgd, adam"),
+        (["surface", "--run", "sgd", "--name", "nope"], "run 'sgd' has no surface 'nope'"),
+        (
+            ["surface", "--run", "sgd", "--name", "random_1d"],
+            "is 1-D (7 points); plot it with curve",
+        ),
+        (["curve", "--run", "adam"], "--name is needed; run 'adam' has 1-D surfaces: none"),
+        (["surface"], "--run is needed; the file has: sgd, adam"),
+        (["path", "--name", "nope"], "no path named 'nope'; paths: runs/sgd/paths/"),
+        (
+            ["surface", "--run", "sgd", "--name", "pca_2d", "--out", "x.png", "--format", "pdf"],
+            "--out x.png and --format pdf disagree",
+        ),
+    ],
+)
 def test_cli_plot_errors_are_one_line(runs, capsys, argv, message):
     assert main(["plot", str(runs), *argv]) == 2
     err = capsys.readouterr().err

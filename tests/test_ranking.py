@@ -133,7 +133,10 @@ def test_strata_keep_sweeps_apart_and_levels_are_normalised():
     # only one axis (lr): groups are the strata: a {mu 1,2; g 1,2} +1, b {mu 2,1; g 1,2} -1
     assert sorted(r.axes["lr"].taus) == [-1.0, 1.0] and r.psi == pytest.approx(0.0)
     # a run that lacks an axis takes the level None; labels and lists are levels too
-    r = granulated_tau([1, 2, 3], [1, 2, 3], [{"opt": "sgd", "sched": [1, 2]},
-                                              {"opt": "adam", "sched": [1, 2]}, {"opt": "sgd"}])
+    r = granulated_tau(
+        [1, 2, 3],
+        [1, 2, 3],
+        [{"opt": "sgd", "sched": [1, 2]}, {"opt": "adam", "sched": [1, 2]}, {"opt": "sgd"}],
+    )
     assert r.axes["opt"].psi == pytest.approx(1.0) and r.axes["opt"].n_groups == 1
     assert r.axes["sched"].psi == pytest.approx(1.0)  # opt=sgd: {[1,2], None}

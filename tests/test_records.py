@@ -36,8 +36,14 @@ def test_round_trip_through_the_store_with_types_and_optional_arrays(tmp_path):
             s.write_record("r", "probes", name, arrays=arr, attrs=att)
     with Store(path) as s:
         ra, rb = (Thing.from_record(s.record("r", "probes", n)) for n in ("a", "b"))
-    assert (ra.value, ra.count, ra.name, ra.flag, ra.maybe, ra.extra) == (1.5, 3, "x", True,
-                                                                          None, None)
+    assert (ra.value, ra.count, ra.name, ra.flag, ra.maybe, ra.extra) == (
+        1.5,
+        3,
+        "x",
+        True,
+        None,
+        None,
+    )
     assert isinstance(ra.count, int) and isinstance(ra.flag, bool)
     np.testing.assert_array_equal(ra.samples, a.samples)
     assert rb.maybe == 0.25 and rb.samples.shape == (2, 2)

@@ -34,30 +34,77 @@ RUNS = {
 
 def _eigenvalues(top: float) -> Eigenvalues:
     v = np.array([top / 2, top])
-    return Eigenvalues(values=v, vectors=None, residuals=np.zeros(2), errors=np.zeros(2),
-                       converged=np.ones(2, bool), which="largest", k=2, tol=1e-6,
-                       curvature="hessian", cost=Cost(passes=1.0, hvp=4), params=("w",))
+    return Eigenvalues(
+        values=v,
+        vectors=None,
+        residuals=np.zeros(2),
+        errors=np.zeros(2),
+        converged=np.ones(2, bool),
+        which="largest",
+        k=2,
+        tol=1e-6,
+        curvature="hessian",
+        cost=Cost(passes=1.0, hvp=4),
+        params=("w",),
+    )
 
 
 def _trace(value: float) -> Trace:
-    return Trace(value=value, stderr=0.1, method="hutch++", n_probes=2, sketch=2,
-                 cost=Cost(passes=1.0, hvp=6), curvature="hessian", seed=0, n_params=3,
-                 target_stderr=None, converged=True, samples=np.ones(2))
+    return Trace(
+        value=value,
+        stderr=0.1,
+        method="hutch++",
+        n_probes=2,
+        sketch=2,
+        cost=Cost(passes=1.0, hvp=6),
+        curvature="hessian",
+        seed=0,
+        n_params=3,
+        target_stderr=None,
+        converged=True,
+        samples=np.ones(2),
+    )
 
 
 def _pac_bayes(flatness: float) -> PacBayes:
-    return PacBayes(sigma=flatness ** -0.5, flatness=flatness, clean_accuracy=1.0, accuracy=0.9,
-                    converged=True, target=0.1, tolerance=0.01, magnitude_aware=True, eps=1e-3,
-                    n_samples=2, depth=3, sigma_max=2.0, seed=0, mode="eval", n_params=3,
-                    cost=Cost(passes=1.0), sigmas=np.ones(2), accuracies=np.ones(2))
+    return PacBayes(
+        sigma=flatness**-0.5,
+        flatness=flatness,
+        clean_accuracy=1.0,
+        accuracy=0.9,
+        converged=True,
+        target=0.1,
+        tolerance=0.01,
+        magnitude_aware=True,
+        eps=1e-3,
+        n_samples=2,
+        depth=3,
+        sigma_max=2.0,
+        seed=0,
+        mode="eval",
+        n_params=3,
+        cost=Cost(passes=1.0),
+        sigmas=np.ones(2),
+        accuracies=np.ones(2),
+    )
 
 
 def _path(peak: float) -> PathResult:
     alphas = np.linspace(0, 1, 5)
     loss = np.array([0.1, 0.1 + peak / 2, 0.1 + peak, 0.1 + peak / 2, 0.1])
-    return PathResult(kind="linear", alphas=alphas, loss=loss, accuracy=np.ones(5),
-                      test_loss=None, test_accuracy=None, buffers="none", mode="eval",
-                      params=("w",), cost=Cost(passes=5.0, loss_evals=5), info={})
+    return PathResult(
+        kind="linear",
+        alphas=alphas,
+        loss=loss,
+        accuracy=np.ones(5),
+        test_loss=None,
+        test_accuracy=None,
+        buffers="none",
+        mode="eval",
+        params=("w",),
+        cost=Cost(passes=5.0, loss_evals=5),
+        info={},
+    )
 
 
 def write_file(path: Path, *, sweep: bool = True) -> Path:
@@ -66,36 +113,72 @@ def write_file(path: Path, *, sweep: bool = True) -> Path:
     """
     with Store(path, "w") as s:
         for run, (tra, tea, trl, tel, dist, top, axes) in RUNS.items():
-            s.create_run(run, names=NAMES, shapes=SHAPES, init=np.zeros(3),
-                         attrs={"optimizer": {"name": "sgd", "lr": axes["lr"]},
-                                "batch_size": axes["batch_size"], "seed": 0})
-            s.set_final(run, np.ones(3), status="complete", attrs={"final_metrics": {
-                "train_acc": tra, "test_acc": tea, "train_loss": trl, "test_loss": tel}})
+            s.create_run(
+                run,
+                names=NAMES,
+                shapes=SHAPES,
+                init=np.zeros(3),
+                attrs={
+                    "optimizer": {"name": "sgd", "lr": axes["lr"]},
+                    "batch_size": axes["batch_size"],
+                    "seed": 0,
+                },
+            )
+            s.set_final(
+                run,
+                np.ones(3),
+                status="complete",
+                attrs={
+                    "final_metrics": {
+                        "train_acc": tra,
+                        "test_acc": tea,
+                        "train_loss": trl,
+                        "test_loss": tel,
+                    }
+                },
+            )
             if sweep:
                 s.set_attrs(run, {"sweep": {"name": "grid", "axes": axes}})
-            values = {"loss": trl, "accuracy": tra, "dist_init": dist, "param_norm": 10 - dist,
-                      "margin_q10": None if run == "sgd" else 1.0 / dist,
-                      "sharpness_worst_adaptive": 0.01 * dist}
+            values = {
+                "loss": trl,
+                "accuracy": tra,
+                "dist_init": dist,
+                "param_norm": 10 - dist,
+                "margin_q10": None if run == "sgd" else 1.0 / dist,
+                "sharpness_worst_adaptive": 0.01 * dist,
+            }
             arrays, attrs = Measures(values=values, skipped={}, layers=("w",)).to_record()
-            s.write_record(run, "probes", "measures", arrays=arrays,
-                           attrs={**attrs, "checkpoint": "final"})
+            s.write_record(
+                run, "probes", "measures", arrays=arrays, attrs={**attrs, "checkpoint": "final"}
+            )
             if top is not None:
                 arrays, attrs = _eigenvalues(top).to_record()
                 s.write_record(run, "probes", "hessian_eigenvalues", arrays=arrays, attrs=attrs)
                 arrays, attrs = _trace(10 * top).to_record()
                 s.write_record(run, "probes", "hessian_trace", arrays=arrays, attrs=attrs)
-            arrays, attrs = _pac_bayes(dist ** 2).to_record()
+            arrays, attrs = _pac_bayes(dist**2).to_record()
             s.write_record(run, "probes", "sharpness_pac_bayes", arrays=arrays, attrs=attrs)
             # a probe at the initialisation is not a measure of the minimum
             arrays, attrs = _trace(-1.0).to_record()
-            s.write_record(run, "probes", "trace_at_init", arrays=arrays,
-                           attrs={**attrs, "checkpoint": "init"})
+            s.write_record(
+                run, "probes", "trace_at_init", arrays=arrays, attrs={**attrs, "checkpoint": "init"}
+            )
         s.create_run("crashed", names=NAMES, shapes=SHAPES, init=np.zeros(3))
         s.set_attrs("crashed", {"status": "failed"})
         arrays, attrs = _path(0.25).to_record()
-        s.write_record(None, "paths", "linear_sgd_final_adam_final", arrays=arrays,
-                       attrs={**attrs, "ends": {"from": {"run": "sgd", "which": "final"},
-                                                "to": {"run": "adam", "which": "final"}}})
+        s.write_record(
+            None,
+            "paths",
+            "linear_sgd_final_adam_final",
+            arrays=arrays,
+            attrs={
+                **attrs,
+                "ends": {
+                    "from": {"run": "sgd", "which": "final"},
+                    "to": {"run": "adam", "which": "final"},
+                },
+            },
+        )
     return path
 
 
@@ -171,8 +254,7 @@ def test_markdown_and_html_are_written_and_escaped(built):
     assert "a&lt;b&amp;c" in htm and "a<b" not in htm
     assert "a&lt;b&amp;c" in md and "<b" not in md
     assert htm.startswith("<!DOCTYPE html>") and "<style>" in htm
-    md_row = next(line for line in md.splitlines() if line.startswith("| sgd |")
-                  and "0.25" in line)
+    md_row = next(line for line in md.splitlines() if line.startswith("| sgd |") and "0.25" in line)
     assert f"| {report.MISSING} |" in md_row  # sgd's margin q10
     assert not [p for p in r.out_dir.iterdir() if p.name.endswith(".tmp")]
 
@@ -209,8 +291,7 @@ def test_figures_are_embedded_and_their_absence_is_reported(tmp_path, monkeypatc
     stand_in(monkeypatch, fake)
     r = report.report(path, tmp_path / "out")
     # the figures are drawn from the snapshot of the file that the tables were read from
-    assert [(type(f).__name__, f.path, fmt) for f, fmt in calls] == \
-        [("Store", str(path), ("png",))]
+    assert [(type(f).__name__, f.path, fmt) for f, fmt in calls] == [("Store", str(path), ("png",))]
     assert r.figures == (tmp_path / "out" / "figures" / "loss surface.png",)
     assert "](figures/loss%20surface.png)" in r.markdown.read_text("utf-8")
     assert 'src="figures/loss%20surface.png"' in r.html.read_text("utf-8")
@@ -250,13 +331,29 @@ def test_report_of_runs_trained_and_probed_for_real(tmp_path, capsys):
 
     path = tmp_path / "real.h5"
     for run, lr in (("slow", 0.05), ("fast", 0.5)):
-        spec = {"model": {"name": "mlp", "width": 8, "depth": 1},
-                "data": {"name": "digits", "n_train": 256, "n_test": 128},
-                "optimizer": {"name": "sgd", "lr": lr},
-                "train": {"max_steps": 15, "batch_size": 64, "seed": 0}}
+        spec = {
+            "model": {"name": "mlp", "width": 8, "depth": 1},
+            "data": {"name": "digits", "n_train": 256, "n_test": 128},
+            "optimizer": {"name": "sgd", "lr": lr},
+            "train": {"max_steps": 15, "batch_size": 64, "seed": 0},
+        }
         runspec.execute(spec, path, run=run)
-        assert cli.main(["probe", str(path), "--run", run, "measures", "--include",
-                         "norms,margins", "--n", "128"]) == 0
+        assert (
+            cli.main(
+                [
+                    "probe",
+                    str(path),
+                    "--run",
+                    run,
+                    "measures",
+                    "--include",
+                    "norms,margins",
+                    "--n",
+                    "128",
+                ]
+            )
+            == 0
+        )
     r = report.report(path, figures=False)
     capsys.readouterr()
     assert r.runs.column("run") == ("slow", "fast") and r.n_ranked == 2

@@ -23,8 +23,26 @@ from landscape.train.spec import SECTIONS, build, merge, rebuild
 
 def test_rebuild_gives_the_stored_model_and_data(tmp_path, capsys):
     path = tmp_path / "r.h5"
-    assert main(["train", str(path), "--data", "digits", "--model", "cnn1d", "--model-arg",
-                 "batchnorm=true", "--steps", "12", "--quiet", "--run", "a"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(path),
+                "--data",
+                "digits",
+                "--model",
+                "cnn1d",
+                "--model-arg",
+                "batchnorm=true",
+                "--steps",
+                "12",
+                "--quiet",
+                "--run",
+                "a",
+            ]
+        )
+        == 0
+    )
     model, split, loss = rebuild(path, "a")
     with Store(path) as s:
         final = s.info("a").attrs["final_metrics"]
@@ -43,10 +61,18 @@ def test_rebuild_refuses_what_the_run_does_not_record(tmp_path):
     with Store(path, "a") as s:
         s.create_run("bare", names=["w"], shapes=[(2,)], init=np.zeros(2))
         s.set_final("bare", np.ones(2), status="complete")
-        s.create_run("mlp", names=["linear.weight"], shapes=[(1, 2)], init=np.zeros(2),
-                     attrs={"model": {"name": "linear", "kwargs": {"in_features": 2,
-                                                                   "num_classes": 1,
-                                                                   "bias": False}}})
+        s.create_run(
+            "mlp",
+            names=["linear.weight"],
+            shapes=[(1, 2)],
+            init=np.zeros(2),
+            attrs={
+                "model": {
+                    "name": "linear",
+                    "kwargs": {"in_features": 2, "num_classes": 1, "bias": False},
+                }
+            },
+        )
         s.set_final("mlp", np.ones(2), status="complete")
     with pytest.raises(ValueError, match="does not record a model"):
         rebuild(path, "bare")
@@ -57,28 +83,55 @@ def test_rebuild_refuses_what_the_run_does_not_record(tmp_path):
 
 
 # ----------------------------------------------------------------------------- checking specs
-COMPLETE = {"model": {"name": "mlp", "width": 4}, "data": {"name": "gaussians"},
-            "train": {"epochs": 1}}
+COMPLETE = {
+    "model": {"name": "mlp", "width": 4},
+    "data": {"name": "gaussians"},
+    "train": {"epochs": 1},
+}
 
 
-@pytest.mark.parametrize(("overrides", "exc", "message"), [
-    ({"modle": {}}, ValueError,
-     "run spec: modle: unknown key; allowed: run, model, data, optimizer, train"),
-    ({"optimizer": 3}, TypeError, "run spec: optimizer: must be a table, got 3"),
-    ({"train": {"epoch": 5}}, ValueError,
-     "run spec: train.epoch: unknown key; allowed: epochs, max_steps, batch_size"),
-    ({"train": {"batch_size": 0}}, ValueError,
-     "run spec: train.batch_size: must be an integer >= 1, got 0"),
-    ({"train": {"seed": True}}, TypeError,
-     "run spec: train.seed: must be an integer >= 0, got True"),
-    ({"train": {"epochs": "5"}}, TypeError,
-     "run spec: train.epochs: must be a number > 0, got '5'"),
-    ({"data": {"label_noise": 1.5}}, ValueError,
-     "run spec: data.label_noise: must be a number in [0, 1], got 1.5"),
-    ({"data": {"standardize": "yes"}}, TypeError,
-     "run spec: data.standardize: must be true or false, got 'yes'"),
-    ({"run": 3}, TypeError, "run spec: run: must be a string, got 3"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "exc", "message"),
+    [
+        (
+            {"modle": {}},
+            ValueError,
+            "run spec: modle: unknown key; allowed: run, model, data, optimizer, train",
+        ),
+        ({"optimizer": 3}, TypeError, "run spec: optimizer: must be a table, got 3"),
+        (
+            {"train": {"epoch": 5}},
+            ValueError,
+            "run spec: train.epoch: unknown key; allowed: epochs, max_steps, batch_size",
+        ),
+        (
+            {"train": {"batch_size": 0}},
+            ValueError,
+            "run spec: train.batch_size: must be an integer >= 1, got 0",
+        ),
+        (
+            {"train": {"seed": True}},
+            TypeError,
+            "run spec: train.seed: must be an integer >= 0, got True",
+        ),
+        (
+            {"train": {"epochs": "5"}},
+            TypeError,
+            "run spec: train.epochs: must be a number > 0, got '5'",
+        ),
+        (
+            {"data": {"label_noise": 1.5}},
+            ValueError,
+            "run spec: data.label_noise: must be a number in [0, 1], got 1.5",
+        ),
+        (
+            {"data": {"standardize": "yes"}},
+            TypeError,
+            "run spec: data.standardize: must be true or false, got 'yes'",
+        ),
+        ({"run": 3}, TypeError, "run spec: run: must be a string, got 3"),
+    ],
+)
 def test_merge_checks_the_structure_in_one_line(overrides, exc, message):
     with pytest.raises((ValueError, TypeError)) as err:
         merge(COMPLETE, overrides)
@@ -87,25 +140,38 @@ def test_merge_checks_the_structure_in_one_line(overrides, exc, message):
 
 
 def test_merge_returns_the_tables_as_given():
-    spec = merge({"model": {"name": "vgg"}, "train": {"epochs": 1}},
-                 {"model": {"width": 3}, "data": {"noize": 1}, "run": "a"})
+    spec = merge(
+        {"model": {"name": "vgg"}, "train": {"epochs": 1}},
+        {"model": {"width": 3}, "data": {"noize": 1}, "run": "a"},
+    )
     # structure only: names and open tables' keys are a complete run's rules
-    assert spec == {"model": {"name": "vgg", "width": 3}, "train": {"epochs": 1},
-                    "data": {"noize": 1}, "run": "a"}
+    assert spec == {
+        "model": {"name": "vgg", "width": 3},
+        "train": {"epochs": 1},
+        "data": {"noize": 1},
+        "run": "a",
+    }
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"model": {"name": "vgg"}}, "model.name: unknown model 'vgg'; allowed: mlp, linear"),
-    ({"model": {"widht": 3}}, "model.widht: unknown key; allowed: name, in_features"),
-    ({"data": {"name": "cifar"}}, "data.name: unknown dataset 'cifar'; allowed: mnist1d"),
-    ({"data": {"noize": 0.1}}, "data.noize: unknown key; allowed: dim, label_noise"),
-    ({"optimizer": {"name": "sgd", "lrr": 0.1}},
-     "optimizer: optimizer 'sgd': unexpected hyperparameter 'lrr'"),
-    ({"optimizer": {"name": "sdg"}}, "optimizer: optimizer_spec: unknown optimizer 'sdg'"),
-    ({"train": {"loss": "hinge"}}, "train.loss: unknown loss 'hinge'; allowed: cross_entropy"),
-    ({"optimizer": {"name": "gd"}, "train": {"batch_size": 8}},
-     "train: TrainConfig: gd is full-batch"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"model": {"name": "vgg"}}, "model.name: unknown model 'vgg'; allowed: mlp, linear"),
+        ({"model": {"widht": 3}}, "model.widht: unknown key; allowed: name, in_features"),
+        ({"data": {"name": "cifar"}}, "data.name: unknown dataset 'cifar'; allowed: mnist1d"),
+        ({"data": {"noize": 0.1}}, "data.noize: unknown key; allowed: dim, label_noise"),
+        (
+            {"optimizer": {"name": "sgd", "lrr": 0.1}},
+            "optimizer: optimizer 'sgd': unexpected hyperparameter 'lrr'",
+        ),
+        ({"optimizer": {"name": "sdg"}}, "optimizer: optimizer_spec: unknown optimizer 'sdg'"),
+        ({"train": {"loss": "hinge"}}, "train.loss: unknown loss 'hinge'; allowed: cross_entropy"),
+        (
+            {"optimizer": {"name": "gd"}, "train": {"batch_size": 8}},
+            "train: TrainConfig: gd is full-batch",
+        ),
+    ],
+)
 def test_a_complete_run_is_checked_against_registries_and_signatures(change, message):
     spec = merge(COMPLETE, change)
     with pytest.raises((ValueError, TypeError)) as err:
@@ -133,8 +199,11 @@ def test_schema_has_every_table_and_every_train_setting():
     s = schema()
     assert set(s["properties"]) == {"run", *SECTIONS}
     train = set(s["$defs"]["TrainTable"]["properties"])
-    assert train == set(TrainConfig.__dataclass_fields__) - {"optimizer"} | {"loss", "device",
-                                                                             "dtype"}
+    assert train == set(TrainConfig.__dataclass_fields__) - {"optimizer"} | {
+        "loss",
+        "device",
+        "dtype",
+    }
     assert s["$defs"]["TrainTable"]["additionalProperties"] is False
     assert s["$defs"]["ModelTable"]["additionalProperties"] is True  # the model's arguments
     assert set(s["$defs"]["DataTable"]["properties"]) == set(DATA_OPTIONS)

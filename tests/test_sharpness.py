@@ -1,5 +1,6 @@
 """Sharpness and flatness probes (probes.sharpness): closed forms, invariance under ReLU
-rescaling, constraints, m-sharpness, PAC-Bayes noise, model untouched, records, bad input."""
+rescaling, constraints, m-sharpness, PAC-Bayes noise, model untouched, records, bad input.
+"""
 
 from __future__ import annotations
 
@@ -63,8 +64,9 @@ def relu_net(seed: int = 0, n: int = 40):
 
 def rescaled(model: nn.Sequential, seed: int = 1) -> nn.Sequential:
     """Hidden unit j: weights and bias in times a_j, weights out over a_j (same function)."""
-    a = 0.3 + 2.7 * torch.rand(8, generator=torch.Generator().manual_seed(seed),
-                               dtype=torch.float64)
+    a = 0.3 + 2.7 * torch.rand(
+        8, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+    )
     out = relu_net()[0]
     with torch.no_grad():
         out[0].weight.copy_(model[0].weight * a[:, None])
@@ -84,9 +86,10 @@ def scaled_norm(delta: np.ndarray, c: np.ndarray, p: str) -> float:
 
 
 def one_hot_classifier(n: int, seed: int = 0):
-    """n one-hot examples, label 1, a bias-free linear logit with weights w_i > 0 of varied
+    """N one-hot examples, label 1, a bias-free linear logit with weights w_i > 0 of varied
     magnitudes: example i is right iff w_i + noise_i > 0, so under noise of std s_i the
-    accuracy is mean_i Phi(w_i / s_i)."""
+    accuracy is mean_i Phi(w_i / s_i).
+    """
     gen = torch.Generator().manual_seed(seed)
     model = nn.Linear(n, 1, bias=False).double()
     with torch.no_grad():
@@ -95,8 +98,10 @@ def one_hot_classifier(n: int, seed: int = 0):
 
 
 def snapshot(model: nn.Module):
-    return ({k: v.clone() for k, v in model.state_dict().items()},
-            [m.training for m in model.modules()])
+    return (
+        {k: v.clone() for k, v in model.state_dict().items()},
+        [m.training for m in model.modules()],
+    )
 
 
 def assert_untouched(model: nn.Module, before) -> None:
@@ -133,7 +138,8 @@ def test_worst_case_l2_equals_the_logistic_closed_form(label, rho):
 
 def test_epsilon_equals_the_logistic_closed_form():
     """The loss is monotone in the margin, so the box maximum is the vertex
-    delta_i = -eps (|w_i| + 1) sign(y x_i)."""
+    delta_i = -eps (|w_i| + 1) sign(y x_i).
+    """
     model, x, t = logistic(5, 1.0)
     w, eps = model.weight.detach()[0], 0.01
     margin = float(w @ x[0])
@@ -141,8 +147,9 @@ def test_epsilon_equals_the_logistic_closed_form():
     clean = softplus(-margin)
     e = epsilon(model, BCE, (x, t), eps=eps)
     assert e.value == pytest.approx(100 * (softplus(-worst) - clean) / (1 + clean), rel=1e-9)
-    np.testing.assert_allclose(e.delta, (-eps * (w.abs() + 1) * torch.sign(x[0])).numpy(),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        e.delta, (-eps * (w.abs() + 1) * torch.sign(x[0])).numpy(), rtol=1e-12
+    )
     assert e.subspace is None and e.n_iter <= e.max_iter == 10
 
 
@@ -211,8 +218,9 @@ def test_only_the_selected_parameters_move():
     model, x, y = relu_net()
     s = worst_case(model, CE, (x, y), rho=0.2, params=["2.weight"], adaptive=True)
     assert s.n_params == 24 and s.delta.shape == (24,) and s.value > 0
-    assert scaled_norm(s.delta, np.abs(model[2].weight.detach().numpy().ravel()), "l2") \
-        <= 0.2 * (1 + 1e-9)
+    assert scaled_norm(s.delta, np.abs(model[2].weight.detach().numpy().ravel()), "l2") <= 0.2 * (
+        1 + 1e-9
+    )
 
 
 @pytest.mark.parametrize("subspace", [None, 7])
@@ -240,8 +248,10 @@ def test_m_sharpness_is_the_mean_of_per_batch_worst_cases():
     model, x, y = zoo.make("mlp", n=24, seed=1)
     kw = {"rho": 0.1, "adaptive": True, "restarts": 1, "steps": 8}
     s = worst_case(model, CE, (x, y), m=8, seed=5, **kw)
-    parts = [worst_case(model, CE, (x[i:i + 8], y[i:i + 8]), seed=5 + k, **kw)
-             for k, i in enumerate(range(0, 24, 8))]
+    parts = [
+        worst_case(model, CE, (x[i : i + 8], y[i : i + 8]), seed=5 + k, **kw)
+        for k, i in enumerate(range(0, 24, 8))
+    ]
     np.testing.assert_allclose(s.batch_values, [p.value for p in parts], rtol=1e-10)
     assert s.value == pytest.approx(np.mean([p.value for p in parts]), rel=1e-10)
     assert s.clean_loss == pytest.approx(np.mean([p.clean_loss for p in parts]), rel=1e-10)
@@ -262,18 +272,23 @@ def test_m_sharpness_is_the_mean_of_per_batch_worst_cases():
 # --------------------------------------------------------------------------- PAC-Bayes
 def test_pac_bayes_sigma_grows_with_the_target():
     model, x, t = one_hot_classifier(400)
-    sigmas = [pac_bayes(model, BCE, (x, t), target=target, n_samples=4).sigma
-              for target in (0.05, 0.15, 0.3)]
+    sigmas = [
+        pac_bayes(model, BCE, (x, t), target=target, n_samples=4).sigma
+        for target in (0.05, 0.15, 0.3)
+    ]
     assert sigmas[0] < sigmas[1] < sigmas[2]
-    plain = [pac_bayes(model, BCE, (x, t), target=target, n_samples=4,
-                       magnitude_aware=False).sigma for target in (0.05, 0.3)]
+    plain = [
+        pac_bayes(model, BCE, (x, t), target=target, n_samples=4, magnitude_aware=False).sigma
+        for target in (0.05, 0.3)
+    ]
     assert plain[0] < plain[1]
 
 
 def test_magnitude_aware_noise_is_a_standard_deviation():
     """Accuracy under std sigma |w_i| is Phi(1 / sigma) for every i: a drop of 0.1 at
     sigma = 1 / Phi^-1(0.9) = 0.780 (0.746 to 0.815 within the 0.01 tolerance). Noise of
-    *variance* sigma^2 w^2 (the ported code's mistake) would stop near 0.883."""
+    *variance* sigma^2 w^2 (the ported code's mistake) would stop near 0.883.
+    """
     model, x, t = one_hot_classifier(2000)
     f = pac_bayes(model, BCE, (x, t))
     assert f.converged and f.clean_accuracy == 1.0
@@ -316,8 +331,13 @@ def test_model_untouched_and_records_round_trip(tmp_path):
             s.write_record("r", "probes", name, arrays=arrays, attrs=attrs)
     with Store(path) as s:
         records = {name: s.record("r", "probes", name) for name in results}
-    kinds = {"worst": WorstCase, "worst_m": WorstCase, "average": AverageCase, "eps": Epsilon,
-             "pac": PacBayes}
+    kinds = {
+        "worst": WorstCase,
+        "worst_m": WorstCase,
+        "average": AverageCase,
+        "eps": Epsilon,
+        "pac": PacBayes,
+    }
     for name, result in results.items():
         cls = kinds[name]
         for back in (cls.from_record(records[name]), cls.from_record(result.to_record())):
@@ -354,20 +374,35 @@ def _model_data():
 
 
 BAD = [
-    (lambda m, d: worst_case(m, CE, d, rho=-1), ValueError,
-     "worst_case: rho must be a finite number > 0, got -1"),
+    (
+        lambda m, d: worst_case(m, CE, d, rho=-1),
+        ValueError,
+        "worst_case: rho must be a finite number > 0, got -1",
+    ),
     (lambda m, d: worst_case(m, CE, d, rho=float("nan")), ValueError, "rho must be a finite"),
-    (lambda m, d: worst_case(m, CE, d, rho=0.1, norm="l1"), ValueError,
-     "worst_case: norm must be one of 'l2', 'linf', got 'l1'"),
-    (lambda m, d: worst_case(m, CE, d, rho=0.1, adaptive="yes"), TypeError,
-     "worst_case: adaptive must be True or False"),
-    (lambda m, d: worst_case(m, CE, d, rho=0.1, steps=0), ValueError,
-     "worst_case: steps must be an int >= 1, got 0"),
+    (
+        lambda m, d: worst_case(m, CE, d, rho=0.1, norm="l1"),
+        ValueError,
+        "worst_case: norm must be one of 'l2', 'linf', got 'l1'",
+    ),
+    (
+        lambda m, d: worst_case(m, CE, d, rho=0.1, adaptive="yes"),
+        TypeError,
+        "worst_case: adaptive must be True or False",
+    ),
+    (
+        lambda m, d: worst_case(m, CE, d, rho=0.1, steps=0),
+        ValueError,
+        "worst_case: steps must be an int >= 1, got 0",
+    ),
     (lambda m, d: worst_case(m, CE, d, rho=0.1, restarts=-1), ValueError, "restarts"),
     (lambda m, d: worst_case(m, CE, d, rho=0.1, m=0), ValueError, "worst_case: m must be"),
     (lambda m, d: worst_case(m, CE, d, rho=0.1, seed=1.5), ValueError, "seed"),
-    (lambda m, d: worst_case(m, CE, d, rho=0.1, mode="test"), ValueError,
-     "worst_case: mode must be one of 'eval', 'train'"),
+    (
+        lambda m, d: worst_case(m, CE, d, rho=0.1, mode="test"),
+        ValueError,
+        "worst_case: mode must be one of 'eval', 'train'",
+    ),
     (lambda m, d: worst_case(m, CE, d, rho=0.1, batch_size=0), ValueError, "batch_size"),
     (lambda m, d: average_case(m, CE, d, rho=0.0), ValueError, "average_case: rho"),
     (lambda m, d: average_case(m, CE, d, rho=0.1, n_samples=0), ValueError, "n_samples"),

@@ -21,6 +21,7 @@ def _closure(model, opt, x, y):
         loss = nn.functional.mse_loss(model(x), y)
         loss.backward()
         return loss
+
     return closure
 
 
@@ -50,13 +51,14 @@ def test_zero_gradient_and_missing_gradient_leave_parameters_alone():
 def test_registry_entry_schedule_and_validation():
     info = OPTIMIZERS["sign_descent"]
     assert info.full_batch and dict(info.defaults) == {"lr": 0.01}
-    spec = optimizer_spec("Sign-Descent", lr=0.2, schedule={"name": "step", "step_size": 1,
-                                                              "gamma": 0.5})
+    spec = optimizer_spec(
+        "Sign-Descent", lr=0.2, schedule={"name": "step", "step_size": 1, "gamma": 0.5}
+    )
     assert spec.name == "sign_descent" and spec.full_batch and spec.lr == 0.2
     p = nn.Parameter(torch.zeros(2))
     opt = make_optimizer(spec, [p])
     sched = make_scheduler(spec, opt, total_steps=10)
-    for expected in (-0.2, -0.3):                       # lr 0.2, then 0.1
+    for expected in (-0.2, -0.3):  # lr 0.2, then 0.1
         p.grad = torch.ones(2)
         opt.step()
         sched.step()

@@ -17,9 +17,8 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.store import journal
-from landscape.store.journal import journal_path
 from landscape.engine.params import ParamLayout, select
+from landscape.store import journal
 from landscape.store.file import (
     FORMAT_VERSION,
     FileBusyError,
@@ -28,6 +27,7 @@ from landscape.store.file import (
     Store,
     StoreError,
 )
+from landscape.store.journal import journal_path
 from landscape.train.checkpoints import load_params
 
 from . import store_writer
@@ -62,10 +62,18 @@ def test_round_trip_of_every_record_type(tmp_path):
     steps = np.array([0, 1, 2, 5, 10, 20, 40])
     hist = {"step": np.arange(9), "epoch": np.arange(9) // 3, "train_loss": rng.random(9)}
     probe = {"step": np.array([0, 100, 200]), "top_eig": np.array([1.5, 2.5, 3.25])}
-    attrs = {"settings": {"lr": 0.1, "betas": [0.9, 0.999], "nested": {"a": None, "b": True}},
-             "tags": ["x", 1, None, 2.5], "nothing": None, "flag": True, "off": False,
-             "name": "adam", "lr": 0.5, "epochs": 3, "np_float": np.float32(0.25),
-             "np_int": np.int64(7)}
+    attrs = {
+        "settings": {"lr": 0.1, "betas": [0.9, 0.999], "nested": {"a": None, "b": True}},
+        "tags": ["x", 1, None, 2.5],
+        "nothing": None,
+        "flag": True,
+        "off": False,
+        "name": "adam",
+        "lr": 0.5,
+        "epochs": 3,
+        "np_float": np.float32(0.25),
+        "np_int": np.int64(7),
+    }
     with Store(path, "a") as s:
         s.create_run("zeta", names=names, shapes=shapes, init=init32, attrs={"seed": 3})
         s.create_run("alpha", names=["w", "b"], shapes=[(4,), ()], init=init64)
@@ -78,15 +86,39 @@ def test_round_trip_of_every_record_type(tmp_path):
         for lo, hi in [(0, 1), (1, 3)]:
             s.append_series("zeta", "probes/hessian", {k: v[lo:hi] for k, v in probe.items()})
         s.set_attrs("zeta", attrs)
-        s.write_record("zeta", "probes", "sharpness", arrays={"rho": np.array([0.01, 0.1]),
-                       "value": np.array([0.5, 0.75])}, attrs={"options": {"n": 8}, "cost": 1.5})
-        s.write_record("zeta", "surfaces", "pca", arrays={
-            "x": np.linspace(-1, 1, 5), "y": np.linspace(-1, 1, 4),
-            "loss": rng.random((5, 4)), "done": np.ones((5, 4), bool)}, attrs={"kind": "pca"})
-        s.write_record("zeta", "paths", "to-init", arrays={"alpha": np.linspace(0, 1, 6)},
-                       attrs={"barrier": 0.125})
-        s.write_record(None, "paths", "zeta-alpha", arrays={"loss": np.array([1.0, 2.0])},
-                       attrs={"runs": ["zeta", "alpha"]})
+        s.write_record(
+            "zeta",
+            "probes",
+            "sharpness",
+            arrays={"rho": np.array([0.01, 0.1]), "value": np.array([0.5, 0.75])},
+            attrs={"options": {"n": 8}, "cost": 1.5},
+        )
+        s.write_record(
+            "zeta",
+            "surfaces",
+            "pca",
+            arrays={
+                "x": np.linspace(-1, 1, 5),
+                "y": np.linspace(-1, 1, 4),
+                "loss": rng.random((5, 4)),
+                "done": np.ones((5, 4), bool),
+            },
+            attrs={"kind": "pca"},
+        )
+        s.write_record(
+            "zeta",
+            "paths",
+            "to-init",
+            arrays={"alpha": np.linspace(0, 1, 6)},
+            attrs={"barrier": 0.125},
+        )
+        s.write_record(
+            None,
+            "paths",
+            "zeta-alpha",
+            arrays={"loss": np.array([1.0, 2.0])},
+            attrs={"runs": ["zeta", "alpha"]},
+        )
         s.set_final("zeta", traj[-1], status="complete", attrs={"final_metrics": {"acc": 0.9}})
 
     with Store(path) as s:
@@ -111,8 +143,9 @@ def test_round_trip_of_every_record_type(tmp_path):
         p = s.series("zeta", "probes/hessian")
         assert np.array_equal(p["step"], probe["step"]) and p["step"].dtype == np.int64
         assert np.array_equal(p["top_eig"], probe["top_eig"])
-        assert np.array_equal(s.record("zeta", "probes", "hessian").arrays["top_eig"],
-                              probe["top_eig"])
+        assert np.array_equal(
+            s.record("zeta", "probes", "hessian").arrays["top_eig"], probe["top_eig"]
+        )
 
         info = s.info("zeta")
         assert isinstance(info, RunInfo)
@@ -124,8 +157,16 @@ def test_round_trip_of_every_record_type(tmp_path):
         a = info.attrs
         for key in ("settings", "tags", "nothing", "flag", "off", "name", "lr", "epochs"):
             assert a[key] == attrs[key], key
-        for key, typ in [("flag", bool), ("off", bool), ("name", str), ("lr", float),
-                         ("epochs", int), ("np_float", float), ("np_int", int), ("seed", int)]:
+        for key, typ in [
+            ("flag", bool),
+            ("off", bool),
+            ("name", str),
+            ("lr", float),
+            ("epochs", int),
+            ("np_float", float),
+            ("np_int", int),
+            ("seed", int),
+        ]:
             assert type(a[key]) is typ, key
         assert a["np_float"] == 0.25 and a["np_int"] == 7 and a["seed"] == 3
         assert a["final_metrics"] == {"acc": 0.9} and a["status"] == "complete"
@@ -201,8 +242,9 @@ def test_mode_w_replaces_a_landscape_file(tmp_path):
 
 def test_importing_the_store_does_not_import_torch():
     code = "import landscape.store, sys; assert 'torch' not in sys.modules, 'torch imported'"
-    r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr
 
 
@@ -235,9 +277,14 @@ def _frozen(seed: int) -> nn.Module:
     return m
 
 
-@pytest.mark.parametrize("make, dtype", [(_mlp, torch.float32),
-                                         (lambda s: _mlp(s, torch.float64), torch.float64),
-                                         (_frozen, torch.float32)])
+@pytest.mark.parametrize(
+    "make, dtype",
+    [
+        (_mlp, torch.float32),
+        (lambda s: _mlp(s, torch.float64), torch.float64),
+        (_frozen, torch.float32),
+    ],
+)
 def test_load_params_restores_exactly(tmp_path, make, dtype):
     path = tmp_path / "m.h5"
     layout, vectors = _stored_model(path, make(0))
@@ -309,8 +356,11 @@ def test_clear_errors_for_requests_the_file_cannot_answer(tmp_path):
             s.params("nope")
         with pytest.raises(StoreError, match="run 'c' has no final parameters"):
             s.params("c", "final")
-        with pytest.raises(StoreError, match=r"no snapshot at step 7; snapshots: 2 from step 0 "
-                                             r"to 10"):
+        with pytest.raises(
+            StoreError,
+            match=r"no snapshot at step 7; snapshots: 2 from step 0 "
+            r"to 10",
+        ):
             s.params("a", 7)
         with pytest.raises(StoreError, match="no snapshot at step 0; snapshots: none"):
             s.params("c", 0)
@@ -357,13 +407,16 @@ def _truncated(path):
     path.write_bytes(data[: len(data) // 2])
 
 
-@pytest.mark.parametrize("make, match", [
-    (_random_bytes, "is not an HDF5 file"),
-    (_plain_hdf5, "is an HDF5 file but not a landscape file"),
-    (lambda p: _plain_hdf5(p, "latest"), "is an HDF5 file but not a landscape file"),
-    (_version_2, "has format_version 2; .* reads format_version 1 only: upgrade landscape"),
-    (_truncated, "is truncated"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (_random_bytes, "is not an HDF5 file"),
+        (_plain_hdf5, "is an HDF5 file but not a landscape file"),
+        (lambda p: _plain_hdf5(p, "latest"), "is an HDF5 file but not a landscape file"),
+        (_version_2, "has format_version 2; .* reads format_version 1 only: upgrade landscape"),
+        (_truncated, "is truncated"),
+    ],
+)
 @pytest.mark.parametrize("mode", ["r", "a", "w"])
 def test_foreign_or_damaged_files_are_refused_and_never_modified(tmp_path, make, match, mode):
     path = tmp_path / "f.h5"
@@ -414,43 +467,61 @@ def test_bad_names_attrs_and_shapes(tmp_path):
             s.set_attrs("a", {"bad": {"x": object()}})
         with pytest.raises(TypeError, match="attribute 'bad' must be JSON-serialisable"):
             s.set_attrs("a", {"bad": [np.float32(1.0)]})
-        with pytest.raises(TypeError, match="attribute 'bad' must be a number, string, bool, "
-                                            "None, list or dict, got set"):
+        with pytest.raises(
+            TypeError,
+            match="attribute 'bad' must be a number, string, bool, None, list or dict, got set",
+        ):
             s.set_attrs("a", {"bad": {1, 2}})
         with pytest.raises(ValueError, match="status must be one of running, complete, failed"):
             s.set_attrs("a", {"status": "done"})
-        for names, shapes, init in [(["w", "b"], [(2,)], np.zeros(2)),
-                                    (["w"], [(2, 2)], np.zeros(3)),
-                                    (["w"], [(2,)], np.zeros((1, 2)))]:
+        for names, shapes, init in [
+            (["w", "b"], [(2,)], np.zeros(2)),
+            (["w"], [(2, 2)], np.zeros(3)),
+            (["w"], [(2,)], np.zeros((1, 2))),
+        ]:
             with pytest.raises(ValueError, match="create_run: .* do not agree"):
                 s.create_run("n", names=names, shapes=shapes, init=init)
         assert "n" not in s
-        with pytest.raises(ValueError, match=r"expected 2 rows of 6 parameters, got shape "
-                                             r"\(2, 5\)"):
+        with pytest.raises(
+            ValueError,
+            match=r"expected 2 rows of 6 parameters, got shape "
+            r"\(2, 5\)",
+        ):
             s.append_trajectory("a", [1, 2], np.zeros((2, 5)))
-        with pytest.raises(ValueError, match=r"expected 1 rows of 6 parameters, got shape "
-                                             r"\(2, 6\)"):
+        with pytest.raises(
+            ValueError,
+            match=r"expected 1 rows of 6 parameters, got shape "
+            r"\(2, 6\)",
+        ):
             s.append_trajectory("a", [1], np.zeros((2, 6)))
         with pytest.raises(ValueError, match="expected 6 parameters, got shape"):
             s.set_final("a", np.zeros(5))
         s.append_series("a", "history", {"step": [0, 1], "loss": [1.0, 0.5]})
-        with pytest.raises(ValueError, match=r"columns of history have different lengths "
-                                             r"\[1, 2\]"):
+        with pytest.raises(
+            ValueError,
+            match=r"columns of history have different lengths "
+            r"\[1, 2\]",
+        ):
             s.append_series("a", "history", {"step": [2, 3], "loss": [0.1]})
-        with pytest.raises(ValueError, match=r"history has columns \['loss', 'step'\], got "
-                                             r"\['step'\]"):
+        with pytest.raises(
+            ValueError,
+            match=r"history has columns \['loss', 'step'\], got "
+            r"\['step'\]",
+        ):
             s.append_series("a", "history", {"step": [2]})
         assert s.info("a").n_history == 2 and s.info("a").n_snapshots == 2
 
 
 def test_create_run_refused_for_its_attrs_leaves_no_run(tmp_path):
     """A create_run refused for its attrs must not leave a half-made run behind (which then
-    blocks create_run of the same name as 'being written by another process')."""
+    blocks create_run of the same name as 'being written by another process').
+    """
     path = tmp_path / "a.h5"
     with Store(path, "a") as s:
         with pytest.raises(TypeError, match="JSON-serialisable"):
-            s.create_run("r", names=["w"], shapes=[(1,)], init=np.zeros(1),
-                         attrs={"model": {"x": object()}})
+            s.create_run(
+                "r", names=["w"], shapes=[(1,)], init=np.zeros(1), attrs={"model": {"x": object()}}
+            )
         assert "r" not in s
         s.create_run("r", names=["w"], shapes=[(1,)], init=np.zeros(1))
 
@@ -526,8 +597,9 @@ def test_an_exception_inside_commit_rolls_back(tmp_path, monkeypatch, point):
 # ---------------------------------------------------------------------------- locking
 def _h5py_open_in_another_process(path) -> subprocess.CompletedProcess:
     code = f"import h5py; h5py.File({str(path)!r}, 'r').close()"
-    return subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_a_writer_holds_the_file_exclusively(tmp_path):
@@ -641,9 +713,13 @@ def _verify_complete(s: Store, i: int) -> None:
 
 
 def _start_writer(path, start: int, stop: int, **env) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(WRITER), str(path), str(start), str(stop)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**ENV, **env})
+    return subprocess.Popen(
+        [sys.executable, str(WRITER), str(path), str(start), str(stop)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**ENV, **env},
+    )
 
 
 def test_sigkill_at_random_moments_loses_only_the_run_in_progress(tmp_path):
@@ -651,8 +727,14 @@ def test_sigkill_at_random_moments_loses_only_the_run_in_progress(tmp_path):
     rng = np.random.default_rng(1234)
     m = 0
     # k: complete runs to wait for; then a short delay (a run takes some 50 ms here)
-    for k, delay in [(0, 0.0), (1, 0.0), (0, 0.05), (2, 0.011), (1, rng.uniform(0, 0.03)),
-                     (1, rng.uniform(0, 0.03))]:
+    for k, delay in [
+        (0, 0.0),
+        (1, 0.0),
+        (0, 0.05),
+        (2, 0.011),
+        (1, rng.uniform(0, 0.03)),
+        (1, rng.uniform(0, 0.03)),
+    ]:
         proc = _start_writer(path, m, m + 50)
         try:
             assert proc.stdout.readline() == "start\n"

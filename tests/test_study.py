@@ -24,16 +24,24 @@ from landscape.report.study import (
 
 
 def make_run(config, seed, axes, gap, measures=None, converged=True, **extra):
-    return {"run": f"{config}-s{seed}", "config": config, "seed": seed, "axes": dict(axes),
-            "converged": converged, "gap": gap, "test_acc": extra.pop("test_acc", 0.9),
-            "train_loss": extra.pop("train_loss", 0.01), "steps": extra.pop("steps", 100),
-            "measures": dict(measures or {}), **extra}
+    return {
+        "run": f"{config}-s{seed}",
+        "config": config,
+        "seed": seed,
+        "axes": dict(axes),
+        "converged": converged,
+        "gap": gap,
+        "test_acc": extra.pop("test_acc", 0.9),
+        "train_loss": extra.pop("train_loss", 0.01),
+        "steps": extra.pop("steps", 100),
+        "measures": dict(measures or {}),
+        **extra,
+    }
 
 
 def test_module_does_not_import_torch():
     code = "import landscape.report.study, sys; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 
@@ -47,8 +55,7 @@ def test_mean_ci_is_student_t_by_hand():
     assert r["ci"] == pytest.approx([mean - half, mean + half])
     assert (r["n"], r["n_dropped"]) == (3, 2) and r["sd"] == pytest.approx(sd)
     r90 = mean_ci(np.array([1.0, 2.0, 4.0]), confidence=0.9)
-    assert r90["ci"][1] - r90["mean"] == pytest.approx(
-        stats.t.ppf(0.95, 2) * sd / math.sqrt(3))
+    assert r90["ci"][1] - r90["mean"] == pytest.approx(stats.t.ppf(0.95, 2) * sd / math.sqrt(3))
 
 
 def test_mean_ci_one_value_and_none():
@@ -63,10 +70,12 @@ def test_mean_ci_one_value_and_none():
 
 # ------------------------------------------------------------------------------ (f) inputs
 def test_configurations_leave_out_unconverged_unless_asked():
-    runs = [make_run("a", 0, {"lr": 1}, 0.1, {"m": 1.0}, test_acc=0.80),
-            make_run("a", 1, {"lr": 1}, 0.3, {"m": 3.0}, test_acc=0.90),
-            make_run("a", 2, {"lr": 1}, 0.9, {"m": 9.0}, converged=False, test_acc=0.10),
-            make_run("b", 0, {"lr": 2}, 0.2, {}, converged=False)]
+    runs = [
+        make_run("a", 0, {"lr": 1}, 0.1, {"m": 1.0}, test_acc=0.80),
+        make_run("a", 1, {"lr": 1}, 0.3, {"m": 3.0}, test_acc=0.90),
+        make_run("a", 2, {"lr": 1}, 0.9, {"m": 9.0}, converged=False, test_acc=0.10),
+        make_run("b", 0, {"lr": 2}, 0.2, {}, converged=False),
+    ]
     by = {c["config"]: c for c in configurations(runs)}
     a = by["a"]
     assert (a["n"], a["n_converged"], a["n_unconverged"]) == (2, 2, 1)
@@ -94,8 +103,8 @@ def test_rank_needs_four_runs_and_reports_n_with_missing_and_unconverged():
     r = rank(three, "m")
     assert r["tau"] is None and "need at least 4" in r["reason"] and r["n"] == 3
     runs = [make_run(f"c{i}", 0, {"lr": i}, 0.1 * i, {"m": float(i)}) for i in range(6)]
-    runs[1]["measures"] = {}                       # no measure
-    runs[2]["measures"]["m"] = float("nan")        # NaN: missing too
+    runs[1]["measures"] = {}  # no measure
+    runs[2]["measures"]["m"] = float("nan")  # NaN: missing too
     runs.append(make_run("c9", 0, {"lr": 9}, 5.0, {"m": -5.0}, converged=False))
     r = rank(runs, "m", n_boot=200, n_perm=99)
     assert (r["n"], r["n_missing"], r["n_unconverged"], r["n_configs"]) == (4, 2, 1, 4)
@@ -119,8 +128,7 @@ def test_weighted_tau_b_is_scipy_on_the_repeated_runs():
     for row, t in zip(w, got, strict=True):
         want = stats.kendalltau(np.repeat(mu, row), np.repeat(g, row)).statistic
         assert t == pytest.approx(want)
-    assert st.tau_b_weighted(mu, g, np.ones(9)) == pytest.approx(
-        stats.kendalltau(mu, g).statistic)
+    assert st.tau_b_weighted(mu, g, np.ones(9)) == pytest.approx(stats.kendalltau(mu, g).statistic)
 
 
 def test_hierarchical_weights_draw_configurations_then_their_seeds():
@@ -132,8 +140,7 @@ def test_hierarchical_weights_draw_configurations_then_their_seeds():
     assert np.allclose(per_cfg, np.round(per_cfg)) and (per_cfg.sum(axis=1) == 3).all()
     # a run of a config with 3 seeds is drawn 1/3 x 3 seeds x (3 draws x 1/3) = 1 time on average
     assert w.mean(axis=0) == pytest.approx(np.ones(6), abs=0.15)
-    fixed = st.hierarchical_weights(groups, 6, 50, np.random.default_rng(0),
-                                    resample_seeds=False)
+    fixed = st.hierarchical_weights(groups, 6, 50, np.random.default_rng(0), resample_seeds=False)
     for cfg in groups:  # without the second level a drawn configuration brings all its seeds
         assert (fixed[:, cfg] == fixed[:, cfg[:1]]).all()
 
@@ -142,12 +149,15 @@ def test_permutation_pvalue_is_exact_enumeration_for_small_n():
     x, y = np.array([1.0, 3, 2, 5, 4]), np.array([0.1, 0.2, 0.3, 0.5, 0.4])
     p, exact = st.permutation_pvalue(x, y, n_perm=9999, rng=np.random.default_rng(0))
     obs = stats.kendalltau(x, y).statistic
-    null = np.array([stats.kendalltau(x[list(q)], y).statistic
-                     for q in itertools.permutations(range(5))])
+    null = np.array(
+        [stats.kendalltau(x[list(q)], y).statistic for q in itertools.permutations(range(5))]
+    )
     want = min(1.0, 2 * min(np.mean(null >= obs - 1e-12), np.mean(null <= obs + 1e-12)))
     assert exact and p == pytest.approx(want)  # 10/120 on each side: 1/12
-    assert st.permutation_pvalue(x, np.ones(5), n_perm=99, rng=np.random.default_rng(0)) \
-        == (None, False)
+    assert st.permutation_pvalue(x, np.ones(5), n_perm=99, rng=np.random.default_rng(0)) == (
+        None,
+        False,
+    )
 
 
 # ------------------------------------------------------------------------------ (a) coverage
@@ -168,9 +178,13 @@ def test_hierarchical_ci_covers_the_population_tau():
     for d in range(draws):
         a = rng.multivariate_normal([0, 0], cov, size=n_cfg)
         e = 0.7 * rng.multivariate_normal([0, 0], cov, size=(n_cfg, n_seed))
-        runs = [make_run(f"c{c}", s, {}, float(a[c, 1] + e[c, s, 1]),
-                         {"m": float(a[c, 0] + e[c, s, 0])})
-                for c in range(n_cfg) for s in range(n_seed)]
+        runs = [
+            make_run(
+                f"c{c}", s, {}, float(a[c, 1] + e[c, s, 1]), {"m": float(a[c, 0] + e[c, s, 0])}
+            )
+            for c in range(n_cfg)
+            for s in range(n_seed)
+        ]
         res = rank(runs, "m", n_boot=300, n_perm=0, seed=d)
         lo, hi = res["ci"]
         assert lo <= res["tau"] <= hi
@@ -196,13 +210,22 @@ def _grid_runs(rng, n_seeds=2):
     for lr, bs in itertools.product([1, 2, 3], [16, 64]):
         for s in range(n_seeds):
             gap = 0.1 * lr + 0.02 * (bs == 64) + 0.01 * rng.normal()
-            runs.append(make_run(f"lr{lr}-bs{bs}", s, {"lr": lr, "bs": bs}, gap,
-                                 {"dist_init": 10 * gap + 0.05 * rng.normal(),
-                                  "margin_q10": -gap + 0.5 * rng.normal(),
-                                  "noise_trace": rng.normal(),
-                                  "sharpness_worst": 1.0},
-                                 train_loss=0.01 + 0.001 * rng.normal(),
-                                 steps=int(100 + 10 * rng.normal())))
+            runs.append(
+                make_run(
+                    f"lr{lr}-bs{bs}",
+                    s,
+                    {"lr": lr, "bs": bs},
+                    gap,
+                    {
+                        "dist_init": 10 * gap + 0.05 * rng.normal(),
+                        "margin_q10": -gap + 0.5 * rng.normal(),
+                        "noise_trace": rng.normal(),
+                        "sharpness_worst": 1.0,
+                    },
+                    train_loss=0.01 + 0.001 * rng.normal(),
+                    steps=int(100 + 10 * rng.normal()),
+                )
+            )
     return runs
 
 
@@ -212,8 +235,14 @@ def test_rank_all_adjusts_across_measures_and_baselines(method):
     out = rank_all(runs, method=method, n_boot=300, n_perm=999)
     rows = {r["measure"]: r for r in out["rows"]}
     assert out["correction"] == method and all(r["correction"] == method for r in out["rows"])
-    assert list(rows) == ["dist_init", "margin_q10", "noise_trace", "sharpness_worst",
-                          "train_loss", "steps"]
+    assert list(rows) == [
+        "dist_init",
+        "margin_q10",
+        "noise_trace",
+        "sharpness_worst",
+        "train_loss",
+        "steps",
+    ]
     tested = [r for r in out["rows"] if r["p"] is not None]
     assert out["n_tests"] == len(tested) == 5  # the constant measure has no p-value
     want = st.adjust_pvalues([r["p"] for r in tested], method)
@@ -232,9 +261,21 @@ def test_rank_all_adjusts_across_measures_and_baselines(method):
     assert d["beats_baselines"] is (floor > base)
     assert d["beats_baselines"] is True  # the gap's own copy beats noise baselines
     assert rows["sharpness_worst"]["beats_baselines"] is None  # constant: no interval
-    assert set(d) >= {"measure", "tau", "ci", "p", "p_adjusted", "n", "baseline",
-                      "expected_sign", "sign_agrees", "beats_baselines", "psi",
-                      "psi_by_axis", "cmi"}
+    assert set(d) >= {
+        "measure",
+        "tau",
+        "ci",
+        "p",
+        "p_adjusted",
+        "n",
+        "baseline",
+        "expected_sign",
+        "sign_agrees",
+        "beats_baselines",
+        "psi",
+        "psi_by_axis",
+        "cmi",
+    }
 
 
 # ------------------------------------------------------------------------------ (c) CMI
@@ -243,8 +284,11 @@ def test_cmi_of_a_two_by_two_table_by_hand():
     x = ["+", "+", "-", "+", "+", "-", "+", "-"]
     y = ["+", "+", "-", "-", "+", "+", "-", "-"]
     z = [0, 0, 0, 0, 1, 1, 1, 1]
-    i0 = (0.5 * math.log2(0.5 / (0.75 * 0.5)) + 0.25 * math.log2(0.25 / (0.25 * 0.5))
-          + 0.25 * math.log2(0.25 / (0.75 * 0.5)))  # 0.3113 bits
+    i0 = (
+        0.5 * math.log2(0.5 / (0.75 * 0.5))
+        + 0.25 * math.log2(0.25 / (0.25 * 0.5))
+        + 0.25 * math.log2(0.25 / (0.75 * 0.5))
+    )  # 0.3113 bits
     r = st.conditional_mutual_information(x, y, z)
     assert r["cmi"] == pytest.approx(0.5 * i0 + 0.5 * 0.0)
     assert r["h_y_given_z"] == pytest.approx(1.0)
@@ -256,8 +300,10 @@ def test_cmi_of_a_two_by_two_table_by_hand():
 
 def test_cmi_of_a_two_by_two_grid_by_hand():
     # configs (a, b) in {0,1}^2, one seed each; gap follows a, the measure follows b
-    runs = [make_run(f"a{a}b{b}", 0, {"a": a, "b": b}, 0.1 + 0.1 * a, {"m": 1.0 + b})
-            for a, b in itertools.product([0, 1], [0, 1])]
+    runs = [
+        make_run(f"a{a}b{b}", 0, {"a": a, "b": b}, 0.1 + 0.1 * a, {"m": 1.0 + b})
+        for a, b in itertools.product([0, 1], [0, 1])
+    ]
     r = rank(runs, "m", n_boot=100, n_perm=0)
     # axis a, S = {b}: within each stratum (b_i, b_j) V_mu is constant -> I = 0
     # axis b, S = {a}: (a_i, a_j) fixes V_g -> H(V_g | U) = 0, no value
@@ -277,15 +323,27 @@ def test_cmi_of_a_two_by_two_grid_by_hand():
 
 # ------------------------------------------------------------------------------ (d) granulated
 def test_granulated_tau_of_a_small_grid_by_hand_with_seeds_averaged():
-    gap = {(1, "a"): 0.10, (2, "a"): 0.20, (3, "a"): 0.30,
-           (1, "b"): 0.15, (2, "b"): 0.25, (3, "b"): 0.35}
-    mu = {(1, "a"): 1.0, (2, "a"): 2.0, (3, "a"): 3.0,
-          (1, "b"): 3.0, (2, "b"): 1.0, (3, "b"): 2.0}
+    gap = {
+        (1, "a"): 0.10,
+        (2, "a"): 0.20,
+        (3, "a"): 0.30,
+        (1, "b"): 0.15,
+        (2, "b"): 0.25,
+        (3, "b"): 0.35,
+    }
+    mu = {(1, "a"): 1.0, (2, "a"): 2.0, (3, "a"): 3.0, (1, "b"): 3.0, (2, "b"): 1.0, (3, "b"): 2.0}
     runs = []
     for (lr, bs), g in gap.items():
         for s, sign in enumerate((+1, -1)):  # seeds anti-correlated around the config mean
-            runs.append(make_run(f"lr{lr}{bs}", s, {"lr": lr, "bs": bs}, g + sign * 0.04,
-                                 {"m": mu[lr, bs] - sign * 0.9}))
+            runs.append(
+                make_run(
+                    f"lr{lr}{bs}",
+                    s,
+                    {"lr": lr, "bs": bs},
+                    g + sign * 0.04,
+                    {"m": mu[lr, bs] - sign * 0.9},
+                )
+            )
     r = rank(runs, "m", n_boot=100, n_perm=0)
     # psi_lr: bs=a orders 1,2,3 -> +1; bs=b: pairs (1,2) D, (1,3) D, (2,3) C -> -1/3
     # psi_bs: lr=1 C (+1), lr=2 D (-1), lr=3 D (-1) -> -1/3
@@ -299,11 +357,16 @@ def test_granulated_tau_of_a_small_grid_by_hand_with_seeds_averaged():
 def test_good_vs_bad_welch_interval_by_hand():
     good = [0.90, 0.92, 0.88]
     bad = [0.70, 0.75, 0.60, 0.65]
-    runs = [make_run(f"sgd-{i}", s, {"lr": 0.1, "init": i}, 0.0, test_acc=v)
-            for i, vals in (("random", good), ("random_labels", bad))
-            for s, v in enumerate(vals)]
-    runs.append(make_run("sgd-bad", 9, {"lr": 0.1, "init": "random_labels"}, 0.0,
-                         test_acc=0.01, converged=False))
+    runs = [
+        make_run(f"sgd-{i}", s, {"lr": 0.1, "init": i}, 0.0, test_acc=v)
+        for i, vals in (("random", good), ("random_labels", bad))
+        for s, v in enumerate(vals)
+    ]
+    runs.append(
+        make_run(
+            "sgd-bad", 9, {"lr": 0.1, "init": "random_labels"}, 0.0, test_acc=0.01, converged=False
+        )
+    )
     runs.append(make_run("adam-random", 0, {"lr": 0.2, "init": "random"}, 0.0))
     out = good_vs_bad(runs)
     assert len(out) == 2
@@ -312,7 +375,7 @@ def test_good_vs_bad_welch_interval_by_hand():
     va, vb = np.var(good, ddof=1) / 3, np.var(bad, ddof=1) / 4  # 0.0004/3, 0.00416667/4
     se = math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 3)
-    diff = np.mean(good) - np.mean(bad)                         # 0.9 - 0.675 = 0.225
+    diff = np.mean(good) - np.mean(bad)  # 0.9 - 0.675 = 0.225
     half = stats.t.ppf(0.975, df) * se
     d = row["difference"]
     assert d["estimate"] == pytest.approx(0.225)
@@ -328,18 +391,46 @@ def test_good_vs_bad_welch_interval_by_hand():
 
 # ------------------------------------------------------------------------------ signs
 SUITE_NAMES = {  # probes.implicit_bias.suite.measures() and report names of the probes
-    "param_norm": 1, "log_prod_frobenius": 1, "log_prod_spectral": 1, "sum_frobenius_sq": 1,
-    "sum_spectral_sq": 1, "dist_init": 1, "dist_init_frobenius_sum": 1,
-    "dist_init_spectral_sum": 1, "path_norm": 1, "fisher_rao": 1, "margin_min": -1,
-    "margin_q10": -1, "margin_normalised_q10": -1, "inverse_margin_q10_sq": 1,
-    "effective_rank_mean": None, "stable_rank_mean": 1, "alpha_mean": 1,
-    "noise_trace": None, "noise_scale": None, "sharpness_worst": 1,
-    "sharpness_worst_adaptive": 1, "sharpness_average": 1, "sharpness_average_adaptive": 1,
-    "pac_bayes_flatness": 1, "pac_bayes_flatness_magnitude": 1, "lambda_max": 1,
-    "hessian_trace": 1, "sharpness_worst_case": 1, "sharpness_worst_case_adaptive": 1,
-    "sharpness_average_case_adaptive": 1, "sharpness_epsilon": 1, "sharpness_pac_bayes": 1,
-    "lambda_max [hessian_top10]": 1, "pac_bayes_sigma": -1, "train_loss": None,
-    "steps": None, "loss": None, "accuracy": None, "something_new": None}
+    "param_norm": 1,
+    "log_prod_frobenius": 1,
+    "log_prod_spectral": 1,
+    "sum_frobenius_sq": 1,
+    "sum_spectral_sq": 1,
+    "dist_init": 1,
+    "dist_init_frobenius_sum": 1,
+    "dist_init_spectral_sum": 1,
+    "path_norm": 1,
+    "fisher_rao": 1,
+    "margin_min": -1,
+    "margin_q10": -1,
+    "margin_normalised_q10": -1,
+    "inverse_margin_q10_sq": 1,
+    "effective_rank_mean": None,
+    "stable_rank_mean": 1,
+    "alpha_mean": 1,
+    "noise_trace": None,
+    "noise_scale": None,
+    "sharpness_worst": 1,
+    "sharpness_worst_adaptive": 1,
+    "sharpness_average": 1,
+    "sharpness_average_adaptive": 1,
+    "pac_bayes_flatness": 1,
+    "pac_bayes_flatness_magnitude": 1,
+    "lambda_max": 1,
+    "hessian_trace": 1,
+    "sharpness_worst_case": 1,
+    "sharpness_worst_case_adaptive": 1,
+    "sharpness_average_case_adaptive": 1,
+    "sharpness_epsilon": 1,
+    "sharpness_pac_bayes": 1,
+    "lambda_max [hessian_top10]": 1,
+    "pac_bayes_sigma": -1,
+    "train_loss": None,
+    "steps": None,
+    "loss": None,
+    "accuracy": None,
+    "something_new": None,
+}
 
 
 @pytest.mark.parametrize(("name", "sign"), sorted(SUITE_NAMES.items()))

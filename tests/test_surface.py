@@ -1,5 +1,6 @@
 """Loss surfaces: the centre and a quadratic model against closed forms, batched (vmap) against
-one point at a time, the file layout, and a killed computation resumed bit for bit."""
+one point at a time, the file layout, and a killed computation resumed bit for bit.
+"""
 
 from __future__ import annotations
 
@@ -69,8 +70,7 @@ def test_quadratic_model_gives_the_analytic_surface():
     for i, a in enumerate(xs):
         for j, b in enumerate(ys):
             w = w0 + a * dn[0] + b * dn[1]
-            np.testing.assert_allclose(s.train_loss[i, j], np.mean((xn @ w - yn) ** 2),
-                                       rtol=1e-12)
+            np.testing.assert_allclose(s.train_loss[i, j], np.mean((xn @ w - yn) ** 2), rtol=1e-12)
     assert "train_accuracy" not in s.grids  # regression: no accuracy
 
 
@@ -119,8 +119,7 @@ def test_a_random_data_source_or_model_is_refused_and_a_shuffled_full_pass_accep
         surface(model, CE, dropping, d, x=np.array([0.0]))
     shuffled = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)
     s = surface(model, CE, shuffled, d, x=np.array([0.0]))
-    assert s.train_loss[0] == pytest.approx(Objective(model, CE, (x, y)).evaluate().loss,
-                                            rel=1e-12)
+    assert s.train_loss[0] == pytest.approx(Objective(model, CE, (x, y)).evaluate().loss, rel=1e-12)
     noisy = nn.Sequential(model, Noise())
     with pytest.raises(DeterminismError, match="random in eval mode"):
         surface(noisy, CE, shuffled, d, x=np.array([0.0]))
@@ -162,8 +161,18 @@ def test_the_file_holds_coordinates_as_dimension_scales_and_round_trips(tmp_path
     with Store(path, "w") as st:
         st.create_run("a", names=["w"], shapes=[(1,)], init=np.zeros(1))
     d = directions_for(model)
-    s = surface(model, CE, (x, y), d, x=np.linspace(-1, 1, 3), y=np.linspace(0, 1, 2),
-                store=path, run="a", name="plane", extras={"note": np.arange(3)})
+    s = surface(
+        model,
+        CE,
+        (x, y),
+        d,
+        x=np.linspace(-1, 1, 3),
+        y=np.linspace(0, 1, 2),
+        store=path,
+        run="a",
+        name="plane",
+        extras={"note": np.arange(3)},
+    )
     with Store(path) as st:
         assert st.info("a").surfaces == ("plane",)
         back = Surface.from_record(st.record("a", "surfaces", "plane"))
@@ -190,15 +199,20 @@ def test_a_finished_surface_is_read_back_not_recomputed_and_a_different_one_refu
     np.testing.assert_array_equal(again.train_loss, first.train_loss)
     with pytest.raises(ValueError, match="already holds a surface 'surface' made with other"):
         surface(model, CE, (x, y), d, x=np.linspace(-1, 1, 5), store=path, run="a")
-    redone = surface(model, CE, (x, y), d, x=np.linspace(-1, 1, 5), store=path, run="a",
-                     replace=True)
+    redone = surface(
+        model, CE, (x, y), d, x=np.linspace(-1, 1, 5), store=path, run="a", replace=True
+    )
     assert redone.n_points == 5
 
 
 def test_a_killed_surface_resumes_to_the_values_of_an_uninterrupted_one(tmp_path):
     killed, clean = tmp_path / "killed.h5", tmp_path / "clean.h5"
-    proc = subprocess.run([sys.executable, str(WORKER), str(killed), "10"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, str(WORKER), str(killed), "10"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == -9, proc.stderr  # SIGKILL, mid-way
     with Store(killed) as st:
         partial = Surface.from_record(st.record("r", "surfaces", "plane"))
@@ -213,16 +227,19 @@ def test_a_killed_surface_resumes_to_the_values_of_an_uninterrupted_one(tmp_path
         np.testing.assert_array_equal(ra.arrays[key], rb.arrays[key], err_msg=key)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"x": [[0.0]]}, "x must be a 1-D array of finite coordinates"),
-    ({"x": [0.0, np.nan]}, "x must be a 1-D array of finite coordinates"),
-    ({"x": [0.0], "y": [0.0], "k": 1}, r"2 direction\(s\) expected for a 2-D grid, got 1"),
-    ({"x": [0.0], "k": 2}, r"1 direction\(s\) expected for a 1-D grid, got 2"),
-    ({"x": [0.0], "bn": "fresh"}, "bn must be one of 'keep', 'recalibrate'"),
-    ({"x": [0.0], "chunk": 0}, "chunk must be an int >= 1"),
-    ({"x": [0.0], "run": "a"}, "give both store and run"),
-    ({"x": [0.0], "directions": torch.zeros(1, 3)}, r"directions must be a float tensor"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"x": [[0.0]]}, "x must be a 1-D array of finite coordinates"),
+        ({"x": [0.0, np.nan]}, "x must be a 1-D array of finite coordinates"),
+        ({"x": [0.0], "y": [0.0], "k": 1}, r"2 direction\(s\) expected for a 2-D grid, got 1"),
+        ({"x": [0.0], "k": 2}, r"1 direction\(s\) expected for a 1-D grid, got 2"),
+        ({"x": [0.0], "bn": "fresh"}, "bn must be one of 'keep', 'recalibrate'"),
+        ({"x": [0.0], "chunk": 0}, "chunk must be an int >= 1"),
+        ({"x": [0.0], "run": "a"}, "give both store and run"),
+        ({"x": [0.0], "directions": torch.zeros(1, 3)}, r"directions must be a float tensor"),
+    ],
+)
 def test_bad_input_is_refused_with_one_clear_message(kwargs, match):
     model, x, y = make("mlp")
     k = kwargs.pop("k", 1 if "y" not in kwargs else 2)

@@ -25,12 +25,15 @@ train = {epochs = 1, seed = 0}
 
 
 def test_grid_is_a_cartesian_product_with_readable_names():
-    s = loads(BASE + """
+    s = loads(
+        BASE
+        + """
 [grid]
 optimizer = [{name = "sgd", lr = 0.1}, {name = "adam", lr = 0.01}]
 "train.batch_size" = [8, 16]
 "train.seed" = [0, 1]
-""")
+"""
+    )
     names = [r.name for r in s.runs]
     assert names[:3] == ["sgd-bs8-seed0", "sgd-bs8-seed1", "sgd-bs16-seed0"]
     assert len(names) == 8 == len(set(names))
@@ -42,35 +45,47 @@ optimizer = [{name = "sgd", lr = 0.1}, {name = "adam", lr = 0.01}]
 
 
 def test_same_optimizer_told_apart_and_dotted_keys_after_tables():
-    s = loads(BASE + """
+    s = loads(
+        BASE
+        + """
 [base.optimizer]
 name = "sgd"
 momentum = 0.9
 [grid]
 "optimizer.lr" = [0.1, 0.01]
 optimizer = [{name = "sgd", lr = 0.5}, {name = "sgd", lr = 0.2, nesterov = true}]
-""")
+"""
+    )
     # tokens in the order of [grid]
-    assert [r.name for r in s.runs] == ["lr0.1-sgd-lr0.5", "lr0.1-sgd-lr0.2-nesterovTrue",
-                                        "lr0.01-sgd-lr0.5", "lr0.01-sgd-lr0.2-nesterovTrue"]
+    assert [r.name for r in s.runs] == [
+        "lr0.1-sgd-lr0.5",
+        "lr0.1-sgd-lr0.2-nesterovTrue",
+        "lr0.01-sgd-lr0.5",
+        "lr0.01-sgd-lr0.2-nesterovTrue",
+    ]
     # same name: merged over base (momentum kept); the dotted key wins over the table
     assert s.runs[2].spec["optimizer"] == {"name": "sgd", "momentum": 0.9, "lr": 0.01}
 
 
 def test_another_optimizer_replaces_base_settings():
-    s = loads(BASE + """
+    s = loads(
+        BASE
+        + """
 [base.optimizer]
 name = "sgd"
 momentum = 0.9
 [grid]
 optimizer = ["adam"]
-""")
+"""
+    )
     assert s.runs[0].spec["optimizer"] == {"name": "adam"}
     assert s.runs[0].name == "adam"
 
 
 def test_explicit_runs_crossed_with_grid_and_common_axes():
-    s = loads(BASE + """
+    s = loads(
+        BASE
+        + """
 [grid]
 "train.seed" = [0, 1]
 [[runs]]
@@ -84,21 +99,40 @@ init = "random_labels"
 [init.random_labels]
 epochs = 5
 optimizer = {name = "sgd", lr = 0.1}
-""")
-    assert [r.name for r in s.runs] == ["plain-seed0", "plain-seed1", "adam-noise0.2-seed0",
-                                        "adam-noise0.2-seed1", "bad-seed0", "bad-seed1"]
+"""
+    )
+    assert [r.name for r in s.runs] == [
+        "plain-seed0",
+        "plain-seed1",
+        "adam-noise0.2-seed0",
+        "adam-noise0.2-seed1",
+        "bad-seed0",
+        "bad-seed1",
+    ]
     keys = {tuple(r.axes) for r in s.runs}
     assert keys == {("optimizer", "data.label_noise", "init", "train.seed")}
-    assert s.run("plain-seed0").axes == {"optimizer": None, "data.label_noise": None,
-                                         "init": "random", "train.seed": 0}
+    assert s.run("plain-seed0").axes == {
+        "optimizer": None,
+        "data.label_noise": None,
+        "init": "random",
+        "train.seed": 0,
+    }
     bad = s.run("bad-seed1")
-    assert bad.init == {"name": "random_labels", "optimizer": {"name": "sgd", "lr": 0.1},
-                        "fraction": 1.0, "seed": 0, "target_accuracy": 1.0, "epochs": 5}
+    assert bad.init == {
+        "name": "random_labels",
+        "optimizer": {"name": "sgd", "lr": 0.1},
+        "fraction": 1.0,
+        "seed": 0,
+        "target_accuracy": 1.0,
+        "epochs": 5,
+    }
     assert bad.axes["init"] == "random_labels"
 
 
 def test_measurements_and_paths():
-    s = loads(BASE + """
+    s = loads(
+        BASE
+        + """
 [grid]
 optimizer = ["sgd", "adam", "momentum"]
 [probes]
@@ -114,11 +148,19 @@ x = [-1, 1, 5]
 init_to_final = true
 between = "all"
 kind = ["linear", "bezier"]
-""")
-    assert list(s.probes) == ["hessian_eigenvalues", "sharpness_worst_case_adaptive",
-                              "sharpness_pac_bayes", "sam_sharpness"]
-    assert s.probes["hessian_eigenvalues"] == ("curvature.hessian", "eigenvalues",
-                                               {"k": 2, "n": 20})
+"""
+    )
+    assert list(s.probes) == [
+        "hessian_eigenvalues",
+        "sharpness_worst_case_adaptive",
+        "sharpness_pac_bayes",
+        "sam_sharpness",
+    ]
+    assert s.probes["hessian_eigenvalues"] == (
+        "curvature.hessian",
+        "eigenvalues",
+        {"k": 2, "n": 20},
+    )
     assert s.probes["sam_sharpness"][2] == {"rho": 0.1, "n": 20}
     assert s.surfaces["r1"]["directions"] == "random"
     assert s.init_to_final == ("linear", "bezier")
@@ -126,13 +168,16 @@ kind = ["linear", "bezier"]
 
 
 def test_aligned_paths_are_named_by_kind():
-    s = loads(BASE + """
+    s = loads(
+        BASE
+        + """
 [grid]
 "train.seed" = [0, 1]
 [paths]
 between = "all"
 kind = ["linear", "aligned"]
-""")
+"""
+    )
     assert s.between == (("seed0", "seed1", "linear"), ("seed0", "seed1", "aligned"))
     assert compare_name(*s.between[1]) == "aligned_seed0_final_seed1_final"
 
@@ -174,8 +219,10 @@ BAD = [
     ("[init.pretrained]", "init.pretrained"),
     ("[init.random_labels]\nfraction = 2.0", "init.random_labels.fraction"),
     ("[init.random_labels]\nepoch = 2", "init.random_labels.epoch"),
-    ("[init.random_labels]\noptimizer = {name = 'x'}\n[[runs]]\ninit = 'random_labels'",
-     "init.random_labels"),
+    (
+        "[init.random_labels]\noptimizer = {name = 'x'}\n[[runs]]\ninit = 'random_labels'",
+        "init.random_labels",
+    ),
     ("[probes]\nhesian = {}", "probes.hesian"),
     ("[probes]\nhessian = {kk = 1}", "probes.hessian.kk"),
     ("[probes]\nhessian = 3", "probes.hessian"),
@@ -271,13 +318,33 @@ def test_errors_name_the_key_and_say_what_came(extra, key, exc):
 
 def test_schema_covers_every_top_level_table():
     s = spec.schema()
-    assert list(s["properties"]) == ["name", "description", "base", "grid", "runs", "init",
-                                     "probes", "along", "surfaces", "paths", "resources"]
+    assert list(s["properties"]) == [
+        "name",
+        "description",
+        "base",
+        "grid",
+        "runs",
+        "init",
+        "probes",
+        "along",
+        "surfaces",
+        "paths",
+        "resources",
+    ]
     assert s["required"] == ["name"] and s["additionalProperties"] is False
     # every table the format (the module docstring) shows is in the schema
     shown = set(re.findall(r"^ {4}\[\[?(\w+)", spec.__doc__, re.M))
-    assert shown == {"base", "grid", "runs", "init", "probes", "along", "surfaces", "paths",
-                     "resources"} and shown <= set(s["properties"])
+    assert shown == {
+        "base",
+        "grid",
+        "runs",
+        "init",
+        "probes",
+        "along",
+        "surfaces",
+        "paths",
+        "resources",
+    } and shown <= set(s["properties"])
     defs = s["$defs"]
     assert set(defs["ProbesTable"]["properties"]) == {"n", "sharpness", *PROBE_FUNCTIONS}
     assert defs["SharpnessEntry"]["properties"]["kind"]["enum"] == list(SHARPNESS)

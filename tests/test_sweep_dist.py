@@ -1,5 +1,6 @@
 """The pieces of shared-out sweeps: surface blocks, merging a block (never a point twice),
-claims on a file, snapshots for readers, ``[resources]``, ``--device``, executor options."""
+claims on a file, snapshots for readers, ``[resources]``, ``--device``, executor options.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.surfaces import directions
 from landscape.cli.main import main
 from landscape.store.file import FileBusyError, Store
+from landscape.surfaces import directions
 from landscape.surfaces.grid import surface
-from landscape.sweep.spec import loads, on_device
 from landscape.sweep.dist import _merge_block, blocks, resources_of
 from landscape.sweep.jobs import Job, plan
 from landscape.sweep.run import run_sweep
+from landscape.sweep.spec import loads, on_device
 
 from .test_sweep_run import TINY
 
@@ -37,8 +38,10 @@ def test_blocks_of_a_surface_give_the_whole_surface_point_for_point(tmp_path):
     model, loss, data, d = _problem()
     xs, ys = np.linspace(-1, 1, 7), np.linspace(-1, 1, 5)
     whole = surface(model, loss, data, d, x=xs, y=ys, chunk=4)
-    parts = [surface(model, loss, data, d, x=xs, y=ys, chunk=4, points=(a, min(a + 8, 35)))
-             for a in range(0, 35, 8)]
+    parts = [
+        surface(model, loss, data, d, x=xs, y=ys, chunk=4, points=(a, min(a + 8, 35)))
+        for a in range(0, 35, 8)
+    ]
     for m, grid in whole.grids.items():
         got = np.full(grid.shape, np.nan)
         for p in parts:
@@ -52,8 +55,16 @@ def test_blocks_of_a_surface_give_the_whole_surface_point_for_point(tmp_path):
 def test_a_bad_block_is_refused(points):
     model, loss, data, d = _problem()
     with pytest.raises(ValueError, match="points must be"):
-        surface(model, loss, data, d, x=np.linspace(-1, 1, 7), y=np.linspace(-1, 1, 5),
-                chunk=4, points=points)
+        surface(
+            model,
+            loss,
+            data,
+            d,
+            x=np.linspace(-1, 1, 7),
+            y=np.linspace(-1, 1, 5),
+            chunk=4,
+            points=points,
+        )
 
 
 def test_a_block_merged_twice_or_overlapping_writes_no_point_twice(tmp_path):
@@ -69,8 +80,9 @@ def test_a_block_merged_twice_or_overlapping_writes_no_point_twice(tmp_path):
         src = tmp_path / f"{name}.h5"
         with Store(src, "a") as s:
             s.create_run("r", names=["w"], shapes=[(1,)], init=np.zeros(1))
-        surface(model, loss, data, d, x=x, y=ys, chunk=4, points=points, store=src, run="r",
-                name="s")
+        surface(
+            model, loss, data, d, x=x, y=ys, chunk=4, points=points, store=src, run="r", name="s"
+        )
         with Store(src) as a, Store(dst, "a") as b:
             for _ in range(times):
                 _merge_block(a, b, "r", "s")
@@ -93,8 +105,9 @@ def test_blocks_cover_the_grid_in_whole_chunks():
     assert blocks(sweep, "r", 100) == [(i, min(i + 16, 81)) for i in range(0, 81, 16)]
     assert blocks(sweep, "r", 2, runs=8) == [(0, 81)]  # the runs are tasks enough: no split
     assert blocks(sweep, "r", 4, runs=2) == [(0, 32), (32, 64), (64, 81)]
-    fixed = loads(TINY.replace("[-1.0, 1.0, 3]", "[-1.0, 1.0, 9]") +
-                  "[resources]\nsurface_block = 40\n")
+    fixed = loads(
+        TINY.replace("[-1.0, 1.0, 3]", "[-1.0, 1.0, 9]") + "[resources]\nsurface_block = 40\n"
+    )
     assert blocks(fixed, "r", 2) == [(0, 48), (48, 81)]
 
 
@@ -104,10 +117,12 @@ def test_resources_and_device():
     assert resources_of(on_device(sweep, "cuda"), "sgd") == {"cpus": 2, "gpus": 1}
     assert resources_of(loads(TINY + "[resources]\ngpus = 0.5\n"), "sgd")["gpus"] == 0.5
     assert on_device(sweep, "cuda").run("adam").spec["train"]["device"] == "cuda"
-    for bad, match in (("cpus = 0", "resources.cpus: must be an integer >= 1"),
-                       ("gpus = -1", "resources.gpus: must be a number >= 0"),
-                       ("surface_block = 2.5", "resources.surface_block: must be an integer"),
-                       ("memory = 3", "memory")):
+    for bad, match in (
+        ("cpus = 0", "resources.cpus: must be an integer >= 1"),
+        ("gpus = -1", "resources.gpus: must be a number >= 0"),
+        ("surface_block = 2.5", "resources.surface_block: must be an integer"),
+        ("memory = 3", "memory"),
+    ):
         with pytest.raises((ValueError, TypeError), match=match):
             loads(TINY + f"[resources]\n{bad}\n")
 
@@ -133,10 +148,25 @@ def test_executor_options_are_checked(tmp_path, monkeypatch, capsys):
         assert s.claimed() is None and s.runs() == []  # the claim was released
     spec = tmp_path / "t.toml"
     spec.write_text(TINY)
-    assert main(["sweep", str(spec), "--out", str(tmp_path / "c.h5"), "--executor", "ray",
-                 "--no-report", "--quiet"]) == 2
-    assert capsys.readouterr().err.strip() == \
-        "landscape: error: sweep: the Ray executor needs Ray: pip install 'landscape[ray]'"
+    assert (
+        main(
+            [
+                "sweep",
+                str(spec),
+                "--out",
+                str(tmp_path / "c.h5"),
+                "--executor",
+                "ray",
+                "--no-report",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
+    assert (
+        capsys.readouterr().err.strip()
+        == "landscape: error: sweep: the Ray executor needs Ray: pip install 'landscape[ray]'"
+    )
 
 
 def test_a_claim_refuses_other_writers_and_lapses_with_its_process(tmp_path):
@@ -147,11 +177,12 @@ def test_a_claim_refuses_other_writers_and_lapses_with_its_process(tmp_path):
     with Store(path, "a") as s:  # this process may go on writing
         s.create_run("r", names=["w"], shapes=[(1,)], init=np.zeros(1))
         s.set_final("r", np.ones(1), status="complete")
-    other = ("from landscape.store import Store\n"
-             f"Store({str(path)!r}, 'a')\n")
+    other = f"from landscape.store import Store\nStore({str(path)!r}, 'a')\n"
     done = subprocess.run([sys.executable, "-c", other], capture_output=True, text=True)
-    assert "FileBusyError" in done.stderr and "is being written by landscape sweep 'x' " \
-        "(process" in done.stderr
+    assert (
+        "FileBusyError" in done.stderr
+        and "is being written by landscape sweep 'x' (process" in done.stderr
+    )
     with Store(path, "a") as s:
         s.release("not-mine")  # someone else's token: the claim stays
         assert s.claimed() is not None
@@ -159,9 +190,11 @@ def test_a_claim_refuses_other_writers_and_lapses_with_its_process(tmp_path):
         assert s.claimed() is None
     assert subprocess.run([sys.executable, "-c", other]).returncode == 0
     # a claim left by a killed process is ignored
-    claimer = ("import os, signal\nfrom landscape.store import Store\n"
-               f"s = Store({str(path)!r}, 'a'); s.claim('landscape sweep y'); s.commit()\n"
-               "os.kill(os.getpid(), signal.SIGKILL)\n")
+    claimer = (
+        "import os, signal\nfrom landscape.store import Store\n"
+        f"s = Store({str(path)!r}, 'a'); s.claim('landscape sweep y'); s.commit()\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     subprocess.run([sys.executable, "-c", claimer])
     with Store(path) as s:
         assert s.claimed()["what"] == "landscape sweep y" and s.writer() is None
@@ -173,8 +206,10 @@ def test_a_claim_from_another_host_needs_take_over(tmp_path):
     with Store(path, "a") as s:
         s.claim("landscape sweep z")
         s._h5.attrs["writer"] = s._h5.attrs["writer"].replace('"host": "', '"host": "elsewhere-')
-    code = ("import sys\nfrom landscape.store import Store\n"
-            f"Store({str(path)!r}, 'a', take_over=len(sys.argv) > 1).close()\n")
+    code = (
+        "import sys\nfrom landscape.store import Store\n"
+        f"Store({str(path)!r}, 'a', take_over=len(sys.argv) > 1).close()\n"
+    )
     refused = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "on host elsewhere-" in refused.stderr and "--take-over" in refused.stderr
     assert subprocess.run([sys.executable, "-c", code, "take"]).returncode == 0
@@ -214,15 +249,17 @@ def test_a_claim_waits_for_a_live_writer_of_a_run_and_ignores_a_reused_pid(tmp_p
         with Store(path, "a") as s:
             s.create_run("r", names=["w"], shapes=[(1,)], init=np.zeros(1))
             s.set_attrs("r", {"writer_pid": sleeper.pid})  # as if `landscape train` wrote it
-            with pytest.raises(FileBusyError, match=f"run 'r' is being written by process "
-                                                    f"{sleeper.pid}"):
+            with pytest.raises(
+                FileBusyError, match=f"run 'r' is being written by process {sleeper.pid}"
+            ):
                 s.claim("landscape sweep x")
             s.set_attrs("r", {"status": "complete"})
             s.claim("landscape sweep x")
             # the claim's pid now belongs to another process (the sleeper): not its writer
             held = s.claimed()
             s._h5.attrs["writer"] = s._h5.attrs["writer"].replace(
-                f'"pid": {held["pid"]}', f'"pid": {sleeper.pid}')
+                f'"pid": {held["pid"]}', f'"pid": {sleeper.pid}'
+            )
             assert s.claimed()["pid"] == sleeper.pid
         code = f"from landscape.store import Store\nStore({str(path)!r}, 'a').close()\n"
         assert subprocess.run([sys.executable, "-c", code]).returncode == 0
@@ -262,8 +299,7 @@ def test_a_resumed_surface_goes_on_along_the_directions_it_was_begun_with(tmp_pa
     class Never:  # an executor never asked to run anything: the plan is refused first
         slots = 2
 
-    with pytest.raises(ValueError, match="holds a surface 'r' of 25 points, the spec asks "
-                                         "for 9"):
+    with pytest.raises(ValueError, match="holds a surface 'r' of 25 points, the spec asks for 9"):
         distribute(smaller, str(out), jobs + [Job("sgd", surfaces=("r",))], Never())
 
 

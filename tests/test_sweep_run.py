@@ -1,5 +1,6 @@
 """Running sweeps (landscape.sweep.run, ``landscape sweep``): quick.toml end to end, resuming
-without redoing complete work, worker processes, the random-label init."""
+without redoing complete work, worker processes, the random-label init.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 
 from landscape.cli.main import main
 from landscape.store.file import Store
-from landscape.sweep.spec import load, loads
 from landscape.sweep.jobs import plan
 from landscape.sweep.run import run_sweep
+from landscape.sweep.spec import load, loads
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -99,8 +100,17 @@ def test_a_killed_sweep_finishes_without_redoing_complete_runs(tmp_path):
     spec = tmp_path / "tiny.toml"
     spec.write_text(TINY.replace("epochs = 3", "epochs = 40"))
     out = tmp_path / "k.h5"
-    cmd = [sys.executable, "-m", "landscape.cli", "sweep", str(spec), "--out", str(out),
-           "--quiet", "--no-report"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "landscape.cli",
+        "sweep",
+        str(spec),
+        "--out",
+        str(out),
+        "--quiet",
+        "--no-report",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     token, deadline = None, time.monotonic() + 120
     try:
@@ -128,10 +138,15 @@ def test_a_killed_sweep_finishes_without_redoing_complete_runs(tmp_path):
 def test_interrupted_sweep_finishes_without_redoing(tmp_path):
     out = tmp_path / "t.h5"
     # the first invocation "was interrupted" after one run: a sweep of that run alone
-    first = loads(TINY.replace('{name = "adam", lr = 0.01}', "").replace(", ]", "]")
-                  .replace('between = "all"', "between = false").replace(
-                      "[probes]", "[probes_]").replace("hessian = {k = 2}\n", "")
-                  .replace("sharpness = [", "#").replace("[probes_]", ""))
+    first = loads(
+        TINY.replace('{name = "adam", lr = 0.01}', "")
+        .replace(", ]", "]")
+        .replace('between = "all"', "between = false")
+        .replace("[probes]", "[probes_]")
+        .replace("hessian = {k = 2}\n", "")
+        .replace("sharpness = [", "#")
+        .replace("[probes_]", "")
+    )
     assert [r.name for r in first.runs] == ["sgd"]
     run_sweep(first, out)
     with Store(out) as s:
@@ -149,8 +164,11 @@ def test_interrupted_sweep_finishes_without_redoing(tmp_path):
         for run in ("sgd", "adam"):
             info = s.info(run)
             assert info.status == "complete"
-            assert set(info.probes) == {"hessian_eigenvalues", "sharpness_worst_case_adaptive",
-                                        "lambda_max"}
+            assert set(info.probes) == {
+                "hessian_eigenvalues",
+                "sharpness_worst_case_adaptive",
+                "lambda_max",
+            }
         assert s.compares() == ["linear_sgd_final_adam_final"]
         # a run left incomplete (failed) is redone; the complete one is not
         s_token = s.info("sgd").attrs["writer_token"]
@@ -168,8 +186,14 @@ def test_another_spec_for_a_complete_run_is_an_error(tmp_path):
     one = TINY.split("[probes]")[0].replace(', {name = "adam", lr = 0.01}', "")
     run_sweep(loads(one), out)
     with pytest.raises(ValueError, match="run 'sgd' is complete but was trained with another"):
-        plan(loads(one.replace("lr = 0.1", "lr = 0.2").replace("[grid]", "[grid_]")
-                   .replace("[grid_]", "[grid]")), out)
+        plan(
+            loads(
+                one.replace("lr = 0.1", "lr = 0.2")
+                .replace("[grid]", "[grid_]")
+                .replace("[grid_]", "[grid]")
+            ),
+            out,
+        )
 
 
 def test_workers_give_the_numbers_of_in_process(tmp_path):
@@ -184,23 +208,32 @@ def test_workers_give_the_numbers_of_in_process(tmp_path):
             assert ib.status == "complete" and ia.attrs["sweep"] == ib.attrs["sweep"]
             assert np.array_equal(sa.params(run), sb.params(run))
             assert np.array_equal(sa.trajectory(run)[1], sb.trajectory(run)[1])
-            for kind, names in (("probes", ia.probes), ("surfaces", ia.surfaces),
-                                ("paths", ia.paths)):
+            for kind, names in (
+                ("probes", ia.probes),
+                ("surfaces", ia.surfaces),
+                ("paths", ia.paths),
+            ):
                 assert names == getattr(ib, kind)
                 for name in names:
                     ra, rb = sa.record(run, kind, name), sb.record(run, kind, name)
                     for key, value in ra.arrays.items():
-                        assert np.array_equal(value, rb.arrays[key], equal_nan=True), \
-                            (run, name, key)
+                        assert np.array_equal(value, rb.arrays[key], equal_nan=True), (
+                            run,
+                            name,
+                            key,
+                        )
         name = sa.compares()[0]
         assert sb.compares() == [name]
-        assert np.array_equal(sa.record(None, "paths", name).arrays["loss"],
-                              sb.record(None, "paths", name).arrays["loss"])
+        assert np.array_equal(
+            sa.record(None, "paths", name).arrays["loss"],
+            sb.record(None, "paths", name).arrays["loss"],
+        )
 
 
 def test_random_label_init_is_recorded(tmp_path):
-    spec = loads(TINY.split("[grid]")[0].replace("width = 8", "width = 64").replace(
-        "gaussians", "digits") + """
+    spec = loads(
+        TINY.split("[grid]")[0].replace("width = 8", "width = 64").replace("gaussians", "digits")
+        + """
 [[runs]]
 name = "plain"
 [[runs]]
@@ -210,7 +243,8 @@ init = "random_labels"
 optimizer = {name = "adam", lr = 0.01}
 batch_size = 64
 epochs = 150
-""")
+"""
+    )
     out = tmp_path / "t.h5"
     run_sweep(spec, out)
     with Store(out) as s:

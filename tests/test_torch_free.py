@@ -1,5 +1,6 @@
 """Reading a file needs no torch: the store, the report, the plots and every family's result
-types import and read records in a fresh interpreter without importing torch."""
+types import and read records in a fresh interpreter without importing torch.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import subprocess
 import sys
 import textwrap
 
-RESULTS = ("probes.curvature.results", "probes.sharpness.results",
-           "probes.implicit_bias.results", "probes.paths.results")
+RESULTS = (
+    "probes.curvature.results",
+    "probes.sharpness.results",
+    "probes.implicit_bias.results",
+    "probes.paths.results",
+)
 
 READ = textwrap.dedent("""
     import os, sys, tempfile
@@ -61,8 +66,7 @@ READ = textwrap.dedent("""
 
 
 def _run(code: str) -> str:
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
 

@@ -1,5 +1,6 @@
 """The training loop: reproducible, the same semantics as a hand-written torch loop, exact on
-full-batch GD for least squares, stopping rules, and everything it records into the store."""
+full-batch GD for least squares, stopping rules, and everything it records into the store.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +19,17 @@ from landscape.store.file import Store, StoreError
 from landscape.train.checkpoints import load_params
 from landscape.train.fit import TrainConfig, TrainResult, callback, fit
 
-HISTORY_COLUMNS = {"step", "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr",
-                   "grad_norm", "time"}
+HISTORY_COLUMNS = {
+    "step",
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "lr",
+    "grad_norm",
+    "time",
+}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -28,7 +38,8 @@ HISTORY_COLUMNS = {"step", "epoch", "train_loss", "train_acc", "test_loss", "tes
 @pytest.fixture(scope="module")
 def blobs():
     """Two separable Gaussian classes in 5-D: 50 training points (batches of 16 leave a partial
-    batch of 2), 40 test points."""
+    batch of 2), 40 test points.
+    """
     return data.gaussians(n_train=50, n_test=40, dim=5, seed=0)
 
 
@@ -38,8 +49,9 @@ def digits10():
 
 
 def mlp(in_features=5, classes=2, seed=0, width=8):
-    return models.build("mlp", in_features=in_features, num_classes=classes, width=width,
-                        depth=1, seed=seed)
+    return models.build(
+        "mlp", in_features=in_features, num_classes=classes, width=width, depth=1, seed=seed
+    )
 
 
 def seeded(seed, fn):
@@ -49,13 +61,15 @@ def seeded(seed, fn):
 
 
 def dropout_net(seed=0):
-    return seeded(seed, lambda: nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Dropout(0.5),
-                                              nn.Linear(16, 2)))
+    return seeded(
+        seed, lambda: nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Dropout(0.5), nn.Linear(16, 2))
+    )
 
 
 def bn_net(seed=0):
-    return seeded(seed, lambda: nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(),
-                                              nn.Linear(8, 2)))
+    return seeded(
+        seed, lambda: nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    )
 
 
 def flat(model):
@@ -69,12 +83,13 @@ def state_equal(a, b):
 
 def batch_order(n, batch, seed, steps):
     """The minibatches fit draws: a new permutation each epoch from a generator seeded with
-    ``seed``, consecutive slices of ``batch``, the last partial batch kept."""
+    ``seed``, consecutive slices of ``batch``, the last partial batch kept.
+    """
     g = torch.Generator().manual_seed(seed)
     out = []
     while len(out) < steps:
         perm = torch.randperm(n, generator=g)
-        out += [perm[b:b + batch] for b in range(0, n, batch)]
+        out += [perm[b : b + batch] for b in range(0, n, batch)]
     return out[:steps]
 
 
@@ -114,15 +129,22 @@ def test_fit_is_bitwise_reproducible(blobs, case):
 
 def test_randomness_comes_from_the_seed_not_only_the_batch_order(blobs):
     """Full batch (one batch per epoch, same order whatever the seed): dropout masks and label
-    noise still differ between seeds, and agree for the same seed."""
+    noise still differ between seeds, and agree for the same seed.
+    """
     n = len(blobs.y_train)
-    for make, opt in ((dropout_net, dict(optimizer="sgd", lr=0.1)),
-                      (lambda: mlp(), dict(optimizer="label_noise_sgd", lr=0.1, noise=0.5))):
+    for make, opt in (
+        (dropout_net, dict(optimizer="sgd", lr=0.1)),
+        (lambda: mlp(), dict(optimizer="label_noise_sgd", lr=0.1, noise=0.5)),
+    ):
         params = []
         for seed in (0, 0, 1):
             model = make()
-            fit(model, "cross_entropy", blobs,
-                TrainConfig(**opt, batch_size=n, max_steps=5, seed=seed, history_every=0))
+            fit(
+                model,
+                "cross_entropy",
+                blobs,
+                TrainConfig(**opt, batch_size=n, max_steps=5, seed=seed, history_every=0),
+            )
             params.append(flat(model))
         assert torch.equal(params[0], params[1])
         assert not torch.equal(params[0], params[2])
@@ -130,12 +152,18 @@ def test_randomness_comes_from_the_seed_not_only_the_batch_order(blobs):
 
 def test_recording_does_not_change_training(blobs):
     """History, snapshots and callbacks only look: with dropout in the model, a run that
-    records every step ends where a run that records nothing ends."""
+    records every step ends where a run that records nothing ends.
+    """
     cfg = dict(optimizer="sgd", lr=0.1, batch_size=16, max_steps=12, seed=1)
     quiet, busy = dropout_net(), dropout_net()
     fit(quiet, "cross_entropy", blobs, TrainConfig(**cfg, history_every=0, snapshot_every=0))
-    fit(busy, "cross_entropy", blobs, TrainConfig(**cfg, history_every=1, snapshot_every=1),
-        callbacks=[callback("norm", 1, lambda s: {"v": s.theta.norm()})])
+    fit(
+        busy,
+        "cross_entropy",
+        blobs,
+        TrainConfig(**cfg, history_every=1, snapshot_every=1),
+        callbacks=[callback("norm", 1, lambda s: {"v": s.theta.norm()})],
+    )
     assert state_equal(quiet, busy)
 
 
@@ -143,30 +171,43 @@ def test_a_callback_that_draws_random_numbers_does_not_change_training(blobs):
     """A probe that uses the global RNG (a Hutchinson trace estimate, a random direction) is
     called inside fit's forked RNG stream, the one dropout draws from: unless callbacks run
     in an RNG context of their own, adding a probe changes the dropout masks and so the
-    trained parameters."""
+    trained parameters.
+    """
     cfg = TrainConfig("sgd", lr=0.1, batch_size=16, max_steps=12, seed=1, history_every=0)
     plain, probed = dropout_net(), dropout_net()
     fit(plain, "cross_entropy", blobs, cfg)
-    fit(probed, "cross_entropy", blobs, cfg,
-        callbacks=[callback("random", 2, lambda s: {"v": torch.randn(()).item()})])
+    fit(
+        probed,
+        "cross_entropy",
+        blobs,
+        cfg,
+        callbacks=[callback("random", 2, lambda s: {"v": torch.randn(()).item()})],
+    )
     assert state_equal(plain, probed), "a callback's random numbers changed the trajectory"
 
 
 # --------------------------------------------------------------------------- 2. torch loop
 
 
-@pytest.mark.parametrize("opt", [
-    dict(optimizer="sgd", lr=0.1),
-    dict(optimizer="momentum", lr=0.05, momentum=0.9),
-    dict(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
-    dict(optimizer="adam", lr=1e-2),
-])
+@pytest.mark.parametrize(
+    "opt",
+    [
+        dict(optimizer="sgd", lr=0.1),
+        dict(optimizer="momentum", lr=0.05, momentum=0.9),
+        dict(optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+        dict(optimizer="adam", lr=1e-2),
+    ],
+)
 def test_fit_equals_a_hand_written_torch_loop(blobs, opt):
     batch, steps, seed = 16, 11, 5  # 4 batches an epoch (16, 16, 16, 2): crosses epochs
     x, y = blobs.train
     model, ref = mlp(seed=1), mlp(seed=1)
-    result = fit(model, "cross_entropy", blobs,
-                 TrainConfig(**opt, batch_size=batch, max_steps=steps, seed=seed))
+    result = fit(
+        model,
+        "cross_entropy",
+        blobs,
+        TrainConfig(**opt, batch_size=batch, max_steps=steps, seed=seed),
+    )
     assert result.steps == steps and result.stop_reason == "max_steps"
 
     h = {k: v for k, v in opt.items() if k != "optimizer"}
@@ -195,16 +236,23 @@ def test_fit_equals_a_hand_written_torch_loop(blobs, opt):
 def test_full_batch_gd_follows_the_closed_form_for_least_squares(tmp_path):
     n, d, lr, steps = 30, 4, 0.3, 40
     g = torch.Generator().manual_seed(0)
-    X = torch.randn(n, d, generator=g, dtype=torch.float64) * torch.tensor([1.0, 0.7, 0.4, 0.2],
-                                                                            dtype=torch.float64)
+    X = torch.randn(n, d, generator=g, dtype=torch.float64) * torch.tensor(
+        [1.0, 0.7, 0.4, 0.2], dtype=torch.float64
+    )
     y = X @ torch.randn(d, 1, generator=g, dtype=torch.float64) + 0.1 * torch.randn(
-        n, 1, generator=g, dtype=torch.float64)
+        n, 1, generator=g, dtype=torch.float64
+    )
     model = models.build("linear", in_features=d, num_classes=1, bias=False, seed=0).double()
     w0 = model.linear.weight.detach().reshape(-1).clone()
     path = str(tmp_path / "gd.h5")
-    result = fit(model, "mse", (X, y), TrainConfig("gd", lr=lr, max_steps=steps,
-                                                       snapshot_every=7, history_every=7),
-                 store=path, run="gd")
+    result = fit(
+        model,
+        "mse",
+        (X, y),
+        TrainConfig("gd", lr=lr, max_steps=steps, snapshot_every=7, history_every=7),
+        store=path,
+        run="gd",
+    )
     assert result.stop_reason == "max_steps"
 
     A = X.T @ X / n  # losses "mse": 0.5 * sum over outputs, mean over examples
@@ -220,27 +268,29 @@ def test_full_batch_gd_follows_the_closed_form_for_least_squares(tmp_path):
     assert traj_steps.tolist() == [0, 7, 14, 21, 28, 35, 40]
     for t, w in zip(traj_steps, traj, strict=True):
         expected = w_star + torch.linalg.matrix_power(M, int(t)) @ (w0 - w_star)
-        np.testing.assert_allclose(w, expected.numpy(), rtol=1e-12, atol=1e-13,
-                                   err_msg=f"step {t}")
+        np.testing.assert_allclose(w, expected.numpy(), rtol=1e-12, atol=1e-13, err_msg=f"step {t}")
     np.testing.assert_array_equal(final, traj[-1])
     # the recorded loss is the loss at those parameters, in closed form
     for t, w, loss in zip(traj_steps, traj, hist["train_loss"], strict=True):
         r = X.numpy() @ w - y.numpy().reshape(-1)
-        assert loss == pytest.approx(0.5 * np.mean(r ** 2), rel=1e-12), t
+        assert loss == pytest.approx(0.5 * np.mean(r**2), rel=1e-12), t
     assert np.isnan(hist["train_acc"]).all() and np.isnan(hist["test_loss"]).all()
 
 
 # --------------------------------------------------------------------------- 4. stopping
 
 
-@pytest.mark.parametrize("limits, steps, reason", [
-    (dict(max_steps=7), 7, "max_steps"),
-    (dict(epochs=2), 8, "epochs"),
-    (dict(epochs=1.5), 6, "epochs"),
-    (dict(epochs=0.3), 2, "epochs"),  # ceil(0.3 * 4 steps an epoch)
-    (dict(epochs=2, max_steps=5), 5, "max_steps"),
-    (dict(epochs=1, max_steps=100), 4, "epochs"),
-])
+@pytest.mark.parametrize(
+    "limits, steps, reason",
+    [
+        (dict(max_steps=7), 7, "max_steps"),
+        (dict(epochs=2), 8, "epochs"),
+        (dict(epochs=1.5), 6, "epochs"),
+        (dict(epochs=0.3), 2, "epochs"),  # ceil(0.3 * 4 steps an epoch)
+        (dict(epochs=2, max_steps=5), 5, "max_steps"),
+        (dict(epochs=1, max_steps=100), 4, "epochs"),
+    ],
+)
 def test_step_and_epoch_limits(blobs, limits, steps, reason):
     r = fit(mlp(), "cross_entropy", blobs, TrainConfig("sgd", batch_size=16, **limits))
     assert (r.steps, r.stop_reason) == (steps, reason)
@@ -255,8 +305,9 @@ def test_full_batch_epochs_are_steps(blobs):
 
 @pytest.mark.parametrize("history_every", [1, 5, 1000])
 def test_target_loss_stops_early(blobs, history_every):
-    cfg = TrainConfig("sgd", lr=0.5, batch_size=16, max_steps=2000, target_loss=0.05,
-                      history_every=history_every)
+    cfg = TrainConfig(
+        "sgd", lr=0.5, batch_size=16, max_steps=2000, target_loss=0.05, history_every=history_every
+    )
     r = fit(mlp(), "cross_entropy", blobs, cfg)
     assert r.stop_reason == "target_loss"
     assert r.steps < 2000
@@ -268,21 +319,34 @@ def test_target_loss_stops_early(blobs, history_every):
 
 
 def test_target_accuracy_stops_early_and_first_limit_wins(blobs):
-    r = fit(mlp(), "cross_entropy", blobs,
-            TrainConfig("sgd", lr=0.05, batch_size=16, max_steps=500, target_accuracy=1.0,
-                        history_every=1))
+    r = fit(
+        mlp(),
+        "cross_entropy",
+        blobs,
+        TrainConfig(
+            "sgd", lr=0.05, batch_size=16, max_steps=500, target_accuracy=1.0, history_every=1
+        ),
+    )
     assert r.stop_reason == "target_accuracy"
     assert 0 < r.steps < 500 and r.final["train_acc"] == 1.0
     assert r.history["train_acc"][-2] < 1.0
     # a step limit that comes first wins over an unreachable target
-    r = fit(mlp(), "cross_entropy", blobs,
-            TrainConfig("sgd", lr=0.05, batch_size=16, max_steps=3, target_loss=1e-9))
+    r = fit(
+        mlp(),
+        "cross_entropy",
+        blobs,
+        TrainConfig("sgd", lr=0.05, batch_size=16, max_steps=3, target_loss=1e-9),
+    )
     assert (r.stop_reason, r.steps) == ("max_steps", 3)
 
 
 def test_target_already_met_at_step_zero(blobs):
-    r = fit(mlp(), "cross_entropy", blobs,
-            TrainConfig("sgd", batch_size=16, max_steps=10, target_loss=100.0))
+    r = fit(
+        mlp(),
+        "cross_entropy",
+        blobs,
+        TrainConfig("sgd", batch_size=16, max_steps=10, target_loss=100.0),
+    )
     assert (r.stop_reason, r.steps) == ("target_loss", 0)
     assert r.history["step"].tolist() == [0]
 
@@ -290,9 +354,14 @@ def test_target_already_met_at_step_zero(blobs):
 def test_divergence_stops_and_stores_a_complete_run(blobs, tmp_path):
     path = str(tmp_path / "div.h5")
     model = mlp()
-    r = fit(model, "cross_entropy", blobs,
-            TrainConfig("sgd", lr=1e12, batch_size=16, max_steps=500, history_every=1),
-            store=path, run="boom")
+    r = fit(
+        model,
+        "cross_entropy",
+        blobs,
+        TrainConfig("sgd", lr=1e12, batch_size=16, max_steps=500, history_every=1),
+        store=path,
+        run="boom",
+    )
     assert r.stop_reason == "diverged"
     assert r.steps < 500
     assert math.isnan(r.final["train_loss"]) and math.isnan(r.final["test_acc"])
@@ -311,7 +380,8 @@ def test_divergence_records_the_gradient_norm_of_the_last_update(tmp_path):
     """grad_norm is 'the norm of the minibatch gradient of the last update': the last row of a
     diverged run (a step that is no multiple of history_every) must not repeat the norm of an
     earlier update. Full-batch GD on least squares with lr far above 2 / lambda_max: the
-    gradient grows by ~|1 - lr lambda| each step, so consecutive norms differ."""
+    gradient grows by ~|1 - lr lambda| each step, so consecutive norms differ.
+    """
     g = torch.Generator().manual_seed(0)
     X = torch.randn(20, 3, generator=g, dtype=torch.float64)
     y = torch.randn(20, 1, generator=g, dtype=torch.float64)
@@ -322,7 +392,8 @@ def test_divergence_records_the_gradient_norm_of_the_last_update(tmp_path):
     assert steps[-1] % 9 != 0, "pick a setting whose divergence falls between history rows"
     assert not norms[-1] <= norms[-2], (
         f"grad_norm at step {steps[-1]} repeats or is below that of step {steps[-2]}: "
-        f"{norms[-1]} vs {norms[-2]} (stale)")
+        f"{norms[-1]} vs {norms[-2]} (stale)"
+    )
 
 
 def test_config_validation():
@@ -331,11 +402,23 @@ def test_config_validation():
     with pytest.raises(ValueError, match="full-batch"):
         TrainConfig("gd", batch_size=32, epochs=1)
     TrainConfig("gd", epochs=1)  # fine without a batch size
-    bad = [dict(max_steps=0), dict(max_steps=-3), dict(max_steps=2.5), dict(max_steps=True),
-           dict(epochs=0), dict(epochs=-1.0), dict(epochs="3"), dict(batch_size=0),
-           dict(batch_size=-1), dict(target_loss=-0.1), dict(target_accuracy=1.5),
-           dict(target_accuracy=-0.1), dict(seed=-1), dict(history_every=-1),
-           dict(snapshot_every=-5)]
+    bad = [
+        dict(max_steps=0),
+        dict(max_steps=-3),
+        dict(max_steps=2.5),
+        dict(max_steps=True),
+        dict(epochs=0),
+        dict(epochs=-1.0),
+        dict(epochs="3"),
+        dict(batch_size=0),
+        dict(batch_size=-1),
+        dict(target_loss=-0.1),
+        dict(target_accuracy=1.5),
+        dict(target_accuracy=-0.1),
+        dict(seed=-1),
+        dict(history_every=-1),
+        dict(snapshot_every=-5),
+    ]
     for kw in bad:
         kw = {"max_steps": 10, **kw} if "max_steps" not in kw else {"epochs": 1, **kw}
         with pytest.raises(ValueError, match="TrainConfig"):
@@ -347,16 +430,25 @@ def test_config_validation():
     with pytest.raises(TypeError, match="bogus"):
         TrainConfig.from_dict({"optimizer": {"name": "sgd"}, "max_steps": 3, "bogus": 1})
     with pytest.raises(TypeError, match="config must be a TrainConfig"):
-        fit(mlp(), "cross_entropy", data.gaussians(n_train=10, n_test=4, dim=5),
-            {"max_steps": 1})
+        fit(mlp(), "cross_entropy", data.gaussians(n_train=10, n_test=4, dim=5), {"max_steps": 1})
 
 
 def test_config_round_trip():
     cfgs = [
         TrainConfig("sgd", max_steps=10),
-        TrainConfig("adam", lr=3e-4, batch_size=64, epochs=2.5, target_loss=0.01,
-                    target_accuracy=0.99, seed=7, history_every=0, snapshot_every=3,
-                    schedule="cosine", warmup=5),
+        TrainConfig(
+            "adam",
+            lr=3e-4,
+            batch_size=64,
+            epochs=2.5,
+            target_loss=0.01,
+            target_accuracy=0.99,
+            seed=7,
+            history_every=0,
+            snapshot_every=3,
+            schedule="cosine",
+            warmup=5,
+        ),
         TrainConfig({"name": "sam", "base": "momentum", "rho": 0.1}, epochs=1),
         TrainConfig("gd", lr=0.02, max_steps=100, schedule={"name": "step", "step_size": 10}),
     ]
@@ -375,10 +467,10 @@ def test_config_round_trip():
 def test_history_and_trajectory_match_independent_evaluation(blobs, tmp_path, flush_seconds):
     path = str(tmp_path / "rec.h5")
     model = mlp()
-    cfg = TrainConfig("momentum", lr=0.05, batch_size=16, max_steps=23, history_every=5,
-                      snapshot_every=5)
-    r = fit(model, "cross_entropy", blobs, cfg, store=path, run="m",
-            flush_seconds=flush_seconds)
+    cfg = TrainConfig(
+        "momentum", lr=0.05, batch_size=16, max_steps=23, history_every=5, snapshot_every=5
+    )
+    r = fit(model, "cross_entropy", blobs, cfg, store=path, run="m", flush_seconds=flush_seconds)
     assert isinstance(r, TrainResult) and r.run == "m"
     with Store(path) as s:
         hist, (tsteps, traj) = s.history("m"), s.trajectory("m")
@@ -419,9 +511,22 @@ def test_history_and_trajectory_match_independent_evaluation(blobs, tmp_path, fl
 def test_grad_norm_is_that_of_the_minibatch_of_the_update(blobs, tmp_path):
     batch, seed = 16, 2
     path = str(tmp_path / "g.h5")
-    r = fit(mlp(), "cross_entropy", blobs,
-            TrainConfig("sgd", lr=0.1, batch_size=batch, max_steps=9, history_every=3,
-                        snapshot_every=1, seed=seed), store=path, run="g")
+    r = fit(
+        mlp(),
+        "cross_entropy",
+        blobs,
+        TrainConfig(
+            "sgd",
+            lr=0.1,
+            batch_size=batch,
+            max_steps=9,
+            history_every=3,
+            snapshot_every=1,
+            seed=seed,
+        ),
+        store=path,
+        run="g",
+    )
     assert r.history["step"].tolist() == [0, 3, 6, 9]
     with Store(path) as s:
         steps, traj = s.trajectory("g")
@@ -439,8 +544,14 @@ def test_grad_norm_is_that_of_the_minibatch_of_the_update(blobs, tmp_path):
 
 
 def test_lr_column_follows_a_step_schedule(blobs):
-    cfg = TrainConfig("sgd", lr=0.1, schedule={"name": "step", "step_size": 4, "gamma": 0.5},
-                      batch_size=16, max_steps=13, history_every=1)
+    cfg = TrainConfig(
+        "sgd",
+        lr=0.1,
+        schedule={"name": "step", "step_size": 4, "gamma": 0.5},
+        batch_size=16,
+        max_steps=13,
+        history_every=1,
+    )
     r = fit(mlp(), "cross_entropy", blobs, cfg)
     steps = r.history["step"]
     assert steps.tolist() == list(range(14))
@@ -458,14 +569,22 @@ def test_callbacks_are_recorded_as_probe_series(blobs, tmp_path):
         assert torch.equal(state.theta, state.train.theta)
         assert state.epoch == state.step / 4
         assert isinstance(state.optimizer, torch.optim.Optimizer)
-        return {"norm": state.theta.norm(), "pair": torch.stack([state.theta[0],
-                                                                  state.theta[1]]),
-                "loss": state.train.evaluate(state.theta).loss}
+        return {
+            "norm": state.theta.norm(),
+            "pair": torch.stack([state.theta[0], state.theta[1]]),
+            "loss": state.train.evaluate(state.theta).loss,
+        }
 
     other = callback("steps", 4, lambda s: {"twice": 2 * s.step})
-    r = fit(mlp(), "cross_entropy", blobs,
-            TrainConfig("sgd", batch_size=16, max_steps=10, history_every=5, snapshot_every=1),
-            store=path, run="cb", callbacks=[callback("probe", 3, probe), other])
+    r = fit(
+        mlp(),
+        "cross_entropy",
+        blobs,
+        TrainConfig("sgd", batch_size=16, max_steps=10, history_every=5, snapshot_every=1),
+        store=path,
+        run="cb",
+        callbacks=[callback("probe", 3, probe), other],
+    )
     assert seen == [0, 3, 6, 9, 10]
     with Store(path) as s:
         stored = s.series("cb", "probes/probe")
@@ -498,21 +617,26 @@ def test_callback_validation():
 
 
 @pytest.mark.parametrize("make", ["sequential", "cnn1d"])
-def test_load_params_restores_the_trained_model_with_batchnorm_buffers(tmp_path, make,
-                                                                        digits10):
+def test_load_params_restores_the_trained_model_with_batchnorm_buffers(tmp_path, make, digits10):
     if make == "sequential":
         split = data.gaussians(n_train=50, n_test=40, dim=5, seed=0)
         build = bn_net
     else:
         split = digits10
         build = lambda seed=0: models.build(  # noqa: E731
-            "cnn1d", in_length=64, num_classes=10, channels=4, batchnorm=True, seed=seed)
+            "cnn1d", in_length=64, num_classes=10, channels=4, batchnorm=True, seed=seed
+        )
     path = str(tmp_path / "bn.h5")
     model = build(0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    fit(model, "cross_entropy", split,
+    fit(
+        model,
+        "cross_entropy",
+        split,
         TrainConfig("adam", lr=1e-2, batch_size=16, max_steps=12, history_every=6),
-        store=path, run="bn")
+        store=path,
+        run="bn",
+    )
     stats = next(k for k in before if k.endswith("running_mean"))
     assert not torch.equal(before[stats], model.state_dict()[stats]), "BN statistics moved"
     fresh = build(1)
@@ -549,8 +673,14 @@ def test_existing_run_raises_and_replace_run_replaces(blobs, tmp_path):
     with Store(path) as s:  # untouched by the refused attempt
         assert s.info("sgd").status == "complete"
         np.testing.assert_array_equal(s.params("sgd", "final"), first)
-    fit(mlp(seed=5), "cross_entropy", blobs, TrainConfig("sgd", batch_size=16, max_steps=6),
-        store=path, replace_run=True)
+    fit(
+        mlp(seed=5),
+        "cross_entropy",
+        blobs,
+        TrainConfig("sgd", batch_size=16, max_steps=6),
+        store=path,
+        replace_run=True,
+    )
     with Store(path) as s:
         assert s.runs() == ["sgd"] and s.info("sgd").attrs["steps"] == 6
         assert not np.array_equal(s.params("sgd", "final"), first)
@@ -567,9 +697,15 @@ def test_failed_run_is_marked_and_redone(blobs, tmp_path):
         return {"v": 1.0}
 
     with pytest.raises(RuntimeError, match="probe exploded"):
-        fit(model, "cross_entropy", blobs,
+        fit(
+            model,
+            "cross_entropy",
+            blobs,
             TrainConfig("sgd", batch_size=16, max_steps=20, history_every=3),
-            store=path, run="x", callbacks=[callback("boom", 3, explode)])
+            store=path,
+            run="x",
+            callbacks=[callback("boom", 3, explode)],
+        )
     assert not model.training, "mode restored after a failure too"
     with Store(path) as s:
         info = s.info("x")
@@ -578,8 +714,14 @@ def test_failed_run_is_marked_and_redone(blobs, tmp_path):
         assert s.history("x")["step"].tolist() == [0, 3, 6]  # what was recorded is kept
         with pytest.raises(StoreError, match="no final"):
             s.params("x", "final")
-    r = fit(bn_net(), "cross_entropy", blobs,
-            TrainConfig("sgd", batch_size=16, max_steps=5), store=path, run="x")
+    r = fit(
+        bn_net(),
+        "cross_entropy",
+        blobs,
+        TrainConfig("sgd", batch_size=16, max_steps=5),
+        store=path,
+        run="x",
+    )
     assert r.steps == 5
     with Store(path) as s:
         assert s.info("x").status == "complete"
@@ -589,7 +731,8 @@ def test_failed_run_is_marked_and_redone(blobs, tmp_path):
 def test_config_error_after_the_run_is_created_does_not_block_the_run(blobs, tmp_path):
     """A cosine schedule with more warm-up than steps is refused (make_scheduler); the refusal
     must not leave the run 'running' under this (live) process, which would block the next fit
-    of that name in the same session (a notebook) until replace_run=True."""
+    of that name in the same session (a notebook) until replace_run=True.
+    """
     path = str(tmp_path / "c.h5")
     bad = TrainConfig("sgd", batch_size=16, max_steps=5, schedule="cosine", warmup=10)
     with pytest.raises(ValueError, match="warm"):
@@ -597,14 +740,25 @@ def test_config_error_after_the_run_is_created_does_not_block_the_run(blobs, tmp
     if (tmp_path / "c.h5").exists():
         with Store(path) as s:
             assert "c" not in s or s.info("c").status != "running"
-    r = fit(mlp(), "cross_entropy", blobs, TrainConfig("sgd", batch_size=16, max_steps=5),
-            store=path, run="c")
+    r = fit(
+        mlp(),
+        "cross_entropy",
+        blobs,
+        TrainConfig("sgd", batch_size=16, max_steps=5),
+        store=path,
+        run="c",
+    )
     assert r.steps == 5
 
 
 def test_train_and_test_as_tensor_pairs(blobs):
-    r = fit(mlp(), "cross_entropy", blobs.train,
-            TrainConfig("sgd", batch_size=16, max_steps=4), test=blobs.test)
+    r = fit(
+        mlp(),
+        "cross_entropy",
+        blobs.train,
+        TrainConfig("sgd", batch_size=16, max_steps=4),
+        test=blobs.test,
+    )
     assert 0 <= r.final["test_acc"] <= 1
     r2 = fit(mlp(), "cross_entropy", blobs, TrainConfig("sgd", batch_size=16, max_steps=4))
     assert r.final == r2.final
@@ -627,10 +781,20 @@ def mnist1d():
 def test_mlp_reaches_the_published_ballpark_on_mnist1d(mnist1d):
     """Published: ~68% test accuracy for an MLP (Greydanus and Kobak 2024). AdamW with
     decoupled weight decay 0.5 and a cosine schedule, 40 epochs: 0.676 here (seed 0; seeds 1
-    and 2: 0.654, 0.640), about 2 s on 2 CPU cores."""
+    and 2: 0.654, 0.640), about 2 s on 2 CPU cores.
+    """
     model = models.build("mlp", in_features=40, num_classes=10, seed=0)
-    cfg = TrainConfig("adamw", lr=1e-2, weight_decay=0.5, schedule="cosine", batch_size=128,
-                      epochs=40, seed=0, history_every=0, snapshot_every=0)
+    cfg = TrainConfig(
+        "adamw",
+        lr=1e-2,
+        weight_decay=0.5,
+        schedule="cosine",
+        batch_size=128,
+        epochs=40,
+        seed=0,
+        history_every=0,
+        snapshot_every=0,
+    )
     r = fit(model, "cross_entropy", mnist1d, cfg)
     assert r.stop_reason == "epochs" and r.steps == 40 * 32
     assert r.final["test_acc"] >= 0.6, r.final
@@ -639,10 +803,19 @@ def test_mlp_reaches_the_published_ballpark_on_mnist1d(mnist1d):
 
 def test_cnn_reaches_the_published_ballpark_on_mnist1d(mnist1d):
     """Published: ~94% test accuracy for this CNN. Adam lr 3e-2 with a cosine schedule, 30
-    epochs: 0.935 here (seed 0; seeds 1 and 2: 0.906, 0.918), about 6 s on 2 CPU cores."""
+    epochs: 0.935 here (seed 0; seeds 1 and 2: 0.906, 0.918), about 6 s on 2 CPU cores.
+    """
     model = models.build("cnn1d", seed=0)
-    cfg = TrainConfig("adam", lr=3e-2, schedule="cosine", batch_size=128, epochs=30, seed=0,
-                      history_every=0, snapshot_every=0)
+    cfg = TrainConfig(
+        "adam",
+        lr=3e-2,
+        schedule="cosine",
+        batch_size=128,
+        epochs=30,
+        seed=0,
+        history_every=0,
+        snapshot_every=0,
+    )
     r = fit(model, "cross_entropy", mnist1d, cfg)
     assert r.stop_reason == "epochs"
     assert r.final["test_acc"] >= 0.9, r.final
@@ -663,14 +836,22 @@ def test_a_reader_holding_the_file_delays_flushes_without_losing_records(blobs, 
             held.pop().close()
         return {"value": float(state.step)}
 
-    r = fit(mlp(), "cross_entropy", blobs,
-            TrainConfig("sgd", batch_size=16, max_steps=16, history_every=2, seed=0),
-            store=path, run="r", callbacks=[callback("hold", 2, hold)], flush_seconds=0)
+    r = fit(
+        mlp(),
+        "cross_entropy",
+        blobs,
+        TrainConfig("sgd", batch_size=16, max_steps=16, history_every=2, seed=0),
+        store=path,
+        run="r",
+        callbacks=[callback("hold", 2, hold)],
+        flush_seconds=0,
+    )
     with Store(path) as s:
         assert s.info("r").status == "complete"
         np.testing.assert_array_equal(s.history("r")["step"], r.history["step"])
-        np.testing.assert_array_equal(s.series("r", "probes/hold")["value"],
-                                      r.series["hold"]["value"])
+        np.testing.assert_array_equal(
+            s.series("r", "probes/hold")["value"], r.series["hold"]["value"]
+        )
 
 
 def test_a_run_replaced_while_training_stops_its_first_writer(blobs, tmp_path):
@@ -684,10 +865,16 @@ def test_a_run_replaced_while_training_stops_its_first_writer(blobs, tmp_path):
         return {}
 
     with pytest.raises(StoreError, match="replaced or deleted by another writer"):
-        fit(mlp(), "cross_entropy", blobs,
+        fit(
+            mlp(),
+            "cross_entropy",
+            blobs,
             TrainConfig("sgd", batch_size=16, max_steps=12, history_every=2, seed=0),
-            store=path, run="r", callbacks=[callback("replace", 2, replace_it)],
-            flush_seconds=0)
+            store=path,
+            run="r",
+            callbacks=[callback("replace", 2, replace_it)],
+            flush_seconds=0,
+        )
     with Store(path) as s:  # the replacement is left as it was, not marked failed
         assert s.info("r").status == "complete"
         assert s.params("r").tolist() == [1.0]
@@ -701,38 +888,64 @@ def test_a_failing_final_write_marks_the_run_failed(blobs, tmp_path, monkeypatch
 
     monkeypatch.setattr(Store, "set_final", broken)
     with pytest.raises(OSError, match="disk full"):
-        fit(mlp(), "cross_entropy", blobs, TrainConfig("sgd", batch_size=16, max_steps=5),
-            store=path, run="r")
+        fit(
+            mlp(),
+            "cross_entropy",
+            blobs,
+            TrainConfig("sgd", batch_size=16, max_steps=5),
+            store=path,
+            run="r",
+        )
     monkeypatch.undo()
     with Store(path) as s:
         info = s.info("r")
     assert info.status == "failed" and "disk full" in info.attrs["error"]
-    r = fit(mlp(), "cross_entropy", blobs, TrainConfig("sgd", batch_size=16, max_steps=5),
-            store=path, run="r")  # a failed run is redone
+    r = fit(
+        mlp(),
+        "cross_entropy",
+        blobs,
+        TrainConfig("sgd", batch_size=16, max_steps=5),
+        store=path,
+        run="r",
+    )  # a failed run is redone
     assert r.steps == 5
 
 
 def test_target_accuracy_is_checked_at_epoch_ends_for_a_single_logit(tmp_path):
     """A single-logit model with the logistic loss: the epoch-end check counts hits from the
     outputs' shape, so training stops at the first epoch that reaches the target, not at the
-    next history point."""
+    next history point.
+    """
     split = data.gaussians(n_train=64, n_test=32, dim=4, seed=1)
     model = models.build("linear", in_features=4, num_classes=1, seed=0)
-    r = fit(model, "logistic", split, TrainConfig("sgd", lr=0.05, batch_size=16, epochs=200,
-                                                  target_accuracy=0.97, seed=0))
+    r = fit(
+        model,
+        "logistic",
+        split,
+        TrainConfig("sgd", lr=0.05, batch_size=16, epochs=200, target_accuracy=0.97, seed=0),
+    )
     assert r.stop_reason == "target_accuracy"
-    every_epoch = fit(models.build("linear", in_features=4, num_classes=1, seed=0), "logistic",
-                      split, TrainConfig("sgd", lr=0.05, batch_size=16, epochs=200,
-                                         target_accuracy=0.97, seed=0, history_every=4))
+    every_epoch = fit(
+        models.build("linear", in_features=4, num_classes=1, seed=0),
+        "logistic",
+        split,
+        TrainConfig(
+            "sgd", lr=0.05, batch_size=16, epochs=200, target_accuracy=0.97, seed=0, history_every=4
+        ),
+    )
     assert r.steps == every_epoch.steps and r.steps % 4 == 0
     assert r.final["train_acc"] >= 0.97
 
 
-def test_label_noise_beyond_one_on_classes_is_refused_before_the_run_is_created(blobs,
-                                                                                 tmp_path):
+def test_label_noise_beyond_one_on_classes_is_refused_before_the_run_is_created(blobs, tmp_path):
     path = tmp_path / "noise.h5"
     with pytest.raises(ValueError, match=r"must be in \[0, 1\]"):
-        fit(mlp(), "cross_entropy", blobs,
+        fit(
+            mlp(),
+            "cross_entropy",
+            blobs,
             TrainConfig("label_noise_sgd", noise=1.5, batch_size=16, max_steps=3),
-            store=str(path), run="r")
+            store=str(path),
+            run="r",
+        )
     assert not path.exists() or Store(path, "a").runs() == []

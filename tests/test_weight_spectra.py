@@ -1,5 +1,6 @@
 """probes.implicit_bias.weight_spectra: effective and stable rank against closed forms, the power-law fit on
-synthetic eigenvalues, None with a reason for small layers, records and bad input."""
+synthetic eigenvalues, None with a reason for small layers, records and bad input.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ class Mats(nn.Module):
 
 
 def pareto(alpha: float, n: int, seed: int, xmin: float = 1.0) -> np.ndarray:
-    """n draws of p(x) ~ x^-alpha on [xmin, inf) by inverting the CDF."""
+    """N draws of p(x) ~ x^-alpha on [xmin, inf) by inverting the CDF."""
     u = np.random.default_rng(seed).random(n)
     return xmin * (1 - u) ** (-1 / (alpha - 1))
 
@@ -45,25 +46,33 @@ def with_singular_values(s: np.ndarray, shape: tuple[int, int], seed: int) -> to
 
 def test_ranks_against_closed_forms():
     g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(7, 1, generator=g, dtype=torch.float64), torch.randn(1, 5, generator=g,
-                                                                           dtype=torch.float64)
+    a, b = (
+        torch.randn(7, 1, generator=g, dtype=torch.float64),
+        torch.randn(1, 5, generator=g, dtype=torch.float64),
+    )
     diag = torch.diag(torch.tensor([3.0, 1.0, 1.0, 0.0], dtype=torch.float64))
-    model = Mats(eye=torch.eye(6, dtype=torch.float64) * 2.5, rank1=a @ b, diag=diag,
-                 conv=torch.randn(4, 2, 3, generator=g, dtype=torch.float64))
+    model = Mats(
+        eye=torch.eye(6, dtype=torch.float64) * 2.5,
+        rank1=a @ b,
+        diag=diag,
+        conv=torch.randn(4, 2, 3, generator=g, dtype=torch.float64),
+    )
     before = {k: v.clone() for k, v in model.state_dict().items()}
     ws = weight_spectra(model)
-    assert ws.layers == ("eye", "rank1", "diag", "conv")        # the bias is no layer
+    assert ws.layers == ("eye", "rank1", "diag", "conv")  # the bias is no layer
     assert ws.shapes == ((6, 6), (7, 5), (4, 4), (4, 6))
     np.testing.assert_allclose(ws.effective_rank[:2], [6.0, 1.0], rtol=1e-10)
     np.testing.assert_allclose(ws.stable_rank[:2], [6.0, 1.0], rtol=1e-10)
     p = np.array([3.0, 1.0, 1.0]) / 5
     assert ws.effective_rank[2] == pytest.approx(np.exp(-(p * np.log(p)).sum()))
     assert ws.stable_rank[2] == pytest.approx(11 / 9)
-    np.testing.assert_allclose(ws.singular_values[3], torch.linalg.svdvals(
-        model.conv.detach().reshape(4, 6)).numpy())
+    np.testing.assert_allclose(
+        ws.singular_values[3], torch.linalg.svdvals(model.conv.detach().reshape(4, 6)).numpy()
+    )
     assert ws.alpha == (None,) * 4
-    assert ws.alpha_reason[0] == ("6 eigenvalues (min of the matrix shape (6, 6)); a fit needs "
-                                  "at least 50")
+    assert ws.alpha_reason[0] == (
+        "6 eigenvalues (min of the matrix shape (6, 6)); a fit needs at least 50"
+    )
     assert np.isnan(effective_rank(np.zeros(3)))
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
 
@@ -83,8 +92,10 @@ def test_fit_recovers_a_known_exponent(alpha):
 
 def test_alpha_of_a_layer():
     lam = np.sort(pareto(3.0, 400, seed=4))[::-1]
-    model = Mats(w=with_singular_values(np.sqrt(lam), (500, 400), seed=5),
-                 small=torch.randn(60, 40, dtype=torch.float64))
+    model = Mats(
+        w=with_singular_values(np.sqrt(lam), (500, 400), seed=5),
+        small=torch.randn(60, 40, dtype=torch.float64),
+    )
     ws = weight_spectra(model)
     direct = fit_power_law(lam)
     assert ws.alpha[0] == pytest.approx(direct.alpha, rel=1e-6)
@@ -99,8 +110,10 @@ def test_alpha_of_a_layer():
 
 def test_records_round_trip(tmp_path):
     lam = pareto(2.5, 60, seed=7)
-    model = Mats(w=with_singular_values(np.sqrt(lam), (70, 60), seed=8),
-                 s=torch.randn(3, 4, dtype=torch.float64))
+    model = Mats(
+        w=with_singular_values(np.sqrt(lam), (70, 60), seed=8),
+        s=torch.randn(3, 4, dtype=torch.float64),
+    )
     ws = weight_spectra(model)
     assert ws.alpha[0] is not None and ws.alpha[1] is None
     with Store(tmp_path / "w.h5", "w") as store:

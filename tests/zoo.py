@@ -1,6 +1,7 @@
 """Small models for the engine's tests, written here (not taken from landscape.models) so that
 the engine is checked on arbitrary modules: BatchNorm, residuals, buffers, frozen and tied
-parameters, attention."""
+parameters, attention.
+"""
 
 from __future__ import annotations
 
@@ -55,8 +56,13 @@ class CNNBN(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv1d(1, 3, 3, padding=1), nn.BatchNorm1d(3), nn.Tanh(),
-            nn.Conv1d(3, 2, 3, stride=2), nn.BatchNorm1d(2), nn.Softplus(), nn.Flatten(),
+            nn.Conv1d(1, 3, 3, padding=1),
+            nn.BatchNorm1d(3),
+            nn.Tanh(),
+            nn.Conv1d(3, 2, 3, stride=2),
+            nn.BatchNorm1d(2),
+            nn.Softplus(),
+            nn.Flatten(),
         )
         self.head = nn.Linear(2 * 3, 3)
 

@@ -39,11 +39,11 @@ def grid(text: str, flag: str) -> object:
     try:
         start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
     except (IndexError, ValueError):
-        raise ValueError(f"{flag} must be START:STOP:NUM (e.g. -1:1:21), got {text!r}") \
-            from None
+        raise ValueError(f"{flag} must be START:STOP:NUM (e.g. -1:1:21), got {text!r}") from None
     if len(parts) != 3 or num < 1 or not start < stop:
-        raise ValueError(f"{flag} must be START:STOP:NUM with START < STOP and NUM >= 1, got "
-                         f"{text!r}")
+        raise ValueError(
+            f"{flag} must be START:STOP:NUM with START < STOP and NUM >= 1, got {text!r}"
+        )
     return np.linspace(start, stop, num)
 
 

@@ -33,7 +33,21 @@ from landscape.data.sources import DATASETS, from_arrays, from_dataset, load
 from landscape.data.split import Split, corrupt, corrupt_labels, standardize, subset
 
 __all__ = [
-    "DATASETS", "Split", "corrupt", "corrupt_labels", "digits", "from_arrays", "from_dataset",
-    "gaussians", "load", "matrix_sensing", "matrix_sensing_truth", "mnist1d", "modular_addition",
-    "moons", "sparse_regression", "standardize", "subset",
+    "DATASETS",
+    "Split",
+    "corrupt",
+    "corrupt_labels",
+    "digits",
+    "from_arrays",
+    "from_dataset",
+    "gaussians",
+    "load",
+    "matrix_sensing",
+    "matrix_sensing_truth",
+    "mnist1d",
+    "modular_addition",
+    "moons",
+    "sparse_regression",
+    "standardize",
+    "subset",
 ]

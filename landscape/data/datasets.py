@@ -32,8 +32,16 @@ import torch
 from landscape.data.split import Split, _split_indices
 from landscape.engine.checks import _check_fraction, _check_int, _check_number
 
-__all__ = ["digits", "gaussians", "matrix_sensing", "matrix_sensing_truth", "mnist1d",
-           "modular_addition", "moons", "sparse_regression"]
+__all__ = [
+    "digits",
+    "gaussians",
+    "matrix_sensing",
+    "matrix_sensing_truth",
+    "mnist1d",
+    "modular_addition",
+    "moons",
+    "sparse_regression",
+]
 
 _MNIST1D_REF = "Greydanus & Kobak, 'Scaling down deep learning with MNIST-1D', ICML 2024"
 
@@ -91,14 +99,20 @@ def _read_cache(path: Path, args_json: str) -> dict[str, np.ndarray] | None:
             arrays = {k: z[k] for k in ("x", "y", "x_test", "y_test")}
             stored = str(z["args"])
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
-        warnings.warn(f"mnist1d: cache file {path} is unreadable ({err}); regenerating",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"mnist1d: cache file {path} is unreadable ({err}); regenerating",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return None
     x, xt, y, yt = arrays["x"], arrays["x_test"], arrays["y"], arrays["y_test"]
     ok = stored == args_json and x.ndim == xt.ndim == 2 and len(x) == len(y) and len(xt) == len(yt)
     if not ok:
-        warnings.warn(f"mnist1d: cache file {path} does not match its key; regenerating",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"mnist1d: cache file {path} does not match its key; regenerating",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return None
     return arrays
 
@@ -109,8 +123,14 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray], args_json: str) -> N
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, args=np.array(args_json), x=arrays["x"], y=arrays["y"],
-                     x_test=arrays["x_test"], y_test=arrays["y_test"])
+            np.savez(
+                f,
+                args=np.array(args_json),
+                x=arrays["x"],
+                y=arrays["y"],
+                x_test=arrays["x_test"],
+                y_test=arrays["y_test"],
+            )
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is shared like any file
@@ -118,12 +138,14 @@ def _write_cache(path: Path, arrays: dict[str, np.ndarray], args_json: str) -> N
     except OSError as err:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
-        warnings.warn(f"mnist1d: could not write cache {path} ({err})", RuntimeWarning,
-                      stacklevel=3)
+        warnings.warn(
+            f"mnist1d: could not write cache {path} ({err})", RuntimeWarning, stacklevel=3
+        )
 
 
-def mnist1d(*, seed: int = 42, cache_dir: str | os.PathLike | None = None,
-            shuffle_spatial: bool = False) -> Split:
+def mnist1d(
+    *, seed: int = 42, cache_dir: str | os.PathLike | None = None, shuffle_spatial: bool = False
+) -> Split:
     """MNIST-1D: 4000 train and 1000 test sequences of length 40, 10 classes.
 
     Generated locally by the ``mnist1d`` package (``make_dataset(get_dataset_args())`` with
@@ -167,9 +189,14 @@ def mnist1d(*, seed: int = 42, cache_dir: str | os.PathLike | None = None,
         perm = torch.randperm(x.shape[1], generator=torch.Generator().manual_seed(seed))
         x, xt = x[:, perm].contiguous(), xt[:, perm].contiguous()
         options["permutation"] = perm.tolist()
-    info = {"source": f"mnist1d package, generated locally ({_MNIST1D_REF})",
-            "sizes": {"train": len(y), "test": len(yt)}, "seed": seed, "options": options,
-            "generator_args": args, "cache_key": key}
+    info = {
+        "source": f"mnist1d package, generated locally ({_MNIST1D_REF})",
+        "sizes": {"train": len(y), "test": len(yt)},
+        "seed": seed,
+        "options": options,
+        "generator_args": args,
+        "cache_key": key,
+    }
     return Split(x, y, xt, yt, name="mnist1d", num_classes=10, info=info)
 
 
@@ -201,14 +228,24 @@ def digits(*, test_fraction: float = 0.2, seed: int = 0, image: bool = False) ->
     if image:
         x = x.reshape(-1, 1, 8, 8)
     tr, te = _split_indices("digits", len(y), bunch.target, test_fraction, seed)
-    info = {"source": "sklearn.datasets.load_digits (UCI optical recognition of handwritten "
-                      "digits)", "sizes": {"train": len(tr), "test": len(te)}, "seed": seed,
-            "options": {"test_fraction": test_fraction, "image": bool(image), "stratified": True}}
+    info = {
+        "source": "sklearn.datasets.load_digits (UCI optical recognition of handwritten digits)",
+        "sizes": {"train": len(tr), "test": len(te)},
+        "seed": seed,
+        "options": {"test_fraction": test_fraction, "image": bool(image), "stratified": True},
+    }
     return Split(x[tr], y[tr], x[te], y[te], name="digits", num_classes=10, info=info)
 
 
-def gaussians(*, n_train: int = 200, n_test: int = 1000, dim: int = 2, margin: float = 0.1,
-              separation: float = 3.0, seed: int = 0) -> Split:
+def gaussians(
+    *,
+    n_train: int = 200,
+    n_test: int = 1000,
+    dim: int = 2,
+    margin: float = 0.1,
+    separation: float = 3.0,
+    seed: int = 0,
+) -> Split:
     """Two linearly separable Gaussian classes, separated by a hyperplane through the origin.
 
     A random unit direction ``w`` is drawn; class ``c`` in {0, 1} (sign ``s = 2c - 1``) is
@@ -248,17 +285,29 @@ def gaussians(*, n_train: int = 200, n_test: int = 1000, dim: int = 2, margin: f
     def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
         y = rng.permutation(np.arange(n) % 2)
         z = rng.standard_normal((n, dim))
-        t = truncnorm.rvs(margin - separation / 2, np.inf, loc=separation / 2, size=n,
-                          random_state=rng)
+        t = truncnorm.rvs(
+            margin - separation / 2, np.inf, loc=separation / 2, size=n, random_state=rng
+        )
         return z - np.outer(z @ w, w) + np.outer((2 * y - 1) * t, w), y
 
     (x, y), (xt, yt) = draw(n_train), draw(n_test)
-    info = {"source": "synthetic: truncated Gaussians", "sizes": {"train": n_train, "test": n_test},
-            "seed": seed, "options": {"dim": dim, "margin": margin, "separation": separation},
-            "direction": w.tolist(),
-            "min_margin_train": float(((2 * y - 1) * (x @ w)).min())}
-    return Split(_tensor(x, np.float32), _tensor(y, np.int64), _tensor(xt, np.float32),
-                 _tensor(yt, np.int64), name="gaussians", num_classes=2, info=info)
+    info = {
+        "source": "synthetic: truncated Gaussians",
+        "sizes": {"train": n_train, "test": n_test},
+        "seed": seed,
+        "options": {"dim": dim, "margin": margin, "separation": separation},
+        "direction": w.tolist(),
+        "min_margin_train": float(((2 * y - 1) * (x @ w)).min()),
+    }
+    return Split(
+        _tensor(x, np.float32),
+        _tensor(y, np.int64),
+        _tensor(xt, np.float32),
+        _tensor(yt, np.int64),
+        name="gaussians",
+        num_classes=2,
+        info=info,
+    )
 
 
 def moons(*, n_train: int = 200, n_test: int = 1000, noise: float = 0.1, seed: int = 0) -> Split:
@@ -279,19 +328,32 @@ def moons(*, n_train: int = 200, n_test: int = 1000, noise: float = 0.1, seed: i
     """
     from sklearn.datasets import make_moons  # noqa: PLC0415 (import cost, see digits)
 
-    n_train, n_test = (_check_int("moons", k, v, 1) for k, v in (("n_train", n_train),
-                                                                  ("n_test", n_test)))
+    n_train, n_test = (
+        _check_int("moons", k, v, 1) for k, v in (("n_train", n_train), ("n_test", n_test))
+    )
     seed, noise = _check_int("moons", "seed", seed), _check_number("moons", "noise", noise)
     x, y = make_moons(n_samples=n_train + n_test, noise=noise, random_state=seed)
     x, y = _tensor(x, np.float32), _tensor(y, np.int64)
-    info = {"source": "sklearn.datasets.make_moons", "sizes": {"train": n_train, "test": n_test},
-            "seed": seed, "options": {"noise": float(noise)}}
-    return Split(x[:n_train], y[:n_train], x[n_train:], y[n_train:], name="moons",
-                 num_classes=2, info=info)
+    info = {
+        "source": "sklearn.datasets.make_moons",
+        "sizes": {"train": n_train, "test": n_test},
+        "seed": seed,
+        "options": {"noise": float(noise)},
+    }
+    return Split(
+        x[:n_train], y[:n_train], x[n_train:], y[n_train:], name="moons", num_classes=2, info=info
+    )
 
 
-def sparse_regression(*, n_train: int = 40, n_test: int = 1000, dim: int = 100, sparsity: int = 5,
-                      noise: float = 0.0, seed: int = 0) -> Split:
+def sparse_regression(
+    *,
+    n_train: int = 40,
+    n_test: int = 1000,
+    dim: int = 100,
+    sparsity: int = 5,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> Split:
     """Underdetermined sparse linear regression ``y = X beta* (+ noise)``, float targets.
 
     ``beta*`` has ``sparsity`` non-zero entries at random positions, each ``+-1/sqrt(sparsity)``
@@ -340,12 +402,23 @@ def sparse_regression(*, n_train: int = 40, n_test: int = 1000, dim: int = 100, 
         return x, x @ beta + noise * rng.standard_normal(n)
 
     (x, y), (xt, yt) = draw(n_train), draw(n_test)
-    info = {"source": "synthetic: sparse linear regression, Gaussian inputs",
-            "sizes": {"train": n_train, "test": n_test}, "seed": seed,
-            "options": {"dim": dim, "sparsity": sparsity, "noise": noise},
-            "beta": beta.tolist(), "support": support.tolist()}
-    return Split(_tensor(x, np.float32), _tensor(y, np.float32), _tensor(xt, np.float32),
-                 _tensor(yt, np.float32), name="sparse_regression", num_classes=1, info=info)
+    info = {
+        "source": "synthetic: sparse linear regression, Gaussian inputs",
+        "sizes": {"train": n_train, "test": n_test},
+        "seed": seed,
+        "options": {"dim": dim, "sparsity": sparsity, "noise": noise},
+        "beta": beta.tolist(),
+        "support": support.tolist(),
+    }
+    return Split(
+        _tensor(x, np.float32),
+        _tensor(y, np.float32),
+        _tensor(xt, np.float32),
+        _tensor(yt, np.float32),
+        name="sparse_regression",
+        num_classes=1,
+        info=info,
+    )
 
 
 def matrix_sensing_truth(*, dim: int = 10, rank: int = 2, seed: int = 0) -> np.ndarray:
@@ -374,8 +447,9 @@ def matrix_sensing_truth(*, dim: int = 10, rank: int = 2, seed: int = 0) -> np.n
     return x / np.linalg.norm(x)
 
 
-def matrix_sensing(*, n_train: int = 40, n_test: int = 200, dim: int = 10, rank: int = 2,
-                   seed: int = 0) -> Split:
+def matrix_sensing(
+    *, n_train: int = 40, n_test: int = 200, dim: int = 10, rank: int = 2, seed: int = 0
+) -> Split:
     """PSD matrix sensing: ``y_i = <A_i, X*>`` for a low-rank PSD ``X*``, float targets.
 
     The setting of Gunasekar et al. 2017.
@@ -421,16 +495,28 @@ def matrix_sensing(*, n_train: int = 40, n_test: int = 200, dim: int = 10, rank:
         return a, np.einsum("kij,ij->k", a, truth)
 
     (x, y), (xt, yt) = draw(streams[1], n_train), draw(streams[2], n_test)
-    info = {"source": "synthetic: PSD matrix sensing, symmetric Gaussian measurements",
-            "sizes": {"train": n_train, "test": n_test}, "seed": seed,
-            "options": {"dim": dim, "rank": rank}, "truth": truth.tolist(),
-            "truth_nuclear_norm": float(np.trace(truth))}
-    return Split(_tensor(x, np.float32), _tensor(y, np.float32), _tensor(xt, np.float32),
-                 _tensor(yt, np.float32), name="matrix_sensing", num_classes=1, info=info)
+    info = {
+        "source": "synthetic: PSD matrix sensing, symmetric Gaussian measurements",
+        "sizes": {"train": n_train, "test": n_test},
+        "seed": seed,
+        "options": {"dim": dim, "rank": rank},
+        "truth": truth.tolist(),
+        "truth_nuclear_norm": float(np.trace(truth)),
+    }
+    return Split(
+        _tensor(x, np.float32),
+        _tensor(y, np.float32),
+        _tensor(xt, np.float32),
+        _tensor(yt, np.float32),
+        name="matrix_sensing",
+        num_classes=1,
+        info=info,
+    )
 
 
-def modular_addition(*, p: int = 53, train_fraction: float = 0.3, seed: int = 0,
-                     equals: bool = True) -> Split:
+def modular_addition(
+    *, p: int = 53, train_fraction: float = 0.3, seed: int = 0, equals: bool = True
+) -> Split:
     """Modular addition ``a + b mod p`` over all ``p * p`` pairs, as token sequences.
 
     The grokking task of Power et al. 2022 and Nanda et al. 2023.
@@ -466,10 +552,21 @@ def modular_addition(*, p: int = 53, train_fraction: float = 0.3, seed: int = 0,
     n_train = min(max(int(round(train_fraction * p * p)), 1), p * p - 1)
     order = np.random.default_rng(seed).permutation(p * p)
     tr, te = np.sort(order[:n_train]), np.sort(order[n_train:])
-    info = {"source": "synthetic: modular addition (a + b) mod p, all pairs",
-            "sizes": {"train": len(tr), "test": len(te)}, "seed": seed,
-            "options": {"p": p, "train_fraction": train_fraction, "equals": bool(equals)},
-            "vocab_size": p + 1 if equals else p, "context_length": x.shape[1]}
+    info = {
+        "source": "synthetic: modular addition (a + b) mod p, all pairs",
+        "sizes": {"train": len(tr), "test": len(te)},
+        "seed": seed,
+        "options": {"p": p, "train_fraction": train_fraction, "equals": bool(equals)},
+        "vocab_size": p + 1 if equals else p,
+        "context_length": x.shape[1],
+    }
     tokens, labels = _tensor(x, np.int64), _tensor(y, np.int64)
-    return Split(tokens[tr], labels[tr], tokens[te], labels[te], name="modular_addition",
-                 num_classes=p, info=info)
+    return Split(
+        tokens[tr],
+        labels[tr],
+        tokens[te],
+        labels[te],
+        name="modular_addition",
+        num_classes=p,
+        info=info,
+    )

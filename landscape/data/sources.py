@@ -38,8 +38,17 @@ __all__ = ["DATASETS", "from_arrays", "from_dataset", "load"]
 # --------------------------------------------------------------------------- your own data
 
 
-def _assemble(fn: str, parts: Sequence[Any], test_fraction: float, seed: int, stratify: bool,
-              name: str, num_classes: int | None, dtype: torch.dtype, info: dict) -> Split:
+def _assemble(
+    fn: str,
+    parts: Sequence[Any],
+    test_fraction: float,
+    seed: int,
+    stratify: bool,
+    name: str,
+    num_classes: int | None,
+    dtype: torch.dtype,
+    info: dict,
+) -> Split:
     try:
         ts = [p if isinstance(p, torch.Tensor) else torch.as_tensor(np.asarray(p)) for p in parts]
     except (TypeError, ValueError) as err:
@@ -47,8 +56,10 @@ def _assemble(fn: str, parts: Sequence[Any], test_fraction: float, seed: int, st
     for i in (1, 3)[: len(ts) // 2]:
         y = ts[i].long() if ts[i].dtype == torch.bool else ts[i]
         if y.ndim != 1 or y.is_complex() or not torch.equal(y, y.round()):
-            raise ValueError(f"{fn}: labels must be 1-D integer class labels, got shape "
-                             f"{tuple(y.shape)} of {y.dtype}")
+            raise ValueError(
+                f"{fn}: labels must be 1-D integer class labels, got shape "
+                f"{tuple(y.shape)} of {y.dtype}"
+            )
         ts[i] = y.long()
         if ts[i - 1].is_complex():
             raise ValueError(f"{fn}: inputs must be real numbers, got {ts[i - 1].dtype}")
@@ -71,22 +82,30 @@ def _assemble(fn: str, parts: Sequence[Any], test_fraction: float, seed: int, st
         info.update(seed=seed, options={"test_fraction": test_fraction, "stratified": stratify})
     x_tr, y_tr, x_te, y_te = ts
     info["sizes"] = {"train": len(y_tr), "test": len(y_te)}
-    return Split(x_tr.to(dtype), y_tr, x_te.to(dtype), y_te, name=name,
-                 num_classes=num_classes, info=info)
+    return Split(
+        x_tr.to(dtype), y_tr, x_te.to(dtype), y_te, name=name, num_classes=num_classes, info=info
+    )
 
 
 def _load_npy(fn: str, path: str | os.PathLike) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except ValueError as err:
-        raise ValueError(f"{fn}: cannot load {path} without pickle ({err}); save plain numeric "
-                         "arrays") from None
+        raise ValueError(
+            f"{fn}: cannot load {path} without pickle ({err}); save plain numeric arrays"
+        ) from None
 
 
-def from_arrays(source: str | os.PathLike | Mapping[str, Any] | Sequence[Any], *,
-                test_fraction: float = 0.2, seed: int = 0, stratify: bool = True,
-                name: str = "arrays", num_classes: int | None = None,
-                dtype: torch.dtype = torch.float32) -> Split:
+def from_arrays(
+    source: str | os.PathLike | Mapping[str, Any] | Sequence[Any],
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    stratify: bool = True,
+    name: str = "arrays",
+    num_classes: int | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Split:
     """Your own data from a ``.npz`` file, a pair of ``.npy`` files, or arrays in memory.
 
     ``source`` may be: a ``.npz`` path or a mapping with keys ``x_train, y_train, x_test,
@@ -114,8 +133,10 @@ def from_arrays(source: str | os.PathLike | Mapping[str, Any] | Sequence[Any], *
     fn, info = "from_arrays", {"source": "arrays in memory"}
     if isinstance(source, (str, os.PathLike)):
         if str(source).endswith(".npy"):
-            raise ValueError(f"{fn}: a single .npy file holds one array; pass (x_path, y_path) "
-                             f"or a .npz file, got {str(source)!r}")
+            raise ValueError(
+                f"{fn}: a single .npy file holds one array; pass (x_path, y_path) "
+                f"or a .npz file, got {str(source)!r}"
+            )
         info["source"] = f"file {os.fspath(source)}"
         try:
             z = np.load(source, allow_pickle=False)
@@ -132,8 +153,10 @@ def from_arrays(source: str | os.PathLike | Mapping[str, Any] | Sequence[Any], *
         elif {"x", "y"} <= keys:
             parts = [source["x"], source["y"]]
         else:
-            raise ValueError(f"{fn}: expected keys x_train, y_train, x_test, y_test (or x, y); "
-                             f"found: {', '.join(sorted(map(str, keys))) or 'none'}")
+            raise ValueError(
+                f"{fn}: expected keys x_train, y_train, x_test, y_test (or x, y); "
+                f"found: {', '.join(sorted(map(str, keys))) or 'none'}"
+            )
     elif isinstance(source, Sequence) and len(source) == 2:
         if all(isinstance(s, (str, os.PathLike)) for s in source):
             info["source"] = f"files {os.fspath(source[0])}, {os.fspath(source[1])}"
@@ -141,14 +164,24 @@ def from_arrays(source: str | os.PathLike | Mapping[str, Any] | Sequence[Any], *
         else:
             parts = list(source)
     else:
-        raise TypeError(f"{fn}: source must be a .npz path, a mapping of arrays, or a pair "
-                        f"(x, y) of arrays or .npy paths, got {type(source).__name__}")
+        raise TypeError(
+            f"{fn}: source must be a .npz path, a mapping of arrays, or a pair "
+            f"(x, y) of arrays or .npy paths, got {type(source).__name__}"
+        )
     return _assemble(fn, parts, test_fraction, seed, stratify, name, num_classes, dtype, info)
 
 
-def from_dataset(train: Any, test: Any = None, *, test_fraction: float = 0.2, seed: int = 0,
-                 stratify: bool = True, name: str = "dataset", num_classes: int | None = None,
-                 dtype: torch.dtype = torch.float32) -> Split:
+def from_dataset(
+    train: Any,
+    test: Any = None,
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    stratify: bool = True,
+    name: str = "dataset",
+    num_classes: int | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Split:
     """Stack any (small) map-style ``Dataset`` of ``(x, y)`` pairs into tensors.
 
     Args:
@@ -168,29 +201,38 @@ def from_dataset(train: Any, test: Any = None, *, test_fraction: float = 0.2, se
         >>> ds = torch.utils.data.TensorDataset(torch.randn(50, 3), torch.arange(50) % 2)
         >>> split = from_dataset(ds, test_fraction=0.2)
     """
+
     def stack(ds: Any, which: str) -> list[torch.Tensor]:
         if not (hasattr(ds, "__len__") and hasattr(ds, "__getitem__")):
-            raise TypeError(f"from_dataset: {which} must be a map-style Dataset with __len__ and "
-                            f"__getitem__, got {type(ds).__name__}")
+            raise TypeError(
+                f"from_dataset: {which} must be a map-style Dataset with __len__ and "
+                f"__getitem__, got {type(ds).__name__}"
+            )
         if len(ds) == 0:
             raise ValueError(f"from_dataset: {which} is empty")
         items = [ds[i] for i in range(len(ds))]
         if not all(isinstance(it, (tuple, list)) and len(it) == 2 for it in items):
-            raise ValueError(f"from_dataset: {which} items must be (x, y) pairs, got "
-                             f"{type(items[0]).__name__}")
+            raise ValueError(
+                f"from_dataset: {which} items must be (x, y) pairs, got {type(items[0]).__name__}"
+            )
         return [torch.stack([torch.as_tensor(it[j]) for it in items]) for j in (0, 1)]
 
     parts = stack(train, "train") + ([] if test is None else stack(test, "test"))
     info = {"source": f"torch Dataset {type(train).__name__}"}
-    return _assemble("from_dataset", parts, test_fraction, seed, stratify, name, num_classes,
-                     dtype, info)
+    return _assemble(
+        "from_dataset", parts, test_fraction, seed, stratify, name, num_classes, dtype, info
+    )
 
 
 # --------------------------------------------------------------------------- registry
 
 DATASETS: dict[str, Callable[..., Split]] = {
-    "mnist1d": mnist1d, "digits": digits, "gaussians": gaussians, "moons": moons,
-    "sparse_regression": sparse_regression, "matrix_sensing": matrix_sensing,
+    "mnist1d": mnist1d,
+    "digits": digits,
+    "gaussians": gaussians,
+    "moons": moons,
+    "sparse_regression": sparse_regression,
+    "matrix_sensing": matrix_sensing,
     "modular_addition": modular_addition,
 }
 
@@ -222,6 +264,8 @@ def load(name: str, **kwargs: Any) -> Split:
     accepted = list(inspect.signature(fn).parameters)
     bad = sorted(set(kwargs) - set(accepted))
     if bad:
-        raise TypeError(f"load({key!r}): unexpected keyword argument(s) {', '.join(bad)}; "
-                        f"{key} accepts: {', '.join(accepted)}")
+        raise TypeError(
+            f"load({key!r}): unexpected keyword argument(s) {', '.join(bad)}; "
+            f"{key} accepts: {', '.join(accepted)}"
+        )
     return fn(**kwargs)

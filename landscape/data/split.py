@@ -50,14 +50,20 @@ class Split:
         for part in ("train", "test"):
             x, y = getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
             if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
-                raise TypeError(f"Split: x_{part} and y_{part} must be tensors, "
-                                f"got {type(x).__name__} and {type(y).__name__}")
+                raise TypeError(
+                    f"Split: x_{part} and y_{part} must be tensors, "
+                    f"got {type(x).__name__} and {type(y).__name__}"
+                )
             if x.ndim == 0 or y.ndim == 0 or len(x) != len(y):
-                raise ValueError(f"Split: x_{part} has shape {tuple(x.shape)} but y_{part} has "
-                                 f"shape {tuple(y.shape)}; expected the same number of rows")
+                raise ValueError(
+                    f"Split: x_{part} has shape {tuple(x.shape)} but y_{part} has "
+                    f"shape {tuple(y.shape)}; expected the same number of rows"
+                )
         if self.x_train.shape[1:] != self.x_test.shape[1:]:
-            raise ValueError(f"Split: train inputs {tuple(self.x_train.shape[1:])} and test inputs "
-                             f"{tuple(self.x_test.shape[1:])} differ in shape")
+            raise ValueError(
+                f"Split: train inputs {tuple(self.x_train.shape[1:])} and test inputs "
+                f"{tuple(self.x_test.shape[1:])} differ in shape"
+            )
 
     @property
     def train(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,23 +77,36 @@ class Split:
 
     def describe(self) -> dict:
         """A JSON-serialisable description (name, sizes, shapes, dtypes, info)."""
-        return {"name": self.name, "num_classes": self.num_classes,
-                "n_train": len(self.y_train), "n_test": len(self.y_test),
-                "input_shape": list(self.x_train.shape[1:]),
-                "input_dtype": str(self.x_train.dtype).removeprefix("torch."),
-                "target_dtype": str(self.y_train.dtype).removeprefix("torch."),
-                "info": json.loads(json.dumps(self.info))}
+        return {
+            "name": self.name,
+            "num_classes": self.num_classes,
+            "n_train": len(self.y_train),
+            "n_test": len(self.y_test),
+            "input_shape": list(self.x_train.shape[1:]),
+            "input_dtype": str(self.x_train.dtype).removeprefix("torch."),
+            "target_dtype": str(self.y_train.dtype).removeprefix("torch."),
+            "info": json.loads(json.dumps(self.info)),
+        }
 
-    def to(self, device: str | torch.device | None = None,
-           dtype: torch.dtype | None = None) -> Split:
+    def to(
+        self, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> Split:
         """A copy with tensors on ``device``; ``dtype`` (e.g. float64) applies to inputs only."""
+
         def mv(t: torch.Tensor, dt: torch.dtype | None) -> torch.Tensor:
             return t.to(device=device, dtype=dt)
-        return replace(self, x_train=mv(self.x_train, dtype), y_train=mv(self.y_train, None),
-                       x_test=mv(self.x_test, dtype), y_test=mv(self.y_test, None))
 
-    def with_corrupted_labels(self, fraction: float, *, seed: int,
-                              exclude_true: bool = False) -> Split:
+        return replace(
+            self,
+            x_train=mv(self.x_train, dtype),
+            y_train=mv(self.y_train, None),
+            x_test=mv(self.x_test, dtype),
+            y_test=mv(self.y_test, None),
+        )
+
+    def with_corrupted_labels(
+        self, fraction: float, *, seed: int, exclude_true: bool = False
+    ) -> Split:
         """Same as :func:`corrupt` ``(self, fraction, seed=seed, exclude_true=exclude_true)``."""
         return corrupt(self, fraction, seed=seed, exclude_true=exclude_true)
 
@@ -105,17 +124,21 @@ def _with_transform(split: Split, step: dict, **changes: Any) -> Split:
     return replace(split, info=info, **changes)
 
 
-def _split_indices(fn: str, n: int, y: np.ndarray | None, test_fraction: float,
-                   seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _split_indices(
+    fn: str, n: int, y: np.ndarray | None, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     # scikit-learn takes ~0.7 s to import: only when a split is made
     from sklearn.model_selection import train_test_split  # noqa: PLC0415
 
     try:
-        tr, te = train_test_split(np.arange(n), test_size=test_fraction, random_state=seed,
-                                  stratify=y)
+        tr, te = train_test_split(
+            np.arange(n), test_size=test_fraction, random_state=seed, stratify=y
+        )
     except ValueError as err:
-        raise ValueError(f"{fn}: cannot split {n} examples with test_fraction={test_fraction}"
-                         f"{' stratified' if y is not None else ''}: {err}") from None
+        raise ValueError(
+            f"{fn}: cannot split {n} examples with test_fraction={test_fraction}"
+            f"{' stratified' if y is not None else ''}: {err}"
+        ) from None
     return np.sort(tr), np.sort(te)
 
 
@@ -146,22 +169,31 @@ def standardize(split: Split, *, eps: float = 1e-8) -> Split:
     def f(t: torch.Tensor) -> torch.Tensor:
         return ((t.double() - mean) / scale).to(t.dtype)
 
-    step = {"op": "standardize", "eps": eps, "mean": mean.flatten().tolist(),
-            "std": std.flatten().tolist()}
+    step = {
+        "op": "standardize",
+        "eps": eps,
+        "mean": mean.flatten().tolist(),
+        "std": std.flatten().tolist(),
+    }
     return _with_transform(split, step, x_train=f(split.x_train), x_test=f(split.x_test))
 
 
-def _corrupt(fn: str, y: torch.Tensor, fraction: float, num_classes: int, seed: int,
-             exclude_true: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _corrupt(
+    fn: str, y: torch.Tensor, fraction: float, num_classes: int, seed: int, exclude_true: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(y, torch.Tensor) or y.ndim != 1 or y.is_floating_point() or y.is_complex():
-        raise ValueError(f"{fn}: labels must be a 1-D integer tensor, got "
-                         f"{getattr(y, 'shape', type(y).__name__)} {getattr(y, 'dtype', '')}")
+        raise ValueError(
+            f"{fn}: labels must be a 1-D integer tensor, got "
+            f"{getattr(y, 'shape', type(y).__name__)} {getattr(y, 'dtype', '')}"
+        )
     fraction = _check_fraction(fn, "fraction", fraction)
     num_classes = _check_int(fn, "num_classes", num_classes, 2 if exclude_true else 1)
     seed = _check_int(fn, "seed", seed)
     if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(f"{fn}: labels must lie in [0, {num_classes}), got values in "
-                         f"[{int(y.min())}, {int(y.max())}]")
+        raise ValueError(
+            f"{fn}: labels must lie in [0, {num_classes}), got values in "
+            f"[{int(y.min())}, {int(y.max())}]"
+        )
     gen = torch.Generator().manual_seed(seed)
     n = round(fraction * len(y))
     idx = torch.randperm(len(y), generator=gen)[:n].sort().values
@@ -175,8 +207,9 @@ def _corrupt(fn: str, y: torch.Tensor, fraction: float, num_classes: int, seed: 
     return out.to(y.device), idx
 
 
-def corrupt_labels(y: torch.Tensor, fraction: float, num_classes: int, *, seed: int,
-                   exclude_true: bool = False) -> torch.Tensor:
+def corrupt_labels(
+    y: torch.Tensor, fraction: float, num_classes: int, *, seed: int, exclude_true: bool = False
+) -> torch.Tensor:
     """Replace ``round(fraction * len(y))`` randomly chosen labels by uniformly random ones.
 
     With ``exclude_true=False`` (default, as in Zhang et al. 2017) a new label is uniform over
@@ -211,9 +244,14 @@ def corrupt(split: Split, fraction: float, *, seed: int, exclude_true: bool = Fa
     """
     _check_split("corrupt", split)
     y, idx = _corrupt("corrupt", split.y_train, fraction, split.num_classes, seed, exclude_true)
-    step = {"op": "corrupt_labels", "fraction": float(fraction), "seed": seed,
-            "exclude_true": bool(exclude_true), "indices": idx.tolist(),
-            "n_changed": int((y != split.y_train).sum())}
+    step = {
+        "op": "corrupt_labels",
+        "fraction": float(fraction),
+        "seed": seed,
+        "exclude_true": bool(exclude_true),
+        "indices": idx.tolist(),
+        "n_changed": int((y != split.y_train).sum()),
+    }
     return _with_transform(split, step, y_train=y)
 
 
@@ -233,8 +271,14 @@ def _pick(n_total: int, n: int, y: torch.Tensor | None, gen: torch.Generator) ->
     return idx[torch.randperm(len(idx), generator=gen)]
 
 
-def subset(split: Split, n_train: int | None = None, n_test: int | None = None, *,
-           seed: int = 0, stratify: bool = False) -> Split:
+def subset(
+    split: Split,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    *,
+    seed: int = 0,
+    stratify: bool = False,
+) -> Split:
     """Random subsets of the training and/or test set (``None`` keeps a set whole).
 
     Args:
@@ -253,8 +297,13 @@ def subset(split: Split, n_train: int | None = None, n_test: int | None = None, 
     _check_split("subset", split)
     seed = _check_int("subset", "seed", seed)
     gen, changes = torch.Generator().manual_seed(seed), {}
-    step = {"op": "subset", "n_train": None, "n_test": None, "seed": seed,
-            "stratify": bool(stratify)}
+    step = {
+        "op": "subset",
+        "n_train": None,
+        "n_test": None,
+        "seed": seed,
+        "stratify": bool(stratify),
+    }
     for part, n in (("train", n_train), ("test", n_test)):
         x, y = getattr(split, f"x_{part}"), getattr(split, f"y_{part}")
         if n is None:

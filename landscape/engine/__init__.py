@@ -24,14 +24,55 @@ from __future__ import annotations
 
 from landscape.engine.lazy import attach
 
-__all__ = ["Cost", "DeterminismError", "Objective", "ParamLayout", "allocator", "batches",
-           "batchnorm", "checks", "context", "cost", "determinism", "hvp", "lazy", "losses", "metrics",
-           "no_bias_norm", "objective", "only", "params", "pointwise", "records"]
+__all__ = [
+    "Cost",
+    "DeterminismError",
+    "Objective",
+    "ParamLayout",
+    "allocator",
+    "batches",
+    "batchnorm",
+    "checks",
+    "context",
+    "cost",
+    "determinism",
+    "hvp",
+    "lazy",
+    "losses",
+    "metrics",
+    "no_bias_norm",
+    "objective",
+    "only",
+    "params",
+    "pointwise",
+    "records",
+]
 
 __getattr__, __dir__ = attach(
     __name__,
-    ["allocator", "batches", "batchnorm", "checks", "context", "cost", "determinism", "hvp", "lazy",
-     "losses", "metrics", "objective", "params", "pointwise", "records"],
-    {"Cost": "cost", "Objective": "objective", "DeterminismError": "determinism",
-     "ParamLayout": "params", "no_bias_norm": "params", "only": "params"},
+    [
+        "allocator",
+        "batches",
+        "batchnorm",
+        "checks",
+        "context",
+        "cost",
+        "determinism",
+        "hvp",
+        "lazy",
+        "losses",
+        "metrics",
+        "objective",
+        "params",
+        "pointwise",
+        "records",
+    ],
+    {
+        "Cost": "cost",
+        "Objective": "objective",
+        "DeterminismError": "determinism",
+        "ParamLayout": "params",
+        "no_bias_norm": "params",
+        "only": "params",
+    },
 )

@@ -70,9 +70,14 @@ def batchnorm_layers(model: nn.Module) -> dict[str, _BatchNorm]:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"expected model to be a torch.nn.Module, got {type(model).__name__}")
-    return {name: m for name, m in model.named_modules()
-            if isinstance(m, _BatchNorm) and m.track_running_stats
-            and m.running_mean is not None and m.running_var is not None}
+    return {
+        name: m
+        for name, m in model.named_modules()
+        if isinstance(m, _BatchNorm)
+        and m.track_running_stats
+        and m.running_mean is not None
+        and m.running_var is not None
+    }
 
 
 def has_batchnorm(model: nn.Module) -> bool:
@@ -120,8 +125,10 @@ def _hook(moments: _Moments):
     def pre_hook(module: _BatchNorm, args: tuple[Any, ...]) -> None:
         x = args[0]
         if not isinstance(x, Tensor) or x.ndim < 2:
-            raise ValueError(f"recalibrate: a BatchNorm layer got input of shape "
-                             f"{tuple(getattr(x, 'shape', ()))}; expected (N, C, ...)")
+            raise ValueError(
+                f"recalibrate: a BatchNorm layer got input of shape "
+                f"{tuple(getattr(x, 'shape', ()))}; expected (N, C, ...)"
+            )
         dims = [0, *range(2, x.ndim)]
         count = x.numel() // x.shape[1]
         if count == 0:
@@ -134,6 +141,7 @@ def _hook(moments: _Moments):
         running_mean, running_var = _running_stats(module)
         running_mean.copy_(mean)
         running_var.copy_(var)
+
     return pre_hook
 
 
@@ -168,9 +176,11 @@ def recalibrate(objective: Any, theta: Tensor | None = None) -> dict[str, Tensor
     """
     for attr in ("model", "layout", "batches", "outputs", "mode"):
         if not hasattr(objective, attr):
-            raise TypeError(f"recalibrate: expected a landscape.Objective, got "
-                            f"{type(objective).__name__}; build one with "
-                            "Objective(model, loss_fn, data)")
+            raise TypeError(
+                f"recalibrate: expected a landscape.Objective, got "
+                f"{type(objective).__name__}; build one with "
+                "Objective(model, loss_fn, data)"
+            )
     theta = objective.theta if theta is None else theta
     objective.layout.check(theta, "theta")
     model = objective.model
@@ -200,13 +210,16 @@ def recalibrate(objective: Any, theta: Tensor | None = None) -> dict[str, Tensor
         if mom.mean is None or mom.m2 is None:
             continue  # not reached by the forward pass: its statistics do not matter
         if mom.count < 2:
-            raise ValueError(f"recalibrate: BatchNorm layer {name or type(m).__name__!r} saw "
-                             f"{mom.count} value per channel over the whole data; the variance "
-                             "needs at least 2")
+            raise ValueError(
+                f"recalibrate: BatchNorm layer {name or type(m).__name__!r} saw "
+                f"{mom.count} value per channel over the whole data; the variance "
+                "needs at least 2"
+            )
         running_mean, running_var = _running_stats(m)
         out[prefix[name] + "running_mean"] = mom.mean.to(running_mean.dtype)
         out[prefix[name] + "running_var"] = (mom.m2 / (mom.count - 1)).to(running_var.dtype)
         if m.num_batches_tracked is not None:
             out[prefix[name] + "num_batches_tracked"] = torch.tensor(
-                mom.calls, dtype=m.num_batches_tracked.dtype, device=m.num_batches_tracked.device)
+                mom.calls, dtype=m.num_batches_tracked.dtype, device=m.num_batches_tracked.device
+            )
     return out

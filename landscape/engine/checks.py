@@ -21,8 +21,9 @@ def _check_int(fn: str, name: str, value: Any, low: int = 0) -> int:
 def _check_number(fn: str, name: str, value: Any, low: float = 0, strict: bool = False) -> float:
     ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
     if not ok or not (value > low if strict else value >= low):
-        raise ValueError(f"{fn}: {name} must be a number {'>' if strict else '>='} {low}, "
-                         f"got {value!r}")
+        raise ValueError(
+            f"{fn}: {name} must be a number {'>' if strict else '>='} {low}, got {value!r}"
+        )
     return float(value)
 
 
@@ -37,8 +38,9 @@ def _check_fraction(fn: str, name: str, value: Any, closed: bool = True) -> floa
 
 def _check_choice(fn: str, name: str, value: Any, choices: tuple[str, ...]) -> str:
     if value not in choices:
-        raise ValueError(f"{fn}: {name} must be one of {', '.join(map(repr, choices))}, got "
-                         f"{value!r}")
+        raise ValueError(
+            f"{fn}: {name} must be one of {', '.join(map(repr, choices))}, got {value!r}"
+        )
     return value
 
 

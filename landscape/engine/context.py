@@ -46,9 +46,7 @@ def evaluation(model: nn.Module, train: bool) -> Iterator[None]:
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(torch.inference_mode(False))
-            stack.enter_context(
-                torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH)
-            )
+            stack.enter_context(torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH))
             stack.enter_context(_mha_fastpath_off())
             if recurrent:
                 stack.enter_context(torch.backends.cudnn.flags(enabled=False))

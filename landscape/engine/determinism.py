@@ -51,7 +51,8 @@ def _checksum(batches: Iterable[Batch], sums: list[float]) -> Iterator[Batch]:
 
 def _forward_pass(obj: Objective, batches: Iterable[Batch]) -> tuple[float, float, float, int]:
     """Size-weighted loss sum, its scale (sum of n_b |loss_b|), the sum of squared outputs and
-    the number of examples of one pass at the model's parameters, forward only."""
+    the number of examples of one pass at the model's parameters, forward only.
+    """
     theta = obj.theta
     loss = scale = squares = 0.0
     n = 0
@@ -68,8 +69,10 @@ def _forward_pass(obj: Objective, batches: Iterable[Batch]) -> tuple[float, floa
     return loss / max(n, 1), scale / max(n, 1), squares, n
 
 
-_DATA_CAUSE = ("the data differ between passes: a shuffling loader with drop_last=True, a "
-               "sampler that draws with replacement, or random augmentation in the dataset")
+_DATA_CAUSE = (
+    "the data differ between passes: a shuffling loader with drop_last=True, a "
+    "sampler that draws with replacement, or random augmentation in the dataset"
+)
 
 
 def _fail(problem: str, cause: str) -> DeterminismError:
@@ -82,7 +85,8 @@ def _fail(problem: str, cause: str) -> DeterminismError:
 
 def check(obj: Objective) -> None:
     """Raise :class:`DeterminismError` (naming the likely cause) unless two forward passes of
-    ``obj`` at the model's parameters agree, the second reading the data source anew."""
+    ``obj`` at the model's parameters agree, the second reading the data source anew.
+    """
     sums: list[float] = []
     l1, ls, q1, n1 = _forward_pass(obj, _checksum(iter(obj.batches), sums))
     l2, _, q2, n2 = _forward_pass(obj, _checksum(obj.batches.fresh_pass(), sums))
@@ -90,30 +94,35 @@ def check(obj: Objective) -> None:
     if n1 != n2:
         problem = f"the number of examples changed between two passes ({n1} vs {n2})"
     elif abs(l1 - l2) > rtol * ls + 1e-300 or abs(q1 - q2) > rtol * abs(q1) + 1e-300:
-        problem = (f"loss {l1:.10g} vs {l2:.10g}, sum of squared outputs {q1:.10g} vs "
-                   f"{q2:.10g}")
+        problem = f"loss {l1:.10g} vs {l2:.10g}, sum of squared outputs {q1:.10g} vs {q2:.10g}"
     else:
         return
     data_changed = n1 != n2 or not math.isclose(sums[0], sums[1], rel_tol=1e-9, abs_tol=1e-9)
-    raise _fail(problem, _DATA_CAUSE if data_changed else
-                "the model is random: dropout in train mode, BatchNorm in train mode on "
-                "batches that change between passes (a shuffling loader), or another random "
-                "layer" if obj.mode == "train" else
-                "the model is random in eval mode (a layer that samples noise, or a forward "
-                "that switches modules to train mode)")
+    raise _fail(
+        problem,
+        _DATA_CAUSE
+        if data_changed
+        else "the model is random: dropout in train mode, BatchNorm in train mode on "
+        "batches that change between passes (a shuffling loader), or another random "
+        "layer"
+        if obj.mode == "train"
+        else "the model is random in eval mode (a layer that samples noise, or a forward "
+        "that switches modules to train mode)",
+    )
 
 
 def check_source(obj: Objective) -> None:
     """The data half of :func:`check`, without the model: raise :class:`DeterminismError`
     unless reading ``obj``'s data source anew gives the examples it holds (the same number and
     sum of entries). For an objective evaluated on a cached copy of a loader's data, whose
-    model is checked on that copy."""
+    model is checked on that copy.
+    """
     sums: list[float] = []
     n1 = sum(b.n for b in _checksum(iter(obj.batches), sums))
     n2 = sum(b.n for b in _checksum(obj.batches.fresh_pass(), sums))
     if n1 != n2:
-        raise _fail(f"the number of examples changed between two passes ({n1} vs {n2})",
-                    _DATA_CAUSE)
+        raise _fail(
+            f"the number of examples changed between two passes ({n1} vs {n2})", _DATA_CAUSE
+        )
     if not math.isclose(sums[0], sums[1], rel_tol=1e-9, abs_tol=1e-9):
-        raise _fail(f"the sum of the data was {sums[0]:.10g}, then {sums[1]:.10g}",
-                    _DATA_CAUSE)
+        raise _fail(f"the sum of the data was {sums[0]:.10g}, then {sums[1]:.10g}", _DATA_CAUSE)

@@ -17,8 +17,9 @@ from typing import Any
 __all__ = ["attach"]
 
 
-def attach(package: str, submodules: Iterable[str] = (), names: Mapping[str, str] | None = None) \
-        -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+def attach(
+    package: str, submodules: Iterable[str] = (), names: Mapping[str, str] | None = None
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
     """``(__getattr__, __dir__)`` for ``package`` that import on first use.
 
     Args:
@@ -34,8 +35,10 @@ def attach(package: str, submodules: Iterable[str] = (), names: Mapping[str, str
     for entry in submodules:
         attr, _, where = entry.partition(":")
         modules[attr] = where or f".{attr}"
-    defined = {k: (v if v.startswith("landscape") or v.startswith("probes") else f".{v}")
-               for k, v in (names or {}).items()}
+    defined = {
+        k: (v if v.startswith("landscape") or v.startswith("probes") else f".{v}")
+        for k, v in (names or {}).items()
+    }
     public = sorted({*modules, *defined})
 
     def __getattr__(name: str) -> Any:

@@ -34,8 +34,10 @@ class SquaredError(nn.Module):
         """The mean loss of a batch: ``outputs`` (N, K), ``targets`` (N, K) or class labels (N,)."""
         if not targets.is_floating_point():
             if outputs.ndim != 2:
-                raise ValueError(f"mse: class labels need outputs of shape (N, classes), got "
-                                 f"{tuple(outputs.shape)}")
+                raise ValueError(
+                    f"mse: class labels need outputs of shape (N, classes), got "
+                    f"{tuple(outputs.shape)}"
+                )
             targets = F.one_hot(targets.long(), outputs.shape[1]).to(outputs.dtype)
         if targets.shape != outputs.shape:
             targets = targets.reshape(outputs.shape)
@@ -52,7 +54,9 @@ class Logistic(nn.Module):
 
 
 LOSSES: dict[str, Callable[[], nn.Module]] = {
-    "cross_entropy": nn.CrossEntropyLoss, "mse": SquaredError, "logistic": Logistic,
+    "cross_entropy": nn.CrossEntropyLoss,
+    "mse": SquaredError,
+    "logistic": Logistic,
 }
 """Loss name -> class; :func:`get` builds one."""
 
@@ -79,4 +83,3 @@ def describe(loss: Any) -> str:
         if type(loss) is cls:
             return name
     return getattr(loss, "__qualname__", type(loss).__qualname__)
-

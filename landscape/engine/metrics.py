@@ -88,13 +88,21 @@ def count_correct(outputs: Tensor, targets: Tensor) -> Tensor | None:
         A 0-d integer tensor, or None where the shapes do not say (use :func:`correct`).
     """
     out = outputs.detach()
-    if not targets.is_floating_point() and out.ndim >= 2 and out.shape[:-1] == targets.shape \
-            and out.shape[-1] > 1:
+    if (
+        not targets.is_floating_point()
+        and out.ndim >= 2
+        and out.shape[:-1] == targets.shape
+        and out.shape[-1] > 1
+    ):
         return ((_argmax(out) == targets) & (targets >= 0)).sum()
     if out.shape == targets.shape and out.ndim >= 2 and out.shape[-1] > 1:
         return (_argmax(out) == _argmax(targets)).sum()
-    if out.ndim >= 1 and out.numel() == targets.numel() and out.shape[0] == targets.shape[0] \
-            and (out.ndim == 1 or out.shape[1:].numel() == 1):
+    if (
+        out.ndim >= 1
+        and out.numel() == targets.numel()
+        and out.shape[0] == targets.shape[0]
+        and (out.ndim == 1 or out.shape[1:].numel() == 1)
+    ):
         return ((out.reshape(-1) > 0) == (targets.reshape(-1) == 1)).sum()
     return None
 
@@ -110,8 +118,12 @@ def count_counted(outputs: Tensor, targets: Tensor) -> Tensor | int:
         For class-index targets, those that are not negative (``ignore_index``) as a device
         tensor; else every example, as an int.
     """
-    if not targets.is_floating_point() and outputs.ndim >= 2 \
-            and outputs.shape[:-1] == targets.shape and outputs.shape[-1] > 1:
+    if (
+        not targets.is_floating_point()
+        and outputs.ndim >= 2
+        and outputs.shape[:-1] == targets.shape
+        and outputs.shape[-1] > 1
+    ):
         return (targets >= 0).sum()
     if outputs.shape == targets.shape and outputs.ndim >= 2 and outputs.shape[-1] > 1:
         return targets[..., 0].numel()  # one-hot
@@ -125,4 +137,3 @@ def combine(parts: list[tuple[float, int] | None]) -> float | None:
         return None
     counted = sum(p[1] for p in known)
     return sum(p[0] for p in known) / counted if counted else None
-

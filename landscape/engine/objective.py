@@ -33,8 +33,8 @@ from torch.utils._pytree import tree_flatten, tree_map
 from landscape.engine import allocator
 from landscape.engine import hvp as _hvp
 from landscape.engine.batches import Batch, Batches
-from landscape.engine.cost import Cost
 from landscape.engine.context import evaluation, synchronize
+from landscape.engine.cost import Cost
 from landscape.engine.determinism import check
 from landscape.engine.metrics import Metrics, combine, correct
 from landscape.engine.params import ParamFilter, ParamLayout, select
@@ -116,9 +116,7 @@ class Objective:
         self.model, self.loss_fn, self.mode = model, loss_fn, mode
         self._selected = select(model, params)
         self.layout = ParamLayout.of(self._selected)
-        self._fixed = {
-            n: p for n, p in model.named_parameters() if n not in self._selected
-        }
+        self._fixed = {n: p for n, p in model.named_parameters() if n not in self._selected}
         self.batches = Batches(
             data,
             device=self.layout.device,
@@ -160,8 +158,9 @@ class Objective:
 
     _context = context  # the former name, which tests still use
 
-    def _tensors(self, theta: Tensor, buffers: Mapping[str, Tensor] | None = None
-                 ) -> dict[str, Tensor]:
+    def _tensors(
+        self, theta: Tensor, buffers: Mapping[str, Tensor] | None = None
+    ) -> dict[str, Tensor]:
         tensors = self.layout.unflatten(theta)
         tensors.update({n: p.detach() for n, p in self._fixed.items()})
         if self.mode == "train":  # copies made inside the transform, so updates stay local
@@ -169,17 +168,22 @@ class Objective:
         if buffers is not None:
             unknown = sorted(set(buffers) - {n for n, _ in self.model.named_buffers()})
             if unknown:
-                raise ValueError(f"buffers: expected names of the model's buffers, got "
-                                 f"{', '.join(map(repr, unknown[:5]))}")
-            tensors.update({n: (b.clone() if self.mode == "train" else b)
-                            for n, b in buffers.items()})
+                raise ValueError(
+                    f"buffers: expected names of the model's buffers, got "
+                    f"{', '.join(map(repr, unknown[:5]))}"
+                )
+            tensors.update(
+                {n: (b.clone() if self.mode == "train" else b) for n, b in buffers.items()}
+            )
         return tensors
 
-    def outputs(self, theta: Tensor, inputs: Any,
-                buffers: Mapping[str, Tensor] | None = None) -> Tensor:
+    def outputs(
+        self, theta: Tensor, inputs: Any, buffers: Mapping[str, Tensor] | None = None
+    ) -> Tensor:
         """The model's outputs at ``theta`` (call inside the objective's context), with the
         model's buffers or, where given, ``buffers`` (e.g. recalibrated BatchNorm
-        statistics)."""
+        statistics).
+        """
         return functional_call(self.model, self._tensors(theta, buffers), (inputs,))
 
     def batch_loss(self, theta: Tensor, batch: Batch) -> Tensor:
@@ -192,10 +196,14 @@ class Objective:
     def _validate(self, batch: Batch) -> None:
         def shape(obj: Any) -> str:
             leaves, _ = tree_flatten(obj)
-            return ", ".join(
-                f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
-                for t in leaves if isinstance(t, Tensor)
-            ) or type(obj).__name__
+            return (
+                ", ".join(
+                    f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
+                    for t in leaves
+                    if isinstance(t, Tensor)
+                )
+                or type(obj).__name__
+            )
 
         def failed(what: str, exc: Exception) -> ValueError:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -212,8 +220,7 @@ class Objective:
                 value = self.loss_fn(outputs, batch.targets)
             except errors as exc:
                 what = (
-                    f"loss_fn failed on outputs {shape(outputs)} and targets "
-                    f"{shape(batch.targets)}"
+                    f"loss_fn failed on outputs {shape(outputs)} and targets {shape(batch.targets)}"
                 )
                 raise failed(what, exc) from exc
         if not isinstance(outputs, Tensor):
@@ -259,7 +266,8 @@ class Objective:
 
     def _state_key(self) -> tuple[int, ...]:
         """Versions of everything besides theta that the objective depends on: the fixed
-        parameters, the buffers and the cached data. Any in-place change bumps one."""
+        parameters, the buffers and the cached data. Any in-place change bumps one.
+        """
         tensors = [*self._fixed.values(), *self.model.buffers()]
         if self.batches.cached:
             for batch in self.batches:
@@ -337,7 +345,8 @@ class Objective:
 
     def _loss_grad_pass(self, theta: Tensor, batches: Iterable[Batch], scales: bool = False):
         """Loss and gradient over one pass; with ``scales`` also the size-weighted means of
-        |loss_b| and ||grad_b|| (what rounding errors are relative to)."""
+        |loss_b| and ||grad_b|| (what rounding errors are relative to).
+        """
         acc = self.accumulator_dtype
         loss = torch.zeros((), dtype=acc, device=self.layout.device)
         gradient = torch.zeros(theta.shape, dtype=acc, device=theta.device)
@@ -357,7 +366,8 @@ class Objective:
 
     def hvp(self, theta: Tensor | None, v: Tensor) -> Tensor:
         """The Hessian of the mean loss at ``theta`` times ``v`` (P,), or times each row of a
-        block ``v`` (k, P) in one pass (returns (k, P))."""
+        block ``v`` (k, P) in one pass (returns (k, P)).
+        """
         theta = self.check_theta(theta)
         self.layout.check_vectors(v, "v")
         strategy = self.hvp_strategy or self._choose_strategy(theta)
@@ -439,7 +449,8 @@ class Objective:
         """The generalised Gauss-Newton matrix ``G = sum_b (n_b/N) J_b^T H_b J_b`` times ``v``
         (or a block (k, P)), with ``J_b`` the Jacobian of the outputs and ``H_b`` the Hessian
         of ``loss_fn`` with respect to the outputs. PSD when the loss is convex in the
-        outputs; equals the Fisher for cross-entropy."""
+        outputs; equals the Fisher for cross-entropy.
+        """
         theta = self.check_theta(theta)
         self.layout.check_vectors(v, "v")
         batched = v.ndim == 2
@@ -458,8 +469,7 @@ class Objective:
                 # through the loss, which some losses need (mse_loss fails under jvp here)
                 _, loss_hvp = vjp(grad(loss_of), outputs.detach())
 
-                def one(u: Tensor, out_fn=out_fn, loss_hvp=loss_hvp,
-                        pullback=pullback) -> Tensor:
+                def one(u: Tensor, out_fn=out_fn, loss_hvp=loss_hvp, pullback=pullback) -> Tensor:
                     jv = jvp(out_fn, (theta,), (u,))[1]
                     return pullback(loss_hvp(jv)[0])[0]
 
@@ -495,12 +505,14 @@ class Objective:
                 yield block
             self.add_cost(passes=1 / self.batches.n_batches)
 
-    def evaluate(self, theta: Tensor | None = None,
-                 buffers: Mapping[str, Tensor] | None = None) -> Metrics:
+    def evaluate(
+        self, theta: Tensor | None = None, buffers: Mapping[str, Tensor] | None = None
+    ) -> Metrics:
         """Loss and accuracy over the whole dataset in one pass (accuracy None where the
         targets are not classes: see :func:`landscape.engine.metrics.correct`); ``buffers``
         replaces the model's buffers of those names (e.g. recalibrated BatchNorm
-        statistics)."""
+        statistics).
+        """
         theta = self.check_theta(theta)
         total = torch.zeros((), dtype=self.accumulator_dtype, device=self.layout.device)
         parts = []
@@ -512,7 +524,8 @@ class Objective:
         self.add_cost(passes=1, loss_evals=1)
         self.require_finite(total, "at the given theta")
         return Metrics(
-            loss=float(total) / self.n_examples, accuracy=combine(parts),
+            loss=float(total) / self.n_examples,
+            accuracy=combine(parts),
             n_examples=self.n_examples,
         )
 
@@ -546,17 +559,21 @@ class Objective:
         """
         held = list(self.batches)
         new = copy.copy(self)
-        new.batches = Batches((torch.cat([b.inputs for b in held]),
-                               torch.cat([b.targets for b in held])),
-                              device=self.layout.device, dtype=self.layout.dtype,
-                              batch_size=batch_size, cache=True)
+        new.batches = Batches(
+            (torch.cat([b.inputs for b in held]), torch.cat([b.targets for b in held])),
+            device=self.layout.device,
+            dtype=self.layout.dtype,
+            batch_size=batch_size,
+            cache=True,
+        )
         new._cost, new._graphs = Cost().as_dict(), None
         return new
 
     def check_determinism(self) -> None:
         """Evaluate loss and gradient twice at the model's parameters (the second time
         reading the data source anew); raise :class:`DeterminismError` if they differ by more
-        than rounding. See :func:`landscape.engine.determinism.check`."""
+        than rounding. See :func:`landscape.engine.determinism.check`.
+        """
         check(self)
 
     def describe(self) -> dict:

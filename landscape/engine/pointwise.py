@@ -39,7 +39,8 @@ class Points:
     """The K points ``theta0 + c_k1 d_1 (+ c_k2 d_2)`` of a chunk, made when needed: into a
     given buffer without allocating (:class:`WorkCopy`), one at a time, or stacked for vmap. The
     same elementwise arithmetic every way, so a point's parameters are bit for bit the same
-    whatever path or chunk evaluates it."""
+    whatever path or chunk evaluates it.
+    """
 
     def __init__(self, theta0: Tensor, d: Tensor, coef: np.ndarray) -> None:
         self.theta0, self.d = theta0, d
@@ -69,15 +70,17 @@ class WorkCopy:
     buffer that each point is written into in place, for a plain forward pass without
     ``functional_call``'s cost per call and without allocating per point (eval mode only:
     nothing in the copy changes but its parameters). A tied parameter is replaced under
-    every name it has. The caller's model is never touched."""
+    every name it has. The caller's model is never touched.
+    """
 
     def __init__(self, obj: Objective) -> None:
         self.model = copy.deepcopy(obj.model)
         self.flat = torch.empty_like(obj.theta)
         named = dict(self.model.named_parameters())
-        views = {id(named[n]): nn.Parameter(part.view_as(named[n]), requires_grad=False)
-                 for n, part in zip(obj.layout.names, self.flat.split(obj.layout.sizes),
-                                    strict=True)}
+        views = {
+            id(named[n]): nn.Parameter(part.view_as(named[n]), requires_grad=False)
+            for n, part in zip(obj.layout.names, self.flat.split(obj.layout.sizes), strict=True)
+        }
         for full, p in list(self.model.named_parameters(remove_duplicate=False)):
             if id(p) in views:
                 owner, _, leaf = full.rpartition(".")
@@ -88,15 +91,20 @@ class WorkCopy:
         return self.model(inputs)
 
 
-def chunk_metrics(obj: Objective, points: Points, batched: bool,
-                   work: WorkCopy | None = None,
-                   accuracy: bool = True) -> tuple[Tensor, Tensor | None]:
+def chunk_metrics(
+    obj: Objective,
+    points: Points,
+    batched: bool,
+    work: WorkCopy | None = None,
+    accuracy: bool = True,
+) -> tuple[Tensor, Tensor | None]:
     """Mean loss and accuracy at each of the K ``points``, in one pass over the data: all at
     once under vmap (``batched``), or one after the other on each batch (the same arithmetic
     for a point whatever the other points are), written into ``work`` if given; each point's
     output is reduced at once, not kept, and ``work`` allocates nothing per point; the sums
     take one operation a batch for all points (on a GPU, small launches are what a point
-    costs). Runs inside the contexts :class:`Evaluator` enters (no_grad, evaluation modes)."""
+    costs). Runs inside the contexts :class:`Evaluator` enters (no_grad, evaluation modes).
+    """
     k = len(points)
     device = points.device
     thetas = None if work is not None and not batched else points.all()
@@ -114,8 +122,7 @@ def chunk_metrics(obj: Objective, points: Points, batched: bool,
         inputs, targets, n = batch.inputs, batch.targets, batch.n
         hits: Tensor | None = None
         if batched:
-            losses, outs = vmap(one, in_dims=(0, None, None))(torch.stack(thetas), inputs,
-                                                              targets)
+            losses, outs = vmap(one, in_dims=(0, None, None))(torch.stack(thetas), inputs, targets)
             out = outs[0]
             if counted is not None and count_correct(out, targets) is not None:
                 hits = vmap(count_correct, in_dims=(0, None))(outs, targets)
@@ -151,10 +158,12 @@ class Evaluator:
     """The metrics at a chunk of points, in one pass over the data: batched under vmap
     (``use_vmap``, unless the model does not allow it) or point after point; with
     ``bn="recalibrate"`` one point at a time, each with its own statistics. Used as a context
-    manager around all the chunks of a surface."""
+    manager around all the chunks of a surface.
+    """
 
-    def __init__(self, objectives: Mapping[str, Objective], bn: str, use_vmap: bool,
-                 accuracy: bool = True) -> None:
+    def __init__(
+        self, objectives: Mapping[str, Objective], bn: str, use_vmap: bool, accuracy: bool = True
+    ) -> None:
         self.objectives, self.bn, self.use_vmap = dict(objectives), bn, use_vmap
         self.accuracy = accuracy
         self.work: dict[str, WorkCopy | None] = {}
@@ -183,14 +192,16 @@ class Evaluator:
         if self.bn == "keep":
             for split, obj in self.objectives.items():
                 try:
-                    losses, accs = chunk_metrics(obj, points, self.use_vmap, self.work[split],
-                                                   self.accuracy)
+                    losses, accs = chunk_metrics(
+                        obj, points, self.use_vmap, self.work[split], self.accuracy
+                    )
                 except (RuntimeError, NotImplementedError, ValueError):
                     if not self.use_vmap:
                         raise
                     self.use_vmap = False  # a model or loss vmap cannot batch
-                    losses, accs = chunk_metrics(obj, points, False, self.work[split],
-                                                   self.accuracy)
+                    losses, accs = chunk_metrics(
+                        obj, points, False, self.work[split], self.accuracy
+                    )
                 out[f"{split}_loss"] = losses.cpu().numpy().astype(np.float64)
                 out[f"{split}_accuracy"] = None if accs is None else accs.cpu().numpy()
             return out
@@ -203,16 +214,22 @@ class Evaluator:
                 m = obj.evaluate(theta, buffers)
                 rows.setdefault(f"{split}_loss", []).append(m.loss)
                 rows.setdefault(f"{split}_accuracy", []).append(m.accuracy)
-        return {k: None if any(v is None for v in vals) else np.asarray(vals, dtype=np.float64)
-                for k, vals in rows.items()}
+        return {
+            k: None if any(v is None for v in vals) else np.asarray(vals, dtype=np.float64)
+            for k, vals in rows.items()
+        }
 
 
 def merged(obj: Objective) -> Objective:
     """The objective over the same (cached) examples in batches of up to
     :data:`MERGED_BATCH`: fewer, larger forward passes. Only for eval mode, where a batch's
-    composition does not change its outputs."""
+    composition does not change its outputs.
+    """
     batches = list(obj.batches)
-    if not obj.batches.cached or len(batches) < 2 or not all(
-            isinstance(b.inputs, Tensor) and isinstance(b.targets, Tensor) for b in batches):
+    if (
+        not obj.batches.cached
+        or len(batches) < 2
+        or not all(isinstance(b.inputs, Tensor) and isinstance(b.targets, Tensor) for b in batches)
+    ):
         return obj
     return obj.rebatched(MERGED_BATCH)

@@ -73,11 +73,16 @@ class Record:
 
 
 def _unpack(record: Any, where: str) -> tuple[Mapping, Mapping]:
-    arrays, attrs = (record if isinstance(record, tuple)
-                     else (getattr(record, "arrays", None), getattr(record, "attrs", None)))
+    arrays, attrs = (
+        record
+        if isinstance(record, tuple)
+        else (getattr(record, "arrays", None), getattr(record, "attrs", None))
+    )
     if not isinstance(arrays, Mapping) or not isinstance(attrs, Mapping):
-        raise TypeError(f"{where}: expected a landscape.store.Record or an (arrays, attrs) pair, "
-                        f"got {type(record).__name__}")
+        raise TypeError(
+            f"{where}: expected a landscape.store.Record or an (arrays, attrs) pair, "
+            f"got {type(record).__name__}"
+        )
     return arrays, attrs
 
 
@@ -106,14 +111,24 @@ def check_record(record: Any, probe: str, where: str) -> tuple[Mapping, Mapping]
 
 
 # ------------------------------------------------------------------------- legacy counters
-LEGACY_COST = {"n_hvp": "hvp", "n_products": "hvp", "passes": "passes", "seconds": "seconds",
-               "loss_evals": "loss_evals", "grad_evals": "grad_evals", "n_evals": "loss_evals"}
+LEGACY_COST = {
+    "n_hvp": "hvp",
+    "n_products": "hvp",
+    "passes": "passes",
+    "seconds": "seconds",
+    "loss_evals": "loss_evals",
+    "grad_evals": "grad_evals",
+    "n_evals": "loss_evals",
+}
 """Flat counter attributes of records written before :class:`Cost` -> its field. ``n_hvp`` of
 a GGN or Fisher result (``curvature`` ``"ggn"`` or ``"fisher"``) goes to ``ggn_vp``."""
 
 
-def legacy_cost(attrs: Mapping[str, Any], aliases: Mapping[str, str] | None = None,
-                exclude: tuple[str, ...] = ()) -> Cost:
+def legacy_cost(
+    attrs: Mapping[str, Any],
+    aliases: Mapping[str, str] | None = None,
+    exclude: tuple[str, ...] = (),
+) -> Cost:
     """The :class:`Cost` of a record written before results had one, from its flat counters.
 
     Args:
@@ -142,11 +157,11 @@ _MISSING = dataclasses.MISSING
 
 class _Field(NamedTuple):
     name: str
-    kind: str          # array, scalar, cost, sequence, mapping, arrays, ragged, results, skip
-    base: str          # the annotation without None
+    kind: str  # array, scalar, cost, sequence, mapping, arrays, ragged, results, skip
+    base: str  # the annotation without None
     optional: bool
-    element: Any       # the dataclass of a sequence's elements or of nested results
-    default: Any       # _MISSING, or a zero-argument function giving the default
+    element: Any  # the dataclass of a sequence's elements or of nested results
+    default: Any  # _MISSING, or a zero-argument function giving the default
 
 
 def _split(text: str, sep: str) -> list[str]:
@@ -203,8 +218,12 @@ def _kind(cls: type, f: dataclasses.Field) -> _Field:
         kind = "arrays"
     elif head in ("tuple", "list") and args and args[0] == "np.ndarray":
         kind = "ragged"
-    elif head in ("dict", "Mapping") and len(args) == 2 and isinstance(
-            element := _resolve(cls, args[1]), type) and issubclass(element, RecordMixin):
+    elif (
+        head in ("dict", "Mapping")
+        and len(args) == 2
+        and isinstance(element := _resolve(cls, args[1]), type)
+        and issubclass(element, RecordMixin)
+    ):
         kind = "results"
     elif head in ("tuple", "list"):
         kind = "sequence"
@@ -212,8 +231,13 @@ def _kind(cls: type, f: dataclasses.Field) -> _Field:
         element = element if dataclasses.is_dataclass(element) else None
     else:
         kind, element = "mapping", None
-    default = (_MISSING if f.default is _MISSING and f.default_factory is _MISSING
-               else (lambda f=f: f.default) if f.default is not _MISSING else f.default_factory)
+    default = (
+        _MISSING
+        if f.default is _MISSING and f.default_factory is _MISSING
+        else (lambda f=f: f.default)
+        if f.default is not _MISSING
+        else f.default_factory
+    )
     return _Field(f.name, kind, head if kind == "sequence" else base, optional, element, default)
 
 
@@ -228,7 +252,8 @@ def _plan(cls: type) -> list[_Field]:
 
 def _plain(value: Any) -> Any:
     """``value`` as JSON-ready Python (tuples as lists, NumPy as Python, dataclasses as
-    objects)."""
+    objects).
+    """
     if isinstance(value, Cost):
         return value.as_dict()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -307,10 +332,12 @@ class RecordMixin:
         return None
 
     @classmethod
-    def _upgrade(cls, arrays: dict[str, Any], attrs: dict[str, Any]
-                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _upgrade(
+        cls, arrays: dict[str, Any], attrs: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """A record of an older layout in the current one (override where the layout
-        changed; the counters are :func:`legacy_cost`'s)."""
+        changed; the counters are :func:`legacy_cost`'s).
+        """
         return arrays, attrs
 
     @classmethod
@@ -332,8 +359,9 @@ class RecordMixin:
         return target(**kw)
 
 
-def _read(f: _Field, arrays: Mapping, attrs: Mapping, where: str, cls: Any,
-          names: tuple[str, ...]) -> Any:
+def _read(
+    f: _Field, arrays: Mapping, attrs: Mapping, where: str, cls: Any, names: tuple[str, ...]
+) -> Any:
     """The value of field ``f`` from a record."""
     if f.kind == "skip":
         return None if f.default is _MISSING else f.default()
@@ -368,7 +396,7 @@ def _read(f: _Field, arrays: Mapping, attrs: Mapping, where: str, cls: Any,
         out = {}
         for i, (k, at) in enumerate(dict(value).items()):
             prefix = f"{f.name}.{i}."
-            mine = {n[len(prefix):]: v for n, v in arrays.items() if n.startswith(prefix)}
+            mine = {n[len(prefix) :]: v for n, v in arrays.items() if n.startswith(prefix)}
             out[k] = f.element.from_record((mine, at))
         return out
     if f.kind == "sequence":

@@ -37,5 +37,18 @@ from landscape.plot.figures import (
     surface,
 )
 
-__all__ = ["FORMATS", "KEY_MEASURES", "all_figures", "curve", "density", "figures", "grid",
-           "history", "measure_vs_gap", "path", "save", "stability_threshold", "surface"]
+__all__ = [
+    "FORMATS",
+    "KEY_MEASURES",
+    "all_figures",
+    "curve",
+    "density",
+    "figures",
+    "grid",
+    "history",
+    "measure_vs_gap",
+    "path",
+    "save",
+    "stability_threshold",
+    "surface",
+]

@@ -25,18 +25,36 @@ from landscape.store.file import Store
 __all__: list[str] = []
 
 # run colours: the same run gets the same colour in every figure of a file
-_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
-            "#7f7f7f", "#bcbd22", "#17becf")
+_COLOURS = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 
 _WORDS = {
-    "train_loss": "training loss", "test_loss": "test loss",
-    "train_accuracy": "training accuracy", "test_accuracy": "test accuracy",
-    "train_acc": "training accuracy", "test_acc": "test accuracy",
-    "grad_norm": "gradient norm", "lr": "learning rate",
+    "train_loss": "training loss",
+    "test_loss": "test loss",
+    "train_accuracy": "training accuracy",
+    "test_accuracy": "test accuracy",
+    "train_acc": "training accuracy",
+    "test_acc": "test accuracy",
+    "grad_norm": "gradient norm",
+    "lr": "learning rate",
 }
 # history columns are named train_acc / test_acc, surface grids train_accuracy / ...
-_ALIASES = {"train_accuracy": "train_acc", "test_accuracy": "test_acc",
-            "train_acc": "train_accuracy", "test_acc": "test_accuracy"}
+_ALIASES = {
+    "train_accuracy": "train_acc",
+    "test_accuracy": "test_acc",
+    "train_acc": "train_accuracy",
+    "test_acc": "test_accuracy",
+}
 
 
 @contextlib.contextmanager
@@ -46,8 +64,9 @@ def opened(file: Any) -> Iterator[Store]:
         yield file
         return
     if not isinstance(file, (str, os.PathLike)):
-        raise TypeError(f"plot: file must be a path or an open landscape.store.Store, got "
-                        f"{type(file).__name__}")
+        raise TypeError(
+            f"plot: file must be a path or an open landscape.store.Store, got {type(file).__name__}"
+        )
     with Store(file) as s:
         yield s
 
@@ -77,8 +96,9 @@ def check_runs(s: Store, runs: Any, fn: str) -> list[str]:
         runs = [runs]
     runs = list(runs)
     if not runs or not all(isinstance(r, str) for r in runs):
-        raise ValueError(f"{fn}: runs must be a run name or a non-empty list of run names, "
-                         f"got {runs!r}")
+        raise ValueError(
+            f"{fn}: runs must be a run name or a non-empty list of run names, got {runs!r}"
+        )
     for r in runs:
         s.info(r)  # raises with the list of runs
     return runs
@@ -102,8 +122,7 @@ def loss_name(attrs: dict[str, Any]) -> str:
     return str(loss).replace("_", "-") if loss else ""
 
 
-def metric_label(metric: str, attrs: dict[str, Any] | None = None, *, log: bool = False) \
-        -> str:
+def metric_label(metric: str, attrs: dict[str, Any] | None = None, *, log: bool = False) -> str:
     """An axis label with the unit: accuracy as a fraction, loss with its kind."""
     text = words(metric)
     if is_accuracy(metric):
@@ -122,8 +141,9 @@ def resolve(metric: str, available: Sequence[str], what: str) -> str:
     alias = _ALIASES.get(metric)
     if alias is not None and alias in available:
         return alias
-    raise ValueError(f"plot: {what} has no metric {metric!r}; it has: "
-                     f"{', '.join(available) or 'none'}")
+    raise ValueError(
+        f"plot: {what} has no metric {metric!r}; it has: {', '.join(available) or 'none'}"
+    )
 
 
 def optimizer_text(attrs: dict[str, Any]) -> str:
@@ -149,15 +169,15 @@ def final_metrics(attrs: dict[str, Any]) -> dict[str, float]:
 def split_where(where: str) -> tuple[str | None, str]:
     """``runs/<run>/paths/<name>`` -> ``(run, name)``; ``compare/<name>`` -> ``(None, name)``."""
     if not isinstance(where, str):
-        raise ValueError(f"path: where must be 'runs/RUN/paths/NAME' or 'compare/NAME', got "
-                         f"{where!r}")
+        raise ValueError(
+            f"path: where must be 'runs/RUN/paths/NAME' or 'compare/NAME', got {where!r}"
+        )
     parts = where.strip("/").split("/")
     if len(parts) == 4 and parts[0] == "runs" and parts[2] == "paths":
         return parts[1], parts[3]
     if len(parts) == 2 and parts[0] == "compare":
         return None, parts[1]
-    raise ValueError(f"path: where must be 'runs/RUN/paths/NAME' or 'compare/NAME', got "
-                     f"{where!r}")
+    raise ValueError(f"path: where must be 'runs/RUN/paths/NAME' or 'compare/NAME', got {where!r}")
 
 
 def safe(name: str) -> str:

@@ -22,8 +22,21 @@ from landscape.plot.spectra import density
 from landscape.plot.surfaces import curve, grid, surface
 from landscape.plot.training import history, stability_threshold
 
-__all__ = ["FORMATS", "KEY_MEASURES", "all_figures", "curve", "density", "figures", "grid",
-           "history", "measure_vs_gap", "path", "save", "stability_threshold", "surface"]
+__all__ = [
+    "FORMATS",
+    "KEY_MEASURES",
+    "all_figures",
+    "curve",
+    "density",
+    "figures",
+    "grid",
+    "history",
+    "measure_vs_gap",
+    "path",
+    "save",
+    "stability_threshold",
+    "surface",
+]
 
 FORMATS = ("png", "pdf", "svg")
 """The file formats :func:`save` writes (from the file's suffix)."""
@@ -48,8 +61,9 @@ def save(fig: Figure, path: str | os.PathLike, *, dpi: int = 150) -> pathlib.Pat
     target = pathlib.Path(path)
     fmt = target.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
-        raise ValueError(f"save: the file name must end in .png, .pdf or .svg, got "
-                         f"{os.fspath(path)!r}")
+        raise ValueError(
+            f"save: the file name must end in .png, .pdf or .svg, got {os.fspath(path)!r}"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(target, format=fmt, dpi=dpi)
     return target
@@ -84,17 +98,25 @@ def figures(file: Any) -> list[tuple[str, Callable[[], Figure]]]:
         for name in info.surfaces:
             dims = 1 if "y" not in s.record(r, "surfaces", name).arrays else 2
             shapes.setdefault(name, {})[r] = dims
-            out.append((f"{'surface' if dims == 2 else 'curve'}_{safe(r)}_{safe(name)}",
-                        functools.partial(surface if dims == 2 else curve, s, r, name)))
+            out.append(
+                (
+                    f"{'surface' if dims == 2 else 'curve'}_{safe(r)}_{safe(name)}",
+                    functools.partial(surface if dims == 2 else curve, s, r, name),
+                )
+            )
     for r, info in infos.items():
         for probe in info.probes:
             if s.record(r, "probes", probe).attrs.get("probe") == "hessian.density":
-                out.append((f"density_{safe(r)}_{safe(probe)}",
-                            functools.partial(density, s, r, probe)))
+                out.append(
+                    (f"density_{safe(r)}_{safe(probe)}", functools.partial(density, s, r, probe))
+                )
     for where in paths_in(s):
         parts = where.split("/")
-        name = f"path_compare_{safe(parts[1])}" if parts[0] == "compare" else \
-            f"path_{safe(parts[1])}_{safe(parts[3])}"
+        name = (
+            f"path_compare_{safe(parts[1])}"
+            if parts[0] == "compare"
+            else f"path_{safe(parts[1])}_{safe(parts[3])}"
+        )
         out.append((name, functools.partial(path, s, where)))
     if any(info.n_history for info in infos.values()):
         out.append(("history", functools.partial(history, s)))
@@ -115,8 +137,9 @@ def figures(file: Any) -> list[tuple[str, Callable[[], Figure]]]:
     return unique
 
 
-def all_figures(file: str | os.PathLike, out_dir: str | os.PathLike, *,
-                formats: Sequence[str] = ("png",)) -> list[pathlib.Path]:
+def all_figures(
+    file: str | os.PathLike, out_dir: str | os.PathLike, *, formats: Sequence[str] = ("png",)
+) -> list[pathlib.Path]:
     """Every figure that the file's contents allow, written into ``out_dir``.
 
     See :func:`figures` for the list and the file names. A figure whose data cannot be drawn
@@ -138,8 +161,9 @@ def all_figures(file: str | os.PathLike, out_dir: str | os.PathLike, *,
         formats = (formats,)
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
-        raise ValueError(f"all_figures: formats must be some of png, pdf, svg, got "
-                         f"{list(formats)!r}")
+        raise ValueError(
+            f"all_figures: formats must be some of png, pdf, svg, got {list(formats)!r}"
+        )
     out = pathlib.Path(out_dir)
     written: list[pathlib.Path] = []
     with opened(file) as s:

@@ -113,14 +113,21 @@ def measure_vs_gap(file: Any, measure: str, runs: Sequence[str] | None = None) -
             points[r] = (found[r][measure], g)
     if not points:
         known = sorted({k for v in found.values() for k in v})
-        raise ValueError(f"measure_vs_gap: no run has measure {measure!r} and final metrics; "
-                         f"measures stored: {', '.join(known) or 'none'}")
+        raise ValueError(
+            f"measure_vs_gap: no run has measure {measure!r} and final metrics; "
+            f"measures stored: {', '.join(known) or 'none'}"
+        )
     fig = figure(6.4, 4.8)
     ax = fig.add_subplot()
     for r, (x, y) in points.items():
         ax.scatter([x], [y], color=colour[r], s=50, zorder=3)
-        ax.annotate(f"{r}\n{optimizer_text(attrs[r])}", (x, y), xytext=(6, 4),
-                    textcoords="offset points", fontsize=8)
+        ax.annotate(
+            f"{r}\n{optimizer_text(attrs[r])}",
+            (x, y),
+            xytext=(6, 4),
+            textcoords="offset points",
+            fontsize=8,
+        )
     ax.axhline(0, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xlabel(_DESCRIPTIONS.get(measure, measure.replace("_", " ")))
     ax.set_ylabel("generalisation gap: train - test accuracy (fraction)")

@@ -20,16 +20,16 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from probes.paths.results import Path
-
 from landscape.plot.base import colours, figure, metric_label, opened, split_where
+from probes.paths.results import Path
 
 __all__ = ["path", "paths_in"]
 
 
 def paths_in(s: Any) -> list[str]:
     """Every stored path of the file, as ``runs/<run>/paths/<name>`` and ``compare/<name>``
-    (the results under /compare that are interpolation paths)."""
+    (the results under /compare that are interpolation paths).
+    """
     out = [f"runs/{r}/paths/{n}" for r in s.runs() for n in s.info(r).paths]
     for name in s.compares():
         probe = s.record(None, "paths", name).attrs.get("probe", "")
@@ -51,8 +51,9 @@ class _Loaded:
         self.where, self.name = where.strip("/"), name
         self.result = Path.from_record(record)
         ends = record.attrs.get("ends")
-        self.ends = (_end(ends.get("from")), _end(ends.get("to"))) \
-            if isinstance(ends, dict) else None
+        self.ends = (
+            (_end(ends.get("from")), _end(ends.get("to"))) if isinstance(ends, dict) else None
+        )
         owner = run or (ends.get("from", {}).get("run") if isinstance(ends, dict) else None)
         self.attrs = s.info(owner).attrs if owner in s else {}
 
@@ -89,25 +90,45 @@ def path(file: Any, where: str | Sequence[str], *, test: bool = True) -> Figure:
     for item in loaded:
         r, c = item.result, colour[item.where]
         a = r.alphas
-        top.plot(a, r.loss, color=c, marker=".",
-                 label=f"{item.label()}: barrier {r.barrier:.3g}")
+        top.plot(a, r.loss, color=c, marker=".", label=f"{item.label()}: barrier {r.barrier:.3g}")
         if test and r.test_loss is not None:
-            top.plot(a, r.test_loss, "--", color=c, alpha=0.8,
-                     label=f"test loss, barrier {r.test_barrier:.3g}")
+            top.plot(
+                a,
+                r.test_loss,
+                "--",
+                color=c,
+                alpha=0.8,
+                label=f"test loss, barrier {r.test_barrier:.3g}",
+            )
         top.plot([a[0], a[-1]], [r.loss[0], r.loss[-1]], ":", color=c, linewidth=1)
         if r.barrier > 0:
             at = r.barrier_alpha
             chord = (1 - at) * r.loss[0] + at * r.loss[-1]
-            top.annotate("", xy=(at, chord + r.barrier), xytext=(at, chord),
-                         arrowprops={"arrowstyle": "<->", "color": c, "linewidth": 1.2})
-            top.annotate(f"{r.barrier:.3g}", xy=(at, chord + r.barrier / 2), xytext=(4, 0),
-                         textcoords="offset points", color=c, fontsize=8, va="center")
+            top.annotate(
+                "",
+                xy=(at, chord + r.barrier),
+                xytext=(at, chord),
+                arrowprops={"arrowstyle": "<->", "color": c, "linewidth": 1.2},
+            )
+            top.annotate(
+                f"{r.barrier:.3g}",
+                xy=(at, chord + r.barrier / 2),
+                xytext=(4, 0),
+                textcoords="offset points",
+                color=c,
+                fontsize=8,
+                va="center",
+            )
         if has_acc and r.accuracy is not None:
-            axes[1].plot(a, r.accuracy, color=c, marker=".",
-                         label=f"{item.label()}: accuracy barrier {r.accuracy_barrier:.3g}")
+            axes[1].plot(
+                a,
+                r.accuracy,
+                color=c,
+                marker=".",
+                label=f"{item.label()}: accuracy barrier {r.accuracy_barrier:.3g}",
+            )
             if test and r.test_accuracy is not None:
-                axes[1].plot(a, r.test_accuracy, "--", color=c, alpha=0.8,
-                             label="test accuracy")
+                axes[1].plot(a, r.test_accuracy, "--", color=c, alpha=0.8, label="test accuracy")
     top.set_ylabel(metric_label("loss", loaded[0].attrs))
     top.legend(fontsize=7, loc="best")
     if has_acc:
@@ -119,10 +140,10 @@ def path(file: Any, where: str | Sequence[str], *, test: bool = True) -> Figure:
         axes[-1].set_xlabel(f"{where} (0 = {one.ends[0]}, 1 = {one.ends[1]})")
     else:
         axes[-1].set_xlabel("position along the path (0 = first end, 1 = second end)")
-    title = (f"{one.label()}" if len(loaded) == 1 else f"{len(loaded)} paths") + \
-        "\nsolid: training data, dashed: test data, dotted: chord between the ends"
+    title = (
+        f"{one.label()}" if len(loaded) == 1 else f"{len(loaded)} paths"
+    ) + "\nsolid: training data, dashed: test data, dotted: chord between the ends"
     top.set_title(title)
     for ax in axes:
         ax.grid(True, alpha=0.3)
     return fig
-

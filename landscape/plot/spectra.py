@@ -18,16 +18,16 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from probes.curvature.results import Density
-
 from landscape.plot.base import check_runs, figure, opened, run_colours
+from probes.curvature.results import Density
 
 __all__ = ["density", "top_eigenvalue"]
 
 
 def top_eigenvalue(s: Any, run: str) -> float | None:
     """The largest stored Hessian eigenvalue of ``run`` (its ``hessian.eigenvalues`` probes,
-    ``hessian_eigenvalues`` first), or None."""
+    ``hessian_eigenvalues`` first), or None.
+    """
     names = list(s.info(run).probes)
     names.sort(key=lambda n: n != "hessian_eigenvalues")
     for name in names:
@@ -40,8 +40,9 @@ def top_eigenvalue(s: Any, run: str) -> float | None:
     return None
 
 
-def density(file: Any, run: str | Sequence[str], probe: str = "hessian_density", *,
-            log: bool = True) -> Figure:
+def density(
+    file: Any, run: str | Sequence[str], probe: str = "hessian_density", *, log: bool = True
+) -> Figure:
     """The stored spectral density ``runs/<run>/probes/<probe>`` of one run (or several,
     overlaid), on a log scale by default.
 
@@ -68,16 +69,30 @@ def density(file: Any, run: str | Sequence[str], probe: str = "hessian_density",
             floor = max(float(np.nanmax(y)), 1e-300) * 1e-6
             bottom = min(bottom, floor)
             y = np.where(y > floor, y, np.nan)
-        ax.plot(d.grid, y, color=colour[r],
-                label=f"{r} ({d.n_vectors} vectors x {d.steps} Lanczos steps, "
-                      f"width {d.width:.2g})")
+        ax.plot(
+            d.grid,
+            y,
+            color=colour[r],
+            label=f"{r} ({d.n_vectors} vectors x {d.steps} Lanczos steps, width {d.width:.2g})",
+        )
         nodes = np.asarray(d.nodes, dtype=np.float64)
         nodes = nodes[np.isfinite(nodes)]
-        ax.plot(nodes, np.full(nodes.shape, 0.02), "|", color=colour[r], markersize=8,
-                transform=ax.get_xaxis_transform())
+        ax.plot(
+            nodes,
+            np.full(nodes.shape, 0.02),
+            "|",
+            color=colour[r],
+            markersize=8,
+            transform=ax.get_xaxis_transform(),
+        )
         if tops[r] is not None:
-            ax.axvline(tops[r], color=colour[r], linestyle="--", linewidth=1,
-                       label=f"{r}: largest eigenvalue {tops[r]:.4g} (Lanczos)")
+            ax.axvline(
+                tops[r],
+                color=colour[r],
+                linestyle="--",
+                linewidth=1,
+                label=f"{r}: largest eigenvalue {tops[r]:.4g} (Lanczos)",
+            )
     if log:
         ax.set_yscale("log")
         ax.set_ylim(bottom=bottom)
@@ -87,6 +102,8 @@ def density(file: Any, run: str | Sequence[str], probe: str = "hessian_density",
     ax.set_ylabel("spectral density (per unit eigenvalue)" + (", log scale" if log else ""))
     ax.legend(fontsize=8, loc="upper right")
     who = ", ".join(runs)
-    ax.set_title(f"{who}: {matrix} spectral density ({probe})\n"
-                 "ticks on the x axis: Ritz values (stochastic Lanczos quadrature)")
+    ax.set_title(
+        f"{who}: {matrix} spectral density ({probe})\n"
+        "ticks on the x axis: Ritz values (stochastic Lanczos quadrature)"
+    )
     return fig

@@ -58,8 +58,9 @@ class _Loaded:
         return 1 if self.surface.y is None else 2
 
     def values(self, metric: str) -> np.ndarray:
-        key = resolve(metric, list(self.surface.grids),
-                      f"surface runs/{self.run}/surfaces/{self.name}")
+        key = resolve(
+            metric, list(self.surface.grids), f"surface runs/{self.run}/surfaces/{self.name}"
+        )
         v = np.array(self.surface.grids[key], dtype=np.float64)
         v[~self.surface.done] = np.nan
         return v
@@ -85,8 +86,11 @@ class _Loaded:
     def subtitle(self) -> str:
         kind = self.surface.info.get("kind", "")
         opt = optimizer_text(self.attrs)
-        return f"{opt}; {kind} directions{self.progress()}" if opt else \
-            f"{kind} directions{self.progress()}"
+        return (
+            f"{opt}; {kind} directions{self.progress()}"
+            if opt
+            else f"{kind} directions{self.progress()}"
+        )
 
 
 def _auto_log(metric: str, values: Any, log: bool | None) -> bool:
@@ -98,8 +102,9 @@ def _auto_log(metric: str, values: Any, log: bool | None) -> bool:
     if log is None:  # a loss over more than a decade: log scale
         return bool(v.size and v.min() > 0 and v.max() / v.min() > 10)
     if log and v.size and v.min() <= 0:
-        raise ValueError(f"plot: log scale asked for {metric!r}, but it has values <= 0 "
-                         f"(min {v.min():.3g})")
+        raise ValueError(
+            f"plot: log scale asked for {metric!r}, but it has values <= 0 (min {v.min():.3g})"
+        )
     return bool(log)
 
 
@@ -122,28 +127,66 @@ def _load(s: Any, run: str, name: str, fn: str) -> _Loaded:
     return _Loaded(s, run, name)
 
 
-def _contour(ax: Any, loaded: _Loaded, z: np.ndarray, levels: np.ndarray, norm: Normalize,
-             trajectory: bool) -> Any:
+def _contour(
+    ax: Any, loaded: _Loaded, z: np.ndarray, levels: np.ndarray, norm: Normalize, trajectory: bool
+) -> Any:
     x, y = loaded.surface.x, loaded.surface.y
     zt = np.ma.masked_invalid(z.T)  # grids are (len(x), len(y)); contour wants (ny, nx)
     filled = ax.contourf(x, y, zt, levels=levels, norm=norm, cmap="viridis", extend="neither")
-    ax.contour(x, y, zt, levels=levels[::3], norm=norm, colors="k", linewidths=0.4,
-               alpha=0.5)
-    ax.plot([0], [0], marker="+", color="k", markersize=10, linestyle="none",
-            label="centre of the plane")
+    ax.contour(x, y, zt, levels=levels[::3], norm=norm, colors="k", linewidths=0.4, alpha=0.5)
+    ax.plot(
+        [0],
+        [0],
+        marker="+",
+        color="k",
+        markersize=10,
+        linestyle="none",
+        label="centre of the plane",
+    )
     if trajectory and loaded.trajectory is not None and loaded.trajectory.shape[1] >= 2:
         t = loaded.trajectory
         steps = loaded.steps if loaded.steps is not None else np.arange(len(t))
-        outside = int(np.sum((t[:, 0] < x.min()) | (t[:, 0] > x.max()) | (t[:, 1] < y.min())
-                             | (t[:, 1] > y.max())))
+        outside = int(
+            np.sum(
+                (t[:, 0] < x.min())
+                | (t[:, 0] > x.max())
+                | (t[:, 1] < y.min())
+                | (t[:, 1] > y.max())
+            )
+        )
         note = f", {outside} outside the plotted plane" if outside else ""
         ax.plot(t[:, 0], t[:, 1], color="white", linewidth=2.2, zorder=3)
-        ax.plot(t[:, 0], t[:, 1], color="#d62728", linewidth=1.2, marker=".", markersize=4,
-                zorder=4, label=f"training trajectory ({len(t)} snapshots{note})")
-        ax.plot(t[0, 0], t[0, 1], marker="o", color="#d62728", markeredgecolor="white",
-                linestyle="none", zorder=5, label=f"step {int(steps[0])}")
-        ax.plot(t[-1, 0], t[-1, 1], marker="*", color="#ffdd00", markeredgecolor="k",
-                markersize=12, linestyle="none", zorder=5, label=f"step {int(steps[-1])}")
+        ax.plot(
+            t[:, 0],
+            t[:, 1],
+            color="#d62728",
+            linewidth=1.2,
+            marker=".",
+            markersize=4,
+            zorder=4,
+            label=f"training trajectory ({len(t)} snapshots{note})",
+        )
+        ax.plot(
+            t[0, 0],
+            t[0, 1],
+            marker="o",
+            color="#d62728",
+            markeredgecolor="white",
+            linestyle="none",
+            zorder=5,
+            label=f"step {int(steps[0])}",
+        )
+        ax.plot(
+            t[-1, 0],
+            t[-1, 1],
+            marker="*",
+            color="#ffdd00",
+            markeredgecolor="k",
+            markersize=12,
+            linestyle="none",
+            zorder=5,
+            label=f"step {int(steps[-1])}",
+        )
     ax.set_xlim(x.min(), x.max())  # the surface's plane; the trajectory is clipped to it
     ax.set_ylim(y.min(), y.max())
     ax.set_xlabel(loaded.axis_label(0))
@@ -151,13 +194,20 @@ def _contour(ax: Any, loaded: _Loaded, z: np.ndarray, levels: np.ndarray, norm: 
     return filled
 
 
-def _colorbar(fig: Figure, filled: Any, ax: Any, levels: np.ndarray, label: str,
-              **kw: Any) -> None:
+def _colorbar(fig: Figure, filled: Any, ax: Any, levels: np.ndarray, label: str, **kw: Any) -> None:
     fig.colorbar(filled, ax=ax, label=label, ticks=levels[::2], format="%.3g", **kw)
 
 
-def surface(file: Any, run: str, name: str, *, metric: str = "train_loss",
-            kind: str = "contour", trajectory: bool = True, log: bool | None = None) -> Figure:
+def surface(
+    file: Any,
+    run: str,
+    name: str,
+    *,
+    metric: str = "train_loss",
+    kind: str = "contour",
+    trajectory: bool = True,
+    log: bool | None = None,
+) -> Figure:
     """A stored 2-D surface as a filled contour (with the projected training trajectory over
     it, when the surface stores one) or as a 3-D surface.
 
@@ -181,8 +231,10 @@ def surface(file: Any, run: str, name: str, *, metric: str = "train_loss",
     with opened(file) as s:
         loaded = _load(s, run, name, "surface")
     if loaded.dims != 2:
-        raise ValueError(f"surface: {loaded.where()} is 1-D ({len(loaded.surface.x)} points); "
-                         "plot it with curve() (landscape plot FILE curve)")
+        raise ValueError(
+            f"surface: {loaded.where()} is 1-D ({len(loaded.surface.x)} points); "
+            "plot it with curve() (landscape plot FILE curve)"
+        )
     z = loaded.values(metric)
     log = _auto_log(metric, z, log)
     label = metric_label(metric, loaded.attrs)
@@ -196,8 +248,17 @@ def surface(file: Any, run: str, name: str, *, metric: str = "train_loss",
         if not shown.size:
             raise ValueError(f"surface: {loaded.where()} has no computed point yet")
         norm = Normalize(shown.min(), shown.max())
-        art = ax.plot_surface(xx, yy, zz, cmap="viridis", norm=norm, linewidth=0,
-                              antialiased=True, rstride=1, cstride=1)
+        art = ax.plot_surface(
+            xx,
+            yy,
+            zz,
+            cmap="viridis",
+            norm=norm,
+            linewidth=0,
+            antialiased=True,
+            rstride=1,
+            cstride=1,
+        )
         ax.set_xlabel(loaded.axis_label(0).replace(" (", "\n("), fontsize=7, labelpad=8)
         ax.set_ylabel(loaded.axis_label(1).replace(" (", "\n("), fontsize=7, labelpad=8)
         ax.tick_params(labelsize=7)
@@ -211,14 +272,19 @@ def surface(file: Any, run: str, name: str, *, metric: str = "train_loss",
     levels, norm = _scale([z], log)
     filled = _contour(ax, loaded, z, levels, norm, trajectory)
     _colorbar(fig, filled, ax, levels, label + (", log scale" if log else ""))
-    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2,
-               fontsize=8)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=8)
     ax.set_title(title)
     return fig
 
 
-def curve(file: Any, run: str, name: str, *,
-          metrics: Sequence[str] = ("train_loss", "test_loss"), log: bool = False) -> Figure:
+def curve(
+    file: Any,
+    run: str,
+    name: str,
+    *,
+    metrics: Sequence[str] = ("train_loss", "test_loss"),
+    log: bool = False,
+) -> Figure:
     """A stored 1-D surface: the metrics against the coordinate along its direction; losses on
     the left axis (log scale with ``log``), accuracies on a right axis.
 
@@ -231,12 +297,16 @@ def curve(file: Any, run: str, name: str, *,
         loaded = _load(s, run, name, "curve")
     if loaded.dims != 1:
         shape = "x".join(map(str, loaded.surface.shape))
-        raise ValueError(f"curve: {loaded.where()} is 2-D ({shape}); plot it with surface() "
-                         "(landscape plot FILE surface)")
+        raise ValueError(
+            f"curve: {loaded.where()} is 2-D ({shape}); plot it with surface() "
+            "(landscape plot FILE surface)"
+        )
     available = [m for m in metrics if _has(loaded, m)]
     if not available:
-        raise ValueError(f"curve: {loaded.where()} has none of {', '.join(metrics)}; it has: "
-                         f"{', '.join(loaded.surface.grids)}")
+        raise ValueError(
+            f"curve: {loaded.where()} has none of {', '.join(metrics)}; it has: "
+            f"{', '.join(loaded.surface.grids)}"
+        )
     fig = figure(7.0, 4.6)
     ax = fig.add_subplot()
     right = None
@@ -274,9 +344,16 @@ def _has(loaded: _Loaded, metric: str) -> bool:
     return True
 
 
-def grid(file: Any, name: str, runs: Sequence[str] | None = None, *,
-         metric: str = "train_loss", log: bool | None = None, trajectory: bool = True,
-         columns: int = 3) -> Figure:
+def grid(
+    file: Any,
+    name: str,
+    runs: Sequence[str] | None = None,
+    *,
+    metric: str = "train_loss",
+    log: bool | None = None,
+    trajectory: bool = True,
+    columns: int = 3,
+) -> Figure:
     """The surface ``name`` of several runs side by side, on ONE colour scale (the same
     contour levels in every panel, one colour bar), so that the basins compare at a glance.
     1-D surfaces share the y axis instead.
@@ -317,10 +394,10 @@ def grid(file: Any, name: str, runs: Sequence[str] | None = None, *,
             ax.set_title(f"{item.run}\n{item.subtitle()}", fontsize=9)
             ax.xaxis.label.set_fontsize(8)
             ax.yaxis.label.set_fontsize(8)
-        _colorbar(fig, filled, flat[:n], levels, label + (", log scale" if log else ""),
-                  shrink=0.9)
-        fig.legend(*flat[0].get_legend_handles_labels(), loc="outside lower center",
-                   ncols=4, fontsize=8)
+        _colorbar(fig, filled, flat[:n], levels, label + (", log scale" if log else ""), shrink=0.9)
+        fig.legend(
+            *flat[0].get_legend_handles_labels(), loc="outside lower center", ncols=4, fontsize=8
+        )
     else:
         for ax, item, z in zip(flat, loaded, values, strict=False):
             ax.plot(item.surface.x, z, marker=".")

@@ -85,9 +85,14 @@ def _lambda_series(s: Any, run: str) -> dict[str, np.ndarray] | None:
     return cols
 
 
-def history(file: Any, runs: Sequence[str] | None = None, *,
-            metrics: Sequence[str] = ("train_loss", "test_accuracy"), lambda_max: bool = True,
-            log: bool = False) -> Figure:
+def history(
+    file: Any,
+    runs: Sequence[str] | None = None,
+    *,
+    metrics: Sequence[str] = ("train_loss", "test_accuracy"),
+    lambda_max: bool = True,
+    log: bool = False,
+) -> Figure:
     """The training curves of each run: one panel per metric against the training step.
 
     A last panel shows ``lambda_max`` along training (when a run records the
@@ -127,8 +132,10 @@ def history(file: Any, runs: Sequence[str] | None = None, *,
     for m in metrics:
         if not any(_find(hist[r], m) for r in runs):
             known = sorted({k for h in hist.values() for k in h if k != "step"})
-            raise ValueError(f"history: no run records {m!r}; the histories have: "
-                             f"{', '.join(known) or 'nothing'}")
+            raise ValueError(
+                f"history: no run records {m!r}; the histories have: "
+                f"{', '.join(known) or 'nothing'}"
+            )
     panels = len(metrics) + bool(lam)
     fig = figure(7.0, 2.6 * panels + 0.8)
     axes = fig.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
@@ -137,8 +144,13 @@ def history(file: Any, runs: Sequence[str] | None = None, *,
             key = _find(hist[r], m)
             if key is None or "step" not in hist[r]:
                 continue
-            ax.plot(hist[r]["step"], hist[r][key], color=colour[r], marker=".",
-                    label=f"{r} ({optimizer_text(attrs[r])})")
+            ax.plot(
+                hist[r]["step"],
+                hist[r][key],
+                color=colour[r],
+                marker=".",
+                label=f"{r} ({optimizer_text(attrs[r])})",
+            )
         ax.set_ylabel(metric_label(m, attrs[runs[0]]), fontsize=8)
         if log and not is_accuracy(m):
             ax.set_yscale("log")
@@ -161,8 +173,7 @@ def _find(h: Mapping[str, np.ndarray], metric: str) -> str | None:
 
 def _lambda_panel(ax: Any, lam: dict, hist: dict, attrs: dict, colour: dict) -> None:
     for r, cols in lam.items():
-        ax.plot(cols["step"], cols["value"], color=colour[r], marker=".",
-                label=f"{r}: lambda_max")
+        ax.plot(cols["step"], cols["value"], color=colour[r], marker=".", label=f"{r}: lambda_max")
         bound = stability_threshold(attrs[r])
         if bound is None:
             continue
@@ -170,14 +181,26 @@ def _lambda_panel(ax: Any, lam: dict, hist: dict, attrs: dict, colour: dict) -> 
         lr = hist[r].get("lr")
         lr0 = (attrs[r].get("optimizer") or {}).get("lr")
         steps = hist[r].get("step")
-        if lr is not None and steps is not None and len(lr) > 1 and \
-                np.ptp(lr[np.isfinite(lr)]) > 0 and lr0:
+        if (
+            lr is not None
+            and steps is not None
+            and len(lr) > 1
+            and np.ptp(lr[np.isfinite(lr)]) > 0
+            and lr0
+        ):
             thr = value * float(lr0) / np.where(lr > 0, lr, np.nan)  # follows the schedule
-            ax.plot(steps, thr, "--", color=colour[r], drawstyle="steps-post",
-                    label=f"{r}: {formula} (with the lr schedule)")
+            ax.plot(
+                steps,
+                thr,
+                "--",
+                color=colour[r],
+                drawstyle="steps-post",
+                label=f"{r}: {formula} (with the lr schedule)",
+            )
         else:
-            ax.axhline(value, linestyle="--", color=colour[r],
-                       label=f"{r}: {formula} = {value:.4g}")
+            ax.axhline(
+                value, linestyle="--", color=colour[r], label=f"{r}: {formula} = {value:.4g}"
+            )
     ax.set_ylabel("top Hessian eigenvalue\n(loss per squared parameter unit)", fontsize=8)
     ax.set_title("lambda_max along training; dashed: edge of stability", fontsize=9)
     ax.legend(fontsize=7, loc="best")

@@ -7,5 +7,14 @@ How it looks is :mod:`~landscape.report.render`, the ranking statistics behind i
 from landscape.report.build import MISSING, MeasureRank, Report, Table, report
 from landscape.report.ranking import GranulatedTau, Tau, granulated_tau, kendall_tau
 
-__all__ = ["MISSING", "GranulatedTau", "MeasureRank", "Report", "Table", "Tau",
-           "granulated_tau", "kendall_tau", "report"]
+__all__ = [
+    "MISSING",
+    "GranulatedTau",
+    "MeasureRank",
+    "Report",
+    "Table",
+    "Tau",
+    "granulated_tau",
+    "kendall_tau",
+    "report",
+]

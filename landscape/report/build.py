@@ -64,6 +64,7 @@ __all__ = ["MISSING", "MeasureRank", "Report", "Table", "report"]
 
 log = logging.getLogger("landscape")
 
+
 @dataclass(frozen=True)
 class Report:
     """What :func:`report` built and wrote.
@@ -117,8 +118,9 @@ def _final_metrics(store: Store, run: str, attrs: dict) -> dict[str, float | Non
     return {k: _num(final.get(k)) for k in keys}
 
 
-def _probe_measures(store: Store, run: str, names: tuple[str, ...], notes: list[str]
-                    ) -> dict[str, float | None]:
+def _probe_measures(
+    store: Store, run: str, names: tuple[str, ...], notes: list[str]
+) -> dict[str, float | None]:
     from probes.curvature.results import Eigenvalues, Trace
     from probes.implicit_bias.results import Measures
     from probes.sharpness.results import AverageCase, Epsilon, PacBayes, WorstCase
@@ -147,10 +149,12 @@ def _probe_measures(store: Store, run: str, names: tuple[str, ...], notes: list[
                 for key, value in Measures.from_record(rec).values.items():
                     if key not in _SKIP_KEYS:
                         put(key, name, "measures", value)
-            elif probe in ("sharpness.worst_case", "sharpness.average_case",
-                           "sharpness.epsilon"):
-                cls = {"sharpness.worst_case": WorstCase, "sharpness.average_case":
-                       AverageCase, "sharpness.epsilon": Epsilon}[probe]
+            elif probe in ("sharpness.worst_case", "sharpness.average_case", "sharpness.epsilon"):
+                cls = {
+                    "sharpness.worst_case": WorstCase,
+                    "sharpness.average_case": AverageCase,
+                    "sharpness.epsilon": Epsilon,
+                }[probe]
                 put(name, name, name, cls.from_record(rec).value)
             elif probe == "sharpness.pac_bayes":
                 put(name, name, name, PacBayes.from_record(rec).flatness)
@@ -176,12 +180,19 @@ def _barriers(store: Store, runs: list[str], notes: list[str]) -> list[dict]:
             continue
         ends = rec.attrs.get("ends") if isinstance(rec.attrs.get("ends"), dict) else {}
         a, b = ends.get("from") or {}, ends.get("to") or {}
-        rows.append({"a": str(a.get("run", run or "?")), "a_which": str(a.get("which", "?")),
-                     "b": str(b.get("run", run or "?")), "b_which": str(b.get("which", "?")),
-                     "kind": p.kind, "barrier": p.barrier,
-                     "accuracy barrier": p.accuracy_barrier, "test barrier": p.test_barrier,
-                     "stored as": f"compare/{name}" if run is None
-                     else f"runs/{run}/paths/{name}"})
+        rows.append(
+            {
+                "a": str(a.get("run", run or "?")),
+                "a_which": str(a.get("which", "?")),
+                "b": str(b.get("run", run or "?")),
+                "b_which": str(b.get("which", "?")),
+                "kind": p.kind,
+                "barrier": p.barrier,
+                "accuracy barrier": p.accuracy_barrier,
+                "test barrier": p.test_barrier,
+                "stored as": f"compare/{name}" if run is None else f"runs/{run}/paths/{name}",
+            }
+        )
     return rows
 
 
@@ -208,16 +219,31 @@ def _collect(s: Store, notes: list[str]) -> tuple[list[dict], list[dict]]:
         sweep = a.get("sweep") if isinstance(a.get("sweep"), dict) else None
         axes = sweep.get("axes") if sweep and isinstance(sweep.get("axes"), dict) else None
         fm = _final_metrics(s, run, a)
-        gap = (fm["train_acc"] - fm["test_acc"]
-               if None not in (fm["train_acc"], fm["test_acc"]) else None)
-        loss_gap = (fm["test_loss"] - fm["train_loss"]
-                    if None not in (fm["train_loss"], fm["test_loss"]) else None)
-        runs.append({
-            "run": run, "status": info.status, "optimizer": _optimizer(a.get("optimizer")),
-            "axes": axes, "sweep": sweep.get("name") if sweep else None,
-            "batch size": a.get("batch_size"), "seed": a.get("seed"), **fm,
-            "gap": gap, "loss gap": loss_gap,
-            "measures": _probe_measures(s, run, info.probes, notes)})
+        gap = (
+            fm["train_acc"] - fm["test_acc"]
+            if None not in (fm["train_acc"], fm["test_acc"])
+            else None
+        )
+        loss_gap = (
+            fm["test_loss"] - fm["train_loss"]
+            if None not in (fm["train_loss"], fm["test_loss"])
+            else None
+        )
+        runs.append(
+            {
+                "run": run,
+                "status": info.status,
+                "optimizer": _optimizer(a.get("optimizer")),
+                "axes": axes,
+                "sweep": sweep.get("name") if sweep else None,
+                "batch size": a.get("batch_size"),
+                "seed": a.get("seed"),
+                **fm,
+                "gap": gap,
+                "loss gap": loss_gap,
+                "measures": _probe_measures(s, run, info.probes, notes),
+            }
+        )
     barriers = _barriers(s, names, notes)
     return runs, barriers
 
@@ -227,20 +253,33 @@ def _run_table(runs: list[dict], barriers: list[dict]) -> Table:
     rows = []
     for r in runs:
         m = r["measures"]
-        picked = {col: next((m[k] for k in keys if m.get(k) is not None), None)
-                  for col, keys in _PICK.items()}
+        picked = {
+            col: next((m[k] for k in keys if m.get(k) is not None), None)
+            for col, keys in _PICK.items()
+        }
         mine = []
         for p in barriers:
             if r["run"] not in (p["a"], p["b"]) or p["barrier"] is None:
                 continue
-            label = (f"{p['a_which']}->{p['b_which']}" if p["a"] == p["b"]
-                     else p["b"] if p["a"] == r["run"] else p["a"])
+            label = (
+                f"{p['a_which']}->{p['b_which']}"
+                if p["a"] == p["b"]
+                else p["b"]
+                if p["a"] == r["run"]
+                else p["a"]
+            )
             kind = "" if p["kind"] == "linear" else f" ({p['kind']})"
             mine.append(f"{label} {_fmt(p['barrier'])}{kind}")
-        values = {**r, "axes": _axes_text(r["axes"]), "train acc": r["train_acc"],
-                  "train loss": r["train_loss"], "test loss": r["test_loss"],
-                  "test acc": r["test_acc"], **picked,
-                  "barriers": "; ".join(mine) if mine else None}
+        values = {
+            **r,
+            "axes": _axes_text(r["axes"]),
+            "train acc": r["train_acc"],
+            "train loss": r["train_loss"],
+            "test loss": r["test_loss"],
+            "test acc": r["test_acc"],
+            **picked,
+            "barriers": "; ".join(mine) if mine else None,
+        }
         rows.append(tuple(values.get(c) for c in RUN_COLUMNS))
     return Table(RUN_COLUMNS, tuple(rows))
 
@@ -255,18 +294,27 @@ def _rank(runs: list[dict], notes: list[str]) -> tuple[tuple[MeasureRank, ...], 
     if not with_axes:
         notes.append("no run carries sweep axes: plain Kendall tau only, no granulated tau")
     elif len(with_axes) < len(ranked):
-        notes.append(f"{len(ranked) - len(with_axes)} ranked run(s) without sweep axes take "
-                     "part in the plain tau only")
+        notes.append(
+            f"{len(ranked) - len(with_axes)} ranked run(s) without sweep axes take "
+            "part in the plain tau only"
+        )
     names = sorted({k for r in ranked for k in r["measures"]})
     gap = [r["gap"] for r in ranked]
     loss_gap = [r["loss gap"] for r in ranked]
     out = []
     for name in names:
         values = [r["measures"].get(name) for r in ranked]
-        gran = (granulated_tau(values, gap, [r["axes"] or None for r in ranked],
-                               strata=[r["sweep"] for r in ranked]) if with_axes else None)
-        out.append(MeasureRank(name, kendall_tau(values, gap), kendall_tau(values, loss_gap),
-                               gran))
+        gran = (
+            granulated_tau(
+                values,
+                gap,
+                [r["axes"] or None for r in ranked],
+                strata=[r["sweep"] for r in ranked],
+            )
+            if with_axes
+            else None
+        )
+        out.append(MeasureRank(name, kendall_tau(values, gap), kendall_tau(values, loss_gap), gran))
     out.sort(key=lambda m: (m.tau.tau is None, -abs(m.tau.tau or 0.0), m.measure))
     return tuple(out), axes
 
@@ -285,8 +333,9 @@ def _figures(file: Store, out_dir: Path) -> tuple[tuple[Path, ...], str | None]:
 
 
 # ------------------------------------------------------------------------------ entry point
-def report(file: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
-           figures: bool = True) -> Report:
+def report(
+    file: str | os.PathLike, out_dir: str | os.PathLike | None = None, *, figures: bool = True
+) -> Report:
     """Build the report of a landscape file and write ``report.md`` and ``report.html``.
 
     Args:
@@ -305,8 +354,9 @@ def report(file: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
     file = os.fspath(file)
     if not os.path.exists(file):
         raise FileNotFoundError(f"report: {file} does not exist")
-    out = Path(out_dir) if out_dir is not None else \
-        Path(file).with_name(Path(file).stem + "_report")
+    out = (
+        Path(out_dir) if out_dir is not None else Path(file).with_name(Path(file).stem + "_report")
+    )
     notes: list[str] = []
     # one consistent snapshot for the tables and the figures; a sweep may write meanwhile
     with Store(file, snapshot=True) as snap:
@@ -315,20 +365,46 @@ def report(file: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
         figs, figure_note = _figures(snap, out / "figures") if figures else ((), None)
     run_table = _run_table(runs, barrier_rows)
     cols = ("from", "to", "kind", "barrier", "accuracy barrier", "test barrier", "stored as")
-    barriers = Table(cols, tuple((f"{p['a']}:{p['a_which']}", f"{p['b']}:{p['b_which']}",
-                                  *(p[c] for c in cols[2:])) for p in barrier_rows))
+    barriers = Table(
+        cols,
+        tuple(
+            (f"{p['a']}:{p['a_which']}", f"{p['b']}:{p['b_which']}", *(p[c] for c in cols[2:]))
+            for p in barrier_rows
+        ),
+    )
     ranking, axes = _rank(runs, notes)
     n_ranked = sum(r["status"] == "complete" for r in runs)
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    blocks = _blocks({"file": file, "runs": run_table, "barriers": barriers,
-                      "ranking": ranking, "axes": axes, "figures": figs,
-                      "figure_note": figure_note, "notes": notes, "out_dir": out,
-                      "n_ranked": n_ranked, "when": when})
+    blocks = _blocks(
+        {
+            "file": file,
+            "runs": run_table,
+            "barriers": barriers,
+            "ranking": ranking,
+            "axes": axes,
+            "figures": figs,
+            "figure_note": figure_note,
+            "notes": notes,
+            "out_dir": out,
+            "n_ranked": n_ranked,
+            "when": when,
+        }
+    )
     md, htm = out / "report.md", out / "report.html"
     _write_atomic(md, _markdown(blocks))
     _write_atomic(htm, _html(blocks, f"Landscape report: {Path(file).name}"))
     if figure_note:
         notes.append(figure_note)
-    return Report(file=file, out_dir=out, runs=run_table, barriers=barriers, ranking=ranking,
-                  axes=axes, figures=figs, notes=tuple(notes), markdown=md, html=htm,
-                  n_ranked=n_ranked)
+    return Report(
+        file=file,
+        out_dir=out,
+        runs=run_table,
+        barriers=barriers,
+        ranking=ranking,
+        axes=axes,
+        figures=figs,
+        notes=tuple(notes),
+        markdown=md,
+        html=htm,
+        n_ranked=n_ranked,
+    )

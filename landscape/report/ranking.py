@@ -136,15 +136,17 @@ def _number(value: Any) -> float | None:
 
 def _as_list(values: Any, where: str) -> list:
     if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__iter__"):
-        raise TypeError(f"{where}: expected a sequence with one entry a run, got "
-                        f"{type(values).__name__}")
+        raise TypeError(
+            f"{where}: expected a sequence with one entry a run, got {type(values).__name__}"
+        )
     return list(values)
 
 
 def _pairs(measure: list, gap: list, where: str) -> tuple[list[int], list[float], list[float]]:
     if len(measure) != len(gap):
-        raise ValueError(f"{where}: measure and gap must have one value a run, got "
-                         f"{len(measure)} and {len(gap)}")
+        raise ValueError(
+            f"{where}: measure and gap must have one value a run, got {len(measure)} and {len(gap)}"
+        )
     keep, mu, g = [], [], []
     for i, (m, y) in enumerate(zip(measure, gap, strict=True)):
         m, y = _number(m), _number(y)
@@ -159,33 +161,53 @@ def _tau(mu: list[float], g: list[float], n_dropped: int, variant: str) -> Tau:
     n = len(mu)
     n_pairs = n * (n - 1) // 2
     if n < 2:
-        return Tau(None, None, n, n_pairs, n_dropped, variant,
-                   f"{n} run(s) with both values: need 2")
+        return Tau(
+            None, None, n, n_pairs, n_dropped, variant, f"{n} run(s) with both values: need 2"
+        )
     if len(set(g)) == 1:
-        return Tau(None, None, n, n_pairs, n_dropped, variant,
-                   "the gap is the same for every run: nothing to rank")
+        return Tau(
+            None,
+            None,
+            n,
+            n_pairs,
+            n_dropped,
+            variant,
+            "the gap is the same for every run: nothing to rank",
+        )
     if len(set(mu)) == 1:
-        return Tau(0.0, None, n, n_pairs, n_dropped, variant,
-                   "the measure is the same for every run: it orders no pair")
+        return Tau(
+            0.0,
+            None,
+            n,
+            n_pairs,
+            n_dropped,
+            variant,
+            "the measure is the same for every run: it orders no pair",
+        )
     if variant == "a":
         a, b = np.asarray(mu), np.asarray(g)
         s = np.sign(a[:, None] - a[None, :]) * np.sign(b[:, None] - b[None, :])
-        return Tau(float(s[np.triu_indices(n, 1)].mean()), None, n, n_pairs, n_dropped,
-                   variant)
+        return Tau(float(s[np.triu_indices(n, 1)].mean()), None, n, n_pairs, n_dropped, variant)
     res = stats.kendalltau(mu, g, variant=variant)
     tau, p = float(res.statistic), float(res.pvalue)
-    return Tau(None if math.isnan(tau) else tau, None if math.isnan(p) else p, n, n_pairs,
-               n_dropped, variant)
+    return Tau(
+        None if math.isnan(tau) else tau,
+        None if math.isnan(p) else p,
+        n,
+        n_pairs,
+        n_dropped,
+        variant,
+    )
 
 
 def _check_variant(where: str, variant: str) -> None:
     if variant not in VARIANTS:
-        raise ValueError(f"{where}: variant must be one of {', '.join(VARIANTS)}, got "
-                         f"{variant!r}")
+        raise ValueError(f"{where}: variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
 
 
-def kendall_tau(measure: Sequence[float | None], gap: Sequence[float | None], *,
-                variant: str = "b") -> Tau:
+def kendall_tau(
+    measure: Sequence[float | None], gap: Sequence[float | None], *, variant: str = "b"
+) -> Tau:
     """Kendall's tau of a measure with the generalisation gap over runs.
 
     Args:
@@ -225,10 +247,14 @@ def _level(value: Any) -> Hashable:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def granulated_tau(measure: Sequence[float | None], gap: Sequence[float | None],
-                   axes: Sequence[Mapping[str, Any] | None], *,
-                   strata: Sequence[Hashable] | None = None, variant: str = "b"
-                   ) -> GranulatedTau:
+def granulated_tau(
+    measure: Sequence[float | None],
+    gap: Sequence[float | None],
+    axes: Sequence[Mapping[str, Any] | None],
+    *,
+    strata: Sequence[Hashable] | None = None,
+    variant: str = "b",
+) -> GranulatedTau:
     """Jiang et al.'s granulated Kendall tau: ``psi_k`` per hyperparameter axis and ``Psi``.
 
     For each axis ``k`` (every key that occurs in ``axes``), runs that agree on every other
@@ -264,16 +290,20 @@ def granulated_tau(measure: Sequence[float | None], gap: Sequence[float | None],
     axes = _as_list(axes, "granulated_tau")
     strata = [None] * len(axes) if strata is None else list(strata)
     if len(axes) != len(gap) or len(strata) != len(axes):
-        raise ValueError(f"granulated_tau: axes (and strata) must have one entry a run: "
-                         f"{len(gap)} runs, {len(axes)} axes, {len(strata)} strata")
+        raise ValueError(
+            f"granulated_tau: axes (and strata) must have one entry a run: "
+            f"{len(gap)} runs, {len(axes)} axes, {len(strata)} strata"
+        )
     rows = []
     for i, m, y in zip(keep, mu, g, strict=True):
         a = axes[i]
         if a is None:
             continue
         if not isinstance(a, Mapping):
-            raise TypeError(f"granulated_tau: axes must be mappings {{axis: value}} or None, "
-                            f"got {type(a).__name__} for run {i}")
+            raise TypeError(
+                f"granulated_tau: axes must be mappings {{axis: value}} or None, "
+                f"got {type(a).__name__} for run {i}"
+            )
         rows.append((m, y, {str(k): _level(v) for k, v in a.items()}, strata[i]))
     names = sorted({k for _, _, a, _ in rows for k in a})
     out = {}
@@ -294,5 +324,6 @@ def granulated_tau(measure: Sequence[float | None], gap: Sequence[float | None],
         psi = float(np.mean(taus)) if taus else None
         out[k] = AxisTau(k, psi, tuple(taus), len(taus), n_runs, n_pairs, skipped)
     psis = [a.psi for a in out.values() if a.psi is not None]
-    return GranulatedTau(float(np.mean(psis)) if psis else None, out, len(rows),
-                         len(gap) - len(rows))
+    return GranulatedTau(
+        float(np.mean(psis)) if psis else None, out, len(rows), len(gap) - len(rows)
+    )

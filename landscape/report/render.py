@@ -30,10 +30,28 @@ GAP = "train accuracy - test accuracy"
 LOSS_GAP = "test loss - train loss"
 
 RUN_COLUMNS = (
-    "run", "status", "optimizer", "axes", "batch size", "seed", "train loss", "train acc",
-    "test loss", "test acc", "gap", "loss gap", "lambda_max", "hessian trace",
-    "adaptive sharpness", "PAC-Bayes flatness", "dist init", "param norm",
-    "log prod spectral", "path norm", "margin q10", "barriers",
+    "run",
+    "status",
+    "optimizer",
+    "axes",
+    "batch size",
+    "seed",
+    "train loss",
+    "train acc",
+    "test loss",
+    "test acc",
+    "gap",
+    "loss gap",
+    "lambda_max",
+    "hessian trace",
+    "adaptive sharpness",
+    "PAC-Bayes flatness",
+    "dist init",
+    "param norm",
+    "log prod spectral",
+    "path norm",
+    "margin q10",
+    "barriers",
 )
 _FIT = RUN_COLUMNS[:12]
 _MINIMA = ("run",) + RUN_COLUMNS[12:]
@@ -42,8 +60,11 @@ _PICK = {
     "lambda_max": ("lambda_max",),
     "hessian trace": ("hessian_trace",),
     "adaptive sharpness": ("sharpness_worst_adaptive", "sharpness_worst_case_adaptive"),
-    "PAC-Bayes flatness": ("pac_bayes_flatness_magnitude", "sharpness_pac_bayes",
-                           "pac_bayes_flatness"),
+    "PAC-Bayes flatness": (
+        "pac_bayes_flatness_magnitude",
+        "sharpness_pac_bayes",
+        "pac_bayes_flatness",
+    ),
     "dist init": ("dist_init",),
     "param norm": ("param_norm",),
     "log prod spectral": ("log_prod_spectral",),
@@ -80,7 +101,6 @@ class MeasureRank:
     granulated: GranulatedTau | None = None
 
 
-
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return MISSING
@@ -95,21 +115,32 @@ def _tau_cell(t: float | None) -> str:
     return MISSING if t is None else f"{t:+.3f}"
 
 
-def _tau_rows(ranking: tuple[MeasureRank, ...], axes: tuple[str, ...]
-              ) -> tuple[list[str], list[list[str]]]:
+def _tau_rows(
+    ranking: tuple[MeasureRank, ...], axes: tuple[str, ...]
+) -> tuple[list[str], list[list[str]]]:
     cols = ["measure", "tau (gap)", "p", "runs", "pairs", "dropped", "tau (loss gap)"]
     cols += [f"psi[{k}]" for k in axes] + (["Psi", "granulated runs"] if axes else [])
     rows = []
     for m in ranking:
         t = m.tau
-        row = [m.measure, _tau_cell(t.tau), MISSING if t.pvalue is None else f"{t.pvalue:.2g}",
-               str(t.n), str(t.n_pairs), str(t.n_dropped), _tau_cell(m.loss_tau.tau)]
+        row = [
+            m.measure,
+            _tau_cell(t.tau),
+            MISSING if t.pvalue is None else f"{t.pvalue:.2g}",
+            str(t.n),
+            str(t.n_pairs),
+            str(t.n_dropped),
+            _tau_cell(m.loss_tau.tau),
+        ]
         if axes:
             g = m.granulated
             for k in axes:
                 a = g.axes.get(k) if g else None
-                row.append(MISSING if a is None or a.psi is None else
-                           f"{a.psi:+.3f} ({a.n_groups} groups, {a.n_pairs} pairs)")
+                row.append(
+                    MISSING
+                    if a is None or a.psi is None
+                    else f"{a.psi:+.3f} ({a.n_groups} groups, {a.n_pairs} pairs)"
+                )
             row += [_tau_cell(g.psi if g else None), str(g.n if g else 0)]
         rows.append(row)
     return cols, rows
@@ -121,34 +152,56 @@ def _blocks(rep: dict) -> list[tuple]:
     n = len(runs.rows)
     b: list[tuple] = []
     b.append(("h1", f"Landscape report: {Path(rep['file']).name}"))
-    b.append(("p", f"File {rep['file']}; {n} run(s), {rep['n_ranked']} ranked; written "
-                   f"{rep['when']}."))
-    b.append(("p", f"Generalisation gap: {GAP} (final model); loss gap: {LOSS_GAP}. "
-                   f"Missing values are shown as {MISSING}."))
+    b.append(
+        ("p", f"File {rep['file']}; {n} run(s), {rep['n_ranked']} ranked; written {rep['when']}.")
+    )
+    b.append(
+        (
+            "p",
+            f"Generalisation gap: {GAP} (final model); loss gap: {LOSS_GAP}. "
+            f"Missing values are shown as {MISSING}.",
+        )
+    )
     if not n:
         b.append(("p", "The file holds no runs."))
     fit = [runs.columns.index(c) for c in _FIT if c != "axes" or any(runs.column("axes"))]
     b.append(("h2", "Runs"))
-    b.append(("table", [runs.columns[i] for i in fit],
-              [[_fmt(r[i]) for i in fit] for r in runs.rows]))
+    b.append(
+        ("table", [runs.columns[i] for i in fit], [[_fmt(r[i]) for i in fit] for r in runs.rows])
+    )
     minima = [runs.columns.index(c) for c in _MINIMA]
     b.append(("h2", "Minima"))
-    b.append(("p", "lambda_max: the largest Hessian eigenvalue; adaptive sharpness: "
-                   "worst-case, in a ball scaled by |w|; PAC-Bayes flatness: 1/sigma^2; "
-                   "barriers: the loss barrier of the linear path to each other run (and "
-                   "init->final)."))
-    b.append(("table", [runs.columns[i] for i in minima],
-              [[_fmt(r[i]) for i in minima] for r in runs.rows]))
+    b.append(
+        (
+            "p",
+            "lambda_max: the largest Hessian eigenvalue; adaptive sharpness: "
+            "worst-case, in a ball scaled by |w|; PAC-Bayes flatness: 1/sigma^2; "
+            "barriers: the loss barrier of the linear path to each other run (and "
+            "init->final).",
+        )
+    )
+    b.append(
+        (
+            "table",
+            [runs.columns[i] for i in minima],
+            [[_fmt(r[i]) for i in minima] for r in runs.rows],
+        )
+    )
     bt: Table = rep["barriers"]
     if bt.rows:
         b.append(("h2", "Paths and barriers"))
         b.append(("table", list(bt.columns), [[_fmt(v) for v in r] for r in bt.rows]))
     b.append(("h2", "Measures ranked by Kendall's tau with the gap"))
-    b.append(("p", "tau: Kendall's tau-b (SciPy) of the measure with the gap over the "
-                   "complete runs; positive: a larger measure goes with a larger gap. runs, "
-                   "pairs: behind tau; dropped: runs without the value. psi[k]: the mean tau "
-                   "over groups of runs that differ only in k; Psi: the mean of psi[k] "
-                   "(Jiang et al. 2020). Sorted by |tau|."))
+    b.append(
+        (
+            "p",
+            "tau: Kendall's tau-b (SciPy) of the measure with the gap over the "
+            "complete runs; positive: a larger measure goes with a larger gap. runs, "
+            "pairs: behind tau; dropped: runs without the value. psi[k]: the mean tau "
+            "over groups of runs that differ only in k; Psi: the mean of psi[k] "
+            "(Jiang et al. 2020). Sorted by |tau|.",
+        )
+    )
     cols, rows = _tau_rows(rep["ranking"], rep["axes"])
     if rows:
         b.append(("table", cols, rows))
@@ -187,9 +240,15 @@ def _markdown(blocks: list[tuple]) -> str:
             out.append("\n".join(f"- {_md(x)}" for x in args[0]))
         elif kind == "table":
             cols, rows = args
-            out.append("\n".join(["| " + " | ".join(_md(c) for c in cols) + " |",
-                                  "|" + "|".join("---" for _ in cols) + "|",
-                                  *("| " + " | ".join(_md(v) for v in r) + " |" for r in rows)]))
+            out.append(
+                "\n".join(
+                    [
+                        "| " + " | ".join(_md(c) for c in cols) + " |",
+                        "|" + "|".join("---" for _ in cols) + "|",
+                        *("| " + " | ".join(_md(v) for v in r) + " |" for r in rows),
+                    ]
+                )
+            )
         elif kind == "img":
             out.append(f"![{_md(args[1])}]({quote(args[0])})")
     return "\n\n".join(out) + "\n"
@@ -207,8 +266,16 @@ img{max-width:100%;border:1px solid #ddd}figcaption{font-size:0.85em;color:#555}
 
 def _html(blocks: list[tuple], title: str) -> str:
     e = html.escape
-    out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-           f"<title>{e(title)}</title>", f"<style>{_CSS}</style>", "</head>", "<body>"]
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f"<title>{e(title)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head>",
+        "<body>",
+    ]
     for kind, *args in blocks:
         if kind in ("h1", "h2"):
             out.append(f"<{kind}>{e(args[0])}</{kind}>")
@@ -219,13 +286,16 @@ def _html(blocks: list[tuple], title: str) -> str:
         elif kind == "table":
             cols, rows = args
             head = "".join(f"<th>{e(c)}</th>" for c in cols)
-            body = "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>"
-                           for r in rows)
-            out.append(f'<div class="wrap"><table><thead><tr>{head}</tr></thead>'
-                       f"<tbody>{body}</tbody></table></div>")
+            body = "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>" for r in rows)
+            out.append(
+                f'<div class="wrap"><table><thead><tr>{head}</tr></thead>'
+                f"<tbody>{body}</tbody></table></div>"
+            )
         elif kind == "img":
-            out.append(f'<figure><img src="{e(quote(args[0]))}" alt="{e(args[1])}">'
-                       f"<figcaption>{e(args[1])}</figcaption></figure>")
+            out.append(
+                f'<figure><img src="{e(quote(args[0]))}" alt="{e(args[1])}">'
+                f"<figcaption>{e(args[1])}</figcaption></figure>"
+            )
     out += ["</body>", "</html>"]
     return "\n".join(out) + "\n"
 

@@ -79,15 +79,27 @@ import numpy as np
 from landscape.report import study_stats as st
 from landscape.report.ranking import granulated_tau, kendall_tau
 
-__all__ = ["EXPECTED_SIGNS", "MIN_RUNS", "configurations", "expected_sign", "good_vs_bad",
-           "mean_ci", "rank", "rank_all"]
+__all__ = [
+    "EXPECTED_SIGNS",
+    "MIN_RUNS",
+    "configurations",
+    "expected_sign",
+    "good_vs_bad",
+    "mean_ci",
+    "rank",
+    "rank_all",
+]
 
 MIN_RUNS = 4
 """Fewest converged runs with a measure for :func:`rank` to give a tau."""
 
 EXPECTED_SIGNS: dict[str, int | None] = {
     # the fit itself and the baselines: no expectation
-    "loss": None, "accuracy": None, "train_loss": None, "steps": None, "test_acc": None,
+    "loss": None,
+    "accuracy": None,
+    "train_loss": None,
+    "steps": None,
+    "test_acc": None,
     # margins: larger margin, smaller gap; inverse margins the other way
     "inverse_margin*": +1,
     "*margin*": -1,
@@ -96,15 +108,26 @@ EXPECTED_SIGNS: dict[str, int | None] = {
     "pac_bayes_flatness*": +1,
     "sharpness_pac_bayes*": +1,
     # sharpness and curvature
-    "sharpness_*": +1, "*epsilon_sharpness*": +1, "lambda_max*": +1, "hessian_trace*": +1,
+    "sharpness_*": +1,
+    "*epsilon_sharpness*": +1,
+    "lambda_max*": +1,
+    "hessian_trace*": +1,
     "trace": +1,
     # norms
-    "param_norm*": +1, "log_prod_*": +1, "sum_frobenius*": +1, "sum_spectral*": +1,
-    "dist_init*": +1, "path_norm*": +1, "fisher_rao*": +1,
+    "param_norm*": +1,
+    "log_prod_*": +1,
+    "sum_frobenius*": +1,
+    "sum_spectral*": +1,
+    "dist_init*": +1,
+    "path_norm*": +1,
+    "fisher_rao*": +1,
     # weight spectra
-    "alpha*": +1, "stable_rank*": +1, "effective_rank*": None,
+    "alpha*": +1,
+    "stable_rank*": +1,
+    "effective_rank*": None,
     # gradient noise
-    "noise_*": None, "gradient_noise*": None,
+    "noise_*": None,
+    "gradient_noise*": None,
 }
 r"""Measure-name pattern (:func:`fnmatch.fnmatchcase`; the first match wins) -> the sign of
 tau with the gap that the literature expects (+1: larger measure, larger gap), or None where
@@ -173,9 +196,11 @@ def _groups(runs: list[Mapping[str, Any]], where: str) -> dict[Hashable, list[Ma
         axes = dict(r.get("axes") or {})
         sig = tuple(sorted((str(k), _key(v)) for k, v in axes.items()))
         if r["config"] in seen and seen[r["config"]] != sig:
-            raise ValueError(f"{where}: runs of configuration {r['config']!r} have different "
-                             f"axes ({dict(seen[r['config']])} and {axes}); a configuration "
-                             "differs from another only in the seed")
+            raise ValueError(
+                f"{where}: runs of configuration {r['config']!r} have different "
+                f"axes ({dict(seen[r['config']])} and {axes}); a configuration "
+                "differs from another only in the seed"
+            )
         seen[r["config"]] = sig
         groups.setdefault(r["config"], []).append(r)
     return groups
@@ -221,12 +246,21 @@ def mean_ci(values: Iterable[float | None], confidence: float = 0.95) -> dict[st
         Student, "The probable error of a mean", Biometrika 1908.
     """
     confidence = _confidence(confidence, "mean_ci")
-    raw = list(np.asarray(values, dtype=object).ravel()) if isinstance(values, np.ndarray) \
+    raw = (
+        list(np.asarray(values, dtype=object).ravel())
+        if isinstance(values, np.ndarray)
         else list(values)
+    )
     kept = [x for x in (_finite(v) for v in raw) if x is not None]
-    out: dict[str, Any] = {"mean": None, "ci": None, "n": len(kept),
-                           "n_dropped": len(raw) - len(kept), "sd": None,
-                           "confidence": confidence, "reason": None}
+    out: dict[str, Any] = {
+        "mean": None,
+        "ci": None,
+        "n": len(kept),
+        "n_dropped": len(raw) - len(kept),
+        "sd": None,
+        "confidence": confidence,
+        "reason": None,
+    }
     if not kept:
         out["reason"] = "no finite value"
         return out
@@ -239,8 +273,9 @@ def mean_ci(values: Iterable[float | None], confidence: float = 0.95) -> dict[st
     return out
 
 
-def configurations(runs: Iterable[Mapping[str, Any]], include_unconverged: bool = False,
-                   confidence: float = 0.95) -> list[dict[str, Any]]:
+def configurations(
+    runs: Iterable[Mapping[str, Any]], include_unconverged: bool = False, confidence: float = 0.95
+) -> list[dict[str, Any]]:
     """Each configuration's seeds summarised: mean and Student-t interval (:func:`mean_ci`).
 
     Args:
@@ -268,28 +303,55 @@ def configurations(runs: Iterable[Mapping[str, Any]], include_unconverged: bool 
         used = [r for r in members if include_unconverged or r["converged"]]
         n_conv = sum(bool(r["converged"]) for r in members)
         row: dict[str, Any] = {
-            "config": config, "axes": dict(members[0].get("axes") or {}), "n": len(used),
-            "n_converged": n_conv, "n_unconverged": len(members) - n_conv,
-            "runs": [r["run"] for r in used], "seeds": [r.get("seed") for r in used]}
+            "config": config,
+            "axes": dict(members[0].get("axes") or {}),
+            "n": len(used),
+            "n_converged": n_conv,
+            "n_unconverged": len(members) - n_conv,
+            "runs": [r["run"] for r in used],
+            "seeds": [r.get("seed") for r in used],
+        }
         for field in ("test_acc", "gap", "train_loss", "steps"):
             row[field] = mean_ci([_finite(r.get(field)) for r in used], confidence)
-        row["measures"] = {m: mean_ci([_value(r, m) for r in used], confidence)
-                           for m in names}
+        row["measures"] = {m: mean_ci([_value(r, m) for r in used], confidence) for m in names}
         out.append(row)
     return out
 
 
 # ------------------------------------------------------------------------------ ranking
 def _empty_rank(measure: str, **counts: Any) -> dict[str, Any]:
-    return {"measure": measure, "tau": None, "ci": None, "p": None, "p_unit": None,
-            "p_exact": None, "psi": None, "psi_by_axis": {}, "cmi": None, "cmi_by_axis": {},
-            "cmi_jiang": None, "cmi_jiang_set": None, "cmi_jiang_by_set": {},
-            "n_boot_used": 0, "reason": None, "notes": [], **counts}
+    return {
+        "measure": measure,
+        "tau": None,
+        "ci": None,
+        "p": None,
+        "p_unit": None,
+        "p_exact": None,
+        "psi": None,
+        "psi_by_axis": {},
+        "cmi": None,
+        "cmi_by_axis": {},
+        "cmi_jiang": None,
+        "cmi_jiang_set": None,
+        "cmi_jiang_by_set": {},
+        "n_boot_used": 0,
+        "reason": None,
+        "notes": [],
+        **counts,
+    }
 
 
-def rank(runs: Iterable[Mapping[str, Any]], measure: str, *, n_boot: int = 2000,
-         n_perm: int = 9999, seed: int = 0, confidence: float = 0.95,
-         p_unit: str = "configuration", resample_seeds: bool = True) -> dict[str, Any]:
+def rank(
+    runs: Iterable[Mapping[str, Any]],
+    measure: str,
+    *,
+    n_boot: int = 2000,
+    n_perm: int = 9999,
+    seed: int = 0,
+    confidence: float = 0.95,
+    p_unit: str = "configuration",
+    resample_seeds: bool = True,
+) -> dict[str, Any]:
     r"""How well one measure orders the converged runs by their generalisation gap.
 
     Over the converged runs that have both the measure and a gap (a run lacking either is
@@ -342,11 +404,17 @@ def rank(runs: Iterable[Mapping[str, Any]], measure: str, *, n_boot: int = 2000,
     kept = [(r, _value(r, measure), _finite(r.get("gap"))) for r in conv]
     kept = [(r, m, g) for r, m, g in kept if m is not None and g is not None]
     configs = list(dict.fromkeys(r["config"] for r, _, _ in kept))
-    out = _empty_rank(measure, n=len(kept), n_configs=len(configs),
-                      n_missing=len(conv) - len(kept), n_unconverged=len(runs) - len(conv))
+    out = _empty_rank(
+        measure,
+        n=len(kept),
+        n_configs=len(configs),
+        n_missing=len(conv) - len(kept),
+        n_unconverged=len(runs) - len(conv),
+    )
     if len(kept) < MIN_RUNS:
-        out["reason"] = (f"{len(kept)} converged run(s) with the measure and a gap: need at "
-                         f"least {MIN_RUNS}")
+        out["reason"] = (
+            f"{len(kept)} converged run(s) with the measure and a gap: need at least {MIN_RUNS}"
+        )
         return out
     mu = np.array([m for _, m, _ in kept])
     g = np.array([y for _, _, y in kept])
@@ -358,8 +426,7 @@ def rank(runs: Iterable[Mapping[str, Any]], measure: str, *, n_boot: int = 2000,
     notes: list[str] = out["notes"]
     if t.note:
         notes.append(t.note)
-    boot_rng, perm_rng = (np.random.default_rng(s)
-                          for s in np.random.SeedSequence(seed).spawn(2))
+    boot_rng, perm_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     index = {c: i for i, c in enumerate(configs)}
     members: list[list[int]] = [[] for _ in configs]
     for i, (r, _, _) in enumerate(kept):
@@ -370,8 +437,14 @@ def rank(runs: Iterable[Mapping[str, Any]], measure: str, *, n_boot: int = 2000,
         notes.append("no interval: one configuration, nothing to resample between")
     else:
         out["ci"], out["n_boot_used"], why = st.tau_bootstrap_ci(
-            mu, g, members, n_boot=n_boot, confidence=confidence, rng=boot_rng,
-            resample_seeds=resample_seeds)
+            mu,
+            g,
+            members,
+            n_boot=n_boot,
+            confidence=confidence,
+            rng=boot_rng,
+            resample_seeds=resample_seeds,
+        )
         if why:
             notes.append(f"no interval: {why}")
     cmu = np.array([mu[ix].mean() for ix in members])
@@ -383,16 +456,18 @@ def rank(runs: Iterable[Mapping[str, Any]], measure: str, *, n_boot: int = 2000,
         out["p"], out["p_exact"] = st.permutation_pvalue(x, y, n_perm=n_perm, rng=perm_rng)
         out["p_unit"] = p_unit
         if out["p"] is None:
-            notes.append(f"no p-value: the measure or the gap is the same for every "
-                         f"{p_unit} (or there is one {p_unit})")
-    cfg_axes = [{str(k): v for k, v in (groups[c][0].get("axes") or {}).items()}
-                for c in configs]
+            notes.append(
+                f"no p-value: the measure or the gap is the same for every "
+                f"{p_unit} (or there is one {p_unit})"
+            )
+    cfg_axes = [{str(k): v for k, v in (groups[c][0].get("axes") or {}).items()} for c in configs]
     _granular(out, cmu, cg, cfg_axes)
     return out
 
 
-def _granular(out: dict[str, Any], cmu: np.ndarray, cg: np.ndarray,
-              cfg_axes: list[dict[str, Any]]) -> None:
+def _granular(
+    out: dict[str, Any], cmu: np.ndarray, cg: np.ndarray, cfg_axes: list[dict[str, Any]]
+) -> None:
     """Psi and the CMI of configuration means, into ``out``."""
     names = sorted({str(k) for a in cfg_axes for k in a})
     if not names:
@@ -402,8 +477,13 @@ def _granular(out: dict[str, Any], cmu: np.ndarray, cg: np.ndarray,
     out["psi"] = gt.psi
     out["psi_by_axis"] = {k: a.psi for k, a in gt.axes.items()}
     codes: list[dict[Hashable, int]] = [{} for _ in names]
-    levels = np.array([[codes[c].setdefault(_key(a.get(k)), len(codes[c]))
-                        for c, k in enumerate(names)] for a in cfg_axes], dtype=np.int64)
+    levels = np.array(
+        [
+            [codes[c].setdefault(_key(a.get(k)), len(codes[c])) for c, k in enumerate(names)]
+            for a in cfg_axes
+        ],
+        dtype=np.int64,
+    )
     varying = [c for c in range(len(names)) if len(set(levels[:, c].tolist())) > 1]
     if not varying:
         out["notes"].append("no axis varies among the configurations: no CMI")
@@ -419,8 +499,11 @@ def _granular(out: dict[str, Any], cmu: np.ndarray, cg: np.ndarray,
         out["notes"].append("no CMI: the other axes fix the sign of every gap difference")
     sub = levels[:, varying]
     k, s, by = st.jiang_k(cmu, cg, sub, [names[c] for c in varying])
-    out["cmi_jiang"], out["cmi_jiang_set"], out["cmi_jiang_by_set"] = \
-        k, (list(s) if s is not None else None), by
+    out["cmi_jiang"], out["cmi_jiang_set"], out["cmi_jiang_by_set"] = (
+        k,
+        (list(s) if s is not None else None),
+        by,
+    )
 
 
 def expected_sign(name: str, table: Mapping[str, int | None] | None = None) -> int | None:
@@ -442,12 +525,20 @@ def expected_sign(name: str, table: Mapping[str, int | None] | None = None) -> i
     return None
 
 
-def rank_all(runs: Iterable[Mapping[str, Any]], measures: Sequence[str] | None = None,
-             baselines: Sequence[str] = ("train_loss", "steps"),
-             expected_signs: Mapping[str, int | None] | None = None, method: str = "bh", *,
-             n_boot: int = 2000, n_perm: int = 9999, seed: int = 0,
-             confidence: float = 0.95, p_unit: str = "configuration",
-             resample_seeds: bool = True) -> dict[str, Any]:
+def rank_all(
+    runs: Iterable[Mapping[str, Any]],
+    measures: Sequence[str] | None = None,
+    baselines: Sequence[str] = ("train_loss", "steps"),
+    expected_signs: Mapping[str, int | None] | None = None,
+    method: str = "bh",
+    *,
+    n_boot: int = 2000,
+    n_perm: int = 9999,
+    seed: int = 0,
+    confidence: float = 0.95,
+    p_unit: str = "configuration",
+    resample_seeds: bool = True,
+) -> dict[str, Any]:
     r"""Rank every measure and the baselines (:func:`rank`), with p-values adjusted together.
 
     ``beats_baselines`` (conservative): with the measure's interval ``[lo, hi]`` for tau, the
@@ -492,13 +583,27 @@ def rank_all(runs: Iterable[Mapping[str, Any]], measures: Sequence[str] | None =
     names = [m for m in measures if m not in baselines]
     rows = []
     for name, is_base in [(m, False) for m in names] + [(b, True) for b in baselines]:
-        row = rank(runs, name, n_boot=n_boot, n_perm=n_perm, seed=seed,
-                   confidence=confidence, p_unit=p_unit, resample_seeds=resample_seeds)
+        row = rank(
+            runs,
+            name,
+            n_boot=n_boot,
+            n_perm=n_perm,
+            seed=seed,
+            confidence=confidence,
+            p_unit=p_unit,
+            resample_seeds=resample_seeds,
+        )
         sign = expected_sign(name, expected_signs)
-        row.update(baseline=is_base, expected_sign=sign, correction=method,
-                   sign_agrees=None if sign is None or row["tau"] is None
-                   else bool(np.sign(row["tau"]) == sign), p_adjusted=None,
-                   beats_baselines=None)
+        row.update(
+            baseline=is_base,
+            expected_sign=sign,
+            correction=method,
+            sign_agrees=None
+            if sign is None or row["tau"] is None
+            else bool(np.sign(row["tau"]) == sign),
+            p_adjusted=None,
+            beats_baselines=None,
+        )
         rows.append(row)
     tested = [r for r in rows if r["p"] is not None]
     for r, q in zip(tested, st.adjust_pvalues([r["p"] for r in tested], method), strict=True):
@@ -514,10 +619,16 @@ def rank_all(runs: Iterable[Mapping[str, Any]], measures: Sequence[str] | None =
 
 
 # ------------------------------------------------------------------------------ bad minima
-def good_vs_bad(runs: Iterable[Mapping[str, Any]], *, init_axis: str = "init",
-                good: Any = "random", bad: Any = "random_labels", metric: str = "test_acc",
-                include_unconverged: bool = False, confidence: float = 0.95
-                ) -> list[dict[str, Any]]:
+def good_vs_bad(
+    runs: Iterable[Mapping[str, Any]],
+    *,
+    init_axis: str = "init",
+    good: Any = "random",
+    bad: Any = "random_labels",
+    metric: str = "test_acc",
+    include_unconverged: bool = False,
+    confidence: float = 0.95,
+) -> list[dict[str, Any]]:
     r"""Test accuracy from a random and from a bad init, per optimizer setting (Liu et al.).
 
     Runs are grouped by their axes without ``init_axis`` (the optimizer setting); in each
@@ -564,19 +675,34 @@ def good_vs_bad(runs: Iterable[Mapping[str, Any]], *, init_axis: str = "init",
     for s in settings.values():
         a = np.array([v for v in s["good"] if v is not None])
         b = np.array([v for v in s["bad"] if v is not None])
-        diff: dict[str, Any] = {"estimate": None, "ci": None, "se": None, "df": None,
-                                "confidence": confidence, "interval": "welch", "reason": None}
+        diff: dict[str, Any] = {
+            "estimate": None,
+            "ci": None,
+            "se": None,
+            "df": None,
+            "confidence": confidence,
+            "interval": "welch",
+            "reason": None,
+        }
         if len(a) and len(b):
             diff["estimate"] = float(a.mean() - b.mean())
         if len(a) < 2 or len(b) < 2:
-            diff["reason"] = (f"{len(a)} seed(s) from {good!r} and {len(b)} from {bad!r}: "
-                              "need 2 on each side for an interval")
+            diff["reason"] = (
+                f"{len(a)} seed(s) from {good!r} and {len(b)} from {bad!r}: "
+                "need 2 on each side for an interval"
+            )
         else:
             lo, hi, se, df = st.welch_interval(a, b, confidence)
             diff.update(ci=[lo, hi], se=se, df=df)
             if df is None:
                 diff["reason"] = "no spread on either side: the interval is the point"
-        out.append({"setting": s["setting"], "metric": metric,
-                    "good": mean_ci(s["good"], confidence), "bad": mean_ci(s["bad"], confidence),
-                    "difference": diff})
+        out.append(
+            {
+                "setting": s["setting"],
+                "metric": metric,
+                "good": mean_ci(s["good"], confidence),
+                "bad": mean_ci(s["bad"], confidence),
+                "difference": diff,
+            }
+        )
     return out

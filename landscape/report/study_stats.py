@@ -34,9 +34,20 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-__all__ = ["adjust_pvalues", "benjamini_hochberg", "conditional_mutual_information",
-           "hierarchical_weights", "holm", "jiang_k", "pair_cmi", "permutation_pvalue",
-           "student_t_interval", "tau_b_weighted", "tau_bootstrap_ci", "welch_interval"]
+__all__ = [
+    "adjust_pvalues",
+    "benjamini_hochberg",
+    "conditional_mutual_information",
+    "hierarchical_weights",
+    "holm",
+    "jiang_k",
+    "pair_cmi",
+    "permutation_pvalue",
+    "student_t_interval",
+    "tau_b_weighted",
+    "tau_bootstrap_ci",
+    "welch_interval",
+]
 
 CORRECTIONS = ("bh", "holm")
 """Multiple-testing corrections: Benjamini-Hochberg (false discovery rate) and Holm
@@ -60,8 +71,9 @@ def student_t_interval(x: np.ndarray, confidence: float) -> tuple[float, float, 
     return m - half, m + half, s
 
 
-def welch_interval(a: np.ndarray, b: np.ndarray, confidence: float
-                   ) -> tuple[float, float, float, float | None]:
+def welch_interval(
+    a: np.ndarray, b: np.ndarray, confidence: float
+) -> tuple[float, float, float, float | None]:
     r"""Welch's interval of ``mean(a) - mean(b)`` (unequal variances; ``len >= 2`` each).
 
     .. math:: \bar a - \bar b \pm t_{(1+c)/2,\,\nu}\,\mathrm{se},\quad
@@ -123,8 +135,13 @@ def tau_b_weighted(mu: np.ndarray, g: np.ndarray, weights: np.ndarray) -> np.nda
     return tau if np.ndim(weights) == 2 else tau[0]
 
 
-def hierarchical_weights(groups: Sequence[Sequence[int]], n: int, n_boot: int,
-                         rng: np.random.Generator, resample_seeds: bool = True) -> np.ndarray:
+def hierarchical_weights(
+    groups: Sequence[Sequence[int]],
+    n: int,
+    n_boot: int,
+    rng: np.random.Generator,
+    resample_seeds: bool = True,
+) -> np.ndarray:
     """Multiplicities of the runs in ``n_boot`` two-level bootstrap samples.
 
     Each sample draws as many configurations as there are, with replacement; for each drawn
@@ -145,23 +162,29 @@ def hierarchical_weights(groups: Sequence[Sequence[int]], n: int, n_boot: int,
     flat = np.concatenate([np.asarray(x, dtype=np.int64) for x in groups])
     start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     c, top = len(groups), int(sizes.max())
-    pick = rng.integers(0, c, size=(n_boot, c))                       # configurations
-    ns = sizes[pick]                                                    # their seed counts
+    pick = rng.integers(0, c, size=(n_boot, c))  # configurations
+    ns = sizes[pick]  # their seed counts
     if resample_seeds:
         within = np.floor(rng.random((n_boot, c, top)) * ns[..., None]).astype(np.int64)
     else:
         within = np.broadcast_to(np.arange(top), (n_boot, c, top))
-    used = np.arange(top) < ns[..., None]                               # slot < n_c
+    used = np.arange(top) < ns[..., None]  # slot < n_c
     run = flat[np.minimum(start[pick][..., None] + within, len(flat) - 1)]
     rows = np.broadcast_to(np.arange(n_boot)[:, None, None], run.shape)
     counts = np.bincount((rows * n + run)[used], minlength=n_boot * n)
     return counts.reshape(n_boot, n)
 
 
-def tau_bootstrap_ci(mu: np.ndarray, g: np.ndarray, groups: Sequence[Sequence[int]], *,
-                     n_boot: int, confidence: float, rng: np.random.Generator,
-                     resample_seeds: bool = True
-                     ) -> tuple[list[float] | None, int, str | None]:
+def tau_bootstrap_ci(
+    mu: np.ndarray,
+    g: np.ndarray,
+    groups: Sequence[Sequence[int]],
+    *,
+    n_boot: int,
+    confidence: float,
+    rng: np.random.Generator,
+    resample_seeds: bool = True,
+) -> tuple[list[float] | None, int, str | None]:
     """Percentile interval of tau-b by the two-level bootstrap (:func:`hierarchical_weights`).
 
     Runs ``mu``, ``g``; the runs of each configuration ``groups``; ``n_boot`` samples drawn with
@@ -177,19 +200,27 @@ def tau_bootstrap_ci(mu: np.ndarray, g: np.ndarray, groups: Sequence[Sequence[in
     taus = tau_b_weighted(mu, g, w)
     ok = taus[np.isfinite(taus)]
     if len(ok) < max(2, n_boot // 2):
-        return None, len(ok), (f"only {len(ok)} of {n_boot} bootstrap samples have a defined "
-                               "tau (constant measure or gap in the others)")
+        return (
+            None,
+            len(ok),
+            (
+                f"only {len(ok)} of {n_boot} bootstrap samples have a defined "
+                "tau (constant measure or gap in the others)"
+            ),
+        )
     alpha = 1 - confidence
     lo, hi = np.quantile(ok, [alpha / 2, 1 - alpha / 2])
     return [float(lo), float(hi)], len(ok), None
 
 
-_RNG_KEYWORD = ("rng" if "rng" in inspect.signature(stats.permutation_test).parameters
-                else "random_state")  # SciPy >= 1.15 names it rng
+_RNG_KEYWORD = (
+    "rng" if "rng" in inspect.signature(stats.permutation_test).parameters else "random_state"
+)  # SciPy >= 1.15 names it rng
 
 
-def permutation_pvalue(x: np.ndarray, y: np.ndarray, *, n_perm: int,
-                       rng: np.random.Generator) -> tuple[float | None, bool]:
+def permutation_pvalue(
+    x: np.ndarray, y: np.ndarray, *, n_perm: int, rng: np.random.Generator
+) -> tuple[float | None, bool]:
     """Two-sided permutation p-value of tau-b between ``x`` and ``y``.
 
     :func:`scipy.stats.permutation_test` with ``permutation_type="pairings"``: the pairing of
@@ -214,9 +245,15 @@ def permutation_pvalue(x: np.ndarray, y: np.ndarray, *, n_perm: int,
         sx = np.sign(xs[..., :, None] - xs[..., None, :])
         return np.einsum("...ij,ij->...", sx, sy) / den
 
-    res = stats.permutation_test((x,), statistic, permutation_type="pairings",
-                                 vectorized=True, n_resamples=n_perm,
-                                 batch=max(1, 2_000_000 // (n * n)), **{_RNG_KEYWORD: rng})
+    res = stats.permutation_test(
+        (x,),
+        statistic,
+        permutation_type="pairings",
+        vectorized=True,
+        n_resamples=n_perm,
+        batch=max(1, 2_000_000 // (n * n)),
+        **{_RNG_KEYWORD: rng},
+    )
     p = float(res.pvalue)
     return (None if math.isnan(p) else p), exact
 
@@ -229,10 +266,11 @@ def _codes(labels: Sequence[Hashable] | np.ndarray) -> np.ndarray:
     return np.array([seen.setdefault(v, len(seen)) for v in labels], dtype=np.int64)
 
 
-def conditional_mutual_information(x: Sequence[Hashable] | np.ndarray,
-                                   y: Sequence[Hashable] | np.ndarray,
-                                   z: Sequence[Hashable] | np.ndarray | None = None
-                                   ) -> dict[str, Any]:
+def conditional_mutual_information(
+    x: Sequence[Hashable] | np.ndarray,
+    y: Sequence[Hashable] | np.ndarray,
+    z: Sequence[Hashable] | np.ndarray | None = None,
+) -> dict[str, Any]:
     r"""Plug-in conditional mutual information ``I(X; Y | Z)`` of discrete samples, in bits.
 
     With the empirical frequencies ``p`` of the samples ``(x_t, y_t, z_t)``:
@@ -255,9 +293,10 @@ def conditional_mutual_information(x: Sequence[Hashable] | np.ndarray,
     """
     n = len(x)
     if n == 0 or len(y) != n or (z is not None and len(z) != n):
-        raise ValueError(f"conditional_mutual_information: x, y (and z) need the same, "
-                         f"non-zero length; got {len(x)}, {len(y)}"
-                         + ("" if z is None else f", {len(z)}"))
+        raise ValueError(
+            f"conditional_mutual_information: x, y (and z) need the same, "
+            f"non-zero length; got {len(x)}, {len(y)}" + ("" if z is None else f", {len(z)}")
+        )
     cx, cy = _codes(x), _codes(y)
     cz = np.zeros(n, np.int64) if z is None else _codes(z)
     nx, ny, nz = cx.max() + 1, cy.max() + 1, cz.max() + 1
@@ -274,12 +313,18 @@ def conditional_mutual_information(x: Sequence[Hashable] | np.ndarray,
     q = pyz[kk, jj]
     h = float(-np.sum(q * np.log2(q / pz[kk])))
     cmi, h = max(cmi, 0.0), max(h, 0.0)
-    return {"cmi": cmi, "h_y_given_z": h, "normalised": cmi / h if h > 1e-12 else None,
-            "n": n, "n_strata": int(nz)}
+    return {
+        "cmi": cmi,
+        "h_y_given_z": h,
+        "normalised": cmi / h if h > 1e-12 else None,
+        "n": n,
+        "n_strata": int(nz),
+    }
 
 
-def pair_cmi(mu: np.ndarray, g: np.ndarray, levels: np.ndarray, condition: Sequence[int]
-             ) -> dict[str, Any]:
+def pair_cmi(
+    mu: np.ndarray, g: np.ndarray, levels: np.ndarray, condition: Sequence[int]
+) -> dict[str, Any]:
     r"""Jiang et al.'s ``I(V_mu, V_g | U_S)`` over the ordered pairs of points.
 
     Every ordered pair ``(i, j)``, ``i != j``, is a sample of ``V_mu = sign(mu_i - mu_j)``,
@@ -305,9 +350,9 @@ def pair_cmi(mu: np.ndarray, g: np.ndarray, levels: np.ndarray, condition: Seque
     return conditional_mutual_information(vm, vg, z)
 
 
-def jiang_k(mu: np.ndarray, g: np.ndarray, levels: np.ndarray, names: Sequence[str],
-            max_size: int = 2) -> tuple[float | None, tuple[str, ...] | None,
-                                        dict[str, float | None]]:
+def jiang_k(
+    mu: np.ndarray, g: np.ndarray, levels: np.ndarray, names: Sequence[str], max_size: int = 2
+) -> tuple[float | None, tuple[str, ...] | None, dict[str, float | None]]:
     """Jiang et al.'s ``K(mu) = min_{|S| <= 2} I(V_mu, V_g | U_S) / H(V_g | U_S)``.
 
     Over every set ``S`` of at most ``max_size`` axes (the empty set included), with

@@ -17,5 +17,4 @@ from landscape.store.file import (
 )
 from landscape.store.journal import FileBusyError
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "FileBusyError", "Record", "RunInfo", "Store",
-           "StoreError"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "FileBusyError", "Record", "RunInfo", "Store", "StoreError"]

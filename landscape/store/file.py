@@ -87,8 +87,7 @@ def _now() -> str:
 
 def _check_name(what: str, name: Any) -> str:
     if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
-        raise ValueError(f"store: {what} name must be a non-empty string without '/', "
-                         f"got {name!r}")
+        raise ValueError(f"store: {what} name must be a non-empty string without '/', got {name!r}")
     return name
 
 
@@ -101,15 +100,18 @@ def _write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
             try:
                 obj.attrs[key] = json.dumps(value, allow_nan=True)
             except TypeError as err:
-                raise TypeError(f"store: attribute {key!r} must be JSON-serialisable ({err})") \
-                    from None
+                raise TypeError(
+                    f"store: attribute {key!r} must be JSON-serialisable ({err})"
+                ) from None
             json_keys.add(key)
         elif isinstance(value, (bool, int, float, str)):
             obj.attrs[key] = value
             json_keys.discard(key)
         else:
-            raise TypeError(f"store: attribute {key!r} must be a number, string, bool, None, "
-                            f"list or dict, got {type(value).__name__}")
+            raise TypeError(
+                f"store: attribute {key!r} must be a number, string, bool, None, "
+                f"list or dict, got {type(value).__name__}"
+            )
     obj.attrs["json_attrs"] = json.dumps(sorted(json_keys))
 
 
@@ -223,9 +225,15 @@ class Store:
         FileBusyError: another process holds the file.
     """
 
-    def __init__(self, path: str | os.PathLike, mode: str = "r", *,
-                 timeout: float | None = None, snapshot: bool = False,
-                 take_over: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        mode: str = "r",
+        *,
+        timeout: float | None = None,
+        snapshot: bool = False,
+        take_over: bool = False,
+    ) -> None:
         if mode not in ("r", "a", "w"):
             raise ValueError(f"Store: mode must be 'r', 'a' or 'w', got {mode!r}")
         self.path, self.mode = os.fspath(path), mode
@@ -241,8 +249,10 @@ class Store:
             self._release = weakref.finalize(self, os.close, self._fd)
             try:
                 if os.fstat(self._fd).st_size == 0:
-                    raise StoreError(f"{self.path} is empty: not a landscape file (a writer "
-                                     "may have been stopped before its first commit)")
+                    raise StoreError(
+                        f"{self.path} is empty: not a landscape file (a writer "
+                        "may have been stopped before its first commit)"
+                    )
                 if snapshot:
                     self._copy = _copy_locked(self._fd)
                     self._release()  # the copy is ours: let writers in
@@ -265,10 +275,16 @@ class Store:
                     self._h5.close()
                 self._jf.truncate(0)
                 self._h5 = self._open_h5(self._jf, "w")
-                _write_attrs(self._h5, {
-                    "format": FORMAT, "format_version": FORMAT_VERSION,
-                    "created_by": f"landscape {_version('landscape')}",
-                    "torch_version": _version("torch"), "created": _now()})
+                _write_attrs(
+                    self._h5,
+                    {
+                        "format": FORMAT,
+                        "format_version": FORMAT_VERSION,
+                        "created_by": f"landscape {_version('landscape')}",
+                        "torch_version": _version("torch"),
+                        "created": _now(),
+                    },
+                )
                 self._h5.create_group("runs", track_order=True)
                 self._h5.create_group("compare")
             else:
@@ -287,23 +303,30 @@ class Store:
             text = str(err)
             if "truncated file" in text:
                 size = os.path.getsize(self.path)
-                raise StoreError(f"{self.path} is truncated ({size} bytes, less than HDF5 "
-                                 "expects): it was cut short and cannot be trusted") from None
+                raise StoreError(
+                    f"{self.path} is truncated ({size} bytes, less than HDF5 "
+                    "expects): it was cut short and cannot be trusted"
+                ) from None
             if "signature" in text or "not an hdf5" in text.lower():
-                raise StoreError(f"{self.path} is not an HDF5 file, so not a landscape file") \
-                    from None
+                raise StoreError(
+                    f"{self.path} is not an HDF5 file, so not a landscape file"
+                ) from None
             raise StoreError(f"{self.path} cannot be read as HDF5: {text}") from None
 
     def _check_format(self) -> None:
         attrs = _read_attrs(self._h5)
         if attrs.get("format") != FORMAT:
-            raise StoreError(f"{self.path} is an HDF5 file but not a landscape file (no "
-                             f"format='{FORMAT}' attribute at its root)")
+            raise StoreError(
+                f"{self.path} is an HDF5 file but not a landscape file (no "
+                f"format='{FORMAT}' attribute at its root)"
+            )
         version = attrs.get("format_version")
         if version != FORMAT_VERSION:
-            raise StoreError(f"{self.path} has format_version {version!r}; this landscape "
-                             f"({_version('landscape')}) reads format_version {FORMAT_VERSION} "
-                             "only: upgrade landscape")
+            raise StoreError(
+                f"{self.path} has format_version {version!r}; this landscape "
+                f"({_version('landscape')}) reads format_version {FORMAT_VERSION} "
+                "only: upgrade landscape"
+            )
         for group in ("runs", "compare"):
             if group not in self._file:
                 raise StoreError(f"{self.path} is damaged: no /{group} group")
@@ -363,18 +386,26 @@ class Store:
     # ------------------------------------------------------------------ claims
     def _check_claim(self, take_over: bool) -> None:
         held = self.claimed()
-        if held is None or held.get("pid") == os.getpid() and \
-                held.get("host") == socket.gethostname():
+        if (
+            held is None
+            or held.get("pid") == os.getpid()
+            and held.get("host") == socket.gethostname()
+        ):
             return
         alive = _claim_alive(held)
         if alive is False or (alive is None and take_over):
             return
         where = "this host" if alive else f"host {held.get('host')}"
-        hint = ("wait for it to finish, or stop it" if alive else "if that process is gone, "
-                "take the file over (landscape sweep --take-over)")
-        raise FileBusyError(f"{self.path} is being written by {held.get('what', 'a writer')} "
-                            f"(process {held.get('pid')} on {where}, since "
-                            f"{held.get('since')}); {hint}")
+        hint = (
+            "wait for it to finish, or stop it"
+            if alive
+            else "if that process is gone, take the file over (landscape sweep --take-over)"
+        )
+        raise FileBusyError(
+            f"{self.path} is being written by {held.get('what', 'a writer')} "
+            f"(process {held.get('pid')} on {where}, since "
+            f"{held.get('since')}); {hint}"
+        )
 
     def claimed(self) -> dict[str, Any] | None:
         """The claim on the file (:meth:`claim`), live or left by a killed writer, or None."""
@@ -406,16 +437,30 @@ class Store:
         for run in self.runs():  # a run another live process is writing (landscape train)
             info = self.info(run)
             pid = info.attrs.get("writer_pid")
-            if info.status == "running" and pid != os.getpid() and \
-                    _alive(info.attrs.get("writer_host"), pid) is not False:
-                raise FileBusyError(f"{self.path}: run {run!r} is being written by process "
-                                    f"{pid} on {info.attrs.get('writer_host')}; wait for it "
-                                    "to finish, or stop it")
+            if (
+                info.status == "running"
+                and pid != os.getpid()
+                and _alive(info.attrs.get("writer_host"), pid) is not False
+            ):
+                raise FileBusyError(
+                    f"{self.path}: run {run!r} is being written by process "
+                    f"{pid} on {info.attrs.get('writer_host')}; wait for it "
+                    "to finish, or stop it"
+                )
         token = uuid.uuid4().hex
-        _write_attrs(self._file, {"writer": {"what": str(what), "host": socket.gethostname(),
-                                           "pid": os.getpid(),
-                                           "started": _started(os.getpid()),
-                                           "since": _now(), "token": token}})
+        _write_attrs(
+            self._file,
+            {
+                "writer": {
+                    "what": str(what),
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "started": _started(os.getpid()),
+                    "since": _now(),
+                    "token": token,
+                }
+            },
+        )
         return token
 
     def release(self, token: str) -> None:
@@ -451,21 +496,37 @@ class Store:
         g = self._run(run)
         attrs = _read_attrs(g)
         status = attrs.get("status", "running")
-        if status == "running" and _alive(attrs.get("writer_host"), attrs.get("writer_pid")) \
-                is False:
+        if (
+            status == "running"
+            and _alive(attrs.get("writer_host"), attrs.get("writer_pid")) is False
+        ):
             status = "incomplete"
         names = lambda key: tuple(g[key]) if key in g else ()  # noqa: E731
         hist = g.get("history")
         return RunInfo(
-            name=run, status=status, attrs=attrs, n_params=int(g["init"].shape[0]),
+            name=run,
+            status=status,
+            attrs=attrs,
+            n_params=int(g["init"].shape[0]),
             n_snapshots=int(g["trajectory"].shape[0]) if "trajectory" in g else 0,
             n_history=int(hist["step"].shape[0]) if hist is not None and "step" in hist else 0,
-            history=names("history"), probes=names("probes"), surfaces=names("surfaces"),
-            paths=names("paths"), has_final="final" in g)
+            history=names("history"),
+            probes=names("probes"),
+            surfaces=names("surfaces"),
+            paths=names("paths"),
+            has_final="final" in g,
+        )
 
-    def create_run(self, run: str, *, names: Sequence[str], shapes: Sequence[Sequence[int]],
-                   init: np.ndarray, attrs: Mapping[str, Any] | None = None,
-                   replace: bool = False) -> str:
+    def create_run(
+        self,
+        run: str,
+        *,
+        names: Sequence[str],
+        shapes: Sequence[Sequence[int]],
+        init: np.ndarray,
+        attrs: Mapping[str, Any] | None = None,
+        replace: bool = False,
+    ) -> str:
         """Start a run: its parameter layout, initial parameters and settings.
 
         The run gets ``status="running"``, the writer's host and pid and a fresh
@@ -481,29 +542,50 @@ class Store:
         if run in h5["runs"]:
             info = self.info(run)
             pid = info.attrs.get("writer_pid")
-            live = info.status == "running" and pid != os.getpid() and \
-                _alive(info.attrs.get("writer_host"), pid) is True
+            live = (
+                info.status == "running"
+                and pid != os.getpid()
+                and _alive(info.attrs.get("writer_host"), pid) is True
+            )
             if live or (info.status in ("complete", "running") and not replace):
-                why = (f"is being written by process {pid} on this host" if live else
-                       "is complete" if info.status == "complete" else
-                       "is being written by a process on another host "
-                       f"({info.attrs.get('writer_host')})")
-                hint = "stop that process first" if live else "choose another run name or " \
-                    "replace it"
+                why = (
+                    f"is being written by process {pid} on this host"
+                    if live
+                    else "is complete"
+                    if info.status == "complete"
+                    else "is being written by a process on another host "
+                    f"({info.attrs.get('writer_host')})"
+                )
+                hint = (
+                    "stop that process first" if live else "choose another run name or replace it"
+                )
                 raise StoreError(f"{self.path}: run {run!r} {why}; {hint}")
             self.delete_run(run)
         token = uuid.uuid4().hex
         init = np.asarray(init)
         shapes = [tuple(int(d) for d in s) for s in shapes]
-        if len(names) != len(shapes) or init.ndim != 1 or \
-                init.shape[0] != sum(int(np.prod(s)) for s in shapes):
-            raise ValueError(f"create_run: {len(names)} names, {len(shapes)} shapes and init of "
-                             f"shape {init.shape} do not agree")
+        if (
+            len(names) != len(shapes)
+            or init.ndim != 1
+            or init.shape[0] != sum(int(np.prod(s)) for s in shapes)
+        ):
+            raise ValueError(
+                f"create_run: {len(names)} names, {len(shapes)} shapes and init of "
+                f"shape {init.shape} do not agree"
+            )
         g = h5["runs"].create_group(run)
         try:
-            _write_attrs(g, {"status": "running", "created": _now(), "writer_host":
-                             socket.gethostname(), "writer_pid": os.getpid(),
-                             "writer_token": token, **(attrs or {})})
+            _write_attrs(
+                g,
+                {
+                    "status": "running",
+                    "created": _now(),
+                    "writer_host": socket.gethostname(),
+                    "writer_pid": os.getpid(),
+                    "writer_token": token,
+                    **(attrs or {}),
+                },
+            )
             p = g.create_group("params")
             p.create_dataset("names", data=np.array(list(names), dtype=h5py.string_dtype()))
             sh = p.create_dataset("shapes", (len(shapes),), dtype=h5py.vlen_dtype(np.int64))
@@ -523,8 +605,10 @@ class Store:
         """
         runs = self._file["runs"]
         if run not in runs or runs[run].attrs.get("writer_token") != token:
-            raise StoreError(f"{self.path}: run {run!r} was replaced or deleted by another "
-                             "writer; this one stops without touching it")
+            raise StoreError(
+                f"{self.path}: run {run!r} was replaced or deleted by another "
+                "writer; this one stops without touching it"
+            )
 
     def delete_run(self, run: str) -> None:
         """Remove a run and everything it holds."""
@@ -536,12 +620,19 @@ class Store:
         """Add or change attributes of a run (e.g. ``status``, ``final_metrics``)."""
         self._writable()
         if "status" in attrs and attrs["status"] not in STATUSES:
-            raise ValueError(f"store: status must be one of {', '.join(STATUSES)}, got "
-                             f"{attrs['status']!r}")
+            raise ValueError(
+                f"store: status must be one of {', '.join(STATUSES)}, got {attrs['status']!r}"
+            )
         _write_attrs(self._run(run), attrs)
 
-    def set_final(self, run: str, theta: np.ndarray, *, status: str | None = None,
-                  attrs: Mapping[str, Any] | None = None) -> None:
+    def set_final(
+        self,
+        run: str,
+        theta: np.ndarray,
+        *,
+        status: str | None = None,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> None:
         """Store the final parameters; with ``status="complete"`` the run is done.
 
         The status is set in the same commit as the data, so a complete run always has them.
@@ -550,13 +641,20 @@ class Store:
         self._writable()
         theta = np.asarray(theta)
         if theta.shape != g["init"].shape:
-            raise ValueError(f"set_final: expected {g['init'].shape[0]} parameters, got shape "
-                             f"{theta.shape}")
+            raise ValueError(
+                f"set_final: expected {g['init'].shape[0]} parameters, got shape {theta.shape}"
+            )
         if "final" in g:
             del g["final"]
         g.create_dataset("final", data=theta.astype(g["init"].dtype, copy=False))
-        self.set_attrs(run, {**(attrs or {}), **({"status": status} if status else {}),
-                             **({"finished": _now()} if status == "complete" else {})})
+        self.set_attrs(
+            run,
+            {
+                **(attrs or {}),
+                **({"status": status} if status else {}),
+                **({"finished": _now()} if status == "complete" else {}),
+            },
+        )
 
     def set_buffers(self, run: str, which: str, buffers: Mapping[str, np.ndarray]) -> None:
         """Store the model's buffers (e.g. BatchNorm statistics) at ``"init"`` or ``"final"``.
@@ -587,8 +685,10 @@ class Store:
     def layout(self, run: str) -> tuple[list[str], list[tuple[int, ...]]]:
         """Names and shapes of the parameters in the flat vectors of ``run``."""
         p = self._run(run)["params"]
-        return ([n.decode() if isinstance(n, bytes) else n for n in p["names"][()]],
-                [tuple(int(d) for d in s) for s in p["shapes"][()]])
+        return (
+            [n.decode() if isinstance(n, bytes) else n for n in p["names"][()]],
+            [tuple(int(d) for d in s) for s in p["shapes"][()]],
+        )
 
     def params(self, run: str, which: str | int = "final") -> np.ndarray:
         """A flat parameter vector: ``"init"``, ``"final"``, or the snapshot at step ``which``."""
@@ -597,14 +697,18 @@ class Store:
             if which not in ("init", "final"):
                 raise ValueError(f"params: which must be 'init', 'final' or a step, got {which!r}")
             if which not in g:
-                raise StoreError(f"{self.path}: run {run!r} has no final parameters (status "
-                                 f"{self.info(run).status})")
+                raise StoreError(
+                    f"{self.path}: run {run!r} has no final parameters (status "
+                    f"{self.info(run).status})"
+                )
             return g[which][()]
         steps = self.trajectory_steps(run)
         hits = np.flatnonzero(steps == int(which))
         if not len(hits):
-            raise StoreError(f"{self.path}: run {run!r} has no snapshot at step {which}; "
-                             f"snapshots: {_summary(steps)}")
+            raise StoreError(
+                f"{self.path}: run {run!r} has no snapshot at step {which}; "
+                f"snapshots: {_summary(steps)}"
+            )
         return g["trajectory"][int(hits[0])]
 
     def append_trajectory(self, run: str, steps: Sequence[int], rows: np.ndarray) -> None:
@@ -615,15 +719,23 @@ class Store:
         step_array = np.asarray(steps, dtype=np.int64)
         n_params = g["init"].shape[0]
         if rows.ndim != 2 or rows.shape[1] != n_params or len(rows) != len(step_array):
-            raise ValueError(f"append_trajectory: expected {len(step_array)} rows of {n_params} "
-                             f"parameters, got shape {rows.shape}")
+            raise ValueError(
+                f"append_trajectory: expected {len(step_array)} rows of {n_params} "
+                f"parameters, got shape {rows.shape}"
+            )
         if "trajectory" not in g:
             itemsize = g["init"].dtype.itemsize
             chunk_rows = max(1, min(64, (1 << 18) // max(1, n_params * itemsize)))
-            g.create_dataset("trajectory", (0, n_params), maxshape=(None, n_params),
-                             dtype=g["init"].dtype, chunks=(chunk_rows, n_params))
-            g.create_dataset("trajectory_step", (0,), maxshape=(None,), dtype=np.int64,
-                             chunks=(1024,))
+            g.create_dataset(
+                "trajectory",
+                (0, n_params),
+                maxshape=(None, n_params),
+                dtype=g["init"].dtype,
+                chunks=(chunk_rows, n_params),
+            )
+            g.create_dataset(
+                "trajectory_step", (0,), maxshape=(None,), dtype=np.int64, chunks=(1024,)
+            )
         _extend(g["trajectory"], rows)
         _extend(g["trajectory_step"], step_array)
 
@@ -651,23 +763,29 @@ class Store:
         cols = {k: np.asarray(v) for k, v in rows.items()}
         lengths = {len(v) for v in cols.values()}
         if len(lengths) != 1:
-            raise ValueError(f"append_series: columns of {group} have different lengths "
-                             f"{sorted(lengths)}")
+            raise ValueError(
+                f"append_series: columns of {group} have different lengths {sorted(lengths)}"
+            )
         for key in cols:
             _check_name("column", key)
         existing = set(g[group]) if group in g else set()
         if existing and existing != set(cols):
-            raise ValueError(f"append_series: {group} has columns {sorted(existing)}, got "
-                             f"{sorted(cols)}")
+            raise ValueError(
+                f"append_series: {group} has columns {sorted(existing)}, got {sorted(cols)}"
+            )
         s = g.require_group(group)
         for key, values in cols.items():
             if key not in s:
                 # integer columns only for the step: a column that starts with integers
                 # (0) and goes on with floats must not truncate them
-                dtype = np.int64 if key == "step" and values.dtype.kind in "iub" \
-                    else np.float64
-                s.create_dataset(key, (0,) + values.shape[1:], maxshape=(None,) +
-                                 values.shape[1:], dtype=dtype, chunks=True)
+                dtype = np.int64 if key == "step" and values.dtype.kind in "iub" else np.float64
+                s.create_dataset(
+                    key,
+                    (0,) + values.shape[1:],
+                    maxshape=(None,) + values.shape[1:],
+                    dtype=dtype,
+                    chunks=True,
+                )
             _extend(s[key], values)
 
     def series(self, run: str, group: str = "history") -> dict[str, np.ndarray]:
@@ -686,14 +804,20 @@ class Store:
         if run is None:
             return self._file["compare"]
         if kind not in RECORD_KINDS:
-            raise ValueError(f"store: kind must be one of {', '.join(RECORD_KINDS)}, got "
-                             f"{kind!r}")
+            raise ValueError(f"store: kind must be one of {', '.join(RECORD_KINDS)}, got {kind!r}")
         return self._run(run)
 
-    def write_record(self, run: str | None, kind: str, name: str, *,
-                     arrays: Mapping[str, Any], attrs: Mapping[str, Any] | None = None,
-                     replace: bool = True,
-                     dims: Mapping[str, Sequence[str]] | None = None) -> None:
+    def write_record(
+        self,
+        run: str | None,
+        kind: str,
+        name: str,
+        *,
+        arrays: Mapping[str, Any],
+        attrs: Mapping[str, Any] | None = None,
+        replace: bool = True,
+        dims: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         """Write a result: ``/runs/<run>/<kind>/<name>/``, or ``/compare/<name>/`` if no ``run``.
 
         ``kind`` is one of probes, surfaces, paths. ``dims`` names, for an array, the 1-D
@@ -708,11 +832,16 @@ class Store:
         for key, axes in (dims or {}).items():
             shape = np.shape(arrays[key]) if key in arrays else None
             scales = [np.shape(arrays[a]) if a in arrays else None for a in axes]
-            if shape is None or len(axes) != len(shape) or any(
-                    sc is None or sc != (n,) for sc, n in zip(scales, shape, strict=False)):
-                raise ValueError(f"store: dims[{key!r}] must name one 1-D array of the record "
-                                 f"per axis of {key!r}, of matching lengths; got {tuple(axes)} "
-                                 f"for shape {shape}")
+            if (
+                shape is None
+                or len(axes) != len(shape)
+                or any(sc is None or sc != (n,) for sc, n in zip(scales, shape, strict=False))
+            ):
+                raise ValueError(
+                    f"store: dims[{key!r}] must name one 1-D array of the record "
+                    f"per axis of {key!r}, of matching lengths; got {tuple(axes)} "
+                    f"for shape {shape}"
+                )
         if name in base:
             if not replace:
                 raise StoreError(f"{self.path}: {base.name}/{name} exists")
@@ -727,10 +856,16 @@ class Store:
                 g[key].dims[axis].attach_scale(g[scale])
         _write_attrs(g, attrs or {})
 
-    def update_record(self, run: str | None, kind: str, name: str, *,
-                      points: Sequence[tuple[int, ...]],
-                      arrays: Mapping[str, Sequence[Any]],
-                      attrs: Mapping[str, Any] | None = None) -> None:
+    def update_record(
+        self,
+        run: str | None,
+        kind: str,
+        name: str,
+        *,
+        points: Sequence[tuple[int, ...]],
+        arrays: Mapping[str, Sequence[Any]],
+        attrs: Mapping[str, Any] | None = None,
+    ) -> None:
         """Fill entries of the arrays of a written record, in place.
 
         ``arrays[key][i]`` goes to ``key[points[i]]`` (e.g. the values of a surface at grid
@@ -743,14 +878,17 @@ class Store:
             if key not in g or not isinstance(g[key], h5py.Dataset):
                 raise StoreError(f"{self.path}: {g.name} has no array {key!r}")
             if len(values) != len(points):
-                raise ValueError(f"store: {len(points)} points but {len(values)} values for "
-                                 f"{key!r}")
+                raise ValueError(
+                    f"store: {len(points)} points but {len(values)} values for {key!r}"
+                )
             ds = g[key]
             for point, value in zip(points, values, strict=True):
-                if len(point) != ds.ndim or any(not 0 <= i < n for i, n in
-                                                zip(point, ds.shape, strict=True)):
-                    raise ValueError(f"store: point {tuple(point)} is outside {key!r} of "
-                                     f"shape {ds.shape}")
+                if len(point) != ds.ndim or any(
+                    not 0 <= i < n for i, n in zip(point, ds.shape, strict=True)
+                ):
+                    raise ValueError(
+                        f"store: point {tuple(point)} is outside {key!r} of shape {ds.shape}"
+                    )
                 ds[tuple(int(i) for i in point)] = value
         if attrs:
             _write_attrs(g, attrs)
@@ -761,8 +899,10 @@ class Store:
         if name not in base:
             where = "/compare" if run is None else f"run {run!r}"
             known = ", ".join(base) or "none"
-            raise StoreError(f"{self.path}: {where} has no {kind[:-1] if run else 'result'} "
-                             f"{name!r}; it has: {known}")
+            raise StoreError(
+                f"{self.path}: {where} has no {kind[:-1] if run else 'result'} "
+                f"{name!r}; it has: {known}"
+            )
         return base[name]
 
     def has_record(self, run: str | None, kind: str, name: str) -> bool:
@@ -774,8 +914,9 @@ class Store:
     def record(self, run: str | None, kind: str, name: str) -> Record:
         """Read a result written by :meth:`write_record` (or a series under probes)."""
         g = self._record_group(run, kind, name)
-        return Record(name, {k: v[()] for k, v in g.items() if isinstance(v, h5py.Dataset)},
-                      _read_attrs(g))
+        return Record(
+            name, {k: v[()] for k, v in g.items() if isinstance(v, h5py.Dataset)}, _read_attrs(g)
+        )
 
     def compares(self) -> list[str]:
         """Names of the results under ``/compare``."""
@@ -785,11 +926,14 @@ class Store:
 def _extend(ds: h5py.Dataset, values: np.ndarray) -> None:
     values = np.asarray(values)
     if not np.can_cast(values.dtype, ds.dtype, "same_kind"):
-        raise ValueError(f"store: {ds.name} holds {ds.dtype}, cannot append {values.dtype} "
-                         "values without losing them")
+        raise ValueError(
+            f"store: {ds.name} holds {ds.dtype}, cannot append {values.dtype} "
+            "values without losing them"
+        )
     if values.shape[1:] != ds.shape[1:]:
-        raise ValueError(f"store: {ds.name} holds rows of shape {ds.shape[1:]}, got "
-                         f"{values.shape[1:]}")
+        raise ValueError(
+            f"store: {ds.name} holds rows of shape {ds.shape[1:]}, got {values.shape[1:]}"
+        )
     n = ds.shape[0]
     ds.resize(n + len(values), axis=0)
     ds[n:] = values

@@ -86,8 +86,10 @@ def _flock(fd: int, path: str, exclusive: bool, timeout: float) -> None:
             if time.monotonic() >= deadline:
                 waited = f" (waited {timeout:g} s)" if timeout else ""
                 if exclusive:
-                    message = (f"{path} is open in another process (a writer, or a reader "
-                               f"that keeps it open){waited}; wait for it or close it")
+                    message = (
+                        f"{path} is open in another process (a writer, or a reader "
+                        f"that keeps it open){waited}; wait for it or close it"
+                    )
                 else:
                     message = f"{path} is being written by another process{waited}; try again"
                 raise FileBusyError(message) from None
@@ -105,8 +107,8 @@ def _records(j: io.BufferedReader, fd: int | None) -> tuple[int, int] | None:
     count, crc = 0, 0
     while True:
         raw = j.read(_RECORD.size)
-        if raw == _COMMIT[:_RECORD.size]:  # no record starts so (its offset would be ~7e18)
-            if j.read(len(_COMMIT) - _RECORD.size) != _COMMIT[_RECORD.size:]:
+        if raw == _COMMIT[: _RECORD.size]:  # no record starts so (its offset would be ~7e18)
+            if j.read(len(_COMMIT) - _RECORD.size) != _COMMIT[_RECORD.size :]:
                 return None
             trailer = j.read(_TRAILER.size)
             if len(trailer) != _TRAILER.size:
@@ -181,8 +183,10 @@ def lock_for_reading(path: str | os.PathLike, timeout: float = 10.0) -> int:
             try:
                 wfd = os.open(path, os.O_RDWR)
             except PermissionError:
-                raise FileBusyError(f"{path} was left by an interrupted writer and must be "
-                                    "recovered: open it once for writing") from None
+                raise FileBusyError(
+                    f"{path} was left by an interrupted writer and must be "
+                    "recovered: open it once for writing"
+                ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 _flock(wfd, path, exclusive=True, timeout=timeout)
@@ -242,8 +246,11 @@ class JournaledFile(io.RawIOBase):
     @property
     def dirty(self) -> bool:
         """Whether anything changed since the last commit."""
-        return self._size != self._size0 or bool(self._pages) or (
-            os.fstat(self._fd).st_size != self._size0)
+        return (
+            self._size != self._size0
+            or bool(self._pages)
+            or (os.fstat(self._fd).st_size != self._size0)
+        )
 
     def commit(self) -> None:
         """Make every change since the last commit durable, all at once."""
@@ -253,11 +260,16 @@ class JournaledFile(io.RawIOBase):
         size0, cut, size = self._size0, self._cut, self._size
         # Pages wholly below the cut are journaled only if they changed; the cut-off range
         # [cut, size0) is journaled in full, in chunks, and rewritten (new pages, else zeros).
-        changed = [i for i in sorted(self._pages) if i * PAGE >= cut or
-                   os.pread(self._fd, len(self._pages[i]), i * PAGE) != self._pages[i]]
+        changed = [
+            i
+            for i in sorted(self._pages)
+            if i * PAGE >= cut
+            or os.pread(self._fd, len(self._pages[i]), i * PAGE) != self._pages[i]
+        ]
         if changed or cut < size0:
             count, crc = 0, 0
             with open(journal_path(self.path), "ab") as j:
+
                 def record(off: int, old: bytes) -> None:
                     nonlocal count, crc
                     head = _RECORD.pack(off, len(old))
@@ -268,8 +280,10 @@ class JournaledFile(io.RawIOBase):
 
                 for i in changed:
                     if i * PAGE < cut:
-                        record(i * PAGE, os.pread(self._fd, min(len(self._pages[i]),
-                                                                cut - i * PAGE), i * PAGE))
+                        record(
+                            i * PAGE,
+                            os.pread(self._fd, min(len(self._pages[i]), cut - i * PAGE), i * PAGE),
+                        )
                 for off in range(cut, size0, _CHUNK):
                     record(off, os.pread(self._fd, min(_CHUNK, size0 - off), off))
                 j.write(_COMMIT + _TRAILER.pack(count, crc))
@@ -373,7 +387,7 @@ class JournaledFile(io.RawIOBase):
                 stop = min(end, (index + 1) * PAGE, self._size0)
                 page = self._pages.get(index)
                 if page is not None:
-                    chunk = page[within:within + stop - pos]
+                    chunk = page[within : within + stop - pos]
                 elif pos >= self._cut:
                     chunk = bytes(stop - pos)
                 else:
@@ -384,7 +398,7 @@ class JournaledFile(io.RawIOBase):
                 stop = pos + len(chunk)
                 if stop == pos:  # a hole past the end of the disk file reads as zeros
                     chunk, stop = bytes(end - pos), end
-            out[pos - start:stop - start] = chunk
+            out[pos - start : stop - start] = chunk
             pos = stop
         self._pos = max(start, end)
         return max(end - start, 0)
@@ -399,7 +413,7 @@ class JournaledFile(io.RawIOBase):
             index, within = divmod(at, PAGE)
             page = self._page(index)
             take = min(n - done, len(page) - within)
-            page[within:within + take] = view[done:done + take]
+            page[within : within + take] = view[done : done + take]
             done += take
         if done < n:
             os.pwrite(self._fd, view[done:], pos + done)

@@ -32,11 +32,16 @@ def _optimizer(opt: Any) -> str:
     name = opt.get("name", "?")
     schedule = (opt.get("schedule") or {}).get("name", "constant")
     extra = ([] if schedule == "constant" else [schedule]) + (
-        [f"warmup={opt['warmup']}"] if opt.get("warmup") else [])
+        [f"warmup={opt['warmup']}"] if opt.get("warmup") else []
+    )
     if name == "sam":
         inner = _optimizer(opt.get("base", {}))
-        return " ".join([f"sam(rho={opt.get('rho')}{', adaptive' if opt.get('adaptive') else ''})"
-                         f" + {inner}", *extra])
+        return " ".join(
+            [
+                f"sam(rho={opt.get('rho')}{', adaptive' if opt.get('adaptive') else ''}) + {inner}",
+                *extra,
+            ]
+        )
     keys = [k for k in ("lr", "momentum", "weight_decay", "noise") if opt.get(k)]
     return " ".join([name, *(f"{k}={_fmt(opt[k], 3)}" for k in keys), *extra])
 
@@ -52,14 +57,20 @@ def rows(info: RunInfo) -> dict[str, str]:
         if names:
             holds.append(f"{kind}: {', '.join(names)}")
     return {
-        "run": info.name, "status": info.status,
+        "run": info.name,
+        "status": info.status,
         "model": model.get("name", a.get("source", "-")) if isinstance(model, dict) else "-",
         "optimizer": _optimizer(a.get("optimizer")),
-        "batch": _fmt(a.get("batch_size")), "seed": _fmt(a.get("seed")),
-        "steps": _fmt(a.get("steps")), "stop": _fmt(a.get("stop_reason")),
-        "train loss": _fmt(final.get("train_loss")), "train acc": _fmt(final.get("train_acc")),
-        "test loss": _fmt(final.get("test_loss")), "test acc": _fmt(final.get("test_acc")),
-        "params": str(info.n_params), "holds": "; ".join(holds),
+        "batch": _fmt(a.get("batch_size")),
+        "seed": _fmt(a.get("seed")),
+        "steps": _fmt(a.get("steps")),
+        "stop": _fmt(a.get("stop_reason")),
+        "train loss": _fmt(final.get("train_loss")),
+        "train acc": _fmt(final.get("train_acc")),
+        "test loss": _fmt(final.get("test_loss")),
+        "test acc": _fmt(final.get("test_acc")),
+        "params": str(info.n_params),
+        "holds": "; ".join(holds),
     }
 
 
@@ -67,8 +78,9 @@ def _table(records: list[dict[str, str]]) -> str:
     cols = list(records[0])
     width = {c: max(len(c), *(len(r[c]) for r in records)) for c in cols}
     line = lambda r: "  ".join(r[c].ljust(width[c]) for c in cols).rstrip()  # noqa: E731
-    return "\n".join([line({c: c for c in cols}), line({c: "-" * width[c] for c in cols}),
-                      *map(line, records)])
+    return "\n".join(
+        [line({c: c for c in cols}), line({c: "-" * width[c] for c in cols}), *map(line, records)]
+    )
 
 
 def text(path: str | os.PathLike, run: str | None = None) -> str:
@@ -88,13 +100,17 @@ def text(path: str | os.PathLike, run: str | None = None) -> str:
         detail = s.info(run) if run is not None else None
         writer = s.writer()
     size = os.path.getsize(path)
-    out = [f"{os.fspath(path)}: landscape file, format_version {attrs.get('format_version')}, "
-           f"{size / 1e6:.2f} MB, created {attrs.get('created', '?')} by "
-           f"{attrs.get('created_by', '?')} (torch {attrs.get('torch_version', '?')})"]
+    out = [
+        f"{os.fspath(path)}: landscape file, format_version {attrs.get('format_version')}, "
+        f"{size / 1e6:.2f} MB, created {attrs.get('created', '?')} by "
+        f"{attrs.get('created_by', '?')} (torch {attrs.get('torch_version', '?')})"
+    ]
     if writer is not None:
-        out.append(f"being written by {writer.get('what')} (process {writer.get('pid')} on "
-                   f"{writer.get('host')}, since {writer.get('since')}): what follows is its "
-                   "last commit")
+        out.append(
+            f"being written by {writer.get('what')} (process {writer.get('pid')} on "
+            f"{writer.get('host')}, since {writer.get('since')}): what follows is its "
+            "last commit"
+        )
     if runs:
         out += ["", f"{len(runs)} run(s):", _table([rows(i) for i in runs])]
     else:
@@ -103,6 +119,9 @@ def text(path: str | os.PathLike, run: str | None = None) -> str:
         out += ["", f"compare: {', '.join(compare)}"]
     if detail is not None:
         settings = {k: v for k, v in detail.attrs.items() if k != "spec"}
-        out += ["", f"run {detail.name!r} ({detail.status}):",
-                json.dumps(settings, indent=2, sort_keys=True, default=str)]
+        out += [
+            "",
+            f"run {detail.name!r} ({detail.status}):",
+            json.dumps(settings, indent=2, sort_keys=True, default=str),
+        ]
     return "\n".join(out)

@@ -13,11 +13,27 @@ from __future__ import annotations
 
 from landscape.engine.lazy import attach
 
-__all__ = ["Directions", "Surface", "directions", "grid", "path_between", "result", "stored",
-           "surface", "surface_of_run", "trajectories"]
+__all__ = [
+    "Directions",
+    "Surface",
+    "directions",
+    "grid",
+    "path_between",
+    "result",
+    "stored",
+    "surface",
+    "surface_of_run",
+    "trajectories",
+]
 
 __getattr__, __dir__ = attach(
-    __name__, ["directions", "grid", "result", "stored", "trajectories"],
-    {"Directions": "directions", "Surface": "result", "surface": "grid",
-     "path_between": "stored", "surface_of_run": "stored"},
+    __name__,
+    ["directions", "grid", "result", "stored", "trajectories"],
+    {
+        "Directions": "directions",
+        "Surface": "result",
+        "surface": "grid",
+        "path_between": "stored",
+        "surface_of_run": "stored",
+    },
 )

@@ -43,8 +43,18 @@ from torch import Tensor, nn
 from landscape.engine.checks import _check_choice, _check_int
 from landscape.engine.params import ParamFilter, ParamLayout, select, to_numpy
 
-__all__ = ["DIRECTION_KINDS", "IGNORE", "NORMALIZATIONS", "Directions", "difference", "hessian",
-           "normalize", "orthogonalize", "random", "stored_difference"]
+__all__ = [
+    "DIRECTION_KINDS",
+    "IGNORE",
+    "NORMALIZATIONS",
+    "Directions",
+    "difference",
+    "hessian",
+    "normalize",
+    "orthogonalize",
+    "random",
+    "stored_difference",
+]
 
 NORMALIZATIONS = ("filter", "layer", "none")
 """How :func:`normalize` rescales a direction (see the module docstring)."""
@@ -91,16 +101,19 @@ class Directions:
         if self.center is not None:
             _as_flat(self.center, v.shape[1], fn, "center")
         if self.shapes and (n := sum(int(np.prod(s)) for s in self.shapes)) != v.shape[1]:
-            raise ValueError(f"{fn}: shapes {list(self.shapes)} hold {n} numbers, expected "
-                             f"P={v.shape[1]} (the vectors')")
+            raise ValueError(
+                f"{fn}: shapes {list(self.shapes)} hold {n} numbers, expected "
+                f"P={v.shape[1]} (the vectors')"
+            )
 
     @property
     def k(self) -> int:
         """Number of directions."""
         return int(self.vectors.shape[0])
 
-    def to(self, device: torch.device | str | None = None,
-           dtype: torch.dtype | None = None) -> Directions:
+    def to(
+        self, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> Directions:
         """The same directions (and centre) on another device or dtype."""
         c = None if self.center is None else self.center.to(device, dtype)
         return replace(self, vectors=self.vectors.to(device, dtype), center=c)
@@ -112,29 +125,46 @@ class Directions:
             value = getattr(self, key)
             if value is not None:
                 arrays[key] = to_numpy(value) if isinstance(value, Tensor) else value
-        attrs = {"probe": "directions", "kind": self.kind, "k": self.k,
-                 "params": list(self.params), "shapes": [list(s) for s in self.shapes],
-                 "normalization": self.normalization, "ignore": self.ignore,
-                 "seed": self.seed, "options": dict(self.options)}
+        attrs = {
+            "probe": "directions",
+            "kind": self.kind,
+            "k": self.k,
+            "params": list(self.params),
+            "shapes": [list(s) for s in self.shapes],
+            "normalization": self.normalization,
+            "ignore": self.ignore,
+            "seed": self.seed,
+            "options": dict(self.options),
+        }
         return arrays, attrs
 
     @classmethod
-    def from_record(cls, record: Any, device: torch.device | str | None = None,
-                    dtype: torch.dtype | None = None) -> Directions:
+    def from_record(
+        cls, record: Any, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> Directions:
         """The directions written by :meth:`to_record`, from a :class:`landscape.store.Record`
         or an ``(arrays, attrs)`` pair; tensors on ``device``/``dtype`` (default: the CPU and
-        the stored dtype; bfloat16 was stored as float32)."""
+        the stored dtype; bfloat16 was stored as float32).
+        """
         from landscape.engine.records import check_record
 
         a, at = check_record(record, "directions", "Directions.from_record")
-        t = {k: torch.from_numpy(np.array(a[k])).to(device, dtype) if k in a else None
-             for k in ("vectors", "center")}
+        t = {
+            k: torch.from_numpy(np.array(a[k])).to(device, dtype) if k in a else None
+            for k in ("vectors", "center")
+        }
         n = {k: np.asarray(a[k]) if k in a else None for k in ("explained_variance", "eigenvalues")}
-        return cls(**t, **n, kind=at["kind"], params=tuple(at["params"]),
-                   shapes=tuple(tuple(int(i) for i in s) for s in at["shapes"]),
-                   normalization=at["normalization"], ignore=at["ignore"],
-                   seed=None if at.get("seed") is None else int(at["seed"]),
-                   options=dict(at.get("options") or {}))
+        return cls(
+            **t,
+            **n,
+            kind=at["kind"],
+            params=tuple(at["params"]),
+            shapes=tuple(tuple(int(i) for i in s) for s in at["shapes"]),
+            normalization=at["normalization"],
+            ignore=at["ignore"],
+            seed=None if at.get("seed") is None else int(at["seed"]),
+            options=dict(at.get("options") or {}),
+        )
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -143,13 +173,20 @@ def _as_flat(x: Any, p: int | None, fn: str, what: str, rows: bool = False) -> T
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
     if not isinstance(x, Tensor):
-        raise TypeError(f"{fn}: {what} must be a torch.Tensor or numpy array, got "
-                        f"{type(x).__name__}")
-    if (x.ndim != (2 if rows else 1) or (p is not None and x.shape[-1] != p)
-            or x.numel() == 0 or not x.is_floating_point()):
+        raise TypeError(
+            f"{fn}: {what} must be a torch.Tensor or numpy array, got {type(x).__name__}"
+        )
+    if (
+        x.ndim != (2 if rows else 1)
+        or (p is not None and x.shape[-1] != p)
+        or x.numel() == 0
+        or not x.is_floating_point()
+    ):
         want = ("(T, P) array" if rows else "(P,) array") + (f" with P={p}" if p else "")
-        raise ValueError(f"{fn}: {what} must be a floating {want} (P the number of "
-                         f"parameters), got {tuple(x.shape)} {x.dtype}")
+        raise ValueError(
+            f"{fn}: {what} must be a floating {want} (P the number of "
+            f"parameters), got {tuple(x.shape)} {x.dtype}"
+        )
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{fn}: {what} must be finite, got NaN or inf")
     return x.detach()
@@ -159,8 +196,9 @@ def _nonzero(d: Tensor, fn: str, hint: str) -> Tensor:
     zero = ~(d != 0).any(dim=-1)
     if bool(zero.any()):
         rows = torch.nonzero(zero).flatten().tolist() if d.ndim == 2 else [0]
-        raise ValueError(f"{fn}: the direction is zero (rows {rows}); expected a nonzero "
-                         f"direction: {hint}")
+        raise ValueError(
+            f"{fn}: the direction is zero (rows {rows}); expected a nonzero direction: {hint}"
+        )
     return d
 
 
@@ -169,8 +207,13 @@ def _float64(x: Tensor) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- random
-def normalize(direction: Tensor, theta: Tensor, layout: ParamLayout,
-              normalization: str = "filter", ignore: str | None = "biasbn") -> Tensor:
+def normalize(
+    direction: Tensor,
+    theta: Tensor,
+    layout: ParamLayout,
+    normalization: str = "filter",
+    ignore: str | None = "biasbn",
+) -> Tensor:
     """``direction`` rescaled to the weights ``theta``, parameter by parameter (a new tensor).
 
     Args:
@@ -212,15 +255,24 @@ def normalize(direction: Tensor, theta: Tensor, layout: ParamLayout,
             scale = torch.where(dn > 0, wn / dn.clamp_min(torch.finfo(acc).tiny), 0.0)
             pieces.append((dv * scale).reshape(len(d), -1))
     out = torch.cat(pieces, dim=1).to(d.dtype)
-    _nonzero(out, fn, "every parameter is ignored or has zero weights; try ignore=None or "
-             "normalization='none'")
+    _nonzero(
+        out,
+        fn,
+        "every parameter is ignored or has zero weights; try ignore=None or normalization='none'",
+    )
     return out.reshape(direction.shape)
 
 
-def random(model: nn.Module, *, k: int = 2, seed: int = 0, normalization: str = "filter",
-           ignore: str | None = "biasbn",
-           params: ParamFilter | Iterable[str] | None = None) -> Directions:
-    """k seeded Gaussian directions normalised to the model's weights (Li et al. 2018).
+def random(
+    model: nn.Module,
+    *,
+    k: int = 2,
+    seed: int = 0,
+    normalization: str = "filter",
+    ignore: str | None = "biasbn",
+    params: ParamFilter | Iterable[str] | None = None,
+) -> Directions:
+    """K seeded Gaussian directions normalised to the model's weights (Li et al. 2018).
 
     All k come from one CPU ``torch.Generator`` seeded with ``seed`` (never the global RNG),
     drawn in the model's dtype and then moved to its device: the same seed and dtype give the
@@ -252,9 +304,16 @@ def random(model: nn.Module, *, k: int = 2, seed: int = 0, normalization: str = 
     theta = layout.flatten(chosen).clone()
     gen = torch.Generator().manual_seed(seed)
     draw = torch.randn((k, layout.numel), generator=gen, dtype=layout.dtype).to(layout.device)
-    return Directions(vectors=normalize(draw, theta, layout, normalization, ignore),
-                      kind="random", params=layout.names, shapes=layout.shapes, center=theta,
-                      normalization=normalization, ignore=ignore, seed=seed)
+    return Directions(
+        vectors=normalize(draw, theta, layout, normalization, ignore),
+        kind="random",
+        params=layout.names,
+        shapes=layout.shapes,
+        center=theta,
+        normalization=normalization,
+        ignore=ignore,
+        seed=seed,
+    )
 
 
 def orthogonalize(d: Tensor, *others: Tensor) -> Tensor:
@@ -287,8 +346,10 @@ def orthogonalize(d: Tensor, *others: Tensor) -> Tensor:
     rows = [o.reshape(1, -1) if isinstance(o, Tensor) and o.ndim == 1 else o for o in others]
     block = torch.cat([_as_flat(o, d.numel(), fn, "others", rows=True) for o in rows])
     if block.dtype != d.dtype or block.device != d.device:
-        raise TypeError(f"{fn}: others must have d's dtype {d.dtype} and device {d.device}, "
-                        f"got {block.dtype} on {block.device}")
+        raise TypeError(
+            f"{fn}: others must have d's dtype {d.dtype} and device {d.device}, "
+            f"got {block.dtype} on {block.device}"
+        )
     _nonzero(block, fn, "each of the others must be nonzero")
     acc = torch.promote_types(d.dtype, torch.float32)
     _, s, vh = torch.linalg.svd(block.to(acc), full_matrices=False)
@@ -297,14 +358,19 @@ def orthogonalize(d: Tensor, *others: Tensor) -> Tensor:
     for _ in range(2):
         r = r - basis.T @ (basis @ r)
     if float(r.norm()) <= 100 * torch.finfo(acc).eps * float(d.to(acc).norm()):
-        raise ValueError(f"{fn}: d lies in the span of the others (or is zero): nothing "
-                         "orthogonal is left")
+        raise ValueError(
+            f"{fn}: d lies in the span of the others (or is zero): nothing orthogonal is left"
+        )
     return r.to(d.dtype)
 
 
 # ---------------------------------------------------------------------------- differences
-def difference(a: nn.Module | Tensor | np.ndarray, b: nn.Module | Tensor | np.ndarray, *,
-               params: ParamFilter | Iterable[str] | None = None) -> Directions:
+def difference(
+    a: nn.Module | Tensor | np.ndarray,
+    b: nn.Module | Tensor | np.ndarray,
+    *,
+    params: ParamFilter | Iterable[str] | None = None,
+) -> Directions:
     """The direction from ``a`` to ``b``, ``theta_b - theta_a``, not normalised.
 
     Args:
@@ -323,8 +389,10 @@ def difference(a: nn.Module | Tensor | np.ndarray, b: nn.Module | Tensor | np.nd
     """
     fn = "difference"
     if isinstance(a, nn.Module) != isinstance(b, nn.Module):
-        raise TypeError(f"{fn}: expected two models or two flat vectors, got "
-                        f"{type(a).__name__} and {type(b).__name__}")
+        raise TypeError(
+            f"{fn}: expected two models or two flat vectors, got "
+            f"{type(a).__name__} and {type(b).__name__}"
+        )
     names, shapes = (), ()
     if isinstance(a, nn.Module):
         pa, pb = select(a, params), select(b, params)
@@ -332,20 +400,27 @@ def difference(a: nn.Module | Tensor | np.ndarray, b: nn.Module | Tensor | np.nd
         if (la.names, la.shapes) != (lb.names, lb.shapes):
             sa, sb = (dict(zip(lo.names, lo.shapes, strict=True)) for lo in (la, lb))
             diff = [n for n in {**sa, **sb} if sa.get(n) != sb.get(n)]
-            raise ValueError(f"{fn}: expected models with the same parameters (names, shapes); "
-                             f"they differ in {diff[:6]}")
+            raise ValueError(
+                f"{fn}: expected models with the same parameters (names, shapes); "
+                f"they differ in {diff[:6]}"
+            )
         ta, tb = la.flatten(pa).clone(), lb.flatten(pb)
         names, shapes = la.names, la.shapes
     else:
         ta = _as_flat(a, None, fn, "a").clone()
         tb = _as_flat(b, ta.numel(), fn, "b")
-    d = _nonzero((tb.to(ta.device, ta.dtype) - ta).reshape(1, -1), fn,
-                 "a and b are the same point")
+    d = _nonzero((tb.to(ta.device, ta.dtype) - ta).reshape(1, -1), fn, "a and b are the same point")
     return Directions(vectors=d, kind="difference", params=names, shapes=shapes, center=ta)
 
 
-def stored_difference(file: Any, run_a: str, run_b: str | None = None, *,
-                      which_a: str | int = "final", which_b: str | int = "final") -> Directions:
+def stored_difference(
+    file: Any,
+    run_a: str,
+    run_b: str | None = None,
+    *,
+    which_a: str | int = "final",
+    which_b: str | int = "final",
+) -> Directions:
     """:func:`difference` of two flat vectors of a landscape file, ``(run_a, which_a)`` to
     ``(run_b, which_b)``, as CPU tensors of the stored dtype (move them with
     :meth:`Directions.to`), with the runs' parameter names and shapes, the runs in ``options``.
@@ -369,21 +444,33 @@ def stored_difference(file: Any, run_a: str, run_b: str | None = None, *,
     try:
         (na, sa), (nb, sb) = store.layout(run_a), store.layout(run_b)
         if (na, sa) != (nb, sb):
-            raise ValueError(f"stored_difference: expected runs with the same parameters, "
-                             f"{run_a!r} and {run_b!r} differ (names or shapes)")
+            raise ValueError(
+                f"stored_difference: expected runs with the same parameters, "
+                f"{run_a!r} and {run_b!r} differ (names or shapes)"
+            )
         ta, tb = store.params(run_a, which_a), store.params(run_b, which_b)
     finally:
         if store is not file:
             store.close()
     out = difference(torch.from_numpy(ta), torch.from_numpy(tb))
     wa, wb = (w if isinstance(w, str) else int(w) for w in (which_a, which_b))
-    return replace(out, params=tuple(na), shapes=tuple(sa), options={
-        "run_a": run_a, "which_a": wa, "run_b": run_b, "which_b": wb})
+    return replace(
+        out,
+        params=tuple(na),
+        shapes=tuple(sa),
+        options={"run_a": run_a, "which_a": wa, "run_b": run_b, "which_b": wb},
+    )
 
 
 # ---------------------------------------------------------------------------- Hessian
-def hessian(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *,
-            k: int = 2, **options: Any) -> Directions:
+def hessian(
+    model: nn.Module,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: Any,
+    *,
+    k: int = 2,
+    **options: Any,
+) -> Directions:
     """The top-k eigenvectors of the Hessian of the mean loss (unit vectors) as directions.
 
     By :func:`probes.curvature.hessian.eigenvalues` with ``vectors=True``; ``options`` go to it
@@ -408,8 +495,10 @@ def hessian(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
 
     bad = sorted({"vectors", "blocks"} & set(options))
     if bad:
-        raise ValueError(f"hessian: {', '.join(bad)} cannot be passed (vectors are always "
-                         "computed, over all selected parameters at once)")
+        raise ValueError(
+            f"hessian: {', '.join(bad)} cannot be passed (vectors are always "
+            "computed, over all selected parameters at once)"
+        )
     result = eigenvalues(model, loss_fn, data, k=k, vectors=True, **options)
     values = result.values
     key = {"smallest": values, "magnitude": -np.abs(values)}.get(result.which, -values)
@@ -417,10 +506,20 @@ def hessian(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
     chosen = select(model, options.get("params"))
     layout = ParamLayout.of(chosen)
     vectors = torch.from_numpy(np.ascontiguousarray(result.vectors[order]))
-    probe = {"which": result.which, "tol": result.tol, "curvature": result.curvature,
-             "mode": result.mode, "converged": bool(result.all_converged),
-             "cost": result.cost.as_dict()}
-    return Directions(vectors=vectors.to(layout.device, layout.dtype), kind="hessian",
-                      params=layout.names, shapes=layout.shapes,
-                      center=layout.flatten(chosen).clone(), eigenvalues=values[order],
-                      options=probe)
+    probe = {
+        "which": result.which,
+        "tol": result.tol,
+        "curvature": result.curvature,
+        "mode": result.mode,
+        "converged": bool(result.all_converged),
+        "cost": result.cost.as_dict(),
+    }
+    return Directions(
+        vectors=vectors.to(layout.device, layout.dtype),
+        kind="hessian",
+        params=layout.names,
+        shapes=layout.shapes,
+        center=layout.flatten(chosen).clone(),
+        eigenvalues=values[order],
+        options=probe,
+    )

@@ -68,16 +68,33 @@ _DEFAULT_CHUNK = 16
 _Row = tuple[tuple[int, ...], dict[str, float]]
 
 
-def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any,
-            directions: Any, *, x: Any, y: Any = None, test: Any = None,
-            center: Tensor | None = None, bn: str = "keep", mode: str = "eval",
-            params: ParamFilter | Iterable[str] | None = None, chunk: int = _DEFAULT_CHUNK,
-            vmap: bool | None = None, accuracy: bool = True,
-            batch_size: int | None = None, check: bool = True, store: Any = None,
-            run: str | None = None, name: str = "surface", replace: bool = False,
-            flush_seconds: float = 30.0, progress: bool = False,
-            extras: Mapping[str, Any] | None = None,
-            points: tuple[int, int] | None = None) -> Surface:
+def surface(
+    model: nn.Module,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: Any,
+    directions: Any,
+    *,
+    x: Any,
+    y: Any = None,
+    test: Any = None,
+    center: Tensor | None = None,
+    bn: str = "keep",
+    mode: str = "eval",
+    params: ParamFilter | Iterable[str] | None = None,
+    chunk: int = _DEFAULT_CHUNK,
+    vmap: bool | None = None,
+    accuracy: bool = True,
+    batch_size: int | None = None,
+    check: bool = True,
+    store: Any = None,
+    run: str | None = None,
+    name: str = "surface",
+    replace: bool = False,
+    flush_seconds: float = 30.0,
+    progress: bool = False,
+    extras: Mapping[str, Any] | None = None,
+    points: tuple[int, int] | None = None,
+) -> Surface:
     """The loss (and accuracy) on a 1-D or 2-D grid around ``center`` (module docstring).
 
     Args:
@@ -124,18 +141,40 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
         raise ValueError("surface: give both store and run to write into a file, or neither")
     xs = _coords("x", x)
     ys = None if y is None else _coords("y", y)
-    objectives = _objectives(model, loss_fn, data, test, params=params, mode=mode, bn=bn,
-                             batch_size=batch_size, check=check)
+    objectives = _objectives(
+        model,
+        loss_fn,
+        data,
+        test,
+        params=params,
+        mode=mode,
+        bn=bn,
+        batch_size=batch_size,
+        check=check,
+    )
     obj = objectives["train"]
     vmap = bool(obj.layout.device.type != "cpu" if vmap is None else vmap)
     theta0, d, info = _plane(obj, directions, center, 1 if ys is None else 2)
     shape = (len(xs),) if ys is None else (len(xs), len(ys))
-    metrics = [f"{s}_{m}" for s in objectives for m in ("loss", "accuracy")
-               if m == "loss" or (accuracy and obj.has_accuracy)]
-    result = Surface(x=xs, y=ys, directions=d.cpu().numpy(),
-                     grids={m: np.full(shape, np.nan) for m in metrics},
-                     done=np.zeros(shape, dtype=bool), bn=bn, mode=mode, chunk=chunk, vmap=vmap,
-                     params=tuple(obj.layout.names), info=info)
+    metrics = [
+        f"{s}_{m}"
+        for s in objectives
+        for m in ("loss", "accuracy")
+        if m == "loss" or (accuracy and obj.has_accuracy)
+    ]
+    result = Surface(
+        x=xs,
+        y=ys,
+        directions=d.cpu().numpy(),
+        grids={m: np.full(shape, np.nan) for m in metrics},
+        done=np.zeros(shape, dtype=bool),
+        bn=bn,
+        mode=mode,
+        chunk=chunk,
+        vmap=vmap,
+        params=tuple(obj.layout.names),
+        info=info,
+    )
     file = None if store is None else _SurfaceFile(store, run, name, flush_seconds, started)
     if file is not None:
         result = file.open(result, replace, extras)
@@ -148,34 +187,57 @@ def surface(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
         if file is not None:
             file.add(rows, result)
 
-    n_points = _evaluate_grid(objectives, theta0, d, result, metrics, (first, stop), bn=bn,
-                              vmap=vmap, accuracy=accuracy, on_chunk=chunk_done)
+    n_points = _evaluate_grid(
+        objectives,
+        theta0,
+        d,
+        result,
+        metrics,
+        (first, stop),
+        bn=bn,
+        vmap=vmap,
+        accuracy=accuracy,
+        on_chunk=chunk_done,
+    )
     bar.close()
     seconds = time.perf_counter() - started
     if file is not None:
         file.close(result, seconds)
     passes = sum(o.cost.passes for o in objectives.values())
-    return Surface(**{**result.__dict__, "n_points": n_points, "passes": passes,
-                      "seconds": seconds})
+    return Surface(
+        **{**result.__dict__, "n_points": n_points, "passes": passes, "seconds": seconds}
+    )
 
 
 # ---------------------------------------------------------------------------- computing
-def _objectives(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any,
-                test: Any, *, params: Any, mode: str, bn: str, batch_size: int | None,
-                check: bool) -> dict[str, Objective]:
+def _objectives(
+    model: nn.Module,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: Any,
+    test: Any,
+    *,
+    params: Any,
+    mode: str,
+    bn: str,
+    batch_size: int | None,
+    check: bool,
+) -> dict[str, Objective]:
     """The objectives evaluated at each point, ``"train"`` (and ``"test"``).
 
     Over the cached data in large batches where that keeps the values (eval mode,
     ``bn="keep"``), checked to be deterministic on the data as evaluated (a loader's data read
     anew).
     """
-    given = {"train": Objective(model, loss_fn, data, params=params, mode=mode,
-                                batch_size=batch_size, check=False)}
+    given = {
+        "train": Objective(
+            model, loss_fn, data, params=params, mode=mode, batch_size=batch_size, check=False
+        )
+    }
     if test is not None:
-        given["test"] = Objective(model, loss_fn, test, params=params, mode=mode,
-                                  batch_size=batch_size, check=False)
-    objectives = {k: merged(o) if mode == "eval" and bn == "keep" else o
-                  for k, o in given.items()}
+        given["test"] = Objective(
+            model, loss_fn, test, params=params, mode=mode, batch_size=batch_size, check=False
+        )
+    objectives = {k: merged(o) if mode == "eval" and bn == "keep" else o for k, o in given.items()}
     if check:
         for split, o in objectives.items():
             o.check_determinism()
@@ -184,8 +246,9 @@ def _objectives(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data
     return objectives
 
 
-def _plane(obj: Objective, directions: Any, center: Any, k: int
-           ) -> tuple[Tensor, Tensor, dict[str, Any]]:
+def _plane(
+    obj: Objective, directions: Any, center: Any, k: int
+) -> tuple[Tensor, Tensor, dict[str, Any]]:
     """The centre (P,) and the ``k`` directions (k, P) on the objective's device and dtype.
 
     Returns:
@@ -195,19 +258,31 @@ def _plane(obj: Objective, directions: Any, center: Any, k: int
         center = directions.center  # e.g. PCA or difference directions: their own point
     d, info = _as_directions(directions, obj.layout.numel)
     if d.shape[0] != k:
-        raise ValueError(f"surface: {k} direction(s) expected for a {k}-D grid, got "
-                         f"{d.shape[0]}")
+        raise ValueError(f"surface: {k} direction(s) expected for a {k}-D grid, got {d.shape[0]}")
     d = d.to(obj.layout.device, obj.layout.dtype)
     if center is not None and not isinstance(center, Tensor):
         center = torch.as_tensor(np.asarray(center))
-    theta0 = obj.theta if center is None else obj.check_theta(
-        center.to(obj.layout.device, obj.layout.dtype), "center")
+    theta0 = (
+        obj.theta
+        if center is None
+        else obj.check_theta(center.to(obj.layout.device, obj.layout.dtype), "center")
+    )
     return theta0, d, info
 
 
-def _evaluate_grid(objectives: Mapping[str, Objective], theta0: Tensor, d: Tensor,
-                   result: Surface, metrics: list[str], block: tuple[int, int], *, bn: str,
-                   vmap: bool, accuracy: bool, on_chunk: Callable[[list[_Row]], None]) -> int:
+def _evaluate_grid(
+    objectives: Mapping[str, Objective],
+    theta0: Tensor,
+    d: Tensor,
+    result: Surface,
+    metrics: list[str],
+    block: tuple[int, int],
+    *,
+    bn: str,
+    vmap: bool,
+    accuracy: bool,
+    on_chunk: Callable[[list[_Row]], None],
+) -> int:
     """Evaluate the points of a block of the grid that ``result`` does not hold yet.
 
     The points go in the fixed chunks of ``result.chunk`` points of the row-major order, their
@@ -232,14 +307,13 @@ def _evaluate_grid(objectives: Mapping[str, Objective], theta0: Tensor, d: Tenso
     flat = result.done.reshape(-1)
     first, stop = block
     evaluate = Evaluator(objectives, bn, vmap, accuracy)
-    todo = [c for c in range(first, stop, chunk) if not flat[c:min(c + chunk, stop)].all()]
+    todo = [c for c in range(first, stop, chunk) if not flat[c : min(c + chunk, stop)].all()]
     n_points = 0
     with evaluate:
         for start in todo:
             idx = [i for i in range(start, min(start + chunk, stop)) if not flat[i]]
             pts = [np.unravel_index(i, shape) for i in idx]
-            coef = np.array([[xs[pt[0]]] if ys is None else [xs[pt[0]], ys[pt[1]]]
-                             for pt in pts])
+            coef = np.array([[xs[pt[0]]] if ys is None else [xs[pt[0]], ys[pt[1]]] for pt in pts])
             values = evaluate(Points(theta0, d, coef))
             rows: list[_Row] = []
             for n, pt in enumerate(pts):
@@ -255,7 +329,8 @@ def _evaluate_grid(objectives: Mapping[str, Objective], theta0: Tensor, d: Tenso
 
 def _as_directions(directions: Any, p: int) -> tuple[Tensor, dict[str, Any]]:
     """(k, P) tensor and a JSON-able description from a tensor, an array or a result with
-    ``vectors`` (e.g. :class:`landscape.surfaces.directions.Directions`)."""
+    ``vectors`` (e.g. :class:`landscape.surfaces.directions.Directions`).
+    """
     info: dict[str, Any] = {}
     if hasattr(directions, "vectors"):
         if hasattr(directions, "to_record"):
@@ -263,12 +338,21 @@ def _as_directions(directions: Any, p: int) -> tuple[Tensor, dict[str, Any]]:
         directions = directions.vectors
     if isinstance(directions, np.ndarray):
         directions = torch.from_numpy(directions)
-    if not isinstance(directions, Tensor) or directions.ndim not in (1, 2) \
-            or directions.shape[-1] != p or not directions.is_floating_point():
-        got = (f"{tuple(directions.shape)} {directions.dtype}" if hasattr(directions, "shape")
-               else type(directions).__name__)
-        raise ValueError(f"surface: directions must be a float tensor (k, P) or (P,) with "
-                         f"P={p} (the selected parameters), got {got}")
+    if (
+        not isinstance(directions, Tensor)
+        or directions.ndim not in (1, 2)
+        or directions.shape[-1] != p
+        or not directions.is_floating_point()
+    ):
+        got = (
+            f"{tuple(directions.shape)} {directions.dtype}"
+            if hasattr(directions, "shape")
+            else type(directions).__name__
+        )
+        raise ValueError(
+            f"surface: directions must be a float tensor (k, P) or (P,) with "
+            f"P={p} (the selected parameters), got {got}"
+        )
     d = directions.detach().reshape(-1, p)
     if not bool(torch.isfinite(d).all()) or bool((d.norm(dim=1) == 0).any()):
         raise ValueError("surface: directions must be finite and non-zero")
@@ -278,21 +362,27 @@ def _as_directions(directions: Any, p: int) -> tuple[Tensor, dict[str, Any]]:
 def _coords(name: str, values: Any) -> np.ndarray:
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 1 or arr.size < 1 or not np.isfinite(arr).all():
-        raise ValueError(f"surface: {name} must be a 1-D array of finite coordinates, got "
-                         f"shape {arr.shape}")
+        raise ValueError(
+            f"surface: {name} must be a 1-D array of finite coordinates, got shape {arr.shape}"
+        )
     return arr
 
 
 def _block(points: Any, size: int, chunk: int) -> tuple[int, int]:
     if points is None:
         return 0, size
-    ok = (isinstance(points, (tuple, list)) and len(points) == 2
-          and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in points))
+    ok = (
+        isinstance(points, (tuple, list))
+        and len(points) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in points)
+    )
     start, stop = (int(points[0]), int(points[1])) if ok else (None, None)
     if not ok or not 0 <= start < stop <= size or start % chunk:
-        raise ValueError(f"surface: points must be (start, stop) with 0 <= start < stop <= "
-                         f"{size} (the grid's points) and start a multiple of chunk={chunk}, "
-                         f"got {points!r}")
+        raise ValueError(
+            f"surface: points must be (start, stop) with 0 <= start < stop <= "
+            f"{size} (the grid's points) and start a multiple of chunk={chunk}, "
+            f"got {points!r}"
+        )
     return start, stop
 
 
@@ -310,8 +400,9 @@ class _SurfaceFile:
     time is that of the earlier calls plus this one's).
     """
 
-    def __init__(self, path: Any, run: str, name: str, flush_seconds: float,
-                 started: float) -> None:
+    def __init__(
+        self, path: Any, run: str, name: str, flush_seconds: float, started: float
+    ) -> None:
         self.path, self.run, self.name = path, run, name
         self.flush_seconds, self.started = flush_seconds, started
         self.previous = 0.0  # seconds the stored surface took before this call
@@ -332,13 +423,13 @@ class _SurfaceFile:
                     raise ValueError(
                         f"surface: {self.path}: run {self.run!r} already holds a surface "
                         f"{self.name!r} made with other coordinates, directions or options; "
-                        "pass replace=True (CLI: --replace) to start over, or another name")
+                        "pass replace=True (CLI: --replace) to start over, or another name"
+                    )
                 self.previous, self.last = held.seconds, time.perf_counter()
                 return held
             arrays, attrs, dims = fresh.to_record()
             arrays.update(extras or {})
-            s.write_record(self.run, "surfaces", self.name, arrays=arrays, attrs=attrs,
-                           dims=dims)
+            s.write_record(self.run, "surfaces", self.name, arrays=arrays, attrs=attrs, dims=dims)
         self.previous, self.last = 0.0, time.perf_counter()
         return fresh
 
@@ -361,6 +452,11 @@ class _SurfaceFile:
         for m in result.grids:
             arrays[m] = [row.get(m, np.nan) for _, row in self.pending]
         with Store(self.path, "a", timeout=60) as s:
-            s.update_record(self.run, "surfaces", self.name, points=points, arrays=arrays,
-                            attrs={"n_points": int(result.done.sum()),
-                                   "seconds": float(seconds)})
+            s.update_record(
+                self.run,
+                "surfaces",
+                self.name,
+                points=points,
+                arrays=arrays,
+                attrs={"n_points": int(result.done.sum()), "seconds": float(seconds)},
+            )

@@ -61,8 +61,9 @@ class Surface:
         grids = self.__dict__.get("grids", {})
         if name in grids:
             return grids[name]
-        raise AttributeError(f"Surface has no attribute or grid {name!r} (grids: "
-                             f"{', '.join(grids)})")
+        raise AttributeError(
+            f"Surface has no attribute or grid {name!r} (grids: {', '.join(grids)})"
+        )
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -70,18 +71,28 @@ class Surface:
         return self.done.shape
 
     def _options(self) -> dict[str, Any]:
-        return {"bn": self.bn, "mode": self.mode, "chunk": self.chunk, "vmap": self.vmap,
-                "params": list(self.params), "directions_info": self.info}
+        return {
+            "bn": self.bn,
+            "mode": self.mode,
+            "chunk": self.chunk,
+            "vmap": self.vmap,
+            "params": list(self.params),
+            "directions_info": self.info,
+        }
 
     def to_record(self) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, tuple]]:
         """``(arrays, attrs, dims)`` for :meth:`landscape.store.Store.write_record`."""
         axes = ("x",) if self.y is None else ("x", "y")
-        arrays = {"x": self.x, "directions": self.directions, "done": self.done,
-                  **self.grids}
+        arrays = {"x": self.x, "directions": self.directions, "done": self.done, **self.grids}
         if self.y is not None:
             arrays["y"] = self.y
-        attrs = {"probe": "surface", **self._options(), "n_points": self.n_points,
-                 "passes": float(self.passes), "seconds": float(self.seconds)}
+        attrs = {
+            "probe": "surface",
+            **self._options(),
+            "n_points": self.n_points,
+            "passes": float(self.passes),
+            "seconds": float(self.seconds),
+        }
         dims = {k: axes for k in (*self.grids, "done")}
         return arrays, attrs, dims
 
@@ -89,13 +100,22 @@ class Surface:
     def from_record(cls, record: Any) -> Surface:
         """The surface from a :class:`landscape.store.Record` (possibly partly done)."""
         a, at = check_record(record, "surface", "Surface.from_record")
-        return cls(x=np.asarray(a["x"]), y=np.asarray(a["y"]) if "y" in a else None,
-                   directions=np.asarray(a["directions"]),
-                   grids={k: np.asarray(a[k]) for k in METRICS if k in a},
-                   done=np.asarray(a["done"], dtype=bool), bn=at["bn"], mode=at["mode"],
-                   chunk=int(at["chunk"]), vmap=bool(at["vmap"]), params=tuple(at["params"]),
-                   info=dict(at.get("directions_info") or {}), n_points=int(at["n_points"]),
-                   passes=float(at["passes"]), seconds=float(at["seconds"]))
+        return cls(
+            x=np.asarray(a["x"]),
+            y=np.asarray(a["y"]) if "y" in a else None,
+            directions=np.asarray(a["directions"]),
+            grids={k: np.asarray(a[k]) for k in METRICS if k in a},
+            done=np.asarray(a["done"], dtype=bool),
+            bn=at["bn"],
+            mode=at["mode"],
+            chunk=int(at["chunk"]),
+            vmap=bool(at["vmap"]),
+            params=tuple(at["params"]),
+            info=dict(at.get("directions_info") or {}),
+            n_points=int(at["n_points"]),
+            passes=float(at["passes"]),
+            seconds=float(at["seconds"]),
+        )
 
 
 def same_grid(a: Surface, b: Surface) -> bool:
@@ -103,10 +123,12 @@ def same_grid(a: Surface, b: Surface) -> bool:
 
     For example one held in a file and one about to be computed, or two blocks of one surface.
     """
-    return (np.array_equal(a.x, b.x)
-            and (a.y is None) == (b.y is None)
-            and (a.y is None or np.array_equal(a.y, b.y))
-            and a.directions.shape == b.directions.shape
-            and np.array_equal(a.directions, b.directions)
-            and a._options() == b._options()
-            and set(a.grids) == set(b.grids))
+    return (
+        np.array_equal(a.x, b.x)
+        and (a.y is None) == (b.y is None)
+        and (a.y is None or np.array_equal(a.y, b.y))
+        and a.directions.shape == b.directions.shape
+        and np.array_equal(a.directions, b.directions)
+        and a._options() == b._options()
+        and set(a.grids) == set(b.grids)
+    )

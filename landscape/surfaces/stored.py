@@ -41,13 +41,27 @@ def _subset(pair: Any, n: int | None) -> Any:
     return (x[:n], y[:n]) if n and n < len(y) else (x, y)
 
 
-def surface_of_run(file: str | os.PathLike, run: str, *, x: Any, y: Any = None,
-                   which: str | int = "final", directions: str = "random", seed: int = 0,
-                   normalization: str = "filter", ignore: str | None = "biasbn",
-                   bn: str = "keep", test: bool = True, n: int | None = None,
-                   data: Mapping[str, Any] | None = None, device: str | None = None,
-                   name: str | None = None, replace: bool = False,
-                   progress: bool = False, points: tuple[int, int] | None = None) -> Any:
+def surface_of_run(
+    file: str | os.PathLike,
+    run: str,
+    *,
+    x: Any,
+    y: Any = None,
+    which: str | int = "final",
+    directions: str = "random",
+    seed: int = 0,
+    normalization: str = "filter",
+    ignore: str | None = "biasbn",
+    bn: str = "keep",
+    test: bool = True,
+    n: int | None = None,
+    data: Mapping[str, Any] | None = None,
+    device: str | None = None,
+    name: str | None = None,
+    replace: bool = False,
+    progress: bool = False,
+    points: tuple[int, int] | None = None,
+) -> Any:
     """A 1-D (``y`` None) or 2-D surface around a stored run, written into its file.
 
     Directions: ``"random"`` (seeded Gaussian, normalised, :func:`landscape.surfaces.directions.random`),
@@ -62,12 +76,12 @@ def surface_of_run(file: str | os.PathLike, run: str, *, x: Any, y: Any = None,
     Returns:
         :class:`landscape.surfaces.grid.Surface`.
     """
+    from landscape.engine.params import ParamLayout, select
+    from landscape.store.file import Store
     from landscape.surfaces import directions as dirs
     from landscape.surfaces import trajectories
-    from landscape.engine.params import ParamLayout, select
-    from landscape.train.spec import rebuild
-    from landscape.store.file import Store
     from landscape.surfaces.grid import surface
+    from landscape.train.spec import rebuild
 
     _check_choice("surface", "directions", directions, DIRECTIONS)
     model, split, loss_fn = rebuild(file, run, which=which, data=data, device=device)
@@ -75,11 +89,26 @@ def surface_of_run(file: str | os.PathLike, run: str, *, x: Any, y: Any = None,
     k = 1 if y is None else 2
     name = name or f"{directions}_{k}d"
     with Store(file) as s:
-        steps, traj = (s.trajectory(run) if s.info(run).n_snapshots else (None, None))
-        held = None if replace else _held_directions(
-            s, run, name, model, {"kind": directions, "k": k, **(
-                {"seed": seed, "normalization": normalization, "ignore": ignore}
-                if directions == "random" else {})})
+        steps, traj = s.trajectory(run) if s.info(run).n_snapshots else (None, None)
+        held = (
+            None
+            if replace
+            else _held_directions(
+                s,
+                run,
+                name,
+                model,
+                {
+                    "kind": directions,
+                    "k": k,
+                    **(
+                        {"seed": seed, "normalization": normalization, "ignore": ignore}
+                        if directions == "random"
+                        else {}
+                    ),
+                },
+            )
+        )
     if held is not None:  # resuming: the directions the surface was begun with
         d = held
     elif directions == "random":
@@ -88,8 +117,10 @@ def surface_of_run(file: str | os.PathLike, run: str, *, x: Any, y: Any = None,
         d = dirs.hessian(model, loss_fn, train, k=k)
     else:
         if traj is None:
-            raise ValueError(f"surface: run {run!r} has no trajectory snapshots for PCA "
-                             "directions; train with --snapshot-every, or use random directions")
+            raise ValueError(
+                f"surface: run {run!r} has no trajectory snapshots for PCA "
+                "directions; train with --snapshot-every, or use random directions"
+            )
         with Store(file) as s:
             final = s.params(run, "final")
         d = trajectories.pca(traj, final, k=k)
@@ -100,16 +131,30 @@ def surface_of_run(file: str | os.PathLike, run: str, *, x: Any, y: Any = None,
             chosen = select(model, None)
             center = ParamLayout.of(chosen).flatten(chosen)
         coords = trajectories.project(traj, center.detach().cpu().double().numpy(), d)
-        extras = {"trajectory_steps": np.asarray(steps),
-                  "trajectory_coords": np.asarray(coords).reshape(len(steps), -1)}
-    return surface(model, loss_fn, train, d, x=x, y=y,
-                   test=_subset(split.test, n) if test else None, bn=bn, store=file,
-                   run=run, name=name, replace=replace, progress=progress, extras=extras,
-                   points=points)
+        extras = {
+            "trajectory_steps": np.asarray(steps),
+            "trajectory_coords": np.asarray(coords).reshape(len(steps), -1),
+        }
+    return surface(
+        model,
+        loss_fn,
+        train,
+        d,
+        x=x,
+        y=y,
+        test=_subset(split.test, n) if test else None,
+        bn=bn,
+        store=file,
+        run=run,
+        name=name,
+        replace=replace,
+        progress=progress,
+        extras=extras,
+        points=points,
+    )
 
 
-def _held_directions(s: Any, run: str, name: str, model: Any,
-                     asked: Mapping[str, Any]) -> Any:
+def _held_directions(s: Any, run: str, name: str, model: Any, asked: Mapping[str, Any]) -> Any:
     """The directions of the surface ``name`` the file holds, if they were made as ``asked``
     (kind, k and, for random directions, seed, normalization and ignore); else None.
 
@@ -118,8 +163,8 @@ def _held_directions(s: Any, run: str, name: str, model: Any,
     same numbers even where making them is not reproducible to the last bit (Hessian
     directions on a GPU, another CPU), and no second Lanczos run.
     """
-    from landscape.surfaces.directions import Directions
     from landscape.engine.params import ParamLayout, select
+    from landscape.surfaces.directions import Directions
 
     if not s.has_record(run, "surfaces", name):
         return None
@@ -131,16 +176,30 @@ def _held_directions(s: Any, run: str, name: str, model: Any,
     if info["kind"] == "pca":  # a PCA is centred at the run's final point
         arrays["center"] = s.params(run, "final")
     layout = ParamLayout.of(select(model, None))
-    return Directions.from_record((arrays, {**info, "probe": "directions"}),
-                                  device=layout.device, dtype=layout.dtype)
+    return Directions.from_record(
+        (arrays, {**info, "probe": "directions"}), device=layout.device, dtype=layout.dtype
+    )
 
 
-def path_between(file: str | os.PathLike, run_a: str, run_b: str, *,
-                 which_a: str | int = "final", which_b: str | int = "final",
-                 kind: str = "linear", n: int = 25, recalibrate: bool | None = None,
-                 steps: int = 1000, lr: float = 1e-3, seed: int = 0, test: bool = True,
-                 n_examples: int | None = None, data: Mapping[str, Any] | None = None,
-                 device: str | None = None, name: str | None = None) -> tuple[Any, str]:
+def path_between(
+    file: str | os.PathLike,
+    run_a: str,
+    run_b: str,
+    *,
+    which_a: str | int = "final",
+    which_b: str | int = "final",
+    kind: str = "linear",
+    n: int = 25,
+    recalibrate: bool | None = None,
+    steps: int = 1000,
+    lr: float = 1e-3,
+    seed: int = 0,
+    test: bool = True,
+    n_examples: int | None = None,
+    data: Mapping[str, Any] | None = None,
+    device: str | None = None,
+    name: str | None = None,
+) -> tuple[Any, str]:
     """The path from one stored model to another (``kind`` one of :data:`PATH_KINDS`),
     on the first run's data and loss, written into the file: under the run when both ends
     belong to it (e.g. init to final), else under ``/compare``. Returns ``(result, where)``.
@@ -153,10 +212,9 @@ def path_between(file: str | os.PathLike, run_a: str, run_b: str, *,
     whose ``info["aligned"]`` holds the alignment (layers, permutations, objective before and
     after, sweeps, converged); its default name is ``aligned_<a>_<which>_<b>_<which>``.
     """
-    from probes.paths import interpolation
-
-    from landscape.train.spec import rebuild
     from landscape.store.file import Store
+    from landscape.train.spec import rebuild
+    from probes.paths import interpolation
 
     _check_choice("path", "kind", kind, PATH_KINDS)
     model_a, split, loss_fn = rebuild(file, run_a, which=which_a, data=data, device=device)
@@ -168,11 +226,22 @@ def path_between(file: str | os.PathLike, run_a: str, run_b: str, *,
         aligned = interpolation.align(model_a, model_b, seed=seed)
         model_b = aligned.model
     if kind in ("linear", "aligned"):
-        result = interpolation.linear(model_a, model_b, loss_fn, train, n=n, test=held_out,
-                                      recalibrate=bool(recalibrate))
+        result = interpolation.linear(
+            model_a, model_b, loss_fn, train, n=n, test=held_out, recalibrate=bool(recalibrate)
+        )
     else:
-        result = interpolation.bezier(model_a, model_b, loss_fn, train, n=n, test=held_out,
-                                      steps=steps, lr=lr, seed=seed, recalibrate=recalibrate)
+        result = interpolation.bezier(
+            model_a,
+            model_b,
+            loss_fn,
+            train,
+            n=n,
+            test=held_out,
+            steps=steps,
+            lr=lr,
+            seed=seed,
+            recalibrate=recalibrate,
+        )
     if aligned is not None:
         _, how = aligned.to_record()
         how["perms"] = {k: np.asarray(v).tolist() for k, v in aligned.perms.items()}
@@ -181,18 +250,29 @@ def path_between(file: str | os.PathLike, run_a: str, run_b: str, *,
     arrays, attrs = result.to_record()
     ends = {"from": {"run": run_a, "which": which_a}, "to": {"run": run_b, "which": which_b}}
     same = run_a == run_b
-    name = name or (f"{kind}_{which_a}_{which_b}" if same
-                    else f"{kind}_{run_a}_{which_a}_{run_b}_{which_b}")
+    name = name or (
+        f"{kind}_{which_a}_{which_b}" if same else f"{kind}_{run_a}_{which_a}_{run_b}_{which_b}"
+    )
     with Store(file, "a", timeout=60) as s:
-        s.write_record(run_a if same else None, "paths", name, arrays=arrays,
-                       attrs={**attrs, "ends": ends})
+        s.write_record(
+            run_a if same else None, "paths", name, arrays=arrays, attrs={**attrs, "ends": ends}
+        )
     return result, (f"runs/{run_a}/paths/{name}" if same else f"compare/{name}")
 
 
-def init_to_final(file: str | os.PathLike, run: str, data: Mapping[str, Any] | None = None, *,
-                  n: int = 25, test: bool = True, recalibrate: bool = False,
-                  mode: str = "eval", batch_size: int | None = None,
-                  device: str | None = None, check: bool = True) -> Any:
+def init_to_final(
+    file: str | os.PathLike,
+    run: str,
+    data: Mapping[str, Any] | None = None,
+    *,
+    n: int = 25,
+    test: bool = True,
+    recalibrate: bool = False,
+    mode: str = "eval",
+    batch_size: int | None = None,
+    device: str | None = None,
+    check: bool = True,
+) -> Any:
     """The straight line from a stored run's initial to its final parameters (Goodfellow et
     al. 2015), by :func:`probes.paths.interpolation.linear`.
 
@@ -227,22 +307,35 @@ def init_to_final(file: str | os.PathLike, run: str, data: Mapping[str, Any] | N
         >>> p = init_to_final("cmp.h5", "sgd", n=11)
         >>> p.barrier, p.loss[0], p.loss[-1]
     """
-    from probes.paths import interpolation
-
     from landscape.train.checkpoints import load_params
     from landscape.train.spec import rebuild
+    from probes.paths import interpolation
 
     start = time.perf_counter()
     if data is not None and not isinstance(data, Mapping):
-        raise TypeError(f"init_to_final: data must be a [data] table such as "
-                        f"{{'name': 'mnist1d'}}, got {type(data).__name__}; for your own "
-                        "tensors load the two models and call probes.paths.interpolation.linear")
+        raise TypeError(
+            f"init_to_final: data must be a [data] table such as "
+            f"{{'name': 'mnist1d'}}, got {type(data).__name__}; for your own "
+            "tensors load the two models and call probes.paths.interpolation.linear"
+        )
     final, split, loss_fn = rebuild(file, run, which="final", data=data, device=device)
     init = copy.deepcopy(final)
     load_params(init, file, run, "init")
-    path = interpolation.linear(init, final, loss_fn, split.train, n=n,
-                                test=split.test if test else None, recalibrate=recalibrate,
-                                mode=mode, batch_size=batch_size, check=check)
-    return dataclasses.replace(path, kind="init_to_final",
-                               cost=path.cost.with_seconds(time.perf_counter() - start),
-                               info={"file": os.fspath(file), "run": run, "data": split.name})
+    path = interpolation.linear(
+        init,
+        final,
+        loss_fn,
+        split.train,
+        n=n,
+        test=split.test if test else None,
+        recalibrate=recalibrate,
+        mode=mode,
+        batch_size=batch_size,
+        check=check,
+    )
+    return dataclasses.replace(
+        path,
+        kind="init_to_final",
+        cost=path.cost.with_seconds(time.perf_counter() - start),
+        info={"file": os.fspath(file), "run": run, "data": split.name},
+    )

@@ -53,16 +53,25 @@ def pca(trajectory: Tensor | np.ndarray, center: Tensor | np.ndarray, k: int = 2
     _, s, vt = np.linalg.svd(m, full_matrices=False)
     rank = int(np.sum(s > s[0] * max(m.shape) * np.finfo(np.float64).eps)) if s[0] > 0 else 0
     if k > rank:
-        raise ValueError(f"{fn}: k must be at most the number of directions the trajectory "
-                         f"spans around the centre ({rank}, from {len(m)} checkpoints), got {k}")
+        raise ValueError(
+            f"{fn}: k must be at most the number of directions the trajectory "
+            f"spans around the centre ({rank}, from {len(m)} checkpoints), got {k}"
+        )
     vt = vt[:k] * np.sign(vt[np.arange(k), np.argmax(np.abs(vt[:k]), axis=1)])[:, None]
-    return Directions(vectors=torch.from_numpy(vt.copy()).to(c.device, c.dtype), kind="pca",
-                      center=c.clone(), explained_variance=s[:k] ** 2 / np.sum(s**2),
-                      options={"n_points": len(m)})
+    return Directions(
+        vectors=torch.from_numpy(vt.copy()).to(c.device, c.dtype),
+        kind="pca",
+        center=c.clone(),
+        explained_variance=s[:k] ** 2 / np.sum(s**2),
+        options={"n_points": len(m)},
+    )
 
 
-def project(points: Tensor | np.ndarray, center: Tensor | np.ndarray,
-            directions: Directions | Tensor | np.ndarray) -> np.ndarray:
+def project(
+    points: Tensor | np.ndarray,
+    center: Tensor | np.ndarray,
+    directions: Directions | Tensor | np.ndarray,
+) -> np.ndarray:
     """Coordinates of points in the plane of ``directions`` through ``center``.
 
     Least squares ``min_c ||center + c @ D - x||`` for each point x (float64 NumPy), so the
@@ -87,10 +96,10 @@ def project(points: Tensor | np.ndarray, center: Tensor | np.ndarray,
     c = _as_flat(center, None, fn, "center")
     dm = _float64(_as_flat(directions, c.numel(), fn, "directions", rows=True))
     single = getattr(points, "ndim", None) == 1
-    x = _as_flat(points.reshape(1, -1) if single else points, c.numel(), fn, "points",
-                 rows=True)
+    x = _as_flat(points.reshape(1, -1) if single else points, c.numel(), fn, "points", rows=True)
     coords, _, rank, _ = np.linalg.lstsq(dm.T, (_float64(x) - _float64(c)).T, rcond=None)
     if rank < len(dm):
-        raise ValueError(f"{fn}: expected linearly independent directions, got {len(dm)} of "
-                         f"rank {rank}")
+        raise ValueError(
+            f"{fn}: expected linearly independent directions, got {len(dm)} of rank {rank}"
+        )
     return coords.T[0] if single else coords.T

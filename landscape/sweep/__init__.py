@@ -15,5 +15,16 @@ from landscape.sweep.jobs import Job, plan
 from landscape.sweep.run import EXECUTORS, run_sweep
 from landscape.sweep.spec import ABBREVIATIONS, INITS, PlannedRun, Sweep, expand, load, loads
 
-__all__ = ["ABBREVIATIONS", "EXECUTORS", "INITS", "Job", "PlannedRun", "Sweep", "expand", "load",
-           "loads", "plan", "run_sweep"]
+__all__ = [
+    "ABBREVIATIONS",
+    "EXECUTORS",
+    "INITS",
+    "Job",
+    "PlannedRun",
+    "Sweep",
+    "expand",
+    "load",
+    "loads",
+    "plan",
+    "run_sweep",
+]

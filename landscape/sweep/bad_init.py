@@ -30,8 +30,9 @@ from landscape.train.fit import fit
 __all__ = ["pretrain_random_labels"]
 
 
-def pretrain_random_labels(model: Any, loss: Any, split: Any, options: Mapping[str, Any], *,
-                           seed: int = 0) -> dict[str, Any]:
+def pretrain_random_labels(
+    model: Any, loss: Any, split: Any, options: Mapping[str, Any], *, seed: int = 0
+) -> dict[str, Any]:
     """Train ``model`` in place on ``split``'s training inputs with random labels.
 
     Args:
@@ -47,15 +48,22 @@ def pretrain_random_labels(model: Any, loss: Any, split: Any, options: Mapping[s
         ``seconds``, ``n_random`` (labels changed).
     """
     noisy = corrupt(split, float(options.get("fraction", 1.0)), seed=int(options.get("seed", 0)))
-    train = {k: options[k] for k in ("epochs", "max_steps", "target_accuracy", "target_loss",
-                                     "batch_size") if k in options}
-    config = TrainConfig(options.get("optimizer", {"name": "adam", "lr": 1e-3}), seed=seed,
-                         **train)
+    train = {
+        k: options[k]
+        for k in ("epochs", "max_steps", "target_accuracy", "target_loss", "batch_size")
+        if k in options
+    }
+    config = TrainConfig(options.get("optimizer", {"name": "adam", "lr": 1e-3}), seed=seed, **train)
     result = fit(model, loss, noisy, config)
     f = result.final
-    step = noisy.info["transforms"][-1] if isinstance(getattr(noisy, "info", None), dict) \
-        else {}
-    return {"steps": int(result.steps), "epochs": float(result.epochs),
-            "stop_reason": result.stop_reason, "train_loss": f.get("train_loss"),
-            "train_acc": f.get("train_acc"), "test_acc": f.get("test_acc"),
-            "seconds": float(result.seconds), "n_random": step.get("n_changed")}
+    step = noisy.info["transforms"][-1] if isinstance(getattr(noisy, "info", None), dict) else {}
+    return {
+        "steps": int(result.steps),
+        "epochs": float(result.epochs),
+        "stop_reason": result.stop_reason,
+        "train_loss": f.get("train_loss"),
+        "train_acc": f.get("train_acc"),
+        "test_acc": f.get("test_acc"),
+        "seconds": float(result.seconds),
+        "n_random": step.get("n_changed"),
+    }

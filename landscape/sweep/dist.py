@@ -40,8 +40,7 @@ from landscape.sweep.spec import Sweep
 
 __all__ = ["blocks", "copy_run", "distribute", "resources_of"]
 
-_RUN_ONLY_ATTRS = ("status", "writer_host", "writer_pid", "writer_token", "created",
-                   "finished")
+_RUN_ONLY_ATTRS = ("status", "writer_host", "writer_pid", "writer_token", "created", "finished")
 _CHUNK = 16  # landscape.surfaces.grid's default chunk: blocks start at its multiples
 
 
@@ -79,13 +78,13 @@ def copy_run(src: Any, dst: Any, run: str, *, records: bool = True) -> None:
     for which in ("init", "final"):
         if buffers := src.buffers(run, which):
             dst.set_buffers(run, which, buffers)
-    for kind, held in (("probes", info.probes), ("surfaces", info.surfaces),
-                       ("paths", info.paths)):
+    for kind, held in (("probes", info.probes), ("surfaces", info.surfaces), ("paths", info.paths)):
         for name in held if records else ():
             _copy_record(src, dst, run, kind, name)
     if info.has_final:
-        dst.set_final(run, src.params(run, "final"),
-                      status=info.status if info.status == "complete" else None)
+        dst.set_final(
+            run, src.params(run, "final"), status=info.status if info.status == "complete" else None
+        )
     dst.set_attrs(run, {k: info.attrs[k] for k in ("created", "finished") if k in info.attrs})
 
 
@@ -98,8 +97,10 @@ def _merge_block(src: Any, dst: Any, run: str, name: str) -> None:
     new = Surface.from_record(rec)
     held = Surface.from_record(dst.record(run, "surfaces", name))
     if not same_grid(held, new):
-        raise ValueError(f"sweep: run {run!r}: a block of surface {name!r} came back with "
-                         "other coordinates, directions or options than the file holds")
+        raise ValueError(
+            f"sweep: run {run!r}: a block of surface {name!r} came back with "
+            "other coordinates, directions or options than the file holds"
+        )
     fresh = new.done & ~held.done
     points = [tuple(int(i) for i in p) for p in np.argwhere(fresh)]
     if not points:
@@ -107,9 +108,17 @@ def _merge_block(src: Any, dst: Any, run: str, name: str) -> None:
     arrays: dict[str, list[bool] | list[float]] = {"done": [True] * len(points)}
     for m, grid in new.grids.items():
         arrays[m] = [float(grid[p]) for p in points]
-    dst.update_record(run, "surfaces", name, points=points, arrays=arrays,
-                      attrs={"n_points": int((held.done | new.done).sum()),
-                             "seconds": float(held.seconds + new.seconds)})
+    dst.update_record(
+        run,
+        "surfaces",
+        name,
+        points=points,
+        arrays=arrays,
+        attrs={
+            "n_points": int((held.done | new.done).sum()),
+            "seconds": float(held.seconds + new.seconds),
+        },
+    )
 
 
 def _merge(tmp: str, file: str, job: Job) -> None:
@@ -148,8 +157,9 @@ def _prepare(job: Job, source: Callable[[str], str]) -> bytes:
                     name = job.surfaces[0] if job.block else None
                     if name and src.has_record(run, "surfaces", name):
                         _copy_record(src, dst, run, "surfaces", name)
-                        dst.update_record(run, "surfaces", name, points=[], arrays={},
-                                          attrs={"seconds": 0.0})
+                        dst.update_record(
+                            run, "surfaces", name, points=[], arrays={}, attrs={"seconds": 0.0}
+                        )
         with open(path, "rb") as f:
             return f.read()
 
@@ -171,8 +181,10 @@ def resources_of(sweep: Sweep, run: str, device: str | None = None) -> dict[str,
     r = sweep.resources
     if device is None:
         device = str(sweep.run(run).spec.get("train", {}).get("device", "cpu"))
-    return {"cpus": int(r.get("cpus", 1)),
-            "gpus": r.get("gpus", 1 if str(device).startswith("cuda") else 0)}
+    return {
+        "cpus": int(r.get("cpus", 1)),
+        "gpus": r.get("gpus", 1 if str(device).startswith("cuda") else 0),
+    }
 
 
 def _stored_devices(file: str, runs: list[str]) -> dict[str, str]:
@@ -201,8 +213,9 @@ def blocks(sweep: Sweep, name: str, slots: int, runs: int = 1) -> list[tuple[int
     """
     o = sweep.surfaces[name]
     n = int(o["x"][2]) * (int(o["y"][2]) if "y" in o else 1)
-    size = sweep.resources.get("surface_block") or \
-        math.ceil(n / math.ceil(2 * max(1, slots) / max(1, runs)))
+    size = sweep.resources.get("surface_block") or math.ceil(
+        n / math.ceil(2 * max(1, slots) / max(1, runs))
+    )
     size = max(_CHUNK, math.ceil(size / _CHUNK) * _CHUNK)
     return [(start, min(start + size, n)) for start in range(0, n, size)]
 
@@ -215,9 +228,15 @@ def _done(file: str, run: str, name: str) -> np.ndarray | None:
         return np.asarray(s.record(run, "surfaces", name).arrays["done"], bool).reshape(-1)
 
 
-def distribute(sweep: Sweep, file: str, jobs: list[Job], executor: Any, *,
-               on_total: Callable[[int], None] = lambda n: None,
-               on_done: Callable[[Job], None] = lambda job: None) -> list[Job]:
+def distribute(
+    sweep: Sweep,
+    file: str,
+    jobs: list[Job],
+    executor: Any,
+    *,
+    on_total: Callable[[int], None] = lambda n: None,
+    on_done: Callable[[Job], None] = lambda job: None,
+) -> list[Job]:
     """Do ``jobs`` (from :func:`landscape.sweep.jobs.plan`) on ``executor``, merging into ``file``.
 
     Args:
@@ -231,9 +250,9 @@ def distribute(sweep: Sweep, file: str, jobs: list[Job], executor: Any, *,
     Returns:
         The tasks done.
     """
-    trains = [j.run_name for j in jobs if j.train]      # new runs, added in spec order
+    trains = [j.run_name for j in jobs if j.train]  # new runs, added in spec order
     stored = _stored_devices(file, [j.run for j in jobs if j.run and not j.train])
-    begun: set[tuple[str, str]] = set()                 # surfaces the file holds
+    begun: set[tuple[str, str]] = set()  # surfaces the file holds
     # (task, what it waits for): its runs trained, and for the blocks of a surface that the
     # file does not hold yet, all but the first wait for the first to be merged (so that
     # every block is evaluated along the directions the first one made)
@@ -243,8 +262,7 @@ def distribute(sweep: Sweep, file: str, jobs: list[Job], executor: Any, *,
         if job.pair:
             waiting.append((job, None))
             continue
-        split = {name: blocks(sweep, name, executor.slots, runs_of[name])
-                 for name in job.surfaces}
+        split = {name: blocks(sweep, name, executor.slots, runs_of[name]) for name in job.surfaces}
         # a surface in one block is done in the run's own task, as in-process
         own = replace(job, surfaces=tuple(n for n in job.surfaces if len(split[n]) == 1))
         if not own.empty:
@@ -252,19 +270,26 @@ def distribute(sweep: Sweep, file: str, jobs: list[Job], executor: Any, *,
         for name, parts in split.items():
             done = None if job.train else _done(file, job.run_name, name)
             if done is not None and done.size != parts[-1][1]:
-                raise ValueError(f"sweep: {file}: run {job.run!r} already holds a surface "
-                                 f"{name!r} of {done.size} points, the spec asks for "
-                                 f"{parts[-1][1]}: sweep into another --out file")
+                raise ValueError(
+                    f"sweep: {file}: run {job.run!r} already holds a surface "
+                    f"{name!r} of {done.size} points, the spec asks for "
+                    f"{parts[-1][1]}: sweep into another --out file"
+                )
             if len(parts) == 1:
                 continue
             if done is not None:
                 begun.add((job.run_name, name))
-            todo = [Job(job.run, surfaces=(name,), block=b) for b in parts
-                    if done is None or not done[b[0]:b[1]].all()]
-            waiting += [(t, None if i == 0 or done is not None else (job.run_name, name))
-                        for i, t in enumerate(todo)]
+            todo = [
+                Job(job.run, surfaces=(name,), block=b)
+                for b in parts
+                if done is None or not done[b[0] : b[1]].all()
+            ]
+            waiting += [
+                (t, None if i == 0 or done is not None else (job.run_name, name))
+                for i, t in enumerate(todo)
+            ]
     on_total(len(waiting))
-    held: dict[str, str] = {}        # trained runs that came back, not merged yet
+    held: dict[str, str] = {}  # trained runs that came back, not merged yet
     finished: list[tuple[str, Job]] = []
     tmpdir = tempfile.mkdtemp(prefix="landscape-sweep-")
     running: dict[Any, Job] = {}
@@ -286,8 +311,9 @@ def distribute(sweep: Sweep, file: str, jobs: list[Job], executor: Any, *,
 
     def submit(job: Job) -> Any:
         first = job.pair[0] if job.pair else job.run_name
-        return executor.submit(_prepare(job, source), sweep, job,
-                               **resources_of(sweep, first, stored.get(first)))
+        return executor.submit(
+            _prepare(job, source), sweep, job, **resources_of(sweep, first, stored.get(first))
+        )
 
     def merge_what_can_be() -> None:
         progress = True

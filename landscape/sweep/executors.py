@@ -56,8 +56,9 @@ class Executor(abc.ABC):
     slots: int = 1
 
     @abc.abstractmethod
-    def submit(self, prepared: bytes, sweep: Any, job: Any, *, cpus: int = 1,
-               gpus: float = 0) -> Any:
+    def submit(
+        self, prepared: bytes, sweep: Any, job: Any, *, cpus: int = 1, gpus: float = 0
+    ) -> Any:
         """Start :func:`work` on ``prepared`` for ``job``; a handle."""
 
     @abc.abstractmethod
@@ -93,11 +94,13 @@ class Processes(Executor):
         self.slots = int(workers)
         self.threads = max(1, torch.get_num_threads() // self.slots)
         self._cancelled = False
-        self._pool = ProcessPoolExecutor(self.slots,
-                                         mp_context=multiprocessing.get_context("spawn"))
+        self._pool = ProcessPoolExecutor(
+            self.slots, mp_context=multiprocessing.get_context("spawn")
+        )
 
-    def submit(self, prepared: bytes, sweep: Any, job: Any, *, cpus: int = 1,
-               gpus: float = 0) -> Any:
+    def submit(
+        self, prepared: bytes, sweep: Any, job: Any, *, cpus: int = 1, gpus: float = 0
+    ) -> Any:
         """Start :func:`work` in the pool (``cpus`` and ``gpus`` are not used); a future."""
         return self._pool.submit(work, prepared, sweep, job, self.threads)
 
@@ -139,19 +142,25 @@ class RayCluster(Executor):
     ``retries`` times; its result is the same, since a task starts from its own inputs.
     """
 
-    def __init__(self, address: str | None = None, *, num_cpus: int | None = None,
-                 retries: int = 3) -> None:
+    def __init__(
+        self, address: str | None = None, *, num_cpus: int | None = None, retries: int = 3
+    ) -> None:
         try:
             import ray  # noqa: PLC0415 (optional: pip install 'landscape[ray]')
         except ImportError:
-            raise ValueError("sweep: the Ray executor needs Ray: pip install "
-                             "'landscape[ray]'") from None
+            raise ValueError(
+                "sweep: the Ray executor needs Ray: pip install 'landscape[ray]'"
+            ) from None
         self._ray = ray
         self._owned = not ray.is_initialized()
         if self._owned:
-            kw: dict[str, Any] = {"address": address, "include_dashboard": False,
-                                  "log_to_driver": False, "logging_level": "WARNING",
-                                  "configure_logging": True}
+            kw: dict[str, Any] = {
+                "address": address,
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "logging_level": "WARNING",
+                "configure_logging": True,
+            }
             if address is None:
                 kw["num_cpus"] = num_cpus or os.cpu_count() or 1
                 kw["object_store_memory"] = 256 * 2**20
@@ -163,8 +172,9 @@ class RayCluster(Executor):
         self.slots = max(1, int(self._have.get("CPU", 1)))
         self._task = ray.remote(max_retries=int(retries))(work)
 
-    def submit(self, prepared: bytes, sweep: Any, job: Any, *, cpus: int = 1,
-               gpus: float = 0) -> Any:
+    def submit(
+        self, prepared: bytes, sweep: Any, job: Any, *, cpus: int = 1, gpus: float = 0
+    ) -> Any:
         """Start :func:`work` as a Ray task asking for ``cpus`` CPUs and ``gpus`` GPUs.
 
         Raises:
@@ -173,15 +183,18 @@ class RayCluster(Executor):
         """
         for what, need in (("CPU", cpus), ("GPU", gpus)):
             if need > self._have.get(what, 0):  # Ray would wait for it forever
-                raise ValueError(f"sweep: a task of {job.describe()} asks for {need:g} {what}(s) "
-                                 f"but the Ray cluster has {self._have.get(what, 0):g}; see "
-                                 "[resources] and the runs' device")
+                raise ValueError(
+                    f"sweep: a task of {job.describe()} asks for {need:g} {what}(s) "
+                    f"but the Ray cluster has {self._have.get(what, 0):g}; see "
+                    "[resources] and the runs' device"
+                )
         devices = {str(r.spec.get("train", {}).get("device", "cpu")) for r in sweep.runs}
         if gpus and any(d.startswith("cuda:") for d in devices):
-            raise ValueError("sweep: on Ray a run's device is 'cuda', not 'cuda:N': Ray gives "
-                             "each task its own GPU, which the task sees as cuda:0")
-        return self._task.options(num_cpus=cpus, num_gpus=gpus).remote(prepared, sweep, job,
-                                                                       cpus)
+            raise ValueError(
+                "sweep: on Ray a run's device is 'cuda', not 'cuda:N': Ray gives "
+                "each task its own GPU, which the task sees as cuda:0"
+            )
+        return self._task.options(num_cpus=cpus, num_gpus=gpus).remote(prepared, sweep, job, cpus)
 
     def wait(self, handles: Iterable[Any]) -> list[Any]:
         """Block until one of the Ray object refs ``handles`` is ready; those ready."""

@@ -29,8 +29,16 @@ from landscape.sweep.spec import PlannedRun, Sweep
 from landscape.train.fit import fit
 from landscape.train.spec import build, merge, rebuild, reuse_rebuilds, stored_params
 
-__all__ = ["Job", "compare_name", "do_job", "measure_run", "path_run", "plan", "surface_run",
-           "train_run"]
+__all__ = [
+    "Job",
+    "compare_name",
+    "do_job",
+    "measure_run",
+    "path_run",
+    "plan",
+    "surface_run",
+    "train_run",
+]
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +51,10 @@ class Job:
     train: bool = False
     probes: tuple[str, ...] = ()
     surfaces: tuple[str, ...] = ()
-    paths: tuple[str, ...] = ()          # kinds of init -> final paths
-    pair: tuple[str, str, str] | None = None   # (run a, run b, kind) of a /compare path
+    paths: tuple[str, ...] = ()  # kinds of init -> final paths
+    pair: tuple[str, str, str] | None = None  # (run a, run b, kind) of a /compare path
     notes: tuple[str, ...] = field(default=())
-    block: tuple[int, int] | None = None      # points (start, stop) of the one surface
+    block: tuple[int, int] | None = None  # points (start, stop) of the one surface
 
     @property
     def empty(self) -> bool:
@@ -70,9 +78,12 @@ class Job:
             a, b, kind = self.pair
             return f"compare/{compare_name(a, b, kind)}"
         block = f"[{self.block[0]}:{self.block[1]}]" if self.block else ""
-        parts = (["train"] if self.train else []) + [f"probes/{p}" for p in self.probes] + \
-            [f"surfaces/{s}{block}" for s in self.surfaces] + \
-            [f"paths/{k}_init_final" for k in self.paths]
+        parts = (
+            (["train"] if self.train else [])
+            + [f"probes/{p}" for p in self.probes]
+            + [f"surfaces/{s}{block}" for s in self.surfaces]
+            + [f"paths/{k}_init_final" for k in self.paths]
+        )
         return ", ".join(parts + list(self.notes)) or "complete"
 
 
@@ -82,8 +93,7 @@ def compare_name(a: str, b: str, kind: str) -> str:
 
 
 def _same(a: Any, b: Any) -> bool:
-    return json.dumps(a, sort_keys=True) == json.dumps(json.loads(json.dumps(b)),
-                                                       sort_keys=True)
+    return json.dumps(a, sort_keys=True) == json.dumps(json.loads(json.dumps(b)), sort_keys=True)
 
 
 def _placeless(spec: Any) -> Any:
@@ -111,8 +121,9 @@ def plan(sweep: Sweep, file: str | os.PathLike) -> list[Job]:
     all_probes = tuple(sweep.probes)
     all_surfaces = tuple(sweep.surfaces)
     if not os.path.exists(file):
-        jobs = [Job(r.name, True, all_probes, all_surfaces, sweep.init_to_final)
-                for r in sweep.runs]
+        jobs = [
+            Job(r.name, True, all_probes, all_surfaces, sweep.init_to_final) for r in sweep.runs
+        ]
         return jobs + [Job(pair=p) for p in sweep.between]
     with Store(file) as s:
         for r in sweep.runs:
@@ -120,20 +131,39 @@ def plan(sweep: Sweep, file: str | os.PathLike) -> list[Job]:
                 jobs.append(Job(r.name, True, all_probes, all_surfaces, sweep.init_to_final))
                 continue
             info = s.info(r.name)
-            if not _same(_placeless(info.attrs.get("spec")), _placeless(merge({}, r.spec))) or \
-                    not _same(info.attrs.get("init", {"name": "random"}), r.init):
-                raise ValueError(f"{file}: run {r.name!r} is complete but was trained with "
-                                 "another spec than this sweep's; sweep into another --out "
-                                 "file, or rename the runs")
-            surfaces = tuple(n for n in all_surfaces if not s.has_record(r.name, "surfaces", n)
-                             or not np.all(s.record(r.name, "surfaces", n).arrays["done"]))
-            notes = tuple(f"probes/{n} (along training) missing: not redone"
-                          for n in sweep.along if n not in info.probes)
-            jobs.append(Job(r.name, False,
-                            tuple(p for p in all_probes if p not in info.probes), surfaces,
-                            tuple(k for k in sweep.init_to_final
-                                  if not s.has_record(r.name, "paths", f"{k}_init_final")),
-                            notes=notes))
+            if not _same(
+                _placeless(info.attrs.get("spec")), _placeless(merge({}, r.spec))
+            ) or not _same(info.attrs.get("init", {"name": "random"}), r.init):
+                raise ValueError(
+                    f"{file}: run {r.name!r} is complete but was trained with "
+                    "another spec than this sweep's; sweep into another --out "
+                    "file, or rename the runs"
+                )
+            surfaces = tuple(
+                n
+                for n in all_surfaces
+                if not s.has_record(r.name, "surfaces", n)
+                or not np.all(s.record(r.name, "surfaces", n).arrays["done"])
+            )
+            notes = tuple(
+                f"probes/{n} (along training) missing: not redone"
+                for n in sweep.along
+                if n not in info.probes
+            )
+            jobs.append(
+                Job(
+                    r.name,
+                    False,
+                    tuple(p for p in all_probes if p not in info.probes),
+                    surfaces,
+                    tuple(
+                        k
+                        for k in sweep.init_to_final
+                        if not s.has_record(r.name, "paths", f"{k}_init_final")
+                    ),
+                    notes=notes,
+                )
+            )
         done = set(s.compares())
     return jobs + [Job(pair=p) for p in sweep.between if compare_name(*p) not in done]
 
@@ -144,11 +174,21 @@ def train_run(file: str, sweep: Sweep, run: PlannedRun, *, progress: bool = Fals
     model, split, loss, config, attrs, _ = build(run.spec)
     attrs = {**attrs, "sweep": {"name": sweep.name, "axes": run.axes}, "init": run.init}
     if run.init["name"] == "random_labels":
-        attrs["pretraining"] = pretrain_random_labels(model, loss, split, run.init,
-                                                      seed=config.seed)
+        attrs["pretraining"] = pretrain_random_labels(
+            model, loss, split, run.init, seed=config.seed
+        )
     callbacks = [along_callback(name, split.train, opts) for name, opts in sweep.along.items()]
-    return fit(model, loss, split, config, store=file, run=run.name, attrs=attrs,
-               callbacks=callbacks, progress=progress)
+    return fit(
+        model,
+        loss,
+        split,
+        config,
+        store=file,
+        run=run.name,
+        attrs=attrs,
+        callbacks=callbacks,
+        progress=progress,
+    )
 
 
 def measure_run(file: str, sweep: Sweep, run: str, names: tuple[str, ...]) -> None:
@@ -169,14 +209,24 @@ def measure_run(file: str, sweep: Sweep, run: str, names: tuple[str, ...]) -> No
         except (TypeError, ValueError) as err:
             raise type(err)(f"sweep: probe {name!r} on run {run!r}: {err}") from None
         arrays, attrs = result.to_record()
-        attrs = {**attrs, "data": {"split": "train", "n": int(min(n, len(y)))},
-                 "checkpoint": "final"}
+        attrs = {
+            **attrs,
+            "data": {"split": "train", "n": int(min(n, len(y)))},
+            "checkpoint": "final",
+        }
         with Store(file, "a", timeout=60) as s:
             s.write_record(run, "probes", name, arrays=arrays, attrs=attrs)
 
 
-def surface_run(file: str, sweep: Sweep, run: str, name: str, *, progress: bool = False,
-                points: tuple[int, int] | None = None) -> Any:
+def surface_run(
+    file: str,
+    sweep: Sweep,
+    run: str,
+    name: str,
+    *,
+    progress: bool = False,
+    points: tuple[int, int] | None = None,
+) -> Any:
     """One surface of the sweep around a stored run (resumed if partly done).
 
     With ``points``, only that block ``(start, stop)`` of its flat grid indices.
@@ -186,15 +236,17 @@ def surface_run(file: str, sweep: Sweep, run: str, name: str, *, progress: bool 
     y = np.linspace(*o.pop("y")) if "y" in o else None
     if o.get("ignore") == "none":
         o["ignore"] = None
-    return surface_of_run(file, run, x=x, y=y, name=name, progress=progress, points=points,
-                          **o)
+    return surface_of_run(file, run, x=x, y=y, name=name, progress=progress, points=points, **o)
 
 
 def path_run(file: str, sweep: Sweep, a: str, b: str, kind: str) -> Any:
     """A path of the sweep: ``a``'s init to final (``a == b``) or ``a``'s final to ``b``'s."""
     o = sweep.path_options
-    kw: dict[str, Any] = {"n": o.get("points", 25), "n_examples": o.get("n"),
-                          **{k: o[k] for k in ("steps", "lr", "seed") if k in o}}
+    kw: dict[str, Any] = {
+        "n": o.get("points", 25),
+        "n_examples": o.get("n"),
+        **{k: o[k] for k in ("steps", "lr", "seed") if k in o},
+    }
     if a == b:
         return path_between(file, a, a, which_a="init", which_b="final", kind=kind, **kw)
     return path_between(file, a, b, kind=kind, name=compare_name(a, b, kind), **kw)

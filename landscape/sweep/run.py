@@ -50,16 +50,23 @@ __all__ = ["EXECUTORS", "run_sweep"]
 log = logging.getLogger(__name__)
 
 
-
 # ----------------------------------------------------------------------------- the executor
 EXECUTORS = ("local", "ray")
 """``local``: in this process (``workers=1``) or local worker processes; ``ray``: a Ray
 cluster (:class:`landscape.sweep.executors.RayCluster`)."""
 
 
-def run_sweep(sweep: Sweep, file: str | os.PathLike, *, workers: int = 1,
-              executor: str = "local", address: str | None = None, take_over: bool = False,
-              progress: bool = False, say: Callable[[str], None] | None = None) -> list[Job]:
+def run_sweep(
+    sweep: Sweep,
+    file: str | os.PathLike,
+    *,
+    workers: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+    take_over: bool = False,
+    progress: bool = False,
+    say: Callable[[str], None] | None = None,
+) -> list[Job]:
     """Do what ``file`` lacks of ``sweep`` (:func:`plan`); return the jobs (tasks) done.
 
     The sweep claims the file while it runs (:meth:`landscape.store.Store.claim`): another
@@ -90,8 +97,7 @@ def run_sweep(sweep: Sweep, file: str | os.PathLike, *, workers: int = 1,
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"sweep: workers must be an integer >= 1, got {workers!r}")
     if executor not in EXECUTORS:
-        raise ValueError(f"sweep: executor must be one of {', '.join(EXECUTORS)}, got "
-                         f"{executor!r}")
+        raise ValueError(f"sweep: executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     if address is not None and executor != "ray":
         raise ValueError("sweep: an address is for executor='ray'")
     file = os.fspath(file)
@@ -114,15 +120,18 @@ def run_sweep(sweep: Sweep, file: str | os.PathLike, *, workers: int = 1,
                 do_job(file, sweep, job, progress=progress)
                 done(job)
             return jobs
+
         def total(n: int) -> None:
             bar.total = n
             bar.refresh()
 
-        ex = Processes(workers) if executor == "local" else \
-            RayCluster(address, num_cpus=workers if workers > 1 else None)
+        ex = (
+            Processes(workers)
+            if executor == "local"
+            else RayCluster(address, num_cpus=workers if workers > 1 else None)
+        )
         with ex:
-            return distribute(sweep, file, jobs, ex, on_total=total, on_done=done) if jobs \
-                else []
+            return distribute(sweep, file, jobs, ex, on_total=total, on_done=done) if jobs else []
     except BaseException:
         failed = True
         raise

@@ -18,6 +18,18 @@ from landscape.train.optim import OPTIMIZERS, SCHEDULES, optimizer_spec
 from landscape.train.recording import Callback, TrainState, callback
 from landscape.train.resume import Checkpoint
 
-__all__ = ["DEFAULT_EPOCHS_BETWEEN_RECORDS", "OPTIMIZERS", "SCHEDULES", "Callback", "Checkpoint",
-           "TrainConfig", "TrainResult", "TrainState", "callback", "fit", "load_params",
-           "optimizer_spec", "total_steps"]
+__all__ = [
+    "DEFAULT_EPOCHS_BETWEEN_RECORDS",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "Callback",
+    "Checkpoint",
+    "TrainConfig",
+    "TrainResult",
+    "TrainState",
+    "callback",
+    "fit",
+    "load_params",
+    "optimizer_spec",
+    "total_steps",
+]

@@ -51,8 +51,9 @@ def resolve_factory(path: str) -> Callable[..., nn.Module]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise ValueError(f"cannot import {module_name!r} for the model factory {path!r}: {err}") \
-            from None
+        raise ValueError(
+            f"cannot import {module_name!r} for the model factory {path!r}: {err}"
+        ) from None
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -67,8 +68,9 @@ def build_model(path: str, kwargs: Mapping[str, Any] | None = None) -> nn.Module
     """Call the factory at ``path`` with ``kwargs``; it must return an ``nn.Module``."""
     model = resolve_factory(path)(**dict(kwargs or {}))
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model factory {path!r} returned a {type(model).__name__}, expected a "
-                        "torch.nn.Module")
+        raise TypeError(
+            f"model factory {path!r} returned a {type(model).__name__}, expected a torch.nn.Module"
+        )
     return model
 
 
@@ -99,17 +101,22 @@ def load_state_dict(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, 
             source = torch.load(where, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - torch raises many types here
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ValueError(f"cannot load checkpoint {where} with weights_only=True: {first}") \
-                from None
+            raise ValueError(
+                f"cannot load checkpoint {where} with weights_only=True: {first}"
+            ) from None
     if not isinstance(source, Mapping):
-        raise TypeError(f"checkpoint {where} holds a {type(source).__name__}, expected a "
-                        "state_dict (a mapping of names to tensors)")
+        raise TypeError(
+            f"checkpoint {where} holds a {type(source).__name__}, expected a "
+            "state_dict (a mapping of names to tensors)"
+        )
     if not any(isinstance(v, torch.Tensor) for v in source.values()):
         for key in _WRAPPERS:
             if isinstance(source.get(key), Mapping):
                 return load_state_dict(source[key])
-        raise ValueError(f"checkpoint {where} has no tensors at its top level and none under "
-                         f"{', '.join(_WRAPPERS)}; its keys: {', '.join(map(str, source))}")
+        raise ValueError(
+            f"checkpoint {where} has no tensors at its top level and none under "
+            f"{', '.join(_WRAPPERS)}; its keys: {', '.join(map(str, source))}"
+        )
     return dict(source)
 
 
@@ -128,9 +135,17 @@ def _state(model: nn.Module, source: Any, what: str) -> tuple[Any, dict]:
     return theta, buffers
 
 
-def import_run(store: str | os.PathLike, run: str, model: nn.Module, *,
-               final: Any, init: Any = None, checkpoints: Mapping[int, Any] | None = None,
-               attrs: Mapping[str, Any] | None = None, replace: bool = False) -> None:
+def import_run(
+    store: str | os.PathLike,
+    run: str,
+    model: nn.Module,
+    *,
+    final: Any,
+    init: Any = None,
+    checkpoints: Mapping[int, Any] | None = None,
+    attrs: Mapping[str, Any] | None = None,
+    replace: bool = False,
+) -> None:
     """Write a run built from checkpoints into ``store``, marked complete.
 
     Args:
@@ -144,28 +159,40 @@ def import_run(store: str | os.PathLike, run: str, model: nn.Module, *,
         replace: replace an existing complete run of that name.
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"import_run: model must be a torch.nn.Module, got "
-                        f"{type(model).__name__}")
+        raise TypeError(f"import_run: model must be a torch.nn.Module, got {type(model).__name__}")
     params = select(model)
     layout = ParamLayout.of(params)
     if init is None:
-        theta0, buffers0 = layout.flatten(params).detach(), {
-            n: b.detach() for n, b in model.named_buffers()}
+        theta0, buffers0 = (
+            layout.flatten(params).detach(),
+            {n: b.detach() for n, b in model.named_buffers()},
+        )
     else:
         theta0, buffers0 = _state(model, init, "init")
     theta1, buffers1 = _state(model, final, "final")
     steps = sorted((checkpoints or {}).items())
     if any(isinstance(k, bool) or not isinstance(k, int) or k < 0 for k, _ in steps):
-        raise ValueError(f"import_run: checkpoint steps must be ints >= 0, got "
-                         f"{[k for k, _ in steps]}")
+        raise ValueError(
+            f"import_run: checkpoint steps must be ints >= 0, got {[k for k, _ in steps]}"
+        )
     rows = [_np(_state(model, src, f"step {k}")[0]) for k, src in steps]
-    info = {"source": "imported", "init_source": "model as built" if init is None else
-            (os.fspath(init) if isinstance(init, (str, os.PathLike)) else "state_dict"),
-            "final_source": os.fspath(final) if isinstance(final, (str, os.PathLike))
-            else "state_dict", **dict(attrs or {})}
+    info = {
+        "source": "imported",
+        "init_source": "model as built"
+        if init is None
+        else (os.fspath(init) if isinstance(init, (str, os.PathLike)) else "state_dict"),
+        "final_source": os.fspath(final) if isinstance(final, (str, os.PathLike)) else "state_dict",
+        **dict(attrs or {}),
+    }
     with Store(store, "a", timeout=60) as s:
-        s.create_run(run, names=layout.names, shapes=layout.shapes, init=_np(theta0),
-                     attrs=info, replace=replace)
+        s.create_run(
+            run,
+            names=layout.names,
+            shapes=layout.shapes,
+            init=_np(theta0),
+            attrs=info,
+            replace=replace,
+        )
         if buffers0:
             s.set_buffers(run, "init", {k: _np(v) for k, v in buffers0.items()})
         if rows:
@@ -175,8 +202,7 @@ def import_run(store: str | os.PathLike, run: str, model: nn.Module, *,
         s.set_final(run, _np(theta1), status="complete")
 
 
-def load_params(model: Any, file: str | os.PathLike, run: str, which: str | int = "final") \
-        -> None:
+def load_params(model: Any, file: str | os.PathLike, run: str, which: str | int = "final") -> None:
     """Copy a stored parameter vector of ``run`` into ``model`` (in place, exactly).
 
     Args:
@@ -202,18 +228,24 @@ def load_params(model: Any, file: str | os.PathLike, run: str, which: str | int 
     if have != want:
         missing = [n for n in want if n not in have]
         extra = [n for n in have if n not in want]
-        differ = [f"{n} {tuple(have[n])} != {want[n]}" for n in want
-                  if n in have and have[n] != want[n]]
-        raise ValueError(f"load_params: the model's parameters differ from run {run!r}: "
-                         f"missing {missing or 'none'}, unexpected {extra or 'none'}, "
-                         f"shapes {differ or 'ok'}")
+        differ = [
+            f"{n} {tuple(have[n])} != {want[n]}" for n in want if n in have and have[n] != want[n]
+        ]
+        raise ValueError(
+            f"load_params: the model's parameters differ from run {run!r}: "
+            f"missing {missing or 'none'}, unexpected {extra or 'none'}, "
+            f"shapes {differ or 'ok'}"
+        )
     offset = 0
     with torch.no_grad():
         for name, shape in zip(names, shapes, strict=True):
             n = int(np.prod(shape))
             p = params[name]
-            p.copy_(torch.from_numpy(np.ascontiguousarray(theta[offset:offset + n]))
-                    .reshape(shape).to(p.dtype))
+            p.copy_(
+                torch.from_numpy(np.ascontiguousarray(theta[offset : offset + n]))
+                .reshape(shape)
+                .to(p.dtype)
+            )
             offset += n
         own = dict(model.named_buffers())
         for name, value in buffers.items():

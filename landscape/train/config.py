@@ -35,10 +35,15 @@ def _positive_int(name: str, value: Any, low: int = 1) -> int | None:
 def _number(name: str, value: Any, low: float, high: float = math.inf) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or \
-            not math.isfinite(value) or not low <= value <= high:
-        raise ValueError(f"TrainConfig: {name} must be a finite number in [{low}, {high}], got "
-                         f"{value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.number))
+        or not math.isfinite(value)
+        or not low <= value <= high
+    ):
+        raise ValueError(
+            f"TrainConfig: {name} must be a finite number in [{low}, {high}], got {value!r}"
+        )
     return float(value)
 
 
@@ -74,25 +79,37 @@ class TrainConfig:
     history_every: int | None = None
     snapshot_every: int | None = None
 
-    def __init__(self, optimizer: OptimizerSpec | str | Mapping[str, Any] = "sgd", *,
-                 batch_size: int | None = None, max_steps: int | None = None,
-                 epochs: float | None = None, target_loss: float | None = None,
-                 target_accuracy: float | None = None, seed: int = 0,
-                 history_every: int | None = None, snapshot_every: int | None = None,
-                 **hyper: Any) -> None:
+    def __init__(
+        self,
+        optimizer: OptimizerSpec | str | Mapping[str, Any] = "sgd",
+        *,
+        batch_size: int | None = None,
+        max_steps: int | None = None,
+        epochs: float | None = None,
+        target_loss: float | None = None,
+        target_accuracy: float | None = None,
+        seed: int = 0,
+        history_every: int | None = None,
+        snapshot_every: int | None = None,
+        **hyper: Any,
+    ) -> None:
         spec = optimizer_spec(optimizer, **hyper)
         if spec.full_batch and batch_size is not None:
-            raise ValueError(f"TrainConfig: {spec.name} is full-batch; leave batch_size out "
-                             f"(got {batch_size})")
+            raise ValueError(
+                f"TrainConfig: {spec.name} is full-batch; leave batch_size out (got {batch_size})"
+            )
         if max_steps is None and epochs is None:
-            raise ValueError("TrainConfig: give max_steps or epochs (a loss or accuracy target "
-                             "alone may never be reached)")
+            raise ValueError(
+                "TrainConfig: give max_steps or epochs (a loss or accuracy target "
+                "alone may never be reached)"
+            )
         values = {
-            "optimizer": spec, "batch_size": _positive_int("batch_size", batch_size),
+            "optimizer": spec,
+            "batch_size": _positive_int("batch_size", batch_size),
             "max_steps": _positive_int("max_steps", max_steps),
-            "epochs": _number("epochs", epochs, 1e-12), "target_loss":
-            _number("target_loss", target_loss, 0.0), "target_accuracy":
-            _number("target_accuracy", target_accuracy, 0.0, 1.0),
+            "epochs": _number("epochs", epochs, 1e-12),
+            "target_loss": _number("target_loss", target_loss, 0.0),
+            "target_accuracy": _number("target_accuracy", target_accuracy, 0.0, 1.0),
             "seed": _positive_int("seed", seed, 0),
             "history_every": _positive_int("history_every", history_every, 0),
             "snapshot_every": _positive_int("snapshot_every", snapshot_every, 0),
@@ -111,6 +128,8 @@ class TrainConfig:
         d = dict(d)
         known = set(cls.__dataclass_fields__)
         if bad := sorted(set(d) - known):
-            raise TypeError(f"TrainConfig: unexpected setting(s) {', '.join(bad)}; known: "
-                            f"{', '.join(sorted(known))}")
+            raise TypeError(
+                f"TrainConfig: unexpected setting(s) {', '.join(bad)}; known: "
+                f"{', '.join(sorted(known))}"
+            )
         return cls(d.pop("optimizer", "sgd"), **d)

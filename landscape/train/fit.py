@@ -64,8 +64,17 @@ from landscape.train.optim import make_optimizer, make_scheduler
 from landscape.train.recording import Callback, Recorder, TrainState, callback
 from landscape.train.resume import Checkpoint, check_resume
 
-__all__ = ["DEFAULT_EPOCHS_BETWEEN_RECORDS", "Callback", "Checkpoint", "TrainConfig",
-           "TrainResult", "TrainState", "callback", "fit", "total_steps"]
+__all__ = [
+    "DEFAULT_EPOCHS_BETWEEN_RECORDS",
+    "Callback",
+    "Checkpoint",
+    "TrainConfig",
+    "TrainResult",
+    "TrainState",
+    "callback",
+    "fit",
+    "total_steps",
+]
 
 
 @dataclass(frozen=True)
@@ -101,25 +110,40 @@ class TrainResult:
 # --------------------------------------------------------------------------- data
 
 
-def _split_data(train: Any, test: Any) -> tuple[tuple[Any, Tensor], tuple[Any, Tensor] | None,
-                                                  int | None, dict]:
+def _split_data(
+    train: Any, test: Any
+) -> tuple[tuple[Any, Tensor], tuple[Any, Tensor] | None, int | None, dict]:
     if isinstance(train, Split):
         if test is not None:
             raise ValueError("fit: give test data either in the Split or as test=, not both")
         return train.train, train.test, train.num_classes, train.describe()
     for name, part in (("train", train), ("test", test)):
-        if part is not None and not (isinstance(part, (tuple, list)) and len(part) == 2 and
-                                     all(isinstance(t, Tensor) for t in part)):
-            raise TypeError(f"fit: {name} data must be a Split or an (inputs, targets) pair of "
-                            f"tensors, got {type(part).__name__}")
+        if part is not None and not (
+            isinstance(part, (tuple, list))
+            and len(part) == 2
+            and all(isinstance(t, Tensor) for t in part)
+        ):
+            raise TypeError(
+                f"fit: {name} data must be a Split or an (inputs, targets) pair of "
+                f"tensors, got {type(part).__name__}"
+            )
     x, y = train
     if len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"fit: train inputs have {len(x)} rows and targets {len(y)}; expected "
-                         "the same number, at least one")
+        raise ValueError(
+            f"fit: train inputs have {len(x)} rows and targets {len(y)}; expected "
+            "the same number, at least one"
+        )
     classes = int(y.max()) + 1 if not y.is_floating_point() and y.ndim == 1 else None
-    return tuple(train), (tuple(test) if test is not None else None), classes, {
-        "n_train": len(y), "n_test": len(test[1]) if test is not None else 0,
-        "input_shape": list(x.shape[1:])}
+    return (
+        tuple(train),
+        (tuple(test) if test is not None else None),
+        classes,
+        {
+            "n_train": len(y),
+            "n_test": len(test[1]) if test is not None else 0,
+            "input_shape": list(x.shape[1:]),
+        },
+    )
 
 
 def _to(t: Tensor, layout: ParamLayout) -> Tensor:
@@ -141,12 +165,24 @@ def total_steps(config: TrainConfig, n_train: int) -> int:
 # --------------------------------------------------------------------------- fit
 
 
-def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: Any,
-        config: TrainConfig, *, test: Any = None, store: str | None = None,
-        run: str | None = None, replace_run: bool = False, attrs: Mapping[str, Any] | None = None,
-        callbacks: Sequence[Callback] = (), progress: bool = False,
-        flush_seconds: float = 60.0, final_timeout: float = 600.0, until: int | None = None,
-        resume: Checkpoint | None = None) -> TrainResult:
+def fit(
+    model: nn.Module,
+    loss: str | Callable[[Any, Tensor], Tensor],
+    train: Any,
+    config: TrainConfig,
+    *,
+    test: Any = None,
+    store: str | None = None,
+    run: str | None = None,
+    replace_run: bool = False,
+    attrs: Mapping[str, Any] | None = None,
+    callbacks: Sequence[Callback] = (),
+    progress: bool = False,
+    flush_seconds: float = 60.0,
+    final_timeout: float = 600.0,
+    until: int | None = None,
+    resume: Checkpoint | None = None,
+) -> TrainResult:
     """Train ``model`` in place as ``config`` says; record into ``store`` as ``run``.
 
     Args:
@@ -201,10 +237,15 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
         check_resume(resume, config, model, n, plan.limit)
         start_step = resume.step
     if until is not None:
-        if isinstance(until, bool) or not isinstance(until, (int, np.integer)) or \
-                until < start_step:
-            raise ValueError(f"fit: until must be an int >= {start_step} (the step it starts "
-                             f"from), got {until!r}")
+        if (
+            isinstance(until, bool)
+            or not isinstance(until, (int, np.integer))
+            or until < start_step
+        ):
+            raise ValueError(
+                f"fit: until must be an int >= {start_step} (the step it starts "
+                f"from), got {until!r}"
+            )
         until = int(until)
     every_default = max(1, DEFAULT_EPOCHS_BETWEEN_RECORDS * plan.per_epoch)
     h_every = config.history_every if config.history_every is not None else every_default
@@ -213,49 +254,102 @@ def fit(model: nn.Module, loss: str | Callable[[Any, Tensor], Tensor], train: An
         raise ValueError("fit: label noise needs class labels or float targets")
     run = run or spec.name if store else run
     train_obj = Objective(model, loss_fn, (x, y), check=False)
-    test_obj = (Objective(model, loss_fn, tuple(_to(t, layout) for t in test_pair), check=False)
-                if test_pair is not None else None)
+    test_obj = (
+        Objective(model, loss_fn, tuple(_to(t, layout) for t in test_pair), check=False)
+        if test_pair is not None
+        else None
+    )
     optimizer = make_optimizer(spec, params.values())
-    scheduler = make_scheduler(spec, optimizer,
-                               None if math.isinf(plan.limit) else int(plan.limit))
+    scheduler = make_scheduler(spec, optimizer, None if math.isinf(plan.limit) else int(plan.limit))
     if resume is not None:  # copies: two forks of one checkpoint must not share buffers
         optimizer.load_state_dict(copy.deepcopy(resume.optimizer))
         scheduler.load_state_dict(copy.deepcopy(resume.scheduler))
-    settings = {"optimizer": spec.to_dict(), "config": config.to_dict(), "seed": config.seed,
-                "loss": losses.describe(loss), "data": data_desc, "batch_size": plan.batch,
-                "steps_per_epoch": plan.per_epoch, "history_every": h_every,
-                "snapshot_every": s_every, **dict(attrs or {})}
+    settings = {
+        "optimizer": spec.to_dict(),
+        "config": config.to_dict(),
+        "seed": config.seed,
+        "loss": losses.describe(loss),
+        "data": data_desc,
+        "batch_size": plan.batch,
+        "steps_per_epoch": plan.per_epoch,
+        "history_every": h_every,
+        "snapshot_every": s_every,
+        **dict(attrs or {}),
+    }
     if resume is not None:
         settings["resumed_from"] = {"step": resume.step, "seed": resume.seed}
     if spec.label_noise > 1 and not y.is_floating_point():
-        raise ValueError(f"fit: label noise on class labels is a probability, must be in "
-                         f"[0, 1], got noise={spec.label_noise}")
+        raise ValueError(
+            f"fit: label noise on class labels is a probability, must be in "
+            f"[0, 1], got noise={spec.label_noise}"
+        )
     state = Progress(step=start_step, lr=spec.lr if resume is None else resume.lr)
-    rec = Recorder(store=store, run=run, flush_seconds=flush_seconds, progress=state,
-                   train=train_obj, test=test_obj, model=model, loss_fn=loss_fn,
-                   optimizer=optimizer, per_epoch=plan.per_epoch, history_every=h_every,
-                   snapshot_every=s_every, callbacks=callbacks, device=layout.device)
+    rec = Recorder(
+        store=store,
+        run=run,
+        flush_seconds=flush_seconds,
+        progress=state,
+        train=train_obj,
+        test=test_obj,
+        model=model,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        per_epoch=plan.per_epoch,
+        history_every=h_every,
+        snapshot_every=s_every,
+        callbacks=callbacks,
+        device=layout.device,
+    )
     if store:
         rec.begin(layout, train_obj.theta, settings, replace=replace_run)
     was_training = {m: m.training for m in model.modules()}
     try:
-        checkpoint = loop.run(model, loss_fn, (x, y), config, plan, params=params,
-                              optimizer=optimizer, scheduler=scheduler, progress=state,
-                              recorder=rec, device=layout.device, num_classes=num_classes,
-                              until=until, resume=resume, show=progress)
+        checkpoint = loop.run(
+            model,
+            loss_fn,
+            (x, y),
+            config,
+            plan,
+            params=params,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            progress=state,
+            recorder=rec,
+            device=layout.device,
+            num_classes=num_classes,
+            until=until,
+            resume=resume,
+            show=progress,
+        )
         result = TrainResult(
-            config=config, run=run, steps=state.step, epochs=state.step / plan.per_epoch,
-            stop_reason=state.stop, final=rec.metrics,
+            config=config,
+            run=run,
+            steps=state.step,
+            epochs=state.step / plan.per_epoch,
+            stop_reason=state.stop,
+            final=rec.metrics,
             history={k: np.asarray(v) for k, v in rec.history.items()},
-            series={name: {k: np.asarray(v) for k, v in cols.items()}
-                    for name, cols in rec.series.items()},
-            seconds=state.seconds, record_seconds=rec.seconds, checkpoint=checkpoint)
+            series={
+                name: {k: np.asarray(v) for k, v in cols.items()}
+                for name, cols in rec.series.items()
+            },
+            seconds=state.seconds,
+            record_seconds=rec.seconds,
+            checkpoint=checkpoint,
+        )
         if store:
             # the last write waits for a reader that keeps the file open, within reason
-            spent = rec.finish(train_obj.theta, {
-                "steps": result.steps, "epochs": result.epochs,
-                "stop_reason": result.stop_reason, "final_metrics": result.final,
-                "seconds": result.seconds}, timeout=final_timeout)
+            spent = rec.finish(
+                train_obj.theta,
+                {
+                    "steps": result.steps,
+                    "epochs": result.epochs,
+                    "stop_reason": result.stop_reason,
+                    "final_metrics": result.final,
+                    "seconds": result.seconds,
+                },
+                timeout=final_timeout,
+            )
             result = replace(result, record_seconds=result.record_seconds + spent)
     except BaseException as exc:
         rec.fail(exc)

@@ -58,8 +58,10 @@ class Plan:
         """
         batch = n if config.optimizer.full_batch else min(config.batch_size or 128, n)
         per_epoch = math.ceil(n / batch)
-        limit = min(config.max_steps or math.inf,
-                    math.ceil(config.epochs * per_epoch) if config.epochs else math.inf)
+        limit = min(
+            config.max_steps or math.inf,
+            math.ceil(config.epochs * per_epoch) if config.epochs else math.inf,
+        )
         return cls(batch, per_epoch, limit)
 
 
@@ -133,12 +135,24 @@ class Recording(Protocol):
 
 
 # --------------------------------------------------------------------------- the loop
-def run(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: tuple[Tensor, Tensor],
-        config: TrainConfig, plan: Plan, *, params: Mapping[str, Tensor],
-        optimizer: torch.optim.Optimizer, scheduler: Any, progress: Progress,
-        recorder: Recording, device: torch.device, num_classes: int | None = None,
-        until: int | None = None, resume: Checkpoint | None = None,
-        show: bool = False) -> Checkpoint:
+def run(
+    model: nn.Module,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: tuple[Tensor, Tensor],
+    config: TrainConfig,
+    plan: Plan,
+    *,
+    params: Mapping[str, Tensor],
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    progress: Progress,
+    recorder: Recording,
+    device: torch.device,
+    num_classes: int | None = None,
+    until: int | None = None,
+    resume: Checkpoint | None = None,
+    show: bool = False,
+) -> Checkpoint:
     """Train ``model`` in place from ``progress.step`` until a stopping rule says stop.
 
     The recorder records the first step, every step it says is due, and the last one.
@@ -165,8 +179,23 @@ def run(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: tuple[
         The :class:`~landscape.train.resume.Checkpoint` where training stopped (taken before
         the final record); ``progress.stop`` says why it stopped.
     """
-    return _Loop(model, loss_fn, data, config, plan, params, optimizer, scheduler, progress,
-                 recorder, device, num_classes, until, resume, show).run()
+    return _Loop(
+        model,
+        loss_fn,
+        data,
+        config,
+        plan,
+        params,
+        optimizer,
+        scheduler,
+        progress,
+        recorder,
+        device,
+        num_classes,
+        until,
+        resume,
+        show,
+    ).run()
 
 
 def _limit_reason(config: TrainConfig, step: int) -> str:
@@ -186,20 +215,33 @@ def _reached(config: TrainConfig, loss: float, acc: float) -> str | None:
 class _Loop:
     """One call of :func:`run`: its inputs, random streams and position in the epoch."""
 
-    def __init__(self, model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor],
-                 data: tuple[Tensor, Tensor], config: TrainConfig, plan: Plan,
-                 params: Mapping[str, Tensor], optimizer: torch.optim.Optimizer,
-                 scheduler: Any, progress: Progress, recorder: Recording,
-                 device: torch.device, num_classes: int | None, until: int | None,
-                 resume: Checkpoint | None, show: bool) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[[Any, Tensor], Tensor],
+        data: tuple[Tensor, Tensor],
+        config: TrainConfig,
+        plan: Plan,
+        params: Mapping[str, Tensor],
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        progress: Progress,
+        recorder: Recording,
+        device: torch.device,
+        num_classes: int | None,
+        until: int | None,
+        resume: Checkpoint | None,
+        show: bool,
+    ) -> None:
         self.model, self.loss_fn, (self.x, self.y) = model, loss_fn, data
         self.config, self.plan, self.params = config, plan, params
         self.optimizer, self.scheduler = optimizer, scheduler
         self.progress, self.recorder, self.device = progress, recorder, device
         self.num_classes, self.until, self.resume, self.show = num_classes, until, resume, show
         spec = config.optimizer
-        self.constant_lr = spec.hyper.get("schedule", {}).get("name") == "constant" and \
-            not spec.hyper.get("warmup")
+        self.constant_lr = spec.hyper.get("schedule", {}).get(
+            "name"
+        ) == "constant" and not spec.hyper.get("warmup")
         self.order = torch.Generator().manual_seed(config.seed)
         self.noise = torch.Generator().manual_seed(config.seed + 1_000_003)
         self.same_streams = resume is not None and resume.seed == config.seed
@@ -210,8 +252,11 @@ class _Loop:
         # where the first epoch starts: (its order or None to draw one, offset, running sums)
         self.pending: tuple[Tensor | None, int, tuple] | None = None
         if resume is not None and resume.perm is not None and resume.offset < n:
-            self.pending = (resume.perm.to(device) if self.same_streams else None,
-                            resume.offset, resume.epoch_sums)
+            self.pending = (
+                resume.perm.to(device) if self.same_streams else None,
+                resume.offset,
+                resume.epoch_sums,
+            )
         self.position: dict[str, Any] = {"perm": None, "offset": 0, "sums": None}
         self.checked: int | None = None  # the step of the last history row (targets checked)
 
@@ -232,14 +277,27 @@ class _Loop:
             elif p.stop is None and self.until is not None and start >= self.until:
                 p.stop = "until"
             limit = self.plan.limit
-            self.bar = tqdm(total=None if math.isinf(limit) else int(limit),
-                            disable=not self.show, unit="step", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=None if math.isinf(limit) else int(limit),
+                disable=not self.show,
+                unit="step",
+                dynamic_ncols=True,
+            )
             while p.stop is None:
                 self._epoch()
             self.bar.close()
-            checkpoint = take_checkpoint({"step": p.step, "lr": p.lr}, config, self.model,
-                                         self.optimizer, self.scheduler, self.order,
-                                         self.noise, self.device, self.position, resume)
+            checkpoint = take_checkpoint(
+                {"step": p.step, "lr": p.lr},
+                config,
+                self.model,
+                self.optimizer,
+                self.scheduler,
+                self.order,
+                self.noise,
+                self.device,
+                self.position,
+                resume,
+            )
             self.recorder.record(final=True)
         return checkpoint
 
@@ -259,7 +317,7 @@ class _Loop:
             hits_known = sums[2]
         for begin in range(first, n, batch):
             t0 = time.perf_counter()
-            idx = perm[begin:begin + batch]
+            idx = perm[begin : begin + batch]
             xb, yb = self.x[idx], self.y[idx]
             label_noise = config.optimizer.label_noise
             if label_noise:
@@ -268,8 +326,9 @@ class _Loop:
             epoch_end = begin + batch >= n
             # the norm is read where a history row may follow: history steps, the last step,
             # and epochs' ends (where divergence and targets are checked)
-            want_norm = bool(self.recorder.history_due(step) or step == self.plan.limit
-                             or epoch_end)
+            want_norm = bool(
+                self.recorder.history_due(step) or step == self.plan.limit or epoch_end
+            )
             value, out = self._update(xb, yb, want_norm)
             p.step = step
             self.position.update(perm=perm, offset=begin + len(idx))
@@ -287,16 +346,19 @@ class _Loop:
             if p.stop is not None:
                 break
         if self.show and p.stop is None:
-            self.bar.set_postfix(epoch=f"{p.step / self.plan.per_epoch:.0f}",
-                                 batch_loss=f"{float(running) / n:.4g}")
+            self.bar.set_postfix(
+                epoch=f"{p.step / self.plan.per_epoch:.0f}", batch_loss=f"{float(running) / n:.4g}"
+            )
         targets = config.target_loss is not None or config.target_accuracy is not None
         if targets and p.stop is None and self.checked != p.step:
             # an epoch's end (not just checked by a history row): a full check once the
             # running means come near a target
-            near = (config.target_loss is not None and
-                    float(running) / n <= 2 * config.target_loss) or (
-                config.target_accuracy is not None and
-                (not hits_known or float(hits) / n >= config.target_accuracy - 0.05))
+            near = (
+                config.target_loss is not None and float(running) / n <= 2 * config.target_loss
+            ) or (
+                config.target_accuracy is not None
+                and (not hits_known or float(hits) / n >= config.target_accuracy - 0.05)
+            )
             if near:
                 p.stop = _reached(config, *self.recorder.evaluate())
 
@@ -312,9 +374,17 @@ class _Loop:
             if not seen:  # the first call: the gradient at the current point
                 seen.append(out.detach())
                 if want_norm:
-                    p.grad_norm = float(torch.linalg.vector_norm(torch.stack(
-                        [torch.linalg.vector_norm(q.grad) for q in self.params.values()
-                         if q.grad is not None])))
+                    p.grad_norm = float(
+                        torch.linalg.vector_norm(
+                            torch.stack(
+                                [
+                                    torch.linalg.vector_norm(q.grad)
+                                    for q in self.params.values()
+                                    if q.grad is not None
+                                ]
+                            )
+                        )
+                    )
             return value.detach()
 
         p.lr = self.optimizer.param_groups[0]["lr"]

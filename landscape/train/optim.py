@@ -37,9 +37,18 @@ from torch import Tensor
 from landscape.train.sam import SAM
 
 __all__ = [
-    "OPTIMIZERS", "SCHEDULES", "OptimizerInfo", "ScheduleInfo", "OptimizerSpec", "SAM",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "OptimizerInfo",
+    "ScheduleInfo",
+    "OptimizerSpec",
+    "SAM",
     "SignDescent",
-    "optimizer_spec", "make_optimizer", "lr_factor", "make_scheduler", "noisy_labels",
+    "optimizer_spec",
+    "make_optimizer",
+    "lr_factor",
+    "make_scheduler",
+    "noisy_labels",
 ]
 
 
@@ -68,37 +77,49 @@ _SGD = {"lr": 0.1, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0}
 OPTIMIZERS: dict[str, OptimizerInfo] = {
     "gd": OptimizerInfo("full-batch gradient descent (heavy-ball momentum optional)", _SGD, True),
     "sgd": OptimizerInfo("minibatch SGD, as torch.optim.SGD", {**_SGD, "dampening": 0.0}),
-    "momentum": OptimizerInfo("SGD with Polyak (heavy-ball) momentum",
-                              {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0}),
-    "nesterov": OptimizerInfo("SGD with Nesterov momentum",
-                              {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0}),
-    "adam": OptimizerInfo("Adam, L2 penalty coupled (torch.optim.Adam)",
-                          {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0,
-                           "amsgrad": False}),
-    "adamw": OptimizerInfo("AdamW, weight decay decoupled (torch.optim.AdamW)",
-                           {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.01,
-                            "amsgrad": False}),
-    "sam": OptimizerInfo("sharpness-aware minimisation around a base optimizer (ASAM: adaptive)",
-                         {"base": "sgd", "rho": 0.05, "adaptive": False, "eta": 0.01}),
-    "label_noise_sgd": OptimizerInfo("SGD on minibatch labels flipped with probability noise",
-                                     {"lr": 0.1, "momentum": 0.0, "weight_decay": 0.0,
-                                      "noise": 0.1}),
-    "sign_descent": OptimizerInfo("full-batch sign descent, w -= lr * sign(grad) (steepest "
-                                  "descent in linf)", {"lr": 0.01}, True),
+    "momentum": OptimizerInfo(
+        "SGD with Polyak (heavy-ball) momentum", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0}
+    ),
+    "nesterov": OptimizerInfo(
+        "SGD with Nesterov momentum", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0}
+    ),
+    "adam": OptimizerInfo(
+        "Adam, L2 penalty coupled (torch.optim.Adam)",
+        {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False},
+    ),
+    "adamw": OptimizerInfo(
+        "AdamW, weight decay decoupled (torch.optim.AdamW)",
+        {"lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.01, "amsgrad": False},
+    ),
+    "sam": OptimizerInfo(
+        "sharpness-aware minimisation around a base optimizer (ASAM: adaptive)",
+        {"base": "sgd", "rho": 0.05, "adaptive": False, "eta": 0.01},
+    ),
+    "label_noise_sgd": OptimizerInfo(
+        "SGD on minibatch labels flipped with probability noise",
+        {"lr": 0.1, "momentum": 0.0, "weight_decay": 0.0, "noise": 0.1},
+    ),
+    "sign_descent": OptimizerInfo(
+        "full-batch sign descent, w -= lr * sign(grad) (steepest descent in linf)",
+        {"lr": 0.01},
+        True,
+    ),
 }
 SCHEDULES: dict[str, ScheduleInfo] = {
     "constant": ScheduleInfo("factor 1"),
     "step": ScheduleInfo("gamma ** (s // step_size)", {"gamma": 0.1}, ("step_size",)),
     "cosine": ScheduleInfo("cosine from 1 to min_factor over the steps", {"min_factor": 0.0}),
-    "multistep": ScheduleInfo("gamma ** (number of milestones <= s)", {"gamma": 0.1},
-                              ("milestones",)),
+    "multistep": ScheduleInfo(
+        "gamma ** (number of milestones <= s)", {"gamma": 0.1}, ("milestones",)
+    ),
 }
 
 
 # Validation: one message format, "<owner>: <name> must be <what>, got <value>"; TypeError for
 # a wrong type, ValueError for a wrong value.
-def _fail(owner: str, name: str, what: str, value: Any,
-          exc: type[Exception] = ValueError) -> NoReturn:
+def _fail(
+    owner: str, name: str, what: str, value: Any, exc: type[Exception] = ValueError
+) -> NoReturn:
     raise exc(f"{owner}: {name} must be {what}, got {value!r}")
 
 
@@ -109,6 +130,7 @@ def _real(what: str, ok: Callable[[float], bool]) -> Callable[[str, str, Any], f
         if not (math.isfinite(value) and ok(float(value))):
             _fail(owner, name, what, value)
         return float(value)
+
     return check
 
 
@@ -130,8 +152,9 @@ def _betas(owner: str, name: str, value: Any) -> list[float]:
     what = "two numbers in [0, 1)"
     if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != 2:
         _fail(owner, name, what, value, TypeError)
-    return [_real(what, lambda v: 0 <= v < 1)(owner, f"{name}[{i}]", v)
-            for i, v in enumerate(value)]
+    return [
+        _real(what, lambda v: 0 <= v < 1)(owner, f"{name}[{i}]", v) for i, v in enumerate(value)
+    ]
 
 
 def _milestones(owner: str, name: str, value: Any) -> list[int]:
@@ -155,8 +178,13 @@ _CHECKS: dict[str, Callable[[str, str, Any], Any]] = {
     "noise": _real("a number >= 0", lambda v: v >= 0),
     "gamma": _real("a number > 0", lambda v: v > 0),
     "min_factor": _real("a number in [0, 1]", lambda v: 0 <= v <= 1),
-    "nesterov": _bool, "amsgrad": _bool, "adaptive": _bool, "betas": _betas,
-    "warmup": _int, "step_size": lambda o, n, v: _int(o, n, v, 1), "milestones": _milestones,
+    "nesterov": _bool,
+    "amsgrad": _bool,
+    "adaptive": _bool,
+    "betas": _betas,
+    "warmup": _int,
+    "step_size": lambda o, n, v: _int(o, n, v, 1),
+    "milestones": _milestones,
 }
 
 
@@ -209,36 +237,41 @@ def _schedule(owner: str, value: Any) -> dict[str, Any]:
     name, params = _split(owner, "schedule", value)
     key = _key(name) if isinstance(name, str) else None
     if key not in SCHEDULES:
-        raise ValueError(f"{owner}: unknown schedule {name!r}; known schedules: "
-                         f"{', '.join(SCHEDULES)}")
+        raise ValueError(
+            f"{owner}: unknown schedule {name!r}; known schedules: {', '.join(SCHEDULES)}"
+        )
     info, where = SCHEDULES[key], f"{owner}: schedule {key!r}"
     accepted = [*info.required, *info.defaults]
     if bad := [k for k in params if k not in accepted]:
-        raise TypeError(f"{where}: unexpected parameter {bad[0]!r}; accepted: "
-                        f"{', '.join(accepted) or 'none'}")
+        raise TypeError(
+            f"{where}: unexpected parameter {bad[0]!r}; accepted: {', '.join(accepted) or 'none'}"
+        )
     if missing := [k for k in info.required if k not in params]:
         raise TypeError(f"{where}: missing parameter {missing[0]!r}")
     params = {**info.defaults, **params}
     return {"name": key, **{k: _CHECKS[k](where, k, params[k]) for k in accepted}}
 
 
-def _validate(name: Any, hyper: Mapping[str, Any], parent: str | None = None
-              ) -> tuple[str, dict[str, Any]]:
+def _validate(
+    name: Any, hyper: Mapping[str, Any], parent: str | None = None
+) -> tuple[str, dict[str, Any]]:
     """Canonical name and every hyperparameter checked, defaults filled in."""
     fn = "optimizer_spec" if parent is None else f"{parent}: base"
     if not isinstance(name, str):
         raise TypeError(f"{fn}: the optimizer name must be a str, got {name!r}")
     key = _key(name)
     if key not in OPTIMIZERS:
-        raise ValueError(f"{fn}: unknown optimizer {name!r}; known optimizers: "
-                         f"{', '.join(OPTIMIZERS)}")
+        raise ValueError(
+            f"{fn}: unknown optimizer {name!r}; known optimizers: {', '.join(OPTIMIZERS)}"
+        )
     if parent is not None and key == "sam":
         raise ValueError(f"{fn} must be an optimizer other than 'sam', got {name!r}")
     owner = f"optimizer {key!r}" if parent is None else f"{parent}: base {key!r}"
     accepted = [*OPTIMIZERS[key].defaults, "schedule", "warmup"]
     if bad := [k for k in hyper if k not in accepted]:
-        raise TypeError(f"{owner}: unexpected hyperparameter {bad[0]!r}; accepted: "
-                        f"{', '.join(accepted)}")
+        raise TypeError(
+            f"{owner}: unexpected hyperparameter {bad[0]!r}; accepted: {', '.join(accepted)}"
+        )
     merged = {**OPTIMIZERS[key].defaults, "schedule": "constant", "warmup": 0, **hyper}
     out: dict[str, Any] = {}
     for k, v in merged.items():
@@ -249,8 +282,10 @@ def _validate(name: Any, hyper: Mapping[str, Any], parent: str | None = None
         else:
             out[k] = _CHECKS[k](owner, k, v)
     if out.get("nesterov", key == "nesterov") and (out["momentum"] == 0 or out.get("dampening")):
-        raise ValueError(f"{owner}: nesterov needs momentum > 0 and dampening 0, got "
-                         f"momentum={merged['momentum']!r}, dampening={out.get('dampening', 0)!r}")
+        raise ValueError(
+            f"{owner}: nesterov needs momentum > 0 and dampening 0, got "
+            f"momentum={merged['momentum']!r}, dampening={out.get('dampening', 0)!r}"
+        )
     return key, out
 
 
@@ -262,9 +297,11 @@ def _base(owner: str, value: Any) -> dict[str, Any]:
     key, hyper = _validate(name, hyper, parent=owner)
     schedule, warmup = hyper.pop("schedule"), hyper.pop("warmup")
     if schedule != {"name": "constant"} or warmup != 0:
-        raise ValueError(f"{owner}: base schedule and warmup must be left out (give them to "
-                         f"'sam'; they apply to the base's lr), got schedule={schedule!r}, "
-                         f"warmup={warmup!r}")
+        raise ValueError(
+            f"{owner}: base schedule and warmup must be left out (give them to "
+            f"'sam'; they apply to the base's lr), got schedule={schedule!r}, "
+            f"warmup={warmup!r}"
+        )
     return {"name": key, **hyper}
 
 
@@ -349,8 +386,9 @@ def optimizer_spec(name: str | Mapping[str, Any] | OptimizerSpec, **hyper: Any) 
     return OptimizerSpec(name, hyper)
 
 
-def make_optimizer(spec: OptimizerSpec | str | Mapping[str, Any], params: Iterable[Any]
-                   ) -> torch.optim.Optimizer:
+def make_optimizer(
+    spec: OptimizerSpec | str | Mapping[str, Any], params: Iterable[Any]
+) -> torch.optim.Optimizer:
     """The torch optimizer of a spec (a str or mapping goes through :func:`optimizer_spec`).
 
     ``gd``, ``sgd``, ``momentum``, ``nesterov`` and ``label_noise_sgd``: ``torch.optim.SGD``;
@@ -377,11 +415,22 @@ def make_optimizer(spec: OptimizerSpec | str | Mapping[str, Any], params: Iterab
         return SignDescent(params, lr=h["lr"])
     if spec.name in ("adam", "adamw"):
         cls = torch.optim.Adam if spec.name == "adam" else torch.optim.AdamW
-        return cls(params, lr=h["lr"], betas=tuple(h["betas"]), eps=h["eps"],
-                   weight_decay=h["weight_decay"], amsgrad=h["amsgrad"])
-    return torch.optim.SGD(params, lr=h["lr"], momentum=h["momentum"],
-                           dampening=h.get("dampening", 0.0), weight_decay=h["weight_decay"],
-                           nesterov=h.get("nesterov", spec.name == "nesterov"))
+        return cls(
+            params,
+            lr=h["lr"],
+            betas=tuple(h["betas"]),
+            eps=h["eps"],
+            weight_decay=h["weight_decay"],
+            amsgrad=h["amsgrad"],
+        )
+    return torch.optim.SGD(
+        params,
+        lr=h["lr"],
+        momentum=h["momentum"],
+        dampening=h.get("dampening", 0.0),
+        weight_decay=h["weight_decay"],
+        nesterov=h.get("nesterov", spec.name == "nesterov"),
+    )
 
 
 def lr_factor(spec: OptimizerSpec, total_steps: int | None) -> Callable[[int], float]:
@@ -423,12 +472,15 @@ def _lr_factor(spec: Any, total_steps: Any, fn: str) -> Callable[[int], float]:
     horizon = 0
     if name == "cosine":
         if total_steps is None:
-            raise ValueError(f"{fn}: cosine schedule needs the number of steps: give max_steps "
-                             f"or epochs")
+            raise ValueError(
+                f"{fn}: cosine schedule needs the number of steps: give max_steps or epochs"
+            )
         horizon = total_steps - warmup
         if horizon < 1:
-            raise ValueError(f"{fn}: cosine schedule needs more steps than warm-up, got "
-                             f"total_steps={total_steps}, warmup={warmup}")
+            raise ValueError(
+                f"{fn}: cosine schedule needs more steps than warm-up, got "
+                f"total_steps={total_steps}, warmup={warmup}"
+            )
 
     def after(s: int) -> float:
         if name == "step":
@@ -446,8 +498,9 @@ def _lr_factor(spec: Any, total_steps: Any, fn: str) -> Callable[[int], float]:
     return factor
 
 
-def make_scheduler(spec: OptimizerSpec, optimizer: torch.optim.Optimizer,
-                   total_steps: int | None) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(
+    spec: OptimizerSpec, optimizer: torch.optim.Optimizer, total_steps: int | None
+) -> torch.optim.lr_scheduler.LambdaLR:
     """A ``LambdaLR`` with :func:`lr_factor`; call its ``step()`` once after each optimizer step.
 
     The lr of each param group at step t is its lr when the scheduler was made times
@@ -458,12 +511,12 @@ def make_scheduler(spec: OptimizerSpec, optimizer: torch.optim.Optimizer,
     """
     if not isinstance(optimizer, torch.optim.Optimizer):
         _fail("make_scheduler", "optimizer", "a torch.optim.Optimizer", optimizer, TypeError)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer,
-                                             _lr_factor(spec, total_steps, "make_scheduler"))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_factor(spec, total_steps, "make_scheduler")
+    )
 
 
-def noisy_labels(targets: Tensor, p: float, num_classes: int, generator: torch.Generator
-                 ) -> Tensor:
+def noisy_labels(targets: Tensor, p: float, num_classes: int, generator: torch.Generator) -> Tensor:
     """Targets with label noise, for label-noise SGD; a new tensor on ``targets.device``.
 
     Integer targets (classes): each label is replaced, with probability p, by a class drawn

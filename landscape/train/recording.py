@@ -125,12 +125,24 @@ class Recorder:
             store, once :meth:`begin` created the run.
     """
 
-    def __init__(self, *, store: str | None, run: str | None, flush_seconds: float,
-                 progress: Progress, train: Objective, test: Objective | None,
-                 model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor],
-                 optimizer: torch.optim.Optimizer, per_epoch: int, history_every: int,
-                 snapshot_every: int, callbacks: Sequence[Callback] = (),
-                 device: torch.device | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store: str | None,
+        run: str | None,
+        flush_seconds: float,
+        progress: Progress,
+        train: Objective,
+        test: Objective | None,
+        model: nn.Module,
+        loss_fn: Callable[[Any, Tensor], Tensor],
+        optimizer: torch.optim.Optimizer,
+        per_epoch: int,
+        history_every: int,
+        snapshot_every: int,
+        callbacks: Sequence[Callback] = (),
+        device: torch.device | None = None,
+    ) -> None:
         self.store, self.run, self.flush_seconds = store, run, flush_seconds
         self.progress, self.train, self.test = progress, train, test
         self.model, self.loss_fn, self.optimizer = model, loss_fn, optimizer
@@ -151,8 +163,11 @@ class Recorder:
     def due(self, step: int) -> bool:
         """Whether anything is recorded after ``step`` updates (history, snapshot, callback)."""
         h, s = self.history_every, self.snapshot_every
-        return bool((h and step % h == 0) or (s and step % s == 0)
-                    or any(step % cb.every == 0 for cb in self.callbacks))
+        return bool(
+            (h and step % h == 0)
+            or (s and step % s == 0)
+            or any(step % cb.every == 0 for cb in self.callbacks)
+        )
 
     def history_due(self, step: int) -> bool:
         """Whether a history row is due after ``step`` updates (besides the first and last)."""
@@ -168,19 +183,39 @@ class Recorder:
         p = self.progress
         step = p.step
         theta, epoch = self.train.theta, step / self.per_epoch
-        due = lambda every: (step == self.start_step or (every and step % every == 0)  # noqa: E731
-                             or final)
+        due = lambda every: (
+            step == self.start_step
+            or (every and step % every == 0)  # noqa: E731
+            or final
+        )
         written = None
         if due(self.history_every) and self.last["history"] != step:
             tr, te = self._evaluate(self.train, theta), self._evaluate(self.test, theta)
-            self.metrics = {"train_loss": tr[0], "train_acc": tr[1], "test_loss": te[0],
-                            "test_acc": te[1]}
-            self.row({"step": step, "epoch": epoch, **self.metrics, "lr": p.lr,
-                      "grad_norm": p.grad_norm, "time": p.seconds})
+            self.metrics = {
+                "train_loss": tr[0],
+                "train_acc": tr[1],
+                "test_loss": te[0],
+                "test_acc": te[1],
+            }
+            self.row(
+                {
+                    "step": step,
+                    "epoch": epoch,
+                    **self.metrics,
+                    "lr": p.lr,
+                    "grad_norm": p.grad_norm,
+                    "time": p.seconds,
+                }
+            )
             self.last["history"] = step
             written = self.metrics
-            log.info("step %d (epoch %.2f): train loss %.4g acc %.4g, test loss %.4g acc %.4g",
-                     step, epoch, *tr, *te)
+            log.info(
+                "step %d (epoch %.2f): train loss %.4g acc %.4g, test loss %.4g acc %.4g",
+                step,
+                epoch,
+                *tr,
+                *te,
+            )
         if due(self.snapshot_every) and self.last["snapshot"] != step:
             self.snapshot(step, theta)
             self.last["snapshot"] = step
@@ -189,11 +224,21 @@ class Recorder:
                 # its own random stream: a probe that draws (Hutchinson, Lanczos starts)
                 # must not change the dropout masks of training
                 with torch.random.fork_rng(devices=fork_devices(self.device)):
-                    values = cb(TrainState(step, epoch, self.model, self.loss_fn, self.train,
-                                           theta, self.optimizer))
-                self.series_row(cb.name, {"step": step, **{
-                    k: (_np(v) if isinstance(v, Tensor) else np.asarray(v))
-                    for k, v in dict(values).items()}})
+                    values = cb(
+                        TrainState(
+                            step, epoch, self.model, self.loss_fn, self.train, theta, self.optimizer
+                        )
+                    )
+                self.series_row(
+                    cb.name,
+                    {
+                        "step": step,
+                        **{
+                            k: (_np(v) if isinstance(v, Tensor) else np.asarray(v))
+                            for k, v in dict(values).items()
+                        },
+                    },
+                )
                 self.last[cb.name] = step
         if not final:
             self.maybe_flush()
@@ -228,12 +273,13 @@ class Recorder:
     @staticmethod
     def _add(target: dict[str, list], row: Mapping[str, Any], what: str) -> None:
         if target and set(target) != set(row):
-            raise ValueError(f"fit: {what} columns changed from {sorted(target)} to "
-                             f"{sorted(row)}")
+            raise ValueError(f"fit: {what} columns changed from {sorted(target)} to {sorted(row)}")
         for key, value in row.items():
             if target and np.shape(value) != np.shape(target[key][0]):
-                raise ValueError(f"fit: {what} column {key!r} changed shape from "
-                                 f"{np.shape(target[key][0])} to {np.shape(value)}")
+                raise ValueError(
+                    f"fit: {what} column {key!r} changed shape from "
+                    f"{np.shape(target[key][0])} to {np.shape(value)}"
+                )
         for key, value in row.items():
             target.setdefault(key, []).append(value)
 
@@ -253,8 +299,9 @@ class Recorder:
         self.pending["rows"].append(_np(theta))
 
     # -- the store -----------------------------------------------------------------------------
-    def begin(self, layout: ParamLayout, init: Tensor, attrs: Mapping[str, Any],
-              replace: bool = False) -> None:
+    def begin(
+        self, layout: ParamLayout, init: Tensor, attrs: Mapping[str, Any], replace: bool = False
+    ) -> None:
         """Create the run in the store, ``running``, with its initial parameters and buffers.
 
         Args:
@@ -266,8 +313,14 @@ class Recorder:
         from landscape.store.file import Store  # noqa: PLC0415 - h5py only to write a file
 
         with Store(self.store, "a", timeout=60) as s:
-            self.token = s.create_run(self.run, names=layout.names, shapes=layout.shapes,
-                                      init=_np(init), attrs=attrs, replace=replace)
+            self.token = s.create_run(
+                self.run,
+                names=layout.names,
+                shapes=layout.shapes,
+                init=_np(init),
+                attrs=attrs,
+                replace=replace,
+            )
             if buffers := _buffers(self.model):
                 s.set_buffers(self.run, "init", buffers)
 
@@ -337,8 +390,10 @@ class Recorder:
                     with contextlib.suppress(ValueError, TypeError):
                         self.flush(s)
                 finally:
-                    s.set_attrs(self.run, {"status": "failed", "error":
-                                           f"{type(exc).__name__}: {exc}"[:500]})
+                    s.set_attrs(
+                        self.run,
+                        {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:500]},
+                    )
         except StoreError:
             pass  # replaced by another writer: not ours to mark
         except Exception:  # noqa: BLE001 - the original error matters more

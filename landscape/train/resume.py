@@ -54,33 +54,48 @@ class Checkpoint:
     epoch_sums: tuple[Tensor, Tensor, bool]
 
 
-def check_resume(resume: Any, config: TrainConfig, model: nn.Module, n: int,
-                  limit: float) -> None:
+def check_resume(resume: Any, config: TrainConfig, model: nn.Module, n: int, limit: float) -> None:
     if not isinstance(resume, Checkpoint):
-        raise TypeError(f"fit: resume must be a Checkpoint (TrainResult.checkpoint), got "
-                        f"{type(resume).__name__}")
+        raise TypeError(
+            f"fit: resume must be a Checkpoint (TrainResult.checkpoint), got "
+            f"{type(resume).__name__}"
+        )
     old = resume.config
     if old.optimizer != config.optimizer or old.batch_size != config.batch_size:
-        raise ValueError("fit: resume needs the optimizer and batch size of the checkpoint's "
-                         f"run; got {config.optimizer.to_dict()}, batch_size="
-                         f"{config.batch_size}, expected {old.optimizer.to_dict()}, "
-                         f"batch_size={old.batch_size}")
+        raise ValueError(
+            "fit: resume needs the optimizer and batch size of the checkpoint's "
+            f"run; got {config.optimizer.to_dict()}, batch_size="
+            f"{config.batch_size}, expected {old.optimizer.to_dict()}, "
+            f"batch_size={old.batch_size}"
+        )
     if resume.perm is not None and len(resume.perm) != n:
-        raise ValueError(f"fit: resume needs the checkpoint's training set ({len(resume.perm)} "
-                         f"examples), got {n}")
+        raise ValueError(
+            f"fit: resume needs the checkpoint's training set ({len(resume.perm)} "
+            f"examples), got {n}"
+        )
     if resume.step > limit:
-        raise ValueError(f"fit: the checkpoint is at step {resume.step}, beyond the end of "
-                         f"config ({int(limit)} steps)")
+        raise ValueError(
+            f"fit: the checkpoint is at step {resume.step}, beyond the end of "
+            f"config ({int(limit)} steps)"
+        )
     try:
         model.load_state_dict(resume.model)
     except RuntimeError as err:
         raise ValueError(f"fit: the checkpoint's parameters do not fit the model: {err}") from err
 
 
-def take(state: dict, config: TrainConfig, model: nn.Module,
-                optimizer: torch.optim.Optimizer, scheduler: Any, order: torch.Generator,
-                noise: torch.Generator, device: torch.device, position: dict,
-                resume: Checkpoint | None) -> Checkpoint:
+def take(
+    state: dict,
+    config: TrainConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    order: torch.Generator,
+    noise: torch.Generator,
+    device: torch.device,
+    position: dict,
+    resume: Checkpoint | None,
+) -> Checkpoint:
     """A copy of the training state, taken before the final record.
 
     The final record draws nothing from the training streams, but callbacks' forks of the RNG
@@ -90,15 +105,26 @@ def take(state: dict, config: TrainConfig, model: nn.Module,
     if perm is None and resume is not None:  # no step taken: the state resumed from
         perm, offset, sums = resume.perm, resume.offset, resume.epoch_sums
     zero = torch.zeros((), dtype=torch.float64)
-    sums = (zero, zero, True) if sums is None else (
-        sums[0].detach().cpu().clone(), sums[1].detach().cpu().clone(), bool(sums[2]))
+    sums = (
+        (zero, zero, True)
+        if sums is None
+        else (sums[0].detach().cpu().clone(), sums[1].detach().cpu().clone(), bool(sums[2]))
+    )
     return Checkpoint(
-        step=state["step"], seed=config.seed, config=config,
+        step=state["step"],
+        seed=config.seed,
+        config=config,
         model={k: v.detach().clone() for k, v in model.state_dict().items()},
         optimizer=copy.deepcopy(optimizer.state_dict()),
-        scheduler=copy.deepcopy(scheduler.state_dict()), lr=float(state["lr"]),
-        rng={"order": order.get_state(), "noise": noise.get_state(),
-             "torch": torch.get_rng_state(),
-             "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
-        perm=None if perm is None else perm.detach().cpu().clone(), offset=int(offset),
-        epoch_sums=sums)
+        scheduler=copy.deepcopy(scheduler.state_dict()),
+        lr=float(state["lr"]),
+        rng={
+            "order": order.get_state(),
+            "noise": noise.get_state(),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        },
+        perm=None if perm is None else perm.detach().cpu().clone(),
+        offset=int(offset),
+        epoch_sums=sums,
+    )

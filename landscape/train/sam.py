@@ -44,19 +44,27 @@ class SAM(torch.optim.Optimizer):
         >>> # or by name: make_optimizer(optimizer_spec("sam", base="momentum", rho=0.1), params)
     """
 
-    def __init__(self, base: torch.optim.Optimizer, rho: float = 0.05, adaptive: bool = False,
-                 eta: float = 0.01) -> None:
+    def __init__(
+        self,
+        base: torch.optim.Optimizer,
+        rho: float = 0.05,
+        adaptive: bool = False,
+        eta: float = 0.01,
+    ) -> None:
         if not isinstance(base, torch.optim.Optimizer) or isinstance(base, SAM):
-            raise TypeError("SAM: base must be a built torch optimizer other than SAM (e.g. "
-                            "torch.optim.SGD(model.parameters(), lr=0.1)), got "
-                            f"{type(base).__name__}")
+            raise TypeError(
+                "SAM: base must be a built torch optimizer other than SAM (e.g. "
+                "torch.optim.SGD(model.parameters(), lr=0.1)), got "
+                f"{type(base).__name__}"
+            )
         for name, value, low in (("rho", rho, 0.0), ("eta", eta, 0.0)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < low:
                 raise ValueError(f"SAM: {name} must be a number >= {low}, got {value!r}")
         if not isinstance(adaptive, bool):
             raise TypeError(f"SAM: adaptive must be True or False, got {adaptive!r}")
-        super().__init__(base.param_groups, {"rho": float(rho), "adaptive": adaptive,
-                                             "eta": float(eta)})
+        super().__init__(
+            base.param_groups, {"rho": float(rho), "adaptive": adaptive, "eta": float(eta)}
+        )
         self.base = base
         self.param_groups, self.state = self.base.param_groups, self.base.state
         self.defaults.update(self.base.defaults)
@@ -80,22 +88,27 @@ class SAM(torch.optim.Optimizer):
             TypeError: no closure.
         """
         if closure is None:
-            raise TypeError("SAM.step: closure is required (it zeroes the gradients, computes "
-                            "the loss, calls backward and returns the loss), got None")
+            raise TypeError(
+                "SAM.step: closure is required (it zeroes the gradients, computes "
+                "the loss, calls backward and returns the loss), got None"
+            )
         with torch.enable_grad():
             loss = closure()
         with torch.no_grad():
-            groups = [(g, [p for p in g["params"] if p.grad is not None])
-                      for g in self.param_groups]
-            scaled = [(p.abs() + g["eta"]) if g["adaptive"] else None
-                      for g, ps in groups for p in ps]
+            groups = [
+                (g, [p for p in g["params"] if p.grad is not None]) for g in self.param_groups
+            ]
+            scaled = [
+                (p.abs() + g["eta"]) if g["adaptive"] else None for g, ps in groups for p in ps
+            ]
             params = [p for _, ps in groups for p in ps]
-            norms = [torch.linalg.vector_norm(p.grad if t is None else t * p.grad)
-                     for p, t in zip(params, scaled, strict=True)]
+            norms = [
+                torch.linalg.vector_norm(p.grad if t is None else t * p.grad)
+                for p, t in zip(params, scaled, strict=True)
+            ]
             saved = [p.detach().clone() for p in params]
             if norms:
-                norm = torch.linalg.vector_norm(torch.stack([n.to(norms[0].device)
-                                                             for n in norms]))
+                norm = torch.linalg.vector_norm(torch.stack([n.to(norms[0].device) for n in norms]))
                 # 1/||g||, or 0 for a zero gradient; no host sync
                 inv = torch.where(norm > 0, 1 / norm, torch.zeros_like(norm))
                 rhos = [g["rho"] for g, ps in groups for _ in ps]

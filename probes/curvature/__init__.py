@@ -18,11 +18,24 @@ from __future__ import annotations
 
 from landscape.engine.lazy import attach
 
-__all__ = ["BlockEigenvalues", "Density", "Eigenvalues", "Matrix", "Trace", "blocks", "dense",
-           "density", "hessian", "lanczos", "operators", "results", "trace"]
+__all__ = [
+    "BlockEigenvalues",
+    "Density",
+    "Eigenvalues",
+    "Matrix",
+    "Trace",
+    "blocks",
+    "dense",
+    "density",
+    "hessian",
+    "lanczos",
+    "operators",
+    "results",
+    "trace",
+]
 
 __getattr__, __dir__ = attach(
-    __name__, ["blocks", "dense", "density", "hessian", "lanczos", "operators", "results", "trace"],
-    {name: "results" for name in ("BlockEigenvalues", "Density", "Eigenvalues", "Matrix",
-                                  "Trace")},
+    __name__,
+    ["blocks", "dense", "density", "hessian", "lanczos", "operators", "results", "trace"],
+    {name: "results" for name in ("BlockEigenvalues", "Density", "Eigenvalues", "Matrix", "Trace")},
 )

@@ -20,7 +20,6 @@ from torch import Tensor, nn
 
 from landscape.engine.cost import Cost
 from landscape.engine.params import select
-
 from probes.curvature.results import BlockEigenvalues, Eigenvalues
 
 __all__ = ["BlockEigenvalues", "block_eigenvalues", "layer_blocks"]
@@ -28,7 +27,8 @@ __all__ = ["BlockEigenvalues", "block_eigenvalues", "layer_blocks"]
 
 def layer_blocks(model: nn.Module) -> dict[str, list[str]]:
     """The trainable parameters of ``model`` grouped by the module that owns them, in order:
-    ``{"layers.0": ["layers.0.weight", "layers.0.bias"], ...}``."""
+    ``{"layers.0": ["layers.0.weight", "layers.0.bias"], ...}``.
+    """
     blocks: dict[str, list[str]] = {}
     for name in select(model):
         owner = name.rsplit(".", 1)[0] if "." in name else ""
@@ -36,9 +36,16 @@ def layer_blocks(model: nn.Module) -> dict[str, list[str]]:
     return blocks
 
 
-def block_eigenvalues(eigenvalues: Callable[..., Eigenvalues], model: nn.Module,
-                      loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *, blocks: str,
-                      check: bool, **options: Any) -> BlockEigenvalues:
+def block_eigenvalues(
+    eigenvalues: Callable[..., Eigenvalues],
+    model: nn.Module,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: Any,
+    *,
+    blocks: str,
+    check: bool,
+    **options: Any,
+) -> BlockEigenvalues:
     """An eigenvalue probe on each layer's diagonal block: what
     :func:`probes.curvature.hessian.eigenvalues` does with ``blocks="layer"``.
 
@@ -66,7 +73,8 @@ def block_eigenvalues(eigenvalues: Callable[..., Eigenvalues], model: nn.Module,
     start = time.perf_counter()
     results = {}
     for i, (owner, names) in enumerate(layer_blocks(model).items()):
-        results[owner or "(root)"] = eigenvalues(model, loss_fn, data, params=names,
-                                                  check=check and i == 0, **options)
+        results[owner or "(root)"] = eigenvalues(
+            model, loss_fn, data, params=names, check=check and i == 0, **options
+        )
     total = sum((r.cost for r in results.values()), Cost())
     return BlockEigenvalues(results, total.with_seconds(time.perf_counter() - start))

@@ -23,7 +23,6 @@ from torch import Tensor, nn
 
 from landscape.engine.checks import _check_choice, _check_int
 from landscape.engine.params import ParamFilter
-
 from probes.curvature.operators import CURVATURES, CurvatureOperator, operator
 from probes.curvature.results import Matrix, curvature_cost
 
@@ -80,19 +79,36 @@ def matrix(
     started = time.perf_counter()
     _check_choice(fn, "curvature", curvature, CURVATURES)
     max_params = _check_int(fn, "max_params", max_params, 1)
-    op = operator(model, loss_fn, data, curvature=curvature, params=params, mode=mode,
-                  batch_size=batch_size, check=check)
+    op = operator(
+        model,
+        loss_fn,
+        data,
+        curvature=curvature,
+        params=params,
+        mode=mode,
+        batch_size=batch_size,
+        check=check,
+    )
     p = op.size
     if p > max_params:
-        raise ValueError(f"{fn}: P={p} parameters is above max_params={max_params}: the dense "
-                         f"matrix would take {8 * p * p / 1e9:.3g} GB; use eigenvalues/density, "
-                         "or raise max_params")
+        raise ValueError(
+            f"{fn}: P={p} parameters is above max_params={max_params}: the dense "
+            f"matrix would take {8 * p * p / 1e9:.3g} GB; use eigenvalues/density, "
+            "or raise max_params"
+        )
     base = op.n_products
     full = dense(op)
     norm = float(np.linalg.norm(full))
     asym = float(np.linalg.norm(full - full.T) / norm) if norm > 0 else 0.0
     spectrum = np.linalg.eigvalsh((full + full.T) / 2)
-    return Matrix(matrix=full, spectrum=spectrum, asymmetry=asym, curvature=curvature,
-                  cost=curvature_cost(curvature, op.n_products - base, op.passes,
-                                      time.perf_counter() - started),
-                  params=tuple(op.objective.layout.names), mode=mode)
+    return Matrix(
+        matrix=full,
+        spectrum=spectrum,
+        asymmetry=asym,
+        curvature=curvature,
+        cost=curvature_cost(
+            curvature, op.n_products - base, op.passes, time.perf_counter() - started
+        ),
+        params=tuple(op.objective.layout.names),
+        mode=mode,
+    )

@@ -40,7 +40,6 @@ from torch import Tensor, nn
 
 from landscape.engine.checks import _check_choice, _check_int, _check_positive
 from landscape.engine.params import ParamFilter
-
 from probes.curvature.lanczos import tridiagonals
 from probes.curvature.operators import CURVATURES, CurvatureOperator, operator
 from probes.curvature.results import Density, broaden, curvature_cost
@@ -49,6 +48,7 @@ __all__ = ["DEFAULT_WIDTH_FRACTION", "Density", "density", "estimate_density"]
 
 DEFAULT_WIDTH_FRACTION = 0.01
 """Default broadening width of :func:`density`: this fraction of the span of the Ritz values."""
+
 
 def _validate_density(n_vectors, steps, width, grid, n_grid, seed) -> np.ndarray | None:
     where = "density"
@@ -60,19 +60,33 @@ def _validate_density(n_vectors, steps, width, grid, n_grid, seed) -> np.ndarray
     _check_int(where, "seed", seed, 0)
     if grid is None:
         return None
-    g = np.asarray(grid, dtype=np.float64) if not isinstance(grid, Tensor) else \
-        grid.detach().cpu().double().numpy()
+    g = (
+        np.asarray(grid, dtype=np.float64)
+        if not isinstance(grid, Tensor)
+        else grid.detach().cpu().double().numpy()
+    )
     if g.ndim != 1 or g.size < 2 or not np.isfinite(g).all() or not (np.diff(g) > 0).all():
-        raise ValueError(f"{where}: grid must be a 1-D, finite, strictly increasing array of at "
-                         f"least 2 points, got shape {g.shape}")
+        raise ValueError(
+            f"{where}: grid must be a 1-D, finite, strictly increasing array of at "
+            f"least 2 points, got shape {g.shape}"
+        )
     return g
 
 
-def estimate_density(op: CurvatureOperator | Any, *, n_vectors: int = 5, steps: int = 80,
-                     width: float | None = None, grid: Any = None, n_grid: int = 1000,
-                     seed: int = 0, curvature: str = "hessian") -> Density:
+def estimate_density(
+    op: CurvatureOperator | Any,
+    *,
+    n_vectors: int = 5,
+    steps: int = 80,
+    width: float | None = None,
+    grid: Any = None,
+    n_grid: int = 1000,
+    seed: int = 0,
+    curvature: str = "hessian",
+) -> Density:
     """:func:`density` on a ready operator (see :func:`estimate_trace`). Arguments as for
-    :func:`density`."""
+    :func:`density`.
+    """
     user_grid = _validate_density(n_vectors, steps, width, grid, n_grid, seed)
     start = time.perf_counter()
     hvp0, passes0 = op.n_products, op.passes
@@ -100,18 +114,41 @@ def estimate_density(op: CurvatureOperator | Any, *, n_vectors: int = 5, steps: 
     dens = broaden(nodes, weights, xs, sigma)
     if user_grid is None:
         dens = dens / np.trapezoid(dens, xs)
-    cost = curvature_cost(curvature, op.n_products - hvp0, op.passes - passes0,
-                          time.perf_counter() - start)
-    return Density(grid=xs, density=dens, nodes=nodes, weights=weights, width=sigma,
-                   steps=steps_run, n_vectors=int(n_vectors), cost=cost, curvature=curvature,
-                   seed=int(seed), n_params=p)
+    cost = curvature_cost(
+        curvature, op.n_products - hvp0, op.passes - passes0, time.perf_counter() - start
+    )
+    return Density(
+        grid=xs,
+        density=dens,
+        nodes=nodes,
+        weights=weights,
+        width=sigma,
+        steps=steps_run,
+        n_vectors=int(n_vectors),
+        cost=cost,
+        curvature=curvature,
+        seed=int(seed),
+        n_params=p,
+    )
 
 
-def density(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *,
-            n_vectors: int = 5, steps: int = 80, width: float | None = None, grid: Any = None,
-            n_grid: int = 1000, seed: int = 0, curvature: str = "hessian",
-            params: ParamFilter | Iterable[str] | None = None, mode: str = "eval",
-            batch_size: int | None = None, check: bool = True) -> Density:
+def density(
+    model: nn.Module,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: Any,
+    *,
+    n_vectors: int = 5,
+    steps: int = 80,
+    width: float | None = None,
+    grid: Any = None,
+    n_grid: int = 1000,
+    seed: int = 0,
+    curvature: str = "hessian",
+    params: ParamFilter | Iterable[str] | None = None,
+    mode: str = "eval",
+    batch_size: int | None = None,
+    check: bool = True,
+) -> Density:
     """The spectral density of the Hessian (or GGN) by stochastic Lanczos quadrature.
 
     From each of ``n_vectors`` random unit vectors (normalised Gaussians, from a generator
@@ -148,11 +185,27 @@ def density(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
     _check_choice("density", "curvature", curvature, CURVATURES)
     _validate_density(n_vectors, steps, width, grid, n_grid, seed)
     start = time.perf_counter()
-    op = operator(model, loss_fn, data, curvature=curvature, params=params, mode=mode,
-                  batch_size=batch_size, check=check)
-    out = estimate_density(op, n_vectors=n_vectors, steps=steps, width=width, grid=grid,
-                           n_grid=n_grid, seed=seed, curvature=curvature)
-    cost = dataclasses.replace(out.cost, passes=float(op.passes),
-                               seconds=time.perf_counter() - start)
+    op = operator(
+        model,
+        loss_fn,
+        data,
+        curvature=curvature,
+        params=params,
+        mode=mode,
+        batch_size=batch_size,
+        check=check,
+    )
+    out = estimate_density(
+        op,
+        n_vectors=n_vectors,
+        steps=steps,
+        width=width,
+        grid=grid,
+        n_grid=n_grid,
+        seed=seed,
+        curvature=curvature,
+    )
+    cost = dataclasses.replace(
+        out.cost, passes=float(op.passes), seconds=time.perf_counter() - start
+    )
     return dataclasses.replace(out, cost=cost)
-

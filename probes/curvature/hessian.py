@@ -48,7 +48,6 @@ from torch import Tensor, nn
 
 from landscape.engine.checks import _check_choice, _check_int
 from landscape.engine.params import ParamFilter
-
 from probes.curvature.blocks import BlockEigenvalues, block_eigenvalues
 from probes.curvature.dense import dense, matrix
 from probes.curvature.density import density
@@ -57,8 +56,18 @@ from probes.curvature.operators import CURVATURES, CurvatureOperator, operator
 from probes.curvature.results import Density, Eigenvalues, Matrix, Trace, curvature_cost
 from probes.curvature.trace import trace
 
-__all__ = ["WHICH", "BlockEigenvalues", "Density", "Eigenvalues", "Matrix", "Trace", "density",
-           "eigenvalues", "matrix", "trace"]
+__all__ = [
+    "WHICH",
+    "BlockEigenvalues",
+    "Density",
+    "Eigenvalues",
+    "Matrix",
+    "Trace",
+    "density",
+    "eigenvalues",
+    "matrix",
+    "trace",
+]
 
 WHICH = ("largest", "smallest", "both", "magnitude")
 """Which eigenvalues :func:`eigenvalues` finds: the k algebraically largest, the k smallest,
@@ -101,8 +110,10 @@ def _start(v0: Any, p: int, seed: int) -> np.ndarray:
         v0 = torch.from_numpy(v0)
     if not isinstance(v0, Tensor) or v0.ndim not in (1, 2) or v0.shape[-1] != p:
         shape = tuple(v0.shape) if hasattr(v0, "shape") else type(v0).__name__
-        raise ValueError(f"eigenvalues: v0 must be a tensor (P,) or (j, P) with P={p} "
-                         f"(e.g. a previous result's vectors), got {shape}")
+        raise ValueError(
+            f"eigenvalues: v0 must be a tensor (P,) or (j, P) with P={p} "
+            f"(e.g. a previous result's vectors), got {shape}"
+        )
     rows = v0.detach().to("cpu", torch.float64).reshape(-1, p).numpy()
     start = _signed(rows).sum(axis=0)
     norm = np.linalg.norm(start)
@@ -180,17 +191,32 @@ def eigenvalues(
         >>> top.values[-1], top.converged.all(), top.cost.hvp
     """
     if blocks is not None:
-        return block_eigenvalues(eigenvalues, model, loss_fn, data, blocks=blocks, check=check,
-                                 k=k, which=which, tol=tol, curvature=curvature, params=params,
-                                 mode=mode, vectors=vectors, v0=v0, max_products=max_products,
-                                 seed=seed, batch_size=batch_size, basis=basis)
+        return block_eigenvalues(
+            eigenvalues,
+            model,
+            loss_fn,
+            data,
+            blocks=blocks,
+            check=check,
+            k=k,
+            which=which,
+            tol=tol,
+            curvature=curvature,
+            params=params,
+            mode=mode,
+            vectors=vectors,
+            v0=v0,
+            max_products=max_products,
+            seed=seed,
+            batch_size=batch_size,
+            basis=basis,
+        )
     fn = "eigenvalues"
     started = time.perf_counter()
     k = _check_int(fn, "k", k, 1)
     _check_choice(fn, "which", which, WHICH)
     _check_choice(fn, "curvature", curvature, CURVATURES)
-    if (isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating))
-            or not 0 < tol < 1):
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)) or not 0 < tol < 1:
         raise ValueError(f"{fn}: tol must be a number in (0, 1), got {tol!r}")
     tol = float(tol)
     if max_products is not None:
@@ -199,14 +225,23 @@ def eigenvalues(
     if basis is not None:
         basis = _check_int(fn, "basis", basis, (2 * k if which == "both" else k) + 2)
 
-    op = operator(model, loss_fn, data, curvature=curvature, params=params, mode=mode,
-                  batch_size=batch_size, check=check)
+    op = operator(
+        model,
+        loss_fn,
+        data,
+        curvature=curvature,
+        params=params,
+        mode=mode,
+        batch_size=batch_size,
+        check=check,
+    )
     p = op.size
     nev = 2 * k if which == "both" else k
     if nev > p:
         what = "2k" if which == "both" else "k"
-        raise ValueError(f"{fn}: {what} must be at most P={p} (the number of parameters), got "
-                         f"k={k}")
+        raise ValueError(
+            f"{fn}: {what} must be at most P={p} (the number of parameters), got k={k}"
+        )
     base = op.n_products
     if nev >= p - 1 or p <= 3:  # nearly the whole spectrum: the dense matrix is cheaper
         full = dense(op)
@@ -220,16 +255,33 @@ def eigenvalues(
     else:
         v0_t = torch.from_numpy(_start(v0, p, seed)).to(op.device, op.dtype)
         m = max(nev + 25, 2 * nev + 10) if basis is None else basis
-        ritz = extreme(op.matvec, v0_t, nev, which,
-                       lambda values: _thresholds(values, tol, op.dtype), basis=m,
-                       max_products=max_products, seed=seed)
+        ritz = extreme(
+            op.matvec,
+            v0_t,
+            nev,
+            which,
+            lambda values: _thresholds(values, tol, op.dtype),
+            basis=m,
+            max_products=max_products,
+            seed=seed,
+        )
         vals, res, errors, converged = ritz.values, ritz.residuals, ritz.errors, ritz.converged
         rows = _signed(ritz.vectors.detach().to("cpu", torch.float64).numpy())
         restarts = ritz.restarts
     names = tuple(op.objective.layout.names)
-    cost = curvature_cost(curvature, op.n_products - base, op.passes,
-                          time.perf_counter() - started)
-    return Eigenvalues(values=vals, vectors=rows if vectors else None, residuals=res,
-                       errors=errors, converged=converged, which=which, k=k, tol=tol,
-                       curvature=curvature, params=names, cost=cost, mode=mode,
-                       restarts=restarts)
+    cost = curvature_cost(curvature, op.n_products - base, op.passes, time.perf_counter() - started)
+    return Eigenvalues(
+        values=vals,
+        vectors=rows if vectors else None,
+        residuals=res,
+        errors=errors,
+        converged=converged,
+        which=which,
+        k=k,
+        tol=tol,
+        curvature=curvature,
+        params=names,
+        cost=cost,
+        mode=mode,
+        restarts=restarts,
+    )

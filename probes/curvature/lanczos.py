@@ -71,7 +71,8 @@ class Ritz:
 def wanted_indices(values: np.ndarray, which: str, count: int) -> np.ndarray:
     """Indices of the ``count`` wanted values of ascending ``values`` (ascending order):
     the largest, the smallest, ``count // 2`` (rounded up) from each end, or the largest in
-    magnitude."""
+    magnitude.
+    """
     n = len(values)
     count = min(count, n)
     if which == "largest":
@@ -87,7 +88,8 @@ def wanted_indices(values: np.ndarray, which: str, count: int) -> np.ndarray:
 
 def error_bounds(values: np.ndarray, wanted: np.ndarray, residuals: np.ndarray) -> np.ndarray:
     """``min(r, r^2 / gap)`` for the wanted Ritz values (``residuals`` theirs), the gap to the
-    other Ritz values less the residual; just ``r`` where no other Ritz value separates it."""
+    other Ritz values less the residual; just ``r`` where no other Ritz value separates it.
+    """
     out = np.asarray(residuals, dtype=np.float64).copy()
     for n, i in enumerate(wanted):
         others = np.delete(values, i)
@@ -101,16 +103,25 @@ def error_bounds(values: np.ndarray, wanted: np.ndarray, residuals: np.ndarray) 
 
 def _orthogonalize(basis: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
     """``w`` less its projection on the rows of ``basis`` (Gram-Schmidt twice); returns the
-    remainder and the coefficients."""
+    remainder and the coefficients.
+    """
     h = basis @ w
     w = w - h @ basis
     h2 = basis @ w
     return w - h2 @ basis, h + h2
 
 
-def extreme(matvec: Callable[[Tensor], Tensor], v0: Tensor, nev: int, which: str,
-            thresholds: Callable[[np.ndarray], np.ndarray], *, basis: int,
-            max_products: int | None = None, seed: int = 0) -> Ritz:
+def extreme(
+    matvec: Callable[[Tensor], Tensor],
+    v0: Tensor,
+    nev: int,
+    which: str,
+    thresholds: Callable[[np.ndarray], np.ndarray],
+    *,
+    basis: int,
+    max_products: int | None = None,
+    seed: int = 0,
+) -> Ritz:
     """Thick-restart Lanczos for the ``nev`` wanted eigenpairs (see the module docstring).
 
     Args:
@@ -183,8 +194,16 @@ def extreme(matvec: Callable[[Tensor], Tensor], v0: Tensor, nev: int, which: str
         q[j] = w / beta
 
 
-def _ritz(theta: np.ndarray, s: np.ndarray, wanted: np.ndarray, q: Tensor, hq: Tensor,
-          thresholds: Callable[[np.ndarray], np.ndarray], n: int, restarts: int) -> Ritz:
+def _ritz(
+    theta: np.ndarray,
+    s: np.ndarray,
+    wanted: np.ndarray,
+    q: Tensor,
+    hq: Tensor,
+    thresholds: Callable[[np.ndarray], np.ndarray],
+    n: int,
+    restarts: int,
+) -> Ritz:
     """The wanted pairs with residuals from the stored products."""
     sw = torch.from_numpy(s[:, wanted].T.copy()).to(q.device, q.dtype)
     y = sw @ q
@@ -193,16 +212,24 @@ def _ritz(theta: np.ndarray, s: np.ndarray, wanted: np.ndarray, q: Tensor, hq: T
     r = hy - torch.from_numpy(vals).to(q.device, q.dtype)[:, None] * y
     res = r.double().norm(dim=1).cpu().numpy()
     errors = error_bounds(theta, wanted, res)
-    return Ritz(values=vals, vectors=y / y.norm(dim=1, keepdim=True), residuals=res,
-                errors=errors, converged=errors <= thresholds(vals), n_products=n,
-                restarts=restarts)
+    return Ritz(
+        values=vals,
+        vectors=y / y.norm(dim=1, keepdim=True),
+        residuals=res,
+        errors=errors,
+        converged=errors <= thresholds(vals),
+        n_products=n,
+        restarts=restarts,
+    )
 
 
-def tridiagonals(op: Any, n_vectors: int, steps: int, gen: torch.Generator
-                 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def tridiagonals(
+    op: Any, n_vectors: int, steps: int, gen: torch.Generator
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """``steps`` Lanczos steps from each of ``n_vectors`` random unit vectors, the recurrences
     run together (one (active, P) product a step), with full reorthogonalisation in float64.
-    Returns each vector's tridiagonal (alphas, betas)."""
+    Returns each vector's tridiagonal (alphas, betas).
+    """
     p = int(op.size)
     f64 = torch.float64
     v = torch.randn(n_vectors, p, generator=gen, device=op.device, dtype=f64)
@@ -224,8 +251,8 @@ def tridiagonals(op: Any, n_vectors: int, steps: int, gen: torch.Generator
         check_finite(w, "density")
         a = (w * cur).sum(1)
         w = w - a[:, None] * cur - beta_prev[idx, None] * prev[idx]
-        b_basis = basis[idx, : j + 1]                                    # (a, j+1, P)
-        for _ in range(2):                                               # full reorthogonalisation
+        b_basis = basis[idx, : j + 1]  # (a, j+1, P)
+        for _ in range(2):  # full reorthogonalisation
             w = w - torch.einsum("ajp,aj->ap", b_basis, torch.einsum("ajp,ap->aj", b_basis, w))
         b = w.norm(dim=1)
         alphas[idx.cpu(), j] = a.cpu()

@@ -56,28 +56,35 @@ class CurvatureOperator:
     _product: Callable[[Tensor | None, Tensor], Tensor] = field(repr=False, default=None)
 
     def __post_init__(self) -> None:
-        self._product = {"hessian": self.objective.hvp, "ggn": self.objective.ggn_vp,
-                         "fisher": self._fisher_vp}[self.curvature]
+        self._product = {
+            "hessian": self.objective.hvp,
+            "ggn": self.objective.ggn_vp,
+            "fisher": self._fisher_vp,
+        }[self.curvature]
 
     def _fisher_vp(self, theta: Tensor, v: Tensor) -> Tensor:
         """F v = (1/N) sum_n sum_c p_nc (g_nc . v) g_nc with g_nc = grad log p_c(x_n): the Fisher
         of the softmax predictive distribution, as one jvp and one vjp of the log-probabilities
         per batch (an expectation over the model's classes, not the labels: for cross-entropy
-        it equals the GGN, computed another way)."""
+        it equals the GGN, computed another way).
+        """
         obj = self.objective
         batched = v.ndim == 2
-        total = torch.zeros(v.shape, dtype=torch.promote_types(v.dtype, torch.float32),
-                            device=v.device)
+        total = torch.zeros(
+            v.shape, dtype=torch.promote_types(v.dtype, torch.float32), device=v.device
+        )
         with evaluation(obj.model, obj.mode == "train"):
             for batch in obj.batches:
+
                 def log_probs(t: Tensor, batch: Any = batch) -> Tensor:
                     return torch.log_softmax(obj.outputs(t, batch.inputs), dim=-1)
 
                 logp, pullback = vjp(log_probs, theta)
                 p = logp.detach().exp()
 
-                def one(u: Tensor, log_probs: Any = log_probs, p: Tensor = p,
-                        pullback: Any = pullback) -> Tensor:
+                def one(
+                    u: Tensor, log_probs: Any = log_probs, p: Tensor = p, pullback: Any = pullback
+                ) -> Tensor:
                     d = jvp(log_probs, (theta,), (u,))[1]
                     return pullback(p * d)[0]
 
@@ -113,6 +120,7 @@ class CurvatureOperator:
 
     def scipy(self) -> LinearOperator:
         """A float64 SciPy ``LinearOperator`` (for ``eigsh``); vectors cross to the host."""
+
         def mv(x: np.ndarray) -> np.ndarray:
             v = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64).reshape(-1))
             return self.matvec(v).detach().to("cpu", torch.float64).numpy()
@@ -121,19 +129,27 @@ class CurvatureOperator:
             v = torch.from_numpy(np.ascontiguousarray(np.asarray(x, dtype=np.float64).T))
             return self.matvec(v).detach().to("cpu", torch.float64).numpy().T
 
-        return LinearOperator((self.size, self.size), matvec=mv, rmatvec=mv, matmat=mm,
-                              dtype=np.float64)
+        return LinearOperator(
+            (self.size, self.size), matvec=mv, rmatvec=mv, matmat=mm, dtype=np.float64
+        )
 
     def cost(self) -> dict[str, float]:
         """``{"n_products", "passes", "seconds"}`` so far."""
         return {"n_products": self.n_products, "passes": self.passes, "seconds": self.seconds}
 
 
-def operator(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *,
-             curvature: str = "hessian",
-             params: ParamFilter | Iterable[str] | None = None, mode: str = "eval",
-             batch_size: int | None = None, hvp: str = "auto", check: bool = True
-             ) -> CurvatureOperator:
+def operator(
+    model: nn.Module,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: Any,
+    *,
+    curvature: str = "hessian",
+    params: ParamFilter | Iterable[str] | None = None,
+    mode: str = "eval",
+    batch_size: int | None = None,
+    hvp: str = "auto",
+    check: bool = True,
+) -> CurvatureOperator:
     """The curvature of the mean loss of ``model`` over ``data`` at its parameters.
 
     Args:
@@ -149,21 +165,30 @@ def operator(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: A
             refuses (a loss that is not a scalar, empty data, ...).
     """
     if curvature not in CURVATURES:
-        raise ValueError(f"operator: curvature must be one of {', '.join(CURVATURES)}, got "
-                         f"{curvature!r}")
-    if curvature == "fisher" and not (isinstance(loss_fn, nn.CrossEntropyLoss) and
-                                      loss_fn.reduction == "mean" and
-                                      loss_fn.label_smoothing == 0 and loss_fn.weight is None):
-        raise ValueError("operator: curvature='fisher' is the Fisher of a softmax classifier: "
-                         "it needs loss_fn=nn.CrossEntropyLoss() (mean, no weights or label "
-                         f"smoothing), got {loss_fn!r}; use curvature='ggn' for other losses")
-    obj = Objective(model, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
-                    hvp=hvp, check=check)
+        raise ValueError(
+            f"operator: curvature must be one of {', '.join(CURVATURES)}, got {curvature!r}"
+        )
+    if curvature == "fisher" and not (
+        isinstance(loss_fn, nn.CrossEntropyLoss)
+        and loss_fn.reduction == "mean"
+        and loss_fn.label_smoothing == 0
+        and loss_fn.weight is None
+    ):
+        raise ValueError(
+            "operator: curvature='fisher' is the Fisher of a softmax classifier: "
+            "it needs loss_fn=nn.CrossEntropyLoss() (mean, no weights or label "
+            f"smoothing), got {loss_fn!r}; use curvature='ggn' for other losses"
+        )
+    obj = Objective(
+        model, loss_fn, data, params=params, mode=mode, batch_size=batch_size, hvp=hvp, check=check
+    )
     return CurvatureOperator(obj, curvature, obj.theta)
 
 
 def check_finite(products: Tensor, where: str) -> None:
     """Raise ``FloatingPointError`` if curvature products hold NaN or inf."""
     if not bool(torch.isfinite(products).all()):
-        raise FloatingPointError(f"{where}: the curvature products are not finite (NaN or inf); "
-                                 "check the loss and the parameters")
+        raise FloatingPointError(
+            f"{where}: the curvature products are not finite (NaN or inf); "
+            "check the loss and the parameters"
+        )

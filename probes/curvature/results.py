@@ -87,7 +87,8 @@ class Eigenvalues(RecordMixin):
 @dataclass(frozen=True, eq=False)
 class BlockEigenvalues(RecordMixin):
     """One :class:`Eigenvalues` per block, by block name (the owning module's name), with the
-    total cost."""
+    total cost.
+    """
 
     _probe = "hessian.eigenvalues.blocks"
 
@@ -95,14 +96,15 @@ class BlockEigenvalues(RecordMixin):
     cost: Cost
 
     @classmethod
-    def _upgrade(cls, arrays: dict[str, Any], attrs: dict[str, Any]
-                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _upgrade(
+        cls, arrays: dict[str, Any], attrs: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Records written before the record protocol: arrays ``<i>_<name>`` and a list of
-        per-block attributes with the block's name as ``block``."""
+        per-block attributes with the block's name as ``block``.
+        """
         if not isinstance(attrs.get("blocks"), list):
             return arrays, attrs
-        blocks = {b["block"]: {k: v for k, v in b.items() if k != "block"}
-                  for b in attrs["blocks"]}
+        blocks = {b["block"]: {k: v for k, v in b.items() if k != "block"} for b in attrs["blocks"]}
         moved = {}
         for key, value in arrays.items():
             i, _, name = key.partition("_")
@@ -201,15 +203,17 @@ class Density(RecordMixin):
     def moment(self, k: int) -> float:
         """The k-th moment ``(1/n_vectors) sum_v sum_j w_vj theta_vj^k`` of the Ritz measure:
         an estimate of ``tr(H^k) / P`` (exact in expectation for ``k < 2 * steps``);
-        ``moment(1) * n_params`` estimates the trace."""
+        ``moment(1) * n_params`` estimates the trace.
+        """
         return float(self.moments(k).mean())
 
     def moments(self, k: int) -> np.ndarray:
         """The k-th moment of each start vector's quadrature, ``v^T H^k v`` (n_vectors,): their
-        spread gives the standard error of :meth:`moment`."""
+        spread gives the standard error of :meth:`moment`.
+        """
         k = _check_int("Density.moment", "k", k, 0)
         nodes = np.nan_to_num(self.nodes, nan=0.0)
-        return (self.weights * nodes ** k).sum(axis=1)
+        return (self.weights * nodes**k).sum(axis=1)
 
     def broadened(self, grid: Any, width: float | None = None) -> np.ndarray:
         """The Ritz measure broadened by Gaussians of ``width`` (default: this result's) at the
@@ -248,4 +252,4 @@ def broaden(nodes: np.ndarray, weights: np.ndarray, xs: np.ndarray, sigma: float
     flat_w = np.asarray(weights, dtype=np.float64).reshape(-1) / n_vectors
     keep = flat_w > 0
     z = (xs[:, None] - flat_n[None, keep]) / sigma
-    return (np.exp(-0.5 * z ** 2) / (sigma * np.sqrt(2 * np.pi))) @ flat_w[keep]
+    return (np.exp(-0.5 * z**2) / (sigma * np.sqrt(2 * np.pi))) @ flat_w[keep]

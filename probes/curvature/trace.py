@@ -45,12 +45,18 @@ from torch import Tensor, nn
 
 from landscape.engine.checks import _check_choice, _check_int, _check_positive
 from landscape.engine.params import ParamFilter
-
 from probes.curvature.operators import CURVATURES, CurvatureOperator, check_finite, operator
 from probes.curvature.results import Trace, curvature_cost
 
-__all__ = ["DEFAULT_PRODUCTS", "MAX_PRODUCTS", "METHODS", "MIN_PROBES", "Trace",
-           "estimate_trace", "trace"]
+__all__ = [
+    "DEFAULT_PRODUCTS",
+    "MAX_PRODUCTS",
+    "METHODS",
+    "MIN_PROBES",
+    "Trace",
+    "estimate_trace",
+    "trace",
+]
 
 METHODS = ("hutchinson", "hutch++")
 """Trace estimators."""
@@ -64,6 +70,7 @@ MAX_PRODUCTS = 10_000
 MIN_PROBES = 10
 """Hutchinson probes a ``target_stderr`` run draws before it may stop."""
 
+
 def _rademacher(k: int, p: int, gen: torch.Generator, op: Any) -> Tensor:
     bits = torch.randint(0, 2, (k, p), generator=gen, device=op.device)
     return (2 * bits - 1).to(op.dtype)
@@ -71,7 +78,7 @@ def _rademacher(k: int, p: int, gen: torch.Generator, op: Any) -> Tensor:
 
 def _products(op: Any, v: Tensor, block: int) -> Tensor:
     """``H v`` for the rows of ``v`` in blocks of at most ``block`` rows, in float64."""
-    out = [op.matvec(v[i:i + block]).to(torch.float64) for i in range(0, v.shape[0], block)]
+    out = [op.matvec(v[i : i + block]).to(torch.float64) for i in range(0, v.shape[0], block)]
     out = torch.cat(out) if out else v.new_zeros((0, v.shape[1]), dtype=torch.float64)
     check_finite(out, "trace")
     return out
@@ -82,13 +89,20 @@ def _stderr(samples: list[Tensor]) -> float:
     return float(s.std() / math.sqrt(s.numel())) if s.numel() >= 2 else math.nan
 
 
-def estimate_trace(op: CurvatureOperator | Any, *, method: str = "hutch++",
-                   n_products: int | None = None, target_stderr: float | None = None,
-                   seed: int = 0, block_size: int = 16,
-                   curvature: str = "hessian") -> Trace:
+def estimate_trace(
+    op: CurvatureOperator | Any,
+    *,
+    method: str = "hutch++",
+    n_products: int | None = None,
+    target_stderr: float | None = None,
+    seed: int = 0,
+    block_size: int = 16,
+    curvature: str = "hessian",
+) -> Trace:
     """:func:`trace` on a ready operator (anything with ``matvec`` for (k, P) blocks, ``size``,
     ``device``, ``dtype``, ``n_products`` and ``passes``, e.g. a
-    :class:`~probes.curvature.operators.CurvatureOperator`). Arguments as for :func:`trace`."""
+    :class:`~probes.curvature.operators.CurvatureOperator`). Arguments as for :func:`trace`.
+    """
     _validate_trace(method, n_products, target_stderr, seed, block_size)
     n_products = None if n_products is None else int(n_products)
     target_stderr = None if target_stderr is None else float(target_stderr)
@@ -98,8 +112,13 @@ def estimate_trace(op: CurvatureOperator | Any, *, method: str = "hutch++",
     hvp0, passes0 = op.n_products, op.passes
     p = int(op.size)
     gen = torch.Generator(device=op.device).manual_seed(seed)
-    budget = (n_products if n_products is not None
-              else MAX_PRODUCTS if target_stderr is not None else DEFAULT_PRODUCTS)
+    budget = (
+        n_products
+        if n_products is not None
+        else MAX_PRODUCTS
+        if target_stderr is not None
+        else DEFAULT_PRODUCTS
+    )
 
     exact, sketch, q = 0.0, 0, None
     if method == "hutch++":
@@ -107,8 +126,8 @@ def estimate_trace(op: CurvatureOperator | Any, *, method: str = "hutch++",
         # target_stderr and no n_products the sketch is that of the default budget.
         third = (n_products if n_products is not None else DEFAULT_PRODUCTS) // 3
         sketch = min(third, p)
-        hs = _products(op, _rademacher(sketch, p, gen, op), block)            # (k, P)
-        q = torch.linalg.qr(hs.T, mode="reduced")[0].T.contiguous()           # (k, P), float64
+        hs = _products(op, _rademacher(sketch, p, gen, op), block)  # (k, P)
+        q = torch.linalg.qr(hs.T, mode="reduced")[0].T.contiguous()  # (k, P), float64
         hq = _products(op, q.to(op.dtype), block)
         exact = float((q * hq).sum())
         budget -= 2 * sketch
@@ -116,7 +135,7 @@ def estimate_trace(op: CurvatureOperator | Any, *, method: str = "hutch++",
     def draw(k: int) -> Tensor:
         g = _rademacher(k, p, gen, op).to(torch.float64)
         if q is not None:
-            g = g - (g @ q.T) @ q                                         # (I - QQ^T) g
+            g = g - (g @ q.T) @ q  # (I - QQ^T) g
         hg = _products(op, g.to(op.dtype), block)
         return (g * hg).sum(1)
 
@@ -142,19 +161,41 @@ def estimate_trace(op: CurvatureOperator | Any, *, method: str = "hutch++",
     s = torch.cat(samples) if samples else torch.zeros(0, dtype=torch.float64)
     value = exact + (float(s.mean()) if n else 0.0)
     stderr = _stderr(samples) if n else (0.0 if sketch >= p else math.nan)
-    cost = curvature_cost(curvature, op.n_products - hvp0, op.passes - passes0,
-                          time.perf_counter() - start)
-    return Trace(value=value, stderr=stderr, method=method, n_probes=n, sketch=sketch,
-                 cost=cost, curvature=curvature, seed=seed,
-                 n_params=p, target_stderr=target_stderr, converged=converged,
-                 samples=s.cpu().numpy())
+    cost = curvature_cost(
+        curvature, op.n_products - hvp0, op.passes - passes0, time.perf_counter() - start
+    )
+    return Trace(
+        value=value,
+        stderr=stderr,
+        method=method,
+        n_probes=n,
+        sketch=sketch,
+        cost=cost,
+        curvature=curvature,
+        seed=seed,
+        n_params=p,
+        target_stderr=target_stderr,
+        converged=converged,
+        samples=s.cpu().numpy(),
+    )
 
 
-def trace(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *,
-          method: str = "hutch++", n_products: int | None = None,
-          target_stderr: float | None = None, seed: int = 0, curvature: str = "hessian",
-          params: ParamFilter | Iterable[str] | None = None, mode: str = "eval",
-          batch_size: int | None = None, check: bool = True, block_size: int = 16) -> Trace:
+def trace(
+    model: nn.Module,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: Any,
+    *,
+    method: str = "hutch++",
+    n_products: int | None = None,
+    target_stderr: float | None = None,
+    seed: int = 0,
+    curvature: str = "hessian",
+    params: ParamFilter | Iterable[str] | None = None,
+    mode: str = "eval",
+    batch_size: int | None = None,
+    check: bool = True,
+    block_size: int = 16,
+) -> Trace:
     """The trace of the Hessian (or GGN) of the mean loss, by Hutchinson or Hutch++.
 
     ``tr(H) = E[g^T H g]`` for Rademacher ``g``; Hutch++ first removes the dominant range
@@ -196,24 +237,40 @@ def trace(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any,
     _check_choice("trace", "curvature", curvature, CURVATURES)
     _validate_trace(method, n_products, target_stderr, seed, block_size)  # before the operator
     start = time.perf_counter()
-    op = operator(model, loss_fn, data, curvature=curvature, params=params, mode=mode,
-                  batch_size=batch_size, check=check)
-    out = estimate_trace(op, method=method, n_products=n_products, target_stderr=target_stderr,
-                         seed=seed, block_size=block_size, curvature=curvature)
-    cost = dataclasses.replace(out.cost, passes=float(op.passes),
-                               seconds=time.perf_counter() - start)
+    op = operator(
+        model,
+        loss_fn,
+        data,
+        curvature=curvature,
+        params=params,
+        mode=mode,
+        batch_size=batch_size,
+        check=check,
+    )
+    out = estimate_trace(
+        op,
+        method=method,
+        n_products=n_products,
+        target_stderr=target_stderr,
+        seed=seed,
+        block_size=block_size,
+        curvature=curvature,
+    )
+    cost = dataclasses.replace(
+        out.cost, passes=float(op.passes), seconds=time.perf_counter() - start
+    )
     return dataclasses.replace(out, cost=cost)
 
 
 def _validate_trace(method, n_products, target_stderr, seed, block_size) -> None:
     where = "trace"
     if method not in METHODS:
-        raise ValueError(f"{where}: method must be one of {', '.join(map(repr, METHODS))}, got "
-                         f"{method!r}")
+        raise ValueError(
+            f"{where}: method must be one of {', '.join(map(repr, METHODS))}, got {method!r}"
+        )
     if n_products is not None:
         _check_int(where, "n_products", n_products, 2 if method == "hutchinson" else 4)
     if target_stderr is not None:
         _check_positive(where, "target_stderr", target_stderr)
     _check_int(where, "seed", seed, 0)
     _check_int(where, "block_size", block_size, 1)
-

@@ -14,18 +14,65 @@ from __future__ import annotations
 
 from landscape.engine.lazy import attach
 
-_RESULTS = ("Diagonal", "DirectionAlignment", "Factorization", "FisherRao", "GradientNoise",
-            "Interpolator", "InterpolatorDistances", "MarginAlignment", "Margins",
-            "MatrixRecovery", "MaxMargin", "Measures", "Norms", "PowerLawFit", "WeightSpectra")
-_SUITE = ("FAMILIES", "alignment", "diagonal", "effective_rank", "factorization", "fisher_rao",
-          "fit_power_law", "max_margin", "measures", "min_norm_interpolator", "path_norm")
+_RESULTS = (
+    "Diagonal",
+    "DirectionAlignment",
+    "Factorization",
+    "FisherRao",
+    "GradientNoise",
+    "Interpolator",
+    "InterpolatorDistances",
+    "MarginAlignment",
+    "Margins",
+    "MatrixRecovery",
+    "MaxMargin",
+    "Measures",
+    "Norms",
+    "PowerLawFit",
+    "WeightSpectra",
+)
+_SUITE = (
+    "FAMILIES",
+    "alignment",
+    "diagonal",
+    "effective_rank",
+    "factorization",
+    "fisher_rao",
+    "fit_power_law",
+    "max_margin",
+    "measures",
+    "min_norm_interpolator",
+    "path_norm",
+)
 
-__all__ = sorted([*_RESULTS, *_SUITE, "gradient_noise", "ground_truth", "layers", "margins",
-                  "norms", "recovery", "results", "suite", "weight_spectra"])
+__all__ = sorted(
+    [
+        *_RESULTS,
+        *_SUITE,
+        "gradient_noise",
+        "ground_truth",
+        "layers",
+        "margins",
+        "norms",
+        "recovery",
+        "results",
+        "suite",
+        "weight_spectra",
+    ]
+)
 
 __getattr__, __dir__ = attach(
     __name__,
-    ["gradient_noise", "ground_truth", "layers", "margins", "norms", "recovery", "results",
-     "suite", "weight_spectra"],
+    [
+        "gradient_noise",
+        "ground_truth",
+        "layers",
+        "margins",
+        "norms",
+        "recovery",
+        "results",
+        "suite",
+        "weight_spectra",
+    ],
     {**{name: "results" for name in _RESULTS}, **{name: "suite" for name in _SUITE}},
 )

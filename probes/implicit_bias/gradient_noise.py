@@ -47,16 +47,22 @@ from torch import Tensor, nn
 from landscape.engine.checks import _check_int
 from landscape.engine.objective import Objective
 from landscape.engine.params import ParamFilter
-
 from probes.implicit_bias.results import GradientNoise
 
 __all__ = ["GradientNoise", "Stream", "gradient_noise", "noise_of", "stream"]
 
 
-def gradient_noise(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *,
-                   params: ParamFilter | Iterable[str] | None = None, mode: str = "eval",
-                   batch_size: int | None = None, chunk_size: int = 256,
-                   check: bool = True) -> GradientNoise:
+def gradient_noise(
+    model: nn.Module,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: Any,
+    *,
+    params: ParamFilter | Iterable[str] | None = None,
+    mode: str = "eval",
+    batch_size: int | None = None,
+    chunk_size: int = 256,
+    check: bool = True,
+) -> GradientNoise:
     """The trace of the per-example gradient covariance and ``B_simple = tr Sigma / ||g||^2``.
 
     Args:
@@ -76,18 +82,19 @@ def gradient_noise(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], d
     """
     _check_int("gradient_noise", "chunk_size", chunk_size, 1)
     start = time.perf_counter()
-    obj = Objective(model, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
-                    check=check)
+    obj = Objective(
+        model, loss_fn, data, params=params, mode=mode, batch_size=batch_size, check=check
+    )
     return noise_of(obj, stream(obj, chunk_size, "gradient_noise"), start)
 
 
 class Stream(NamedTuple):
     """What one pass over the per-example gradients ``g_i`` gives (:func:`stream`)."""
 
-    mean: Tensor      # (P,) the mean gradient
-    m2: Tensor        # (P,) sum_i (g_i - mean)^2, per coordinate
-    n: int            # examples
-    inner: Tensor     # (N,) <theta, g_i>, for the Fisher-Rao norm
+    mean: Tensor  # (P,) the mean gradient
+    m2: Tensor  # (P,) sum_i (g_i - mean)^2, per coordinate
+    n: int  # examples
+    inner: Tensor  # (N,) <theta, g_i>, for the Fisher-Rao norm
     chunk_size: int
 
 
@@ -96,7 +103,8 @@ def stream(obj: Objective, chunk_size: int, where: str) -> Stream:
     (never N x P): their mean and centred second moments merged block by block (Chan et al.,
     no cancellation in ``mean ||g_i||^2 - ||g||^2``), and their inner products with theta.
     Shared by :func:`gradient_noise` and :func:`probes.implicit_bias.norms.fisher_rao`, and done once by
-    :func:`probes.implicit_bias.measures` for both."""
+    :func:`probes.implicit_bias.measures` for both.
+    """
     theta = obj.theta
     acc = torch.promote_types(theta.dtype, torch.float32)
     mean = torch.zeros(theta.shape, dtype=acc, device=theta.device)
@@ -105,8 +113,10 @@ def stream(obj: Objective, chunk_size: int, where: str) -> Stream:
     for block in obj.per_example_grads(theta, chunk_size=chunk_size):
         block = block.to(acc)
         if not bool(torch.isfinite(block).all()):
-            raise ValueError(f"{where}: the per-example gradients are not finite; expected "
-                             "finite values: check the data and the parameters")
+            raise ValueError(
+                f"{where}: the per-example gradients are not finite; expected "
+                "finite values: check the data and the parameters"
+            )
         inner.append(block @ theta.to(acc))
         k = block.shape[0]
         block_mean = block.mean(0)
@@ -128,8 +138,16 @@ def noise_of(obj: Objective, s: Stream, start: float) -> GradientNoise:
     trace = float(per_param.sum())
     grad_sq = float(mean.to(torch.float64).square().sum())
     b_simple = trace / grad_sq if grad_sq > 0 else float("inf")
-    return GradientNoise(trace=trace, grad_norm_sq=grad_sq, b_simple=b_simple,
-                         mean_sq_norm=trace + grad_sq, names=obj.layout.names,
-                         trace_per_param=per_param, n_examples=n, n_params=obj.layout.numel,
-                         mode=obj.mode, chunk_size=s.chunk_size,
-                         cost=obj.cost.with_seconds(time.perf_counter() - start))
+    return GradientNoise(
+        trace=trace,
+        grad_norm_sq=grad_sq,
+        b_simple=b_simple,
+        mean_sq_norm=trace + grad_sq,
+        names=obj.layout.names,
+        trace_per_param=per_param,
+        n_examples=n,
+        n_params=obj.layout.numel,
+        mode=obj.mode,
+        chunk_size=s.chunk_size,
+        cost=obj.cost.with_seconds(time.perf_counter() - start),
+    )

@@ -58,6 +58,7 @@ References:
     Gunasekar et al. (2018). Characterizing implicit bias in terms of optimization geometry. ICML.
     Woodworth et al. (2020). Kernel and rich regimes in overparametrized models. COLT.
 """
+
 from __future__ import annotations
 
 import time
@@ -70,7 +71,6 @@ from torch import Tensor, nn
 
 from landscape.engine.checks import _check_choice, _check_positive
 from landscape.engine.cost import Cost
-
 from probes.implicit_bias.results import (
     Diagonal,
     DirectionAlignment,
@@ -80,9 +80,20 @@ from probes.implicit_bias.results import (
 )
 from probes.implicit_bias.weight_spectra import effective_rank
 
-__all__ = ["MARGIN_NORMS", "NORMS", "Diagonal", "DirectionAlignment", "Factorization",
-           "Interpolator", "MaxMargin", "alignment", "diagonal", "factorization", "max_margin",
-           "min_norm_interpolator"]
+__all__ = [
+    "MARGIN_NORMS",
+    "NORMS",
+    "Diagonal",
+    "DirectionAlignment",
+    "Factorization",
+    "Interpolator",
+    "MaxMargin",
+    "alignment",
+    "diagonal",
+    "factorization",
+    "max_margin",
+    "min_norm_interpolator",
+]
 
 NORMS = ("l2", "l1")
 """The norms of :func:`min_norm_interpolator` (and of :func:`max_margin`, which also has
@@ -101,8 +112,9 @@ def _host(fn: str, name: str, value: Any) -> np.ndarray:
     elif isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
         out = value.astype(np.float64)
     else:
-        raise TypeError(f"{fn}: {name} must be a Tensor or a real numpy array, got "
-                        f"{type(value).__name__}")
+        raise TypeError(
+            f"{fn}: {name} must be a Tensor or a real numpy array, got {type(value).__name__}"
+        )
     if out.size and not np.isfinite(out).all():
         raise ValueError(f"{fn}: {name} must be finite, got NaN or inf")
     return out
@@ -124,8 +136,10 @@ def _labels(fn: str, y: np.ndarray) -> np.ndarray:
     """Binary labels in {-1, +1} or {0, 1} as {-1, +1}."""
     values = set(np.unique(y).tolist())
     if not (values <= {-1.0, 1.0} or values <= {0.0, 1.0}):
-        raise ValueError(f"{fn}: y must hold binary labels in {{-1, +1}} or {{0, 1}}, got "
-                         f"values {sorted(values)[:5]}")
+        raise ValueError(
+            f"{fn}: y must hold binary labels in {{-1, +1}} or {{0, 1}}, got "
+            f"values {sorted(values)[:5]}"
+        )
     return np.where(y > 0, 1.0, -1.0)
 
 
@@ -134,7 +148,7 @@ def _unit(w: np.ndarray) -> np.ndarray:
 
 
 def _ldp(z: np.ndarray) -> tuple[np.ndarray, float] | None:
-    """min ||w||_2 s.t. z w >= 1 by Lawson and Hanson's LDP -> NNLS; None if infeasible."""
+    """Min ||w||_2 s.t. z w >= 1 by Lawson and Hanson's LDP -> NNLS; None if infeasible."""
     n, d = z.shape
     e, f = np.vstack([z.T, np.ones((1, n))]), np.eye(d + 1)[-1]
     r = e @ nnls(e, f, maxiter=max(100 * n, 1000))[0] - f
@@ -142,7 +156,7 @@ def _ldp(z: np.ndarray) -> tuple[np.ndarray, float] | None:
 
 
 def _l1_lp(z: np.ndarray, y: np.ndarray, bias: bool) -> tuple[np.ndarray, float] | None:
-    """min ||w||_1 s.t. z w + y b >= 1 as an LP in (w+, w-, b); None if infeasible."""
+    """Min ||w||_1 s.t. z w + y b >= 1 as an LP in (w+, w-, b); None if infeasible."""
     n, d = z.shape
     a = np.hstack([z, -z] + ([y[:, None]] if bias else []))
     c = np.r_[np.ones(2 * d), np.zeros(int(bias))]
@@ -150,33 +164,43 @@ def _l1_lp(z: np.ndarray, y: np.ndarray, bias: bool) -> tuple[np.ndarray, float]
     res = linprog(c, A_ub=-a, b_ub=-np.ones(n), bounds=bounds, method="highs")
     if res.status != 0:
         return None
-    return res.x[:d] - res.x[d:2 * d], float(res.x[2 * d]) if bias else 0.0
+    return res.x[:d] - res.x[d : 2 * d], float(res.x[2 * d]) if bias else 0.0
 
 
 def _linf_lp(z: np.ndarray, y: np.ndarray, bias: bool) -> tuple[np.ndarray, float] | None:
-    """min ||w||_inf s.t. z w + y b >= 1 as an LP in (w, s, b); None if infeasible."""
+    """Min ||w||_inf s.t. z w + y b >= 1 as an LP in (w, s, b); None if infeasible."""
     n, d = z.shape
     eye, ones = np.eye(d), np.ones((d, 1))
     b_col, zero = ([-y[:, None]], [np.zeros((d, 1))]) if bias else ([], [])
-    a = np.vstack([np.hstack([-z, np.zeros((n, 1)), *b_col]),
-                   np.hstack([eye, -ones, *zero]), np.hstack([-eye, -ones, *zero])])
+    a = np.vstack(
+        [
+            np.hstack([-z, np.zeros((n, 1)), *b_col]),
+            np.hstack([eye, -ones, *zero]),
+            np.hstack([-eye, -ones, *zero]),
+        ]
+    )
     c = np.r_[np.zeros(d), 1.0, np.zeros(int(bias))]
     bounds = [(None, None)] * d + [(0, None)] + [(None, None)] * int(bias)
-    res = linprog(c, A_ub=a, b_ub=np.r_[-np.ones(n), np.zeros(2 * d)], bounds=bounds,
-                  method="highs")
+    res = linprog(
+        c, A_ub=a, b_ub=np.r_[-np.ones(n), np.zeros(2 * d)], bounds=bounds, method="highs"
+    )
     if res.status != 0:
         return None
     return res.x[:d], float(res.x[d + 1]) if bias else 0.0
 
 
 def _svm_bias(z: np.ndarray, y: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, float]:
-    """min ||w||_2 s.t. z w + y b >= 1: SLSQP from a feasible ``start``, then a KKT polish."""
+    """Min ||w||_2 s.t. z w + y b >= 1: SLSQP from a feasible ``start``, then a KKT polish."""
     n, d = z.shape
     a = np.hstack([z, y[:, None]])
-    res = minimize(lambda v: 0.5 * v[:d] @ v[:d], start, method="SLSQP",
-                   jac=lambda v: np.r_[v[:d], 0.0],
-                   constraints=[{"type": "ineq", "fun": lambda v: a @ v - 1, "jac": lambda v: a}],
-                   options={"ftol": 1e-14, "maxiter": 1000})
+    res = minimize(
+        lambda v: 0.5 * v[:d] @ v[:d],
+        start,
+        method="SLSQP",
+        jac=lambda v: np.r_[v[:d], 0.0],
+        constraints=[{"type": "ineq", "fun": lambda v: a @ v - 1, "jac": lambda v: a}],
+        options={"ftol": 1e-14, "maxiter": 1000},
+    )
     w, b = res.x[:d], float(res.x[d])
     active = np.flatnonzero(a @ res.x - 1 <= 1e-6)
     if active.size:  # w = Z_S^T alpha, y_S^T alpha = 0, Z_S w + y_S b = 1
@@ -218,9 +242,13 @@ def max_margin(x: Any, y: Any, *, norm: str = "l2", bias: bool = False) -> MaxMa
     scale = float(np.linalg.norm(x, axis=1).max()) or 1.0
     z = y[:, None] * x / scale
     separable = f"{fn}: the data are not linearly separable{'' if bias else ' through the origin'}"
-    sol, solver = ((_ldp(z), "nnls-ldp") if norm == "l2" and not bias else
-                   (_linf_lp(z, y, bias), "highs") if norm == "linf" else
-                   (_l1_lp(z, y, bias), "highs"))
+    sol, solver = (
+        (_ldp(z), "nnls-ldp")
+        if norm == "l2" and not bias
+        else (_linf_lp(z, y, bias), "highs")
+        if norm == "linf"
+        else (_l1_lp(z, y, bias), "highs")
+    )
     if sol is None:
         raise ValueError(separable)
     w, b = sol
@@ -232,9 +260,17 @@ def max_margin(x: Any, y: Any, *, norm: str = "l2", bias: bool = False) -> MaxMa
     support = np.flatnonzero(functional <= functional.min() + 1e-6).astype(np.int64)
     w = w / scale
     size = float(np.linalg.norm(w, ord=_ORD[norm]))
-    return MaxMargin(direction=_unit(w), weights=w, intercept=b, margin=1.0 / size,
-                     support=support, norm=norm, bias=bias, solver=solver,
-                     cost=Cost(seconds=time.perf_counter() - start))
+    return MaxMargin(
+        direction=_unit(w),
+        weights=w,
+        intercept=b,
+        margin=1.0 / size,
+        support=support,
+        norm=norm,
+        bias=bias,
+        solver=solver,
+        cost=Cost(seconds=time.perf_counter() - start),
+    )
 
 
 def _weight(fn: str, w: Any) -> np.ndarray:
@@ -243,12 +279,16 @@ def _weight(fn: str, w: Any) -> np.ndarray:
         found = [(k, p) for k, p in w.named_parameters() if p.dim() >= 1]
         if len(found) != 1:
             names = ", ".join(f"{k} {tuple(p.shape)}" for k, p in found) or "none"
-            raise ValueError(f"{fn}: the model must have exactly one parameter with ndim >= 1 "
-                             f"(a bias-free linear map to one output), got {names}")
+            raise ValueError(
+                f"{fn}: the model must have exactly one parameter with ndim >= 1 "
+                f"(a bias-free linear map to one output), got {names}"
+            )
         name, w = found[0]
         if w.dim() == 2 and 1 not in w.shape:
-            raise ValueError(f"{fn}: the parameter {name} must map to a single output, got "
-                             f"shape {tuple(w.shape)}")
+            raise ValueError(
+                f"{fn}: the parameter {name} must map to a single output, got "
+                f"shape {tuple(w.shape)}"
+            )
     w = _host(fn, "w", w)
     if w.ndim == 2 and 1 in w.shape:
         w = w.reshape(-1)
@@ -259,8 +299,9 @@ def _weight(fn: str, w: Any) -> np.ndarray:
     return w
 
 
-def alignment(w_or_model: Any, x: Any, y: Any, *, norm: str = "l2",
-              reference: MaxMargin | None = None) -> DirectionAlignment:
+def alignment(
+    w_or_model: Any, x: Any, y: Any, *, norm: str = "l2", reference: MaxMargin | None = None
+) -> DirectionAlignment:
     """How close a bias-free linear classifier is to the max-margin direction of ``(x, y)``.
 
     Args:
@@ -289,17 +330,29 @@ def alignment(w_or_model: Any, x: Any, y: Any, *, norm: str = "l2",
         raise ValueError(f"{fn}: w has {w.shape[0]} entries but x has {x.shape[1]} features")
     if reference is None:
         reference = max_margin(x, y, norm=norm)
-    elif not isinstance(reference, MaxMargin) or reference.norm != norm or reference.bias \
-            or reference.direction.shape != w.shape:
-        raise ValueError(f"{fn}: reference must be a bias-free MaxMargin in norm {norm!r} with "
-                         f"{w.shape[0]} features, got {reference!r:.80}")
+    elif (
+        not isinstance(reference, MaxMargin)
+        or reference.norm != norm
+        or reference.bias
+        or reference.direction.shape != w.shape
+    ):
+        raise ValueError(
+            f"{fn}: reference must be a bias-free MaxMargin in norm {norm!r} with "
+            f"{w.shape[0]} features, got {reference!r:.80}"
+        )
     u, ref = _unit(w), reference.direction
     cosine = float(np.clip(u @ ref, -1.0, 1.0))
     size = float(np.linalg.norm(w, ord=_ORD[norm]))
-    return DirectionAlignment(cosine=cosine, direction_error=float(np.linalg.norm(u - ref)),
-                              margin=float((y * (x @ w)).min() / size),
-                              max_margin=reference.margin, weight_norm=float(np.linalg.norm(w)),
-                              norm=norm, direction=u, reference=ref)
+    return DirectionAlignment(
+        cosine=cosine,
+        direction_error=float(np.linalg.norm(u - ref)),
+        margin=float((y * (x @ w)).min() / size),
+        max_margin=reference.margin,
+        weight_norm=float(np.linalg.norm(w)),
+        norm=norm,
+        direction=u,
+        reference=ref,
+    )
 
 
 def factorization(model_or_matrix: Any, *, tol: float | None = None) -> Factorization:
@@ -307,7 +360,8 @@ def factorization(model_or_matrix: Any, *, tol: float | None = None) -> Factoriz
     as ``landscape.models.DeepMatrixFactorization`` or ``SymmetricFactorization``, or a 2-D
     Tensor or array), its nuclear norm, effective and numerical rank. Singular values above
     ``tol`` count toward the latter; None for ``max(m, n) * eps * s_max``, ``eps`` that of the
-    input's dtype (float64 for other numpy dtypes), as ``numpy.linalg.matrix_rank``."""
+    input's dtype (float64 for other numpy dtypes), as ``numpy.linalg.matrix_rank``.
+    """
     fn = "factorization"
     if tol is not None:
         _check_positive(fn, "tol", tol)
@@ -316,26 +370,37 @@ def factorization(model_or_matrix: Any, *, tol: float | None = None) -> Factoriz
         with torch.no_grad():
             m = m.matrix()
     elif isinstance(m, nn.Module):
-        raise TypeError(f"{fn}: the model must have a matrix() method returning its product, "
-                        f"got {type(m).__name__} without one")
+        raise TypeError(
+            f"{fn}: the model must have a matrix() method returning its product, "
+            f"got {type(m).__name__} without one"
+        )
     a = _host(fn, "matrix", m)
     if a.ndim != 2 or a.size == 0:
         raise ValueError(f"{fn}: the matrix must be 2-D and non-empty, got shape {a.shape}")
     s = np.linalg.svd(a, compute_uv=False)
     if tol is None:
-        eps = (torch.finfo(m.dtype if m.is_floating_point() else torch.float64).eps
-               if isinstance(m, Tensor)
-               else np.finfo(m.dtype if m.dtype.kind == "f" else float).eps)
+        eps = (
+            torch.finfo(m.dtype if m.is_floating_point() else torch.float64).eps
+            if isinstance(m, Tensor)
+            else np.finfo(m.dtype if m.dtype.kind == "f" else float).eps
+        )
         tol = max(a.shape) * float(eps) * float(s[0])
-    return Factorization(matrix=a, singular_values=s, nuclear_norm=float(s.sum()),
-                         spectral_norm=float(s[0]), effective_rank=effective_rank(s[s > tol]),
-                         numerical_rank=int((s > tol).sum()), tol=float(tol))
+    return Factorization(
+        matrix=a,
+        singular_values=s,
+        nuclear_norm=float(s.sum()),
+        spectral_norm=float(s[0]),
+        effective_rank=effective_rank(s[s > tol]),
+        numerical_rank=int((s > tol).sum()),
+        tol=float(tol),
+    )
 
 
 def diagonal(model_or_tensors: Any, *, depth: int = 2) -> Diagonal:
     """The effective weights of a diagonal linear network and their l1 and l2 norms: from
     anything with a ``beta()`` method (``landscape.models.DiagonalLinearNetwork``: ``beta =
-    u^D - v^D``, its ``depth`` recorded), or a ``(u, v)`` pair read as ``u^depth - v^depth``."""
+    u^D - v^D``, its ``depth`` recorded), or a ``(u, v)`` pair read as ``u^depth - v^depth``.
+    """
     fn = "diagonal"
     m = model_or_tensors
     if callable(getattr(m, "beta", None)):
@@ -351,10 +416,16 @@ def diagonal(model_or_tensors: Any, *, depth: int = 2) -> Diagonal:
             raise ValueError(f"{fn}: u and v must have the same shape, got {u.shape}, {v.shape}")
         beta, depth_out = (u**depth - v**depth).reshape(-1), depth
     else:
-        raise TypeError(f"{fn}: expected a model with a beta() method (e.g. landscape.models."
-                        f"DiagonalLinearNetwork) or a (u, v) pair, got {type(m).__name__}")
-    return Diagonal(beta=beta, l1_norm=float(np.abs(beta).sum()),
-                    l2_norm=float(np.linalg.norm(beta)), depth=depth_out)
+        raise TypeError(
+            f"{fn}: expected a model with a beta() method (e.g. landscape.models."
+            f"DiagonalLinearNetwork) or a (u, v) pair, got {type(m).__name__}"
+        )
+    return Diagonal(
+        beta=beta,
+        l1_norm=float(np.abs(beta).sum()),
+        l2_norm=float(np.linalg.norm(beta)),
+        depth=depth_out,
+    )
 
 
 def min_norm_interpolator(x: Any, y: Any, *, norm: str = "l2") -> Interpolator:
@@ -372,15 +443,24 @@ def min_norm_interpolator(x: Any, y: Any, *, norm: str = "l2") -> Interpolator:
         beta, solver = np.linalg.pinv(x) @ y, "pinv"
     else:
         d = x.shape[1]
-        res = linprog(np.ones(2 * d), A_eq=np.hstack([x, -x]), b_eq=y, bounds=(0, None),
-                      method="highs")
+        res = linprog(
+            np.ones(2 * d), A_eq=np.hstack([x, -x]), b_eq=y, bounds=(0, None), method="highs"
+        )
         if res.status != 0:
             raise ValueError(f"{fn}: no interpolator: X beta = y has no solution ({res.message})")
         beta, solver = res.x[:d] - res.x[d:], "highs"
     residual = float(np.abs(x @ beta - y).max())
     if residual > _FEAS * max(1.0, float(np.abs(y).max()), float(np.abs(x).max())):
-        raise ValueError(f"{fn}: no interpolator: X beta = y has no exact solution (the "
-                         f"least-squares residual is {residual:.3g})")
-    return Interpolator(beta=beta, norm=norm, l1_norm=float(np.abs(beta).sum()),
-                        l2_norm=float(np.linalg.norm(beta)), residual=residual, solver=solver,
-                        cost=Cost(seconds=time.perf_counter() - start))
+        raise ValueError(
+            f"{fn}: no interpolator: X beta = y has no exact solution (the "
+            f"least-squares residual is {residual:.3g})"
+        )
+    return Interpolator(
+        beta=beta,
+        norm=norm,
+        l1_norm=float(np.abs(beta).sum()),
+        l2_norm=float(np.linalg.norm(beta)),
+        residual=residual,
+        solver=solver,
+        cost=Cost(seconds=time.perf_counter() - start),
+    )

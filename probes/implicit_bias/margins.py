@@ -55,11 +55,10 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten
 
 from landscape.engine.checks import _check_fraction
-from landscape.engine.cost import Cost
 from landscape.engine.context import evaluation
+from landscape.engine.cost import Cost
 from landscape.engine.objective import Objective
 from landscape.engine.params import ParamFilter
-
 from probes.implicit_bias.layers import matrices, resolve_init, selected
 from probes.implicit_bias.results import Margins
 
@@ -74,15 +73,19 @@ def margin_of(outputs: Tensor, targets: Tensor) -> Tensor:
             outside ``[0, K)``.
     """
     if not isinstance(outputs, Tensor) or not isinstance(targets, Tensor):
-        raise TypeError(f"margins: expected tensors of outputs and targets, got "
-                        f"{type(outputs).__name__} and {type(targets).__name__}")
+        raise TypeError(
+            f"margins: expected tensors of outputs and targets, got "
+            f"{type(outputs).__name__} and {type(targets).__name__}"
+        )
     n = targets.shape[0] if targets.ndim else -1
     if outputs.ndim == 2 and outputs.shape[1] > 1 and outputs.shape[0] == n:
         k = outputs.shape[1]
         if not targets.is_floating_point() and targets.shape == (n,):
             if bool(((targets < 0) | (targets >= k)).any()):
-                raise ValueError(f"margins: class indices must lie in [0, {k}), got "
-                                 f"{int(targets.min())}..{int(targets.max())}")
+                raise ValueError(
+                    f"margins: class indices must lie in [0, {k}), got "
+                    f"{int(targets.min())}..{int(targets.max())}"
+                )
             labels = targets.long()
         elif targets.shape == outputs.shape:
             labels = targets.argmax(1)
@@ -101,17 +104,20 @@ def margin_of(outputs: Tensor, targets: Tensor) -> Tensor:
     raise ValueError(
         f"margins: expected outputs (N, K) with class-index targets (N,) or one-hot targets "
         f"(N, K), or one logit per example with targets in {{0, 1}} or {{-1, 1}}; got outputs "
-        f"{tuple(outputs.shape)} and targets {tuple(targets.shape)} {targets.dtype}")
+        f"{tuple(outputs.shape)} and targets {tuple(targets.shape)} {targets.dtype}"
+    )
 
 
 def _negative_mean_margin(outputs: Tensor, targets: Tensor) -> Tensor:
     return -margin_of(outputs, targets).mean()
 
 
-def spectral_complexity(layers: dict[str, Tensor], reference: dict[str, Tensor] | None = None
-                        ) -> float:
+def spectral_complexity(
+    layers: dict[str, Tensor], reference: dict[str, Tensor] | None = None
+) -> float:
     """Bartlett et al.'s ``R_A`` of weight matrices (out, rest), with reference matrices
-    ``M_l`` (zero when None); see the module docstring."""
+    ``M_l`` (zero when None); see the module docstring.
+    """
     spec, ratio = [], []
     for name, a in layers.items():
         work = a.to(torch.promote_types(a.dtype, torch.float32))
@@ -129,9 +135,17 @@ def _order_statistic(values: np.ndarray, q: float) -> float:
     return float(np.partition(values, k - 1)[k - 1])
 
 
-def margins(model: nn.Module, data: Any, *, q: float = 0.1, init: Any = None,
-            params: ParamFilter | Iterable[str] | None = None, mode: str = "eval",
-            batch_size: int | None = None, check: bool = True) -> Margins:
+def margins(
+    model: nn.Module,
+    data: Any,
+    *,
+    q: float = 0.1,
+    init: Any = None,
+    params: ParamFilter | Iterable[str] | None = None,
+    mode: str = "eval",
+    batch_size: int | None = None,
+    check: bool = True,
+) -> Margins:
     """Per-example output margins, their minimum and ``q``-quantile, raw and normalised by
     Bartlett et al.'s spectral complexity.
 
@@ -160,16 +174,24 @@ def margins(model: nn.Module, data: Any, *, q: float = 0.1, init: Any = None,
     chosen = selected(where, model, params)
     layers = matrices(where, chosen)
     reference = None if init is None else resolve_init(where, model, init, chosen)
-    obj = Objective(model, _negative_mean_margin, data, params=params, mode=mode,
-                    batch_size=batch_size, check=check)
+    obj = Objective(
+        model,
+        _negative_mean_margin,
+        data,
+        params=params,
+        mode=mode,
+        batch_size=batch_size,
+        check=check,
+    )
     theta = obj.theta
     parts, squares = [], 0.0
     with torch.no_grad(), evaluation(model, mode == "train"):
         for batch in obj.batches:
             parts.append(margin_of(obj.outputs(theta, batch.inputs), batch.targets))
             leaves, _ = tree_flatten(batch.inputs)
-            squares += sum(float(t.to(torch.float64).square().sum()) for t in leaves
-                           if isinstance(t, Tensor))
+            squares += sum(
+                float(t.to(torch.float64).square().sum()) for t in leaves if isinstance(t, Tensor)
+            )
     values = torch.cat(parts).to("cpu", torch.float64).numpy()
     if not np.isfinite(values).all():
         raise ValueError(f"{where}: the margins are not finite; expected finite outputs")
@@ -179,9 +201,18 @@ def margins(model: nn.Module, data: Any, *, q: float = 0.1, init: Any = None,
     with np.errstate(divide="ignore", invalid="ignore"):
         normalised = values * n / (r_a * norm_x)
     return Margins(
-        margins=values, normalised=normalised, minimum=float(values.min()),
-        quantile=_order_statistic(values, q), normalised_minimum=float(normalised.min()),
-        normalised_quantile=_order_statistic(normalised, q), q=q, spectral_complexity=r_a,
-        input_norm=norm_x, reference="zero" if init is None else "init",
-        layers=tuple(layers), n_examples=n, mode=mode,
-        cost=obj.cost.with_seconds(time.perf_counter() - start) + Cost(passes=1.0))
+        margins=values,
+        normalised=normalised,
+        minimum=float(values.min()),
+        quantile=_order_statistic(values, q),
+        normalised_minimum=float(normalised.min()),
+        normalised_quantile=_order_statistic(normalised, q),
+        q=q,
+        spectral_complexity=r_a,
+        input_norm=norm_x,
+        reference="zero" if init is None else "init",
+        layers=tuple(layers),
+        n_examples=n,
+        mode=mode,
+        cost=obj.cost.with_seconds(time.perf_counter() - start) + Cost(passes=1.0),
+    )

@@ -84,10 +84,9 @@ from torch.func import functional_call
 
 from landscape.engine.checks import _check_int
 from landscape.engine.context import evaluation
+from landscape.engine.cost import Cost
 from landscape.engine.objective import Objective
 from landscape.engine.params import ParamFilter
-from landscape.engine.cost import Cost
-
 from probes.implicit_bias.layers import matrices, resolve_init, selected
 from probes.implicit_bias.results import FisherRao, Norms
 
@@ -95,10 +94,29 @@ __all__ = ["FisherRao", "Norms", "fisher_rao", "fisher_rao_of", "norms", "path_n
 
 _BN = nn.modules.batchnorm._BatchNorm
 _PATH_MODULES = (
-    nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-    nn.ConvTranspose3d, _BN, nn.ReLU, nn.LeakyReLU, nn.Identity, nn.Flatten, nn.Unflatten,
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AvgPool1d, nn.AvgPool2d,
-    nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+    nn.Linear,
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+    _BN,
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.Identity,
+    nn.Flatten,
+    nn.Unflatten,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
 )
 
 
@@ -106,9 +124,14 @@ def _as_numpy(values: list[Tensor]) -> np.ndarray:
     return torch.stack(values).to("cpu", torch.float64).numpy()
 
 
-def norms(model: nn.Module, *, init: Any = None,
-          params: ParamFilter | Iterable[str] | None = None,
-          input_shape: Sequence[int] | None = None, strict: bool = True) -> Norms:
+def norms(
+    model: nn.Module,
+    *,
+    init: Any = None,
+    params: ParamFilter | Iterable[str] | None = None,
+    input_shape: Sequence[int] | None = None,
+    strict: bool = True,
+) -> Norms:
     """Per-layer Frobenius and spectral norms, their products and sums, the parameter norm,
     the distance from ``init`` and (with ``input_shape``) the path-norm.
 
@@ -153,30 +176,49 @@ def norms(model: nn.Module, *, init: Any = None,
     param_sq = sum(float(p.to(work).square().sum()) for p in chosen.values())
     dist = None
     if start_values is not None:
-        dist = math.sqrt(sum(float((p.to(work) - start_values[n].to(work)).square().sum())
-                             for n, p in chosen.items()))
+        dist = math.sqrt(
+            sum(
+                float((p.to(work) - start_values[n].to(work)).square().sum())
+                for n, p in chosen.items()
+            )
+        )
     with np.errstate(divide="ignore"):
         logs = float(np.log(fro_np).sum()), float(np.log(spec_np).sum())
     return Norms(
-        layers=tuple(mats), shapes=tuple(tuple(w.shape) for w in mats.values()),
-        frobenius=fro_np, spectral=spec_np,
+        layers=tuple(mats),
+        shapes=tuple(tuple(w.shape) for w in mats.values()),
+        frobenius=fro_np,
+        spectral=spec_np,
         dist_frobenius=None if start_values is None else _as_numpy(dfro),
         dist_spectral=None if start_values is None else _as_numpy(dspec),
-        log_prod_frobenius=logs[0], log_prod_spectral=logs[1],
-        sum_frobenius_sq=float((fro_np ** 2).sum()), sum_spectral_sq=float((spec_np ** 2).sum()),
-        param_norm=math.sqrt(param_sq), dist_param_norm=dist,
+        log_prod_frobenius=logs[0],
+        log_prod_spectral=logs[1],
+        sum_frobenius_sq=float((fro_np**2).sum()),
+        sum_spectral_sq=float((spec_np**2).sum()),
+        param_norm=math.sqrt(param_sq),
+        dist_param_norm=dist,
         path_norm=None if shape is None else path_norm(model, shape, strict=strict),
-        input_shape=shape, strict=strict, n_params=sum(p.numel() for p in chosen.values()),
-        cost=Cost(seconds=time.perf_counter() - start))
+        input_shape=shape,
+        strict=strict,
+        n_params=sum(p.numel() for p in chosen.values()),
+        cost=Cost(seconds=time.perf_counter() - start),
+    )
 
 
 def _check_shape(where: str, input_shape: Any) -> tuple[int, ...]:
-    ok = isinstance(input_shape, (tuple, list, torch.Size)) and len(input_shape) > 0 and all(
-        isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0
-        for s in input_shape)
+    ok = (
+        isinstance(input_shape, (tuple, list, torch.Size))
+        and len(input_shape) > 0
+        and all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0
+            for s in input_shape
+        )
+    )
     if not ok:
-        raise ValueError(f"{where}: input_shape must be a non-empty tuple of positive ints (one "
-                         f"input, without the batch dimension), got {input_shape!r}")
+        raise ValueError(
+            f"{where}: input_shape must be a non-empty tuple of positive ints (one "
+            f"input, without the batch dimension), got {input_shape!r}"
+        )
     return tuple(int(s) for s in input_shape)
 
 
@@ -187,7 +229,8 @@ def _refuse(model: nn.Module) -> None:
                 raise ValueError(
                     f"path_norm: BatchNorm {name or 'model'!r} keeps no running statistics "
                     "(track_running_stats=False), so it is no fixed affine map and has no "
-                    "path-norm; pass strict=False to use the squared network's output anyway")
+                    "path-norm; pass strict=False to use the squared network's output anyway"
+                )
             continue
         leaf = next(m.children(), None) is None
         if leaf or next(m.parameters(recurse=False), None) is not None:
@@ -195,7 +238,8 @@ def _refuse(model: nn.Module) -> None:
                 f"path_norm: the path-norm is defined for networks of Linear/Conv layers, "
                 f"BatchNorm (running statistics), ReLU/LeakyReLU, average pooling, dropout and "
                 f"reshapes; got module {name or 'model'!r} ({type(m).__name__}). Pass "
-                "strict=False to take the output of the squared network anyway")
+                "strict=False to take the output of the squared network anyway"
+            )
 
 
 def path_norm(model: nn.Module, input_shape: Sequence[int], *, strict: bool = True) -> float:
@@ -213,8 +257,9 @@ def path_norm(model: nn.Module, input_shape: Sequence[int], *, strict: bool = Tr
     """
     shape = _check_shape("path_norm", input_shape)
     if not isinstance(model, nn.Module):
-        raise TypeError(f"path_norm: expected model to be a torch.nn.Module, got "
-                        f"{type(model).__name__}")
+        raise TypeError(
+            f"path_norm: expected model to be a torch.nn.Module, got {type(model).__name__}"
+        )
     if not isinstance(strict, bool):
         raise ValueError(f"path_norm: strict must be a bool, got {strict!r}")
     named = dict(model.named_parameters())
@@ -244,19 +289,29 @@ def path_norm(model: nn.Module, input_shape: Sequence[int], *, strict: bool = Tr
     with torch.no_grad(), evaluation(model, False):
         out = functional_call(model, {**buffers, **tensors}, (ones,))
     if not isinstance(out, Tensor):
-        raise ValueError(f"path_norm: expected the model to return a tensor, got "
-                         f"{type(out).__name__}")
+        raise ValueError(
+            f"path_norm: expected the model to return a tensor, got {type(out).__name__}"
+        )
     value = float(out.to(torch.float64).sum())
     if not math.isfinite(value):
-        raise ValueError(f"path_norm: the squared network's output is not finite ({value}); "
-                         "expected finite parameters")
+        raise ValueError(
+            f"path_norm: the squared network's output is not finite ({value}); "
+            "expected finite parameters"
+        )
     return value
 
 
-def fisher_rao(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *,
-               params: ParamFilter | Iterable[str] | None = None, mode: str = "eval",
-               batch_size: int | None = None, chunk_size: int = 256,
-               check: bool = True) -> FisherRao:
+def fisher_rao(
+    model: nn.Module,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: Any,
+    *,
+    params: ParamFilter | Iterable[str] | None = None,
+    mode: str = "eval",
+    batch_size: int | None = None,
+    chunk_size: int = 256,
+    check: bool = True,
+) -> FisherRao:
     """The empirical Fisher-Rao norm ``sqrt(mean_i <theta, grad ell_i(theta)>^2)``.
 
     Args:
@@ -277,16 +332,24 @@ def fisher_rao(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data:
 
     _check_int("fisher_rao", "chunk_size", chunk_size, 1)
     start = time.perf_counter()
-    obj = Objective(model, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
-                    check=check)
+    obj = Objective(
+        model, loss_fn, data, params=params, mode=mode, batch_size=batch_size, check=check
+    )
     return fisher_rao_of(obj, stream(obj, chunk_size, "fisher_rao").inner, start)
 
 
 def fisher_rao_of(obj: Objective, inner: Tensor, start: float) -> FisherRao:
     """The :class:`FisherRao` from the inner products ``<theta, g_i>`` of a
-    :func:`probes.implicit_bias.gradient_noise.stream` (``start``: when the probe began)."""
+    :func:`probes.implicit_bias.gradient_noise.stream` (``start``: when the probe began).
+    """
     inner_np = inner.to("cpu", torch.float64).numpy()
-    squared = float(np.mean(inner_np ** 2))
-    return FisherRao(value=math.sqrt(squared), squared=squared, inner=inner_np,
-                     n_examples=obj.n_examples, n_params=obj.layout.numel, mode=obj.mode,
-                     cost=obj.cost.with_seconds(time.perf_counter() - start))
+    squared = float(np.mean(inner_np**2))
+    return FisherRao(
+        value=math.sqrt(squared),
+        squared=squared,
+        inner=inner_np,
+        n_examples=obj.n_examples,
+        n_params=obj.layout.numel,
+        mode=obj.mode,
+        cost=obj.cost.with_seconds(time.perf_counter() - start),
+    )

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from landscape.engine.cost import Cost
-
 from probes.implicit_bias.ground_truth import (
     MARGIN_NORMS,
     MaxMargin,
@@ -31,8 +30,14 @@ from probes.implicit_bias.ground_truth import (
 )
 from probes.implicit_bias.results import InterpolatorDistances, MarginAlignment, MatrixRecovery
 
-__all__ = ["InterpolatorDistances", "MarginAlignment", "MatrixRecovery", "interpolator_distances",
-           "margin_alignment", "matrix_recovery"]
+__all__ = [
+    "InterpolatorDistances",
+    "MarginAlignment",
+    "MatrixRecovery",
+    "interpolator_distances",
+    "margin_alignment",
+    "matrix_recovery",
+]
 
 
 def _pair(fn: str, data: Any) -> tuple[Any, Any]:
@@ -41,8 +46,9 @@ def _pair(fn: str, data: Any) -> tuple[Any, Any]:
     return data[0], data[1]
 
 
-def margin_alignment(model: Any, loss_fn: Any, data: Any, *,
-                     references: dict[str, MaxMargin] | None = None) -> MarginAlignment:
+def margin_alignment(
+    model: Any, loss_fn: Any, data: Any, *, references: dict[str, MaxMargin] | None = None
+) -> MarginAlignment:
     """A probe: the bias-free linear classifier ``model`` against the max-margin directions
     of ``data`` (:func:`alignment` in ``"l2"``, ``"l1"`` and ``"linf"``).
 
@@ -65,8 +71,14 @@ def margin_alignment(model: Any, loss_fn: Any, data: Any, *,
     out: dict[str, float] = {}
     for norm in MARGIN_NORMS:
         a = alignment(model, x, y, norm=norm, reference=refs.get(norm))
-        out.update({f"cosine_{norm}": a.cosine, f"direction_error_{norm}": a.direction_error,
-                    f"margin_{norm}": a.margin, f"max_margin_{norm}": a.max_margin})
+        out.update(
+            {
+                f"cosine_{norm}": a.cosine,
+                f"direction_error_{norm}": a.direction_error,
+                f"margin_{norm}": a.margin,
+                f"max_margin_{norm}": a.max_margin,
+            }
+        )
         out["weight_norm"] = a.weight_norm
     return MarginAlignment(**out, cost=Cost(seconds=time.perf_counter() - start))
 
@@ -92,20 +104,33 @@ def interpolator_distances(model: Any, loss_fn: Any, data: Any) -> InterpolatorD
     d = diagonal(model)
     xs, ys = _data(fn, x, y)
     if d.beta.shape != (xs.shape[1],):
-        raise ValueError(f"{fn}: beta has {d.beta.size} entries but x has {xs.shape[1]} "
-                         f"features")
+        raise ValueError(f"{fn}: beta has {d.beta.size} entries but x has {xs.shape[1]} features")
     l1, l2 = (min_norm_interpolator(xs, ys, norm=n) for n in ("l1", "l2"))
     return InterpolatorDistances(
-        beta=d.beta, beta_l1=l1.beta, beta_l2=l2.beta,
+        beta=d.beta,
+        beta_l1=l1.beta,
+        beta_l2=l2.beta,
         distance_l1=float(np.linalg.norm(d.beta - l1.beta)),
-        distance_l2=float(np.linalg.norm(d.beta - l2.beta)), l1_norm=d.l1_norm,
-        l2_norm=d.l2_norm, min_l1_norm=l1.l1_norm, min_l2_norm=l2.l2_norm,
-        residual=float(np.abs(xs @ d.beta - ys).max()), depth=d.depth,
-        cost=Cost(seconds=time.perf_counter() - start))
+        distance_l2=float(np.linalg.norm(d.beta - l2.beta)),
+        l1_norm=d.l1_norm,
+        l2_norm=d.l2_norm,
+        min_l1_norm=l1.l1_norm,
+        min_l2_norm=l2.l2_norm,
+        residual=float(np.abs(xs @ d.beta - ys).max()),
+        depth=d.depth,
+        cost=Cost(seconds=time.perf_counter() - start),
+    )
 
 
-def matrix_recovery(model: Any, loss_fn: Any, data: Any, *, truth: Any = None,
-                    rank: int | None = None, seed: int | None = None) -> MatrixRecovery:
+def matrix_recovery(
+    model: Any,
+    loss_fn: Any,
+    data: Any,
+    *,
+    truth: Any = None,
+    rank: int | None = None,
+    seed: int | None = None,
+) -> MatrixRecovery:
     """A probe: the matrix of a factorised model (:func:`factorization`) against the truth of
     a matrix-sensing problem ``y_i = <A_i, X*>`` (Gunasekar et al. 2017).
 
@@ -142,24 +167,36 @@ def matrix_recovery(model: Any, loss_fn: Any, data: Any, *, truth: Any = None,
     d = f.matrix.shape[0]
     if truth is None:
         if rank is None or seed is None:
-            raise ValueError(f"{fn}: give the truth X* as truth=, or the rank and seed of "
-                             "landscape.data.datasets.matrix_sensing")
+            raise ValueError(
+                f"{fn}: give the truth X* as truth=, or the rank and seed of "
+                "landscape.data.datasets.matrix_sensing"
+            )
         from landscape.data.datasets import matrix_sensing_truth
 
         truth = matrix_sensing_truth(dim=d, rank=rank, seed=seed)
-    t = _host(fn, "truth", np.asarray(truth, dtype=np.float64)
-              if isinstance(truth, (list, tuple)) else truth)
+    t = _host(
+        fn,
+        "truth",
+        np.asarray(truth, dtype=np.float64) if isinstance(truth, (list, tuple)) else truth,
+    )
     a_np, y_np = _host(fn, "A", a), _host(fn, "y", y).reshape(-1)
     if t.shape != f.matrix.shape or a_np.shape[1:] != f.matrix.shape or len(a_np) != len(y_np):
-        raise ValueError(f"{fn}: shapes disagree: matrix {f.matrix.shape}, truth {t.shape}, "
-                         f"A {a_np.shape}, y {y_np.shape}")
+        raise ValueError(
+            f"{fn}: shapes disagree: matrix {f.matrix.shape}, truth {t.shape}, "
+            f"A {a_np.shape}, y {y_np.shape}"
+        )
     res = np.einsum("kij,ij->k", a_np, f.matrix) - y_np
     dist = float(np.linalg.norm(f.matrix - t))
     return MatrixRecovery(
-        matrix=f.matrix, truth=t, singular_values=f.singular_values,
+        matrix=f.matrix,
+        truth=t,
+        singular_values=f.singular_values,
         nuclear_norm=f.nuclear_norm,
         truth_nuclear_norm=float(np.linalg.svd(t, compute_uv=False).sum()),
-        effective_rank=f.effective_rank, numerical_rank=f.numerical_rank, distance=dist,
+        effective_rank=f.effective_rank,
+        numerical_rank=f.numerical_rank,
+        distance=dist,
         relative_distance=dist / float(np.linalg.norm(t)),
         residual=float(np.sqrt(np.mean(res**2))),
-        cost=Cost(seconds=time.perf_counter() - start))
+        cost=Cost(seconds=time.perf_counter() - start),
+    )

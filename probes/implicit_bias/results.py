@@ -23,9 +23,23 @@ import numpy as np
 from landscape.engine.cost import Cost
 from landscape.engine.records import RecordMixin
 
-__all__ = ["Diagonal", "DirectionAlignment", "Factorization", "FisherRao", "GradientNoise",
-           "Interpolator", "InterpolatorDistances", "Margins", "MarginAlignment",
-           "MatrixRecovery", "MaxMargin", "Measures", "Norms", "PowerLawFit", "WeightSpectra"]
+__all__ = [
+    "Diagonal",
+    "DirectionAlignment",
+    "Factorization",
+    "FisherRao",
+    "GradientNoise",
+    "Interpolator",
+    "InterpolatorDistances",
+    "Margins",
+    "MarginAlignment",
+    "MatrixRecovery",
+    "MaxMargin",
+    "Measures",
+    "Norms",
+    "PowerLawFit",
+    "WeightSpectra",
+]
 
 
 # ---------------------------------------------------------------------------- measures
@@ -136,7 +150,8 @@ class Margins(RecordMixin):
 @dataclass(frozen=True)
 class PowerLawFit:
     """A continuous power-law fit of a tail: ``alpha``, ``xmin``, the KS distance, the tail
-    size ``n_tail`` and the standard error ``(alpha - 1) / sqrt(n_tail)``."""
+    size ``n_tail`` and the standard error ``(alpha - 1) / sqrt(n_tail)``.
+    """
 
     alpha: float
     xmin: float
@@ -174,20 +189,31 @@ class WeightSpectra(RecordMixin):
     cost: Cost
 
     @classmethod
-    def _upgrade(cls, arrays: dict[str, Any], attrs: dict[str, Any]
-                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _upgrade(
+        cls, arrays: dict[str, Any], attrs: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Records written before the record protocol: the lengths as ``counts``, the fits
-        as per-layer arrays (NaN where ``alpha_reason`` says there is none)."""
+        as per-layer arrays (NaN where ``alpha_reason`` says there is none).
+        """
         if "counts" in arrays and "singular_values.counts" not in arrays:
             arrays["singular_values.counts"] = arrays.pop("counts")
         if "fits" not in attrs and "xmin" in arrays:
-            columns = {"alpha": "alpha", "xmin": "xmin", "ks_distance": "ks_distance",
-                       "n_tail": "n_tail", "stderr": "alpha_stderr"}
-            fits = [None if reason is not None else
-                    {k: arrays[v][i].item() for k, v in columns.items()}
-                    for i, reason in enumerate(attrs["alpha_reason"])]
-            attrs = {**attrs, "fits": fits,
-                     "alpha": [None if f is None else f["alpha"] for f in fits]}
+            columns = {
+                "alpha": "alpha",
+                "xmin": "xmin",
+                "ks_distance": "ks_distance",
+                "n_tail": "n_tail",
+                "stderr": "alpha_stderr",
+            }
+            fits = [
+                None if reason is not None else {k: arrays[v][i].item() for k, v in columns.items()}
+                for i, reason in enumerate(attrs["alpha_reason"])
+            ]
+            attrs = {
+                **attrs,
+                "fits": fits,
+                "alpha": [None if f is None else f["alpha"] for f in fits],
+            }
         return arrays, attrs
 
 
@@ -245,8 +271,9 @@ class Measures(RecordMixin):
     cost: Cost = Cost()
 
     @classmethod
-    def _upgrade(cls, arrays: dict[str, Any], attrs: dict[str, Any]
-                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _upgrade(
+        cls, arrays: dict[str, Any], attrs: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Records written before the record protocol: per-layer arrays ``layer_<name>``."""
         if "per_layer" in attrs:
             return arrays, attrs
@@ -262,7 +289,8 @@ class MaxMargin(RecordMixin):
     ``norm``); ``weights = w*`` (smallest functional margin 1); ``intercept = b*`` (0.0 without
     ``bias``); ``margin = 1/||w*||_p``, the largest ``min_i y_i (w.x_i + b) / ||w||_p``;
     ``support``: the active constraints (functional margin within 1e-6 of 1, relative to the
-    data scale), int64; the options; ``solver`` (nnls-ldp, slsqp, highs); the wall time."""
+    data scale), int64; the options; ``solver`` (nnls-ldp, slsqp, highs); the wall time.
+    """
 
     _probe = "ground_truth.max_margin"
     direction: np.ndarray
@@ -282,7 +310,8 @@ class DirectionAlignment(RecordMixin):
     (:func:`probes.implicit_bias.ground_truth.alignment`): ``cosine``; ``direction_error =
     ||w/||w||_2 - w*/||w*||_2||_2 = sqrt(2 - 2 cosine)``; ``margin = min_i y_i w.x_i /
     ||w||_p``, at most ``max_margin`` (that of ``w*``), equal iff ``w`` is a solution;
-    ``weight_norm = ||w||_2``; the unit (l2) ``direction`` of ``w`` and ``reference`` of ``w*``."""
+    ``weight_norm = ||w||_2``; the unit (l2) ``direction`` of ``w`` and ``reference`` of ``w*``.
+    """
 
     _probe = "ground_truth.alignment"
     cosine: float
@@ -301,7 +330,8 @@ class Factorization(RecordMixin):
     """The end-to-end ``matrix``, its ``singular_values`` (descending), their sum (nuclear
     norm) and largest; Roy and Vetterli's effective rank of the singular values above ``tol``
     (NaN for the zero matrix); the numerical rank, the number of singular values above
-    ``tol``."""
+    ``tol``.
+    """
 
     _probe = "ground_truth.factorization"
     matrix: np.ndarray
@@ -317,7 +347,8 @@ class Factorization(RecordMixin):
 @dataclass(frozen=True, eq=False)
 class Diagonal(RecordMixin):
     """Effective weights ``beta`` of a diagonal network, their l1 and l2 norms, and the depth D
-    (None for a model without a ``depth`` attribute)."""
+    (None for a model without a ``depth`` attribute).
+    """
 
     _probe = "ground_truth.diagonal"
     beta: np.ndarray
@@ -330,7 +361,8 @@ class Diagonal(RecordMixin):
 @dataclass(frozen=True, eq=False)
 class Interpolator(RecordMixin):
     """The minimum-``norm`` ``beta`` with ``X beta = y``, its l1 and l2 norms, the largest
-    residual ``max_i |x_i . beta - y_i|``, the solver, its wall time."""
+    residual ``max_i |x_i . beta - y_i|``, the solver, its wall time.
+    """
 
     _probe = "ground_truth.min_norm_interpolator"
     beta: np.ndarray
@@ -348,7 +380,8 @@ class MarginAlignment(RecordMixin):
     its data (:func:`probes.implicit_bias.recovery.margin_alignment`): for each norm p,
     ``cosine_p`` and ``direction_error_p`` (of the unit l2 directions, as
     :class:`DirectionAlignment`), ``margin_p = min_i y_i w.x_i / ||w||_p`` and the largest
-    possible, ``max_margin_p``; ``weight_norm = ||w||_2``."""
+    possible, ``max_margin_p``; ``weight_norm = ||w||_2``.
+    """
 
     _probe = "ground_truth.margin_alignment"
     cosine_l2: float
@@ -377,7 +410,8 @@ class InterpolatorDistances(RecordMixin):
     (``beta_l2``) interpolators of its data: ``distance_l1 = ||beta - beta_l1||_2``,
     ``distance_l2 = ||beta - beta_l2||_2``; the l1 and l2 norms of ``beta`` and of the two
     interpolators (``min_l1_norm = ||beta_l1||_1``, ``min_l2_norm = ||beta_l2||_2``); the
-    largest training residual ``max_i |x_i . beta - y_i|``; the depth (None if unknown)."""
+    largest training residual ``max_i |x_i . beta - y_i|``; the depth (None if unknown).
+    """
 
     _probe = "ground_truth.interpolator_distances"
     beta: np.ndarray
@@ -400,7 +434,8 @@ class MatrixRecovery(RecordMixin):
     ``X``'s nuclear norm, effective and numerical rank, the truth's nuclear norm (the reference
     minimum nuclear norm), the Frobenius distance ``||X - X*||_F`` and its ratio to
     ``||X*||_F``, and the root mean square training residual ``sqrt(mean_i (<A_i, X> -
-    y_i)^2)``."""
+    y_i)^2)``.
+    """
 
     _probe = "ground_truth.matrix_recovery"
     matrix: np.ndarray

@@ -69,9 +69,6 @@ from landscape.engine.checks import _check_int, _check_positive
 from landscape.engine.cost import Cost
 from landscape.engine.objective import Objective
 from landscape.engine.params import ParamFilter
-
-from probes.sharpness.average import average_case
-from probes.sharpness.flatness import pac_bayes
 from probes.implicit_bias.gradient_noise import (
     Stream,
     gradient_noise,
@@ -100,30 +97,61 @@ from probes.implicit_bias.weight_spectra import (
     fit_power_law,
     weight_spectra,
 )
+from probes.sharpness.average import average_case
+from probes.sharpness.flatness import pac_bayes
 from probes.sharpness.worst import worst_case
 
-__all__ = ["FAMILIES", "FisherRao", "GradientNoise", "Margins", "Measures", "Norms",
-           "WeightSpectra", "alignment", "diagonal", "effective_rank", "factorization",
-           "fisher_rao", "fit_power_law", "gradient_noise", "margins", "max_margin", "measures",
-           "min_norm_interpolator", "norms", "path_norm", "weight_spectra"]
+__all__ = [
+    "FAMILIES",
+    "FisherRao",
+    "GradientNoise",
+    "Margins",
+    "Measures",
+    "Norms",
+    "WeightSpectra",
+    "alignment",
+    "diagonal",
+    "effective_rank",
+    "factorization",
+    "fisher_rao",
+    "fit_power_law",
+    "gradient_noise",
+    "margins",
+    "max_margin",
+    "measures",
+    "min_norm_interpolator",
+    "norms",
+    "path_norm",
+    "weight_spectra",
+]
 
 FAMILIES = ("norms", "margins", "spectra", "noise", "sharpness", "pac_bayes")
 """Families of :func:`measures`, each included by default."""
 
-_LAYER_ARRAYS = ("frobenius", "spectral", "dist_frobenius", "dist_spectral", "effective_rank",
-                 "stable_rank", "alpha")
+_LAYER_ARRAYS = (
+    "frobenius",
+    "spectral",
+    "dist_frobenius",
+    "dist_spectral",
+    "effective_rank",
+    "stable_rank",
+    "alpha",
+)
 
 
 def _include(include: Iterable[str] | None) -> tuple[str, ...]:
     if include is None:
         return FAMILIES
     if isinstance(include, str) or not all(isinstance(f, str) for f in include):
-        raise TypeError(f"measures: include must be a list of family names from {FAMILIES}, "
-                        f"got {include!r}")
+        raise TypeError(
+            f"measures: include must be a list of family names from {FAMILIES}, got {include!r}"
+        )
     unknown = sorted(set(include) - set(FAMILIES))
     if unknown:
-        raise ValueError(f"measures: unknown famil{'ies' if len(unknown) > 1 else 'y'} "
-                         f"{', '.join(map(repr, unknown))} in include; choose from {FAMILIES}")
+        raise ValueError(
+            f"measures: unknown famil{'ies' if len(unknown) > 1 else 'y'} "
+            f"{', '.join(map(repr, unknown))} in include; choose from {FAMILIES}"
+        )
     return tuple(f for f in FAMILIES if f in include)
 
 
@@ -131,13 +159,24 @@ def _finite_or_none(x: Any) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else float(x)
 
 
-def measures(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *,
-             init: nn.Module | Tensor | Mapping[str, Tensor] | None = None,
-             include: Iterable[str] | None = None, rho: float = 0.05,
-             adaptive_rho: float = 0.5, steps: int = 20, n_samples: int = 20,
-             pac_bayes_samples: int = 10, params: ParamFilter | Iterable[str] | None = None,
-             mode: str = "eval", batch_size: int | None = None, seed: int = 0,
-             check: bool = True) -> Measures:
+def measures(
+    model: nn.Module,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: Any,
+    *,
+    init: nn.Module | Tensor | Mapping[str, Tensor] | None = None,
+    include: Iterable[str] | None = None,
+    rho: float = 0.05,
+    adaptive_rho: float = 0.5,
+    steps: int = 20,
+    n_samples: int = 20,
+    pac_bayes_samples: int = 10,
+    params: ParamFilter | Iterable[str] | None = None,
+    mode: str = "eval",
+    batch_size: int | None = None,
+    seed: int = 0,
+    check: bool = True,
+) -> Measures:
     """Every applicable measure of the module table at the model's parameters, over ``data``.
 
     Args:
@@ -164,8 +203,9 @@ def measures(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: A
     n_samples = _check_int("measures", "n_samples", n_samples, 2)
     pac_bayes_samples = _check_int("measures", "pac_bayes_samples", pac_bayes_samples, 1)
     seed = _check_int("measures", "seed", seed)
-    obj = Objective(model, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
-                    check=check)
+    obj = Objective(
+        model, loss_fn, data, params=params, mode=mode, batch_size=batch_size, check=check
+    )
     point = obj.evaluate()
     common = {"params": params, "mode": mode, "batch_size": batch_size, "check": False}
     values: dict[str, float | None] = {"loss": point.loss, "accuracy": point.accuracy}
@@ -190,17 +230,24 @@ def measures(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: A
     if "norms" in families:
         n = norms(model, init=init, params=params)
         layers = n.layers
-        values.update(param_norm=n.param_norm, log_prod_frobenius=n.log_prod_frobenius,
-                      log_prod_spectral=n.log_prod_spectral,
-                      sum_frobenius_sq=n.sum_frobenius_sq, sum_spectral_sq=n.sum_spectral_sq)
+        values.update(
+            param_norm=n.param_norm,
+            log_prod_frobenius=n.log_prod_frobenius,
+            log_prod_spectral=n.log_prod_spectral,
+            sum_frobenius_sq=n.sum_frobenius_sq,
+            sum_spectral_sq=n.sum_spectral_sq,
+        )
         per_layer.update(frobenius=n.frobenius, spectral=n.spectral)
         if n.dist_frobenius is None:
-            skip(("dist_init", "dist_init_frobenius_sum", "dist_init_spectral_sum"),
-                 "no init given")
+            skip(
+                ("dist_init", "dist_init_frobenius_sum", "dist_init_spectral_sum"), "no init given"
+            )
         else:
-            values.update(dist_init=n.dist_param_norm,
-                          dist_init_frobenius_sum=float(np.sum(n.dist_frobenius)),
-                          dist_init_spectral_sum=float(np.sum(n.dist_spectral)))
+            values.update(
+                dist_init=n.dist_param_norm,
+                dist_init_frobenius_sum=float(np.sum(n.dist_frobenius)),
+                dist_init_spectral_sum=float(np.sum(n.dist_spectral)),
+            )
             per_layer.update(dist_frobenius=n.dist_frobenius, dist_spectral=n.dist_spectral)
         first = obj.batches.first().inputs
         try:
@@ -218,9 +265,12 @@ def measures(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: A
         else:
             mg = margins(model, data, init=init, **common)
             q = mg.quantile
-            values.update(margin_min=mg.minimum, margin_q10=q,
-                          margin_normalised_q10=_finite_or_none(mg.normalised_quantile),
-                          inverse_margin_q10_sq=1.0 / q ** 2 if q > 0 else None)
+            values.update(
+                margin_min=mg.minimum,
+                margin_q10=q,
+                margin_normalised_q10=_finite_or_none(mg.normalised_quantile),
+                inverse_margin_q10_sq=1.0 / q**2 if q > 0 else None,
+            )
             if q <= 0:
                 skipped["inverse_margin_q10_sq"] = "the 10th-percentile margin is not positive"
             spent += mg.cost
@@ -229,15 +279,22 @@ def measures(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: A
         ws = weight_spectra(model, params=params)
         layers = layers or ws.layers
         alphas = [a for a in ws.alpha if a is not None]
-        values.update(effective_rank_mean=_finite_or_none(np.nanmean(ws.effective_rank))
-                      if len(ws.layers) else None,
-                      stable_rank_mean=_finite_or_none(np.nanmean(ws.stable_rank))
-                      if len(ws.layers) else None,
-                      alpha_mean=float(np.mean(alphas)) if alphas else None)
+        values.update(
+            effective_rank_mean=_finite_or_none(np.nanmean(ws.effective_rank))
+            if len(ws.layers)
+            else None,
+            stable_rank_mean=_finite_or_none(np.nanmean(ws.stable_rank))
+            if len(ws.layers)
+            else None,
+            alpha_mean=float(np.mean(alphas)) if alphas else None,
+        )
         if not alphas:
             skipped["alpha_mean"] = "no layer has enough eigenvalues for a power-law fit"
-        per_layer.update(effective_rank=ws.effective_rank, stable_rank=ws.stable_rank,
-                         alpha=np.array([np.nan if a is None else a for a in ws.alpha]))
+        per_layer.update(
+            effective_rank=ws.effective_rank,
+            stable_rank=ws.stable_rank,
+            alpha=np.array([np.nan if a is None else a for a in ws.alpha]),
+        )
 
     if "noise" in families:
         gn = noise_of(obj, per_example(), started)
@@ -245,10 +302,19 @@ def measures(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: A
 
     if "sharpness" in families:
         for suffix, r, adaptive in (("", rho, False), ("_adaptive", adaptive_rho, True)):
-            w = worst_case(model, loss_fn, data, rho=r, adaptive=adaptive, steps=steps,
-                           seed=seed, **common)
-            a = average_case(model, loss_fn, data, rho=r, adaptive=adaptive,
-                             n_samples=n_samples, seed=seed, **common)
+            w = worst_case(
+                model, loss_fn, data, rho=r, adaptive=adaptive, steps=steps, seed=seed, **common
+            )
+            a = average_case(
+                model,
+                loss_fn,
+                data,
+                rho=r,
+                adaptive=adaptive,
+                n_samples=n_samples,
+                seed=seed,
+                **common,
+            )
             values[f"sharpness_worst{suffix}"] = w.value
             values[f"sharpness_average{suffix}"] = a.value
             spent += w.cost + a.cost
@@ -259,15 +325,36 @@ def measures(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: A
             skip(names, "the targets are not classes (PAC-Bayes flatness uses the accuracy)")
         else:
             for name, aware in zip(names, (False, True), strict=True):
-                pb = pac_bayes(model, loss_fn, data, magnitude_aware=aware,
-                               n_samples=pac_bayes_samples, seed=seed, **common)
+                pb = pac_bayes(
+                    model,
+                    loss_fn,
+                    data,
+                    magnitude_aware=aware,
+                    n_samples=pac_bayes_samples,
+                    seed=seed,
+                    **common,
+                )
                 values[name] = _finite_or_none(pb.flatness)
                 spent += pb.cost
 
-    options = {"include": list(families), "rho": rho, "adaptive_rho": adaptive_rho,
-               "steps": steps, "n_samples": n_samples, "pac_bayes_samples": pac_bayes_samples,
-               "mode": mode, "seed": seed, "init": init is not None,
-               "n_params": obj.layout.numel, "n_examples": obj.n_examples}
-    return Measures(values=values, skipped=skipped, layers=tuple(layers), per_layer=per_layer,
-                    options=options,
-                    cost=(spent + obj.cost).with_seconds(time.perf_counter() - started))
+    options = {
+        "include": list(families),
+        "rho": rho,
+        "adaptive_rho": adaptive_rho,
+        "steps": steps,
+        "n_samples": n_samples,
+        "pac_bayes_samples": pac_bayes_samples,
+        "mode": mode,
+        "seed": seed,
+        "init": init is not None,
+        "n_params": obj.layout.numel,
+        "n_examples": obj.n_examples,
+    }
+    return Measures(
+        values=values,
+        skipped=skipped,
+        layers=tuple(layers),
+        per_layer=per_layer,
+        options=options,
+        cost=(spent + obj.cost).with_seconds(time.perf_counter() - started),
+    )

@@ -57,14 +57,20 @@ import torch
 from torch import nn
 
 from landscape.engine.checks import _check_int
-from landscape.engine.params import ParamFilter
 from landscape.engine.cost import Cost
-
+from landscape.engine.params import ParamFilter
 from probes.implicit_bias.layers import matrices, selected
 from probes.implicit_bias.results import PowerLawFit, WeightSpectra
 
-__all__ = ["MIN_EIGENVALUES", "MIN_TAIL", "PowerLawFit", "WeightSpectra", "effective_rank",
-           "fit_power_law", "weight_spectra"]
+__all__ = [
+    "MIN_EIGENVALUES",
+    "MIN_TAIL",
+    "PowerLawFit",
+    "WeightSpectra",
+    "effective_rank",
+    "fit_power_law",
+    "weight_spectra",
+]
 
 MIN_EIGENVALUES = 50
 """Nonzero eigenvalues a layer needs for a power-law fit (weightwatcher's rule of thumb)."""
@@ -88,15 +94,16 @@ def fit_power_law(values: Any, *, min_tail: int = MIN_TAIL) -> PowerLawFit:
     x = np.sort(x[np.isfinite(x) & (x > 0)])
     n = x.size
     if n < min_tail:
-        raise ValueError(f"fit_power_law: expected at least {min_tail} positive finite values, "
-                         f"got {n}")
+        raise ValueError(
+            f"fit_power_law: expected at least {min_tail} positive finite values, got {n}"
+        )
     logs = np.log(x)
-    suffix = np.cumsum(logs[::-1])[::-1]                      # sum_{j >= k} log x_j
-    starts = np.flatnonzero(np.r_[True, x[1:] != x[:-1]])     # first index of each value
+    suffix = np.cumsum(logs[::-1])[::-1]  # sum_{j >= k} log x_j
+    starts = np.flatnonzero(np.r_[True, x[1:] != x[:-1]])  # first index of each value
     best: PowerLawFit | None = None
     for k in starts[starts <= n - min_tail]:
         m = n - k
-        total = suffix[k] - m * logs[k]                       # sum log(x_j / xmin)
+        total = suffix[k] - m * logs[k]  # sum log(x_j / xmin)
         if total <= 0:
             continue
         alpha = 1.0 + m / total
@@ -104,8 +111,13 @@ def fit_power_law(values: Any, *, min_tail: int = MIN_TAIL) -> PowerLawFit:
         upper = np.arange(1, m + 1) / m
         d = float(max(np.max(np.abs(upper - cdf)), np.max(np.abs(upper - 1.0 / m - cdf))))
         if best is None or d < best.ks_distance:
-            best = PowerLawFit(alpha=float(alpha), xmin=float(x[k]), ks_distance=d,
-                               n_tail=int(m), stderr=float((alpha - 1.0) / np.sqrt(m)))
+            best = PowerLawFit(
+                alpha=float(alpha),
+                xmin=float(x[k]),
+                ks_distance=d,
+                n_tail=int(m),
+                stderr=float((alpha - 1.0) / np.sqrt(m)),
+            )
     if best is None:
         raise ValueError("fit_power_law: no tail to fit: the largest values are all equal")
     return best
@@ -127,9 +139,13 @@ def _nonzero(s: np.ndarray, shape: tuple[int, int], dtype: torch.dtype) -> np.nd
     return s[s > s[0] * max(shape) * torch.finfo(dtype).eps]
 
 
-def weight_spectra(model: nn.Module, *, params: ParamFilter | Iterable[str] | None = None,
-                   min_eigenvalues: int = MIN_EIGENVALUES,
-                   min_tail: int = MIN_TAIL) -> WeightSpectra:
+def weight_spectra(
+    model: nn.Module,
+    *,
+    params: ParamFilter | Iterable[str] | None = None,
+    min_eigenvalues: int = MIN_EIGENVALUES,
+    min_tail: int = MIN_TAIL,
+) -> WeightSpectra:
     """Singular values, effective rank, stable rank and power-law alpha of each layer.
 
     Args:
@@ -158,25 +174,36 @@ def weight_spectra(model: nn.Module, *, params: ParamFilter | Iterable[str] | No
         values.append(s)
         nz = _nonzero(s, tuple(w.shape), work)
         erank.append(effective_rank(nz))
-        srank.append(float((s ** 2).sum() / s[0] ** 2) if nz.size else float("nan"))
+        srank.append(float((s**2).sum() / s[0] ** 2) if nz.size else float("nan"))
         fit, reason = None, None
         if s.size < min_eigenvalues:
-            reason = (f"{s.size} eigenvalues (min of the matrix shape {tuple(w.shape)}); a fit "
-                      f"needs at least {min_eigenvalues}")
+            reason = (
+                f"{s.size} eigenvalues (min of the matrix shape {tuple(w.shape)}); a fit "
+                f"needs at least {min_eigenvalues}"
+            )
         elif nz.size < min_eigenvalues:
-            reason = (f"{nz.size} nonzero eigenvalues (rank-deficient); a fit needs at least "
-                      f"{min_eigenvalues}")
+            reason = (
+                f"{nz.size} nonzero eigenvalues (rank-deficient); a fit needs at least "
+                f"{min_eigenvalues}"
+            )
         else:
             try:
-                fit = fit_power_law(nz ** 2, min_tail=min_tail)
+                fit = fit_power_law(nz**2, min_tail=min_tail)
             except ValueError as exc:
                 reason = str(exc).removeprefix("fit_power_law: ")
         alphas.append(None if fit is None else fit.alpha)
         reasons.append(reason)
         fits.append(fit)
-    return WeightSpectra(layers=tuple(mats), shapes=tuple(tuple(w.shape) for w in mats.values()),
-                         singular_values=tuple(values), effective_rank=np.array(erank),
-                         stable_rank=np.array(srank), alpha=tuple(alphas),
-                         alpha_reason=tuple(reasons), fits=tuple(fits),
-                         min_eigenvalues=int(min_eigenvalues), min_tail=int(min_tail),
-                         cost=Cost(seconds=time.perf_counter() - start))
+    return WeightSpectra(
+        layers=tuple(mats),
+        shapes=tuple(tuple(w.shape) for w in mats.values()),
+        singular_values=tuple(values),
+        effective_rank=np.array(erank),
+        stable_rank=np.array(srank),
+        alpha=tuple(alphas),
+        alpha_reason=tuple(reasons),
+        fits=tuple(fits),
+        min_eigenvalues=int(min_eigenvalues),
+        min_tail=int(min_tail),
+        cost=Cost(seconds=time.perf_counter() - start),
+    )

@@ -12,11 +12,23 @@ from __future__ import annotations
 
 from landscape.engine.lazy import attach
 
-__all__ = ["INTERPOLATION_KINDS", "Curve", "Instability", "Path", "WeightMatching", "alignment",
-           "instability", "interpolation", "results"]
+__all__ = [
+    "INTERPOLATION_KINDS",
+    "Curve",
+    "Instability",
+    "Path",
+    "WeightMatching",
+    "alignment",
+    "instability",
+    "interpolation",
+    "results",
+]
 
 __getattr__, __dir__ = attach(
-    __name__, ["alignment", "instability", "interpolation", "results"],
-    {name: "results" for name in ("INTERPOLATION_KINDS", "Curve", "Instability", "Path",
-                                  "WeightMatching")},
+    __name__,
+    ["alignment", "instability", "interpolation", "results"],
+    {
+        name: "results"
+        for name in ("INTERPOLATION_KINDS", "Curve", "Instability", "Path", "WeightMatching")
+    },
 )

@@ -55,7 +55,6 @@ from torch import nn
 
 from landscape.engine.checks import _check_int
 from landscape.engine.cost import Cost
-
 from probes.paths.results import WeightMatching
 
 __all__ = ["WeightMatching", "align", "hidden_units", "permute"]
@@ -63,24 +62,81 @@ __all__ = ["WeightMatching", "align", "hidden_units", "permute"]
 _WEIGHTS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _UNITWISE = (  # act on each unit / channel separately: commute with permutations of them
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
-    nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Softsign, nn.Hardtanh, nn.Hardswish, nn.Hardsigmoid,
-    nn.Tanhshrink, nn.LogSigmoid, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
-    nn.Dropout3d, nn.AlphaDropout, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d,
-    nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Softmax, nn.LogSoftmax)
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Softplus,
+    nn.Softsign,
+    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Tanhshrink,
+    nn.LogSigmoid,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.MaxPool3d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AvgPool3d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+    nn.AdaptiveMaxPool3d,
+    nn.Softmax,
+    nn.LogSoftmax,
+)
 _SHAPE_OPS = {"size", "dim", "numel", "getattr"}  # fx ops that give shapes, not tensors
 _FUNCTIONS = {  # unit-wise functions a traced forward may apply; view/reshape: the flatten
-    "relu", "relu_", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish",
-    "sigmoid", "tanh", "softplus", "dropout", "flatten", "view", "reshape", "contiguous",
-    "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
-    "adaptive_avg_pool2d", "softmax", "log_softmax"}
+    "relu",
+    "relu_",
+    "relu6",
+    "leaky_relu",
+    "elu",
+    "selu",
+    "celu",
+    "gelu",
+    "silu",
+    "mish",
+    "sigmoid",
+    "tanh",
+    "softplus",
+    "dropout",
+    "flatten",
+    "view",
+    "reshape",
+    "contiguous",
+    "max_pool1d",
+    "max_pool2d",
+    "avg_pool1d",
+    "avg_pool2d",
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d",
+    "softmax",
+    "log_softmax",
+}
 
 
 @dataclass(frozen=True)
 class _Term:
     """One tensor of the state dict: its view for matching, which axis holds which hidden
-    layer (an index into the layers), and whether it enters the objective."""
+    layer (an index into the layers), and whether it enters the objective.
+    """
 
     name: str
     view: tuple[int, ...]
@@ -91,9 +147,11 @@ class _Term:
 # ---------------------------------------------------------------------------- structure
 def _refuse(fn: str, name: str, module: nn.Module, why: str) -> None:
     where = f"{name!r} ({type(module).__name__})" if name else f"the root {type(module).__name__}"
-    raise ValueError(f"{fn}: {where} {why}; align supports chains of Linear/Conv layers, "
-                     "BatchNorm, unit-wise activations, pooling and a flatten (see "
-                     "probes.paths.alignment)")
+    raise ValueError(
+        f"{fn}: {where} {why}; align supports chains of Linear/Conv layers, "
+        "BatchNorm, unit-wise activations, pooling and a flatten (see "
+        "probes.paths.alignment)"
+    )
 
 
 def _leaves(fn: str, model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -106,8 +164,13 @@ def _leaves(fn: str, model: nn.Module) -> list[tuple[str, nn.Module]]:
         seen[id(m)] = name
         children = list(m.children())
         if children and m is not model and type(m) is not nn.Sequential:
-            _refuse(fn, name, m, "is a container other than nn.Sequential (its forward may "
-                    "add skip connections or mix units)")
+            _refuse(
+                fn,
+                name,
+                m,
+                "is a container other than nn.Sequential (its forward may "
+                "add skip connections or mix units)",
+            )
         own = list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False))
         if children and own and outside is None:
             outside = (name, m, own[0][0])
@@ -121,7 +184,8 @@ def _leaves(fn: str, model: nn.Module) -> list[tuple[str, nn.Module]]:
 def _fx_check(fn: str, model: nn.Module, leaves: list[tuple[str, nn.Module]]) -> None:
     """Where ``torch.fx`` traces the model (a throwaway copy), refuse a graph that is not the
     chain of leaves, once each, with unit-wise functions and reshapes (the flatten) between;
-    an untraceable model (shape checks in ``forward``) rests on the module walk alone."""
+    an untraceable model (shape checks in ``forward``) rests on the module walk alone.
+    """
     try:
         graph = torch.fx.symbolic_trace(copy.deepcopy(model)).graph
     except Exception:  # noqa: BLE001 - any tracing failure means: not traceable
@@ -139,21 +203,28 @@ def _fx_check(fn: str, model: nn.Module, leaves: list[tuple[str, nn.Module]]) ->
             if what in _SHAPE_OPS:
                 continue
             if len(inputs) > 1:
-                raise ValueError(f"{fn}: the forward of {owner} combines {len(inputs)} tensors "
-                                 f"in {what!r} (a skip connection, attention, concatenation or "
-                                 "a layer called functionally); align supports chains only")
+                raise ValueError(
+                    f"{fn}: the forward of {owner} combines {len(inputs)} tensors "
+                    f"in {what!r} (a skip connection, attention, concatenation or "
+                    "a layer called functionally); align supports chains only"
+                )
             if what not in _FUNCTIONS:
-                raise ValueError(f"{fn}: the forward of {owner} applies {what!r} between its "
-                                 f"layers; align allows only {', '.join(sorted(_FUNCTIONS))}")
+                raise ValueError(
+                    f"{fn}: the forward of {owner} applies {what!r} between its "
+                    f"layers; align allows only {', '.join(sorted(_FUNCTIONS))}"
+                )
             tensors.add(node)
     order = [n for n, _ in leaves]
     if called != order:
-        raise ValueError(f"{fn}: the forward of {owner} calls its layers as {called}, not once "
-                         f"each in registration order {order}")
+        raise ValueError(
+            f"{fn}: the forward of {owner} calls its layers as {called}, not once "
+            f"each in registration order {order}"
+        )
 
 
-def _structure(fn: str, model: nn.Module, what: str = "model"
-               ) -> tuple[list[tuple[str, int]], list[_Term]]:
+def _structure(
+    fn: str, model: nn.Module, what: str = "model"
+) -> tuple[list[tuple[str, int]], list[_Term]]:
     """The hidden layers (name, units) of a chain model and the permuted tensors."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"{fn}: {what} must be a torch.nn.Module, got {type(model).__name__}")
@@ -182,12 +253,18 @@ def _structure(fn: str, model: nn.Module, what: str = "model"
                 units = layers[cur][1]
                 if not is_conv and conv_out:
                     if n_in % units:
-                        _refuse(fn, name, m, f"has {n_in} input features, not a multiple of "
-                                f"the {units} channels of {layers[cur][0]!r}")
+                        _refuse(
+                            fn,
+                            name,
+                            m,
+                            f"has {n_in} input features, not a multiple of "
+                            f"the {units} channels of {layers[cur][0]!r}",
+                        )
                     w = (n_out, units, n_in // units)
                 elif n_in != units:
-                    _refuse(fn, name, m, f"has {n_in} inputs, but {layers[cur][0]!r} has "
-                            f"{units} units")
+                    _refuse(
+                        fn, name, m, f"has {n_in} inputs, but {layers[cur][0]!r} has {units} units"
+                    )
                 axes[1] = cur
             cur = None
             if i < last:
@@ -195,17 +272,27 @@ def _structure(fn: str, model: nn.Module, what: str = "model"
                 cur = axes[0] = len(layers) - 1
             terms.append(_Term(key + "weight", w, axes, True))
             if m.bias is not None:
-                terms.append(_Term(key + "bias", (n_out,), {0: cur} if cur is not None else {},
-                                   True))
+                terms.append(
+                    _Term(key + "bias", (n_out,), {0: cur} if cur is not None else {}, True)
+                )
             conv_out, flat = is_conv, not is_conv
         elif isinstance(m, nn.Flatten):
             flat = True
         elif isinstance(m, _NORMS) and cur is not None:
             if m.num_features != layers[cur][1]:
-                _refuse(fn, name, m, f"normalises {m.num_features} features, but "
-                        f"{layers[cur][0]!r} has {layers[cur][1]} units")
-            for attr, matched in (("weight", True), ("bias", True), ("running_mean", False),
-                                  ("running_var", False)):
+                _refuse(
+                    fn,
+                    name,
+                    m,
+                    f"normalises {m.num_features} features, but "
+                    f"{layers[cur][0]!r} has {layers[cur][1]} units",
+                )
+            for attr, matched in (
+                ("weight", True),
+                ("bias", True),
+                ("running_mean", False),
+                ("running_var", False),
+            ):
                 if getattr(m, attr, None) is not None:
                     terms.append(_Term(key + attr, (m.num_features,), {0: cur}, matched))
     return layers, terms
@@ -226,8 +313,11 @@ def _take(x: Any, perms: list[Any], term: _Term, skip: int | None = None) -> Any
     """``x`` (a tensor or array of the term's view) with each hidden axis permuted."""
     for axis, layer in term.axes.items():
         if layer != skip:
-            x = (x.index_select(axis, perms[layer]) if isinstance(x, torch.Tensor)
-                 else np.take(x, perms[layer], axis=axis))
+            x = (
+                x.index_select(axis, perms[layer])
+                if isinstance(x, torch.Tensor)
+                else np.take(x, perms[layer], axis=axis)
+            )
     return x
 
 
@@ -237,8 +327,9 @@ def _apply(model: nn.Module, terms: list[_Term], perms: list[np.ndarray]) -> nn.
     on: dict[torch.device, list[torch.Tensor]] = {}  # the permutations, once per device
     for term in terms:
         t = state[term.name]
-        idx = on.setdefault(t.device, [torch.as_tensor(p, dtype=torch.long, device=t.device)
-                                       for p in perms])
+        idx = on.setdefault(
+            t.device, [torch.as_tensor(p, dtype=torch.long, device=t.device) for p in perms]
+        )
         new[term.name] = _take(t.detach().reshape(term.view), idx, term).reshape(t.shape)
     out = copy.deepcopy(model)
     out.load_state_dict(new)
@@ -268,21 +359,26 @@ def permute(model: nn.Module, perms: dict[str, Any]) -> nn.Module:
     layers, terms = _structure(fn, model)
     if not isinstance(perms, dict) or set(perms) != {n for n, _ in layers}:
         got = list(perms) if isinstance(perms, dict) else perms
-        raise ValueError(f"{fn}: perms must be a dict with one permutation per hidden layer "
-                         f"{[n for n, _ in layers]}, got {got!r}")
+        raise ValueError(
+            f"{fn}: perms must be a dict with one permutation per hidden layer "
+            f"{[n for n, _ in layers]}, got {got!r}"
+        )
     out = []
     for name, units in layers:
         p = np.asarray(perms[name])
         if p.shape != (units,) or not np.array_equal(np.sort(p), np.arange(units)):
-            raise ValueError(f"{fn}: perms[{name!r}] must be a permutation of 0..{units - 1}, "
-                             f"got shape {p.shape}")
+            raise ValueError(
+                f"{fn}: perms[{name!r}] must be a permutation of 0..{units - 1}, "
+                f"got shape {p.shape}"
+            )
         out.append(p.astype(np.int64))
     return _apply(model, terms, out)
 
 
 # ---------------------------------------------------------------------------- weight matching
-def align(model_a: nn.Module, model_b: nn.Module, *, max_iter: int = 100,
-          seed: int = 0) -> WeightMatching:
+def align(
+    model_a: nn.Module, model_b: nn.Module, *, max_iter: int = 100, seed: int = 0
+) -> WeightMatching:
     """Permute the hidden units of ``model_b`` to match ``model_a`` by weight matching.
 
     Coordinate descent over the hidden layers (see the module docstring for :math:`J`, the
@@ -324,8 +420,10 @@ def align(model_a: nn.Module, model_b: nn.Module, *, max_iter: int = 100,
     for name in sorted(set(sa) | set(sb)):
         shape_a, shape_b = (tuple(s[name].shape) if name in s else None for s in (sa, sb))
         if shape_a != shape_b:
-            raise ValueError(f"{same}; {name!r} has shape {shape_a} in model_a and {shape_b} "
-                             "in model_b (None: missing)")
+            raise ValueError(
+                f"{same}; {name!r} has shape {shape_a} in model_a and {shape_b} "
+                "in model_b (None: missing)"
+            )
     if (layers_b, terms_b) != (layers, terms):
         raise ValueError(f"{same}; model_a has hidden layers {layers}, model_b {layers_b}")
 
@@ -366,10 +464,16 @@ def align(model_a: nn.Module, model_b: nn.Module, *, max_iter: int = 100,
         iterations += 1
         history.append(objective())
         converged = not changed
-    return WeightMatching(model=_apply(model_b, terms, perms),
-                          perms={name: p for (name, _), p in zip(layers, perms, strict=True)},
-                          iterations=iterations, converged=converged,
-                          objective_before=history[0], objective_after=history[-1],
-                          objective=np.asarray(history, dtype=np.float64),
-                          matched=tuple(t.name for t in matched), max_iter=max_iter, seed=seed,
-                          cost=Cost(seconds=time.perf_counter() - started))
+    return WeightMatching(
+        model=_apply(model_b, terms, perms),
+        perms={name: p for (name, _), p in zip(layers, perms, strict=True)},
+        iterations=iterations,
+        converged=converged,
+        objective_before=history[0],
+        objective_after=history[-1],
+        objective=np.asarray(history, dtype=np.float64),
+        matched=tuple(t.name for t in matched),
+        max_iter=max_iter,
+        seed=seed,
+        cost=Cost(seconds=time.perf_counter() - started),
+    )

@@ -39,7 +39,6 @@ from landscape.data.split import Split
 from landscape.engine import losses
 from landscape.engine.cost import Cost
 from landscape.train.fit import TrainConfig, fit, total_steps
-
 from probes.paths.interpolation import linear
 from probes.paths.results import Instability
 
@@ -50,31 +49,46 @@ def _ks(k: Any, end: int) -> list[int]:
     many = isinstance(k, Sequence) and not isinstance(k, str)
     ks = list(k) if many else [k]
     if not ks or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in ks):
-        raise TypeError(f"instability: k must be an int or a non-empty sequence of ints, got "
-                        f"{k!r}")
+        raise TypeError(f"instability: k must be an int or a non-empty sequence of ints, got {k!r}")
     if bad := [int(v) for v in ks if not 0 <= v <= end]:
-        raise ValueError(f"instability: k must be in [0, {end}] (the config trains {end} "
-                         f"steps on this data), got {bad}")
+        raise ValueError(
+            f"instability: k must be in [0, {end}] (the config trains {end} "
+            f"steps on this data), got {bad}"
+        )
     return sorted({int(v) for v in ks})
 
 
 def _seeds(seeds: Any) -> tuple[int, int]:
-    if (not isinstance(seeds, Sequence) or len(seeds) != 2 or
-            any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0
-                for s in seeds)):
-        raise ValueError(f"instability: seeds must be two ints >= 0 (the forks' data orders), "
-                         f"got {seeds!r}")
+    if (
+        not isinstance(seeds, Sequence)
+        or len(seeds) != 2
+        or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds)
+    ):
+        raise ValueError(
+            f"instability: seeds must be two ints >= 0 (the forks' data orders), got {seeds!r}"
+        )
     if seeds[0] == seeds[1]:
-        warnings.warn(f"instability: both forks have seed {seeds[0]}: they train identically "
-                      "and the barrier is 0 by construction (a control, not a measurement)",
-                      UserWarning, stacklevel=3)
+        warnings.warn(
+            f"instability: both forks have seed {seeds[0]}: they train identically "
+            "and the barrier is 0 by construction (a control, not a measurement)",
+            UserWarning,
+            stacklevel=3,
+        )
     return int(seeds[0]), int(seeds[1])
 
 
-def instability(model: nn.Module, loss: str | Callable[[Any, torch.Tensor], torch.Tensor],
-                train: Any, config: TrainConfig, *, k: int | Sequence[int],
-                seeds: Sequence[int] = (1, 2), n: int = 11, test: Any = None,
-                recalibrate: bool = False) -> Instability:
+def instability(
+    model: nn.Module,
+    loss: str | Callable[[Any, torch.Tensor], torch.Tensor],
+    train: Any,
+    config: TrainConfig,
+    *,
+    k: int | Sequence[int],
+    seeds: Sequence[int] = (1, 2),
+    n: int = 11,
+    test: Any = None,
+    recalibrate: bool = False,
+) -> Instability:
     """The linear barrier between two forks of a run made at step ``k`` (Frankle et al. 2020).
 
     A copy of ``model`` is trained with ``config`` (its seed: the trunk's data order) to each
@@ -116,19 +130,23 @@ def instability(model: nn.Module, loss: str | Callable[[Any, torch.Tensor], torc
     if not isinstance(model, nn.Module):
         raise TypeError(f"instability: model must be an nn.Module, got {type(model).__name__}")
     if not isinstance(config, TrainConfig):
-        raise TypeError(f"instability: config must be a TrainConfig, got "
-                        f"{type(config).__name__}")
+        raise TypeError(f"instability: config must be a TrainConfig, got {type(config).__name__}")
     if config.target_loss is not None or config.target_accuracy is not None:
-        raise ValueError("instability: config must not have a loss or accuracy target (the "
-                         "forks must train to the same end); give max_steps or epochs only")
+        raise ValueError(
+            "instability: config must not have a loss or accuracy target (the "
+            "forks must train to the same end); give max_steps or epochs only"
+        )
     if isinstance(train, Split):
         if test is not None and train.test is not None:
-            raise ValueError("instability: give test data either in the Split or as test=, "
-                             "not both")
+            raise ValueError(
+                "instability: give test data either in the Split or as test=, not both"
+            )
         train, test = train.train, test if test is not None else train.test
     if not (isinstance(train, (tuple, list)) and len(train) == 2):
-        raise TypeError(f"instability: train must be a Split or an (inputs, targets) pair, got "
-                        f"{type(train).__name__}")
+        raise TypeError(
+            f"instability: train must be a Split or an (inputs, targets) pair, got "
+            f"{type(train).__name__}"
+        )
     seeds = _seeds(seeds)
     end = total_steps(config, len(train[1]))
     ks = _ks(k, end)
@@ -145,9 +163,17 @@ def instability(model: nn.Module, loss: str | Callable[[Any, torch.Tensor], torc
             ran = fit(fork, loss_fn, tuple(train), replace(quiet, seed=s), resume=checkpoint)
             steps += ran.steps - at
             ends.append(fork)
-        paths.append(linear(*ends, loss_fn, tuple(train), n=n, test=test,
-                            recalibrate=recalibrate))
+        paths.append(linear(*ends, loss_fn, tuple(train), n=n, test=test, recalibrate=recalibrate))
     spent = sum((p.cost for p in paths), Cost()).with_seconds(time.perf_counter() - start)
-    return Instability.of(tuple(paths), ks=np.asarray(ks, dtype=np.int64), seeds=seeds,
-                          seed=config.seed, end=end, config=config.to_dict(), n=n,
-                          recalibrate=recalibrate, steps=steps, cost=spent)
+    return Instability.of(
+        tuple(paths),
+        ks=np.asarray(ks, dtype=np.int64),
+        seeds=seeds,
+        seed=config.seed,
+        end=end,
+        config=config.to_dict(),
+        n=n,
+        recalibrate=recalibrate,
+        steps=steps,
+        cost=spent,
+    )

@@ -59,12 +59,20 @@ from landscape.engine.context import evaluation
 from landscape.engine.cost import Cost
 from landscape.engine.objective import MODES, Objective
 from landscape.engine.params import ParamFilter, to_numpy
-
 from probes.paths.alignment import align, permute
 from probes.paths.results import INTERPOLATION_KINDS, OPTIMIZERS, Curve, Path, WeightMatching
 
-__all__ = ["INTERPOLATION_KINDS", "OPTIMIZERS", "Curve", "Path", "WeightMatching", "align",
-           "bezier", "linear", "permute"]
+__all__ = [
+    "INTERPOLATION_KINDS",
+    "OPTIMIZERS",
+    "Curve",
+    "Path",
+    "WeightMatching",
+    "align",
+    "bezier",
+    "linear",
+    "permute",
+]
 
 
 # ---------------------------------------------------------------------------- the ends
@@ -78,51 +86,82 @@ class _Ends(NamedTuple):
 
 
 def _differences(ref: nn.Module, other: nn.Module) -> list[str]:
-    out = [] if type(ref) is type(other) else [f"{type(other).__name__} vs "
-                                               f"{type(ref).__name__}"]
-    for what, a, b in (("parameters", ref.named_parameters(), other.named_parameters()),
-                       ("buffers", ref.named_buffers(), other.named_buffers())):
+    out = [] if type(ref) is type(other) else [f"{type(other).__name__} vs {type(ref).__name__}"]
+    for what, a, b in (
+        ("parameters", ref.named_parameters(), other.named_parameters()),
+        ("buffers", ref.named_buffers(), other.named_buffers()),
+    ):
         sa, sb = {k: tuple(v.shape) for k, v in a}, {k: tuple(v.shape) for k, v in b}
         if sa != sb:
             diff = sorted(k for k in sa.keys() | sb.keys() if sa.get(k) != sb.get(k))
-            out.append(f"{what} " + ", ".join(f"{k}: {sb.get(k, 'missing')} vs "
-                                              f"{sa.get(k, 'missing')}" for k in diff[:4]))
+            out.append(
+                f"{what} "
+                + ", ".join(
+                    f"{k}: {sb.get(k, 'missing')} vs {sa.get(k, 'missing')}" for k in diff[:4]
+                )
+            )
     return out
 
 
-def _ends(where: str, model_a: Any, model_b: Any, loss_fn: Any, data: Any, test: Any,
-          model: nn.Module | None, params: Any, mode: str, batch_size: int | None,
-          check: bool) -> _Ends:
+def _ends(
+    where: str,
+    model_a: Any,
+    model_b: Any,
+    loss_fn: Any,
+    data: Any,
+    test: Any,
+    model: nn.Module | None,
+    params: Any,
+    mode: str,
+    batch_size: int | None,
+    check: bool,
+) -> _Ends:
     _check_choice(where, "mode", mode, MODES)
     named = (("model_a", model_a), ("model_b", model_b))
     for name, end in named:
         if not isinstance(end, (nn.Module, Tensor)):
-            raise TypeError(f"{where}: {name} must be an nn.Module or a flat parameter vector "
-                            f"(Tensor), got {type(end).__name__}")
+            raise TypeError(
+                f"{where}: {name} must be an nn.Module or a flat parameter vector "
+                f"(Tensor), got {type(end).__name__}"
+            )
     if model is not None and not isinstance(model, nn.Module):
         raise TypeError(f"{where}: model must be an nn.Module, got {type(model).__name__}")
     template = next((m for m in (model, model_a, model_b) if isinstance(m, nn.Module)), None)
     if template is None:
-        raise TypeError(f"{where}: both ends are flat vectors; give the architecture that "
-                        "evaluates them as model=")
+        raise TypeError(
+            f"{where}: both ends are flat vectors; give the architecture that "
+            "evaluates them as model="
+        )
     for name, end in named:
-        if isinstance(end, nn.Module) and end is not template and (d := _differences(
-                template, end)):
-            raise ValueError(f"{where}: {name} must have the architecture of "
-                             f"{'model' if model is not None else 'model_a'} (same class, "
-                             f"parameter and buffer names and shapes), got: {'; '.join(d)}")
-    obj = Objective(template, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
-                    check=check)
-    test_obj = None if test is None else Objective(template, loss_fn, test, params=params,
-                                                   mode=mode, batch_size=batch_size, check=check)
+        if (
+            isinstance(end, nn.Module)
+            and end is not template
+            and (d := _differences(template, end))
+        ):
+            raise ValueError(
+                f"{where}: {name} must have the architecture of "
+                f"{'model' if model is not None else 'model_a'} (same class, "
+                f"parameter and buffer names and shapes), got: {'; '.join(d)}"
+            )
+    obj = Objective(
+        template, loss_fn, data, params=params, mode=mode, batch_size=batch_size, check=check
+    )
+    test_obj = (
+        None
+        if test is None
+        else Objective(
+            template, loss_fn, test, params=params, mode=mode, batch_size=batch_size, check=check
+        )
+    )
     layout, thetas, buffers = obj.layout, [], []
     for name, end in named:
         module = isinstance(end, nn.Module)
-        theta = (layout.flatten(dict(end.named_parameters())) if module else end.detach())
+        theta = layout.flatten(dict(end.named_parameters())) if module else end.detach()
         thetas.append(theta.to(layout.device))
         layout.check(thetas[-1], name)
-        buffers.append({k: b.detach().to(layout.device) for k, b in end.named_buffers()}
-                       if module else None)
+        buffers.append(
+            {k: b.detach().to(layout.device) for k, b in end.named_buffers()} if module else None
+        )
     return _Ends(obj, test_obj, *thetas, *buffers)
 
 
@@ -130,13 +169,22 @@ def _buffers_at(ends: _Ends, w: float) -> dict[str, Tensor] | None:
     a, b = ends.buffers_a, ends.buffers_b
     if a is None or b is None:
         return None
-    return {k: torch.lerp(a[k], b[k], w) if a[k].is_floating_point() else (a[k] if w < 0.5
-                                                                           else b[k])
-            for k in a}
+    return {
+        k: torch.lerp(a[k], b[k], w) if a[k].is_floating_point() else (a[k] if w < 0.5 else b[k])
+        for k in a
+    }
 
 
-def _walk(kind: str, ends: _Ends, alphas: np.ndarray, points: Iterable[Tensor], recal: bool,
-          start: float, extra_passes: float = 0.0, **more: Any) -> Path:
+def _walk(
+    kind: str,
+    ends: _Ends,
+    alphas: np.ndarray,
+    points: Iterable[Tensor],
+    recal: bool,
+    start: float,
+    extra_passes: float = 0.0,
+    **more: Any,
+) -> Path:
     """Evaluate the points; the result with its buffers policy and cost."""
     template = ends.obj.model
     recal = recal and has_batchnorm(template)
@@ -148,25 +196,53 @@ def _walk(kind: str, ends: _Ends, alphas: np.ndarray, points: Iterable[Tensor], 
                 m = obj.evaluate(theta, bufs)
                 cols[prefix + "loss"].append(m.loss)
                 cols[prefix + "accuracy"].append(m.accuracy)
-    spent = (ends.obj.cost + (ends.test_obj.cost if ends.test_obj else Cost())
-             + Cost(passes=(len(alphas) if recal else 0) + extra_passes))
-    cols = {k: (np.asarray(v, dtype=np.float64) if v and None not in v else None)
-            for k, v in cols.items()}
-    buffers = ("recalibrated" if recal else "interpolated" if ends.buffers_a and
-               ends.buffers_b is not None else "model" if any(True for _ in template.buffers())
-               else "none")
+    spent = (
+        ends.obj.cost
+        + (ends.test_obj.cost if ends.test_obj else Cost())
+        + Cost(passes=(len(alphas) if recal else 0) + extra_passes)
+    )
+    cols = {
+        k: (np.asarray(v, dtype=np.float64) if v and None not in v else None)
+        for k, v in cols.items()
+    }
+    buffers = (
+        "recalibrated"
+        if recal
+        else "interpolated"
+        if ends.buffers_a and ends.buffers_b is not None
+        else "model"
+        if any(True for _ in template.buffers())
+        else "none"
+    )
     return (Curve if kind == "bezier" else Path)(
-        kind=kind, alphas=np.asarray(alphas, dtype=np.float64), **cols, buffers=buffers,
-        mode=ends.obj.mode, params=tuple(ends.obj.layout.names),
-        cost=spent.with_seconds(time.perf_counter() - start), info={}, **more)
+        kind=kind,
+        alphas=np.asarray(alphas, dtype=np.float64),
+        **cols,
+        buffers=buffers,
+        mode=ends.obj.mode,
+        params=tuple(ends.obj.layout.names),
+        cost=spent.with_seconds(time.perf_counter() - start),
+        info={},
+        **more,
+    )
 
 
 # ---------------------------------------------------------------------------- probes
-def linear(model_a: nn.Module | Tensor, model_b: nn.Module | Tensor,
-           loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *, n: int = 25,
-           test: Any = None, recalibrate: bool = False, mode: str = "eval",
-           params: ParamFilter | Iterable[str] | None = None, batch_size: int | None = None,
-           model: nn.Module | None = None, check: bool = True) -> Path:
+def linear(
+    model_a: nn.Module | Tensor,
+    model_b: nn.Module | Tensor,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: Any,
+    *,
+    n: int = 25,
+    test: Any = None,
+    recalibrate: bool = False,
+    mode: str = "eval",
+    params: ParamFilter | Iterable[str] | None = None,
+    batch_size: int | None = None,
+    model: nn.Module | None = None,
+    check: bool = True,
+) -> Path:
     """The loss along the straight line ``theta(alpha) = (1 - alpha) theta_a + alpha theta_b``
     at ``n`` evenly spaced ``alpha`` in [0, 1] (``torch.lerp``: exact at both ends), over the
     whole of ``data`` (and ``test``); each point one pass, two with ``recalibrate``.
@@ -198,8 +274,9 @@ def linear(model_a: nn.Module | Tensor, model_b: nn.Module | Tensor,
     """
     start = time.perf_counter()
     n, recal = _check_path("linear", n, recalibrate, mode)
-    ends = _ends("linear", model_a, model_b, loss_fn, data, test, model, params, mode,
-                 batch_size, check)
+    ends = _ends(
+        "linear", model_a, model_b, loss_fn, data, test, model, params, mode, batch_size, check
+    )
     alphas = np.linspace(0.0, 1.0, n)
     points = (torch.lerp(ends.theta_a, ends.theta_b, float(a)) for a in alphas)
     return _walk("linear", ends, alphas, points, recal, start)
@@ -210,27 +287,34 @@ def _check_path(where: str, n: Any, recalibrate: Any, mode: str) -> tuple[int, b
     if not isinstance(recalibrate, bool):
         raise TypeError(f"{where}: recalibrate must be True or False, got {recalibrate!r}")
     if recalibrate and mode == "train":
-        raise ValueError(f"{where}: recalibrate=True needs mode='eval' (in train mode "
-                         "BatchNorm normalises with batch statistics, not running ones)")
+        raise ValueError(
+            f"{where}: recalibrate=True needs mode='eval' (in train mode "
+            "BatchNorm normalises with batch statistics, not running ones)"
+        )
     return n, recalibrate
 
 
 def _minibatches(data: Any, size: int, obj: Objective, gen: torch.Generator) -> Iterator:
     """Minibatches of ``size`` for the bend: random without replacement for tensors (a new
-    permutation when fewer than ``size`` are left), the loader's own order otherwise."""
+    permutation when fewer than ``size`` are left), the loader's own order otherwise.
+    """
     layout = obj.layout
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
-        source = obj.batches if isinstance(data, DataLoader) else \
-            Batches(data, device=layout.device, dtype=layout.dtype, batch_size=size)
+        source = (
+            obj.batches
+            if isinstance(data, DataLoader)
+            else Batches(data, device=layout.device, dtype=layout.dtype, batch_size=size)
+        )
         while True:
             yield from ((b.inputs, b.targets) for b in source)
-    full = Batches(data, device=layout.device, dtype=layout.dtype,
-                   batch_size=obj.n_examples).first()
+    full = Batches(
+        data, device=layout.device, dtype=layout.dtype, batch_size=obj.n_examples
+    ).first()
     count = obj.n_examples
     while True:
         perm = torch.randperm(count, generator=gen, device=layout.device)
         for i in range(0, count - size + 1, size):
-            idx = perm[i:i + size]
+            idx = perm[i : i + size]
             yield tree_map(lambda x, idx=idx: x[idx], full.inputs), full.targets[idx]
 
 
@@ -240,13 +324,26 @@ def _bezier(a: Tensor, c: Tensor, b: Tensor, t: Any) -> Tensor:
     return u * u * a + 2 * t * u * c + t * t * b
 
 
-def bezier(model_a: nn.Module | Tensor, model_b: nn.Module | Tensor,
-           loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *, steps: int = 1000,
-           lr: float = 1e-3, batch_size: int = 128, seed: int = 0, n: int = 25,
-           test: Any = None, recalibrate: bool | None = None, optimizer: str = "adam",
-           mode: str = "eval", params: ParamFilter | Iterable[str] | None = None,
-           eval_batch_size: int | None = None, model: nn.Module | None = None,
-           check: bool = True) -> Curve:
+def bezier(
+    model_a: nn.Module | Tensor,
+    model_b: nn.Module | Tensor,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: Any,
+    *,
+    steps: int = 1000,
+    lr: float = 1e-3,
+    batch_size: int = 128,
+    seed: int = 0,
+    n: int = 25,
+    test: Any = None,
+    recalibrate: bool | None = None,
+    optimizer: str = "adam",
+    mode: str = "eval",
+    params: ParamFilter | Iterable[str] | None = None,
+    eval_batch_size: int | None = None,
+    model: nn.Module | None = None,
+    check: bool = True,
+) -> Curve:
     """A quadratic Bezier curve ``phi(t) = (1-t)^2 a + 2t(1-t) c + t^2 b`` between two minima
     ``a``, ``b`` (fixed), its bend ``c`` trained for low loss along it (Garipov et al. 2018).
 
@@ -277,20 +374,26 @@ def bezier(model_a: nn.Module | Tensor, model_b: nn.Module | Tensor,
         >>> c.barrier, linear(model_a, model_b, nn.CrossEntropyLoss(), (X, y)).barrier
     """
     start = time.perf_counter()
-    steps, size = _check_int("bezier", "steps", steps, 1), _check_int("bezier", "batch_size",
-                                                                       batch_size, 1)
+    steps, size = (
+        _check_int("bezier", "steps", steps, 1),
+        _check_int("bezier", "batch_size", batch_size, 1),
+    )
     lr, seed = _check_positive("bezier", "lr", lr), _check_int("bezier", "seed", seed)
     _check_choice("bezier", "optimizer", optimizer, OPTIMIZERS)
     n, _ = _check_path("bezier", n, recalibrate is not None and recalibrate, mode)
-    ends = _ends("bezier", model_a, model_b, loss_fn, data, test, model, params, mode,
-                 eval_batch_size, check)
+    ends = _ends(
+        "bezier", model_a, model_b, loss_fn, data, test, model, params, mode, eval_batch_size, check
+    )
     net, layout = ends.obj.model, ends.obj.layout
     recal = has_batchnorm(net) and mode == "eval" if recalibrate is None else recalibrate
     a, b, size = ends.theta_a, ends.theta_b, min(size, ends.obj.n_examples)
     layers = batchnorm_layers(net)
     own = dict(net.named_buffers())
-    scratch = [f"{name}.{k}" if name else k for name, layer in layers.items()
-               for k, _ in layer.named_buffers(recurse=False)]
+    scratch = [
+        f"{name}.{k}" if name else k
+        for name, layer in layers.items()
+        for k, _ in layer.named_buffers(recurse=False)
+    ]
 
     def loss_at(c: Tensor, t: Tensor, inputs: Any, targets: Tensor) -> Tensor:
         buffers = {k: own[k].clone() for k in scratch}  # BatchNorm writes its statistics
@@ -298,8 +401,11 @@ def bezier(model_a: nn.Module | Tensor, model_b: nn.Module | Tensor,
 
     step = grad_and_value(loss_at)
     c = torch.lerp(a, b, 0.5).clone()
-    opt = (torch.optim.Adam([c], lr=lr) if optimizer == "adam"
-           else torch.optim.SGD([c], lr=lr, momentum=0.9))
+    opt = (
+        torch.optim.Adam([c], lr=lr)
+        if optimizer == "adam"
+        else torch.optim.SGD([c], lr=lr, momentum=0.9)
+    )
     gen = torch.Generator(device=layout.device).manual_seed(seed)
     acc = torch.promote_types(layout.dtype, torch.float32)
     history, ts = torch.empty((2, steps), dtype=acc, device=layout.device)
@@ -316,14 +422,27 @@ def bezier(model_a: nn.Module | Tensor, model_b: nn.Module | Tensor,
             history[i], ts[i] = value.detach(), t
     if not bool(torch.isfinite(history).all()) or not bool(torch.isfinite(c).all()):
         first = int((~torch.isfinite(history)).int().argmax())
-        raise ValueError(f"bezier: the training loss of the bend is not finite (from step "
-                         f"{first}); expected finite values: lower lr (got {lr})")
+        raise ValueError(
+            f"bezier: the training loss of the bend is not finite (from step "
+            f"{first}); expected finite values: lower lr (got {lr})"
+        )
     c = c.detach()
     alphas = np.linspace(0.0, 1.0, n)
     points = (_bezier(a, c, b, t) for t in alphas.tolist())
-    return _walk("bezier", ends, alphas, points, recal, start,
-                 extra_passes=steps * size / ends.obj.n_examples,
-                 bend=to_numpy(c), train_loss=history.to("cpu", torch.float64).numpy(),
-                 train_t=ts.to("cpu", torch.float64).numpy(), steps=steps, lr=lr,
-                 batch_size=size, seed=seed, optimizer=optimizer)
-
+    return _walk(
+        "bezier",
+        ends,
+        alphas,
+        points,
+        recal,
+        start,
+        extra_passes=steps * size / ends.obj.n_examples,
+        bend=to_numpy(c),
+        train_loss=history.to("cpu", torch.float64).numpy(),
+        train_t=ts.to("cpu", torch.float64).numpy(),
+        steps=steps,
+        lr=lr,
+        batch_size=size,
+        seed=seed,
+        optimizer=optimizer,
+    )

@@ -27,8 +27,13 @@ __all__ = ["INTERPOLATION_KINDS", "OPTIMIZERS", "Curve", "Instability", "Path", 
 INTERPOLATION_KINDS = ("linear", "init_to_final", "bezier")
 """The kinds of :class:`Path`; a record's probe is ``"interpolation.<kind>"``."""
 OPTIMIZERS = ("adam", "sgd")  # of the Bezier bend; SGD with momentum 0.9
-_BARRIERS = ("barrier", "barrier_alpha", "accuracy_barrier", "test_barrier",
-             "test_accuracy_barrier")
+_BARRIERS = (
+    "barrier",
+    "barrier_alpha",
+    "accuracy_barrier",
+    "test_barrier",
+    "test_accuracy_barrier",
+)
 
 
 def _barrier(alphas: np.ndarray, values: np.ndarray, sign: float = 1.0) -> tuple[float, float]:
@@ -86,12 +91,18 @@ class Path(RecordMixin):
         values = getattr(self, key)
         return None if values is None else _barrier(self.alphas, values, sign)[0]
 
-    accuracy_barrier = property(lambda self: self._barrier_of("accuracy", -1),
-                                doc="The largest drop of the accuracy below its chord.")
-    test_barrier = property(lambda self: self._barrier_of("test_loss", 1),
-                            doc="The barrier of the test loss (None without test data).")
-    test_accuracy_barrier = property(lambda self: self._barrier_of("test_accuracy", -1),
-                                     doc="The accuracy barrier on the test data.")
+    accuracy_barrier = property(
+        lambda self: self._barrier_of("accuracy", -1),
+        doc="The largest drop of the accuracy below its chord.",
+    )
+    test_barrier = property(
+        lambda self: self._barrier_of("test_loss", 1),
+        doc="The barrier of the test loss (None without test data).",
+    )
+    test_accuracy_barrier = property(
+        lambda self: self._barrier_of("test_accuracy", -1),
+        doc="The accuracy barrier on the test data.",
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,25 +172,39 @@ class Instability(RecordMixin):
     def paths(self) -> tuple[Path, ...]:
         """One linear :class:`Path` a k."""
         rows = {k: getattr(self, k) for k in ("loss", "accuracy", "test_loss", "test_accuracy")}
-        return tuple(Path(kind="linear", alphas=self.alphas,
-                          **{k: None if v is None else v[i] for k, v in rows.items()},
-                          buffers=self.buffers, mode=self.mode, params=self.params,
-                          cost=self.path_costs[i] if i < len(self.path_costs) else Cost(),
-                          info={})
-                     for i in range(len(self.ks)))
+        return tuple(
+            Path(
+                kind="linear",
+                alphas=self.alphas,
+                **{k: None if v is None else v[i] for k, v in rows.items()},
+                buffers=self.buffers,
+                mode=self.mode,
+                params=self.params,
+                cost=self.path_costs[i] if i < len(self.path_costs) else Cost(),
+                info={},
+            )
+            for i in range(len(self.ks))
+        )
 
     def _each(self, name: str) -> np.ndarray | None:
         values = [getattr(p, name) for p in self.paths]
         return None if any(v is None for v in values) else np.asarray(values, dtype=np.float64)
 
-    barriers = property(lambda self: self._each("barrier"),
-                        doc="(K,) the training-loss barrier at each k.")
-    accuracy_barriers = property(lambda self: self._each("accuracy_barrier"),
-                                 doc="(K,) the training-accuracy (error) barrier, or None.")
-    test_barriers = property(lambda self: self._each("test_barrier"),
-                             doc="(K,) the test-loss barrier, or None without test data.")
-    test_accuracy_barriers = property(lambda self: self._each("test_accuracy_barrier"),
-                                      doc="(K,) the test-accuracy barrier, or None.")
+    barriers = property(
+        lambda self: self._each("barrier"), doc="(K,) the training-loss barrier at each k."
+    )
+    accuracy_barriers = property(
+        lambda self: self._each("accuracy_barrier"),
+        doc="(K,) the training-accuracy (error) barrier, or None.",
+    )
+    test_barriers = property(
+        lambda self: self._each("test_barrier"),
+        doc="(K,) the test-loss barrier, or None without test data.",
+    )
+    test_accuracy_barriers = property(
+        lambda self: self._each("test_accuracy_barrier"),
+        doc="(K,) the test-accuracy barrier, or None.",
+    )
 
     @classmethod
     def of(cls, paths: tuple[Path, ...], **options: Any) -> Instability:
@@ -198,20 +223,34 @@ class Instability(RecordMixin):
             values = [getattr(p, key) for p in paths]
             rows[key] = None if any(v is None for v in values) else np.stack(values)
         first = paths[0]
-        return cls(alphas=first.alphas, **rows, buffers=first.buffers, mode=first.mode,
-                   params=tuple(first.params), path_costs=tuple(p.cost for p in paths),
-                   **options)
+        return cls(
+            alphas=first.alphas,
+            **rows,
+            buffers=first.buffers,
+            mode=first.mode,
+            params=tuple(first.params),
+            path_costs=tuple(p.cost for p in paths),
+            **options,
+        )
 
     @classmethod
-    def _upgrade(cls, arrays: dict[str, Any], attrs: dict[str, Any]
-                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _upgrade(
+        cls, arrays: dict[str, Any], attrs: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Records written before the record protocol: per-path counters as lists
-        ``path_n_evals``, ``path_passes``, ``path_seconds``."""
+        ``path_n_evals``, ``path_passes``, ``path_seconds``.
+        """
         if "path_costs" not in attrs and "path_passes" in attrs:
-            old = zip(attrs.get("path_n_evals") or [0] * len(attrs["path_passes"]),
-                      attrs["path_passes"], attrs["path_seconds"], strict=True)
-            attrs = {**attrs, "path_costs": [
-                {"loss_evals": e, "passes": p, "seconds": s} for e, p, s in old]}
+            old = zip(
+                attrs.get("path_n_evals") or [0] * len(attrs["path_passes"]),
+                attrs["path_passes"],
+                attrs["path_seconds"],
+                strict=True,
+            )
+            attrs = {
+                **attrs,
+                "path_costs": [{"loss_evals": e, "passes": p, "seconds": s} for e, p, s in old],
+            }
         return arrays, attrs
 
 
@@ -248,12 +287,13 @@ class WeightMatching(RecordMixin):
     cost: Cost
 
     @classmethod
-    def _upgrade(cls, arrays: dict[str, Any], attrs: dict[str, Any]
-                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _upgrade(
+        cls, arrays: dict[str, Any], attrs: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Records written before the record protocol: ``perm_<i>`` and the names as
-        ``layers``."""
+        ``layers``.
+        """
         if "perms" in attrs or "layers" not in attrs:
             return arrays, attrs
-        moved = {(f"perms.{k[5:]}" if k.startswith("perm_") else k): v
-                 for k, v in arrays.items()}
+        moved = {(f"perms.{k[5:]}" if k.startswith("perm_") else k): v for k, v in arrays.items()}
         return moved, {**attrs, "perms": list(attrs["layers"])}

@@ -47,14 +47,38 @@ from __future__ import annotations
 
 from landscape.engine.lazy import attach
 
-__all__ = ["NORMS", "AverageCase", "Epsilon", "PacBayes", "WorstCase", "average", "average_case",
-           "checkpoints", "epsilon", "flatness", "pac_bayes", "random_subspace", "results",
-           "worst", "worst_case"]
+__all__ = [
+    "NORMS",
+    "AverageCase",
+    "Epsilon",
+    "PacBayes",
+    "WorstCase",
+    "average",
+    "average_case",
+    "checkpoints",
+    "epsilon",
+    "flatness",
+    "pac_bayes",
+    "random_subspace",
+    "results",
+    "worst",
+    "worst_case",
+]
 
 __getattr__, __dir__ = attach(
-    __name__, ["average", "flatness", "perturb", "results", "worst"],
-    {"AverageCase": "results", "Epsilon": "results", "PacBayes": "results",
-     "WorstCase": "results", "average_case": "average", "epsilon": "flatness",
-     "pac_bayes": "flatness", "random_subspace": "flatness", "NORMS": "worst",
-     "checkpoints": "worst", "worst_case": "worst"},
+    __name__,
+    ["average", "flatness", "perturb", "results", "worst"],
+    {
+        "AverageCase": "results",
+        "Epsilon": "results",
+        "PacBayes": "results",
+        "WorstCase": "results",
+        "average_case": "average",
+        "epsilon": "flatness",
+        "pac_bayes": "flatness",
+        "random_subspace": "flatness",
+        "NORMS": "worst",
+        "checkpoints": "worst",
+        "worst_case": "worst",
+    },
 )

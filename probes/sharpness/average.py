@@ -30,17 +30,26 @@ from torch import Tensor, nn
 
 from landscape.engine.checks import _check_int, _check_positive
 from landscape.engine.params import ParamFilter
-
 from probes.sharpness.perturb import _check_common, _check_flag, _generator, _objective, _scale
 from probes.sharpness.results import AverageCase
 
 __all__ = ["AverageCase", "average_case"]
 
 
-def average_case(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *,
-                 rho: float, adaptive: bool = False, n_samples: int = 100, seed: int = 0,
-                 params: ParamFilter | Iterable[str] | None = None, mode: str = "eval",
-                 batch_size: int | None = None, check: bool = True) -> AverageCase:
+def average_case(
+    model: nn.Module,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: Any,
+    *,
+    rho: float,
+    adaptive: bool = False,
+    n_samples: int = 100,
+    seed: int = 0,
+    params: ParamFilter | Iterable[str] | None = None,
+    mode: str = "eval",
+    batch_size: int | None = None,
+    check: bool = True,
+) -> AverageCase:
     """Average-case sharpness ``E_z L(w + rho c z) - L(w)``, ``z ~ N(0, I)``, by Monte Carlo.
 
     Each draw ``z_i`` (a ``torch.Generator`` seeded with ``seed`` on the model's device) costs
@@ -73,8 +82,9 @@ def average_case(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], dat
     n_samples = _check_int(where, "n_samples", n_samples, 1)
     _check_common(where, seed=seed, mode=mode, batch_size=batch_size, check=check)
     start = time.perf_counter()
-    obj = _objective(model, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
-                     check=check)
+    obj = _objective(
+        model, loss_fn, data, params=params, mode=mode, batch_size=batch_size, check=check
+    )
     before = obj.cost
     theta = obj.theta
     scale = rho * _scale(theta, adaptive)
@@ -90,9 +100,18 @@ def average_case(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], dat
     stderr = float(samples.std(ddof=1) / math.sqrt(n_samples)) if n_samples > 1 else math.nan
     spent = obj.cost - before
     return AverageCase(
-        value=float(samples.mean()), stderr=stderr, clean_loss=clean.loss,
-        mean_loss=float(np.mean(losses)), clean_accuracy=clean.accuracy,
-        mean_accuracy=None if clean.accuracy is None else float(np.mean(accs)), rho=rho,
-        adaptive=adaptive, n_samples=n_samples, seed=int(seed), mode=mode,
-        n_params=int(theta.numel()), cost=spent.with_seconds(time.perf_counter() - start),
-        samples=samples)
+        value=float(samples.mean()),
+        stderr=stderr,
+        clean_loss=clean.loss,
+        mean_loss=float(np.mean(losses)),
+        clean_accuracy=clean.accuracy,
+        mean_accuracy=None if clean.accuracy is None else float(np.mean(accs)),
+        rho=rho,
+        adaptive=adaptive,
+        n_samples=n_samples,
+        seed=int(seed),
+        mode=mode,
+        n_params=int(theta.numel()),
+        cost=spent.with_seconds(time.perf_counter() - start),
+        samples=samples,
+    )

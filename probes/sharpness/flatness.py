@@ -56,17 +56,23 @@ from torch import Tensor, nn
 
 from landscape.engine.checks import _check_int, _check_positive
 from landscape.engine.params import ParamFilter
-
 from probes.sharpness.perturb import _check_common, _check_flag, _generator, _objective
 from probes.sharpness.results import Epsilon, PacBayes
 
 __all__ = ["Epsilon", "PacBayes", "epsilon", "pac_bayes", "random_subspace"]
 
 
-def random_subspace(n_params: int, dim: int, *, seed: int = 0, dtype: torch.dtype =
-                    torch.float64, device: torch.device | str = "cpu") -> Tensor:
+def random_subspace(
+    n_params: int,
+    dim: int,
+    *,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+) -> Tensor:
     """The ``(n_params, dim)`` matrix ``A`` of :func:`epsilon`'s random subspace: independent
-    standard normal entries from a ``torch.Generator`` on ``device`` seeded with ``seed``."""
+    standard normal entries from a ``torch.Generator`` on ``device`` seeded with ``seed``.
+    """
     gen = torch.Generator(device=device).manual_seed(int(seed))
     return torch.randn((n_params, dim), generator=gen, dtype=dtype, device=device)
 
@@ -76,10 +82,20 @@ def _host(t: Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float64).numpy()
 
 
-def epsilon(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *,
-            eps: float = 1e-3, subspace: int | None = None, max_iter: int = 10, seed: int = 0,
-            params: ParamFilter | Iterable[str] | None = None, mode: str = "eval",
-            batch_size: int | None = None, check: bool = True) -> Epsilon:
+def epsilon(
+    model: nn.Module,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: Any,
+    *,
+    eps: float = 1e-3,
+    subspace: int | None = None,
+    max_iter: int = 10,
+    seed: int = 0,
+    params: ParamFilter | Iterable[str] | None = None,
+    mode: str = "eval",
+    batch_size: int | None = None,
+    check: bool = True,
+) -> Epsilon:
     """Keskar et al.'s epsilon-sharpness ``100 (max_{y in C_eps} L(w + A y) - L(w)) / (1 +
     L(w))`` (module docstring), maximised by L-BFGS-B.
 
@@ -114,8 +130,9 @@ def epsilon(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
     max_iter = _check_int(where, "max_iter", max_iter, 1)
     _check_common(where, seed=seed, mode=mode, batch_size=batch_size, check=check)
     start = time.perf_counter()
-    obj = _objective(model, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
-                     check=check)
+    obj = _objective(
+        model, loss_fn, data, params=params, mode=mode, batch_size=batch_size, check=check
+    )
     before = obj.cost
     theta = obj.theta
     n_params = theta.numel()
@@ -124,10 +141,11 @@ def epsilon(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
         anchor = theta
     else:
         if subspace > n_params:
-            raise ValueError(f"{where}: subspace must be an int in [1, {n_params}] (the number "
-                             f"of parameters), got {subspace}")
-        a = random_subspace(n_params, subspace, seed=seed, dtype=theta.dtype,
-                            device=theta.device)
+            raise ValueError(
+                f"{where}: subspace must be an int in [1, {n_params}] (the number "
+                f"of parameters), got {subspace}"
+            )
+        a = random_subspace(n_params, subspace, seed=seed, dtype=theta.dtype, device=theta.device)
         wide = torch.promote_types(theta.dtype, torch.float64)
         anchor = torch.linalg.pinv(a.to(wide)) @ theta.to(wide)
     bound = eps * (_host(anchor.abs()) + 1.0)
@@ -142,26 +160,56 @@ def epsilon(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: An
             best[0], best[1] = value, np.array(y, dtype=np.float64)
         return -value, -_host(g if a is None else a.T @ g)
 
-    res = minimize(fun, np.zeros_like(bound), jac=True, method="L-BFGS-B",
-                   bounds=Bounds(-bound, bound), options={"maxiter": max_iter})
+    res = minimize(
+        fun,
+        np.zeros_like(bound),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=Bounds(-bound, bound),
+        options={"maxiter": max_iter},
+    )
     y = np.clip(best[1], -bound, bound)
     yt = torch.as_tensor(y, device=theta.device).to(theta.dtype)
     delta = _host(yt if a is None else a @ yt)
     spent = obj.cost - before
-    return Epsilon(value=100.0 * (best[0] - clean) / (1.0 + clean), clean_loss=clean,
-                   max_loss=best[0], eps=eps, subspace=subspace, max_iter=max_iter,
-                   seed=int(seed), mode=mode, n_iter=int(res.nit), message=str(res.message),
-                   n_params=int(n_params), cost=spent.with_seconds(time.perf_counter() - start),
-                   delta=delta, y=y, bound=bound)
+    return Epsilon(
+        value=100.0 * (best[0] - clean) / (1.0 + clean),
+        clean_loss=clean,
+        max_loss=best[0],
+        eps=eps,
+        subspace=subspace,
+        max_iter=max_iter,
+        seed=int(seed),
+        mode=mode,
+        n_iter=int(res.nit),
+        message=str(res.message),
+        n_params=int(n_params),
+        cost=spent.with_seconds(time.perf_counter() - start),
+        delta=delta,
+        y=y,
+        bound=bound,
+    )
 
 
 # ----------------------------------------------------------------------------- PAC-Bayes
-def pac_bayes(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *,
-              target: float = 0.1, magnitude_aware: bool = True, eps: float = 1e-3,
-              n_samples: int = 10, depth: int = 15, sigma_max: float = 2.0,
-              tolerance: float = 0.01, seed: int = 0,
-              params: ParamFilter | Iterable[str] | None = None, mode: str = "eval",
-              batch_size: int | None = None, check: bool = True) -> PacBayes:
+def pac_bayes(
+    model: nn.Module,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: Any,
+    *,
+    target: float = 0.1,
+    magnitude_aware: bool = True,
+    eps: float = 1e-3,
+    n_samples: int = 10,
+    depth: int = 15,
+    sigma_max: float = 2.0,
+    tolerance: float = 0.01,
+    seed: int = 0,
+    params: ParamFilter | Iterable[str] | None = None,
+    mode: str = "eval",
+    batch_size: int | None = None,
+    check: bool = True,
+) -> PacBayes:
     """The largest noise level ``sigma`` that lowers the training accuracy by ``target``, by
     bisection (module docstring); flatness ``1 / sigma^2``.
 
@@ -201,18 +249,24 @@ def pac_bayes(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: 
     tolerance = _check_positive(where, "tolerance", tolerance)
     _check_common(where, seed=seed, mode=mode, batch_size=batch_size, check=check)
     start = time.perf_counter()
-    obj = _objective(model, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
-                     check=check)
+    obj = _objective(
+        model, loss_fn, data, params=params, mode=mode, batch_size=batch_size, check=check
+    )
     if not obj.has_accuracy:
-        raise ValueError(f"{where}: needs data with an accuracy (class indices, one-hot or "
-                         "binary labels); these targets have none (regression?)")
+        raise ValueError(
+            f"{where}: needs data with an accuracy (class indices, one-hot or "
+            "binary labels); these targets have none (regression?)"
+        )
     before = obj.cost
     theta = obj.theta
     clean = obj.evaluate(theta).accuracy
 
     def accuracy(sigma: float) -> float:
-        std = (torch.sqrt(sigma**2 * theta**2 + eps**2) if magnitude_aware
-               else torch.full_like(theta, sigma))
+        std = (
+            torch.sqrt(sigma**2 * theta**2 + eps**2)
+            if magnitude_aware
+            else torch.full_like(theta, sigma)
+        )
         gen = _generator(theta, seed)
         total = 0.0
         for _ in range(n_samples):
@@ -237,11 +291,23 @@ def pac_bayes(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: 
         else:
             lo = sigma
     spent = obj.cost - before
-    return PacBayes(sigma=sigma, flatness=1.0 / sigma**2 if sigma > 0 else math.inf,
-                    clean_accuracy=float(clean), accuracy=acc, converged=converged,
-                    target=target, tolerance=tolerance, magnitude_aware=magnitude_aware,
-                    eps=eps, n_samples=n_samples, depth=depth, sigma_max=sigma_max,
-                    seed=int(seed), mode=mode, n_params=int(theta.numel()),
-                    cost=spent.with_seconds(time.perf_counter() - start),
-                    sigmas=np.asarray(sigmas, dtype=np.float64),
-                    accuracies=np.asarray(accs, dtype=np.float64))
+    return PacBayes(
+        sigma=sigma,
+        flatness=1.0 / sigma**2 if sigma > 0 else math.inf,
+        clean_accuracy=float(clean),
+        accuracy=acc,
+        converged=converged,
+        target=target,
+        tolerance=tolerance,
+        magnitude_aware=magnitude_aware,
+        eps=eps,
+        n_samples=n_samples,
+        depth=depth,
+        sigma_max=sigma_max,
+        seed=int(seed),
+        mode=mode,
+        n_params=int(theta.numel()),
+        cost=spent.with_seconds(time.perf_counter() - start),
+        sigmas=np.asarray(sigmas, dtype=np.float64),
+        accuracies=np.asarray(accs, dtype=np.float64),
+    )

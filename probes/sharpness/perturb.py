@@ -1,5 +1,6 @@
 """Parts the sharpness probes share (:mod:`probes.sharpness.worst`, :mod:`probes.sharpness.average`,
-:mod:`probes.sharpness.flatness`): argument checks, the objective, the scale ``c`` and the generator."""
+:mod:`probes.sharpness.flatness`): argument checks, the objective, the scale ``c`` and the generator.
+"""
 
 from __future__ import annotations
 
@@ -31,10 +32,19 @@ def _check_common(where: str, *, seed: Any, mode: Any, batch_size: Any, check: A
     _check_flag(where, "check", check)
 
 
-def _objective(model: nn.Module, loss_fn: Callable, data: Any, *, params: Any, mode: str,
-               batch_size: int | None, check: bool) -> Objective:
-    return Objective(model, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
-                     check=check)
+def _objective(
+    model: nn.Module,
+    loss_fn: Callable,
+    data: Any,
+    *,
+    params: Any,
+    mode: str,
+    batch_size: int | None,
+    check: bool,
+) -> Objective:
+    return Objective(
+        model, loss_fn, data, params=params, mode=mode, batch_size=batch_size, check=check
+    )
 
 
 def _scale(theta: Tensor, adaptive: bool) -> Tensor:

@@ -69,7 +69,6 @@ from landscape.engine.checks import _check_choice, _check_int, _check_positive
 from landscape.engine.cost import Cost
 from landscape.engine.objective import Objective
 from landscape.engine.params import ParamFilter
-
 from probes.sharpness.perturb import _check_common, _check_flag, _generator, _objective, _scale
 from probes.sharpness.results import WorstCase
 
@@ -89,7 +88,8 @@ raised the best loss."""
 def checkpoints(steps: int) -> tuple[int, ...]:
     """The step counts (1-based, at most ``steps``) after which the step size may be halved:
     ``ceil(p_j steps)`` for ``p_1 = 0.22``, ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03,
-    0.06)``, duplicates removed. ``checkpoints(20) == (5, 9, 12, 14, 16, 18, 19, 20)``."""
+    0.06)``, duplicates removed. ``checkpoints(20) == (5, 9, 12, 14, 16, 18, 19, 20)``.
+    """
     p = [0.0, 0.22]
     while p[-1] < 1:
         p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
@@ -102,22 +102,34 @@ def _norm(u: Tensor, norm: str) -> float:
 
 
 # ----------------------------------------------------------------------------- worst case
-def _random_start(theta: Tensor, live: Tensor, rho: float, norm: str,
-                  gen: torch.Generator) -> Tensor:
+def _random_start(
+    theta: Tensor, live: Tensor, rho: float, norm: str, gen: torch.Generator
+) -> Tensor:
     """A uniform random point of the ball ``||u||_p <= rho`` (zero where ``c = 0``)."""
     if norm == "linf":
-        u = (2 * torch.rand(theta.shape, generator=gen, dtype=theta.dtype,
-                            device=theta.device) - 1) * rho
+        u = (
+            2 * torch.rand(theta.shape, generator=gen, dtype=theta.dtype, device=theta.device) - 1
+        ) * rho
         return u * live
     u = torch.randn(theta.shape, generator=gen, dtype=theta.dtype, device=theta.device) * live
     n = max(int(live.sum()), 1)
-    radius = rho * float(torch.rand((), generator=gen, dtype=torch.float64,
-                                    device=theta.device)) ** (1.0 / n)
+    radius = rho * float(
+        torch.rand((), generator=gen, dtype=torch.float64, device=theta.device)
+    ) ** (1.0 / n)
     return u * (radius / max(float(u.norm()), 1e-300))
 
 
-def _ascend(obj: Objective, theta: Tensor, c: Tensor, *, rho: float, norm: str, steps: int,
-            restarts: int, gen: torch.Generator) -> tuple[float, Tensor]:
+def _ascend(
+    obj: Objective,
+    theta: Tensor,
+    c: Tensor,
+    *,
+    rho: float,
+    norm: str,
+    steps: int,
+    restarts: int,
+    gen: torch.Generator,
+) -> tuple[float, Tensor]:
     """The best loss found and its ``u`` (the ascent of the module docstring)."""
     checks = set(checkpoints(steps))
     live = (c != 0).to(theta.dtype)
@@ -155,11 +167,23 @@ def _ascend(obj: Objective, theta: Tensor, c: Tensor, *, rho: float, norm: str, 
     return best_loss, best_u
 
 
-def worst_case(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data: Any, *,
-               rho: float, norm: str = "l2", adaptive: bool = False,
-               params: ParamFilter | Iterable[str] | None = None, steps: int = 20,
-               restarts: int = 0, m: int | None = None, seed: int = 0, mode: str = "eval",
-               batch_size: int | None = None, check: bool = True) -> WorstCase:
+def worst_case(
+    model: nn.Module,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: Any,
+    *,
+    rho: float,
+    norm: str = "l2",
+    adaptive: bool = False,
+    params: ParamFilter | Iterable[str] | None = None,
+    steps: int = 20,
+    restarts: int = 0,
+    m: int | None = None,
+    seed: int = 0,
+    mode: str = "eval",
+    batch_size: int | None = None,
+    check: bool = True,
+) -> WorstCase:
     """Worst-case sharpness ``max_{||delta / c||_p <= rho} L(w + delta) - L(w)``.
 
     Projected gradient ascent with the APGD-style schedule of Andriushchenko et al. (2023)
@@ -206,8 +230,9 @@ def worst_case(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data:
         m = _check_int(where, "m", m, 1)
     _check_common(where, seed=seed, mode=mode, batch_size=batch_size, check=check)
     start = time.perf_counter()
-    obj = _objective(model, loss_fn, data, params=params, mode=mode, batch_size=batch_size,
-                     check=check)
+    obj = _objective(
+        model, loss_fn, data, params=params, mode=mode, batch_size=batch_size, check=check
+    )
     theta = obj.theta
     c = _scale(theta, adaptive)
     n_total = obj.n_examples
@@ -215,26 +240,52 @@ def worst_case(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data:
         parts = [(obj, seed)]
     else:
         held = list(obj.batches)
-        inputs = tree_map(lambda *t: torch.cat(t), *[b.inputs for b in held]) \
-            if len(held) > 1 else held[0].inputs
+        inputs = (
+            tree_map(lambda *t: torch.cat(t), *[b.inputs for b in held])
+            if len(held) > 1
+            else held[0].inputs
+        )
         targets = torch.cat([b.targets for b in held])
         parts = []
         for i, lo in enumerate(range(0, n_total, m)):
-            chunk = (tree_map(lambda t, lo=lo: t[lo:lo + m], inputs), targets[lo:lo + m])
-            parts.append((_objective(model, loss_fn, chunk, params=params, mode=mode,
-                                     batch_size=batch_size, check=False), seed + i))
+            chunk = (tree_map(lambda t, lo=lo: t[lo : lo + m], inputs), targets[lo : lo + m])
+            parts.append(
+                (
+                    _objective(
+                        model,
+                        loss_fn,
+                        chunk,
+                        params=params,
+                        mode=mode,
+                        batch_size=batch_size,
+                        check=False,
+                    ),
+                    seed + i,
+                )
+            )
     values, sizes, clean, worst, clean_acc, worst_acc, norms = [], [], [], [], [], [], []
     spent = Cost()
     delta = None
     for part, part_seed in parts:
         before = part.cost
         c0 = part.evaluate(theta)
-        _, u = _ascend(part, theta, c, rho=rho, norm=norm, steps=steps, restarts=restarts,
-                       gen=_generator(theta, part_seed))
+        _, u = _ascend(
+            part,
+            theta,
+            c,
+            rho=rho,
+            norm=norm,
+            steps=steps,
+            restarts=restarts,
+            gen=_generator(theta, part_seed),
+        )
         w1 = part.evaluate(theta + c * u)
         used = part.cost - before
-        spent += Cost(passes=used.passes * part.n_examples / n_total,
-                      loss_evals=used.loss_evals, grad_evals=used.grad_evals)
+        spent += Cost(
+            passes=used.passes * part.n_examples / n_total,
+            loss_evals=used.loss_evals,
+            grad_evals=used.grad_evals,
+        )
         sizes.append(part.n_examples)
         clean.append(c0.loss)
         worst.append(w1.loss)
@@ -249,14 +300,28 @@ def worst_case(model: nn.Module, loss_fn: Callable[[Any, Tensor], Tensor], data:
     def mean(xs: list) -> float | None:
         return None if any(x is None for x in xs) else float(np.dot(weights, xs))
 
-    return WorstCase(value=mean(values), clean_loss=mean(clean), worst_loss=mean(worst),
-                     clean_accuracy=mean(clean_acc), worst_accuracy=mean(worst_acc),
-                     delta_norm=max(norms), rho=rho, norm=norm, adaptive=adaptive, steps=steps,
-                     restarts=restarts, m=m, seed=int(seed), mode=mode,
-                     n_params=int(theta.numel()), n_batches=len(parts),
-                     cost=spent.with_seconds(time.perf_counter() - start), delta=delta,
-                     batch_values=None if m is None else np.asarray(values, dtype=np.float64),
-                     batch_sizes=None if m is None else np.asarray(sizes, dtype=np.int64))
+    return WorstCase(
+        value=mean(values),
+        clean_loss=mean(clean),
+        worst_loss=mean(worst),
+        clean_accuracy=mean(clean_acc),
+        worst_accuracy=mean(worst_acc),
+        delta_norm=max(norms),
+        rho=rho,
+        norm=norm,
+        adaptive=adaptive,
+        steps=steps,
+        restarts=restarts,
+        m=m,
+        seed=int(seed),
+        mode=mode,
+        n_params=int(theta.numel()),
+        n_batches=len(parts),
+        cost=spent.with_seconds(time.perf_counter() - start),
+        delta=delta,
+        batch_values=None if m is None else np.asarray(values, dtype=np.float64),
+        batch_sizes=None if m is None else np.asarray(sizes, dtype=np.int64),
+    )
 
 
 # ----------------------------------------------------------------------------- average case
