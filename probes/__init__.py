@@ -1,6 +1,7 @@
-"""Probes: functions of ``(model, loss_fn, data, *, ...)`` that measure the landscape through
-:class:`landscape.engine.Objective`, never writing into the model, each returning a frozen
-result with its options and its cost.
+"""Probes: functions of ``(model, loss_fn, data, *, ...)`` that measure the landscape.
+
+They measure through :class:`landscape.engine.Objective`, never writing into the model, each
+returning a frozen result with its options and its cost.
 
 Four families, one subpackage each:
 

@@ -54,11 +54,13 @@ def top_eigenvalues(
         data: the data the curvature is measured on (tensors, a Dataset or a DataLoader), e.g.
             the training set or a fixed subset of it.
         every: steps between measurements (also at step 0 and the last step).
-        k: how many of the largest eigenvalues. name: the series' name
-            (``probes/<name>`` in the store).
-        tol: relative accuracy of each eigenvalue (see :func:`probes.curvature.hessian.eigenvalues`).
+        k: how many of the largest eigenvalues.
+        name: the series' name (``probes/<name>`` in the store).
+        tol: relative accuracy of each eigenvalue (see
+            :func:`probes.curvature.hessian.eigenvalues`).
         curvature: ``"hessian"``, ``"ggn"`` or ``"fisher"``.
-        params: the parameters the matrix is over. loss_fn: the loss (default: the run's).
+        params: the parameters the matrix is over.
+        loss_fn: the loss (default: the run's).
 
     Returns:
         A :class:`~landscape.train.recording.Callback`; each call records ``value`` (the largest),
@@ -101,12 +103,14 @@ def top_eigenvalues(
 
 
 def max_margin_alignment(data: Any, every: int, *, name: str = "max_margin") -> Callback:
-    """A callback recording a bias-free linear classifier against the l2, l1 and linf
-    max-margin directions of ``data`` every ``every`` steps.
+    """A callback recording a linear classifier against the max-margin directions of ``data``.
 
-    The three max-margin classifiers (:func:`probes.implicit_bias.ground_truth.max_margin`) are solved once, when
-    the callback is made; each call is then :func:`probes.implicit_bias.recovery.margin_alignment` of the
-    run's model with them.
+    The classifier is bias-free, the directions are the l2, l1 and linf ones, recorded every
+    ``every`` steps.
+
+    The three max-margin classifiers (:func:`probes.implicit_bias.ground_truth.max_margin`) are
+    solved once, when the callback is made; each call is then
+    :func:`probes.implicit_bias.recovery.margin_alignment` of the run's model with them.
 
     Args:
         data: an ``(x, y)`` pair of tensors or arrays, binary labels ({0, 1} or {-1, +1}),

@@ -8,8 +8,9 @@ import torch
 
 @pytest.fixture(scope="module")
 def one_thread():
-    """Tiny models: threads only cost (and thrash when the machine is shared). Use with
-    ``pytestmark = pytest.mark.usefixtures("one_thread")``.
+    """Tiny models: threads only cost (and thrash when the machine is shared).
+
+    Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

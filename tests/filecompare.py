@@ -1,5 +1,6 @@
-"""Two landscape files compared number by number: every dataset of every run, probe,
-surface, path and comparison, except wall-clock times.
+"""Two landscape files compared number by number, except wall-clock times.
+
+Every dataset of every run, probe, surface, path and comparison.
 """
 
 from __future__ import annotations

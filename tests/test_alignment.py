@@ -1,7 +1,9 @@
-"""Weight matching (probes.paths.alignment): the aligned model computes model_b's function, a known
-permutation is undone exactly, the coordinate descent is monotone and stops, the given models
-are untouched, unsupported architectures are refused by name, and on MNIST-1D the linear-path
-loss barrier between two SGD solutions drops once they are aligned.
+"""Weight matching (probes.paths.alignment).
+
+The aligned model computes model_b's function, a known permutation is undone exactly, the coordinate
+descent is monotone and stops, the given models are untouched, unsupported architectures are refused
+by name, and on MNIST-1D the linear-path loss barrier between two SGD solutions drops once they are
+aligned.
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ def seeded(seed, fn):
 
 
 def randomize_norms(model, seed):
-    """Random BatchNorm affine parameters and running statistics (a trained net's are not
-    the defaults), so that permuting them matters.
+    """Random BatchNorm affine parameters and running statistics.
+
+    A trained net's are not the defaults, so permuting them matters.
     """
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
@@ -108,8 +111,9 @@ GROUPS = {
 
 
 def scramble(model, kind, seed):
-    """A copy of ``model`` with each hidden layer's units permuted by hand (unit i of the copy
-    is unit q[i] of the model); returns the copy and the permutations q, by layer.
+    """A copy of ``model`` with each hidden layer's units permuted by hand.
+
+    Unit i of the copy is unit q[i] of the model; returns the copy and the permutations q, by layer.
     """
     state = {k: v.clone() for k, v in model.state_dict().items()}
     rng = np.random.default_rng(seed)
@@ -151,8 +155,9 @@ def flat(model):
 
 
 def linear_barrier(model_a, model_b, xy, n=11):
-    """Max over alpha of L((1 - alpha) a + alpha b) minus the straight line between the ends'
-    losses, with the loss from Objective.evaluate at the interpolated flat vectors.
+    """Max over alpha of L((1 - alpha) a + alpha b) minus the chord between the ends' losses.
+
+    The loss from Objective.evaluate at the interpolated flat vectors.
     """
     obj = Objective(model_a, nn.CrossEntropyLoss(), xy, check=False)
     ta, tb = flat(model_a), flat(model_b)
@@ -369,8 +374,9 @@ def test_record_round_trip_and_permute(tmp_path):
 
 @pytest.fixture(scope="module")
 def two_sgd_solutions():
-    """Two MLPs (2 hidden layers of 256) trained by SGD on MNIST-1D from different seeds
-    (initialisation and batch order).
+    """Two MLPs (2 hidden layers of 256) trained by SGD on MNIST-1D from different seeds.
+
+    The seeds set the initialisation and the batch order.
     """
     split = data.mnist1d()
 

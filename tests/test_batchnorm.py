@@ -1,5 +1,6 @@
-"""landscape.engine.batchnorm: BatchNorm statistics recomputed at a point, exactly, in one pass, with the
-model left as it was.
+"""landscape.engine.batchnorm: BatchNorm statistics recomputed at a point.
+
+Exactly, in one pass, with the model left as it was.
 """
 
 from __future__ import annotations
@@ -89,8 +90,10 @@ def test_convolutional_statistics_pool_batch_and_space(dims):
 
 
 def test_deeper_layers_against_a_manual_loop_with_batch_statistics(blobs):
-    """Each layer normalises with its batch's statistics (as in training); the population
-    statistics are over the whole data, batches of unequal size weighted by their size.
+    """Each layer normalises with its batch's statistics (as in training).
+
+    The population statistics are over the whole data, batches of unequal size weighted by their
+    size.
     """
     x, y = blobs
     model = deep_net()

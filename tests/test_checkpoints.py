@@ -1,5 +1,7 @@
-"""Importing runs trained elsewhere: state_dict files (plain or wrapped) into a complete run,
-model factories named by import path, and clear refusals of what does not fit.
+"""Importing runs trained elsewhere.
+
+``state_dict`` files (plain or wrapped) into a complete run, model factories named by import path,
+and clear refusals of what does not fit.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""The `landscape` command: the demo runs and prints what the engine sees; bad arguments get
-one line, not a traceback.
+"""The `landscape` command: the demo runs and prints what the engine sees.
+
+Bad arguments get one line, not a traceback.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""`landscape surface` and `landscape path` on stored runs: computed from the file alone,
-stored with the runs, equal to the library calls, and bad input refused in one line.
+"""`landscape surface` and `landscape path` on stored runs.
+
+Computed from the file alone, stored with the runs, equal to the library calls, and bad input
+refused in one line.
 """
 
 from __future__ import annotations
@@ -133,8 +135,9 @@ def test_paths_within_a_run_and_between_runs(runs, capsys):
 
 
 def test_aligned_path_ends_at_b_permuted(runs, capsys):
-    """--kind aligned: b's hidden units permuted to match a (weight matching), then the
-    straight line; b's function is unchanged, so the path ends at b's loss.
+    """--kind aligned: b's hidden units permuted to match a, then the straight line.
+
+    The permutation is weight matching; b's function is unchanged, so the path ends at b's loss.
     """
     assert (
         main(["path", str(runs), "--from", "a", "--to", "b", "--kind", "aligned", "--n", "5"]) == 0

@@ -1,5 +1,6 @@
-"""`landscape probe`: Hessian probes on a stored run, computed from the file alone and stored
-with the run.
+"""`landscape probe`: Hessian probes on a stored run.
+
+Computed from the file alone and stored with the run.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""`landscape train / info / import`: end to end on tiny problems, and every error as one line
-with exit status 2.
+"""`landscape train / info / import`: end to end on tiny problems.
+
+Every error comes as one line with exit status 2.
 """
 
 from __future__ import annotations

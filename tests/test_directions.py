@@ -1,6 +1,8 @@
-"""landscape.surfaces.directions: filter/layer normalisation against per-slice norms of the weights,
-seeded draws, Gram-Schmidt, differences, PCA of a trajectory in a known plane, Hessian
-eigenvectors against a dense float64 Hessian, record round trips and the error messages.
+"""landscape.surfaces.directions against independent references.
+
+Filter/layer normalisation against per-slice norms of the weights, seeded draws, Gram-Schmidt,
+differences, PCA of a trajectory in a known plane, Hessian eigenvectors against a dense float64
+Hessian, record round trips and the error messages.
 """
 
 from __future__ import annotations
@@ -58,8 +60,9 @@ MODELS = {"mlp": mlp, "cnn_bn": cnn_bn}
 
 
 def pieces(model: nn.Module, vector: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Name -> (direction piece, weight) with the parameter's shape (independent of the
-    module under test: walks named_parameters itself).
+    """Name -> (direction piece, weight) with the parameter's shape.
+
+    Independent of the module under test: walks named_parameters itself.
     """
     out, i = {}, 0
     for name, p in model.named_parameters():

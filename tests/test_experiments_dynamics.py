@@ -48,11 +48,12 @@ def _gd_tanh(split, lr, steps, every):
 
 
 def test_edge_of_stability_lambda_max_hovers_at_two_over_eta():
-    """GD, MSE, tanh MLP 40-32-32-10 on 300 MNIST-1D examples, 600 steps. At eta = 0.5,
-    lambda_max goes from 0.56 to about 1.1 x 2/eta by step 200 and stays there (late median
-    1.12 x 2/eta here) while the loss goes up at many history points; at eta = 0.1 the loss
-    falls monotonically and lambda_max grows past 2/0.5 = 4 (6.2 at the end), still far below
-    its own 2/eta = 20: the cap is set by the step size. About 8 s.
+    """GD, MSE, tanh MLP 40-32-32-10 on 300 MNIST-1D examples, 600 steps.
+
+    At eta = 0.5, lambda_max goes from 0.56 to about 1.1 x 2/eta by step 200 and stays there (late
+    median 1.12 x 2/eta here) while the loss goes up at many history points; at eta = 0.1 the loss
+    falls monotonically and lambda_max grows past 2/0.5 = 4 (6.2 at the end), still far below its
+    own 2/eta = 20: the cap is set by the step size. About 8 s.
     """
     split = _subset(300)
     steps = 600
@@ -75,11 +76,12 @@ def test_edge_of_stability_lambda_max_hovers_at_two_over_eta():
 
 
 def test_hessian_outliers_bulk_near_zero_and_top_eigenvalues_far_above_it():
-    """A CNN (16 channels) trained with SGD + momentum and MSE on 1000 MNIST-1D examples: 98%
-    of the spectral density lies within 5% of lambda_max of zero (the bulk), and the top
-    C - 2 = 8 eigenvalues all exceed 3x the density's RMS (6.6x here; lambda_8 = 1.92, RMS
-    0.29). The count of outliers at the largest eigengap (10 at full scale) is not asserted:
-    at this scale the top eigenvalues decay without a clear gap. About 10 s.
+    """A CNN (16 channels) trained with SGD + momentum and MSE on 1000 MNIST-1D examples.
+
+    98% of the spectral density lies within 5% of lambda_max of zero (the bulk), and the top C - 2 =
+    8 eigenvalues all exceed 3x the density's RMS (6.6x here; lambda_8 = 1.92, RMS 0.29). The count
+    of outliers at the largest eigengap (10 at full scale) is not asserted: at this scale the top
+    eigenvalues decay without a clear gap. About 10 s.
     """
     split = _subset(1000)
     model = models.build("cnn1d", {"channels": 16}, seed=0)
@@ -108,9 +110,10 @@ def test_hessian_outliers_bulk_near_zero_and_top_eigenvalues_far_above_it():
 
 
 def test_mnist1d_baselines_order_linear_mlp_cnn(mnist1d):
-    """Logistic regression < MLP < CNN in test accuracy on the full MNIST-1D, each trained
-    with Adam lr 1e-2, batch 100, for 8 epochs (320 steps; the spec runs 6000). Here: 0.306,
-    0.599, 0.829. The CNN's absolute level is tests/test_train.py's business. About 6 s.
+    """Logistic regression < MLP < CNN in test accuracy on the full MNIST-1D.
+
+    Each trained with Adam lr 1e-2, batch 100, for 8 epochs (320 steps; the spec runs 6000). Here:
+    0.306, 0.599, 0.829. The CNN's absolute level is tests/test_train.py's business. About 6 s.
     """
     acc = {}
     for name, kwargs in [

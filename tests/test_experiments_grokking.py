@@ -1,5 +1,6 @@
-"""``experiments/grokking.toml`` (Power et al. 2022; Nanda et al. 2023): grokking, i.e. the
-training accuracy reaches 1.0 early and the test accuracy climbs to ~1 long after.
+"""``experiments/grokking.toml`` (Power et al. 2022; Nanda et al. 2023): grokking.
+
+The training accuracy reaches 1.0 early and the test accuracy climbs to ~1 long after.
 
 **In CI, at tiny scale.** The spec itself with p = 23 instead of 31, half the pairs for
 training, AdamW lr 1e-2 instead of 3e-3 and 1000 steps instead of 6000, run through the sweep
@@ -45,8 +46,11 @@ def _read(path) -> dict:
 
 
 def _fit_and_grok(history) -> tuple[int, float, int | None]:
-    """(the first step with training accuracy 1.0, the test accuracy there, the first step with
-    test accuracy >= 0.95 or None).
+    """When the training set was fitted and when the test set was learnt.
+
+    Returns:
+        The first step with training accuracy 1.0, the test accuracy there, and the first step
+        with test accuracy >= 0.95 (None if none).
     """
     steps, train, test = history["step"], history["train_acc"], history["test_acc"]
     fitted = np.flatnonzero(train == 1.0)
@@ -74,7 +78,9 @@ def tiny(tmp_path_factory):
 
 
 def test_test_accuracy_rises_long_after_the_training_accuracy_reached_one(tiny):
-    """P = 23, 264 training pairs, lr 1e-2: train accuracy 1.0 first at step 80, with test
+    """Memorised first, learnt long after.
+
+    p = 23, 264 training pairs, lr 1e-2: train accuracy 1.0 first at step 80, with test
     accuracy 0.049 there (chance 1/23 = 0.043); test accuracy 0.25 at step 200, 0.47 at 400,
     >= 0.95 first at step 560, 7x later (0.94 at step 1000, between loss spikes). The bounds
     leave room for another machine's last bits: fitted by 200, still below 0.2 there, grokked
@@ -128,12 +134,14 @@ def test_every_probe_runs_on_attention_embeddings_and_layernorm(tiny):
     reason="the full grokking run (6000 steps, about a minute); set LANDSCAPE_SLOW=1",
 )
 def test_the_full_spec_groks_as_the_experiments_readme_says(tmp_path):
-    """experiments/README.md, "Our run" (p = 31, 384 training pairs, one thread): train
-    accuracy 1.0 first at step 200 with test accuracy 0.012 (chance 1/31 = 0.032); test
-    accuracy >= 0.95 first at step 3050, ~15x later, and 1.000 at step 6000; the parameter
-    norm 24.9 at step 200, 14.75 at step 3050, 14.3 at the end (37.3 at init). (The code as
-    of this test gives 150 / 0.017, 3650, median test accuracy 0.997 after step 4000, and
-    norms 27.7 / 14.3 / 13.8: the same events, other last bits.)
+    """The full spec groks as experiments/README.md says.
+
+    "Our run" there (p = 31, 384 training pairs, one thread): train accuracy 1.0 first at
+    step 200 with test accuracy 0.012 (chance 1/31 = 0.032); test accuracy >= 0.95 first at
+    step 3050, ~15x later, and 1.000 at step 6000; the parameter norm 24.9 at step 200, 14.75
+    at step 3050, 14.3 at the end (37.3 at init). (The code as of this test gives 150 / 0.017,
+    3650, median test accuracy 0.997 after step 4000, and norms 27.7 / 14.3 / 13.8: the same
+    events, other last bits.)
     """
     path = tmp_path / "grokking.h5"
     run_sweep(expand(read_toml("experiments/grokking.toml", "sweep spec")), path)

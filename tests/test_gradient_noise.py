@@ -1,5 +1,7 @@
-"""probes.implicit_bias.gradient_noise: the trace of the per-example gradient covariance and B_simple against a
-Python loop over examples (one backward each), records and bad input.
+"""probes.implicit_bias.gradient_noise against a Python loop over examples.
+
+The trace of the per-example gradient covariance and B_simple against a Python loop over examples
+(one backward each), records and bad input.
 """
 
 from __future__ import annotations

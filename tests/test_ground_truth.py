@@ -1,4 +1,4 @@
-"""probes.implicit_bias.ground_truth: max-margin directions, alignment, factorisations, diagonal networks."""
+"""probes.implicit_bias.ground_truth: max margins, alignment, factorisations, diagonal networks."""
 
 from __future__ import annotations
 

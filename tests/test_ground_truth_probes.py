@@ -1,6 +1,7 @@
-"""The ground-truth additions of issue 8: the linf max margin, the sparse-regression dataset,
-the probes ``margin_alignment`` and ``interpolator_distances`` and the ``max_margin`` callback
-along training, and their sweep entries.
+"""The ground-truth additions of issue 8.
+
+The linf max margin, the sparse-regression dataset, the probes ``margin_alignment`` and
+``interpolator_distances`` and the ``max_margin`` callback along training, and their sweep entries.
 """
 
 from __future__ import annotations

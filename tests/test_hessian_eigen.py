@@ -1,5 +1,6 @@
-"""hessian.eigenvalues and hessian.matrix against dense float64 references: the Hessian built
-with torch.autograd.functional.hessian (no vmap) and its numpy eigendecomposition.
+"""hessian.eigenvalues and hessian.matrix against dense float64 references.
+
+The Hessian built with torch.autograd.functional.hessian (no vmap) and its numpy eigendecomposition.
 """
 
 from __future__ import annotations
@@ -156,8 +157,9 @@ def test_ggn_equals_hessian_for_linear_least_squares():
 
 @pytest.mark.parametrize("which", hessian.WHICH)
 def test_error_bounds_hold_at_loose_tolerances(case, which):
-    """At a loose tol the stop comes early: the reported bound must still cover the true
-    error, and the true error must be within tol.
+    """At a loose tol the stop comes early, and the reported bound still holds.
+
+    The reported bound must still cover the true error, and the true error must be within tol.
     """
     name, model, x, y, h, vals, vecs = case
     for tol in (1e-2, 1e-4, 1e-6):

@@ -1,6 +1,7 @@
-"""Trace (Hutchinson, Hutch++) and spectral density (stochastic Lanczos quadrature) against
-dense float64 references: the Hessian of small zoo models, and explicit matrices with a known
-spectrum for the estimators' statistics.
+"""Trace (Hutchinson, Hutch++) and spectral density (SLQ) against dense float64 references.
+
+The density by stochastic Lanczos quadrature (SLQ); the references are the Hessian of small zoo
+models, and explicit matrices with a known spectrum for the estimators' statistics.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""Cross-check with PyHessian 0.1 (what most papers used) where it works: its top eigenvalue
-(power iteration) and its Hutchinson trace agree with ours within their own accuracy.
+"""Cross-check with PyHessian 0.1 (what most papers used) where it works.
+
+Its top eigenvalue (power iteration) and its Hutchinson trace agree with ours within their own
+accuracy.
 """
 
 from __future__ import annotations

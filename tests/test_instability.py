@@ -150,10 +150,12 @@ def test_instability_bad_input(digits):
     ],
 )
 def test_late_forks_are_more_stable_than_early_ones(model_seed):
-    """Frankle et al. 2020 at tiny scale: forks made half-way are linearly connected (barrier
-    0), forks made at initialisation are not. MNIST-1D, 1000 examples, a 4-layer MLP trained
-    to a low loss (the barrier only appears once the forks fit the data: shorter runs give 0
-    at every k, and smaller data sets make it depend on the model seed).
+    """Frankle et al. 2020 at tiny scale: late forks are linearly connected, early ones are not.
+
+    Forks made half-way are linearly connected (barrier 0), forks made at initialisation are not.
+    MNIST-1D, 1000 examples, a 4-layer MLP trained to a low loss (the barrier only appears once the
+    forks fit the data: shorter runs give 0 at every k, and smaller data sets make it depend on the
+    model seed).
     """
     split = data.subset(data.mnist1d(), 1000, 200, seed=0)
     model = models.build("mlp", in_features=40, num_classes=10, width=64, depth=4, seed=model_seed)

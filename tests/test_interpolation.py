@@ -1,6 +1,8 @@
-"""probes.paths.interpolation: straight paths against direct evaluations and a closed form, BatchNorm
-recalibration, Bezier curves that lower the barrier between two MNIST-1D solutions, records
-through the store, untouched models and clear errors.
+"""probes.paths.interpolation against direct evaluations and a closed form.
+
+Straight paths against direct evaluations and a closed form, BatchNorm recalibration, Bezier curves
+that lower the barrier between two MNIST-1D solutions, records through the store, untouched models
+and clear errors.
 """
 
 from __future__ import annotations
@@ -121,8 +123,10 @@ def test_flat_vectors_as_ends(digits):
 
 
 def test_a_linear_model_with_squared_error_gives_the_closed_form_quadratic():
-    """Outputs are linear in the parameters, so L(alpha) = mean 0.5 ||r + alpha d||^2 with
-    r = f_a - y and d = f_b - f_a: a convex quadratic, barrier 0.
+    """Outputs are linear in the parameters, so the loss along the line is a convex quadratic.
+
+    L(alpha) = mean 0.5 ||r + alpha d||^2 with r = f_a - y and d = f_b - f_a: a convex quadratic,
+    barrier 0.
     """
     g = torch.Generator().manual_seed(0)
     x = torch.randn(60, 4, generator=g, dtype=torch.float64)
@@ -155,8 +159,9 @@ def test_params_subset_interpolates_only_those(digits):
 
 # --------------------------------------------------------------------------- BatchNorm
 def test_recalibrated_path_uses_exact_statistics(digits):
-    """A first BatchNorm layer on the raw inputs: its exact statistics are the data's mean
-    and unbiased variance, whatever the batches.
+    """A first BatchNorm layer on the raw inputs.
+
+    Its exact statistics are the data's mean and unbiased variance, whatever the batches.
     """
     x, y = digits.train
     x = x.double()

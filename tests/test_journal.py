@@ -1,5 +1,7 @@
-"""Tests of landscape.store.journal on its own (plain bytes, no h5py): a JournaledFile against a
-bytearray model, commit and rollback, recovery of journals left behind, crash windows, locks.
+"""Tests of landscape.store.journal on its own (plain bytes, no h5py).
+
+A JournaledFile against a bytearray model, commit and rollback, recovery of journals left behind,
+crash windows, locks.
 """
 
 from __future__ import annotations
@@ -242,8 +244,9 @@ def test_a_journal_that_shrank_the_file_is_rolled_back(tmp_path, opener):
 @pytest.mark.parametrize("opener", OPENERS)
 @pytest.mark.parametrize("cut", ["no trailer", "cut in a record", "bad crc", "header only"])
 def test_an_unfinished_journal_only_cuts_off_the_tail(tmp_path, opener, cut):
-    """Without a complete journal the old pages were never overwritten: only the appended
-    tail goes.
+    """Without a complete journal the old pages were never overwritten.
+
+    Only the appended tail goes.
     """
     path = tmp_path / "f.bin"
     original = _data(2 * PAGE + 10)
@@ -329,8 +332,9 @@ def _interrupt_at(monkeypatch, point):
 
 @pytest.mark.parametrize("point", ["appended", "journal-written", "half-applied", "applied"])
 def test_an_exception_inside_commit_then_close_restores_the_file(tmp_path, monkeypatch, point):
-    """An exception (Ctrl-C, a full disk) between writing the journal and deleting it, then
-    close(): the pages already written must be restored from the journal.
+    """An exception between writing the journal and deleting it, then close().
+
+    For example Ctrl-C or a full disk: the pages already written must be restored from the journal.
     """
     path = tmp_path / "f.bin"
     original = _data(4 * PAGE)
@@ -353,8 +357,10 @@ def test_an_exception_inside_commit_then_close_restores_the_file(tmp_path, monke
 def test_a_large_file_cut_short_and_rewritten_is_restored_after_an_interrupt(
     tmp_path, monkeypatch, point
 ):
-    """Store(path, "w") on a big file cuts it to 0 and writes anew: the cut-off bytes are
-    journaled in chunks (not held in memory) and come back if the commit is interrupted.
+    """Store(path, "w") on a big file cuts it to 0 and writes anew.
+
+    The cut-off bytes are journaled in chunks (not held in memory) and come back if the commit is
+    interrupted.
     """
     path = tmp_path / "f.bin"
     original = _data(3 * journal._CHUNK + 5 * PAGE + 17, seed=3)

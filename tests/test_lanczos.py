@@ -1,6 +1,7 @@
-"""Thick-restart Lanczos (probes.curvature.lanczos.extreme) on explicit symmetric matrices with a known
-spectrum: values, honest residuals, error bounds that cover the true error, restarts,
-invariant subspaces, repeated eigenvalues and the product budget.
+"""Thick-restart Lanczos (probes.curvature.lanczos.extreme) on explicit symmetric matrices.
+
+Matrices with a known spectrum: values, honest residuals, error bounds that cover the true error,
+restarts, invariant subspaces, repeated eigenvalues and the product budget.
 """
 
 from __future__ import annotations
@@ -157,8 +158,9 @@ def test_error_bounds_use_the_gap():
 
 
 def test_close_pairs_at_the_top_are_resolved_at_the_default_tolerance():
-    """Random spectra with outliers, every other one with a close pair at the top (the case
-    where Krylov methods miss an eigenvalue): at tol=1e-6 none is missed and every bound
+    """Random spectra with outliers, every other one with a close pair at the top.
+
+    The case where Krylov methods miss an eigenvalue: at tol=1e-6 none is missed and every bound
     holds (see the module docstring of probes.curvature.lanczos for looser tolerances).
     """
     for seed in range(40):

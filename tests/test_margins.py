@@ -1,5 +1,7 @@
-"""probes.implicit_bias.margins: margins against a hand computation, the order-statistic quantile, Bartlett et
-al.'s spectral complexity against a direct computation, records and bad input.
+"""probes.implicit_bias.margins against hand and direct computations.
+
+Margins against a hand computation, the order-statistic quantile, Bartlett et al.'s spectral
+complexity against a direct computation, records and bad input.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""The matrix-sensing dataset (``landscape.data.datasets.matrix_sensing``) and its probe
-(``probes.implicit_bias.recovery.matrix_recovery``, ``[probes] matrix_recovery`` of a sweep).
+"""The matrix-sensing dataset and its probe.
+
+The dataset is ``landscape.data.datasets.matrix_sensing``, the probe
+``probes.implicit_bias.recovery.matrix_recovery`` (``[probes] matrix_recovery`` of a sweep).
 """
 
 from __future__ import annotations

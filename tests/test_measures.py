@@ -1,5 +1,7 @@
-"""measures(): every family at once equals the measures computed one by one, what does not
-apply is skipped with a reason, the model is untouched, and the result round-trips the file.
+"""measures(): the suite of generalisation measures.
+
+Every family at once equals the measures computed one by one, what does not apply is skipped
+with a reason, the model is untouched, and the result round-trips the file unchanged.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""probes.implicit_bias.norms: per-layer norms against torch.linalg, path-norm against a brute-force sum over
-paths, invariance under ReLU rescaling, the Fisher-Rao norm against its closed form.
+"""probes.implicit_bias.norms against torch.linalg, brute force and closed forms.
+
+Per-layer norms against torch.linalg, path-norm against a brute-force sum over paths, invariance
+under ReLU rescaling, the Fisher-Rao norm against its closed form.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ def mlp(bias: bool, seed: int = 0, widths=(3, 4, 3, 2)) -> nn.Sequential:
 
 
 def brute_force_path_norm(net: nn.Sequential) -> float:
-    """Sum over every path (from an input unit or a bias unit to an output unit) of the product
-    of the squared weights on it, by enumeration.
+    """Sum over every path of the product of the squared weights on it, by enumeration.
+
+    A path goes from an input unit or a bias unit to an output unit.
     """
     net = copy.deepcopy(net).requires_grad_(False)
     linears = [m for m in net if isinstance(m, nn.Linear)]

@@ -1,5 +1,7 @@
-"""The Objective against dense float64 references: loss, gradient, Hessian-vector products by
-every strategy, GGN-vector products, per-example gradients.
+"""The Objective against dense float64 references.
+
+Loss, gradient, Hessian-vector products by every strategy, GGN-vector products, per-example
+gradients.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 class Reference:
-    """Dense float64 quantities computed independently of the engine: the full batch through
-    functional_call, the Hessian with torch.autograd.functional (no vmap).
+    """Dense float64 quantities computed independently of the engine.
+
+    The full batch through functional_call, the Hessian with torch.autograd.functional (no vmap).
     """
 
     def __init__(self, model: nn.Module, x, y, loss_fn=CE):

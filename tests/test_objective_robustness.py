@@ -1,5 +1,7 @@
-"""Found in review: stale caches, in-place changes, memory estimates, missing forward-mode
-AD, low precision, NaN in later batches, raw torch errors, accuracy on regression.
+"""Found in review.
+
+Stale caches, in-place changes, memory estimates, missing forward-mode AD, low precision, NaN in
+later batches, raw torch errors, accuracy on regression.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests of landscape.train.optim: torch parity, SAM and GD against closed forms, schedules, noise."""
+"""landscape.train.optim: torch parity, SAM and GD against closed forms, schedules, noise."""
 
 from __future__ import annotations
 

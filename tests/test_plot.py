@@ -1,7 +1,9 @@
-"""Plots from a file read back from disk: every plot function draws the arrays the file holds
-(each line's, contour's, surface's and scatter's data compared with the stored arrays), with
-its axes, labels and lines, saves as PNG, PDF and SVG, ``all_figures`` writes the expected set,
-and ``landscape plot`` works and refuses bad input in one line.
+"""Plots from a file read back from disk draw the arrays the file holds.
+
+Every plot function draws the stored arrays (each line's, contour's, surface's and scatter's
+data compared with those read back), with its axes, labels and lines, saves as PNG, PDF and
+SVG, ``all_figures`` writes the expected set, and ``landscape plot`` works and refuses bad
+input in one line.
 """
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Two tiny runs (SGD with momentum, Adam) with surfaces, probes, paths and a lambda_max
-    series, written by the commands a user runs; then only the file is used.
+    """Two tiny runs (SGD with momentum, Adam) written by the commands a user runs.
+
+    With surfaces, probes, paths and a lambda_max series; then only the file is used.
     """
     path = tmp_path_factory.mktemp("plot") / "runs.h5"
     f = str(path)
@@ -128,18 +131,21 @@ def _line(ax, label: str):
 
 
 def _same(line, x, y) -> None:
-    """The line's data are the stored arrays, point for point (no tolerance: plotting draws
-    the numbers it was given, it computes none).
+    """The line's data are the stored arrays, point for point.
+
+    No tolerance: plotting draws the numbers it was given, it computes none.
     """
     np.testing.assert_array_equal(np.asarray(line.get_xdata(), dtype=float), x)
     np.testing.assert_array_equal(np.asarray(line.get_ydata(), dtype=float), y)
 
 
 def _check_contours(filled, x, y, z) -> None:
-    """The filled contours are those of the stored grid ``z`` (``(len(x), len(y))``) over
-    ``x``, ``y`` at the plot's levels: drawn again here from the arrays read back, every band's
-    outline has the same vertices (a grid transposed, shifted, of another metric or run moves
-    the level crossings on the grid's edges, so the vertices).
+    """The filled contours are those of the stored grid ``z``.
+
+    ``z`` is ``(len(x), len(y))`` over ``x``, ``y``; drawn again here from the arrays read
+    back at the plot's levels, every band's outline has the same vertices (a grid transposed,
+    shifted, of another metric or run moves the level crossings on the grid's edges, so the
+    vertices).
     """
     again = Figure().add_subplot().contourf(x, y, np.ma.masked_invalid(z.T), levels=filled.levels)
     assert len(filled.get_paths()) == len(again.get_paths()) == len(filled.levels) - 1
@@ -348,7 +354,7 @@ def test_grid_puts_runs_on_one_colour_scale(runs, tmp_path):
     np.testing.assert_allclose(
         sets[0].levels, np.linspace(both.min(), both.max(), len(sets[0].levels)), rtol=1e-12
     )
-    for ax, (run, stored) in zip(panels, grids.items(), strict=True):
+    for ax, stored in zip(panels, grids.values(), strict=True):
         _check_contours(ax.collections[0], stored["x"], stored["y"], stored["train_loss"])
         coords = stored["trajectory_coords"]
         _same(_line(ax, "training trajectory"), coords[:, 0], coords[:, 1])

@@ -1,5 +1,6 @@
-"""The top eigenvalue along training: warm-started values equal cold ones at the same step,
-for fewer products.
+"""The top eigenvalue along training.
+
+Warm-started values equal cold ones at the same step, for fewer products.
 """
 
 from __future__ import annotations

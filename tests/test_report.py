@@ -1,5 +1,6 @@
-"""The report of a landscape file read back from disk: tables, ranking, Markdown and HTML,
-figures (stand-in plotting module), the command line.
+"""The report of a landscape file read back from disk.
+
+Tables, ranking, Markdown and HTML, figures (stand-in plotting module), the command line.
 """
 
 from __future__ import annotations
@@ -108,8 +109,9 @@ def _path(peak: float) -> PathResult:
 
 
 def write_file(path: Path, *, sweep: bool = True) -> Path:
-    """Four complete runs with probes written through the results' ``to_record``, a failed
-    run, a path between two runs under /compare.
+    """Four complete runs, a failed run and a path between two runs under /compare.
+
+    The probes are written through the results' ``to_record``.
     """
     with Store(path, "w") as s:
         for run, (tra, tea, trl, tel, dist, top, axes) in RUNS.items():

@@ -1,6 +1,7 @@
-"""Results round-trip through the store by one mechanism (RecordMixin), with their cost; and
-records written before results had a ``cost`` (flat counters) or before the record protocol
-(older layouts) still load.
+"""Results round-trip through the store by one mechanism (RecordMixin), with their cost.
+
+Records written before results had a ``cost`` (flat counters) or before the record protocol (older
+layouts) still load.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""Sharpness and flatness probes (probes.sharpness): closed forms, invariance under ReLU
-rescaling, constraints, m-sharpness, PAC-Bayes noise, model untouched, records, bad input.
+"""Sharpness and flatness probes (probes.sharpness).
+
+Closed forms, invariance under ReLU rescaling, constraints, m-sharpness, PAC-Bayes noise, model
+untouched, records, bad input.
 """
 
 from __future__ import annotations
@@ -86,9 +88,10 @@ def scaled_norm(delta: np.ndarray, c: np.ndarray, p: str) -> float:
 
 
 def one_hot_classifier(n: int, seed: int = 0):
-    """N one-hot examples, label 1, a bias-free linear logit with weights w_i > 0 of varied
-    magnitudes: example i is right iff w_i + noise_i > 0, so under noise of std s_i the
-    accuracy is mean_i Phi(w_i / s_i).
+    """N one-hot examples, label 1, a bias-free linear logit with weights w_i > 0.
+
+    The weights have varied magnitudes: example i is right iff w_i + noise_i > 0, so under
+    noise of std s_i the accuracy is mean_i Phi(w_i / s_i).
     """
     gen = torch.Generator().manual_seed(seed)
     model = nn.Linear(n, 1, bias=False).double()
@@ -137,8 +140,9 @@ def test_worst_case_l2_equals_the_logistic_closed_form(label, rho):
 
 
 def test_epsilon_equals_the_logistic_closed_form():
-    """The loss is monotone in the margin, so the box maximum is the vertex
-    delta_i = -eps (|w_i| + 1) sign(y x_i).
+    """The loss is monotone in the margin, so the box maximum is a vertex.
+
+    The vertex delta_i = -eps (|w_i| + 1) sign(y x_i).
     """
     model, x, t = logistic(5, 1.0)
     w, eps = model.weight.detach()[0], 0.01
@@ -285,9 +289,11 @@ def test_pac_bayes_sigma_grows_with_the_target():
 
 
 def test_magnitude_aware_noise_is_a_standard_deviation():
-    """Accuracy under std sigma |w_i| is Phi(1 / sigma) for every i: a drop of 0.1 at
-    sigma = 1 / Phi^-1(0.9) = 0.780 (0.746 to 0.815 within the 0.01 tolerance). Noise of
-    *variance* sigma^2 w^2 (the ported code's mistake) would stop near 0.883.
+    """Accuracy under std sigma |w_i| is Phi(1 / sigma) for every i.
+
+    A drop of 0.1 at sigma = 1 / Phi^-1(0.9) = 0.780 (0.746 to 0.815 within the 0.01
+    tolerance). Noise of *variance* sigma^2 w^2 (the ported code's mistake) would stop near
+    0.883.
     """
     model, x, t = one_hot_classifier(2000)
     f = pac_bayes(model, BCE, (x, t))

@@ -513,8 +513,9 @@ def test_bad_names_attrs_and_shapes(tmp_path):
 
 
 def test_create_run_refused_for_its_attrs_leaves_no_run(tmp_path):
-    """A create_run refused for its attrs must not leave a half-made run behind (which then
-    blocks create_run of the same name as 'being written by another process').
+    """A create_run refused for its attrs must not leave a half-made run behind.
+
+    Such a run then blocks create_run of the same name as 'being written by another process'.
     """
     path = tmp_path / "a.h5"
     with Store(path, "a") as s:

@@ -1,5 +1,7 @@
-"""Loss surfaces: the centre and a quadratic model against closed forms, batched (vmap) against
-one point at a time, the file layout, and a killed computation resumed bit for bit.
+"""Loss surfaces: closed forms, vmap against a loop, the file layout, resuming.
+
+The centre and a quadratic model against closed forms, batched (vmap) against one point at a time,
+the file layout, and a killed computation resumed bit for bit.
 """
 
 from __future__ import annotations

@@ -324,6 +324,7 @@ def test_schema_covers_every_top_level_table():
         "base",
         "grid",
         "runs",
+        "stop",
         "init",
         "probes",
         "along",
@@ -338,6 +339,7 @@ def test_schema_covers_every_top_level_table():
         "base",
         "grid",
         "runs",
+        "stop",
         "init",
         "probes",
         "along",
@@ -354,4 +356,11 @@ def test_schema_covers_every_top_level_table():
     assert set(defs["InitTables"]["properties"]) == {"random_labels"}
     assert defs["SurfaceTable"]["required"] == ["x"]
     assert defs["AlongOptions"]["required"] == ["every"]
+    assert set(defs["StopTable"]["properties"]) == {
+        "train_loss",
+        "train_accuracy",
+        "max_steps",
+        "max_epochs",
+    }
+    assert defs["StopTable"]["required"] == ["max_steps"]
     json.dumps(s)  # JSON all through

@@ -1,5 +1,7 @@
-"""Running sweeps (landscape.sweep.run, ``landscape sweep``): quick.toml end to end, resuming
-without redoing complete work, worker processes, the random-label init.
+"""Running sweeps (landscape.sweep.run, ``landscape sweep``).
+
+quick.toml end to end, resuming without redoing complete work, worker processes, the
+random-label init.
 """
 
 from __future__ import annotations
@@ -56,7 +58,10 @@ def test_quick_end_to_end(quick):
         for r in sweep.runs:
             info = s.info(r.name)
             assert info.status == "complete"
-            assert info.attrs["sweep"] == {"name": "quick", "axes": r.axes}
+            assert info.attrs["sweep"] == sweep.attrs(r)
+            assert info.attrs["sweep"]["axes"] == r.axes and info.attrs["sweep"]["seed"] == r.seed
+            # converged only where the sweep has a matched stopping rule ([stop])
+            assert ("converged" in info.attrs) == bool(sweep.stop)
             assert info.attrs["init"] == {"name": "random"}
             assert info.attrs["spec"]["optimizer"] == r.spec["optimizer"]
             assert set(info.probes) == {*sweep.probes, "lambda_max"}
@@ -88,6 +93,7 @@ def test_rerun_does_nothing_and_dry_run_lists(quick, capsys):
     assert main(["sweep", str(QUICK), "--out", str(quick), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "sgd  [optimizer=sgd(lr=0.1)]  missing: -" in out
+    assert f"  stop: {load(QUICK).stop_rule() or 'no matched target'}" in out
 
 
 def test_a_killed_sweep_finishes_without_redoing_complete_runs(tmp_path):

@@ -1,5 +1,7 @@
-"""Reading a file needs no torch: the store, the report, the plots and every family's result
-types import and read records in a fresh interpreter without importing torch.
+"""Reading a file needs no torch.
+
+The store, the report, the plots and every family's result types import and read records in a fresh
+interpreter without importing torch.
 """
 
 from __future__ import annotations

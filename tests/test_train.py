@@ -1,5 +1,6 @@
-"""The training loop: reproducible, the same semantics as a hand-written torch loop, exact on
-full-batch GD for least squares, stopping rules, and everything it records into the store.
+"""The training loop: reproducible, with the semantics of a hand-written torch loop.
+
+Exact on full-batch GD for least squares, stopping rules, and everything it records into the store.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ HISTORY_COLUMNS = {
 
 @pytest.fixture(scope="module")
 def blobs():
-    """Two separable Gaussian classes in 5-D: 50 training points (batches of 16 leave a partial
-    batch of 2), 40 test points.
+    """Two separable Gaussian classes in 5-D: 50 training points, 40 test points.
+
+    Batches of 16 leave a partial batch of 2.
     """
     return data.gaussians(n_train=50, n_test=40, dim=5, seed=0)
 
@@ -82,8 +84,10 @@ def state_equal(a, b):
 
 
 def batch_order(n, batch, seed, steps):
-    """The minibatches fit draws: a new permutation each epoch from a generator seeded with
-    ``seed``, consecutive slices of ``batch``, the last partial batch kept.
+    """The minibatches fit draws.
+
+    A new permutation each epoch from a generator seeded with ``seed``, consecutive slices of
+    ``batch``, the last partial batch kept.
     """
     g = torch.Generator().manual_seed(seed)
     out = []
@@ -128,8 +132,9 @@ def test_fit_is_bitwise_reproducible(blobs, case):
 
 
 def test_randomness_comes_from_the_seed_not_only_the_batch_order(blobs):
-    """Full batch (one batch per epoch, same order whatever the seed): dropout masks and label
-    noise still differ between seeds, and agree for the same seed.
+    """Full batch (one batch per epoch, same order whatever the seed).
+
+    Dropout masks and label noise still differ between seeds, and agree for the same seed.
     """
     n = len(blobs.y_train)
     for make, opt in (
@@ -151,8 +156,10 @@ def test_randomness_comes_from_the_seed_not_only_the_batch_order(blobs):
 
 
 def test_recording_does_not_change_training(blobs):
-    """History, snapshots and callbacks only look: with dropout in the model, a run that
-    records every step ends where a run that records nothing ends.
+    """History, snapshots and callbacks only look.
+
+    With dropout in the model, a run that records every step ends where a run that records nothing
+    ends.
     """
     cfg = dict(optimizer="sgd", lr=0.1, batch_size=16, max_steps=12, seed=1)
     quiet, busy = dropout_net(), dropout_net()
@@ -168,10 +175,11 @@ def test_recording_does_not_change_training(blobs):
 
 
 def test_a_callback_that_draws_random_numbers_does_not_change_training(blobs):
-    """A probe that uses the global RNG (a Hutchinson trace estimate, a random direction) is
-    called inside fit's forked RNG stream, the one dropout draws from: unless callbacks run
-    in an RNG context of their own, adding a probe changes the dropout masks and so the
-    trained parameters.
+    """A probe that draws from the global RNG must not change the trained parameters.
+
+    Such a probe (a Hutchinson trace estimate, a random direction) is called inside fit's forked RNG
+    stream, the one dropout draws from: unless callbacks run in an RNG context of their own, adding
+    a probe changes the dropout masks and so the trained parameters.
     """
     cfg = TrainConfig("sgd", lr=0.1, batch_size=16, max_steps=12, seed=1, history_every=0)
     plain, probed = dropout_net(), dropout_net()
@@ -377,9 +385,10 @@ def test_divergence_stops_and_stores_a_complete_run(blobs, tmp_path):
 
 
 def test_divergence_records_the_gradient_norm_of_the_last_update(tmp_path):
-    """grad_norm is 'the norm of the minibatch gradient of the last update': the last row of a
-    diverged run (a step that is no multiple of history_every) must not repeat the norm of an
-    earlier update. Full-batch GD on least squares with lr far above 2 / lambda_max: the
+    """grad_norm is 'the norm of the minibatch gradient of the last update'.
+
+    The last row of a diverged run (a step that is no multiple of history_every) must not repeat the
+    norm of an earlier update. Full-batch GD on least squares with lr far above 2 / lambda_max: the
     gradient grows by ~|1 - lr lambda| each step, so consecutive norms differ.
     """
     g = torch.Generator().manual_seed(0)
@@ -729,9 +738,10 @@ def test_failed_run_is_marked_and_redone(blobs, tmp_path):
 
 
 def test_config_error_after_the_run_is_created_does_not_block_the_run(blobs, tmp_path):
-    """A cosine schedule with more warm-up than steps is refused (make_scheduler); the refusal
-    must not leave the run 'running' under this (live) process, which would block the next fit
-    of that name in the same session (a notebook) until replace_run=True.
+    """A cosine schedule with more warm-up than steps is refused (make_scheduler).
+
+    The refusal must not leave the run 'running' under this (live) process, which would block the
+    next fit of that name in the same session (a notebook) until replace_run=True.
     """
     path = str(tmp_path / "c.h5")
     bad = TrainConfig("sgd", batch_size=16, max_steps=5, schedule="cosine", warmup=10)
@@ -779,9 +789,10 @@ def mnist1d():
 
 
 def test_mlp_reaches_the_published_ballpark_on_mnist1d(mnist1d):
-    """Published: ~68% test accuracy for an MLP (Greydanus and Kobak 2024). AdamW with
-    decoupled weight decay 0.5 and a cosine schedule, 40 epochs: 0.676 here (seed 0; seeds 1
-    and 2: 0.654, 0.640), about 2 s on 2 CPU cores.
+    """Published: ~68% test accuracy for an MLP (Greydanus and Kobak 2024).
+
+    AdamW with decoupled weight decay 0.5 and a cosine schedule, 40 epochs: 0.676 here (seed 0;
+    seeds 1 and 2: 0.654, 0.640), about 2 s on 2 CPU cores.
     """
     model = models.build("mlp", in_features=40, num_classes=10, seed=0)
     cfg = TrainConfig(
@@ -802,8 +813,10 @@ def test_mlp_reaches_the_published_ballpark_on_mnist1d(mnist1d):
 
 
 def test_cnn_reaches_the_published_ballpark_on_mnist1d(mnist1d):
-    """Published: ~94% test accuracy for this CNN. Adam lr 3e-2 with a cosine schedule, 30
-    epochs: 0.935 here (seed 0; seeds 1 and 2: 0.906, 0.918), about 6 s on 2 CPU cores.
+    """Published: ~94% test accuracy for this CNN.
+
+    Adam lr 3e-2 with a cosine schedule, 30 epochs: 0.935 here (seed 0; seeds 1 and 2: 0.906,
+    0.918), about 6 s on 2 CPU cores.
     """
     model = models.build("cnn1d", seed=0)
     cfg = TrainConfig(
@@ -912,9 +925,10 @@ def test_a_failing_final_write_marks_the_run_failed(blobs, tmp_path, monkeypatch
 
 
 def test_target_accuracy_is_checked_at_epoch_ends_for_a_single_logit(tmp_path):
-    """A single-logit model with the logistic loss: the epoch-end check counts hits from the
-    outputs' shape, so training stops at the first epoch that reaches the target, not at the
-    next history point.
+    """A single-logit model with the logistic loss stops at the epoch that reaches the target.
+
+    The epoch-end check counts hits from the outputs' shape, so training stops at the first epoch
+    that reaches the target, not at the next history point.
     """
     split = data.gaussians(n_train=64, n_test=32, dim=4, seed=1)
     model = models.build("linear", in_features=4, num_classes=1, seed=0)

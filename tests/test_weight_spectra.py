@@ -1,5 +1,7 @@
-"""probes.implicit_bias.weight_spectra: effective and stable rank against closed forms, the power-law fit on
-synthetic eigenvalues, None with a reason for small layers, records and bad input.
+"""probes.implicit_bias.weight_spectra against closed forms and synthetic eigenvalues.
+
+Effective and stable rank against closed forms, the power-law fit on synthetic eigenvalues, None
+with a reason for small layers, records and bad input.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Small models for the engine's tests, written here (not taken from landscape.models) so that
-the engine is checked on arbitrary modules: BatchNorm, residuals, buffers, frozen and tied
+"""Small models for the engine's tests, written here (not taken from landscape.models).
+
+So that the engine is checked on arbitrary modules: BatchNorm, residuals, buffers, frozen and tied
 parameters, attention.
 """
 

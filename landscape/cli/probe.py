@@ -1,5 +1,6 @@
-"""``landscape probe FILE --run R PROBE``: a probe on a stored run, stored with it (part of the
-``landscape`` command, :mod:`landscape.cli`).
+"""``landscape probe FILE --run R PROBE``: a probe on a stored run, stored with it.
+
+Part of the ``landscape`` command, :mod:`landscape.cli`.
 
 PROBE: ``hessian`` (top or bottom eigenvalues), ``trace``, ``density``, ``sharpness``
 (``--kind worst|average|epsilon|pac-bayes``) or ``measures`` (every implicit-bias and
@@ -203,8 +204,9 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _cost(cost: Any) -> str:
-    """A result's :class:`~landscape.engine.cost.Cost` in words: the curvature products (where
-    there are any), the passes over the data and the wall time.
+    """A result's :class:`~landscape.engine.cost.Cost` in words.
+
+    The curvature products (where there are any), the passes over the data and the wall time.
     """
     products = cost.hvp + cost.ggn_vp
     spent = f"{products} products, " if products else ""
@@ -212,6 +214,7 @@ def _cost(cost: Any) -> str:
 
 
 def add_probe(sub: argparse._SubParsersAction) -> None:
+    """Register ``landscape probe`` on the subcommands of the ``landscape`` parser."""
     p = sub.add_parser(
         "probe",
         help="compute a probe on a stored run and store the result",

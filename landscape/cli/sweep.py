@@ -25,6 +25,7 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         jobs = plan(sweep, args.out)
         print(f"sweep {sweep.name!r}: {len(sweep.runs)} run(s) into {args.out}")
+        print(f"  stop: {sweep.stop_rule() or 'no matched target ([stop] not set)'}")
         for job in jobs:
             if job.pair:
                 continue
@@ -66,7 +67,7 @@ def add_sweep(sub: argparse._SubParsersAction) -> None:
         "sweep",
         help="train and measure the runs of a sweep spec into a landscape file",
         description="Expand SPEC (TOML: [base] run spec, [grid] and/or [[runs]], "
-        "[init.random_labels], [probes], [along], [surfaces.NAME], [paths]; see "
+        "[stop], [init.random_labels], [probes], [along], [surfaces.NAME], [paths]; see "
         "landscape.sweep) into named runs, and do what FILE does not hold yet: train the runs "
         "that are not complete, then compute the missing probes, surfaces and paths, and end "
         "with the report and figures (landscape report). Run it again after an interruption: "

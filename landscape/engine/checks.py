@@ -5,11 +5,13 @@ Private to the data modules and the probes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 __all__: list[str] = []
+
+_Choice = TypeVar("_Choice")
 
 
 def _check_int(fn: str, name: str, value: Any, low: int = 0) -> int:
@@ -36,7 +38,7 @@ def _check_fraction(fn: str, name: str, value: Any, closed: bool = True) -> floa
     return float(value)
 
 
-def _check_choice(fn: str, name: str, value: Any, choices: tuple[str, ...]) -> str:
+def _check_choice(fn: str, name: str, value: Any, choices: tuple[_Choice, ...]) -> _Choice:
     if value not in choices:
         raise ValueError(
             f"{fn}: {name} must be one of {', '.join(map(repr, choices))}, got {value!r}"

@@ -50,8 +50,10 @@ def _checksum(batches: Iterable[Batch], sums: list[float]) -> Iterator[Batch]:
 
 
 def _forward_pass(obj: Objective, batches: Iterable[Batch]) -> tuple[float, float, float, int]:
-    """Size-weighted loss sum, its scale (sum of n_b |loss_b|), the sum of squared outputs and
-    the number of examples of one pass at the model's parameters, forward only.
+    """Loss sum, its scale, sum of squared outputs and example count of one forward pass.
+
+    The size-weighted loss sum, its scale (sum of n_b |loss_b|), the sum of squared outputs and the
+    number of examples of one pass at the model's parameters, forward only.
     """
     theta = obj.theta
     loss = scale = squares = 0.0
@@ -84,8 +86,10 @@ def _fail(problem: str, cause: str) -> DeterminismError:
 
 
 def check(obj: Objective) -> None:
-    """Raise :class:`DeterminismError` (naming the likely cause) unless two forward passes of
-    ``obj`` at the model's parameters agree, the second reading the data source anew.
+    """Raise :class:`DeterminismError` unless two forward passes of ``obj`` agree.
+
+    Both passes are at the model's parameters, the second reading the data source anew; the error
+    names the likely cause.
     """
     sums: list[float] = []
     l1, ls, q1, n1 = _forward_pass(obj, _checksum(iter(obj.batches), sums))
@@ -112,10 +116,11 @@ def check(obj: Objective) -> None:
 
 
 def check_source(obj: Objective) -> None:
-    """The data half of :func:`check`, without the model: raise :class:`DeterminismError`
-    unless reading ``obj``'s data source anew gives the examples it holds (the same number and
-    sum of entries). For an objective evaluated on a cached copy of a loader's data, whose
-    model is checked on that copy.
+    """The data half of :func:`check`, without the model.
+
+    Raise :class:`DeterminismError` unless reading ``obj``'s data source anew gives the examples it
+    holds (the same number and sum of entries). For an objective evaluated on a cached copy of a
+    loader's data, whose model is checked on that copy.
     """
     sums: list[float] = []
     n1 = sum(b.n for b in _checksum(iter(obj.batches), sums))

@@ -1,8 +1,8 @@
-"""The empirical risk of a model over a whole dataset, as a function of a flat vector.
+r"""The empirical risk of a model over a whole dataset, as a function of a flat vector.
 
 :class:`Objective` is what every probe goes through. For parameters ``theta`` (flat) it gives
 
-.. math:: L(\\theta) = \\frac{1}{N} \\sum_b n_b \\, \\ell_b(\\theta),
+.. math:: L(\theta) = \frac{1}{N} \sum_b n_b \, \ell_b(\theta),
 
 the mean of ``loss_fn`` over all N examples, each batch's mean loss ``l_b`` weighted by its
 size ``n_b``, so that any batching gives the full-batch value. Gradient, Hessian-vector
@@ -58,17 +58,19 @@ class Objective:
             (e.g. ``nn.CrossEntropyLoss()``).
         data: ``(inputs, targets)`` tensors, a ``Dataset`` or a ``DataLoader``.
         params: which parameters form ``theta``: ``None`` (all with ``requires_grad``), a
-            filter ``f(name, param, module) -> bool`` (e.g. :func:`landscape.engine.params.no_bias_norm`)
-            or a list of names. The others stay fixed at the model's values.
+            filter ``f(name, param, module) -> bool`` (e.g.
+            :func:`landscape.engine.params.no_bias_norm`) or a list of names. The others stay
+            fixed at the model's values.
         mode: ``"eval"`` (default: BatchNorm uses running statistics, dropout off) or
             ``"train"`` (batch statistics; the model's buffers are not updated).
         batch_size: batch size for tensors and datasets (default 4096 and 256).
         cache: keep the data on the device when they fit (``"auto"``), always, or never.
         memory_budget: bytes for cached data and cached Hessian graphs (default: half the
             free memory of a GPU, a quarter of the RAM).
-        hvp: ``"auto"`` or one of :data:`landscape.engine.hvp.STRATEGIES`. ``"auto"`` keeps the graph
-            of the gradient between products (``"cached-reverse"``) when it fits the budget,
-            otherwise times one product of each recomputing strategy and keeps the faster.
+        hvp: ``"auto"`` or one of :data:`landscape.engine.hvp.STRATEGIES`. ``"auto"`` keeps the
+            graph of the gradient between products (``"cached-reverse"``) when it fits the
+            budget, otherwise times one product of each recomputing strategy and keeps the
+            faster.
         check: two forward passes at the model's parameters must agree (outputs and loss)
             (catches shuffling loaders with ``drop_last``, random augmentation, dropout or
             BatchNorm in train mode). Costs two forward passes at construction.
@@ -180,8 +182,9 @@ class Objective:
     def outputs(
         self, theta: Tensor, inputs: Any, buffers: Mapping[str, Tensor] | None = None
     ) -> Tensor:
-        """The model's outputs at ``theta`` (call inside the objective's context), with the
-        model's buffers or, where given, ``buffers`` (e.g. recalibrated BatchNorm
+        """The model's outputs at ``theta`` (call inside the objective's context).
+
+        With the model's buffers or, where given, ``buffers`` (e.g. recalibrated BatchNorm
         statistics).
         """
         return functional_call(self.model, self._tensors(theta, buffers), (inputs,))
@@ -265,8 +268,9 @@ class Objective:
         return torch.promote_types(self.layout.dtype, torch.float32)
 
     def _state_key(self) -> tuple[int, ...]:
-        """Versions of everything besides theta that the objective depends on: the fixed
-        parameters, the buffers and the cached data. Any in-place change bumps one.
+        """Versions of everything besides theta that the objective depends on.
+
+        The fixed parameters, the buffers and the cached data. Any in-place change bumps one.
         """
         tensors = [*self._fixed.values(), *self.model.buffers()]
         if self.batches.cached:
@@ -310,7 +314,7 @@ class Objective:
     @property
     def cost(self) -> Cost:
         """Work done so far; subtract two snapshots for the cost of a computation."""
-        return Cost(**self._cost)
+        return Cost.of(self._cost)
 
     def loss(self, theta: Tensor | None = None) -> Tensor:
         """The mean loss over the whole dataset at ``theta`` (default: the model's)."""
@@ -344,8 +348,9 @@ class Objective:
         return self.loss_and_grad(theta)[1]
 
     def _loss_grad_pass(self, theta: Tensor, batches: Iterable[Batch], scales: bool = False):
-        """Loss and gradient over one pass; with ``scales`` also the size-weighted means of
-        |loss_b| and ||grad_b|| (what rounding errors are relative to).
+        """Loss and gradient over one pass; with ``scales`` also what rounding is relative to.
+
+        The scales are the size-weighted means of |loss_b| and ||grad_b||.
         """
         acc = self.accumulator_dtype
         loss = torch.zeros((), dtype=acc, device=self.layout.device)
@@ -365,8 +370,9 @@ class Objective:
         return loss, gradient, (n, loss_scale / n, grad_scale / n)
 
     def hvp(self, theta: Tensor | None, v: Tensor) -> Tensor:
-        """The Hessian of the mean loss at ``theta`` times ``v`` (P,), or times each row of a
-        block ``v`` (k, P) in one pass (returns (k, P)).
+        """The Hessian of the mean loss at ``theta`` times ``v``.
+
+        ``v`` is (P,), or a block (k, P) whose rows are all multiplied in one pass (returns (k, P)).
         """
         theta = self.check_theta(theta)
         self.layout.check_vectors(v, "v")
@@ -442,13 +448,14 @@ class Objective:
         self.add_cost(passes=4 / self.batches.n_batches)
         if not timings:
             raise errors["reverse-over-reverse"]
-        self.hvp_strategy = min(timings, key=timings.get)
+        self.hvp_strategy = min(timings, key=timings.__getitem__)
         return self.hvp_strategy
 
     def ggn_vp(self, theta: Tensor | None, v: Tensor) -> Tensor:
-        """The generalised Gauss-Newton matrix ``G = sum_b (n_b/N) J_b^T H_b J_b`` times ``v``
-        (or a block (k, P)), with ``J_b`` the Jacobian of the outputs and ``H_b`` the Hessian
-        of ``loss_fn`` with respect to the outputs. PSD when the loss is convex in the
+        """The generalised Gauss-Newton matrix times ``v`` (or a block (k, P)).
+
+        ``G = sum_b (n_b/N) J_b^T H_b J_b``, with ``J_b`` the Jacobian of the outputs and ``H_b``
+        the Hessian of ``loss_fn`` with respect to the outputs. PSD when the loss is convex in the
         outputs; equals the Fisher for cross-entropy.
         """
         theta = self.check_theta(theta)
@@ -464,10 +471,11 @@ class Objective:
                 def loss_of(o: Tensor, batch: Batch = batch) -> Tensor:
                     return self.loss_fn(o, batch.targets)
 
-                outputs, pullback = vjp(out_fn, theta)
+                # (torch annotates vjp as a 2- or 3-tuple whatever has_aux says)
+                outputs, pullback = vjp(out_fn, theta)  # type: ignore[misc]
                 # H_out jv as a vjp of the loss's gradient (H_out is symmetric): reverse mode
                 # through the loss, which some losses need (mse_loss fails under jvp here)
-                _, loss_hvp = vjp(grad(loss_of), outputs.detach())
+                _, loss_hvp = vjp(grad(loss_of), outputs.detach())  # type: ignore[misc]
 
                 def one(u: Tensor, out_fn=out_fn, loss_hvp=loss_hvp, pullback=pullback) -> Tensor:
                     jv = jvp(out_fn, (theta,), (u,))[1]
@@ -482,8 +490,9 @@ class Objective:
     def per_example_grads(
         self, theta: Tensor | None = None, *, chunk_size: int = 256
     ) -> Iterator[Tensor]:
-        """Yield the gradients of each example's loss in blocks of at most ``chunk_size``
-        rows, (m, P) each, in data order.
+        """Yield the gradients of each example's loss in blocks of at most ``chunk_size`` rows.
+
+        The blocks are (m, P) each, in data order.
 
         Each example's loss is ``loss_fn`` on a batch of one, so their mean is :meth:`grad`.
         In train mode BatchNorm has no per-example meaning; use ``mode="eval"``.
@@ -508,10 +517,11 @@ class Objective:
     def evaluate(
         self, theta: Tensor | None = None, buffers: Mapping[str, Tensor] | None = None
     ) -> Metrics:
-        """Loss and accuracy over the whole dataset in one pass (accuracy None where the
-        targets are not classes: see :func:`landscape.engine.metrics.correct`); ``buffers``
-        replaces the model's buffers of those names (e.g. recalibrated BatchNorm
-        statistics).
+        """Loss and accuracy over the whole dataset in one pass.
+
+        Accuracy is None where the targets are not classes (see
+        :func:`landscape.engine.metrics.correct`); ``buffers`` replaces the model's buffers of those
+        names (e.g. recalibrated BatchNorm statistics).
         """
         theta = self.check_theta(theta)
         total = torch.zeros((), dtype=self.accumulator_dtype, device=self.layout.device)
@@ -570,9 +580,10 @@ class Objective:
         return new
 
     def check_determinism(self) -> None:
-        """Evaluate loss and gradient twice at the model's parameters (the second time
-        reading the data source anew); raise :class:`DeterminismError` if they differ by more
-        than rounding. See :func:`landscape.engine.determinism.check`.
+        """Raise :class:`DeterminismError` unless two evaluations agree to rounding.
+
+        Evaluates loss and gradient twice at the model's parameters (the second time reading the
+        data source anew) and compares them. See :func:`landscape.engine.determinism.check`.
         """
         check(self)
 

@@ -1,5 +1,6 @@
-"""Evaluating one model at many points of parameter space, fast: the engine of
-:func:`landscape.surfaces.grid.surface`.
+"""Evaluating one model at many points of parameter space, fast.
+
+The engine of :func:`landscape.surfaces.grid.surface`.
 
 - :class:`Points`: the points ``theta0 + c_k1 d_1 (+ c_k2 d_2)`` of a chunk, made when needed,
   with the same elementwise arithmetic on every path (so a point's value does not depend on
@@ -26,6 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
+from landscape.engine.batchnorm import recalibrate
 from landscape.engine.context import evaluation
 from landscape.engine.metrics import count_correct, count_counted
 from landscape.engine.objective import Objective
@@ -36,9 +38,10 @@ MERGED_BATCH = 4096  # examples a merged batch holds (eval mode, bn="keep")
 
 
 class Points:
-    """The K points ``theta0 + c_k1 d_1 (+ c_k2 d_2)`` of a chunk, made when needed: into a
-    given buffer without allocating (:class:`WorkCopy`), one at a time, or stacked for vmap. The
-    same elementwise arithmetic every way, so a point's parameters are bit for bit the same
+    """The K points ``theta0 + c_k1 d_1 (+ c_k2 d_2)`` of a chunk, made when needed.
+
+    Into a given buffer without allocating (:class:`WorkCopy`), one at a time, or stacked for vmap.
+    The same elementwise arithmetic every way, so a point's parameters are bit for bit the same
     whatever path or chunk evaluates it.
     """
 
@@ -59,18 +62,21 @@ class Points:
         return out
 
     def theta(self, i: int) -> Tensor:
+        """Point i as a new tensor."""
         return self.write(i, torch.empty_like(self.theta0))
 
     def all(self) -> list[Tensor]:
+        """Every point of the chunk, each a new tensor."""
         return [self.theta(i) for i in range(len(self))]
 
 
 class WorkCopy:
-    """A private copy of the model whose parameters are replaced by views into one flat
-    buffer that each point is written into in place, for a plain forward pass without
-    ``functional_call``'s cost per call and without allocating per point (eval mode only:
-    nothing in the copy changes but its parameters). A tied parameter is replaced under
-    every name it has. The caller's model is never touched.
+    """A private copy of the model whose parameters are views into one flat buffer.
+
+    Each point is written into the buffer in place, for a plain forward pass without
+    ``functional_call``'s cost per call and without allocating per point (eval mode only: nothing in
+    the copy changes but its parameters). A tied parameter is replaced under every name it has. The
+    caller's model is never touched.
     """
 
     def __init__(self, obj: Objective) -> None:
@@ -87,6 +93,7 @@ class WorkCopy:
                 setattr(self.model.get_submodule(owner), leaf, views[id(p)])
 
     def __call__(self, points: Points, i: int, inputs: Any) -> Tensor:
+        """The copy's outputs on ``inputs`` at point i of ``points``."""
         points.write(i, self.flat)
         return self.model(inputs)
 
@@ -98,16 +105,18 @@ def chunk_metrics(
     work: WorkCopy | None = None,
     accuracy: bool = True,
 ) -> tuple[Tensor, Tensor | None]:
-    """Mean loss and accuracy at each of the K ``points``, in one pass over the data: all at
-    once under vmap (``batched``), or one after the other on each batch (the same arithmetic
-    for a point whatever the other points are), written into ``work`` if given; each point's
-    output is reduced at once, not kept, and ``work`` allocates nothing per point; the sums
-    take one operation a batch for all points (on a GPU, small launches are what a point
-    costs). Runs inside the contexts :class:`Evaluator` enters (no_grad, evaluation modes).
+    """Mean loss and accuracy at each of the K ``points``, in one pass over the data.
+
+    All at once under vmap (``batched``), or one after the other on each batch (the same arithmetic
+    for a point whatever the other points are), written into ``work`` if given; each point's output
+    is reduced at once, not kept, and ``work`` allocates nothing per point; the sums take one
+    operation a batch for all points (on a GPU, small launches are what a point costs). Runs inside
+    the contexts :class:`Evaluator` enters (no_grad, evaluation modes).
     """
     k = len(points)
     device = points.device
-    thetas = None if work is not None and not batched else points.all()
+    # the points as tensors, unless each is written into the work copy's buffer in turn
+    thetas = [] if work is not None and not batched else points.all()
 
     acc = obj.accumulator_dtype
     total = torch.zeros(k, dtype=acc, device=device)
@@ -130,7 +139,7 @@ def chunk_metrics(
             found: list[Tensor | None] = []
             each = []
             for i in range(k):
-                if thetas is None:
+                if work is not None:  # then thetas is empty
                     out = work(points, i, inputs)
                     loss = obj.loss_fn(out, targets)
                 else:
@@ -139,8 +148,9 @@ def chunk_metrics(
                 if counted is not None:
                     found.append(count_correct(out, targets))
             losses = torch.stack(each)
-            if found and all(h is not None for h in found):
-                hits = torch.stack(found)
+            present = [h for h in found if h is not None]
+            if found and len(present) == len(found):
+                hits = torch.stack(present)
         total.add_(losses, alpha=n)  # one operation a batch for all the points
         if counted is not None:
             if hits is None:  # this batch has no accuracy: neither has the chunk
@@ -155,8 +165,9 @@ def chunk_metrics(
 
 
 class Evaluator:
-    """The metrics at a chunk of points, in one pass over the data: batched under vmap
-    (``use_vmap``, unless the model does not allow it) or point after point; with
+    """The metrics at a chunk of points, in one pass over the data.
+
+    Batched under vmap (``use_vmap``, unless the model does not allow it) or point after point; with
     ``bn="recalibrate"`` one point at a time, each with its own statistics. Used as a context
     manager around all the chunks of a surface.
     """
@@ -180,14 +191,19 @@ class Evaluator:
             self._stack.enter_context(torch.no_grad())
             for split, obj in self.objectives.items():
                 self._stack.enter_context(obj.context())
-                if self.work[split] is not None:
-                    self._stack.enter_context(evaluation(self.work[split].model, False))
+                work = self.work[split]
+                if work is not None:
+                    self._stack.enter_context(evaluation(work.model, False))
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._stack.close()
 
     def __call__(self, points: Points) -> dict[str, np.ndarray | None]:
+        """The metrics at ``points`` by name (``train_loss``, ``test_accuracy``, ...).
+
+        Each is a (K,) array, or None for an accuracy that some batch does not have.
+        """
         out: dict[str, np.ndarray | None] = {}
         if self.bn == "keep":
             for split, obj in self.objectives.items():
@@ -205,7 +221,6 @@ class Evaluator:
                 out[f"{split}_loss"] = losses.cpu().numpy().astype(np.float64)
                 out[f"{split}_accuracy"] = None if accs is None else accs.cpu().numpy()
             return out
-        from landscape.engine.batchnorm import recalibrate
 
         rows: dict[str, list] = {}
         for theta in points.all():
@@ -221,9 +236,10 @@ class Evaluator:
 
 
 def merged(obj: Objective) -> Objective:
-    """The objective over the same (cached) examples in batches of up to
-    :data:`MERGED_BATCH`: fewer, larger forward passes. Only for eval mode, where a batch's
-    composition does not change its outputs.
+    """The objective over the same (cached) examples in batches of up to :data:`MERGED_BATCH`.
+
+    Fewer, larger forward passes. Only for eval mode, where a batch's composition does not change
+    its outputs.
     """
     batches = list(obj.batches)
     if (

@@ -1,5 +1,7 @@
-"""The record protocol of every result: ``to_record`` / ``from_record`` from the dataclass
-fields, one mechanism for all (NumPy and the standard library only: reading needs no torch).
+"""The record protocol of every result: ``to_record`` / ``from_record`` from the fields.
+
+One mechanism for all, from the dataclass fields (NumPy and the standard library only: reading needs
+no torch).
 
 A frozen dataclass that inherits :class:`RecordMixin` and names its probe in ``_probe`` is
 written by :meth:`landscape.store.Store.write_record` as its arrays and its attributes (plain
@@ -93,8 +95,9 @@ def _refuse(record: Any, attrs: Mapping, probe: str, where: str) -> ValueError:
 
 
 def check_record(record: Any, probe: str, where: str) -> tuple[Mapping, Mapping]:
-    """``(arrays, attrs)`` of a stored result (a :class:`landscape.store.Record` or an
-    ``(arrays, attrs)`` pair), after checking that it holds ``probe``.
+    """``(arrays, attrs)`` of a stored result, after checking that it holds ``probe``.
+
+    The stored result is a :class:`landscape.store.Record` or an ``(arrays, attrs)`` pair.
 
     Args:
         record: the record.
@@ -246,13 +249,14 @@ _PLANS: dict[type, list[_Field]] = {}
 
 def _plan(cls: type) -> list[_Field]:
     if cls not in _PLANS:
-        _PLANS[cls] = [_kind(cls, f) for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+        _PLANS[cls] = [_kind(cls, f) for f in dataclasses.fields(cls)]
     return _PLANS[cls]
 
 
 def _plain(value: Any) -> Any:
-    """``value`` as JSON-ready Python (tuples as lists, NumPy as Python, dataclasses as
-    objects).
+    """``value`` as JSON-ready Python.
+
+    Tuples as lists, NumPy as Python, dataclasses as objects.
     """
     if isinstance(value, Cost):
         return value.as_dict()
@@ -322,7 +326,7 @@ class RecordMixin:
         return cls._accepts or (cls._probe,)
 
     @classmethod
-    def _reader(cls, probe: Any) -> type | None:
+    def _reader(cls, probe: Any) -> type[RecordMixin] | None:
         """The class (this one or a subclass) that reads a record of ``probe``."""
         if probe in cls._probes():
             return cls
@@ -335,8 +339,9 @@ class RecordMixin:
     def _upgrade(
         cls, arrays: dict[str, Any], attrs: dict[str, Any]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """A record of an older layout in the current one (override where the layout
-        changed; the counters are :func:`legacy_cost`'s).
+        """A record of an older layout in the current one.
+
+        Override where the layout changed; the counters are :func:`legacy_cost`'s.
         """
         return arrays, attrs
 

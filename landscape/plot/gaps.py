@@ -84,7 +84,9 @@ def gap(attrs: dict[str, Any]) -> float | None:
 def measure_vs_gap(file: Any, measure: str, runs: Sequence[str] | None = None) -> Figure:
     """A scatter of ``measure`` (x) against the generalisation gap (y) over the runs.
 
-    Each point is labelled with its run's name.
+    Each point is labelled with its run's name; a run that did not reach its sweep's stopping
+    target (``attrs["converged"]`` False) is drawn hollow and labelled "not converged" (the
+    report leaves it out of its rankings).
 
     Args:
         file: the landscape file (a path or an open :class:`~landscape.store.Store`).
@@ -119,10 +121,14 @@ def measure_vs_gap(file: Any, measure: str, runs: Sequence[str] | None = None) -
         )
     fig = figure(6.4, 4.8)
     ax = fig.add_subplot()
+    missed = [r for r in points if attrs[r].get("converged") is False]
     for r, (x, y) in points.items():
-        ax.scatter([x], [y], color=colour[r], s=50, zorder=3)
+        if r in missed:  # hollow: the run did not reach the sweep's stopping target
+            ax.scatter([x], [y], facecolors="none", edgecolors=colour[r], s=50, zorder=3)
+        else:
+            ax.scatter([x], [y], color=colour[r], s=50, zorder=3)
         ax.annotate(
-            f"{r}\n{optimizer_text(attrs[r])}",
+            f"{r}{' (not converged)' if r in missed else ''}\n{optimizer_text(attrs[r])}",
             (x, y),
             xytext=(6, 4),
             textcoords="offset points",
@@ -133,6 +139,8 @@ def measure_vs_gap(file: Any, measure: str, runs: Sequence[str] | None = None) -
     ax.set_ylabel("generalisation gap: train - test accuracy (fraction)")
     missing = [r for r in runs if r not in points]
     note = f"; not stored for {', '.join(missing)}" if missing else ""
+    if missed:
+        note += f"; hollow: {len(missed)} not converged"
     ax.set_title(f"{measure} against the generalisation gap ({len(points)} runs{note})")
     ax.margins(0.2)
     ax.grid(True, alpha=0.3)

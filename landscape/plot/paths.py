@@ -1,5 +1,6 @@
-"""Loss and accuracy along stored paths (linear interpolations, trained Bezier curves), with
-their barriers marked.
+"""Loss and accuracy along stored paths, with their barriers marked.
+
+The paths are linear interpolations and trained Bezier curves.
 
 A path is ``runs/<run>/paths/<name>`` (both ends in one run, e.g. init to final) or
 ``compare/<name>`` (between two runs), as written by :func:`landscape.surfaces.stored.path_between`.
@@ -27,8 +28,9 @@ __all__ = ["path", "paths_in"]
 
 
 def paths_in(s: Any) -> list[str]:
-    """Every stored path of the file, as ``runs/<run>/paths/<name>`` and ``compare/<name>``
-    (the results under /compare that are interpolation paths).
+    """Every stored path of the file, as ``runs/<run>/paths/<name>`` and ``compare/<name>``.
+
+    The latter are the results under /compare that are interpolation paths.
     """
     out = [f"runs/{r}/paths/{n}" for r in s.runs() for n in s.info(r).paths]
     for name in s.compares():
@@ -65,8 +67,9 @@ class _Loaded:
 
 
 def path(file: Any, where: str | Sequence[str], *, test: bool = True) -> Figure:
-    """Loss (top) and accuracy (bottom, when stored) along one path or several overlaid, the
-    chord between the ends dotted and each barrier marked.
+    """Loss and accuracy along one path or several overlaid, each barrier marked.
+
+    Loss on top, accuracy at the bottom (when stored); the chord between the ends is dotted.
 
     Args:
         file: the landscape file (a path or an open :class:`~landscape.store.Store`).

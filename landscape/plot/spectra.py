@@ -25,8 +25,9 @@ __all__ = ["density", "top_eigenvalue"]
 
 
 def top_eigenvalue(s: Any, run: str) -> float | None:
-    """The largest stored Hessian eigenvalue of ``run`` (its ``hessian.eigenvalues`` probes,
-    ``hessian_eigenvalues`` first), or None.
+    """The largest stored Hessian eigenvalue of ``run``, or None.
+
+    From its ``hessian.eigenvalues`` probes, ``hessian_eigenvalues`` first.
     """
     names = list(s.info(run).probes)
     names.sort(key=lambda n: n != "hessian_eigenvalues")
@@ -43,12 +44,14 @@ def top_eigenvalue(s: Any, run: str) -> float | None:
 def density(
     file: Any, run: str | Sequence[str], probe: str = "hessian_density", *, log: bool = True
 ) -> Figure:
-    """The stored spectral density ``runs/<run>/probes/<probe>`` of one run (or several,
-    overlaid), on a log scale by default.
+    """The stored spectral density ``runs/<run>/probes/<probe>`` of one run or several.
+
+    Several are overlaid; on a log scale by default.
 
     Args:
         file: the landscape file (a path or an open :class:`~landscape.store.Store`).
-        run: a run, or a list of runs to overlay. probe: the stored density's name.
+        run: a run, or a list of runs to overlay.
+        probe: the stored density's name.
         log: log scale for the density (values more than six decades below the peak are
             left out).
 
@@ -85,13 +88,14 @@ def density(
             markersize=8,
             transform=ax.get_xaxis_transform(),
         )
-        if tops[r] is not None:
+        top = tops[r]
+        if top is not None:
             ax.axvline(
-                tops[r],
+                top,
                 color=colour[r],
                 linestyle="--",
                 linewidth=1,
-                label=f"{r}: largest eigenvalue {tops[r]:.4g} (Lanczos)",
+                label=f"{r}: largest eigenvalue {top:.4g} (Lanczos)",
             )
     if log:
         ax.set_yscale("log")

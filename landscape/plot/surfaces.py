@@ -1,8 +1,10 @@
-"""Loss surfaces from a file: a 2-D contour with the projected trajectory over it, a 3-D
-surface, a 1-D curve, and the same surface of several runs side by side on one colour scale.
+"""Loss surfaces from a file: 2-D contours, 3-D surfaces, 1-D curves, and runs side by side.
 
-The surfaces are those of ``runs/<run>/surfaces/<name>`` (:mod:`landscape.surfaces.grid`); points not
-computed yet (a surface still running or interrupted) are left blank. Coordinates are
+A 2-D contour with the projected trajectory over it, a 3-D surface, a 1-D curve, and the same
+surface of several runs side by side on one colour scale.
+
+The surfaces are those of ``runs/<run>/surfaces/<name>`` (:mod:`landscape.surfaces.grid`);
+points not computed yet (a surface still running or interrupted) are left blank. Coordinates are
 multiples of the surface's directions: for PCA and Hessian directions (unit vectors) that is
 the Euclidean distance in parameter space; for random filter-normalised directions a unit step
 changes each filter by its own norm (Li et al. 2018).
@@ -56,6 +58,13 @@ class _Loaded:
     @property
     def dims(self) -> int:
         return 1 if self.surface.y is None else 2
+
+    @property
+    def y(self) -> np.ndarray:
+        """The coordinates along the second direction (a 2-D surface's only)."""
+        if self.surface.y is None:
+            raise ValueError(f"{self.where()} is a 1-D surface: it has no second coordinate")
+        return self.surface.y
 
     def values(self, metric: str) -> np.ndarray:
         key = resolve(
@@ -130,7 +139,7 @@ def _load(s: Any, run: str, name: str, fn: str) -> _Loaded:
 def _contour(
     ax: Any, loaded: _Loaded, z: np.ndarray, levels: np.ndarray, norm: Normalize, trajectory: bool
 ) -> Any:
-    x, y = loaded.surface.x, loaded.surface.y
+    x, y = loaded.surface.x, loaded.y
     zt = np.ma.masked_invalid(z.T)  # grids are (len(x), len(y)); contour wants (ny, nx)
     filled = ax.contourf(x, y, zt, levels=levels, norm=norm, cmap="viridis", extend="neither")
     ax.contour(x, y, zt, levels=levels[::3], norm=norm, colors="k", linewidths=0.4, alpha=0.5)
@@ -208,12 +217,14 @@ def surface(
     trajectory: bool = True,
     log: bool | None = None,
 ) -> Figure:
-    """A stored 2-D surface as a filled contour (with the projected training trajectory over
-    it, when the surface stores one) or as a 3-D surface.
+    """A stored 2-D surface as a filled contour or as a 3-D surface.
+
+    The contour has the projected training trajectory over it, when the surface stores one.
 
     Args:
         file: the landscape file (a path or an open :class:`~landscape.store.Store`).
-        run, name: the surface ``runs/<run>/surfaces/<name>``.
+        run: the run that holds the surface (``runs/<run>/surfaces/<name>``).
+        name: the surface's name in the run.
         metric: ``train_loss``, ``test_loss``, ``train_accuracy`` or ``test_accuracy``.
         kind: ``"contour"`` or ``"3d"``.
         trajectory: draw the trajectory (contour only).
@@ -242,7 +253,7 @@ def surface(
     if kind == "3d":
         fig = figure(7.0, 5.6)
         ax = fig.add_subplot(projection="3d")
-        xx, yy = np.meshgrid(loaded.surface.x, loaded.surface.y, indexing="ij")
+        xx, yy = np.meshgrid(loaded.surface.x, loaded.y, indexing="ij")
         zz = np.log10(z) if log else z
         shown = finite(zz)
         if not shown.size:
@@ -285,8 +296,9 @@ def curve(
     metrics: Sequence[str] = ("train_loss", "test_loss"),
     log: bool = False,
 ) -> Figure:
-    """A stored 1-D surface: the metrics against the coordinate along its direction; losses on
-    the left axis (log scale with ``log``), accuracies on a right axis.
+    """A stored 1-D surface: the metrics against the coordinate along its direction.
+
+    Losses on the left axis (log scale with ``log``), accuracies on a right axis.
 
     Raises:
         ValueError: an unknown run, surface or metric; a 2-D surface (use :func:`surface`).
@@ -354,13 +366,19 @@ def grid(
     trajectory: bool = True,
     columns: int = 3,
 ) -> Figure:
-    """The surface ``name`` of several runs side by side, on ONE colour scale (the same
-    contour levels in every panel, one colour bar), so that the basins compare at a glance.
-    1-D surfaces share the y axis instead.
+    """The surface ``name`` of several runs side by side, on ONE colour scale.
+
+    The same contour levels in every panel and one colour bar, so that the basins compare at a
+    glance. 1-D surfaces share the y axis instead.
 
     Args:
-        name: the surface's name in each run. runs: the runs (default: every run that has it).
-        metric, log, trajectory: as in :func:`surface`. columns: panels per row.
+        file: the landscape file (a path or an open :class:`~landscape.store.Store`).
+        name: the surface's name in each run.
+        runs: the runs (default: every run that has it).
+        metric: as in :func:`surface`.
+        log: as in :func:`surface`.
+        trajectory: as in :func:`surface`.
+        columns: panels per row.
 
     Raises:
         ValueError: no run holds the surface; a run asked for lacks it; 1-D and 2-D mixed.

@@ -1,7 +1,11 @@
 """The report of a landscape file (:mod:`~landscape.report.build`).
 
-How it looks is :mod:`~landscape.report.render`, the ranking statistics behind it
-:mod:`~landscape.report.ranking`. Reading a file needs NumPy and h5py only.
+What it reads is :mod:`~landscape.report.read`; the study (configurations over seeds,
+rankings with intervals and adjusted p-values, baselines, good vs bad minima) is
+:mod:`~landscape.report.analysis` on the statistics of :mod:`~landscape.report.study`, put
+into words by :mod:`~landscape.report.sentences`; how it looks is
+:mod:`~landscape.report.render` and :mod:`~landscape.report.render_study`; the plain ranking
+statistics :mod:`~landscape.report.ranking`. Reading a file needs NumPy, SciPy and h5py only.
 """
 
 from landscape.report.build import MISSING, MeasureRank, Report, Table, report

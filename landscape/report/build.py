@@ -1,16 +1,22 @@
-r"""The report of a landscape file: the runs side by side, the measures ranked against the
-generalisation gap, the figures; written as Markdown and HTML.
+r"""The report of a landscape file: the study of its runs, their measures against the gap.
 
 :func:`report` reads the file (no model code, no training data), builds the tables as data
-(:class:`Report`) and writes ``report.md`` and ``report.html`` into ``out_dir``, each
-atomically (a temporary file renamed into place: a reader never sees half a report).
+(:class:`Report`) and writes ``report.md``, ``report.html`` and ``report.json`` into
+``out_dir``, each atomically (a temporary file renamed into place: a reader never sees half a
+report).
 
 **Definitions.**
 
 - *Generalisation gap* (``gap``): training accuracy minus test accuracy of the final model
   (``final_metrics`` of the run, else the last history row). The *loss gap* is test loss minus
   training loss. Both are None where a value is missing.
-- *Runs ranked*: only runs with status ``"complete"``; others are listed, not ranked.
+- *Included runs*: complete runs that reached the sweep-wide stopping target
+  (``attrs["converged"]``); a run that missed it is listed with its ``stop_reason`` and left
+  out of every aggregate and ranking unless ``include_unconverged``. A file whose runs carry
+  no ``converged`` flag (a sweep without a matched stopping target) includes every complete
+  run, and the report says that the rankings then do not control for how far runs trained.
+  Runs whose status is not ``"complete"`` are listed, never included.
+- *Configurations* and *seeds*: :mod:`landscape.report.read`.
 - *Measures*: every number the run's probes hold at the final parameters (probes computed at
   another checkpoint are left out): each key of the ``measures`` probe except ``loss`` and
   ``accuracy`` (the fit itself), ``lambda_max`` (the largest eigenvalue of a
@@ -18,36 +24,36 @@ atomically (a temporary file renamed into place: a reader never sees half a repo
   sharpness probe by its stored name (the value; for PAC-Bayes the flatness ``1 / sigma^2``).
   A probe stored under a name other than its default gets the name in brackets:
   ``lambda_max [hessian_top10]``.
-- *Kendall's tau* of each measure with the gap over the ranked runs, and the granulated tau
-  per sweep axis and ``Psi`` where runs carry sweep axes (``attrs["sweep"]["axes"]``; runs
-  of different sweeps never share a group): :mod:`landscape.report.ranking` says how ties, missing
-  values and small groups are handled. Runs without axes take part in the plain tau only.
+- *The study* (configurations with intervals, the rankings with intervals, adjusted p-values,
+  baselines, expected signs, Psi and CMI, good vs bad minima): :mod:`landscape.report.analysis`
+  on :mod:`landscape.report.study`; ``report.json`` holds it (:attr:`Report.study`).
+- :attr:`Report.ranking` keeps the plain per-run Kendall tau with the gap and the loss gap
+  and the granulated tau per axis (:mod:`landscape.report.ranking`) over the included runs.
 - *Barriers*: the loss barrier ``max_alpha L(alpha) - chord`` of every stored path between
   two runs (``/compare``) and from a run's init to its final parameters.
 
-Missing values are shown as "–", never as 0.
+Missing values are shown as "–" in the Markdown and HTML, ``null`` in the JSON, never as 0.
 
 Examples:
     >>> r = report("runs.h5")                       # doctest: +SKIP
-    >>> r.markdown, r.html, r.ranking[0].measure, r.ranking[0].tau.tau
+    >>> r.markdown, r.json, r.study["rankings"][0]["tau"]
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from landscape.report.analysis import analyse, to_json
 from landscape.report.ranking import granulated_tau, kendall_tau
+from landscape.report.read import axes_text, collect
 from landscape.report.render import (
     _PICK,
-    _SKIP_KEYS,
     MISSING,
     RUN_COLUMNS,
     MeasureRank,
@@ -58,7 +64,8 @@ from landscape.report.render import (
     _markdown,
     _write_atomic,
 )
-from landscape.store.file import Store, StoreError
+from landscape.report.render_study import study_blocks
+from landscape.store.file import Store
 
 __all__ = ["MISSING", "MeasureRank", "Report", "Table", "report"]
 
@@ -74,12 +81,15 @@ class Report:
         runs: a row per run, :data:`RUN_COLUMNS` (raw values; None where missing).
         barriers: a row per stored path: from, to, kind, barrier, accuracy barrier,
             test barrier, where it is stored.
-        ranking: a :class:`MeasureRank` per measure, sorted by ``|tau|`` with the gap
-            (undefined taus last).
-        axes: the sweep axes behind the granulated tau (empty: plain tau only).
+        ranking: a :class:`MeasureRank` per measure over the included runs, sorted by
+            ``|tau|`` with the gap (undefined taus last).
+        axes: the sweep axes (seeds left out) behind the granulated tau (empty: plain tau only).
         figures: the image files, as returned by :func:`landscape.plot.all_figures`.
         notes: what the reader should know (runs left out, figures unavailable, ...).
         markdown, html: the files written.
+        n_ranked: the runs included in the aggregates and rankings.
+        json: ``report.json``. study: its content (:func:`landscape.report.analysis.analyse`
+            plus ``file``, ``written``, ``notes``).
     """
 
     file: str
@@ -93,159 +103,8 @@ class Report:
     markdown: Path
     html: Path
     n_ranked: int = 0
-
-
-# ------------------------------------------------------------------------------ reading
-def _num(value: Any) -> float | None:
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(x) else x
-
-
-def _final_metrics(store: Store, run: str, attrs: dict) -> dict[str, float | None]:
-    final = attrs.get("final_metrics")
-    final = dict(final) if isinstance(final, dict) else {}
-    keys = ("train_loss", "train_acc", "test_loss", "test_acc")
-    if any(final.get(k) is None for k in keys):
-        hist = store.history(run)
-        for k in keys:
-            if final.get(k) is None and k in hist and len(hist[k]):
-                final[k] = float(hist[k][-1])
-    return {k: _num(final.get(k)) for k in keys}
-
-
-def _probe_measures(
-    store: Store, run: str, names: tuple[str, ...], notes: list[str]
-) -> dict[str, float | None]:
-    from probes.curvature.results import Eigenvalues, Trace
-    from probes.implicit_bias.results import Measures
-    from probes.sharpness.results import AverageCase, Epsilon, PacBayes, WorstCase
-
-    out: dict[str, float | None] = {}
-
-    def put(key: str, record: str, default: str, value: Any) -> None:
-        out[key if record == default else f"{key} [{record}]"] = _num(value)
-
-    for name in names:
-        try:
-            rec = store.record(run, "probes", name)
-        except StoreError:
-            continue
-        probe = rec.attrs.get("probe")
-        if rec.attrs.get("checkpoint", "final") != "final" or probe is None:
-            continue  # not at the minimum, or a series recorded along training
-        try:
-            if probe == "hessian.eigenvalues":
-                r = Eigenvalues.from_record(rec)
-                if r.which != "smallest" and len(r.values):
-                    put("lambda_max", name, "hessian_eigenvalues", np.max(r.values))
-            elif probe == "hessian.trace":
-                put("hessian_trace", name, "hessian_trace", Trace.from_record(rec).value)
-            elif probe == "measures":
-                for key, value in Measures.from_record(rec).values.items():
-                    if key not in _SKIP_KEYS:
-                        put(key, name, "measures", value)
-            elif probe in ("sharpness.worst_case", "sharpness.average_case", "sharpness.epsilon"):
-                cls = {
-                    "sharpness.worst_case": WorstCase,
-                    "sharpness.average_case": AverageCase,
-                    "sharpness.epsilon": Epsilon,
-                }[probe]
-                put(name, name, name, cls.from_record(rec).value)
-            elif probe == "sharpness.pac_bayes":
-                put(name, name, name, PacBayes.from_record(rec).flatness)
-        except (ValueError, KeyError, TypeError) as err:
-            notes.append(f"run {run}: probe {name} could not be read ({err}); left out")
-    return out
-
-
-def _barriers(store: Store, runs: list[str], notes: list[str]) -> list[dict]:
-    from probes.paths.results import Path as PathResult
-
-    rows = []
-    sources = [(None, name) for name in store.compares()]
-    sources += [(run, name) for run in runs for name in store.info(run).paths]
-    for run, name in sources:
-        try:
-            rec = store.record(run, "paths", name)
-            if not str(rec.attrs.get("probe", "")).startswith("interpolation."):
-                continue
-            p = PathResult.from_record(rec)
-        except (ValueError, KeyError, TypeError) as err:
-            notes.append(f"path {name} could not be read ({err}); left out")
-            continue
-        ends = rec.attrs.get("ends") if isinstance(rec.attrs.get("ends"), dict) else {}
-        a, b = ends.get("from") or {}, ends.get("to") or {}
-        rows.append(
-            {
-                "a": str(a.get("run", run or "?")),
-                "a_which": str(a.get("which", "?")),
-                "b": str(b.get("run", run or "?")),
-                "b_which": str(b.get("which", "?")),
-                "kind": p.kind,
-                "barrier": p.barrier,
-                "accuracy barrier": p.accuracy_barrier,
-                "test barrier": p.test_barrier,
-                "stored as": f"compare/{name}" if run is None else f"runs/{run}/paths/{name}",
-            }
-        )
-    return rows
-
-
-def _optimizer(value: Any) -> str | None:
-    from landscape.store.summary import _optimizer as label
-
-    if isinstance(value, str):
-        return value
-    return label(value) if isinstance(value, dict) else None
-
-
-def _axes_text(axes: dict | None) -> str | None:
-    if not axes:
-        return None
-    return ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(axes.items()))
-
-
-def _collect(s: Store, notes: list[str]) -> tuple[list[dict], list[dict]]:
-    runs = []
-    names = s.runs()
-    for run in names:
-        info = s.info(run)
-        a = info.attrs
-        sweep = a.get("sweep") if isinstance(a.get("sweep"), dict) else None
-        axes = sweep.get("axes") if sweep and isinstance(sweep.get("axes"), dict) else None
-        fm = _final_metrics(s, run, a)
-        gap = (
-            fm["train_acc"] - fm["test_acc"]
-            if None not in (fm["train_acc"], fm["test_acc"])
-            else None
-        )
-        loss_gap = (
-            fm["test_loss"] - fm["train_loss"]
-            if None not in (fm["train_loss"], fm["test_loss"])
-            else None
-        )
-        runs.append(
-            {
-                "run": run,
-                "status": info.status,
-                "optimizer": _optimizer(a.get("optimizer")),
-                "axes": axes,
-                "sweep": sweep.get("name") if sweep else None,
-                "batch size": a.get("batch_size"),
-                "seed": a.get("seed"),
-                **fm,
-                "gap": gap,
-                "loss gap": loss_gap,
-                "measures": _probe_measures(s, run, info.probes, notes),
-            }
-        )
-    barriers = _barriers(s, names, notes)
-    return runs, barriers
+    json: Path | None = None
+    study: Mapping[str, Any] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------ tables
@@ -272,7 +131,8 @@ def _run_table(runs: list[dict], barriers: list[dict]) -> Table:
             mine.append(f"{label} {_fmt(p['barrier'])}{kind}")
         values = {
             **r,
-            "axes": _axes_text(r["axes"]),
+            "axes": axes_text(r["axes"]),
+            "stop reason": r["stop_reason"],
             "train acc": r["train_acc"],
             "train loss": r["train_loss"],
             "test loss": r["test_loss"],
@@ -284,13 +144,18 @@ def _run_table(runs: list[dict], barriers: list[dict]) -> Table:
     return Table(RUN_COLUMNS, tuple(rows))
 
 
-def _rank(runs: list[dict], notes: list[str]) -> tuple[tuple[MeasureRank, ...], tuple[str, ...]]:
-    ranked = [r for r in runs if r["status"] == "complete"]
+def _rank(
+    runs: list[dict], included: set[str], notes: list[str]
+) -> tuple[tuple[MeasureRank, ...], tuple[str, ...]]:
+    ranked = [r for r in runs if r["run"] in included]
     left = [r["run"] for r in runs if r["status"] != "complete"]
     if left:
         notes.append(f"not ranked (status not complete): {', '.join(left)}")
-    with_axes = [r for r in ranked if r["axes"]]
-    axes = tuple(sorted({k for r in with_axes for k in r["axes"]}))
+    missed = [r["run"] for r in runs if r["status"] == "complete" and r["run"] not in included]
+    if missed:
+        notes.append(f"not ranked (did not reach the stopping target): {', '.join(missed)}")
+    with_axes = [r for r in ranked if r["study_axes"]]
+    axes = tuple(sorted({k for r in with_axes for k in r["study_axes"]}))
     if not with_axes:
         notes.append("no run carries sweep axes: plain Kendall tau only, no granulated tau")
     elif len(with_axes) < len(ranked):
@@ -308,7 +173,7 @@ def _rank(runs: list[dict], notes: list[str]) -> tuple[tuple[MeasureRank, ...], 
             granulated_tau(
                 values,
                 gap,
-                [r["axes"] or None for r in ranked],
+                [r["study_axes"] or None for r in ranked],
                 strata=[r["sweep"] for r in ranked],
             )
             if with_axes
@@ -321,9 +186,11 @@ def _rank(runs: list[dict], notes: list[str]) -> tuple[tuple[MeasureRank, ...], 
 
 def _figures(file: Store, out_dir: Path) -> tuple[tuple[Path, ...], str | None]:
     try:
-        from landscape import plot
+        # matplotlib only when figures are drawn; a missing plotting module is reported
+        from landscape import plot  # noqa: PLC0415
 
-        paths = plot.all_figures(file, out_dir, formats=("png",))
+        draw: Any = plot.all_figures
+        paths = draw(file, out_dir, formats=("png",))
     except (ImportError, AttributeError) as err:
         return (), f"figures unavailable: {err}"
     except (ValueError, TypeError, RuntimeError, OSError, KeyError) as err:
@@ -334,9 +201,17 @@ def _figures(file: Store, out_dir: Path) -> tuple[tuple[Path, ...], str | None]:
 
 # ------------------------------------------------------------------------------ entry point
 def report(
-    file: str | os.PathLike, out_dir: str | os.PathLike | None = None, *, figures: bool = True
+    file: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    *,
+    figures: bool = True,
+    include_unconverged: bool = False,
+    correction: str = "bh",
+    n_boot: int = 2000,
+    n_perm: int = 9999,
+    seed: int = 0,
 ) -> Report:
-    """Build the report of a landscape file and write ``report.md`` and ``report.html``.
+    """Build the report of a landscape file; write ``report.md``, ``.html`` and ``.json``.
 
     Args:
         file: the landscape file (read only; another process may be writing it).
@@ -344,16 +219,28 @@ def report(
             the file. Figures go to ``out_dir/figures``.
         figures: render the figures with :func:`landscape.plot.all_figures` (PNG) and embed
             them; without the plotting module the report says "figures unavailable".
+        include_unconverged: also aggregate and rank the complete runs that did not reach the
+            sweep's stopping target (default: listed with their reason, left out).
+        correction: of the ranking p-values across measures: ``"bh"`` (Benjamini-Hochberg)
+            or ``"holm"``.
+        n_boot: bootstrap samples behind each tau's 95% interval.
+        n_perm: permutations behind each tau's p-value.
+        seed: of the bootstrap and the permutations.
 
     Returns:
         :class:`Report`: the tables as data and the paths written.
 
     Raises:
-        StoreError: not a landscape file. FileNotFoundError: no such file.
+        StoreError: not a landscape file. FileNotFoundError: no such file. ValueError: an
+        unknown ``correction``, a negative ``n_boot`` or ``n_perm``.
     """
     file = os.fspath(file)
     if not os.path.exists(file):
         raise FileNotFoundError(f"report: {file} does not exist")
+    if correction not in ("bh", "holm"):
+        raise ValueError(f"report: correction must be 'bh' or 'holm', got {correction!r}")
+    if n_boot < 0 or n_perm < 0:
+        raise ValueError(f"report: n_boot and n_perm must be >= 0, got {n_boot}, {n_perm}")
     out = (
         Path(out_dir) if out_dir is not None else Path(file).with_name(Path(file).stem + "_report")
     )
@@ -361,7 +248,7 @@ def report(
     # one consistent snapshot for the tables and the figures; a sweep may write meanwhile
     with Store(file, snapshot=True) as snap:
         out.mkdir(parents=True, exist_ok=True)
-        runs, barrier_rows = _collect(snap, notes)
+        runs, barrier_rows = collect(snap, notes)
         figs, figure_note = _figures(snap, out / "figures") if figures else ((), None)
     run_table = _run_table(runs, barrier_rows)
     cols = ("from", "to", "kind", "barrier", "accuracy barrier", "test barrier", "stored as")
@@ -372,29 +259,41 @@ def report(
             for p in barrier_rows
         ),
     )
-    ranking, axes = _rank(runs, notes)
-    n_ranked = sum(r["status"] == "complete" for r in runs)
+    doc = analyse(
+        runs,
+        barrier_rows,
+        include_unconverged=include_unconverged,
+        correction=correction,
+        n_boot=n_boot,
+        n_perm=n_perm,
+        seed=seed,
+    )
+    included = {r["run"] for r in doc["runs"] if r["included"]}
+    ranking, axes = _rank(runs, included, notes)
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
     blocks = _blocks(
         {
             "file": file,
             "runs": run_table,
             "barriers": barriers,
-            "ranking": ranking,
-            "axes": axes,
+            "study": study_blocks(doc),
             "figures": figs,
             "figure_note": figure_note,
             "notes": notes,
             "out_dir": out,
-            "n_ranked": n_ranked,
+            "n_ranked": len(included),
             "when": when,
+            # the axes column only where it tells more than the configuration and the seed
+            "show_axes": any(r["axes"] and r["config"] != axes_text(r["study_axes"]) for r in runs),
         }
     )
-    md, htm = out / "report.md", out / "report.html"
-    _write_atomic(md, _markdown(blocks))
-    _write_atomic(htm, _html(blocks, f"Landscape report: {Path(file).name}"))
     if figure_note:
         notes.append(figure_note)
+    study = {"file": file, "written": when, **doc, "notes": list(notes)}
+    md, htm, js = out / "report.md", out / "report.html", out / "report.json"
+    _write_atomic(md, _markdown(blocks))
+    _write_atomic(htm, _html(blocks, f"Landscape report: {Path(file).name}"))
+    _write_atomic(js, to_json(study))
     return Report(
         file=file,
         out_dir=out,
@@ -406,5 +305,7 @@ def report(
         notes=tuple(notes),
         markdown=md,
         html=htm,
-        n_ranked=n_ranked,
+        n_ranked=len(included),
+        json=js,
+        study=study,
     )

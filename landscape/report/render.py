@@ -32,10 +32,14 @@ LOSS_GAP = "test loss - train loss"
 RUN_COLUMNS = (
     "run",
     "status",
+    "config",
+    "seed",
+    "converged",
+    "stop reason",
+    "steps",
     "optimizer",
     "axes",
     "batch size",
-    "seed",
     "train loss",
     "train acc",
     "test loss",
@@ -53,8 +57,8 @@ RUN_COLUMNS = (
     "margin q10",
     "barriers",
 )
-_FIT = RUN_COLUMNS[:12]
-_MINIMA = ("run",) + RUN_COLUMNS[12:]
+_FIT = RUN_COLUMNS[: RUN_COLUMNS.index("loss gap") + 1]
+_MINIMA = ("run",) + RUN_COLUMNS[len(_FIT) :]
 # which measure fills a column of the run table: the first one a run has
 _PICK = {
     "lambda_max": ("lambda_max",),
@@ -111,49 +115,22 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _tau_cell(t: float | None) -> str:
-    return MISSING if t is None else f"{t:+.3f}"
-
-
-def _tau_rows(
-    ranking: tuple[MeasureRank, ...], axes: tuple[str, ...]
-) -> tuple[list[str], list[list[str]]]:
-    cols = ["measure", "tau (gap)", "p", "runs", "pairs", "dropped", "tau (loss gap)"]
-    cols += [f"psi[{k}]" for k in axes] + (["Psi", "granulated runs"] if axes else [])
-    rows = []
-    for m in ranking:
-        t = m.tau
-        row = [
-            m.measure,
-            _tau_cell(t.tau),
-            MISSING if t.pvalue is None else f"{t.pvalue:.2g}",
-            str(t.n),
-            str(t.n_pairs),
-            str(t.n_dropped),
-            _tau_cell(m.loss_tau.tau),
-        ]
-        if axes:
-            g = m.granulated
-            for k in axes:
-                a = g.axes.get(k) if g else None
-                row.append(
-                    MISSING
-                    if a is None or a.psi is None
-                    else f"{a.psi:+.3f} ({a.n_groups} groups, {a.n_pairs} pairs)"
-                )
-            row += [_tau_cell(g.psi if g else None), str(g.n if g else 0)]
-        rows.append(row)
-    return cols, rows
-
-
 def _blocks(rep: dict) -> list[tuple]:
-    """The report as a list of blocks, rendered to Markdown and HTML alike."""
+    """The report as a list of blocks, rendered to Markdown and HTML alike.
+
+    ``rep["study"]`` holds the study's blocks (:func:`landscape.report.render_study.study_blocks`).
+    """
     runs: Table = rep["runs"]
+    study: dict[str, list[tuple]] = rep["study"]
     n = len(runs.rows)
     b: list[tuple] = []
     b.append(("h1", f"Landscape report: {Path(rep['file']).name}"))
     b.append(
-        ("p", f"File {rep['file']}; {n} run(s), {rep['n_ranked']} ranked; written {rep['when']}.")
+        (
+            "p",
+            f"File {rep['file']}; {n} run(s), {rep['n_ranked']} included in the aggregates "
+            f"and rankings; written {rep['when']}.",
+        )
     )
     b.append(
         (
@@ -164,18 +141,20 @@ def _blocks(rep: dict) -> list[tuple]:
     )
     if not n:
         b.append(("p", "The file holds no runs."))
-    fit = [runs.columns.index(c) for c in _FIT if c != "axes" or any(runs.column("axes"))]
+    b += study["design"]
+    fit = [runs.columns.index(c) for c in _FIT if c != "axes" or rep.get("show_axes", True)]
     b.append(("h2", "Runs"))
     b.append(
         ("table", [runs.columns[i] for i in fit], [[_fmt(r[i]) for i in fit] for r in runs.rows])
     )
+    b += study["left_out"] + study["configs"] + study["rankings"] + study["good_vs_bad"]
     minima = [runs.columns.index(c) for c in _MINIMA]
     b.append(("h2", "Minima"))
     b.append(
         (
             "p",
-            "lambda_max: the largest Hessian eigenvalue; adaptive sharpness: "
-            "worst-case, in a ball scaled by |w|; PAC-Bayes flatness: 1/sigma^2; "
+            "Every run, as stored. lambda_max: the largest Hessian eigenvalue; adaptive "
+            "sharpness: worst-case, in a ball scaled by |w|; PAC-Bayes flatness: 1/sigma^2; "
             "barriers: the loss barrier of the linear path to each other run (and "
             "init->final).",
         )
@@ -191,22 +170,6 @@ def _blocks(rep: dict) -> list[tuple]:
     if bt.rows:
         b.append(("h2", "Paths and barriers"))
         b.append(("table", list(bt.columns), [[_fmt(v) for v in r] for r in bt.rows]))
-    b.append(("h2", "Measures ranked by Kendall's tau with the gap"))
-    b.append(
-        (
-            "p",
-            "tau: Kendall's tau-b (SciPy) of the measure with the gap over the "
-            "complete runs; positive: a larger measure goes with a larger gap. runs, "
-            "pairs: behind tau; dropped: runs without the value. psi[k]: the mean tau "
-            "over groups of runs that differ only in k; Psi: the mean of psi[k] "
-            "(Jiang et al. 2020). Sorted by |tau|.",
-        )
-    )
-    cols, rows = _tau_rows(rep["ranking"], rep["axes"])
-    if rows:
-        b.append(("table", cols, rows))
-    else:
-        b.append(("p", "No measures: the runs hold no probes at their final parameters."))
     b.append(("h2", "Figures"))
     for path in rep["figures"]:
         rel = Path(os.path.relpath(path, rep["out_dir"])).as_posix()

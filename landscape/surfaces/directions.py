@@ -42,6 +42,9 @@ from torch import Tensor, nn
 
 from landscape.engine.checks import _check_choice, _check_int
 from landscape.engine.params import ParamFilter, ParamLayout, select, to_numpy
+from landscape.engine.records import check_record
+from landscape.store.file import Store
+from probes.curvature.hessian import eigenvalues
 
 __all__ = [
     "DIRECTION_KINDS",
@@ -142,21 +145,28 @@ class Directions:
     def from_record(
         cls, record: Any, device: torch.device | str | None = None, dtype: torch.dtype | None = None
     ) -> Directions:
-        """The directions written by :meth:`to_record`, from a :class:`landscape.store.Record`
-        or an ``(arrays, attrs)`` pair; tensors on ``device``/``dtype`` (default: the CPU and
-        the stored dtype; bfloat16 was stored as float32).
-        """
-        from landscape.engine.records import check_record
+        """The directions written by :meth:`to_record`.
 
+        From a :class:`landscape.store.Record` or an ``(arrays, attrs)`` pair; tensors on
+        ``device``/``dtype`` (default: the CPU and the stored dtype; bfloat16 was stored as
+        float32).
+        """
         a, at = check_record(record, "directions", "Directions.from_record")
-        t = {
-            k: torch.from_numpy(np.array(a[k])).to(device, dtype) if k in a else None
-            for k in ("vectors", "center")
-        }
-        n = {k: np.asarray(a[k]) if k in a else None for k in ("explained_variance", "eigenvalues")}
+
+        def tensor(key: str) -> Tensor | None:
+            return torch.from_numpy(np.array(a[key])).to(device, dtype) if key in a else None
+
+        def array(key: str) -> np.ndarray | None:
+            return np.asarray(a[key]) if key in a else None
+
+        vectors = tensor("vectors")
+        if vectors is None:
+            raise ValueError("Directions.from_record: the record holds no vectors")
         return cls(
-            **t,
-            **n,
+            vectors=vectors,
+            center=tensor("center"),
+            explained_variance=array("explained_variance"),
+            eigenvalues=array("eigenvalues"),
             kind=at["kind"],
             params=tuple(at["params"]),
             shapes=tuple(tuple(int(i) for i in s) for s in at["shapes"]),
@@ -219,8 +229,10 @@ def normalize(
     Args:
         direction: (P,) or (k, P) (rows normalised on their own) in the layout's dtype and
             device: a random draw, a difference of two points, an eigenvector, ...
-        theta: (P,) the point whose weights set the scale. layout: the layout of both.
-        normalization, ignore: see the module docstring.
+        theta: (P,) the point whose weights set the scale.
+        layout: the layout of both.
+        normalization: see the module docstring.
+        ignore: see the module docstring.
 
     Returns:
         A tensor of the shape, dtype and device of ``direction`` (norms in >= float32).
@@ -281,9 +293,12 @@ def random(
     parameters. The model is only read.
 
     Args:
-        model: any ``nn.Module``. k: number of directions. seed: int >= 0.
-        normalization, ignore: see :func:`normalize`. params: the parameters spanned (a
-            filter, names; None: all trainable).
+        model: any ``nn.Module``.
+        k: number of directions.
+        seed: int >= 0.
+        normalization: see :func:`normalize`.
+        ignore: see :func:`normalize`.
+        params: the parameters spanned (a filter, names; None: all trainable).
 
     Returns:
         :class:`Directions` of kind ``"random"``, centred at the model's parameters.
@@ -327,7 +342,8 @@ def orthogonalize(d: Tensor, *others: Tensor) -> Tensor:
     more than exact orthogonality.
 
     Args:
-        d: (P,) tensor. others: (P,) or (m, P) tensors of d's dtype and device.
+        d: (P,) tensor.
+        *others: (P,) or (m, P) tensors of d's dtype and device.
 
     Returns:
         (P,) tensor of d's dtype and device; ``others @ result`` is zero to rounding.
@@ -374,8 +390,10 @@ def difference(
     """The direction from ``a`` to ``b``, ``theta_b - theta_a``, not normalised.
 
     Args:
-        a, b: two models with the same parameters (names, shapes), or two flat vectors
-            (tensors or arrays) of one length. params: for models, the parameters compared.
+        a: a model, or a flat vector (a tensor or an array).
+        b: a model with the same parameters (names, shapes) as ``a``, or a flat vector of its
+            length.
+        params: for models, the parameters compared.
 
     Returns:
         :class:`Directions` of kind ``"difference"``, one row, centred at ``a``, in a's dtype
@@ -393,8 +411,9 @@ def difference(
             f"{fn}: expected two models or two flat vectors, got "
             f"{type(a).__name__} and {type(b).__name__}"
         )
-    names, shapes = (), ()
-    if isinstance(a, nn.Module):
+    names: tuple[str, ...] = ()
+    shapes: tuple[tuple[int, ...], ...] = ()
+    if isinstance(a, nn.Module) and isinstance(b, nn.Module):  # both or neither (above)
         pa, pb = select(a, params), select(b, params)
         la, lb = ParamLayout.of(pa), ParamLayout.of(pb)
         if (la.names, la.shapes) != (lb.names, lb.shapes):
@@ -421,14 +440,17 @@ def stored_difference(
     which_a: str | int = "final",
     which_b: str | int = "final",
 ) -> Directions:
-    """:func:`difference` of two flat vectors of a landscape file, ``(run_a, which_a)`` to
-    ``(run_b, which_b)``, as CPU tensors of the stored dtype (move them with
-    :meth:`Directions.to`), with the runs' parameter names and shapes, the runs in ``options``.
+    """:func:`difference` of two flat vectors of a landscape file.
+
+    From ``(run_a, which_a)`` to ``(run_b, which_b)``, as CPU tensors of the stored dtype (move them
+    with :meth:`Directions.to`), with the runs' parameter names and shapes, the runs in ``options``.
 
     Args:
-        file: a path or an open :class:`landscape.store.Store`. run_a, run_b: the runs
-            (``run_b`` defaults to ``run_a``). which_a, which_b: ``"init"``, ``"final"`` or a
-            trajectory step.
+        file: a path or an open :class:`landscape.store.Store`.
+        run_a: the first run.
+        run_b: the second run (defaults to ``run_a``).
+        which_a: ``"init"``, ``"final"`` or a trajectory step of ``run_a``.
+        which_b: ``"init"``, ``"final"`` or a trajectory step of ``run_b``.
 
     Raises:
         ValueError: runs with different parameters; equal points; what the store raises.
@@ -437,8 +459,6 @@ def stored_difference(
         >>> init_to_final = stored_difference("cmp.h5", "sgd", which_a="init")
         >>> sgd_to_adam = stored_difference("cmp.h5", "sgd", "adam")
     """
-    from landscape.store.file import Store
-
     run_b = run_a if run_b is None else run_b
     store = file if isinstance(file, Store) else Store(file)
     try:
@@ -491,8 +511,6 @@ def hessian(
     Examples:
         >>> top = hessian(model, nn.CrossEntropyLoss(), (X, y), k=2)  # top.eigenvalues
     """
-    from probes.curvature.hessian import eigenvalues
-
     bad = sorted({"vectors", "blocks"} & set(options))
     if bad:
         raise ValueError(

@@ -35,7 +35,7 @@ result, :class:`~landscape.surfaces.result.Surface`, lives in :mod:`landscape.su
 (NumPy only), re-exported here.
 
 Examples:
-    >>> d = torch.randn(2, n_params)                         # or landscape.surfaces.directions.random
+    >>> d = torch.randn(2, n_params)               # or landscape.surfaces.directions.random
     >>> s = surface(model, nn.CrossEntropyLoss(), (X, y), d, x=np.linspace(-1, 1, 21),
     ...             y=np.linspace(-1, 1, 21), store="runs.h5", run="sgd", name="random")
     >>> s.train_loss.shape, s.done.all()
@@ -98,11 +98,15 @@ def surface(
     """The loss (and accuracy) on a 1-D or 2-D grid around ``center`` (module docstring).
 
     Args:
-        model, loss_fn, data: the model (never modified), a mean loss and the training data
-            (tensors, a Dataset or a DataLoader; cached on the device when they fit).
+        model: the model (never modified).
+        loss_fn: a mean loss.
+        data: the training data (tensors, a Dataset or a DataLoader; cached on the device when
+            they fit).
         directions: (1, P) or (P,) for a 1-D surface, (2, P) for 2-D, over the selected
-            parameters (a tensor, an array, or a :class:`landscape.surfaces.directions.Directions`).
-        x, y: coordinates along the directions (``y`` only for 2-D).
+            parameters (a tensor, an array, or a
+            :class:`landscape.surfaces.directions.Directions`).
+        x: coordinates along the first direction.
+        y: coordinates along the second direction (2-D only).
         test: test data, evaluated at every point too.
         center: the centre (a flat (P,) tensor); default the directions' own centre where
             they have one (PCA of a trajectory, a difference), else the model's parameters.
@@ -116,10 +120,15 @@ def surface(
             argmax over the outputs a point.
         vmap: evaluate a chunk's points together under ``torch.func.vmap`` (default: on a
             GPU, where it keeps small models busy; not on the CPU, where it is slower).
-        batch_size, check: passed to :class:`landscape.Objective`.
-        store, run, name: write into ``runs/<run>/surfaces/<name>`` of this file as it goes,
-            resuming what it holds. replace: start over instead of resuming.
-        flush_seconds: seconds between writes to the file. progress: show a progress bar.
+        batch_size: passed to :class:`landscape.Objective`.
+        check: passed to :class:`landscape.Objective`.
+        store: write into ``runs/<run>/surfaces/<name>`` of this file as it goes, resuming what
+            it holds.
+        run: the run the surface is stored under.
+        name: the surface's name.
+        replace: start over instead of resuming.
+        flush_seconds: seconds between writes to the file.
+        progress: show a progress bar.
         extras: more arrays stored with the surface (e.g. a projected trajectory).
         points: ``(start, stop)``: evaluate only the grid points of these flat (row-major)
             indices, a block of a surface shared out among workers
@@ -175,7 +184,11 @@ def surface(
         params=tuple(obj.layout.names),
         info=info,
     )
-    file = None if store is None else _SurfaceFile(store, run, name, flush_seconds, started)
+    file = (
+        None  # store and run come both or neither (checked above)
+        if store is None or run is None
+        else _SurfaceFile(store, run, name, flush_seconds, started)
+    )
     if file is not None:
         result = file.open(result, replace, extras)
 
@@ -317,7 +330,7 @@ def _evaluate_grid(
             values = evaluate(Points(theta0, d, coef))
             rows: list[_Row] = []
             for n, pt in enumerate(pts):
-                row = {m: float(values[m][n]) for m in metrics if values.get(m) is not None}
+                row = {m: float(col[n]) for m in metrics if (col := values.get(m)) is not None}
                 for m, v in row.items():
                     result.grids[m][pt] = v
                 result.done[pt] = True
@@ -328,8 +341,10 @@ def _evaluate_grid(
 
 
 def _as_directions(directions: Any, p: int) -> tuple[Tensor, dict[str, Any]]:
-    """(k, P) tensor and a JSON-able description from a tensor, an array or a result with
-    ``vectors`` (e.g. :class:`landscape.surfaces.directions.Directions`).
+    """(k, P) tensor and a JSON-able description of the given directions.
+
+    From a tensor, an array or a result with ``vectors`` (e.g.
+    :class:`landscape.surfaces.directions.Directions`).
     """
     info: dict[str, Any] = {}
     if hasattr(directions, "vectors"):
@@ -376,8 +391,10 @@ def _block(points: Any, size: int, chunk: int) -> tuple[int, int]:
         and len(points) == 2
         and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in points)
     )
-    start, stop = (int(points[0]), int(points[1])) if ok else (None, None)
-    if not ok or not 0 <= start < stop <= size or start % chunk:
+    if ok:
+        start, stop = int(points[0]), int(points[1])
+        ok = 0 <= start < stop <= size and not start % chunk
+    if not ok:
         raise ValueError(
             f"surface: points must be (start, stop) with 0 <= start < stop <= "
             f"{size} (the grid's points) and start a multiple of chunk={chunk}, "

@@ -126,7 +126,7 @@ def same_grid(a: Surface, b: Surface) -> bool:
     return (
         np.array_equal(a.x, b.x)
         and (a.y is None) == (b.y is None)
-        and (a.y is None or np.array_equal(a.y, b.y))
+        and (a.y is None or (b.y is not None and np.array_equal(a.y, b.y)))
         and a.directions.shape == b.directions.shape
         and np.array_equal(a.directions, b.directions)
         and a._options() == b._options()

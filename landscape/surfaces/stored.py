@@ -1,6 +1,8 @@
-"""Landscapes of stored runs: a surface around a run, a path between two runs, written into
-the same file (what ``landscape surface`` and ``landscape path`` do), and the path from a
-run's initialisation to its solution (:func:`init_to_final`, returned, not written).
+"""Landscapes of stored runs: surfaces around runs, paths between them.
+
+A surface around a run, a path between two runs, written into the same file (what ``landscape
+surface`` and ``landscape path`` do), and the path from a run's initialisation to its solution
+(:func:`init_to_final`, returned, not written).
 
 The model of a run is rebuilt from its recorded spec and parameters
 (:func:`landscape.train.spec.rebuild`), with its data and loss; results go to
@@ -26,6 +28,15 @@ from typing import Any
 import numpy as np
 
 from landscape.engine.checks import _check_choice
+from landscape.engine.params import ParamLayout, select
+from landscape.store.file import Store
+from landscape.surfaces import directions as dirs
+from landscape.surfaces import trajectories
+from landscape.surfaces.directions import Directions
+from landscape.surfaces.grid import surface
+from landscape.train.checkpoints import load_params
+from landscape.train.spec import rebuild
+from probes.paths import interpolation
 
 __all__ = ["DIRECTIONS", "PATH_KINDS", "init_to_final", "path_between", "surface_of_run"]
 
@@ -64,25 +75,18 @@ def surface_of_run(
 ) -> Any:
     """A 1-D (``y`` None) or 2-D surface around a stored run, written into its file.
 
-    Directions: ``"random"`` (seeded Gaussian, normalised, :func:`landscape.surfaces.directions.random`),
-    ``"pca"`` (principal directions of the run's recorded trajectory around its final point;
-    the surface is then centred there) or ``"hessian"`` (top Hessian eigenvectors at the
-    point). When the run has a trajectory, its projection onto the plane is stored beside the
-    grids (``trajectory_steps``, ``trajectory_coords``). The training data (first ``n``
-    examples) give the surface; the test data too with ``test``. Resumes a surface of the
-    same name and settings that the file holds. ``points=(start, stop)``: only that block of
+    Directions: ``"random"`` (seeded Gaussian, normalised,
+    :func:`landscape.surfaces.directions.random`), ``"pca"`` (principal directions of the run's
+    recorded trajectory around its final point; the surface is then centred there) or ``"hessian"``
+    (top Hessian eigenvectors at the point). When the run has a trajectory, its projection onto the
+    plane is stored beside the grids (``trajectory_steps``, ``trajectory_coords``). The training
+    data (first ``n`` examples) give the surface; the test data too with ``test``. Resumes a surface
+    of the same name and settings that the file holds. ``points=(start, stop)``: only that block of
     the grid's points (:func:`landscape.surfaces.grid.surface`).
 
     Returns:
         :class:`landscape.surfaces.grid.Surface`.
     """
-    from landscape.engine.params import ParamLayout, select
-    from landscape.store.file import Store
-    from landscape.surfaces import directions as dirs
-    from landscape.surfaces import trajectories
-    from landscape.surfaces.grid import surface
-    from landscape.train.spec import rebuild
-
     _check_choice("surface", "directions", directions, DIRECTIONS)
     model, split, loss_fn = rebuild(file, run, which=which, data=data, device=device)
     train = _subset(split.train, n)
@@ -125,7 +129,7 @@ def surface_of_run(
             final = s.params(run, "final")
         d = trajectories.pca(traj, final, k=k)
     extras = None
-    if traj is not None:
+    if traj is not None and steps is not None:  # both or neither
         center = d.center
         if center is None:
             chosen = select(model, None)
@@ -155,17 +159,16 @@ def surface_of_run(
 
 
 def _held_directions(s: Any, run: str, name: str, model: Any, asked: Mapping[str, Any]) -> Any:
-    """The directions of the surface ``name`` the file holds, if they were made as ``asked``
-    (kind, k and, for random directions, seed, normalization and ignore); else None.
+    """The directions of the surface ``name`` the file holds, if they were made as ``asked``.
+
+    ``asked`` gives the kind, k and, for random directions, seed, normalization and ignore. None
+    otherwise.
 
     A surface that is resumed (after an interruption, or by another worker's block of it) is
     evaluated along the directions it was begun with, read back rather than made again: the
     same numbers even where making them is not reproducible to the last bit (Hessian
     directions on a GPU, another CPU), and no second Lanczos run.
     """
-    from landscape.engine.params import ParamLayout, select
-    from landscape.surfaces.directions import Directions
-
     if not s.has_record(run, "surfaces", name):
         return None
     rec = s.record(run, "surfaces", name)
@@ -200,9 +203,11 @@ def path_between(
     device: str | None = None,
     name: str | None = None,
 ) -> tuple[Any, str]:
-    """The path from one stored model to another (``kind`` one of :data:`PATH_KINDS`),
-    on the first run's data and loss, written into the file: under the run when both ends
-    belong to it (e.g. init to final), else under ``/compare``. Returns ``(result, where)``.
+    """The path from one stored model to another, written into the file.
+
+    ``kind`` is one of :data:`PATH_KINDS`; the path is on the first run's data and loss, written
+    under the run when both ends belong to it (e.g. init to final), else under ``/compare``. Returns
+    ``(result, where)``.
 
     ``kind="aligned"`` (Ainsworth et al. 2022): the hidden units of the second model are first
     permuted to match the first by weight matching (:func:`probes.paths.interpolation.align`, its
@@ -212,10 +217,6 @@ def path_between(
     whose ``info["aligned"]`` holds the alignment (layers, permutations, objective before and
     after, sweeps, converged); its default name is ``aligned_<a>_<which>_<b>_<which>``.
     """
-    from landscape.store.file import Store
-    from landscape.train.spec import rebuild
-    from probes.paths import interpolation
-
     _check_choice("path", "kind", kind, PATH_KINDS)
     model_a, split, loss_fn = rebuild(file, run_a, which=which_a, data=data, device=device)
     model_b, _, _ = rebuild(file, run_b, which=which_b, data=data, device=device)
@@ -273,8 +274,9 @@ def init_to_final(
     device: str | None = None,
     check: bool = True,
 ) -> Any:
-    """The straight line from a stored run's initial to its final parameters (Goodfellow et
-    al. 2015), by :func:`probes.paths.interpolation.linear`.
+    """The straight line from a stored run's initial to its final parameters.
+
+    Goodfellow et al. 2015, by :func:`probes.paths.interpolation.linear`.
 
     Model, data and loss are rebuilt from the file (:func:`landscape.train.spec.rebuild`); the
     initial end is a copy of that model with the stored initial parameters and buffers. The
@@ -307,10 +309,6 @@ def init_to_final(
         >>> p = init_to_final("cmp.h5", "sgd", n=11)
         >>> p.barrier, p.loss[0], p.loss[-1]
     """
-    from landscape.train.checkpoints import load_params
-    from landscape.train.spec import rebuild
-    from probes.paths import interpolation
-
     start = time.perf_counter()
     if data is not None and not isinstance(data, Mapping):
         raise TypeError(

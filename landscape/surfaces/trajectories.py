@@ -1,5 +1,6 @@
-"""Trajectories in parameter space: the principal plane of a recorded trajectory and the
-coordinates of points in a plane (Li et al. 2018, section 7).
+"""Trajectories in parameter space (Li et al. 2018, section 7).
+
+The principal plane of a recorded trajectory and the coordinates of points in a plane.
 
 Examples:
     >>> with Store("cmp.h5") as s:
@@ -32,7 +33,9 @@ def pca(trajectory: Tensor | np.ndarray, center: Tensor | np.ndarray, k: int = 2
     scikit-learn's does) fits a plane through the checkpoints' mean instead.
 
     Args:
-        trajectory: (T, P) checkpoints. center: (P,), e.g. the final point. k: directions.
+        trajectory: (T, P) checkpoints.
+        center: (P,), e.g. the final point.
+        k: directions.
 
     Returns:
         :class:`Directions` of kind ``"pca"`` (orthonormal rows) with ``explained_variance``,
@@ -79,7 +82,9 @@ def project(
     coordinates are the inner products ``(x - center) @ D.T``.
 
     Args:
-        points: (T, P) or (P,). center: (P,). directions: :class:`Directions` or (k, P).
+        points: (T, P) or (P,).
+        center: (P,).
+        directions: :class:`Directions` or (k, P).
 
     Returns:
         float64 array (T, k), or (k,) for one point.

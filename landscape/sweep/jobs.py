@@ -170,9 +170,24 @@ def plan(sweep: Sweep, file: str | os.PathLike) -> list[Job]:
 
 # ----------------------------------------------------------------------------- the work
 def train_run(file: str, sweep: Sweep, run: PlannedRun, *, progress: bool = False) -> Any:
-    """Train one run of the sweep into ``file`` (with its along-training probes and init)."""
+    """Train one run of the sweep into ``file`` (with its along-training probes and init).
+
+    The run records ``attrs["sweep"]`` (:meth:`~landscape.sweep.spec.Sweep.attrs`: the sweep's
+    name, the run's axes, configuration and seed, and the sweep's ``[stop]``) and, in a sweep
+    with ``[stop]``, ``attrs["converged"]`` with its final attributes: whether it stopped at
+    the target.
+
+    Args:
+        file: the landscape file.
+        sweep: the sweep.
+        run: one of its runs.
+        progress: show a progress bar.
+
+    Returns:
+        The :class:`~landscape.train.fit.TrainResult`.
+    """
     model, split, loss, config, attrs, _ = build(run.spec)
-    attrs = {**attrs, "sweep": {"name": sweep.name, "axes": run.axes}, "init": run.init}
+    attrs = {**attrs, "sweep": sweep.attrs(run), "init": run.init}
     if run.init["name"] == "random_labels":
         attrs["pretraining"] = pretrain_random_labels(
             model, loss, split, run.init, seed=config.seed
@@ -188,6 +203,7 @@ def train_run(file: str, sweep: Sweep, run: PlannedRun, *, progress: bool = Fals
         attrs=attrs,
         callbacks=callbacks,
         progress=progress,
+        record_converged=bool(sweep.stop),
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from landscape.surfaces.stored import DIRECTIONS, PATH_KINDS
+from landscape.sweep.runs import PlannedRun, init_pairs
 from landscape.train.tables import Name, OneOf, Table, fail, invalid
 from probes.along import max_margin_alignment, param_norms, top_eigenvalues
 
@@ -335,7 +336,7 @@ Surfaces = Annotated[dict[str, SurfaceTable], AfterValidator(_surface_names)]
 
 def _between(value: Any) -> Any:
     if (
-        value == "all"
+        value in ("all", "init")
         or value is False
         or (
             isinstance(value, list)
@@ -346,7 +347,7 @@ def _between(value: Any) -> Any:
         )
     ):
         return value
-    raise invalid(f"got {value!r}; allowed: 'all', false, or a list of [run, run] pairs")
+    raise invalid(f"got {value!r}; allowed: 'all', 'init', false, or a list of [run, run] pairs")
 
 
 class PathsTable(Table):
@@ -361,9 +362,14 @@ class PathsTable(Table):
     between: Annotated[
         Any,
         PlainValidator(
-            _between, json_schema_input_type=Literal["all", False] | list[tuple[str, str]]
+            _between,
+            json_schema_input_type=Literal["all", "init", False] | list[tuple[str, str]],
         ),
-    ] = Field(default=False, description="'all' (every pair of runs), false, or [[run, run], ...]")
+    ] = Field(
+        default=False,
+        description="'all' (every pair of runs), 'init' (each pair of runs that differ only in "
+        "their init: random and random_labels), false, or [[run, run], ...]",
+    )
     kind: Annotated[
         list[PathKind],
         BeforeValidator(
@@ -378,20 +384,37 @@ class PathsTable(Table):
     lr: float | None = Field(default=None, gt=0, description="bezier: learning rate")
     seed: int | None = Field(default=None, ge=0, description="bezier: seed")
 
-    def resolve(self, runs: list[str]) -> dict[str, Any]:
+    def resolve(self, planned: Sequence[PlannedRun]) -> dict[str, Any]:
         """What the sweep does: ``init_to_final``, ``between`` and ``path_options``.
 
         ``init_to_final`` are path kinds, ``between`` ``(run a, run b, kind)`` triples among
-        ``runs``.
+        the runs: every pair (``"all"``), the pairs that differ only in their init (``"init"``:
+        :func:`~landscape.sweep.runs.init_pairs`, the random-init run first), or those given.
+
+        Args:
+            planned: the sweep's runs.
 
         Raises:
-            ValueError: a pair names a run the sweep does not have, or the same run twice.
+            ValueError: a pair names a run the sweep does not have, or the same run twice;
+                ``"init"`` finds no pair.
         """
+        runs = [r.name for r in planned]
         given = self.given()
         kind = given.get("kind", ["linear"])
         kinds = [kind] if isinstance(kind, str) else kind
+        pairs: list[tuple[str, ...]]
         if self.between == "all":
             pairs = list(itertools.combinations(runs, 2))
+        elif self.between == "init":
+            pairs = list(init_pairs(planned))
+            if not pairs:
+                raise fail(
+                    _WHAT,
+                    "paths.between",
+                    "'init' pairs runs that differ only in their init (random and "
+                    "random_labels), and this sweep has none; e.g. add init = ['random', "
+                    "'random_labels'] to [grid]",
+                )
         else:
             pairs = [tuple(p) for p in self.between or []]
         for a, b in pairs:

@@ -1,7 +1,8 @@
 """The runs of a sweep spec as typed models, and their expansion into named runs.
 
-The tables are ``[base]``, ``[[runs]]``, ``[grid]`` and ``[init.random_labels]``. Expanded,
-each run has its name and axes (the rules are in :mod:`landscape.sweep.spec`) and is checked as
+The tables are ``[base]``, ``[[runs]]``, ``[grid]``, ``[init.random_labels]`` and ``[stop]``.
+Expanded, each run has its name and axes (the rules are in :mod:`landscape.sweep.spec`), its
+configuration (its axes without the seed) and seed, the sweep's stopping rule, and is checked as
 a complete run spec (:func:`landscape.train.schema.check`).
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -18,7 +19,7 @@ from pydantic import AfterValidator, Field, StrictStr, model_validator
 from landscape.train.config import TrainConfig
 from landscape.train.optim import optimizer_spec
 from landscape.train.schema import DataTable, ModelTable, OptimizerTable, TrainTable, check
-from landscape.train.tables import Name, OneOf, Table, fail, invalid
+from landscape.train.tables import Name, OneOf, Table, dotted, fail, invalid
 
 __all__ = [
     "ABBREVIATIONS",
@@ -30,7 +31,12 @@ __all__ = [
     "RandomLabelsInit",
     "RunEntry",
     "RunTables",
+    "SEED_AXES",
+    "STOP_TARGETS",
+    "StopTable",
+    "config_id",
     "expand_runs",
+    "init_pairs",
 ]
 
 _WHAT = "sweep spec"
@@ -49,6 +55,11 @@ ABBREVIATIONS = {
     "label_noise_seed": "noiseseed",
 }
 """Short forms of setting names in run names."""
+SEED_AXES = ("train.seed", "seed")
+"""Axes that are a run's seed: runs that differ only in these form one configuration."""
+STOP_TARGETS = {"train_loss": "target_loss", "train_accuracy": "target_accuracy"}
+"""``[stop]`` targets -> the :class:`~landscape.train.config.TrainConfig` field each sets."""
+_STOP_KEYS = ("target_loss", "target_accuracy", "max_steps", "epochs")
 # settings of explicit runs that are not axes (they change what is recorded, not the run)
 _NOT_AXES = ("train.history_every", "train.snapshot_every", "train.device")
 Init = Annotated[
@@ -56,6 +67,25 @@ Init = Annotated[
     OneOf(INITS),
     Field(description="random (the model's seeded init) or random_labels (the bad-minimum init)"),
 ]
+
+
+def config_id(axes: Mapping[str, Any]) -> str:
+    """The configuration of a run with these axes: the axes without the seed, as JSON.
+
+    Keys sorted, the seed axes (:data:`SEED_AXES`) left out: runs that differ only in their seed
+    have the same id, runs that differ in anything else do not.
+
+    Args:
+        axes: a run's axes (:attr:`PlannedRun.axes`).
+
+    Returns:
+        A stable string, e.g. ``'{"init": "random", "optimizer": "sgd(lr=0.1)"}'``.
+
+    Examples:
+        >>> config_id({"optimizer": "sgd(lr=0.1)", "train.seed": 3})
+        '{"optimizer": "sgd(lr=0.1)"}'
+    """
+    return json.dumps({k: v for k, v in axes.items() if k not in SEED_AXES}, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -66,6 +96,16 @@ class PlannedRun:
     spec: dict[str, Any]
     init: dict[str, Any]
     axes: dict[str, Any]
+
+    @property
+    def config(self) -> str:
+        """Its configuration: its axes without the seed (:func:`config_id`)."""
+        return config_id(self.axes)
+
+    @property
+    def seed(self) -> int:
+        """Its training seed (``train.seed``, default 0)."""
+        return int(self.spec.get("train", {}).get("seed") or 0)
 
 
 class RunTables(Table):
@@ -149,6 +189,74 @@ class InitTables(Table):
     """``[init.<kind>]``: the options of the inits other than random."""
 
     random_labels: RandomLabelsInit | None = None
+
+
+class StopTable(Table):
+    """``[stop]``: one stopping rule for every run of the sweep (matched stopping).
+
+    Exactly one target, ``train_loss`` (the run's training loss over the whole training set,
+    cross-entropy by default; Jiang et al. 2020 use 0.01) or ``train_accuracy``, and a step cap
+    ``max_steps`` (and optionally ``max_epochs``): every run stops at the first of them. A run
+    that stops at the target is ``converged``; one stopped by a cap (or a diverged loss) is not.
+    """
+
+    train_loss: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="stop at this training loss (over the whole training set), e.g. 0.01",
+    )
+    train_accuracy: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        allow_inf_nan=False,
+        description="stop at this training accuracy (over the whole training set), e.g. 1.0",
+    )
+    max_steps: int = Field(ge=1, description="the step cap of every run")
+    max_epochs: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="an epoch cap of every run too (optional)",
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> StopTable:
+        given = [k for k in STOP_TARGETS if getattr(self, k) is not None]
+        if len(given) != 1:
+            got = f"got {' and '.join(given)}" if given else "got none"
+            raise invalid(
+                "give exactly one target: train_loss (e.g. 0.01) or train_accuracy "
+                f"(e.g. 1.0); {got}"
+            )
+        return self
+
+    def target(self) -> tuple[str, float]:
+        """The target: ``("train_loss", 0.01)`` or ``("train_accuracy", 1.0)``."""
+        key = next(k for k in STOP_TARGETS if getattr(self, k) is not None)
+        return key, float(getattr(self, key))
+
+    def train(self) -> dict[str, Any]:
+        """What it sets in every run's ``[train]`` table (a TrainConfig's fields).
+
+        The target (``target_loss`` or ``target_accuracy``), ``max_steps`` and, given
+        ``max_epochs``, ``epochs``.
+        """
+        given = self.given()  # the values as written (an int stays an int)
+        key, _ = self.target()
+        out: dict[str, Any] = {STOP_TARGETS[key]: given[key], "max_steps": given["max_steps"]}
+        if "max_epochs" in given:
+            out["epochs"] = given["max_epochs"]
+        return out
+
+    def describe(self) -> str:
+        """The rule in words, e.g. ``train_loss <= 0.01, at most 5000 steps``."""
+        key, value = self.target()
+        caps = f"at most {self.max_steps} steps"
+        if self.max_epochs is not None:
+            caps += f" or {self.max_epochs:g} epochs"
+        return f"{key} {'<=' if key == 'train_loss' else '>='} {value:g}, {caps}"
 
 
 def _grid(grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -269,8 +377,129 @@ def _value_at(spec: Mapping[str, Any], key: str) -> Any:
     return v.get(rest) if rest and isinstance(v, Mapping) else v
 
 
+def _stop_settings(
+    base: RunTables, grid: Mapping[str, list[Any]], entries: list[RunEntry]
+) -> list[tuple[str, str, Any]]:
+    """Where a spec sets a stopping key of ``[train]`` (a target or a cap).
+
+    Returns:
+        ``(dotted key, train key, value)`` for each place, ``[base]`` first.
+    """
+    out: list[tuple[str, str, Any]] = []
+
+    def table(where: str, train: Any) -> None:
+        if isinstance(train, Mapping):
+            out.extend((f"{where}.{k}", k, train[k]) for k in _STOP_KEYS if k in train)
+
+    table("base.train", base.given().get("train"))
+    for i, entry in enumerate(entries):
+        table(f"runs[{i}].train", entry.given().get("train"))
+    for key, values in grid.items():
+        head, _, rest = key.partition(".")
+        if head == "train" and rest in _STOP_KEYS:
+            out.extend((dotted(("grid", key)), rest, v) for v in values)
+        elif key == "train":
+            for j, v in enumerate(values):
+                table(f"grid.train[{j}]", v)
+    return out
+
+
+def _check_stop(stop: StopTable, settings: list[tuple[str, str, Any]]) -> None:
+    """Refuse a target or cap of ``[train]`` that differs from ``[stop]``'s.
+
+    Raises:
+        ValueError: one line that names the key.
+    """
+    want = stop.train()
+    target, value = stop.target()
+    for where, key, got in settings:
+        if key in want and want[key] == got:
+            continue
+        if key in ("target_loss", "target_accuracy"):
+            raise fail(
+                _WHAT,
+                where,
+                "mixing stopping targets across configurations is refused: [stop] sets "
+                f"{target} = {value:g} for every run, got {key} = {got!r} here; leave it out",
+            )
+        caps = f"max_steps = {stop.max_steps}" + (
+            f", max_epochs = {stop.max_epochs:g}" if stop.max_epochs is not None else ""
+        )
+        raise fail(
+            _WHAT,
+            where,
+            f"[stop] sets the step cap of every run ({caps}), got {key} = {got!r} here; "
+            f"leave it out (or set [stop] {'max_steps' if key == 'max_steps' else 'max_epochs'})",
+        )
+
+
+def _target(spec: Mapping[str, Any]) -> str:
+    """A run's stopping target in words (``target_loss = 0.01``, ``no target``)."""
+    train = spec.get("train") or {}
+    out = [f"{k} = {train[k]!r}" for k in ("target_loss", "target_accuracy") if k in train]
+    return " and ".join(out) or "no target"
+
+
+def _check_one_target(runs: list[PlannedRun], settings: list[tuple[str, str, Any]]) -> None:
+    """Refuse runs that stop at different targets (a sweep without ``[stop]``).
+
+    Raises:
+        ValueError: one line that names the first key of ``[[runs]]`` or ``[grid]`` that sets
+            a target.
+    """
+    first = runs[0] if runs else None
+    for run in runs[1:]:
+        if first is not None and _target(run.spec) != _target(first.spec):
+            where = next(
+                (w for w, k, _ in settings if k.startswith("target_") and w[:5] != "base."),
+                "runs",
+            )
+            raise fail(
+                _WHAT,
+                where,
+                "mixing stopping targets across configurations is refused: run "
+                f"{first.name!r} stops at {_target(first.spec)}, run {run.name!r} at "
+                f"{_target(run.spec)}; set one target for every run in [stop] (e.g. "
+                "train_loss = 0.01, max_steps = 10000)",
+            )
+
+
+def init_pairs(runs: Sequence[PlannedRun]) -> list[tuple[str, str]]:
+    """The pairs of runs that differ only in their init: ``(random, random_labels)`` names.
+
+    Same model, data, optimizer and training settings (seed included); recording settings
+    (``train.history_every``, ``train.snapshot_every``, ``train.device``) aside. In the order of
+    the random-init runs.
+
+    Args:
+        runs: the runs of a sweep.
+
+    Returns:
+        ``[(random-init run, random-label-init run), ...]``.
+    """
+
+    def setting(run: PlannedRun) -> str:
+        train = {
+            k: v for k, v in (run.spec.get("train") or {}).items() if f"train.{k}" not in _NOT_AXES
+        }
+        return json.dumps({**run.spec, "train": train}, sort_keys=True)
+
+    bad = [(setting(r), r.name) for r in runs if r.init.get("name") == "random_labels"]
+    return [
+        (r.name, b)
+        for r in runs
+        if r.init.get("name") == "random"
+        for key, b in bad
+        if key == setting(r)
+    ]
+
+
 def expand_runs(
-    base: RunTables, grid: dict[str, list[Any]], entries: list[RunEntry], init: InitTables
+    base: RunTables,
+    grid: dict[str, list[Any]],
+    entries: list[RunEntry],
+    init: InitTables,
+    stop: StopTable | None = None,
 ) -> list[PlannedRun]:
     """The runs of a checked spec, named, with their axes, each checked as a complete run.
 
@@ -279,11 +508,18 @@ def expand_runs(
         grid: ``[grid]``.
         entries: ``[[runs]]``.
         init: ``[init]``.
+        stop: ``[stop]``: its target and caps go into every run's ``[train]`` table.
 
     Raises:
-        ValueError, TypeError: two runs get one name, or a run is not a complete run spec
-            (``sweep spec: run '<name>': <key>: <problem>``).
+        ValueError, TypeError: two runs get one name; a run is not a complete run spec
+            (``sweep spec: run '<name>': <key>: <problem>``); a stopping target or cap of
+            ``[base]``, ``[[runs]]`` or ``[grid]`` differs from ``[stop]``'s, or, without
+            ``[stop]``, the runs' targets differ (``sweep spec: <key>: mixing stopping targets
+            across configurations is refused: ...``).
     """
+    stopping = _stop_settings(base, grid, entries)
+    if stop is not None:
+        _check_stop(stop, stopping)
     axes = grid
     explicit = [(e.name, {k: v for k, v in e.given().items() if k != "name"}) for e in entries]
     random_labels = (init.random_labels or RandomLabelsInit()).settings()
@@ -314,6 +550,8 @@ def expand_runs(
                     "distinct names",
                 )
             seen[run_name] = json.dumps(chosen) if chosen else json.dumps(entry)
+            if stop is not None:
+                spec["train"] = {**spec.get("train", {}), **stop.train()}
             kind = spec.pop("init", "random")
             settings = random_labels if kind == "random_labels" else {"name": "random"}
             check(spec, complete=True, what=f"{_WHAT}: run {run_name!r}")
@@ -321,4 +559,6 @@ def expand_runs(
                 k: _label(_value_at(spec, k) if k != "init" else kind) for k in [*run_keys, *axes]
             }
             runs.append(PlannedRun(run_name, spec, dict(settings), ax))
+    if stop is None:
+        _check_one_target(runs, stopping)
     return runs

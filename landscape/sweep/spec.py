@@ -26,6 +26,12 @@ The format::
     name = "sam"                         # optional; default from its settings
     optimizer = {name = "sam", lr = 0.05, rho = 0.05}
 
+    [stop]                               # one stopping rule for every run (matched stopping)
+    train_loss = 0.01                    # the target: train_loss (whole training set) or
+                                         # train_accuracy = 1.0, exactly one
+    max_steps = 20000                    # the step cap (required)
+    max_epochs = 500                     # and an epoch cap (optional)
+
     [init.random_labels]                 # options of the bad-minimum init (Liu et al. 2020)
     optimizer = {name = "sgd", lr = 0.05, momentum = 0.9}
     epochs = 200                         # its budget; stops earlier at target_accuracy
@@ -59,7 +65,8 @@ The format::
 
     [paths]
     init_to_final = true                 # each run's own init -> final path
-    between = "all"                      # every pair of runs, or [["sgd", "adam"], ...]
+    between = "all"                      # every pair of runs, "init" (each pair that differs
+                                         # only in its init), or [["sgd", "adam"], ...]
     kind = ["linear", "bezier"]         # and/or "aligned": linear after weight matching
     points = 25                          # n (examples), steps, lr, seed: as for the CLI
 
@@ -91,6 +98,24 @@ for every run (a run that does not set one: its base value, or None). Scalars as
 tables as short labels, e.g. ``"sgd(lr=0.05)"``; recording settings (``train.history_every``,
 ``train.snapshot_every``, ``train.device``) are not axes. Reports group runs by these axes.
 
+**Configurations and seeds.** The grid key ``"train.seed"`` is the seed axis: runs that differ
+only in it are seeds of one configuration (run names keep their ``seedN`` token). Each run also
+records ``attrs["sweep"]["config"]``, its axes without the seed as JSON with sorted keys
+(:func:`landscape.sweep.runs.config_id`), and ``attrs["sweep"]["seed"]``, its ``train.seed``.
+
+**Matched stopping.** ``[stop]`` stops every run by one rule, as studies that compare measures
+with generalisation do (Jiang et al. 2020: cross-entropy 0.01): its target (``train_loss`` or
+``train_accuracy``, exactly one, over the whole training set) and caps (``max_steps``, required;
+``max_epochs``) are set in every run's ``[train]`` (``target_loss`` / ``target_accuracy``,
+``max_steps``, ``epochs``). A target or cap that ``[base]``, ``[[runs]]`` or ``[grid]`` sets
+otherwise is an error naming the key (``sweep spec: grid.'train.target_loss': mixing stopping
+targets across configurations is refused: ...``); so is, without ``[stop]``, a spec whose runs
+stop at different targets. ``[init.random_labels]`` keeps its own target (the pretraining).
+Each run of a sweep with ``[stop]`` records ``attrs["converged"]``: true iff it stopped at the
+target (``attrs["stop_reason"]`` says why it stopped otherwise: ``max_steps``, ``epochs``,
+``diverged``), and ``attrs["sweep"]["stop"]``, the ``[stop]`` table. A sweep without ``[stop]``
+records neither (no matched target).
+
 **Checking.** :class:`SweepSpec`, with the tables of :mod:`landscape.sweep.runs` and
 :mod:`landscape.sweep.measure`, is the schema (:func:`schema` gives it as JSON schema). Unknown
 tables and keys, values of the wrong type or out of range are errors before anything runs, one
@@ -106,7 +131,10 @@ by the probes. Stored names: ``probes/hessian_eigenvalues``, ``hessian_trace``,
 ``hessian_density``, ``measures``, ``sharpness_<kind>[_adaptive]``, ``max_margin_alignment``,
 ``interpolator_distances`` (or the entry's ``name``), ``probes/lambda_max``,
 ``probes/max_margin`` and ``probes/param_norm`` (along training), ``surfaces/<name>``,
-``paths/<kind>_init_final`` and ``/compare/<kind>_<a>_final_<b>_final``.
+``paths/<kind>_init_final`` and ``/compare/<kind>_<a>_final_<b>_final``. ``between = "init"``
+pairs each random-init run with the random-label-init runs that have all its other settings,
+seed included (:func:`landscape.sweep.runs.init_pairs`): the paths between good and bad minima,
+``a`` the random-init run.
 
 Examples:
     >>> sweep = load("experiments/quick.toml")                          # doctest: +SKIP
@@ -135,6 +163,7 @@ from landscape.sweep.runs import (
     PlannedRun,
     RunEntry,
     RunTables,
+    StopTable,
     expand_runs,
 )
 from landscape.train.spec import read_toml
@@ -150,6 +179,7 @@ __all__ = [
     "INITS",
     "PlannedRun",
     "ResourcesTable",
+    "StopTable",
     "Sweep",
     "SweepSpec",
     "expand",
@@ -175,6 +205,7 @@ class Sweep:
     description: str = ""
     source: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, Any] = field(default_factory=dict)
+    stop: dict[str, Any] = field(default_factory=dict)  # [stop] as given; {}: none
 
     def run(self, name: str) -> PlannedRun:
         """The run called ``name`` (KeyError if the sweep has none)."""
@@ -182,6 +213,27 @@ class Sweep:
             if r.name == name:
                 return r
         raise KeyError(f"sweep {self.name!r} has no run {name!r}")
+
+    def stop_rule(self) -> str:
+        """The sweep's stopping rule in words (``[stop]``), or ``""`` without one.
+
+        Examples:
+            >>> load("experiments/optimizers.toml").stop_rule()         # doctest: +SKIP
+            'train_loss <= 0.01, at most 20000 steps'
+        """
+        return StopTable.model_validate(self.stop).describe() if self.stop else ""
+
+    def attrs(self, run: PlannedRun) -> dict[str, Any]:
+        """What a run of the sweep records as ``attrs["sweep"]`` (the module docstring).
+
+        Args:
+            run: one of its runs.
+
+        Returns:
+            ``{"name", "axes", "config", "seed"}``, and ``"stop"`` where the sweep has one.
+        """
+        out = {"name": self.name, "axes": run.axes, "config": run.config, "seed": run.seed}
+        return {**out, "stop": dict(self.stop)} if self.stop else out
 
 
 class ResourcesTable(Table):
@@ -212,6 +264,9 @@ class SweepSpec(Table):
     )
     runs: list[RunEntry] = Field(
         default_factory=list, description="explicit runs, each merged over [base]"
+    )
+    stop: StopTable | None = Field(
+        default=None, description="one stopping rule for every run (matched stopping)"
     )
     init: InitTables = Field(default_factory=InitTables)
     probes: ProbesTable = Field(default_factory=ProbesTable)
@@ -275,7 +330,7 @@ def expand(raw: Mapping[str, Any]) -> Sweep:
         ValueError, TypeError: one line, ``sweep spec: <dotted key>: <problem>``.
     """
     spec = validate(SweepSpec, raw, "sweep spec")
-    runs = expand_runs(spec.base, spec.grid, spec.runs, spec.init)
+    runs = expand_runs(spec.base, spec.grid, spec.runs, spec.init, spec.stop)
     return Sweep(
         name=spec.name,
         runs=tuple(runs),
@@ -285,5 +340,6 @@ def expand(raw: Mapping[str, Any]) -> Sweep:
         description=spec.description,
         source=json.loads(json.dumps(dict(raw))),
         resources=spec.resources.given(),
-        **spec.paths.resolve([r.name for r in runs]),
+        stop=spec.stop.given() if spec.stop is not None else {},
+        **spec.paths.resolve(runs),
     )

@@ -69,7 +69,7 @@ class TrainConfig:
             between the first and the last.
     """
 
-    optimizer: OptimizerSpec | str | Mapping[str, Any] = "sgd"
+    optimizer: OptimizerSpec  # a name or mapping given to __init__ is made a spec
     batch_size: int | None = None
     max_steps: int | None = None
     epochs: float | None = None

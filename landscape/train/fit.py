@@ -87,7 +87,8 @@ class TrainResult:
         stop_reason: one of ``max_steps``, ``epochs``, ``target_loss``, ``target_accuracy``,
             ``diverged`` (the loss became NaN or infinite: noticed at an epoch's end or at a
             record, whichever comes first), ``until`` (stopped by ``fit(..., until=k)``).
-        final: ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc`` at the end.
+        final: ``train_loss``, ``train_acc``, ``test_loss``, ``test_acc`` at the end (NaN
+            where undefined, e.g. without test data).
         history: the recorded history, column by column. series: callback name -> columns.
         seconds: training time (recording excluded). record_seconds: time spent recording
             (evaluations, snapshots, callbacks, writing the file).
@@ -99,7 +100,7 @@ class TrainResult:
     steps: int
     epochs: float
     stop_reason: str
-    final: dict[str, float | None]
+    final: dict[str, float]
     history: dict[str, np.ndarray]
     series: dict[str, dict[str, np.ndarray]]
     seconds: float
@@ -152,8 +153,9 @@ def _to(t: Tensor, layout: ParamLayout) -> Tensor:
 
 
 def total_steps(config: TrainConfig, n_train: int) -> int:
-    """The updates ``config`` makes on ``n_train`` training examples unless a target or
-    divergence stops it first (the length of its learning-rate schedule).
+    """The number of updates ``config`` makes on ``n_train`` training examples.
+
+    The length of its learning-rate schedule, unless a target or divergence stops it first.
 
     Examples:
         >>> total_steps(TrainConfig("sgd", batch_size=100, epochs=2), 250)
@@ -182,6 +184,7 @@ def fit(
     final_timeout: float = 600.0,
     until: int | None = None,
     resume: Checkpoint | None = None,
+    record_converged: bool = False,
 ) -> TrainResult:
     """Train ``model`` in place as ``config`` says; record into ``store`` as ``run``.
 
@@ -191,16 +194,19 @@ def fit(
         loss: a name of :data:`landscape.engine.losses.LOSSES` or ``loss(outputs, targets)``,
             the mean over a batch.
         train: a :class:`~landscape.data.Split` (then its test part is the test set) or an
-            ``(inputs, targets)`` pair of tensors. test: an ``(inputs, targets)`` pair.
+            ``(inputs, targets)`` pair of tensors.
+        test: an ``(inputs, targets)`` pair.
         config: a :class:`TrainConfig`.
         store: path of a landscape file to write the run into (created if missing).
-        run: the run's name there (default: the optimizer's name). replace_run: replace a
-            complete run of that name (an incomplete or failed one is always redone).
+        run: the run's name there (default: the optimizer's name).
+        replace_run: replace a complete run of that name (an incomplete or failed one is
+            always redone).
         attrs: extra JSON-ready attributes for the run (e.g. ``{"model": model.spec}``).
         callbacks: :class:`Callback` s, recorded as ``probes/<name>`` series.
-        progress: show a progress bar. flush_seconds: write buffered records this often (a
-            busy file is tried again at the next flush). final_timeout: seconds the last
-            write waits for another process that holds the file.
+        progress: show a progress bar.
+        flush_seconds: write buffered records this often (a busy file is tried again at the
+            next flush).
+        final_timeout: seconds the last write waits for another process that holds the file.
         until: stop after this many steps (counted from 0, not from ``resume``), keeping
             ``config``'s schedule and stopping rules (stop reason ``until``): to fork a run.
         resume: a :class:`Checkpoint` (``TrainResult.checkpoint``) to continue from: the
@@ -213,6 +219,9 @@ def fit(
             checkpoint's optimizer and batch size; its end sets the schedule's length (keep it
             to continue the same schedule). The history and the store's ``init`` start at the
             checkpoint's step.
+        record_converged: also write the final attribute ``converged``: whether training
+            stopped at its target (``target_loss`` or ``target_accuracy``), as a sweep with
+            matched stopping (``[stop]``) records.
 
     Returns:
         A :class:`TrainResult`.
@@ -321,6 +330,7 @@ def fit(
             resume=resume,
             show=progress,
         )
+        assert state.stop is not None  # run() returns once a stopping rule has said why
         result = TrainResult(
             config=config,
             run=run,
@@ -347,6 +357,11 @@ def fit(
                     "stop_reason": result.stop_reason,
                     "final_metrics": result.final,
                     "seconds": result.seconds,
+                    **(
+                        {"converged": result.stop_reason in ("target_loss", "target_accuracy")}
+                        if record_converged
+                        else {}
+                    ),
                 },
                 timeout=final_timeout,
             )

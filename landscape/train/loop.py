@@ -17,7 +17,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from torch import Tensor, nn
@@ -245,7 +245,7 @@ class _Loop:
         self.order = torch.Generator().manual_seed(config.seed)
         self.noise = torch.Generator().manual_seed(config.seed + 1_000_003)
         self.same_streams = resume is not None and resume.seed == config.seed
-        if self.same_streams:
+        if resume is not None and self.same_streams:
             self.order.set_state(resume.rng["order"])
             self.noise.set_state(resume.rng["noise"])
         n = len(self.y)
@@ -264,12 +264,13 @@ class _Loop:
         p, config, resume, start = self.progress, self.config, self.resume, self.progress.step
         with torch.random.fork_rng(devices=fork_devices(self.device)):
             torch.manual_seed(config.seed)
-            if self.same_streams:
+            if resume is not None and self.same_streams:
                 torch.set_rng_state(resume.rng["torch"])
                 if resume.rng.get("cuda") is not None and self.device.type == "cuda":
                     torch.cuda.set_rng_state(resume.rng["cuda"], self.device)
             self.model.train()
             m = self.recorder.record()  # the first step: a history row, always
+            assert m is not None
             self.checked = start
             p.stop = p.stop or _reached(config, m["train_loss"], m["train_acc"])
             if p.stop is None and start >= self.plan.limit:
@@ -334,7 +335,8 @@ class _Loop:
             self.position.update(perm=perm, offset=begin + len(idx))
             running.add_(value, alpha=len(idx))
             if config.target_accuracy is not None:
-                counted = count_correct(out, yb)
+                # out is None only for an optimizer that never called the closure
+                counted = None if out is None else count_correct(out, yb)
                 if counted is None:
                     hits_known = False
                 else:
@@ -364,7 +366,8 @@ class _Loop:
 
     def _update(self, xb: Tensor, yb: Tensor, want_norm: bool) -> tuple[Tensor, Tensor | None]:
         """One optimizer step on a batch: its loss and the outputs where the step started."""
-        p, seen = self.progress, []
+        p = self.progress
+        seen: list[Tensor] = []
 
         def closure() -> Tensor:
             self.optimizer.zero_grad(set_to_none=True)
@@ -388,7 +391,9 @@ class _Loop:
             return value.detach()
 
         p.lr = self.optimizer.param_groups[0]["lr"]
-        value = self.optimizer.step(closure)
+        # torch types a closure's value (and step's) as a float; its optimizers return the
+        # closure's value, here a tensor
+        value = cast(Tensor, self.optimizer.step(closure))  # type: ignore[arg-type]
         if not self.constant_lr:
             self.scheduler.step()
         return value, seen[0] if seen else None

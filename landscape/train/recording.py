@@ -59,10 +59,19 @@ class Callback(Protocol):
     ``probes/<name>``.
     """
 
-    name: str
-    every: int
+    @property
+    def name(self) -> str:
+        """The series' name: ``probes/<name>`` in the store."""
+        ...
 
-    def __call__(self, state: TrainState) -> Mapping[str, Any]: ...
+    @property
+    def every(self) -> int:
+        """Steps between calls."""
+        ...
+
+    def __call__(self, state: TrainState) -> Mapping[str, Any]:
+        """The values to record at ``state``'s step, by name."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -183,11 +192,10 @@ class Recorder:
         p = self.progress
         step = p.step
         theta, epoch = self.train.theta, step / self.per_epoch
-        due = lambda every: (
-            step == self.start_step
-            or (every and step % every == 0)  # noqa: E731
-            or final
-        )
+
+        def due(every: int) -> bool:
+            return step == self.start_step or bool(every and step % every == 0) or final
+
         written = None
         if due(self.history_every) and self.last["history"] != step:
             tr, te = self._evaluate(self.train, theta), self._evaluate(self.test, theta)
@@ -312,9 +320,10 @@ class Recorder:
         """
         from landscape.store.file import Store  # noqa: PLC0415 - h5py only to write a file
 
-        with Store(self.store, "a", timeout=60) as s:
+        store, run = self._target()
+        with Store(store, "a", timeout=60) as s:
             self.token = s.create_run(
-                self.run,
+                run,
                 names=layout.names,
                 shapes=layout.shapes,
                 init=_np(init),
@@ -322,7 +331,13 @@ class Recorder:
                 replace=replace,
             )
             if buffers := _buffers(self.model):
-                s.set_buffers(self.run, "init", buffers)
+                s.set_buffers(run, "init", buffers)
+
+    def _target(self) -> tuple[str, str]:
+        """The store and the run written into (for the methods that need a store)."""
+        if self.store is None or self.run is None:
+            raise ValueError("Recorder: writing needs a store and a run name")
+        return self.store, self.run
 
     def flush(self, s: Any) -> None:
         """Write what is pending into the open store ``s`` (after checking the run is ours)."""
@@ -367,11 +382,12 @@ class Recorder:
         from landscape.store.file import Store  # noqa: PLC0415 - as above
 
         start = time.perf_counter()
-        with Store(self.store, "a", timeout=timeout) as s:
+        store, run = self._target()
+        with Store(store, "a", timeout=timeout) as s:
             self.flush(s)
             if buffers := _buffers(self.model):
-                s.set_buffers(self.run, "final", buffers)
-            s.set_final(self.run, _np(theta), status="complete", attrs=attrs)
+                s.set_buffers(run, "final", buffers)
+            s.set_final(run, _np(theta), status="complete", attrs=attrs)
         return time.perf_counter() - start
 
     def fail(self, exc: BaseException) -> None:
@@ -379,8 +395,8 @@ class Recorder:
 
         Never raises over the original error ``exc``.
         """
-        if not self.store or self.token is None:
-            return
+        if not self.store or self.run is None or self.token is None:
+            return  # (a token means begin() created the run: there is a run name)
         from landscape.store.file import Store, StoreError  # noqa: PLC0415 - as above
 
         try:

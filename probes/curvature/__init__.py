@@ -1,5 +1,6 @@
-"""Curvature: the Hessian, the generalised Gauss-Newton matrix and the Fisher of the empirical
-risk, and what is computed from them.
+"""Curvature of the empirical risk and what is computed from it.
+
+The Hessian, the generalised Gauss-Newton matrix and the Fisher.
 
 - :mod:`~probes.curvature.hessian`: the entry point: eigenvalues, trace, density, the dense
   matrix, of the Hessian, the GGN or the Fisher, whole or per layer;

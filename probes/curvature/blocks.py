@@ -1,5 +1,6 @@
-"""Curvature per layer: the extreme eigenvalues of each diagonal block of the Hessian (or GGN,
-Fisher), one block per module that owns parameters.
+"""Curvature per layer: the extreme eigenvalues of each diagonal block of the Hessian.
+
+Or of the GGN, the Fisher; one block per module that owns parameters.
 
 The block of a layer is the curvature with respect to that layer's parameters, the others held
 fixed: its top eigenvalue says how sharp the loss is along that layer alone (the layer-wise
@@ -26,8 +27,9 @@ __all__ = ["BlockEigenvalues", "block_eigenvalues", "layer_blocks"]
 
 
 def layer_blocks(model: nn.Module) -> dict[str, list[str]]:
-    """The trainable parameters of ``model`` grouped by the module that owns them, in order:
-    ``{"layers.0": ["layers.0.weight", "layers.0.bias"], ...}``.
+    """The trainable parameters of ``model`` grouped by the module that owns them, in order.
+
+    For example ``{"layers.0": ["layers.0.weight", "layers.0.bias"], ...}``.
     """
     blocks: dict[str, list[str]] = {}
     for name in select(model):
@@ -46,13 +48,16 @@ def block_eigenvalues(
     check: bool,
     **options: Any,
 ) -> BlockEigenvalues:
-    """An eigenvalue probe on each layer's diagonal block: what
-    :func:`probes.curvature.hessian.eigenvalues` does with ``blocks="layer"``.
+    """An eigenvalue probe on each layer's diagonal block.
+
+    What :func:`probes.curvature.hessian.eigenvalues` does with ``blocks="layer"``.
 
     Args:
         eigenvalues: the probe run on each block (called with ``params=`` the block's
             parameter names), e.g. :func:`probes.curvature.hessian.eigenvalues`.
-        model, loss_fn, data: as for the probe.
+        model: as for the probe.
+        loss_fn: as for the probe.
+        data: as for the probe.
         blocks: ``"layer"`` (one block per module that owns parameters).
         check: the objective's determinism check (on the first block only).
         **options: the probe's other options (not ``params`` nor ``v0``).

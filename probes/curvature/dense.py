@@ -3,8 +3,8 @@
 :func:`matrix` builds the P x P matrix (the Hessian of the mean loss, the GGN or the Fisher)
 from products with blocks of the identity, one pass over the data a block, and its full
 spectrum with :func:`numpy.linalg.eigvalsh`. It is the reference the iterative probes are
-tested against, and what :func:`probes.curvature.hessian.eigenvalues` falls back to when nearly every
-eigenvalue is wanted.
+tested against, and what :func:`probes.curvature.hessian.eigenvalues` falls back to when nearly
+every eigenvalue is wanted.
 
 Examples:
     >>> H = matrix(model, nn.CrossEntropyLoss(), (X, y))
@@ -60,9 +60,15 @@ def matrix(
     that of its symmetric part.
 
     Args:
-        model, loss_fn, data, curvature, params, mode, batch_size, check: as for
-            :func:`eigenvalues`.
+        model: as for :func:`eigenvalues`.
+        loss_fn: as for :func:`eigenvalues`.
+        data: as for :func:`eigenvalues`.
+        curvature: as for :func:`eigenvalues`.
+        params: as for :func:`eigenvalues`.
+        mode: as for :func:`eigenvalues`.
         max_params: refuse above this many parameters (the matrix takes 8 P^2 bytes).
+        batch_size: as for :func:`eigenvalues`.
+        check: as for :func:`eigenvalues`.
 
     Returns:
         :class:`Matrix`: the matrix, its ascending spectrum, asymmetry and cost.

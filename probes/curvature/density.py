@@ -84,8 +84,9 @@ def estimate_density(
     seed: int = 0,
     curvature: str = "hessian",
 ) -> Density:
-    """:func:`density` on a ready operator (see :func:`estimate_trace`). Arguments as for
-    :func:`density`.
+    """:func:`density` on a ready operator (see :func:`estimate_trace`).
+
+    Arguments as for :func:`density`.
     """
     user_grid = _validate_density(n_vectors, steps, width, grid, n_grid, seed)
     start = time.perf_counter()
@@ -160,7 +161,9 @@ def density(
     Memory: the Lanczos bases, ``n_vectors * steps * P`` float64 numbers on the device.
 
     Args:
-        model, loss_fn, data: as for :func:`trace`.
+        model: as for :func:`trace`.
+        loss_fn: as for :func:`trace`.
+        data: as for :func:`trace`.
         n_vectors: random start vectors (more: less variance).
         steps: Lanczos steps per vector (more: finer resolution; at most P are run).
         width: the broadening sigma; default :data:`DEFAULT_WIDTH_FRACTION` (1%) of the span of
@@ -170,7 +173,12 @@ def density(
             ``n_grid`` points spanning ``[min node - 3 sigma, max node + 3 sigma]``, and the
             density is normalised to integrate to 1 by the trapezoid rule over them.
         n_grid: points of the default grid.
-        seed, curvature, params, mode, batch_size, check: as for :func:`trace`.
+        seed: as for :func:`trace`.
+        curvature: as for :func:`trace`.
+        params: as for :func:`trace`.
+        mode: as for :func:`trace`.
+        batch_size: as for :func:`trace`.
+        check: as for :func:`trace`.
 
     Returns:
         :class:`Density`: ``grid``, ``density``, ``nodes``, ``weights``, ``moment(k)``, cost.

@@ -1,12 +1,12 @@
 r"""Extreme eigenvalues of the Hessian (or the GGN, or the Fisher) of the mean loss.
 
-:func:`eigenvalues` finds the top-k, bottom-k, both ends or the k largest in magnitude
-eigenpairs by thick-restart Lanczos on the device (:func:`probes.curvature.lanczos.extreme`) over the
-curvature operator of :mod:`probes.curvature.operators`, so it only needs matrix-vector products (each
-about a gradient's worth of work). The products are kept beside the Lanczos basis, so each Ritz
-pair's residual ``r = ||H v - lambda v||`` comes from the products themselves, at no extra
-product, and the eigenvalue's error is bounded by ``min(r, r^2 / gap)`` (the gap to the other
-Ritz values). It stops after the first product at which every wanted pair's bound meets
+:func:`eigenvalues` finds the top-k, bottom-k, both ends or the k largest in magnitude eigenpairs by
+thick-restart Lanczos on the device (:func:`probes.curvature.lanczos.extreme`) over the curvature
+operator of :mod:`probes.curvature.operators`, so it only needs matrix-vector products (each about a
+gradient's worth of work). The products are kept beside the Lanczos basis, so each Ritz pair's
+residual ``r = ||H v - lambda v||`` comes from the products themselves, at no extra product, and the
+eigenvalue's error is bounded by ``min(r, r^2 / gap)`` (the gap to the other Ritz values). It stops
+after the first product at which every wanted pair's bound meets
 
 .. math:: \mathrm{err} \le \mathrm{tol} \cdot \max(|\lambda|, \tau),
    \qquad \tau = 10\,\varepsilon \max_i |\lambda_i| / \mathrm{tol},
@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -123,6 +123,52 @@ def _start(v0: Any, p: int, seed: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- probes
+@overload
+def eigenvalues(
+    model: nn.Module,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: Any,
+    *,
+    k: int = 1,
+    which: str = "largest",
+    tol: float = 1e-6,
+    curvature: str = "hessian",
+    params: ParamFilter | Iterable[str] | None = None,
+    mode: str = "eval",
+    vectors: bool = False,
+    v0: Tensor | np.ndarray | None = None,
+    max_products: int | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    check: bool = True,
+    blocks: None = None,
+    basis: int | None = None,
+) -> Eigenvalues: ...
+
+
+@overload
+def eigenvalues(
+    model: nn.Module,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: Any,
+    *,
+    k: int = 1,
+    which: str = "largest",
+    tol: float = 1e-6,
+    curvature: str = "hessian",
+    params: ParamFilter | Iterable[str] | None = None,
+    mode: str = "eval",
+    vectors: bool = False,
+    v0: Tensor | np.ndarray | None = None,
+    max_products: int | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    check: bool = True,
+    blocks: str,
+    basis: int | None = None,
+) -> BlockEigenvalues: ...
+
+
 def eigenvalues(
     model: nn.Module,
     loss_fn: Callable[[Any, Tensor], Tensor],
@@ -142,7 +188,7 @@ def eigenvalues(
     check: bool = True,
     blocks: str | None = None,
     basis: int | None = None,
-) -> Eigenvalues:
+) -> Eigenvalues | BlockEigenvalues:
     """Extreme eigenvalues of the Hessian (or GGN) of the mean loss, by Lanczos.
 
     With ``blocks="layer"``: the same for each layer's diagonal block (the parameters of one
@@ -155,8 +201,9 @@ def eigenvalues(
     the basis and its products, ``2 * basis * P`` numbers of the model's dtype.
 
     Args:
-        model, loss_fn, data: the model (never modified), a mean loss ``loss_fn(outputs,
-            targets)``, and ``(inputs, targets)`` tensors, a Dataset or a DataLoader.
+        model: the model (never modified).
+        loss_fn: a mean loss ``loss_fn(outputs, targets)``.
+        data: ``(inputs, targets)`` tensors, a Dataset or a DataLoader.
         k: how many eigenvalues (from each end for ``"both"``).
         which: ``"largest"`` or ``"smallest"`` (algebraic), ``"both"`` (k from each end),
             ``"magnitude"`` (largest ``|lambda|``).
@@ -171,7 +218,8 @@ def eigenvalues(
         max_products: budget of products (None: until converged). When spent, the best
             pairs so far are returned with ``converged`` saying which meet ``tol``.
         seed: seed of the random start vector (when no ``v0``).
-        batch_size, check: passed to :class:`landscape.Objective`.
+        batch_size: passed to :class:`landscape.Objective`.
+        check: passed to :class:`landscape.Objective`.
         blocks: None, or ``"layer"`` for one result per layer's diagonal block.
         basis: the Lanczos basis size before a thick restart (default
             ``max(n + 25, 2n + 10)`` for n wanted pairs; at least n + 2).

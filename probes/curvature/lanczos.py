@@ -1,4 +1,4 @@
-"""Lanczos on the device: extreme eigenpairs with a residual stop, and tridiagonals for SLQ.
+r"""Lanczos on the device: extreme eigenpairs with a residual stop, and tridiagonals for SLQ.
 
 :func:`extreme` finds the wanted eigenpairs of a symmetric operator given only by its products
 (``matvec(v)`` on a torch vector) by thick-restart Lanczos (Wu and Simon) with full
@@ -8,8 +8,8 @@ products are kept beside the basis, so the residual ``||H y - theta y||`` of eve
 computed from the products themselves (``(H Q) s - theta Q s``), not from the recurrence alone,
 at no extra product. It stops as soon as every wanted pair's error bound
 
-.. math:: \\mathrm{err}_i = \\min\\left(r_i, \\frac{r_i^2}{\\delta_i}\\right), \\qquad
-   \\delta_i = \\min_{j \\ne i} |\\theta_i - \\theta_j| - r_i,
+.. math:: \mathrm{err}_i = \min\left(r_i, \frac{r_i^2}{\delta_i}\right), \qquad
+   \delta_i = \min_{j \ne i} |\theta_i - \theta_j| - r_i,
 
 meets its threshold (``r_i`` the residual, ``delta_i`` the distance to the other Ritz values:
 the Kato-Temple / Parlett bound for symmetric matrices), checking after every product, so it
@@ -69,8 +69,9 @@ class Ritz:
 
 
 def wanted_indices(values: np.ndarray, which: str, count: int) -> np.ndarray:
-    """Indices of the ``count`` wanted values of ascending ``values`` (ascending order):
-    the largest, the smallest, ``count // 2`` (rounded up) from each end, or the largest in
+    """Indices of the ``count`` wanted values of ascending ``values`` (ascending order).
+
+    The largest, the smallest, ``count // 2`` (rounded up) from each end, or the largest in
     magnitude.
     """
     n = len(values)
@@ -87,8 +88,10 @@ def wanted_indices(values: np.ndarray, which: str, count: int) -> np.ndarray:
 
 
 def error_bounds(values: np.ndarray, wanted: np.ndarray, residuals: np.ndarray) -> np.ndarray:
-    """``min(r, r^2 / gap)`` for the wanted Ritz values (``residuals`` theirs), the gap to the
-    other Ritz values less the residual; just ``r`` where no other Ritz value separates it.
+    """``min(r, r^2 / gap)`` for the wanted Ritz values (``residuals`` theirs).
+
+    The gap is that to the other Ritz values less the residual; just ``r`` where no other Ritz value
+    separates it.
     """
     out = np.asarray(residuals, dtype=np.float64).copy()
     for n, i in enumerate(wanted):
@@ -102,8 +105,9 @@ def error_bounds(values: np.ndarray, wanted: np.ndarray, residuals: np.ndarray) 
 
 
 def _orthogonalize(basis: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
-    """``w`` less its projection on the rows of ``basis`` (Gram-Schmidt twice); returns the
-    remainder and the coefficients.
+    """``w`` less its projection on the rows of ``basis`` (Gram-Schmidt twice).
+
+    Returns the remainder and the coefficients.
     """
     h = basis @ w
     w = w - h @ basis
@@ -127,8 +131,9 @@ def extreme(
     Args:
         matvec: the symmetric operator: a (P,) tensor to a (P,) tensor.
         v0: start vector (P,) on the operator's device and in its dtype.
-        nev: wanted pairs; which: ``"largest"``, ``"smallest"``, ``"both"`` (half from each
-            end) or ``"magnitude"``.
+        nev: wanted pairs.
+        which: ``"largest"``, ``"smallest"``, ``"both"`` (half from each end) or
+            ``"magnitude"``.
         thresholds: maps the wanted Ritz values to the error each must reach.
         basis: the largest basis before a thick restart (at least ``nev + 2``, at most P).
         max_products: stop after this many products (the best pairs so far come back;
@@ -226,9 +231,10 @@ def _ritz(
 def tridiagonals(
     op: Any, n_vectors: int, steps: int, gen: torch.Generator
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``steps`` Lanczos steps from each of ``n_vectors`` random unit vectors, the recurrences
-    run together (one (active, P) product a step), with full reorthogonalisation in float64.
-    Returns each vector's tridiagonal (alphas, betas).
+    """``steps`` Lanczos steps from each of ``n_vectors`` random unit vectors, run together.
+
+    One (active, P) product a step for all the recurrences, with full reorthogonalisation in
+    float64. Returns each vector's tridiagonal (alphas, betas).
     """
     p = int(op.size)
     f64 = torch.float64

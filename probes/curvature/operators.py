@@ -53,7 +53,7 @@ class CurvatureOperator:
     theta: Tensor
     n_products: int = 0
     seconds: float = 0.0
-    _product: Callable[[Tensor | None, Tensor], Tensor] = field(repr=False, default=None)
+    _product: Callable[[Tensor, Tensor], Tensor] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._product = {
@@ -63,10 +63,11 @@ class CurvatureOperator:
         }[self.curvature]
 
     def _fisher_vp(self, theta: Tensor, v: Tensor) -> Tensor:
-        """F v = (1/N) sum_n sum_c p_nc (g_nc . v) g_nc with g_nc = grad log p_c(x_n): the Fisher
-        of the softmax predictive distribution, as one jvp and one vjp of the log-probabilities
-        per batch (an expectation over the model's classes, not the labels: for cross-entropy
-        it equals the GGN, computed another way).
+        """The Fisher of the softmax predictive distribution times ``v``.
+
+        F v = (1/N) sum_n sum_c p_nc (g_nc . v) g_nc with g_nc = grad log p_c(x_n), as one jvp and
+        one vjp of the log-probabilities per batch (an expectation over the model's classes, not the
+        labels: for cross-entropy it equals the GGN, computed another way).
         """
         obj = self.objective
         batched = v.ndim == 2
@@ -79,7 +80,8 @@ class CurvatureOperator:
                 def log_probs(t: Tensor, batch: Any = batch) -> Tensor:
                     return torch.log_softmax(obj.outputs(t, batch.inputs), dim=-1)
 
-                logp, pullback = vjp(log_probs, theta)
+                # torch annotates vjp as a 2- or 3-tuple whatever has_aux says
+                logp, pullback = vjp(log_probs, theta)  # type: ignore[misc]
                 p = logp.detach().exp()
 
                 def one(
@@ -99,10 +101,12 @@ class CurvatureOperator:
 
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype of the parameters (and of the products)."""
         return self.theta.dtype
 
     @property
     def device(self) -> torch.device:
+        """The device of the parameters (and of the products)."""
         return self.theta.device
 
     @property
@@ -153,12 +157,17 @@ def operator(
     """The curvature of the mean loss of ``model`` over ``data`` at its parameters.
 
     Args:
-        model, loss_fn, data: as for :class:`landscape.Objective` (tensors, a Dataset or a
-            DataLoader; the loss is the mean over the whole data, batches weighted by size).
+        model: as for :class:`landscape.Objective`.
+        loss_fn: as for :class:`landscape.Objective` (the loss is the mean over the whole
+            data, batches weighted by size).
+        data: as for :class:`landscape.Objective` (tensors, a Dataset or a DataLoader).
         curvature: ``"hessian"``, ``"ggn"`` or ``"fisher"`` (softmax classifiers trained with
             ``nn.CrossEntropyLoss``; the expectation over the model's classes, not the labels).
         params: the parameters the matrix is over (a filter, names, or None for all).
-        mode, batch_size, hvp, check: passed to :class:`landscape.Objective`.
+        mode: passed to :class:`landscape.Objective`.
+        batch_size: passed to :class:`landscape.Objective`.
+        hvp: passed to :class:`landscape.Objective`.
+        check: passed to :class:`landscape.Objective`.
 
     Raises:
         ValueError: an unknown curvature (the message lists them), or what the objective

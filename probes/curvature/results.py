@@ -86,8 +86,9 @@ class Eigenvalues(RecordMixin):
 
 @dataclass(frozen=True, eq=False)
 class BlockEigenvalues(RecordMixin):
-    """One :class:`Eigenvalues` per block, by block name (the owning module's name), with the
-    total cost.
+    """One :class:`Eigenvalues` per block, by block name, with the total cost.
+
+    A block's name is that of the module that owns it.
     """
 
     _probe = "hessian.eigenvalues.blocks"
@@ -99,8 +100,9 @@ class BlockEigenvalues(RecordMixin):
     def _upgrade(
         cls, arrays: dict[str, Any], attrs: dict[str, Any]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Records written before the record protocol: arrays ``<i>_<name>`` and a list of
-        per-block attributes with the block's name as ``block``.
+        """Records written before the record protocol.
+
+        Arrays ``<i>_<name>`` and a list of per-block attributes with the block's name as ``block``.
         """
         if not isinstance(attrs.get("blocks"), list):
             return arrays, attrs
@@ -172,8 +174,9 @@ class Trace(RecordMixin):
 
 @dataclass(frozen=True, eq=False)
 class Density(RecordMixin):
-    """A spectral density estimate by stochastic Lanczos quadrature
-    (:func:`probes.curvature.density.density`).
+    """A spectral density estimate by stochastic Lanczos quadrature.
+
+    See :func:`probes.curvature.density.density`.
 
     Attributes:
         grid: (G,) points. density: (G,) the broadened density on ``grid``.
@@ -201,23 +204,27 @@ class Density(RecordMixin):
     n_params: int
 
     def moment(self, k: int) -> float:
-        """The k-th moment ``(1/n_vectors) sum_v sum_j w_vj theta_vj^k`` of the Ritz measure:
-        an estimate of ``tr(H^k) / P`` (exact in expectation for ``k < 2 * steps``);
-        ``moment(1) * n_params`` estimates the trace.
+        """The k-th moment ``(1/n_vectors) sum_v sum_j w_vj theta_vj^k`` of the Ritz measure.
+
+        An estimate of ``tr(H^k) / P`` (exact in expectation for ``k < 2 * steps``); ``moment(1) *
+        n_params`` estimates the trace.
         """
         return float(self.moments(k).mean())
 
     def moments(self, k: int) -> np.ndarray:
-        """The k-th moment of each start vector's quadrature, ``v^T H^k v`` (n_vectors,): their
-        spread gives the standard error of :meth:`moment`.
+        """The k-th moment of each start vector's quadrature, ``v^T H^k v`` (n_vectors,).
+
+        Their spread gives the standard error of :meth:`moment`.
         """
         k = _check_int("Density.moment", "k", k, 0)
         nodes = np.nan_to_num(self.nodes, nan=0.0)
         return (self.weights * nodes**k).sum(axis=1)
 
     def broadened(self, grid: Any, width: float | None = None) -> np.ndarray:
-        """The Ritz measure broadened by Gaussians of ``width`` (default: this result's) at the
-        points ``grid``: the plain mixture, integrating to the mass inside ``grid``.
+        """The Ritz measure broadened by Gaussians of ``width`` at the points ``grid``.
+
+        ``width`` defaults to this result's. The plain mixture, integrating to the mass inside
+        ``grid``.
 
         Args:
             grid: 1-D points.
@@ -234,9 +241,10 @@ class Density(RecordMixin):
 
 
 def broaden(nodes: np.ndarray, weights: np.ndarray, xs: np.ndarray, sigma: float) -> np.ndarray:
-    """The average over start vectors of the Gaussian mixtures with centres ``nodes`` and
-    weights ``weights`` (each ``(n_vectors, m)``; NaN nodes have weight 0), width ``sigma``,
-    at the points ``xs``.
+    """The average over start vectors of Gaussian mixtures, at the points ``xs``.
+
+    The mixtures have centres ``nodes`` and weights ``weights`` (each ``(n_vectors, m)``; NaN nodes
+    have weight 0) and width ``sigma``.
 
     Args:
         nodes: the Ritz values of each start vector (NaN where there are none).

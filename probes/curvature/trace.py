@@ -78,8 +78,8 @@ def _rademacher(k: int, p: int, gen: torch.Generator, op: Any) -> Tensor:
 
 def _products(op: Any, v: Tensor, block: int) -> Tensor:
     """``H v`` for the rows of ``v`` in blocks of at most ``block`` rows, in float64."""
-    out = [op.matvec(v[i : i + block]).to(torch.float64) for i in range(0, v.shape[0], block)]
-    out = torch.cat(out) if out else v.new_zeros((0, v.shape[1]), dtype=torch.float64)
+    parts = [op.matvec(v[i : i + block]).to(torch.float64) for i in range(0, v.shape[0], block)]
+    out = torch.cat(parts) if parts else v.new_zeros((0, v.shape[1]), dtype=torch.float64)
     check_finite(out, "trace")
     return out
 
@@ -99,9 +99,11 @@ def estimate_trace(
     block_size: int = 16,
     curvature: str = "hessian",
 ) -> Trace:
-    """:func:`trace` on a ready operator (anything with ``matvec`` for (k, P) blocks, ``size``,
-    ``device``, ``dtype``, ``n_products`` and ``passes``, e.g. a
-    :class:`~probes.curvature.operators.CurvatureOperator`). Arguments as for :func:`trace`.
+    """:func:`trace` on a ready operator.
+
+    The operator is anything with ``matvec`` for (k, P) blocks, ``size``, ``device``, ``dtype``,
+    ``n_products`` and ``passes``, e.g. a :class:`~probes.curvature.operators.CurvatureOperator`.
+    Arguments as for :func:`trace`.
     """
     _validate_trace(method, n_products, target_stderr, seed, block_size)
     n_products = None if n_products is None else int(n_products)
@@ -213,14 +215,20 @@ def trace(
           Hutchinson part adapts.
 
     Args:
-        model, loss_fn, data: the model, a loss returning the batch mean, and the data (tensors,
-            a Dataset or a DataLoader); the loss is the mean over all of ``data``.
+        model: the model.
+        loss_fn: a loss returning the batch mean; the loss is the mean over all of ``data``.
+        data: the data (tensors, a Dataset or a DataLoader).
         method: ``"hutch++"`` (default) or ``"hutchinson"``.
-        n_products, target_stderr: the budget, above.
+        n_products: the budget of products, above.
+        target_stderr: the budget as a standard error, above.
         seed: seeds the ``torch.Generator`` (on the operator's device) of every random probe.
-        curvature: one of :data:`probes.curvature.operators.CURVATURES` (``"hessian"``, ``"ggn"``, ...).
-        params, mode, batch_size, check: passed to :func:`probes.curvature.operators.operator`
-            (the parameters the matrix is over; ``"eval"`` mode by default).
+        curvature: one of :data:`probes.curvature.operators.CURVATURES` (``"hessian"``,
+            ``"ggn"``, ...).
+        params: the parameters the matrix is over; passed to
+            :func:`probes.curvature.operators.operator`.
+        mode: ``"eval"`` by default; passed to :func:`probes.curvature.operators.operator`.
+        batch_size: passed to :func:`probes.curvature.operators.operator`.
+        check: passed to :func:`probes.curvature.operators.operator`.
         block_size: probes per matrix product (one pass over the data each).
 
     Returns:

@@ -1,13 +1,13 @@
-"""Implicit-bias and generalisation measures: norms (:mod:`~probes.implicit_bias.norms`),
-margins (:mod:`~probes.implicit_bias.margins`), weight spectra
-(:mod:`~probes.implicit_bias.weight_spectra`), gradient noise
-(:mod:`~probes.implicit_bias.gradient_noise`), the ground-truth solutions of implicit-bias
-results (:mod:`~probes.implicit_bias.ground_truth`) and a model's distance to them
-(:mod:`~probes.implicit_bias.recovery`), and every measure at once
-(:func:`measures`, :mod:`~probes.implicit_bias.suite`). The names ``norms``, ``margins``,
-``gradient_noise`` and ``weight_spectra`` are the modules; their probes are
-``norms.norms`` and so on. The result types are in :mod:`~probes.implicit_bias.results`
-(NumPy only); every name is imported on first use.
+"""Implicit-bias and generalisation measures.
+
+Norms (:mod:`~probes.implicit_bias.norms`), margins (:mod:`~probes.implicit_bias.margins`), weight
+spectra (:mod:`~probes.implicit_bias.weight_spectra`), gradient noise
+(:mod:`~probes.implicit_bias.gradient_noise`), the ground-truth solutions of implicit-bias results
+(:mod:`~probes.implicit_bias.ground_truth`) and a model's distance to them
+(:mod:`~probes.implicit_bias.recovery`), and every measure at once (:func:`measures`,
+:mod:`~probes.implicit_bias.suite`). The names ``norms``, ``margins``, ``gradient_noise`` and
+``weight_spectra`` are the modules; their probes are ``norms.norms`` and so on. The result types are
+in :mod:`~probes.implicit_bias.results` (NumPy only); every name is imported on first use.
 """
 
 from __future__ import annotations

@@ -66,11 +66,15 @@ def gradient_noise(
     """The trace of the per-example gradient covariance and ``B_simple = tr Sigma / ||g||^2``.
 
     Args:
-        model, loss_fn, data: as for every probe; each example's loss is ``loss_fn`` on a
-            batch of one (so that their mean is the full-batch loss).
+        model: as for every probe.
+        loss_fn: as for every probe; each example's loss is ``loss_fn`` on a batch of one (so
+            that their mean is the full-batch loss).
+        data: as for every probe.
         params: the parameters the gradients are over (a filter or names; None: all).
-        mode, batch_size, check: passed to :class:`landscape.Objective` (eval by default; in
-            train mode BatchNorm has no per-example meaning).
+        mode: passed to :class:`landscape.Objective` (eval by default; in train mode BatchNorm
+            has no per-example meaning).
+        batch_size: passed to :class:`landscape.Objective`.
+        check: passed to :class:`landscape.Objective`.
         chunk_size: per-example gradients computed at once (memory ``chunk_size * P``).
 
     Returns:
@@ -99,10 +103,11 @@ class Stream(NamedTuple):
 
 
 def stream(obj: Objective, chunk_size: int, where: str) -> Stream:
-    """One pass over the per-example gradients at ``obj.theta``, ``chunk_size`` at a time
-    (never N x P): their mean and centred second moments merged block by block (Chan et al.,
-    no cancellation in ``mean ||g_i||^2 - ||g||^2``), and their inner products with theta.
-    Shared by :func:`gradient_noise` and :func:`probes.implicit_bias.norms.fisher_rao`, and done once by
+    """One pass over the per-example gradients at ``obj.theta``, ``chunk_size`` at a time.
+
+    Never N x P: their mean and centred second moments merged block by block (Chan et al., no
+    cancellation in ``mean ||g_i||^2 - ||g||^2``), and their inner products with theta. Shared by
+    :func:`gradient_noise` and :func:`probes.implicit_bias.norms.fisher_rao`, and done once by
     :func:`probes.implicit_bias.measures` for both.
     """
     theta = obj.theta

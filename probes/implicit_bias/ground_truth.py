@@ -308,7 +308,8 @@ def alignment(
         w_or_model: the weights (d,), (1, d) or (d, 1) as a Tensor or array, or a module whose
             only parameter of ndim >= 1 is that map (a bias-free ``nn.Linear(d, 1)``, a
             ``landscape.models.Linear(d, 1, bias=False)``).
-        x, y: the data, as for :func:`max_margin`.
+        x: the inputs, as for :func:`max_margin`.
+        y: the labels, as for :func:`max_margin`.
         norm: the max-margin problem to compare with, ``"l2"`` (GD), ``"l1"`` or ``"linf"``
             (sign descent).
         reference: a bias-free :class:`MaxMargin` of ``(x, y)`` in ``norm`` to reuse (e.g.
@@ -356,11 +357,13 @@ def alignment(
 
 
 def factorization(model_or_matrix: Any, *, tol: float | None = None) -> Factorization:
-    """The end-to-end matrix of ``model_or_matrix`` (anything with a ``matrix()`` method, such
-    as ``landscape.models.DeepMatrixFactorization`` or ``SymmetricFactorization``, or a 2-D
-    Tensor or array), its nuclear norm, effective and numerical rank. Singular values above
-    ``tol`` count toward the latter; None for ``max(m, n) * eps * s_max``, ``eps`` that of the
-    input's dtype (float64 for other numpy dtypes), as ``numpy.linalg.matrix_rank``.
+    """The end-to-end matrix of ``model_or_matrix``, its nuclear norm, effective and numerical rank.
+
+    ``model_or_matrix`` is anything with a ``matrix()`` method, such as
+    ``landscape.models.DeepMatrixFactorization`` or ``SymmetricFactorization``, or a 2-D Tensor or
+    array. Singular values above ``tol`` count toward the latter; None for ``max(m, n) * eps *
+    s_max``, ``eps`` that of the input's dtype (float64 for other numpy dtypes), as
+    ``numpy.linalg.matrix_rank``.
     """
     fn = "factorization"
     if tol is not None:
@@ -397,9 +400,10 @@ def factorization(model_or_matrix: Any, *, tol: float | None = None) -> Factoriz
 
 
 def diagonal(model_or_tensors: Any, *, depth: int = 2) -> Diagonal:
-    """The effective weights of a diagonal linear network and their l1 and l2 norms: from
-    anything with a ``beta()`` method (``landscape.models.DiagonalLinearNetwork``: ``beta =
-    u^D - v^D``, its ``depth`` recorded), or a ``(u, v)`` pair read as ``u^depth - v^depth``.
+    """The effective weights of a diagonal linear network and their l1 and l2 norms.
+
+    From anything with a ``beta()`` method (``landscape.models.DiagonalLinearNetwork``: ``beta = u^D
+    - v^D``, its ``depth`` recorded), or a ``(u, v)`` pair read as ``u^depth - v^depth``.
     """
     fn = "diagonal"
     m = model_or_tensors

@@ -1,6 +1,7 @@
-"""Helpers shared by the implicit-bias probes (:mod:`probes.implicit_bias.norms`, :mod:`probes.implicit_bias.margins`,
-:mod:`probes.implicit_bias.weight_spectra`): the weight matrices ("layers") of a model and its
-initialisation.
+"""Helpers shared by the implicit-bias probes: a model's weight matrices and its initialisation.
+
+The weight matrices are the "layers"; the probes are :mod:`probes.implicit_bias.norms`,
+:mod:`probes.implicit_bias.margins` and :mod:`probes.implicit_bias.weight_spectra`.
 
 A *layer* is a selected trainable parameter with ``ndim >= 2``, seen as the matrix
 ``W.reshape(W.shape[0], -1)``: a ``Linear`` weight as it is (out, in), a convolution kernel

@@ -21,10 +21,10 @@ inputs and the spectral complexity
           {\|A_l\|_2^{2/3}}\Big)^{3/2},
 
 where ``A_l`` are the layers (selected parameters with ndim >= 2 reshaped to (out, rest), as
-in :mod:`probes.implicit_bias.norms`), ``||B||_{2,1}`` is the sum over the rows of ``B`` (the output units)
-of their l2 norms (Bartlett's ``||B^T||_{2,1}``, columns of ``B^T``), and the reference
-matrices ``M_l`` are the initial weights when ``init`` is given, else zero. Biases do not enter
-``R_A`` (Bartlett's networks have none) and the activations are taken as 1-Lipschitz.
+in :mod:`probes.implicit_bias.norms`), ``||B||_{2,1}`` is the sum over the rows of ``B`` (the
+output units) of their l2 norms (Bartlett's ``||B^T||_{2,1}``, columns of ``B^T``), and the
+reference matrices ``M_l`` are the initial weights when ``init`` is given, else zero. Biases do
+not enter ``R_A`` (Bartlett's networks have none) and the activations are taken as 1-Lipschitz.
 Jiang et al.'s ``spec_orig`` replaces the (2,1) norms by Frobenius norms; we keep Bartlett's.
 
 Margins are computed under the objective's mode (eval by default: BatchNorm with running
@@ -115,8 +115,9 @@ def _negative_mean_margin(outputs: Tensor, targets: Tensor) -> Tensor:
 def spectral_complexity(
     layers: dict[str, Tensor], reference: dict[str, Tensor] | None = None
 ) -> float:
-    """Bartlett et al.'s ``R_A`` of weight matrices (out, rest), with reference matrices
-    ``M_l`` (zero when None); see the module docstring.
+    """Bartlett et al.'s ``R_A`` of weight matrices (out, rest), with reference matrices ``M_l``.
+
+    ``M_l`` is zero when None; see the module docstring.
     """
     spec, ratio = [], []
     for name, a in layers.items():
@@ -146,8 +147,9 @@ def margins(
     batch_size: int | None = None,
     check: bool = True,
 ) -> Margins:
-    """Per-example output margins, their minimum and ``q``-quantile, raw and normalised by
-    Bartlett et al.'s spectral complexity.
+    """Per-example output margins, their minimum and ``q``-quantile.
+
+    Raw and normalised by Bartlett et al.'s spectral complexity.
 
     Args:
         model: a classifier; read, never written.
@@ -157,7 +159,9 @@ def margins(
         init: reference matrices for ``R_A``: a model, a state dict or a flat vector (see
             :func:`probes.implicit_bias.norms.norms`); None for zero.
         params: which parameters form the layers of ``R_A`` (a filter or names; None: all).
-        mode, batch_size, check: passed to :class:`landscape.Objective`.
+        mode: passed to :class:`landscape.Objective`.
+        batch_size: passed to :class:`landscape.Objective`.
+        check: passed to :class:`landscape.Objective`.
 
     Returns:
         :class:`Margins`.

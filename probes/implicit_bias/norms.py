@@ -1,5 +1,6 @@
-r"""Norm-based complexity measures: per-layer norms, distance from initialisation, path-norm
-and the Fisher-Rao norm.
+r"""Norm-based complexity measures.
+
+Per-layer norms, distance from initialisation, path-norm and the Fisher-Rao norm.
 
 **Layers.** A layer is a selected parameter with ``ndim >= 2`` seen as the matrix
 ``W = p.reshape(p.shape[0], -1)`` (a convolution kernel (out, in, k...) becomes
@@ -87,6 +88,7 @@ from landscape.engine.context import evaluation
 from landscape.engine.cost import Cost
 from landscape.engine.objective import Objective
 from landscape.engine.params import ParamFilter
+from probes.implicit_bias.gradient_noise import stream
 from probes.implicit_bias.layers import matrices, resolve_init, selected
 from probes.implicit_bias.results import FisherRao, Norms
 
@@ -132,8 +134,9 @@ def norms(
     input_shape: Sequence[int] | None = None,
     strict: bool = True,
 ) -> Norms:
-    """Per-layer Frobenius and spectral norms, their products and sums, the parameter norm,
-    the distance from ``init`` and (with ``input_shape``) the path-norm.
+    """Per-layer Frobenius and spectral norms, their products and sums, the parameter norm.
+
+    Also the distance from ``init`` and (with ``input_shape``) the path-norm.
 
     Args:
         model: any ``nn.Module``; read, never written.
@@ -186,7 +189,7 @@ def norms(
         logs = float(np.log(fro_np).sum()), float(np.log(spec_np).sum())
     return Norms(
         layers=tuple(mats),
-        shapes=tuple(tuple(w.shape) for w in mats.values()),
+        shapes=tuple((w.shape[0], w.shape[1]) for w in mats.values()),  # (out, rest) each
         frobenius=fro_np,
         spectral=spec_np,
         dist_frobenius=None if start_values is None else _as_numpy(dfro),
@@ -243,9 +246,10 @@ def _refuse(model: nn.Module) -> None:
 
 
 def path_norm(model: nn.Module, input_shape: Sequence[int], *, strict: bool = True) -> float:
-    """The path-norm ``1^T f_{w^2}(1)``: the outputs of the network with every parameter
-    squared, on one all-ones input of ``input_shape``, summed (see the module docstring for
-    biases, convolutions and BatchNorm).
+    """The path-norm ``1^T f_{w^2}(1)``.
+
+    The outputs of the network with every parameter squared, on one all-ones input of
+    ``input_shape``, summed (see the module docstring for biases, convolutions and BatchNorm).
 
     Runs in eval mode (restored afterwards) on the model's device and dtype, through
     :func:`torch.func.functional_call`; the model is not written to. All parameters count,
@@ -271,7 +275,7 @@ def path_norm(model: nn.Module, input_shape: Sequence[int], *, strict: bool = Tr
     tensors = {n: p.detach().square() for n, p in named.items()}
     buffers = {n: b for n, b in model.named_buffers()}
     for prefix, m in model.named_modules():
-        if not isinstance(m, _BN) or m.running_mean is None:
+        if not isinstance(m, _BN) or m.running_mean is None or m.running_var is None:
             continue
         at = prefix + "." if prefix else ""
         mean, var = m.running_mean.detach(), m.running_var.detach()
@@ -315,10 +319,13 @@ def fisher_rao(
     """The empirical Fisher-Rao norm ``sqrt(mean_i <theta, grad ell_i(theta)>^2)``.
 
     Args:
-        model, loss_fn, data: as for every probe; each example's loss is ``loss_fn`` on a
-            batch of one.
+        model: as for every probe.
+        loss_fn: as for every probe; each example's loss is ``loss_fn`` on a batch of one.
+        data: as for every probe.
         params: the parameters ``theta`` (and gradients) are over; None for all trainable.
-        mode, batch_size, check: passed to :class:`landscape.Objective` (eval by default).
+        mode: passed to :class:`landscape.Objective` (eval by default).
+        batch_size: passed to :class:`landscape.Objective`.
+        check: passed to :class:`landscape.Objective`.
         chunk_size: per-example gradients computed at once (memory: ``chunk_size * P``).
 
     Returns:
@@ -328,8 +335,6 @@ def fisher_rao(
         ValueError: bad options; whatever :class:`landscape.Objective` refuses (a loss that is
             not a scalar, empty data, ...); a non-finite gradient.
     """
-    from probes.implicit_bias.gradient_noise import stream
-
     _check_int("fisher_rao", "chunk_size", chunk_size, 1)
     start = time.perf_counter()
     obj = Objective(
@@ -339,8 +344,10 @@ def fisher_rao(
 
 
 def fisher_rao_of(obj: Objective, inner: Tensor, start: float) -> FisherRao:
-    """The :class:`FisherRao` from the inner products ``<theta, g_i>`` of a
-    :func:`probes.implicit_bias.gradient_noise.stream` (``start``: when the probe began).
+    """The :class:`FisherRao` from the inner products ``<theta, g_i>`` of a gradient stream.
+
+    The stream is a :func:`probes.implicit_bias.gradient_noise.stream`; ``start`` is when the probe
+    began.
     """
     inner_np = inner.to("cpu", torch.float64).numpy()
     squared = float(np.mean(inner_np**2))

@@ -1,5 +1,6 @@
-"""How close a trained model is to the ground truth of an implicit-bias experiment: probes
-of the usual ``(model, loss_fn, data)`` form, built on the solvers of
+"""How close a trained model is to the ground truth of an implicit-bias experiment.
+
+Probes of the usual ``(model, loss_fn, data)`` form, built on the solvers of
 :mod:`probes.implicit_bias.ground_truth`, that a sweep records at the end of a run.
 
 - :func:`margin_alignment`: a linear classifier against the l2, l1 and linf max-margin
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from landscape.data.datasets import matrix_sensing_truth
 from landscape.engine.cost import Cost
 from probes.implicit_bias.ground_truth import (
     MARGIN_NORMS,
@@ -49,13 +51,14 @@ def _pair(fn: str, data: Any) -> tuple[Any, Any]:
 def margin_alignment(
     model: Any, loss_fn: Any, data: Any, *, references: dict[str, MaxMargin] | None = None
 ) -> MarginAlignment:
-    """A probe: the bias-free linear classifier ``model`` against the max-margin directions
-    of ``data`` (:func:`alignment` in ``"l2"``, ``"l1"`` and ``"linf"``).
+    """A probe: the bias-free linear classifier ``model`` against the max-margin directions.
+
+    Those of ``data``: :func:`alignment` in ``"l2"``, ``"l1"`` and ``"linf"``.
 
     Args:
         model: the weights or a module with one weight vector, as for :func:`alignment`.
-        loss_fn: unused (the probe signature of a sweep). data: an ``(x, y)`` pair, binary
-            labels, linearly separable through the origin.
+        loss_fn: unused (the probe signature of a sweep).
+        data: an ``(x, y)`` pair, binary labels, linearly separable through the origin.
         references: ``{norm: max_margin(x, y, norm=norm)}`` to reuse (along training); the
             norms it lacks are solved.
 
@@ -84,14 +87,16 @@ def margin_alignment(
 
 
 def interpolator_distances(model: Any, loss_fn: Any, data: Any) -> InterpolatorDistances:
-    """A probe: a diagonal network's ``beta`` (:func:`diagonal`) against the minimum-l1 and
-    minimum-l2 interpolators of ``data`` (:func:`min_norm_interpolator`), the references of
-    Woodworth et al. 2020 (small init -> l1, large init -> l2).
+    """A probe: a diagonal network's ``beta`` against the minimum-norm interpolators of ``data``.
+
+    ``beta`` as :func:`diagonal` gives it, against the minimum-l1 and minimum-l2 interpolators
+    (:func:`min_norm_interpolator`), the references of Woodworth et al. 2020 (small init -> l1,
+    large init -> l2).
 
     Args:
         model: anything with a ``beta()`` method (``landscape.models.DiagonalLinearNetwork``).
-        loss_fn: unused (the probe signature of a sweep). data: an ``(x, y)`` pair of an
-            underdetermined regression with an exact interpolator.
+        loss_fn: unused (the probe signature of a sweep).
+        data: an ``(x, y)`` pair of an underdetermined regression with an exact interpolator.
 
     Returns :class:`InterpolatorDistances`.
 
@@ -131,8 +136,10 @@ def matrix_recovery(
     rank: int | None = None,
     seed: int | None = None,
 ) -> MatrixRecovery:
-    """A probe: the matrix of a factorised model (:func:`factorization`) against the truth of
-    a matrix-sensing problem ``y_i = <A_i, X*>`` (Gunasekar et al. 2017).
+    """A probe: the matrix of a factorised model against the truth of a matrix-sensing problem.
+
+    The matrix as :func:`factorization` gives it; the problem is ``y_i = <A_i, X*>`` (Gunasekar et
+    al. 2017).
 
     The reference for the minimum nuclear norm among matrices that fit the measurements is
     ``||X*||_*``: ``X*`` fits them, so the minimum is at most ``||X*||_*``, and it equals it
@@ -143,12 +150,16 @@ def matrix_recovery(
     failing.
 
     Args:
-        model: anything with a ``matrix()`` method (``landscape.models.SymmetricFactorization``,
-            ``DeepMatrixFactorization``). loss_fn: unused (the probe signature of a sweep).
+        model: anything with a ``matrix()`` method
+            (``landscape.models.SymmetricFactorization``, ``DeepMatrixFactorization``).
+        loss_fn: unused (the probe signature of a sweep).
         data: an ``(A, y)`` pair, ``A`` of shape ``(N, d, d)``, for the residual.
         truth: ``X*`` as a ``(d, d)`` matrix; or None with ``rank`` and ``seed``: the truth of
             ``landscape.data.datasets.matrix_sensing(dim=d, rank=rank, seed=seed)``
-            (:func:`landscape.data.datasets.matrix_sensing_truth`, ``d`` from the model's matrix).
+            (:func:`landscape.data.datasets.matrix_sensing_truth`, ``d`` from the model's
+            matrix).
+        rank: the rank of the matrix-sensing problem, when ``truth`` is None.
+        seed: the seed of the matrix-sensing problem, when ``truth`` is None.
 
     Returns :class:`MatrixRecovery`.
 
@@ -171,7 +182,6 @@ def matrix_recovery(
                 f"{fn}: give the truth X* as truth=, or the rank and seed of "
                 "landscape.data.datasets.matrix_sensing"
             )
-        from landscape.data.datasets import matrix_sensing_truth
 
         truth = matrix_sensing_truth(dim=d, rank=rank, seed=seed)
     t = _host(

@@ -149,8 +149,10 @@ class Margins(RecordMixin):
 
 @dataclass(frozen=True)
 class PowerLawFit:
-    """A continuous power-law fit of a tail: ``alpha``, ``xmin``, the KS distance, the tail
-    size ``n_tail`` and the standard error ``(alpha - 1) / sqrt(n_tail)``.
+    """A continuous power-law fit of a tail.
+
+    ``alpha``, ``xmin``, the KS distance, the tail size ``n_tail`` and the standard error ``(alpha -
+    1) / sqrt(n_tail)``.
     """
 
     alpha: float
@@ -192,8 +194,10 @@ class WeightSpectra(RecordMixin):
     def _upgrade(
         cls, arrays: dict[str, Any], attrs: dict[str, Any]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Records written before the record protocol: the lengths as ``counts``, the fits
-        as per-layer arrays (NaN where ``alpha_reason`` says there is none).
+        """Records written before the record protocol.
+
+        The lengths as ``counts``, the fits as per-layer arrays (NaN where ``alpha_reason`` says
+        there is none).
         """
         if "counts" in arrays and "singular_values.counts" not in arrays:
             arrays["singular_values.counts"] = arrays.pop("counts")
@@ -285,11 +289,13 @@ class Measures(RecordMixin):
 # ---------------------------------------------------------------------------- ground truth
 @dataclass(frozen=True, eq=False)
 class MaxMargin(RecordMixin):
-    """The max-margin classifier: ``direction = w*/||w*||_2`` (unit l2 norm for either
-    ``norm``); ``weights = w*`` (smallest functional margin 1); ``intercept = b*`` (0.0 without
-    ``bias``); ``margin = 1/||w*||_p``, the largest ``min_i y_i (w.x_i + b) / ||w||_p``;
-    ``support``: the active constraints (functional margin within 1e-6 of 1, relative to the
-    data scale), int64; the options; ``solver`` (nnls-ldp, slsqp, highs); the wall time.
+    """The max-margin classifier.
+
+    ``direction = w*/||w*||_2`` (unit l2 norm for either ``norm``); ``weights = w*`` (smallest
+    functional margin 1); ``intercept = b*`` (0.0 without ``bias``); ``margin = 1/||w*||_p``, the
+    largest ``min_i y_i (w.x_i + b) / ||w||_p``; ``support``: the active constraints (functional
+    margin within 1e-6 of 1, relative to the data scale), int64; the options; ``solver`` (nnls-ldp,
+    slsqp, highs); the wall time.
     """
 
     _probe = "ground_truth.max_margin"
@@ -306,11 +312,12 @@ class MaxMargin(RecordMixin):
 
 @dataclass(frozen=True, eq=False)
 class DirectionAlignment(RecordMixin):
-    """A linear classifier ``w`` against the max-margin ``w*`` of ``norm``
-    (:func:`probes.implicit_bias.ground_truth.alignment`): ``cosine``; ``direction_error =
-    ||w/||w||_2 - w*/||w*||_2||_2 = sqrt(2 - 2 cosine)``; ``margin = min_i y_i w.x_i /
-    ||w||_p``, at most ``max_margin`` (that of ``w*``), equal iff ``w`` is a solution;
-    ``weight_norm = ||w||_2``; the unit (l2) ``direction`` of ``w`` and ``reference`` of ``w*``.
+    """A linear classifier ``w`` against the max-margin ``w*`` of ``norm``.
+
+    From :func:`probes.implicit_bias.ground_truth.alignment`: ``cosine``; ``direction_error =
+    ||w/||w||_2 - w*/||w*||_2||_2 = sqrt(2 - 2 cosine)``; ``margin = min_i y_i w.x_i / ||w||_p``, at
+    most ``max_margin`` (that of ``w*``), equal iff ``w`` is a solution; ``weight_norm = ||w||_2``;
+    the unit (l2) ``direction`` of ``w`` and ``reference`` of ``w*``.
     """
 
     _probe = "ground_truth.alignment"
@@ -327,9 +334,10 @@ class DirectionAlignment(RecordMixin):
 
 @dataclass(frozen=True, eq=False)
 class Factorization(RecordMixin):
-    """The end-to-end ``matrix``, its ``singular_values`` (descending), their sum (nuclear
-    norm) and largest; Roy and Vetterli's effective rank of the singular values above ``tol``
-    (NaN for the zero matrix); the numerical rank, the number of singular values above
+    """The end-to-end ``matrix``, its ``singular_values`` (descending), their sum and largest.
+
+    The sum is the nuclear norm. Roy and Vetterli's effective rank of the singular values above
+    ``tol`` (NaN for the zero matrix); the numerical rank, the number of singular values above
     ``tol``.
     """
 
@@ -346,8 +354,9 @@ class Factorization(RecordMixin):
 
 @dataclass(frozen=True, eq=False)
 class Diagonal(RecordMixin):
-    """Effective weights ``beta`` of a diagonal network, their l1 and l2 norms, and the depth D
-    (None for a model without a ``depth`` attribute).
+    """Effective weights ``beta`` of a diagonal network, their l1 and l2 norms, and the depth D.
+
+    The depth is None for a model without a ``depth`` attribute.
     """
 
     _probe = "ground_truth.diagonal"
@@ -360,8 +369,9 @@ class Diagonal(RecordMixin):
 
 @dataclass(frozen=True, eq=False)
 class Interpolator(RecordMixin):
-    """The minimum-``norm`` ``beta`` with ``X beta = y``, its l1 and l2 norms, the largest
-    residual ``max_i |x_i . beta - y_i|``, the solver, its wall time.
+    """The minimum-``norm`` ``beta`` with ``X beta = y``, its l1 and l2 norms.
+
+    Also the largest residual ``max_i |x_i . beta - y_i|``, the solver, its wall time.
     """
 
     _probe = "ground_truth.min_norm_interpolator"
@@ -376,11 +386,12 @@ class Interpolator(RecordMixin):
 
 @dataclass(frozen=True, eq=False)
 class MarginAlignment(RecordMixin):
-    """A bias-free linear classifier ``w`` against the l2, l1 and linf max-margin directions of
-    its data (:func:`probes.implicit_bias.recovery.margin_alignment`): for each norm p,
-    ``cosine_p`` and ``direction_error_p`` (of the unit l2 directions, as
-    :class:`DirectionAlignment`), ``margin_p = min_i y_i w.x_i / ||w||_p`` and the largest
-    possible, ``max_margin_p``; ``weight_norm = ||w||_2``.
+    """A bias-free linear classifier ``w`` against the l2, l1 and linf max-margin directions.
+
+    The directions of its data (:func:`probes.implicit_bias.recovery.margin_alignment`): for each
+    norm p, ``cosine_p`` and ``direction_error_p`` (of the unit l2 directions, as
+    :class:`DirectionAlignment`), ``margin_p = min_i y_i w.x_i / ||w||_p`` and the largest possible,
+    ``max_margin_p``; ``weight_norm = ||w||_2``.
     """
 
     _probe = "ground_truth.margin_alignment"
@@ -406,10 +417,11 @@ class MarginAlignment(RecordMixin):
 
 @dataclass(frozen=True, eq=False)
 class InterpolatorDistances(RecordMixin):
-    """A diagonal network's ``beta`` against the minimum-l1 (``beta_l1``) and minimum-l2
-    (``beta_l2``) interpolators of its data: ``distance_l1 = ||beta - beta_l1||_2``,
-    ``distance_l2 = ||beta - beta_l2||_2``; the l1 and l2 norms of ``beta`` and of the two
-    interpolators (``min_l1_norm = ||beta_l1||_1``, ``min_l2_norm = ||beta_l2||_2``); the
+    """A diagonal network's ``beta`` against the minimum-l1 and minimum-l2 interpolators.
+
+    The interpolators of its data, ``beta_l1`` and ``beta_l2``: ``distance_l1 = ||beta -
+    beta_l1||_2``, ``distance_l2 = ||beta - beta_l2||_2``; the l1 and l2 norms of ``beta`` and of
+    the two interpolators (``min_l1_norm = ||beta_l1||_1``, ``min_l2_norm = ||beta_l2||_2``); the
     largest training residual ``max_i |x_i . beta - y_i|``; the depth (None if unknown).
     """
 
@@ -430,11 +442,11 @@ class InterpolatorDistances(RecordMixin):
 
 @dataclass(frozen=True, eq=False)
 class MatrixRecovery(RecordMixin):
-    """A factorised model's matrix ``X`` against the truth ``X*`` of a matrix-sensing problem:
+    """A factorised model's matrix ``X`` against the truth ``X*`` of a matrix-sensing problem.
+
     ``X``'s nuclear norm, effective and numerical rank, the truth's nuclear norm (the reference
-    minimum nuclear norm), the Frobenius distance ``||X - X*||_F`` and its ratio to
-    ``||X*||_F``, and the root mean square training residual ``sqrt(mean_i (<A_i, X> -
-    y_i)^2)``.
+    minimum nuclear norm), the Frobenius distance ``||X - X*||_F`` and its ratio to ``||X*||_F``,
+    and the root mean square training residual ``sqrt(mean_i (<A_i, X> - y_i)^2)``.
     """
 
     _probe = "ground_truth.matrix_recovery"

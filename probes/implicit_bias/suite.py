@@ -1,18 +1,20 @@
-r"""Implicit-bias and generalisation measures in one place, and :func:`measures`: every
-applicable one at a point, named consistently, so that a sweep can rank them against the
-generalisation gap (Jiang et al. 2020).
+r"""Implicit-bias and generalisation measures in one place, and :func:`measures`.
+
+:func:`measures` computes every applicable one at a point, named consistently, so that a sweep
+can rank them against the generalisation gap (Jiang et al. 2020).
 
 The measures themselves live in small modules, re-exported here:
 
-- :mod:`probes.implicit_bias.norms`: per-layer Frobenius and spectral norms, their log-products and sums,
-  distance from initialisation, parameter norm, path-norm, Fisher-Rao norm;
-- :mod:`probes.implicit_bias.margins`: output margins, their minimum and 10th percentile, normalised by the
-  spectral complexity;
-- :mod:`probes.implicit_bias.weight_spectra`: effective and stable rank, power-law tail exponent alpha;
-- :mod:`probes.implicit_bias.gradient_noise`: trace of the per-example gradient covariance, simple noise
-  scale;
-- :mod:`probes.implicit_bias.ground_truth`: max-margin directions, factorisation and diagonal-network
-  comparators for the implicit-bias experiments;
+- :mod:`probes.implicit_bias.norms`: per-layer Frobenius and spectral norms, their log-products
+  and sums, distance from initialisation, parameter norm, path-norm, Fisher-Rao norm;
+- :mod:`probes.implicit_bias.margins`: output margins, their minimum and 10th percentile,
+  normalised by the spectral complexity;
+- :mod:`probes.implicit_bias.weight_spectra`: effective and stable rank, power-law tail
+  exponent alpha;
+- :mod:`probes.implicit_bias.gradient_noise`: trace of the per-example gradient covariance,
+  simple noise scale;
+- :mod:`probes.implicit_bias.ground_truth`: max-margin directions, factorisation and
+  diagonal-network comparators for the implicit-bias experiments;
 - :mod:`probes.sharpness`: worst- and average-case (adaptive) sharpness, PAC-Bayes flatness.
 
 **Names** (the keys of :attr:`Measures.values`; a measure that does not apply is None, and
@@ -37,11 +39,17 @@ The measures themselves live in small modules, re-exported here:
 ``sharpness_worst``               worst-case l2 sharpness at ``rho``
 ``sharpness_worst_adaptive``      adaptive (``c = |w|``) at ``adaptive_rho``
 ``sharpness_average``             average-case at ``rho``; ``..._adaptive`` at ``adaptive_rho``
+``..._adaptive_logitnorm``        ``sharpness_worst_...`` and ``sharpness_average_...``, only
+                                  with ``logit_normalize=True``: adaptive at ``adaptive_rho``,
+                                  the loss taken on centred, unit-norm logits
+                                  (Andriushchenko et al. 2023)
 ``pac_bayes_flatness``            ``1 / sigma^2`` (plain noise); ``..._magnitude`` (aware)
 ================================  ==========================================================
 
 The sharpness family costs tens of passes over the data: leave it out with
-``include=`` when only the cheap measures are wanted.
+``include=`` when only the cheap measures are wanted. Its logit-normalised variants are off by
+default (they cost as much again); where the outputs are not classification logits ``(N, K)``
+they are None, with the reason in :attr:`Measures.skipped`.
 
 Examples:
     >>> m = measures(model, nn.CrossEntropyLoss(), (X, y), init=model_at_init)
@@ -99,10 +107,12 @@ from probes.implicit_bias.weight_spectra import (
 )
 from probes.sharpness.average import average_case
 from probes.sharpness.flatness import pac_bayes
+from probes.sharpness.perturb import LogitShapeError, _check_flag
 from probes.sharpness.worst import worst_case
 
 __all__ = [
     "FAMILIES",
+    "LOGITNORM",
     "FisherRao",
     "GradientNoise",
     "Margins",
@@ -159,6 +169,74 @@ def _finite_or_none(x: Any) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else float(x)
 
 
+LOGITNORM = ("sharpness_worst_adaptive_logitnorm", "sharpness_average_adaptive_logitnorm")
+"""The names of the logit-normalised sharpness measures (``measures(logit_normalize=True)``)."""
+
+
+def _logitnorm_sharpness(
+    model: nn.Module,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    data: Any,
+    *,
+    rho: float,
+    steps: int,
+    n_samples: int,
+    seed: int,
+    common: dict[str, Any],
+    values: dict[str, float | None],
+    skipped: dict[str, str],
+) -> Cost:
+    """Adaptive worst- and average-case sharpness of the logit-normalised loss into ``values``.
+
+    None and a reason in ``skipped`` where the outputs are not logits ``(N, K)``.
+
+    Args:
+        model: the model.
+        loss_fn: the loss.
+        data: the data.
+        rho: the adaptive radius.
+        steps: ascent steps of the worst case.
+        n_samples: draws of the average case.
+        seed: of every random draw.
+        common: the keywords every probe of :func:`measures` gets.
+        values: the measures, filled in.
+        skipped: the reasons for the measures left out, filled in.
+
+    Returns:
+        The cost of the two probes.
+    """
+    try:
+        w = worst_case(
+            model,
+            loss_fn,
+            data,
+            rho=rho,
+            adaptive=True,
+            steps=steps,
+            logit_normalize=True,
+            seed=seed,
+            **common,
+        )
+        a = average_case(
+            model,
+            loss_fn,
+            data,
+            rho=rho,
+            adaptive=True,
+            n_samples=n_samples,
+            logit_normalize=True,
+            seed=seed,
+            **common,
+        )
+    except LogitShapeError as exc:
+        for name in LOGITNORM:
+            values[name] = None
+            skipped[name] = str(exc)
+        return Cost()
+    values.update(zip(LOGITNORM, (w.value, a.value), strict=True))
+    return w.cost + a.cost
+
+
 def measures(
     model: nn.Module,
     loss_fn: Callable[[Any, Tensor], Tensor],
@@ -171,6 +249,7 @@ def measures(
     steps: int = 20,
     n_samples: int = 20,
     pac_bayes_samples: int = 10,
+    logit_normalize: bool = False,
     params: ParamFilter | Iterable[str] | None = None,
     mode: str = "eval",
     batch_size: int | None = None,
@@ -180,16 +259,25 @@ def measures(
     """Every applicable measure of the module table at the model's parameters, over ``data``.
 
     Args:
-        model, loss_fn, data: as for every probe (the model is never modified).
+        model: the model (never modified).
+        loss_fn: a loss returning the batch mean, e.g. ``nn.CrossEntropyLoss()``.
+        data: the data (tensors, a Dataset or a DataLoader).
         init: the initialisation (a model, a flat vector or a state dict) for the distances
             and the margins' spectral complexity; without it those are None.
         include: families from :data:`FAMILIES` (default all).
         rho: radius of the plain worst- and average-case sharpness (l2).
         adaptive_rho: radius of the adaptive ones (``||delta / |w| ||_2 <= adaptive_rho``).
-        steps: ascent steps of the worst case. n_samples: draws of the average case.
+        steps: ascent steps of the worst case.
+        n_samples: draws of the average case.
         pac_bayes_samples: Monte Carlo draws per bisection step of the PAC-Bayes flatness.
+        logit_normalize: also the adaptive worst- and average-case sharpness of the loss on
+            centred, unit-norm logits (``sharpness_worst_adaptive_logitnorm``,
+            ``sharpness_average_adaptive_logitnorm``), with the sharpness family; recorded in
+            the options only when True.
         params: the parameters measured and perturbed (default all trainable).
-        mode, batch_size: as for :class:`landscape.Objective`. seed: of every random draw.
+        mode: ``"eval"`` (default) or ``"train"``, as for :class:`landscape.Objective`.
+        batch_size: as for :class:`landscape.Objective`.
+        seed: of every random draw.
         check: the determinism check, once (the measures then skip their own).
 
     Returns:
@@ -202,12 +290,18 @@ def measures(
     steps = _check_int("measures", "steps", steps, 1)
     n_samples = _check_int("measures", "n_samples", n_samples, 2)
     pac_bayes_samples = _check_int("measures", "pac_bayes_samples", pac_bayes_samples, 1)
+    logit_normalize = _check_flag("measures", "logit_normalize", logit_normalize)
     seed = _check_int("measures", "seed", seed)
     obj = Objective(
         model, loss_fn, data, params=params, mode=mode, batch_size=batch_size, check=check
     )
     point = obj.evaluate()
-    common = {"params": params, "mode": mode, "batch_size": batch_size, "check": False}
+    common: dict[str, Any] = {
+        "params": params,
+        "mode": mode,
+        "batch_size": batch_size,
+        "check": False,
+    }
     values: dict[str, float | None] = {"loss": point.loss, "accuracy": point.accuracy}
     skipped: dict[str, str] = {}
     per_layer: dict[str, np.ndarray] = {}
@@ -238,7 +332,7 @@ def measures(
             sum_spectral_sq=n.sum_spectral_sq,
         )
         per_layer.update(frobenius=n.frobenius, spectral=n.spectral)
-        if n.dist_frobenius is None:
+        if n.dist_frobenius is None or n.dist_spectral is None:
             skip(
                 ("dist_init", "dist_init_frobenius_sum", "dist_init_spectral_sum"), "no init given"
             )
@@ -318,6 +412,19 @@ def measures(
             values[f"sharpness_worst{suffix}"] = w.value
             values[f"sharpness_average{suffix}"] = a.value
             spent += w.cost + a.cost
+        if logit_normalize:
+            spent += _logitnorm_sharpness(
+                model,
+                loss_fn,
+                data,
+                rho=adaptive_rho,
+                steps=steps,
+                n_samples=n_samples,
+                seed=seed,
+                common=common,
+                values=values,
+                skipped=skipped,
+            )
 
     if "pac_bayes" in families:
         names = ("pac_bayes_flatness", "pac_bayes_flatness_magnitude")
@@ -344,6 +451,7 @@ def measures(
         "steps": steps,
         "n_samples": n_samples,
         "pac_bayes_samples": pac_bayes_samples,
+        **({"logit_normalize": True} if logit_normalize else {}),
         "mode": mode,
         "seed": seed,
         "init": init is not None,

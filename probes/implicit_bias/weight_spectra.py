@@ -1,5 +1,7 @@
-r"""Spectra of the weight matrices: singular values, effective rank, stable rank and the
-power-law exponent of the eigenvalues of ``W^T W`` (heavy-tailed self-regularisation).
+r"""Spectra of the weight matrices (heavy-tailed self-regularisation).
+
+Singular values, effective rank, stable rank and the power-law exponent of the eigenvalues of ``W^T
+W``.
 
 **Layers** are the selected parameters with ``ndim >= 2``, reshaped to
 ``W = p.reshape(p.shape[0], -1)`` (a convolution kernel (out, in, k...) becomes
@@ -80,10 +82,10 @@ MIN_TAIL = 10
 
 
 def fit_power_law(values: Any, *, min_tail: int = MIN_TAIL) -> PowerLawFit:
-    """Clauset-Shalizi-Newman fit of ``p(x) ~ x^(-alpha)`` for ``x >= xmin`` to the positive
-    ``values``: the continuous MLE of alpha for each candidate ``xmin`` (each distinct value
-    leaving at least ``min_tail`` values in the tail), keeping the ``xmin`` of smallest
-    Kolmogorov-Smirnov distance.
+    """Clauset-Shalizi-Newman fit of ``p(x) ~ x^(-alpha)`` for ``x >= xmin`` to positive ``values``.
+
+    The continuous MLE of alpha for each candidate ``xmin`` (each distinct value leaving at least
+    ``min_tail`` values in the tail), keeping the ``xmin`` of smallest Kolmogorov-Smirnov distance.
 
     Raises:
         ValueError: fewer than ``min_tail`` positive finite values, or no candidate with a
@@ -132,7 +134,7 @@ def effective_rank(s: np.ndarray) -> float:
     return float(np.exp(-(p * np.log(p)).sum()))
 
 
-def _nonzero(s: np.ndarray, shape: tuple[int, int], dtype: torch.dtype) -> np.ndarray:
+def _nonzero(s: np.ndarray, shape: tuple[int, ...], dtype: torch.dtype) -> np.ndarray:
     """Singular values above rounding: ``s > s_max * max(shape) * eps(dtype)``."""
     if s.size == 0 or s[0] == 0:
         return s[:0]
@@ -196,7 +198,7 @@ def weight_spectra(
         fits.append(fit)
     return WeightSpectra(
         layers=tuple(mats),
-        shapes=tuple(tuple(w.shape) for w in mats.values()),
+        shapes=tuple((w.shape[0], w.shape[1]) for w in mats.values()),  # (out, rest) each
         singular_values=tuple(values),
         effective_rank=np.array(erank),
         stable_rank=np.array(srank),

@@ -1,9 +1,10 @@
-"""Paths between solutions: the loss along straight lines and trained Bezier curves, with
-their barriers (:mod:`~probes.paths.interpolation`), weight matching
-(:mod:`~probes.paths.alignment`), the instability of forked training
-(:mod:`~probes.paths.instability`), and the stored path results
-(:mod:`~probes.paths.results`, NumPy only: :class:`Path`, :class:`Curve`,
-:class:`Instability`, :class:`WeightMatching`).
+"""Paths between solutions.
+
+The loss along straight lines and trained Bezier curves, with their barriers
+(:mod:`~probes.paths.interpolation`), weight matching (:mod:`~probes.paths.alignment`), the
+instability of forked training (:mod:`~probes.paths.instability`), and the stored path results
+(:mod:`~probes.paths.results`, NumPy only: :class:`Path`, :class:`Curve`, :class:`Instability`,
+:class:`WeightMatching`).
 
 Submodules are imported on first use.
 """

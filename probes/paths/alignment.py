@@ -134,8 +134,10 @@ _FUNCTIONS = {  # unit-wise functions a traced forward may apply; view/reshape: 
 
 @dataclass(frozen=True)
 class _Term:
-    """One tensor of the state dict: its view for matching, which axis holds which hidden
-    layer (an index into the layers), and whether it enters the objective.
+    """One tensor of the state dict and how it enters the matching.
+
+    Its view for matching, which axis holds which hidden layer (an index into the layers), and
+    whether it enters the objective.
     """
 
     name: str
@@ -182,9 +184,11 @@ def _leaves(fn: str, model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def _fx_check(fn: str, model: nn.Module, leaves: list[tuple[str, nn.Module]]) -> None:
-    """Where ``torch.fx`` traces the model (a throwaway copy), refuse a graph that is not the
-    chain of leaves, once each, with unit-wise functions and reshapes (the flatten) between;
-    an untraceable model (shape checks in ``forward``) rests on the module walk alone.
+    """Refuse a model whose ``torch.fx`` graph is not a chain of leaves.
+
+    Where ``torch.fx`` traces the model (a throwaway copy), refuse a graph that is not the chain of
+    leaves, once each, with unit-wise functions and reshapes (the flatten) between; an untraceable
+    model (shape checks in ``forward``) rests on the module walk alone.
     """
     try:
         graph = torch.fx.symbolic_trace(copy.deepcopy(model)).graph
@@ -299,8 +303,9 @@ def _structure(
 
 
 def hidden_units(model: nn.Module) -> dict[str, int]:
-    """The permutable hidden layers of ``model``: name -> number of units (channels), in
-    forward order; the keys of :attr:`WeightMatching.perms`.
+    """The permutable hidden layers of ``model``: name -> number of units (channels).
+
+    In forward order; the keys of :attr:`WeightMatching.perms`.
 
     Raises:
         ValueError: an architecture :func:`align` does not support (the message names it).
@@ -337,8 +342,9 @@ def _apply(model: nn.Module, terms: list[_Term], perms: list[np.ndarray]) -> nn.
 
 
 def permute(model: nn.Module, perms: dict[str, Any]) -> nn.Module:
-    """A new model: ``model`` with the units of each hidden layer permuted by ``perms``
-    (parameters and buffers, BatchNorm running statistics included); the same function.
+    """A new model: ``model`` with the units of each hidden layer permuted by ``perms``.
+
+    Parameters and buffers, BatchNorm running statistics included; the same function.
 
     Args:
         model: a chain model as :func:`align` accepts; never modified.

@@ -4,9 +4,10 @@ Train a copy of the model to step ``k`` with a config; fork two copies that cont
 same full state (parameters, buffers, optimizer state, schedule position:
 :class:`landscape.train.Checkpoint`) to the config's end, each with its own data order (the
 seeds of the forks); measure the loss and error barriers on the straight line between the two
-ends (:func:`probes.paths.interpolation.linear`). The **instability** is that barrier as a function of
-``k`` (Frankle et al. 2020): large when the forks are made early (k = 0: two runs from one
-initialisation), it falls to about zero once the run is *stable*, from some early step on.
+ends (:func:`probes.paths.interpolation.linear`). The **instability** is that barrier as a
+function of ``k`` (Frankle et al. 2020): large when the forks are made early (k = 0: two runs
+from one initialisation), it falls to about zero once the run is *stable*, from some early step
+on.
 
 The trunk is trained once, to each ``k`` in increasing order, and continued from there; the
 model given is never modified, and the global RNG state is left as it was.
@@ -108,7 +109,8 @@ def instability(
         k: a fork step or steps in ``[0, end]`` (``end``: :func:`landscape.train.total_steps`);
             sorted, duplicates dropped.
         seeds: the two forks' data-order seeds; equal seeds warn (the barrier is then 0).
-        n: points a path (>= 2). test: an ``(inputs, targets)`` pair for test barriers.
+        n: points a path (>= 2).
+        test: an ``(inputs, targets)`` pair for test barriers.
         recalibrate: recompute BatchNorm statistics along the paths (see
             :func:`probes.paths.interpolation.linear`).
 
@@ -163,7 +165,10 @@ def instability(
             ran = fit(fork, loss_fn, tuple(train), replace(quiet, seed=s), resume=checkpoint)
             steps += ran.steps - at
             ends.append(fork)
-        paths.append(linear(*ends, loss_fn, tuple(train), n=n, test=test, recalibrate=recalibrate))
+        fork_a, fork_b = ends
+        paths.append(
+            linear(fork_a, fork_b, loss_fn, tuple(train), n=n, test=test, recalibrate=recalibrate)
+        )
     spent = sum((p.cost for p in paths), Cost()).with_seconds(time.perf_counter() - start)
     return Instability.of(
         tuple(paths),

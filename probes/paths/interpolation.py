@@ -17,10 +17,10 @@ models (BatchNorm running statistics) are interpolated with the same ``alpha`` (
 come from the nearer end): the end points are exactly the two models, but in between the
 statistics are not those of the network at ``theta(alpha)``, and the path looks worse than it
 is (Jordan et al. 2023). ``recalibrate=True`` recomputes them at every point from the training
-data (:func:`landscape.engine.batchnorm.recalibrate`, one more forward pass a point): recommended for
-BatchNorm nets, the default of :func:`bezier` for them. An end given as a flat vector has no
-buffers: the path keeps the model's. Models are never written to (points go through
-:class:`landscape.Objective`, eval mode by default); train/eval flags are restored.
+data (:func:`landscape.engine.batchnorm.recalibrate`, one more forward pass a point):
+recommended for BatchNorm nets, the default of :func:`bezier` for them. An end given as a flat
+vector has no buffers: the path keeps the model's. Models are never written to (points go
+through :class:`landscape.Objective`, eval mode by default); train/eval flags are restored.
 
 Examples:
     >>> p = linear(model_a, model_b, nn.CrossEntropyLoss(), (X, y), n=25, test=(Xt, yt))
@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -153,7 +153,9 @@ def _ends(
             template, loss_fn, test, params=params, mode=mode, batch_size=batch_size, check=check
         )
     )
-    layout, thetas, buffers = obj.layout, [], []
+    layout = obj.layout
+    thetas: list[Tensor] = []
+    buffers: list[dict[str, Tensor] | None] = []
     for name, end in named:
         module = isinstance(end, nn.Module)
         theta = layout.flatten(dict(end.named_parameters())) if module else end.detach()
@@ -162,7 +164,7 @@ def _ends(
         buffers.append(
             {k: b.detach().to(layout.device) for k, b in end.named_buffers()} if module else None
         )
-    return _Ends(obj, test_obj, *thetas, *buffers)
+    return _Ends(obj, test_obj, thetas[0], thetas[1], buffers[0], buffers[1])
 
 
 def _buffers_at(ends: _Ends, w: float) -> dict[str, Tensor] | None:
@@ -201,10 +203,11 @@ def _walk(
         + (ends.test_obj.cost if ends.test_obj else Cost())
         + Cost(passes=(len(alphas) if recal else 0) + extra_passes)
     )
-    cols = {
-        k: (np.asarray(v, dtype=np.float64) if v and None not in v else None)
-        for k, v in cols.items()
-    }
+
+    def column(key: str) -> np.ndarray | None:
+        v = cols[key]
+        return np.asarray(v, dtype=np.float64) if v and None not in v else None
+
     buffers = (
         "recalibrated"
         if recal
@@ -217,7 +220,10 @@ def _walk(
     return (Curve if kind == "bezier" else Path)(
         kind=kind,
         alphas=np.asarray(alphas, dtype=np.float64),
-        **cols,
+        loss=np.asarray(cols["loss"], dtype=np.float64),  # a float at every point
+        accuracy=column("accuracy"),
+        test_loss=column("test_loss"),
+        test_accuracy=column("test_accuracy"),
         buffers=buffers,
         mode=ends.obj.mode,
         params=tuple(ends.obj.layout.names),
@@ -243,21 +249,28 @@ def linear(
     model: nn.Module | None = None,
     check: bool = True,
 ) -> Path:
-    """The loss along the straight line ``theta(alpha) = (1 - alpha) theta_a + alpha theta_b``
-    at ``n`` evenly spaced ``alpha`` in [0, 1] (``torch.lerp``: exact at both ends), over the
-    whole of ``data`` (and ``test``); each point one pass, two with ``recalibrate``.
+    """The loss along the straight line ``theta(alpha) = (1 - alpha) theta_a + alpha theta_b``.
+
+    At ``n`` evenly spaced ``alpha`` in [0, 1] (``torch.lerp``: exact at both ends), over the whole
+    of ``data`` (and ``test``); each point one pass, two with ``recalibrate``.
 
     Args:
-        model_a, model_b: two models of the same architecture, or flat parameter vectors of
-            the layout of ``params`` (evaluated with ``model``, else the end that is a model).
-        loss_fn, data: a loss returning the batch mean; tensors, a Dataset or a DataLoader.
-        n: points (>= 2). test: test data evaluated at the same points, or None.
+        model_a: the start: a model, or a flat parameter vector of the layout of ``params``
+            (evaluated with ``model``, else the end that is a model).
+        model_b: the end: a model of the same architecture as ``model_a``, or a flat
+            parameter vector as for ``model_a``.
+        loss_fn: a loss returning the batch mean.
+        data: tensors, a Dataset or a DataLoader.
+        n: points (>= 2).
+        test: test data evaluated at the same points, or None.
         recalibrate: recompute the BatchNorm statistics at every point from ``data`` (module
-            docstring; needs ``mode="eval"``). mode: ``"eval"`` (default) or ``"train"``.
+            docstring; needs ``mode="eval"``).
+        mode: ``"eval"`` (default) or ``"train"``.
         params: the parameters interpolated (a filter or names; the others stay at the values
-            of ``model``, else ``model_a``). batch_size: evaluation batch size.
-        model: the architecture (default: ``model_a``, else ``model_b``). check: the
-            objective's determinism check at construction.
+            of ``model``, else ``model_a``).
+        batch_size: evaluation batch size.
+        model: the architecture (default: ``model_a``, else ``model_b``).
+        check: the objective's determinism check at construction.
 
     Returns:
         :class:`Path`: ``alphas``, ``loss``, ``accuracy``, ``barrier``, options and cost.
@@ -295,8 +308,10 @@ def _check_path(where: str, n: Any, recalibrate: Any, mode: str) -> tuple[int, b
 
 
 def _minibatches(data: Any, size: int, obj: Objective, gen: torch.Generator) -> Iterator:
-    """Minibatches of ``size`` for the bend: random without replacement for tensors (a new
-    permutation when fewer than ``size`` are left), the loader's own order otherwise.
+    """Minibatches of ``size`` for the bend.
+
+    Random without replacement for tensors (a new permutation when fewer than ``size`` are left),
+    the loader's own order otherwise.
     """
     layout = obj.layout
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
@@ -344,8 +359,10 @@ def bezier(
     model: nn.Module | None = None,
     check: bool = True,
 ) -> Curve:
-    """A quadratic Bezier curve ``phi(t) = (1-t)^2 a + 2t(1-t) c + t^2 b`` between two minima
-    ``a``, ``b`` (fixed), its bend ``c`` trained for low loss along it (Garipov et al. 2018).
+    """A quadratic Bezier curve between two minima, its bend trained for low loss along it.
+
+    ``phi(t) = (1-t)^2 a + 2t(1-t) c + t^2 b`` between ``a`` and ``b`` (fixed), the bend ``c``
+    trained (Garipov et al. 2018).
 
     ``c`` starts at ``(a + b) / 2``. Each step draws one ``t ~ U(0, 1)`` and one minibatch,
     takes the gradient of the minibatch loss at ``phi(t)`` with respect to ``c`` (torch.func
@@ -356,12 +373,26 @@ def bezier(
     when the model has BatchNorm; ``False`` interpolates the ends' statistics in ``t``).
 
     Args:
-        model_a, model_b, loss_fn, data, test, n, mode, params, model, check: as for
-            :func:`linear`. steps: updates of the bend. lr: learning rate. optimizer:
-            ``"adam"`` or ``"sgd"`` (momentum 0.9). batch_size: examples a step (tensor data:
-            random, without replacement; a DataLoader: its own batches). seed: seeds the
-            ``torch.Generator`` of ``t`` and the minibatches. recalibrate: None, True or False.
-            eval_batch_size: batch size of the evaluations.
+        model_a: as for :func:`linear`.
+        model_b: as for :func:`linear`.
+        loss_fn: as for :func:`linear`.
+        data: as for :func:`linear`.
+        steps: updates of the bend.
+        lr: learning rate.
+        batch_size: examples a step (tensor data: random, without replacement; a DataLoader:
+            its own batches).
+        seed: seeds the ``torch.Generator`` of ``t`` and the minibatches.
+        n: as for :func:`linear`.
+        test: as for :func:`linear`.
+        recalibrate: recompute the BatchNorm statistics at each evaluated point (True), or
+            interpolate the ends' statistics (False); None: True when the model has BatchNorm
+            (and ``mode="eval"``).
+        optimizer: ``"adam"`` or ``"sgd"`` (momentum 0.9).
+        mode: as for :func:`linear`.
+        params: as for :func:`linear`.
+        eval_batch_size: batch size of the evaluations.
+        model: as for :func:`linear`.
+        check: as for :func:`linear`.
 
     Returns:
         :class:`Curve`: the profile and ``barrier``, the ``bend``, the loss history.
@@ -429,20 +460,24 @@ def bezier(
     c = c.detach()
     alphas = np.linspace(0.0, 1.0, n)
     points = (_bezier(a, c, b, t) for t in alphas.tolist())
-    return _walk(
-        "bezier",
-        ends,
-        alphas,
-        points,
-        recal,
-        start,
-        extra_passes=steps * size / ends.obj.n_examples,
-        bend=to_numpy(c),
-        train_loss=history.to("cpu", torch.float64).numpy(),
-        train_t=ts.to("cpu", torch.float64).numpy(),
-        steps=steps,
-        lr=lr,
-        batch_size=size,
-        seed=seed,
-        optimizer=optimizer,
+    # _walk makes a Curve for kind "bezier", which its Path return type cannot say
+    return cast(
+        Curve,
+        _walk(
+            "bezier",
+            ends,
+            alphas,
+            points,
+            recal,
+            start,
+            extra_passes=steps * size / ends.obj.n_examples,
+            bend=to_numpy(c),
+            train_loss=history.to("cpu", torch.float64).numpy(),
+            train_t=ts.to("cpu", torch.float64).numpy(),
+            steps=steps,
+            lr=lr,
+            batch_size=size,
+            seed=seed,
+            optimizer=optimizer,
+        ),
     )

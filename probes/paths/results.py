@@ -1,7 +1,8 @@
-"""Results of the path probes (NumPy only: reading them needs no torch): :class:`Path` (the
-loss along a path, its barriers), :class:`Curve` (a trained Bezier curve), :class:`Instability`
-(the barriers between forks of one run) and :class:`WeightMatching` (the permutations that
-align two networks).
+"""Results of the path probes (NumPy only: reading them needs no torch).
+
+:class:`Path` (the loss along a path, its barriers), :class:`Curve` (a trained Bezier curve),
+:class:`Instability` (the barriers between forks of one run) and :class:`WeightMatching` (the
+permutations that align two networks).
 
 The barrier of a path is the largest excess of the loss over the chord of its ends,
 ``B = max_alpha L(alpha) - ((1 - alpha) L(0) + alpha L(1)) >= 0``; the accuracy barrier is
@@ -15,7 +16,7 @@ round-trip with it (and are written as attributes for readers of the file). See
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -62,7 +63,7 @@ class Path(RecordMixin):
     """
 
     _probe = "interpolation.{kind}"
-    _accepts = ("interpolation.linear", "interpolation.init_to_final")
+    _accepts: ClassVar[tuple[str, ...]] = ("interpolation.linear", "interpolation.init_to_final")
     _derived = _BARRIERS
 
     kind: str
@@ -107,8 +108,9 @@ class Path(RecordMixin):
 
 @dataclass(frozen=True, eq=False)
 class Curve(Path):
-    """A trained quadratic Bezier curve (:func:`probes.paths.interpolation.bezier`): a
-    :class:`Path` over ``t``, the bend and its training.
+    """A trained quadratic Bezier curve (:func:`probes.paths.interpolation.bezier`).
+
+    A :class:`Path` over ``t``, the bend and its training.
 
     Attributes:
         bend: (P,) the trained bend ``c`` (flat, the layout of ``params``).
@@ -130,8 +132,9 @@ class Curve(Path):
 
 @dataclass(frozen=True, eq=False)
 class Instability(RecordMixin):
-    """The barriers between pairs of runs forked at steps ``ks``
-    (:func:`probes.paths.instability.instability`).
+    """The barriers between pairs of runs forked at steps ``ks``.
+
+    See :func:`probes.paths.instability.instability`.
 
     Attributes:
         ks: (K,) the fork steps, increasing.
@@ -171,12 +174,18 @@ class Instability(RecordMixin):
     @property
     def paths(self) -> tuple[Path, ...]:
         """One linear :class:`Path` a k."""
-        rows = {k: getattr(self, k) for k in ("loss", "accuracy", "test_loss", "test_accuracy")}
+
+        def row(values: np.ndarray | None, i: int) -> np.ndarray | None:
+            return None if values is None else values[i]
+
         return tuple(
             Path(
                 kind="linear",
                 alphas=self.alphas,
-                **{k: None if v is None else v[i] for k, v in rows.items()},
+                loss=self.loss[i],
+                accuracy=row(self.accuracy, i),
+                test_loss=row(self.test_loss, i),
+                test_accuracy=row(self.test_accuracy, i),
                 buffers=self.buffers,
                 mode=self.mode,
                 params=self.params,
@@ -218,14 +227,18 @@ class Instability(RecordMixin):
         Returns:
             The :class:`Instability`.
         """
-        rows = {}
-        for key in ("loss", "accuracy", "test_loss", "test_accuracy"):
+
+        def stacked(key: str) -> np.ndarray | None:
             values = [getattr(p, key) for p in paths]
-            rows[key] = None if any(v is None for v in values) else np.stack(values)
+            return None if any(v is None for v in values) else np.stack(values)
+
         first = paths[0]
         return cls(
             alphas=first.alphas,
-            **rows,
+            loss=np.stack([p.loss for p in paths]),
+            accuracy=stacked("accuracy"),
+            test_loss=stacked("test_loss"),
+            test_accuracy=stacked("test_accuracy"),
             buffers=first.buffers,
             mode=first.mode,
             params=tuple(first.params),
@@ -237,8 +250,9 @@ class Instability(RecordMixin):
     def _upgrade(
         cls, arrays: dict[str, Any], attrs: dict[str, Any]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Records written before the record protocol: per-path counters as lists
-        ``path_n_evals``, ``path_passes``, ``path_seconds``.
+        """Records written before the record protocol.
+
+        Per-path counters as lists ``path_n_evals``, ``path_passes``, ``path_seconds``.
         """
         if "path_costs" not in attrs and "path_passes" in attrs:
             old = zip(
@@ -290,8 +304,9 @@ class WeightMatching(RecordMixin):
     def _upgrade(
         cls, arrays: dict[str, Any], attrs: dict[str, Any]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Records written before the record protocol: ``perm_<i>`` and the names as
-        ``layers``.
+        """Records written before the record protocol.
+
+        ``perm_<i>`` and the names as ``layers``.
         """
         if "perms" in attrs or "layers" not in attrs:
             return arrays, attrs

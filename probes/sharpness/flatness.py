@@ -1,5 +1,6 @@
-r"""Keskar's epsilon-sharpness and magnitude-aware PAC-Bayes flatness: the parts of
-:mod:`probes.sharpness` defined by a box and by Gaussian noise.
+r"""Keskar's epsilon-sharpness and magnitude-aware PAC-Bayes flatness.
+
+The parts of :mod:`probes.sharpness` defined by a box and by Gaussian noise.
 
 **Epsilon-sharpness** (Keskar et al. 2017). With ``w`` the selected parameters (P of them),
 ``L`` the mean loss and ``A`` a P x p matrix,
@@ -70,8 +71,20 @@ def random_subspace(
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
 ) -> Tensor:
-    """The ``(n_params, dim)`` matrix ``A`` of :func:`epsilon`'s random subspace: independent
-    standard normal entries from a ``torch.Generator`` on ``device`` seeded with ``seed``.
+    """The ``(n_params, dim)`` matrix ``A`` of :func:`epsilon`'s random subspace.
+
+    Independent standard normal entries from a ``torch.Generator`` on ``device`` seeded with
+    ``seed``.
+
+    Args:
+        n_params: P, the rows.
+        dim: p, the columns.
+        seed: the generator's seed.
+        dtype: the matrix's dtype.
+        device: where it is drawn.
+
+    Returns:
+        The ``(n_params, dim)`` matrix.
     """
     gen = torch.Generator(device=device).manual_seed(int(seed))
     return torch.randn((n_params, dim), generator=gen, dtype=dtype, device=device)
@@ -96,18 +109,24 @@ def epsilon(
     batch_size: int | None = None,
     check: bool = True,
 ) -> Epsilon:
-    """Keskar et al.'s epsilon-sharpness ``100 (max_{y in C_eps} L(w + A y) - L(w)) / (1 +
-    L(w))`` (module docstring), maximised by L-BFGS-B.
+    """Keskar et al.'s epsilon-sharpness, maximised by L-BFGS-B.
+
+    ``100 (max_{y in C_eps} L(w + A y) - L(w)) / (1 + L(w))`` (module docstring).
 
     Args:
-        model, loss_fn, data: the model (never modified), a loss returning the batch mean, and
-            the data (tensors, a Dataset or a DataLoader).
+        model: the model (never modified).
+        loss_fn: a loss returning the batch mean, e.g. ``nn.CrossEntropyLoss()``.
+        data: the data (tensors, a Dataset or a DataLoader).
         eps: the box's relative size (> 0; 1e-3 and 5e-4 in the paper).
         subspace: None for the full space, or the dimension p (1 <= p <= P) of a random
             subspace ``delta = A y`` (``A`` P x p: P p numbers on the device).
         max_iter: L-BFGS-B's iteration budget (>= 1).
         seed: seeds ``A`` (:func:`random_subspace`).
-        params, mode, batch_size, check: passed to :class:`landscape.Objective`.
+        params: which parameters are perturbed (a filter or names, see
+            :class:`landscape.Objective`); the others stay fixed.
+        mode: ``"eval"`` (default) or ``"train"`` (see :class:`landscape.Objective`).
+        batch_size: passed to :class:`landscape.Objective`.
+        check: the Objective's determinism check.
 
     Returns:
         :class:`Epsilon`: ``value``, the clean and largest loss, the maximiser (``delta``,
@@ -150,14 +169,14 @@ def epsilon(
         anchor = torch.linalg.pinv(a.to(wide)) @ theta.to(wide)
     bound = eps * (_host(anchor.abs()) + 1.0)
     clean = float(obj.loss(theta))
-    best = [clean, np.zeros_like(bound)]
+    best_loss, best_y = [clean], [np.zeros_like(bound)]  # the best point seen, set in fun
 
     def fun(y: np.ndarray) -> tuple[float, np.ndarray]:
         v = torch.as_tensor(y, device=theta.device).to(theta.dtype)
         loss, g = obj.loss_and_grad(theta + (v if a is None else a @ v))
         value = float(loss)
-        if value > best[0]:
-            best[0], best[1] = value, np.array(y, dtype=np.float64)
+        if value > best_loss[0]:
+            best_loss[0], best_y[0] = value, np.array(y, dtype=np.float64)
         return -value, -_host(g if a is None else a.T @ g)
 
     res = minimize(
@@ -168,14 +187,14 @@ def epsilon(
         bounds=Bounds(-bound, bound),
         options={"maxiter": max_iter},
     )
-    y = np.clip(best[1], -bound, bound)
+    y = np.clip(best_y[0], -bound, bound)
     yt = torch.as_tensor(y, device=theta.device).to(theta.dtype)
     delta = _host(yt if a is None else a @ yt)
     spent = obj.cost - before
     return Epsilon(
-        value=100.0 * (best[0] - clean) / (1.0 + clean),
+        value=100.0 * (best_loss[0] - clean) / (1.0 + clean),
         clean_loss=clean,
-        max_loss=best[0],
+        max_loss=best_loss[0],
         eps=eps,
         subspace=subspace,
         max_iter=max_iter,
@@ -210,19 +229,28 @@ def pac_bayes(
     batch_size: int | None = None,
     check: bool = True,
 ) -> PacBayes:
-    """The largest noise level ``sigma`` that lowers the training accuracy by ``target``, by
-    bisection (module docstring); flatness ``1 / sigma^2``.
+    """The largest noise level ``sigma`` that lowers the training accuracy by ``target``.
+
+    Found by bisection (module docstring); the flatness is ``1 / sigma^2``.
 
     Args:
-        model, loss_fn, data: as for :func:`epsilon`; the data must define an accuracy
-            (classes, one-hot or binary labels).
-        target: the accuracy drop sought (in (0, 1]). tolerance: stop when the drop is within
-            this of the target (> 0).
+        model: the model (never modified).
+        loss_fn: a loss returning the batch mean.
+        data: as for :func:`epsilon`; the data must define an accuracy (classes, one-hot or
+            binary labels).
+        target: the accuracy drop sought (in (0, 1]).
         magnitude_aware: noise std ``sqrt(sigma^2 w_i^2 + eps^2)`` (Jiang et al.'s
-            magnitude-aware measure); else ``sigma``. eps: its floor (> 0).
-        n_samples: draws per accuracy estimate (>= 1). depth: bisection steps (>= 1).
-        sigma_max: the upper end of the search (> 0). seed: the draws' seed.
-        params, mode, batch_size, check: passed to :class:`landscape.Objective`.
+            magnitude-aware measure); else ``sigma``.
+        eps: the magnitude-aware noise's floor (> 0).
+        n_samples: draws per accuracy estimate (>= 1).
+        depth: bisection steps (>= 1).
+        sigma_max: the upper end of the search (> 0).
+        tolerance: stop when the drop is within this of the target (> 0).
+        seed: the draws' seed.
+        params: which parameters are perturbed (see :func:`epsilon`).
+        mode: ``"eval"`` (default) or ``"train"`` (see :class:`landscape.Objective`).
+        batch_size: passed to :class:`landscape.Objective`.
+        check: the Objective's determinism check.
 
     Returns:
         :class:`PacBayes`: ``sigma``, ``flatness``, the bisection trace, the cost.
@@ -252,14 +280,22 @@ def pac_bayes(
     obj = _objective(
         model, loss_fn, data, params=params, mode=mode, batch_size=batch_size, check=check
     )
+    no_accuracy = ValueError(
+        f"{where}: needs data with an accuracy (class indices, one-hot or "
+        "binary labels); these targets have none (regression?)"
+    )
     if not obj.has_accuracy:
-        raise ValueError(
-            f"{where}: needs data with an accuracy (class indices, one-hot or "
-            "binary labels); these targets have none (regression?)"
-        )
+        raise no_accuracy
+
+    def measured(point: Tensor) -> float:
+        acc = obj.evaluate(point).accuracy
+        if acc is None:
+            raise no_accuracy
+        return acc
+
     before = obj.cost
     theta = obj.theta
-    clean = obj.evaluate(theta).accuracy
+    clean = measured(theta)
 
     def accuracy(sigma: float) -> float:
         std = (
@@ -271,7 +307,7 @@ def pac_bayes(
         total = 0.0
         for _ in range(n_samples):
             z = torch.randn(theta.shape, generator=gen, dtype=theta.dtype, device=theta.device)
-            total += obj.evaluate(theta + std * z).accuracy
+            total += measured(theta + std * z)
         return total / n_samples
 
     lo, hi = 0.0, sigma_max

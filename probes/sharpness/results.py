@@ -42,6 +42,9 @@ class WorstCase(RecordMixin):
         delta: the worst perturbation, flat in the layout of the selected parameters
             (float64; None with ``m``).
         batch_values, batch_sizes: per-batch values and sizes with ``m`` (else None).
+        logit_normalize: whether the losses (and so every value) are those of the centred,
+            unit-norm logits (:func:`probes.sharpness.perturb.normalize_logits`); False in
+            records written before the option existed.
     """
 
     _probe = "sharpness.worst_case"
@@ -66,20 +69,29 @@ class WorstCase(RecordMixin):
     delta: np.ndarray | None = None
     batch_values: np.ndarray | None = None
     batch_sizes: np.ndarray | None = None
+    logit_normalize: bool = False
 
 
 @dataclass(frozen=True, eq=False)
 class AverageCase(RecordMixin):
-    """Average-case sharpness ``E L(w + rho c z) - L(w)``, ``z ~ N(0, I)``.
+    """Average-case sharpness ``E L(w + rho c z) - L(w)``.
+
+    ``z ~ N(0, I)`` (norm l2) or ``U[-1, 1]^P`` (linf).
 
     Attributes:
-        value: the mean of ``samples``. stderr: their standard deviation over ``sqrt(n)``
-            (NaN for one sample).
-        clean_loss, mean_loss: the loss at ``w`` and its mean at the perturbed points.
+        value: the mean of ``samples`` (with ``m``: the size-weighted mean of
+            ``batch_values``). stderr: the samples' standard deviation over ``sqrt(n)`` (NaN
+            for one sample).
+        clean_loss, mean_loss: the loss at ``w`` and its mean at the perturbed points (with
+            ``m``: size-weighted means over batches).
         clean_accuracy, mean_accuracy: the same for the accuracy (None for regression).
         rho, adaptive, n_samples, seed, mode: the options. n_params: P.
-        cost: loss evaluations, passes, wall time.
-        samples: ``L(w + rho c z_i) - L(w)`` for each draw.
+        cost: loss evaluations, passes over the whole data, wall time.
+        samples: ``L(w + rho c z_i) - L(w)`` for each draw (with ``m``: the size-weighted
+            mean over batches of ``L_b(w + rho c z_bi) - L_b(w)``).
+        norm, m, logit_normalize: the options (``"l2"``, None and False in records written
+            before they existed). n_batches: batches (1 without m).
+        batch_values, batch_sizes: per-batch values and sizes with ``m`` (else None).
     """
 
     _probe = "sharpness.average_case"
@@ -98,6 +110,12 @@ class AverageCase(RecordMixin):
     n_params: int
     cost: Cost
     samples: np.ndarray
+    norm: str = "l2"
+    m: int | None = None
+    n_batches: int = 1
+    logit_normalize: bool = False
+    batch_values: np.ndarray | None = None
+    batch_sizes: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)

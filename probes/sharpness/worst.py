@@ -1,12 +1,13 @@
-r"""Worst-case sharpness in a (possibly adaptive) ball: the part of :mod:`probes.sharpness`
-that maximises the loss over a norm-bounded ``delta`` (the average case over the same ball is
-:mod:`probes.sharpness.average`).
+r"""Worst-case sharpness in a (possibly adaptive) ball.
+
+The part of :mod:`probes.sharpness` that maximises the loss over a norm-bounded ``delta`` (the
+average case around the same point is :mod:`probes.sharpness.average`).
 
 With ``w`` the selected parameters, ``L`` the mean loss and ``c`` the scale (``c = |w|``
 elementwise when adaptive, ``c = 1`` otherwise):
 
     worst case:    S_max = max_{||delta / c||_p <= rho} L(w + delta) - L(w),  p in {2, inf}
-    average case:  S_avg = E_{z ~ N(0, I)} L(w + rho c z) - L(w)
+    average case:  S_avg = E_z L(w + rho c z) - L(w),  z ~ N(0, I) (l2) or U[-1, 1]^P (linf)
 
 **Coordinates.** Both are computed in ``u = delta / c`` (``delta = c u``), where the ball is the
 plain ball ``||u||_p <= rho`` and the objective is ``f(u) = L(w + c u)`` with gradient
@@ -35,7 +36,14 @@ published loop instead stops at the first repeat, which only matters below ~17 s
 
 **m-sharpness**: with ``m`` set, the data (in order) are cut into consecutive batches of ``m``
 examples (the last may be smaller), each batch gets its own worst case, and the values are
-averaged with weights ``n_b / N`` (the plain mean when ``m`` divides N).
+averaged with weights ``n_b / N`` (the plain mean when ``m`` divides N), as
+``eval_APGD_sharpness`` does (which asserts that ``m`` divides N); their code uses m = 128.
+
+**Logit normalisation** (``logit_normalize=True``, for classifiers whose outputs are logits
+``(N, K)``): the loss is taken on the centred, unit-norm logits
+(:func:`probes.sharpness.perturb.normalize_logits`, their ``LogitNormalizationWrapper``) at the
+clean and at every perturbed point, so that the value no longer shrinks as the logits grow;
+the accuracies are unchanged by it (the argmax is the same).
 
 References:
     Foret, Kleiner, Mobahi, Neyshabur, "Sharpness-aware minimization for efficiently improving
@@ -63,19 +71,25 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils._pytree import tree_map
 
 from landscape.engine.checks import _check_choice, _check_int, _check_positive
 from landscape.engine.cost import Cost
 from landscape.engine.objective import Objective
 from landscape.engine.params import ParamFilter
-from probes.sharpness.perturb import _check_common, _check_flag, _generator, _objective, _scale
+from probes.sharpness.perturb import (
+    NORMS,
+    _check_common,
+    _check_flag,
+    _generator,
+    _loss,
+    _objective,
+    _parts,
+    _scale,
+    _weighted,
+)
 from probes.sharpness.results import WorstCase
 
 __all__ = ["NORMS", "WorstCase", "checkpoints", "worst_case"]
-
-NORMS = ("l2", "linf")
-"""Norms of the worst-case ball."""
 
 MIX = 0.75
 """Weight of the new projected point in each iterate (the previous point gets 0.25)."""
@@ -86,9 +100,20 @@ raised the best loss."""
 
 
 def checkpoints(steps: int) -> tuple[int, ...]:
-    """The step counts (1-based, at most ``steps``) after which the step size may be halved:
+    """The step counts (1-based, at most ``steps``) after which the step size may be halved.
+
     ``ceil(p_j steps)`` for ``p_1 = 0.22``, ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03,
-    0.06)``, duplicates removed. ``checkpoints(20) == (5, 9, 12, 14, 16, 18, 19, 20)``.
+    0.06)``, duplicates removed.
+
+    Args:
+        steps: the ascent's iterations.
+
+    Returns:
+        The checkpoints, increasing.
+
+    Examples:
+        >>> checkpoints(20)
+        (5, 9, 12, 14, 16, 18, 19, 20)
     """
     p = [0.0, 0.22]
     while p[-1] < 1:
@@ -179,6 +204,7 @@ def worst_case(
     steps: int = 20,
     restarts: int = 0,
     m: int | None = None,
+    logit_normalize: bool = False,
     seed: int = 0,
     mode: str = "eval",
     batch_size: int | None = None,
@@ -191,20 +217,28 @@ def worst_case(
     single logistic example, whose maximiser is ``-rho y x / ||x||``).
 
     Args:
-        model, loss_fn, data: the model (never modified), a loss returning the batch mean, and
-            the data (tensors, a Dataset or a DataLoader).
+        model: the model (never modified).
+        loss_fn: a loss returning the batch mean, e.g. ``nn.CrossEntropyLoss()``.
+        data: the data (tensors, a Dataset or a DataLoader).
         rho: the radius (> 0).
         norm: ``"l2"`` or ``"linf"``.
         adaptive: ``c = |w|`` elementwise over all selected parameters, biases included
             (Kwon et al. 2021); otherwise ``c = 1``.
         params: which parameters are perturbed (a filter or names, see
             :class:`landscape.Objective`); the others stay fixed.
-        steps: ascent iterations (20 as published). restarts: extra starts from uniform random
-            points of the ball (the first start is ``delta = 0``); the best is kept.
+        steps: ascent iterations (20 as published).
+        restarts: extra starts from uniform random points of the ball (the first start is
+            ``delta = 0``); the best is kept.
         m: with m, the mean of the per-batch worst cases over consecutive batches of m
-            examples (m-sharpness); batch ``i`` draws its restarts from ``seed + i``.
+            examples (m-sharpness; 128 in Andriushchenko et al.'s code); batch ``i`` draws its
+            restarts from ``seed + i``. None (default): one worst case over all the data.
+        logit_normalize: take ``loss_fn`` on the centred, unit-norm logits (module docstring)
+            at the clean and the perturbed points; for classification outputs ``(N, K)``.
         seed: seeds the random starts (a ``torch.Generator`` on the model's device).
-        mode, batch_size, check: passed to :class:`landscape.Objective` (``"eval"`` mode).
+        mode: ``"eval"`` (default: BatchNorm uses running statistics, dropout off) or
+            ``"train"`` (see :class:`landscape.Objective`).
+        batch_size: passed to :class:`landscape.Objective`.
+        check: the Objective's determinism check.
 
     Returns:
         :class:`WorstCase`: ``value``, losses and accuracies at ``w`` and at the worst point,
@@ -212,18 +246,21 @@ def worst_case(
 
     Raises:
         ValueError: rho not a finite number > 0, an unknown norm or mode, steps < 1,
-            restarts < 0, m < 1, a bad seed or batch size (and the Objective's own checks).
-        TypeError: adaptive or check not a bool.
+            restarts < 0, m < 1, a bad seed or batch size (and the Objective's own checks);
+            with ``logit_normalize``, outputs that are not ``(N, K)`` logits
+            (:class:`~probes.sharpness.perturb.LogitShapeError`).
+        TypeError: adaptive, logit_normalize or check not a bool.
 
     Examples:
         >>> s = worst_case(model, nn.CrossEntropyLoss(), (X, y), rho=0.05, adaptive=True)
         >>> s1 = worst_case(model, loss_fn, (X[:1024], y[:1024]), rho=5e-4, norm="linf",
-        ...                 adaptive=True, m=128)      # as in Andriushchenko et al. (2023)
+        ...                 adaptive=True, m=128, logit_normalize=True)  # Andriushchenko et al.
     """
     where = "worst_case"
     rho = _check_positive(where, "rho", rho)
     _check_choice(where, "norm", norm, NORMS)
     adaptive = _check_flag(where, "adaptive", adaptive)
+    logit_normalize = _check_flag(where, "logit_normalize", logit_normalize)
     steps = _check_int(where, "steps", steps, 1)
     restarts = _check_int(where, "restarts", restarts, 0)
     if m is not None:
@@ -231,39 +268,25 @@ def worst_case(
     _check_common(where, seed=seed, mode=mode, batch_size=batch_size, check=check)
     start = time.perf_counter()
     obj = _objective(
-        model, loss_fn, data, params=params, mode=mode, batch_size=batch_size, check=check
+        model,
+        _loss(loss_fn, logit_normalize, where),
+        data,
+        params=params,
+        mode=mode,
+        batch_size=batch_size,
+        check=check,
     )
     theta = obj.theta
     c = _scale(theta, adaptive)
     n_total = obj.n_examples
-    if m is None:
-        parts = [(obj, seed)]
-    else:
-        held = list(obj.batches)
-        inputs = (
-            tree_map(lambda *t: torch.cat(t), *[b.inputs for b in held])
-            if len(held) > 1
-            else held[0].inputs
-        )
-        targets = torch.cat([b.targets for b in held])
-        parts = []
-        for i, lo in enumerate(range(0, n_total, m)):
-            chunk = (tree_map(lambda t, lo=lo: t[lo : lo + m], inputs), targets[lo : lo + m])
-            parts.append(
-                (
-                    _objective(
-                        model,
-                        loss_fn,
-                        chunk,
-                        params=params,
-                        mode=mode,
-                        batch_size=batch_size,
-                        check=False,
-                    ),
-                    seed + i,
-                )
-            )
-    values, sizes, clean, worst, clean_acc, worst_acc, norms = [], [], [], [], [], [], []
+    parts = _parts(obj, m, seed, params=params, batch_size=batch_size)
+    values: list[float] = []
+    clean: list[float] = []
+    worst: list[float] = []
+    clean_acc: list[float | None] = []
+    worst_acc: list[float | None] = []
+    norms: list[float] = []
+    sizes: list[int] = []
     spent = Cost()
     delta = None
     for part, part_seed in parts:
@@ -297,15 +320,15 @@ def worst_case(
             delta = (c * u).to("cpu", torch.float64).numpy()
     weights = np.asarray(sizes, dtype=np.float64) / n_total
 
-    def mean(xs: list) -> float | None:
-        return None if any(x is None for x in xs) else float(np.dot(weights, xs))
+    def mean(xs: list[float]) -> float:
+        return float(np.dot(weights, xs))
 
     return WorstCase(
         value=mean(values),
         clean_loss=mean(clean),
         worst_loss=mean(worst),
-        clean_accuracy=mean(clean_acc),
-        worst_accuracy=mean(worst_acc),
+        clean_accuracy=_weighted(weights, clean_acc),
+        worst_accuracy=_weighted(weights, worst_acc),
         delta_norm=max(norms),
         rho=rho,
         norm=norm,
@@ -321,7 +344,5 @@ def worst_case(
         delta=delta,
         batch_values=None if m is None else np.asarray(values, dtype=np.float64),
         batch_sizes=None if m is None else np.asarray(sizes, dtype=np.int64),
+        logit_normalize=logit_normalize,
     )
-
-
-# ----------------------------------------------------------------------------- average case
