@@ -72,7 +72,8 @@ class Batches:
     Args:
         data: ``(inputs, targets)`` tensors, a ``Dataset`` of ``(input, target)`` pairs, or a
             ``DataLoader`` yielding ``(inputs, targets)`` batches.
-        device, dtype: where and in which floating dtype the batches are delivered.
+        device: where the batches are delivered.
+        dtype: the floating dtype the batches are delivered in.
         batch_size: batch size used to split tensors and to wrap a ``Dataset`` (default 4096
             for tensors, 256 for a ``Dataset``); ignored for a ``DataLoader``.
         cache: ``"auto"`` keeps the batches on the device when they fit ``memory_budget``;

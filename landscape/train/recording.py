@@ -118,14 +118,19 @@ class Recorder:
 
     Args:
         store: path of the landscape file, or None to keep the records in memory only.
-        run: the run's name there. flush_seconds: seconds between writes.
+        run: the run's name there.
+        flush_seconds: seconds between writes.
         progress: the loop's :class:`Progress`, read at each record.
-        train, test: the objectives evaluated for the history rows (``test`` may be None).
-        model, loss_fn, optimizer: what callbacks see (:class:`TrainState`).
-        per_epoch: steps per epoch. history_every, snapshot_every: steps between history rows
-            and between snapshots (0: at the first and last steps only).
-        callbacks: :class:`Callback` s. device: the model's device (for the callbacks' own
-            random streams).
+        train: the objective on the training data, evaluated for the history rows.
+        test: the objective on the test data, or None.
+        model: what callbacks see (:class:`TrainState`).
+        loss_fn: what callbacks see.
+        optimizer: what callbacks see.
+        per_epoch: steps per epoch.
+        history_every: steps between history rows (0: at the first and last steps only).
+        snapshot_every: steps between snapshots (0: at the first and last steps only).
+        callbacks: :class:`Callback` s.
+        device: the model's device (for the callbacks' own random streams).
 
     Attributes:
         history: the history rows so far, column by column. series: callback name -> its
