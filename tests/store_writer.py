@@ -6,14 +6,22 @@ commits: ``create_run`` + commit, trajectory and history appends in :data:`N_COM
 then ``set_final(status="complete")`` in a session of its own. It prints ``start`` once it is
 ready and ``complete r<i>`` after each finished run. Imports only numpy and landscape.store
 (which must not import torch), so that it starts fast.
+
+``python tests/store_writer.py FILE START STOP POINT:N`` also kills itself with SIGKILL the
+N-th time it reaches the window POINT of a commit (``appended``, ``journal-written``,
+``half-applied``, ``applied`` or ``committed``; :mod:`landscape.store.journal`), as a crash
+there would: a moment of its own progress, the same on a fast machine and a loaded one.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
 import numpy as np
 
+from landscape.store import journal
 from landscape.store.file import Store
 
 N_COMMITS = 3  # trajectory/history commits per run
@@ -59,8 +67,25 @@ def write_run(path: str, i: int) -> None:
         s.set_final(name, e["final"], status="complete")
 
 
+def kill_at(point: str, n: int) -> None:
+    """SIGKILL this process the ``n``-th time it reaches the window ``point`` of a commit."""
+    seen = 0
+
+    def reached(name: str) -> None:
+        nonlocal seen
+        if name == point:
+            seen += 1
+            if seen == n:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    journal._crash_point = reached
+
+
 def main() -> None:
     path, start, stop = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    if len(sys.argv) > 4:
+        point, _, n = sys.argv[4].partition(":")
+        kill_at(point, int(n))
     print("start", flush=True)
     for i in range(start, stop):
         write_run(path, i)

@@ -420,3 +420,29 @@ def test_locks_writer_exclusive_readers_shared(tmp_path):
     os.close(fd2)
     JournaledFile(path).close()
     assert path.read_bytes() == b"abc"
+
+
+def test_a_refused_open_never_closes_a_descriptor_it_no_longer_owns(tmp_path):
+    # a JournaledFile refused the lock closed its descriptor but still counted as open, so its
+    # later close() (the garbage collector's) closed the same number again: by then another
+    # file's descriptor
+    import gc
+
+    from landscape.store.journal import FileBusyError, JournaledFile
+
+    path = tmp_path / "f.bin"
+    holder = JournaledFile(path)
+    refused = None
+    try:
+        JournaledFile(path, timeout=0)
+    except FileBusyError as err:
+        refused = err
+    assert refused is not None
+    victim = os.open(tmp_path / "victim", os.O_RDWR | os.O_CREAT)
+    try:
+        del refused  # its traceback held the refused object; now the collector closes it
+        gc.collect()
+        os.fstat(victim)  # still open: nobody closed it behind our back
+    finally:
+        os.close(victim)
+        holder.close()

@@ -7,8 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import h5py
@@ -603,21 +601,46 @@ def _h5py_open_in_another_process(path) -> subprocess.CompletedProcess:
     )
 
 
-def test_a_writer_holds_the_file_exclusively(tmp_path):
+class _LockClock:
+    """The journal's ``time`` for a test: its clock moves only when a lock wait sleeps.
+
+    A wait for a lock (``journal._flock``) then ends after a fixed number of retries, whatever
+    the speed of the machine; ``sleeps`` counts them and ``on_sleep`` runs at each.
+    """
+
+    def __init__(self, on_sleep=None) -> None:
+        self.now, self.sleeps, self.on_sleep = 0.0, 0, on_sleep
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        self.now += seconds
+        if self.on_sleep is not None:
+            self.on_sleep()
+
+
+def test_a_writer_holds_the_file_exclusively(tmp_path, monkeypatch):
     path = tmp_path / "a.h5"
     _small_store(path)
     writer = Store(path, "a")
     try:
-        t = time.monotonic()
-        with pytest.raises(FileBusyError, match="is open in another process"):
-            Store(path, "a")
-        with pytest.raises(FileBusyError, match="is open in another process"):
-            Store(path, "w")
-        with pytest.raises(FileBusyError, match="is being written"):
-            Store(path, timeout=0)
-        assert time.monotonic() - t < 1.0
-        with pytest.raises(FileBusyError, match=r"waited 0.2 s"):
-            Store(path, "a", timeout=0.2)
+        clock = _LockClock()
+        with monkeypatch.context() as m:
+            m.setattr(journal, "time", clock)
+            # without a timeout the refusal comes at once: not a single wait
+            with pytest.raises(FileBusyError, match=r"keeps it open\); wait for it"):
+                Store(path, "a")
+            with pytest.raises(FileBusyError, match="is open in another process"):
+                Store(path, "w")
+            with pytest.raises(FileBusyError, match="is being written by another process; try"):
+                Store(path, timeout=0)
+            assert clock.sleeps == 0
+            # with one it waits that long (on its clock) and says so
+            with pytest.raises(FileBusyError, match=r"waited 0.2 s"):
+                Store(path, "a", timeout=0.2)
+            assert clock.sleeps >= 1 and clock.now >= 0.2
         r = _h5py_open_in_another_process(path)
         assert r.returncode != 0 and "unable to lock file" in r.stderr
     finally:
@@ -642,17 +665,19 @@ def test_readers_share_and_block_writers(tmp_path):
         s.set_attrs("a", {"x": 1})
 
 
-def test_a_waiting_writer_gets_in_when_the_other_lets_go(tmp_path):
+def test_a_waiting_writer_gets_in_when_the_other_lets_go(tmp_path, monkeypatch):
     path = tmp_path / "a.h5"
     _small_store(path)
     first = Store(path, "a")
-    timer = threading.Timer(0.2, first.close)
-    timer.start()
+    # the other writer lets go while the second one waits (at its first retry): no timer
+    clock = _LockClock(on_sleep=first.close)
+    monkeypatch.setattr(journal, "time", clock)
     try:
         with Store(path, "a", timeout=10) as s:
             s.set_attrs("a", {"x": 1})
     finally:
-        timer.join()
+        first.close()
+    assert clock.sleeps == 1  # it found the file busy, waited once, and got in
     with Store(path) as s:
         assert s.info("a").attrs["x"] == 1
 
@@ -713,9 +738,12 @@ def _verify_complete(s: Store, i: int) -> None:
     assert np.array_equal(h["step"], e["steps"]) and np.array_equal(h["loss"], e["loss"])
 
 
-def _start_writer(path, start: int, stop: int, **env) -> subprocess.Popen:
+POINTS = ["appended", "journal-written", "half-applied", "applied", "committed"]
+
+
+def _start_writer(path, start: int, stop: int, *kill, **env) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(WRITER), str(path), str(start), str(stop)],
+        [sys.executable, str(WRITER), str(path), str(start), str(stop), *kill],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -723,40 +751,41 @@ def _start_writer(path, start: int, stop: int, **env) -> subprocess.Popen:
     )
 
 
-def test_sigkill_at_random_moments_loses_only_the_run_in_progress(tmp_path):
+def test_sigkill_at_seeded_moments_loses_only_the_run_in_progress(tmp_path):
+    """One writer after another on one file, each killed at a point of its own progress.
+
+    The writer kills itself the n-th time it reaches a window of a commit (a run is 6 commits:
+    create_run, 3 appends, the session's close, set_final): where it dies is the same on any
+    machine, and the windows are every state a kill can leave between two commits.
+    """
     path = tmp_path / "crash.h5"
     rng = np.random.default_rng(1234)
+    kills = [
+        ("appended", 1),  # inside the first commit of a new file: the file reads as empty
+        ("committed", 1),  # a run created, nothing appended yet
+        ("journal-written", 4),
+        ("half-applied", 9),  # inside the second run
+        ("applied", 5),
+        ("committed", 12),  # the second run complete, though it never said so
+    ] + [(POINTS[rng.integers(len(POINTS))], int(rng.integers(1, 19))) for _ in range(4)]
     m = 0
-    # k: complete runs to wait for; then a short delay (a run takes some 50 ms here)
-    for k, delay in [
-        (0, 0.0),
-        (1, 0.0),
-        (0, 0.05),
-        (2, 0.011),
-        (1, rng.uniform(0, 0.03)),
-        (1, rng.uniform(0, 0.03)),
-    ]:
-        proc = _start_writer(path, m, m + 50)
-        try:
-            assert proc.stdout.readline() == "start\n"
-            for _ in range(k):
-                line = proc.stdout.readline()
-                assert line.startswith("complete r"), proc.stderr.read()
-            time.sleep(delay)
-            proc.send_signal(signal.SIGKILL)
-        finally:
-            proc.wait(timeout=60)  # reaped: its pid is gone, so its run reads "incomplete"
-        assert proc.returncode == -signal.SIGKILL
+    for point, n in kills:
+        proc = _start_writer(path, m, m + 50, f"{point}:{n}")
+        out, err = proc.communicate(timeout=60)  # reaped: its pid is gone, its run "incomplete"
+        assert proc.returncode == -signal.SIGKILL, err
+        lines = out.splitlines()
+        said = len(lines) - 1  # runs it said were complete
+        assert lines == ["start"] + [f"complete r{i}" for i in range(m, m + said)], out
         new_m = _check(path, m)
-        assert new_m >= m + k
+        assert new_m in (m + said, m + said + 1), (point, n, m, said, new_m)
+        if point == "committed" and n % 6 == 0:  # killed right after a run's last commit
+            assert new_m == m + said + 1 == m + n // 6
         m = new_m
+    assert m >= 3
     proc = _start_writer(path, m, m + 1)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert _check(path, m, require_all=True) == m + 1
-
-
-POINTS = ["appended", "journal-written", "half-applied", "applied", "committed"]
 
 
 @pytest.fixture(scope="module")

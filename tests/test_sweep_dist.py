@@ -1,5 +1,7 @@
-"""The pieces of shared-out sweeps: surface blocks, merging a block (never a point twice),
-claims on a file, snapshots for readers, ``[resources]``, ``--device``, executor options.
+"""The pieces of shared-out sweeps.
+
+Surface blocks, merging a block (never a point twice), claims on a file, snapshots for readers,
+``[resources]``, ``--device``, executor options.
 """
 
 from __future__ import annotations
@@ -244,7 +246,10 @@ def test_a_failing_task_on_local_workers_stops_the_sweep_with_its_own_error(tmp_
 
 def test_a_claim_waits_for_a_live_writer_of_a_run_and_ignores_a_reused_pid(tmp_path):
     path = tmp_path / "t.h5"
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # a live process that is not a writer: it waits on its stdin until the test kills it
+    sleeper = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
     try:
         with Store(path, "a") as s:
             s.create_run("r", names=["w"], shapes=[(1,)], init=np.zeros(1))
@@ -268,6 +273,7 @@ def test_a_claim_waits_for_a_live_writer_of_a_run_and_ignores_a_reused_pid(tmp_p
     finally:
         sleeper.kill()
         sleeper.wait()
+        sleeper.stdin.close()
 
 
 def test_a_resumed_surface_goes_on_along_the_directions_it_was_begun_with(tmp_path):

@@ -223,6 +223,9 @@ class JournaledFile(io.RawIOBase):
             self._begin()
         except BaseException:
             os.close(self._fd)
+            # closed for good: a later close() (or the garbage collector's) must not roll back
+            # or close this descriptor number again, which may belong to another file by then
+            super().close()
             raise
 
     # ------------------------------------------------------------------ transaction
