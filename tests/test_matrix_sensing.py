@@ -1,6 +1,6 @@
 """The matrix-sensing dataset and its probe.
 
-The dataset is ``landscape.data.datasets.matrix_sensing``, the probe
+The dataset is ``landscape.data.synthetic.matrix_sensing``, the probe
 ``probes.implicit_bias.recovery.matrix_recovery`` (``[probes] matrix_recovery`` of a sweep).
 """
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from landscape import data
-from landscape.data.datasets import matrix_sensing, matrix_sensing_truth
+from landscape.data.synthetic import matrix_sensing, matrix_sensing_truth
 from landscape.models import SymmetricFactorization
 from landscape.sweep.spec import loads
 from probes.implicit_bias.recovery import MatrixRecovery, matrix_recovery

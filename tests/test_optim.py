@@ -1,4 +1,4 @@
-"""landscape.train.optim: torch parity, SAM and GD against closed forms, schedules, noise."""
+"""landscape.train.optim and schedules: torch parity, SAM and GD against closed forms, noise."""
 
 from __future__ import annotations
 
@@ -14,12 +14,11 @@ from landscape.train.optim import (
     OPTIMIZERS,
     SAM,
     OptimizerSpec,
-    lr_factor,
     make_optimizer,
-    make_scheduler,
     noisy_labels,
     optimizer_spec,
 )
+from landscape.train.schedules import lr_factor, make_scheduler
 
 
 def _mlp(dtype: torch.dtype) -> nn.Module:

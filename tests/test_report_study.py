@@ -2,8 +2,8 @@
 
 Small synthetic landscape files written with the store; report.json's schema, the converged
 filter and its option, one-seed configurations, a file where no run converged, a measure
-missing on some runs, and the numbers of the report against :mod:`landscape.report.study` on
-the same data.
+missing on some runs, and the numbers of the report against :mod:`landscape.report.study` and
+:mod:`landscape.report.study_rank` on the same data.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import pytest
 from landscape import cli
 from landscape.engine.cost import Cost
 from landscape.report import report
-from landscape.report.study import good_vs_bad, mean_ci, rank_all
+from landscape.report.study import good_vs_bad, mean_ci
+from landscape.report.study_rank import rank_all
 from landscape.store.file import Store
 from probes.implicit_bias.results import Measures
 from probes.paths.results import Path as PathResult

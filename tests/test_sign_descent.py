@@ -1,4 +1,4 @@
-"""landscape.train.optim's sign descent: the update is exactly -lr * sign(grad), full batch."""
+"""landscape.train.sign_descent: the update is exactly -lr * sign(grad), full batch."""
 
 from __future__ import annotations
 
@@ -6,13 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from landscape.train.optim import (
-    OPTIMIZERS,
-    SignDescent,
-    make_optimizer,
-    make_scheduler,
-    optimizer_spec,
-)
+from landscape.train.optim import OPTIMIZERS, make_optimizer, optimizer_spec
+from landscape.train.schedules import make_scheduler
+from landscape.train.sign_descent import SignDescent
 
 
 def _closure(model, opt, x, y):

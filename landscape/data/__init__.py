@@ -8,9 +8,11 @@ Nothing downloads at run time. Everything is seeded with its own ``torch.Generat
 left as it was.
 
 The :class:`Split` container and its transforms live in :mod:`landscape.data.split`, the
-built-in datasets in :mod:`landscape.data.datasets`; your own data (:func:`from_arrays`,
-:func:`from_dataset`) and the registry (``DATASETS``, :func:`load`) in
-:mod:`landscape.data.sources`; this package re-exports all three.
+built-in datasets in :mod:`landscape.data.datasets` (MNIST-1D, digits) and
+:mod:`landscape.data.synthetic` (gaussians, moons, sparse regression, matrix sensing, modular
+addition); your own data (:func:`from_arrays`, :func:`from_dataset`) and the registry
+(``DATASETS``, :func:`load`) in :mod:`landscape.data.sources`; this package re-exports all
+four.
 
 Examples:
     >>> from landscape import data
@@ -19,18 +21,17 @@ Examples:
     >>> x, y = noisy.train
 """
 
-from landscape.data.datasets import (
-    digits,
+from landscape.data.datasets import digits, mnist1d
+from landscape.data.sources import DATASETS, from_arrays, from_dataset, load
+from landscape.data.split import Split, corrupt, corrupt_labels, standardize, subset
+from landscape.data.synthetic import (
     gaussians,
     matrix_sensing,
     matrix_sensing_truth,
-    mnist1d,
     modular_addition,
     moons,
     sparse_regression,
 )
-from landscape.data.sources import DATASETS, from_arrays, from_dataset, load
-from landscape.data.split import Split, corrupt, corrupt_labels, standardize, subset
 
 __all__ = [
     "DATASETS",

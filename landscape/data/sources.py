@@ -1,7 +1,8 @@
 """Your own data (arrays, files, any ``Dataset``) and the registry of built-in datasets by name.
 
-The built-in datasets are in :mod:`landscape.data.datasets`, the :class:`Split` container and
-its transforms in :mod:`landscape.data.split`; :mod:`landscape.data` re-exports all three.
+The built-in datasets are in :mod:`landscape.data.datasets` and :mod:`landscape.data.synthetic`,
+the :class:`Split` container and its transforms in :mod:`landscape.data.split`;
+:mod:`landscape.data` re-exports all four.
 
 Examples:
     >>> from landscape import data
@@ -20,16 +21,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from landscape.data.datasets import (
-    digits,
+from landscape.data.datasets import digits, mnist1d
+from landscape.data.split import Split, _split_indices
+from landscape.data.synthetic import (
     gaussians,
     matrix_sensing,
-    mnist1d,
     modular_addition,
     moons,
     sparse_regression,
 )
-from landscape.data.split import Split, _split_indices
 from landscape.engine.checks import _check_fraction, _check_int
 
 __all__ = ["DATASETS", "from_arrays", "from_dataset", "load"]

@@ -15,6 +15,13 @@ them; each module's train/eval flag is restored after every call. Scaled-dot-pro
 attention runs on its math kernel and the fused ``nn.MultiheadAttention`` path is switched off
 during every call, because the fused kernels support neither forward-mode AD nor double
 backward.
+
+Why one module: :class:`Objective` is one class whose methods share its state (the selected
+parameters and their layout, the batches, the HVP strategy chosen and the Hessian graphs cached
+at the last point, the cost counter) and its one evaluation context; what stands apart already
+lives apart (the HVP strategies in :mod:`landscape.engine.hvp`, the batches, the evaluation
+context, the metrics, the determinism check). Splitting its methods over modules would spread
+one object's invariants, such as when the cached graphs are stale, over several files.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@ r"""The study section of the report: configurations, rankings, good vs bad minim
 
 :func:`analyse` turns the runs read by :func:`landscape.report.read.collect` into the document
 that ``report.json`` holds and the report renders (:func:`to_json` writes it). The statistics
-are :mod:`landscape.report.study`'s; this module chooses the runs that go in:
+are :mod:`landscape.report.study`'s and :mod:`landscape.report.study_rank`'s; this module
+chooses the runs that go in:
 
 - *Included runs*: complete runs that reached the sweep-wide stopping target
   (``converged``), or every complete run with ``include_unconverged``. A file without
@@ -11,7 +12,7 @@ are :mod:`landscape.report.study`'s; this module chooses the runs that go in:
 - *Configurations*: mean and Student-t 95% interval over each configuration's included seeds
   (:func:`~landscape.report.study.configurations`).
 - *Rankings*: every measure and the baselines ``train_loss`` and ``steps``
-  (:func:`~landscape.report.study.rank_all`): tau-b with the gap, a two-level bootstrap
+  (:func:`~landscape.report.study_rank.rank_all`): tau-b with the gap, a two-level bootstrap
   interval, a permutation p-value of configuration means, adjusted across all rows
   (Benjamini-Hochberg by default), Psi per axis and the CMI.
 - *Good vs bad minima*: for each optimizer setting (the axes without ``init`` and the seed),
@@ -33,7 +34,8 @@ import numpy as np
 
 from landscape.report.read import axes_text
 from landscape.report.sentences import summarise
-from landscape.report.study import MIN_RUNS, configurations, good_vs_bad, mean_ci, rank_all
+from landscape.report.study import configurations, good_vs_bad, mean_ci
+from landscape.report.study_rank import MIN_RUNS, rank_all
 
 __all__ = ["BASELINES", "GOOD", "BAD", "INIT_AXIS", "analyse", "jsonable", "to_json"]
 

@@ -26,7 +26,8 @@ report).
   ``lambda_max [hessian_top10]``.
 - *The study* (configurations with intervals, the rankings with intervals, adjusted p-values,
   baselines, expected signs, Psi and CMI, good vs bad minima): :mod:`landscape.report.analysis`
-  on :mod:`landscape.report.study`; ``report.json`` holds it (:attr:`Report.study`).
+  on :mod:`landscape.report.study` and :mod:`landscape.report.study_rank`; ``report.json``
+  holds it (:attr:`Report.study`).
 - :attr:`Report.ranking` keeps the plain per-run Kendall tau with the gap and the loss gap
   and the granulated tau per axis (:mod:`landscape.report.ranking`) over the included runs.
 - *Barriers*: the loss barrier ``max_alpha L(alpha) - chord`` of every stored path between

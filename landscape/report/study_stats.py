@@ -1,7 +1,8 @@
-r"""The statistics behind :mod:`landscape.report.study`: intervals, resampling, information.
+r"""The statistics behind the study: intervals, resampling, information.
 
-NumPy and SciPy only (no torch). Each function works on plain arrays; the study module decides
-which runs and configurations go in.
+NumPy and SciPy only (no torch). Each function works on plain arrays; the study modules
+(:mod:`~landscape.report.study`, :mod:`~landscape.report.study_rank`) decide which runs and
+configurations go in.
 
 - :func:`student_t_interval`: the Student-t interval of a mean over seeds.
 - :func:`welch_interval`: the Welch interval of a difference of two means (unequal variances).

@@ -2,7 +2,8 @@
 
 Loss surfaces on 1-D and 2-D grids (:mod:`~landscape.surfaces.grid`; the result,
 :class:`Surface`, in :mod:`~landscape.surfaces.result`, NumPy only), the directions they span
-(:mod:`~landscape.surfaces.directions`: random filter-normalised, Hessian, differences), the
+(:mod:`~landscape.surfaces.directions`: random filter-normalised, Hessian, differences;
+:mod:`~landscape.surfaces.normalization`: their normalisation to the weights), the
 principal plane of a recorded trajectory (:mod:`~landscape.surfaces.trajectories`), and
 surfaces and paths of runs stored in a file (:mod:`~landscape.surfaces.stored`).
 
@@ -18,6 +19,7 @@ __all__ = [
     "Surface",
     "directions",
     "grid",
+    "normalization",
     "path_between",
     "result",
     "stored",
@@ -28,7 +30,7 @@ __all__ = [
 
 __getattr__, __dir__ = attach(
     __name__,
-    ["directions", "grid", "result", "stored", "trajectories"],
+    ["directions", "grid", "normalization", "result", "stored", "trajectories"],
     {
         "Directions": "directions",
         "Surface": "result",

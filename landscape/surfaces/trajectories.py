@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 
 from landscape.engine.checks import _check_int
-from landscape.surfaces.directions import Directions, _as_flat, _float64
+from landscape.surfaces.directions import Directions
+from landscape.surfaces.normalization import _as_flat, _float64
 
 __all__ = ["pca", "project"]
 

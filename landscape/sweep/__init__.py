@@ -3,7 +3,8 @@
 Everything goes into one landscape file.
 
 - :mod:`~landscape.sweep.spec`: the spec format, read, checked and expanded into named runs
-  (:func:`load`, :class:`Sweep`); its tables: :mod:`~landscape.sweep.runs` (the runs),
+  (:func:`load`, :class:`Sweep`); its tables: :mod:`~landscape.sweep.run_tables` (the runs,
+  expanded into named runs by :mod:`~landscape.sweep.runs`),
   :mod:`~landscape.sweep.measure` (what is measured);
 - :mod:`~landscape.sweep.run`: what a file lacks, planned and run (:func:`run_sweep`);
 - :mod:`~landscape.sweep.dist`, :mod:`~landscape.sweep.executors`: the same work shared out

@@ -116,7 +116,7 @@ target (``attrs["stop_reason"]`` says why it stopped otherwise: ``max_steps``, `
 ``diverged``), and ``attrs["sweep"]["stop"]``, the ``[stop]`` table. A sweep without ``[stop]``
 records neither (no matched target).
 
-**Checking.** :class:`SweepSpec`, with the tables of :mod:`landscape.sweep.runs` and
+**Checking.** :class:`SweepSpec`, with the tables of :mod:`landscape.sweep.run_tables` and
 :mod:`landscape.sweep.measure`, is the schema (:func:`schema` gives it as JSON schema). Unknown
 tables and keys, values of the wrong type or out of range are errors before anything runs, one
 line each that names the dotted key, what came and what is allowed (``sweep spec:
@@ -155,17 +155,8 @@ from typing import Any
 from pydantic import Field, StrictStr
 
 from landscape.sweep.measure import AlongTable, PathsTable, ProbesTable, Surfaces
-from landscape.sweep.runs import (
-    ABBREVIATIONS,
-    INITS,
-    Grid,
-    InitTables,
-    PlannedRun,
-    RunEntry,
-    RunTables,
-    StopTable,
-    expand_runs,
-)
+from landscape.sweep.run_tables import INITS, Grid, InitTables, RunEntry, RunTables, StopTable
+from landscape.sweep.runs import ABBREVIATIONS, PlannedRun, expand_runs
 from landscape.train.spec import read_toml
 from landscape.train.tables import Name, Table, json_schema, validate
 

@@ -1,7 +1,9 @@
 """Training: how a run is trained and what is recorded of it.
 
-- :mod:`~landscape.train.optim`: the optimizer registry and learning-rate schedules;
-  :mod:`~landscape.train.sam`: sharpness-aware minimisation around any base optimizer;
+- :mod:`~landscape.train.optim`: the optimizer registry and specs (their hyperparameters
+  checked by :mod:`~landscape.train.hyper`); :mod:`~landscape.train.schedules`: learning-rate
+  schedules; :mod:`~landscape.train.sam`: sharpness-aware minimisation around any base
+  optimizer; :mod:`~landscape.train.sign_descent`: sign descent;
 - :mod:`~landscape.train.config`: :class:`TrainConfig`, validated up front, JSON-ready;
 - :mod:`~landscape.train.fit`: :func:`fit`, the training loop, into a file or not;
 - :mod:`~landscape.train.recording`: callbacks and the buffer of rows written at each flush;

@@ -60,9 +60,10 @@ from landscape.engine.params import ParamLayout, select
 from landscape.train import loop
 from landscape.train.config import DEFAULT_EPOCHS_BETWEEN_RECORDS, TrainConfig
 from landscape.train.loop import Plan, Progress
-from landscape.train.optim import make_optimizer, make_scheduler
+from landscape.train.optim import make_optimizer
 from landscape.train.recording import Callback, Recorder, TrainState, callback
 from landscape.train.resume import Checkpoint, check_resume
+from landscape.train.schedules import make_scheduler
 
 __all__ = [
     "DEFAULT_EPOCHS_BETWEEN_RECORDS",

@@ -1,17 +1,20 @@
-"""Optimizer registry and learning-rate schedules: how a run is trained, as JSON-ready specs.
+"""Optimizer registry and specs: how a run is trained, as JSON-ready specs.
 
 An :class:`OptimizerSpec` names an optimizer of ``OPTIMIZERS`` with every hyperparameter filled
-in; :func:`make_optimizer` builds the ``torch.optim.Optimizer`` and :func:`make_scheduler` the
-``LambdaLR`` that applies the schedule. The training loop calls ``optimizer.step(closure)``
-for every optimizer, where ``closure()`` zeroes the gradients, computes the minibatch loss,
-calls ``backward`` and returns the loss: torch's optimizers call it once, :class:`SAM` twice.
-The loop steps the scheduler once per optimizer step. ``spec.full_batch`` asks the loop for one
-batch holding the whole training set; ``spec.label_noise`` for :func:`noisy_labels` each step.
+in (its schedule one of ``SCHEDULES``); :func:`make_optimizer` builds the
+``torch.optim.Optimizer`` and :func:`landscape.train.schedules.make_scheduler` the ``LambdaLR``
+that applies the schedule. The training loop calls ``optimizer.step(closure)`` for every
+optimizer, where ``closure()`` zeroes the gradients, computes the minibatch loss, calls
+``backward`` and returns the loss: torch's optimizers call it once, :class:`SAM` twice. The loop
+steps the scheduler once per optimizer step. ``spec.full_batch`` asks the loop for one batch
+holding the whole training set; ``spec.label_noise`` for :func:`noisy_labels` each step.
+:class:`SAM` (:mod:`~landscape.train.sam`) and :class:`SignDescent`
+(:mod:`~landscape.train.sign_descent`) are re-exported here.
 
 Examples:
     >>> spec = optimizer_spec("sgd", lr=0.05, momentum=0.9, schedule="cosine", warmup=10)
     >>> optimizer = make_optimizer(spec, model.parameters())
-    >>> scheduler = make_scheduler(spec, optimizer, total_steps=1000)
+    >>> scheduler = schedules.make_scheduler(spec, optimizer, total_steps=1000)
     >>> optimizer_spec(spec.to_dict()) == spec   # the dict is JSON-serialisable
     True
 
@@ -23,18 +26,17 @@ Gunasekar et al. 2018, Bernstein et al. 2018 (sign descent).
 
 from __future__ import annotations
 
-import bisect
 import json
-import math
-import numbers
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from landscape.train.hyper import _CHECKS, _fail, _int, _real
 from landscape.train.sam import SAM
+from landscape.train.sign_descent import SignDescent
 
 __all__ = [
     "OPTIMIZERS",
@@ -46,8 +48,6 @@ __all__ = [
     "SignDescent",
     "optimizer_spec",
     "make_optimizer",
-    "lr_factor",
-    "make_scheduler",
     "noisy_labels",
 ]
 
@@ -113,110 +113,6 @@ SCHEDULES: dict[str, ScheduleInfo] = {
         "gamma ** (number of milestones <= s)", {"gamma": 0.1}, ("milestones",)
     ),
 }
-
-
-# Validation: one message format, "<owner>: <name> must be <what>, got <value>"; TypeError for
-# a wrong type, ValueError for a wrong value.
-def _fail(
-    owner: str, name: str, what: str, value: Any, exc: type[Exception] = ValueError
-) -> NoReturn:
-    raise exc(f"{owner}: {name} must be {what}, got {value!r}")
-
-
-def _real(what: str, ok: Callable[[float], bool]) -> Callable[[str, str, Any], float]:
-    def check(owner: str, name: str, value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            _fail(owner, name, what, value, TypeError)
-        if not (math.isfinite(value) and ok(float(value))):
-            _fail(owner, name, what, value)
-        return float(value)
-
-    return check
-
-
-def _int(owner: str, name: str, value: Any, low: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        _fail(owner, name, f"an int >= {low}", value, TypeError)
-    if value < low:
-        _fail(owner, name, f"an int >= {low}", value)
-    return int(value)
-
-
-def _bool(owner: str, name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        _fail(owner, name, "a bool", value, TypeError)
-    return value
-
-
-def _betas(owner: str, name: str, value: Any) -> list[float]:
-    what = "two numbers in [0, 1)"
-    if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != 2:
-        _fail(owner, name, what, value, TypeError)
-    return [
-        _real(what, lambda v: 0 <= v < 1)(owner, f"{name}[{i}]", v) for i, v in enumerate(value)
-    ]
-
-
-def _milestones(owner: str, name: str, value: Any) -> list[int]:
-    what = "a non-empty increasing list of ints >= 1"
-    if isinstance(value, str) or not isinstance(value, Sequence) or not value:
-        _fail(owner, name, what, value, TypeError)
-    out = [_int(owner, f"{name}[{i}]", v, 1) for i, v in enumerate(value)]
-    if any(a >= b for a, b in zip(out[:-1], out[1:], strict=True)):
-        _fail(owner, name, what, value)
-    return out
-
-
-_CHECKS: dict[str, Callable[[str, str, Any], Any]] = {
-    "lr": _real("a number > 0", lambda v: v > 0),
-    "momentum": _real("a number in [0, 1)", lambda v: 0 <= v < 1),
-    "dampening": _real("a number in [0, 1]", lambda v: 0 <= v <= 1),
-    "weight_decay": _real("a number >= 0", lambda v: v >= 0),
-    "eps": _real("a number > 0", lambda v: v > 0),
-    "rho": _real("a number > 0", lambda v: v > 0),
-    "eta": _real("a number >= 0", lambda v: v >= 0),
-    "noise": _real("a number >= 0", lambda v: v >= 0),
-    "gamma": _real("a number > 0", lambda v: v > 0),
-    "min_factor": _real("a number in [0, 1]", lambda v: 0 <= v <= 1),
-    "nesterov": _bool,
-    "amsgrad": _bool,
-    "adaptive": _bool,
-    "betas": _betas,
-    "warmup": _int,
-    "step_size": lambda o, n, v: _int(o, n, v, 1),
-    "milestones": _milestones,
-}
-
-
-class SignDescent(torch.optim.Optimizer):
-    """Sign descent: ``p -= lr * sign(p.grad)`` for every parameter with a gradient, exactly.
-
-    Steepest descent with respect to the linf norm (the unnormalised form: every coordinate
-    moves by ``lr`` or, where the gradient is exactly zero, not at all). On separable data with
-    the logistic loss its direction goes to the l1 max-margin classifier (Gunasekar et al.
-    2018), where gradient descent goes to the l2 one (Soudry et al. 2018). No state.
-
-    Examples:
-        >>> opt = SignDescent(model.parameters(), lr=0.01)
-        >>> loss = opt.step(closure)
-    """
-
-    def __init__(self, params: Iterable[Any], lr: float = 0.01) -> None:
-        lr = _CHECKS["lr"]("SignDescent", "lr", lr)
-        super().__init__(params, {"lr": lr})
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """One step; ``closure`` (if given) recomputes the loss and gradients first."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.add_(torch.sign(p.grad), alpha=-group["lr"])
-        return loss
 
 
 def _key(name: str) -> str:
@@ -393,8 +289,8 @@ def make_optimizer(
 
     ``gd``, ``sgd``, ``momentum``, ``nesterov`` and ``label_noise_sgd``: ``torch.optim.SGD``;
     ``adam``: ``torch.optim.Adam``; ``adamw``: ``torch.optim.AdamW``; ``sam``: :class:`SAM`;
-    ``sign_descent``: :class:`SignDescent`. The
-    schedule is not applied here: see :func:`make_scheduler`.
+    ``sign_descent``: :class:`SignDescent`. The schedule is not applied here: see
+    :func:`landscape.train.schedules.make_scheduler`.
 
     Args:
         spec: the optimizer.
@@ -430,89 +326,6 @@ def make_optimizer(
         dampening=h.get("dampening", 0.0),
         weight_decay=h["weight_decay"],
         nesterov=h.get("nesterov", spec.name == "nesterov"),
-    )
-
-
-def lr_factor(spec: OptimizerSpec, total_steps: int | None) -> Callable[[int], float]:
-    """The multiplier of the peak learning rate at optimizer step t (t = 0 for the first step).
-
-    With W = ``warmup`` steps and the schedule run on s = t - W over S = total_steps - W steps:
-
-    - t < W: (t + 1) / W (linear warm-up, the schedule is at its start, 1);
-    - t >= W: ``constant``: 1; ``step``: gamma ** (s // step_size); ``multistep``:
-      gamma ** (number of milestones <= s); ``cosine``: m + (1 - m) (1 + cos(pi min(s, S) / S)) / 2
-      with m = min_factor: 1 at s = 0, (1 + m) / 2 at s = S / 2, m from s = S on.
-
-    Step sizes and milestones count steps after the warm-up.
-
-    Args:
-        spec: the optimizer spec (its ``schedule`` and ``warmup``).
-        total_steps: the number of optimizer steps of the run; None if unknown (not for cosine).
-
-    Returns:
-        ``factor(t) -> float``.
-
-    Examples:
-        >>> f = lr_factor(optimizer_spec("sgd", schedule="cosine", warmup=10), 110)
-        >>> f(0), f(9), f(10), f(60), f(110)
-        (0.1, 1.0, 1.0, 0.5, 0.0)
-
-    References: Goyal et al. 2017 (warm-up); Loshchilov and Hutter 2017 (cosine, SGDR).
-    """
-    return _lr_factor(spec, total_steps, "lr_factor")
-
-
-def _lr_factor(spec: Any, total_steps: Any, fn: str) -> Callable[[int], float]:
-    if not isinstance(spec, OptimizerSpec):
-        _fail(fn, "spec", "an OptimizerSpec", spec, TypeError)
-    if total_steps is not None:
-        total_steps = _int(fn, "total_steps", total_steps, 1)
-    sched, warmup = spec.hyper["schedule"], spec.hyper["warmup"]
-    name = sched["name"]
-    horizon = 0
-    if name == "cosine":
-        if total_steps is None:
-            raise ValueError(
-                f"{fn}: cosine schedule needs the number of steps: give max_steps or epochs"
-            )
-        horizon = total_steps - warmup
-        if horizon < 1:
-            raise ValueError(
-                f"{fn}: cosine schedule needs more steps than warm-up, got "
-                f"total_steps={total_steps}, warmup={warmup}"
-            )
-
-    def after(s: int) -> float:
-        if name == "step":
-            return sched["gamma"] ** (s // sched["step_size"])
-        if name == "multistep":
-            return sched["gamma"] ** bisect.bisect_right(sched["milestones"], s)
-        if name == "cosine":
-            m = sched["min_factor"]
-            return m + (1 - m) * (1 + math.cos(math.pi * min(s, horizon) / horizon)) / 2
-        return 1.0
-
-    def factor(t: int) -> float:
-        return (t + 1) / warmup if t < warmup else float(after(t - warmup))
-
-    return factor
-
-
-def make_scheduler(
-    spec: OptimizerSpec, optimizer: torch.optim.Optimizer, total_steps: int | None
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """A ``LambdaLR`` with :func:`lr_factor`; call its ``step()`` once after each optimizer step.
-
-    The lr of each param group at step t is its lr when the scheduler was made times
-    ``lr_factor(spec, total_steps)(t)``; for :class:`SAM` that is the base optimizer's lr.
-
-    Examples:
-        >>> scheduler = make_scheduler(spec, optimizer, total_steps=1000)
-    """
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        _fail("make_scheduler", "optimizer", "a torch.optim.Optimizer", optimizer, TypeError)
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_factor(spec, total_steps, "make_scheduler")
     )
 
 

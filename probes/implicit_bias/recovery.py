@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from landscape.data.datasets import matrix_sensing_truth
+from landscape.data.synthetic import matrix_sensing_truth
 from landscape.engine.cost import Cost
 from probes.implicit_bias.ground_truth import (
     MARGIN_NORMS,
@@ -155,8 +155,8 @@ def matrix_recovery(
         loss_fn: unused (the probe signature of a sweep).
         data: an ``(A, y)`` pair, ``A`` of shape ``(N, d, d)``, for the residual.
         truth: ``X*`` as a ``(d, d)`` matrix; or None with ``rank`` and ``seed``: the truth of
-            ``landscape.data.datasets.matrix_sensing(dim=d, rank=rank, seed=seed)``
-            (:func:`landscape.data.datasets.matrix_sensing_truth`, ``d`` from the model's
+            ``landscape.data.synthetic.matrix_sensing(dim=d, rank=rank, seed=seed)``
+            (:func:`landscape.data.synthetic.matrix_sensing_truth`, ``d`` from the model's
             matrix).
         rank: the rank of the matrix-sensing problem, when ``truth`` is None.
         seed: the seed of the matrix-sensing problem, when ``truth`` is None.
@@ -180,7 +180,7 @@ def matrix_recovery(
         if rank is None or seed is None:
             raise ValueError(
                 f"{fn}: give the truth X* as truth=, or the rank and seed of "
-                "landscape.data.datasets.matrix_sensing"
+                "landscape.data.synthetic.matrix_sensing"
             )
 
         truth = matrix_sensing_truth(dim=d, rank=rank, seed=seed)
