@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 install: $(VENV)/.installed
 
 optimizers: install
-	$(VENV)/bin/landscape sweep experiments/optimizers.toml --out optimizers.h5
+	$(VENV)/bin/landscape sweep experiments/optimizers.toml --out optimizers.h5 --workers 2
 
 quick: install
 	$(VENV)/bin/landscape sweep experiments/quick.toml --out quick.h5

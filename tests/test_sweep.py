@@ -184,11 +184,65 @@ kind = ["linear", "aligned"]
 
 def test_load_reads_the_shipped_specs():
     root = Path(__file__).resolve().parents[1] / "experiments"
-    quick = load(root / "quick.toml")
-    assert [r.name for r in quick.runs] == ["sgd", "adam"]
+    # the probe families of an MLP classifier (max_margin, interpolators and matrix_recovery
+    # are for bias-free linear classifiers, diagonal nets and matrix sensing)
+    families = {PROBE_FUNCTIONS[k][:2] for k in ("hessian", "trace", "density", "measures")}
+
+    def functions(sweep: spec.Sweep) -> set[tuple[str, str]]:
+        return {(module, fn) for module, fn, _ in sweep.probes.values()}
+
+    # the main job: every optimizer setting from a random and a bad init, three seeds each
     opt = load(root / "optimizers.toml")
+    settings = len(opt.source["runs"])  # one [[runs]] entry an optimizer setting
+    assert settings >= 7
+    assert len(opt.runs) == settings * 2 * 3 and len(opt.runs) >= 30
+    optimizers = {r.spec["optimizer"]["name"] for r in opt.runs}
+    assert optimizers >= {"gd", "sgd", "momentum", "adam", "sam"}
+    assert {r.spec["train"].get("batch_size") for r in opt.runs} >= {None, 32, 400}
+    assert any(r.spec["optimizer"].get("weight_decay") for r in opt.runs)
     assert {r.init["name"] for r in opt.runs} == {"random", "random_labels"}
-    assert {r.spec["optimizer"]["name"] for r in opt.runs} >= {"gd", "sgd", "adam", "sam"}
+    configs: dict[str, set[int]] = {}
+    for r in opt.runs:
+        configs.setdefault(r.config, set()).add(r.seed)
+    assert len(configs) == settings * 2 and all(s == {0, 1, 2} for s in configs.values())
+    # one stopping target, a training loss, for every run, under one step cap
+    assert opt.stop.keys() == {"train_loss", "max_steps"}
+    assert {(r.spec["train"]["target_loss"], r.spec["train"]["max_steps"]) for r in opt.runs} == {
+        (opt.stop["train_loss"], opt.stop["max_steps"])
+    }
+    assert not any("target_accuracy" in r.spec["train"] for r in opt.runs)
+    # between = "init": each good minimum and the bad one of its optimizer setting and seed
+    assert opt.source["paths"]["between"] == "init"
+    pairs = [(opt.run(a), opt.run(b)) for a, b, _ in opt.between]
+    assert len(pairs) == settings * 3 and len(set(opt.between)) == len(pairs)
+    for a, b in pairs:
+        assert (a.init["name"], b.init["name"]) == ("random", "random_labels")
+        assert a.seed == b.seed and {**a.axes, "init": 0} == {**b.axes, "init": 0}
+    # every probe family: curvature, the measures, every kind of sharpness (logit-normalised
+    # and m-sharpness in linf among them), along training, a surface and the paths
+    assert functions(opt) >= families
+    assert {fn for m, fn in functions(opt) if m == "sharpness"} == set(SHARPNESS.values())
+    sharpness = [o for m, _, o in opt.probes.values() if m == "sharpness"]
+    assert any(
+        o.get("logit_normalize") and o.get("m") and o.get("norm") == "linf" for o in sharpness
+    )
+    assert any(o.get("logit_normalize") and not o.get("m") for o in sharpness)
+    assert "lambda_max" in opt.along and opt.surfaces and opt.init_to_final == ("linear",)
+
+    # quick.toml: the main job in miniature (two optimizers, both inits, two seeds)
+    quick = load(root / "quick.toml")
+    assert [r.name for r in quick.runs] == [
+        f"{o}-{i}-seed{s}"
+        for o in ("sgd", "adam")
+        for i in ("random", "random_labels")
+        for s in (0, 1)
+    ]
+    assert quick.stop.keys() == opt.stop.keys()
+    assert quick.source["paths"]["between"] == "init" and len(quick.between) == 4
+    assert functions(quick) >= families
+    assert {"worst_case", "pac_bayes"} <= {fn for m, fn in functions(quick) if m == "sharpness"}
+    assert quick.along.keys() == opt.along.keys() and quick.surfaces
+    assert quick.init_to_final == ("linear",)
 
 
 BAD = [

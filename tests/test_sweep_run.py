@@ -1,11 +1,12 @@
 """Running sweeps (landscape.sweep.run, ``landscape sweep``).
 
-quick.toml end to end, resuming without redoing complete work, worker processes, the
-random-label init.
+quick.toml (the main job in miniature) end to end, resuming without redoing complete work,
+worker processes, the random-label init.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,13 +14,26 @@ import pytest
 
 from landscape.cli.main import main
 from landscape.store.file import Store
-from landscape.sweep.jobs import plan
+from landscape.sweep.jobs import compare_name, plan
 from landscape.sweep.run import run_sweep
 from landscape.sweep.spec import load, loads
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 QUICK = Path(__file__).resolve().parents[1] / "experiments" / "quick.toml"
+# two optimizers x {random, bad} init x two seeds, in the spec's order
+QUICK_RUNS = [
+    f"{opt}-{init}-seed{seed}"
+    for opt in ("sgd", "adam")
+    for init in ("random", "random_labels")
+    for seed in (0, 1)
+]
+# the paths between each good minimum and the bad one of the same optimizer and seed
+QUICK_PAIRS = [
+    (f"{opt}-random-seed{seed}", f"{opt}-random_labels-seed{seed}")
+    for opt in ("sgd", "adam")
+    for seed in (0, 1)
+]
 
 TINY = """
 name = "tiny"
@@ -53,16 +67,26 @@ def quick(tmp_path_factory):
 
 def test_quick_end_to_end(quick):
     sweep = load(QUICK)
+    assert sweep.stop["train_loss"] == 0.01  # matched stopping, as the main job
     with Store(quick) as s:
-        assert s.runs() == ["sgd", "adam"]
+        assert s.runs() == QUICK_RUNS
         for r in sweep.runs:
             info = s.info(r.name)
             assert info.status == "complete"
             assert info.attrs["sweep"] == sweep.attrs(r)
             assert info.attrs["sweep"]["axes"] == r.axes and info.attrs["sweep"]["seed"] == r.seed
-            # converged only where the sweep has a matched stopping rule ([stop])
-            assert ("converged" in info.attrs) == bool(sweep.stop)
-            assert info.attrs["init"] == {"name": "random"}
+            assert info.attrs["sweep"]["stop"] == sweep.stop
+            # every run reaches the sweep's training-loss target within the step cap
+            assert info.attrs["converged"] is True, r.name
+            assert info.attrs["stop_reason"] == "target_loss"
+            assert 0 < info.attrs["steps"] < sweep.stop["max_steps"]
+            assert info.attrs["final_metrics"]["train_loss"] <= sweep.stop["train_loss"]
+            assert info.attrs["init"] == r.init
+            if r.init["name"] == "random_labels":  # pretrained into a bad minimum first
+                pre = info.attrs["pretraining"]
+                assert pre["train_acc"] == 1.0 and pre["stop_reason"] == "target_accuracy"
+            else:
+                assert r.init == {"name": "random"} and "pretraining" not in info.attrs
             assert info.attrs["spec"]["optimizer"] == r.spec["optimizer"]
             assert set(info.probes) == {*sweep.probes, "lambda_max"}
             assert info.surfaces == ("pca_2d",) and info.paths == ("linear_init_final",)
@@ -70,17 +94,32 @@ def test_quick_end_to_end(quick):
             assert len(s.series(r.name, "probes/lambda_max")["value"]) >= 2
             values = s.record(r.name, "probes", "hessian_eigenvalues").arrays["values"]
             assert values.shape == (2,) and np.all(np.isfinite(values))
-        assert s.compares() == ["linear_sgd_final_adam_final"]
-        assert len(s.record(None, "paths", "linear_sgd_final_adam_final").arrays["loss"]) == 9
+        assert [(a, b) for a, b, _ in sweep.between] == QUICK_PAIRS
+        compares = [compare_name(a, b, "linear") for a, b in QUICK_PAIRS]
+        assert sorted(s.compares()) == sorted(compares)
+        for name in compares:
+            assert len(s.record(None, "paths", name).arrays["loss"]) == 9
     assert all(j.empty for j in plan(sweep, quick))
     # ... and ends with the report and its figures
     report = quick.parent / "quick_report"
     md = (report / "report.md").read_text("utf-8")
     assert "sgd" in md and "adam" in md and "Kendall" in md
     assert (report / "report.html").stat().st_size > 0
+    doc = json.loads((report / "report.json").read_text("utf-8"))
+    assert [r["run"] for r in doc["runs"]] == QUICK_RUNS
+    assert all(r["converged"] and r["included"] for r in doc["runs"])
+    assert [c["n"] for c in doc["configs"]] == [2, 2, 2, 2]  # 2 optimizers x 2 inits
+    ranked = {r["measure"]: r for r in doc["rankings"]}
+    assert ranked["train_loss"]["baseline"] and ranked["train_loss"]["tau"] is not None
+    assert ranked["sharpness_worst_case_adaptive"]["n"] == len(QUICK_RUNS)
+    # good vs bad minima per optimizer, with the barriers of the paths between them
+    assert len(doc["good_vs_bad"]) == 2
+    for g in doc["good_vs_bad"]:
+        assert g["random_init"]["n"] == g["bad_init"]["n"] == 2
+        assert g["difference"]["ci"] is not None and len(g["barrier"]["paths"]) == 2
     figures = sorted(p.name for p in (report / "figures").glob("*.png"))
     assert "history.png" in figures and any(f.startswith("surface_") for f in figures)
-    assert any(f.startswith("path_compare_") for f in figures)
+    assert sum(f.startswith("path_compare_") for f in figures) == len(QUICK_PAIRS)
 
 
 def test_rerun_does_nothing_and_dry_run_lists(quick, capsys):
@@ -92,8 +131,13 @@ def test_rerun_does_nothing_and_dry_run_lists(quick, capsys):
         assert {r: s.info(r).attrs["writer_token"] for r in s.runs()} == tokens
     assert main(["sweep", str(QUICK), "--out", str(quick), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "sgd  [optimizer=sgd(lr=0.1)]  missing: -" in out
-    assert f"  stop: {load(QUICK).stop_rule() or 'no matched target'}" in out
+    assert (
+        "  sgd-random_labels-seed1  [optimizer=sgd(lr=0.5), train.batch_size=25, "
+        "init=random_labels, train.seed=1]  missing: -"
+    ) in out
+    assert out.count("  missing: -") == len(QUICK_RUNS)
+    assert "  compare: 0 of 4 path(s) missing" in out
+    assert f"  stop: {load(QUICK).stop_rule()}" in out and load(QUICK).stop_rule()
 
 
 def test_a_killed_sweep_finishes_without_redoing_complete_runs(tmp_path):
