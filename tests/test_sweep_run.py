@@ -18,6 +18,8 @@ from landscape.sweep.jobs import compare_name, plan
 from landscape.sweep.run import run_sweep
 from landscape.sweep.spec import load, loads
 
+from .killpoints import PREFIX
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 QUICK = Path(__file__).resolve().parents[1] / "experiments" / "quick.toml"
@@ -141,42 +143,51 @@ def test_rerun_does_nothing_and_dry_run_lists(quick, capsys):
 
 
 def test_a_killed_sweep_finishes_without_redoing_complete_runs(tmp_path):
-    """SIGKILL the command once its first run is complete; run it again."""
-    import signal
+    """SIGKILL the command once its first run is complete; run it again.
+
+    The sweep runs under tests/killpoints.py with ``--pause-between``: after each of its write
+    sessions it waits (the file closed) for a line on stdin. At each stop the test reads the
+    file, and kills the sweep at the first stop where run 'sgd' is complete: mid-sweep by
+    construction, on a fast machine or a loaded one.
+    """
     import subprocess
     import sys
-    import time
 
     spec = tmp_path / "tiny.toml"
-    spec.write_text(TINY.replace("epochs = 3", "epochs = 40"))
+    spec.write_text(TINY)
     out = tmp_path / "k.h5"
-    cmd = [
-        sys.executable,
-        "-m",
-        "landscape.cli",
-        "sweep",
-        str(spec),
-        "--out",
-        str(out),
-        "--quiet",
-        "--no-report",
-    ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    token, deadline = None, time.monotonic() + 120
+    args = ["sweep", str(spec), "--out", str(out), "--quiet", "--no-report"]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).parent / "killpoints.py"),
+            "--pause-between",
+            "--",
+            *args,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    token, stops = None, 0
     try:
-        while token is None and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-            try:
-                with Store(out) as s:
-                    if "sgd" in s.runs() and s.info("sgd").status == "complete":
-                        token = s.info("sgd").attrs["writer_token"]
-            except (OSError, ValueError):  # not there yet, or busy
+        for line in proc.stdout:  # ends only if the sweep ends before sgd is complete
+            if not line.startswith(PREFIX):
                 continue
+            stops += 1
+            with Store(out) as s:  # the sweep waits, the file closed: nothing moves now
+                if "sgd" in s.runs() and s.info("sgd").status == "complete":
+                    token = s.info("sgd").attrs["writer_token"]
+                    break
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
     finally:
-        proc.send_signal(signal.SIGKILL)
+        proc.kill()  # SIGKILL, while it waits between two sessions
         proc.wait()
     assert token is not None, "the first run never completed"
     assert any(not j.empty for j in plan(loads(spec.read_text()), out))  # killed mid-sweep
+    cmd = [sys.executable, "-m", "landscape.cli", *args]
     assert subprocess.run(cmd, capture_output=True).returncode == 0
     with Store(out) as s:
         assert s.info("sgd").attrs["writer_token"] == token  # not retrained
