@@ -6,6 +6,7 @@ and clear refusals of what does not fit.
 
 from __future__ import annotations
 
+import pickle
 import sys
 import textwrap
 import uuid
@@ -155,8 +156,13 @@ def test_load_state_dict_unwraps_and_refuses(tmp_path):
         load_state_dict(tmp_path / "missing.pt")
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"this is not a checkpoint at all")
-    with pytest.raises(ValueError, match="cannot load checkpoint .*weights_only"):
+    with pytest.raises(ValueError, match="is not a torch.save file that loads with weights_only"):
         load_state_dict(garbage)
+    foreign = tmp_path / "foreign.pt"  # a pickle with code in it: torch refuses, we explain
+    foreign.write_bytes(pickle.dumps({"f": print}, protocol=4))
+    with pytest.raises(ValueError, match="weights_only=True") as refused:
+        load_state_dict(foreign)
+    assert "weights_only=False" not in str(refused.value) and "\n" not in str(refused.value)
     listed = tmp_path / "list.pt"
     torch.save([torch.zeros(2)], listed)
     with pytest.raises(TypeError, match="holds a list"):

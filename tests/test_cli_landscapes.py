@@ -179,3 +179,32 @@ def test_bad_input_is_one_line(runs, capsys):
         _, err = capsys.readouterr()
         assert rc == 2 and err.startswith("landscape: error: ") and fragment in err, (argv, err)
         assert len(err.strip().splitlines()) == 1
+
+
+def test_a_path_under_a_held_name_with_other_settings_is_refused(runs, capsys):
+    from landscape.surfaces.stored import path_between
+
+    base = ["path", str(runs), "--from", "a", "--to", "b", "--n", "3", "--examples", "50"]
+    assert main(base) == 0
+    with Store(runs) as s:
+        before = s.record(None, "paths", "linear_a_final_b_final")
+    capsys.readouterr()
+    assert main([*base[:-4], "--n", "5", "--examples", "50"]) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("landscape: error: ") and "Traceback" not in err
+    assert str(runs) in lines[0] and "compare/linear_a_final_b_final" in lines[0]
+    assert "n is 3 there, 5 now" in lines[0] and "--replace" in lines[0]
+    with Store(runs) as s:
+        assert s.record(None, "paths", "linear_a_final_b_final").attrs == before.attrs
+    # the API: the same rule, replace=True overwrites; the same settings give the held path
+    with pytest.raises(ValueError, match="n is 3 there, 5 now"):
+        path_between(runs, "a", "b", n=5, n_examples=50)
+    held, where = path_between(runs, "a", "b", n=3, n_examples=50)
+    assert where == "compare/linear_a_final_b_final"
+    np.testing.assert_array_equal(held.loss, before.arrays["loss"])
+    with Store(runs) as s:
+        assert s.record(None, "paths", "linear_a_final_b_final").attrs == before.attrs
+    assert main([*base[:-4], "--n", "5", "--examples", "50", "--replace"]) == 0
+    with Store(runs) as s:
+        assert len(s.record(None, "paths", "linear_a_final_b_final").arrays["loss"]) == 5

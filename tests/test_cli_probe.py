@@ -140,5 +140,58 @@ def test_sharpness_and_measures_are_computed_and_stored(run_file, capsys):
     assert m.values["dist_init"] == pytest.approx(again.values["dist_init"], rel=1e-5)
     assert m.values["margin_q10"] == pytest.approx(again.values["margin_q10"], rel=1e-5)
     assert "sharpness_worst" not in m.values and m.options["init"]
-    assert main([*base, "measures", "--include", "norms,curvature"]) == 2
+    assert main([*base, "measures", "--include", "norms,curvature", "--name", "m2"]) == 2
     assert "unknown family 'curvature'" in capsys.readouterr().err
+
+
+def _one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("landscape: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def test_a_probe_under_a_held_name_with_other_settings_is_refused(run_file, capsys):
+    base = ["probe", str(run_file), "--run", "a", "hessian", "--k", "2"]
+    assert main(base) == 0
+    with Store(run_file) as s:
+        before = s.record("a", "probes", "hessian_eigenvalues")
+    capsys.readouterr()
+    # other settings: refused in one line naming the file, the result and the setting
+    assert main([*base, "--which", "smallest"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert str(run_file) in line and "runs/a/probes/hessian_eigenvalues" in line
+    assert "which is 'largest' there, 'smallest' now" in line and "--replace" in line
+    with Store(run_file) as s:
+        kept = s.record("a", "probes", "hessian_eigenvalues")
+    np.testing.assert_array_equal(kept.arrays["values"], before.arrays["values"])
+    assert kept.attrs == before.attrs
+    # the same settings again: kept as it is, nothing computed
+    assert main(base) == 0
+    assert "already stored with these settings; nothing computed" in capsys.readouterr().out
+    with Store(run_file) as s:
+        assert s.record("a", "probes", "hessian_eigenvalues").attrs == before.attrs
+    # --replace overwrites
+    assert main([*base, "--which", "smallest", "--replace"]) == 0
+    with Store(run_file) as s:
+        attrs = s.record("a", "probes", "hessian_eigenvalues").attrs
+    assert attrs["which"] == "smallest" and attrs["settings"]["which"] == "smallest"
+    # a default given explicitly is the same setting
+    assert main(["probe", str(run_file), "--run", "a", "sharpness", "--steps", "2"]) == 0
+    assert (
+        main(
+            ["probe", str(run_file), "--run", "a", "sharpness", "--steps", "2"] + ["--rho", "0.05"]
+        )
+        == 0
+    )
+    assert "nothing computed" in capsys.readouterr().out
+
+
+def test_a_probe_result_without_recorded_settings_is_not_overwritten(run_file, capsys):
+    with Store(run_file, "a") as s:
+        s.write_record("a", "probes", "hessian_trace", arrays={"x": [1.0]}, attrs={"k": 1})
+    assert main(["probe", str(run_file), "--run", "a", "trace", "--products", "6"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "runs/a/probes/hessian_trace" in line and "not recorded" in line
+    with Store(run_file) as s:
+        assert s.record("a", "probes", "hessian_trace").attrs == {"k": 1}

@@ -156,5 +156,8 @@ def test_bad_inputs_raise_clear_errors():
         obj.loss([0.0] * p)
     with pytest.raises(ValueError, match="not finite"):
         obj.loss(torch.full((p,), float("inf"), dtype=torch.float64))
-    with pytest.raises(TypeError, match="pair"):
+    with pytest.raises(TypeError, match="pair or a mapping"):
+        Objective(model, CE, DataLoader([[x[0], y[0], y[0]]] * 3, batch_size=None))
+    # a mapping batch goes in as model(**batch): a model without those arguments fails in one line
+    with pytest.raises(ValueError, match="model failed on the first batch.*keyword argument 'x'"):
         Objective(model, CE, DataLoader([{"x": x[0], "y": y[0]}] * 3, batch_size=None))

@@ -112,7 +112,7 @@ COMPLETE = {
         (
             {"train": {"seed": True}},
             TypeError,
-            "run spec: train.seed: must be an integer >= 0, got True",
+            "run spec: train.seed: must be an integer in [0, 9223372036854775807], got True",
         ),
         (
             {"train": {"epochs": "5"}},

@@ -399,6 +399,18 @@ def _version_2(path):
         f.attrs["format_version"] = 2
 
 
+def _version(value):
+    def make(path):
+        _small_store(path)
+        with h5py.File(path, "r+") as f:
+            if value is None:
+                del f.attrs["format_version"]
+            else:
+                f.attrs["format_version"] = value
+
+    return make
+
+
 def _truncated(path):
     _small_store(path, ["a", "b"])
     data = _bytes(path)
@@ -413,6 +425,11 @@ def _truncated(path):
         (lambda p: _plain_hdf5(p, "latest"), "is an HDF5 file but not a landscape file"),
         (_version_2, "has format_version 2; .* reads format_version 1 only: upgrade landscape"),
         (_truncated, "is truncated"),
+        (_version([1, 1]), r"has format_version \[1, 1\] at its root, expected the integer 1: "),
+        (_version(0), "has format_version 0 at its root, expected the integer 1: .*damaged$"),
+        (_version(-1), "has format_version -1 at its root, expected the integer 1: .*damaged$"),
+        (_version("1"), "has format_version '1' at its root, expected the integer 1"),
+        (_version(None), "has no format_version attribute at its root .*damaged$"),
     ],
 )
 @pytest.mark.parametrize("mode", ["r", "a", "w"])

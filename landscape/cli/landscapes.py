@@ -79,6 +79,7 @@ def _path(args: argparse.Namespace) -> int:
         data=data,
         device=args.device,
         name=args.name,
+        replace=args.replace,
     )
     print(
         f"{args.file}: {args.kind} path {run_a}:{which_a} -> {run_b}:{which_b}: loss "
@@ -152,6 +153,11 @@ def add_landscapes(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-test", action="store_true", help="skip the test data")
     p.add_argument("--examples", type=int, help="use the first N examples only")
     p.add_argument("--name", help="name of the stored path")
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="overwrite a stored path of that name made with other settings",
+    )
     p.add_argument("--data", help="dataset, for runs that do not record theirs")
     p.add_argument("--data-arg", action="append", metavar="KEY=VALUE")
     p.add_argument("--device", help="torch device (default: the run's)")

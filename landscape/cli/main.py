@@ -19,13 +19,15 @@
   cost of a Hessian-vector product relative to a gradient.
 
 Errors are printed on one line (``landscape: error: ...``) with exit status 2, never as a
-traceback.
+traceback. Output into a pipe closed early (``landscape info f.h5 | head``) ends quietly with
+status 141, as a Unix tool killed by SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -40,6 +42,9 @@ from landscape.cli.sweep import add_sweep
 __all__ = ["main"]
 
 log = logging.getLogger("landscape")
+
+_SEED_MAX = 2**63 - 1
+"""The largest seed (:data:`landscape.train.config.SEED_MAX`: stored as int64, taken by torch)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,7 +78,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value is not None and value <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive, got {value}")
     try:
-        return args.run_command(args)
+        seed = getattr(args, "seed", None)
+        if seed is not None and not 0 <= seed <= _SEED_MAX:
+            raise ValueError(
+                f"--seed must be an integer from 0 to 2**63 - 1 ({_SEED_MAX}), got {seed}"
+            )
+        status = args.run_command(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return status
+    except BrokenPipeError:  # the reader went away (``landscape info f.h5 | head``)
+        _quiet_stdout()
+        return 141  # as a Unix tool killed by SIGPIPE
     except (ValueError, TypeError, RuntimeError, OSError, KeyError, ArithmeticError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"landscape: error: {message}", file=sys.stderr)
@@ -83,6 +98,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("landscape: interrupted", file=sys.stderr)
         return 130
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that nothing more is written to a closed pipe at exit."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # no file descriptor behind it (captured)
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
 
 
 if __name__ == "__main__":

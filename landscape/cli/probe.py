@@ -6,7 +6,9 @@ PROBE: ``hessian`` (top or bottom eigenvalues), ``trace``, ``density``, ``sharpn
 (``--kind worst|average|epsilon|pac-bayes``) or ``measures`` (every implicit-bias and
 generalisation measure, :func:`probes.implicit_bias.measures`). Each runner returns the result
 and a one-line summary; the result is written under ``runs/<run>/probes/<name>`` and its cost
-(``result.cost``) printed.
+(``result.cost``) printed. A result of that name made with other settings (its ``settings``
+attr) is refused unless ``--replace``; one made with the same settings is kept, nothing computed
+(the rule of :meth:`landscape.store.file.Store.same_settings`, as for surfaces).
 """
 
 from __future__ import annotations
@@ -189,18 +191,69 @@ def _probe(args: argparse.Namespace) -> int:
     if args.n and args.n < len(y):
         x, y = x[: args.n], y[: args.n]
     runner, default_name = PROBES[args.probe]
+    name = args.name or default_name(args)
+    where = {"split": args.split, "n": len(y), **(data or {})}
+    options = {
+        "probe": args.probe,
+        "checkpoint": str(args.which_params),
+        "data": where,
+        **_settings(args),
+    }
+    with Store(args.file) as s:
+        held = s.same_settings(args.run, "probes", name, options, replace=args.replace)
+    if held:
+        print(
+            f"{args.file}: run {args.run!r}: probes/{name} is already stored with these "
+            "settings; nothing computed (--replace computes it again)"
+        )
+        return 0
     result, shown = runner(args, model, loss_fn, (x, y))
     arrays, attrs = result.to_record()
-    name = args.name or default_name(args)
-    attrs = {
-        **attrs,
-        "data": {"split": args.split, "n": len(y), **(data or {})},
-        "checkpoint": str(args.which_params),
-    }
+    attrs = {**attrs, "data": where, "checkpoint": str(args.which_params), "settings": options}
     with Store(args.file, "a", timeout=60) as s:
+        s.same_settings(args.run, "probes", name, options, replace=args.replace)
         s.write_record(args.run, "probes", name, arrays=arrays, attrs=attrs)
     print(f"{args.file}: run {args.run!r}: {shown}; {_cost(result.cost)}; stored as probes/{name}")
     return 0
+
+
+_SETTINGS: dict[str, dict[str, Any]] = {
+    "hessian": {"k": None, "which": None, "tol": None, "curvature": None},
+    "trace": {"method": None, "products": None, "seed": None, "curvature": None},
+    "density": {"vectors": None, "steps": 80, "seed": None, "curvature": None},
+    "worst": {
+        "rho": 0.05,
+        "norm": None,
+        "adaptive": None,
+        "steps": 20,
+        "restarts": None,
+        "m": None,
+        "seed": None,
+    },
+    "average": {"rho": 0.05, "adaptive": None, "samples": 100, "seed": None},
+    "epsilon": {"eps": None, "subspace": None, "steps": 10, "seed": None},
+    "pac-bayes": {"target": None, "plain": None, "samples": 10, "seed": None},
+    "measures": {
+        "include": None,
+        "no_init": None,
+        "rho": 0.05,
+        "adaptive_rho": None,
+        "steps": 20,
+        "samples": 20,
+        "seed": None,
+    },
+}
+"""Probe (sharpness: kind) -> the options that make its result, with defaults of those that
+default to None on the command line."""
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    """The options of ``args`` that make the probe's result, defaults filled in."""
+    which = args.kind if args.probe == "sharpness" else args.probe
+    out = {"kind": args.kind} if args.probe == "sharpness" else {}
+    for key, default in _SETTINGS[which].items():
+        out[key] = _or(getattr(args, key), default)
+    return out
 
 
 def _cost(cost: Any) -> str:
@@ -241,6 +294,11 @@ def add_probe(sub: argparse._SubParsersAction) -> None:
         dest="which_params",
         default="final",
         help="init, final (default) or a trajectory step",
+    )
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="overwrite a stored result of that name made with other settings",
     )
     p.add_argument("--split", choices=["train", "test"], default="train")
     p.add_argument("--n", type=int, help="use the first N examples only")

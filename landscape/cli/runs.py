@@ -161,11 +161,21 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-loss", type=float, help="stop at this training loss")
     p.add_argument("--target-accuracy", type=float, help="stop at this training accuracy")
     p.add_argument("--seed", type=int, help="seed of the model's init and the batch order")
-    p.add_argument("--history-every", type=int, metavar="STEPS")
-    p.add_argument("--snapshot-every", type=int, metavar="STEPS")
+    p.add_argument(
+        "--history-every",
+        type=int,
+        metavar="STEPS",
+        help="steps between history rows (0: the first and last steps only)",
+    )
+    p.add_argument(
+        "--snapshot-every",
+        type=int,
+        metavar="STEPS",
+        help="steps between trajectory snapshots (0: the first and last steps only)",
+    )
     p.add_argument("--loss", help="cross_entropy (default), mse or logistic")
     p.add_argument("--device", help="torch device (default cpu)")
-    p.add_argument("--dtype", help="float32 (default) or float64")
+    p.add_argument("--dtype", help="float32 (default), float64, float16 or bfloat16")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run_command=_train)
 

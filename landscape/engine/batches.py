@@ -1,9 +1,12 @@
 """A dataset seen as a sequence of ``(inputs, targets)`` batches on the model's device.
 
 :class:`Batches` accepts what a researcher has at hand: a pair of tensors, a
-:class:`~torch.utils.data.Dataset` or a :class:`~torch.utils.data.DataLoader`. When the data
-fit a memory budget they are moved to the device once and kept there; otherwise each pass
-iterates the source again and moves one batch at a time. Floating-point inputs and targets
+:class:`~torch.utils.data.Dataset` or a :class:`~torch.utils.data.DataLoader` yielding pairs or
+mappings. A mapping batch (e.g. ``{"input_ids", "attention_mask", "labels"}``) becomes a
+:class:`Kwargs`, both the batch's inputs (the model is called as ``model(**batch)``) and its
+targets (``loss_fn(outputs, batch)``); its size is the first dimension of its first tensor.
+When the data fit a memory budget they are moved to the device once and kept there; otherwise
+each pass iterates the source again and moves one batch at a time. Floating-point inputs and targets
 take the model's dtype (so a float64 model works on float32 data); integer targets stay as
 they are.
 """
@@ -11,16 +14,32 @@ they are.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import register_pytree_node, tree_flatten, tree_map
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["Batch", "Batches", "default_memory_budget"]
+__all__ = ["Batch", "Batches", "Kwargs", "default_memory_budget"]
+
+
+class Kwargs(dict):
+    """A mapping batch: the keyword arguments of the model and what ``loss_fn`` receives.
+
+    A ``dict`` (registered as a pytree node, so ``tree_map`` and ``vmap`` go through it) whose
+    type tells the engine to call ``model(**batch)`` rather than ``model(batch)``.
+    """
+
+
+register_pytree_node(
+    Kwargs,
+    lambda d: (list(d.values()), list(d.keys())),
+    lambda values, keys: Kwargs(zip(keys, values, strict=True)),
+    serialized_type_name="landscape.engine.batches.Kwargs",
+)
 
 DEFAULT_BATCH_SIZE = 4096
 
@@ -46,7 +65,10 @@ def default_memory_budget(device: torch.device) -> int:
 
 @dataclass(frozen=True)
 class Batch:
-    """One batch: ``inputs`` (a tensor or a nest of tensors), ``targets`` and its size ``n``."""
+    """One batch: ``inputs`` (a tensor or a nest of tensors), ``targets`` and its size ``n``.
+
+    For a mapping batch ``inputs`` and ``targets`` are the same :class:`Kwargs`.
+    """
 
     inputs: Any
     targets: Tensor
@@ -70,8 +92,8 @@ class Batches:
     """Batches of a dataset on one device, cached there when they fit.
 
     Args:
-        data: ``(inputs, targets)`` tensors, a ``Dataset`` of ``(input, target)`` pairs, or a
-            ``DataLoader`` yielding ``(inputs, targets)`` batches.
+        data: ``(inputs, targets)`` tensors, a ``Dataset`` of ``(input, target)`` pairs or of
+            mappings, or a ``DataLoader`` yielding ``(inputs, targets)`` batches or mappings.
         device: where the batches are delivered.
         dtype: the floating dtype the batches are delivered in.
         batch_size: batch size used to split tensors and to wrap a ``Dataset`` (default 4096
@@ -81,7 +103,8 @@ class Batches:
         memory_budget: bytes allowed for the cache (default :func:`default_memory_budget`).
 
     Raises:
-        TypeError: ``data`` is none of the accepted kinds, or a batch is not a pair.
+        TypeError: ``data`` is none of the accepted kinds, or a batch is neither a pair nor a
+            mapping.
         ValueError: empty data, or targets whose length differs from the inputs'.
     """
 
@@ -155,7 +178,9 @@ class Batches:
         n_examples = n_batches = size = 0
         for batch in self._iterate_source(keep_on_device=False):
             n_examples, n_batches = n_examples + batch.n, n_batches + 1
-            size += _nbytes((batch.inputs, batch.targets))
+            size += _nbytes(
+                batch.inputs if isinstance(batch.inputs, Kwargs) else (batch.inputs, batch.targets)
+            )
             if kept is not None and (cache is True or size <= self.memory_budget):
                 kept.append(self._move(batch))
             else:
@@ -174,12 +199,24 @@ class Batches:
         return tree_map(move, obj)
 
     def _move(self, batch: Batch) -> Batch:
+        if isinstance(batch.inputs, Kwargs):
+            moved = self._to_device(batch.inputs)
+            return Batch(moved, moved, batch.n)
         return Batch(self._to_device(batch.inputs), self._to_device(batch.targets), batch.n)
 
     def _parse(self, item: Any, index: int) -> Batch:
-        if isinstance(item, dict) or not (isinstance(item, (tuple, list)) and len(item) == 2):
+        if isinstance(item, Mapping):
+            n = _first_dim(list(item.values()))
+            if n is None:
+                raise ValueError(
+                    f"batch {index}: expected a mapping batch to hold a tensor with a batch "
+                    f"dimension, got keys {', '.join(map(repr, list(item)[:5])) or 'none'}"
+                )
+            kwargs = Kwargs(item)
+            return Batch(kwargs, kwargs, n)  # type: ignore[arg-type]
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
             raise TypeError(
-                f"expected each batch to be an (inputs, targets) pair, got "
+                f"expected each batch to be an (inputs, targets) pair or a mapping, got "
                 f"{type(item).__name__} at batch {index}"
             )
         inputs, targets = item

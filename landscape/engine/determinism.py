@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 from torch.utils._pytree import tree_flatten
 
 from landscape.engine.batches import Batch
+from landscape.engine.metrics import logits_of
 
 if TYPE_CHECKING:
     from landscape.engine.objective import Objective
@@ -49,6 +50,21 @@ def _checksum(batches: Iterable[Batch], sums: list[float]) -> Iterator[Batch]:
     sums.append(total)
 
 
+def _squares(outputs: Any) -> float:
+    """The sum of squares of every floating-point tensor in the outputs (of any structure)."""
+    if isinstance(outputs, Tensor):
+        return float(outputs.detach().double().square().sum())
+    leaves, _ = tree_flatten(outputs)
+    if len(leaves) == 1 and not isinstance(leaves[0], Tensor):  # an object pytree cannot open
+        logits = logits_of(outputs)
+        leaves = [] if logits is None else [logits]
+    return sum(
+        float(t.detach().double().square().sum())
+        for t in leaves
+        if isinstance(t, Tensor) and t.is_floating_point()
+    )
+
+
 def _forward_pass(obj: Objective, batches: Iterable[Batch]) -> tuple[float, float, float, int]:
     """Loss sum, its scale, sum of squared outputs and example count of one forward pass.
 
@@ -65,7 +81,7 @@ def _forward_pass(obj: Objective, batches: Iterable[Batch]) -> tuple[float, floa
             obj.require_finite(value, "at the model's parameters")
             loss += batch.n * float(value)
             scale += batch.n * abs(float(value))
-            squares += float(out.detach().double().square().sum())
+            squares += _squares(out)
             n += batch.n
     obj.add_cost(passes=1, loss_evals=1)
     return loss / max(n, 1), scale / max(n, 1), squares, n

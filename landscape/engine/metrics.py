@@ -1,12 +1,72 @@
-"""Accuracy of a model's outputs against targets, for the usual kinds of targets."""
+"""Accuracy of a model's outputs against targets, for the usual kinds of targets.
+
+Outputs may be a tensor, a tuple (its first element the logits), a dict or an object with a
+``logits`` attribute or key (a ``transformers`` ``ModelOutput`` is both): :func:`logits_of`
+finds the logits; where there are none, accuracy is None. Targets may be a tensor or a mapping
+batch, whose ``labels`` are the targets.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from torch import Tensor
 
-__all__ = ["Metrics", "combine", "correct", "count_correct", "count_counted"]
+__all__ = [
+    "Metrics",
+    "combine",
+    "correct",
+    "count_correct",
+    "count_counted",
+    "labels_of",
+    "logits_of",
+]
+
+
+def logits_of(outputs: Any) -> Tensor | None:
+    """The logits in a model's outputs, or None where there are none.
+
+    The tensor itself; the ``logits`` key of a mapping or the ``logits`` attribute of an
+    object (a ``ModelOutput``); the first element of a tuple or list when it is a tensor.
+
+    Args:
+        outputs: what the model returned.
+
+    Returns:
+        A tensor, or None.
+    """
+    if isinstance(outputs, Tensor):
+        return outputs
+    if isinstance(outputs, Mapping):
+        found = outputs.get("logits")
+    elif isinstance(outputs, (tuple, list)):
+        found = outputs[0] if outputs else None
+    else:
+        found = getattr(outputs, "logits", None)
+    return found if isinstance(found, Tensor) else None
+
+
+def labels_of(targets: Any) -> Tensor | None:
+    """The targets accuracy compares with: a tensor, or the ``labels`` of a mapping batch.
+
+    A mapping batch's labels count only with one label per example (shape (N,)); sequence labels
+    (e.g. a language model's, whose logits predict the next token) give None.
+
+    Args:
+        targets: a batch's targets, or a mapping batch.
+
+    Returns:
+        A tensor, or None.
+    """
+    if isinstance(targets, Tensor):
+        return targets
+    if isinstance(targets, Mapping):
+        labels = targets.get("labels")
+        if isinstance(labels, Tensor) and labels.ndim == 1:
+            return labels
+    return None
 
 
 @dataclass(frozen=True)
@@ -31,7 +91,7 @@ def _argmax(out: Tensor) -> Tensor:
     return out.t().argmax(0) if out.ndim == 2 else out.argmax(-1)
 
 
-def correct(outputs: Tensor, targets: Tensor) -> tuple[float, int] | None:
+def correct(outputs: Any, targets: Any) -> tuple[float, int] | None:
     """Correct predictions and predictions counted, or None where accuracy is undefined.
 
     - class indices: outputs (..., C) with C > 1, integer targets (...); negative targets
@@ -39,18 +99,20 @@ def correct(outputs: Tensor, targets: Tensor) -> tuple[float, int] | None:
     - one-hot targets of the outputs' shape: argmax against argmax;
     - one logit per example: targets in {0, 1} (logit > 0) or in {-1, +1} (its sign).
 
-    Anything else (regression targets) has no accuracy.
+    Anything else (regression targets, outputs without logits, sequence labels of a mapping
+    batch) has no accuracy.
 
     Args:
-        outputs: the model's outputs for a batch.
-        targets: the batch's targets.
+        outputs: the model's outputs for a batch (see :func:`logits_of`).
+        targets: the batch's targets, or a mapping batch (see :func:`labels_of`).
 
     Returns:
         ``(correct, counted)``, or None.
     """
-    if not isinstance(outputs, Tensor) or not isinstance(targets, Tensor):
+    logits, labels = logits_of(outputs), labels_of(targets)
+    if logits is None or labels is None:
         return None
-    out = outputs.detach()
+    out, targets = logits.detach(), labels
     if (
         not targets.is_floating_point()
         and out.ndim >= 2
@@ -73,7 +135,7 @@ def correct(outputs: Tensor, targets: Tensor) -> tuple[float, int] | None:
     return None
 
 
-def count_correct(outputs: Tensor, targets: Tensor) -> Tensor | None:
+def count_correct(outputs: Any, targets: Any) -> Tensor | None:
     """The number of correct predictions as a tensor on the outputs' device (no host sync).
 
     Decided from the shapes alone: class indices against (..., C) outputs (negative targets
@@ -85,9 +147,13 @@ def count_correct(outputs: Tensor, targets: Tensor) -> Tensor | None:
         targets: the batch's targets.
 
     Returns:
-        A 0-d integer tensor, or None where the shapes do not say (use :func:`correct`).
+        A 0-d integer tensor, or None where the shapes do not say (use :func:`correct`) or
+        there are no logits or labels (:func:`logits_of`, :func:`labels_of`).
     """
-    out = outputs.detach()
+    logits, targets = logits_of(outputs), labels_of(targets)
+    if logits is None or targets is None:
+        return None
+    out = logits.detach()
     if (
         not targets.is_floating_point()
         and out.ndim >= 2
@@ -107,7 +173,7 @@ def count_correct(outputs: Tensor, targets: Tensor) -> Tensor | None:
     return None
 
 
-def count_counted(outputs: Tensor, targets: Tensor) -> Tensor | int:
+def count_counted(outputs: Any, targets: Any) -> Tensor | int:
     """The number of predictions :func:`count_correct` counts.
 
     Args:
@@ -116,8 +182,11 @@ def count_counted(outputs: Tensor, targets: Tensor) -> Tensor | int:
 
     Returns:
         For class-index targets, those that are not negative (``ignore_index``) as a device
-        tensor; else every example, as an int.
+        tensor; else every example, as an int (0 without logits or labels).
     """
+    outputs, targets = logits_of(outputs), labels_of(targets)
+    if outputs is None or targets is None:
+        return 0
     if (
         not targets.is_floating_point()
         and outputs.ndim >= 2

@@ -5,9 +5,13 @@ r"""The empirical risk of a model over a whole dataset, as a function of a flat 
 .. math:: L(\theta) = \frac{1}{N} \sum_b n_b \, \ell_b(\theta),
 
 the mean of ``loss_fn`` over all N examples, each batch's mean loss ``l_b`` weighted by its
-size ``n_b``, so that any batching gives the full-batch value. Gradient, Hessian-vector
-products (four exact strategies, see :mod:`landscape.engine.hvp`), generalised Gauss-Newton-vector
-products and per-example gradients follow the same weighting.
+size ``n_b``, so that any batching gives the full-batch value. The model may return a tensor, a
+tuple, a dict or a ``ModelOutput``: ``loss_fn`` receives the outputs as returned, inside the
+functional call, so every differentiated function still returns a scalar. A mapping batch goes
+in as ``model(**batch)`` and ``loss_fn(outputs, batch)``; ``loss_fn="model"`` is the model's
+own ``outputs.loss``. Gradient, Hessian-vector products (four exact strategies, see
+:mod:`landscape.engine.hvp`), generalised Gauss-Newton-vector products and per-example gradients
+follow the same weighting.
 
 The model is never written to: parameters are substituted with
 :func:`torch.func.functional_call`; buffers are copied before a train-mode pass could update
@@ -39,7 +43,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from landscape.engine import allocator
 from landscape.engine import hvp as _hvp
-from landscape.engine.batches import Batch, Batches
+from landscape.engine.batches import Batch, Batches, Kwargs
 from landscape.engine.context import evaluation, synchronize
 from landscape.engine.cost import Cost
 from landscape.engine.determinism import check
@@ -56,14 +60,43 @@ _PRODUCTS = {
 MODES = ("eval", "train")
 
 
+class MissingLossError(TypeError):
+    """``loss_fn="model"`` on outputs that hold no loss."""
+
+
+def model_loss(outputs: Any, batch: Any = None) -> Tensor:
+    """The model's own loss: ``outputs.loss`` or ``outputs["loss"]`` (``loss_fn="model"``).
+
+    Args:
+        outputs: what the model returned (e.g. a ``ModelOutput`` given ``labels``).
+        batch: the batch (unused).
+
+    Returns:
+        The loss tensor.
+
+    Raises:
+        MissingLossError: the outputs have no loss.
+    """
+    loss = outputs.get("loss") if isinstance(outputs, Mapping) else getattr(outputs, "loss", None)
+    if not isinstance(loss, Tensor):
+        raise MissingLossError(
+            f"loss_fn='model' needs outputs with a 'loss' field, got {type(outputs).__name__}"
+        )
+    return loss
+
+
 class Objective:
     """The mean loss of ``model`` over ``data`` as a function of its flat parameters.
 
     Args:
         model: any ``nn.Module``; never modified. Its device and dtype are used.
         loss_fn: ``loss_fn(outputs, targets)`` returning the *mean* loss of a batch, a scalar
-            (e.g. ``nn.CrossEntropyLoss()``).
-        data: ``(inputs, targets)`` tensors, a ``Dataset`` or a ``DataLoader``.
+            (e.g. ``nn.CrossEntropyLoss()``); ``loss_fn(outputs, batch)`` for mapping batches;
+            or ``"model"`` for the model's own ``outputs.loss`` / ``outputs["loss"]``. The
+            outputs are passed as the model returns them (tensor, tuple, dict, ``ModelOutput``).
+        data: ``(inputs, targets)`` tensors, a ``Dataset`` or a ``DataLoader`` yielding pairs or
+            mappings (a mapping batch goes in as ``model(**batch)``, its tensors on the model's
+            device; its size is the first dimension of its first tensor).
         params: which parameters form ``theta``: ``None`` (all with ``requires_grad``), a
             filter ``f(name, param, module) -> bool`` (e.g.
             :func:`landscape.engine.params.no_bias_norm`) or a list of names. The others stay
@@ -84,7 +117,8 @@ class Objective:
 
     Attributes:
         has_accuracy: whether the outputs and targets of the first batch define an accuracy
-            (:func:`landscape.engine.metrics.correct`: classes, one-hot or binary labels).
+            (:func:`landscape.engine.metrics.correct`: logits against classes, one-hot or
+            binary labels; False for outputs without logits).
         model, loss_fn, mode, layout, batches, n_examples: as given or derived; read only.
 
     Engine interface: what the engine's own evaluators (:mod:`landscape.engine.pointwise`,
@@ -105,7 +139,7 @@ class Objective:
     def __init__(
         self,
         model: nn.Module,
-        loss_fn: Callable[[Any, Tensor], Tensor],
+        loss_fn: Callable[[Any, Any], Tensor] | str,
         data: Any,
         *,
         params: ParamFilter | Iterable[str] | None = None,
@@ -116,8 +150,14 @@ class Objective:
         hvp: str = "auto",
         check: bool = True,
     ) -> None:
+        if isinstance(loss_fn, str):
+            if loss_fn != "model":
+                raise ValueError(f"loss_fn must be callable or 'model', got {loss_fn!r}")
+            loss_fn = model_loss
         if not callable(loss_fn):
-            raise TypeError(f"expected loss_fn to be callable, got {type(loss_fn).__name__}")
+            raise TypeError(
+                f"expected loss_fn to be callable or 'model', got {type(loss_fn).__name__}"
+            )
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if hvp != "auto" and hvp not in _hvp.STRATEGIES:
@@ -188,13 +228,17 @@ class Objective:
 
     def outputs(
         self, theta: Tensor, inputs: Any, buffers: Mapping[str, Tensor] | None = None
-    ) -> Tensor:
+    ) -> Any:
         """The model's outputs at ``theta`` (call inside the objective's context).
 
-        With the model's buffers or, where given, ``buffers`` (e.g. recalibrated BatchNorm
-        statistics).
+        As the model returns them (a tensor, tuple, dict or ``ModelOutput``); a mapping batch
+        (:class:`~landscape.engine.batches.Kwargs`) goes in as ``model(**inputs)``. With the
+        model's buffers or, where given, ``buffers`` (e.g. recalibrated BatchNorm statistics).
         """
-        return functional_call(self.model, self._tensors(theta, buffers), (inputs,))
+        tensors = self._tensors(theta, buffers)
+        if isinstance(inputs, Kwargs):
+            return functional_call(self.model, tensors, (), dict(inputs))
+        return functional_call(self.model, tensors, (inputs,))
 
     def batch_loss(self, theta: Tensor, batch: Batch) -> Tensor:
         """The mean loss of one batch at ``theta`` (call inside the objective's context)."""
@@ -228,15 +272,13 @@ class Objective:
                 raise failed(what, exc) from exc
             try:
                 value = self.loss_fn(outputs, batch.targets)
+            except MissingLossError:
+                raise
             except errors as exc:
                 what = (
                     f"loss_fn failed on outputs {shape(outputs)} and targets {shape(batch.targets)}"
                 )
                 raise failed(what, exc) from exc
-        if not isinstance(outputs, Tensor):
-            raise TypeError(
-                f"expected the model to return a tensor of outputs, got {type(outputs).__name__}"
-            )
         if not isinstance(value, Tensor) or value.ndim != 0:
             got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
             raise ValueError(
@@ -467,22 +509,28 @@ class Objective:
         """
         theta = self.check_theta(theta)
         self.layout.check_vectors(v, "v")
+        if self.loss_fn is model_loss:
+            raise ValueError(
+                "ggn_vp needs the loss as a function of the outputs; loss_fn='model' computes "
+                "it inside the model: pass loss_fn explicitly"
+            )
         batched = v.ndim == 2
         total = torch.zeros(v.shape, dtype=self.accumulator_dtype, device=v.device)
         with self.context():
             for batch in self.batches:
 
-                def out_fn(t: Tensor, batch: Batch = batch) -> Tensor:
+                def out_fn(t: Tensor, batch: Batch = batch) -> Any:
                     return self.outputs(t, batch.inputs)
 
-                def loss_of(o: Tensor, batch: Batch = batch) -> Tensor:
+                def loss_of(o: Any, batch: Batch = batch) -> Tensor:
                     return self.loss_fn(o, batch.targets)
 
                 # (torch annotates vjp as a 2- or 3-tuple whatever has_aux says)
                 outputs, pullback = vjp(out_fn, theta)  # type: ignore[misc]
                 # H_out jv as a vjp of the loss's gradient (H_out is symmetric): reverse mode
                 # through the loss, which some losses need (mse_loss fails under jvp here)
-                _, loss_hvp = vjp(grad(loss_of), outputs.detach())  # type: ignore[misc]
+                detached = tree_map(lambda o: o.detach() if isinstance(o, Tensor) else o, outputs)
+                _, loss_hvp = vjp(grad(loss_of), detached)  # type: ignore[misc]
 
                 def one(u: Tensor, out_fn=out_fn, loss_hvp=loss_hvp, pullback=pullback) -> Tensor:
                     jv = jvp(out_fn, (theta,), (u,))[1]
@@ -508,16 +556,18 @@ class Objective:
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
 
-        def single(t: Tensor, inputs: Any, target: Tensor) -> Tensor:
+        def single(t: Tensor, inputs: Any, target: Any) -> Tensor:
             inputs = tree_map(lambda x: x.unsqueeze(0), inputs)
-            return self.loss_fn(self.outputs(t, inputs), target.unsqueeze(0))
+            target = tree_map(lambda x: x.unsqueeze(0), target)
+            return self.loss_fn(self.outputs(t, inputs), target)
 
         per_example = vmap(grad(single), in_dims=(None, 0, 0))
         for batch in self.batches:
             for i in range(0, batch.n, chunk_size):
                 inputs = tree_map(lambda x, i=i: x[i : i + chunk_size], batch.inputs)
                 with self.context():
-                    block = per_example(theta, inputs, batch.targets[i : i + chunk_size])
+                    targets = tree_map(lambda x, i=i: x[i : i + chunk_size], batch.targets)
+                    block = per_example(theta, inputs, targets)
                 yield block
             self.add_cost(passes=1 / self.batches.n_batches)
 

@@ -26,7 +26,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.func import vmap
+from torch.utils._pytree import tree_map
 
+from landscape.engine.batches import Kwargs
 from landscape.engine.batchnorm import recalibrate
 from landscape.engine.context import evaluation
 from landscape.engine.metrics import count_correct, count_counted
@@ -92,9 +94,11 @@ class WorkCopy:
                 owner, _, leaf = full.rpartition(".")
                 setattr(self.model.get_submodule(owner), leaf, views[id(p)])
 
-    def __call__(self, points: Points, i: int, inputs: Any) -> Tensor:
+    def __call__(self, points: Points, i: int, inputs: Any) -> Any:
         """The copy's outputs on ``inputs`` at point i of ``points``."""
         points.write(i, self.flat)
+        if isinstance(inputs, Kwargs):  # a mapping batch
+            return self.model(**inputs)
         return self.model(inputs)
 
 
@@ -132,7 +136,7 @@ def chunk_metrics(
         hits: Tensor | None = None
         if batched:
             losses, outs = vmap(one, in_dims=(0, None, None))(torch.stack(thetas), inputs, targets)
-            out = outs[0]
+            out = tree_map(lambda o: o[0], outs)  # the first point's outputs, any structure
             if counted is not None and count_correct(out, targets) is not None:
                 hits = vmap(count_correct, in_dims=(0, None))(outs, targets)
         else:

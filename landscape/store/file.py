@@ -115,14 +115,25 @@ def _write_attrs(obj: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
     obj.attrs["json_attrs"] = json.dumps(sorted(json_keys))
 
 
+def _json(obj: h5py.HLObject, key: str, text: Any) -> Any:
+    """The JSON attribute ``key`` of ``obj``; damage is named (file, object, attribute)."""
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError) as err:  # JSONDecodeError, or bytes that are not UTF-8
+        raise StoreError(
+            f"{obj.file.filename}: attribute {key!r} of {obj.name} is not the JSON that was "
+            f"written ({err}): the file is damaged"
+        ) from None
+
+
 def _read_attrs(obj: h5py.HLObject) -> dict[str, Any]:
-    json_keys = set(json.loads(obj.attrs.get("json_attrs", "[]")))
+    json_keys = set(_json(obj, "json_attrs", obj.attrs.get("json_attrs", "[]")))
     out = {}
     for key, value in obj.attrs.items():
         if key == "json_attrs":
             continue
         if key in json_keys:
-            value = json.loads(value)
+            value = _json(obj, key, value)
         elif isinstance(value, np.generic):
             value = value.item()
         elif isinstance(value, bytes):
@@ -320,12 +331,28 @@ class Store:
                 f"{self.path} is an HDF5 file but not a landscape file (no "
                 f"format='{FORMAT}' attribute at its root)"
             )
-        version = attrs.get("format_version")
-        if version != FORMAT_VERSION:
+        if "format_version" not in attrs:
             raise StoreError(
-                f"{self.path} has format_version {version!r}; this landscape "
+                f"{self.path} has no format_version attribute at its root (expected "
+                f"{FORMAT_VERSION}): the file is damaged"
+            )
+        version = attrs["format_version"]
+        shown = version.tolist() if isinstance(version, np.ndarray) else version
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise StoreError(
+                f"{self.path} has format_version {shown!r} at its root, expected the "
+                f"integer {FORMAT_VERSION}: the file is damaged"
+            )
+        if version > FORMAT_VERSION:
+            raise StoreError(
+                f"{self.path} has format_version {version}; this landscape "
                 f"({_version('landscape')}) reads format_version {FORMAT_VERSION} "
                 "only: upgrade landscape"
+            )
+        if version != FORMAT_VERSION:
+            raise StoreError(
+                f"{self.path} has format_version {version}, older than the "
+                f"{FORMAT_VERSION} this landscape ({_version('landscape')}) reads"
             )
         for group in ("runs", "compare"):
             if group not in self._file:
@@ -904,6 +931,53 @@ class Store:
                 f"{name!r}; it has: {known}"
             )
         return base[name]
+
+    def same_settings(
+        self,
+        run: str | None,
+        kind: str,
+        name: str,
+        options: Mapping[str, Any],
+        *,
+        replace: bool = False,
+    ) -> bool:
+        """Whether the result ``name`` is held with these settings (its ``settings`` attr).
+
+        The one rule of stored results (as for surfaces): a result under a name the file does
+        not hold, or any with ``replace``, is to be computed (False); one held with the same
+        settings is kept as it is (True); one held with other settings (or none recorded,
+        written before settings were) is refused.
+
+        Args:
+            run: the run, or None for ``/compare``.
+            kind: probes, surfaces or paths.
+            name: the result's name.
+            options: the settings the result would be made with (JSON values).
+            replace: compute it again whatever the file holds.
+
+        Returns:
+            True when the file holds the result with the same settings.
+
+        Raises:
+            StoreError: a result of that name with other settings, and no ``replace`` (the
+                message names the file, the result and the first setting that differs).
+        """
+        if replace or not self.has_record(run, kind, name):
+            return False
+        where = f"compare/{name}" if run is None else f"runs/{run}/{kind}/{name}"
+        held = _read_attrs(self._record_group(run, kind, name)).get("settings")
+        asked = json.loads(json.dumps(dict(options), allow_nan=True))
+        if held == asked:
+            return True
+        if not isinstance(held, dict):
+            differs = "its settings were not recorded"
+        else:
+            key = next(k for k in sorted({*held, *asked}) if held.get(k) != asked.get(k))
+            differs = f"{key} is {held.get(key)!r} there, {asked.get(key)!r} now"
+        raise StoreError(
+            f"{self.path}: {where} exists with other settings ({differs}); pass replace=True "
+            "(CLI: --replace) to overwrite it, or choose another name"
+        )
 
     def has_record(self, run: str | None, kind: str, name: str) -> bool:
         """Whether a result of that name exists."""

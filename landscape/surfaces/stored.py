@@ -37,6 +37,7 @@ from landscape.surfaces.grid import surface
 from landscape.train.checkpoints import load_params
 from landscape.train.spec import rebuild
 from probes.paths import interpolation
+from probes.paths.results import Path
 
 __all__ = ["DIRECTIONS", "PATH_KINDS", "init_to_final", "path_between", "surface_of_run"]
 
@@ -202,6 +203,7 @@ def path_between(
     data: Mapping[str, Any] | None = None,
     device: str | None = None,
     name: str | None = None,
+    replace: bool = False,
 ) -> tuple[Any, str]:
     """The path from one stored model to another, written into the file.
 
@@ -216,8 +218,34 @@ def path_between(
     ``"linear"``. The record is a linear :class:`~probes.paths.results.Path` (``kind`` ``"linear"``)
     whose ``info["aligned"]`` holds the alignment (layers, permutations, objective before and
     after, sweeps, converged); its default name is ``aligned_<a>_<which>_<b>_<which>``.
+
+    A path of that name held with other settings (its ``settings`` attr: ends, kind, points,
+    data and the kind's options) is refused unless ``replace``; one held with the same settings
+    is read back and returned, nothing computed (:meth:`landscape.store.file.Store.same_settings`).
     """
     _check_choice("path", "kind", kind, PATH_KINDS)
+    ends = {"from": {"run": run_a, "which": which_a}, "to": {"run": run_b, "which": which_b}}
+    same = run_a == run_b
+    name = name or (
+        f"{kind}_{which_a}_{which_b}" if same else f"{kind}_{run_a}_{which_a}_{run_b}_{which_b}"
+    )
+    owner, where = (run_a, f"runs/{run_a}/paths/{name}") if same else (None, f"compare/{name}")
+    options: dict[str, Any] = {
+        "ends": ends,
+        "kind": kind,
+        "n": n,
+        "recalibrate": recalibrate,
+        "test": test,
+        "n_examples": n_examples,
+        "data": dict(data) if data is not None else None,
+    }
+    if kind == "bezier":
+        options.update(steps=steps, lr=lr, seed=seed)
+    elif kind == "aligned":
+        options["seed"] = seed
+    with Store(file) as s:
+        if s.same_settings(owner, "paths", name, options, replace=replace):
+            return Path.from_record(s.record(owner, "paths", name)), where
     model_a, split, loss_fn = rebuild(file, run_a, which=which_a, data=data, device=device)
     model_b, _, _ = rebuild(file, run_b, which=which_b, data=data, device=device)
     train = _subset(split.train, n_examples)
@@ -249,16 +277,12 @@ def path_between(
         how["layers"] = list(aligned.perms)
         result = dataclasses.replace(result, info={**result.info, "aligned": how})
     arrays, attrs = result.to_record()
-    ends = {"from": {"run": run_a, "which": which_a}, "to": {"run": run_b, "which": which_b}}
-    same = run_a == run_b
-    name = name or (
-        f"{kind}_{which_a}_{which_b}" if same else f"{kind}_{run_a}_{which_a}_{run_b}_{which_b}"
-    )
     with Store(file, "a", timeout=60) as s:
+        s.same_settings(owner, "paths", name, options, replace=replace)
         s.write_record(
-            run_a if same else None, "paths", name, arrays=arrays, attrs={**attrs, "ends": ends}
+            owner, "paths", name, arrays=arrays, attrs={**attrs, "ends": ends, "settings": options}
         )
-    return result, (f"runs/{run_a}/paths/{name}" if same else f"compare/{name}")
+    return result, where
 
 
 def init_to_final(

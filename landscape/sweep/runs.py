@@ -322,7 +322,7 @@ def expand_runs(
     ordered = sorted(axes, key=lambda k: "." in k)  # whole tables before dotted keys
     runs: list[PlannedRun] = []
     seen: dict[str, str] = {}
-    for name, entry in explicit or [(None, {})]:
+    for number, (name, entry) in enumerate(explicit or [(None, {})], 1):
         start = json.loads(json.dumps(base.given()))  # a deep copy, JSON types only
         for k, v in _leaves(entry).items():
             _apply(start, k, v)
@@ -335,15 +335,17 @@ def expand_runs(
             parts = [prefix] if prefix else []
             parts += [tokens[k][json.dumps(v)] for k, v in chosen.items()]
             run_name = "-".join(parts) or "run"
+            made = (f"[[runs]] #{number} {json.dumps(entry)}" if explicit else "[grid]") + (
+                f" at {json.dumps(chosen)}" if chosen else ""
+            )
             if run_name in seen:
                 raise fail(
                     _WHAT,
                     "runs",
-                    f"two runs are both named {run_name!r} "
-                    f"({seen[run_name]} and {json.dumps(chosen)}); give [[runs]] "
-                    "distinct names",
+                    f"two runs are both named {run_name!r} ({seen[run_name]} and {made}); "
+                    "give [[runs]] distinct names",
                 )
-            seen[run_name] = json.dumps(chosen) if chosen else json.dumps(entry)
+            seen[run_name] = made
             if stop is not None:
                 spec["train"] = {**spec.get("train", {}), **stop.train()}
             kind = spec.pop("init", "random")

@@ -74,6 +74,18 @@ def build_model(path: str, kwargs: Mapping[str, Any] | None = None) -> nn.Module
     return model
 
 
+def _load_error(err: BaseException) -> str:
+    """What ``torch.load`` found wrong, without its advice to load with weights_only=False."""
+    text = str(err).strip()
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].strip().split("\n\n")[0]
+        return f"{type(err).__name__}: {' '.join(detail.split())}"
+    first = text.splitlines()[0] if text else ""
+    if "weights_only" in first:  # torch's advice only
+        first = ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
 def load_state_dict(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """A ``state_dict`` from a file (loaded with ``weights_only=True``) or a mapping.
 
@@ -100,9 +112,10 @@ def load_state_dict(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, 
         try:
             source = torch.load(where, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - torch raises many types here
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ValueError(
-                f"cannot load checkpoint {where} with weights_only=True: {first}"
+                f"checkpoint {where} is not a torch.save file that loads with "
+                f"weights_only=True (a state_dict of tensors; code in checkpoints is never "
+                f"run): {_load_error(err)}"
             ) from None
     if not isinstance(source, Mapping):
         raise TypeError(

@@ -17,18 +17,25 @@ import numpy as np
 
 from landscape.train.optim import OptimizerSpec, optimizer_spec
 
-__all__ = ["DEFAULT_EPOCHS_BETWEEN_RECORDS", "TrainConfig"]
+__all__ = ["DEFAULT_EPOCHS_BETWEEN_RECORDS", "SEED_MAX", "TrainConfig"]
+
+SEED_MAX = 2**63 - 1
+"""The largest seed: seeds are stored as int64 (and torch takes no more)."""
 
 DEFAULT_EPOCHS_BETWEEN_RECORDS = 10
 """Default recording interval, in epochs' worth of steps (see ``benchmarks/record_overhead.py``:
 the full evaluations it costs stay within a few percent of training)."""
 
 
-def _positive_int(name: str, value: Any, low: int = 1) -> int | None:
+def _positive_int(name: str, value: Any, low: int = 1, high: int | None = None) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ValueError(f"TrainConfig: {name} must be an int >= {low}, got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(
+            f"TrainConfig: {name} must be an int from {low} to {high} (2**63 - 1), got {value!r}"
+        )
     return int(value)
 
 
@@ -110,7 +117,7 @@ class TrainConfig:
             "epochs": _number("epochs", epochs, 1e-12),
             "target_loss": _number("target_loss", target_loss, 0.0),
             "target_accuracy": _number("target_accuracy", target_accuracy, 0.0, 1.0),
-            "seed": _positive_int("seed", seed, 0),
+            "seed": _positive_int("seed", seed, 0, SEED_MAX),
             "history_every": _positive_int("history_every", history_every, 0),
             "snapshot_every": _positive_int("snapshot_every", snapshot_every, 0),
         }

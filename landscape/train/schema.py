@@ -32,12 +32,13 @@ from pydantic import ConfigDict, Field, StrictBool, StrictStr, ValidationInfo, m
 from landscape import data as datasets
 from landscape import models
 from landscape.engine.losses import LOSSES
-from landscape.train.config import TrainConfig
+from landscape.train.config import SEED_MAX, TrainConfig
 from landscape.train.optim import optimizer_spec
 from landscape.train.tables import Table, invalid, json_schema, validate
 
 __all__ = [
     "DATA_OPTIONS",
+    "DTYPES",
     "TRAIN_EXTRA",
     "DataTable",
     "ModelTable",
@@ -95,6 +96,10 @@ class OptimizerTable(Table):
     )
 
 
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+"""The dtypes a run can be trained in (``[train] dtype``, ``--dtype``)."""
+
+
 class TrainTable(Table):
     """``[train]``: :class:`~landscape.train.config.TrainConfig`'s fields, loss, device, dtype."""
 
@@ -114,17 +119,28 @@ class TrainTable(Table):
     target_accuracy: float | None = Field(
         default=None, ge=0, le=1, description="stop at this training accuracy"
     )
-    seed: int | None = Field(default=None, ge=0, description="model init, batch order (default 0)")
-    history_every: int | None = Field(default=None, ge=0, description="steps between history rows")
+    seed: int | None = Field(
+        default=None,
+        ge=0,
+        le=SEED_MAX,
+        description="model init, batch order (default 0; at most 2**63 - 1)",
+    )
+    history_every: int | None = Field(
+        default=None,
+        ge=0,
+        description="steps between history rows (0: the first and last steps only)",
+    )
     snapshot_every: int | None = Field(
-        default=None, ge=0, description="steps between trajectory snapshots"
+        default=None,
+        ge=0,
+        description="steps between trajectory snapshots (0: the first and last steps only)",
     )
     loss: StrictStr | None = Field(
         default=None, description="a name of landscape.engine.losses.LOSSES (default cross_entropy)"
     )
     device: StrictStr | None = Field(default=None, description="a torch device (default cpu)")
     dtype: StrictStr | None = Field(
-        default=None, description="a floating torch dtype (default float32)"
+        default=None, description="float32 (default), float64, float16 or bfloat16"
     )
 
 

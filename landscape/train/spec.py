@@ -53,7 +53,7 @@ from landscape.store.file import Store
 from landscape.train.checkpoints import build_model, load_params
 from landscape.train.config import TrainConfig
 from landscape.train.fit import fit
-from landscape.train.schema import DATA_OPTIONS, TRAIN_EXTRA, check
+from landscape.train.schema import DATA_OPTIONS, DTYPES, TRAIN_EXTRA, check
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -90,6 +90,13 @@ def read_toml(path: str | os.PathLike, what: str) -> dict[str, Any]:
         raise FileNotFoundError(f"{what} {os.fspath(path)} does not exist") from None
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"{what} {os.fspath(path)} is not valid TOML: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(
+            f"{what} {os.fspath(path)} is not valid TOML: TOML is UTF-8 text, got byte "
+            f"{err.object[err.start : err.start + 1]!r} at offset {err.start} that is not UTF-8"
+        ) from None
+    except IsADirectoryError:
+        raise ValueError(f"{what} {os.fspath(path)} is a directory, not a TOML file") from None
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:
@@ -190,12 +197,11 @@ def build(spec: Mapping[str, Any]) -> tuple[Any, Any, str, Any, dict[str, Any], 
     config = TrainConfig(spec.get("optimizer", {"name": "sgd"}), **t)
     model = models.build(name, _model_kwargs(name, m, split), seed=config.seed)
     dtype_name = extra.get("dtype", "float32")
-    dtype = getattr(torch, str(dtype_name), None)
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+    if dtype_name not in DTYPES:
         raise ValueError(
-            f"run spec: dtype must be a floating torch dtype such as float32 or "
-            f"float64, got {dtype_name!r}"
+            f"run spec: [train] dtype must be one of {', '.join(DTYPES)}, got {dtype_name!r}"
         )
+    dtype = getattr(torch, dtype_name)
     try:
         device = torch.device(extra.get("device", "cpu"))
     except RuntimeError as err:
@@ -229,6 +235,9 @@ def execute(
     Returns:
         The :class:`~landscape.train.TrainResult`.
     """
+    name = run if run is not None else spec.get("run")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise ValueError(f"run spec: the run name (--run) must be a non-empty string, got {name!r}")
     model, split, loss, config, attrs, _ = build(spec)
     return fit(
         model,
@@ -236,7 +245,7 @@ def execute(
         split,
         config,
         store=os.fspath(file),
-        run=run or spec.get("run") or config.optimizer.name,
+        run=name or config.optimizer.name,
         replace_run=replace,
         attrs=attrs,
         progress=progress,

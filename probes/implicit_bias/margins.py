@@ -57,6 +57,7 @@ from torch.utils._pytree import tree_flatten
 from landscape.engine.checks import _check_fraction
 from landscape.engine.context import evaluation
 from landscape.engine.cost import Cost
+from landscape.engine.metrics import labels_of, logits_of
 from landscape.engine.objective import Objective
 from landscape.engine.params import ParamFilter
 from probes.implicit_bias.layers import matrices, resolve_init, selected
@@ -65,18 +66,20 @@ from probes.implicit_bias.results import Margins
 __all__ = ["Margins", "margin_of", "margins", "spectral_complexity"]
 
 
-def margin_of(outputs: Tensor, targets: Tensor) -> Tensor:
+def margin_of(outputs: Any, targets: Any) -> Tensor:
     """``f_y(x) - max_{j != y} f_j(x)`` per example (see the module docstring for targets).
 
     Raises:
         ValueError: outputs and targets that are none of the accepted pairs, or class indices
             outside ``[0, K)``.
     """
-    if not isinstance(outputs, Tensor) or not isinstance(targets, Tensor):
+    logits, labels = logits_of(outputs), labels_of(targets)  # a tensor or its logits/labels
+    if logits is None or labels is None:
         raise TypeError(
-            f"margins: expected tensors of outputs and targets, got "
-            f"{type(outputs).__name__} and {type(targets).__name__}"
+            f"margins: expected outputs with logits (a tensor, or a 'logits' field) and "
+            f"per-example targets, got {type(outputs).__name__} and {type(targets).__name__}"
         )
+    outputs, targets = logits, labels
     n = targets.shape[0] if targets.ndim else -1
     if outputs.ndim == 2 and outputs.shape[1] > 1 and outputs.shape[0] == n:
         k = outputs.shape[1]
