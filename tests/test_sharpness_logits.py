@@ -17,6 +17,7 @@ import math
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 from scipy.special import logsumexp
 from torch import nn
@@ -556,22 +557,37 @@ def test_unknown_spec_keys_are_one_line(extra, key):
 
 
 @pytest.mark.parametrize(
-    ("entry", "exc", "match"),
+    ("entry", "exc", "spec_match", "match"),
     [
-        ('{kind = "worst", logit_normalize = "yes"}', TypeError, "worst_case: logit_normalize"),
-        ('{kind = "average", norm = "l3"}', ValueError, "average_case: norm must be one of"),
-        ('{kind = "average", m = 0}', ValueError, "average_case: m must be an int >= 1"),
-        ('{kind = "worst", m = -3}', ValueError, "worst_case: m must be an int >= 1"),
+        (
+            '{kind = "worst", logit_normalize = "yes"}',
+            TypeError,
+            "logit_normalize: must be true or false",
+            "worst_case: logit_normalize",
+        ),
+        ('{kind = "average", norm = "l3"}', ValueError, None, "average_case: norm must be one of"),
+        ('{kind = "average", m = 0}', ValueError, "m: must be an integer >= 1", "average_case: m"),
+        ('{kind = "worst", m = -3}', ValueError, "m: must be an integer >= 1", "worst_case: m"),
     ],
 )
-def test_bad_spec_values_are_the_probes_one_line_errors(entry, exc, match):
-    """Bad values of the spec's probe options are refused by the probe, in one line.
+def test_bad_spec_values_are_one_line_errors_before_any_work(entry, exc, spec_match, match):
+    """Bad values of the spec's probe options are refused in one line before any run trains.
 
-    The spec checks option names; their values are the probe's to check (landscape.sweep
-    .measure): the probe refuses them in one line before any work is done.
+    Types and ranges are checked when the spec is read (so ``--dry-run`` refuses them); the
+    rest (a choice among names) by the probe before any work is done. Called directly, the
+    probe refuses every one of them itself.
     """
-    s = loads(BASE + f"sharpness = [{entry}]")
-    ((module, fn, opts),) = s.probes.values()
+    bad = BASE + f"sharpness = [{entry}]"
+    if spec_match is not None:
+        with pytest.raises(exc, match=spec_match) as err:
+            loads(bad)
+        assert str(err.value).startswith("sweep spec") and "\n" not in str(err.value)
+        table = tomllib.loads(f"e = {entry}")["e"]
+        good = "{" + f'kind = "{table["kind"]}"' + "}"
+        ((_, fn, opts),) = loads(BASE + f"sharpness = [{good}]").probes.values()
+        opts = {**opts, **{k: v for k, v in table.items() if k != "kind"}}
+    else:
+        ((_, fn, opts),) = loads(bad).probes.values()
     probe = {"worst_case": worst_case, "average_case": average_case}[fn]
     model, x, y = linear(n=6)
     with pytest.raises(exc, match=match) as err:

@@ -9,9 +9,11 @@ The risk is a function of a flat parameter vector. The modules:
 - :mod:`~landscape.engine.batches`: a dataset as batches on the model's device;
 - :mod:`~landscape.engine.context`: the evaluation context (mode, attention kernels);
 - :mod:`~landscape.engine.metrics`, :mod:`~landscape.engine.losses`: accuracy and named losses;
+- :mod:`~landscape.engine.terms`: a batch's number of loss terms (tokens, not examples);
 - :mod:`~landscape.engine.determinism`: is the objective a function of the parameters?
 - :mod:`~landscape.engine.batchnorm`: running statistics recomputed at a point;
 - :mod:`~landscape.engine.pointwise`: one model evaluated at many points;
+- :mod:`~landscape.engine.distributed`: the sums over ``torch.distributed`` ranks;
 - :mod:`~landscape.engine.allocator`: the C allocator primed for repeated evaluation;
 - :mod:`~landscape.engine.records`, :mod:`~landscape.engine.cost`: the record protocol of every
   result and its :class:`Cost` (NumPy only);
@@ -26,6 +28,7 @@ from landscape.engine.lazy import attach
 
 __all__ = [
     "Cost",
+    "Counted",
     "DeterminismError",
     "Objective",
     "ParamLayout",
@@ -36,6 +39,7 @@ __all__ = [
     "context",
     "cost",
     "determinism",
+    "distributed",
     "hvp",
     "lazy",
     "losses",
@@ -46,6 +50,13 @@ __all__ = [
     "params",
     "pointwise",
     "records",
+    "terms",
+    "Tokens",
+    "causal_lm",
+    "causal_lm_loss",
+    "counted",
+    "token_labels",
+    "token_loss",
 ]
 
 __getattr__, __dir__ = attach(
@@ -58,6 +69,7 @@ __getattr__, __dir__ = attach(
         "context",
         "cost",
         "determinism",
+        "distributed",
         "hvp",
         "lazy",
         "losses",
@@ -66,6 +78,7 @@ __getattr__, __dir__ = attach(
         "params",
         "pointwise",
         "records",
+        "terms",
     ],
     {
         "Cost": "cost",
@@ -74,5 +87,12 @@ __getattr__, __dir__ = attach(
         "ParamLayout": "params",
         "no_bias_norm": "params",
         "only": "params",
+        "Counted": "terms",
+        "Tokens": "terms",
+        "causal_lm": "terms",
+        "causal_lm_loss": "terms",
+        "counted": "terms",
+        "token_labels": "terms",
+        "token_loss": "terms",
     },
 )

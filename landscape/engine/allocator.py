@@ -24,6 +24,7 @@ import torch
 __all__ = ["PRIME_BYTES", "prime"]
 
 PRIME_BYTES = 16 * 2**20  # at most glibc's largest adaptive threshold (32 MiB on 64-bit)
+"""Bytes of the allocation that :func:`prime` makes and frees once."""
 _primed = False
 
 

@@ -8,7 +8,11 @@ targets (``loss_fn(outputs, batch)``); its size is the first dimension of its fi
 When the data fit a memory budget they are moved to the device once and kept there; otherwise
 each pass iterates the source again and moves one batch at a time. Floating-point inputs and targets
 take the model's dtype (so a float64 model works on float32 data); integer targets stay as
-they are.
+they are. Each batch knows its number of loss terms (:mod:`landscape.engine.terms`): its examples
+by default, or what a ``terms`` callable counts in its targets (e.g. the tokens that are not
+padding); a batch without terms is left out of every pass. Over the ranks of a
+``torch.distributed`` group the data are this rank's shard: the numbers of examples and terms
+become the totals over the ranks, all-reduced once at construction.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ import torch
 from torch import Tensor
 from torch.utils._pytree import register_pytree_node, tree_flatten, tree_map
 from torch.utils.data import DataLoader, Dataset
+
+from landscape.engine import distributed as _dist
+from landscape.engine.terms import Terms, count
 
 __all__ = ["Batch", "Batches", "Kwargs", "default_memory_budget"]
 
@@ -65,14 +72,22 @@ def default_memory_budget(device: torch.device) -> int:
 
 @dataclass(frozen=True)
 class Batch:
-    """One batch: ``inputs`` (a tensor or a nest of tensors), ``targets`` and its size ``n``.
+    """One batch: ``inputs`` (a tensor or a nest of tensors), ``targets``, its size ``n``.
 
-    For a mapping batch ``inputs`` and ``targets`` are the same :class:`Kwargs`.
+    For a mapping batch ``inputs`` and ``targets`` are the same :class:`Kwargs`. ``terms`` is
+    its number of loss terms, the weight of its mean loss in a sum over batches (``n`` unless
+    the data count terms otherwise; -1: not counted yet).
     """
 
     inputs: Any
     targets: Tensor
     n: int
+    terms: int = -1
+
+    @property
+    def weight(self) -> int:
+        """The weight of this batch's mean loss: its terms, or its examples when not counted."""
+        return self.n if self.terms < 0 else self.terms
 
 
 def _nbytes(obj: Any) -> int:
@@ -101,6 +116,17 @@ class Batches:
         cache: ``"auto"`` keeps the batches on the device when they fit ``memory_budget``;
             ``True`` always, ``False`` never (each pass iterates the source again).
         memory_budget: bytes allowed for the cache (default :func:`default_memory_budget`).
+        terms: a batch's number of loss terms from its targets (see
+            :mod:`landscape.engine.terms`); None: its number of examples.
+        group: a resolved ``torch.distributed`` group (see
+            :func:`landscape.engine.distributed.resolve`) whose ranks hold the other shards, or
+            None.
+
+    Attributes:
+        n_examples, n_batches: examples (over every rank's shard) and batches (of this rank)
+            of one pass.
+        n_terms: loss terms of one pass over every shard (the denominator of the mean loss).
+        local_examples, local_terms: this rank's examples and terms.
 
     Raises:
         TypeError: ``data`` is none of the accepted kinds, or a batch is neither a pair nor a
@@ -117,7 +143,12 @@ class Batches:
         batch_size: int | None = None,
         cache: bool | str = "auto",
         memory_budget: int | None = None,
+        terms: Terms | None = None,
+        group: _dist.Group = None,
     ) -> None:
+        if terms is not None and not callable(terms):
+            raise TypeError(f"terms must be callable or None, got {type(terms).__name__}")
+        self.terms, self.group = terms, group
         if cache not in (True, False, "auto"):
             raise ValueError(f"cache must be True, False or 'auto', got {cache!r}")
         if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
@@ -128,6 +159,8 @@ class Batches:
         )
         self._cached: list[Batch] | None = None
         self._loader: DataLoader | None = None
+        self.n_examples: int = 0
+        self.n_terms: int = 0
         self.kind = type(data).__name__
         if isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[1], Tensor):
             self._from_tensors(data[0], data[1], batch_size or DEFAULT_BATCH_SIZE, cache)
@@ -142,6 +175,13 @@ class Batches:
                 "expected data as an (inputs, targets) pair of tensors, a torch Dataset or a "
                 f"DataLoader, got {type(data).__name__}"
             )
+        self.local_examples, self.local_terms = self.n_examples, self.n_terms
+        if group is not None:
+            (counts,) = _dist.all_reduce(
+                torch.tensor([self.n_examples, self.n_terms], device=self.device), group=group
+            )
+            self.n_examples, self.n_terms = int(counts[0]), int(counts[1])
+        self._total(self.n_terms)
 
     # -- construction ------------------------------------------------------------------
     def _from_tensors(self, inputs: Any, targets: Tensor, batch_size: int, cache) -> None:
@@ -165,19 +205,23 @@ class Batches:
         if self._on_device:
             inputs, targets = self._to_device(inputs), self._to_device(targets)
         self._cached = [
-            Batch(
-                tree_map(lambda t, i=i: t[i : i + batch_size], inputs),
-                targets[i : i + batch_size],
-                min(batch_size, n - i),
+            self._counted(
+                Batch(
+                    tree_map(lambda t, i=i: t[i : i + batch_size], inputs),
+                    targets[i : i + batch_size],
+                    min(batch_size, n - i),
+                )
             )
             for i in range(0, n, batch_size)
         ]
+        self.n_terms = sum(b.weight for b in self._cached)
 
     def _first_pass(self, cache) -> None:
         kept: list[Batch] | None = [] if cache is not False else None
-        n_examples = n_batches = size = 0
-        for batch in self._iterate_source(keep_on_device=False):
+        n_examples = n_batches = size = n_terms = 0
+        for batch in self._iterate_source(keep_on_device=False, skip_empty=False):
             n_examples, n_batches = n_examples + batch.n, n_batches + 1
+            n_terms += batch.weight
             size += _nbytes(
                 batch.inputs if isinstance(batch.inputs, Kwargs) else (batch.inputs, batch.targets)
             )
@@ -186,7 +230,22 @@ class Batches:
             else:
                 kept = None  # over the budget: iterate the source on every pass
         self.n_examples, self.n_batches = n_examples, n_batches
+        self.n_terms = n_terms
         self._cached, self._on_device = kept, kept is not None
+
+    def _counted(self, batch: Batch) -> Batch:
+        """``batch`` with its number of loss terms."""
+        if self.terms is None:
+            return Batch(batch.inputs, batch.targets, batch.n, batch.n)
+        return Batch(batch.inputs, batch.targets, batch.n, count(self.terms, batch.targets, 0))
+
+    def _total(self, n_terms: int) -> int:
+        if n_terms == 0:
+            raise ValueError(
+                "the data hold no loss terms: expected at least one label that is not "
+                "ignore_index (terms counted 0 in every batch)"
+            )
+        return n_terms
 
     # -- conversion --------------------------------------------------------------------
     def _to_device(self, obj: Any) -> Any:
@@ -201,8 +260,10 @@ class Batches:
     def _move(self, batch: Batch) -> Batch:
         if isinstance(batch.inputs, Kwargs):
             moved = self._to_device(batch.inputs)
-            return Batch(moved, moved, batch.n)
-        return Batch(self._to_device(batch.inputs), self._to_device(batch.targets), batch.n)
+            return Batch(moved, moved, batch.n, batch.terms)
+        return Batch(
+            self._to_device(batch.inputs), self._to_device(batch.targets), batch.n, batch.terms
+        )
 
     def _parse(self, item: Any, index: int) -> Batch:
         if isinstance(item, Mapping):
@@ -230,14 +291,18 @@ class Batches:
             )
         return Batch(inputs, targets, n)
 
-    def _iterate_source(self, keep_on_device: bool = True) -> Iterator[Batch]:
+    def _iterate_source(
+        self, keep_on_device: bool = True, skip_empty: bool = True
+    ) -> Iterator[Batch]:
         assert self._loader is not None
-        count = 0
+        seen = 0
         for i, item in enumerate(self._loader):
             batch = self._parse(item, i)
-            count += batch.n
-            yield self._move(batch) if keep_on_device else batch
-        if count == 0:
+            seen += batch.n
+            batch = self._counted(self._move(batch)) if keep_on_device else self._counted(batch)
+            if batch.terms or not skip_empty:
+                yield batch
+        if seen == 0:
             raise ValueError("data is empty: expected at least one example, got 0")
 
     # -- iteration ---------------------------------------------------------------------
@@ -249,7 +314,9 @@ class Batches:
     def __iter__(self) -> Iterator[Batch]:
         """One pass over the data, batches on the device."""
         if self._cached is not None:
-            yield from (b if self._on_device else self._move(b) for b in self._cached)
+            yield from (
+                b if self._on_device else self._move(b) for b in self._cached if b.terms != 0
+            )
         else:
             yield from self._iterate_source()
 
@@ -272,5 +339,6 @@ class Batches:
             "kind": self.kind,
             "n_examples": self.n_examples,
             "n_batches": self.n_batches,
+            **({} if self.terms is None else {"n_terms": self.n_terms, "terms": repr(self.terms)}),
             "cached_on_device": self.cached,
         }

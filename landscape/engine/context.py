@@ -45,7 +45,9 @@ def evaluation(model: nn.Module, train: bool) -> Iterator[None]:
     model.train(train)
     try:
         with contextlib.ExitStack() as stack:
-            stack.enter_context(torch.inference_mode(False))
+            grad = torch.is_grad_enabled()
+            stack.enter_context(torch.inference_mode(False))  # which turns gradients on
+            stack.enter_context(torch.set_grad_enabled(grad))  # as the caller had them
             stack.enter_context(torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH))
             stack.enter_context(_mha_fastpath_off())
             if recurrent:

@@ -68,23 +68,24 @@ def _squares(outputs: Any) -> float:
 def _forward_pass(obj: Objective, batches: Iterable[Batch]) -> tuple[float, float, float, int]:
     """Loss sum, its scale, sum of squared outputs and example count of one forward pass.
 
-    The size-weighted loss sum, its scale (sum of n_b |loss_b|), the sum of squared outputs and the
-    number of examples of one pass at the model's parameters, forward only.
+    The term-weighted mean loss, its scale (mean of t_b |loss_b|), the sum of squared outputs and
+    the number of examples of one pass at the model's parameters, forward only.
     """
     theta = obj.theta
     loss = scale = squares = 0.0
-    n = 0
+    n = terms = 0
     with torch.no_grad(), obj.context():
         for batch in batches:
             out = obj.outputs(theta, batch.inputs)
             value = obj.loss_fn(out, batch.targets)
             obj.require_finite(value, "at the model's parameters")
-            loss += batch.n * float(value)
-            scale += batch.n * abs(float(value))
+            loss += batch.weight * float(value)
+            scale += batch.weight * abs(float(value))
             squares += _squares(out)
             n += batch.n
+            terms += batch.weight
     obj.add_cost(passes=1, loss_evals=1)
-    return loss / max(n, 1), scale / max(n, 1), squares, n
+    return loss / max(terms, 1), scale / max(terms, 1), squares, n
 
 
 _DATA_CAUSE = (

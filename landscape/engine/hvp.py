@@ -45,7 +45,9 @@ __all__ = [
 ]
 
 STRATEGIES = ("forward-over-reverse", "reverse-over-reverse", "cached-reverse", "linearize")
+"""The Hessian-vector product strategies, by name (``hvp=`` of the engine)."""
 CACHED = ("cached-reverse", "linearize")
+"""The strategies that keep a graph or a linearisation at a point between products."""
 
 Fn = Callable[[Tensor], Tensor]
 

@@ -18,13 +18,57 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["LOSSES", "Logistic", "SquaredError", "describe", "get"]
+__all__ = [
+    "LOSSES",
+    "Logistic",
+    "MissingLossError",
+    "SquaredError",
+    "describe",
+    "get",
+    "model_loss",
+    "uses_model_loss",
+]
+
+
+class MissingLossError(TypeError):
+    """``loss_fn="model"`` on outputs that hold no loss."""
+
+
+def model_loss(outputs: Any, batch: Any = None) -> Tensor:
+    """The model's own loss: ``outputs.loss`` or ``outputs["loss"]`` (``loss_fn="model"``).
+
+    Args:
+        outputs: what the model returned (e.g. a ``ModelOutput`` given ``labels``).
+        batch: the batch (unused).
+
+    Returns:
+        The loss tensor.
+
+    Raises:
+        MissingLossError: the outputs have no loss.
+    """
+    loss = outputs.get("loss") if isinstance(outputs, Mapping) else getattr(outputs, "loss", None)
+    if not isinstance(loss, Tensor):
+        raise MissingLossError(
+            f"loss_fn='model' needs outputs with a 'loss' field, got {type(outputs).__name__}"
+        )
+    return loss
+
+
+def uses_model_loss(loss_fn: Any) -> bool:
+    """Whether ``loss_fn`` is the model's own loss, also under a wrapper's ``loss_fn``."""
+    seen = 0
+    while loss_fn is not None and seen < 8:
+        if loss_fn is model_loss:
+            return True
+        loss_fn, seen = getattr(loss_fn, "loss_fn", None), seen + 1
+    return False
 
 
 class SquaredError(nn.Module):

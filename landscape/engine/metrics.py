@@ -4,6 +4,12 @@ Outputs may be a tensor, a tuple (its first element the logits), a dict or an ob
 ``logits`` attribute or key (a ``transformers`` ``ModelOutput`` is both): :func:`logits_of`
 finds the logits; where there are none, accuracy is None. Targets may be a tensor or a mapping
 batch, whose ``labels`` are the targets.
+
+Sequence logits (N, T, K) against labels (N, T) give the token accuracy: labels that are
+negative (``ignore_index``, e.g. -100) are not counted. A mapping batch's sequence labels need a
+:class:`~landscape.engine.terms.Tokens` to say how they align with the logits (a causal language
+model's labels are its inputs, predicted one position later); tensor targets are taken in place.
+:func:`no_accuracy` says why a batch has no accuracy.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from typing import Any
 
 from torch import Tensor
 
+from landscape.engine.terms import Tokens
+
 __all__ = [
     "Metrics",
     "combine",
@@ -22,6 +30,7 @@ __all__ = [
     "count_counted",
     "labels_of",
     "logits_of",
+    "no_accuracy",
 ]
 
 
@@ -48,18 +57,25 @@ def logits_of(outputs: Any) -> Tensor | None:
     return found if isinstance(found, Tensor) else None
 
 
-def labels_of(targets: Any) -> Tensor | None:
+def labels_of(targets: Any, tokens: Tokens | None = None) -> Tensor | None:
     """The targets accuracy compares with: a tensor, or the ``labels`` of a mapping batch.
 
-    A mapping batch's labels count only with one label per example (shape (N,)); sequence labels
-    (e.g. a language model's, whose logits predict the next token) give None.
+    Without ``tokens`` a mapping batch's labels count only with one label per example (shape
+    (N,)); sequence labels (e.g. a language model's, whose logits predict the next token) give
+    None. With ``tokens`` the labels they name, shifted for a causal model.
 
     Args:
         targets: a batch's targets, or a mapping batch.
+        tokens: how sequence labels align with the logits, or None.
 
     Returns:
         A tensor, or None.
     """
+    if tokens is not None:
+        try:
+            return tokens.labels(targets)
+        except TypeError:
+            return None
     if isinstance(targets, Tensor):
         return targets
     if isinstance(targets, Mapping):
@@ -91,7 +107,46 @@ def _argmax(out: Tensor) -> Tensor:
     return out.t().argmax(0) if out.ndim == 2 else out.argmax(-1)
 
 
-def correct(outputs: Any, targets: Any) -> tuple[float, int] | None:
+def _pair(outputs: Any, targets: Any, tokens: Tokens | None) -> tuple[Tensor, Tensor] | None:
+    """Logits and labels to compare, the logits shifted when ``tokens`` says so."""
+    logits, labels = logits_of(outputs), labels_of(targets, tokens)
+    if logits is None or labels is None:
+        return None
+    if tokens is not None:
+        labels = labels.masked_fill(labels == tokens.ignore_index, -1)  # not counted
+        if tokens.shift and logits.ndim >= 2:
+            logits = logits[..., :-1, :]
+    return logits.detach(), labels
+
+
+def no_accuracy(outputs: Any, targets: Any, tokens: Tokens | None = None) -> str | None:
+    """Why a batch has no accuracy (one line), or None where :func:`correct` gives one.
+
+    Args:
+        outputs: the model's outputs for a batch.
+        targets: the batch's targets, or a mapping batch.
+        tokens: how sequence labels align with the logits, or None.
+    """
+    if correct(outputs, targets, tokens) is not None:
+        return None
+    if logits_of(outputs) is None:
+        return (
+            f"the outputs have no logits (expected a tensor or a 'logits' field, got "
+            f"{type(outputs).__name__})"
+        )
+    if isinstance(targets, Mapping) and tokens is None:
+        labels = targets.get("labels")
+        if labels is None:
+            return "the mapping batch has no 'labels'"
+        if isinstance(labels, Tensor) and labels.ndim > 1:
+            return (
+                "sequence labels: give the loss a token count (landscape.engine.terms: "
+                "causal_lm() or token_labels()) to say how they align with the logits"
+            )
+    return "the targets are not classes (regression?)"
+
+
+def correct(outputs: Any, targets: Any, tokens: Tokens | None = None) -> tuple[float, int] | None:
     """Correct predictions and predictions counted, or None where accuracy is undefined.
 
     - class indices: outputs (..., C) with C > 1, integer targets (...); negative targets
@@ -100,19 +155,20 @@ def correct(outputs: Any, targets: Any) -> tuple[float, int] | None:
     - one logit per example: targets in {0, 1} (logit > 0) or in {-1, +1} (its sign).
 
     Anything else (regression targets, outputs without logits, sequence labels of a mapping
-    batch) has no accuracy.
+    batch without ``tokens``) has no accuracy.
 
     Args:
         outputs: the model's outputs for a batch (see :func:`logits_of`).
         targets: the batch's targets, or a mapping batch (see :func:`labels_of`).
+        tokens: how sequence labels align with the logits (the causal shift), or None.
 
     Returns:
         ``(correct, counted)``, or None.
     """
-    logits, labels = logits_of(outputs), labels_of(targets)
-    if logits is None or labels is None:
+    pair = _pair(outputs, targets, tokens)
+    if pair is None:
         return None
-    out, targets = logits.detach(), labels
+    out, targets = pair
     if (
         not targets.is_floating_point()
         and out.ndim >= 2
@@ -135,7 +191,7 @@ def correct(outputs: Any, targets: Any) -> tuple[float, int] | None:
     return None
 
 
-def count_correct(outputs: Any, targets: Any) -> Tensor | None:
+def count_correct(outputs: Any, targets: Any, tokens: Tokens | None = None) -> Tensor | None:
     """The number of correct predictions as a tensor on the outputs' device (no host sync).
 
     Decided from the shapes alone: class indices against (..., C) outputs (negative targets
@@ -145,15 +201,16 @@ def count_correct(outputs: Any, targets: Any) -> Tensor | None:
     Args:
         outputs: the model's outputs for a batch.
         targets: the batch's targets.
+        tokens: as for :func:`correct`.
 
     Returns:
         A 0-d integer tensor, or None where the shapes do not say (use :func:`correct`) or
         there are no logits or labels (:func:`logits_of`, :func:`labels_of`).
     """
-    logits, targets = logits_of(outputs), labels_of(targets)
-    if logits is None or targets is None:
+    pair = _pair(outputs, targets, tokens)
+    if pair is None:
         return None
-    out = logits.detach()
+    out, targets = pair
     if (
         not targets.is_floating_point()
         and out.ndim >= 2
@@ -173,20 +230,22 @@ def count_correct(outputs: Any, targets: Any) -> Tensor | None:
     return None
 
 
-def count_counted(outputs: Any, targets: Any) -> Tensor | int:
+def count_counted(outputs: Any, targets: Any, tokens: Tokens | None = None) -> Tensor | int:
     """The number of predictions :func:`count_correct` counts.
 
     Args:
         outputs: the model's outputs for a batch.
         targets: the batch's targets.
+        tokens: as for :func:`correct`.
 
     Returns:
         For class-index targets, those that are not negative (``ignore_index``) as a device
         tensor; else every example, as an int (0 without logits or labels).
     """
-    outputs, targets = logits_of(outputs), labels_of(targets)
-    if outputs is None or targets is None:
+    pair = _pair(outputs, targets, tokens)
+    if pair is None:
         return 0
+    outputs, targets = pair
     if (
         not targets.is_floating_point()
         and outputs.ndim >= 2

@@ -2,16 +2,20 @@ r"""The empirical risk of a model over a whole dataset, as a function of a flat 
 
 :class:`Objective` is what every probe goes through. For parameters ``theta`` (flat) it gives
 
-.. math:: L(\theta) = \frac{1}{N} \sum_b n_b \, \ell_b(\theta),
+.. math:: L(\theta) = \frac{1}{T} \sum_b t_b \, \ell_b(\theta), \quad T = \sum_b t_b,
 
-the mean of ``loss_fn`` over all N examples, each batch's mean loss ``l_b`` weighted by its
-size ``n_b``, so that any batching gives the full-batch value. The model may return a tensor, a
+the mean of ``loss_fn`` over all the loss terms of the data, each batch's mean loss ``l_b``
+weighted by its number of terms ``t_b`` (its examples unless ``terms`` counts otherwise, e.g. the
+tokens that are not padding, see :mod:`landscape.engine.terms`), so that any batching gives the
+full-batch value. The model may return a tensor, a
 tuple, a dict or a ``ModelOutput``: ``loss_fn`` receives the outputs as returned, inside the
 functional call, so every differentiated function still returns a scalar. A mapping batch goes
 in as ``model(**batch)`` and ``loss_fn(outputs, batch)``; ``loss_fn="model"`` is the model's
 own ``outputs.loss``. Gradient, Hessian-vector products (four exact strategies, see
 :mod:`landscape.engine.hvp`), generalised Gauss-Newton-vector products and per-example gradients
-follow the same weighting.
+follow the same weighting. Under ``torch.distributed`` the data are this rank's shard and every
+sum over them is summed over the ranks (:mod:`landscape.engine.distributed`): each rank gets
+the value of one process on the union of the shards.
 
 The model is never written to: parameters are substituted with
 :func:`torch.func.functional_call`; buffers are copied before a train-mode pass could update
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -42,13 +47,16 @@ from torch.func import functional_call, grad, grad_and_value, jvp, vjp, vmap
 from torch.utils._pytree import tree_flatten, tree_map
 
 from landscape.engine import allocator
+from landscape.engine import distributed as _dist
 from landscape.engine import hvp as _hvp
 from landscape.engine.batches import Batch, Batches, Kwargs
 from landscape.engine.context import evaluation, synchronize
 from landscape.engine.cost import Cost
 from landscape.engine.determinism import check
-from landscape.engine.metrics import Metrics, combine, correct
+from landscape.engine.losses import MissingLossError, model_loss, uses_model_loss
+from landscape.engine.metrics import Metrics, combine, correct, no_accuracy
 from landscape.engine.params import ParamFilter, ParamLayout, select
+from landscape.engine.terms import Terms, terms_of, tokens_of
 
 __all__ = ["Cost", "Objective"]
 
@@ -60,29 +68,14 @@ _PRODUCTS = {
 MODES = ("eval", "train")
 
 
-class MissingLossError(TypeError):
-    """``loss_fn="model"`` on outputs that hold no loss."""
-
-
-def model_loss(outputs: Any, batch: Any = None) -> Tensor:
-    """The model's own loss: ``outputs.loss`` or ``outputs["loss"]`` (``loss_fn="model"``).
-
-    Args:
-        outputs: what the model returned (e.g. a ``ModelOutput`` given ``labels``).
-        batch: the batch (unused).
-
-    Returns:
-        The loss tensor.
-
-    Raises:
-        MissingLossError: the outputs have no loss.
-    """
-    loss = outputs.get("loss") if isinstance(outputs, Mapping) else getattr(outputs, "loss", None)
-    if not isinstance(loss, Tensor):
-        raise MissingLossError(
-            f"loss_fn='model' needs outputs with a 'loss' field, got {type(outputs).__name__}"
-        )
-    return loss
+def _keywords(model: nn.Module) -> str:
+    """The named parameters of ``model.forward``, for a message."""
+    try:
+        params = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return "arguments that the signature does not say"
+    named = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return ", ".join(named[:8]) + (", ..." if len(named) > 8 else "") if named else "no names"
 
 
 class Objective:
@@ -94,6 +87,8 @@ class Objective:
             (e.g. ``nn.CrossEntropyLoss()``); ``loss_fn(outputs, batch)`` for mapping batches;
             or ``"model"`` for the model's own ``outputs.loss`` / ``outputs["loss"]``. The
             outputs are passed as the model returns them (tensor, tuple, dict, ``ModelOutput``).
+            A loss with a ``terms`` attribute (:func:`landscape.engine.terms.counted`) brings
+            its term count.
         data: ``(inputs, targets)`` tensors, a ``Dataset`` or a ``DataLoader`` yielding pairs or
             mappings (a mapping batch goes in as ``model(**batch)``, its tensors on the model's
             device; its size is the first dimension of its first tensor).
@@ -114,12 +109,27 @@ class Objective:
         check: two forward passes at the model's parameters must agree (outputs and loss)
             (catches shuffling loaders with ``drop_last``, random augmentation, dropout or
             BatchNorm in train mode). Costs two forward passes at construction.
+        terms: a batch's number of loss terms from its targets (what ``loss_fn`` receives),
+            e.g. :func:`landscape.engine.terms.causal_lm`; default ``loss_fn.terms`` where the
+            loss carries one, else the batch's number of examples. Every sum over batches
+            weights a batch's mean by it, so the loss is the mean over all the data's terms.
+        group: the ``torch.distributed`` group whose ranks hold the other shards of the data:
+            None (default) for the engine's setting (:func:`landscape.engine.distributed.
+            distributed`, else the default group when ``torch.distributed`` is initialised),
+            a ProcessGroup, or False for this process's data alone. Every rank must build the
+            objective with the same model parameters (checked) and call the same methods in
+            the same order.
 
     Attributes:
         has_accuracy: whether the outputs and targets of the first batch define an accuracy
             (:func:`landscape.engine.metrics.correct`: logits against classes, one-hot or
             binary labels; False for outputs without logits).
         model, loss_fn, mode, layout, batches, n_examples: as given or derived; read only.
+        terms, n_terms: the term count (None: examples) and the data's number of terms (over
+            every rank's shard, as ``n_examples``).
+        group: the resolved group, or None for one process.
+        tokens: the :class:`~landscape.engine.terms.Tokens` that ``terms`` is, else None (how
+            accuracy pairs sequence logits with labels).
 
     Engine interface: what the engine's own evaluators (:mod:`landscape.engine.pointwise`,
     :mod:`landscape.engine.determinism`) and the surfaces use to run their own passes through
@@ -149,7 +159,12 @@ class Objective:
         memory_budget: int | None = None,
         hvp: str = "auto",
         check: bool = True,
+        terms: Terms | None = None,
+        group: Any = None,
     ) -> None:
+        terms = terms_of(loss_fn) if terms is None else terms
+        if terms is not None and not callable(terms):
+            raise TypeError(f"terms must be callable or None, got {type(terms).__name__}")
         if isinstance(loss_fn, str):
             if loss_fn != "model":
                 raise ValueError(f"loss_fn must be callable or 'model', got {loss_fn!r}")
@@ -162,6 +177,8 @@ class Objective:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if hvp != "auto" and hvp not in _hvp.STRATEGIES:
             raise ValueError(f"hvp must be 'auto' or one of {_hvp.STRATEGIES}, got {hvp!r}")
+        _dist.refuse_sharded(model)
+        self.group = _dist.resolve(group)
         self.model, self.loss_fn, self.mode = model, loss_fn, mode
         self._selected = select(model, params)
         self.layout = ParamLayout.of(self._selected)
@@ -173,8 +190,12 @@ class Objective:
             batch_size=batch_size,
             cache=cache,
             memory_budget=memory_budget,
+            terms=terms,
+            group=self.group,
         )
-        self.n_examples = self.batches.n_examples
+        _dist.check_parameters(self.theta, group=self.group)
+        self.terms, self.tokens = terms, tokens_of(terms)
+        self.n_examples, self.n_terms = self.batches.n_examples, self.batches.n_terms
         self._requested_hvp = hvp
         self.hvp_strategy: str | None = None if hvp == "auto" else hvp
         self._graphs: tuple[Tensor, tuple[int, ...], list] | None = None  # point, key, graphs
@@ -249,6 +270,8 @@ class Objective:
 
     def _validate(self, batch: Batch) -> None:
         def shape(obj: Any) -> str:
+            if isinstance(obj, Mapping):
+                return "{" + ", ".join(f"{k!r}: {shape(v)}" for k, v in obj.items()) + "}"
             leaves, _ = tree_flatten(obj)
             return (
                 ", ".join(
@@ -269,6 +292,8 @@ class Objective:
                 outputs = self.outputs(self.theta, batch.inputs)
             except errors as exc:
                 what = f"the model failed on the first batch of inputs {shape(batch.inputs)}"
+                if isinstance(batch.inputs, Kwargs):
+                    what += f" (its forward takes {_keywords(self.model)})"
                 raise failed(what, exc) from exc
             try:
                 value = self.loss_fn(outputs, batch.targets)
@@ -288,7 +313,7 @@ class Objective:
         if not value.is_floating_point():
             raise TypeError(f"loss_fn must return a floating-point tensor, got {value.dtype}")
         self.require_finite(value, "at the model's parameters")
-        self.has_accuracy = correct(outputs, batch.targets) is not None
+        self.has_accuracy = correct(outputs, batch.targets, self.tokens) is not None
 
     @staticmethod
     def require_finite(value: Tensor, where: str, what: str = "the loss") -> None:
@@ -371,9 +396,10 @@ class Objective:
         total = torch.zeros((), dtype=self.accumulator_dtype, device=self.layout.device)
         with torch.no_grad(), self.context():
             for batch in self.batches:
-                total += batch.n * self.batch_loss(theta, batch)
+                total += batch.weight * self.batch_loss(theta, batch)
         self.add_cost(passes=1, loss_evals=1)
-        total = (total / self.n_examples).to(self.layout.dtype)
+        (total,) = _dist.all_reduce(total, group=self.group)
+        total = (total / self.n_terms).to(self.layout.dtype)
         self.require_finite(total, "at the given theta")
         return total
 
@@ -383,8 +409,11 @@ class Objective:
         cached = self._cached_graphs(theta)
         if cached is not None and all(g.loss is not None for _, g in cached):
             acc = self.accumulator_dtype
-            loss = sum(n * g.loss.to(acc) for n, g in cached) / self.n_examples
-            gradient = sum(n * g.grad.to(acc) for n, g in cached) / self.n_examples
+            zero = torch.zeros((), dtype=acc, device=theta.device)  # a shard may hold none
+            loss = sum((n * g.loss.to(acc) for n, g in cached), zero)
+            gradient = sum((n * g.grad.to(acc) for n, g in cached), zero.expand(theta.shape))
+            loss, gradient = _dist.all_reduce(loss, gradient, group=self.group)
+            loss, gradient = loss / self.n_terms, gradient / self.n_terms
             loss, gradient = loss.to(self.layout.dtype), gradient.to(self.layout.dtype)
         else:
             loss, gradient, _ = self._loss_grad_pass(theta, iter(self.batches))
@@ -399,7 +428,7 @@ class Objective:
     def _loss_grad_pass(self, theta: Tensor, batches: Iterable[Batch], scales: bool = False):
         """Loss and gradient over one pass; with ``scales`` also what rounding is relative to.
 
-        The scales are the size-weighted means of |loss_b| and ||grad_b||.
+        The scales are the term-weighted means of |loss_b| and ||grad_b||. Summed over the ranks.
         """
         acc = self.accumulator_dtype
         loss = torch.zeros((), dtype=acc, device=self.layout.device)
@@ -408,13 +437,17 @@ class Objective:
         with self.context():
             for batch in batches:
                 g, value = grad_and_value(self._f(batch))(theta)
-                loss += batch.n * value.detach()
-                gradient += batch.n * g
-                n += batch.n
+                loss += batch.weight * value.detach()
+                gradient += batch.weight * g
+                n += batch.weight
                 if scales:
-                    loss_scale += batch.n * abs(float(value))
-                    grad_scale += batch.n * float(g.norm())
+                    loss_scale += batch.weight * abs(float(value))
+                    grad_scale += batch.weight * float(g.norm())
         self.add_cost(passes=1, grad_evals=1)
+        if self.group is not None:
+            extra = torch.tensor([n, loss_scale, grad_scale], dtype=acc, device=loss.device)
+            loss, gradient, extra = _dist.all_reduce(loss, gradient, extra, group=self.group)
+            n, loss_scale, grad_scale = int(extra[0]), float(extra[1]), float(extra[2])
         loss, gradient = (loss / n).to(self.layout.dtype), (gradient / n).to(self.layout.dtype)
         return loss, gradient, (n, loss_scale / n, grad_scale / n)
 
@@ -434,10 +467,13 @@ class Objective:
                 out = sum(n * g.apply(v).to(acc) for n, g in graphs)
             else:
                 product = _PRODUCTS[strategy]
-                out = sum(b.n * product(self._f(b), theta, v).to(acc) for b in self.batches)
+                out = sum(b.weight * product(self._f(b), theta, v).to(acc) for b in self.batches)
                 self.add_cost(passes=1)
+        if not isinstance(out, Tensor):  # a shard without batches
+            out = torch.zeros(v.shape, dtype=acc, device=v.device)
+        (out,) = _dist.all_reduce(out, group=self.group)
         self.add_cost(hvp=k)
-        out = (out / self.n_examples).to(self.layout.dtype)
+        out = (out / self.n_terms).to(self.layout.dtype)
         self.require_finite(out, "at the given theta", "the Hessian-vector product")
         return out
 
@@ -453,7 +489,7 @@ class Objective:
     def _build_graphs(self, theta: Tensor, strategy: str) -> list[tuple[int, Any]]:
         self._graphs = None  # free the previous point's graphs first
         key = self._state_key()
-        graphs = [(b.n, _hvp.build(strategy, self._f(b), theta)) for b in self.batches]
+        graphs = [(b.weight, _hvp.build(strategy, self._f(b), theta)) for b in self.batches]
         self._graphs = (theta.clone(), key, graphs)
         self.add_cost(passes=1, grad_evals=1)
         return graphs
@@ -468,7 +504,8 @@ class Objective:
         Keeps the gradient's graph (``"cached-reverse"``: each product one backward pass)
         when it fits the memory budget. Otherwise times one product of each recomputing
         strategy on the first batch and keeps the faster; a strategy that the model does not
-        support (e.g. a layer without forward-mode AD) drops out.
+        support (e.g. a layer without forward-mode AD) drops out. Over ranks, they decide
+        together: the graphs must fit on every rank, the timings are summed.
         """
         first = self.batches.first()
         with self.context():
@@ -477,7 +514,13 @@ class Objective:
             existing += [*self.model.parameters(), *self.model.buffers()]
             per_batch = _hvp.saved_bytes(self._f(first), theta, existing)
         self.add_cost(grad_evals=1 / self.batches.n_batches, passes=1 / self.batches.n_batches)
-        if per_batch * self.batches.n_batches * 1.25 <= self.batches.memory_budget:
+        fits = per_batch * self.batches.n_batches * 1.25 <= self.batches.memory_budget
+        if self.group is not None:
+            (misses,) = _dist.all_reduce(
+                torch.tensor([0.0 if fits else 1.0], device=theta.device), group=self.group
+            )
+            fits = float(misses[0]) == 0.0
+        if fits:
             self.hvp_strategy = "cached-reverse"
             return self.hvp_strategy
         gen = torch.Generator(device=theta.device).manual_seed(0)
@@ -495,6 +538,12 @@ class Objective:
                 except (RuntimeError, NotImplementedError) as exc:
                     errors[name] = exc
         self.add_cost(passes=4 / self.batches.n_batches)
+        if self.group is not None:  # the same choice on every rank
+            names = ("reverse-over-reverse", "forward-over-reverse")
+            summed = _dist.total(
+                [timings.get(n, float("inf")) for n in names], group=self.group, device=theta.device
+            )
+            timings = {n: t for n, t in zip(names, summed, strict=True) if t != float("inf")}
         if not timings:
             raise errors["reverse-over-reverse"]
         self.hvp_strategy = min(timings, key=timings.__getitem__)
@@ -503,13 +552,13 @@ class Objective:
     def ggn_vp(self, theta: Tensor | None, v: Tensor) -> Tensor:
         """The generalised Gauss-Newton matrix times ``v`` (or a block (k, P)).
 
-        ``G = sum_b (n_b/N) J_b^T H_b J_b``, with ``J_b`` the Jacobian of the outputs and ``H_b``
-        the Hessian of ``loss_fn`` with respect to the outputs. PSD when the loss is convex in the
-        outputs; equals the Fisher for cross-entropy.
+        ``G = sum_b (t_b/T) J_b^T H_b J_b`` (``t_b`` the batch's terms), with ``J_b`` the
+        Jacobian of the outputs and ``H_b`` the Hessian of ``loss_fn`` with respect to the
+        outputs. PSD when the loss is convex in the outputs; equals the Fisher for cross-entropy.
         """
         theta = self.check_theta(theta)
         self.layout.check_vectors(v, "v")
-        if self.loss_fn is model_loss:
+        if uses_model_loss(self.loss_fn):
             raise ValueError(
                 "ggn_vp needs the loss as a function of the outputs; loss_fn='model' computes "
                 "it inside the model: pass loss_fn explicitly"
@@ -536,9 +585,10 @@ class Objective:
                     jv = jvp(out_fn, (theta,), (u,))[1]
                     return pullback(loss_hvp(jv)[0])[0]
 
-                total += batch.n * (vmap(one)(v) if batched else one(v))
+                total += batch.weight * (vmap(one)(v) if batched else one(v))
         self.add_cost(passes=1, ggn_vp=v.shape[0] if batched else 1)
-        total = (total / self.n_examples).to(self.layout.dtype)
+        (total,) = _dist.all_reduce(total, group=self.group)
+        total = (total / self.n_terms).to(self.layout.dtype)
         self.require_finite(total, "at the given theta", "the Gauss-Newton-vector product")
         return total
 
@@ -549,8 +599,15 @@ class Objective:
 
         The blocks are (m, P) each, in data order.
 
-        Each example's loss is ``loss_fn`` on a batch of one, so their mean is :meth:`grad`.
-        In train mode BatchNorm has no per-example meaning; use ``mode="eval"``.
+        Each example's loss is ``loss_fn`` on a batch of one, so their mean is :meth:`grad`
+        when every example is one term (with ``terms`` counting tokens, :meth:`grad` is their
+        mean weighted by each example's terms). In train mode BatchNorm has no per-example
+        meaning; use ``mode="eval"``. Under ``vmap``, or one example after the other for a
+        model that ``vmap`` cannot batch (data-dependent control flow, as in ``transformers``'
+        attention masks).
+
+        Under ``torch.distributed``, the examples of this rank's shard only: a statistic of
+        them is summed over the ranks by the caller.
         """
         theta = self.check_theta(theta)
         if not isinstance(chunk_size, int) or chunk_size < 1:
@@ -562,12 +619,30 @@ class Objective:
             return self.loss_fn(self.outputs(t, inputs), target)
 
         per_example = vmap(grad(single), in_dims=(None, 0, 0))
+
+        def looped(t: Tensor, inputs: Any, targets: Any, m: int) -> Tensor:
+            return torch.stack(
+                [
+                    grad(single)(t, *tree_map(lambda x, j=j: x[j], (inputs, targets)))
+                    for j in range(m)
+                ]
+            )
+
+        loop = False
         for batch in self.batches:
             for i in range(0, batch.n, chunk_size):
                 inputs = tree_map(lambda x, i=i: x[i : i + chunk_size], batch.inputs)
                 with self.context():
                     targets = tree_map(lambda x, i=i: x[i : i + chunk_size], batch.targets)
-                    block = per_example(theta, inputs, targets)
+                    if not loop:
+                        try:
+                            block = per_example(theta, inputs, targets)
+                        except RuntimeError as exc:
+                            if "vmap" not in str(exc):
+                                raise
+                            loop = True  # this model cannot be batched: one at a time
+                    if loop:
+                        block = looped(theta, inputs, targets, min(chunk_size, batch.n - i))
                 yield block
             self.add_cost(passes=1 / self.batches.n_batches)
 
@@ -586,27 +661,45 @@ class Objective:
         with torch.no_grad(), self.context():
             for batch in self.batches:
                 outputs = self.outputs(theta, batch.inputs, buffers)
-                total += batch.n * self.loss_fn(outputs, batch.targets)
-                parts.append(correct(outputs, batch.targets))
+                total += batch.weight * self.loss_fn(outputs, batch.targets)
+                parts.append(correct(outputs, batch.targets, self.tokens))
         self.add_cost(passes=1, loss_evals=1)
+        accuracy = combine(parts)
+        if self.group is not None:
+            known = [p for p in parts if p is not None]
+            counts = [
+                float(bool(parts) and len(known) == len(parts)),  # every batch has one
+                sum(p[0] for p in known),
+                sum(p[1] for p in known),
+            ]
+            total, summed = _dist.all_reduce(
+                total,
+                torch.tensor(counts, dtype=torch.float64, device=total.device),
+                group=self.group,
+            )
+            have, hits, counted = summed.tolist()
+            accuracy = hits / counted if have == _dist.world_size(self.group) and counted else None
         self.require_finite(total, "at the given theta")
         return Metrics(
-            loss=float(total) / self.n_examples,
-            accuracy=combine(parts),
+            loss=float(total) / self.n_terms,
+            accuracy=accuracy,
             n_examples=self.n_examples,
         )
 
     def accuracy(self, theta: Tensor | None = None) -> float:
-        """Fraction of correct predictions over the whole dataset.
+        """Fraction of correct predictions over the whole dataset (over tokens for sequences).
 
         Raises:
             ValueError: the targets are not classes (regression), so there is no accuracy.
         """
         accuracy = self.evaluate(theta).accuracy
         if accuracy is None:
+            first = self.batches.first()
+            with torch.no_grad(), self.context():
+                outputs = self.outputs(self.check_theta(theta), first.inputs)
             raise ValueError(
-                "accuracy is defined for class-index, one-hot or binary targets; these data "
-                "have other targets (regression?)"
+                "accuracy is defined for logits against class-index, one-hot or binary targets; "
+                f"got none: {no_accuracy(outputs, first.targets, self.tokens)}"
             )
         return accuracy
 
@@ -632,7 +725,10 @@ class Objective:
             dtype=self.layout.dtype,
             batch_size=batch_size,
             cache=True,
-        )
+            terms=self.terms,
+        )  # no collective: ranks may rebatch or not; the totals are this objective's
+        new.batches.group = self.group
+        new.batches.n_examples, new.batches.n_terms = self.n_examples, self.n_terms
         new._cost, new._graphs = Cost().as_dict(), None
         return new
 

@@ -12,6 +12,7 @@ The engine of :func:`landscape.surfaces.grid.surface`.
   the data, one point after the other or all together under ``torch.func.vmap``;
 - :class:`Evaluator`: the metrics at a chunk for the training (and test) objectives, with the
   BatchNorm policy, as a context manager entered once for all chunks;
+  over ``torch.distributed`` ranks each chunk's sums are summed over the shards;
 - :func:`merged`: an eval-mode objective over the same cached examples in large batches.
 """
 
@@ -28,6 +29,7 @@ from torch import Tensor, nn
 from torch.func import vmap
 from torch.utils._pytree import tree_map
 
+from landscape.engine import distributed as _dist
 from landscape.engine.batches import Kwargs
 from landscape.engine.batchnorm import recalibrate
 from landscape.engine.context import evaluation
@@ -37,6 +39,7 @@ from landscape.engine.objective import Objective
 __all__ = ["MERGED_BATCH", "Evaluator", "Points", "WorkCopy", "chunk_metrics", "merged"]
 
 MERGED_BATCH = 4096  # examples a merged batch holds (eval mode, bn="keep")
+"""Examples a merged batch holds (eval mode, ``bn="keep"``)."""
 
 
 class Points:
@@ -126,19 +129,20 @@ def chunk_metrics(
     total = torch.zeros(k, dtype=acc, device=device)
     right = torch.zeros(k, dtype=torch.float64, device=device)
     counted: Any = 0 if accuracy else None  # None once a batch has no accuracy
+    tokens = obj.tokens  # how sequence logits and labels align, or None
 
     def one(theta: Tensor, inputs: Any, targets: Tensor) -> tuple[Tensor, Tensor]:
         out = obj.outputs(theta, inputs)
         return obj.loss_fn(out, targets), out
 
     for batch in obj.batches:
-        inputs, targets, n = batch.inputs, batch.targets, batch.n
+        inputs, targets, n = batch.inputs, batch.targets, batch.weight
         hits: Tensor | None = None
         if batched:
             losses, outs = vmap(one, in_dims=(0, None, None))(torch.stack(thetas), inputs, targets)
             out = tree_map(lambda o: o[0], outs)  # the first point's outputs, any structure
-            if counted is not None and count_correct(out, targets) is not None:
-                hits = vmap(count_correct, in_dims=(0, None))(outs, targets)
+            if counted is not None and count_correct(out, targets, tokens) is not None:
+                hits = vmap(count_correct, in_dims=(0, None, None))(outs, targets, tokens)
         else:
             found: list[Tensor | None] = []
             each = []
@@ -150,7 +154,7 @@ def chunk_metrics(
                     loss, out = one(thetas[i], inputs, targets)
                 each.append(loss)  # each point's output reduced at once, not kept
                 if counted is not None:
-                    found.append(count_correct(out, targets))
+                    found.append(count_correct(out, targets, tokens))
             losses = torch.stack(each)
             present = [h for h in found if h is not None]
             if found and len(present) == len(found):
@@ -161,10 +165,16 @@ def chunk_metrics(
                 counted = None
             else:
                 right += hits
-                counted = counted + count_counted(out, targets)
+                counted = counted + count_counted(out, targets, tokens)
+    group = obj.group
+    if group is not None:  # every rank's shard: the sums, and whether each had an accuracy
+        flag = torch.tensor([float(counted is not None), float(counted or 0)], device=device)
+        total, right, flag = _dist.all_reduce(total, right, flag, group=group)
+        have = int(flag[0]) == _dist.world_size(group)
+        counted = flag[1] if have else None
     counted = None if counted is None else int(counted)
     obj.add_cost(passes=1, loss_evals=k)
-    losses = total / obj.n_examples
+    losses = total / obj.n_terms
     return losses, (right / counted if counted else None)
 
 
@@ -181,6 +191,11 @@ class Evaluator:
     ) -> None:
         self.objectives, self.bn, self.use_vmap = dict(objectives), bn, use_vmap
         self.accuracy = accuracy
+        if bn != "keep" and any(o.group is not None for o in self.objectives.values()):
+            raise ValueError(
+                "BatchNorm statistics recalibrated over torch.distributed ranks are not supported: "
+                "expected one process (group=False) or the statistics kept (bn='keep')"
+            )
         self.work: dict[str, WorkCopy | None] = {}
         for split, obj in self.objectives.items():
             try:  # a model deepcopy cannot copy keeps the functional path

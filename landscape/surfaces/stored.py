@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from landscape.engine import distributed as _dist
 from landscape.engine.checks import _check_choice
 from landscape.engine.params import ParamLayout, select
 from landscape.store.file import Store
@@ -49,8 +50,11 @@ the straight line to the second model after weight matching (``"aligned"``)."""
 
 
 def _subset(pair: Any, n: int | None) -> Any:
+    """The first ``n`` examples; under torch.distributed this rank's contiguous block of them."""
     x, y = pair
-    return (x[:n], y[:n]) if n and n < len(y) else (x, y)
+    x, y = (x[:n], y[:n]) if n and n < len(y) else (x, y)
+    block = _dist.shard(len(y))
+    return x[block.start : block.stop], y[block.start : block.stop]
 
 
 def surface_of_run(
@@ -277,6 +281,8 @@ def path_between(
         how["layers"] = list(aligned.perms)
         result = dataclasses.replace(result, info={**result.info, "aligned": how})
     arrays, attrs = result.to_record()
+    if _dist.rank(_dist.resolve(None)) != 0:  # rank 0 alone writes
+        return result, where
     with Store(file, "a", timeout=60) as s:
         s.same_settings(owner, "paths", name, options, replace=replace)
         s.write_record(

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from landscape.engine import distributed as _dist
 from landscape.engine.checks import _check_int
 from landscape.engine.objective import Objective
 from landscape.engine.params import ParamFilter
@@ -131,7 +132,10 @@ def stream(obj: Objective, chunk_size: int, where: str) -> Stream:
         m2 += block_m2 + delta.square() * (n * k / total)
         mean += delta * (k / total)
         n = total
-    return Stream(mean, m2, n, torch.cat(inner), int(chunk_size))
+    # over torch.distributed ranks: every shard's moments merged, inner products in data order
+    mean, m2, n = _dist.merge_moments(mean, m2, n, group=obj.group)
+    inner_all = _dist.gather_rows(torch.cat(inner), group=obj.group)
+    return Stream(mean, m2, n, inner_all, int(chunk_size))
 
 
 def noise_of(obj: Objective, s: Stream, start: float) -> GradientNoise:

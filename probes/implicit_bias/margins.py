@@ -7,7 +7,10 @@ r"""Output margins of a classifier, raw and normalised by the spectral complexit
 positive where the example is classified correctly. Targets are class indices (outputs
 (N, K), K >= 2), one-hot rows (the class is their argmax), or binary labels for one logit per
 example: ``y in {0, 1}`` or ``{-1, +1}``, margin ``s f(x)`` with ``s = +1`` for the positive
-class and -1 otherwise (the margin against an implicit logit 0).
+class and -1 otherwise (the margin against an implicit logit 0). Sequence logits (N, T, K)
+with labels (N, T) give one margin per token that counts (labels not negative); a mapping
+batch's sequence labels need ``terms`` (:class:`landscape.engine.terms.Tokens`, e.g.
+:func:`landscape.engine.terms.causal_lm`) to say how they align with the logits.
 
 **Summaries**: the minimum and the ``q``-quantile (``q = 0.1``: the 10th percentile, Jiang et
 al. 2020's margin) taken as the order statistic: the ``k``-th smallest margin with
@@ -15,7 +18,8 @@ al. 2020's margin) taken as the order statistic: the ``k``-th smallest margin wi
 
 **Normalisation** (Bartlett, Foster and Telgarsky 2017, Sec. 2 and their Figure 1): each
 margin divided by ``R_A ||X||_F / N`` with ``||X||_F = sqrt(sum_i ||x_i||^2)`` over the flattened
-inputs and the spectral complexity
+inputs (their floating-point tensors: token ids have no norm, and then the normalised margins
+are NaN) and the spectral complexity
 
 .. math:: R_A = \Big(\prod_l \|A_l\|_2\Big) \Big(\sum_l \frac{\|A_l - M_l\|_{2,1}^{2/3}}
           {\|A_l\|_2^{2/3}}\Big)^{3/2},
@@ -54,31 +58,52 @@ import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_flatten
 
+from landscape.engine import distributed as _dist
 from landscape.engine.checks import _check_fraction
 from landscape.engine.context import evaluation
 from landscape.engine.cost import Cost
 from landscape.engine.metrics import labels_of, logits_of
 from landscape.engine.objective import Objective
 from landscape.engine.params import ParamFilter
+from landscape.engine.terms import Terms, Tokens, tokens_of
 from probes.implicit_bias.layers import matrices, resolve_init, selected
 from probes.implicit_bias.results import Margins
 
 __all__ = ["Margins", "margin_of", "margins", "spectral_complexity"]
 
 
-def margin_of(outputs: Any, targets: Any) -> Tensor:
-    """``f_y(x) - max_{j != y} f_j(x)`` per example (see the module docstring for targets).
+def margin_of(outputs: Any, targets: Any, tokens: Tokens | None = None) -> Tensor:
+    """``f_y(x) - max_{j != y} f_j(x)`` per example, or per token of sequence logits.
+
+    See the module docstring for the targets.
+
+    Args:
+        outputs: the model's outputs (a tensor, or with a ``logits`` field).
+        targets: the batch's targets, or a mapping batch.
+        tokens: how sequence labels align with the logits (the causal shift), or None.
 
     Raises:
+        TypeError: no logits, or no labels.
         ValueError: outputs and targets that are none of the accepted pairs, or class indices
             outside ``[0, K)``.
     """
-    logits, labels = logits_of(outputs), labels_of(targets)  # a tensor or its logits/labels
+    logits, labels = logits_of(outputs), labels_of(targets, tokens)
     if logits is None or labels is None:
         raise TypeError(
             f"margins: expected outputs with logits (a tensor, or a 'logits' field) and "
-            f"per-example targets, got {type(outputs).__name__} and {type(targets).__name__}"
+            f"per-example targets (sequence labels with a token count), got "
+            f"{type(outputs).__name__} and {type(targets).__name__}"
         )
+    if tokens is not None:
+        logits, labels = tokens.align(logits, targets)
+    elif (
+        logits.ndim == 3
+        and labels.ndim == 2
+        and logits.shape[:2] == labels.shape
+        and not labels.is_floating_point()
+    ):
+        keep = labels >= 0  # ignore_index
+        logits, labels = logits[keep], labels[keep]
     outputs, targets = logits, labels
     n = targets.shape[0] if targets.ndim else -1
     if outputs.ndim == 2 and outputs.shape[1] > 1 and outputs.shape[0] == n:
@@ -111,8 +136,14 @@ def margin_of(outputs: Any, targets: Any) -> Tensor:
     )
 
 
-def _negative_mean_margin(outputs: Tensor, targets: Tensor) -> Tensor:
-    return -margin_of(outputs, targets).mean()
+class _NegativeMeanMargin:
+    """The negative mean margin, the loss of the objective that checks the data."""
+
+    def __init__(self, tokens: Tokens | None) -> None:
+        self.tokens = tokens
+
+    def __call__(self, outputs: Any, targets: Any) -> Tensor:
+        return -margin_of(outputs, targets, self.tokens).mean()
 
 
 def spectral_complexity(
@@ -149,8 +180,9 @@ def margins(
     mode: str = "eval",
     batch_size: int | None = None,
     check: bool = True,
+    terms: Terms | None = None,
 ) -> Margins:
-    """Per-example output margins, their minimum and ``q``-quantile.
+    """Per-example (or per-token) output margins, their minimum and ``q``-quantile.
 
     Raw and normalised by Bartlett et al.'s spectral complexity.
 
@@ -165,9 +197,12 @@ def margins(
         mode: passed to :class:`landscape.Objective`.
         batch_size: passed to :class:`landscape.Objective`.
         check: passed to :class:`landscape.Objective`.
+        terms: a :class:`landscape.engine.terms.Tokens` for sequence labels (e.g.
+            ``causal_lm()``: margins of the logits at ``t`` for the label at ``t + 1``), or
+            None.
 
     Returns:
-        :class:`Margins`.
+        :class:`Margins` (for sequences, one margin per token that counts).
 
     Raises:
         ValueError: bad options, outputs and targets that define no margin, no layer, an init
@@ -181,30 +216,36 @@ def margins(
     chosen = selected(where, model, params)
     layers = matrices(where, chosen)
     reference = None if init is None else resolve_init(where, model, init, chosen)
+    tokens = tokens_of(terms)
     obj = Objective(
         model,
-        _negative_mean_margin,
+        _NegativeMeanMargin(tokens),
         data,
         params=params,
         mode=mode,
         batch_size=batch_size,
         check=check,
+        terms=terms,
     )
     theta = obj.theta
-    parts, squares = [], 0.0
+    parts, squares, floating = [], 0.0, False
     with torch.no_grad(), evaluation(model, mode == "train"):
         for batch in obj.batches:
-            parts.append(margin_of(obj.outputs(theta, batch.inputs), batch.targets))
+            parts.append(margin_of(obj.outputs(theta, batch.inputs), batch.targets, tokens))
             leaves, _ = tree_flatten(batch.inputs)
-            squares += sum(
-                float(t.to(torch.float64).square().sum()) for t in leaves if isinstance(t, Tensor)
-            )
-    values = torch.cat(parts).to("cpu", torch.float64).numpy()
+            inputs = [t for t in leaves if isinstance(t, Tensor) and t.is_floating_point()]
+            floating = floating or bool(inputs)
+            squares += sum(float(t.to(torch.float64).square().sum()) for t in inputs)
+    # over torch.distributed ranks: every shard's margins in data order, the squares summed
+    gathered = _dist.gather_rows(torch.cat(parts).to(torch.float64), group=obj.group)
+    (squares,) = _dist.total([squares], group=obj.group, device=theta.device)
+    floating = bool(_dist.total([float(floating)], group=obj.group, device=theta.device)[0])
+    values = gathered.cpu().numpy()
     if not np.isfinite(values).all():
         raise ValueError(f"{where}: the margins are not finite; expected finite outputs")
     n = values.size
     r_a = spectral_complexity(layers, reference)
-    norm_x = math.sqrt(squares)
+    norm_x = math.sqrt(squares) if floating else math.nan  # token ids have no norm
     with np.errstate(divide="ignore", invalid="ignore"):
         normalised = values * n / (r_a * norm_x)
     return Margins(

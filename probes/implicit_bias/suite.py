@@ -51,6 +51,12 @@ The sharpness family costs tens of passes over the data: leave it out with
 default (they cost as much again); where the outputs are not classification logits ``(N, K)``
 they are None, with the reason in :attr:`Measures.skipped`.
 
+**Sequence models**: with a loss that counts tokens (:mod:`landscape.engine.terms`, or
+``terms=``), ``loss`` is the mean over tokens, ``accuracy`` the token accuracy and the margins
+are per token; the per-example measures (Fisher-Rao norm, gradient noise) take each sequence as
+an example. Where the outputs have no logits, the accuracy, the margins and the PAC-Bayes
+flatness are None, with the reason in :attr:`Measures.skipped`.
+
 Examples:
     >>> m = measures(model, nn.CrossEntropyLoss(), (X, y), init=model_at_init)
     >>> m.values["log_prod_spectral"], m.values["sharpness_worst_adaptive"], m.skipped
@@ -71,12 +77,15 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from landscape.engine.checks import _check_int, _check_positive
 from landscape.engine.cost import Cost
+from landscape.engine.metrics import no_accuracy
 from landscape.engine.objective import Objective
 from landscape.engine.params import ParamFilter
+from landscape.engine.terms import Terms, counted
 from probes.implicit_bias.gradient_noise import (
     Stream,
     gradient_noise,
@@ -237,6 +246,14 @@ def _logitnorm_sharpness(
     return w.cost + a.cost
 
 
+def _why_no_accuracy(obj: Objective) -> str:
+    """Why ``obj``'s data have no accuracy (one line), from its first batch."""
+    first = obj.batches.first()
+    with torch.no_grad(), obj.context():
+        outputs = obj.outputs(obj.theta, first.inputs)
+    return no_accuracy(outputs, first.targets, obj.tokens) or "the targets are not classes"
+
+
 def measures(
     model: nn.Module,
     loss_fn: Callable[[Any, Tensor], Tensor],
@@ -255,6 +272,7 @@ def measures(
     batch_size: int | None = None,
     seed: int = 0,
     check: bool = True,
+    terms: Terms | None = None,
 ) -> Measures:
     """Every applicable measure of the module table at the model's parameters, over ``data``.
 
@@ -279,6 +297,9 @@ def measures(
         batch_size: as for :class:`landscape.Objective`.
         seed: of every random draw.
         check: the determinism check, once (the measures then skip their own).
+        terms: a batch's number of loss terms (:mod:`landscape.engine.terms`, e.g.
+            ``causal_lm()``); default ``loss_fn.terms`` where the loss carries one, else its
+            number of examples.
 
     Returns:
         :class:`Measures`.
@@ -292,10 +313,13 @@ def measures(
     pac_bayes_samples = _check_int("measures", "pac_bayes_samples", pac_bayes_samples, 1)
     logit_normalize = _check_flag("measures", "logit_normalize", logit_normalize)
     seed = _check_int("measures", "seed", seed)
+    if terms is not None:  # carried by the loss into every probe below
+        loss_fn = counted(loss_fn, terms)
     obj = Objective(
         model, loss_fn, data, params=params, mode=mode, batch_size=batch_size, check=check
     )
     point = obj.evaluate()
+    why_no_accuracy = None if point.accuracy is not None else _why_no_accuracy(obj)
     common: dict[str, Any] = {
         "params": params,
         "mode": mode,
@@ -304,6 +328,8 @@ def measures(
     }
     values: dict[str, float | None] = {"loss": point.loss, "accuracy": point.accuracy}
     skipped: dict[str, str] = {}
+    if why_no_accuracy is not None:
+        skipped["accuracy"] = why_no_accuracy
     per_layer: dict[str, np.ndarray] = {}
     layers: tuple[str, ...] = ()
     spent = Cost()  # of the probes with objectives of their own; obj's is added at the end
@@ -354,10 +380,10 @@ def measures(
 
     margin_names = ("margin_min", "margin_q10", "margin_normalised_q10", "inverse_margin_q10_sq")
     if "margins" in families:
-        if point.accuracy is None:
-            skip(margin_names, "the targets are not classes")
+        if why_no_accuracy is not None:
+            skip(margin_names, why_no_accuracy)
         else:
-            mg = margins(model, data, init=init, **common)
+            mg = margins(model, data, init=init, terms=obj.terms, **common)
             q = mg.quantile
             values.update(
                 margin_min=mg.minimum,
@@ -367,6 +393,10 @@ def measures(
             )
             if q <= 0:
                 skipped["inverse_margin_q10_sq"] = "the 10th-percentile margin is not positive"
+            if not math.isfinite(mg.input_norm):
+                skipped["margin_normalised_q10"] = (
+                    "the inputs hold no floating-point tensor (token ids have no norm)"
+                )
             spent += mg.cost
 
     if "spectra" in families:
@@ -428,8 +458,8 @@ def measures(
 
     if "pac_bayes" in families:
         names = ("pac_bayes_flatness", "pac_bayes_flatness_magnitude")
-        if point.accuracy is None:
-            skip(names, "the targets are not classes (PAC-Bayes flatness uses the accuracy)")
+        if why_no_accuracy is not None:
+            skip(names, f"{why_no_accuracy} (PAC-Bayes flatness uses the accuracy)")
         else:
             for name, aware in zip(names, (False, True), strict=True):
                 pb = pac_bayes(
@@ -457,6 +487,7 @@ def measures(
         "init": init is not None,
         "n_params": obj.layout.numel,
         "n_examples": obj.n_examples,
+        **({} if obj.terms is None else {"n_terms": obj.n_terms}),
     }
     return Measures(
         values=values,

@@ -148,6 +148,12 @@ def bezier(
     ends = _ends(
         "bezier", model_a, model_b, loss_fn, data, test, model, params, mode, eval_batch_size, check
     )
+    if ends.obj.group is not None:
+        raise ValueError(
+            "bezier: fitting a curve on minibatches over torch.distributed ranks is not "
+            "supported: expected one process (run it outside torchrun or under "
+            "landscape.engine.distributed.distributed(False))"
+        )
     net, layout = ends.obj.model, ends.obj.layout
     recal = has_batchnorm(net) and mode == "eval" if recalibrate is None else recalibrate
     a, b, size = ends.theta_a, ends.theta_b, min(size, ends.obj.n_examples)

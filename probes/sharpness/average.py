@@ -154,7 +154,7 @@ def average_case(
     )
     theta = obj.theta
     scale = rho * _scale(theta, adaptive)
-    n_total = obj.n_examples
+    n_total = obj.n_terms  # the weights of the parts: their share of the loss terms
     parts = _parts(obj, m, seed, params=params, batch_size=batch_size)
     sizes: list[int] = []
     clean_loss: list[float] = []
@@ -174,11 +174,11 @@ def average_case(
                 accs.append(out.accuracy)
         used = part.cost - before
         spent += Cost(
-            passes=used.passes * part.n_examples / n_total,
+            passes=used.passes * part.n_examples / obj.n_examples,
             loss_evals=used.loss_evals,
             grad_evals=used.grad_evals,
         )
-        sizes.append(part.n_examples)
+        sizes.append(part.n_terms)
         clean_loss.append(clean.loss)
         clean_acc.append(clean.accuracy)
         mean_acc.append(None if clean.accuracy is None else float(np.mean(accs)))

@@ -98,6 +98,7 @@ class _LogitNormalized:
 
     def __init__(self, loss_fn: Callable[[Any, Tensor], Tensor], where: str) -> None:
         self.loss_fn, self.where = loss_fn, where
+        self.terms = getattr(loss_fn, "terms", None)  # the loss's term count, if it has one
 
     def __call__(self, outputs: Any, targets: Any) -> Tensor:
         return self.loss_fn(normalize_logits(outputs, self.where), targets)
@@ -130,10 +131,18 @@ def _objective(
     mode: str,
     batch_size: int | None,
     check: bool,
+    terms: Any = None,
 ) -> Objective:
     try:
         return Objective(
-            model, loss_fn, data, params=params, mode=mode, batch_size=batch_size, check=check
+            model,
+            loss_fn,
+            data,
+            params=params,
+            mode=mode,
+            batch_size=batch_size,
+            check=check,
+            terms=terms,
         )
     except ValueError as exc:  # the Objective's check wraps it: say it alone
         if isinstance(exc.__cause__, LogitShapeError):
@@ -187,6 +196,11 @@ def _parts(
     """
     if m is None:
         return [(obj, seed)]
+    if obj.group is not None:
+        raise ValueError(
+            "m-sharpness over torch.distributed ranks is not supported (its batches of m "
+            "consecutive examples cross the shards): expected m=None, or one process"
+        )
     held = list(obj.batches)
     inputs = (
         tree_map(lambda *t: torch.cat(t), *[b.inputs for b in held])
@@ -205,6 +219,7 @@ def _parts(
             mode=obj.mode,
             batch_size=batch_size,
             check=False,
+            terms=obj.terms,
         )
         parts.append((part, seed + i))
     return parts

@@ -166,10 +166,10 @@ def _ascend(
         step, last, improved = 2.0 * rho, 0, 0
         for k in range(1, steps + 1):
             d = c * g
-            if norm == "l2":
-                dn = float(d.norm())
+            if norm == "l2":  # norms in float64: a float32 norm of a huge step overflows
+                dn = float(d.double().norm())
                 z = u + (step / dn) * d if dn > 0 else u
-                zn = float(z.norm())
+                zn = float(z.double().norm())
                 if zn > rho:
                     z = z * (rho / zn)
             else:
@@ -278,7 +278,7 @@ def worst_case(
     )
     theta = obj.theta
     c = _scale(theta, adaptive)
-    n_total = obj.n_examples
+    n_total = obj.n_terms  # the weights of the parts: their share of the loss terms
     parts = _parts(obj, m, seed, params=params, batch_size=batch_size)
     values: list[float] = []
     clean: list[float] = []
@@ -292,24 +292,37 @@ def worst_case(
     for part, part_seed in parts:
         before = part.cost
         c0 = part.evaluate(theta)
-        _, u = _ascend(
-            part,
-            theta,
-            c,
-            rho=rho,
-            norm=norm,
-            steps=steps,
-            restarts=restarts,
-            gen=_generator(theta, part_seed),
-        )
-        w1 = part.evaluate(theta + c * u)
+        try:
+            _, u = _ascend(
+                part,
+                theta,
+                c,
+                rho=rho,
+                norm=norm,
+                steps=steps,
+                restarts=restarts,
+                gen=_generator(theta, part_seed),
+            )
+            w1 = part.evaluate(theta + c * u)
+        except ValueError as err:  # a loss that overflowed: never a stored 0 or inf
+            if "is not finite" not in str(err):
+                raise
+            raise ValueError(
+                f"{where}: the loss overflowed (it is not finite) at a perturbation within "
+                f"rho={rho:g} of the parameters: no finite worst case; use a smaller rho"
+            ) from None
+        if not (math.isfinite(w1.loss) and math.isfinite(c0.loss)):
+            raise ValueError(
+                f"{where}: the loss is {w1.loss} at the worst point found within rho={rho:g}: "
+                "no finite worst case; use a smaller rho"
+            )
         used = part.cost - before
         spent += Cost(
-            passes=used.passes * part.n_examples / n_total,
+            passes=used.passes * part.n_examples / obj.n_examples,
             loss_evals=used.loss_evals,
             grad_evals=used.grad_evals,
         )
-        sizes.append(part.n_examples)
+        sizes.append(part.n_terms)
         clean.append(c0.loss)
         worst.append(w1.loss)
         values.append(w1.loss - c0.loss)
