@@ -12,6 +12,12 @@ by Gaussians of width ``sigma``, is the density. Its k-th moment estimates ``tr(
 without bias for ``k < 2m``, in particular ``mean = tr(H) / P`` and second moment
 ``= ||H||_F^2 / P``.
 
+**Precision.** Products of float16 and bfloat16 models are computed in float32 on a copy of the
+model (:mod:`probes.curvature.operators`), the Lanczos recurrences in float64. The nodes then
+carry the rounding of float32 products, about ``eps_fp32 ||H||``, far below any broadening
+width: measured against a dense float64 Hessian at the same weights, with ``steps = P`` every
+node of bfloat16 and float16 models lies within ``6e-8 ||H||`` of an eigenvalue
+(tests/test_low_precision.py).
 
 References:
     Ubaru, S., Chen, J., Saad, Y. (2017). Fast estimation of tr(f(A)) via stochastic Lanczos
@@ -130,6 +136,7 @@ def estimate_density(
         curvature=curvature,
         seed=int(seed),
         n_params=p,
+        dtype=str(op.dtype).removeprefix("torch."),
     )
 
 

@@ -18,6 +18,23 @@ about ``r / gap`` in angle. When ``max_products`` runs out first, the result say
 converged. The dense matrix (:mod:`probes.curvature.dense`) is used instead when nearly every
 eigenvalue is wanted.
 
+**Precision.** Products of float16 and bfloat16 models are computed in float32 on a copy
+(:mod:`probes.curvature.operators`), and the Lanczos basis is kept in at least float32. Products
+in float32 are themselves off by up to about ``eps_fp32 ||H||``, which a residual computed from
+them cannot see (a float32 run stated 5e-14 where it was 1.2e-8 off), so unless the products
+are already float64 the returned pairs are checked with one block product in float64, on a
+float64 copy of the model: each value is the Rayleigh quotient ``y^T H y`` of its Ritz vector
+``y``, and the residual ``||H y - value y||`` and the bound ``min(r, r^2 / gap)`` come from the
+float64 product, so they bound the distance to an eigenvalue of the exact Hessian rather than
+of its rounded products (``certified`` in the result). Measured against a dense float64 Hessian
+at the same weights (tests/test_low_precision.py; MLPs, a BatchNorm conv net and a Conv2d net;
+the top 3 and 3 from each end; 3 seeds): bfloat16, float16 and float32 models alike within
+``4e-7 ||H||``, every error at most 0.7 of its stated bound, every bound below
+``1.2e-6 ||H||``. Before, a bfloat16 run was 30% off with ``converged=True``. Should the model
+not run in float64, the bound instead adds the rounding level ``10 eps max|theta|`` of the
+products (measured error of float32 products: below ``1 eps ||H||``), ``certified`` is False
+and ``converged`` is judged on the computed products.
+
 Examples:
     >>> top = eigenvalues(model, nn.CrossEntropyLoss(), (X, y), k=5)
     >>> top.values, top.residuals, top.converged.all(), top.cost.hvp
@@ -51,7 +68,7 @@ from landscape.engine.params import ParamFilter
 from probes.curvature.blocks import BlockEigenvalues, block_eigenvalues
 from probes.curvature.dense import dense, matrix
 from probes.curvature.density import density
-from probes.curvature.lanczos import error_bounds, extreme, wanted_indices
+from probes.curvature.lanczos import error_bounds, extreme, rayleigh, wanted_indices
 from probes.curvature.operators import CURVATURES, CurvatureOperator, operator
 from probes.curvature.results import Density, Eigenvalues, Matrix, Trace, curvature_cost
 from probes.curvature.trace import trace
@@ -197,8 +214,12 @@ def eigenvalues(
     Thick-restart Lanczos on the device (see the module docstring): no matrix is formed; the
     cost is products with vectors, each about one gradient's worth of work, and it stops at the
     first product where every wanted pair's error bound meets ``tol``. When k (2k for
-    ``"both"``) is within one of P, the dense matrix is built instead (P products). Memory:
-    the basis and its products, ``2 * basis * P`` numbers of the model's dtype.
+    ``"both"``) is within one of P, the dense matrix is built instead (P products). Unless the
+    model is float64, the returned pairs are then checked with one block product in float64 on a
+    float64 copy of the model (see the module docstring: values are the float64 Rayleigh
+    quotients, residuals and bounds those of the exact matrix). Memory: the basis and its
+    products, ``2 * basis * P`` numbers of the products' dtype (float32 for float16, bfloat16
+    and float32 models), a float32 copy of a float16 or bfloat16 model, and the float64 copy.
 
     Args:
         model: the model (never modified).
@@ -215,8 +236,9 @@ def eigenvalues(
         vectors: also return the eigenvectors.
         v0: warm start: a (P,) or (j, P) tensor, e.g. the vectors of a result at a nearby
             point; Lanczos starts from the sum of its rows (each signed deterministically).
-        max_products: budget of products (None: until converged). When spent, the best
-            pairs so far are returned with ``converged`` saying which meet ``tol``.
+        max_products: budget of products (None: until converged), the float64 check's
+            included (Lanczos gets ``max_products - n`` for n wanted pairs). When spent, the
+            best pairs so far are returned with ``converged`` saying which meet ``tol``.
         seed: seed of the random start vector (when no ``v0``).
         batch_size: passed to :class:`landscape.Objective`.
         check: passed to :class:`landscape.Objective`.
@@ -291,14 +313,16 @@ def eigenvalues(
             f"{fn}: {what} must be at most P={p} (the number of parameters), got k={k}"
         )
     base = op.n_products
+    exact = op.dtype == torch.float64  # float64 products need no float64 check
+    budget = max_products if exact or max_products is None else max(1, max_products - nev)
     if nev >= p - 1 or p <= 3:  # nearly the whole spectrum: the dense matrix is cheaper
         full = dense(op)
-        vals, vecs = np.linalg.eigh((full + full.T) / 2)
-        wanted = wanted_indices(vals, which, nev)
+        spectrum, vecs = np.linalg.eigh((full + full.T) / 2)
+        wanted = wanted_indices(spectrum, which, nev)
         rows = _signed(vecs[:, wanted].T)
-        res = _residuals(op, vals[wanted], rows)
-        errors = error_bounds(vals, wanted, res)
-        vals, restarts = vals[wanted], 0
+        vals, restarts = spectrum[wanted], 0
+        res = _residuals(op, vals, rows)
+        errors = error_bounds(spectrum, wanted, res)
         converged = errors <= _thresholds(vals, tol, op.dtype)
     else:
         v0_t = torch.from_numpy(_start(v0, p, seed)).to(op.device, op.dtype)
@@ -310,14 +334,39 @@ def eigenvalues(
             which,
             lambda values: _thresholds(values, tol, op.dtype),
             basis=m,
-            max_products=max_products,
+            max_products=budget,
             seed=seed,
         )
         vals, res, errors, converged = ritz.values, ritz.residuals, ritz.errors, ritz.converged
         rows = _signed(ritz.vectors.detach().to("cpu", torch.float64).numpy())
-        restarts = ritz.restarts
+        spectrum, wanted, restarts = ritz.spectrum, ritz.wanted, ritz.restarts
     names = tuple(op.objective.layout.names)
-    cost = curvature_cost(curvature, op.n_products - base, op.passes, time.perf_counter() - started)
+    products, passes, certified = op.n_products - base, op.passes, exact
+    if not exact and len(vals):
+        op.objective.clear_cache()
+        try:
+            op64 = operator(
+                model,
+                loss_fn,
+                data,
+                curvature=curvature,
+                params=list(names),
+                mode=mode,
+                batch_size=batch_size,
+                check=False,
+                dtype=torch.float64,
+            )
+            vals, res, errors = rayleigh(op64.matvec, rows, spectrum, wanted, op64.device)
+            products, passes, certified = products + op64.n_products, passes + op64.passes, True
+            converged = errors <= _thresholds(vals, tol, op.dtype)
+        except (RuntimeError, ValueError, TypeError, NotImplementedError):
+            # the model does not run in float64: the rounding level of the products instead
+            eps = float(torch.finfo(op.dtype).eps)
+            errors = errors + 10 * eps * float(np.max(np.abs(spectrum)))
+        order = np.argsort(vals, kind="stable")
+        vals, res, errors, rows = vals[order], res[order], errors[order], rows[order]
+        converged = converged[order]
+    cost = curvature_cost(curvature, products, passes, time.perf_counter() - started)
     return Eigenvalues(
         values=vals,
         vectors=rows if vectors else None,
@@ -332,4 +381,6 @@ def eigenvalues(
         cost=cost,
         mode=mode,
         restarts=restarts,
+        dtype=str(op.dtype).removeprefix("torch."),
+        certified=certified,
     )

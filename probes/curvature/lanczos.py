@@ -3,7 +3,9 @@ r"""Lanczos on the device: extreme eigenpairs with a residual stop, and tridiago
 :func:`extreme` finds the wanted eigenpairs of a symmetric operator given only by its products
 (``matvec(v)`` on a torch vector) by thick-restart Lanczos (Wu and Simon) with full
 reorthogonalisation (classical Gram-Schmidt, twice). The basis and the products stay on the
-operator's device in its dtype; only the small projected matrix crosses to the host. The
+operator's device, in its dtype but at least float32 (a float16 or bfloat16 basis loses its
+orthogonality at the level of its rounding, 0.4% for bfloat16, and with it the eigenvalues);
+only the small projected matrix crosses to the host. The
 products are kept beside the basis, so the residual ``||H y - theta y||`` of every Ritz pair is
 computed from the products themselves (``(H Q) s - theta Q s``), not from the recurrence alone,
 at no extra product. It stops as soon as every wanted pair's error bound
@@ -23,6 +25,10 @@ close pair, and then report the next one in its place. On random spectra with cl
 the top (``tests/test_lanczos.py``) this happened for none of 40 at ``tol=1e-6``, one at
 ``1e-4`` and several at ``1e-3`` and looser: keep ``tol`` at 1e-4 or below when the order of
 close eigenvalues matters.
+
+:func:`rayleigh` checks finished pairs with one block product of another operator (the float64
+products of :func:`probes.curvature.hessian.eigenvalues`): Rayleigh quotients, residuals and
+bounds from those products alone.
 
 :func:`tridiagonals` runs plain Lanczos (full reorthogonalisation, float64) from several start
 vectors together and returns each one's tridiagonal, for stochastic Lanczos quadrature.
@@ -46,7 +52,7 @@ from torch import Tensor
 
 from probes.curvature.operators import check_finite
 
-__all__ = ["Ritz", "error_bounds", "extreme", "tridiagonals", "wanted_indices"]
+__all__ = ["Ritz", "error_bounds", "extreme", "rayleigh", "tridiagonals", "wanted_indices"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,6 +63,8 @@ class Ritz:
     residuals: ``||H y - theta y||`` from the stored products. errors: the bound on
     ``|lambda - theta|``. converged: whether each error meets its threshold.
     n_products: products spent. restarts: thick restarts done.
+    spectrum: all Ritz values of the last projected matrix, ascending (the gaps of the bounds).
+    wanted: the positions of ``values`` in ``spectrum``.
     """
 
     values: np.ndarray
@@ -66,6 +74,8 @@ class Ritz:
     converged: np.ndarray
     n_products: int
     restarts: int
+    spectrum: np.ndarray
+    wanted: np.ndarray
 
 
 def wanted_indices(values: np.ndarray, which: str, count: int) -> np.ndarray:
@@ -104,6 +114,38 @@ def error_bounds(values: np.ndarray, wanted: np.ndarray, residuals: np.ndarray) 
     return out
 
 
+def rayleigh(
+    matvec: Callable[[Tensor], Tensor],
+    rows: np.ndarray,
+    spectrum: np.ndarray,
+    wanted: np.ndarray,
+    device: torch.device,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rayleigh quotients, residuals and error bounds of vectors from one block product in float64.
+
+    Args:
+        matvec: the operator on a (k, P) float64 block (e.g. a float64 curvature operator).
+        rows: the vectors, one a row (normalised here).
+        spectrum: the Ritz values the vectors came with; the gaps of the bounds are to these,
+            with the vectors' own values (at ``wanted``) replaced by their quotients.
+        wanted: the positions of the vectors' values in ``spectrum``.
+        device: where the products are computed.
+
+    Returns:
+        ``y^T M y``, ``||M y - (y^T M y) y||`` and ``min(r, r^2 / gap)`` for each unit ``y``.
+    """
+    y = torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float64)).to(device)
+    y = y / y.norm(dim=1, keepdim=True)
+    my = matvec(y).detach().to(torch.float64)
+    check_finite(my, "eigenvalues")
+    rho = (y * my).sum(1)
+    res = (my - rho[:, None] * y).norm(dim=1).cpu().numpy()
+    values = rho.cpu().numpy()
+    others = np.array(spectrum, dtype=np.float64)
+    others[wanted] = values
+    return values, res, error_bounds(others, wanted, res)
+
+
 def _orthogonalize(basis: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
     """``w`` less its projection on the rows of ``basis`` (Gram-Schmidt twice).
 
@@ -130,7 +172,8 @@ def extreme(
 
     Args:
         matvec: the symmetric operator: a (P,) tensor to a (P,) tensor.
-        v0: start vector (P,) on the operator's device and in its dtype.
+        v0: start vector (P,) on the operator's device and in its dtype (the basis is kept
+            in that dtype, at least float32; ``matvec`` gets and returns vectors in it).
         nev: wanted pairs.
         which: ``"largest"``, ``"smallest"``, ``"both"`` (half from each end) or
             ``"magnitude"``.
@@ -142,18 +185,18 @@ def extreme(
         seed: for the random vector that continues after an invariant subspace.
     """
     p = v0.numel()
-    dev, dtype = v0.device, v0.dtype
+    dev, dtype = v0.device, torch.promote_types(v0.dtype, torch.float32)
     m = min(p, basis)
     keep = min(m - 1, nev + max(1, (m - nev) // 2))
     q = torch.zeros(m + 1, p, device=dev, dtype=dtype)
     hq = torch.zeros(m, p, device=dev, dtype=dtype)
     t = np.zeros((m + 1, m + 1))
-    q[0] = v0 / v0.norm()
+    q[0] = v0.to(dtype) / v0.to(dtype).norm()
     j, n, restarts, gen, hold = 0, 0, 0, None, 0
     limit = 20 * max(m, 50) if max_products is None else max_products
     eps = float(torch.finfo(dtype).eps)
     while True:
-        w = matvec(q[j])
+        w = matvec(q[j]).to(dtype)
         n += 1
         hq[j] = w
         w, h = _orthogonalize(q[: j + 1], w)
@@ -225,6 +268,8 @@ def _ritz(
         converged=errors <= thresholds(vals),
         n_products=n,
         restarts=restarts,
+        spectrum=theta,
+        wanted=wanted,
     )
 
 

@@ -52,13 +52,20 @@ class Eigenvalues(RecordMixin):
             fewer only when ``max_products`` is below that).
         vectors: unit eigenvectors, one a row, in the order of ``values`` (largest component
             positive), or None when not asked for.
-        residuals: ``||H v - lambda v||`` of each pair, from the products.
-        errors: bound on ``|lambda_true - value|``: ``min(r, r^2 / gap)``.
+        residuals: ``||H v - lambda v||`` of each pair, from float64 products when
+            ``certified``, else from the products in ``dtype``.
+        errors: bound on ``|lambda_true - value|``: ``min(r, r^2 / gap)`` (plus the rounding
+            level ``10 eps max|theta|`` of the products when not ``certified``).
         converged: whether each pair's error meets ``tol``.
         which, k, tol, curvature, mode: the options. params: names of the parameters the
             matrix is over, in the order of the flat vector.
-        cost: products (``hvp``, or ``ggn_vp`` for the GGN and the Fisher), passes over the
-            data, wall time of the whole probe. restarts: thick restarts of the Lanczos basis.
+        cost: products (``hvp``, or ``ggn_vp`` for the GGN and the Fisher; the float64 check
+            included), passes over the data, wall time of the whole probe. restarts: thick
+            restarts of the Lanczos basis.
+        dtype: the dtype of the Lanczos products (float32 for float16, bfloat16 and float32
+            models; empty in records written before it was kept).
+        certified: the values, residuals and errors come from float64 products, so the errors
+            bound the distance to eigenvalues of the exact matrix, not of its rounded products.
     """
 
     _probe = "hessian.eigenvalues"
@@ -76,6 +83,8 @@ class Eigenvalues(RecordMixin):
     cost: Cost
     mode: str = "eval"
     restarts: int = 0
+    dtype: str = ""
+    certified: bool = False
 
     @property
     def all_converged(self) -> bool:
@@ -154,6 +163,8 @@ class Trace(RecordMixin):
         converged: False when ``target_stderr`` was not reached within the budget.
         samples: the per-probe estimates of the stochastic part: ``g^T H g`` (Hutchinson) or
             ``g^T (I-QQ^T) H (I-QQ^T) g`` (Hutch++, whose value adds ``tr(Q^T H Q)``).
+        dtype: the dtype of the products (float32 for float16 and bfloat16 models; empty in
+            records written before it was kept).
     """
 
     _probe = "hessian.trace"
@@ -170,6 +181,7 @@ class Trace(RecordMixin):
     target_stderr: float | None
     converged: bool
     samples: np.ndarray
+    dtype: str = ""
 
 
 @dataclass(frozen=True, eq=False)
@@ -186,7 +198,8 @@ class Density(RecordMixin):
             to 1).
         width: the Gaussian broadening sigma. steps: Lanczos steps asked (at most P).
         n_vectors: start vectors. cost: products, passes, wall time. curvature, seed: options.
-        n_params: P.
+        n_params: P. dtype: the dtype of the products (float32 for float16 and bfloat16
+            models; empty in records written before it was kept).
     """
 
     _probe = "hessian.density"
@@ -202,6 +215,7 @@ class Density(RecordMixin):
     curvature: str
     seed: int
     n_params: int
+    dtype: str = ""
 
     def moment(self, k: int) -> float:
         """The k-th moment ``(1/n_vectors) sum_v sum_j w_vj theta_vj^k`` of the Ritz measure.

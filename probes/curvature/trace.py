@@ -19,6 +19,15 @@ remainder ``(I - QQ^T) H (I - QQ^T)`` with the last third:
 Large outlying eigenvalues, typical of trained networks, land in ``Q`` and leave the stochastic
 part with a small variance; on PSD matrices Hutch++ needs ``O(1/eps)`` products for relative
 error ``eps`` instead of ``O(1/eps^2)``. Its standard error is that of the Hutchinson part (the
+exact part adds none); a sketch that spans all P dimensions leaves no stochastic part.
+
+**Precision.** Products of float16 and bfloat16 models are computed in float32 on a copy of the
+model (:mod:`probes.curvature.operators`); probes, sketch and sums are float64. The rounding of
+float32 products adds at most about ``P eps_fp32 ||H||`` to the value, far below the standard
+error of any estimate that is not exact; measured against a dense float64 Hessian at the same
+weights, an exact Hutch++ run (sketch of P columns) of bfloat16 and float16 models is within
+``6e-8 ||H||`` of the trace, and stochastic runs within 2 standard errors of it
+(tests/test_low_precision.py).
 
 References:
     Hutchinson, M. F. (1989). A stochastic estimator of the trace of the influence matrix for
@@ -179,6 +188,7 @@ def estimate_trace(
         target_stderr=target_stderr,
         converged=converged,
         samples=s.cpu().numpy(),
+        dtype=str(op.dtype).removeprefix("torch."),
     )
 
 
