@@ -350,11 +350,15 @@ def test_load_registry():
         "sparse_regression",
         "matrix_sensing",
         "modular_addition",
+        "cifar10",
+        "cifar100",
+        "image_folder",
+        "hf_disk",
     }
     assert_same(data.load("gaussians", n_train=20, seed=2), data.gaussians(n_train=20, seed=2))
     assert data.load("Moons", n_train=10).x_train.shape == (10, 2)
-    with pytest.raises(ValueError, match="unknown dataset 'cifar10'; known: digits, gaussians"):
-        data.load("cifar10")
+    with pytest.raises(ValueError, match="unknown dataset 'cifar11'; known: cifar10, cifar100"):
+        data.load("cifar11")
     with pytest.raises(
         TypeError,
         match=r"unexpected keyword argument\(s\) n_train; digits "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from landscape.cli.args import pairs
+from landscape.cli.args import data_table, pairs
 
 __all__ = ["add_info_import", "add_train"]
 
@@ -73,6 +73,17 @@ def _train(args: argparse.Namespace) -> int:
         f"{result.seconds:.1f} s): train loss {f['train_loss']:.4g} acc {f['train_acc']:.4g}, "
         f"test loss {f['test_loss']:.4g} acc {f['test_acc']:.4g}"
     )
+    asked = result.config.batch_size
+    if asked is not None and not result.config.optimizer.full_batch:
+        from landscape.store.file import Store
+
+        with Store(args.file) as s:
+            n = s.info(result.run).attrs.get("data", {}).get("n_train")
+        if isinstance(n, int) and asked > n:
+            print(
+                f"note: batch size {asked} is more than the {n} training examples: every step "
+                f"took the full batch (recorded as batch_size {n})"
+            )
     return 0
 
 
@@ -85,9 +96,28 @@ def _info(args: argparse.Namespace) -> int:
 
 def _import(args: argparse.Namespace) -> int:
     import json
+    import os
 
     from landscape.train.checkpoints import build_model, import_run
 
+    recorded = pairs(args.attr, "--attr")
+    data = data_table(args)
+    if data:
+        recorded["spec"] = {"data": data}
+    if os.path.isdir(args.model):
+        return _import_pretrained(args, recorded)
+    if ":" not in args.model:
+        raise ValueError(
+            f"--model {args.model!r} is neither a folder (a save_pretrained checkpoint) nor "
+            "package.module:factory"
+        )
+    if args.final is None:
+        raise ValueError(
+            "--final is required with --model MODULE:FACTORY (a Hugging Face checkpoint "
+            "folder as --model holds its own weights)"
+        )
+    if args.architecture is not None:
+        raise ValueError("--architecture applies to a Hugging Face checkpoint folder as --model")
     try:
         kwargs = json.loads(args.model_kwargs) if args.model_kwargs else {}
     except json.JSONDecodeError as err:
@@ -103,7 +133,7 @@ def _import(args: argparse.Namespace) -> int:
             raise ValueError(f"--checkpoint expects STEP=PATH with an integer step, got {item!r}")
         checkpoints[int(step)] = path
     model = build_model(args.model, kwargs)
-    attrs = {"model": {"factory": args.model, "kwargs": kwargs}, **pairs(args.attr, "--attr")}
+    attrs = {"model": {"factory": args.model, "kwargs": kwargs}, **recorded}
     import_run(
         args.file,
         args.run,
@@ -116,6 +146,65 @@ def _import(args: argparse.Namespace) -> int:
     )
     print(f"{args.file}: imported run {args.run!r} ({len(checkpoints)} checkpoints)")
     return 0
+
+
+def _import_pretrained(args: argparse.Namespace, attrs: dict) -> int:
+    """``landscape import FILE --model FOLDER``: a Hugging Face ``save_pretrained`` folder."""
+    from landscape.train.pretrained import import_pretrained
+
+    if args.model_kwargs:
+        raise ValueError(
+            "--model-kwargs applies to --model MODULE:FACTORY; a folder has its config"
+        )
+    checkpoints = {}
+    for item in args.checkpoint or ():
+        step, sep, path = item.partition("=")
+        if not sep or not step.isdigit():
+            raise ValueError(f"--checkpoint expects STEP=FOLDER with an integer step, got {item!r}")
+        checkpoints[int(step)] = path
+    final = args.final or args.model
+    spec = import_pretrained(
+        args.file,
+        args.run,
+        final,
+        init=args.init,
+        checkpoints=checkpoints,
+        architecture=args.architecture,
+        attrs=attrs,
+        replace=args.replace,
+    )
+    print(
+        f"{args.file}: imported run {args.run!r} ({spec['architecture']} from {final}, "
+        f"{len(checkpoints)} checkpoints)"
+    )
+    return 0
+
+
+class _Dataset(argparse.Action):
+    """``--data NAME``: its help lists the registry's datasets, read when the help is shown.
+
+    The registry (:data:`landscape.data.sources.DATASETS`) imports torch; building the parser
+    does not, so ``landscape info`` and friends start without it.
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+
+    @property
+    def help(self) -> str:
+        from landscape.data.sources import DATASETS
+
+        return "dataset: " + ", ".join(DATASETS)
+
+    @help.setter
+    def help(self, value: str | None) -> None:
+        pass
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -137,7 +226,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--replace", action="store_true", help="replace a complete run of that name")
     p.add_argument("--model", help="model name: mlp, cnn1d, resnet, linear, ...")
     p.add_argument("--model-arg", action="append", metavar="KEY=VALUE", help="model argument")
-    p.add_argument("--data", help="dataset: mnist1d, digits, gaussians, moons")
+    p.add_argument("--data", action=_Dataset)  # its help: the registry of datasets
     p.add_argument(
         "--data-arg",
         action="append",
@@ -197,21 +286,39 @@ def add_info_import(sub: argparse._SubParsersAction) -> None:
         help="bring your own checkpoints into a landscape file as a run",
         description="Build the model with your code (--model package.module:factory, called "
         "with --model-kwargs), load state_dict files into it (torch.load with "
-        "weights_only=True) and store them as a complete run.",
-        epilog="example: landscape import runs.h5 --model mynets:resnet20 --model-kwargs "
+        "weights_only=True, or .safetensors) and store them as a complete run. Or give a "
+        "Hugging Face checkpoint folder as --model (config.json and model.safetensors, as "
+        "save_pretrained writes it): the model is built from its config, its weights read "
+        "from safetensors; --init and --checkpoint are then folders too.",
+        epilog="examples: landscape import runs.h5 --model mynets:resnet20 --model-kwargs "
         "'{\"num_classes\": 10}' --final sgd.pt --init init.pt --checkpoint 1000=sgd_1000.pt "
-        "--run sgd",
+        "--run sgd; landscape import runs.h5 --model gpt2-finetuned/ --data hf_disk "
+        "--data-arg path=tokens/ --data-arg y=next_token --run gpt2",
     )
     p.add_argument("file")
-    p.add_argument("--model", required=True, metavar="MODULE:FACTORY")
+    p.add_argument(
+        "--model", required=True, metavar="MODULE:FACTORY|FOLDER", help="factory or HF folder"
+    )
     p.add_argument("--model-kwargs", metavar="JSON")
-    p.add_argument("--final", required=True, help="state_dict file of the final model")
-    p.add_argument("--init", help="state_dict file of the initial model (default: as built)")
+    p.add_argument(
+        "--final",
+        help="state_dict file of the final model (required with a factory; default: the "
+        "--model folder)",
+    )
+    p.add_argument("--init", help="the initial model's state_dict or folder (default: as built)")
     p.add_argument(
         "--checkpoint",
         action="append",
         metavar="STEP=PATH",
-        help="a state_dict along training (repeat)",
+        help="a state_dict (or folder) along training (repeat)",
+    )
+    p.add_argument(
+        "--architecture",
+        help="HF folder: the transformers class (default: the config's architectures)",
+    )
+    p.add_argument("--data", help="the run's dataset, recorded so that probes need no --data")
+    p.add_argument(
+        "--data-arg", action="append", metavar="KEY=VALUE", help="a dataset option (repeat)"
     )
     p.add_argument("--run", required=True)
     p.add_argument("--replace", action="store_true")

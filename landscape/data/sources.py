@@ -1,8 +1,10 @@
-"""Your own data (arrays, files, any ``Dataset``) and the registry of built-in datasets by name.
+"""Your own data (arrays, files, any ``Dataset``) and the registry of datasets by name.
 
 The built-in datasets are in :mod:`landscape.data.datasets` and :mod:`landscape.data.synthetic`,
-the :class:`Split` container and its transforms in :mod:`landscape.data.split`;
-:mod:`landscape.data` re-exports all four.
+image files you have (CIFAR, class folders) in :mod:`landscape.data.images`, Hugging Face
+datasets in :mod:`landscape.data.hf`, the :class:`Split` container and its transforms in
+:mod:`landscape.data.split`; :mod:`landscape.data` re-exports them all. The registry
+(``DATASETS``) is what a run spec's ``[data] name`` names.
 
 Examples:
     >>> from landscape import data
@@ -20,9 +22,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from landscape.data.datasets import digits, mnist1d
-from landscape.data.split import Split, _split_indices
+from landscape.data.hf import hf_disk
+from landscape.data.images import cifar10, cifar100, image_folder, image_tensor
+from landscape.data.split import Split, _assemble
 from landscape.data.synthetic import (
     gaussians,
     matrix_sensing,
@@ -30,61 +35,11 @@ from landscape.data.synthetic import (
     moons,
     sparse_regression,
 )
-from landscape.engine.checks import _check_fraction, _check_int
 
 __all__ = ["DATASETS", "from_arrays", "from_dataset", "load"]
 
 
 # --------------------------------------------------------------------------- your own data
-
-
-def _assemble(
-    fn: str,
-    parts: Sequence[Any],
-    test_fraction: float,
-    seed: int,
-    stratify: bool,
-    name: str,
-    num_classes: int | None,
-    dtype: torch.dtype,
-    info: dict,
-) -> Split:
-    try:
-        ts = [p if isinstance(p, torch.Tensor) else torch.as_tensor(np.asarray(p)) for p in parts]
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{fn}: arrays must be numeric, got {err}") from None
-    for i in (1, 3)[: len(ts) // 2]:
-        y = ts[i].long() if ts[i].dtype == torch.bool else ts[i]
-        if y.ndim != 1 or y.is_complex() or not torch.equal(y, y.round()):
-            raise ValueError(
-                f"{fn}: labels must be 1-D integer class labels, got shape "
-                f"{tuple(y.shape)} of {y.dtype}"
-            )
-        ts[i] = y.long()
-        if ts[i - 1].is_complex():
-            raise ValueError(f"{fn}: inputs must be real numbers, got {ts[i - 1].dtype}")
-    y_all = torch.cat(ts[1::2])
-    if len(y_all) and int(y_all.min()) < 0:
-        raise ValueError(f"{fn}: class labels must be >= 0, got {int(y_all.min())}")
-    top = int(y_all.max()) + 1 if len(y_all) else 1
-    num_classes = top if num_classes is None else _check_int(fn, "num_classes", num_classes, 1)
-    if top > num_classes:
-        raise ValueError(f"{fn}: num_classes={num_classes} but labels go up to {top - 1}")
-    if len(ts) == 2:
-        test_fraction = _check_fraction(fn, "test_fraction", test_fraction, closed=False)
-        seed = _check_int(fn, "seed", seed)
-        x, y = ts
-        if len(x) != len(y):
-            raise ValueError(f"{fn}: x has {len(x)} rows but y has {len(y)}")
-        strat = y.cpu().numpy() if stratify else None
-        tr, te = _split_indices(fn, len(y), strat, test_fraction, seed)
-        ts = [x[tr], y[tr], x[te], y[te]]
-        info.update(seed=seed, options={"test_fraction": test_fraction, "stratified": stratify})
-    x_tr, y_tr, x_te, y_te = ts
-    info["sizes"] = {"train": len(y_tr), "test": len(y_te)}
-    return Split(
-        x_tr.to(dtype), y_tr, x_te.to(dtype), y_te, name=name, num_classes=num_classes, info=info
-    )
 
 
 def _load_npy(fn: str, path: str | os.PathLike) -> np.ndarray:
@@ -184,6 +139,10 @@ def from_dataset(
 ) -> Split:
     """Stack any (small) map-style ``Dataset`` of ``(x, y)`` pairs into tensors.
 
+    Inputs may be tensors, arrays or Pillow images (what a torchvision dataset without a
+    transform returns: ``torchvision.datasets.CIFAR10(root)``, ``ImageFolder(root)``), which
+    become ``(C, H, W)`` in [0, 1] as torchvision's ``ToTensor`` makes them.
+
     Args:
         train: a dataset with ``__len__`` and ``__getitem__`` returning ``(x, y)``.
         test: a test dataset; if None, ``train`` is split by ``test_fraction``.
@@ -215,13 +174,19 @@ def from_dataset(
             raise ValueError(
                 f"from_dataset: {which} items must be (x, y) pairs, got {type(items[0]).__name__}"
             )
-        return [torch.stack([torch.as_tensor(it[j]) for it in items]) for j in (0, 1)]
+        return [torch.stack([_tensor(it[j]) for it in items]) for j in (0, 1)]
 
     parts = stack(train, "train") + ([] if test is None else stack(test, "test"))
     info = {"source": f"torch Dataset {type(train).__name__}"}
     return _assemble(
         "from_dataset", parts, test_fraction, seed, stratify, name, num_classes, dtype, info
     )
+
+
+def _tensor(v: Any) -> torch.Tensor:
+    if isinstance(v, Image.Image):
+        return image_tensor(v)
+    return torch.as_tensor(v if isinstance(v, torch.Tensor) else np.asarray(v))
 
 
 # --------------------------------------------------------------------------- registry
@@ -234,7 +199,12 @@ DATASETS: dict[str, Callable[..., Split]] = {
     "sparse_regression": sparse_regression,
     "matrix_sensing": matrix_sensing,
     "modular_addition": modular_addition,
+    "cifar10": cifar10,
+    "cifar100": cifar100,
+    "image_folder": image_folder,
+    "hf_disk": hf_disk,
 }
+"""The built-in datasets by name (:func:`load` takes these names and their arguments)."""
 
 
 def load(name: str, **kwargs: Any) -> Split:
@@ -242,8 +212,10 @@ def load(name: str, **kwargs: Any) -> Split:
 
     Args:
         name: ``"mnist1d"``, ``"digits"``, ``"gaussians"``, ``"moons"``,
-            ``"sparse_regression"``, ``"matrix_sensing"`` or ``"modular_addition"`` (case,
-            ``-`` and ``_`` ignored).
+            ``"sparse_regression"``, ``"matrix_sensing"``, ``"modular_addition"``; files you
+            have: ``"cifar10"``, ``"cifar100"`` (``root=``), ``"image_folder"`` (``root=``),
+            ``"hf_disk"`` (``path=``, a saved Hugging Face dataset) (case, ``-`` and ``_``
+            ignored).
         **kwargs: passed to the dataset's function.
 
     Returns:
@@ -268,4 +240,8 @@ def load(name: str, **kwargs: Any) -> Split:
             f"load({key!r}): unexpected keyword argument(s) {', '.join(bad)}; "
             f"{key} accepts: {', '.join(accepted)}"
         )
+    params = inspect.signature(fn).parameters
+    missing = [k for k, p in params.items() if p.default is p.empty and k not in kwargs]
+    if missing:
+        raise TypeError(f"load({key!r}): {key} needs {', '.join(missing)} (e.g. the folder)")
     return fn(**kwargs)

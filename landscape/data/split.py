@@ -17,6 +17,7 @@ Examples:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -140,6 +141,55 @@ def _split_indices(
             f"{' stratified' if y is not None else ''}: {err}"
         ) from None
     return np.sort(tr), np.sort(te)
+
+
+def _assemble(
+    fn: str,
+    parts: Sequence[Any],
+    test_fraction: float,
+    seed: int,
+    stratify: bool,
+    name: str,
+    num_classes: int | None,
+    dtype: torch.dtype,
+    info: dict,
+) -> Split:
+    try:
+        ts = [p if isinstance(p, torch.Tensor) else torch.as_tensor(np.asarray(p)) for p in parts]
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{fn}: arrays must be numeric, got {err}") from None
+    for i in (1, 3)[: len(ts) // 2]:
+        y = ts[i].long() if ts[i].dtype == torch.bool else ts[i]
+        if y.ndim != 1 or y.is_complex() or not torch.equal(y, y.round()):
+            raise ValueError(
+                f"{fn}: labels must be 1-D integer class labels, got shape "
+                f"{tuple(y.shape)} of {y.dtype}"
+            )
+        ts[i] = y.long()
+        if ts[i - 1].is_complex():
+            raise ValueError(f"{fn}: inputs must be real numbers, got {ts[i - 1].dtype}")
+    y_all = torch.cat(ts[1::2])
+    if len(y_all) and int(y_all.min()) < 0:
+        raise ValueError(f"{fn}: class labels must be >= 0, got {int(y_all.min())}")
+    top = int(y_all.max()) + 1 if len(y_all) else 1
+    num_classes = top if num_classes is None else _check_int(fn, "num_classes", num_classes, 1)
+    if top > num_classes:
+        raise ValueError(f"{fn}: num_classes={num_classes} but labels go up to {top - 1}")
+    if len(ts) == 2:
+        test_fraction = _check_fraction(fn, "test_fraction", test_fraction, closed=False)
+        seed = _check_int(fn, "seed", seed)
+        x, y = ts
+        if len(x) != len(y):
+            raise ValueError(f"{fn}: x has {len(x)} rows but y has {len(y)}")
+        strat = y.cpu().numpy() if stratify else None
+        tr, te = _split_indices(fn, len(y), strat, test_fraction, seed)
+        ts = [x[tr], y[tr], x[te], y[te]]
+        info.update(seed=seed, options={"test_fraction": test_fraction, "stratified": stratify})
+    x_tr, y_tr, x_te, y_te = ts
+    info["sizes"] = {"train": len(y_tr), "test": len(y_te)}
+    return Split(
+        x_tr.to(dtype), y_tr, x_te.to(dtype), y_te, name=name, num_classes=num_classes, info=info
+    )
 
 
 # --------------------------------------------------------------------------- transforms

@@ -9,6 +9,7 @@
 - :mod:`~landscape.train.recording`: callbacks and the buffer of rows written at each flush;
 - :mod:`~landscape.train.resume`: the full training state to continue or fork from;
 - :mod:`~landscape.train.checkpoints`: models trained elsewhere, stored vectors back into models;
+  :mod:`~landscape.train.pretrained`: Hugging Face ``save_pretrained`` folders as runs;
 - :mod:`~landscape.train.spec`: a run described as data (TOML, flags), built into objects;
   :mod:`~landscape.train.schema`: what the data may hold, as typed models.
 """

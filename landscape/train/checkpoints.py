@@ -1,8 +1,10 @@
 """Bring models trained elsewhere into a landscape file, so that every probe and plot works.
 
 A run is imported from ``state_dict`` files (``torch.save(model.state_dict(), path)``, read
-back with ``torch.load(..., weights_only=True)``: no code in a checkpoint is ever run) and a
-model built by the user's own code, named by an import path ``package.module:factory``.
+back with ``torch.load(..., weights_only=True)``, or ``.safetensors`` files: no code in a
+checkpoint is ever run) and a model built by the user's own code, named by an import path
+``package.module:factory``. Hugging Face ``save_pretrained`` folders are read by
+:mod:`landscape.train.pretrained`.
 
 Examples:
     >>> model = build_model("mypkg.nets:resnet20", {"num_classes": 10})     # doctest: +SKIP
@@ -22,6 +24,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+try:  # optional: weights in safetensors files (what transformers' save_pretrained writes)
+    import safetensors
+    import safetensors.torch
+except ImportError:  # pragma: no cover - without safetensors, .safetensors files are refused
+    safetensors = None  # type: ignore[assignment]
 
 from landscape.engine.params import ParamLayout, select
 from landscape.engine.params import to_numpy as _np
@@ -87,7 +95,10 @@ def _load_error(err: BaseException) -> str:
 
 
 def load_state_dict(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """A ``state_dict`` from a file (loaded with ``weights_only=True``) or a mapping.
+    """A ``state_dict`` from a file (``torch.save`` or ``.safetensors``) or a mapping.
+
+    ``torch.save`` files are loaded with ``weights_only=True``; ``.safetensors`` files hold
+    tensors only.
 
     A checkpoint that wraps it under ``state_dict``, ``model_state_dict``, ``model``, ``net``
     or ``weights`` (as many training scripts save them) is unwrapped.
@@ -109,6 +120,8 @@ def load_state_dict(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, 
         where = os.fspath(source)
         if not os.path.exists(where):
             raise FileNotFoundError(f"checkpoint {where} does not exist")
+        if where.endswith(".safetensors"):
+            return _safetensors(where)
         try:
             source = torch.load(where, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - torch raises many types here
@@ -131,6 +144,17 @@ def load_state_dict(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, 
             f"{', '.join(_WRAPPERS)}; its keys: {', '.join(map(str, source))}"
         )
     return dict(source)
+
+
+def _safetensors(where: str) -> dict[str, torch.Tensor]:
+    if safetensors is None:  # pragma: no cover
+        raise ValueError(f"checkpoint {where}: reading .safetensors needs the safetensors package")
+    try:
+        return dict(safetensors.torch.load_file(where, device="cpu"))
+    except (safetensors.SafetensorError, OSError, ValueError) as err:
+        raise ValueError(
+            f"checkpoint {where} is not a safetensors file: {' '.join(str(err).split())}"
+        ) from None
 
 
 def _state(model: nn.Module, source: Any, what: str) -> tuple[Any, dict]:

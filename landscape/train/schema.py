@@ -193,10 +193,14 @@ def _check_run(
         pydantic_core.PydanticCustomError: the first rule broken, at its key (:func:`invalid`).
     """
     loader = _named(data, datasets.DATASETS, "data", "mnist1d")
-    accepted = sorted(set(inspect.signature(loader).parameters) | set(DATA_OPTIONS))
+    signature = inspect.signature(loader).parameters
+    accepted = sorted(set(signature) | set(DATA_OPTIONS))
     for key in data:
         if key not in accepted:
             raise invalid(f"unknown key; allowed: {', '.join(accepted)}", "data", key)
+    for key, p in signature.items():  # e.g. the folder of files the user has (root, path)
+        if p.default is p.empty and p.kind is not p.VAR_KEYWORD and key not in data:
+            raise invalid(f"required by dataset {data['name']!r}", "data", key)
     params = inspect.signature(_named(model, models.MODELS, "model", "mlp")).parameters
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         for key in model:

@@ -50,6 +50,7 @@ import torch
 from landscape import data, models
 from landscape.engine import losses
 from landscape.store.file import Store
+from landscape.train import pretrained
 from landscape.train.checkpoints import build_model, load_params
 from landscape.train.config import TrainConfig
 from landscape.train.fit import fit
@@ -285,10 +286,11 @@ def rebuild(
     ``which``: ``"init"``, ``"final"`` or a trajectory step.
 
     The model is rebuilt from the run's recorded spec (a run trained with ``landscape train``
-    or :func:`execute`, a model of ``landscape.models`` recorded as ``attrs["model"]``, or an
-    imported run's factory), then its stored parameters and buffers are loaded. The data come
-    from the run's recorded spec, or from ``data`` (a ``[data]`` table: name and options),
-    which wins.
+    or :func:`execute`, a model of ``landscape.models`` recorded as ``attrs["model"]``, an
+    imported run's factory, or an imported Hugging Face model's config, probed with
+    :func:`landscape.train.pretrained.cross_entropy`), then its stored parameters and buffers
+    are loaded. The data come from the run's recorded spec, or from ``data`` (a ``[data]``
+    table: name and options), which wins.
 
     Raises:
         ValueError: the run does not record how to rebuild its model or data (the message says
@@ -321,14 +323,20 @@ def _rebuild(
         attrs = s.info(run).attrs
     spec = attrs.get("spec") or {}
     model_spec = attrs.get("model") or {}
+    loss_fn = losses.get(attrs.get("loss", "cross_entropy"))
     if isinstance(model_spec, dict) and "factory" in model_spec:
         model = build_model(model_spec["factory"], model_spec.get("kwargs"))
+    elif isinstance(model_spec, dict) and "hf_config" in model_spec:
+        model = pretrained.build_pretrained(model_spec)
+        if attrs.get("loss", "cross_entropy") == "cross_entropy":
+            loss_fn = pretrained.cross_entropy  # logits of a ModelOutput, every position
     elif isinstance(model_spec, dict) and model_spec.get("name") in models.MODELS:
         model = models.build(model_spec["name"], model_spec.get("kwargs"))
     else:
         raise ValueError(
             f"run {run!r} does not record a model that can be rebuilt (expected "
-            "attrs['model'] with a landscape.models name or an import factory); "
+            "attrs['model'] with a landscape.models name, an import factory or a Hugging "
+            "Face config); "
             "load the model yourself and call the probe from Python"
         )
     data_table = dict(data) if data else dict(spec.get("data") or {})
@@ -338,4 +346,4 @@ def _rebuild(
     dtype = getattr(torch, str(attrs.get("dtype", "float32")), torch.float32)
     model = model.to(device=torch.device(device or attrs.get("device", "cpu")), dtype=dtype)
     load_params(model, file, run, which)
-    return model, split, losses.get(attrs.get("loss", "cross_entropy"))
+    return model, split, loss_fn
