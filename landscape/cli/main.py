@@ -19,8 +19,10 @@
   cost of a Hessian-vector product relative to a gradient.
 
 Errors are printed on one line (``landscape: error: ...``) with exit status 2, never as a
-traceback. Output into a pipe closed early (``landscape info f.h5 | head``) ends quietly with
-status 141, as a Unix tool killed by SIGPIPE.
+traceback; a failed write (a full disk) names the file and the error, and the landscape file
+is left as of its last commit (:mod:`landscape.store.journal`); a damaged file is named, never
+shown as the HDF5 library's error text. Output into a pipe closed early (``landscape info f.h5 |
+head``) ends quietly with status 141, as a Unix tool killed by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -89,15 +91,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (``landscape info f.h5 | head``)
         _quiet_stdout()
         return 141  # as a Unix tool killed by SIGPIPE
-    except (ValueError, TypeError, RuntimeError, OSError, KeyError, ArithmeticError) as exc:
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"landscape: error: {message}", file=sys.stderr)
+    except (
+        ValueError,
+        TypeError,
+        RuntimeError,
+        OSError,
+        KeyError,
+        ArithmeticError,
+        ImportError,  # an optional package a command needs (transformers, datasets)
+    ) as exc:
+        print(f"landscape: error: {_one_line(exc)}", file=sys.stderr)
         if args.verbose:
             log.exception("details")
         return 2
     except KeyboardInterrupt:
         print("landscape: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of the error's text; an operating system's error names its file first.
+
+    ``[Errno 28] No space left on device: 'out/f.png'`` reads ``out/f.png: No space left on
+    device (errno 28)``.
+    """
+    if (
+        isinstance(exc, OSError)
+        and exc.filename is not None
+        and exc.strerror
+        and str(exc).startswith("[Errno")
+    ):
+        return f"{os.fsdecode(exc.filename)}: {exc.strerror} (errno {exc.errno})"
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _quiet_stdout() -> None:

@@ -1,7 +1,9 @@
 """The landscape file: one HDF5 file holds a whole comparison (:mod:`landscape.store.file`).
 
 It is changed all at once or not at all through its rollback journal
-(:mod:`landscape.store.journal`) and summarised in tables (:mod:`landscape.store.summary`).
+(:mod:`landscape.store.journal`), its datasets carry checksums
+(:mod:`landscape.store.checksum`; errors in :mod:`landscape.store.errors`) and it is
+summarised in tables (:mod:`landscape.store.summary`).
 
 Reading needs NumPy and h5py only; nothing here imports torch. Restoring a stored vector into
 a model is :func:`landscape.train.checkpoints.load_params`.
@@ -15,6 +17,15 @@ from landscape.store.file import (
     Store,
     StoreError,
 )
-from landscape.store.journal import FileBusyError
+from landscape.store.journal import FileBusyError, WriteFailed
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "FileBusyError", "Record", "RunInfo", "Store", "StoreError"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "FileBusyError",
+    "Record",
+    "RunInfo",
+    "Store",
+    "StoreError",
+    "WriteFailed",
+]

@@ -2,7 +2,8 @@
 
 Layout::
 
-    /                      attrs: format="landscape", format_version=1, created_by, torch_version
+    /                      attrs: format="landscape", format_version=1, created_by, torch_version,
+                           checksums
     /runs/<run>/           attrs: status, optimizer, seed, model, data, settings, ... (JSON)
         params/names, params/shapes    restore flat vectors into named tensors
         init, final                    flat parameter vectors (P,)
@@ -14,6 +15,18 @@ Layout::
 
 Metadata are plain attributes or JSON strings (an object's ``json_attrs`` attribute lists
 which of its attributes are JSON); nothing is pickled. Reading needs only NumPy and h5py.
+
+**Checksums** (:mod:`landscape.store.checksum`). Every dataset carries one: HDF5's
+``fletcher32`` filter on large and growing ones, a ``crc32`` attribute on the rest; reading
+verifies it and a mismatch is a :class:`StoreError` that names the file and the object. The
+file is written with HDF5 1.10's formats, whose object headers, B-trees and heaps carry HDF5's
+own checksums: a damaged block is one line naming the file, never HDF5's error text. Files
+written before checksums (no root ``checksums`` attribute) are read as they are.
+
+**A failed write** (a full disk) never reaches the HDF5 library: the journal keeps the bytes
+in memory and the next store call or commit raises
+:class:`~landscape.store.journal.WriteFailed` (one line: the file and the error); the file
+stays as of its last commit.
 
 **Crash safety.** Every change goes through a :class:`~landscape.store.journal.JournaledFile`:
 a writer killed at any moment leaves the file as it was at its last commit (the next opener
@@ -60,18 +73,28 @@ import h5py
 import numpy as np
 
 from landscape.engine.records import Record
-from landscape.store.journal import FileBusyError, JournaledFile, lock_for_reading
+from landscape.store import checksum
+from landscape.store.checksum import guard
+from landscape.store.errors import StoreError
+from landscape.store.journal import FileBusyError, JournaledFile, WriteFailed, lock_for_reading
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "FileBusyError", "Record", "RunInfo", "Store", "StoreError"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "FileBusyError",
+    "Record",
+    "RunInfo",
+    "Store",
+    "StoreError",
+    "WriteFailed",
+]
 
 FORMAT = "landscape"
+"""The root attribute ``format`` of every landscape file."""
 FORMAT_VERSION = 1
+"""The version of the layout that this module writes and reads."""
 RECORD_KINDS = ("probes", "surfaces", "paths")
 STATUSES = ("running", "complete", "failed")
-
-
-class StoreError(ValueError):
-    """A file that is not a (readable) landscape file, or a request the file cannot answer."""
 
 
 def _version(package: str) -> str:
@@ -252,6 +275,7 @@ class Store:
         self._fd: int | None = None
         self._h5: h5py.File | None = None
         self._copy: Any = None
+        self._checked = False  # the file keeps checksums: a dataset without one is damaged
         if mode == "r":
             if not os.path.exists(self.path):
                 raise FileNotFoundError(f"{self.path} does not exist")
@@ -294,8 +318,10 @@ class Store:
                         "created_by": f"landscape {_version('landscape')}",
                         "torch_version": _version("torch"),
                         "created": _now(),
+                        "checksums": checksum.KEPT,
                     },
                 )
+                self._checked = True
                 self._h5.create_group("runs", track_order=True)
                 self._h5.create_group("compare")
             else:
@@ -308,6 +334,8 @@ class Store:
 
     # ------------------------------------------------------------------ opening and closing
     def _open_h5(self, target: Any, mode: str, **kw: Any) -> h5py.File:
+        if mode != "r":  # HDF5 1.10's object headers, B-trees and heaps carry checksums
+            kw.setdefault("libver", ("v110", "latest"))
         try:
             return h5py.File(target, mode, **kw)
         except OSError as err:
@@ -354,6 +382,7 @@ class Store:
                 f"{self.path} has format_version {version}, older than the "
                 f"{FORMAT_VERSION} this landscape ({_version('landscape')}) reads"
             )
+        self._checked = "checksums" in self._file.attrs
         for group in ("runs", "compare"):
             if group not in self._file:
                 raise StoreError(f"{self.path} is damaged: no /{group} group")
@@ -403,7 +432,17 @@ class Store:
             raise ValueError(f"Store: {self.path} is closed")
         if self._jf is None:
             raise ValueError(f"Store: {self.path} was opened read-only; open it with mode='a'")
+        if self._jf.error is not None:  # a write failed: nothing more can be committed
+            raise self._jf.error
         return self._jf
+
+    def _read(self, ds: h5py.Dataset, selection: Any = ()) -> Any:
+        """``ds[selection]``, its checksum verified (:mod:`landscape.store.checksum`)."""
+        return checksum.read(self.path, ds, selection, required=self._checked)
+
+    def checksums(self) -> tuple[int, int]:
+        """``(without, total)``: datasets that carry no checksum (written before checksums)."""
+        return checksum.unchecked(self._file)
 
     @property
     def attrs(self) -> dict[str, Any]:
@@ -522,6 +561,8 @@ class Store:
         """What ``run`` holds, with its status as a reader should take it."""
         g = self._run(run)
         attrs = _read_attrs(g)
+        if self._checked and "status" not in attrs:  # every run has one: lost to damage
+            raise checksum.damaged(self.path, "its attributes are missing", g.name)
         status = attrs.get("status", "running")
         if (
             status == "running"
@@ -614,11 +655,12 @@ class Store:
                 },
             )
             p = g.create_group("params")
-            p.create_dataset("names", data=np.array(list(names), dtype=h5py.string_dtype()))
-            sh = p.create_dataset("shapes", (len(shapes),), dtype=h5py.vlen_dtype(np.int64))
+            checksum.create(p, "names", data=np.array(list(names), dtype=h5py.string_dtype()))
+            sh = checksum.create(p, "shapes", shape=(len(shapes),), dtype=h5py.vlen_dtype(np.int64))
             for i, s in enumerate(shapes):
                 sh[i] = np.array(s, dtype=np.int64)
-            g.create_dataset("init", data=init)
+            checksum.refresh(sh)
+            checksum.create(g, "init", data=init)
         except BaseException:
             del h5["runs"][run]
             raise
@@ -673,7 +715,7 @@ class Store:
             )
         if "final" in g:
             del g["final"]
-        g.create_dataset("final", data=theta.astype(g["init"].dtype, copy=False))
+        checksum.create(g, "final", data=theta.astype(g["init"].dtype, copy=False))
         self.set_attrs(
             run,
             {
@@ -697,7 +739,7 @@ class Store:
             del base[which]
         b = base.create_group(which)
         for i, (name, value) in enumerate(buffers.items()):
-            ds = b.create_dataset(str(i), data=np.asarray(value))
+            ds = checksum.create(b, str(i), data=np.asarray(value))
             ds.attrs["name"] = name
 
     def buffers(self, run: str, which: str = "final") -> dict[str, np.ndarray]:
@@ -706,15 +748,15 @@ class Store:
         if "buffers" not in g or which not in g["buffers"]:
             return {}
         b = g["buffers"][which]
-        return {b[k].attrs["name"]: b[k][()] for k in sorted(b, key=int)}
+        return {b[k].attrs["name"]: self._read(b[k]) for k in sorted(b, key=int)}
 
     # ------------------------------------------------------------------ parameters
     def layout(self, run: str) -> tuple[list[str], list[tuple[int, ...]]]:
         """Names and shapes of the parameters in the flat vectors of ``run``."""
         p = self._run(run)["params"]
         return (
-            [n.decode() if isinstance(n, bytes) else n for n in p["names"][()]],
-            [tuple(int(d) for d in s) for s in p["shapes"][()]],
+            [n.decode() if isinstance(n, bytes) else n for n in self._read(p["names"])],
+            [tuple(int(d) for d in s) for s in self._read(p["shapes"])],
         )
 
     def params(self, run: str, which: str | int = "final") -> np.ndarray:
@@ -728,7 +770,7 @@ class Store:
                     f"{self.path}: run {run!r} has no final parameters (status "
                     f"{self.info(run).status})"
                 )
-            return g[which][()]
+            return self._read(g[which])
         steps = self.trajectory_steps(run)
         hits = np.flatnonzero(steps == int(which))
         if not len(hits):
@@ -736,7 +778,7 @@ class Store:
                 f"{self.path}: run {run!r} has no snapshot at step {which}; "
                 f"snapshots: {_summary(steps)}"
             )
-        return g["trajectory"][int(hits[0])]
+        return self._read(g["trajectory"], int(hits[0]))
 
     def append_trajectory(self, run: str, steps: Sequence[int], rows: np.ndarray) -> None:
         """Append snapshots (one row a step) to the run's trajectory."""
@@ -753,15 +795,16 @@ class Store:
         if "trajectory" not in g:
             itemsize = g["init"].dtype.itemsize
             chunk_rows = max(1, min(64, (1 << 18) // max(1, n_params * itemsize)))
-            g.create_dataset(
+            checksum.create(
+                g,
                 "trajectory",
-                (0, n_params),
+                shape=(0, n_params),
                 maxshape=(None, n_params),
                 dtype=g["init"].dtype,
                 chunks=(chunk_rows, n_params),
             )
-            g.create_dataset(
-                "trajectory_step", (0,), maxshape=(None,), dtype=np.int64, chunks=(1024,)
+            checksum.create(
+                g, "trajectory_step", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(1024,)
             )
         _extend(g["trajectory"], rows)
         _extend(g["trajectory_step"], step_array)
@@ -769,14 +812,16 @@ class Store:
     def trajectory_steps(self, run: str) -> np.ndarray:
         """The steps of the trajectory's snapshots, (T,) (empty without a trajectory)."""
         g = self._run(run)
-        return g["trajectory_step"][()] if "trajectory_step" in g else np.zeros(0, np.int64)
+        if "trajectory_step" not in g:
+            return np.zeros(0, np.int64)
+        return self._read(g["trajectory_step"])
 
     def trajectory(self, run: str) -> tuple[np.ndarray, np.ndarray]:
         """``(steps, snapshots)``: (T,) and (T, P)."""
         g = self._run(run)
         if "trajectory" not in g:
             return np.zeros(0, np.int64), np.zeros((0, g["init"].shape[0]), g["init"].dtype)
-        return g["trajectory_step"][()], g["trajectory"][()]
+        return self._read(g["trajectory_step"]), self._read(g["trajectory"])
 
     # ------------------------------------------------------------------ series
     def append_series(self, run: str, group: str, rows: Mapping[str, Sequence[float]]) -> None:
@@ -806,9 +851,10 @@ class Store:
                 # integer columns only for the step: a column that starts with integers
                 # (0) and goes on with floats must not truncate them
                 dtype = np.int64 if key == "step" and values.dtype.kind in "iub" else np.float64
-                s.create_dataset(
+                checksum.create(
+                    s,
                     key,
-                    (0,) + values.shape[1:],
+                    shape=(0,) + values.shape[1:],
                     maxshape=(None,) + values.shape[1:],
                     dtype=dtype,
                     chunks=True,
@@ -820,7 +866,7 @@ class Store:
         g = self._run(run)
         if group not in g:
             return {}
-        return {k: v[()] for k, v in g[group].items() if isinstance(v, h5py.Dataset)}
+        return {k: self._read(v) for k, v in g[group].items() if isinstance(v, h5py.Dataset)}
 
     def history(self, run: str) -> dict[str, np.ndarray]:
         """The run's history: ``step``, ``epoch``, ``train_loss``, ... as arrays."""
@@ -875,7 +921,7 @@ class Store:
             del base[name]
         g = base.create_group(name)
         for key, value in arrays.items():
-            g.create_dataset(_check_name("array", key), data=np.asarray(value))
+            checksum.create(g, _check_name("array", key), data=np.asarray(value))
         for key, axes in (dims or {}).items():
             for axis, scale in enumerate(axes):
                 if not g[scale].is_scale:
@@ -917,6 +963,7 @@ class Store:
                         f"store: point {tuple(point)} is outside {key!r} of shape {ds.shape}"
                     )
                 ds[tuple(int(i) for i in point)] = value
+            checksum.refresh(ds)
         if attrs:
             _write_attrs(g, attrs)
 
@@ -989,12 +1036,22 @@ class Store:
         """Read a result written by :meth:`write_record` (or a series under probes)."""
         g = self._record_group(run, kind, name)
         return Record(
-            name, {k: v[()] for k, v in g.items() if isinstance(v, h5py.Dataset)}, _read_attrs(g)
+            name,
+            {k: self._read(v) for k, v in g.items() if isinstance(v, h5py.Dataset)},
+            _read_attrs(g),
         )
 
     def compares(self) -> list[str]:
         """Names of the results under ``/compare``."""
         return list(self._file["compare"])
+
+
+# The HDF5 library's own words about a damaged block become one line naming the file.
+for _name, _member in list(vars(Store).items()):
+    if isinstance(_member, property) and _member.fget and not _name.startswith("_"):
+        setattr(Store, _name, property(guard(_member.fget), doc=_member.__doc__))
+    elif callable(_member) and (not _name.startswith("_") or _name in ("__init__", "__contains__")):
+        setattr(Store, _name, guard(_member))
 
 
 def _extend(ds: h5py.Dataset, values: np.ndarray) -> None:
@@ -1017,3 +1074,34 @@ def _summary(steps: np.ndarray) -> str:
     if not len(steps):
         return "none"
     return f"{len(steps)} from step {steps[0]} to {steps[-1]}"
+
+
+def delete_record(store: Store, run: str | None, kind: str, name: str) -> None:
+    """Remove the result ``name`` (``runs/<run>/<kind>/<name>``, or ``/compare/<name>``).
+
+    Part of the store's session: nothing is kept before :meth:`Store.commit`.
+
+    Raises:
+        StoreError: the file holds no such result.
+    """
+    store._writable()
+    group = store._record_group(run, kind, name)
+    del group.parent[name]
+
+
+def swap_run(store: Store, new: str, run: str) -> None:
+    """Put the run ``new`` in the place of ``run`` (removed if held) under the name ``run``.
+
+    In one session, so in one commit: a process killed at any point leaves the file with the
+    old ``run`` and ``new`` beside it, or with ``new`` as ``run``, never without both.
+
+    Raises:
+        StoreError: the file holds no run ``new``.
+    """
+    store._writable()
+    _check_name("run", run)
+    store._run(new)
+    runs = store._file["runs"]
+    if run in runs:
+        del runs[run]
+    runs.move(new, run)

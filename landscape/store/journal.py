@@ -16,6 +16,14 @@ journal. The deletion is the commit point. Whoever opens the file next and finds
 (a writer that died) restores the old pages and the old size before reading anything, so the
 file reads back exactly as it was after the last commit, wherever the writer was killed.
 
+**A write that fails** (a full disk, a quota, an I/O error) is never reported to the HDF5
+library, which cannot recover from one (it prints errors while it frees objects and may crash).
+The file object keeps the bytes it could not write in memory instead, so that HDF5 goes on
+seeing a consistent file, and remembers the error: :meth:`JournaledFile.commit` raises it as
+:class:`WriteFailed`, which names the file and the error, and nothing of the failed
+transaction reaches the file (closing rolls it back; if even that cannot write, the journal
+stays and the next opener rolls back).
+
 Locking uses ``flock`` on the file itself, the lock that the HDF5 library takes: a writer
 holds it exclusively, so a second writer, our own or any HDF5 program, gets a clear
 :class:`FileBusyError` instead of a corrupt file; readers hold it shared. The lock is held on
@@ -27,6 +35,7 @@ This module does plain file I/O only; :mod:`landscape.store` owns h5py.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import errno
 import fcntl
 import io
@@ -36,7 +45,7 @@ import struct
 import time
 import zlib
 
-__all__ = ["FileBusyError", "JournaledFile", "journal_path", "lock_for_reading"]
+__all__ = ["FileBusyError", "JournaledFile", "WriteFailed", "journal_path", "lock_for_reading"]
 
 PAGE = 4096
 _MAGIC = b"landscape-journal-1\n"
@@ -48,6 +57,39 @@ _TRAILER = struct.Struct("<QI")  # number of records, crc32 of all records
 
 class FileBusyError(RuntimeError):
     """Another process holds the file (a writer, or a reader while we want to write)."""
+
+
+class WriteFailed(OSError):
+    """Writing the file (or its journal) failed: a full disk, a quota, an I/O error.
+
+    ``str()`` is one line that names the file and the error. The file is as of its last
+    commit.
+    """
+
+    def __init__(self, path: str, err: OSError) -> None:
+        super().__init__(err.errno, err.strerror or str(err), path)
+        hint = (
+            ": free space and run again"
+            if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+            else ""
+        )
+        self.message = (
+            f"cannot write {path}: {err.strerror or err} (errno {err.errno}); the file "
+            f"holds what was committed before{hint}"
+        )
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _pwrite(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
+    """Write all of ``data`` at ``offset`` (``os.pwrite`` may write part of it)."""
+    view = memoryview(data).cast("B")
+    while len(view):
+        n = os.pwrite(fd, view, offset)
+        if n <= 0:
+            raise OSError(errno.EIO, "write returned no progress")
+        view, offset = view[n:], offset + n
 
 
 def journal_path(path: str | os.PathLike) -> str:
@@ -125,7 +167,7 @@ def _records(j: io.BufferedReader, fd: int | None) -> tuple[int, int] | None:
                 return None
             crc = zlib.crc32(chunk, crc)
             if fd is not None:
-                os.pwrite(fd, chunk, off + done)
+                _pwrite(fd, chunk, off + done)
             done += len(chunk)
         count += 1
 
@@ -190,7 +232,10 @@ def lock_for_reading(path: str | os.PathLike, timeout: float = 10.0) -> int:
             try:
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 _flock(wfd, path, exclusive=True, timeout=timeout)
-                _recover(wfd, path)
+                try:
+                    _recover(wfd, path)
+                except OSError as err:  # the journal stays: the next opener rolls back
+                    raise WriteFailed(path, err) from None
             finally:
                 os.close(wfd)
             _flock(fd, path, exclusive=False, timeout=timeout)
@@ -217,10 +262,19 @@ class JournaledFile(io.RawIOBase):
         super().__init__()
         self.path = os.fspath(path)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        self._error: WriteFailed | None = None
+        self._spill: dict[int, bytearray] = {}
         try:
             _flock(self._fd, self.path, exclusive=True, timeout=timeout)
-            self.recovered = _recover(self._fd, self.path)
-            self._begin()
+            try:
+                self.recovered = _recover(self._fd, self.path)
+                self._begin()
+            except FileBusyError:
+                raise
+            except OSError as err:
+                with contextlib.suppress(OSError):  # a journal begun and not written
+                    _recover(self._fd, self.path)
+                raise WriteFailed(self.path, err) from None
         except BaseException:
             os.close(self._fd)
             # closed for good: a later close() (or the garbage collector's) must not roll back
@@ -242,6 +296,17 @@ class JournaledFile(io.RawIOBase):
         _fsync_dir(self.path)
 
     @property
+    def error(self) -> WriteFailed | None:
+        """The write that failed in this transaction (then it cannot commit), else None."""
+        return self._error
+
+    def _failed(self, err: OSError) -> WriteFailed:
+        """Remember the first failed write of the transaction; later writes stay in memory."""
+        if self._error is None:
+            self._error = err if isinstance(err, WriteFailed) else WriteFailed(self.path, err)
+        return self._error
+
+    @property
     def size(self) -> int:
         """The file's size as the transaction sees it."""
         return self._size
@@ -256,8 +321,21 @@ class JournaledFile(io.RawIOBase):
         )
 
     def commit(self) -> None:
-        """Make every change since the last commit durable, all at once."""
+        """Make every change since the last commit durable, all at once.
+
+        Raises:
+            WriteFailed: a write of this transaction failed, or the commit's own writes fail;
+                nothing of the transaction is kept (:meth:`rollback` or :meth:`close` next).
+        """
         self._check_open()
+        if self._error is not None:
+            raise self._error
+        try:
+            self._commit()
+        except OSError as err:
+            raise self._failed(err) from None
+
+    def _commit(self) -> None:
         os.fsync(self._fd)  # the appended tail first: nothing old may point at unwritten bytes
         _crash_point("appended")
         size0, cut, size = self._size0, self._cut, self._size
@@ -294,7 +372,7 @@ class JournaledFile(io.RawIOBase):
                 os.fsync(j.fileno())
             _crash_point("journal-written")
             for k, i in enumerate(changed):
-                os.pwrite(self._fd, self._pages[i], i * PAGE)
+                _pwrite(self._fd, self._pages[i], i * PAGE)
                 if k == len(changed) // 2:
                     _crash_point("half-applied")
             # cut-off bytes that no page rewrote read as zeros, as they did in the transaction
@@ -306,7 +384,7 @@ class JournaledFile(io.RawIOBase):
                     pos = starts[k - 1] + PAGE
                     continue
                 stop = min(zero_end, pos + _CHUNK, starts[k] if k < len(starts) else zero_end)
-                os.pwrite(self._fd, bytes(stop - pos), pos)
+                _pwrite(self._fd, bytes(stop - pos), pos)
                 pos = stop
             if size < size0:
                 os.ftruncate(self._fd, size)
@@ -315,7 +393,10 @@ class JournaledFile(io.RawIOBase):
         os.unlink(journal_path(self.path))
         _fsync_dir(self.path)
         _crash_point("committed")
-        self._begin()
+        try:
+            self._begin()
+        except OSError as err:  # the commit stands; the next transaction cannot
+            self._failed(err)
 
     def rollback(self) -> None:
         """Forget every change since the last commit.
@@ -324,16 +405,30 @@ class JournaledFile(io.RawIOBase):
         """
         self._check_open()
         self._pages.clear()
-        _recover(self._fd, self.path)
-        self._begin()
+        self._spill.clear()
+        self._error = None
+        try:
+            _recover(self._fd, self.path)
+            self._begin()
+        except OSError as err:
+            raise self._failed(err) from None
 
     def close(self) -> None:
-        """Roll back what was not committed, release the lock and close."""
+        """Roll back what was not committed, release the lock and close.
+
+        After a failed write, a rollback that cannot write either leaves the journal for the
+        next opener (which rolls back) instead of raising again.
+        """
         if self.closed:
             return
         try:
             self._pages.clear()
-            _recover(self._fd, self.path)
+            self._spill.clear()
+            try:
+                _recover(self._fd, self.path)
+            except OSError as err:
+                if self._error is None:
+                    raise WriteFailed(self.path, err) from None
         finally:
             os.close(self._fd)
             super().close()
@@ -396,6 +491,11 @@ class JournaledFile(io.RawIOBase):
                 else:
                     stop = min(stop, self._cut)
                     chunk = os.pread(self._fd, stop - pos, pos)
+            elif self._spill:
+                index, within = divmod(pos, PAGE)
+                stop = min(end, (index + 1) * PAGE)
+                page = self._spill.get(index)
+                chunk = page[within : within + stop - pos] if page else self._disk(pos, stop)
             else:
                 chunk = os.pread(self._fd, end - pos, pos)
                 stop = pos + len(chunk)
@@ -406,8 +506,28 @@ class JournaledFile(io.RawIOBase):
         self._pos = max(start, end)
         return max(end - start, 0)
 
+    def _disk(self, start: int, stop: int) -> bytes:
+        """The bytes ``[start, stop)`` on disk, zeros past its end."""
+        chunk = os.pread(self._fd, stop - start, start)
+        return chunk + bytes(stop - start - len(chunk))
+
+    def _keep(self, view: memoryview, pos: int) -> None:
+        """Keep bytes past the committed size that could not be written, in memory."""
+        done = 0
+        while done < len(view):
+            index, within = divmod(pos + done, PAGE)
+            page = self._spill.get(index)
+            if page is None:
+                page = self._spill[index] = bytearray(self._disk(index * PAGE, (index + 1) * PAGE))
+            take = min(len(view) - done, PAGE - within)
+            page[within : within + take] = view[done : done + take]
+            done += take
+
     def write(self, data) -> int:  # noqa: ANN001 - any bytes-like object
-        """Write ``data`` at the current position (old pages are kept for the journal)."""
+        """Write ``data`` at the current position (old pages are kept for the journal).
+
+        Never raises for a failed disk write (see :class:`WriteFailed`): :meth:`commit` does.
+        """
         self._check_open()
         view = memoryview(data).cast("B")
         pos, n, done = self._pos, len(view), 0
@@ -418,8 +538,13 @@ class JournaledFile(io.RawIOBase):
             take = min(n - done, len(page) - within)
             page[within : within + take] = view[done : done + take]
             done += take
-        if done < n:
-            os.pwrite(self._fd, view[done:], pos + done)
+        if done < n and self._error is None:
+            try:
+                _pwrite(self._fd, view[done:], pos + done)
+            except OSError as err:
+                self._failed(err)
+        if done < n and self._error is not None:
+            self._keep(view[done:], pos + done)
         self._pos = pos + n
         self._size = max(self._size, self._pos)
         return n
@@ -437,7 +562,15 @@ class JournaledFile(io.RawIOBase):
                     keep = max(size - start, 0)
                     page[keep:] = bytes(len(page) - keep)
             self._cut = min(self._cut, size)
-        os.ftruncate(self._fd, max(size, self._size0))
+        for index, page in self._spill.items():
+            if (index + 1) * PAGE > size:
+                keep = max(size - index * PAGE, 0)
+                page[keep:] = bytes(len(page) - keep)
+        if self._error is None:
+            try:
+                os.ftruncate(self._fd, max(size, self._size0))
+            except OSError as err:
+                self._failed(err)
         self._size = size
         return size
 

@@ -99,12 +99,18 @@ def text(path: str | os.PathLike, run: str | None = None) -> str:
         compare = s.compares()
         detail = s.info(run) if run is not None else None
         writer = s.writer()
+        unchecked, n_datasets = s.checksums()
     size = os.path.getsize(path)
     out = [
         f"{os.fspath(path)}: landscape file, format_version {attrs.get('format_version')}, "
         f"{size / 1e6:.2f} MB, created {attrs.get('created', '?')} by "
         f"{attrs.get('created_by', '?')} (torch {attrs.get('torch_version', '?')})"
     ]
+    if unchecked:
+        out.append(
+            f"no checksums on {unchecked} of {n_datasets} datasets (written before landscape "
+            "kept checksums): they are read as they are, damage to them goes unnoticed"
+        )
     if writer is not None:
         out.append(
             f"being written by {writer.get('what')} (process {writer.get('pid')} on "

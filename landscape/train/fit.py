@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -166,6 +167,18 @@ def total_steps(config: TrainConfig, n_train: int) -> int:
 
 
 # --------------------------------------------------------------------------- fit
+REPLACING = "~replacing"
+"""The suffix of the name a complete run's replacement is trained under (``replace_run``)."""
+
+
+def _complete(store: str, run: str) -> bool:
+    """Whether ``store`` holds ``run`` complete."""
+    from landscape.store.file import Store  # noqa: PLC0415 - h5py only to write a file
+
+    if not os.path.exists(store):
+        return False
+    with Store(store) as s:
+        return run in s and s.info(run).status == "complete"
 
 
 def fit(
@@ -201,7 +214,10 @@ def fit(
         store: path of a landscape file to write the run into (created if missing).
         run: the run's name there (default: the optimizer's name).
         replace_run: replace a complete run of that name (an incomplete or failed one is
-            always redone).
+            always redone). The new run is trained under the name ``<run>~replacing`` and takes
+            the old one's place in the commit that completes it: a process killed before
+            leaves the old run as it was (and an incomplete ``<run>~replacing``, redone by the
+            next replace).
         attrs: extra JSON-ready attributes for the run (e.g. ``{"model": model.spec}``).
         callbacks: :class:`Callback` s, recorded as ``probes/<name>`` series.
         progress: show a progress bar.
@@ -263,6 +279,9 @@ def fit(
     if spec.label_noise and num_classes is None and not y.is_floating_point():
         raise ValueError("fit: label noise needs class labels or float targets")
     run = run or spec.name if store else run
+    target = run  # a complete run replaced: trained beside it, swapped in when complete
+    if store and run and replace_run and _complete(store, run):
+        run = f"{run}{REPLACING}"
     train_obj = Objective(model, loss_fn, (x, y), check=False)
     test_obj = (
         Objective(model, loss_fn, tuple(_to(t, layout) for t in test_pair), check=False)
@@ -311,7 +330,7 @@ def fit(
         device=layout.device,
     )
     if store:
-        rec.begin(layout, train_obj.theta, settings, replace=replace_run)
+        rec.begin(layout, train_obj.theta, settings, replace=replace_run or run != target)
     was_training = {m: m.training for m in model.modules()}
     try:
         checkpoint = loop.run(
@@ -334,7 +353,7 @@ def fit(
         assert state.stop is not None  # run() returns once a stopping rule has said why
         result = TrainResult(
             config=config,
-            run=run,
+            run=target,
             steps=state.step,
             epochs=state.step / plan.per_epoch,
             stop_reason=state.stop,
@@ -365,6 +384,7 @@ def fit(
                     ),
                 },
                 timeout=final_timeout,
+                rename_to=target if run != target else None,
             )
             result = replace(result, record_seconds=result.record_seconds + spent)
     except BaseException as exc:

@@ -373,18 +373,26 @@ class Recorder:
                 log.warning("%s; keeping the records for the next flush", err)
                 self.last_flush = time.perf_counter()
 
-    def finish(self, theta: Tensor, attrs: Mapping[str, Any], timeout: float) -> float:
+    def finish(
+        self,
+        theta: Tensor,
+        attrs: Mapping[str, Any],
+        timeout: float,
+        rename_to: str | None = None,
+    ) -> float:
         """Write the rest, the final parameters and buffers, and mark the run ``complete``.
 
         Args:
             theta: the final parameters, flat.
             attrs: the run's final attributes.
             timeout: seconds to wait for another process that holds the file.
+            rename_to: put the run in the place of this one, in the same commit
+                (:func:`landscape.store.file.swap_run`): a run replaced atomically.
 
         Returns:
             The seconds it took.
         """
-        from landscape.store.file import Store  # noqa: PLC0415 - as above
+        from landscape.store.file import Store, swap_run  # noqa: PLC0415 - as above
 
         start = time.perf_counter()
         store, run = self._target()
@@ -393,6 +401,8 @@ class Recorder:
             if buffers := _buffers(self.model):
                 s.set_buffers(run, "final", buffers)
             s.set_final(run, _np(theta), status="complete", attrs=attrs)
+            if rename_to is not None:
+                swap_run(s, run, rename_to)
         return time.perf_counter() - start
 
     def fail(self, exc: BaseException) -> None:
@@ -417,5 +427,8 @@ class Recorder:
                     )
         except StoreError:
             pass  # replaced by another writer: not ours to mark
-        except Exception:  # noqa: BLE001 - the original error matters more
-            log.warning("could not mark run %r failed in %s", self.run, self.store)
+        except Exception as err:  # noqa: BLE001 - the original error matters more
+            # a failed write (full disk) is the original error too: said once, by it
+            (log.info if isinstance(err, OSError) else log.warning)(
+                "could not mark run %r failed in %s: %s", self.run, self.store, err
+            )
