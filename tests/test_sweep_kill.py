@@ -463,7 +463,7 @@ def test_ray_gives_the_numbers_of_in_process_and_survives_lost_workers(
 
 @needs_ray
 def test_ray_task_errors_come_back_as_themselves(local_ray, tmp_path, one_thread):
-    bad = loads(SPEC.replace("hessian = {k = 2}", "hessian = {k = 0}"))
+    bad = loads(SPEC.replace("hessian = {k = 2}", 'hessian = {k = 2, which = "middle"}'))
     with pytest.raises(ValueError, match="probe 'hessian"):
         run_sweep(bad, tmp_path / "bad.h5", executor="ray")
     with Store(tmp_path / "bad.h5") as s:

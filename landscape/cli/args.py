@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-__all__ = ["checkpoint", "data_table", "grid", "pairs", "run_and_checkpoint"]
+__all__ = ["axis", "checkpoint", "data_table", "grid", "pairs", "run_and_checkpoint"]
 
 
 def pairs(items: Sequence[str] | None, flag: str) -> dict:
@@ -35,16 +35,23 @@ def grid(text: str, flag: str) -> object:
     """
     import numpy as np
 
+    return np.linspace(*axis(text, flag))
+
+
+def axis(text: str, flag: str) -> tuple[float, float, int]:
+    """``START:STOP:NUM`` as ``(START, STOP, NUM)``, checked as :func:`grid` says."""
+    import math
+
     parts = text.split(":")
     try:
         start, stop, num = float(parts[0]), float(parts[1]), int(parts[2])
     except (IndexError, ValueError):
         raise ValueError(f"{flag} must be START:STOP:NUM (e.g. -1:1:21), got {text!r}") from None
-    if len(parts) != 3 or num < 1 or not start < stop:
+    if len(parts) != 3 or num < 1 or not start < stop or not math.isfinite(stop - start):
         raise ValueError(
-            f"{flag} must be START:STOP:NUM with START < STOP and NUM >= 1, got {text!r}"
+            f"{flag} must be START:STOP:NUM with finite START < STOP and NUM >= 1, got {text!r}"
         )
-    return np.linspace(start, stop, num)
+    return start, stop, num
 
 
 def checkpoint(text: str) -> str | int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from landscape.cli.args import checkpoint, data_table, grid, run_and_checkpoint
+from landscape.cli.args import axis, checkpoint, data_table, run_and_checkpoint
 
 __all__ = ["add_landscapes"]
 
@@ -19,10 +19,14 @@ __all__ = ["add_landscapes"]
 def _surface(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from landscape.engine import distributed as dist
+    from landscape.surfaces.grid import check_size
     from landscape.surfaces.stored import surface_of_run
 
-    x = grid(args.x, "--x")
-    y = grid(args.y, "--y") if args.dims == 2 else None
+    group = dist.launched(args.device)  # under torchrun: each rank a shard, rank 0 writes
+    axes = [axis(args.x, "--x")] + ([axis(args.y, "--y")] if args.dims == 2 else [])
+    check_size([num for _, _, num in axes])  # before the grids are made
+    x, y = np.linspace(*axes[0]), np.linspace(*axes[1]) if args.dims == 2 else None
     data, which = data_table(args), checkpoint(args.which_params)
     s = surface_of_run(
         args.file,
@@ -43,6 +47,8 @@ def _surface(args: argparse.Namespace) -> int:
         replace=args.replace,
         progress=not args.quiet,
     )
+    if dist.rank(group) != 0:
+        return 0
     loss = s.train_loss
     name = args.name or f"{args.directions}_{args.dims}d"
     print(
@@ -55,7 +61,10 @@ def _surface(args: argparse.Namespace) -> int:
 
 
 def _path(args: argparse.Namespace) -> int:
+    from landscape.engine import distributed as dist
     from landscape.surfaces.stored import path_between
+
+    group = dist.launched(args.device)  # under torchrun: each rank a shard, rank 0 writes
 
     (run_a, which_a), (run_b, which_b) = (
         run_and_checkpoint(args.src),
@@ -81,6 +90,8 @@ def _path(args: argparse.Namespace) -> int:
         name=args.name,
         replace=args.replace,
     )
+    if dist.rank(group) != 0:
+        return 0
     print(
         f"{args.file}: {args.kind} path {run_a}:{which_a} -> {run_b}:{which_b}: loss "
         f"{result.loss[0]:.4g} .. {result.loss[-1]:.4g}, barrier {result.barrier:.4g}; "
@@ -102,7 +113,13 @@ def add_landscapes(sub: argparse._SubParsersAction) -> None:
         "(write --x=START:STOP:NUM with an = when START is negative)",
     )
     p.add_argument("file")
-    p.add_argument("--run", required=True)
+    p.add_argument(
+        "--run",
+        "--run-name",
+        dest="run",
+        required=True,
+        help="the run (--run-name: the same, for torchrun, which takes --run for its own)",
+    )
     p.add_argument(
         "--params",
         dest="which_params",
@@ -118,7 +135,7 @@ def add_landscapes(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ignore", default="biasbn", help="biasbn (default) or none")
     p.add_argument("--bn", default="keep", help="BatchNorm statistics: keep or recalibrate")
     p.add_argument("--no-test", action="store_true", help="skip the test data")
-    p.add_argument("--n", type=int, help="use the first N examples only")
+    p.add_argument("--n", "--n-examples", dest="n", type=int, help="use the first N examples only")
     p.add_argument("--name", help="name of the stored surface (default DIRECTIONS_DIMSd)")
     p.add_argument("--replace", action="store_true", help="start a stored surface over")
     p.add_argument("--data", help="dataset, for runs that do not record theirs")
@@ -143,7 +160,14 @@ def add_landscapes(sub: argparse._SubParsersAction) -> None:
         default="linear",
         help="linear (default), bezier or aligned (linear after weight matching)",
     )
-    p.add_argument("--n", type=int, default=25, help="points along the path (default 25)")
+    p.add_argument(
+        "--n",
+        "--n-points",
+        dest="n",
+        type=int,
+        default=25,
+        help="points along the path (default 25)",
+    )
     p.add_argument(
         "--recalibrate", action="store_true", help="recompute BatchNorm statistics at every point"
     )

@@ -182,9 +182,11 @@ PROBES: dict[str, tuple[Callable[..., tuple], Callable[[argparse.Namespace], str
 
 
 def _probe(args: argparse.Namespace) -> int:
+    from landscape.engine import distributed as dist
     from landscape.store.file import Store
     from landscape.train.spec import rebuild
 
+    group = dist.launched(args.device)  # under torchrun: each rank a shard, rank 0 writes
     data, which = data_table(args), checkpoint(args.which_params)
     model, split, loss_fn = rebuild(args.file, args.run, which=which, data=data, device=args.device)
     x, y = split.train if args.split == "train" else split.test
@@ -207,7 +209,11 @@ def _probe(args: argparse.Namespace) -> int:
             "settings; nothing computed (--replace computes it again)"
         )
         return 0
-    result, shown = runner(args, model, loss_fn, (x, y))
+    block = dist.shard(len(y), group=group)
+    shard = (x[block.start : block.stop], y[block.start : block.stop])
+    result, shown = runner(args, model, loss_fn, shard)
+    if dist.rank(group) != 0:
+        return 0
     arrays, attrs = result.to_record()
     attrs = {**attrs, "data": where, "checkpoint": str(args.which_params), "settings": options}
     with Store(args.file, "a", timeout=60) as s:
@@ -282,7 +288,13 @@ def add_probe(sub: argparse._SubParsersAction) -> None:
         "landscape probe runs.h5 --run sgd measures --include norms,margins",
     )
     p.add_argument("file")
-    p.add_argument("--run", required=True)
+    p.add_argument(
+        "--run",
+        "--run-name",
+        dest="run",
+        required=True,
+        help="the run (--run-name: the same, for torchrun, which takes --run for its own)",
+    )
     p.add_argument("probe", choices=list(PROBES))
     p.add_argument(
         "--name",
@@ -301,7 +313,7 @@ def add_probe(sub: argparse._SubParsersAction) -> None:
         help="overwrite a stored result of that name made with other settings",
     )
     p.add_argument("--split", choices=["train", "test"], default="train")
-    p.add_argument("--n", type=int, help="use the first N examples only")
+    p.add_argument("--n", "--n-examples", dest="n", type=int, help="use the first N examples only")
     p.add_argument("--data", help="dataset, for runs that do not record theirs")
     p.add_argument("--data-arg", action="append", metavar="KEY=VALUE")
     p.add_argument("--device", help="torch device (default: the run's)")

@@ -17,15 +17,19 @@ def _sweep(args: argparse.Namespace) -> int:
 
     from landscape.sweep.jobs import plan
     from landscape.sweep.run import run_sweep
-    from landscape.sweep.spec import load, on_device
+    from landscape.sweep.spec import load, on_device, with_threads
 
     sweep = load(args.spec)
     if args.device:
         sweep = on_device(sweep, args.device)
+    if args.threads is not None:
+        sweep = with_threads(sweep, args.threads)
     if args.dry_run:
         jobs = plan(sweep, args.out)
         print(f"sweep {sweep.name!r}: {len(sweep.runs)} run(s) into {args.out}")
         print(f"  stop: {sweep.stop_rule() or 'no matched target ([stop] not set)'}")
+        threads = sweep.resources.get("threads") or "the executor's ([resources] threads not set)"
+        print(f"  threads: {threads}")
         for job in jobs:
             if job.pair:
                 continue
@@ -107,6 +111,13 @@ def add_sweep(sub: argparse._SubParsersAction) -> None:
         "--device",
         metavar="DEV",
         help="train and measure every run on DEV (e.g. cuda, cuda:1), whatever the spec says",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch CPU threads a task, on every executor (overrides the spec's "
+        "[resources] threads; recorded in each run's attrs)",
     )
     p.add_argument(
         "--take-over",

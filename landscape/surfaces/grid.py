@@ -27,6 +27,13 @@ is committed whole, so a killed process loses at most the points since the last 
 chunks of the row-major order, so a resumed surface holds bit for bit the values an
 uninterrupted one would.
 
+**Over torch.distributed ranks.** ``parallel="data"`` (default): ``data`` is this rank's
+shard, every point's sums go over all the shards (:mod:`landscape.engine.distributed`), every
+rank gets every value. ``parallel="points"``: ``data`` is all the data on every rank, each rank
+evaluates a block of the grid's chunks and the values are gathered. Either way rank 0 alone
+writes the file (and reads what it holds for the others), and the values equal a
+one-process surface.
+
 **Inside.** :func:`surface` sets up the objectives, the centre and the directions, then hands
 the grid to two parts that know nothing of each other: computing (``_evaluate_grid``: the
 chunks of points not done yet, through :class:`landscape.engine.pointwise.Evaluator`) and
@@ -43,8 +50,9 @@ Examples:
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,6 +60,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from landscape.engine import distributed as _dist
 from landscape.engine.checks import _check_choice, _check_int, _check_positive
 from landscape.engine.determinism import check_source
 from landscape.engine.objective import Objective
@@ -60,9 +69,91 @@ from landscape.engine.pointwise import Evaluator, Points, merged
 from landscape.store.file import Store
 from landscape.surfaces.result import BN_MODES, METRICS, Surface, same_grid
 
-__all__ = ["BN_MODES", "METRICS", "Surface", "same_grid", "surface"]
+__all__ = [
+    "BN_MODES",
+    "MAX_BYTES_ENV",
+    "MAX_POINTS",
+    "MAX_POINTS_ENV",
+    "METRICS",
+    "Surface",
+    "check_size",
+    "same_grid",
+    "surface",
+]
 
 _DEFAULT_CHUNK = 16
+MAX_POINTS = 1_000_000
+"""The most points a surface may have unless ``LANDSCAPE_MAX_POINTS`` says otherwise."""
+MAX_POINTS_ENV = "LANDSCAPE_MAX_POINTS"
+"""The environment variable that overrides :data:`MAX_POINTS`."""
+MAX_BYTES_ENV = "LANDSCAPE_MAX_SURFACE_BYTES"
+"""The most bytes a surface's grids may take in memory (default: half the machine's memory)."""
+
+
+def _limit(env: str, default: float | None) -> float | None:
+    text = os.environ.get(env)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{env} must be a number, got {text!r}") from None
+    if not value > 0:
+        raise ValueError(f"{env} must be a number > 0, got {text!r}")
+    return value
+
+
+def _bytes(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def _memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):  # not on this system
+        return None
+
+
+def check_size(shape: Sequence[int], what: str = "surface") -> int:
+    """Refuse a grid too large to hold, before anything is computed; its number of points.
+
+    The limits: :data:`MAX_POINTS` points (``LANDSCAPE_MAX_POINTS`` raises it), and grids
+    (``METRICS`` in float64 and the ``done`` mask) within half the machine's memory
+    (``LANDSCAPE_MAX_SURFACE_BYTES`` sets another number of bytes).
+
+    Args:
+        shape: the grid's shape, ``(nx,)`` or ``(nx, ny)``.
+        what: who asks, for the message.
+
+    Raises:
+        ValueError: one line naming the size, the limit and the variable that raises it.
+
+    Examples:
+        >>> check_size((21, 21))
+        441
+    """
+    points = 1
+    for n in shape:
+        points *= int(n)
+    dims = " x ".join(str(int(n)) for n in shape)
+    most = _limit(MAX_POINTS_ENV, MAX_POINTS)
+    if most is not None and points > most:
+        raise ValueError(
+            f"{what}: a {dims} grid has {points} points, more than the limit of {most:.0f}; "
+            f"set {MAX_POINTS_ENV}={points} to allow it"
+        )
+    memory = _memory()
+    need = points * (8 * len(METRICS) + 1)
+    most = _limit(MAX_BYTES_ENV, memory / 2 if memory else None)
+    if most is not None and need > most:
+        raise ValueError(
+            f"{what}: the grids of a {dims} surface need {_bytes(need)} of memory, "
+            f"more than the limit of {_bytes(most)}"
+            + (" (half this machine's)" if MAX_BYTES_ENV not in os.environ else "")
+            + f"; set {MAX_BYTES_ENV}={need} to allow it"
+        )
+    return points
+
 
 # A point done: its grid index and its values by metric.
 _Row = tuple[tuple[int, ...], dict[str, float]]
@@ -94,6 +185,7 @@ def surface(
     progress: bool = False,
     extras: Mapping[str, Any] | None = None,
     points: tuple[int, int] | None = None,
+    parallel: str = "data",
 ) -> Surface:
     """The loss (and accuracy) on a 1-D or 2-D grid around ``center`` (module docstring).
 
@@ -134,6 +226,8 @@ def surface(
             indices, a block of a surface shared out among workers
             (:mod:`landscape.sweep.dist`); ``start`` a multiple of ``chunk``, so that the
             points are evaluated in the chunks of a whole-surface evaluation.
+        parallel: under ``torch.distributed``, ``"data"`` (``data`` is this rank's shard) or
+            ``"points"`` (``data`` is all the data; each rank evaluates a block of chunks).
 
     Returns:
         :class:`Surface` (with the values the file already held, when resuming).
@@ -144,12 +238,44 @@ def surface(
     """
     started = time.perf_counter()
     _check_choice("surface", "bn", bn, BN_MODES)
+    _check_choice("surface", "parallel", parallel, ("data", "points"))
+    group = _dist.resolve(None)
+    if parallel == "points" and group is not None:
+        with _dist.distributed(False):  # every rank all the data: no sums over ranks
+            return _by_points(
+                group,
+                model=model,
+                loss_fn=loss_fn,
+                data=data,
+                directions=directions,
+                x=x,
+                y=y,
+                test=test,
+                center=center,
+                bn=bn,
+                mode=mode,
+                params=params,
+                chunk=chunk,
+                vmap=vmap,
+                accuracy=accuracy,
+                batch_size=batch_size,
+                check=check,
+                store=store,
+                run=run,
+                name=name,
+                replace=replace,
+                flush_seconds=flush_seconds,
+                progress=progress,
+                extras=extras,
+                points=points,
+            )
     chunk = _check_int("surface", "chunk", chunk, 1)
     flush_seconds = _check_positive("surface", "flush_seconds", flush_seconds)
     if (store is None) != (run is None):
         raise ValueError("surface: give both store and run to write into a file, or neither")
     xs = _coords("x", x)
     ys = None if y is None else _coords("y", y)
+    check_size((len(xs),) if ys is None else (len(xs), len(ys)))
     objectives = _objectives(
         model,
         loss_fn,
@@ -185,12 +311,13 @@ def surface(
         info=info,
     )
     file = (
-        None  # store and run come both or neither (checked above)
-        if store is None or run is None
+        None  # store and run come both or neither (checked above); rank 0 alone writes
+        if store is None or run is None or _dist.rank(obj.group) != 0
         else _SurfaceFile(store, run, name, flush_seconds, started)
     )
     if file is not None:
         result = file.open(result, replace, extras)
+    result = _dist.broadcast(result, group=obj.group)  # what the file held, on every rank
 
     first, stop = _block(points, result.done.size, chunk)
     bar = _progress(int((~result.done.reshape(-1)[first:stop]).sum()), progress, name)
@@ -220,6 +347,57 @@ def surface(
     return Surface(
         **{**result.__dict__, "n_points": n_points, "passes": passes, "seconds": seconds}
     )
+
+
+def _by_points(group: Any, *, points: tuple[int, int] | None, chunk: int, **kw: Any) -> Surface:
+    """A surface whose chunks are shared out among the ranks, each on all the data.
+
+    Each rank evaluates its block of whole chunks without a file; the blocks are gathered and
+    rank 0 writes them into the file (resuming what it holds: its points are kept).
+    """
+    store, run, name = kw.pop("store"), kw.pop("run"), kw.pop("name")
+    replace, extras, flush = kw.pop("replace"), kw.pop("extras"), kw.pop("flush_seconds")
+    started = time.perf_counter()
+    size = len(_coords("x", kw["x"])) * (1 if kw["y"] is None else len(_coords("y", kw["y"])))
+    first, stop = _block(points, size, chunk)
+    chunks = range(first, stop, chunk)
+    block = _dist.shard(len(chunks), index=_dist.rank(group), size=_dist.world_size(group))
+    part = None
+    if len(block):
+        lo, hi = chunks[block.start], min(stop, chunks[block.stop - 1] + chunk)
+        part = surface(**kw, chunk=chunk, points=(lo, hi))
+    parts = _dist.gather_objects(None if part is None else (part.grids, part.done), group=group)
+    base = part or surface(**kw, chunk=chunk, points=(first, min(first + chunk, stop)))
+    result = Surface(
+        **{
+            **base.__dict__,
+            "grids": {m: np.full(g.shape, np.nan) for m, g in base.grids.items()},
+            "done": np.zeros_like(base.done),
+        }
+    )
+    file = None
+    if store is not None and run is not None and _dist.rank(group) == 0:
+        file = _SurfaceFile(store, run, name, flush, started)
+        result = file.open(result, replace, extras)
+    for other in parts:
+        if other is None:
+            continue
+        grids, done = other
+        new = done & ~result.done
+        for m in result.grids:
+            result.grids[m][new] = grids[m][new]
+        if file is not None:
+            file.pending.extend(
+                (tuple(int(i) for i in pt), {m: float(g[pt]) for m, g in grids.items()})
+                for pt in zip(*np.nonzero(new), strict=True)
+            )
+        result.done[new] = True
+    seconds = time.perf_counter() - started
+    if file is not None:
+        file.close(result, seconds)
+    result = _dist.broadcast(result, group=group)  # rank 0's, with what the file held
+    n_points = 0 if part is None else int(part.n_points)
+    return Surface(**{**result.__dict__, "n_points": n_points, "seconds": seconds})
 
 
 # ---------------------------------------------------------------------------- computing

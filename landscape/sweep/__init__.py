@@ -9,6 +9,8 @@ Everything goes into one landscape file.
 - :mod:`~landscape.sweep.run`: what a file lacks, planned and run (:func:`run_sweep`);
 - :mod:`~landscape.sweep.dist`, :mod:`~landscape.sweep.executors`: the same work shared out
   among local processes or a Ray cluster, the sweep's process the only writer;
+- :mod:`~landscape.sweep.threads`: the torch threads each task uses (``[resources] threads``),
+  the same on every executor, so that the numbers depend on the spec alone;
 - :mod:`~landscape.sweep.bad_init`: the bad-minimum initialisation (random-label pretraining).
 """
 

@@ -175,14 +175,14 @@ def resources_of(sweep: Sweep, run: str, device: str | None = None) -> dict[str,
             default: the spec's.
 
     Returns:
-        ``{"cpus": [resources] cpus (default 1), "gpus": [resources] gpus (default 1 when the
-        run is on CUDA, else 0)}``.
+        ``{"cpus": [resources] cpus (default: [resources] threads, else 1), "gpus":
+        [resources] gpus (default 1 when the run is on CUDA, else 0)}``.
     """
     r = sweep.resources
     if device is None:
         device = str(sweep.run(run).spec.get("train", {}).get("device", "cpu"))
     return {
-        "cpus": int(r.get("cpus", 1)),
+        "cpus": int(r.get("cpus") or r.get("threads") or 1),
         "gpus": r.get("gpus", 1 if str(device).startswith("cuda") else 0),
     }
 

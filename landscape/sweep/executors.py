@@ -6,10 +6,11 @@ bytes of a small landscape file that holds what the job reads (the run's stored 
 for a run to train), does the job into that file with :func:`landscape.sweep.jobs.do_job`, and
 returns the file's bytes. The worker never sees the sweep's file, so a Ray worker on another
 node needs no shared disk, and the process that runs the sweep stays the only writer of its file
-(:mod:`landscape.sweep.dist` merges what comes back). Each task sets torch's CPU threads to its
-share (local processes: the parent's threads divided among the workers; Ray: the CPUs the task
-asks for), so that on the CPU the numbers equal those of in-process execution with that many
-threads.
+(:mod:`landscape.sweep.dist` merges what comes back). Each task sets torch's CPU threads to the
+spec's ``[resources] threads``, or without it to its share (local processes: the parent's
+threads divided among the workers; Ray: the CPUs the task asks for), so that on the CPU the
+numbers equal those of in-process execution with that many threads
+(:mod:`landscape.sweep.threads`).
 
 Examples:
     >>> with RayCluster(address="auto") as ex:          # doctest: +SKIP
@@ -19,9 +20,14 @@ Examples:
 from __future__ import annotations
 
 import abc
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor
 from concurrent.futures import wait as wait_futures
@@ -30,13 +36,51 @@ from typing import Any
 import torch
 
 from landscape.sweep.jobs import do_job
+from landscape.sweep.threads import set_threads, task_threads, worker_env
 
-__all__ = ["Executor", "Processes", "RayCluster", "work"]
+__all__ = ["Executor", "Processes", "RayCluster", "die_with_parent", "work"]
+
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _watch_parent(parent: int, every: float = 1.0) -> None:
+    """End this process once ``parent`` is gone (it is then re-parented: its ppid changes)."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this worker process end when its parent, the sweep's process, ends.
+
+    A worker whose sweep was killed (``kill -9``: no clean-up of its own) would otherwise run
+    on, blocked on a pipe or a lock nobody serves. On Linux the kernel kills it at once
+    (``prctl(PR_SET_PDEATHSIG, SIGKILL)``); everywhere a daemon thread checks every second
+    that the parent is still its parent, and kills the worker when it is not. (The kernel's
+    signal comes when the *thread* that started the worker ends: :class:`Processes` starts its
+    workers from the thread that submits, the one that runs the sweep and outlives them.)
+
+    Args:
+        parent: the pid of the process that started the worker.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the thread below does it
+            pass
+    if os.getppid() != parent:  # gone before the death signal was set up
+        os.kill(os.getpid(), signal.SIGKILL)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
 
 def work(prepared: bytes, sweep: Any, job: Any, threads: int) -> bytes:
-    """Do ``job`` of ``sweep`` into a private copy of the file ``prepared``; its bytes."""
-    torch.set_num_threads(max(1, int(threads)))
+    """Do ``job`` of ``sweep`` into a private copy of the file ``prepared``; its bytes.
+
+    The task runs with the sweep's ``[resources] threads`` torch threads, else ``threads``.
+    """
+    set_threads(task_threads(sweep.resources, threads))
     with tempfile.TemporaryDirectory(prefix="landscape-job-") as tmp:
         path = os.path.join(tmp, "job.h5")
         with open(path, "wb") as f:
@@ -87,7 +131,9 @@ class Executor(abc.ABC):
 class Processes(Executor):
     """``workers`` local processes (``multiprocessing`` spawn).
 
-    Each has ``torch.get_num_threads() // workers`` threads (at least 1).
+    Each has the sweep's ``[resources] threads`` (started with ``OMP_NUM_THREADS`` and
+    ``MKL_NUM_THREADS`` set to it), else ``torch.get_num_threads() // workers`` threads (at
+    least 1), and ends with the sweep's process, however that ends (:func:`die_with_parent`).
     """
 
     def __init__(self, workers: int) -> None:
@@ -95,14 +141,22 @@ class Processes(Executor):
         self.threads = max(1, torch.get_num_threads() // self.slots)
         self._cancelled = False
         self._pool = ProcessPoolExecutor(
-            self.slots, mp_context=multiprocessing.get_context("spawn")
+            self.slots,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
         )
 
     def submit(
         self, prepared: bytes, sweep: Any, job: Any, *, cpus: int = 1, gpus: float = 0
     ) -> Any:
-        """Start :func:`work` in the pool (``cpus`` and ``gpus`` are not used); a future."""
-        return self._pool.submit(work, prepared, sweep, job, self.threads)
+        """Start :func:`work` in the pool (``cpus`` and ``gpus`` are not used); a future.
+
+        The pool starts its workers as tasks come, so a worker started here gets the
+        environment of the sweep's ``[resources] threads``.
+        """
+        with worker_env(sweep.resources.get("threads")):
+            return self._pool.submit(work, prepared, sweep, job, self.threads)
 
     def wait(self, handles: Iterable[Any]) -> list[Any]:
         """Block until at least one of the futures ``handles`` is done; those done."""
@@ -137,9 +191,12 @@ class RayCluster(Executor):
     stopped at :meth:`close`. If Ray is already initialised in this process, that instance is
     used and left running.
 
-    Each task asks for ``cpus`` CPUs and ``gpus`` GPUs and runs with ``cpus`` torch threads.
+    Each task asks for ``cpus`` CPUs and ``gpus`` GPUs and runs with the sweep's ``[resources]
+    threads`` torch threads, else ``cpus``.
     A task whose worker dies (a lost node, a killed process) is run again by Ray, up to
     ``retries`` times; its result is the same, since a task starts from its own inputs.
+    The tasks end with the sweep's process: Ray cancels the tasks of a driver that is gone, and
+    a local instance started here (``ray.init`` without an address) goes with its driver.
     """
 
     def __init__(

@@ -20,12 +20,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from landscape.store.file import Store
 from landscape.surfaces.stored import path_between, surface_of_run
 from landscape.sweep.bad_init import pretrain_random_labels
 from landscape.sweep.measure import along_callback
 from landscape.sweep.spec import PlannedRun, Sweep
+from landscape.sweep.stale import (
+    changed_along,
+    changed_record,
+    path_settings,
+    probe_settings,
+    surface_settings,
+)
 from landscape.train.fit import fit
 from landscape.train.spec import build, merge, rebuild, reuse_rebuilds, stored_params
 
@@ -55,6 +63,9 @@ class Job:
     pair: tuple[str, str, str] | None = None  # (run a, run b, kind) of a /compare path
     notes: tuple[str, ...] = field(default=())
     block: tuple[int, int] | None = None  # points (start, stop) of the one surface
+    # results the file holds with other settings: (what, how it differs); what is "train"
+    # (the run, trained again), "probes/NAME", "surfaces/NAME", "paths/NAME" or "compare/NAME"
+    changed: tuple[tuple[str, str], ...] = ()
 
     @property
     def empty(self) -> bool:
@@ -76,15 +87,25 @@ class Job:
         """What the job does, in a line (``train, probes/hessian, surfaces/random_2d``)."""
         if self.pair:
             a, b, kind = self.pair
-            return f"compare/{compare_name(a, b, kind)}"
+            name = f"compare/{compare_name(a, b, kind)}"
+            return name + "".join(f" (changed: {why})" for _, why in self.changed)
+        why = dict(self.changed)
         block = f"[{self.block[0]}:{self.block[1]}]" if self.block else ""
-        parts = (
-            (["train"] if self.train else [])
-            + [f"probes/{p}" for p in self.probes]
-            + [f"surfaces/{s}{block}" for s in self.surfaces]
-            + [f"paths/{k}_init_final" for k in self.paths]
-        )
+        parts = [
+            f"{key}{block if key.startswith('surfaces/') else ''}"
+            + (f" (changed: {why[key]})" if key in why else "")
+            for key in (
+                (["train"] if self.train else [])
+                + [f"probes/{p}" for p in self.probes]
+                + [f"surfaces/{s}" for s in self.surfaces]
+                + [f"paths/{k}_init_final" for k in self.paths]
+            )
+        ]
         return ", ".join(parts + list(self.notes)) or "complete"
+
+    def stale(self) -> list[tuple[str | None, str]]:
+        """What :func:`~landscape.sweep.stale.clear_stale` removes before the job is done."""
+        return [(self.run, "run" if what == "train" else what) for what, _ in self.changed]
 
 
 def compare_name(a: str, b: str, kind: str) -> str:
@@ -110,9 +131,13 @@ def plan(sweep: Sweep, file: str | os.PathLike) -> list[Job]:
         sweep: the sweep.
         file: its landscape file (it may not exist yet).
 
+    A result the file holds with other settings than the sweep's (:mod:`landscape.sweep.stale`)
+    is listed as to do again, with how it changed (:attr:`Job.changed`); a run whose series
+    along training were measured otherwise is trained again.
+
     Returns:
-        One :class:`Job` a run (``empty`` when complete), then one a missing ``/compare``
-        path.
+        One :class:`Job` a run (``empty`` when complete), then one a missing or changed
+        ``/compare`` path.
 
     Raises:
         ValueError: a complete run of the file was made with another spec than the sweep's.
@@ -139,33 +164,57 @@ def plan(sweep: Sweep, file: str | os.PathLike) -> list[Job]:
                     "another spec than this sweep's; sweep into another --out "
                     "file, or rename the runs"
                 )
-            surfaces = tuple(
-                n
-                for n in all_surfaces
-                if not s.has_record(r.name, "surfaces", n)
-                or not np.all(s.record(r.name, "surfaces", n).arrays["done"])
-            )
-            notes = tuple(
-                f"probes/{n} (along training) missing: not redone"
-                for n in sweep.along
-                if n not in info.probes
-            )
-            jobs.append(
-                Job(
-                    r.name,
-                    False,
-                    tuple(p for p in all_probes if p not in info.probes),
-                    surfaces,
-                    tuple(
-                        k
-                        for k in sweep.init_to_final
-                        if not s.has_record(r.name, "paths", f"{k}_init_final")
-                    ),
-                    notes=notes,
+            along = changed_along(info, sweep.along)
+            if along:  # a series measured during training: the run is trained again
+                jobs.append(
+                    Job(
+                        r.name,
+                        True,
+                        all_probes,
+                        all_surfaces,
+                        sweep.init_to_final,
+                        changed=(("train", along),),
+                    )
                 )
-            )
+                continue
+            jobs.append(_missing(s, sweep, r.name, info))
         done = set(s.compares())
-    return jobs + [Job(pair=p) for p in sweep.between if compare_name(*p) not in done]
+        for p in sweep.between:
+            name = compare_name(*p)
+            why = changed_record(s, None, "paths", name, path_settings(sweep, *p))
+            if name not in done or why:
+                jobs.append(Job(pair=p, changed=((f"compare/{name}", why),) if why else ()))
+    return jobs
+
+
+def _missing(s: Store, sweep: Sweep, run: str, info: Any) -> Job:
+    """What a complete run of ``s`` lacks of ``sweep``'s measurements, or holds otherwise."""
+    changed: list[tuple[str, str]] = []
+
+    def wanted(kind: str, name: str, settings: dict[str, Any]) -> bool:
+        why = changed_record(s, run, kind, name, settings)
+        if why:
+            changed.append((f"{kind}/{name}", why))
+        return why is not None or not s.has_record(run, kind, name)
+
+    probes = tuple(p for p in sweep.probes if wanted("probes", p, probe_settings(sweep, p)))
+    surfaces = tuple(
+        n
+        for n in sweep.surfaces
+        if wanted("surfaces", n, surface_settings(sweep, n))
+        or not np.all(s.record(run, "surfaces", n).arrays["done"])
+    )
+    paths = tuple(
+        k
+        for k in sweep.init_to_final
+        if wanted("paths", f"{k}_init_final", path_settings(sweep, run, run, k))
+    )
+    notes = tuple(
+        f"probes/{n} (along training) missing: not redone"
+        for n in sweep.along
+        if n not in info.probes
+    )
+    return Job(run, False, probes, surfaces, paths, notes=notes, changed=tuple(changed))
 
 
 # ----------------------------------------------------------------------------- the work
@@ -173,9 +222,10 @@ def train_run(file: str, sweep: Sweep, run: PlannedRun, *, progress: bool = Fals
     """Train one run of the sweep into ``file`` (with its along-training probes and init).
 
     The run records ``attrs["sweep"]`` (:meth:`~landscape.sweep.spec.Sweep.attrs`: the sweep's
-    name, the run's axes, configuration and seed, and the sweep's ``[stop]``) and, in a sweep
-    with ``[stop]``, ``attrs["converged"]`` with its final attributes: whether it stopped at
-    the target.
+    name, the run's axes, configuration and seed, and the sweep's ``[stop]`` and
+    ``[resources]``), ``attrs["threads"]`` (the torch CPU threads it was trained with) and, in
+    a sweep with ``[stop]``, ``attrs["converged"]`` with its final attributes: whether it
+    stopped at the target.
 
     Args:
         file: the landscape file.
@@ -187,7 +237,13 @@ def train_run(file: str, sweep: Sweep, run: PlannedRun, *, progress: bool = Fals
         The :class:`~landscape.train.fit.TrainResult`.
     """
     model, split, loss, config, attrs, _ = build(run.spec)
-    attrs = {**attrs, "sweep": sweep.attrs(run), "init": run.init}
+    attrs = {
+        **attrs,
+        "sweep": sweep.attrs(run),
+        "init": run.init,
+        "along": dict(sweep.along),
+        "threads": torch.get_num_threads(),  # the CPU threads it was trained with
+    }
     if run.init["name"] == "random_labels":
         attrs["pretraining"] = pretrain_random_labels(
             model, loss, split, run.init, seed=config.seed
@@ -229,6 +285,7 @@ def measure_run(file: str, sweep: Sweep, run: str, names: tuple[str, ...]) -> No
             **attrs,
             "data": {"split": "train", "n": int(min(n, len(y)))},
             "checkpoint": "final",
+            "settings": probe_settings(sweep, name),
         }
         with Store(file, "a", timeout=60) as s:
             s.write_record(run, "probes", name, arrays=arrays, attrs=attrs)
@@ -252,7 +309,17 @@ def surface_run(
     y = np.linspace(*o.pop("y")) if "y" in o else None
     if o.get("ignore") == "none":
         o["ignore"] = None
-    return surface_of_run(file, run, x=x, y=y, name=name, progress=progress, points=points, **o)
+    out = surface_of_run(file, run, x=x, y=y, name=name, progress=progress, points=points, **o)
+    with Store(file, "a", timeout=60) as s:  # the settings that made it (landscape.sweep.stale)
+        s.update_record(
+            run,
+            "surfaces",
+            name,
+            points=[],
+            arrays={},
+            attrs={"settings": surface_settings(sweep, name)},
+        )
+    return out
 
 
 def path_run(file: str, sweep: Sweep, a: str, b: str, kind: str) -> Any:

@@ -26,10 +26,18 @@ from pydantic import (
     model_validator,
 )
 
+from landscape.surfaces.grid import check_size
 from landscape.surfaces.stored import DIRECTIONS, PATH_KINDS
+from landscape.sweep.limits import check_count
+from landscape.sweep.option_values import check_value
 from landscape.sweep.runs import PlannedRun, init_pairs
 from landscape.train.tables import Name, OneOf, Table, fail, invalid
-from probes.along import max_margin_alignment, param_norms, top_eigenvalues
+from probes.along import (
+    max_margin_alignment,
+    param_norms,
+    preconditioned_sharpness,
+    top_eigenvalues,
+)
 
 __all__ = [
     "PROBE_FUNCTIONS",
@@ -52,6 +60,12 @@ PROBE_FUNCTIONS = {
     "max_margin": ("implicit_bias.recovery", "margin_alignment", "max_margin_alignment"),
     "interpolators": ("implicit_bias.recovery", "interpolator_distances", "interpolator_distances"),
     "matrix_recovery": ("implicit_bias.recovery", "matrix_recovery", "matrix_recovery"),
+    "class_means": ("curvature.class_means", "class_mean_overlap", "class_mean_overlap"),
+    "nuclear_recovery": (
+        "implicit_bias.nuclear_norm",
+        "nuclear_norm_recovery",
+        "nuclear_norm_recovery",
+    ),
 }
 """``[probes]`` kinds -> (the module under ``probes``, the function, the default stored name)."""
 SHARPNESS = {
@@ -75,12 +89,14 @@ def _check_options(
 ) -> None:
     """Check that every key of ``opts`` is in ``extra`` or a keyword of ``fn``.
 
-    Keywords that the sweep passes itself (the model, the data, ...) do not count.
+    Keywords that the sweep passes itself (the model, the data, ...) do not count. The values
+    of the common keywords (counts, positive numbers, flags, seeds) are checked too.
     """
     allowed = tuple(p for p in inspect.signature(fn).parameters if p not in _RESERVED) + extra
     for key in opts:
         if key not in allowed:
             raise invalid(f"unknown key; allowed: {', '.join(allowed)}", *at, key)
+        check_value(key, opts[key], *at)
 
 
 def _on_off(value: Any) -> Any:
@@ -152,6 +168,8 @@ class ProbesTable(Table):
     max_margin: Probe = _probe("max_margin")
     interpolators: Probe = _probe("interpolators")
     matrix_recovery: Probe = _probe("matrix_recovery")
+    class_means: Probe = _probe("class_means")
+    nuclear_recovery: Probe = _probe("nuclear_recovery")
     sharpness: Annotated[
         list[Annotated[SharpnessEntry | None, BeforeValidator(_on_off)]],
         BeforeValidator(_listed, json_schema_input_type=SharpnessEntry | list[SharpnessEntry]),
@@ -227,6 +245,14 @@ class MaxMarginAlong(AlongOptions):
     n: int | None = Field(default=None, ge=1, description="first N training examples")
 
 
+class PreconditionedAlong(AlongOptions):
+    """``[along] preconditioned_sharpness``: Adam's lambda_max(P^-1 H) (probes.along)."""
+
+    k: int | None = Field(default=None, ge=1, description="top eigenvalues (default 1)")
+    n: int | None = Field(default=None, ge=1, description="first N training examples")
+    tol: float | None = Field(default=None, gt=0, description="Lanczos tolerance")
+
+
 class AlongTable(Table):
     """``[along]``: series measured during training, the key the series' name.
 
@@ -238,6 +264,7 @@ class AlongTable(Table):
     param_norm: AlongOptions | None = Field(
         default=None, description="probes.along.param_norms: ||theta||, weights, distance from init"
     )
+    preconditioned_sharpness: PreconditionedAlong | None = None
 
     def entries(self) -> dict[str, dict[str, Any]]:
         """Series name -> its options as given, in the table's order."""
@@ -262,6 +289,13 @@ def along_callback(name: str, data: Any, opts: Mapping[str, Any]) -> Any:
     n = opts.get("n", len(y))
     if name == "max_margin":
         return max_margin_alignment((x[:n], y[:n]), opts["every"], name=name)
+    if name == "preconditioned_sharpness":
+        return preconditioned_sharpness(
+            (x[:n], y[:n]),
+            opts["every"],
+            name=name,
+            **{k: v for k, v in opts.items() if k in ("k", "tol")},
+        )
     return top_eigenvalues(
         (x[:n], y[:n]),
         opts["every"],
@@ -317,6 +351,15 @@ class SurfaceTable(Table):
     ignore: StrictStr | None = None
     bn: StrictStr | None = None
     test: StrictBool | None = Field(default=None, description="also the test data's surface")
+
+    @model_validator(mode="after")
+    def _size(self) -> SurfaceTable:
+        shape = (int(self.x[2]),) if self.y is None else (int(self.x[2]), int(self.y[2]))
+        try:
+            check_size(shape, "the surface")
+        except ValueError as err:
+            raise invalid(str(err)) from None
+        return self
 
     def options(self) -> dict[str, Any]:
         """The options as given, with ``directions`` (default random)."""
@@ -404,6 +447,12 @@ class PathsTable(Table):
         kinds = [kind] if isinstance(kind, str) else kind
         pairs: list[tuple[str, ...]]
         if self.between == "all":
+            check_count(
+                "paths",
+                len(runs) * (len(runs) - 1) // 2 * len(kinds),
+                "paths.between",
+                f"'all' over {len(runs)} runs and {len(kinds)} kind(s)",
+            )
             pairs = list(itertools.combinations(runs, 2))
         elif self.between == "init":
             pairs = list(init_pairs(planned))

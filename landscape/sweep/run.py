@@ -5,7 +5,10 @@ yet: training (a run that is absent, incomplete or failed), end-of-run probes, s
 or partly done), init-to-final paths; then the paths between runs (``/compare``).
 :func:`run_sweep` does that work and nothing else: a complete run is never trained again, a
 stored probe never redone, a partly done surface resumed; so the same command after an
-interruption finishes the work. A complete run whose recorded spec differs from the sweep's is
+interruption finishes the work. A result the file holds with other settings than the spec now
+asks for (an edited ``[probes]``, ``[surfaces]``, ``[paths]`` or ``[along]``) is removed and
+computed again (:mod:`landscape.sweep.stale`; a series along training by training the run
+again). A complete run whose recorded spec differs from the sweep's is
 an error (another sweep wrote that file).
 
 **Executors.** ``workers=1``: in this process, straight into the file. ``workers=N``: N local
@@ -14,8 +17,10 @@ as tasks (a run's training and probes, blocks of each surface's points, the path
 runs) by :mod:`landscape.sweep.dist`: a worker never opens the file; it gets a small file with
 what its task reads, and the sweep's process merges what comes back, the only process that
 writes the file. The worker runs the same code on the same inputs, so the numbers are the same
-as in-process (on the CPU, with the same number of threads: local workers get
-``torch.get_num_threads() // N`` each, a Ray task as many as the CPUs it asks for).
+as in-process (on the CPU, with the same number of threads: with ``[resources] threads`` every
+task on every executor, in this process too, gets that many (:mod:`landscape.sweep.threads`);
+without it local workers get ``torch.get_num_threads() // N`` each, a Ray task as many as the
+CPUs it asks for, and in-process jobs this process's count).
 
 **Killed anywhere.** Every write is a journaled commit (:mod:`landscape.store.journal`); a run
 killed while it trains is trained again from the start (its seed makes it the same run), a
@@ -44,6 +49,8 @@ from landscape.sweep.dist import distribute
 from landscape.sweep.executors import Processes, RayCluster
 from landscape.sweep.jobs import Job, do_job, plan
 from landscape.sweep.spec import Sweep
+from landscape.sweep.stale import clear_stale
+from landscape.sweep.threads import using_threads
 
 __all__ = ["EXECUTORS", "run_sweep"]
 
@@ -113,11 +120,13 @@ def run_sweep(
     failed = False
     try:
         jobs = [j for j in plan(sweep, file) if not j.empty]
+        clear_stale(file, [item for j in jobs for item in j.stale()])
         if executor == "local" and workers == 1:
             bar.total = len(jobs)
             for job in jobs:
                 bar.set_postfix_str(job.run or job.describe())
-                do_job(file, sweep, job, progress=progress)
+                with using_threads(sweep.resources.get("threads")):
+                    do_job(file, sweep, job, progress=progress)
                 done(job)
             return jobs
 

@@ -32,6 +32,7 @@ __all__ = [
 
 RUN_KEYS = ("model", "data", "optimizer", "train", "init")
 INITS = ("random", "random_labels")
+"""The initialisations a run may start from (``init`` of a run or the grid)."""
 STOP_TARGETS = {"train_loss": "target_loss", "train_accuracy": "target_accuracy"}
 """``[stop]`` targets -> the :class:`~landscape.train.config.TrainConfig` field each sets."""
 Init = Annotated[

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from landscape.sweep.limits import check_count
 from landscape.sweep.run_tables import (
     InitTables,
     RandomLabelsInit,
@@ -311,6 +312,14 @@ def expand_runs(
             ``[stop]``, the runs' targets differ (``sweep spec: <key>: mixing stopping targets
             across configurations is refused: ...``).
     """
+    count = max(1, len(entries))
+    for values in grid.values():
+        count *= len(values)
+    how = " x ".join(
+        [f"{len(entries)} [[runs]]"] * bool(entries)
+        + [f"{len(v)} values of {k}" for k, v in grid.items()]
+    )
+    check_count("runs", count, "grid" if grid else "runs", how or "the spec")
     stopping = _stop_settings(base, grid, entries)
     if stop is not None:
         _check_stop(stop, stopping)

@@ -56,6 +56,7 @@ The format::
     lambda_max = {every = 50, k = 1, n = 500}
     max_margin = {every = 100, n = 500}  # probes.along.max_margin_alignment (linear classifiers)
     param_norm = {every = 100}           # probes.along.param_norms: ||theta||, weights, dist_init
+    preconditioned_sharpness = {every = 20}  # Adam's lambda_max(P^-1 H): probes.along
 
     [surfaces.random_2d]                 # one table a surface, the table's name its name
     directions = "random"                # random, pca or hessian
@@ -70,8 +71,10 @@ The format::
     kind = ["linear", "bezier"]         # and/or "aligned": linear after weight matching
     points = 25                          # n (examples), steps, lr, seed: as for the CLI
 
-    [resources]                          # what a task asks of a Ray cluster (landscape.
-    cpus = 1                             # sweep_dist): CPUs (and torch threads) a task;
+    [resources]                          # what a task uses and asks of a Ray cluster
+    threads = 1                          # torch CPU threads a task, on every executor
+                                         # (default: the executor's own; see below)
+    cpus = 1                             # CPUs a Ray task asks for (default: threads, or 1);
     gpus = 1                             # GPUs a task (default 1 for runs on CUDA, else 0);
     surface_block = 64                   # grid points a surface task (default: enough
                                          # blocks for ~2 tasks a worker; none when the runs
@@ -115,6 +118,16 @@ Each run of a sweep with ``[stop]`` records ``attrs["converged"]``: true iff it 
 target (``attrs["stop_reason"]`` says why it stopped otherwise: ``max_steps``, ``epochs``,
 ``diverged``), and ``attrs["sweep"]["stop"]``, the ``[stop]`` table. A sweep without ``[stop]``
 records neither (no matched target).
+
+**Threads.** torch's float sums on the CPU depend on the number of threads, so a sweep's
+numbers are its spec's alone (the same on any executor and machine with the same torch build)
+only with ``[resources] threads``: every task then runs with that many torch threads, in this
+process (restored after the task), on local workers and on Ray (:mod:`landscape.sweep.threads`).
+Without it each executor keeps its own count: in-process the process's, local workers its share
+(``torch.get_num_threads() // workers``), a Ray task its CPUs. :func:`with_threads` (``landscape
+sweep --threads``) overrides the spec's. The sweep's ``[resources]`` (as used) is recorded in
+``attrs["sweep"]["resources"]``, and each run records the threads it was trained with in
+``attrs["threads"]``.
 
 **Checking.** :class:`SweepSpec`, with the tables of :mod:`landscape.sweep.run_tables` and
 :mod:`landscape.sweep.measure`, is the schema (:func:`schema` gives it as JSON schema). Unknown
@@ -178,6 +191,7 @@ __all__ = [
     "loads",
     "on_device",
     "schema",
+    "with_threads",
 ]
 
 
@@ -221,17 +235,32 @@ class Sweep:
             run: one of its runs.
 
         Returns:
-            ``{"name", "axes", "config", "seed"}``, and ``"stop"`` where the sweep has one.
+            ``{"name", "axes", "config", "seed"}``, and ``"stop"`` and ``"resources"`` where
+            the sweep has them.
         """
         out = {"name": self.name, "axes": run.axes, "config": run.config, "seed": run.seed}
-        return {**out, "stop": dict(self.stop)} if self.stop else out
+        if self.stop:
+            out["stop"] = dict(self.stop)
+        if self.resources:
+            out["resources"] = dict(self.resources)
+        return out
 
 
 class ResourcesTable(Table):
-    """``[resources]``: what a task asks of a Ray cluster (:mod:`landscape.sweep.dist`)."""
+    """``[resources]``: what a task uses and asks of a Ray cluster (:mod:`landscape.sweep.dist`)."""
 
+    threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="torch CPU threads a task, on every executor, so that the numbers do not "
+        "depend on the executor or machine (default: the executor's own: in-process the "
+        "process's, local workers their share, a Ray task its cpus)",
+    )
     cpus: int | None = Field(
-        default=None, ge=1, description="CPUs (and torch threads) a task (default 1)"
+        default=None,
+        ge=1,
+        description="CPUs a Ray task asks for (default: threads, else 1; without threads "
+        "also its torch threads)",
     )
     gpus: float | None = Field(
         default=None, ge=0, description="GPUs a task (default 1 for runs on CUDA, else 0)"
@@ -297,6 +326,17 @@ def on_device(sweep: Sweep, device: str) -> Sweep:
         for r in sweep.runs
     )
     return dataclasses.replace(sweep, runs=runs)
+
+
+def with_threads(sweep: Sweep, threads: int) -> Sweep:
+    """The sweep with ``[resources] threads = threads`` (``landscape sweep --threads``).
+
+    Raises:
+        ValueError: ``threads`` is not an integer >= 1.
+    """
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"sweep: threads must be an integer >= 1, got {threads!r}")
+    return dataclasses.replace(sweep, resources={**sweep.resources, "threads": threads})
 
 
 # ----------------------------------------------------------------------------- reading
