@@ -9,7 +9,11 @@ al. (2021) found that under full-batch GD ``lambda_max`` rises to about that bou
 there. The bound is drawn (dashed, in the run's colour) for the gradient-descent family (gd,
 sgd, momentum, nesterov, label_noise_sgd), following the learning rate's schedule when the
 history records it; not for adaptive optimizers (Adam, AdamW) nor SAM, whose stability is
-governed by a preconditioned or perturbed curvature instead.
+governed by a preconditioned or perturbed curvature instead. For Adam the preconditioned
+sharpness ``lambda_max(P^-1 H)`` (the series ``probes/preconditioned_sharpness``,
+:func:`probes.along.preconditioned_sharpness`) is drawn in the same panel against
+``(2 + 2 beta1) / ((1 - beta1) eta)`` (38/eta for beta1 = 0.9), the threshold of Cohen et al.
+(2022), at which they found it hovers.
 
 Examples:
     >>> fig = history("runs.h5", metrics=("train_loss", "test_accuracy"))   # doctest: +SKIP
@@ -35,11 +39,21 @@ from landscape.plot.base import (
     words,
 )
 
-__all__ = ["LAMBDA_MAX", "history", "stability_threshold"]
+__all__ = [
+    "LAMBDA_MAX",
+    "PRECONDITIONED",
+    "adaptive_threshold",
+    "history",
+    "stability_threshold",
+]
 
 LAMBDA_MAX = "lambda_max"
 """The series (``probes/lambda_max``) of the top eigenvalue along training
 (:func:`probes.along.top_eigenvalues`)."""
+
+PRECONDITIONED = "preconditioned_sharpness"
+"""The series (``probes/preconditioned_sharpness``) of Adam's ``lambda_max(P^-1 H)``
+(:func:`probes.along.preconditioned_sharpness`)."""
 
 _GD_FAMILY = ("gd", "sgd", "momentum", "nesterov", "label_noise_sgd")
 
@@ -76,10 +90,35 @@ def stability_threshold(attrs: Mapping[str, Any]) -> tuple[float, str] | None:
     return 2 / eta, "2/eta"
 
 
-def _lambda_series(s: Any, run: str) -> dict[str, np.ndarray] | None:
-    if LAMBDA_MAX not in s.info(run).probes:
+def adaptive_threshold(attrs: Mapping[str, Any]) -> tuple[float, str] | None:
+    """Adam's stability threshold on ``lambda_max(P^-1 H)`` (Cohen et al. 2022), of a run.
+
+    Args:
+        attrs: the run's attributes; the settings are ``attrs["optimizer"]``.
+
+    Returns:
+        ``((2 + 2 beta1) / ((1 - beta1) eta), formula)`` for ``adam`` and ``adamw``, or None.
+
+    Examples:
+        >>> adaptive_threshold({"optimizer": {"name": "adam", "lr": 1e-3}})
+        (38000.0, '(2+2beta1)/((1-beta1)eta)')
+    """
+    opt = attrs.get("optimizer")
+    if not isinstance(opt, Mapping) or opt.get("name") not in ("adam", "adamw"):
         return None
-    cols = s.series(run, f"probes/{LAMBDA_MAX}")
+    lr, betas = opt.get("lr"), opt.get("betas") or (0.9, 0.999)
+    beta1 = betas[0] if isinstance(betas, (list, tuple)) and betas else None
+    if not isinstance(lr, (int, float)) or lr <= 0 or not isinstance(beta1, (int, float)):
+        return None
+    if not 0 <= beta1 < 1:
+        return None
+    return (2 + 2 * float(beta1)) / ((1 - float(beta1)) * float(lr)), "(2+2beta1)/((1-beta1)eta)"
+
+
+def _lambda_series(s: Any, run: str, name: str = LAMBDA_MAX) -> dict[str, np.ndarray] | None:
+    if name not in s.info(run).probes:
+        return None
+    cols = s.series(run, f"probes/{name}")
     if "step" not in cols or "value" not in cols:
         return None
     return cols
@@ -127,8 +166,10 @@ def history(
         hist = {r: s.history(r) for r in runs}
         attrs = {r: s.info(r).attrs for r in runs}
         lam = {r: _lambda_series(s, r) for r in runs} if lambda_max else {}
+        pre = {r: _lambda_series(s, r, PRECONDITIONED) for r in runs} if lambda_max else {}
         colour = run_colours(s)
     lam = {r: v for r, v in lam.items() if v is not None}
+    pre = {r: v for r, v in pre.items() if v is not None}
     for m in metrics:
         if not any(_find(hist[r], m) for r in runs):
             known = sorted({k for h in hist.values() for k in h if k != "step"})
@@ -136,7 +177,7 @@ def history(
                 f"history: no run records {m!r}; the histories have: "
                 f"{', '.join(known) or 'nothing'}"
             )
-    panels = len(metrics) + bool(lam)
+    panels = len(metrics) + bool(lam or pre)
     fig = figure(7.0, 2.6 * panels + 0.8)
     axes = fig.subplots(panels, 1, sharex=True, squeeze=False)[:, 0]
     for ax, m in zip(axes, metrics, strict=False):
@@ -156,8 +197,9 @@ def history(
             ax.set_yscale("log")
         ax.set_title(words(m), fontsize=9)
         ax.grid(True, alpha=0.3)
-    if lam:
+    if lam or pre:
         _lambda_panel(axes[-1], lam, hist, attrs, colour)
+        _preconditioned_lines(axes[-1], pre, attrs, colour)
     axes[0].legend(fontsize=8, loc="best")
     axes[-1].set_xlabel("training step (optimizer updates)")
     fig.suptitle(f"training history of {', '.join(runs)}")
@@ -203,5 +245,25 @@ def _lambda_panel(ax: Any, lam: dict, hist: dict, attrs: dict, colour: dict) -> 
             )
     ax.set_ylabel("top Hessian eigenvalue\n(loss per squared parameter unit)", fontsize=8)
     ax.set_title("lambda_max along training; dashed: edge of stability", fontsize=9)
-    ax.legend(fontsize=7, loc="best")
+    if lam:
+        ax.legend(fontsize=7, loc="best")
     ax.grid(True, alpha=0.3)
+
+
+def _preconditioned_lines(ax: Any, pre: dict, attrs: dict, colour: dict) -> None:
+    """Adam's lambda_max(P^-1 H) and its threshold (dotted), in the lambda_max panel."""
+    for r, cols in pre.items():
+        ax.plot(
+            cols["step"],
+            cols["value"],
+            color=colour[r],
+            marker="x",
+            label=f"{r}: lambda_max(P^-1 H)",
+        )
+        bound = adaptive_threshold(attrs[r])
+        if bound is not None:
+            value, formula = bound
+            ax.axhline(value, linestyle=":", color=colour[r], label=f"{r}: {formula} = {value:.4g}")
+    if pre:
+        ax.legend(fontsize=7, loc="best")
+        ax.grid(True, alpha=0.3)

@@ -42,15 +42,18 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from landscape.report import interactive as plotly_page
 from landscape.report.analysis import analyse, to_json
+from landscape.report.interactive_surfaces import surface_blocks
 from landscape.report.ranking import granulated_tau, kendall_tau
 from landscape.report.read import axes_text, collect
 from landscape.report.render import (
@@ -66,7 +69,7 @@ from landscape.report.render import (
     _write_atomic,
 )
 from landscape.report.render_study import study_blocks
-from landscape.store.file import Store
+from landscape.store.file import Store, StoreError
 
 __all__ = ["MISSING", "MeasureRank", "Report", "Table", "report"]
 
@@ -185,16 +188,30 @@ def _rank(
     return tuple(out), axes
 
 
+@contextlib.contextmanager
+def _writing(where: Path) -> Iterator[None]:
+    """An operating system's error that names no file (a full disk) names ``where``."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        raise OSError(err.errno, err.strerror or str(err), os.fspath(where)) from None
+
+
 def _figures(file: Store, out_dir: Path) -> tuple[tuple[Path, ...], str | None]:
     try:
         # matplotlib only when figures are drawn; a missing plotting module is reported
         from landscape import plot  # noqa: PLC0415
 
         draw: Any = plot.all_figures
-        paths = draw(file, out_dir, formats=("png",))
+        with _writing(out_dir):
+            paths = draw(file, out_dir, formats=("png",))
     except (ImportError, AttributeError) as err:
         return (), f"figures unavailable: {err}"
-    except (ValueError, TypeError, RuntimeError, OSError, KeyError) as err:
+    except (OSError, StoreError):  # a figure not written (a full disk), a damaged file: fail
+        raise
+    except (ValueError, TypeError, RuntimeError, KeyError) as err:
         log.warning("report: figures failed: %s", err)
         return (), f"figures failed: {type(err).__name__}: {err}"
     return tuple(Path(p) for p in paths), None
@@ -206,6 +223,7 @@ def report(
     out_dir: str | os.PathLike | None = None,
     *,
     figures: bool = True,
+    interactive: bool = True,
     include_unconverged: bool = False,
     correction: str = "bh",
     n_boot: int = 2000,
@@ -220,6 +238,9 @@ def report(
             the file. Figures go to ``out_dir/figures``.
         figures: render the figures with :func:`landscape.plot.all_figures` (PNG) and embed
             them; without the plotting module the report says "figures unavailable".
+        interactive: add the interactive figures to ``report.html`` (plotly, inlined: loss
+            surfaces to rotate, the study's intervals as error bars;
+            :mod:`landscape.report.interactive`); its tables sort and filter either way.
         include_unconverged: also aggregate and rank the complete runs that did not reach the
             sweep's stopping target (default: listed with their reason, left out).
         correction: of the ranking p-values across measures: ``"bh"`` (Benjamini-Hochberg)
@@ -233,7 +254,7 @@ def report(
 
     Raises:
         StoreError: not a landscape file. FileNotFoundError: no such file. ValueError: an
-        unknown ``correction``, a negative ``n_boot`` or ``n_perm``.
+            unknown ``correction``, a negative ``n_boot`` or ``n_perm``.
     """
     file = os.fspath(file)
     if not os.path.exists(file):
@@ -251,6 +272,9 @@ def report(
         out.mkdir(parents=True, exist_ok=True)
         runs, barrier_rows = collect(snap, notes)
         figs, figure_note = _figures(snap, out / "figures") if figures else ((), None)
+        surfaces = surface_blocks(snap) if interactive else []
+    if interactive and plotly_page.UNAVAILABLE:
+        notes.append(plotly_page.UNAVAILABLE)
     run_table = _run_table(runs, barrier_rows)
     cols = ("from", "to", "kind", "barrier", "accuracy barrier", "test barrier", "stored as")
     barriers = Table(
@@ -277,7 +301,8 @@ def report(
             "file": file,
             "runs": run_table,
             "barriers": barriers,
-            "study": study_blocks(doc),
+            "study": study_blocks(doc, interactive=interactive),
+            "surfaces": surfaces,
             "figures": figs,
             "figure_note": figure_note,
             "notes": notes,
@@ -292,9 +317,10 @@ def report(
         notes.append(figure_note)
     study = {"file": file, "written": when, **doc, "notes": list(notes)}
     md, htm, js = out / "report.md", out / "report.html", out / "report.json"
-    _write_atomic(md, _markdown(blocks))
-    _write_atomic(htm, _html(blocks, f"Landscape report: {Path(file).name}"))
-    _write_atomic(js, to_json(study))
+    with _writing(out):
+        _write_atomic(md, _markdown(blocks))
+        _write_atomic(htm, _html(blocks, f"Landscape report: {Path(file).name}"))
+        _write_atomic(js, to_json(study))
     return Report(
         file=file,
         out_dir=out,

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import numpy as np
 
+from landscape.report.interactive import figure_html, scripts, table_html
 from landscape.report.ranking import GranulatedTau, Tau
 
 __all__ = ["GAP", "LOSS_GAP", "MISSING", "RUN_COLUMNS", "MeasureRank", "Table"]
@@ -170,6 +171,9 @@ def _blocks(rep: dict) -> list[tuple]:
     if bt.rows:
         b.append(("h2", "Paths and barriers"))
         b.append(("table", list(bt.columns), [[_fmt(v) for v in r] for r in bt.rows]))
+    if rep.get("surfaces"):
+        b.append(("h2", "Loss surfaces"))
+        b += rep["surfaces"]
     b.append(("h2", "Figures"))
     for path in rep["figures"]:
         rel = Path(os.path.relpath(path, rep["out_dir"])).as_posix()
@@ -193,6 +197,13 @@ def _md(text: str) -> str:
 
 
 def _markdown(blocks: list[tuple]) -> str:
+    # the interactive figures are report.html's; a section of nothing else is left out
+    blocks = [b for b in blocks if b[0] != "figure"]
+    blocks = [
+        b
+        for i, b in enumerate(blocks)
+        if b[0] != "h2" or (i + 1 < len(blocks) and blocks[i + 1][0] not in ("h1", "h2"))
+    ]
     out = []
     for kind, *args in blocks:
         if kind in ("h1", "h2"):
@@ -224,7 +235,13 @@ th,td{border:1px solid #ccc;padding:0.25em 0.6em;text-align:right;white-space:no
 th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
 tr:nth-child(even) td{background:#fafafa}figure{margin:1em 0}
 img{max-width:100%;border:1px solid #ddd}figcaption{font-size:0.85em;color:#555}
-.wrap{overflow-x:auto}"""
+.wrap{overflow-x:auto}
+th{cursor:pointer;user-select:none}th:focus{outline:2px solid #1f77b4}
+th[aria-sort=ascending]::after{content:" \\25B2";font-size:0.7em}
+th[aria-sort=descending]::after{content:" \\25BC";font-size:0.7em}
+.tools{margin:0.5em 0 -0.5em}.tools input{padding:0.2em 0.4em;width:18em}
+.count{font-size:0.85em;color:#555}.figure-slot{border:1px solid #eee;padding:0.5em}
+.figure-slot label{font-size:0.9em}.plot{min-height:2em}.failed{color:#b00}"""
 
 
 def _html(blocks: list[tuple], title: str) -> str:
@@ -239,6 +256,7 @@ def _html(blocks: list[tuple], title: str) -> str:
         "</head>",
         "<body>",
     ]
+    figures = 0
     for kind, *args in blocks:
         if kind in ("h1", "h2"):
             out.append(f"<{kind}>{e(args[0])}</{kind}>")
@@ -247,19 +265,16 @@ def _html(blocks: list[tuple], title: str) -> str:
         elif kind == "ul":
             out.append("<ul>" + "".join(f"<li>{e(x)}</li>" for x in args[0]) + "</ul>")
         elif kind == "table":
-            cols, rows = args
-            head = "".join(f"<th>{e(c)}</th>" for c in cols)
-            body = "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in r) + "</tr>" for r in rows)
-            out.append(
-                f'<div class="wrap"><table><thead><tr>{head}</tr></thead>'
-                f"<tbody>{body}</tbody></table></div>"
-            )
+            out.append(table_html(*args))
+        elif kind == "figure":
+            figures += 1
+            out.append(figure_html((kind, *args), f"fig{figures}"))
         elif kind == "img":
             out.append(
                 f'<figure><img src="{e(quote(args[0]))}" alt="{e(args[1])}">'
                 f"<figcaption>{e(args[1])}</figcaption></figure>"
             )
-    out += ["</body>", "</html>"]
+    out += [scripts(plotly=figures > 0), "</body>", "</html>"]
     return "\n".join(out) + "\n"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from landscape.report.interactive_study import study_figures
 from landscape.report.render import MISSING, _fmt
 from landscape.report.sentences import stop_text
 
@@ -223,20 +224,27 @@ def _good_vs_bad(doc: Mapping[str, Any]) -> list[Block]:
     return out
 
 
-def study_blocks(doc: Mapping[str, Any]) -> dict[str, list[Block]]:
+def study_blocks(doc: Mapping[str, Any], *, interactive: bool = True) -> dict[str, list[Block]]:
     """The study's blocks, by where they go in the report.
 
     Args:
         doc: the document of :func:`landscape.report.analysis.analyse`.
+        interactive: add the interactive figures (:mod:`landscape.report.interactive`) after
+            the tables they draw; the Markdown report leaves them out.
 
     Returns:
         ``{"design", "left_out", "configs", "rankings", "good_vs_bad"}``, each a list of blocks
-        (``("h2", text)``, ``("p", text)``, ``("ul", items)``, ``("table", cols, rows)``).
+        (``("h2", text)``, ``("p", text)``, ``("ul", items)``, ``("table", cols, rows)``,
+        ``("figure", title, caption, options)``).
     """
-    return {
+    out = {
         "design": _design(doc),
         "left_out": _left_out(doc),
         "configs": _configs(doc),
         "rankings": _rankings(doc),
         "good_vs_bad": _good_vs_bad(doc),
     }
+    if interactive:
+        for where, figures in study_figures(doc).items():
+            out[where] += figures
+    return out
