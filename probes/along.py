@@ -10,6 +10,9 @@ linear classifier is to the l2, l1 and linf max-margin directions of its data (S
 norm goes to that norm's max-margin direction, sign descent to the linf one).
 :func:`param_norms` records the parameter norm and the distance from the first measured point
 (grokking: with weight decay the norm falls as test accuracy rises, Nanda et al. 2023).
+:func:`preconditioned_sharpness` records ``lambda_max(P^-1 H)`` of an Adam run, ``P`` from the
+optimizer's second moments, against its threshold ``(2 + 2 beta1) / ((1 - beta1) eta)`` (Cohen
+et al. 2022: it rises to that threshold, 38/eta for beta1 = 0.9, and hovers there).
 
 Examples:
     >>> cb = top_eigenvalues((X_sub, y_sub), every=20, k=1)                # doctest: +SKIP
@@ -18,6 +21,7 @@ Examples:
     >>> result.series["lambda_max"]["value"]                               # one per 20 steps
     >>> cb = max_margin_alignment((X, y), every=10)       # series "max_margin": cosine_l2, ...
     >>> cb = param_norms(every=100)                       # series "param_norm": value, ...
+    >>> cb = preconditioned_sharpness((X, y), every=20)   # Adam: value, threshold, ratio, ...
 """
 
 from __future__ import annotations
@@ -31,10 +35,11 @@ import torch
 from landscape.engine.params import ParamFilter
 from landscape.train.recording import Callback, TrainState, callback
 from probes.curvature.hessian import eigenvalues
+from probes.curvature.preconditioned import preconditioned_sharpness as _preconditioned
 from probes.implicit_bias.ground_truth import MARGIN_NORMS, max_margin
 from probes.implicit_bias.recovery import margin_alignment
 
-__all__ = ["max_margin_alignment", "param_norms", "top_eigenvalues"]
+__all__ = ["max_margin_alignment", "param_norms", "preconditioned_sharpness", "top_eigenvalues"]
 
 
 def top_eigenvalues(
@@ -176,6 +181,81 @@ def param_norms(every: int, *, name: str = "param_norm") -> Callback:
             "value": float(torch.linalg.vector_norm(theta)),
             "weights": float(weights),
             "dist_init": float(torch.linalg.vector_norm(theta - first["theta"])),
+        }
+
+    return callback(name, every, measure)
+
+
+def preconditioned_sharpness(
+    data: Any,
+    every: int,
+    *,
+    k: int = 1,
+    name: str = "preconditioned_sharpness",
+    tol: float = 1e-4,
+    params: ParamFilter | Iterable[str] | None = None,
+    loss_fn: Any = None,
+) -> Callback:
+    """A callback recording Adam's preconditioned sharpness every ``every`` steps, warm-started.
+
+    ``lambda_max(P^-1 H)`` with ``P = diag(sqrt(v_hat) + eps)`` from the run's Adam (AdamW) state
+    (:func:`probes.curvature.preconditioned.preconditioned_sharpness`), each call starting
+    Lanczos from the previous call's eigenvectors.
+
+    Args:
+        data: the data the Hessian is measured on (the training set for full-batch runs).
+        every: steps between measurements (also at step 0 and the last step).
+        k: how many of the largest eigenvalues.
+        name: the series' name (``probes/<name>`` in the store).
+        tol: relative accuracy of each eigenvalue.
+        params: the parameters the matrix is over.
+        loss_fn: the loss (default: the run's).
+
+    Returns:
+        A :class:`~landscape.train.recording.Callback`; each call records ``value`` (the
+        largest eigenvalue of ``P^-1 H``), ``values`` (k, descending), ``threshold``
+        (``(2 + 2 beta1) / ((1 - beta1) eta)`` at the optimizer's current lr), ``ratio``
+        (``value / threshold``), ``residual``, ``error`` (the largest relative residual and
+        error bound) and ``n_hvp``. At step 0 Adam has no second moments yet: every value is
+        NaN there.
+
+    Examples:
+        >>> cb = preconditioned_sharpness((X, y), every=20)
+        >>> fit(model, "mse", split, TrainConfig("adam", lr=1e-3, batch_size=len(X)),
+        ...     callbacks=[cb]).series["preconditioned_sharpness"]["ratio"]
+    """
+    previous: dict[str, Any] = {"vectors": None}
+    nan = float("nan")
+
+    def measure(state: TrainState) -> dict[str, Any]:
+        opt = state.optimizer
+        if not any("exp_avg_sq" in s for s in opt.state.values()):
+            return {
+                "value": nan, "values": np.full(k, nan), "threshold": nan, "ratio": nan,
+                "residual": nan, "error": nan, "n_hvp": 0,
+            }  # fmt: skip
+        r = _preconditioned(
+            state.model,
+            loss_fn or state.loss_fn,
+            data,
+            opt,
+            k=k,
+            tol=tol,
+            params=params,
+            vectors=True,
+            v0=previous["vectors"],
+            check=False,
+        )
+        previous["vectors"] = r.vectors
+        scale = np.maximum(np.abs(r.values), np.finfo(np.float64).tiny)
+        return {
+            "value": r.value,
+            "values": r.values,
+            "threshold": r.threshold,
+            "ratio": r.value / r.threshold,
+            "residual": float(np.max(r.residuals / scale)),
+            "error": float(np.max(r.errors / scale)),
+            "n_hvp": int(r.cost.hvp),
         }
 
     return callback(name, every, measure)

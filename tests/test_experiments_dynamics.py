@@ -1,4 +1,4 @@
-"""The experiments of issue 8 on training dynamics and curvature, at tiny scale.
+"""The experiments on training dynamics and curvature, at tiny scale.
 
 Each test asserts the qualitative outcome of one spec in ``experiments/`` (see
 ``experiments/README.md``) on a reduced budget, with margins that hold for the fixed seeds:

@@ -1,4 +1,4 @@
-"""The experiments of issue 8 with a known ground truth, at tiny scale.
+"""The experiments with a known ground truth, at tiny scale.
 
 Each test runs the runs of one spec in ``experiments/`` (see ``experiments/README.md``) on a
 reduced budget and asserts what held in our full runs, with margins for the fixed seeds:
@@ -6,7 +6,8 @@ reduced budget and asserts what held in our full runs, with margins for the fixe
 - ``max_margin.toml`` (Soudry et al. 2018; Gunasekar et al. 2018): GD's direction error to
   the l2 max-margin direction falls with the steps and ||w|| grows; sign descent's error to
   the linf max-margin direction falls, and sign descent ends much closer to it than GD does.
-  (Not the l1 direction the issue names: sign descent ends *farther* from it than GD does.)
+  (Not the l1 direction of an earlier statement of the claim: sign descent ends *farther*
+  from it than GD does.)
 - ``diagonal_nets.toml`` (Woodworth et al. 2020): a small init ends near the minimum-l1
   interpolator and far from the minimum-l2 one, a large init the other way round.
 """

@@ -10,6 +10,11 @@ The Hessian, the generalised Gauss-Newton matrix and the Fisher.
 - :mod:`~probes.curvature.density`: stochastic Lanczos quadrature;
 - :mod:`~probes.curvature.dense`: the dense matrix of a small model;
 - :mod:`~probes.curvature.blocks`: per-layer diagonal blocks;
+- :mod:`~probes.curvature.outliers`: how many eigenvalues are outliers, by a written rule;
+- :mod:`~probes.curvature.class_means`: the top eigenspace against the class-mean gradients
+  (Papyan);
+- :mod:`~probes.curvature.preconditioned`: Adam's preconditioned sharpness
+  ``lambda_max(P^-1 H)`` (Cohen et al. 2022);
 - :mod:`~probes.curvature.results`: the result types (NumPy only).
 
 Submodules are imported on first use: reading results needs no torch.
@@ -21,22 +26,51 @@ from landscape.engine.lazy import attach
 
 __all__ = [
     "BlockEigenvalues",
+    "ClassMeanOverlap",
     "Density",
     "Eigenvalues",
     "Matrix",
+    "Outliers",
+    "PreconditionedSharpness",
     "Trace",
     "blocks",
+    "class_mean_overlap",
+    "class_means",
     "dense",
     "density",
     "hessian",
     "lanczos",
     "operators",
+    "outlier_count",
+    "outliers",
+    "preconditioned",
+    "preconditioned_sharpness",
     "results",
     "trace",
 ]
 
 __getattr__, __dir__ = attach(
     __name__,
-    ["blocks", "dense", "density", "hessian", "lanczos", "operators", "results", "trace"],
-    {name: "results" for name in ("BlockEigenvalues", "Density", "Eigenvalues", "Matrix", "Trace")},
+    [
+        "blocks",
+        "class_means",
+        "dense",
+        "density",
+        "hessian",
+        "lanczos",
+        "operators",
+        "outliers",
+        "preconditioned",
+        "results",
+        "trace",
+    ],
+    {
+        **{n: "results" for n in ("BlockEigenvalues", "Density", "Eigenvalues", "Matrix", "Trace")},
+        "ClassMeanOverlap": "class_means",
+        "class_mean_overlap": "class_means",
+        "Outliers": "outliers",
+        "outlier_count": "outliers",
+        "PreconditionedSharpness": "preconditioned",
+        "preconditioned_sharpness": "preconditioned",
+    },
 )

@@ -28,6 +28,7 @@ __all__ = ["INTERPOLATION_KINDS", "OPTIMIZERS", "Curve", "Instability", "Path", 
 INTERPOLATION_KINDS = ("linear", "init_to_final", "bezier")
 """The kinds of :class:`Path`; a record's probe is ``"interpolation.<kind>"``."""
 OPTIMIZERS = ("adam", "sgd")  # of the Bezier bend; SGD with momentum 0.9
+"""The optimizers that may train a Bezier curve's bend (SGD with momentum 0.9)."""
 _BARRIERS = (
     "barrier",
     "barrier_alpha",
