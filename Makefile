@@ -5,9 +5,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 PIP_CONSTRAINT ?= constraints-cpu.txt
-LINT_PATHS = landscape probes tests benchmarks experiments
+LINT_PATHS = landscape probes tests benchmarks experiments examples docs/*.py
 
-.PHONY: install optimizers quick demo test lint typecheck clean
+.PHONY: install optimizers experiments quick demo test lint typecheck docs clean
 
 $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,20 @@ install: $(VENV)/.installed
 
 optimizers: install
 	$(VENV)/bin/landscape sweep experiments/optimizers.toml --out optimizers.h5 --workers 2
+
+# every experiment of experiments/README.md, each with its report (<name>_report/); the .h5
+# files and reports go under EXPERIMENTS_OUT (default: the repository root, where *.h5 and
+# *_report/ are ignored). Run it again after an interruption: what is done is not redone.
+EXPERIMENTS_OUT ?= .
+EXPERIMENTS = optimizers large_batch random_labels hessian_outliers class_means \
+	mode_connectivity bad_minima mnist1d_baselines grokking edge_of_stability adaptive_eos \
+	matrix_sensing matrix_sensing_undersampled max_margin diagonal_nets
+experiments: install
+	@for e in $(EXPERIMENTS); do \
+	  echo "== $$e"; \
+	  OMP_NUM_THREADS=1 $(VENV)/bin/landscape sweep experiments/$$e.toml \
+	    --out $(EXPERIMENTS_OUT)/$$e.h5 --workers 2 --quiet || exit 1; \
+	done
 
 quick: install
 	$(VENV)/bin/landscape sweep experiments/quick.toml --out quick.h5
@@ -39,6 +53,21 @@ lint: install
 # mypy's files and settings: [tool.mypy] in pyproject.toml
 typecheck: install
 	$(VENV)/bin/mypy
+
+# The documentation site (mkdocs.yml): every example of examples/ draws its figure into
+# docs/gallery/ (its files into build/gallery/), every public name must have a docstring,
+# then a strict build into site/: a broken reference, link or docstring fails it.
+EXAMPLES = $(wildcard examples/*.py)
+docs: install
+	@mkdir -p docs/gallery build/gallery
+	@for script in $(EXAMPLES); do \
+		name=$$(basename $$script .py); echo "example $$name"; \
+		OMP_NUM_THREADS=1 MPLBACKEND=Agg $(PY) $$script build/gallery > build/gallery/$$name.log 2>&1 \
+			|| { tail -20 build/gallery/$$name.log; exit 1; }; \
+		cp build/gallery/$$name.png docs/gallery/; \
+	done
+	$(PY) docs/check_docstrings.py
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

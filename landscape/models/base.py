@@ -32,6 +32,7 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "leaky_relu": nn.LeakyReLU,
     "identity": nn.Identity,
 }
+"""The activation modules of the reference models, by name."""
 
 MODELS: dict[str, type[nn.Module]] = {}
 """Model name -> class; ``build`` looks names up here. Add your own: ``MODELS["name"] = cls``.

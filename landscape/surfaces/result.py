@@ -22,7 +22,9 @@ from landscape.engine.records import check_record
 __all__ = ["BN_MODES", "METRICS", "Surface", "same_grid"]
 
 BN_MODES = ("keep", "recalibrate")
+"""What a surface does with BatchNorm statistics: keep the centre's or recalibrate at each point."""
 METRICS = ("train_loss", "train_accuracy", "test_loss", "test_accuracy")
+"""The grids a surface holds."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -105,6 +105,7 @@ OPTIMIZERS: dict[str, OptimizerInfo] = {
         True,
     ),
 }
+"""The optimizers by name: a description, the default hyperparameters, full batch or not."""
 SCHEDULES: dict[str, ScheduleInfo] = {
     "constant": ScheduleInfo("factor 1"),
     "step": ScheduleInfo("gamma ** (s // step_size)", {"gamma": 0.1}, ("step_size",)),
@@ -113,6 +114,7 @@ SCHEDULES: dict[str, ScheduleInfo] = {
         "gamma ** (number of milestones <= s)", {"gamma": 0.1}, ("milestones",)
     ),
 }
+"""The learning-rate schedules by name: the factor, its defaults and required options."""
 
 
 def _key(name: str) -> str:
