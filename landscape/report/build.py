@@ -20,7 +20,10 @@ report).
 - *Measures*: every number the run's probes hold at the final parameters (probes computed at
   another checkpoint are left out): each key of the ``measures`` probe except ``loss`` and
   ``accuracy`` (the fit itself), ``lambda_max`` (the largest eigenvalue of a
-  ``hessian_eigenvalues`` probe that looked for the largest), ``hessian_trace``, and each
+  ``hessian_eigenvalues`` probe that looked for the largest, and ``hessian_outliers``: the
+  count of its outliers by :func:`probes.curvature.outliers.outliers`, rule ``"ratio"``),
+  ``class_mean_overlap`` and ``class_mean_chance`` (a ``class_mean_overlap`` probe),
+  ``hessian_trace``, and each
   sharpness probe by its stored name (the value; for PAC-Bayes the flatness ``1 / sigma^2``).
   A probe stored under a name other than its default gets the name in brackets:
   ``lambda_max [hessian_top10]``.
@@ -31,7 +34,10 @@ report).
 - :attr:`Report.ranking` keeps the plain per-run Kendall tau with the gap and the loss gap
   and the granulated tau per axis (:mod:`landscape.report.ranking`) over the included runs.
 - *Barriers*: the loss barrier ``max_alpha L(alpha) - chord`` of every stored path between
-  two runs (``/compare``) and from a run's init to its final parameters.
+  two runs (``/compare``) and from a run's init to its final parameters, each path under its
+  kind (``linear``, ``aligned``: the line after weight matching, ``bezier``); over the pairs
+  of seeds of each configuration, each kind's barriers as mean and Student-t interval
+  (:mod:`landscape.report.paths_summary`; ``report.json``'s ``path_barriers``).
 
 Missing values are shown as "–" in the Markdown and HTML, ``null`` in the JSON, never as 0.
 
@@ -54,6 +60,7 @@ from typing import Any
 from landscape.report import interactive as plotly_page
 from landscape.report.analysis import analyse, to_json
 from landscape.report.interactive_surfaces import surface_blocks
+from landscape.report.paths_summary import barrier_blocks, path_barriers
 from landscape.report.ranking import granulated_tau, kendall_tau
 from landscape.report.read import axes_text, collect
 from landscape.report.render import (
@@ -293,6 +300,7 @@ def report(
         n_perm=n_perm,
         seed=seed,
     )
+    doc["path_barriers"] = path_barriers(runs, barrier_rows)
     included = {r["run"] for r in doc["runs"] if r["included"]}
     ranking, axes = _rank(runs, included, notes)
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -301,6 +309,7 @@ def report(
             "file": file,
             "runs": run_table,
             "barriers": barriers,
+            "path_barriers": barrier_blocks(doc["path_barriers"]),
             "study": study_blocks(doc, interactive=interactive),
             "surfaces": surfaces,
             "figures": figs,

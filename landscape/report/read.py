@@ -32,6 +32,7 @@ import numpy as np
 from landscape.report.render import _SKIP_KEYS, _fmt
 from landscape.store.file import Store, StoreError
 from landscape.store.summary import _optimizer as optimizer_text
+from probes.curvature.outliers import outliers
 from probes.curvature.results import Eigenvalues, Trace
 from probes.implicit_bias.results import Measures
 from probes.paths.results import Path as PathResult
@@ -118,6 +119,15 @@ def _probe_measures(
                 r = Eigenvalues.from_record(rec)
                 if r.which != "smallest" and len(r.values):
                     put("lambda_max", name, "hessian_eigenvalues", np.max(r.values))
+                    top = np.sort(np.asarray(r.values, dtype=float))[::-1]
+                    count = outliers(top).count if len(top) > 1 else None
+                    put("hessian_outliers", name, "hessian_eigenvalues", count)
+            elif probe == "class_mean_overlap":
+                # the record's scalars (the result type is torch's side of the probes)
+                for key in ("overlap", "chance"):
+                    if key not in rec.attrs:
+                        raise KeyError(key)
+                    put(f"class_mean_{key}", name, "class_mean_overlap", rec.attrs[key])
             elif probe == "hessian.trace":
                 put("hessian_trace", name, "hessian_trace", Trace.from_record(rec).value)
             elif probe == "measures":
@@ -149,13 +159,17 @@ def _barriers(store: Store, runs: list[str], notes: list[str]) -> list[dict]:
         ends = rec.attrs.get("ends")
         ends = ends if isinstance(ends, dict) else {}
         a, b = ends.get("from") or {}, ends.get("to") or {}
+        settings = rec.attrs.get("settings")
+        kind = settings.get("kind") if isinstance(settings, dict) else None
+        if not isinstance(kind, str):  # a weight-matched line is a linear record
+            kind = "aligned" if isinstance(p.info.get("aligned"), dict) else p.kind
         rows.append(
             {
                 "a": str(a.get("run", run or "?")),
                 "a_which": str(a.get("which", "?")),
                 "b": str(b.get("run", run or "?")),
                 "b_which": str(b.get("which", "?")),
-                "kind": p.kind,
+                "kind": kind,
                 "barrier": p.barrier,
                 "accuracy barrier": p.accuracy_barrier,
                 "test barrier": p.test_barrier,

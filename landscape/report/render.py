@@ -171,6 +171,7 @@ def _blocks(rep: dict) -> list[tuple]:
     if bt.rows:
         b.append(("h2", "Paths and barriers"))
         b.append(("table", list(bt.columns), [[_fmt(v) for v in r] for r in bt.rows]))
+    b += rep.get("path_barriers") or []
     if rep.get("surfaces"):
         b.append(("h2", "Loss surfaces"))
         b += rep["surfaces"]
