@@ -63,6 +63,9 @@ READ = textwrap.dedent("""
     landscape.plot.path(f, "runs/a/paths/linear_init_final")
     landscape.report.report(f, os.path.join(d, "report"))
     assert WorstCase.__module__ == "probes.sharpness.results"
+    from probes.curvature import ClassMeanOverlap, PreconditionedSharpness  # lazy: no torch
+    assert ClassMeanOverlap.__module__ == PreconditionedSharpness.__module__
+    assert ClassMeanOverlap.__module__ == "probes.curvature.results"
     print(sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")))
 """)
 

@@ -66,11 +66,11 @@ __getattr__, __dir__ = attach(
     ],
     {
         **{n: "results" for n in ("BlockEigenvalues", "Density", "Eigenvalues", "Matrix", "Trace")},
-        "ClassMeanOverlap": "class_means",
+        "ClassMeanOverlap": "results",
         "class_mean_overlap": "class_means",
         "Outliers": "outliers",
         "outlier_count": "outliers",
-        "PreconditionedSharpness": "preconditioned",
+        "PreconditionedSharpness": "results",
         "preconditioned_sharpness": "preconditioned",
     },
 )

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -59,51 +58,10 @@ from landscape.engine.checks import _check_int
 from landscape.engine.cost import Cost
 from landscape.engine.objective import Objective
 from landscape.engine.params import ParamFilter
-from landscape.engine.records import RecordMixin
 from probes.curvature.hessian import eigenvalues
+from probes.curvature.results import ClassMeanOverlap
 
 __all__ = ["ClassMeanOverlap", "class_mean_gradients", "class_mean_overlap", "subspace_overlap"]
-
-
-@dataclass(frozen=True, eq=False)
-class ClassMeanOverlap(RecordMixin):
-    """The top curvature eigenspace against the span of the class-mean gradients.
-
-    Attributes:
-        overlap: ``||Q^T V||_F^2 / k`` in [0, 1] (``Q`` an orthonormal basis of the span of
-            the class means, ``V`` the top-k unit eigenvectors).
-        angles: the principal angles between the two subspaces, radians, ascending
-            (``min(k, rank)`` of them).
-        shares: ``||Q^T v_j||^2`` of each eigenvector, in the order of ``values``.
-        values: the top-k eigenvalues, descending.
-        converged: whether each eigenvalue met ``tol``.
-        classes: the class labels, in the order of the means. counts: examples per class.
-        mean_norms: ``||delta_c||`` of each class mean.
-        rank: the rank of the class means (numerical, as a matrix of k rows).
-        chance: ``k / P``, the expected overlap of a random k-dimensional subspace.
-        k, tol, curvature, params, mode: the options (``params``: the parameter names).
-        cost: products with the curvature matrix (``ggn_vp`` or ``hvp``), passes (the
-            per-example gradients and the products), wall time.
-    """
-
-    _probe = "class_mean_overlap"
-
-    overlap: float
-    angles: np.ndarray
-    shares: np.ndarray
-    values: np.ndarray
-    converged: np.ndarray
-    classes: np.ndarray
-    counts: np.ndarray
-    mean_norms: np.ndarray
-    rank: int
-    chance: float
-    k: int
-    tol: float
-    curvature: str
-    params: tuple[str, ...]
-    mode: str
-    cost: Cost
 
 
 def _classes(fn: str, targets: Tensor) -> Tensor:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,12 +38,10 @@ import torch
 from torch import Tensor, nn
 
 from landscape.engine.checks import _check_int
-from landscape.engine.cost import Cost
 from landscape.engine.params import ParamFilter
-from landscape.engine.records import RecordMixin
 from probes.curvature.lanczos import extreme
 from probes.curvature.operators import operator
-from probes.curvature.results import curvature_cost
+from probes.curvature.results import PreconditionedSharpness, curvature_cost
 
 __all__ = [
     "PreconditionedSharpness",
@@ -52,49 +49,6 @@ __all__ = [
     "adam_threshold",
     "preconditioned_sharpness",
 ]
-
-
-@dataclass(frozen=True, eq=False)
-class PreconditionedSharpness(RecordMixin):
-    """Top eigenvalues of ``P^-1 H`` by :func:`preconditioned_sharpness`.
-
-    Attributes:
-        values: the top-k eigenvalues, descending (``values[0]`` is the preconditioned
-            sharpness).
-        vectors: unit eigenvectors of ``P^-1/2 H P^-1/2`` (rows, in the order of ``values``),
-            or None when not asked for.
-        residuals: ``||M v - lambda v||`` of each pair (``M = P^-1/2 H P^-1/2``).
-        errors: bounds on ``|lambda_true - value|``. converged: whether each meets ``tol``.
-        threshold: ``(2 + 2 beta1) / ((1 - beta1) eta)``, Adam's stability threshold (NaN
-            when the settings are not known or differ between parameter groups).
-        lr, beta1, beta2, eps: Adam's settings (NaN when not known). step: Adam's step count.
-        k, tol, params, mode: the options (``params``: the parameter names).
-        cost: Hessian-vector products (``hvp``), passes, wall time.
-    """
-
-    _probe = "preconditioned_sharpness"
-
-    values: np.ndarray
-    vectors: np.ndarray | None
-    residuals: np.ndarray
-    errors: np.ndarray
-    converged: np.ndarray
-    threshold: float
-    lr: float
-    beta1: float
-    beta2: float
-    eps: float
-    step: int
-    k: int
-    tol: float
-    params: tuple[str, ...]
-    mode: str
-    cost: Cost
-
-    @property
-    def value(self) -> float:
-        """The largest eigenvalue of ``P^-1 H``."""
-        return float(self.values[0])
 
 
 def adam_threshold(lr: float, beta1: float) -> float:

@@ -3,7 +3,9 @@
 :class:`Eigenvalues` (:func:`probes.curvature.hessian.eigenvalues`), :class:`BlockEigenvalues`
 (the same per layer), :class:`Trace` (:func:`probes.curvature.trace.trace`), :class:`Density`
 (:func:`probes.curvature.density.density`) and :class:`Matrix`
-(:func:`probes.curvature.dense.matrix`). Each carries its ``cost``
+(:func:`probes.curvature.dense.matrix`), :class:`ClassMeanOverlap`
+(:func:`probes.curvature.class_means.class_mean_overlap`) and :class:`PreconditionedSharpness`
+(:func:`probes.curvature.preconditioned.preconditioned_sharpness`). Each carries its ``cost``
 (:class:`~landscape.engine.cost.Cost`): curvature-vector products in ``cost.hvp`` for the
 Hessian, in ``cost.ggn_vp`` for the GGN and the Fisher; ``cost.passes``, ``cost.seconds``.
 Records go through :class:`~landscape.engine.records.RecordMixin`.
@@ -24,7 +26,16 @@ from landscape.engine.checks import _check_int
 from landscape.engine.cost import Cost
 from landscape.engine.records import RecordMixin
 
-__all__ = ["BlockEigenvalues", "Density", "Eigenvalues", "Matrix", "Trace", "curvature_cost"]
+__all__ = [
+    "BlockEigenvalues",
+    "ClassMeanOverlap",
+    "Density",
+    "Eigenvalues",
+    "Matrix",
+    "PreconditionedSharpness",
+    "Trace",
+    "curvature_cost",
+]
 
 
 def curvature_cost(curvature: str, products: int, passes: float, seconds: float) -> Cost:
@@ -54,8 +65,9 @@ class Eigenvalues(RecordMixin):
             positive), or None when not asked for.
         residuals: ``||H v - lambda v||`` of each pair, from float64 products when
             ``certified``, else from the products in ``dtype``.
-        errors: bound on ``|lambda_true - value|``: ``min(r, r^2 / gap)`` (plus the rounding
-            level ``10 eps max|theta|`` of the products when not ``certified``).
+        errors: bound on ``|lambda_true - value|``: ``min(r, r^2 / gap)`` from float64
+            products (``certify="float64"``), else ``min(r + e, (r + 2e)^2 / gap + e)`` with
+            ``e = 10 eps max|theta|`` the rounding level of the products in ``dtype``.
         converged: whether each pair's error meets ``tol``.
         which, k, tol, curvature, mode: the options. params: names of the parameters the
             matrix is over, in the order of the flat vector.
@@ -64,8 +76,10 @@ class Eigenvalues(RecordMixin):
             restarts of the Lanczos basis.
         dtype: the dtype of the Lanczos products (float32 for float16, bfloat16 and float32
             models; empty in records written before it was kept).
-        certified: the values, residuals and errors come from float64 products, so the errors
-            bound the distance to eigenvalues of the exact matrix, not of its rounded products.
+        certified: the errors bound the distance to eigenvalues of the exact matrix, not of
+            its rounded products: from float64 products (``certify="float64"``, and by default
+            at ``tol < 1000 eps``), or from bounds that allow for the products' rounding level
+            (``certify="rounding"``, the default at ``tol >= 1000 eps``).
     """
 
     _probe = "hessian.eigenvalues"
@@ -275,3 +289,87 @@ def broaden(nodes: np.ndarray, weights: np.ndarray, xs: np.ndarray, sigma: float
     keep = flat_w > 0
     z = (xs[:, None] - flat_n[None, keep]) / sigma
     return (np.exp(-0.5 * z**2) / (sigma * np.sqrt(2 * np.pi))) @ flat_w[keep]
+
+
+@dataclass(frozen=True, eq=False)
+class ClassMeanOverlap(RecordMixin):
+    """The top curvature eigenspace against the span of the class-mean gradients.
+
+    Attributes:
+        overlap: ``||Q^T V||_F^2 / k`` in [0, 1] (``Q`` an orthonormal basis of the span of
+            the class means, ``V`` the top-k unit eigenvectors).
+        angles: the principal angles between the two subspaces, radians, ascending
+            (``min(k, rank)`` of them).
+        shares: ``||Q^T v_j||^2`` of each eigenvector, in the order of ``values``.
+        values: the top-k eigenvalues, descending.
+        converged: whether each eigenvalue met ``tol``.
+        classes: the class labels, in the order of the means. counts: examples per class.
+        mean_norms: ``||delta_c||`` of each class mean.
+        rank: the rank of the class means (numerical, as a matrix of k rows).
+        chance: ``k / P``, the expected overlap of a random k-dimensional subspace.
+        k, tol, curvature, params, mode: the options (``params``: the parameter names).
+        cost: products with the curvature matrix (``ggn_vp`` or ``hvp``), passes (the
+            per-example gradients and the products), wall time.
+    """
+
+    _probe = "class_mean_overlap"
+
+    overlap: float
+    angles: np.ndarray
+    shares: np.ndarray
+    values: np.ndarray
+    converged: np.ndarray
+    classes: np.ndarray
+    counts: np.ndarray
+    mean_norms: np.ndarray
+    rank: int
+    chance: float
+    k: int
+    tol: float
+    curvature: str
+    params: tuple[str, ...]
+    mode: str
+    cost: Cost
+
+
+@dataclass(frozen=True, eq=False)
+class PreconditionedSharpness(RecordMixin):
+    """Top eigenvalues of ``P^-1 H`` by :func:`preconditioned_sharpness`.
+
+    Attributes:
+        values: the top-k eigenvalues, descending (``values[0]`` is the preconditioned
+            sharpness).
+        vectors: unit eigenvectors of ``P^-1/2 H P^-1/2`` (rows, in the order of ``values``),
+            or None when not asked for.
+        residuals: ``||M v - lambda v||`` of each pair (``M = P^-1/2 H P^-1/2``).
+        errors: bounds on ``|lambda_true - value|``. converged: whether each meets ``tol``.
+        threshold: ``(2 + 2 beta1) / ((1 - beta1) eta)``, Adam's stability threshold (NaN
+            when the settings are not known or differ between parameter groups).
+        lr, beta1, beta2, eps: Adam's settings (NaN when not known). step: Adam's step count.
+        k, tol, params, mode: the options (``params``: the parameter names).
+        cost: Hessian-vector products (``hvp``), passes, wall time.
+    """
+
+    _probe = "preconditioned_sharpness"
+
+    values: np.ndarray
+    vectors: np.ndarray | None
+    residuals: np.ndarray
+    errors: np.ndarray
+    converged: np.ndarray
+    threshold: float
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    step: int
+    k: int
+    tol: float
+    params: tuple[str, ...]
+    mode: str
+    cost: Cost
+
+    @property
+    def value(self) -> float:
+        """The largest eigenvalue of ``P^-1 H``."""
+        return float(self.values[0])
