@@ -143,7 +143,7 @@ def adaptive_eos_run(name: str, steps: int):
 
 
 def test_the_spec_measures_it_along_training():
-    cols = adaptive_eos_run("adam-lr2e-3", 40)
+    cols = adaptive_eos_run("adam-lr2e-3-seed0", 40)
     assert cols["step"].tolist() == [0, 20, 40] and np.isnan(cols["value"][0])
     assert np.allclose(cols["threshold"][1:], 19000.0)
     assert 0 < cols["ratio"][1] < 0.5  # 0.07 at step 20
@@ -160,7 +160,7 @@ def test_adam_rises_to_the_adaptive_edge_of_stability():
     [0.98, 1.01]. Asserted: it starts below 0.3 x, reaches 0.9 x, and stays within
     [0.85, 1.15] x from step 500 on.
     """
-    cols = adaptive_eos_run("adam-lr2e-3", 1000)
+    cols = adaptive_eos_run("adam-lr2e-3-seed0", 1000)
     steps, ratio = cols["step"][1:], cols["ratio"][1:]
     assert ratio[0] < 0.3
     assert ratio.max() >= 0.9

@@ -16,7 +16,7 @@ import scipy.stats
 
 from landscape import report
 from landscape.engine.cost import Cost
-from landscape.report.paths_summary import path_barriers
+from landscape.report.paths_summary import matching_share, path_barriers
 from landscape.store.file import Store
 from probes.curvature.class_means import ClassMeanOverlap
 from probes.curvature.hessian import Eigenvalues
@@ -243,3 +243,30 @@ def test_class_mean_overlap_and_outlier_counts_per_configuration(built):
         assert cfg["measures"][name]["mean"] == pytest.approx(mean, abs=1e-12)
         assert cfg["measures"][name]["ci"] == pytest.approx([lo, hi], abs=1e-12)
     assert cfg["measures"]["class_mean_chance"]["mean"] == pytest.approx(CHANCE)
+
+
+def test_share_of_the_linear_barrier_removed_by_weight_matching(built):
+    doc = json.loads(built.json.read_text())
+    (row,) = doc["matching_share"]  # lr=0.5 has no aligned path
+    assert row["config"] == "lr=0.1" and row["ends"] == "final" and row["n_pairs"] == 3
+    linear, aligned = PEAKS[("lr=0.1", "linear")], PEAKS[("lr=0.1", "aligned")]
+    want = {pair: 1 - aligned[pair] / linear[pair] for pair in linear}  # 0.5, 0.875, 0.75
+    got = dict(zip(row["pairs"], row["shares"], strict=True))
+    assert got == pytest.approx({f"lr0.1-seed{i}-lr0.1-seed{j}": v for (i, j), v in want.items()})
+    mean, lo, hi = _t_interval(list(want.values()))
+    assert row["share"]["mean"] == pytest.approx(mean, abs=1e-12)
+    assert row["share"]["ci"] == pytest.approx([lo, hi], abs=1e-12)
+    md = built.markdown.read_text()
+    assert "## Barrier removed by weight matching" in md
+    assert f"| {mean:.4g} \\[{lo:.3g}, {hi:.3g}\\] | 0.5 / 0.875 / 0.75 |" in md
+
+
+def test_share_needs_a_positive_linear_barrier():
+    runs = [{"run": "a", "config": "c"}, {"run": "b", "config": "c"}]
+    paths = [
+        {"a": "a", "b": "b", "a_which": "final", "b_which": "final", "kind": k, "barrier": v}
+        for k, v in (("linear", 0.0), ("aligned", 0.1))
+    ]
+    (row,) = matching_share(runs, paths)
+    assert row["shares"] == [None] and row["share"]["mean"] is None
+    assert row["share"]["n_dropped"] == 1

@@ -82,7 +82,10 @@ def add_report(sub: argparse._SubParsersAction) -> None:
         "the baselines (train loss, steps) by Kendall's tau-b with the gap, with a 95% "
         "bootstrap interval, a permutation p-value adjusted across measures "
         "(Benjamini-Hochberg), the expected sign, Jiang et al.'s granulated tau and CMI; "
-        "compare minima from random and bad inits per optimizer; render the figures; write "
+        "compare minima from random and bad inits per optimizer; list the seeds behind each "
+        "mean (per_seed.csv); give every pair of configurations' differences with Welch "
+        "intervals (contrasts.csv) and the share of each linear barrier that weight matching "
+        "removes; render the figures; write "
         "report.md, report.html and report.json into DIR. Runs that missed the stopping target "
         "are listed and left out unless --include-unconverged.",
         epilog="example: landscape report runs.h5 --out runs_report",

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,16 @@ from landscape.report.sentences import summarise
 from landscape.report.study import configurations, good_vs_bad, mean_ci
 from landscape.report.study_rank import MIN_RUNS, rank_all
 
-__all__ = ["BASELINES", "GOOD", "BAD", "INIT_AXIS", "analyse", "jsonable", "to_json"]
+__all__ = [
+    "BAD",
+    "BASELINES",
+    "GOOD",
+    "INIT_AXIS",
+    "analyse",
+    "constant_measures",
+    "jsonable",
+    "to_json",
+]
 
 BASELINES = ("train_loss", "steps")
 """The baselines every measure must beat (Jiang et al. 2020): train loss at the stop and the
@@ -132,6 +141,7 @@ def _run_doc(r: dict[str, Any], included: bool) -> dict[str, Any]:
             "steps": r["steps"],
         },
         "measures": dict(r["measures"]),
+        "milestones": dict(r.get("milestones") or {}),
     }
 
 
@@ -176,6 +186,24 @@ def _good_vs_bad(
     return rows
 
 
+def constant_measures(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The measures that take one value on every converged run that has them (2 or more).
+
+    Such a measure (a chance level, a count that never changes) orders no pair of runs: it
+    is left out of the rankings, and the report lists it under the table.
+    """
+    values: dict[str, set[float]] = {}
+    counts: dict[str, int] = {}
+    for r in runs:
+        if not r["converged"]:
+            continue
+        for k, v in (r.get("measures") or {}).items():
+            if v is not None and math.isfinite(float(v)):
+                values.setdefault(k, set()).add(float(v))
+                counts[k] = counts.get(k, 0) + 1
+    return sorted(k for k, v in values.items() if len(v) == 1 and counts[k] >= 2)
+
+
 def analyse(
     runs: list[dict[str, Any]],
     paths: list[dict[str, Any]],
@@ -199,8 +227,10 @@ def analyse(
 
     Returns:
         ``{"design", "counts", "runs", "configs", "rankings", "good_vs_bad",
-        "good_vs_bad_one_init", "summary"}`` (``good_vs_bad``: the settings with included
-        runs from both inits; ``good_vs_bad_one_init``: the others, by name);
+        "good_vs_bad_one_init", "constant_measures", "summary"}`` (``good_vs_bad``: the
+        settings with included runs from both inits; ``good_vs_bad_one_init``: the others, by
+        name; ``constant_measures``: those of :func:`constant_measures`, not ranked; a
+        configuration's ``milestones``: the history milestones any included run reached);
         ``summary`` holds the sentences of :func:`landscape.report.sentences.summarise`.
     """
     design = _design(
@@ -225,6 +255,7 @@ def analyse(
             "train_loss": r["train_loss"],
             "steps": r["steps"],
             "measures": {k: v for k, v in r["measures"].items() if v is not None},
+            "milestones": dict(r.get("milestones") or {}),
         }
         for r in complete
     ]
@@ -232,8 +263,18 @@ def analyse(
     for r in complete:
         if r["converged"] is False:
             unconverged[r["config"]] = unconverged.get(r["config"], 0) + 1
+    reached = sorted(
+        {
+            k
+            for r in study_runs
+            if r["converged"]
+            for k, v in r["milestones"].items()
+            if v is not None
+        }
+    )
     configs = []
     for c in configurations(study_runs):
+        members = [r for r in study_runs if r["config"] == c["config"] and r["converged"]]
         configs.append(
             {
                 "config": c["config"],
@@ -244,10 +285,15 @@ def analyse(
                 "seeds": c["seeds"],
                 **{k: _stat(c[k]) for k in ("test_acc", "gap", "train_loss", "steps")},
                 "measures": {m: _stat(s) for m, s in c["measures"].items()},
+                "milestones": {
+                    k: _stat(mean_ci([r["milestones"].get(k) for r in members])) for k in reached
+                },
             }
         )
+    constant = constant_measures(study_runs)
     ranked = rank_all(
         study_runs,
+        sorted({k for r in study_runs if r["converged"] for k in r["measures"]} - set(constant)),
         baselines=BASELINES,
         method=correction,
         n_boot=n_boot,
@@ -274,6 +320,8 @@ def analyse(
         "configs": configs,
         "rankings": base + measures,
         "good_vs_bad": both,
+        # measures with one value on every included run: nothing to rank, left out
+        "constant_measures": constant,
         # optimizer settings with included runs from one of the two inits only
         "good_vs_bad_one_init": [g["optimizer"] for g in gvb if g not in both],
     }

@@ -1,9 +1,9 @@
 r"""The report of a landscape file: the study of its runs, their measures against the gap.
 
 :func:`report` reads the file (no model code, no training data), builds the tables as data
-(:class:`Report`) and writes ``report.md``, ``report.html`` and ``report.json`` into
-``out_dir``, each atomically (a temporary file renamed into place: a reader never sees half a
-report).
+(:class:`Report`) and writes ``report.md``, ``report.html``, ``report.json``,
+``contrasts.csv`` and ``per_seed.csv`` into ``out_dir``, each atomically (a temporary file
+renamed into place: a reader never sees half a report).
 
 **Definitions.**
 
@@ -37,7 +37,17 @@ report).
   two runs (``/compare``) and from a run's init to its final parameters, each path under its
   kind (``linear``, ``aligned``: the line after weight matching, ``bezier``); over the pairs
   of seeds of each configuration, each kind's barriers as mean and Student-t interval
-  (:mod:`landscape.report.paths_summary`; ``report.json``'s ``path_barriers``).
+  (:mod:`landscape.report.paths_summary`; ``report.json``'s ``path_barriers``), and the
+  share of the linear barrier that weight matching removes, ``1 - aligned / linear`` a pair,
+  over the pairs (``matching_share``).
+- *Values along training*: the history milestones and the values of
+  :mod:`landscape.report.history_metrics` (sharpness over its stability threshold in the late
+  window, parameter norms at the milestones, outlier ratios, the density's bulk), averaged by
+  configuration like the measures but not ranked (``report.json``'s ``milestones``).
+- *Seeds behind the means*: each configuration's values a seed (:mod:`landscape.report.seeds`;
+  ``per_seed.csv``). *Differences*: for every pair of configurations and every metric, the
+  difference of means with Welch's interval (:mod:`landscape.report.contrasts`;
+  ``report.json``'s ``contrasts``, ``contrasts.csv``).
 
 Missing values are shown as "–" in the Markdown and HTML, ``null`` in the JSON, never as 0.
 
@@ -59,8 +69,14 @@ from typing import Any
 
 from landscape.report import interactive as plotly_page
 from landscape.report.analysis import analyse, to_json
+from landscape.report.contrasts import contrast_blocks, contrasts, contrasts_csv
 from landscape.report.interactive_surfaces import surface_blocks
-from landscape.report.paths_summary import barrier_blocks, path_barriers
+from landscape.report.paths_summary import (
+    barrier_blocks,
+    matching_share,
+    path_barriers,
+    share_blocks,
+)
 from landscape.report.ranking import granulated_tau, kendall_tau
 from landscape.report.read import axes_text, collect
 from landscape.report.render import (
@@ -76,6 +92,7 @@ from landscape.report.render import (
     _write_atomic,
 )
 from landscape.report.render_study import study_blocks
+from landscape.report.seeds import seed_blocks, seeds_csv
 from landscape.store.file import Store, StoreError
 
 __all__ = ["MISSING", "MeasureRank", "Report", "Table", "report"]
@@ -156,7 +173,7 @@ def _run_table(runs: list[dict], barriers: list[dict]) -> Table:
 
 
 def _rank(
-    runs: list[dict], included: set[str], notes: list[str]
+    runs: list[dict], included: set[str], notes: list[str], constant: list[str]
 ) -> tuple[tuple[MeasureRank, ...], tuple[str, ...]]:
     ranked = [r for r in runs if r["run"] in included]
     left = [r["run"] for r in runs if r["status"] != "complete"]
@@ -174,7 +191,7 @@ def _rank(
             f"{len(ranked) - len(with_axes)} ranked run(s) without sweep axes take "
             "part in the plain tau only"
         )
-    names = sorted({k for r in ranked for k in r["measures"]})
+    names = sorted({k for r in ranked for k in r["measures"]} - set(constant))
     gap = [r["gap"] for r in ranked]
     loss_gap = [r["loss gap"] for r in ranked]
     out = []
@@ -301,16 +318,23 @@ def report(
         seed=seed,
     )
     doc["path_barriers"] = path_barriers(runs, barrier_rows)
+    doc["matching_share"] = matching_share(runs, barrier_rows)
+    doc["contrasts"] = contrasts(doc)
     included = {r["run"] for r in doc["runs"] if r["included"]}
-    ranking, axes = _rank(runs, included, notes)
+    ranking, axes = _rank(runs, included, notes, doc["constant_measures"])
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    study_parts = study_blocks(doc, interactive=interactive)
+    study_parts["configs"] += seed_blocks(doc) + contrast_blocks(
+        doc["contrasts"], doc["counts"]["configs"]
+    )
     blocks = _blocks(
         {
             "file": file,
             "runs": run_table,
             "barriers": barriers,
-            "path_barriers": barrier_blocks(doc["path_barriers"]),
-            "study": study_blocks(doc, interactive=interactive),
+            "path_barriers": barrier_blocks(doc["path_barriers"])
+            + share_blocks(doc["matching_share"]),
+            "study": study_parts,
             "surfaces": surfaces,
             "figures": figs,
             "figure_note": figure_note,
@@ -330,6 +354,8 @@ def report(
         _write_atomic(md, _markdown(blocks))
         _write_atomic(htm, _html(blocks, f"Landscape report: {Path(file).name}"))
         _write_atomic(js, to_json(study))
+        _write_atomic(out / "contrasts.csv", contrasts_csv(doc["contrasts"]))
+        _write_atomic(out / "per_seed.csv", seeds_csv(doc))
     return Report(
         file=file,
         out_dir=out,

@@ -18,6 +18,13 @@ A run's study fields:
   None where the file has no such flag (a sweep without a stopping target).
 - ``stop_reason``, ``steps``: why and when training stopped (``attrs``).
 - ``stop``: the sweep-wide stopping target (``attrs["sweep"]["stop"]``), or None.
+- ``milestones``: from the history, the first recorded step at which the training accuracy
+  is 1 and the first at which the test accuracy is at least 0.95 (:data:`MILESTONES`; None
+  where the history never gets there; resolution: the history's interval), and the test
+  accuracy at the first of them; beside them the values of
+  :func:`landscape.report.history_metrics.details` (late-window sharpness over its threshold,
+  parameter norms at the milestones, outlier ratios, the density's bulk), None where the run
+  lacks what one needs.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from landscape.report.history_metrics import details
 from landscape.report.render import _SKIP_KEYS, _fmt
 from landscape.store.file import Store, StoreError
 from landscape.store.summary import _optimizer as optimizer_text
@@ -38,10 +46,13 @@ from probes.implicit_bias.results import Measures
 from probes.paths.results import Path as PathResult
 from probes.sharpness.results import AverageCase, Epsilon, PacBayes, WorstCase
 
-__all__ = ["SEED_AXES", "axes_text", "collect", "number"]
+__all__ = ["MILESTONES", "SEED_AXES", "axes_text", "collect", "milestones", "number"]
 
 SEED_AXES = ("train.seed", "seed")
 """Sweep axes that hold a seed: runs that differ only in them form one configuration."""
+
+MILESTONES = {"step_train_acc_1": ("train_acc", 1.0), "step_test_acc_0.95": ("test_acc", 0.95)}
+"""name -> (history column, threshold): the first step at which the column reaches it."""
 
 _SHARPNESS: dict[str, Any] = {
     "sharpness.worst_case": WorstCase,
@@ -179,6 +190,44 @@ def _barriers(store: Store, runs: list[str], notes: list[str]) -> list[dict]:
     return rows
 
 
+def milestones(history: Mapping[str, Any]) -> dict[str, float | None]:
+    """The first recorded step at which each of :data:`MILESTONES` is reached (else None).
+
+    Args:
+        history: columns of a run's history (``step`` and the accuracies), equal lengths.
+
+    Returns:
+        name -> step (a float), None where the column is missing or never reaches the
+        threshold (an accuracy of 1 within 1e-9 counts as 1); and ``test_acc_at_train_acc_1``:
+        the test accuracy recorded at the first of them (how far generalisation lags the fit).
+    """
+    out: dict[str, float | None] = {}
+    steps = np.asarray(history.get("step", ()), dtype=float)
+    first: dict[str, int] = {}
+    for name, (column, threshold) in MILESTONES.items():
+        values = np.asarray(history.get(column, ()), dtype=float)
+        ok = len(values) > 0 and len(values) == len(steps)
+        hit = np.flatnonzero(values >= threshold - 1e-9) if ok else np.zeros(0, np.int64)
+        out[name] = float(steps[hit[0]]) if len(hit) else None
+        if len(hit):
+            first[name] = int(hit[0])
+    test = np.asarray(history.get("test_acc", ()), dtype=float)
+    at = first.get("step_train_acc_1")
+    out["test_acc_at_train_acc_1"] = (
+        number(test[at]) if at is not None and len(test) == len(steps) else None
+    )
+    return out
+
+
+def _with_details(s: Store, run: str, hist: Mapping[str, Any], notes: list[str]) -> dict:
+    out: dict[str, float | None] = milestones(hist)
+    try:
+        out.update(details(s, run, hist, out))
+    except (ValueError, KeyError, TypeError) as err:
+        notes.append(f"run {run}: values along training could not be read ({err}); left out")
+    return out
+
+
 def _optimizer(value: Any) -> str | None:
     if isinstance(value, str):
         return value
@@ -206,9 +255,9 @@ def _run(s: Store, run: str, notes: list[str]) -> dict[str, Any]:
         seed = a.get("seed")
     converged = a.get("converged")
     stop = sweep.get("stop") if sweep else None
+    hist = s.history(run)
     steps = number(a.get("steps"))
     if steps is None:
-        hist = s.history(run)
         steps = number(hist["step"][-1]) if "step" in hist and len(hist["step"]) else None
     return {
         "run": run,
@@ -227,6 +276,7 @@ def _run(s: Store, run: str, notes: list[str]) -> dict[str, Any]:
         "steps": steps,
         "stop": dict(stop) if isinstance(stop, dict) else None,
         "measures": _probe_measures(s, run, info.probes, notes),
+        "milestones": _with_details(s, run, hist, notes),
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from landscape.report.history_metrics import DESCRIPTIONS, END, LATE, ordered_details
 from landscape.report.interactive_study import study_figures
 from landscape.report.render import MISSING, _fmt
 from landscape.report.sentences import stop_text
@@ -122,8 +123,35 @@ def _configs(doc: Mapping[str, Any]) -> list[Block]:
                 ],
             )
         )
+    out += _details(rows)
     if empty:
         out.append(("p", f"No included seed (left out): {', '.join(map(str, empty))}."))
+    return out
+
+
+def _details(rows: list[Mapping[str, Any]]) -> list[Block]:
+    """The configurations' means of the history milestones and the values along training."""
+    names = ordered_details({m for c in rows for m in c.get("milestones") or {}})
+    if not names:
+        return []
+    out: list[Block] = [
+        (
+            "p",
+            "Along training (history milestones and the values of "
+            "landscape.report.history_metrics; not ranked), mean [95% interval] over the "
+            f"seeds that have them; late window: the last {LATE:.0%} of the recorded steps, "
+            f"end window: the last {END:.0%}. "
+            + "; ".join(f"{m}: {DESCRIPTIONS[m]}" for m in names if m in DESCRIPTIONS)
+            + ".",
+        )
+    ]
+    for i in range(0, len(names), MEASURES_PER_TABLE):
+        part = names[i : i + MEASURES_PER_TABLE]
+        table = [
+            [str(c["config"])] + [stat_cell((c.get("milestones") or {}).get(m)) for m in part]
+            for c in rows
+        ]
+        out.append(("table", ["config", *part], table))
     return out
 
 
@@ -179,6 +207,16 @@ def _rankings(doc: Mapping[str, Any]) -> list[Block]:
             row += [_signed(r["psi"]), MISSING if r["cmi"] is None else f"{r['cmi']:.3f}"]
         table.append(row)
     out.append(("table", cols, table))
+    constant = doc.get("constant_measures") or []
+    if constant:
+        out.append(
+            (
+                "p",
+                "Not ranked (the same value on every included run, it orders no pair): "
+                + ", ".join(constant)
+                + ".",
+            )
+        )
     out.append(("ul", list(doc["summary"]["rankings"])))
     return out
 
