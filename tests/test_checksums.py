@@ -10,8 +10,6 @@ raw error text.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -22,26 +20,11 @@ from landscape.cli.main import main
 from landscape.store import checksum, journal, summary
 from landscape.store.file import Store, StoreError
 
+from .cli_runner import TINY_RUN, cli, copy_of, error_line, refused
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "--data",
-    "digits",
-    "--data-arg",
-    "n_train=100",
-    "--data-arg",
-    "n_test=20",
-    "--model",
-    "mlp",
-    "--model-arg",
-    "width=4",
-    "--model-arg",
-    "depth=1",
-    "--steps",
-    "6",
-    "--quiet",
-]
+TINY = [*TINY_RUN, "--steps", "6", "--quiet"]
 DAMAGED = "a damaged disk block, or a copy taken while it was written without its -journal file"
 
 
@@ -63,10 +46,7 @@ def made(tmp_path_factory):
 
 @pytest.fixture()
 def file(made, tmp_path, capsys):
-    path = tmp_path / "f.h5"
-    shutil.copyfile(made, path)
-    capsys.readouterr()
-    return path
+    return copy_of(made, tmp_path, capsys)
 
 
 def flip(path: Path, offset: int) -> None:
@@ -85,17 +65,6 @@ def data_offset(path: Path, name: str) -> int:
         if ds.chunks:
             return ds.id.get_chunk_info(0).byte_offset
         return ds.id.get_offset()
-
-
-def one_line(argv, capsys, *fragments: str) -> str:
-    assert main([str(a) for a in argv]) == 2
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("landscape: error: "), err
-    assert "Traceback" not in err and "Unable to" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def mismatch(path: Path, name: str) -> str:
@@ -149,13 +118,13 @@ def test_a_flipped_byte_in_a_parameter_name_is_refused(file, capsys):
     with Store(file) as s, pytest.raises(StoreError) as caught:
         s.layout("a")
     assert str(caught.value) == mismatch(file, "/runs/a/params/names")
-    one_line(["probe", file, "--run", "a", "trace"], capsys, mismatch(file, "/runs/a/params/names"))
+    refused(["probe", file, "--run", "a", "trace"], capsys, mismatch(file, "/runs/a/params/names"))
 
 
 def test_the_probe_refuses_damaged_final_parameters(file, capsys):
     """The damage of the found case: a bit of ``final`` flipped, the trace probe on it."""
     flip(file, data_offset(file, "/runs/a/final") + 100)
-    line = one_line(
+    line = refused(
         ["probe", file, "--run", "a", "trace", "--name", "again"],
         capsys,
         mismatch(file, "/runs/a/final"),
@@ -318,12 +287,6 @@ def test_a_copy_taken_mid_commit_without_its_journal(file, tmp_path, monkeypatch
 def test_a_damaged_file_in_a_subprocess(file):
     """The command's own process: no crash, no HDF5 error stack, one line."""
     flip(file, _blocks(file, b"OHDR")[0] + 9)
-    done = subprocess.run(
-        [sys.executable, "-m", "landscape", "info", str(file)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
+    done = cli("info", file)
     assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and f"{file} is damaged" in lines[0], done.stderr
+    error_line(done.stderr, f"{file} is damaged")

@@ -32,27 +32,12 @@ from landscape.store import journal
 from landscape.store.file import Store
 from landscape.store.journal import PAGE, JournaledFile, WriteFailed, journal_path
 
+from .cli_runner import REPO, TINY_RUN, cli, error_line
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 HERE = Path(__file__).resolve()
-REPO = HERE.parents[1]
-TINY = [
-    "--data",
-    "digits",
-    "--data-arg",
-    "n_train=100",
-    "--data-arg",
-    "n_test=20",
-    "--model",
-    "mlp",
-    "--model-arg",
-    "width=4",
-    "--model-arg",
-    "depth=1",
-    "--steps",
-    "6",
-    "--quiet",
-]
+TINY = [*TINY_RUN, "--steps", "6", "--quiet"]
 SPEC = """
 name = "tiny"
 [base]
@@ -185,27 +170,6 @@ def fill(where: Path, free: int) -> Path:
 
 
 # ------------------------------------------------------------------------------ checks
-def one_line(err: str, *fragments: str) -> str:
-    """The one error line of a failed command; it holds every fragment."""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("landscape: error: "), err
-    assert "Traceback" not in err and "Exception ignored" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
-def cli(*args: object, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``landscape ARGS`` in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "landscape", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
-    )
-
-
 def committed_copies(monkeypatch, where: Path) -> list[bytes]:
     """The file's bytes after each commit (of any JournaledFile), from now on."""
     copies: list[bytes] = []
@@ -320,7 +284,7 @@ def test_train_on_a_full_disk(base, budgets, where, tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert status == 2
     error = os.strerror(errno.EIO) if where == "fsync" else NO_SPACE
-    one_line(err, f"cannot write {path}: {error}", "the file holds what was committed before")
+    error_line(err, f"cannot write {path}: {error}", "the file holds what was committed before")
     with Store(path) as s:  # (a rollback that could not write either is done here)
         assert s.info("a").status == "complete"
         done = "b" in s and s.info("b").status == "complete"  # failed after its last commit
@@ -344,7 +308,7 @@ def test_a_sweep_on_a_full_disk_stops_then_resumes(tmp_path, monkeypatch, capsys
         status = main(["sweep", str(spec), "--out", str(path), "--quiet", "--no-report"])
     err = capsys.readouterr().err
     assert status == 2
-    one_line(err, f"cannot write {path}: {NO_SPACE}")
+    error_line(err, f"cannot write {path}: {NO_SPACE}")
     with Store(path) as s:  # the first opener rolls back what the full disk kept it from
         for run in s.runs():
             if s.info(run).status == "complete":
@@ -368,7 +332,7 @@ def test_a_report_whose_figures_cannot_be_written_fails(base, tmp_path, monkeypa
         status = main(["report", str(base[1]), "--out", str(out)])
     err = capsys.readouterr().err
     assert status == 2
-    one_line(err, str(out / "figures"), f"{NO_SPACE} (errno {errno.ENOSPC})")
+    error_line(err, str(out / "figures"), f"{NO_SPACE} (errno {errno.ENOSPC})")
     assert not (out / "report.md").exists()
     assert main(["report", str(base[1]), "--out", str(out)]) == 0
     assert (out / "report.md").exists() and any((out / "figures").iterdir())
@@ -400,7 +364,7 @@ def test_an_injected_full_disk_in_a_subprocess(base, tmp_path):
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert done.returncode == 2, done.stderr
-    one_line(done.stderr, f"cannot write {path}: {NO_SPACE}")
+    error_line(done.stderr, f"cannot write {path}: {NO_SPACE}")
     with Store(path) as s:
         assert s.info("a").status == "complete"
 
@@ -412,7 +376,7 @@ def test_train_on_a_full_tmpfs(base, tmpfs):
     filler = fill(tmpfs, 64 << 10)
     done = cli("train", path, *TINY, "--run", "b", "--lr", "0.2")
     assert done.returncode == 2, done.stderr
-    one_line(done.stderr, f"cannot write {path}: {NO_SPACE}")
+    error_line(done.stderr, f"cannot write {path}: {NO_SPACE}")
     with Store(path) as s:
         assert s.info("a").status == "complete"
         assert "b" not in s or s.info("b").status != "complete"
@@ -428,7 +392,7 @@ def test_sweep_and_report_on_a_full_tmpfs(base, tmpfs, tmp_path):
     filler = fill(tmpfs, 160 << 10)
     done = cli("sweep", spec, "--out", path, "--quiet", "--no-report")
     assert done.returncode == 2, done.stderr
-    one_line(done.stderr, f"cannot write {path}: {NO_SPACE}")
+    error_line(done.stderr, f"cannot write {path}: {NO_SPACE}")
     filler.unlink()
     assert main(["sweep", str(spec), "--out", str(path), "--quiet", "--no-report"]) == 0
     with Store(path) as s:
@@ -437,7 +401,7 @@ def test_sweep_and_report_on_a_full_tmpfs(base, tmpfs, tmp_path):
     filler = fill(tmpfs, 0)
     done = cli("report", base[1], "--out", tmpfs / "rep")
     assert done.returncode == 2, done.stderr
-    one_line(done.stderr, str(tmpfs / "rep"), NO_SPACE)
+    error_line(done.stderr, str(tmpfs / "rep"), NO_SPACE)
     filler.unlink()
     subprocess.run(["mount", "-o", "remount,size=16m", str(tmpfs)], check=True)
     assert main(["report", str(base[1]), "--out", str(tmpfs / "rep")]) == 0

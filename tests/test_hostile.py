@@ -1,13 +1,13 @@
-"""Hostile but realistic use of the ``landscape`` command (issue 22): one clear line, nothing lost.
+"""Hostile but realistic use of the ``landscape`` command: one clear line, nothing lost.
 
 Each case runs the CLI in-process (:func:`landscape.cli.main.main`) against a copy of a small
 landscape file and asserts exit status 2, exactly one line on stderr that starts with
-``landscape: error:`` and names what was wrong, no traceback, and the file's bytes unchanged.
+``landscape: error:`` and names what was wrong, no traceback, and the file's bytes unchanged
+(tests/cli_runner.py).
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 
@@ -17,23 +17,10 @@ import torch
 
 from landscape.cli.main import main
 
-TINY = [
-    "--data",
-    "digits",
-    "--data-arg",
-    "n_train=100",
-    "--data-arg",
-    "n_test=20",
-    "--model",
-    "mlp",
-    "--model-arg",
-    "width=4",
-    "--model-arg",
-    "depth=1",
-    "--steps",
-    "3",
-    "--quiet",
-]
+from .cli_runner import TINY_RUN, copy_of, error_line, refused
+from .conftest import WAIT
+
+TINY = [*TINY_RUN, "--steps", "3", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -46,24 +33,7 @@ def made(tmp_path_factory):
 
 @pytest.fixture()
 def file(made, tmp_path, capsys):
-    path = tmp_path / "f.h5"
-    shutil.copyfile(made, path)
-    capsys.readouterr()
-    return path
-
-
-def refused(argv, path, capsys, *fragments):
-    """Run ``argv``; assert one error line holding ``fragments`` and ``path`` unchanged."""
-    before = path.read_bytes()
-    assert main([str(a) for a in argv]) == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("landscape: error: "), captured.err
-    assert "Traceback" not in captured.err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert path.read_bytes() == before
-    return lines[0]
+    return copy_of(made, tmp_path, capsys)
 
 
 @pytest.mark.parametrize(
@@ -81,7 +51,7 @@ def test_a_damaged_format_version_is_named_not_upgrade_advice(file, capsys, valu
             del f.attrs["format_version"]
         else:
             f.attrs["format_version"] = value
-    line = refused(["info", file], file, capsys, str(file), shown)
+    line = refused(["info", file], capsys, str(file), shown, path=file)
     assert "upgrade" not in line and "ambiguous" not in line
 
 
@@ -91,26 +61,26 @@ def test_a_damaged_json_attribute_is_named(file, capsys):
         f["runs/sgd"].attrs["spec"] = text[:10] + "#" + text[11:]  # a flipped byte
     refused(
         ["info", file],
-        file,
         capsys,
         str(file),
         "attribute 'spec' of /runs/sgd is not the JSON that was written",
         "the file is damaged",
+        path=file,
     )
 
 
 def test_an_empty_run_name_is_refused(file, capsys):
-    line = refused(["train", file, *TINY, "--run", ""], file, capsys, "run name", "--run")
+    line = refused(["train", file, *TINY, "--run", ""], capsys, "run name", "--run", path=file)
     assert "'sgd'" not in line
 
 
 def test_a_seed_beyond_int64_is_refused(file, capsys):
     refused(
         ["train", file, *TINY, "--run", "big", "--seed", "99999999999999999999"],
-        file,
         capsys,
         "seed",
         "99999999999999999999",
+        path=file,
     )
 
 
@@ -125,9 +95,9 @@ def test_a_seed_beyond_int64_is_refused(file, capsys):
 def test_a_seed_out_of_range_is_refused_by_every_command(file, capsys, argv):
     refused(
         [a.format(f=file) for a in argv],
-        file,
         capsys,
         "--seed must be an integer from 0 to 2**63 - 1",
+        path=file,
     )
 
 
@@ -135,10 +105,10 @@ def test_a_seed_out_of_range_is_refused_by_every_command(file, capsys, argv):
 def test_a_dtype_outside_the_listed_ones_is_refused(file, capsys, dtype):
     refused(
         ["train", file, *TINY, "--run", "d", "--dtype", dtype],
-        file,
         capsys,
         "dtype must be one of float32, float64, float16, bfloat16",
         repr(dtype),
+        path=file,
     )
 
 
@@ -156,10 +126,10 @@ def test_a_spec_that_is_not_utf8_is_named(file, tmp_path, capsys):
     spec.write_bytes(b"[train]\nmax_steps = 3\n# caf\xe9\n")
     refused(
         ["train", file, "--config", spec, "--run", "u"],
-        file,
         capsys,
         f"config file {spec} is not valid TOML",
         "not UTF-8",
+        path=file,
     )
 
 
@@ -179,9 +149,9 @@ def test_importing_a_text_file_says_it_is_not_a_checkpoint(file, tmp_path, capsy
             "--run",
             "imp",
         ],
-        file,
         capsys,
         f"checkpoint {text} is not a torch.save file that loads with weights_only=True",
+        path=file,
     )
     assert "weights_only=False" not in line
 
@@ -204,9 +174,9 @@ def test_importing_a_pickle_with_code_does_not_advise_weights_only_false(file, t
             "--run",
             "imp",
         ],
-        file,
         capsys,
         "weights_only=True",
+        path=file,
     )
     assert "weights_only=False" not in line
 
@@ -217,11 +187,11 @@ def test_a_probe_with_other_settings_is_refused(file, capsys):
     capsys.readouterr()
     refused(
         [*base, "--which", "smallest"],
-        file,
         capsys,
         "runs/sgd/probes/hessian_eigenvalues exists with other settings",
         "which is 'largest' there, 'smallest' now",
         "--replace",
+        path=file,
     )
 
 
@@ -247,7 +217,7 @@ def test_landscape_info_into_head_prints_nothing_on_stderr(file):
     assert p.stdout is not None and p.stderr is not None
     p.stdout.close()  # the reader is gone before anything is written
     err = p.stderr.read()
-    assert p.wait(timeout=120) == 141
+    assert p.wait(timeout=WAIT) == 141
     assert err == b""
 
 
@@ -258,7 +228,7 @@ def test_history_every_0_means_the_first_and_last_steps_as_the_help_says(file, c
         main(["train", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
     assert "--history-every STEPS steps between history rows (0: the first and last steps" in shown
-    args = [str(file), *TINY[:-3], "--steps", "5", "--quiet", "--run", "h0", "--history-every"]
+    args = [str(file), *TINY_RUN, "--steps", "5", "--quiet", "--run", "h0", "--history-every"]
     assert main(["train", *args, "0"]) == 0
     with Store(file) as s:
         assert s.series("h0", "history")["step"].tolist() == [0, 5]
@@ -282,8 +252,6 @@ def test_duplicate_run_names_in_a_sweep_show_both_entries(tmp_path, capsys):
     )
     out = tmp_path / "dup.h5"
     assert main(["sweep", str(spec), "--out", str(out), "--dry-run"]) == 2
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("landscape: error: ") and "Traceback" not in err
-    assert "two runs are both named 'a' ([[runs]] #1 {} and [[runs]] #2 " in lines[0]
-    assert '"adam"' in lines[0] and not out.exists()
+    line = error_line(capsys.readouterr().err)
+    assert "two runs are both named 'a' ([[runs]] #1 {} and [[runs]] #2 " in line
+    assert '"adam"' in line and not out.exists()

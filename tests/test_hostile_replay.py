@@ -3,23 +3,23 @@
 Each case runs the ``landscape`` command in-process (:func:`landscape.cli.main.main`) against a
 copy of a small landscape file and asserts exit status 2, exactly one line on stderr that starts
 with ``landscape: error:`` and names what was wrong and how to change it, no traceback, and the
-file's bytes unchanged (or, for a sweep, no file made). The cases of tests/test_hostile.py are
-checked to be still there.
+file's bytes unchanged (or, for a sweep, no file made): tests/cli_runner.py. The cases of
+tests/test_hostile.py are checked to be still there.
 """
 
 from __future__ import annotations
 
 import ast
-import shutil
 from pathlib import Path
 
 import pytest
 
 from landscape.cli.main import main
 
+from .cli_runner import TINY_RUN, copy_of, refused
+
 HERE = Path(__file__).resolve().parent
-TINY = ["--data", "digits", "--data-arg", "n_train=100", "--data-arg", "n_test=20"]
-TINY += ["--model", "mlp", "--model-arg", "width=4", "--model-arg", "depth=1", "--quiet"]
+TINY = [*TINY_RUN, "--quiet"]
 BASE = """
 name = "hostile"
 [base]
@@ -40,25 +40,7 @@ def made(tmp_path_factory):
 
 @pytest.fixture()
 def file(made, tmp_path, capsys):
-    path = tmp_path / "f.h5"
-    shutil.copyfile(made, path)
-    capsys.readouterr()
-    return path
-
-
-def refused(argv, capsys, *fragments, path=None):
-    """Run ``argv``: exit 2, one error line holding ``fragments``, ``path`` unchanged."""
-    before = path.read_bytes() if path is not None and path.exists() else None
-    assert main([str(a) for a in argv]) == 2
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("landscape: error: "), captured.err
-    assert "Traceback" not in captured.err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    if path is not None:
-        assert (path.read_bytes() if path.exists() else None) == before
-    return lines[0]
+    return copy_of(made, tmp_path, capsys)
 
 
 def sweep_refused(tmp_path, capsys, text, *fragments, dry_run=True):

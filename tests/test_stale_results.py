@@ -9,8 +9,6 @@ settings, while the unchanged results are kept as they were.
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
@@ -18,6 +16,8 @@ from landscape.cli.main import main
 from landscape.store.file import Store
 from landscape.sweep.jobs import plan
 from landscape.sweep.spec import loads
+
+from .cli_runner import copy_of
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -57,10 +57,7 @@ def made(tmp_path_factory):
 
 @pytest.fixture()
 def file(made, tmp_path, capsys):
-    path = tmp_path / "f.h5"
-    shutil.copyfile(made, path)
-    capsys.readouterr()
-    return path
+    return copy_of(made, tmp_path, capsys)
 
 
 def sweep_again(spec, file, capsys, *extra):

@@ -11,7 +11,11 @@ way; a second writer is refused; the sweep's numbers are unchanged by them.
 Nothing here depends on the speed of the machine: a process is killed or paused when it
 reaches a chosen point of its work (the N-th time it reaches a window of a commit, or the end
 of its K-th write session; tests/killpoints.py), never after some time; every wait is for an
-event, with a timeout (``WAIT``) that only a stuck process reaches.
+event, with a timeout (``WAIT``) that only a stuck process reaches. The stopped sweeps are
+forked from one ``killpoints.py --serve`` (the ``killpoints`` fixture): each in a process of
+its own, killed as a fresh process is, without a fresh interpreter's seconds of imports. The
+sweep is small (few steps, a small data set) but passes through every kind of job and many
+commits.
 """
 
 from __future__ import annotations
@@ -20,11 +24,9 @@ import collections
 import importlib.util
 import itertools
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -37,23 +39,24 @@ from landscape.sweep.jobs import plan
 from landscape.sweep.run import run_sweep
 from landscape.sweep.spec import loads, on_device
 
+from .conftest import WAIT
 from .filecompare import differences
-from .killpoints import POINTS, PREFIX
+from .killpoints import POINTS
 from .ray_kills import ENV_VAR
 
 SPEC = """
 name = "killed"
 [base]
 model = {name = "mlp", width = 16}
-data = {name = "gaussians", n_train = 200, n_test = 100}
-train = {epochs = 30, batch_size = 16, seed = 0, snapshot_every = 20}
+data = {name = "gaussians", n_train = 64, n_test = 32}
+train = {epochs = 8, batch_size = 16, seed = 0, snapshot_every = 4}
 [grid]
 optimizer = [{name = "sgd", lr = 0.1}, {name = "adam", lr = 0.01}]
 [probes]
 hessian = {k = 2}
 sharpness = [{kind = "worst", adaptive = true, rho = 0.5, steps = 3}]
 [along]
-lambda_max = {every = 40}
+lambda_max = {every = 8}
 [surfaces.r]
 x = [-1.0, 1.0, 6]
 y = [-1.0, 1.0, 6]
@@ -68,12 +71,12 @@ surface_block = 16
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 ENV.pop("LANDSCAPE_CRASH_AT", None)
 KILLS = 20
-WAIT = 600  # seconds: only a stuck process takes this long; never a measure of progress
 KILLPOINTS = Path(__file__).resolve().with_name("killpoints.py")
 REPO = KILLPOINTS.parent.parent
 
 
 def _command(spec, out):
+    """The plain ``landscape sweep`` command, as a user runs it."""
     return [
         sys.executable,
         "-m",
@@ -88,19 +91,8 @@ def _command(spec, out):
 
 
 def _stopped(spec, out, *options):
-    """The sweep command, run by tests/killpoints.py with ``options`` (--kill, --pause, ...)."""
-    return [
-        sys.executable,
-        str(KILLPOINTS),
-        *options,
-        "--",
-        "sweep",
-        str(spec),
-        "--out",
-        str(out),
-        "--quiet",
-        "--no-report",
-    ]
+    """The arguments of tests/killpoints.py: the sweep with ``options`` (--kill, --pause, ...)."""
+    return [*options, "--", "sweep", str(spec), "--out", str(out), "--quiet", "--no-report"]
 
 
 def _state(out, names) -> tuple:
@@ -136,11 +128,11 @@ def _state(out, names) -> tuple:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(tmp_path_factory, killpoints):
     """The sweep uninterrupted, and the windows of a commit it passes.
 
-    The plain command's file; how many times the same sweep run by tests/killpoints.py reaches
-    each window of a commit, and the file that run wrote.
+    The plain command's file (a fresh process); how many times the same sweep run by
+    tests/killpoints.py reaches each window of a commit, and the file that run wrote.
     """
     d = tmp_path_factory.mktemp("reference")
     spec, out = d / "killed.toml", d / "ref.h5"
@@ -149,15 +141,10 @@ def reference(tmp_path_factory):
         _command(spec, out), env=ENV, capture_output=True, text=True, timeout=WAIT
     )
     assert done.returncode == 0, done.stderr
-    log, counted = d / "windows.log", d / "counted.h5"
-    done = subprocess.run(
-        _stopped(spec, counted, "--log", str(log)),
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
+    log, counted, err = d / "windows.log", d / "counted.h5", d / "stderr.txt"
+    assert killpoints.run(*_stopped(spec, counted, "--log", str(log)), stderr=err) == 0, (
+        err.read_text()
     )
-    assert done.returncode == 0, done.stderr
     counts = collections.Counter(log.read_text().split())
     assert set(counts) == set(POINTS), counts
     return spec, out, counts, counted
@@ -174,7 +161,7 @@ def test_the_stopped_sweep_uninterrupted_gives_the_numbers_of_the_plain_command(
 
 
 def test_killed_twenty_times_the_sweep_ends_with_the_numbers_of_an_uninterrupted_one(
-    reference, tmp_path
+    reference, killpoints, tmp_path
 ):
     """Twenty kills at seeded points of the sweep's progress; then the uninterrupted numbers.
 
@@ -189,26 +176,22 @@ def test_killed_twenty_times_the_sweep_ends_with_the_numbers_of_an_uninterrupted
     spec, ref, counts, _ = reference
     names = [r.name for r in loads(SPEC).runs]
     rng = np.random.default_rng(20261127)
-    out, log = tmp_path / "killed.h5", tmp_path / "windows.log"
+    out, log, err = tmp_path / "killed.h5", tmp_path / "windows.log", tmp_path / "stderr.txt"
     kills, rounds = [], 0
     while len(kills) < KILLS:
         point = POINTS[len(kills) % len(POINTS)]
         n = 1 if len(kills) < len(POINTS) else int(rng.integers(1, counts[point] + 1))
         log.unlink(missing_ok=True)
-        done = subprocess.run(
-            _stopped(spec, out, "--log", str(log), "--kill", f"{point}:{n}"),
-            env=ENV,
-            capture_output=True,
-            text=True,
-            timeout=WAIT,
+        code = killpoints.run(
+            *_stopped(spec, out, "--log", str(log), "--kill", f"{point}:{n}"), stderr=err
         )
         seen = log.read_text().split() if log.exists() else []
-        if done.returncode == -signal.SIGKILL:  # where it was told, and nowhere before
+        if code == -signal.SIGKILL:  # where it was told, and nowhere before
             assert seen and seen[-1] == point and seen.count(point) == n, (point, n, seen)
             kills.append((point, n, _state(out, names)))
             continue
         # it had fewer than n passages of the window left to go: it finished, exactly
-        assert done.returncode == 0, done.stderr
+        assert code == 0, err.read_text()
         assert seen.count(point) < n
         assert differences(ref, out) == []
         out.unlink()
@@ -244,34 +227,8 @@ def test_killed_twenty_times_the_sweep_ends_with_the_numbers_of_an_uninterrupted
 
 
 # ----------------------------------------------------------------------------- readers
-def _lines(proc) -> queue.Queue:
-    """The lines of ``proc``'s stdout as they come (None at its end)."""
-    lines: queue.Queue = queue.Queue()
-
-    def read():
-        for line in proc.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=read, daemon=True).start()
-    return lines
-
-
-def _next_stop(lines: queue.Queue) -> list[str] | None:
-    """Where the stopped sweep waits, or None once it has ended.
-
-    ``["between", K]`` (after its K-th write session) or ``["inside", POINT, N]``.
-    """
-    while True:
-        line = lines.get(timeout=WAIT)  # queue.Empty: the sweep is stuck
-        if line is None:
-            return None
-        if line.startswith(PREFIX):
-            return line[len(PREFIX) :].split()
-
-
 def test_readers_beside_a_running_sweep_and_a_second_writer_refused(
-    reference, tmp_path, capsys, monkeypatch, one_thread
+    reference, killpoints, tmp_path, capsys, monkeypatch, one_thread
 ):
     """Readers and would-be writers at each stop of a sweep; every count exact.
 
@@ -283,20 +240,16 @@ def test_readers_beside_a_running_sweep_and_a_second_writer_refused(
     spec, ref, counts, _ = reference
     out, errors = tmp_path / "read.h5", tmp_path / "stderr.txt"
     inside_at = counts["journal-written"] // 2
-    with open(errors, "w") as stderr:  # a file: a pipe nobody reads could fill and block it
-        proc = subprocess.Popen(
-            _stopped(spec, out, "--pause-between", "--pause", f"journal-written:{inside_at}"),
-            env=ENV,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-    lines = _lines(proc)
+    killpoints.start(
+        *_stopped(spec, out, "--pause-between", "--pause", f"journal-written:{inside_at}"),
+        stderr=errors,
+    )
     stops, reads, refused, plotted, released, inside = 0, 0, 0, 0, None, 0
     refusal = "being written by landscape sweep 'killed'"
+    # where the sweep waits: ["between", K] after its K-th write session, or ["inside",
+    # POINT, N]; its exit code once it has ended
     try:
-        while (stop := _next_stop(lines)) is not None:
+        while not isinstance(stop := killpoints.next(), int):
             assert released is None, f"the sweep wrote on after releasing the file: {stop}"
             if stop[0] == "inside":  # the file locked mid-commit: readers are told it is busy
                 assert stop[1:] == ["journal-written", str(inside_at)]
@@ -365,13 +318,10 @@ def test_readers_beside_a_running_sweep_and_a_second_writer_refused(
                         err = capsys.readouterr().err.strip()
                         assert len(err.splitlines()) == 1 and refusal in err, err
                         refused += 1
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        assert proc.wait(timeout=WAIT) == 0, errors.read_text()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            killpoints.send("go")
+    finally:  # a failed check leaves no sweep waiting in the server
+        killpoints.stop()
+    assert stop == 0, errors.read_text()
     print(f"{stops} stops between write sessions, {inside} inside a commit")
     assert inside == 1 and plotted == 1 and released == stops
     assert reads == 2 * stops and refused == 2 * (stops - 1) and stops > 20, (stops, refused)

@@ -18,8 +18,6 @@ from landscape.sweep.jobs import compare_name, plan
 from landscape.sweep.run import run_sweep
 from landscape.sweep.spec import load, loads
 
-from .killpoints import PREFIX
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 QUICK = Path(__file__).resolve().parents[1] / "experiments" / "quick.toml"
@@ -142,53 +140,36 @@ def test_rerun_does_nothing_and_dry_run_lists(quick, capsys):
     assert f"  stop: {load(QUICK).stop_rule()}" in out and load(QUICK).stop_rule()
 
 
-def test_a_killed_sweep_finishes_without_redoing_complete_runs(tmp_path):
+def test_a_killed_sweep_finishes_without_redoing_complete_runs(killpoints, tmp_path):
     """SIGKILL the command once its first run is complete; run it again.
 
-    The sweep runs under tests/killpoints.py with ``--pause-between``: after each of its write
-    sessions it waits (the file closed) for a line on stdin. At each stop the test reads the
-    file, and kills the sweep at the first stop where run 'sgd' is complete: mid-sweep by
-    construction, on a fast machine or a loaded one.
+    The sweep runs under tests/killpoints.py with ``--pause-between`` (in a process of its
+    own, forked by the ``killpoints`` fixture): after each of its write sessions it waits (the
+    file closed) for a line on stdin. At each stop the test reads the file, and kills the sweep
+    at the first stop where run 'sgd' is complete: mid-sweep by construction, on a fast machine
+    or a loaded one.
     """
-    import subprocess
-    import sys
-
     spec = tmp_path / "tiny.toml"
     spec.write_text(TINY)
     out = tmp_path / "k.h5"
     args = ["sweep", str(spec), "--out", str(out), "--quiet", "--no-report"]
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(Path(__file__).parent / "killpoints.py"),
-            "--pause-between",
-            "--",
-            *args,
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    killpoints.start("--pause-between", "--", *args, stderr=tmp_path / "stderr.txt")
     token, stops = None, 0
     try:
-        for line in proc.stdout:  # ends only if the sweep ends before sgd is complete
-            if not line.startswith(PREFIX):
-                continue
+        # ends (an exit code) only if the sweep ends before sgd is complete
+        while not isinstance(stop := killpoints.next(), int):
+            assert stop[0] == "between", stop
             stops += 1
             with Store(out) as s:  # the sweep waits, the file closed: nothing moves now
                 if "sgd" in s.runs() and s.info("sgd").status == "complete":
                     token = s.info("sgd").attrs["writer_token"]
                     break
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
+            killpoints.send("go")
     finally:
-        proc.kill()  # SIGKILL, while it waits between two sessions
-        proc.wait()
+        killpoints.stop()  # SIGKILL, while it waits between two sessions
     assert token is not None, "the first run never completed"
     assert any(not j.empty for j in plan(loads(spec.read_text()), out))  # killed mid-sweep
-    cmd = [sys.executable, "-m", "landscape.cli", *args]
-    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    assert main(args) == 0  # the same command again
     with Store(out) as s:
         assert s.info("sgd").attrs["writer_token"] == token  # not retrained
         assert all(s.info(r).status == "complete" for r in ("sgd", "adam"))

@@ -4,15 +4,13 @@ The new run is trained beside the old one (``<run>~replacing``) and takes its pl
 commit that completes it (:func:`landscape.store.file.swap_run`): a process killed at any
 window of an earlier commit (tests/killpoints.py: mid-training, or mid-way through the last
 commit, which the journal rolls back) leaves the old run exactly as it was; the next
-``--replace`` finishes the job and leaves no ``~replacing`` run behind.
+``--replace`` finishes the job and leaves no ``~replacing`` run behind. The killed command
+runs in a process of its own (forked by the ``killpoints`` fixture).
 """
 
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,10 +18,9 @@ import pytest
 from landscape.cli.main import main
 from landscape.store.file import Store
 
-KILLPOINTS = Path(__file__).resolve().with_name("killpoints.py")
-TINY = ["--data", "digits", "--data-arg", "n_train=100", "--data-arg", "n_test=20"]
-TINY += ["--model", "mlp", "--model-arg", "width=4", "--model-arg", "depth=1", "--quiet"]
-WAIT = 600  # seconds: only a stuck process takes this long; never a measure of progress
+from .cli_runner import TINY_RUN
+
+TINY = [*TINY_RUN, "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -39,18 +36,13 @@ def _old(path):
 
 
 @pytest.mark.parametrize("point", ["half-applied:2", "applied:3"])
-def test_a_killed_replace_leaves_the_old_run_as_it_was(made, tmp_path, point):
-    path, log = tmp_path / "f.h5", tmp_path / "windows.log"
+def test_a_killed_replace_leaves_the_old_run_as_it_was(made, killpoints, tmp_path, point):
+    path, log, err = tmp_path / "f.h5", tmp_path / "windows.log", tmp_path / "stderr.txt"
     path.write_bytes(made.read_bytes())
     runs, final, created = _old(path)
     argv = ["train", str(path), *TINY, "--steps", "5", "--run", "sgd", "--replace", "--seed", "1"]
-    killed = subprocess.run(
-        [sys.executable, str(KILLPOINTS), "--log", str(log), "--kill", point, "--", *argv],
-        capture_output=True,
-        text=True,
-        timeout=WAIT,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    code = killpoints.run("--log", str(log), "--kill", point, "--", *argv, stderr=err)
+    assert code == -signal.SIGKILL, err.read_text()
     assert log.read_text().split().count("committed") == int(point.split(":")[1]) - 1
     with Store(path) as s:
         assert s.info("sgd").status == "complete"

@@ -3,20 +3,23 @@
 ``landscape sweep --workers 2`` runs under tests/killpoints.py, which stops it between two
 write sessions; once both worker processes exist, the sweep's process is killed with SIGKILL
 (no clean-up of its own) and the workers must then end by themselves
-(:func:`landscape.sweep.executors.die_with_parent`). The deadline only bounds the wait: the
-assertion is that they disappear.
+(:func:`landscape.sweep.executors.die_with_parent`). The test waits for their exit (an event:
+a pidfd of each becomes readable when it ends); ``WAIT`` only caps a wait that a worker left
+alive would make endless.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from .conftest import WAIT
 
 KILLPOINTS = Path(__file__).resolve().parent / "killpoints.py"
 SPEC = """
@@ -69,6 +72,18 @@ def _alive(pid: int) -> bool:
     return stat is not None and stat[1] not in ("Z", "X")
 
 
+def _wait_for_exit(pid: int, timeout: float) -> None:
+    """Return once process ``pid`` (not a child of ours) has ended, or after ``timeout`` s."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:  # already gone
+        return
+    try:
+        select.select([fd], [], [], timeout)  # readable when the process ends
+    finally:
+        os.close(fd)
+
+
 def test_killed_sweep_takes_its_workers_with_it(tmp_path):
     spec = tmp_path / "orphans.toml"
     spec.write_text(SPEC)
@@ -90,10 +105,9 @@ def test_killed_sweep_takes_its_workers_with_it(tmp_path):
         assert len(workers) == 2, "the sweep ended before both workers were seen"
         assert all(_alive(w) for w in workers)
         p.send_signal(signal.SIGKILL)
-        p.wait(timeout=60)
-        deadline = time.monotonic() + 60
-        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        p.wait(timeout=WAIT)
+        for w in workers:
+            _wait_for_exit(w, WAIT)
         assert not [w for w in workers if _alive(w)], "workers outlived the killed sweep"
     finally:
         if p.poll() is None:
