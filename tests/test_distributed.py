@@ -7,6 +7,7 @@ seed gives the same stochastic estimate), and with each other (every rank the sa
 
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 import socket
@@ -28,7 +29,7 @@ from probes.curvature.trace import trace
 from probes.implicit_bias.gradient_noise import gradient_noise
 from probes.implicit_bias.margins import margins
 from probes.implicit_bias.norms import fisher_rao
-from probes.paths.interpolation import linear
+from probes.paths.interpolation import bezier, linear
 from probes.sharpness.average import average_case
 from probes.sharpness.worst import worst_case
 
@@ -46,7 +47,22 @@ def build() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     return model, x, y
 
 
-COMMON = "import torch\nfrom torch import nn\n" + inspect.getsource(build)
+def build_bn() -> tuple[nn.Module, nn.Module]:
+    """Two ends of a path with BatchNorm layers (float64), the same in the workers."""
+    torch.manual_seed(4)
+    net = nn.Sequential(
+        nn.Linear(5, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Linear(6, 4), nn.BatchNorm1d(4),
+        nn.Linear(4, 3),
+    ).double()  # fmt: skip
+    other = copy.deepcopy(net)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.3)
+    return net, other
+
+
+COMMON = "import copy\nimport torch\nfrom torch import nn\n" + inspect.getsource(build)
+COMMON += inspect.getsource(build_bn)
 
 WORKER = (
     """
@@ -171,6 +187,22 @@ with torch.no_grad():
 path = linear(model, model_b, loss_fn, shard, n=5)
 d = torch.randn(2, theta.numel(), generator=torch.Generator().manual_seed(9), dtype=torch.float64)
 surf = surface(model, loss_fn, shard, d, x=[-1.0, 0.0, 0.5], y=[-0.5, 0.5], chunk=2)
+worst_m = worst_case(model, loss_fn, shard, rho=0.05, steps=3, m=5, seed=2)  # 20:25 crosses
+avg_m = average_case(model, loss_fn, shard, rho=0.05, n_samples=4, m=5, seed=2)
+from probes.paths.interpolation import bezier
+bn_a, bn_b = build_bn()
+d_bn = torch.randn(2, sum(p.numel() for p in bn_a.parameters()), dtype=torch.float64,
+                   generator=torch.Generator().manual_seed(9))
+bn_surf = surface(bn_a, loss_fn, shard, d_bn, x=[-0.5, 0.5], y=[0.0, 0.5], bn="recalibrate",
+                  batch_size=8, chunk=2)  # the batches of 8 of all the data cross the shards
+bn_path = linear(bn_a, bn_b, loss_fn, shard, n=3, recalibrate=True, batch_size=8)
+curve = bezier(bn_a, bn_b, loss_fn, shard, steps=4, batch_size=6, n=3, seed=1, eval_batch_size=8)
+from torch.utils.data import DataLoader, TensorDataset
+try:  # a loader's own batches: no union of the shards to draw from
+    bezier(bn_a, bn_b, loss_fn, DataLoader(TensorDataset(*shard), batch_size=8), steps=1, n=2)
+    refused = "not refused"
+except ValueError as exc:
+    refused = str(exc)
 from landscape.store.file import Store
 if rank == 0:
     with Store(out + ".h5", "w") as st:
@@ -192,6 +224,12 @@ np.savez(
     margins=mg.margins, margin_q=np.array([mg.quantile, mg.minimum]), fisher_rao=fr.inner,
     class_means=cm,
     sub_loss=sub_loss.numpy(), local=np.array([local.n_examples, local.loss().item()]),
+    worst_m=np.array([worst_m.value, worst_m.clean_loss, worst_m.worst_loss]),
+    avg_m=np.array([avg_m.value, avg_m.stderr, avg_m.mean_loss]),
+    bn_surf=bn_surf.grids["train_loss"], bn_surf_acc=bn_surf.grids["train_accuracy"],
+    bn_path=bn_path.loss, bn_path_acc=bn_path.accuracy,
+    bezier=curve.loss, bezier_acc=curve.accuracy, bezier_train=curve.train_loss,
+    bezier_bend=curve.bend, refused=np.array(refused),
 )
 """
 
@@ -214,7 +252,27 @@ def _one_process() -> dict:
     surf = surface(model, loss_fn, data, d, x=[-1.0, 0.0, 0.5], y=[-0.5, 0.5], chunk=2)
     noise = gradient_noise(model, loss_fn, data, chunk_size=5)
     mg = margins(model, data)
+    worst_m = worst_case(model, loss_fn, data, rho=0.05, steps=3, m=5, seed=2)
+    avg_m = average_case(model, loss_fn, data, rho=0.05, n_samples=4, m=5, seed=2)
+    bn_a, bn_b = build_bn()
+    gen = torch.Generator().manual_seed(9)
+    d_bn = torch.randn(2, sum(p.numel() for p in bn_a.parameters()), generator=gen, dtype=d.dtype)
+    bn_surf = surface(
+        bn_a, loss_fn, data, d_bn, x=[-0.5, 0.5], y=[0.0, 0.5], bn="recalibrate", batch_size=8
+    )
+    bn_path = linear(bn_a, bn_b, loss_fn, data, n=3, recalibrate=True, batch_size=8)
+    curve = bezier(bn_a, bn_b, loss_fn, data, steps=4, batch_size=6, n=3, seed=1, eval_batch_size=8)
     return {
+        "worst_m": np.array([worst_m.value, worst_m.clean_loss, worst_m.worst_loss]),
+        "avg_m": np.array([avg_m.value, avg_m.stderr, avg_m.mean_loss]),
+        "bn_surf": bn_surf.grids["train_loss"],
+        "bn_surf_acc": bn_surf.grids["train_accuracy"],
+        "bn_path": bn_path.loss,
+        "bn_path_acc": bn_path.accuracy,
+        "bezier": curve.loss,
+        "bezier_acc": curve.accuracy,
+        "bezier_train": curve.train_loss,
+        "bezier_bend": curve.bend,
         "loss": loss.numpy(),
         "grad": g.numpy(),
         "hvp": obj.hvp(theta, v).numpy(),
@@ -259,6 +317,9 @@ def test_every_probe_family_equals_one_process_on_all_the_data(tmp_path: Path) -
         net, xs, ys = build()
         mine = Objective(net, nn.CrossEntropyLoss(), (xs[lo:hi], ys[lo:hi]))
         _close(ranks[r]["local"], [hi - lo, mine.loss().item()])
+    for r in ranks:
+        assert str(r["refused"]).startswith("bezier: fitting a curve over torch.distributed")
+        assert "\n" not in str(r["refused"])
     for key, value in want.items():
         for r in ranks:
             _close(r[key], value)
@@ -313,27 +374,60 @@ def test_ranks_with_other_parameters_are_refused_and_a_failing_rank_takes_the_ot
     assert procs[0].returncode != 0  # not left waiting: an error of its own
 
 
-def test_cli_probe_under_torchrun_equals_one_process(tmp_path: Path) -> None:
+CLI_SCRIPT = """
+import runpy, sys
+for argv in [ARGVS]:  # each as `python -m landscape ...`, one after the other in one launch
+    sys.argv = ["landscape", *argv]
+    try:
+        runpy.run_module("landscape", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        if exc.code:
+            raise
+"""
+
+
+def test_cli_probe_surface_and_path_under_torchrun_equal_one_process(tmp_path: Path) -> None:
     from landscape.cli.main import main
     from landscape.store.file import Store
+    from landscape.surfaces.result import Surface
     from probes.curvature.results import Eigenvalues
+    from probes.paths.results import Curve
 
     tiny = ["--data", "digits", "--data-arg", "n_train=61", "--data-arg", "n_test=20"]
     tiny += ["--model", "mlp", "--model-arg", "width=6", "--model-arg", "depth=1"]
     path = tmp_path / "r.h5"
     assert main(["train", str(path), *tiny, "--steps", "5", "--quiet", "--run", "a"]) == 0
     probe = ["hessian", "--k", "2", "--tol", "1e-9"]
+    surf = ["--x=-1:1:3", "--y=-1:1:2", "--quiet"]
+    bend = ["--from", "a:init", "--to", "a", "--kind", "bezier", "--steps", "3"]
+    bend += ["--n-points", "4", "--seed", "2"]
     assert main(["probe", str(path), "--run", "a", *probe, "--name", "one"]) == 0
+    assert main(["surface", str(path), "--run", "a", *surf, "--name", "one"]) == 0
+    assert main(["path", str(path), *bend, "--name", "one"]) == 0
+    argvs = [
+        ["probe", str(path), "--run-name", "a", *probe, "--name", "two"],
+        ["surface", str(path), "--run-name", "a", *surf, "--name", "two"],
+        ["path", str(path), *bend, "--name", "two"],
+    ]
+    script = tmp_path / "cli.py"
+    script.write_text(CLI_SCRIPT.replace("ARGVS", ", ".join(map(repr, argvs))))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-         "--master_port", str(_port()), "-m", "landscape", "probe", str(path), "--run-name", "a",
-         *probe, "--name", "two"],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=180,
+         "--master_port", str(_port()), str(script)],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("stored as probes/two") == 1  # rank 0 alone writes
+    for where in ("probes/two", "runs/a/surfaces/two", "runs/a/paths/two"):
+        assert done.stdout.count(f"stored as {where}") == 1, done.stdout  # rank 0 alone writes
     with Store(path) as s:
         one = Eigenvalues.from_record(s.record("a", "probes", "one")).values
         two = Eigenvalues.from_record(s.record("a", "probes", "two")).values
+        surfaces = [Surface.from_record(s.record("a", "surfaces", k)) for k in ("one", "two")]
+        curves = [Curve.from_record(s.record("a", "paths", k)) for k in ("one", "two")]
     _close(two, one, rtol=1e-4)  # float32 model: the rounding of a reordered sum
+    assert surfaces[1].done.all()
+    for key in ("train_loss", "test_loss", "train_accuracy", "test_accuracy"):
+        _close(surfaces[1].grids[key], surfaces[0].grids[key], rtol=1e-5)
+    for key in ("loss", "test_loss", "accuracy", "test_accuracy", "bend", "train_loss"):
+        _close(getattr(curves[1], key), getattr(curves[0], key), rtol=1e-5)

@@ -26,6 +26,13 @@ train/eval flags are restored.
 Cost: one forward pass over the objective's data per point (not counted in
 ``objective.cost``).
 
+Over the ranks of a ``torch.distributed`` group (the objective's): each batch normalises with
+its own statistics, so the statistics depend on how the data are cut into batches. The shards
+are gathered once per objective (rank 0's first, kept while the objective lives) and every rank
+runs the pass over their union in the batches one process would use (the objective's batch
+size), so every rank gets the statistics of one process on all the data; the pass is not
+split over the ranks.
+
 Examples:
     >>> obj = Objective(model, nn.CrossEntropyLoss(), (X, y))
     >>> stats = recalibrate(obj, theta)               # {"bn.running_mean": ..., ...}
@@ -42,12 +49,16 @@ References:
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from landscape.engine import distributed as _dist
+from landscape.engine.batches import DEFAULT_BATCH_SIZE, Batches
 from landscape.engine.context import evaluation
 
 __all__ = ["batchnorm_layers", "has_batchnorm", "recalibrate"]
@@ -119,6 +130,33 @@ class _Moments:
         self.mean = self.mean + delta * (count / total)
         self.m2 = self.m2 + m2 + delta.square() * (self.count * count / total)
         self.count = total
+
+
+_UNIONS: weakref.WeakKeyDictionary[Any, Batches] = weakref.WeakKeyDictionary()
+_DATASET_BATCH = 256  # a Dataset's default batch size in Batches
+
+
+def _batches(objective: Any) -> Iterable[Any]:
+    """The batches of the pass: the objective's, or over ranks those of one process on all."""
+    group = getattr(objective, "group", None)
+    if group is None:
+        return objective.batches
+    union = _UNIONS.get(objective)
+    if union is None:
+        inputs, targets = _dist.union(objective.batches, group=group)
+        size = objective.batch_size or (
+            DEFAULT_BATCH_SIZE if objective.batches.kind in ("tuple", "list") else _DATASET_BATCH
+        )
+        union = Batches(
+            (inputs, targets),
+            device=objective.layout.device,
+            dtype=objective.layout.dtype,
+            batch_size=size,
+            cache=True,
+            terms=objective.terms,
+        )
+        _UNIONS[objective] = union
+    return union
 
 
 def _hook(moments: _Moments):
@@ -199,7 +237,7 @@ def recalibrate(objective: Any, theta: Tensor | None = None) -> dict[str, Tensor
         with torch.no_grad(), evaluation(model, objective.mode == "train"):
             for m in layers.values():
                 m.training = False  # restored by evaluation()
-            for batch in objective.batches:
+            for batch in _batches(objective):
                 objective.outputs(theta.detach(), batch.inputs, scratch)
     finally:
         for handle in handles:

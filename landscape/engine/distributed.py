@@ -14,6 +14,10 @@ process's data alone. Collectives run on tensors on the model's device (gloo on 
 GPU). A rank that fails leaves the others waiting in a collective until the peer's socket closes
 (gloo) or the timeout given to ``init_process_group(timeout=...)`` runs out (NCCL): set one.
 
+What depends on how the examples are grouped, not only on sums over them (m-sharpness's
+batches of m, a Bezier bend's minibatches, BatchNorm recalibration's batches), gathers the
+shards onto every rank with :func:`union` and runs as one process on all the data.
+
 Refused with one line: ranks whose parameters differ (a checksum compared at construction) and
 sharded parameters (FSDP modules, ``DTensor`` parameters), see :func:`refuse_sharded`.
 
@@ -31,13 +35,14 @@ import contextlib
 import datetime
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.utils._pytree import tree_map
 
 __all__ = [
     "TIMEOUT_ENV",
@@ -56,6 +61,7 @@ __all__ = [
     "resolve",
     "shard",
     "total",
+    "union",
     "world_size",
 ]
 
@@ -235,6 +241,35 @@ def gather_rows(rows: Tensor, *, group: Group) -> Tensor:
     parts = [torch.empty_like(padded) for _ in range(size)]
     _timed(dist.all_gather, parts, padded.contiguous(), group=group)
     return torch.cat([p[: int(c)] for p, c in zip(parts, counts.tolist(), strict=True)])
+
+
+def union(batches: Iterable[Any], *, group: Group) -> tuple[Any, Tensor]:
+    """Every rank's examples in rank order: the ``(inputs, targets)`` of one process on all shards.
+
+    ``batches`` are this rank's (e.g. an objective's ``batches``): their inputs (a tensor or a
+    nest of tensors) and targets are concatenated, then gathered over the ranks
+    (:func:`gather_rows`, rank 0's shard first). Every rank gets the same tensors; each holds
+    the whole data afterwards. Without a group, this rank's examples.
+
+    Raises:
+        ValueError: mapping batches, or a rank without batches.
+    """
+    held = list(batches)
+    if not held or any(isinstance(b.inputs, dict) for b in held):
+        what = "no batches" if not held else "mapping batches"
+        raise ValueError(
+            f"expected (inputs, targets) tensor batches to gather over the ranks, got {what}"
+        )
+    inputs = (
+        tree_map(lambda *t: torch.cat(t), *[b.inputs for b in held])
+        if len(held) > 1
+        else held[0].inputs
+    )
+    targets = torch.cat([b.targets for b in held]) if len(held) > 1 else held[0].targets
+    if group is None:
+        return inputs, targets
+    inputs = tree_map(lambda t: gather_rows(t, group=group) if isinstance(t, Tensor) else t, inputs)
+    return inputs, gather_rows(targets, group=group)
 
 
 def merge_moments(mean: Tensor, m2: Tensor, n: int, *, group: Group) -> tuple[Tensor, Tensor, int]:

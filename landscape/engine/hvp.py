@@ -40,6 +40,7 @@ __all__ = [
     "Linearized",
     "build",
     "forward_over_reverse",
+    "measured",
     "reverse_over_reverse",
     "saved_bytes",
 ]
@@ -146,6 +147,14 @@ def saved_bytes(f: Fn, theta: Tensor, existing: Iterable[Tensor] = ()) -> int:
     Returns:
         The bytes of the distinct storages the graph saves.
     """
+    return measured(f, theta, existing)[1]
+
+
+def measured(f: Fn, theta: Tensor, existing: Iterable[Tensor] = ()) -> tuple[CachedReverse, int]:
+    """The graph of ``grad f`` at ``theta`` and the bytes it keeps (see :func:`saved_bytes`).
+
+    For a caller that keeps the graph when it fits (one build instead of two).
+    """
     known = {(t.device, t.untyped_storage().data_ptr()) for t in existing}
     storages: dict[tuple, int] = {}
 
@@ -160,5 +169,4 @@ def saved_bytes(f: Fn, theta: Tensor, existing: Iterable[Tensor] = ()) -> int:
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         graph = CachedReverse(f, theta)
-    del graph
-    return sum(storages.values())
+    return graph, sum(storages.values())

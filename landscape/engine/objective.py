@@ -128,6 +128,7 @@ class Objective:
         terms, n_terms: the term count (None: examples) and the data's number of terms (over
             every rank's shard, as ``n_examples``).
         group: the resolved group, or None for one process.
+        batch_size: the batch size given (a DataLoader's own), or None for the default.
         tokens: the :class:`~landscape.engine.terms.Tokens` that ``terms`` is, else None (how
             accuracy pairs sequence logits with labels).
 
@@ -197,6 +198,10 @@ class Objective:
         self.terms, self.tokens = terms, tokens_of(terms)
         self.n_examples, self.n_terms = self.batches.n_examples, self.batches.n_terms
         self._requested_hvp = hvp
+        # the batch size asked for (a DataLoader's own), None for the default of the data's kind
+        self.batch_size: int | None = (
+            batch_size if batch_size is not None else getattr(data, "batch_size", None)
+        )
         self.hvp_strategy: str | None = None if hvp == "auto" else hvp
         self._graphs: tuple[Tensor, tuple[int, ...], list] | None = None  # point, key, graphs
         self._cost = Cost().as_dict()
@@ -512,9 +517,12 @@ class Objective:
             leaves, _ = tree_flatten((first.inputs, first.targets))
             existing = [t for t in leaves if isinstance(t, Tensor)]
             existing += [*self.model.parameters(), *self.model.buffers()]
-            per_batch = _hvp.saved_bytes(self._f(first), theta, existing)
+            graph, per_batch = _hvp.measured(self._f(first), theta, existing)
         self.add_cost(grad_evals=1 / self.batches.n_batches, passes=1 / self.batches.n_batches)
         fits = per_batch * self.batches.n_batches * 1.25 <= self.batches.memory_budget
+        if fits and self.batches.n_batches == 1 and self.group is None:  # built: keep it
+            self._graphs = (theta.clone(), self._state_key(), [(first.weight, graph)])
+        del graph
         if self.group is not None:
             (misses,) = _dist.all_reduce(
                 torch.tensor([0.0 if fits else 1.0], device=theta.device), group=self.group
@@ -727,7 +735,7 @@ class Objective:
             cache=True,
             terms=self.terms,
         )  # no collective: ranks may rebatch or not; the totals are this objective's
-        new.batches.group = self.group
+        new.batches.group, new.batch_size = self.group, batch_size
         new.batches.n_examples, new.batches.n_terms = self.n_examples, self.n_terms
         new._cost, new._graphs = Cost().as_dict(), None
         return new

@@ -191,11 +191,6 @@ class Evaluator:
     ) -> None:
         self.objectives, self.bn, self.use_vmap = dict(objectives), bn, use_vmap
         self.accuracy = accuracy
-        if bn != "keep" and any(o.group is not None for o in self.objectives.values()):
-            raise ValueError(
-                "BatchNorm statistics recalibrated over torch.distributed ranks are not supported: "
-                "expected one process (group=False) or the statistics kept (bn='keep')"
-            )
         self.work: dict[str, WorkCopy | None] = {}
         for split, obj in self.objectives.items():
             try:  # a model deepcopy cannot copy keeps the functional path

@@ -21,16 +21,24 @@ eigenvalue is wanted.
 **Precision.** Products of float16 and bfloat16 models are computed in float32 on a copy
 (:mod:`probes.curvature.operators`), and the Lanczos basis is kept in at least float32. Products
 in float32 are themselves off by up to about ``eps_fp32 ||H||``, which a residual computed from
-them cannot see (a float32 run stated 5e-14 where it was 1.2e-8 off), so unless the products
-are already float64 the returned pairs are checked with one block product in float64, on a
-float64 copy of the model: each value is the Rayleigh quotient ``y^T H y`` of its Ritz vector
+them cannot see (a float32 run stated 5e-14 where it was 1.2e-8 off). How the bounds are made
+to hold for the exact Hessian is ``certify`` (:data:`CERTIFY`). At ``tol >= 1000 eps``
+(1.2e-4 for float32 products; ``certify="auto"``, the default) the bounds allow for products
+off by their rounding level ``e = 10 eps max|theta|``: ``min(r + e, (r + 2e)^2 / gap + e)``,
+the stop included (``"rounding"``): at most 1% of what ``tol`` allows, it costs no product
+and no copy of the model. At tighter ``tol``, or with ``certify="float64"``, unless the
+products are already float64 the returned pairs are checked with one block product in float64,
+on a float64 copy of the model: each value is the Rayleigh quotient ``y^T H y`` of its Ritz vector
 ``y``, and the residual ``||H y - value y||`` and the bound ``min(r, r^2 / gap)`` come from the
 float64 product, so they bound the distance to an eigenvalue of the exact Hessian rather than
 of its rounded products (``certified`` in the result). Measured against a dense float64 Hessian
 at the same weights (tests/test_low_precision.py; MLPs, a BatchNorm conv net and a Conv2d net;
 the top 3 and 3 from each end; 3 seeds): bfloat16, float16 and float32 models alike within
 ``4e-7 ||H||``, every error at most 0.7 of its stated bound, every bound below
-``1.2e-6 ||H||``. Before, a bfloat16 run was 30% off with ``converged=True``. Should the model
+``1.2e-6 ||H||``. Before, a bfloat16 run was 30% off with ``converged=True``. The widened
+bounds of ``"rounding"`` hold against the same references (tests/test_hessian_certify.py); on an
+HF ResNet of 0.9M parameters at ``tol=1e-3`` the float64 check had taken more time than the
+Lanczos run itself (a float64 copy, its graph and a float64 product). Should the model
 not run in float64, the bound instead adds the rounding level ``10 eps max|theta|`` of the
 products (measured error of float32 products: below ``1 eps ||H||``), ``certified`` is False
 and ``converged`` is judged on the computed products.
@@ -74,6 +82,7 @@ from probes.curvature.results import Density, Eigenvalues, Matrix, Trace, curvat
 from probes.curvature.trace import trace
 
 __all__ = [
+    "CERTIFY",
     "WHICH",
     "BlockEigenvalues",
     "Density",
@@ -85,6 +94,15 @@ __all__ = [
     "matrix",
     "trace",
 ]
+
+CERTIFY = ("auto", "float64", "rounding")
+"""How :func:`eigenvalues` certifies float32 (and float16, bfloat16) results: ``"float64"``, one
+block product on a float64 copy of the model; ``"rounding"``, no extra product, the residuals
+widened by the rounding level of the products; ``"auto"``, ``"rounding"`` when that level is at
+most 1% of ``tol`` (``tol >= 1000 eps``, 1.2e-4 for float32 products), else ``"float64"``."""
+ROUNDING = 10.0
+"""The rounding level of float32 (or float64) curvature products, in units of ``eps max|theta|``
+(measured: below 1, tests/test_low_precision.py)."""
 
 WHICH = ("largest", "smallest", "both", "magnitude")
 """Which eigenvalues :func:`eigenvalues` finds: the k algebraically largest, the k smallest,
@@ -112,10 +130,14 @@ def _residuals(op: CurvatureOperator, values: np.ndarray, vectors: np.ndarray) -
     return np.linalg.norm(mv - values[:, None] * seen, axis=1)
 
 
-def _thresholds(values: np.ndarray, tol: float, dtype: torch.dtype) -> np.ndarray:
+def _thresholds(
+    values: np.ndarray, tol: float, dtype: torch.dtype, widened: bool = False
+) -> np.ndarray:
+    """What each value's bound must meet; ``widened``: bounds that include the rounding level."""
     eps = torch.finfo(dtype).eps if dtype.is_floating_point else np.finfo(np.float64).eps
     scale = float(np.max(np.abs(values))) if len(values) else 0.0
-    tiny = max(10 * eps * scale / tol, np.finfo(np.float64).tiny)
+    floor = (2 if widened else 1) * ROUNDING * eps * scale  # zero up to rounding
+    tiny = max(floor / tol, np.finfo(np.float64).tiny)
     return tol * np.maximum(np.abs(values), tiny)
 
 
@@ -160,6 +182,7 @@ def eigenvalues(
     check: bool = True,
     blocks: None = None,
     basis: int | None = None,
+    certify: str = "auto",
 ) -> Eigenvalues: ...
 
 
@@ -183,6 +206,7 @@ def eigenvalues(
     check: bool = True,
     blocks: str,
     basis: int | None = None,
+    certify: str = "auto",
 ) -> BlockEigenvalues: ...
 
 
@@ -205,6 +229,7 @@ def eigenvalues(
     check: bool = True,
     blocks: str | None = None,
     basis: int | None = None,
+    certify: str = "auto",
 ) -> Eigenvalues | BlockEigenvalues:
     """Extreme eigenvalues of the Hessian (or GGN) of the mean loss, by Lanczos.
 
@@ -215,11 +240,13 @@ def eigenvalues(
     cost is products with vectors, each about one gradient's worth of work, and it stops at the
     first product where every wanted pair's error bound meets ``tol``. When k (2k for
     ``"both"``) is within one of P, the dense matrix is built instead (P products). Unless the
-    model is float64, the returned pairs are then checked with one block product in float64 on a
-    float64 copy of the model (see the module docstring: values are the float64 Rayleigh
-    quotients, residuals and bounds those of the exact matrix). Memory: the basis and its
-    products, ``2 * basis * P`` numbers of the products' dtype (float32 for float16, bfloat16
-    and float32 models), a float32 copy of a float16 or bfloat16 model, and the float64 copy.
+    model is float64, the bounds are made to hold for the exact matrix (``certify``, see the
+    module docstring): widened by the products' rounding level when ``tol >= 1000 eps``, else
+    by one block product in float64 on a float64 copy of the model (values are then the float64
+    Rayleigh quotients). Memory: the basis (not its products), up to ``basis * P`` numbers of
+    the products' dtype (float32 for float16, bfloat16 and float32 models; on a host only the
+    rows used take memory), a float32 copy of a float16 or bfloat16 model, and with the float64
+    check the float64 copy.
 
     Args:
         model: the model (never modified).
@@ -245,6 +272,10 @@ def eigenvalues(
         blocks: None, or ``"layer"`` for one result per layer's diagonal block.
         basis: the Lanczos basis size before a thick restart (default
             ``max(n + 25, 2n + 10)`` for n wanted pairs; at least n + 2).
+        certify: how results of float32 products are certified (:data:`CERTIFY`):
+            ``"float64"`` (one block product on a float64 copy of the model), ``"rounding"``
+            (bounds for products off by ``10 eps max|theta|``, no extra product nor copy) or
+            ``"auto"`` (``"rounding"`` when ``tol >= 1000 eps``, else ``"float64"``).
 
     Returns:
         :class:`Eigenvalues`: ascending values, residuals, error bounds, converged flags,
@@ -280,6 +311,7 @@ def eigenvalues(
             seed=seed,
             batch_size=batch_size,
             basis=basis,
+            certify=certify,
         )
     fn = "eigenvalues"
     started = time.perf_counter()
@@ -294,6 +326,7 @@ def eigenvalues(
     seed = _check_int(fn, "seed", seed, 0)
     if basis is not None:
         basis = _check_int(fn, "basis", basis, (2 * k if which == "both" else k) + 2)
+    _check_choice(fn, "certify", certify, CERTIFY)
 
     op = operator(
         model,
@@ -313,9 +346,15 @@ def eigenvalues(
             f"{fn}: {what} must be at most P={p} (the number of parameters), got k={k}"
         )
     base = op.n_products
+    eps = float(torch.finfo(op.dtype).eps)
+    if certify == "auto":
+        certify = "rounding" if tol >= 100 * ROUNDING * eps else "float64"
     exact = op.dtype == torch.float64  # float64 products need no float64 check
-    budget = max_products if exact or max_products is None else max(1, max_products - nev)
+    check64 = not exact and certify == "float64"
+    widen = not exact and not check64  # bounds widened by the products' rounding level
+    budget = max(1, max_products - nev) if check64 and max_products is not None else max_products
     if nev >= p - 1 or p <= 3:  # nearly the whole spectrum: the dense matrix is cheaper
+        ritz = None
         full = dense(op)
         spectrum, vecs = np.linalg.eigh((full + full.T) / 2)
         wanted = wanted_indices(spectrum, which, nev)
@@ -332,17 +371,26 @@ def eigenvalues(
             v0_t,
             nev,
             which,
-            lambda values: _thresholds(values, tol, op.dtype),
+            lambda values: _thresholds(values, tol, op.dtype, widen),
             basis=m,
             max_products=budget,
             seed=seed,
+            rounding=ROUNDING * eps if widen else 0.0,
         )
         vals, res, errors, converged = ritz.values, ritz.residuals, ritz.errors, ritz.converged
         rows = _signed(ritz.vectors.detach().to("cpu", torch.float64).numpy())
         spectrum, wanted, restarts = ritz.spectrum, ritz.wanted, ritz.restarts
     names = tuple(op.objective.layout.names)
     products, passes, certified = op.n_products - base, op.passes, exact
-    if not exact and len(vals):
+    if widen and len(vals):
+        # the products are off by up to their rounding level, and so are the residuals: the
+        # Lanczos bounds are widened by it already, the dense ones here
+        if ritz is None:
+            rounding = ROUNDING * eps * float(np.max(np.abs(spectrum)))
+            errors = error_bounds(spectrum, wanted, res, rounding)
+            converged = errors <= _thresholds(vals, tol, op.dtype, widen)
+        certified = True
+    elif not exact and len(vals):
         op.objective.clear_cache()
         try:
             op64 = operator(
@@ -361,8 +409,7 @@ def eigenvalues(
             converged = errors <= _thresholds(vals, tol, op.dtype)
         except (RuntimeError, ValueError, TypeError, NotImplementedError):
             # the model does not run in float64: the rounding level of the products instead
-            eps = float(torch.finfo(op.dtype).eps)
-            errors = errors + 10 * eps * float(np.max(np.abs(spectrum)))
+            errors = errors + ROUNDING * eps * float(np.max(np.abs(spectrum)))
         order = np.argsort(vals, kind="stable")
         vals, res, errors, rows = vals[order], res[order], errors[order], rows[order]
         converged = converged[order]

@@ -6,9 +6,16 @@ reorthogonalisation (classical Gram-Schmidt, twice). The basis and the products 
 operator's device, in its dtype but at least float32 (a float16 or bfloat16 basis loses its
 orthogonality at the level of its rounding, 0.4% for bfloat16, and with it the eigenvalues);
 only the small projected matrix crosses to the host. The
-products are kept beside the basis, so the residual ``||H y - theta y||`` of every Ritz pair is
-computed from the products themselves (``(H Q) s - theta Q s``), not from the recurrence alone,
-at no extra product. It stops as soon as every wanted pair's error bound
+products are not kept (a basis of ``j`` vectors takes ``j`` vectors, not ``2j``): every product
+``H q_i`` is, to rounding, ``Q h_i + beta_i q_{i+1}`` with the coefficients that the
+orthogonalisation computed, so the residual ``||H y - theta y||`` of a Ritz pair ``y = Q s`` is
+``||T s - theta s||`` with the whole (not symmetrised) ``(j + 1) x j`` matrix ``T`` of those
+coefficients, at no extra product; it sees what the products' asymmetry does, as one from
+stored products would. A thick restart keeps the relation whole: the part of ``T S`` outside
+the kept Ritz vectors ``S`` is kept as vectors (at most ``basis`` of them, only once it
+restarts); a fresh direction after an invariant space drops a ``beta`` at rounding level,
+added to the residuals. It stops as soon as every wanted pair's
+error bound
 
 .. math:: \mathrm{err}_i = \min\left(r_i, \frac{r_i^2}{\delta_i}\right), \qquad
    \delta_i = \min_{j \ne i} |\theta_i - \theta_j| - r_i,
@@ -97,12 +104,19 @@ def wanted_indices(values: np.ndarray, which: str, count: int) -> np.ndarray:
     return np.sort(idx)
 
 
-def error_bounds(values: np.ndarray, wanted: np.ndarray, residuals: np.ndarray) -> np.ndarray:
+def error_bounds(
+    values: np.ndarray, wanted: np.ndarray, residuals: np.ndarray, rounding: float = 0.0
+) -> np.ndarray:
     """``min(r, r^2 / gap)`` for the wanted Ritz values (``residuals`` theirs).
 
     The gap is that to the other Ritz values less the residual; just ``r`` where no other Ritz value
-    separates it.
+    separates it. With ``rounding`` (``e``, a bound on the error of the products the values and
+    residuals came from), for the exact operator: ``min(r + e, (r + 2e)^2 / gap + e)`` (the value
+    is off the exact Rayleigh quotient by up to ``e``, its residual by up to ``2e``).
     """
+    if rounding > 0:
+        quadratic = error_bounds(values, wanted, np.asarray(residuals) + 2 * rounding) + rounding
+        return np.minimum(np.asarray(residuals, dtype=np.float64) + rounding, quadratic)
     out = np.asarray(residuals, dtype=np.float64).copy()
     for n, i in enumerate(wanted):
         others = np.delete(values, i)
@@ -167,6 +181,7 @@ def extreme(
     basis: int,
     max_products: int | None = None,
     seed: int = 0,
+    rounding: float = 0.0,
 ) -> Ritz:
     """Thick-restart Lanczos for the ``nev`` wanted eigenpairs (see the module docstring).
 
@@ -183,22 +198,28 @@ def extreme(
             default ``20 * max(basis, 50)``, a guard against a target below the rounding level
             of the products).
         seed: for the random vector that continues after an invariant subspace.
+        rounding: the products' error relative to ``max|theta|`` (e.g. ``10 eps``): every
+            bound allows for products off by ``rounding * max|theta|`` (:func:`error_bounds`;
+            the stop included), so they hold for the exact operator, not only for its rounded
+            products.
     """
     p = v0.numel()
     dev, dtype = v0.device, torch.promote_types(v0.dtype, torch.float32)
     m = min(p, basis)
     keep = min(m - 1, nev + max(1, (m - nev) // 2))
-    q = torch.zeros(m + 1, p, device=dev, dtype=dtype)
-    hq = torch.zeros(m, p, device=dev, dtype=dtype)
+    # rows are written before they are read: empty, so unused rows take no memory on a host
+    q = torch.empty(m + 1, p, device=dev, dtype=dtype)
     t = np.zeros((m + 1, m + 1))
     q[0] = v0.to(dtype) / v0.to(dtype).norm()
     j, n, restarts, gen, hold = 0, 0, 0, None, 0
+    # H Q = Q T + [extra, 0] (to rounding): extra, (k, P), for the first k vectors, from restarts
+    extra: Tensor | None = None
+    lost = 0.0  # what fresh directions dropped of that relation (added to the residuals)
     limit = 20 * max(m, 50) if max_products is None else max_products
     eps = float(torch.finfo(dtype).eps)
     while True:
         w = matvec(q[j]).to(dtype)
         n += 1
-        hq[j] = w
         w, h = _orthogonalize(q[: j + 1], w)
         t[: j + 1, j] = h.double().cpu().numpy()
         beta = float(w.norm())
@@ -215,10 +236,13 @@ def extreme(
         spent = n >= limit
         if j >= min(nev, p) or spent:
             wanted = wanted_indices(theta, which, nev)
+            widen = rounding * scale
             cheap = beta * np.abs(s[-1, wanted])
-            ok = error_bounds(theta, wanted, cheap) <= thresholds(theta[wanted])
+            ok = error_bounds(theta, wanted, cheap, widen) <= thresholds(theta[wanted])
             if (ok.all() and not invariant and n >= hold) or full or spent:
-                found = _ritz(theta, s, wanted, q[:j], hq[:j], thresholds, n, restarts)
+                tbar = t[: j + 1, :j]
+                relation = (tbar, extra, lost)
+                found = _ritz(theta, s, wanted, q[:j], relation, thresholds, n, restarts, widen)
                 if (found.converged.all() and len(found.values) == nev) or spent or full:
                     return found
         coupling = beta
@@ -226,16 +250,24 @@ def extreme(
             gen = gen or torch.Generator(device=dev).manual_seed(seed + 1)
             w = torch.randn(p, generator=gen, device=dev, dtype=dtype)
             w, _ = _orthogonalize(q[:j], w)
+            lost += beta  # the dropped beta q_j of the last product (rounding level)
             beta, coupling = float(w.norm()), 0.0
             t[j, :j] = 0.0
             hold = n + nev + 10
         if j == m:  # thick restart from the `keep` best Ritz vectors
             kept = wanted_indices(theta, which, keep)
             sk = torch.from_numpy(s[:, kept].T.copy()).to(dev, dtype)
+            # H (Q S) = (Q S) S^T T S + Q (T S - S S^T T S) + coupling: the middle term (the
+            # asymmetry of T, at rounding level) is kept as vectors
+            ts = t[:j, :j] @ s[:, kept]
+            inner = s[:, kept].T @ ts
+            out = torch.from_numpy((ts - s[:, kept] @ inner).T.copy()).to(dev, dtype) @ q[:j]
+            if extra is not None:
+                out += sk[:, : len(extra)] @ extra
+            extra = out
             q[: len(kept)] = sk @ q[:j]
-            hq[: len(kept)] = sk @ hq[:j]
             t[:] = 0.0
-            t[np.arange(len(kept)), np.arange(len(kept))] = theta[kept]
+            t[: len(kept), : len(kept)] = inner
             t[len(kept), : len(kept)] = coupling * s[-1, kept]
             j = len(kept)
             restarts += 1
@@ -247,19 +279,31 @@ def _ritz(
     s: np.ndarray,
     wanted: np.ndarray,
     q: Tensor,
-    hq: Tensor,
+    relation: tuple[np.ndarray, Tensor | None, float],
     thresholds: Callable[[np.ndarray], np.ndarray],
     n: int,
     restarts: int,
+    widen: float = 0.0,
 ) -> Ritz:
-    """The wanted pairs with residuals from the stored products."""
+    """The wanted pairs, with residuals ``||H y - theta y||`` from ``H Q = Q T + [extra, 0]``.
+
+    ``relation``: the whole ``(j + 1) x j`` matrix ``T``, ``extra`` (or None before a restart)
+    and ``lost`` (added to the residuals); ``widen`` goes into the bounds.
+    """
     sw = torch.from_numpy(s[:, wanted].T.copy()).to(q.device, q.dtype)
     y = sw @ q
-    hy = sw @ hq
     vals = theta[wanted]
-    r = hy - torch.from_numpy(vals).to(q.device, q.dtype)[:, None] * y
-    res = r.double().norm(dim=1).cpu().numpy()
-    errors = error_bounds(theta, wanted, res)
+    sv, (tbar, extra, lost) = s[:, wanted], relation
+    r = tbar @ sv
+    r[:-1] -= vals[None, :] * sv
+    if extra is None:  # Q orthonormal: the residual's norm is that of its coefficients
+        res = np.linalg.norm(r, axis=0) + lost
+    else:  # q_{j+1} (coefficient r[-1]) is orthogonal to the rest
+        rows = torch.from_numpy(r[:-1].T.copy()).to(q.device, q.dtype) @ q
+        rows += sw[:, : len(extra)] @ extra
+        inside = rows.double().norm(dim=1).cpu().numpy()
+        res = np.sqrt(inside**2 + r[-1] ** 2) + lost
+    errors = error_bounds(theta, wanted, res, widen)
     return Ritz(
         values=vals,
         vectors=y / y.norm(dim=1, keepdim=True),

@@ -9,6 +9,11 @@ Examples:
     >>> c = bezier(model_a, model_b, nn.CrossEntropyLoss(), (X, y), steps=2000)
     >>> c.barrier, c.bend, c.train_loss
 
+Over ``torch.distributed`` ranks (tensor data): the minibatches are drawn from the union of
+the shards in rank order, gathered on every rank, so every rank fits the same bend as one
+process on all the data (each rank runs every step; the evaluation along the curve is split
+over the ranks).
+
 References:
     Garipov, Izmailov, Podoprikhin, Vetrov, Wilson, "Loss surfaces, mode connectivity, and
     fast ensembling of DNNs", NeurIPS 2018. Draxler, Veschgini, Salmhofer, Hamprecht,
@@ -28,6 +33,7 @@ from torch.func import grad_and_value
 from torch.utils._pytree import tree_map
 from torch.utils.data import DataLoader
 
+from landscape.engine import distributed as _dist
 from landscape.engine.batches import Batches
 from landscape.engine.batchnorm import batchnorm_layers, has_batchnorm
 from landscape.engine.checks import _check_choice, _check_int, _check_positive
@@ -58,12 +64,14 @@ def _minibatches(data: Any, size: int, obj: Objective, gen: torch.Generator) -> 
     full = Batches(
         data, device=layout.device, dtype=layout.dtype, batch_size=obj.n_examples
     ).first()
+    # over ranks: the union of the shards, in rank order, on every rank (the same draws)
+    inputs, targets = _dist.union([full], group=obj.group)
     count = obj.n_examples
     while True:
         perm = torch.randperm(count, generator=gen, device=layout.device)
         for i in range(0, count - size + 1, size):
             idx = perm[i : i + size]
-            yield tree_map(lambda x, idx=idx: x[idx], full.inputs), full.targets[idx]
+            yield tree_map(lambda x, idx=idx: x[idx], inputs), targets[idx]
 
 
 def _bezier(a: Tensor, c: Tensor, b: Tensor, t: Any) -> Tensor:
@@ -148,11 +156,11 @@ def bezier(
     ends = _ends(
         "bezier", model_a, model_b, loss_fn, data, test, model, params, mode, eval_batch_size, check
     )
-    if ends.obj.group is not None:
+    if ends.obj.group is not None and not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise ValueError(
-            "bezier: fitting a curve on minibatches over torch.distributed ranks is not "
-            "supported: expected one process (run it outside torchrun or under "
-            "landscape.engine.distributed.distributed(False))"
+            "bezier: fitting a curve over torch.distributed ranks needs (inputs, targets) "
+            f"tensors (minibatches drawn from the union of the shards), got "
+            f"{type(data).__name__}: pass tensors, or run it in one process"
         )
     net, layout = ends.obj.model, ends.obj.layout
     recal = has_batchnorm(net) and mode == "eval" if recalibrate is None else recalibrate

@@ -143,11 +143,6 @@ def _walk(
     """Evaluate the points; the result with its buffers policy and cost."""
     template = ends.obj.model
     recal = recal and has_batchnorm(template)
-    if recal and ends.obj.group is not None:
-        raise ValueError(
-            "BatchNorm statistics recalibrated over torch.distributed ranks are not supported: "
-            "expected one process (group=False) or recalibrate=False"
-        )
     cols: dict[str, list] = {"loss": [], "accuracy": [], "test_loss": [], "test_accuracy": []}
     for alpha, theta in zip(alphas, points, strict=True):
         bufs = _recalibrate(ends.obj, theta) if recal else _buffers_at(ends, float(alpha))

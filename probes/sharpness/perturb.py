@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_map
 
+from landscape.engine import distributed as _dist
 from landscape.engine.checks import _check_choice, _check_int
 from landscape.engine.objective import MODES, Objective
 
@@ -132,6 +133,7 @@ def _objective(
     batch_size: int | None,
     check: bool,
     terms: Any = None,
+    group: Any = None,
 ) -> Objective:
     try:
         return Objective(
@@ -143,6 +145,7 @@ def _objective(
             batch_size=batch_size,
             check=check,
             terms=terms,
+            group=group,
         )
     except ValueError as exc:  # the Objective's check wraps it: say it alone
         if isinstance(exc.__cause__, LogitShapeError):
@@ -196,18 +199,9 @@ def _parts(
     """
     if m is None:
         return [(obj, seed)]
-    if obj.group is not None:
-        raise ValueError(
-            "m-sharpness over torch.distributed ranks is not supported (its batches of m "
-            "consecutive examples cross the shards): expected m=None, or one process"
-        )
-    held = list(obj.batches)
-    inputs = (
-        tree_map(lambda *t: torch.cat(t), *[b.inputs for b in held])
-        if len(held) > 1
-        else held[0].inputs
-    )
-    targets = torch.cat([b.targets for b in held])
+    # over ranks, the union of the shards in rank order on every rank: each rank fits every
+    # batch of m, as one process does (the batches of m cross the shards)
+    inputs, targets = _dist.union(obj.batches, group=obj.group)
     parts = []
     for i, lo in enumerate(range(0, obj.n_examples, m)):
         chunk = (tree_map(lambda t, lo=lo: t[lo : lo + m], inputs), targets[lo : lo + m])
@@ -220,6 +214,7 @@ def _parts(
             batch_size=batch_size,
             check=False,
             terms=obj.terms,
+            group=False,
         )
         parts.append((part, seed + i))
     return parts
