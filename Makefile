@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 install: $(VENV)/.installed
 
 optimizers: install
-	$(VENV)/bin/landscape sweep experiments/optimizers.toml --out optimizers.h5 --workers 2
+	OMP_NUM_THREADS=1 $(VENV)/bin/landscape sweep experiments/optimizers.toml --out optimizers.h5 --workers 2
 
 # every experiment of experiments/README.md, each with its report (<name>_report/); the .h5
 # files and reports go under EXPERIMENTS_OUT (default: the repository root, where *.h5 and

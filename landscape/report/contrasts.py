@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from landscape.report import study_stats as st
 from landscape.report.render import MISSING
+from landscape.report.study import _key  # one hashable key per setting value, as study's
 
 __all__ = [
     "ALL_PAIRS_UP_TO",
@@ -49,14 +49,6 @@ TOP_LEVEL = ("test_acc", "gap", "train_loss", "steps")
 ORDER = ("step_train_acc_1", "test_acc_at_train_acc_1", "step_test_acc_0.95")
 
 Block = tuple[Any, ...]
-
-
-def _key(value: Any) -> Hashable:
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, Hashable):
-        return value
-    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _value(run: Mapping[str, Any], metric: str) -> float | None:
