@@ -81,6 +81,7 @@ class CachedReverse:
             (self._grad,) = torch.autograd.grad(value, self._leaf, create_graph=True)
         self.loss = value.detach()
         self.grad = self._grad.detach()
+        self.point = self._leaf.detach()  # theta as built (a copy; never changed in place)
 
     def apply(self, v: Tensor) -> Tensor:
         """``H v`` by one backward pass through the kept graph; ``v`` of shape (P,) or (k, P)."""

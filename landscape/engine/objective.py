@@ -521,7 +521,7 @@ class Objective:
         self.add_cost(grad_evals=1 / self.batches.n_batches, passes=1 / self.batches.n_batches)
         fits = per_batch * self.batches.n_batches * 1.25 <= self.batches.memory_budget
         if fits and self.batches.n_batches == 1 and self.group is None:  # built: keep it
-            self._graphs = (theta.clone(), self._state_key(), [(first.weight, graph)])
+            self._graphs = (graph.point, self._state_key(), [(first.weight, graph)])
         del graph
         if self.group is not None:
             (misses,) = _dist.all_reduce(
