@@ -1,13 +1,15 @@
 """The top-1 cases of ``hessian_vs_peers.py``: an HF ResNet and an HF GPT-2, at 1e-3.
 
 Each method runs once in a fresh child process (``--child CASE METHOD SETTING``) for its peak
-memory: ``ru_maxrss`` after the run less ``ru_maxrss`` after building the model and data (torch's
-CPU allocations escape ``tracemalloc``), and its CPU seconds (user + system, all threads; steadier
+memory: the peak resident size during the run (``VmHWM``, reset after building the model and
+data) less the resident size after building them (torch's CPU allocations escape
+``tracemalloc``), and its CPU seconds (user + system, all threads; steadier
 than wall time on a loaded machine); the timings come from interleaved rounds in the parent.
 """
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import os
@@ -113,17 +115,30 @@ def run(case_parts, method: str, setting: float, runners) -> tuple[float, int, b
     return (float(np.max(values)) if len(values) else float("nan")), n, False
 
 
+def _status_kb(field: str) -> int:
+    """A ``/proc/self/status`` field in kB (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
 def child(args, runners) -> None:
     """Run one method once in this fresh process; print its peak memory and result as JSON."""
     case, method, setting = args.child
     parts = build(case)
+    gc.collect()
+    base = _status_kb("VmRSS")  # resident after building the model and data
+    with open("/proc/self/clear_refs", "w") as f:  # reset the peak (VmHWM) to the current size
+        f.write("5")
     before = resource.getrusage(resource.RUSAGE_SELF)
     start = time.perf_counter()
     value, n, certified = run(parts, method, float(setting), runners)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    peak = (after.ru_maxrss - before.ru_maxrss) / 1024  # kB on Linux
+    peak = (_status_kb("VmHWM") - base) / 1024  # the run's peak over what was built
     out = {"value": value, "products": n, "seconds": seconds, "cpu_s": cpu, "peak_mb": peak}
     print(json.dumps(out | {"certified": certified}))
 
