@@ -33,6 +33,8 @@ from probes.paths.interpolation import bezier, linear
 from probes.sharpness.average import average_case
 from probes.sharpness.worst import worst_case
 
+from .conftest import WAIT
+
 ROOT = Path(__file__).resolve().parents[1]
 N, SPLIT = 37, 22  # examples, and the first rank's share (unequal shards)
 
@@ -72,7 +74,7 @@ import torch
 import torch.distributed as dist
 torch.set_num_threads(1)
 rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=20))
+dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=600))  # a cap on a hung peer
 """
     + COMMON
     + """
@@ -95,7 +97,7 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
-def _launch(job: str, tmp_path: Path, timeout: float = 120) -> list[subprocess.CompletedProcess]:
+def _launch(job: str, tmp_path: Path, timeout: float = WAIT) -> list[subprocess.CompletedProcess]:
     """Run ``job`` on 2 gloo ranks (1 thread each); their completed processes."""
     code = WORKER.replace("SPLIT", str(SPLIT)).replace("JOB", textwrap.dedent(job))
     script = tmp_path / "worker.py"
@@ -204,6 +206,7 @@ try:  # a loader's own batches: no union of the shards to draw from
 except ValueError as exc:
     refused = str(exc)
 from landscape.store.file import Store
+
 if rank == 0:
     with Store(out + ".h5", "w") as st:
         st.create_run("a", names=["w"], shapes=[(1,)], init=np.zeros(1))
@@ -415,7 +418,7 @@ def test_cli_probe_surface_and_path_under_torchrun_equal_one_process(tmp_path: P
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
          "--master_port", str(_port()), str(script)],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=240,
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=WAIT,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     for where in ("probes/two", "runs/a/surfaces/two", "runs/a/paths/two"):
