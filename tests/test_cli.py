@@ -12,6 +12,8 @@ import pytest
 
 from landscape.cli.main import main
 
+from .conftest import WAIT
+
 
 @pytest.fixture()
 def cache(tmp_path, monkeypatch):
@@ -36,7 +38,7 @@ def test_bad_arguments_one_line():
         [sys.executable, "-m", "landscape.cli", "demo", "--device", "nonsense"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=WAIT,
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("landscape: error: ")
@@ -48,6 +50,6 @@ def test_help_lists_demo():
         [sys.executable, "-m", "landscape.cli", "--help"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=WAIT,
     )
     assert proc.returncode == 0 and "demo" in proc.stdout

@@ -27,6 +27,8 @@ from landscape.store.journal import (
     lock_for_reading,
 )
 
+from .conftest import WAIT
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -311,7 +313,7 @@ def test_sigkill_inside_commit(tmp_path, point, opener):
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=WAIT,
     )
     assert r.returncode == -signal.SIGKILL, r.stderr
     assert os.path.exists(journal_path(path)) == (point != "committed")

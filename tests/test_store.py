@@ -29,6 +29,7 @@ from landscape.store.journal import journal_path
 from landscape.train.checkpoints import load_params
 
 from . import store_writer
+from .conftest import WAIT
 from .store_writer import N_COMMITS, ROWS, expected
 
 REPO = Path(__file__).resolve().parents[1]
@@ -241,7 +242,7 @@ def test_mode_w_replaces_a_landscape_file(tmp_path):
 def test_importing_the_store_does_not_import_torch():
     code = "import landscape.store, sys; assert 'torch' not in sys.modules, 'torch imported'"
     r = subprocess.run(
-        [sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=WAIT
     )
     assert r.returncode == 0, r.stderr
 
@@ -614,7 +615,7 @@ def test_an_exception_inside_commit_rolls_back(tmp_path, monkeypatch, point):
 def _h5py_open_in_another_process(path) -> subprocess.CompletedProcess:
     code = f"import h5py; h5py.File({str(path)!r}, 'r').close()"
     return subprocess.run(
-        [sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=WAIT
     )
 
 
@@ -788,7 +789,7 @@ def test_sigkill_at_seeded_moments_loses_only_the_run_in_progress(tmp_path):
     m = 0
     for point, n in kills:
         proc = _start_writer(path, m, m + 50, f"{point}:{n}")
-        out, err = proc.communicate(timeout=60)  # reaped: its pid is gone, its run "incomplete"
+        out, err = proc.communicate(timeout=WAIT)  # reaped: its pid is gone, its run "incomplete"
         assert proc.returncode == -signal.SIGKILL, err
         lines = out.splitlines()
         said = len(lines) - 1  # runs it said were complete
@@ -800,7 +801,7 @@ def test_sigkill_at_seeded_moments_loses_only_the_run_in_progress(tmp_path):
         m = new_m
     assert m >= 3
     proc = _start_writer(path, m, m + 1)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=WAIT)
     assert proc.returncode == 0, err
     assert _check(path, m, require_all=True) == m + 1
 
@@ -819,7 +820,7 @@ def test_sigkill_inside_each_window_of_a_commit(tmp_path, two_runs, point):
     shutil.copy(two_runs, path)
     before = _bytes(path)
     proc = _start_writer(path, 2, 3, LANDSCAPE_CRASH_AT=point)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=WAIT)
     assert proc.returncode == -signal.SIGKILL, err
     assert out == "start\n"  # died in its first commit
     jpath = journal_path(path)

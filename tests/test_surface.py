@@ -21,6 +21,7 @@ from landscape import Objective
 from landscape.store.file import Store
 from landscape.surfaces.grid import Surface, surface
 
+from .conftest import WAIT
 from .surface_worker import problem
 from .zoo import make
 
@@ -213,7 +214,7 @@ def test_a_killed_surface_resumes_to_the_values_of_an_uninterrupted_one(tmp_path
         [sys.executable, str(WORKER), str(killed), "10"],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=WAIT,
     )
     assert proc.returncode == -9, proc.stderr  # SIGKILL, mid-way
     with Store(killed) as st:
@@ -222,7 +223,7 @@ def test_a_killed_surface_resumes_to_the_values_of_an_uninterrupted_one(tmp_path
     assert np.isnan(partial.train_loss[~partial.done]).all()
     resumed = surface(**problem(), store=killed, run="r", name="plane")
     assert resumed.n_points == partial.done.size - partial.done.sum()
-    subprocess.run([sys.executable, str(WORKER), str(clean), "0"], check=True, timeout=300)
+    subprocess.run([sys.executable, str(WORKER), str(clean), "0"], check=True, timeout=WAIT)
     with Store(clean) as a, Store(killed) as b:
         ra, rb = a.record("r", "surfaces", "plane"), b.record("r", "surfaces", "plane")
     for key in ("train_loss", "train_accuracy", "done", "x", "y", "directions"):

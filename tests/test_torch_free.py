@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 
+from .conftest import WAIT
+
 RESULTS = (
     "probes.curvature.results",
     "probes.sharpness.results",
@@ -71,7 +73,9 @@ READ = textwrap.dedent("""
 
 
 def _run(code: str) -> str:
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=WAIT
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
 
