@@ -56,11 +56,26 @@ class SphinxRoles(griffe.Extension):
         try:
             target = loader.modules_collection.get_member(path)
         except (KeyError, ValueError, AttributeError):
-            return None
+            return self._inherited(path, loader)
         try:
             return target.final_target.path if target.is_alias else target.path
         except griffe.AliasResolutionError:
             return None
+
+    def _inherited(self, path: str, loader: griffe.GriffeLoader) -> str | None:
+        """A member that a class inherits, documented under that class (``inherited_members``).
+
+        For the classes made of parts (e.g. ``Store``), whose pages render inherited members.
+        """
+        owner, _, name = path.rpartition(".")
+        cls = self._canonical(owner, loader) if owner else None
+        try:
+            obj = loader.modules_collection.get_member(cls) if cls else None
+        except (KeyError, ValueError, AttributeError):
+            return None
+        if obj is None or not obj.is_class or name not in obj.inherited_members:
+            return None
+        return f"{cls}.{name}"
 
     def _resolve(self, obj: griffe.Object, name: str, loader: griffe.GriffeLoader) -> str | None:
         if name.split(".")[0] in OURS:

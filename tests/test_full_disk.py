@@ -27,7 +27,7 @@ import numpy as np
 import pytest
 
 from landscape.cli.main import main
-from landscape.store import file as store_file
+from landscape.store import claims as store_claims
 from landscape.store import journal
 from landscape.store.file import Store
 from landscape.store.journal import PAGE, JournaledFile, WriteFailed, journal_path
@@ -291,7 +291,7 @@ def test_train_on_a_full_disk(base, budgets, where, tmp_path, monkeypatch, capsy
     assert path.read_bytes() == (copies[-1] if copies else before)
     assert not os.path.exists(journal_path(path))
     # space again: the rerun (a new process: the run's writer is gone) finishes the run
-    monkeypatch.setattr(store_file, "_alive", lambda host, pid: False)
+    monkeypatch.setattr(store_claims, "_alive", lambda host, pid: False)
     if not done:
         assert main(["train", str(path), *TINY, "--run", "b", "--lr", "0.2"]) == 0
     finished_as(path, base[1], "b")
@@ -314,7 +314,7 @@ def test_a_sweep_on_a_full_disk_stops_then_resumes(tmp_path, monkeypatch, capsys
             if s.info(run).status == "complete":
                 assert s.params(run).shape == s.params(run, "init").shape
     assert copies and path.read_bytes() == copies[-1]
-    monkeypatch.setattr(store_file, "_alive", lambda host, pid: False)
+    monkeypatch.setattr(store_claims, "_alive", lambda host, pid: False)
     assert main(["sweep", str(spec), "--out", str(path), "--quiet", "--no-report"]) == 0
     with Store(path) as s, Store(ref) as r:
         assert s.runs() == r.runs()

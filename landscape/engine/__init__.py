@@ -3,7 +3,11 @@
 The risk is a function of a flat parameter vector. The modules:
 
 - :mod:`~landscape.engine.objective`: :class:`Objective` (loss, gradient, Hessian-, GGN-vector
-  products, per-example gradients over the whole dataset) and its :class:`Cost`;
+  products, per-example gradients over the whole dataset) and its :class:`Cost`, assembled from
+  parts (:mod:`~landscape.engine.parts`): :mod:`~landscape.engine.validation` (the checks of its
+  inputs), :mod:`~landscape.engine.products` (Hessian- and GGN-vector products, the strategy
+  and the cached graphs), :mod:`~landscape.engine.evaluate` (loss and accuracy in one pass),
+  :mod:`~landscape.engine.per_example` (per-example gradients);
 - :mod:`~landscape.engine.hvp`: Hessian-vector products four ways;
 - :mod:`~landscape.engine.params`: flat vectors, layouts and parameter filters;
 - :mod:`~landscape.engine.batches`: a dataset as batches on the model's device;
@@ -40,6 +44,7 @@ __all__ = [
     "cost",
     "determinism",
     "distributed",
+    "evaluate",
     "hvp",
     "lazy",
     "losses",
@@ -48,9 +53,13 @@ __all__ = [
     "objective",
     "only",
     "params",
+    "parts",
+    "per_example",
     "pointwise",
+    "products",
     "records",
     "terms",
+    "validation",
     "Tokens",
     "causal_lm",
     "causal_lm_loss",
@@ -70,15 +79,20 @@ __getattr__, __dir__ = attach(
         "cost",
         "determinism",
         "distributed",
+        "evaluate",
         "hvp",
         "lazy",
         "losses",
         "metrics",
         "objective",
         "params",
+        "parts",
+        "per_example",
         "pointwise",
+        "products",
         "records",
         "terms",
+        "validation",
     ],
     {
         "Cost": "cost",

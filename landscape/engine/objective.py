@@ -24,61 +24,51 @@ attention runs on its math kernel and the fused ``nn.MultiheadAttention`` path i
 during every call, because the fused kernels support neither forward-mode AD nor double
 backward.
 
-Why one module: :class:`Objective` is one class whose methods share its state (the selected
-parameters and their layout, the batches, the HVP strategy chosen and the Hessian graphs cached
-at the last point, the cost counter) and its one evaluation context; what stands apart already
-lives apart (the HVP strategies in :mod:`landscape.engine.hvp`, the batches, the evaluation
-context, the metrics, the determinism check). Splitting its methods over modules would spread
-one object's invariants, such as when the cached graphs are stale, over several files.
+Where the parts live: :class:`Objective` is one class assembled from parts, one concept a
+module, each a base class of it (:mod:`landscape.engine.parts`). Here are its state, the
+functional core every evaluation goes through, and the loss and gradient; the checks of its
+inputs are in :mod:`landscape.engine.validation`; the Hessian- and Gauss-Newton-vector
+products, with the HVP strategy chosen and the Hessian graphs cached at the last point (and when
+they are stale), in :mod:`landscape.engine.products`; loss and accuracy in one pass in
+:mod:`landscape.engine.evaluate`; the per-example gradients in
+:mod:`landscape.engine.per_example`. What stands apart from the objective lives apart (the HVP
+strategies in :mod:`landscape.engine.hvp`, the batches, the evaluation context, the metrics of a
+batch, the determinism check).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import inspect
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, grad_and_value, jvp, vjp, vmap
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.func import functional_call, grad_and_value
 
 from landscape.engine import allocator
 from landscape.engine import distributed as _dist
 from landscape.engine import hvp as _hvp
 from landscape.engine.batches import Batch, Batches, Kwargs
-from landscape.engine.context import evaluation, synchronize
+from landscape.engine.context import evaluation
 from landscape.engine.cost import Cost
 from landscape.engine.determinism import check
-from landscape.engine.losses import MissingLossError, model_loss, uses_model_loss
-from landscape.engine.metrics import Metrics, combine, correct, no_accuracy
+from landscape.engine.evaluate import _Evaluation
+from landscape.engine.losses import model_loss
 from landscape.engine.params import ParamFilter, ParamLayout, select
+from landscape.engine.per_example import _PerExample
+from landscape.engine.products import _Products
 from landscape.engine.terms import Terms, terms_of, tokens_of
+from landscape.engine.validation import _Validation
 
 __all__ = ["Cost", "Objective"]
-
-_PRODUCTS = {
-    "forward-over-reverse": _hvp.forward_over_reverse,
-    "reverse-over-reverse": _hvp.reverse_over_reverse,
-}
 
 MODES = ("eval", "train")
 
 
-def _keywords(model: nn.Module) -> str:
-    """The named parameters of ``model.forward``, for a message."""
-    try:
-        params = inspect.signature(model.forward).parameters.values()
-    except (TypeError, ValueError):
-        return "arguments that the signature does not say"
-    named = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    return ", ".join(named[:8]) + (", ..." if len(named) > 8 else "") if named else "no names"
-
-
-class Objective:
+class Objective(_Validation, _Products, _Evaluation, _PerExample):
     """The mean loss of ``model`` over ``data`` as a function of its flat parameters.
 
     Args:
@@ -136,10 +126,10 @@ class Objective:
     :mod:`landscape.engine.determinism`) and the surfaces use to run their own passes through
     an objective as its methods do, besides :meth:`outputs` and :meth:`batch_loss`:
     :meth:`context` (the evaluation context, timed), :attr:`accumulator_dtype` (of sums over
-    batches), :meth:`check_theta` (a vector checked against the layout),
-    :meth:`require_finite` (the one message for a NaN), :meth:`add_cost` (work done outside
-    counted into :attr:`cost`) and :meth:`rebatched` (the held data in other batches). Probes
-    need none of them.
+    batches), :meth:`~landscape.engine.objective.Objective.check_theta` (a vector checked
+    against the layout), :meth:`~landscape.engine.objective.Objective.require_finite` (the one
+    message for a NaN), :meth:`add_cost` (work done outside counted into :attr:`cost`) and
+    :meth:`rebatched` (the held data in other batches). Probes need none of them.
 
     Examples:
         >>> obj = Objective(model, nn.CrossEntropyLoss(), (X, y))
@@ -273,71 +263,6 @@ class Objective:
     def _f(self, batch: Batch) -> Callable[[Tensor], Tensor]:
         return lambda theta: self.batch_loss(theta, batch)
 
-    def _validate(self, batch: Batch) -> None:
-        def shape(obj: Any) -> str:
-            if isinstance(obj, Mapping):
-                return "{" + ", ".join(f"{k!r}: {shape(v)}" for k, v in obj.items()) + "}"
-            leaves, _ = tree_flatten(obj)
-            return (
-                ", ".join(
-                    f"{tuple(t.shape)} {str(t.dtype).removeprefix('torch.')}"
-                    for t in leaves
-                    if isinstance(t, Tensor)
-                )
-                or type(obj).__name__
-            )
-
-        def failed(what: str, exc: Exception) -> ValueError:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            return ValueError(f"{what}: {reason}")
-
-        errors = (RuntimeError, ValueError, TypeError, IndexError)
-        with torch.no_grad(), self.context():
-            try:
-                outputs = self.outputs(self.theta, batch.inputs)
-            except errors as exc:
-                what = f"the model failed on the first batch of inputs {shape(batch.inputs)}"
-                if isinstance(batch.inputs, Kwargs):
-                    what += f" (its forward takes {_keywords(self.model)})"
-                raise failed(what, exc) from exc
-            try:
-                value = self.loss_fn(outputs, batch.targets)
-            except MissingLossError:
-                raise
-            except errors as exc:
-                what = (
-                    f"loss_fn failed on outputs {shape(outputs)} and targets {shape(batch.targets)}"
-                )
-                raise failed(what, exc) from exc
-        if not isinstance(value, Tensor) or value.ndim != 0:
-            got = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
-            raise ValueError(
-                f"loss_fn must return a scalar (the mean loss of the batch), got {got}; use "
-                "reduction='mean'"
-            )
-        if not value.is_floating_point():
-            raise TypeError(f"loss_fn must return a floating-point tensor, got {value.dtype}")
-        self.require_finite(value, "at the model's parameters")
-        self.has_accuracy = correct(outputs, batch.targets, self.tokens) is not None
-
-    @staticmethod
-    def require_finite(value: Tensor, where: str, what: str = "the loss") -> None:
-        """Raise ``ValueError`` unless every entry of ``value`` is finite (engine interface).
-
-        The one message for a NaN: "<what> is not finite ... <where>; expected ...".
-
-        Args:
-            value: the computed tensor.
-            where: e.g. ``"at the given theta"``.
-            what: what it is, e.g. ``"the gradient"``.
-        """
-        if not bool(torch.isfinite(value).all()):
-            shown = f" ({float(value)})" if value.numel() == 1 else ""
-            raise ValueError(
-                f"{what} is not finite{shown} {where}; expected finite values: check the "
-                "data for NaN/inf, the learning rate of the run, or the scale of the parameters"
-            )
-
     @property
     def accumulator_dtype(self) -> torch.dtype:
         """The dtype of sums over batches (engine interface).
@@ -345,36 +270,6 @@ class Objective:
         The parameters' dtype, at least float32 (float16 would overflow).
         """
         return torch.promote_types(self.layout.dtype, torch.float32)
-
-    def _state_key(self) -> tuple[int, ...]:
-        """Versions of everything besides theta that the objective depends on.
-
-        The fixed parameters, the buffers and the cached data. Any in-place change bumps one.
-        """
-        tensors = [*self._fixed.values(), *self.model.buffers()]
-        if self.batches.cached:
-            for batch in self.batches:
-                leaves, _ = tree_flatten((batch.inputs, batch.targets))
-                tensors += [t for t in leaves if isinstance(t, Tensor)]
-        return tuple(t._version for t in tensors)
-
-    def check_theta(self, theta: Tensor | None, what: str = "theta") -> Tensor:
-        """``theta`` checked against the layout, detached (engine interface).
-
-        A flat vector of the selected parameters' size, dtype and device, else ``ValueError``
-        naming ``what``; ``None`` gives the model's :attr:`theta`.
-
-        Args:
-            theta: a flat (P,) tensor or None.
-            what: its name in the message, e.g. ``"center"``.
-
-        Returns:
-            The flat vector to evaluate at.
-        """
-        if theta is None:
-            return self.theta
-        self.layout.check(theta, what)
-        return theta.detach()
 
     def add_cost(self, **kw: float) -> None:
         """Count work done outside the objective's own methods into :attr:`cost` (engine interface).
@@ -455,261 +350,6 @@ class Objective:
             n, loss_scale, grad_scale = int(extra[0]), float(extra[1]), float(extra[2])
         loss, gradient = (loss / n).to(self.layout.dtype), (gradient / n).to(self.layout.dtype)
         return loss, gradient, (n, loss_scale / n, grad_scale / n)
-
-    def hvp(self, theta: Tensor | None, v: Tensor) -> Tensor:
-        """The Hessian of the mean loss at ``theta`` times ``v``.
-
-        ``v`` is (P,), or a block (k, P) whose rows are all multiplied in one pass (returns (k, P)).
-        """
-        theta = self.check_theta(theta)
-        self.layout.check_vectors(v, "v")
-        strategy = self.hvp_strategy or self._choose_strategy(theta)
-        k = v.shape[0] if v.ndim == 2 else 1
-        acc = self.accumulator_dtype
-        with self.context():
-            if strategy in _hvp.CACHED:
-                graphs = self._cached_graphs(theta) or self._build_graphs(theta, strategy)
-                out = sum(n * g.apply(v).to(acc) for n, g in graphs)
-            else:
-                product = _PRODUCTS[strategy]
-                out = sum(b.weight * product(self._f(b), theta, v).to(acc) for b in self.batches)
-                self.add_cost(passes=1)
-        if not isinstance(out, Tensor):  # a shard without batches
-            out = torch.zeros(v.shape, dtype=acc, device=v.device)
-        (out,) = _dist.all_reduce(out, group=self.group)
-        self.add_cost(hvp=k)
-        out = (out / self.n_terms).to(self.layout.dtype)
-        self.require_finite(out, "at the given theta", "the Hessian-vector product")
-        return out
-
-    def _cached_graphs(self, theta: Tensor) -> list[tuple[int, Any]] | None:
-        if self._graphs is None:
-            return None
-        point, key, graphs = self._graphs
-        if key == self._state_key() and torch.equal(point, theta):
-            return graphs
-        self._graphs = None  # stale: the point, a buffer, a fixed parameter or the data moved
-        return None
-
-    def _build_graphs(self, theta: Tensor, strategy: str) -> list[tuple[int, Any]]:
-        self._graphs = None  # free the previous point's graphs first
-        key = self._state_key()
-        graphs = [(b.weight, _hvp.build(strategy, self._f(b), theta)) for b in self.batches]
-        self._graphs = (theta.clone(), key, graphs)
-        self.add_cost(passes=1, grad_evals=1)
-        return graphs
-
-    def clear_cache(self) -> None:
-        """Free the graphs kept for Hessian-vector products at the last point."""
-        self._graphs = None
-
-    def _choose_strategy(self, theta: Tensor) -> str:
-        """The fastest exact strategy for this model and data.
-
-        Keeps the gradient's graph (``"cached-reverse"``: each product one backward pass)
-        when it fits the memory budget. Otherwise times one product of each recomputing
-        strategy on the first batch and keeps the faster; a strategy that the model does not
-        support (e.g. a layer without forward-mode AD) drops out. Over ranks, they decide
-        together: the graphs must fit on every rank, the timings are summed.
-        """
-        first = self.batches.first()
-        with self.context():
-            leaves, _ = tree_flatten((first.inputs, first.targets))
-            existing = [t for t in leaves if isinstance(t, Tensor)]
-            existing += [*self.model.parameters(), *self.model.buffers()]
-            graph, per_batch = _hvp.measured(self._f(first), theta, existing)
-        self.add_cost(grad_evals=1 / self.batches.n_batches, passes=1 / self.batches.n_batches)
-        fits = per_batch * self.batches.n_batches * 1.25 <= self.batches.memory_budget
-        if fits and self.batches.n_batches == 1 and self.group is None:  # built: keep it
-            self._graphs = (graph.point, self._state_key(), [(first.weight, graph)])
-        del graph
-        if self.group is not None:
-            (misses,) = _dist.all_reduce(
-                torch.tensor([0.0 if fits else 1.0], device=theta.device), group=self.group
-            )
-            fits = float(misses[0]) == 0.0
-        if fits:
-            self.hvp_strategy = "cached-reverse"
-            return self.hvp_strategy
-        gen = torch.Generator(device=theta.device).manual_seed(0)
-        v = torch.randn(theta.shape, generator=gen, dtype=theta.dtype, device=theta.device)
-        timings, errors = {}, {}
-        with self.context():
-            for name in ("reverse-over-reverse", "forward-over-reverse"):
-                try:
-                    _PRODUCTS[name](self._f(first), theta, v)  # warm up
-                    synchronize(theta.device)
-                    start = time.perf_counter()
-                    _PRODUCTS[name](self._f(first), theta, v)
-                    synchronize(theta.device)
-                    timings[name] = time.perf_counter() - start
-                except (RuntimeError, NotImplementedError) as exc:
-                    errors[name] = exc
-        self.add_cost(passes=4 / self.batches.n_batches)
-        if self.group is not None:  # the same choice on every rank
-            names = ("reverse-over-reverse", "forward-over-reverse")
-            summed = _dist.total(
-                [timings.get(n, float("inf")) for n in names], group=self.group, device=theta.device
-            )
-            timings = {n: t for n, t in zip(names, summed, strict=True) if t != float("inf")}
-        if not timings:
-            raise errors["reverse-over-reverse"]
-        self.hvp_strategy = min(timings, key=timings.__getitem__)
-        return self.hvp_strategy
-
-    def ggn_vp(self, theta: Tensor | None, v: Tensor) -> Tensor:
-        """The generalised Gauss-Newton matrix times ``v`` (or a block (k, P)).
-
-        ``G = sum_b (t_b/T) J_b^T H_b J_b`` (``t_b`` the batch's terms), with ``J_b`` the
-        Jacobian of the outputs and ``H_b`` the Hessian of ``loss_fn`` with respect to the
-        outputs. PSD when the loss is convex in the outputs; equals the Fisher for cross-entropy.
-        """
-        theta = self.check_theta(theta)
-        self.layout.check_vectors(v, "v")
-        if uses_model_loss(self.loss_fn):
-            raise ValueError(
-                "ggn_vp needs the loss as a function of the outputs; loss_fn='model' computes "
-                "it inside the model: pass loss_fn explicitly"
-            )
-        batched = v.ndim == 2
-        total = torch.zeros(v.shape, dtype=self.accumulator_dtype, device=v.device)
-        with self.context():
-            for batch in self.batches:
-
-                def out_fn(t: Tensor, batch: Batch = batch) -> Any:
-                    return self.outputs(t, batch.inputs)
-
-                def loss_of(o: Any, batch: Batch = batch) -> Tensor:
-                    return self.loss_fn(o, batch.targets)
-
-                # (torch annotates vjp as a 2- or 3-tuple whatever has_aux says)
-                outputs, pullback = vjp(out_fn, theta)  # type: ignore[misc]
-                # H_out jv as a vjp of the loss's gradient (H_out is symmetric): reverse mode
-                # through the loss, which some losses need (mse_loss fails under jvp here)
-                detached = tree_map(lambda o: o.detach() if isinstance(o, Tensor) else o, outputs)
-                _, loss_hvp = vjp(grad(loss_of), detached)  # type: ignore[misc]
-
-                def one(u: Tensor, out_fn=out_fn, loss_hvp=loss_hvp, pullback=pullback) -> Tensor:
-                    jv = jvp(out_fn, (theta,), (u,))[1]
-                    return pullback(loss_hvp(jv)[0])[0]
-
-                total += batch.weight * (vmap(one)(v) if batched else one(v))
-        self.add_cost(passes=1, ggn_vp=v.shape[0] if batched else 1)
-        (total,) = _dist.all_reduce(total, group=self.group)
-        total = (total / self.n_terms).to(self.layout.dtype)
-        self.require_finite(total, "at the given theta", "the Gauss-Newton-vector product")
-        return total
-
-    def per_example_grads(
-        self, theta: Tensor | None = None, *, chunk_size: int = 256
-    ) -> Iterator[Tensor]:
-        """Yield the gradients of each example's loss in blocks of at most ``chunk_size`` rows.
-
-        The blocks are (m, P) each, in data order.
-
-        Each example's loss is ``loss_fn`` on a batch of one, so their mean is :meth:`grad`
-        when every example is one term (with ``terms`` counting tokens, :meth:`grad` is their
-        mean weighted by each example's terms). In train mode BatchNorm has no per-example
-        meaning; use ``mode="eval"``. Under ``vmap``, or one example after the other for a
-        model that ``vmap`` cannot batch (data-dependent control flow, as in ``transformers``'
-        attention masks).
-
-        Under ``torch.distributed``, the examples of this rank's shard only: a statistic of
-        them is summed over the ranks by the caller.
-        """
-        theta = self.check_theta(theta)
-        if not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-
-        def single(t: Tensor, inputs: Any, target: Any) -> Tensor:
-            inputs = tree_map(lambda x: x.unsqueeze(0), inputs)
-            target = tree_map(lambda x: x.unsqueeze(0), target)
-            return self.loss_fn(self.outputs(t, inputs), target)
-
-        per_example = vmap(grad(single), in_dims=(None, 0, 0))
-
-        def looped(t: Tensor, inputs: Any, targets: Any, m: int) -> Tensor:
-            return torch.stack(
-                [
-                    grad(single)(t, *tree_map(lambda x, j=j: x[j], (inputs, targets)))
-                    for j in range(m)
-                ]
-            )
-
-        loop = False
-        for batch in self.batches:
-            for i in range(0, batch.n, chunk_size):
-                inputs = tree_map(lambda x, i=i: x[i : i + chunk_size], batch.inputs)
-                with self.context():
-                    targets = tree_map(lambda x, i=i: x[i : i + chunk_size], batch.targets)
-                    if not loop:
-                        try:
-                            block = per_example(theta, inputs, targets)
-                        except RuntimeError as exc:
-                            if "vmap" not in str(exc):
-                                raise
-                            loop = True  # this model cannot be batched: one at a time
-                    if loop:
-                        block = looped(theta, inputs, targets, min(chunk_size, batch.n - i))
-                yield block
-            self.add_cost(passes=1 / self.batches.n_batches)
-
-    def evaluate(
-        self, theta: Tensor | None = None, buffers: Mapping[str, Tensor] | None = None
-    ) -> Metrics:
-        """Loss and accuracy over the whole dataset in one pass.
-
-        Accuracy is None where the targets are not classes (see
-        :func:`landscape.engine.metrics.correct`); ``buffers`` replaces the model's buffers of those
-        names (e.g. recalibrated BatchNorm statistics).
-        """
-        theta = self.check_theta(theta)
-        total = torch.zeros((), dtype=self.accumulator_dtype, device=self.layout.device)
-        parts = []
-        with torch.no_grad(), self.context():
-            for batch in self.batches:
-                outputs = self.outputs(theta, batch.inputs, buffers)
-                total += batch.weight * self.loss_fn(outputs, batch.targets)
-                parts.append(correct(outputs, batch.targets, self.tokens))
-        self.add_cost(passes=1, loss_evals=1)
-        accuracy = combine(parts)
-        if self.group is not None:
-            known = [p for p in parts if p is not None]
-            counts = [
-                float(bool(parts) and len(known) == len(parts)),  # every batch has one
-                sum(p[0] for p in known),
-                sum(p[1] for p in known),
-            ]
-            total, summed = _dist.all_reduce(
-                total,
-                torch.tensor(counts, dtype=torch.float64, device=total.device),
-                group=self.group,
-            )
-            have, hits, counted = summed.tolist()
-            accuracy = hits / counted if have == _dist.world_size(self.group) and counted else None
-        self.require_finite(total, "at the given theta")
-        return Metrics(
-            loss=float(total) / self.n_terms,
-            accuracy=accuracy,
-            n_examples=self.n_examples,
-        )
-
-    def accuracy(self, theta: Tensor | None = None) -> float:
-        """Fraction of correct predictions over the whole dataset (over tokens for sequences).
-
-        Raises:
-            ValueError: the targets are not classes (regression), so there is no accuracy.
-        """
-        accuracy = self.evaluate(theta).accuracy
-        if accuracy is None:
-            first = self.batches.first()
-            with torch.no_grad(), self.context():
-                outputs = self.outputs(self.check_theta(theta), first.inputs)
-            raise ValueError(
-                "accuracy is defined for logits against class-index, one-hot or binary targets; "
-                f"got none: {no_accuracy(outputs, first.targets, self.tokens)}"
-            )
-        return accuracy
 
     # -- determinism -----------------------------------------------------------------------
     def rebatched(self, batch_size: int) -> Objective:

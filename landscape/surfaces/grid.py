@@ -35,11 +35,13 @@ writes the file (and reads what it holds for the others), and the values equal a
 one-process surface.
 
 **Inside.** :func:`surface` sets up the objectives, the centre and the directions, then hands
-the grid to two parts that know nothing of each other: computing (``_evaluate_grid``: the
-chunks of points not done yet, through :class:`landscape.engine.pointwise.Evaluator`) and
-persisting (``_SurfaceFile``: writing or resuming the record, flushing the points done). The
-result, :class:`~landscape.surfaces.result.Surface`, lives in :mod:`landscape.surfaces.result`
-(NumPy only), re-exported here.
+the grid to two parts that know nothing of each other: computing
+(:mod:`landscape.surfaces.compute`: the chunks of points not done yet, through
+:class:`landscape.engine.pointwise.Evaluator`) and persisting
+(:mod:`landscape.surfaces.persist`: writing or resuming the record, flushing the points done).
+The size limits, :func:`~landscape.surfaces.limits.check_size`, are
+:mod:`landscape.surfaces.limits`'s; the result, :class:`~landscape.surfaces.result.Surface`,
+lives in :mod:`landscape.surfaces.result` (NumPy only); both are re-exported here.
 
 Examples:
     >>> d = torch.randn(2, n_params)               # or landscape.surfaces.directions.random
@@ -50,23 +52,20 @@ Examples:
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from landscape.engine import distributed as _dist
 from landscape.engine.checks import _check_choice, _check_int, _check_positive
-from landscape.engine.determinism import check_source
-from landscape.engine.objective import Objective
 from landscape.engine.params import ParamFilter
-from landscape.engine.pointwise import Evaluator, Points, merged
-from landscape.store.file import Store
+from landscape.surfaces.compute import _block, _coords, _evaluate_grid, _objectives, _plane, _Row
+from landscape.surfaces.limits import MAX_BYTES_ENV, MAX_POINTS, MAX_POINTS_ENV, check_size
+from landscape.surfaces.persist import _SurfaceFile
 from landscape.surfaces.result import BN_MODES, METRICS, Surface, same_grid
 
 __all__ = [
@@ -82,81 +81,6 @@ __all__ = [
 ]
 
 _DEFAULT_CHUNK = 16
-MAX_POINTS = 1_000_000
-"""The most points a surface may have unless ``LANDSCAPE_MAX_POINTS`` says otherwise."""
-MAX_POINTS_ENV = "LANDSCAPE_MAX_POINTS"
-"""The environment variable that overrides :data:`MAX_POINTS`."""
-MAX_BYTES_ENV = "LANDSCAPE_MAX_SURFACE_BYTES"
-"""The most bytes a surface's grids may take in memory (default: half the machine's memory)."""
-
-
-def _limit(env: str, default: float | None) -> float | None:
-    text = os.environ.get(env)
-    if text is None:
-        return default
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{env} must be a number, got {text!r}") from None
-    if not value > 0:
-        raise ValueError(f"{env} must be a number > 0, got {text!r}")
-    return value
-
-
-def _bytes(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
-
-
-def _memory() -> int | None:
-    try:
-        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):  # not on this system
-        return None
-
-
-def check_size(shape: Sequence[int], what: str = "surface") -> int:
-    """Refuse a grid too large to hold, before anything is computed; its number of points.
-
-    The limits: :data:`MAX_POINTS` points (``LANDSCAPE_MAX_POINTS`` raises it), and grids
-    (``METRICS`` in float64 and the ``done`` mask) within half the machine's memory
-    (``LANDSCAPE_MAX_SURFACE_BYTES`` sets another number of bytes).
-
-    Args:
-        shape: the grid's shape, ``(nx,)`` or ``(nx, ny)``.
-        what: who asks, for the message.
-
-    Raises:
-        ValueError: one line naming the size, the limit and the variable that raises it.
-
-    Examples:
-        >>> check_size((21, 21))
-        441
-    """
-    points = 1
-    for n in shape:
-        points *= int(n)
-    dims = " x ".join(str(int(n)) for n in shape)
-    most = _limit(MAX_POINTS_ENV, MAX_POINTS)
-    if most is not None and points > most:
-        raise ValueError(
-            f"{what}: a {dims} grid has {points} points, more than the limit of {most:.0f}; "
-            f"set {MAX_POINTS_ENV}={points} to allow it"
-        )
-    memory = _memory()
-    need = points * (8 * len(METRICS) + 1)
-    most = _limit(MAX_BYTES_ENV, memory / 2 if memory else None)
-    if most is not None and need > most:
-        raise ValueError(
-            f"{what}: the grids of a {dims} surface need {_bytes(need)} of memory, "
-            f"more than the limit of {_bytes(most)}"
-            + (" (half this machine's)" if MAX_BYTES_ENV not in os.environ else "")
-            + f"; set {MAX_BYTES_ENV}={need} to allow it"
-        )
-    return points
-
-
-# A point done: its grid index and its values by metric.
-_Row = tuple[tuple[int, ...], dict[str, float]]
 
 
 def surface(
@@ -400,258 +324,5 @@ def _by_points(group: Any, *, points: tuple[int, int] | None, chunk: int, **kw: 
     return Surface(**{**result.__dict__, "n_points": n_points, "seconds": seconds})
 
 
-# ---------------------------------------------------------------------------- computing
-def _objectives(
-    model: nn.Module,
-    loss_fn: Callable[[Any, Tensor], Tensor],
-    data: Any,
-    test: Any,
-    *,
-    params: Any,
-    mode: str,
-    bn: str,
-    batch_size: int | None,
-    check: bool,
-) -> dict[str, Objective]:
-    """The objectives evaluated at each point, ``"train"`` (and ``"test"``).
-
-    Over the cached data in large batches where that keeps the values (eval mode,
-    ``bn="keep"``), checked to be deterministic on the data as evaluated (a loader's data read
-    anew).
-    """
-    given = {
-        "train": Objective(
-            model, loss_fn, data, params=params, mode=mode, batch_size=batch_size, check=False
-        )
-    }
-    if test is not None:
-        given["test"] = Objective(
-            model, loss_fn, test, params=params, mode=mode, batch_size=batch_size, check=False
-        )
-    objectives = {k: merged(o) if mode == "eval" and bn == "keep" else o for k, o in given.items()}
-    if check:
-        for split, o in objectives.items():
-            o.check_determinism()
-            if o is not given[split]:
-                check_source(given[split])
-    return objectives
-
-
-def _plane(
-    obj: Objective, directions: Any, center: Any, k: int
-) -> tuple[Tensor, Tensor, dict[str, Any]]:
-    """The centre (P,) and the ``k`` directions (k, P) on the objective's device and dtype.
-
-    Returns:
-        ``(theta0, d, info)``, ``info`` what the directions are.
-    """
-    if center is None and getattr(directions, "center", None) is not None:
-        center = directions.center  # e.g. PCA or difference directions: their own point
-    d, info = _as_directions(directions, obj.layout.numel)
-    if d.shape[0] != k:
-        raise ValueError(f"surface: {k} direction(s) expected for a {k}-D grid, got {d.shape[0]}")
-    d = d.to(obj.layout.device, obj.layout.dtype)
-    if center is not None and not isinstance(center, Tensor):
-        center = torch.as_tensor(np.asarray(center))
-    theta0 = (
-        obj.theta
-        if center is None
-        else obj.check_theta(center.to(obj.layout.device, obj.layout.dtype), "center")
-    )
-    return theta0, d, info
-
-
-def _evaluate_grid(
-    objectives: Mapping[str, Objective],
-    theta0: Tensor,
-    d: Tensor,
-    result: Surface,
-    metrics: list[str],
-    block: tuple[int, int],
-    *,
-    bn: str,
-    vmap: bool,
-    accuracy: bool,
-    on_chunk: Callable[[list[_Row]], None],
-) -> int:
-    """Evaluate the points of a block of the grid that ``result`` does not hold yet.
-
-    The points go in the fixed chunks of ``result.chunk`` points of the row-major order, their
-    values into ``result``'s grids and ``done`` mask (in place).
-
-    Args:
-        objectives: ``{"train": ..., "test": ...}`` to evaluate at each point.
-        theta0: the centre (P,).
-        d: the directions (k, P).
-        result: the surface to fill (fresh, or as resumed from a file).
-        metrics: the grids to fill.
-        block: ``(first, stop)`` of the flat indices.
-        bn: as for :func:`surface`.
-        vmap: as for :func:`surface`.
-        accuracy: as for :func:`surface`.
-        on_chunk: called after each chunk with its points and their values.
-
-    Returns:
-        The number of points evaluated.
-    """
-    xs, ys, shape, chunk = result.x, result.y, result.shape, result.chunk
-    flat = result.done.reshape(-1)
-    first, stop = block
-    evaluate = Evaluator(objectives, bn, vmap, accuracy)
-    todo = [c for c in range(first, stop, chunk) if not flat[c : min(c + chunk, stop)].all()]
-    n_points = 0
-    with evaluate:
-        for start in todo:
-            idx = [i for i in range(start, min(start + chunk, stop)) if not flat[i]]
-            pts = [np.unravel_index(i, shape) for i in idx]
-            coef = np.array([[xs[pt[0]]] if ys is None else [xs[pt[0]], ys[pt[1]]] for pt in pts])
-            values = evaluate(Points(theta0, d, coef))
-            rows: list[_Row] = []
-            for n, pt in enumerate(pts):
-                row = {m: float(col[n]) for m in metrics if (col := values.get(m)) is not None}
-                for m, v in row.items():
-                    result.grids[m][pt] = v
-                result.done[pt] = True
-                rows.append((tuple(int(i) for i in pt), row))
-            n_points += len(pts)
-            on_chunk(rows)
-    return n_points
-
-
-def _as_directions(directions: Any, p: int) -> tuple[Tensor, dict[str, Any]]:
-    """(k, P) tensor and a JSON-able description of the given directions.
-
-    From a tensor, an array or a result with ``vectors`` (e.g.
-    :class:`landscape.surfaces.directions.Directions`).
-    """
-    info: dict[str, Any] = {}
-    if hasattr(directions, "vectors"):
-        if hasattr(directions, "to_record"):
-            info = {k: v for k, v in directions.to_record()[1].items() if k != "probe"}
-        directions = directions.vectors
-    if isinstance(directions, np.ndarray):
-        directions = torch.from_numpy(directions)
-    if (
-        not isinstance(directions, Tensor)
-        or directions.ndim not in (1, 2)
-        or directions.shape[-1] != p
-        or not directions.is_floating_point()
-    ):
-        got = (
-            f"{tuple(directions.shape)} {directions.dtype}"
-            if hasattr(directions, "shape")
-            else type(directions).__name__
-        )
-        raise ValueError(
-            f"surface: directions must be a float tensor (k, P) or (P,) with "
-            f"P={p} (the selected parameters), got {got}"
-        )
-    d = directions.detach().reshape(-1, p)
-    if not bool(torch.isfinite(d).all()) or bool((d.norm(dim=1) == 0).any()):
-        raise ValueError("surface: directions must be finite and non-zero")
-    return d, info
-
-
-def _coords(name: str, values: Any) -> np.ndarray:
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.ndim != 1 or arr.size < 1 or not np.isfinite(arr).all():
-        raise ValueError(
-            f"surface: {name} must be a 1-D array of finite coordinates, got shape {arr.shape}"
-        )
-    return arr
-
-
-def _block(points: Any, size: int, chunk: int) -> tuple[int, int]:
-    if points is None:
-        return 0, size
-    ok = (
-        isinstance(points, (tuple, list))
-        and len(points) == 2
-        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in points)
-    )
-    if ok:
-        start, stop = int(points[0]), int(points[1])
-        ok = 0 <= start < stop <= size and not start % chunk
-    if not ok:
-        raise ValueError(
-            f"surface: points must be (start, stop) with 0 <= start < stop <= "
-            f"{size} (the grid's points) and start a multiple of chunk={chunk}, "
-            f"got {points!r}"
-        )
-    return start, stop
-
-
 def _progress(total: int, show: bool, name: str) -> Any:
     return tqdm(total=total, disable=not show, desc=f"surface {name}", unit="pt")
-
-
-# ---------------------------------------------------------------------------- persisting
-class _SurfaceFile:
-    """Where a surface goes as it is computed: ``runs/<run>/surfaces/<name>`` of a file.
-
-    :meth:`open` writes the empty surface or resumes the one held; :meth:`add` keeps the points
-    done and writes them every ``flush_seconds`` in one short session (readers get in
-    between); :meth:`close` writes the rest. ``started``: when this call began (the stored
-    time is that of the earlier calls plus this one's).
-    """
-
-    def __init__(
-        self, path: Any, run: str, name: str, flush_seconds: float, started: float
-    ) -> None:
-        self.path, self.run, self.name = path, run, name
-        self.flush_seconds, self.started = flush_seconds, started
-        self.previous = 0.0  # seconds the stored surface took before this call
-        self.pending: list[_Row] = []
-        self.last = time.perf_counter()
-
-    def open(self, fresh: Surface, replace: bool, extras: Mapping[str, Any] | None) -> Surface:
-        """The surface to fill.
-
-        Returns:
-            ``fresh``, written empty (with ``extras``), or the one the file holds (checked to
-            be the same grid; its time counts on).
-        """
-        with Store(self.path, "a", timeout=60) as s:
-            if s.has_record(self.run, "surfaces", self.name) and not replace:
-                held = Surface.from_record(s.record(self.run, "surfaces", self.name))
-                if not same_grid(held, fresh):
-                    raise ValueError(
-                        f"surface: {self.path}: run {self.run!r} already holds a surface "
-                        f"{self.name!r} made with other coordinates, directions or options; "
-                        "pass replace=True (CLI: --replace) to start over, or another name"
-                    )
-                self.previous, self.last = held.seconds, time.perf_counter()
-                return held
-            arrays, attrs, dims = fresh.to_record()
-            arrays.update(extras or {})
-            s.write_record(self.run, "surfaces", self.name, arrays=arrays, attrs=attrs, dims=dims)
-        self.previous, self.last = 0.0, time.perf_counter()
-        return fresh
-
-    def add(self, rows: list[_Row], result: Surface) -> None:
-        """Keep ``rows`` (points of ``result`` just done); write what is kept if it is time."""
-        self.pending.extend(rows)
-        if time.perf_counter() - self.last >= self.flush_seconds:
-            self._flush(result, self.previous + time.perf_counter() - self.started)
-            self.pending, self.last = [], time.perf_counter()
-
-    def close(self, result: Surface, seconds: float) -> None:
-        """Write what is kept; ``seconds``: this call's time."""
-        if self.pending:
-            self._flush(result, self.previous + seconds)
-            self.pending = []
-
-    def _flush(self, result: Surface, seconds: float) -> None:
-        points = [pt for pt, _ in self.pending]
-        arrays: dict[str, list] = {"done": [True] * len(points)}
-        for m in result.grids:
-            arrays[m] = [row.get(m, np.nan) for _, row in self.pending]
-        with Store(self.path, "a", timeout=60) as s:
-            s.update_record(
-                self.run,
-                "surfaces",
-                self.name,
-                points=points,
-                arrays=arrays,
-                attrs={"n_points": int(result.done.sum()), "seconds": float(seconds)},
-            )
