@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from probes.curvature.lanczos import error_bounds, extreme, wanted_indices
+from probes.curvature.lanczos import (
+    _orthogonalize,
+    _orthogonalize_product,
+    error_bounds,
+    extreme,
+    wanted_indices,
+)
 
 WHICH = ("largest", "smallest", "both", "magnitude")
 
@@ -176,3 +182,37 @@ def test_close_pairs_at_the_top_are_resolved_at_the_default_tolerance():
             err = np.abs(r.values - exact)
             assert np.all(err <= r.errors * (1 + 1e-9) + 1e-14), (seed, which, err, r.errors)
             assert np.all(err <= 1e-6 * np.abs(exact)), (seed, which, err)
+
+
+@pytest.mark.parametrize("orthogonalize", [_orthogonalize, _orthogonalize_product])
+def test_orthogonalisation_leaves_a_remainder_orthogonal_to_rounding(orthogonalize):
+    # any vector (not only a Lanczos product: the one-pass form then takes its second pass)
+    gen = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(500, 30, generator=gen, dtype=torch.float64))
+    basis = q.T.float().contiguous()
+    w = torch.randn(500, generator=gen) * 100
+    before = w.clone()
+    r, h = orthogonalize(basis, w)
+    eps = float(torch.finfo(torch.float32).eps)
+    assert torch.equal(w, before)  # the argument is left as it is
+    assert float((basis.double() @ r.double()).abs().max()) <= 10 * eps * float(r.norm())
+    # every coefficient comes back: w = Q^T h + r, to rounding
+    rebuilt = basis.double().T @ h.double() + r.double()
+    assert float((rebuilt - w.double()).norm()) <= 10 * eps * float(w.norm())
+
+
+def test_float32_lanczos_basis_stays_orthonormal_with_one_pass_a_product():
+    # 60 products of a float32 operator whose top pair converges early (loss of orthogonality
+    # sets in exactly then, Paige): the kept basis stays orthonormal at float32's rounding
+    values = np.concatenate([np.linspace(0, 1, 400), [30.0, 31.0]])
+    a = spectrum_matrix(values, seed=3)[0].float()
+    basis = [torch.nn.functional.normalize(torch.ones(402), dim=0)]
+    t = []
+    for _ in range(60):
+        stacked = torch.stack(basis)
+        w, h = _orthogonalize_product(stacked, a @ basis[-1])
+        t.append(h)
+        basis.append(w / w.norm())
+    q = torch.stack(basis).double()
+    eps = float(torch.finfo(torch.float32).eps)
+    assert float((q @ q.T - torch.eye(len(basis), dtype=torch.float64)).abs().max()) <= 50 * eps

@@ -20,6 +20,7 @@ from torch import Tensor
 from torch.func import grad, jvp, vjp, vmap
 from torch.utils._pytree import tree_flatten, tree_map
 
+from landscape.engine import allocator
 from landscape.engine import distributed as _dist
 from landscape.engine import hvp as _hvp
 from landscape.engine.batches import Batch
@@ -33,6 +34,22 @@ _PRODUCTS = {
     "forward-over-reverse": _hvp.forward_over_reverse,
     "reverse-over-reverse": _hvp.reverse_over_reverse,
 }
+
+
+def _weighted_sum(parts: Any, dtype: torch.dtype) -> Tensor | None:
+    """``sum(weight * product())`` in ``dtype``, accumulated in place (None for no parts).
+
+    Products are computed one at a time and added into the first: a product of P numbers
+    costs one vector, not the three that ``sum(w * x)`` allocates.
+    """
+    out: Tensor | None = None
+    for weight, product in parts:
+        part = product().to(dtype)
+        if out is None:
+            out = part if weight == 1 else part.mul_(weight)
+        else:
+            out.add_(part, alpha=weight)
+    return out
 
 
 class _Products(_Part):
@@ -51,16 +68,19 @@ class _Products(_Part):
         with self.context():
             if strategy in _hvp.CACHED:
                 graphs = self._cached_graphs(theta) or self._build_graphs(theta, strategy)
-                out = sum(n * g.apply(v).to(acc) for n, g in graphs)
+                parts = ((n, lambda g=g: g.apply(v)) for n, g in graphs)
             else:
                 product = _PRODUCTS[strategy]
-                out = sum(b.weight * product(self._f(b), theta, v).to(acc) for b in self.batches)
+                parts = (
+                    (b.weight, lambda b=b: product(self._f(b), theta, v)) for b in self.batches
+                )
                 self.add_cost(passes=1)
-        if not isinstance(out, Tensor):  # a shard without batches
+            out = _weighted_sum(parts, acc)
+        if out is None:  # a shard without batches
             out = torch.zeros(v.shape, dtype=acc, device=v.device)
         (out,) = _dist.all_reduce(out, group=self.group)
         self.add_cost(hvp=k)
-        out = (out / self.n_terms).to(self.layout.dtype)
+        out = out.div_(self.n_terms).to(self.layout.dtype)
         self.require_finite(out, "at the given theta", "the Hessian-vector product")
         return out
 
@@ -90,6 +110,8 @@ class _Products(_Part):
         key = self._state_key()
         graphs = [(b.weight, _hvp.build(strategy, self._f(b), theta)) for b in self.batches]
         self._graphs = (theta.clone(), key, graphs)
+        if theta.device.type == "cpu":
+            allocator.release()  # the build's temporaries: free, but kept resident otherwise
         self.add_cost(passes=1, grad_evals=1)
         return graphs
 
@@ -117,6 +139,8 @@ class _Products(_Part):
         if fits and self.batches.n_batches == 1 and self.group is None:  # built: keep it
             self._graphs = (graph.point, self._state_key(), [(first.weight, graph)])
         del graph
+        if theta.device.type == "cpu":
+            allocator.release()  # the build's temporaries (and an unkept graph): see there
         if self.group is not None:
             (misses,) = _dist.all_reduce(
                 torch.tensor([0.0 if fits else 1.0], device=theta.device), group=self.group

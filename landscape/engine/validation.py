@@ -98,6 +98,8 @@ class _Validation(_Part):
             where: e.g. ``"at the given theta"``.
             what: what it is, e.g. ``"the gradient"``.
         """
+        if value.is_floating_point() and value.numel() > 1 and bool(value.sum().isfinite()):
+            return  # a NaN or an inf makes the sum one too: no mask of P entries needed
         if not bool(torch.isfinite(value).all()):
             shown = f" ({float(value)})" if value.numel() == 1 else ""
             raise ValueError(

@@ -2,7 +2,12 @@ r"""Lanczos on the device: extreme eigenpairs with a residual stop, and tridiago
 
 :func:`extreme` finds the wanted eigenpairs of a symmetric operator given only by its products
 (``matvec(v)`` on a torch vector) by thick-restart Lanczos (Wu and Simon) with full
-reorthogonalisation (classical Gram-Schmidt, twice). The basis and the products stay on the
+reorthogonalisation: each product loses its components along the two newest basis vectors
+(the three-term recurrence), then along every vector in one classical Gram-Schmidt pass, and
+in a second pass only when the first removed much of what was left (the DGKS criterion): two
+reads of the basis a product, which is what a step costs when P is large (its memory traffic;
+on an HF GPT-2 of 3.7M parameters 1.1 s of a 24-product run, against 2.5 s for two full
+passes). The basis and the products stay on the
 operator's device, in its dtype but at least float32 (a float16 or bfloat16 basis loses its
 orthogonality at the level of its rounding, 0.4% for bfloat16, and with it the eigenvalues);
 only the small projected matrix crosses to the host. The
@@ -163,12 +168,40 @@ def rayleigh(
 def _orthogonalize(basis: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
     """``w`` less its projection on the rows of ``basis`` (Gram-Schmidt twice).
 
-    Returns the remainder and the coefficients.
+    Returns the remainder and the coefficients. One new vector: the first pass writes the
+    remainder into it and the second updates it in place (``w`` itself is left as it is).
     """
     h = basis @ w
-    w = w - h @ basis
+    w = torch.addmv(w, basis.T, h, alpha=-1)
     h2 = basis @ w
-    return w - h2 @ basis, h + h2
+    return w.addmv_(basis.T, h2, alpha=-1), h + h2
+
+
+def _orthogonalize_product(basis: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+    """A product ``w = H q_j`` (``q_j`` the last row of ``basis``) less its projection on it.
+
+    Lanczos' three-term recurrence first: the two newest rows, the only ones ``w`` has more
+    than rounding along in exact arithmetic (the kept Ritz vectors too, just after a thick
+    restart); then one classical Gram-Schmidt pass over every row, and a second only when
+    that pass took away more than ``1 - 1/sqrt(2)`` of what was left (the criterion of
+    Daniel, Gragg, Kaufman and Stewart: "twice is enough"). Two passes over the basis a
+    product instead of the four of :func:`_orthogonalize`, which is what the step costs when
+    the basis is large (its memory traffic). Returns the remainder (a new vector; ``w`` is
+    left as it is) and every coefficient, the two newest included (the whole column of ``T``).
+    """
+    j = basis.shape[0]
+    newest = basis[max(0, j - 2) :]
+    h_new = newest @ w
+    w = torch.addmv(w, newest.T, h_new, alpha=-1)
+    before = float(w.norm())
+    h = basis @ w
+    w.addmv_(basis.T, h, alpha=-1)
+    h[max(0, j - 2) :] += h_new
+    if float(w.norm()) < before / np.sqrt(2.0):
+        h2 = basis @ w
+        w.addmv_(basis.T, h2, alpha=-1)
+        h += h2
+    return w, h
 
 
 def extreme(
@@ -220,7 +253,7 @@ def extreme(
     while True:
         w = matvec(q[j]).to(dtype)
         n += 1
-        w, h = _orthogonalize(q[: j + 1], w)
+        w, h = _orthogonalize_product(q[: j + 1], w)
         t[: j + 1, j] = h.double().cpu().numpy()
         beta = float(w.norm())
         t[j + 1, j] = beta
@@ -271,7 +304,7 @@ def extreme(
             t[len(kept), : len(kept)] = coupling * s[-1, kept]
             j = len(kept)
             restarts += 1
-        q[j] = w / beta
+        torch.div(w, beta, out=q[j])
 
 
 def _ritz(
