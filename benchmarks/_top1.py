@@ -130,9 +130,11 @@ def start_vector(op, seed: int) -> Tensor:
     return torch.randn(op.size, dtype=op.dtype, generator=gen).to(op.device)
 
 
-def eigenthings_run(model, loss_fn, batch, steps: int, seed: int) -> tuple[float, int]:
-    """Eigenthings' top eigenvalue by ``lanczos(k=1, max_iter=steps)`` -> (value, products)."""
-    op = eigenthings_operator(model, loss_fn, batch)
+def eigenthings_run(
+    model: nn.Module, loss_fn: Callable, batches, steps: int, *, k: int = 1, seed: int = 0
+) -> tuple[np.ndarray, int]:
+    """Eigenthings' top-k by ``lanczos(max_iter=steps, seed=seed)`` -> (values, products)."""
+    op = het.HessianOperator(model, batches, het.supervised_loss(loss_fn))
     count = [0]
 
     def matvec(v: Tensor) -> Tensor:
@@ -140,8 +142,8 @@ def eigenthings_run(model, loss_fn, batch, steps: int, seed: int) -> tuple[float
         return op.matvec(v)
 
     counted = het.LambdaOperator(matvec, op.size, device=op.device, dtype=op.dtype)
-    res = het.lanczos(counted, k=1, max_iter=steps, which="LA", seed=seed)
-    return float(res.eigenvalues.max()), count[0]
+    res = het.lanczos(counted, k=k, max_iter=steps, which="LA", seed=seed)
+    return res.eigenvalues.detach().cpu().numpy(), count[0]
 
 
 def eigenthings_ritz(model, loss_fn, batch, seed: int, max_steps: int) -> np.ndarray:
@@ -172,7 +174,8 @@ def run(parts, method: str, setting: float, seed: int, pyhessian_run) -> tuple[f
     if method == PYHESSIAN:  # seed 0 only: its start vector comes from torch.manual_seed(0)
         values, n = pyhessian_run(model, loss_fn, [batch], True, setting, k=1)
         return (float(np.max(values)) if len(values) else float("nan")), n, False
-    value, n = eigenthings_run(model, loss_fn, batch, int(setting), seed)
+    values, n = eigenthings_run(model, loss_fn, [batch], int(setting), seed=seed)
+    value = float(values.max())
     return value, n, False
 
 
@@ -270,7 +273,7 @@ def eigenthings_ladder(parts, seeds: range, rel: Callable[[float], float]):
     own = {s: next((m for m in counts if rel(ritz[s][m - 1]) <= TOL), None) for s in seeds}
     every = [m for m in counts if all(rel(ritz[s][m - 1]) <= TOL for s in seeds)]
     steps = every[0] if every else MAX_STEPS
-    got = eigenthings_run(model, loss_fn, batch, steps, seeds[0])[0]  # the replay, checked
+    got = float(eigenthings_run(model, loss_fn, [batch], steps, seed=seeds[0])[0].max())
     if abs(got - ritz[seeds[0]][steps - 1]) > 1e-5 * abs(got):
         raise RuntimeError(
             f"eigenthings' lanczos(max_iter={steps}, seed={seeds[0]}) returned {got!r}, its "

@@ -57,11 +57,14 @@ import importlib
 import statistics
 import time
 
-import hessian_eigenthings as het
 import numpy as np
 import torch
 from _timing import samples  # benchmarks/_timing.py: the script's folder is on sys.path
-from _top1 import TOP1_CASES, top1_main  # benchmarks/_top1.py: the ResNet and GPT-2 cases
+from _top1 import (
+    TOP1_CASES,
+    eigenthings_run,
+    top1_main,
+)  # benchmarks/_top1.py: the ResNet and GPT-2 cases
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -142,20 +145,6 @@ def pyhessian_run(model, loss_fn, batches, one_batch: bool, tol: float, k: int =
     return values, count[0]
 
 
-def eigenthings_run(model, loss_fn, batches, max_iter: int, k: int = K):
-    """Eigenthings' top-k by one Lanczos run of max_iter steps -> (values, products)."""
-    op = het.HessianOperator(model, batches, het.supervised_loss(loss_fn))
-    count = [0]
-
-    def matvec(v):
-        count[0] += 1
-        return op.matvec(v)
-
-    counted = het.LambdaOperator(matvec, op.size, device=op.device, dtype=op.dtype)
-    res = het.lanczos(counted, k=k, max_iter=max_iter, which="LA", seed=0)
-    return res.eigenvalues.detach().cpu().numpy(), count[0]
-
-
 def ours_run(model, loss_fn, batches):
     res = eigenvalues(model, loss_fn, ours_data(batches), k=K)
     return res.values, res.cost.hvp
@@ -218,14 +207,14 @@ def bench(
             lambda tol=tol: pyhessian_run(model, loss_fn, batches, one_batch, tol),
         )
     for steps in EIGENTHINGS_STEPS:
-        values, n = eigenthings_run(model, loss_fn, batches, steps)
+        values, n = eigenthings_run(model, loss_fn, batches, steps, k=K)
         err = rel_error(values, ref)
         if err <= TARGET:
             break
     reached = "" if err <= TARGET else " (target NOT reached)"
     chosen["eigenthings 1.0.0a5"] = (
         f"max_iter={steps}{reached}",
-        lambda s=steps: eigenthings_run(model, loss_fn, batches, s),
+        lambda s=steps: eigenthings_run(model, loss_fn, batches, s, k=K),
     )
     chosen["ours"] = (
         "defaults (tol=1e-6, self-stopping)",

@@ -165,16 +165,20 @@ def rayleigh(
     return values, res, error_bounds(others, wanted, res)
 
 
+def _project_out(basis: Tensor, w: Tensor) -> Tensor:
+    """One classical Gram-Schmidt pass, in place: ``w -= basis^T (basis w)``; the coefficients."""
+    h = basis @ w
+    w.addmv_(basis.T, h, alpha=-1)
+    return h
+
+
 def _orthogonalize(basis: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
     """``w`` less its projection on the rows of ``basis`` (Gram-Schmidt twice).
 
-    Returns the remainder and the coefficients. One new vector: the first pass writes the
-    remainder into it and the second updates it in place (``w`` itself is left as it is).
+    Returns the remainder (a new vector; ``w`` is left as it is) and the coefficients.
     """
-    h = basis @ w
-    w = torch.addmv(w, basis.T, h, alpha=-1)
-    h2 = basis @ w
-    return w.addmv_(basis.T, h2, alpha=-1), h + h2
+    w = w.clone()
+    return w, _project_out(basis, w) + _project_out(basis, w)
 
 
 def _orthogonalize_product(basis: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
@@ -189,18 +193,14 @@ def _orthogonalize_product(basis: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
     the basis is large (its memory traffic). Returns the remainder (a new vector; ``w`` is
     left as it is) and every coefficient, the two newest included (the whole column of ``T``).
     """
-    j = basis.shape[0]
-    newest = basis[max(0, j - 2) :]
-    h_new = newest @ w
-    w = torch.addmv(w, newest.T, h_new, alpha=-1)
+    newest = max(0, basis.shape[0] - 2)
+    w = w.clone()
+    h_new = _project_out(basis[newest:], w)
     before = float(w.norm())
-    h = basis @ w
-    w.addmv_(basis.T, h, alpha=-1)
-    h[max(0, j - 2) :] += h_new
+    h = _project_out(basis, w)
+    h[newest:] += h_new
     if float(w.norm()) < before / np.sqrt(2.0):
-        h2 = basis @ w
-        w.addmv_(basis.T, h2, alpha=-1)
-        h += h2
+        h += _project_out(basis, w)
     return w, h
 
 
