@@ -33,7 +33,8 @@ tokens (causal LM loss); built from configs (nothing downloads), eval mode, floa
 The reference is ours at ``tol=1e-6`` certified by a float64 product (its bound printed),
 computed once. The products a Lanczos run needs depend on its start vector, so ours and
 eigenthings run from the start seeds ``0 .. --seeds - 1``. Ours runs at ``tol=1e-3`` and stops
-on its own once its bound certifies 1e-3 relative. Eigenthings gets the smallest ``max_iter``
+on its own once its bound certifies 1e-3 relative, once for the eigenvalue alone (no stored
+Lanczos basis) and once with its eigenvector (``vectors=True``, a stored basis). Eigenthings gets the smallest ``max_iter``
 (of every count from 4 to 40) that ends within 1e-3 of the reference on EVERY seed (a setting
 its user fixes in advance), read from one 40-step Lanczos run per seed (the top Ritz value
 after each step, checked once against a ``lanczos`` call); each seed's own smallest count is
@@ -41,9 +42,9 @@ printed too. PyHessian runs on seed 0 only (the slower peer by far): its loosest
 1e-3, 3e-4, 1e-4, 3e-5 that reaches 1e-3, all replayed from ONE recorded run (its power
 iteration is the same sequence whatever ``tol``; only the stop differs). Time: every (method,
 seed) in interleaved rounds, per method the mean over seeds; peak memory: every (method, seed)
-once in a fresh child process, per method the largest over seeds. Ends with ``<case>: time
-ratio ours/faster peer X (target 0.8), memory ratio Y (target 1.0)``, both over the faster peer
-in time.
+once in a fresh child process, per method the largest over seeds. Ends with ``<case>, <ours
+row>: time ratio to the faster peer X (target 0.8), memory ratio Y (target 1.0)`` for each of
+ours' two rows, both over the peer faster in time.
 
 Run:  .venv/bin/python benchmarks/hessian_vs_peers.py [--repeats 5] [--only mlp|cnn|resnet|gpt2]
       [--seeds 5] [--no-pyhessian]

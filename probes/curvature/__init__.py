@@ -6,6 +6,7 @@ The Hessian, the generalised Gauss-Newton matrix and the Fisher.
   matrix, of the Hessian, the GGN or the Fisher, whole or per layer;
 - :mod:`~probes.curvature.operators`: the three operators as matrix-free products;
 - :mod:`~probes.curvature.lanczos`: thick-restart Lanczos with error bounds;
+- :mod:`~probes.curvature.three_term`: Lanczos without a stored basis, for eigenvalues alone;
 - :mod:`~probes.curvature.trace`: Hutchinson and Hutch++;
 - :mod:`~probes.curvature.density`: stochastic Lanczos quadrature;
 - :mod:`~probes.curvature.dense`: the dense matrix of a small model;
@@ -46,6 +47,7 @@ __all__ = [
     "preconditioned",
     "preconditioned_sharpness",
     "results",
+    "three_term",
     "trace",
 ]
 
@@ -62,6 +64,7 @@ __getattr__, __dir__ = attach(
         "outliers",
         "preconditioned",
         "results",
+        "three_term",
         "trace",
     ],
     {

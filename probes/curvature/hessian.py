@@ -3,10 +3,10 @@ r"""Extreme eigenvalues of the Hessian (or the GGN, or the Fisher) of the mean l
 :func:`eigenvalues` finds the top-k, bottom-k, both ends or the k largest in magnitude eigenpairs by
 thick-restart Lanczos on the device (:func:`probes.curvature.lanczos.extreme`) over the curvature
 operator of :mod:`probes.curvature.operators`, so it only needs matrix-vector products (each about a
-gradient's worth of work). The products are kept beside the Lanczos basis, so each Ritz pair's
-residual ``r = ||H v - lambda v||`` comes from the products themselves, at no extra product, and the
-eigenvalue's error is bounded by ``min(r, r^2 / gap)`` (the gap to the other Ritz values). It stops
-after the first product at which every wanted pair's bound meets
+gradient's worth of work). Each Ritz pair's residual ``r = ||H v - lambda v||`` comes from the
+coefficients of the orthogonalisation, at no extra product, and the eigenvalue's error is bounded
+by ``min(r, r^2 / gap)`` (the gap to the other Ritz values). It stops after the first product at
+which every wanted pair's bound meets
 
 .. math:: \mathrm{err} \le \mathrm{tol} \cdot \max(|\lambda|, \tau),
    \qquad \tau = 10\,\varepsilon \max_i |\lambda_i| / \mathrm{tol},
@@ -17,6 +17,17 @@ to rounding are judged against the rounding level of the products rather than ag
 about ``r / gap`` in angle. When ``max_products`` runs out first, the result says which pairs
 converged. The dense matrix (:mod:`probes.curvature.dense`) is used instead when nearly every
 eigenvalue is wanted.
+
+**Memory.** The thick-restart run keeps its basis, one vector of P numbers a product (up to
+``basis`` of them), which is what gives the eigenvectors. One eigenvalue without its vector
+needs no basis: then (``basis=None`` with k=1, ``which`` not ``"both"``, no ``vectors``, no
+float64 check and ``tol >= sqrt(eps)``, or ``basis=0``) Lanczos runs on its three-term
+recurrence alone (:func:`probes.curvature.three_term.three_term`), three vectors whatever the
+number of products, with the same bounds while its vectors stay semi-orthogonal, which it checks
+after every product; should a wanted pair converge to ``sqrt(eps)`` before they all meet ``tol``,
+it starts over with a stored basis (both runs' products in ``cost``). On an HF GPT-2 of 3.7M
+parameters at ``tol=1e-3``: 19-24 products either way, 400 MB of peak memory instead of 720 MB
+(``benchmarks/hessian_vs_peers.py``).
 
 **Precision.** Products of float16 and bfloat16 models are computed in float32 on a copy
 (:mod:`probes.curvature.operators`), and the Lanczos basis is kept in at least float32. Products
@@ -79,6 +90,7 @@ from probes.curvature.density import density
 from probes.curvature.lanczos import error_bounds, extreme, rayleigh, wanted_indices
 from probes.curvature.operators import CURVATURES, CurvatureOperator, operator
 from probes.curvature.results import Density, Eigenvalues, Matrix, Trace, curvature_cost
+from probes.curvature.three_term import three_term
 from probes.curvature.trace import trace
 
 __all__ = [
@@ -245,8 +257,8 @@ def eigenvalues(
     by one block product in float64 on a float64 copy of the model (values are then the float64
     Rayleigh quotients). Memory: the basis (not its products), up to ``basis * P`` numbers of
     the products' dtype (float32 for float16, bfloat16 and float32 models; on a host only the
-    rows used take memory), a float32 copy of a float16 or bfloat16 model, and with the float64
-    check the float64 copy.
+    rows used take memory), or three vectors without a basis (see the module docstring), a
+    float32 copy of a float16 or bfloat16 model, and with the float64 check the float64 copy.
 
     Args:
         model: the model (never modified).
@@ -270,8 +282,10 @@ def eigenvalues(
         batch_size: passed to :class:`landscape.Objective`.
         check: passed to :class:`landscape.Objective`.
         blocks: None, or ``"layer"`` for one result per layer's diagonal block.
-        basis: the Lanczos basis size before a thick restart (default
-            ``max(n + 25, 2n + 10)`` for n wanted pairs; at least n + 2).
+        basis: the Lanczos basis size before a thick restart (at least n + 2 for n wanted
+            pairs), or 0: no basis, the three-term recurrence (no ``vectors``, no float64
+            check). Default: no basis where that is safe (see the module docstring), else
+            ``max(n + 25, 2n + 10)``.
         certify: how results of float32 products are certified (:data:`CERTIFY`):
             ``"float64"`` (one block product on a float64 copy of the model), ``"rounding"``
             (bounds for products off by ``10 eps max|theta|``, no extra product nor copy) or
@@ -324,7 +338,7 @@ def eigenvalues(
     if max_products is not None:
         max_products = _check_int(fn, "max_products", max_products, 1)
     seed = _check_int(fn, "seed", seed, 0)
-    if basis is not None:
+    if basis is not None and not (basis == 0 and not isinstance(basis, bool)):
         basis = _check_int(fn, "basis", basis, (2 * k if which == "both" else k) + 2)
     _check_choice(fn, "certify", certify, CERTIFY)
 
@@ -351,6 +365,12 @@ def eigenvalues(
         certify = "rounding" if tol >= 100 * ROUNDING * eps else "float64"
     exact = op.dtype == torch.float64  # float64 products need no float64 check
     check64 = not exact and certify == "float64"
+    if basis == 0 and (vectors or check64):
+        need = "vectors=True" if vectors else "the float64 check (certify='float64' or a tight tol)"
+        raise ValueError(
+            f"{fn}: basis=0 keeps no Lanczos basis and so no eigenvectors, which {need} needs: "
+            "pass basis=None or a size"
+        )
     widen = not exact and not check64  # bounds widened by the products' rounding level
     budget = max(1, max_products - nev) if check64 and max_products is not None else max_products
     if nev >= p - 1 or p <= 3:  # nearly the whole spectrum: the dense matrix is cheaper
@@ -366,17 +386,34 @@ def eigenvalues(
     else:
         v0_t = torch.from_numpy(_start(v0, p, seed)).to(op.device, op.dtype)
         m = max(nev + 25, 2 * nev + 10) if basis is None else basis
-        ritz = extreme(
-            op.matvec,
-            v0_t,
-            nev,
-            which,
-            lambda values: _thresholds(values, tol, op.dtype, widen),
-            basis=m,
-            max_products=budget,
-            seed=seed,
-            rounding=ROUNDING * eps if widen else 0.0,
+        # no stored basis where nothing needs the Ritz vectors and a wanted pair cannot turn
+        # good (residual sqrt(eps) max|theta|) before it meets tol
+        lean = basis == 0 or (
+            basis is None and nev == 1 and not vectors and not check64 and tol >= np.sqrt(eps)
         )
+        ritz = None
+        if lean:
+            ritz = three_term(
+                op.matvec,
+                v0_t,
+                nev,
+                which,
+                lambda values: _thresholds(values, tol, op.dtype, widen),
+                max_products=budget,
+                rounding=ROUNDING * eps if widen else 0.0,
+            )
+        if ritz is None:
+            ritz = extreme(
+                op.matvec,
+                v0_t,
+                nev,
+                which,
+                lambda values: _thresholds(values, tol, op.dtype, widen),
+                basis=max(m, nev + 2),
+                max_products=None if budget is None else max(1, budget - (op.n_products - base)),
+                seed=seed,
+                rounding=ROUNDING * eps if widen else 0.0,
+            )
         vals, res, errors, converged = ritz.values, ritz.residuals, ritz.errors, ritz.converged
         rows = _signed(ritz.vectors.detach().to("cpu", torch.float64).numpy())
         spectrum, wanted, restarts = ritz.spectrum, ritz.wanted, ritz.restarts
