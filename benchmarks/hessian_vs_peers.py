@@ -34,8 +34,9 @@ The reference is ours at ``tol=1e-6`` certified by a float64 product (its bound 
 computed once. The products a Lanczos run needs depend on its start vector, so ours and
 eigenthings run from the start seeds ``0 .. --seeds - 1``. Ours runs at ``tol=1e-3`` and stops
 on its own once its bound certifies 1e-3 relative, once for the eigenvalue alone (no stored
-Lanczos basis) and once with its eigenvector (``vectors=True``, a stored basis). Eigenthings gets the smallest ``max_iter``
-(of every count from 4 to 40) that ends within 1e-3 of the reference on EVERY seed (a setting
+Lanczos basis) and once with its eigenvector (``vectors=True``, a stored basis). Eigenthings
+gets the smallest ``max_iter`` (of every count from 4 to 40) that ends within 1e-3 of the
+reference on EVERY seed (a setting
 its user fixes in advance), read from one 40-step Lanczos run per seed (the top Ritz value
 after each step, checked once against a ``lanczos`` call); each seed's own smallest count is
 printed too. PyHessian runs on seed 0 only (the slower peer by far): its loosest ``tol`` in
