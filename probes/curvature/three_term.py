@@ -12,17 +12,22 @@ not returned.
 
 In floating point the recurrence loses orthogonality, but only along Ritz vectors that have
 converged (Paige): ``|y_i^T q_{j+1}| ~ gamma / (beta_{j+1} |s_{ji}|)``, with ``gamma`` the
-rounding error of a step (``rounding * max|theta|``, the products' rounding level). While no
-Ritz pair's residual is below ``gamma / sqrt(eps)`` (no "good" Ritz vector in the sense of
-Parlett and Scott) the basis is semi-orthogonal, ``|q_i^T q_k| <= sqrt(eps)``, and then ``T_j``
-is the projection of ``H`` on an orthonormal basis of the Krylov space up to ``O(eps ||H||)``
-(Simon), so its Ritz values and residuals are those of a Rayleigh-Ritz step to rounding, and
-the bounds hold as with full reorthogonalisation. The run checks this after every product:
-it returns once the wanted pairs meet their thresholds, and returns ``None`` (the caller then
-runs :func:`~probes.curvature.lanczos.extreme` with a stored basis) as soon as a Ritz pair
-turns good before that, or the Krylov space turns out invariant (which needs a fresh direction
-orthogonal to a basis it does not have). ``tests/test_three_term.py`` checks the
-semi-orthogonality on the vectors the products saw.
+rounding error of a step, about ``eps max|theta|``. While no Ritz pair's residual is below
+``sqrt(eps) max|theta|`` (no "good" Ritz vector in the sense of Parlett and Scott) the vectors
+are semi-orthogonal, ``|q_i^T q_k| <= sqrt(eps)``, and then ``T_j`` is the projection of ``H``
+on an orthonormal basis of the Krylov space up to ``O(eps ||H||)`` (Simon): its Ritz values and
+residuals are those of a Rayleigh-Ritz step to rounding, and the bounds hold as with full
+reorthogonalisation. A pair the run does not want may turn good (on an HF GPT-2 at its
+initialisation the bottom eigenvalue converges before the top one): from then on the vectors
+lose their orthogonality along it, and a second copy of its value appears among the Ritz values
+(as in Lanczos without reorthogonalisation, Cullum and Willoughby), while the other Ritz values
+go on converging; a copy only shrinks the gaps of the bounds. A wanted pair that turns good
+before every wanted pair meets its threshold would get its own copy, so the run returns
+``None`` then (the caller runs :func:`~probes.curvature.lanczos.extreme` with a stored basis),
+and also when the Krylov space turns out invariant (going on needs a fresh direction orthogonal
+to a basis it does not have). ``tests/test_three_term.py`` checks, against exact spectra, the
+semi-orthogonality on the vectors the products saw, and that the bounds hold in float32 after
+an unwanted pair converged and the vectors lost their orthogonality along it.
 
 References:
     - C. C. Paige, "Accuracy and effectiveness of the Lanczos algorithm for the symmetric
@@ -30,6 +35,8 @@ References:
     - B. N. Parlett, D. S. Scott, "The Lanczos algorithm with selective orthogonalization",
       Math. Comp., 1979.
     - H. D. Simon, "The Lanczos algorithm with partial reorthogonalization", Math. Comp., 1984.
+    - J. K. Cullum, R. A. Willoughby, "Lanczos Algorithms for Large Symmetric Eigenvalue
+      Computations", Birkhauser, 1985.
 """
 
 from __future__ import annotations
@@ -68,13 +75,12 @@ def three_term(
         max_products: stop after this many products with the best values so far (default
             1000, a guard against a target below the products' rounding level).
         rounding: the products' error relative to ``max|theta|``: the bounds allow for it
-            (:func:`~probes.curvature.lanczos.error_bounds`) and it sets the rounding of a step
-            in the orthogonality check (at least the dtype's eps).
+            (:func:`~probes.curvature.lanczos.error_bounds`).
 
     Returns:
         The wanted Ritz values with their residuals, bounds and flags (``vectors`` empty,
-        ``restarts`` 0), or None when semi-orthogonality would be lost (or the Krylov space is
-        invariant) before they meet their thresholds: run a stored basis instead.
+        ``restarts`` 0), or None when a wanted pair turns good (or the Krylov space is
+        invariant) before they all meet their thresholds: run a stored basis instead.
     """
     p = v0.numel()
     dtype = torch.promote_types(v0.dtype, torch.float32)
