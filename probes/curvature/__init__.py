@@ -5,6 +5,8 @@ The Hessian, the generalised Gauss-Newton matrix and the Fisher.
 - :mod:`~probes.curvature.hessian`: the entry point: eigenvalues, trace, density, the dense
   matrix, of the Hessian, the GGN or the Fisher, whole or per layer;
 - :mod:`~probes.curvature.operators`: the three operators as matrix-free products;
+- :mod:`~probes.curvature.certify`: how the eigenvalue bounds are made to hold for the exact
+  matrix (float32 products' rounding, the float64 check);
 - :mod:`~probes.curvature.lanczos`: thick-restart Lanczos with error bounds;
 - :mod:`~probes.curvature.three_term`: Lanczos without a stored basis, for eigenvalues alone;
 - :mod:`~probes.curvature.trace`: Hutchinson and Hutch++;
@@ -35,6 +37,7 @@ __all__ = [
     "PreconditionedSharpness",
     "Trace",
     "blocks",
+    "certify",
     "class_mean_overlap",
     "class_means",
     "dense",
@@ -55,6 +58,7 @@ __getattr__, __dir__ = attach(
     __name__,
     [
         "blocks",
+        "certify",
         "class_means",
         "dense",
         "density",

@@ -29,30 +29,10 @@ it starts over with a stored basis (both runs' products in ``cost``). On an HF G
 parameters at ``tol=1e-3``: 19-24 products either way, 400 MB of peak memory instead of 720 MB
 (``benchmarks/hessian_vs_peers.py``).
 
-**Precision.** Products of float16 and bfloat16 models are computed in float32 on a copy
-(:mod:`probes.curvature.operators`), and the Lanczos basis is kept in at least float32. Products
-in float32 are themselves off by up to about ``eps_fp32 ||H||``, which a residual computed from
-them cannot see (a float32 run stated 5e-14 where it was 1.2e-8 off). How the bounds are made
-to hold for the exact Hessian is ``certify`` (:data:`CERTIFY`). At ``tol >= 1000 eps``
-(1.2e-4 for float32 products; ``certify="auto"``, the default) the bounds allow for products
-off by their rounding level ``e = 10 eps max|theta|``: ``min(r + e, (r + 2e)^2 / gap + e)``,
-the stop included (``"rounding"``): at most 1% of what ``tol`` allows, it costs no product
-and no copy of the model. At tighter ``tol``, or with ``certify="float64"``, unless the
-products are already float64 the returned pairs are checked with one block product in float64,
-on a float64 copy of the model: each value is the Rayleigh quotient ``y^T H y`` of its Ritz vector
-``y``, and the residual ``||H y - value y||`` and the bound ``min(r, r^2 / gap)`` come from the
-float64 product, so they bound the distance to an eigenvalue of the exact Hessian rather than
-of its rounded products (``certified`` in the result). Measured against a dense float64 Hessian
-at the same weights (tests/test_low_precision.py; MLPs, a BatchNorm conv net and a Conv2d net;
-the top 3 and 3 from each end; 3 seeds): bfloat16, float16 and float32 models alike within
-``4e-7 ||H||``, every error at most 0.7 of its stated bound, every bound below
-``1.2e-6 ||H||``. Before, a bfloat16 run was 30% off with ``converged=True``. The widened
-bounds of ``"rounding"`` hold against the same references (tests/test_hessian_certify.py); on an
-HF ResNet of 0.9M parameters at ``tol=1e-3`` the float64 check had taken more time than the
-Lanczos run itself (a float64 copy, its graph and a float64 product). Should the model
-not run in float64, the bound instead adds the rounding level ``10 eps max|theta|`` of the
-products (measured error of float32 products: below ``1 eps ||H||``), ``certified`` is False
-and ``converged`` is judged on the computed products.
+**Precision.** Products of float16 and bfloat16 models are computed in float32 on a copy, the
+basis is kept in at least float32, and ``certify``
+(:data:`~probes.curvature.certify.CERTIFY`) makes the bounds hold for the exact matrix rather
+than for its rounded products: see :mod:`probes.curvature.certify`.
 
 Examples:
     >>> top = eigenvalues(model, nn.CrossEntropyLoss(), (X, y), k=5)
@@ -85,6 +65,7 @@ from torch import Tensor, nn
 from landscape.engine.checks import _check_choice, _check_int
 from landscape.engine.params import ParamFilter
 from probes.curvature.blocks import BlockEigenvalues, block_eigenvalues
+from probes.curvature.certify import CERTIFY, ROUNDING, resolve, thresholds
 from probes.curvature.dense import dense, matrix
 from probes.curvature.density import density
 from probes.curvature.lanczos import error_bounds, extreme, rayleigh, wanted_indices
@@ -95,6 +76,7 @@ from probes.curvature.trace import trace
 
 __all__ = [
     "CERTIFY",
+    "ROUNDING",
     "WHICH",
     "BlockEigenvalues",
     "Density",
@@ -106,15 +88,6 @@ __all__ = [
     "matrix",
     "trace",
 ]
-
-CERTIFY = ("auto", "float64", "rounding")
-"""How :func:`eigenvalues` certifies float32 (and float16, bfloat16) results: ``"float64"``, one
-block product on a float64 copy of the model; ``"rounding"``, no extra product, the residuals
-widened by the rounding level of the products; ``"auto"``, ``"rounding"`` when that level is at
-most 1% of ``tol`` (``tol >= 1000 eps``, 1.2e-4 for float32 products), else ``"float64"``."""
-ROUNDING = 10.0
-"""The rounding level of float32 (or float64) curvature products, in units of ``eps max|theta|``
-(measured: below 1, tests/test_low_precision.py)."""
 
 WHICH = ("largest", "smallest", "both", "magnitude")
 """Which eigenvalues :func:`eigenvalues` finds: the k algebraically largest, the k smallest,
@@ -140,17 +113,6 @@ def _residuals(op: CurvatureOperator, values: np.ndarray, vectors: np.ndarray) -
     # the vectors as the device saw them (rounded to the model's dtype)
     seen = v.detach().to("cpu", torch.float64).numpy()
     return np.linalg.norm(mv - values[:, None] * seen, axis=1)
-
-
-def _thresholds(
-    values: np.ndarray, tol: float, dtype: torch.dtype, widened: bool = False
-) -> np.ndarray:
-    """What each value's bound must meet; ``widened``: bounds that include the rounding level."""
-    eps = torch.finfo(dtype).eps if dtype.is_floating_point else np.finfo(np.float64).eps
-    scale = float(np.max(np.abs(values))) if len(values) else 0.0
-    floor = (2 if widened else 1) * ROUNDING * eps * scale  # zero up to rounding
-    tiny = max(floor / tol, np.finfo(np.float64).tiny)
-    return tol * np.maximum(np.abs(values), tiny)
 
 
 def _start(v0: Any, p: int, seed: int) -> np.ndarray:
@@ -286,7 +248,8 @@ def eigenvalues(
             pairs), or 0: no basis, the three-term recurrence (no ``vectors``, no float64
             check). Default: no basis where that is safe (see the module docstring), else
             ``max(n + 25, 2n + 10)``.
-        certify: how results of float32 products are certified (:data:`CERTIFY`):
+        certify: how results of float32 products are certified
+            (:data:`~probes.curvature.certify.CERTIFY`):
             ``"float64"`` (one block product on a float64 copy of the model), ``"rounding"``
             (bounds for products off by ``10 eps max|theta|``, no extra product nor copy) or
             ``"auto"`` (``"rounding"`` when ``tol >= 1000 eps``, else ``"float64"``).
@@ -362,7 +325,7 @@ def eigenvalues(
     base = op.n_products
     eps = float(torch.finfo(op.dtype).eps)
     if certify == "auto":
-        certify = "rounding" if tol >= 100 * ROUNDING * eps else "float64"
+        certify = resolve(tol, op.dtype)
     exact = op.dtype == torch.float64  # float64 products need no float64 check
     check64 = not exact and certify == "float64"
     if basis == 0 and (vectors or check64):
@@ -382,7 +345,7 @@ def eigenvalues(
         vals, restarts = spectrum[wanted], 0
         res = _residuals(op, vals, rows)
         errors = error_bounds(spectrum, wanted, res)
-        converged = errors <= _thresholds(vals, tol, op.dtype)
+        converged = errors <= thresholds(vals, tol, op.dtype)
     else:
         v0_t = torch.from_numpy(_start(v0, p, seed)).to(op.device, op.dtype)
         m = max(nev + 25, 2 * nev + 10) if basis is None else basis
@@ -398,7 +361,7 @@ def eigenvalues(
                 v0_t,
                 nev,
                 which,
-                lambda values: _thresholds(values, tol, op.dtype, widen),
+                lambda values: thresholds(values, tol, op.dtype, widen),
                 max_products=budget,
                 rounding=ROUNDING * eps if widen else 0.0,
             )
@@ -408,7 +371,7 @@ def eigenvalues(
                 v0_t,
                 nev,
                 which,
-                lambda values: _thresholds(values, tol, op.dtype, widen),
+                lambda values: thresholds(values, tol, op.dtype, widen),
                 basis=max(m, nev + 2),
                 max_products=None if budget is None else max(1, budget - (op.n_products - base)),
                 seed=seed,
@@ -425,7 +388,7 @@ def eigenvalues(
         if ritz is None:
             rounding = ROUNDING * eps * float(np.max(np.abs(spectrum)))
             errors = error_bounds(spectrum, wanted, res, rounding)
-            converged = errors <= _thresholds(vals, tol, op.dtype, widen)
+            converged = errors <= thresholds(vals, tol, op.dtype, widen)
         certified = True
     elif not exact and len(vals):
         op.objective.clear_cache()
@@ -443,7 +406,7 @@ def eigenvalues(
             )
             vals, res, errors = rayleigh(op64.matvec, rows, spectrum, wanted, op64.device)
             products, passes, certified = products + op64.n_products, passes + op64.passes, True
-            converged = errors <= _thresholds(vals, tol, op.dtype)
+            converged = errors <= thresholds(vals, tol, op.dtype)
         except (RuntimeError, ValueError, TypeError, NotImplementedError):
             # the model does not run in float64: the rounding level of the products instead
             errors = errors + ROUNDING * eps * float(np.max(np.abs(spectrum)))

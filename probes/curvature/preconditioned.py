@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from landscape.engine.checks import _check_int
 from landscape.engine.params import ParamFilter
+from probes.curvature.certify import thresholds
 from probes.curvature.lanczos import extreme
 from probes.curvature.operators import operator
 from probes.curvature.results import PreconditionedSharpness, curvature_cost
@@ -111,13 +112,6 @@ def adam_preconditioner(
     keys = ("lr", "beta1", "beta2", "eps", "step")
     out = {k: (float(v) if same else math.nan) for k, v in zip(keys, settings[0], strict=True)}
     return torch.cat(parts), out
-
-
-def _thresholds(values: np.ndarray, tol: float, dtype: torch.dtype) -> np.ndarray:
-    eps = torch.finfo(dtype).eps
-    scale = float(np.max(np.abs(values))) if len(values) else 0.0
-    tiny = max(10 * eps * scale / tol, np.finfo(np.float64).tiny)
-    return tol * np.maximum(np.abs(values), tiny)
 
 
 def preconditioned_sharpness(
@@ -215,7 +209,7 @@ def preconditioned_sharpness(
         start.to(op.device, op.dtype),
         k,
         "largest",
-        lambda values: _thresholds(values, tol, op.dtype),
+        lambda values: thresholds(values, tol, op.dtype),
         basis=max(k + 25, 2 * k + 10),
         max_products=max_products,
         seed=seed,
