@@ -54,6 +54,7 @@ References:
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, overload
@@ -348,34 +349,30 @@ def eigenvalues(
         converged = errors <= thresholds(vals, tol, op.dtype)
     else:
         v0_t = torch.from_numpy(_start(v0, p, seed)).to(op.device, op.dtype)
-        m = max(nev + 25, 2 * nev + 10) if basis is None else basis
         # no stored basis where nothing needs the Ritz vectors and a wanted pair cannot turn
         # good (residual sqrt(eps) max|theta|) before it meets tol
         lean = basis == 0 or (
             basis is None and nev == 1 and not vectors and not check64 and tol >= np.sqrt(eps)
         )
+        stop = functools.partial(thresholds, tol=tol, dtype=op.dtype, widened=widen)
+        level = ROUNDING * eps if widen else 0.0
         ritz = None
         if lean:
             ritz = three_term(
-                op.matvec,
-                v0_t,
-                nev,
-                which,
-                lambda values: thresholds(values, tol, op.dtype, widen),
-                max_products=budget,
-                rounding=ROUNDING * eps if widen else 0.0,
+                op.matvec, v0_t, nev, which, stop, max_products=budget, rounding=level
             )
-        if ritz is None:
+        if ritz is None:  # a basis is needed, or three-term handed over
+            used = op.n_products - base
             ritz = extreme(
                 op.matvec,
                 v0_t,
                 nev,
                 which,
-                lambda values: thresholds(values, tol, op.dtype, widen),
-                basis=max(m, nev + 2),
-                max_products=None if budget is None else max(1, budget - (op.n_products - base)),
+                stop,
+                basis=basis or max(nev + 25, 2 * nev + 10),
+                max_products=None if budget is None else max(1, budget - used),
                 seed=seed,
-                rounding=ROUNDING * eps if widen else 0.0,
+                rounding=level,
             )
         vals, res, errors, converged = ritz.values, ritz.residuals, ritz.errors, ritz.converged
         rows = _signed(ritz.vectors.detach().to("cpu", torch.float64).numpy())

@@ -108,8 +108,8 @@ def three_term(
         scale = max(float(np.abs(theta).max()), np.finfo(np.float64).tiny)
         residuals = beta * np.abs(s[-1])
         full, spent = j == p, n >= limit
+        wanted = wanted_indices(theta, which, nev)
         if j >= min(nev, p) or spent:
-            wanted = wanted_indices(theta, which, nev)
             errors = error_bounds(theta, wanted, residuals[wanted], rounding * scale)
             converged = errors <= thresholds(theta[wanted])
             invariant = beta <= 10 * eps * scale * np.sqrt(j)
@@ -127,8 +127,7 @@ def three_term(
                 )
         # q_{j+1} would lose orthogonality beyond sqrt(eps) along a wanted Ritz vector that
         # has converged (and grow a second copy of its value) before they all meet tol
-        good = residuals <= np.sqrt(eps) * scale
-        if good[wanted_indices(theta, which, nev)].any():
+        if np.any(residuals[wanted] <= np.sqrt(eps) * scale):
             return None
         # (a zero beta is a good Ritz vector too: every residual is zero, caught above)
         betas.append(beta)
